@@ -1,0 +1,50 @@
+/*
+ * util: allocation that never fails (it aborts), time helpers, ids and the
+ * durable-file primitives (write, fsync, rename) every process needs.
+ */
+#ifndef HIVE_UTIL_H
+#define HIVE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Monotonic clock in nanoseconds and milliseconds. */
+int64_t util_mono_ns(void);
+int64_t util_mono_ms(void);
+/* Wall clock in nanoseconds since the epoch. */
+int64_t util_wall_ns(void);
+/* Format UTC "2026-01-02T03:04:05.678Z" (at least 32 bytes). */
+void util_iso_utc(char *buf, size_t cap, int64_t wall_ns);
+/* Format local "2026-01-02T03:04:05" (at least 32 bytes). */
+void util_iso_local(char *buf, size_t cap, int64_t wall_ns);
+
+/* True when ID matches [A-Za-z0-9._-]{1,64} and is not "." or "..". */
+bool util_id_valid(const char *id);
+/* Copy IN to OUT keeping [A-Za-z0-9._-], others become '_'; never empty
+ * (an empty or dot-only result becomes "_"). */
+void util_sanitize(const char *in, char *out, size_t cap);
+/* Fill OUT with N random lowercase hex characters and a NUL. */
+void util_random_hex(char *out, size_t n);
+
+/* mkdir -p with mode 0755; 0 or -1 with errno. */
+int util_mkdirs(const char *path);
+/* fsync a directory by path; 0 or -1 with errno. */
+int util_fsync_dir(const char *path);
+/* Write DATA to PATH through a temp file in the same folder, fsync, rename
+ * over PATH, fsync the folder. 0 or -1 with errno. */
+int util_write_file_atomic(const char *path, const void *data, size_t len);
+/* Read a whole file (at most MAX bytes, else -1 with EFBIG); NUL-terminated. */
+char *util_read_file(const char *path, size_t max, size_t *len_out);
+/* Set O_NONBLOCK and FD_CLOEXEC. */
+int util_set_nonblock_cloexec(int fd);
+
+#endif

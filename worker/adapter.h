@@ -1,0 +1,68 @@
+/*
+ * adapter: runs one task through the bot's adapter and reports its output as
+ * it comes and its result once. "mock" answers with a markdown summary of the
+ * task (after an optional delay); "cli" runs an argv (no shell) in the work
+ * dir, in its own process group, content on stdin or substituted for
+ * "{content}", with a timeout (SIGTERM, then SIGKILL), an output cap and the
+ * environment rules of SPEC §3.1. Everything is driven by the caller's
+ * libevent loop; nothing blocks.
+ */
+#ifndef HIVE_ADAPTER_H
+#define HIVE_ADAPTER_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+enum adapter_type { ADAPTER_MOCK, ADAPTER_CLI };
+
+struct adapter_config {
+    enum adapter_type type;
+    char **argv;          /* cli: NULL-terminated; "{content}", "{task_id}", "{bot_id}" substituted */
+    char **env_remove;    /* NULL-terminated names, or NULL */
+    char **env_set;       /* NULL-terminated "NAME=value", or NULL */
+    const char *work_dir; /* cli: the child's cwd */
+    int delay_ms;         /* mock: answer after this long */
+    double timeout_s;     /* 0 = none; else SIGTERM at timeout */
+    int kill_grace_ms;    /* SIGKILL this long after SIGTERM (default 2000 when 0) */
+    size_t output_cap;    /* stdout bytes kept; more fails the task (0 = 8 MiB) */
+};
+
+struct adapter_task {
+    const char *task_id;
+    const char *bot_id;
+    const char *source; /* "file", "http", "websocket" */
+    const char *content;
+};
+
+struct adapter_result {
+    bool success;
+    char *output; /* stdout (NUL-terminated), never NULL */
+    size_t output_len;
+    char *error;  /* NULL on success; "timed out after N s", "interrupted",
+                     "exit status N: <stderr tail>", "killed by signal N", ... */
+    double duration_seconds;
+};
+
+struct adapter_job;
+
+typedef void (*adapter_chunk_cb)(const char *data, size_t len, void *arg);
+/* Called exactly once; RESULT is freed after the callback returns (take
+ * ownership of its strings by setting them to NULL). The job is freed too. */
+typedef void (*adapter_done_cb)(struct adapter_result *result, void *arg);
+
+/* Start TASK. CHUNK (may be NULL) receives stdout as it arrives. Returns NULL
+ * with a reason in ERR when the process could not be started (done is then
+ * not called). */
+struct adapter_job *adapter_start(struct event_base *base, const struct adapter_config *config,
+                                  const struct adapter_task *task, adapter_chunk_cb chunk,
+                                  adapter_done_cb done, void *arg, char *err, size_t errlen);
+/* Kill the job's process group now; it ends failed with "interrupted". */
+void adapter_interrupt(struct adapter_job *job);
+/* Kill the job and free it without calling done (shutdown). */
+void adapter_abandon(struct adapter_job *job);
+/* The child's pid (its process group id), 0 for mock. */
+pid_t adapter_pid(const struct adapter_job *job);
+
+#endif
