@@ -10,7 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -115,8 +119,8 @@ void util_iso_local(char *buf, size_t cap, int64_t wall_ns)
 
 static bool util_id_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 bool util_id_valid(const char *id)
@@ -286,4 +290,77 @@ int util_set_nonblock_cloexec(int fd)
     if (fdfl < 0 || fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) < 0)
         return -1;
     return 0;
+}
+
+bool util_addr_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    char buf[64];
+    if (!host)
+        return false;
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof buf) {
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = '\0';
+        host = buf;
+    }
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
+}
+
+int util_listen_tcp(const char *host, int port, char *err, size_t errlen)
+{
+    char service[16], name[64];
+    snprintf(service, sizeof service, "%d", port);
+    snprintf(name, sizeof name, "%s", host);
+    size_t n = strlen(name);
+    if (n >= 2 && name[0] == '[' && name[n - 1] == ']') {
+        memmove(name, name + 1, n - 2);
+        name[n - 2] = '\0';
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(name, service, &hints, &ai);
+    if (gai != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(gai));
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 511) < 0) {
+        int saved = errno;
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port,
+                 saved == EADDRINUSE ? "address already in use" : strerror(saved));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        errno = saved;
+        return -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+int util_socket_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
 }

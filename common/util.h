@@ -44,6 +44,13 @@ int util_fsync_dir(const char *path);
 int util_write_file_atomic(const char *path, const void *data, size_t len);
 /* Read a whole file (at most MAX bytes, else -1 with EFBIG); NUL-terminated. */
 char *util_read_file(const char *path, size_t max, size_t *len_out);
+/* True for 127.0.0.0/8, ::1, [::1] and "localhost". */
+bool util_addr_is_loopback(const char *host);
+/* Bind and listen on HOST:PORT (PORT 0: the kernel picks), non-blocking and
+ * close-on-exec. Returns the fd, or -1 with errno and a reason in ERR. */
+int util_listen_tcp(const char *host, int port, char *err, size_t errlen);
+/* The local port of a bound socket, or -1. */
+int util_socket_port(int fd);
 /* Set O_NONBLOCK and FD_CLOEXEC. */
 int util_set_nonblock_cloexec(int fd);
 

@@ -7,6 +7,7 @@
 #ifndef HIVE_QUEUE_H
 #define HIVE_QUEUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,10 @@ void *queue_peek(const struct queue *q);
 void *queue_pop(struct queue *q);
 /* The payload stored under KEY, or NULL. */
 void *queue_find(const struct queue *q, const char *key);
+/* The first payload (in no particular order) for which MATCH(data, ctx) is
+ * true, or NULL. A linear scan, for rare look-ups by another field. */
+void *queue_find_if(const struct queue *q, bool (*match)(const void *data, const void *ctx),
+                    const void *ctx);
 /* Remove KEY and return its payload, or NULL when absent. */
 void *queue_remove(struct queue *q, const char *key);
 /* 1-based position KEY would be popped at, or 0 when absent. */

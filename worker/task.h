@@ -1,16 +1,49 @@
 /*
- * task: the one record a task is, whatever door it came through. Owned by the
- * engine from acceptance to archive.
+ * task: the one record a task is, whatever door it came through. Created when
+ * a task is accepted (or found in the file queue), owned by the engine until
+ * it is archived and then kept a while for GET /api/task/<id>.
  */
 #ifndef HIVE_TASK_H
 #define HIVE_TASK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum task_source { TASK_SOURCE_FILE, TASK_SOURCE_HTTP, TASK_SOURCE_WEBSOCKET };
 
+enum task_state { TASK_ACCEPTING, TASK_QUEUED, TASK_RUNNING, TASK_DONE, TASK_FAILED };
+
+struct task {
+    char *id;
+    enum task_source source;
+    enum task_state state;
+    char *from;       /* "user" for realtime tasks unless given */
+    char *to;         /* the bot, unless a task file says otherwise */
+    char *priority;   /* as given ("P0" default for realtime) */
+    int rank;         /* 0..9, 10 unreadable */
+    char *content;    /* NULL for file tasks until claimed */
+    int64_t order;    /* realtime: acceptance wall ns; file: mtime ns */
+    char *file_name;  /* on-disk name in the queue (X.md) or _realtime (ID.json) */
+    char *parse_error; /* file task that could not be parsed */
+    uint64_t ws_session; /* WebSocket session that submitted it, 0 none */
+    int64_t started_wall_ns;
+    /* Result, once finished. */
+    bool success;
+    char *output;
+    size_t output_len;
+    char *error;
+    double duration_seconds;
+    char *response_file;
+};
+
 /* "file", "http" or "websocket". */
 const char *task_source_name(enum task_source source);
+/* "queued", "running", "done" or "failed" (accepting counts as queued). */
+const char *task_state_name(enum task_state state);
+/* A new task with ID and SOURCE, everything else empty. */
+struct task *task_new(const char *id, enum task_source source);
+/* Free a task and all it owns. */
+void task_free(struct task *task);
 
 #endif

@@ -1,0 +1,76 @@
+/*
+ * activity: appends the DEIA activity log. Losing a line on a crash is
+ * acceptable (it is a log, not state), so there is no fsync here.
+ */
+#include "worker/activity.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/util.h"
+
+struct activity {
+    int fd;
+    char *bot_id;
+    bool warned;
+};
+
+struct activity *activity_open(const char *path, const char *bot_id)
+{
+    struct activity *a = xcalloc(1, sizeof *a);
+    a->bot_id = xstrdup(bot_id);
+    a->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (a->fd < 0)
+        log_warn("cannot open activity log %s: %s", path, strerror(errno));
+    return a;
+}
+
+void activity_close(struct activity *a)
+{
+    if (!a)
+        return;
+    if (a->fd >= 0)
+        close(a->fd);
+    free(a->bot_id);
+    free(a);
+}
+
+/* A string or JSON null. */
+static json_t *activity_str(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+void activity_log(struct activity *a, const struct activity_event *ev, json_t *context)
+{
+    char ts[40];
+    util_iso_utc(ts, sizeof ts, util_wall_ns());
+    json_t *o = json_object();
+    json_object_set_new(o, "timestamp", json_string(ts));
+    json_object_set_new(o, "bot_id", json_string(a->bot_id));
+    json_object_set_new(o, "event_type", json_string(ev->event_type));
+    json_object_set_new(o, "operation",
+                        json_string(ev->operation ? ev->operation : ev->event_type));
+    json_object_set_new(o, "result", json_string(ev->result ? ev->result : "success"));
+    json_object_set_new(o, "duration_seconds", json_real(ev->duration_seconds));
+    json_object_set_new(o, "error", activity_str(ev->error));
+    json_object_set_new(o, "task_id", activity_str(ev->task_id));
+    json_object_set_new(o, "source", activity_str(ev->source));
+    json_object_set_new(o, "context", context ? context : json_object());
+    size_t len;
+    char *line = json_dump_compact(o, &len);
+    json_decref(o);
+    line = xrealloc(line, len + 2);
+    line[len++] = '\n';
+    if (a->fd >= 0 && write(a->fd, line, len) < 0 && !a->warned) {
+        log_warn("cannot write activity log: %s", strerror(errno));
+        a->warned = true;
+    }
+    free(line);
+}

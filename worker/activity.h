@@ -1,0 +1,27 @@
+/*
+ * activity: the bot's activity log (SPEC §2.3), one JSON object per line in
+ * .deia/bot-logs/<BOT-ID>-activity.jsonl, appended with one write each.
+ */
+#ifndef HIVE_ACTIVITY_H
+#define HIVE_ACTIVITY_H
+
+#include <jansson.h>
+
+struct activity;
+
+struct activity_event {
+    const char *event_type; /* startup, shutdown, task_received, task_started, ... */
+    const char *operation;  /* NULL → the event type */
+    const char *result;     /* NULL → "success" */
+    double duration_seconds;
+    const char *error;   /* NULL → null */
+    const char *task_id; /* NULL → null */
+    const char *source;  /* NULL → null */
+};
+
+struct activity *activity_open(const char *path, const char *bot_id);
+void activity_close(struct activity *a);
+/* Append one event; CONTEXT (may be NULL) is stolen. Failures are logged once. */
+void activity_log(struct activity *a, const struct activity_event *ev, json_t *context);
+
+#endif

@@ -1,0 +1,548 @@
+/*
+ * api: owns the bot's HTTP server and its WebSocket sessions. One routing
+ * step (api_route) maps a request to one handler; every handler answers
+ * once. Tasks go to the engine; answers that wait for the durable write are
+ * given from the engine's accept callback.
+ */
+#include "worker/api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/taskfile.h"
+
+/* A connected WebSocket client. */
+struct api_ws {
+    struct ws_session *ws;
+    uint64_t id;
+    struct api *api;
+    struct api_ws *next;
+};
+
+struct api {
+    struct api_config cfg;
+    struct http_server *http;
+    struct engine *engine;
+    struct store *store;
+    struct api_ws *sessions;
+};
+
+/* Current UTC time as a JSON string. */
+static json_t *api_now(void)
+{
+    char ts[40];
+    util_iso_utc(ts, sizeof ts, util_wall_ns());
+    return json_string(ts);
+}
+
+/* A string or JSON null. */
+static json_t *api_str(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+/* The fields of GET /status (also the WebSocket "status" message). */
+static json_t *api_status_json(struct api *api)
+{
+    struct engine_status st;
+    engine_status(api->engine, &st);
+    json_t *cur = json_null();
+    if (st.current) {
+        char ts[40];
+        util_iso_utc(ts, sizeof ts, st.current->started_wall_ns);
+        cur = json_pack("{s:s, s:s, s:s}", "task_id", st.current->id, "source",
+                        task_source_name(st.current->source), "started_at", ts);
+    }
+    double up = (double)(util_mono_ns() - api->cfg.started_mono_ns) / 1e9;
+    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:I, s:I, s:o, s:{s:I, s:I}, s:o, s:s}",
+                     "bot_id", api->cfg.bot_id, "status", st.state, "mode", api->cfg.mode, "port",
+                     api->cfg.port, "pid", (int)getpid(), "uptime_seconds", up, "tasks_processed",
+                     (json_int_t)st.processed, "tasks_failed", (json_int_t)st.failed,
+                     "current_task", cur, "queue", "realtime", (json_int_t)st.realtime, "file",
+                     (json_int_t)st.file, "timestamp", api_now(), "version", HIVE_VERSION);
+}
+
+/* Extract the "## Output" section of a response file. */
+static char *api_response_output(const char *text)
+{
+    const char *p = strstr(text, "\n## Output\n\n");
+    if (!p)
+        return xstrdup("");
+    p += strlen("\n## Output\n\n");
+    const char *end = strstr(p, "\n\n## Files Modified");
+    return end ? xstrndup(p, (size_t)(end - p)) : xstrdup(p);
+}
+
+/* GET /api/task/<id> for a task the engine no longer remembers. */
+static json_t *api_task_from_disk(struct api *api, const char *id)
+{
+    char *name = store_find_response(api->store, api->cfg.bot_id, id);
+    if (!name)
+        return NULL;
+    char *path = xasprintf("%s/%s", store_paths(api->store)->responses, name);
+    char *text = util_read_file(path, 64u << 20, NULL);
+    free(path);
+    bool ok = strstr(name, "-complete") != NULL;
+    char *output = text ? api_response_output(text) : xstrdup("");
+    const char *src = text ? strstr(text, "**Source:** ") : NULL;
+    char source[16] = "file";
+    if (src)
+        sscanf(src + strlen("**Source:** "), "%15[a-z]", source);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:{s:b, s:s, s:n, s:n, s:s}}", "task_id", id, "state",
+                          ok ? "done" : "failed", "source", source, "result", "success", ok,
+                          "output", output, "error", "duration_seconds", "response_file", name);
+    free(output);
+    free(text);
+    free(name);
+    return o;
+}
+
+/* The JSON of a known task. */
+static json_t *api_task_json(const struct task *t)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s}", "task_id", t->id, "state", task_state_name(t->state),
+                          "source", task_source_name(t->source));
+    if (t->state == TASK_DONE || t->state == TASK_FAILED)
+        json_object_set_new(o, "result",
+                            json_pack("{s:b, s:s%, s:o, s:f, s:o}", "success", t->success, "output",
+                                      t->output ? t->output : "", t->output_len, "error",
+                                      api_str(t->error), "duration_seconds", t->duration_seconds,
+                                      "response_file", api_str(t->response_file)));
+    return o;
+}
+
+/* GET /api/task/<id>. */
+static void api_get_task(struct api *api, struct http_conn *conn, const char *id)
+{
+    if (!util_id_valid(id)) {
+        http_respond_error(conn, 400, "invalid task_id", NULL);
+        return;
+    }
+    const struct task *t = engine_find(api->engine, id);
+    json_t *o = t ? api_task_json(t) : api_task_from_disk(api, id);
+    if (!o)
+        http_respond_error(conn, 404, "Not Found", NULL);
+    else
+        http_respond_json(conn, 200, o, NULL);
+}
+
+/* Build a task from a submission object; NULL with DETAIL when invalid. */
+static struct task *api_task_from_json(json_t *body, enum task_source src, const char **detail)
+{
+    const char *cmd = json_get_str(body, "command");
+    json_t *jid = json_object_get(body, "task_id");
+    json_t *jprio = json_object_get(body, "priority");
+    const char *from = json_get_str(body, "from");
+    if (!cmd || !*cmd) {
+        *detail = src == TASK_SOURCE_HTTP ? "command is required" : "Missing 'command' field";
+        return NULL;
+    }
+    if (jid && !json_is_null(jid) &&
+        (!json_is_string(jid) || !util_id_valid(json_string_value(jid)))) {
+        *detail = "invalid task_id";
+        return NULL;
+    }
+    char id[80];
+    if (jid && json_is_string(jid))
+        snprintf(id, sizeof id, "%s", json_string_value(jid));
+    else {
+        char hex[9];
+        util_random_hex(hex, 8);
+        snprintf(id, sizeof id, "%s-%s", src == TASK_SOURCE_HTTP ? "HTTP" : "WS", hex);
+    }
+    struct task *t = task_new(id, src);
+    t->content = xstrdup(cmd);
+    if (json_is_string(jprio))
+        t->priority = xstrdup(json_string_value(jprio));
+    else if (json_is_integer(jprio))
+        t->priority = xasprintf("P%d", (int)json_integer_value(jprio));
+    else
+        t->priority = xstrdup("P0");
+    t->rank = taskfile_priority_rank(t->priority);
+    t->from = xstrdup(from && *from ? from : "user");
+    return t;
+}
+
+/* True when the request declares a JSON body. */
+static bool api_is_json(const struct http_request *req)
+{
+    const char *ct = http_request_header(req, "Content-Type");
+    if (!ct)
+        return false;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && ct[n - 1] == ' ')
+        n--;
+    return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
+}
+
+/* The engine made an HTTP task durable: answer 202. */
+static void api_http_accepted(struct task *t, size_t position, void *arg)
+{
+    struct http_conn *conn = arg;
+    if (!t) {
+        http_respond_error(conn, 500, "cannot store the task", NULL);
+        return;
+    }
+    http_respond_json(conn, 202,
+                      json_pack("{s:s, s:s, s:I, s:s, s:o}", "status", "queued", "task_id", t->id,
+                                "position", (json_int_t)position, "message", "Task queued",
+                                "timestamp", api_now()),
+                      NULL);
+}
+
+/* Answer a refused submission (HTTP). */
+static void api_http_refused(struct http_conn *conn, enum engine_submit_status st, const char *id)
+{
+    char detail[160];
+    switch (st) {
+    case ENGINE_DUPLICATE:
+        snprintf(detail, sizeof detail, "task %s is already queued or running", id);
+        http_respond_error(conn, 409, detail, NULL);
+        break;
+    case ENGINE_FULL:
+        http_respond_error(conn, 429, "Task queue full - too many pending tasks",
+                           "Retry-After: 1\r\n");
+        break;
+    default:
+        http_respond_error(conn, 503, "bot is stopping", "Retry-After: 1\r\n");
+        break;
+    }
+}
+
+/* POST /api/task. */
+static void api_post_task(struct api *api, struct http_conn *conn, struct http_request *req)
+{
+    size_t len = evbuffer_get_length(req->body);
+    const char *data = (const char *)evbuffer_pullup(req->body, -1);
+    json_t *body = json_parse_bytes(data ? data : "", len, NULL, 0);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        http_respond_error(conn, 400, "invalid JSON", NULL);
+        return;
+    }
+    const char *detail = NULL;
+    struct task *t = api_task_from_json(body, TASK_SOURCE_HTTP, &detail);
+    json_decref(body);
+    if (!t) {
+        http_respond_error(conn, 400, detail, NULL);
+        return;
+    }
+    enum engine_submit_status st = engine_submit(api->engine, t, api_http_accepted, conn);
+    if (st != ENGINE_ACCEPTED) {
+        api_http_refused(conn, st, t->id);
+        task_free(t);
+    }
+}
+
+/* POST /api/pause, /api/resume, /api/interrupt. */
+static void api_control(struct api *api, struct http_conn *conn, const char *what)
+{
+    if (strcmp(what, "interrupt") == 0) {
+        struct engine_status st;
+        engine_status(api->engine, &st);
+        char *id = st.current ? xstrdup(st.current->id) : NULL;
+        bool done = engine_interrupt(api->engine);
+        http_respond_json(conn, 200,
+                          json_pack("{s:s, s:o}", "status", done ? "interrupted" : "idle",
+                                    "task_id", api_str(done ? id : NULL)),
+                          NULL);
+        free(id);
+        return;
+    }
+    bool pause = strcmp(what, "pause") == 0;
+    int r = engine_pause(api->engine, pause);
+    if (r < 0) {
+        char detail[200];
+        snprintf(detail, sizeof detail, "cannot %s: %s", what, strerror(-r));
+        http_respond_error(conn, 500, detail, NULL);
+        return;
+    }
+    http_respond_json(conn, 200, json_pack("{s:s}", "status", pause ? "paused" : "resumed"), NULL);
+}
+
+/* ----- WebSocket ----- */
+
+/* Find a live session by id. */
+static struct api_ws *api_ws_find(struct api *api, uint64_t id)
+{
+    for (struct api_ws *s = api->sessions; s; s = s->next)
+        if (s->id == id)
+            return s;
+    return NULL;
+}
+
+/* Send a JSON object (stolen) to session ID if it is still there. */
+static void api_ws_send(struct api *api, uint64_t id, json_t *msg)
+{
+    struct api_ws *s = id ? api_ws_find(api, id) : NULL;
+    if (s) {
+        size_t len;
+        char *text = json_dump_compact(msg, &len);
+        ws_send_text(s->ws, text, len);
+        free(text);
+    }
+    json_decref(msg);
+}
+
+/* Send {"type":"error","message":TEXT} (with a status code when given). */
+static void api_ws_error(struct api *api, uint64_t id, const char *text, int status)
+{
+    json_t *m = json_pack("{s:s, s:s}", "type", "error", "message", text);
+    if (status)
+        json_object_set_new(m, "status_code", json_integer(status));
+    api_ws_send(api, id, m);
+}
+
+/* The engine made a WebSocket task durable: ack it. */
+static void api_ws_accepted(struct task *t, size_t position, void *arg)
+{
+    (void)position;
+    struct api_ws *probe = arg;
+    struct api *api = probe->api;
+    uint64_t id = probe->id;
+    free(probe);
+    if (!t) {
+        api_ws_error(api, id, "cannot store the task", 500);
+        return;
+    }
+    api_ws_send(api, id,
+                json_pack("{s:s, s:s, s:s, s:o}", "type", "ack", "status", "queued", "task_id",
+                          t->id, "timestamp", api_now()));
+}
+
+/* {"type":"task"} from a client. */
+static void api_ws_task(struct api *api, struct api_ws *s, json_t *msg)
+{
+    const char *detail = NULL;
+    struct task *t = api_task_from_json(msg, TASK_SOURCE_WEBSOCKET, &detail);
+    if (!t) {
+        api_ws_error(api, s->id, detail, 400);
+        return;
+    }
+    t->ws_session = s->id;
+    struct api_ws *probe = xmalloc(sizeof *probe);
+    *probe = (struct api_ws){.api = api, .id = s->id};
+    enum engine_submit_status st = engine_submit(api->engine, t, api_ws_accepted, probe);
+    if (st == ENGINE_ACCEPTED)
+        return;
+    free(probe);
+    char text[160];
+    if (st == ENGINE_DUPLICATE)
+        snprintf(text, sizeof text, "task %s is already queued or running", t->id);
+    api_ws_error(api, s->id,
+                 st == ENGINE_FULL        ? "Task queue full - too many pending tasks"
+                 : st == ENGINE_DUPLICATE ? text
+                                          : "bot is stopping",
+                 st == ENGINE_FULL        ? 429
+                 : st == ENGINE_DUPLICATE ? 409
+                                          : 503);
+    task_free(t);
+}
+
+/* One text message from a client. */
+static void api_ws_text(struct ws_session *ws, const char *data, size_t len, void *arg)
+{
+    (void)ws;
+    struct api_ws *s = arg;
+    struct api *api = s->api;
+    json_t *msg = json_parse_bytes(data, len, NULL, 0);
+    if (!msg || !json_is_object(msg)) {
+        api_ws_error(api, s->id, msg ? "Message must be a JSON object" : "Invalid JSON format", 0);
+        json_decref(msg);
+        return;
+    }
+    const char *type = json_get_str(msg, "type");
+    if (type && strcmp(type, "task") == 0)
+        api_ws_task(api, s, msg);
+    else if (type && strcmp(type, "ping") == 0)
+        api_ws_send(api, s->id, json_pack("{s:s, s:o}", "type", "pong", "timestamp", api_now()));
+    else if (type && strcmp(type, "status") == 0) {
+        json_t *st = api_status_json(api);
+        json_object_set_new(st, "type", json_string("status"));
+        api_ws_send(api, s->id, st);
+    } else {
+        char *t = type ? xstrdup(type) : json_dump_compact(json_object_get(msg, "type"), NULL);
+        char *text = xasprintf("Unknown message type: %s", t);
+        api_ws_error(api, s->id, text, 0);
+        free(text);
+        free(t);
+    }
+    json_decref(msg);
+}
+
+/* A client went away; its accepted tasks run on regardless. */
+static void api_ws_closed(struct ws_session *ws, void *arg)
+{
+    (void)ws;
+    struct api_ws *s = arg;
+    for (struct api_ws **pp = &s->api->sessions; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    free(s);
+}
+
+/* GET /ws: upgrade after the Origin check. */
+static void api_ws_upgrade(struct api *api, struct http_conn *conn, struct http_request *req)
+{
+    char detail[200];
+    int status = ws_upgrade_check(req, api->cfg.allowed_origins, detail, sizeof detail);
+    if (status) {
+        http_respond_error(conn, status, detail, NULL);
+        return;
+    }
+    if (engine_stopping(api->engine)) {
+        http_respond_error(conn, 503, "bot is stopping", "Retry-After: 1\r\n");
+        return;
+    }
+    static const struct ws_callbacks cbs = {api_ws_text, api_ws_closed};
+    struct api_ws *s = xcalloc(1, sizeof *s);
+    s->api = api;
+    s->ws = ws_accept(conn, req, &api->cfg.ws, &cbs, s);
+    if (!s->ws) {
+        free(s);
+        return;
+    }
+    s->id = ws_session_id(s->ws);
+    s->next = api->sessions;
+    api->sessions = s;
+}
+
+void api_task_started(struct api *api, const struct task *t)
+{
+    if (t->ws_session)
+        api_ws_send(api, t->ws_session,
+                    json_pack("{s:s, s:s, s:o}", "type", "started", "task_id", t->id, "timestamp",
+                              api_now()));
+}
+
+void api_task_chunk(struct api *api, const struct task *t, const char *data, size_t len)
+{
+    if (t->ws_session)
+        api_ws_send(
+            api, t->ws_session,
+            json_pack("{s:s, s:s, s:s%}", "type", "chunk", "task_id", t->id, "content", data, len));
+}
+
+void api_task_finished(struct api *api, const struct task *t)
+{
+    if (t->ws_session)
+        api_ws_send(api, t->ws_session,
+                    json_pack("{s:s, s:s, s:s%, s:b, s:o, s:f, s:s, s:o}", "type", "response",
+                              "task_id", t->id, "content", t->output ? t->output : "",
+                              t->output_len, "success", t->success, "error", api_str(t->error),
+                              "duration_seconds", t->duration_seconds, "source",
+                              task_source_name(t->source), "timestamp", api_now()));
+}
+
+/* ----- routing ----- */
+
+/* Answer 405 with the allowed method. */
+static void api_method_not_allowed(struct http_conn *conn, const char *allow)
+{
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+    http_respond_error(conn, 405, "Method Not Allowed", hdr);
+}
+
+/* The one routing step: every request ends in exactly one handler. */
+static void api_route(struct http_conn *conn, struct http_request *req, void *arg)
+{
+    struct api *api = arg;
+    const char *p = req->path, *m = req->method;
+    bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
+    if (p[0] != '/') {
+        http_respond_error(conn, 400, "invalid request target", NULL);
+        return;
+    }
+    if (strcmp(p, "/health") == 0) {
+        if (!get)
+            return api_method_not_allowed(conn, "GET, HEAD");
+        return http_respond_json(conn, 200,
+                                 json_pack("{s:s, s:s, s:o}", "status", "ok", "bot_id",
+                                           api->cfg.bot_id, "timestamp", api_now()),
+                                 NULL);
+    }
+    if (!http_request_token_ok(req, api->cfg.token))
+        return http_respond_error(conn, 401, "unauthorized", "WWW-Authenticate: Bearer\r\n");
+    if (strcmp(p, "/status") == 0) {
+        if (!get)
+            return api_method_not_allowed(conn, "GET, HEAD");
+        return http_respond_json(conn, 200, api_status_json(api), NULL);
+    }
+    if (strcmp(p, "/ws") == 0) {
+        if (strcmp(m, "GET") != 0)
+            return api_method_not_allowed(conn, "GET");
+        return api_ws_upgrade(api, conn, req);
+    }
+    if (strncmp(p, "/api/task/", 10) == 0) {
+        if (!get)
+            return api_method_not_allowed(conn, "GET, HEAD");
+        return api_get_task(api, conn, p + 10);
+    }
+    const char *posts[] = {"/api/task", "/api/pause", "/api/resume", "/api/interrupt"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcmp(p, posts[i]) != 0)
+            continue;
+        if (!post)
+            return api_method_not_allowed(conn, "POST");
+        if (!api_is_json(req))
+            return http_respond_error(conn, 415, "Content-Type must be application/json", NULL);
+        if (i == 0 && engine_stopping(api->engine))
+            return http_respond_error(conn, 503, "bot is stopping", "Retry-After: 1\r\n");
+        if (i == 0)
+            return api_post_task(api, conn, req);
+        return api_control(api, conn, posts[i] + 5);
+    }
+    http_respond_error(conn, 404, "Not Found", NULL);
+}
+
+struct api *api_new(struct event_base *base, int listen_fd, const struct api_config *cfg,
+                    struct store *store)
+{
+    struct api *api = xcalloc(1, sizeof *api);
+    api->cfg = *cfg;
+    api->store = store;
+    struct http_server_config hc = {.limits = cfg->limits, .on_request = api_route, .arg = api};
+    api->http = http_server_new(base, listen_fd, &hc);
+    if (!api->http) {
+        free(api);
+        return NULL;
+    }
+    return api;
+}
+
+void api_set_engine(struct api *api, struct engine *engine)
+{
+    api->engine = engine;
+}
+
+void api_close_sessions(struct api *api)
+{
+    for (struct api_ws *s = api->sessions; s; s = s->next)
+        ws_close(s->ws, 1001, "going away");
+}
+
+size_t api_sessions(const struct api *api)
+{
+    size_t n = 0;
+    for (const struct api_ws *s = api->sessions; s; s = s->next)
+        n++;
+    return n;
+}
+
+void api_free(struct api *api)
+{
+    if (!api)
+        return;
+    http_server_free(api->http);
+    free(api);
+}

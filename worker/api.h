@@ -1,0 +1,46 @@
+/*
+ * api: the bot's HTTP API (SPEC §4) and WebSocket protocol (SPEC §5). It
+ * routes each request once, turns it into an engine call, and answers; it
+ * also relays a task's started/chunk/response events to the WebSocket client
+ * that submitted it, if that client is still connected.
+ */
+#ifndef HIVE_API_H
+#define HIVE_API_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/http.h"
+#include "common/ws.h"
+#include "worker/engine.h"
+#include "worker/store.h"
+
+struct api;
+
+struct api_config {
+    const char *bot_id;
+    const char *mode;
+    int port;
+    const char *token;                  /* NULL: no authentication */
+    const char *const *allowed_origins; /* NULL-terminated, may be NULL */
+    struct http_limits limits;
+    struct ws_config ws;
+    int64_t started_mono_ns;
+};
+
+struct api *api_new(struct event_base *base, int listen_fd, const struct api_config *config,
+                    struct store *store);
+/* The engine is made after the API (it reports to it); connect the two. */
+void api_set_engine(struct api *api, struct engine *engine);
+/* Close every WebSocket session (1001 going away); they leave one by one. */
+void api_close_sessions(struct api *api);
+/* Number of WebSocket sessions still open. */
+size_t api_sessions(const struct api *api);
+/* Free the API; call once api_sessions() is 0 (or the loop is gone). */
+void api_free(struct api *api);
+/* Engine events, relayed to the WebSocket client that submitted TASK. */
+void api_task_started(struct api *api, const struct task *task);
+void api_task_chunk(struct api *api, const struct task *task, const char *data, size_t len);
+void api_task_finished(struct api *api, const struct task *task);
+
+#endif

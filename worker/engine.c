@@ -1,0 +1,507 @@
+/*
+ * engine: owns the bot's queues, the running task and the bookkeeping that
+ * /status and GET /api/task/<id> read. A task flows one way: submit →
+ * (batched durable write) → realtime queue → claim → adapter → response →
+ * archive → recent list. File tasks join at the claim.
+ */
+#include "worker/engine.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/filequeue.h"
+#include "worker/queue.h"
+#include "worker/response.h"
+
+#define ENGINE_RECENT_MAX 1024
+#define ENGINE_RETRY_MS 1000
+
+/* A submitted realtime task waiting for its durable write. */
+struct engine_pending {
+    struct task *task;
+    engine_accept_cb cb;
+    void *arg;
+};
+
+struct engine {
+    struct event_base *base;
+    struct engine_config cfg;
+    struct store *store;
+    struct activity *activity;
+    struct engine_events ev;
+    struct filequeue *files;
+    struct queue *realtime; /* queued realtime tasks, in run order */
+    struct queue *recent;   /* finished tasks, oldest first */
+    struct engine_pending *pending;
+    size_t n_pending, cap_pending;
+    struct task *current;
+    struct adapter_job *job;
+    bool result_unwritten; /* current finished but its response is not on disk */
+    bool stopping, stopped, cooling;
+    unsigned long processed, failed;
+    uint64_t recent_seq;
+    struct event *commit_ev;   /* group commit of pending submissions */
+    struct event *kick_ev;     /* deferred look for work */
+    struct event *cooldown_ev; /* end of the pause after a task */
+    struct event *retry_ev;    /* retry of a response write that failed */
+    struct event *grace_ev;    /* end of the stop grace */
+};
+
+static void engine_run_next(struct engine *e);
+
+/* Log one activity event about TASK. */
+static void engine_activity(struct engine *e, const char *type, const struct task *t,
+                            const char *result, double dur, const char *error)
+{
+    struct activity_event ev = {.event_type = type,
+                                .result = result,
+                                .duration_seconds = dur,
+                                .error = error,
+                                .task_id = t ? t->id : NULL,
+                                .source = t ? task_source_name(t->source) : NULL};
+    activity_log(e->activity, &ev, NULL);
+}
+
+/* Schedule a look for work on the next loop pass (never re-entrantly). */
+void engine_kick(struct engine *e)
+{
+    static const struct timeval zero = {0, 0};
+    if (!e->stopped)
+        evtimer_add(e->kick_ev, &zero);
+}
+
+/* Is TASK_ID accepting, queued or running? */
+static bool engine_busy_id(const struct engine *e, const char *id)
+{
+    if (queue_find(e->realtime, id) || (e->current && strcmp(e->current->id, id) == 0))
+        return true;
+    for (size_t i = 0; i < e->n_pending; i++)
+        if (strcmp(e->pending[i].task->id, id) == 0)
+            return true;
+    return false;
+}
+
+enum engine_submit_status engine_submit(struct engine *e, struct task *t, engine_accept_cb cb,
+                                        void *arg)
+{
+    static const struct timeval zero = {0, 0};
+    if (e->stopping)
+        return ENGINE_STOPPING;
+    if (engine_busy_id(e, t->id))
+        return ENGINE_DUPLICATE;
+    if (queue_len(e->realtime) + e->n_pending >= e->cfg.queue_max)
+        return ENGINE_FULL;
+    if (e->n_pending == e->cap_pending) {
+        e->cap_pending = e->cap_pending ? e->cap_pending * 2 : 16;
+        e->pending = xrealloc(e->pending, e->cap_pending * sizeof *e->pending);
+    }
+    t->state = TASK_ACCEPTING;
+    t->order = util_wall_ns();
+    e->pending[e->n_pending++] = (struct engine_pending){t, cb, arg};
+    /* A zero timer runs after the I/O of the next loop pass, so every
+     * submission that arrives meanwhile shares the batch's fsyncs. */
+    if (!evtimer_pending(e->commit_ev, NULL))
+        evtimer_add(e->commit_ev, &zero);
+    return ENGINE_ACCEPTED;
+}
+
+/* Group commit: persist the batch, then queue and acknowledge each task. */
+static void engine_commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct engine *e = arg;
+    size_t n = e->n_pending;
+    struct engine_pending *batch = e->pending;
+    struct task **tasks = xmalloc(n * sizeof *tasks);
+    bool *ok = xmalloc(n * sizeof *ok);
+    for (size_t i = 0; i < n; i++)
+        tasks[i] = batch[i].task;
+    store_persist_realtime(e->store, tasks, n, ok);
+    e->pending = NULL, e->n_pending = 0, e->cap_pending = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct task *t = tasks[i];
+        if (!ok[i]) {
+            log_error("cannot persist task %s: %s", t->id, strerror(errno));
+            batch[i].cb(NULL, 0, batch[i].arg);
+            task_free(t);
+            continue;
+        }
+        t->state = TASK_QUEUED;
+        queue_push(e->realtime, t->id, t->rank, t->order, t);
+        engine_activity(e, "task_received", t, "success", 0, NULL);
+        batch[i].cb(t, queue_position(e->realtime, t->id), batch[i].arg);
+    }
+    free(batch);
+    free(tasks);
+    free(ok);
+    engine_kick(e);
+}
+
+/* Remember a finished task for GET /api/task/<id>, forgetting the oldest. */
+static void engine_remember(struct engine *e, struct task *t)
+{
+    task_free(queue_remove(e->recent, t->id));
+    queue_push(e->recent, t->id, 0, (int64_t)e->recent_seq++, t);
+    while (queue_len(e->recent) > ENGINE_RECENT_MAX)
+        task_free(queue_pop(e->recent));
+}
+
+/* Write the current task's response; on failure retry later (disk full,
+ * read-only): the task stays claimed and nothing else starts meanwhile. */
+static bool engine_write_response(struct engine *e)
+{
+    struct task *t = e->current;
+    struct response r = {.bot_id = e->cfg.bot_id,
+                         .task_id = t->id,
+                         .to = t->from,
+                         .source = t->source,
+                         .success = t->success,
+                         .duration_seconds = t->duration_seconds,
+                         .output = t->output,
+                         .output_len = t->output_len,
+                         .error = t->error,
+                         .finished_wall_ns = util_wall_ns()};
+    char *base = response_base_name(&r);
+    size_t len;
+    char *text = response_render(&r, &len);
+    int rc = store_finish(e->store, t, base, text, len);
+    free(base);
+    free(text);
+    if (rc < 0) {
+        log_error("cannot write the response of task %s: %s (retrying)", t->id, strerror(-rc));
+        engine_activity(e, "error", t, "failure", 0, "response write failed");
+        struct timeval tv = {ENGINE_RETRY_MS / 1000, (ENGINE_RETRY_MS % 1000) * 1000};
+        evtimer_add(e->retry_ev, &tv);
+        return false;
+    }
+    return true;
+}
+
+/* The current task is answered: account, report, move on. */
+static void engine_complete(struct engine *e)
+{
+    struct task *t = e->current;
+    e->current = NULL;
+    e->result_unwritten = false;
+    t->state = t->success ? TASK_DONE : TASK_FAILED;
+    e->processed++;
+    if (!t->success)
+        e->failed++;
+    engine_activity(e, t->success ? "task_completed" : "task_failed", t,
+                    t->success ? "success" : "failure", t->duration_seconds, t->error);
+    log_info("task %s %s in %.1f s -> %s", t->id, t->success ? "done" : "failed",
+             t->duration_seconds, t->response_file);
+    if (e->ev.task_finished)
+        e->ev.task_finished(t, e->ev.arg);
+    engine_remember(e, t);
+    if (e->stopping) {
+        engine_run_next(e);
+        return;
+    }
+    if (e->cfg.cooldown_s > 0) {
+        struct timeval tv = {(long)e->cfg.cooldown_s,
+                             (long)((e->cfg.cooldown_s - (long)e->cfg.cooldown_s) * 1e6)};
+        e->cooling = true;
+        evtimer_add(e->cooldown_ev, &tv);
+    } else {
+        engine_kick(e);
+    }
+}
+
+/* Record the result of the current task and answer it. */
+static void engine_finish(struct engine *e, bool success, char *output, size_t output_len,
+                          char *error, double duration)
+{
+    struct task *t = e->current;
+    t->success = success;
+    free(t->output);
+    t->output = output ? output : xstrdup("");
+    t->output_len = output ? output_len : 0;
+    free(t->error);
+    t->error = error;
+    t->duration_seconds = duration;
+    e->result_unwritten = true;
+    if (engine_write_response(e))
+        engine_complete(e);
+}
+
+/* Adapter output as it comes. */
+static void engine_chunk_cb(const char *data, size_t len, void *arg)
+{
+    struct engine *e = arg;
+    if (e->current && e->ev.task_chunk)
+        e->ev.task_chunk(e->current, data, len, e->ev.arg);
+}
+
+/* The adapter is done with the current task. */
+static void engine_done_cb(struct adapter_result *res, void *arg)
+{
+    struct engine *e = arg;
+    e->job = NULL;
+    char *output = res->output, *error = res->error;
+    res->output = NULL, res->error = NULL;
+    engine_finish(e, res->success, output, res->output_len, error, res->duration_seconds);
+}
+
+/* Retry timer for a response that could not be written. */
+static void engine_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct engine *e = arg;
+    if (e->current && e->result_unwritten && engine_write_response(e))
+        engine_complete(e);
+}
+
+/* True when the PAUSE file exists; checked before every task. */
+static bool engine_paused(const struct engine *e)
+{
+    return access(store_paths(e->store)->pause, F_OK) == 0;
+}
+
+/* Take the next task in order, or NULL. */
+static struct task *engine_take_next(struct engine *e)
+{
+    struct task *t = queue_pop(e->realtime);
+    if (!t && e->files)
+        t = filequeue_pop(e->files);
+    return t;
+}
+
+/* Start TASK (already claimed) through the adapter. */
+static void engine_start_task(struct engine *e, struct task *t)
+{
+    char err[512];
+    e->current = t;
+    t->state = TASK_RUNNING;
+    t->started_wall_ns = util_wall_ns();
+    engine_activity(e, "task_started", t, "success", 0, NULL);
+    if (e->ev.task_started)
+        e->ev.task_started(t, e->ev.arg);
+    if (t->parse_error) {
+        engine_finish(e, false, NULL, 0, xstrdup(t->parse_error), 0);
+        return;
+    }
+    struct adapter_task at = {.task_id = t->id,
+                              .bot_id = e->cfg.bot_id,
+                              .source = task_source_name(t->source),
+                              .content = t->content};
+    e->job = adapter_start(e->base, &e->cfg.adapter, &at, engine_chunk_cb, engine_done_cb, e, err,
+                           sizeof err);
+    if (!e->job)
+        engine_finish(e, false, NULL, 0, xstrdup(err), 0);
+}
+
+/* Finish stopping once nothing runs. */
+static void engine_maybe_stopped(struct engine *e)
+{
+    if (!e->stopping || e->current || e->stopped || e->n_pending)
+        return;
+    e->stopped = true;
+    if (e->grace_ev)
+        evtimer_del(e->grace_ev);
+    if (e->ev.stopped)
+        e->ev.stopped(e->ev.arg);
+}
+
+/* If the bot is free, claim and start the next task. */
+static void engine_run_next(struct engine *e)
+{
+    if (e->stopping) {
+        engine_maybe_stopped(e);
+        return;
+    }
+    while (!e->current && !e->cooling && !engine_paused(e)) {
+        struct task *t = engine_take_next(e);
+        if (!t)
+            return;
+        int r = store_claim(e->store, t, e->cfg.bot_id);
+        if (r < 0) {
+            log_warn("cannot claim task %s: %s", t->id, strerror(-r));
+            task_free(t);
+            continue;
+        }
+        engine_start_task(e, t);
+    }
+}
+
+/* Deferred kick. */
+static void engine_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    engine_run_next(arg);
+}
+
+/* End of the cooldown. */
+static void engine_cooldown_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct engine *e = arg;
+    e->cooling = false;
+    engine_run_next(e);
+}
+
+/* The stop grace ran out: kill the running task and leave it queued. */
+static void engine_grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct engine *e = arg;
+    if (e->current) {
+        log_warn("task %s did not finish within %.1f s; left queued", e->current->id,
+                 e->cfg.stop_grace_s);
+        if (e->job)
+            adapter_abandon(e->job);
+        e->job = NULL;
+        if (!e->result_unwritten)
+            store_unclaim(e->store, e->current);
+        task_free(e->current);
+        e->current = NULL;
+    }
+    engine_maybe_stopped(e);
+}
+
+/* File queue or controls folder changed. */
+static void engine_files_cb(void *arg)
+{
+    engine_kick(arg);
+}
+
+struct engine *engine_new(struct event_base *base, const struct engine_config *cfg,
+                          struct store *store, struct activity *activity,
+                          const struct engine_events *events)
+{
+    struct engine *e = xcalloc(1, sizeof *e);
+    e->base = base;
+    e->cfg = *cfg;
+    e->store = store;
+    e->activity = activity;
+    e->ev = *events;
+    e->realtime = queue_new();
+    e->recent = queue_new();
+    e->commit_ev = evtimer_new(base, engine_commit_cb, e);
+    e->kick_ev = evtimer_new(base, engine_kick_cb, e);
+    e->cooldown_ev = evtimer_new(base, engine_cooldown_cb, e);
+    e->retry_ev = evtimer_new(base, engine_retry_cb, e);
+    e->grace_ev = evtimer_new(base, engine_grace_cb, e);
+    return e;
+}
+
+/* Requeue a recovered realtime task. */
+static void engine_recovered_cb(struct task *t, void *arg)
+{
+    struct engine *e = arg;
+    t->state = TASK_QUEUED;
+    if (queue_push(e->realtime, t->id, t->rank, t->order, t) < 0)
+        task_free(t);
+}
+
+int engine_start(struct engine *e)
+{
+    int n = store_recover(e->store, e->cfg.bot_id, engine_recovered_cb, e);
+    if (e->cfg.file_queue) {
+        e->files = filequeue_new(e->base, store_paths(e->store), e->cfg.bot_id,
+                                 e->cfg.file_min_age_s, e->cfg.rescan_s, engine_files_cb, e);
+        filequeue_rescan(e->files);
+    }
+    engine_kick(e);
+    return n;
+}
+
+/* queue_free's payload destructor. */
+static void engine_free_task(void *t)
+{
+    task_free(t);
+}
+
+void engine_free(struct engine *e)
+{
+    if (!e)
+        return;
+    if (e->job)
+        adapter_abandon(e->job);
+    task_free(e->current);
+    for (size_t i = 0; i < e->n_pending; i++)
+        task_free(e->pending[i].task);
+    free(e->pending);
+    queue_free(e->realtime, engine_free_task);
+    queue_free(e->recent, engine_free_task);
+    filequeue_free(e->files);
+    event_free(e->commit_ev);
+    event_free(e->kick_ev);
+    event_free(e->cooldown_ev);
+    event_free(e->retry_ev);
+    event_free(e->grace_ev);
+    free(e);
+}
+
+const struct task *engine_find(const struct engine *e, const char *id)
+{
+    if (e->current && strcmp(e->current->id, id) == 0)
+        return e->current;
+    const struct task *t = queue_find(e->realtime, id);
+    for (size_t i = 0; !t && i < e->n_pending; i++)
+        if (strcmp(e->pending[i].task->id, id) == 0)
+            t = e->pending[i].task;
+    if (!t && e->files)
+        t = filequeue_find(e->files, id);
+    if (!t)
+        t = queue_find(e->recent, id);
+    return t;
+}
+
+void engine_status(const struct engine *e, struct engine_status *st)
+{
+    st->state = e->stopping        ? "stopping"
+                : e->current       ? "busy"
+                : engine_paused(e) ? "paused"
+                                   : "idle";
+    st->current = e->current;
+    st->realtime = queue_len(e->realtime) + e->n_pending;
+    st->file = e->files ? filequeue_len(e->files) : 0;
+    st->processed = e->processed;
+    st->failed = e->failed;
+}
+
+int engine_pause(struct engine *e, bool paused)
+{
+    const char *path = store_paths(e->store)->pause;
+    int r = 0;
+    if (paused)
+        r = util_write_file_atomic(path, "paused\n", 7);
+    else if (unlink(path) < 0 && errno != ENOENT)
+        r = -1;
+    if (r < 0)
+        return -errno;
+    log_info("%s", paused ? "paused" : "resumed");
+    engine_kick(e);
+    return 0;
+}
+
+bool engine_interrupt(struct engine *e)
+{
+    if (!e->job)
+        return false;
+    adapter_interrupt(e->job);
+    return true;
+}
+
+void engine_stop(struct engine *e)
+{
+    if (e->stopping)
+        return;
+    e->stopping = true;
+    if (e->current) {
+        struct timeval tv = {(long)e->cfg.stop_grace_s,
+                             (long)((e->cfg.stop_grace_s - (long)e->cfg.stop_grace_s) * 1e6)};
+        evtimer_add(e->grace_ev, &tv);
+    }
+    engine_kick(e);
+}
+
+bool engine_stopping(const struct engine *e)
+{
+    return e->stopping;
+}

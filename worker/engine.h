@@ -1,0 +1,82 @@
+/*
+ * engine: the task engine of one bot. Tasks enter (realtime ones after they
+ * are durable), wait in order (realtime by priority and arrival, then file
+ * tasks), run one at a time through the adapter, are answered with exactly
+ * one response file, archived, and remembered a while for GET /api/task/<id>.
+ * The engine never talks to clients: it reports through engine_events.
+ */
+#ifndef HIVE_ENGINE_H
+#define HIVE_ENGINE_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "worker/activity.h"
+#include "worker/adapter.h"
+#include "worker/store.h"
+#include "worker/task.h"
+
+struct engine;
+
+struct engine_config {
+    const char *bot_id;
+    struct adapter_config adapter;
+    double cooldown_s;
+    size_t queue_max;      /* pending realtime tasks */
+    double stop_grace_s;   /* how long a running task may finish on stop */
+    bool file_queue;       /* watch the file queue (modes cli-only, hybrid) */
+    double file_min_age_s; /* a file written in place must be this old */
+    double rescan_s;       /* safety-net rescan of the queue folder */
+};
+
+struct engine_events {
+    void (*task_started)(struct task *task, void *arg);
+    void (*task_chunk)(struct task *task, const char *data, size_t len, void *arg);
+    void (*task_finished)(struct task *task, void *arg);
+    /* engine_stop() is complete: nothing runs any more. */
+    void (*stopped)(void *arg);
+    void *arg;
+};
+
+enum engine_submit_status { ENGINE_ACCEPTED, ENGINE_DUPLICATE, ENGINE_FULL, ENGINE_STOPPING };
+
+/* TASK is NULL when it could not be made durable; POSITION is 1-based. */
+typedef void (*engine_accept_cb)(struct task *task, size_t position, void *arg);
+
+struct engine_status {
+    const char *state; /* idle, busy, paused, stopping */
+    const struct task *current;
+    size_t realtime;
+    size_t file;
+    unsigned long processed;
+    unsigned long failed;
+};
+
+struct engine *engine_new(struct event_base *base, const struct engine_config *config,
+                          struct store *store, struct activity *activity,
+                          const struct engine_events *events);
+void engine_free(struct engine *engine);
+/* Recover what a previous run left and start working. Returns the number of
+ * recovered realtime tasks. */
+int engine_start(struct engine *engine);
+/* Offer a realtime task (the engine takes TASK unless the answer is not
+ * ENGINE_ACCEPTED). CB runs once it is durable and queued. */
+enum engine_submit_status engine_submit(struct engine *engine, struct task *task,
+                                        engine_accept_cb cb, void *arg);
+/* A task known to the engine (accepting, queued, running or recently
+ * finished), or NULL. */
+const struct task *engine_find(const struct engine *engine, const char *task_id);
+void engine_status(const struct engine *engine, struct engine_status *st);
+/* Pause or resume through the PAUSE file. 0 or -errno. */
+int engine_pause(struct engine *engine, bool paused);
+/* Kill the running task's process group; false when nothing runs. */
+bool engine_interrupt(struct engine *engine);
+/* Stop taking tasks; let the running one finish within the grace time or
+ * kill it and leave it queued; then report stopped. */
+void engine_stop(struct engine *engine);
+bool engine_stopping(const struct engine *engine);
+/* Something changed outside (a file, the PAUSE file): look for work. */
+void engine_kick(struct engine *engine);
+
+#endif

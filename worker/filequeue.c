@@ -1,0 +1,247 @@
+/*
+ * filequeue: owns the inotify watch of a bot's queue and controls folders and
+ * the ordered set of ready file tasks. No polling loop: inotify says when to
+ * look; the slow rescan only catches what inotify could not (overflow, a
+ * folder replaced under us).
+ */
+#include "worker/filequeue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/queue.h"
+#include "worker/taskfile.h"
+
+struct filequeue {
+    const struct store_paths *paths;
+    char *bot_id;
+    int64_t min_age_ns;
+    struct queue *ready;
+    int inotify_fd;
+    int queue_wd;
+    struct event *inotify_ev;
+    struct event *rescan_ev;  /* periodic safety net */
+    struct event *recheck_ev; /* a young file becomes old enough */
+    filequeue_cb cb;
+    void *arg;
+};
+
+/* True for names in the queue folder that are tasks. */
+static bool filequeue_is_task_name(const char *name)
+{
+    size_t n = strlen(name);
+    return name[0] != '.' && n > 3 && strcmp(name + n - 3, ".md") == 0;
+}
+
+/* Read a ready file's id and priority to place it; the full parse happens at
+ * claim time. */
+static struct task *filequeue_load(struct filequeue *fq, const char *name, const struct stat *st)
+{
+    char *path = xasprintf("%s/%s", fq->paths->queue, name);
+    size_t len;
+    char *text = util_read_file(path, 16u << 20, &len);
+    free(path);
+    char *stem = xstrndup(name, strlen(name) - 3);
+    struct task *t = task_new(stem, TASK_SOURCE_FILE);
+    t->file_name = xstrdup(name);
+    t->order = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+    t->rank = 10;
+    struct taskfile tf;
+    char err[200];
+    if (text && taskfile_parse(text, len, stem, fq->bot_id, &tf, err, sizeof err) == 0) {
+        free(t->id);
+        t->id = xstrdup(tf.task_id);
+        t->rank = tf.priority_rank;
+        taskfile_clear(&tf);
+    }
+    free(stem);
+    free(text);
+    return t;
+}
+
+/* Queue NAME if it is a complete task file; MOVED says it was renamed in. */
+static void filequeue_consider(struct filequeue *fq, const char *name, bool moved, bool *young)
+{
+    if (!filequeue_is_task_name(name) || queue_find(fq->ready, name))
+        return;
+    char *path = xasprintf("%s/%s", fq->paths->queue, name);
+    struct stat st;
+    int r = stat(path, &st);
+    free(path);
+    if (r < 0 || !S_ISREG(st.st_mode))
+        return;
+    int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    if (!moved && util_wall_ns() - mtime < fq->min_age_ns) {
+        *young = true;
+        return;
+    }
+    struct task *t = filequeue_load(fq, name, &st);
+    queue_push(fq->ready, name, t->rank, t->order, t);
+}
+
+/* Arm the recheck for files that are still being written. */
+static void filequeue_arm_recheck(struct filequeue *fq)
+{
+    struct timeval tv = {.tv_sec = fq->min_age_ns / 1000000000,
+                         .tv_usec = (fq->min_age_ns % 1000000000) / 1000 + 1000};
+    if (!evtimer_pending(fq->recheck_ev, NULL))
+        evtimer_add(fq->recheck_ev, &tv);
+}
+
+void filequeue_rescan(struct filequeue *fq)
+{
+    DIR *d = opendir(fq->paths->queue);
+    if (!d)
+        return;
+    size_t before = queue_len(fq->ready);
+    bool young = false;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        filequeue_consider(fq, e->d_name, false, &young);
+    closedir(d);
+    if (young)
+        filequeue_arm_recheck(fq);
+    if (queue_len(fq->ready) != before)
+        fq->cb(fq->arg);
+}
+
+/* Handle one inotify event. Returns true when the engine should look. */
+static bool filequeue_event(struct filequeue *fq, const struct inotify_event *ev, bool *young)
+{
+    if (ev->mask & IN_Q_OVERFLOW) {
+        filequeue_rescan(fq);
+        return false;
+    }
+    if (ev->wd != fq->queue_wd)
+        return true; /* controls folder: PAUSE created or removed */
+    if (!ev->len)
+        return false;
+    if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) {
+        task_free(queue_remove(fq->ready, ev->name));
+        return false;
+    }
+    if (ev->mask & (IN_CREATE | IN_MODIFY)) {
+        /* Rewritten in place after it was queued: it must wait again. */
+        task_free(queue_remove(fq->ready, ev->name));
+        if (filequeue_is_task_name(ev->name))
+            *young = true;
+        return false;
+    }
+    size_t before = queue_len(fq->ready);
+    filequeue_consider(fq, ev->name, (ev->mask & IN_MOVED_TO) != 0, young);
+    return queue_len(fq->ready) != before;
+}
+
+/* Drain the inotify descriptor. */
+static void filequeue_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct filequeue *fq = arg;
+    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+    bool notify = false, young = false;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            notify |= filequeue_event(fq, ev, &young);
+            p += sizeof *ev + ev->len;
+        }
+    }
+    if (young)
+        filequeue_arm_recheck(fq);
+    if (notify)
+        fq->cb(fq->arg);
+}
+
+/* Timer: rescan (both the periodic one and the young-file recheck). */
+static void filequeue_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    filequeue_rescan(arg);
+}
+
+struct filequeue *filequeue_new(struct event_base *base, const struct store_paths *paths,
+                                const char *bot_id, double min_age_s, double rescan_s,
+                                filequeue_cb cb, void *arg)
+{
+    struct filequeue *fq = xcalloc(1, sizeof *fq);
+    fq->paths = paths;
+    fq->bot_id = xstrdup(bot_id);
+    fq->min_age_ns = (int64_t)(min_age_s * 1e9);
+    fq->ready = queue_new();
+    fq->cb = cb;
+    fq->arg = arg;
+    fq->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fq->inotify_fd >= 0) {
+        fq->queue_wd = inotify_add_watch(fq->inotify_fd, paths->queue,
+                                         IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_MODIFY |
+                                             IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR);
+        inotify_add_watch(fq->inotify_fd, paths->controls,
+                          IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ONLYDIR);
+        fq->inotify_ev =
+            event_new(base, fq->inotify_fd, EV_READ | EV_PERSIST, filequeue_read_cb, fq);
+        event_add(fq->inotify_ev, NULL);
+    } else {
+        log_warn("inotify unavailable (%s); relying on the rescan", strerror(errno));
+    }
+    fq->rescan_ev = event_new(base, -1, EV_PERSIST, filequeue_timer_cb, fq);
+    struct timeval tv = {.tv_sec = (long)rescan_s,
+                         .tv_usec = (long)((rescan_s - (long)rescan_s) * 1e6)};
+    event_add(fq->rescan_ev, &tv);
+    fq->recheck_ev = evtimer_new(base, filequeue_timer_cb, fq);
+    return fq;
+}
+
+/* queue_free's payload destructor. */
+static void filequeue_free_task(void *t)
+{
+    task_free(t);
+}
+
+void filequeue_free(struct filequeue *fq)
+{
+    if (!fq)
+        return;
+    if (fq->inotify_ev)
+        event_free(fq->inotify_ev);
+    if (fq->inotify_fd >= 0)
+        close(fq->inotify_fd);
+    event_free(fq->rescan_ev);
+    event_free(fq->recheck_ev);
+    queue_free(fq->ready, filequeue_free_task);
+    free(fq->bot_id);
+    free(fq);
+}
+
+struct task *filequeue_pop(struct filequeue *fq)
+{
+    return queue_pop(fq->ready);
+}
+
+size_t filequeue_len(const struct filequeue *fq)
+{
+    return queue_len(fq->ready);
+}
+
+/* Match a task by id (queue_find_if predicate). */
+static bool filequeue_match_id(const void *task, const void *id)
+{
+    return strcmp(((const struct task *)task)->id, id) == 0;
+}
+
+const struct task *filequeue_find(const struct filequeue *fq, const char *task_id)
+{
+    /* Queued files are keyed by file name; ids are looked up rarely. */
+    return queue_find_if(fq->ready, filequeue_match_id, task_id);
+}

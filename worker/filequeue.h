@@ -1,0 +1,37 @@
+/*
+ * filequeue: the file queue folder of one bot. It watches the folder with
+ * inotify (plus a slow rescan as a safety net), decides when a dropped file is
+ * complete (renamed in, or written in place and left alone for min_age), reads
+ * its priority and keeps the ready files in SPEC §2.1 order. It never claims:
+ * the engine pops a task and asks the store to claim it.
+ */
+#ifndef HIVE_FILEQUEUE_H
+#define HIVE_FILEQUEUE_H
+
+#include <event2/event.h>
+#include <stddef.h>
+
+#include "worker/store.h"
+#include "worker/task.h"
+
+struct filequeue;
+
+/* Called when something the engine may care about changed: a file became
+ * ready, or the controls folder (PAUSE file) changed. */
+typedef void (*filequeue_cb)(void *arg);
+
+struct filequeue *filequeue_new(struct event_base *base, const struct store_paths *paths,
+                                const char *bot_id, double min_age_s, double rescan_s,
+                                filequeue_cb cb, void *arg);
+void filequeue_free(struct filequeue *fq);
+/* The next file task in order, removed from the queue (caller owns it), or
+ * NULL. */
+struct task *filequeue_pop(struct filequeue *fq);
+/* Number of ready file tasks. */
+size_t filequeue_len(const struct filequeue *fq);
+/* A queued file task with this task id, or NULL. */
+const struct task *filequeue_find(const struct filequeue *fq, const char *task_id);
+/* Rescan the folder now. */
+void filequeue_rescan(struct filequeue *fq);
+
+#endif

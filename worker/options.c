@@ -1,0 +1,301 @@
+/*
+ * options: parses hive-worker's flags. Every flag the supervisor passes is
+ * here, so a worker can be run by hand exactly as hive runs it.
+ */
+#include "worker/options.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+static const char options_usage_text[] =
+    "usage: hive-worker BOT-ID [options]\n"
+    "\n"
+    "Run one bot: take tasks from HTTP, WebSocket and its file queue, one at a time.\n"
+    "\n"
+    "  --port N               TCP port for HTTP/WebSocket (needed by websocket-only and hybrid\n"
+    "                         unless a socket is passed with LISTEN_FDS; 0: the kernel picks)\n"
+    "  --mode MODE            cli-only (file queue only) | websocket-only (HTTP+WS only) |\n"
+    "                         hybrid (both; default)\n"
+    "  --work-dir DIR         folder holding .deia/ (default: current directory)\n"
+    "  --adapter-type TYPE    mock (default) | cli\n"
+    "  --adapter-cmd ARGV...  the cli adapter's command, up to the next --option\n"
+    "  -- ARGV...             the same, taking every remaining argument\n"
+    "  --cooldown SECONDS     pause after each task (default 0)\n"
+    "  --timeout SECONDS      per task (default 300)\n"
+    "  --queue-max N          pending realtime tasks before 429 (default 100)\n"
+    "  --bind ADDR            listen address (default 127.0.0.1; others need a token)\n"
+    "  --token TOKEN          bearer token (default: $HIVE_TOKEN)\n"
+    "  --allowed-origin O     a WebSocket Origin to accept besides the server's own (repeatable)\n"
+    "  --env NAME=VALUE       set for the adapter (repeatable)\n"
+    "  --env-remove NAME      remove from the adapter's environment (repeatable)\n"
+    "  --mock-delay-ms N      the mock adapter answers after N ms (default 0)\n"
+    "  --output-cap BYTES     adapter output limit (default 8388608)\n"
+    "  --max-header BYTES     request line + headers (default 16384)\n"
+    "  --max-body BYTES       request body (default 1048576)\n"
+    "  --max-message BYTES    WebSocket message (default 1048576)\n"
+    "  --max-connections N    open connections (default 1024)\n"
+    "  --header-timeout S     to send a request head (default 10)\n"
+    "  --idle-timeout S       keep-alive idle (default 60)\n"
+    "  --ws-ping-interval S   ping idle WebSocket clients (default 30)\n"
+    "  --stop-grace S         on SIGTERM, how long a running task may finish (default 9)\n"
+    "  --file-min-age S       a task file written in place must be this old (default 0.5)\n"
+    "  --rescan S             safety-net rescan of the queue folder (default 30)\n"
+    "  --log-level LEVEL      debug | info (default) | warn | error\n"
+    "  --help, --version\n"
+    "\n"
+    "Exit status: 0 clean stop, 1 runtime failure, 2 usage error, 78 configuration error.\n";
+
+const char *options_usage(void)
+{
+    return options_usage_text;
+}
+
+const char *options_mode_name(enum options_mode mode)
+{
+    static const char *const names[] = {"cli-only", "websocket-only", "hybrid"};
+    return names[mode];
+}
+
+/* Append S to the NULL-terminated list *LIST. */
+static void options_push(char ***list, const char *s)
+{
+    size_t n = 0;
+    while (*list && (*list)[n])
+        n++;
+    *list = xrealloc(*list, (n + 2) * sizeof **list);
+    (*list)[n] = xstrdup(s);
+    (*list)[n + 1] = NULL;
+}
+
+/* Parse a non-negative number. */
+static int options_number(const char *s, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || v < 0 || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Defaults before parsing. */
+static void options_defaults(struct worker_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->port = -1;
+    o->mode = MODE_HYBRID;
+    o->work_dir = xstrdup(".");
+    o->bind = xstrdup("127.0.0.1");
+    o->adapter.type = ADAPTER_MOCK;
+    o->adapter.timeout_s = 300;
+    o->adapter.output_cap = 8u << 20;
+    o->queue_max = 100;
+    o->stop_grace_s = 9;
+    o->file_min_age_s = 0.5;
+    o->rescan_s = 30;
+    http_limits_default(&o->limits);
+    ws_config_default(&o->ws);
+    o->log_level = xstrdup("info");
+}
+
+/* Replace a string option. */
+static void options_set_str(char **field, const char *v)
+{
+    free(*field);
+    *field = xstrdup(v);
+}
+
+/* Take the adapter argv from ARGV[*I+1...] up to the next "--x" option (or
+ * the end when ALL). One argument with spaces is split on whitespace. */
+static void options_take_argv(struct worker_options *o, int argc, char **argv, int *i, bool all)
+{
+    for (char **p = o->adapter.argv; p && *p; p++)
+        free(*p);
+    free(o->adapter.argv);
+    o->adapter.argv = NULL;
+    int start = *i + 1, j = start;
+    while (j < argc && (all || strncmp(argv[j], "--", 2) != 0))
+        options_push(&o->adapter.argv, argv[j++]);
+    *i = j - 1;
+    if (j - start == 1 && strpbrk(argv[start], " \t")) {
+        char *copy = xstrdup(argv[start]), *save = NULL;
+        free(o->adapter.argv[0]);
+        free(o->adapter.argv);
+        o->adapter.argv = NULL;
+        for (char *w = strtok_r(copy, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
+            options_push(&o->adapter.argv, w);
+        free(copy);
+    }
+}
+
+/* Apply one "--name value" option with a numeric value. */
+static int options_numeric(struct worker_options *o, const char *name, const char *v)
+{
+    double d;
+    if (options_number(v, 1e12, &d) < 0)
+        return -1;
+    if (!strcmp(name, "--port")) {
+        if (d > 65535 || d != (int)d)
+            return -1;
+        o->port = (int)d;
+    } else if (!strcmp(name, "--cooldown"))
+        o->cooldown_s = d;
+    else if (!strcmp(name, "--timeout"))
+        o->adapter.timeout_s = d;
+    else if (!strcmp(name, "--queue-max"))
+        o->queue_max = (size_t)d;
+    else if (!strcmp(name, "--mock-delay-ms"))
+        o->adapter.delay_ms = (int)d;
+    else if (!strcmp(name, "--output-cap"))
+        o->adapter.output_cap = (size_t)d;
+    else if (!strcmp(name, "--max-header"))
+        o->limits.max_header_bytes = (size_t)d;
+    else if (!strcmp(name, "--max-body"))
+        o->limits.max_body = (size_t)d;
+    else if (!strcmp(name, "--max-message"))
+        o->ws.max_message = (size_t)d;
+    else if (!strcmp(name, "--max-connections"))
+        o->limits.max_connections = (int)d;
+    else if (!strcmp(name, "--header-timeout"))
+        o->limits.header_timeout_ms = (int)(d * 1000);
+    else if (!strcmp(name, "--idle-timeout"))
+        o->limits.idle_timeout_ms = (int)(d * 1000);
+    else if (!strcmp(name, "--ws-ping-interval"))
+        o->ws.ping_interval_ms = (int)(d * 1000);
+    else if (!strcmp(name, "--stop-grace"))
+        o->stop_grace_s = d;
+    else if (!strcmp(name, "--file-min-age"))
+        o->file_min_age_s = d;
+    else if (!strcmp(name, "--rescan"))
+        o->rescan_s = d > 0.1 ? d : 0.1;
+    else
+        return -2;
+    return 0;
+}
+
+/* Apply one "--name value" option with a string value. */
+static int options_string(struct worker_options *o, const char *name, const char *v)
+{
+    if (!strcmp(name, "--mode")) {
+        for (int m = 0; m < 3; m++)
+            if (!strcmp(v, options_mode_name(m))) {
+                o->mode = m;
+                return 0;
+            }
+        return -1;
+    }
+    if (!strcmp(name, "--adapter-type")) {
+        if (strcmp(v, "mock") && strcmp(v, "cli"))
+            return -1;
+        o->adapter.type = strcmp(v, "cli") ? ADAPTER_MOCK : ADAPTER_CLI;
+    } else if (!strcmp(name, "--work-dir"))
+        options_set_str(&o->work_dir, v);
+    else if (!strcmp(name, "--bind"))
+        options_set_str(&o->bind, v);
+    else if (!strcmp(name, "--token"))
+        options_set_str(&o->token, v);
+    else if (!strcmp(name, "--log-level"))
+        options_set_str(&o->log_level, v);
+    else if (!strcmp(name, "--allowed-origin"))
+        options_push(&o->allowed_origins, v);
+    else if (!strcmp(name, "--env")) {
+        if (!strchr(v, '=') || v[0] == '=')
+            return -1;
+        options_push(&o->adapter.env_set, v);
+    } else if (!strcmp(name, "--env-remove"))
+        options_push(&o->adapter.env_remove, v);
+    else
+        return -2;
+    return 0;
+}
+
+/* Checks across options once all are read. */
+static int options_check(struct worker_options *o, char *err, size_t errlen)
+{
+    if (!o->bot_id) {
+        snprintf(err, errlen, "a BOT-ID is required");
+        return -1;
+    }
+    if (!util_id_valid(o->bot_id)) {
+        snprintf(err, errlen, "invalid BOT-ID '%s' (expected [A-Za-z0-9._-]{1,64})", o->bot_id);
+        return -1;
+    }
+    if (o->adapter.type == ADAPTER_CLI && !o->adapter.argv) {
+        snprintf(err, errlen, "--adapter-type cli needs --adapter-cmd (or -- ARGV...)");
+        return -1;
+    }
+    if (!o->token) {
+        const char *t = getenv("HIVE_TOKEN");
+        if (t && *t)
+            o->token = xstrdup(t);
+    }
+    return 0;
+}
+
+int options_parse(int argc, char **argv, struct worker_options *o, char *err, size_t errlen)
+{
+    options_defaults(o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+            o->help = true;
+        else if (!strcmp(a, "--version") || !strcmp(a, "-V"))
+            o->version = true;
+        else if (!strcmp(a, "--"))
+            options_take_argv(o, argc, argv, &i, true);
+        else if (!strcmp(a, "--adapter-cmd"))
+            options_take_argv(o, argc, argv, &i, false);
+        else if (a[0] == '-') {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "option %s needs a value", a);
+                return -1;
+            }
+            int r = options_numeric(o, a, argv[i + 1]);
+            if (r == -2)
+                r = options_string(o, a, argv[i + 1]);
+            if (r == -2) {
+                snprintf(err, errlen, "unknown option %s", a);
+                return -1;
+            }
+            if (r < 0) {
+                snprintf(err, errlen, "invalid value for %s: '%s'", a, argv[i + 1]);
+                return -1;
+            }
+            i++;
+        } else if (!o->bot_id)
+            o->bot_id = xstrdup(a);
+        else {
+            snprintf(err, errlen, "unexpected argument '%s'", a);
+            return -1;
+        }
+    }
+    if (o->help || o->version)
+        return 0;
+    return options_check(o, err, errlen);
+}
+
+/* Free a NULL-terminated list. */
+static void options_free_list(char **list)
+{
+    for (char **p = list; p && *p; p++)
+        free(*p);
+    free(list);
+}
+
+void options_free(struct worker_options *o)
+{
+    free(o->bot_id);
+    free(o->work_dir);
+    free(o->bind);
+    free(o->token);
+    free(o->log_level);
+    options_free_list(o->allowed_origins);
+    options_free_list(o->adapter.argv);
+    options_free_list(o->adapter.env_remove);
+    options_free_list(o->adapter.env_set);
+}

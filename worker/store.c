@@ -1,0 +1,474 @@
+/*
+ * store: owns the bot's on-disk layout and the durable steps of a task's
+ * life. Every other module sees tasks; only this one sees their files. See
+ * store.h for the exactly-once protocol of response files.
+ */
+#include "worker/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "common/util.h"
+#include "worker/response.h"
+#include "worker/taskfile.h"
+
+#define STORE_TASKFILE_MAX (16u << 20)
+
+struct store {
+    struct store_paths paths;
+    char *bot_id;
+};
+
+/* Build the path table for BOT_ID under WORK_DIR. */
+static void store_build_paths(struct store_paths *p, const char *work_dir, const char *bot)
+{
+    p->queue = xasprintf("%s/.deia/hive/tasks/%s", work_dir, bot);
+    p->active = xasprintf("%s/_active", p->queue);
+    p->archive = xasprintf("%s/_archive", p->queue);
+    p->realtime = xasprintf("%s/_realtime", p->queue);
+    p->responses = xasprintf("%s/.deia/hive/responses", work_dir);
+    p->controls = xasprintf("%s/.deia/hive/controls", work_dir);
+    p->pause = xasprintf("%s/%s-PAUSE", p->controls, bot);
+    p->logs = xasprintf("%s/.deia/bot-logs", work_dir);
+    p->activity = xasprintf("%s/%s-activity.jsonl", p->logs, bot);
+}
+
+struct store *store_open(const char *work_dir, const char *bot_id, char *err, size_t errlen)
+{
+    struct store *s = xcalloc(1, sizeof *s);
+    s->bot_id = xstrdup(bot_id);
+    store_build_paths(&s->paths, work_dir, bot_id);
+    const char *dirs[] = {s->paths.active,    s->paths.archive,  s->paths.realtime,
+                          s->paths.responses, s->paths.controls, s->paths.logs};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        if (util_mkdirs(dirs[i]) < 0) {
+            snprintf(err, errlen, "cannot create %s: %s", dirs[i], strerror(errno));
+            store_free(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+void store_free(struct store *s)
+{
+    if (!s)
+        return;
+    char **p = (char **)&s->paths;
+    for (size_t i = 0; i < sizeof s->paths / sizeof(char *); i++)
+        free(p[i]);
+    free(s->bot_id);
+    free(s);
+}
+
+const struct store_paths *store_paths(const struct store *s)
+{
+    return &s->paths;
+}
+
+/* Write LEN bytes to FD entirely. */
+static int store_write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, data, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        data += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The JSON text a realtime task is persisted as. */
+static char *store_realtime_encode(const struct task *t, size_t *len)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "task_id", t->id, "command", t->content,
+                          "priority", t->priority, "from", t->from, "source",
+                          task_source_name(t->source), "accepted_ns", (json_int_t)t->order);
+    char *s = json_dump_compact(o, len);
+    json_decref(o);
+    return s;
+}
+
+/* Write one realtime task to a temp file; its fd stays open for fsync. */
+static int store_realtime_write(struct store *s, struct task *t, char *tmp, size_t cap)
+{
+    snprintf(tmp, cap, "%s/.%s.tmp", s->paths.realtime, t->id);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    size_t len;
+    char *text = store_realtime_encode(t, &len);
+    int r = store_write_all(fd, text, len);
+    free(text);
+    if (r < 0) {
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    return fd;
+}
+
+void store_persist_realtime(struct store *s, struct task *const *tasks, size_t n, bool *ok)
+{
+    int *fds = xcalloc(n, sizeof *fds);
+    char tmp[4200], dst[4200];
+    for (size_t i = 0; i < n; i++)
+        fds[i] = store_realtime_write(s, tasks[i], tmp, sizeof tmp);
+    /* All the data first, then the fsyncs: the first one commits the
+     * journal for the whole batch and the rest find little left to do. */
+    for (size_t i = 0; i < n; i++) {
+        ok[i] = fds[i] >= 0 && fdatasync(fds[i]) == 0;
+        if (fds[i] >= 0)
+            close(fds[i]);
+        snprintf(tmp, sizeof tmp, "%s/.%s.tmp", s->paths.realtime, tasks[i]->id);
+        snprintf(dst, sizeof dst, "%s/%s.json", s->paths.realtime, tasks[i]->id);
+        if (ok[i] && rename(tmp, dst) < 0)
+            ok[i] = false;
+        if (!ok[i])
+            unlink(tmp);
+        else {
+            free(tasks[i]->file_name);
+            tasks[i]->file_name = xasprintf("%s.json", tasks[i]->id);
+        }
+    }
+    util_fsync_dir(s->paths.realtime);
+    free(fds);
+}
+
+/* Source name back to the enum. */
+static enum task_source store_source_parse(const char *name)
+{
+    if (name && strcmp(name, "websocket") == 0)
+        return TASK_SOURCE_WEBSOCKET;
+    return TASK_SOURCE_HTTP;
+}
+
+struct task *store_load_realtime(struct store *s, const char *dir, const char *name)
+{
+    (void)s;
+    char *path = xasprintf("%s/%s", dir, name);
+    size_t len;
+    char *text = util_read_file(path, STORE_TASKFILE_MAX, &len);
+    free(path);
+    if (!text)
+        return NULL;
+    json_t *o = json_parse_bytes(text, len, NULL, 0);
+    free(text);
+    const char *id = json_get_str(o, "task_id"), *cmd = json_get_str(o, "command");
+    if (!json_is_object(o) || !util_id_valid(id) || !cmd) {
+        json_decref(o);
+        return NULL;
+    }
+    struct task *t = task_new(id, store_source_parse(json_get_str(o, "source")));
+    const char *prio = json_get_str(o, "priority"), *from = json_get_str(o, "from");
+    t->content = xstrdup(cmd);
+    t->priority = xstrdup(prio ? prio : "P0");
+    t->rank = taskfile_priority_rank(t->priority);
+    t->from = xstrdup(from ? from : "user");
+    t->order = (int64_t)json_integer_value(json_object_get(o, "accepted_ns"));
+    t->file_name = xstrdup(name);
+    json_decref(o);
+    return t;
+}
+
+/* Fill a file task from its parsed text (after the claim). */
+static void store_parse_claimed(struct task *t, const char *path, const char *bot_id)
+{
+    size_t len;
+    char err[256];
+    char *text = util_read_file(path, STORE_TASKFILE_MAX, &len);
+    if (!text) {
+        free(t->parse_error);
+        t->parse_error =
+            xasprintf("cannot read task file: %s", errno == EFBIG ? "too large" : strerror(errno));
+        return;
+    }
+    char *stem = xstrdup(t->file_name);
+    char *dot = strrchr(stem, '.');
+    if (dot)
+        *dot = '\0';
+    struct taskfile tf;
+    if (taskfile_parse(text, len, stem, bot_id, &tf, err, sizeof err) < 0) {
+        free(t->parse_error);
+        t->parse_error = xasprintf("cannot parse task file: %s", err);
+    } else {
+        free(t->id), free(t->from), free(t->to), free(t->priority), free(t->content);
+        t->id = tf.task_id, t->from = tf.from, t->to = tf.to;
+        t->priority = tf.priority, t->content = tf.content;
+        t->rank = tf.priority_rank;
+        free(tf.created_at);
+    }
+    free(stem);
+    free(text);
+}
+
+int store_claim(struct store *s, struct task *t, const char *bot_id)
+{
+    const char *from_dir = t->source == TASK_SOURCE_FILE ? s->paths.queue : s->paths.realtime;
+    char *src = xasprintf("%s/%s", from_dir, t->file_name);
+    char *dst = xasprintf("%s/%s", s->paths.active, t->file_name);
+    int r = rename(src, dst) < 0 ? -errno : 0;
+    if (r == 0 && t->source == TASK_SOURCE_FILE)
+        store_parse_claimed(t, dst, bot_id);
+    free(src);
+    free(dst);
+    return r;
+}
+
+int store_unclaim(struct store *s, struct task *t)
+{
+    const char *to_dir = t->source == TASK_SOURCE_FILE ? s->paths.queue : s->paths.realtime;
+    char *src = xasprintf("%s/%s", s->paths.active, t->file_name);
+    char *dst = xasprintf("%s/%s", to_dir, t->file_name);
+    int r = renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) < 0 ? -errno : 0;
+    free(src);
+    free(dst);
+    return r;
+}
+
+/* The pending name of a claimed task's response. */
+static char *store_pending_path(struct store *s, const char *file_name)
+{
+    return xasprintf("%s/.%s--%s.pending", s->paths.responses, s->bot_id, file_name);
+}
+
+/* Link PENDING to the first free name built from BASE. */
+static int store_link_response(struct store *s, const char *pending, const char *base,
+                               char **name_out)
+{
+    for (int tries = 0; tries < 1000; tries++) {
+        char *name = response_pick_name(s->paths.responses, base);
+        char *path = xasprintf("%s/%s", s->paths.responses, name);
+        int r = link(pending, path);
+        int e = errno;
+        free(path);
+        if (r == 0) {
+            *name_out = name;
+            return 0;
+        }
+        free(name);
+        if (e != EEXIST)
+            return -e;
+    }
+    return -EEXIST;
+}
+
+/* Move a claimed task from _active/ to _archive/. */
+static int store_archive(struct store *s, const char *file_name)
+{
+    char *src = xasprintf("%s/%s", s->paths.active, file_name);
+    char *dst = xasprintf("%s/%s", s->paths.archive, file_name);
+    int r = rename(src, dst) < 0 ? -errno : 0;
+    free(src);
+    free(dst);
+    return r;
+}
+
+int store_finish(struct store *s, struct task *t, const char *base, const char *text, size_t len)
+{
+    char *pending = store_pending_path(s, t->file_name);
+    int fd = open(pending, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int r = fd < 0 ? -errno : 0;
+    if (r == 0 && (store_write_all(fd, text, len) < 0 || fdatasync(fd) < 0))
+        r = -errno;
+    if (fd >= 0)
+        close(fd);
+    char *name = NULL;
+    if (r == 0)
+        r = store_link_response(s, pending, base, &name);
+    if (r < 0) {
+        unlink(pending);
+        free(pending);
+        return r;
+    }
+    free(t->response_file);
+    t->response_file = name;
+    /* The archive before the pending name goes: a task still in _active/
+     * without a pending file is one that must run again. */
+    r = store_archive(s, t->file_name);
+    unlink(pending);
+    free(pending);
+    return r == -ENOENT ? 0 : r;
+}
+
+/* Value of a "**Field:** value" line in a response text, or NULL. */
+static char *store_response_field(const char *text, const char *field)
+{
+    const char *p = strstr(text, field);
+    if (!p)
+        return NULL;
+    p += strlen(field);
+    while (*p == ' ')
+        p++;
+    return xstrndup(p, strcspn(p, "\r\n"));
+}
+
+/* Give a pending response that was never linked its final name. */
+static void store_link_orphan(struct store *s, const char *pending)
+{
+    size_t len;
+    char *text = util_read_file(pending, 64u << 20, &len);
+    struct stat st;
+    if (!text || stat(pending, &st) < 0) {
+        free(text);
+        return;
+    }
+    char *id = store_response_field(text, "**Task:**");
+    char *to = store_response_field(text, "**To:**");
+    struct response r = {.bot_id = s->bot_id,
+                         .task_id = id ? id : "unknown",
+                         .to = to ? to : "unknown",
+                         .success = strstr(text, "- Complete\n") != NULL,
+                         .finished_wall_ns =
+                             (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
+    char *base = response_base_name(&r);
+    char *name = NULL;
+    if (store_link_response(s, pending, base, &name) == 0)
+        free(name);
+    free(base);
+    free(id);
+    free(to);
+    free(text);
+}
+
+/* Finish a response whose task died mid-way: link it if needed. True when a
+ * pending response existed for FILE_NAME (the task then counts as done). */
+static bool store_settle_pending(struct store *s, const char *file_name)
+{
+    char *pending = store_pending_path(s, file_name);
+    struct stat st;
+    bool found = stat(pending, &st) == 0;
+    if (found && st.st_nlink < 2)
+        store_link_orphan(s, pending);
+    if (found)
+        unlink(pending);
+    free(pending);
+    return found;
+}
+
+/* True for names that are ours but not tasks (temp files, dot files). */
+static bool store_skip_name(const char *name)
+{
+    return name[0] == '.';
+}
+
+/* Settle every task left in _active/: archive the answered ones, put the
+ * others back where they came from. */
+static void store_recover_active(struct store *s)
+{
+    DIR *d = opendir(s->paths.active);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (store_skip_name(e->d_name))
+            continue;
+        if (store_settle_pending(s, e->d_name)) {
+            store_archive(s, e->d_name);
+            continue;
+        }
+        struct task t = {.file_name = e->d_name};
+        size_t n = strlen(e->d_name);
+        t.source =
+            n > 5 && strcmp(e->d_name + n - 5, ".json") == 0 ? TASK_SOURCE_HTTP : TASK_SOURCE_FILE;
+        store_unclaim(s, &t);
+    }
+    closedir(d);
+}
+
+/* Settle pending responses whose task was archived already. */
+static void store_recover_orphans(struct store *s)
+{
+    DIR *d = opendir(s->paths.responses);
+    if (!d)
+        return;
+    char *prefix = xasprintf(".%s--", s->bot_id);
+    size_t plen = strlen(prefix);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (strncmp(e->d_name, prefix, plen) != 0 || n < plen + 8 ||
+            strcmp(e->d_name + n - 8, ".pending") != 0)
+            continue;
+        char *file_name = xstrndup(e->d_name + plen, n - plen - 8);
+        store_settle_pending(s, file_name);
+        free(file_name);
+    }
+    free(prefix);
+    closedir(d);
+}
+
+int store_recover(struct store *s, const char *bot_id, store_requeue_cb cb, void *arg)
+{
+    (void)bot_id;
+    store_recover_active(s);
+    store_recover_orphans(s);
+    DIR *d = opendir(s->paths.realtime);
+    if (!d)
+        return 0;
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (store_skip_name(e->d_name)) {
+            if (strstr(e->d_name, ".tmp")) /* never acknowledged */
+                unlinkat(dirfd(d), e->d_name, 0);
+            continue;
+        }
+        struct task *t = store_load_realtime(s, s->paths.realtime, e->d_name);
+        if (t) {
+            cb(t, arg);
+            count++;
+        }
+    }
+    closedir(d);
+    return count;
+}
+
+/* True when NAME is a response of BOT for the sanitised task id SID. */
+static bool store_response_matches(const char *name, const char *bot, const char *sid)
+{
+    char pat[200];
+    if (strlen(name) < 17 || strncmp(name + 16, bot, strlen(bot)) != 0 ||
+        name[16 + strlen(bot)] != '-')
+        return false;
+    const char *kinds[] = {"complete", "failed"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(pat, sizeof pat, "-RESPONSE-%s-%s", sid, kinds[i]);
+        const char *p = strstr(name, pat);
+        if (p && (strcmp(p + strlen(pat), ".md") == 0 || p[strlen(pat)] == '-'))
+            return true;
+    }
+    return false;
+}
+
+char *store_find_response(struct store *s, const char *bot_id, const char *task_id)
+{
+    char sid[80];
+    util_sanitize(task_id, sid, sizeof sid);
+    DIR *d = opendir(s->paths.responses);
+    if (!d)
+        return NULL;
+    char *best = NULL;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || !store_response_matches(e->d_name, bot_id, sid))
+            continue;
+        if (!best || strcmp(e->d_name, best) > 0) {
+            free(best);
+            best = xstrdup(e->d_name);
+        }
+    }
+    closedir(d);
+    return best;
+}

@@ -1,0 +1,69 @@
+/*
+ * store: the bot's folders on disk and every durable step of a task's life
+ * (SPEC §2, §3): realtime tasks persisted before they are acknowledged (in
+ * batches sharing their fsyncs), the claim into _active/, the response file
+ * written exactly once, the archive, and the recovery after a crash.
+ *
+ * Exactly-once responses: the response is first written to a per-task
+ * "pending" file in the responses folder and fsynced, then hard-linked to its
+ * final name (link never overwrites), then the task moves to _archive/, then
+ * the pending name is removed. Whatever instant the worker dies at, the
+ * pending file and its link count tell recovery what already happened.
+ */
+#ifndef HIVE_STORE_H
+#define HIVE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "worker/task.h"
+
+struct store;
+
+struct store_paths {
+    char *queue;     /* .deia/hive/tasks/<BOT> */
+    char *active;    /* .../_active */
+    char *archive;   /* .../_archive */
+    char *realtime;  /* .../_realtime */
+    char *responses; /* .deia/hive/responses */
+    char *controls;  /* .deia/hive/controls */
+    char *pause;     /* .deia/hive/controls/<BOT>-PAUSE */
+    char *logs;      /* .deia/bot-logs */
+    char *activity;  /* .deia/bot-logs/<BOT>-activity.jsonl */
+};
+
+/* Lay out (mkdir -p) the folders for BOT_ID under WORK_DIR. */
+struct store *store_open(const char *work_dir, const char *bot_id, char *err, size_t errlen);
+void store_free(struct store *store);
+const struct store_paths *store_paths(const struct store *store);
+
+/* Persist N realtime tasks: write each, fsync each, rename each into
+ * _realtime/, fsync the folder once. OK[i] tells which made it. */
+void store_persist_realtime(struct store *store, struct task *const *tasks, size_t n, bool *ok);
+/* Load one persisted realtime task file (NAME in _realtime/ or _active/). */
+struct task *store_load_realtime(struct store *store, const char *dir, const char *name);
+
+/* Move the task's file into _active/. For a file task, the content is then
+ * read and parsed (a parse error is kept in task->parse_error). 0, or -errno
+ * (-ENOENT: the file went away). */
+int store_claim(struct store *store, struct task *task, const char *bot_id);
+/* Write the response TEXT for the claimed TASK under a name built from BASE
+ * (see response_pick_name), archive the task. The chosen name goes to
+ * task->response_file. 0 or -errno (nothing archived then: retry later). */
+int store_finish(struct store *store, struct task *task, const char *base, const char *text,
+                 size_t len);
+/* Put a claimed task back (shutdown before it finished). */
+int store_unclaim(struct store *store, struct task *task);
+
+/* Callback for recovered tasks that must run (again). */
+typedef void (*store_requeue_cb)(struct task *task, void *arg);
+/* Crash recovery at start: finish what was half-finished, return the rest of
+ * _active/ to its queue, and hand every realtime task to CB. Returns the
+ * number of tasks handed over. */
+int store_recover(struct store *store, const char *bot_id, store_requeue_cb cb, void *arg);
+
+/* Find the newest response file of TASK_ID written by this bot (for
+ * GET /api/task/<id> after a restart); caller frees; NULL when none. */
+char *store_find_response(struct store *store, const char *bot_id, const char *task_id);
+
+#endif

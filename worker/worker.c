@@ -1,0 +1,269 @@
+/*
+ * worker: owns the process-level concerns of a bot: the listening socket
+ * (from LISTEN_FDS or bound here), SIGTERM/SIGINT, READY/WATCHDOG/STOPPING
+ * notifications, dying with the supervisor, and the order in which the
+ * modules are built and torn down.
+ */
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/sdnotify.h"
+#include "common/util.h"
+#include "worker/activity.h"
+#include "worker/api.h"
+#include "worker/engine.h"
+#include "worker/store.h"
+
+#define WORKER_EXIT_CONFIG 78
+#define WORKER_DRAIN_MS 1000
+
+struct worker {
+    const struct worker_options *o;
+    struct event_base *base;
+    struct store *store;
+    struct activity *activity;
+    struct api *api;
+    struct engine *engine;
+    struct event *sigterm_ev, *sigint_ev, *watchdog_ev, *drain_ev;
+    int64_t drain_deadline_ms;
+    int port;
+};
+
+/* Die with the supervisor that started us (it says so in the environment). */
+static void worker_follow_parent(void)
+{
+    const char *sup = getenv("HIVE_SUPERVISOR_PID");
+    if (!sup || !*sup)
+        return;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != (pid_t)atol(sup)) /* it died before prctl took effect */
+        _exit(1);
+}
+
+/* The listening socket: inherited (fd 3) or bound here. -1 on failure
+ * (already reported); -2 when none is needed. */
+static int worker_listen(const struct worker_options *o, int *exit_code)
+{
+    int n = sdnotify_listen_fds();
+    if (n >= 1) {
+        util_set_nonblock_cloexec(SDNOTIFY_LISTEN_FDS_START);
+        return SDNOTIFY_LISTEN_FDS_START;
+    }
+    if (o->mode == MODE_CLI_ONLY)
+        return -2;
+    if (o->port < 0) {
+        log_error("--port is required in mode %s", options_mode_name(o->mode));
+        *exit_code = 2;
+        return -1;
+    }
+    if (!util_addr_is_loopback(o->bind) && !o->token) {
+        log_error("refusing to listen on %s without a token (set HIVE_TOKEN or --token)", o->bind);
+        *exit_code = WORKER_EXIT_CONFIG;
+        return -1;
+    }
+    char err[300];
+    int fd = util_listen_tcp(o->bind, o->port, err, sizeof err);
+    if (fd < 0) {
+        log_error("%s", err);
+        *exit_code = WORKER_EXIT_CONFIG;
+    }
+    return fd;
+}
+
+/* Send WATCHDOG=1 (at half the interval the supervisor asked for). */
+static void worker_watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    sdnotify_send("WATCHDOG=1");
+}
+
+/* Leave the loop once the WebSocket clients are gone (or after a while). */
+static void worker_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct worker *w = arg;
+    if (!w->api || api_sessions(w->api) == 0 || util_mono_ms() >= w->drain_deadline_ms) {
+        event_base_loopexit(w->base, NULL);
+        return;
+    }
+    struct timeval tv = {0, 20000};
+    evtimer_add(w->drain_ev, &tv);
+}
+
+/* The engine has stopped: say goodbye to WebSocket clients, then exit. */
+static void worker_stopped_cb(void *arg)
+{
+    struct worker *w = arg;
+    if (w->api)
+        api_close_sessions(w->api);
+    w->drain_deadline_ms = util_mono_ms() + WORKER_DRAIN_MS;
+    struct timeval tv = {0, 0};
+    evtimer_add(w->drain_ev, &tv);
+}
+
+/* SIGTERM / SIGINT: stop taking tasks and wind down. */
+static void worker_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct worker *w = arg;
+    if (engine_stopping(w->engine))
+        return;
+    log_info("%s received; stopping", strsignal((int)sig));
+    sdnotify_send("STOPPING=1");
+    engine_stop(w->engine);
+}
+
+/* Engine events relayed to the API (WebSocket clients). */
+static void worker_task_started(struct task *t, void *arg)
+{
+    struct worker *w = arg;
+    if (w->api)
+        api_task_started(w->api, t);
+}
+
+static void worker_task_chunk(struct task *t, const char *data, size_t len, void *arg)
+{
+    struct worker *w = arg;
+    if (w->api)
+        api_task_chunk(w->api, t, data, len);
+}
+
+static void worker_task_finished(struct task *t, void *arg)
+{
+    struct worker *w = arg;
+    if (w->api)
+        api_task_finished(w->api, t);
+}
+
+/* Build the engine from the options. */
+static struct engine *worker_engine(struct worker *w)
+{
+    const struct worker_options *o = w->o;
+    struct engine_config ec = {.bot_id = o->bot_id,
+                               .adapter = o->adapter,
+                               .cooldown_s = o->cooldown_s,
+                               .queue_max = o->queue_max,
+                               .stop_grace_s = o->stop_grace_s,
+                               .file_queue = o->mode != MODE_WEBSOCKET_ONLY,
+                               .file_min_age_s = o->file_min_age_s,
+                               .rescan_s = o->rescan_s};
+    ec.adapter.work_dir = o->work_dir;
+    struct engine_events ev = {worker_task_started, worker_task_chunk, worker_task_finished,
+                               worker_stopped_cb, w};
+    return engine_new(w->base, &ec, w->store, w->activity, &ev);
+}
+
+/* Build the HTTP/WebSocket API on FD. */
+static struct api *worker_api(struct worker *w, int fd)
+{
+    const struct worker_options *o = w->o;
+    struct api_config ac = {.bot_id = o->bot_id,
+                            .mode = options_mode_name(o->mode),
+                            .port = w->port,
+                            .token = o->token,
+                            .allowed_origins = (const char *const *)o->allowed_origins,
+                            .limits = o->limits,
+                            .ws = o->ws,
+                            .started_mono_ns = util_mono_ns()};
+    return api_new(w->base, fd, &ac, w->store);
+}
+
+/* Arm signals and the watchdog. */
+static void worker_events(struct worker *w)
+{
+    w->sigterm_ev = evsignal_new(w->base, SIGTERM, worker_signal_cb, w);
+    w->sigint_ev = evsignal_new(w->base, SIGINT, worker_signal_cb, w);
+    event_add(w->sigterm_ev, NULL);
+    event_add(w->sigint_ev, NULL);
+    w->drain_ev = evtimer_new(w->base, worker_drain_cb, w);
+    uint64_t usec = sdnotify_watchdog_usec();
+    if (usec) {
+        w->watchdog_ev = event_new(w->base, -1, EV_PERSIST, worker_watchdog_cb, w);
+        struct timeval tv = {(long)(usec / 2 / 1000000), (long)(usec / 2 % 1000000)};
+        event_add(w->watchdog_ev, &tv);
+    }
+}
+
+/* Free everything in the reverse order of building. */
+static void worker_teardown(struct worker *w)
+{
+    engine_free(w->engine);
+    api_free(w->api);
+    if (w->watchdog_ev)
+        event_free(w->watchdog_ev);
+    if (w->sigterm_ev)
+        event_free(w->sigterm_ev);
+    if (w->sigint_ev)
+        event_free(w->sigint_ev);
+    if (w->drain_ev)
+        event_free(w->drain_ev);
+    activity_close(w->activity);
+    store_free(w->store);
+    if (w->base)
+        event_base_free(w->base);
+}
+
+/* Log the startup event and say READY=1. */
+static void worker_announce(struct worker *w, int recovered)
+{
+    const struct worker_options *o = w->o;
+    if (w->port >= 0)
+        log_info("listening on http://%s:%d (mode %s, adapter %s)", o->bind, w->port,
+                 options_mode_name(o->mode), o->adapter.type == ADAPTER_CLI ? "cli" : "mock");
+    else
+        log_info("watching the file queue (mode %s)", options_mode_name(o->mode));
+    if (recovered)
+        log_info("recovered %d queued realtime task(s)", recovered);
+    struct activity_event ev = {.event_type = "startup"};
+    activity_log(w->activity, &ev,
+                 json_pack("{s:s, s:i, s:i}", "mode", options_mode_name(o->mode), "port", w->port,
+                           "recovered", recovered));
+    sdnotify_send("READY=1");
+}
+
+int worker_run(const struct worker_options *o)
+{
+    struct worker w = {.o = o, .port = -1};
+    int code = 1;
+    char err[300];
+    signal(SIGPIPE, SIG_IGN);
+    worker_follow_parent();
+    int fd = worker_listen(o, &code);
+    if (fd == -1)
+        return code;
+    if (fd >= 0)
+        w.port = util_socket_port(fd);
+    w.store = store_open(o->work_dir, o->bot_id, err, sizeof err);
+    if (!w.store) {
+        log_error("%s", err);
+        if (fd >= 0)
+            close(fd);
+        return WORKER_EXIT_CONFIG;
+    }
+    w.activity = activity_open(store_paths(w.store)->activity, o->bot_id);
+    w.base = event_base_new();
+    if (fd >= 0 && !(w.api = worker_api(&w, fd))) {
+        log_error("cannot serve HTTP on the listening socket");
+        worker_teardown(&w);
+        return 1;
+    }
+    w.engine = worker_engine(&w);
+    if (w.api)
+        api_set_engine(w.api, w.engine);
+    worker_events(&w);
+    worker_announce(&w, engine_start(w.engine));
+    event_base_dispatch(w.base);
+    struct activity_event ev = {.event_type = "shutdown"};
+    activity_log(w.activity, &ev, NULL);
+    log_info("stopped");
+    worker_teardown(&w);
+    return 0;
+}
