@@ -1,0 +1,65 @@
+/*
+ * hive: the supervisor's core — the table of bots from the roster, each with
+ * its lifecycle state machine (fsm.h), its listening socket (bound here
+ * before anything starts and handed to the worker as LISTEN_FDS on fd 3), its
+ * worker process (own process group, NOTIFY_SOCKET readiness and watchdog,
+ * output captured line by line into .deia/hive/logs/<BOT>.log), restarts,
+ * reload and .deia/hive/registry.json. The front door (front.h) reads it
+ * through the functions below and never touches processes itself.
+ */
+#ifndef HIVE_HIVE_H
+#define HIVE_HIVE_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config/roster.h"
+
+struct hive;
+
+/* What the front door may know of one bot. Strings live until the next call
+ * into hive that changes state (copy them if kept). */
+struct hive_bot_info {
+    const char *id;
+    const char *state; /* starting, running, stopping, stopped, backoff, fatal */
+    bool running;      /* state is running: the proxy may forward */
+    pid_t pid;         /* 0 when no worker process */
+    int port;
+    const char *bind;   /* the worker's address */
+    unsigned restarts;
+    double uptime_seconds; /* in the current state "running", else 0 */
+    const char *reason;    /* "" when none */
+    bool has_exit;
+    int exit_code;   /* when exit_signal is 0 */
+    int exit_signal;
+    int64_t exit_at_wall_ns;
+};
+
+/* Bind every bot's port and prepare the table. On failure returns NULL with
+ * one clear message in ERR naming the bot and the port (exit 78). Takes
+ * ROSTER. FOREGROUND echoes worker output as "BOT | line" on stdout. */
+struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreground, char *err,
+                      size_t errlen);
+void hive_free(struct hive *hive);
+/* Start every bot. */
+void hive_start_all(struct hive *hive);
+const struct roster *hive_roster(const struct hive *hive);
+size_t hive_bot_count(const struct hive *hive);
+/* Info of the I-th bot (roster order); false when out of range. */
+bool hive_bot_at(const struct hive *hive, size_t i, struct hive_bot_info *out);
+/* Info of bot ID; false when unknown. */
+bool hive_bot_find(const struct hive *hive, const char *id, struct hive_bot_info *out);
+/* "start", "stop" or "restart" bot ID: 0, -ENOENT (unknown bot), -EINVAL. */
+int hive_bot_control(struct hive *hive, const char *id, const char *action);
+/* Re-read the roster file: start added bots, stop removed ones, restart
+ * changed ones, leave the rest untouched. 0, or -1 with the validation
+ * errors (one per line) in ERR and nothing changed. */
+int hive_reload(struct hive *hive, char *err, size_t errlen);
+/* Stop every bot in parallel (SIGTERM, SIGKILL after stop_timeout); DONE is
+ * called once all are stopped. */
+void hive_shutdown(struct hive *hive, void (*done)(void *arg), void *arg);
+
+#endif
