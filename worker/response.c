@@ -1,0 +1,154 @@
+/*
+ * response: everything about a response file but writing it (SPEC §2.2). The
+ * name is built from the completion time and sanitised task fields, so no
+ * input can reach outside the responses folder; response_pick_name() adds the
+ * -2, -3 ... suffix that keeps an existing response from being overwritten;
+ * response_render() produces the DEIA layout byte for byte. The caller creates
+ * the file (with O_EXCL, since the name may be taken between pick and create).
+ */
+#include "worker/response.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+/* Longest sanitised component: keeps names well below NAME_MAX. */
+#define RESPONSE_PART_MAX 64
+
+/* A growing text buffer. */
+struct response_buf {
+    char *data;
+    size_t len, cap;
+};
+
+/* Make room for LEN more bytes and a NUL in B. */
+static void response_reserve(struct response_buf *b, size_t len)
+{
+    if (b->len + len + 1 <= b->cap)
+        return;
+    while (b->len + len + 1 > b->cap)
+        b->cap = b->cap ? b->cap * 2 : 1024;
+    b->data = xrealloc(b->data, b->cap);
+}
+
+/* Append LEN bytes to B. */
+static void response_put(struct response_buf *b, const char *s, size_t len)
+{
+    response_reserve(b, len);
+    if (len)
+        memcpy(b->data + b->len, s, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+/* Append formatted text to B. */
+static void response_printf(struct response_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void response_printf(struct response_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0)
+        return;
+    response_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+/* S, or "" for NULL. */
+static const char *response_str(const char *s)
+{
+    return s ? s : "";
+}
+
+/* Sanitise IN into OUT (RESPONSE_PART_MAX + 1 bytes). */
+static void response_part(const char *in, char *out)
+{
+    util_sanitize(in, out, RESPONSE_PART_MAX + 1);
+}
+
+/* "<local YYYY-MM-DD-HHMM>-<bot>-<to>-RESPONSE-<id>-complete|failed". */
+char *response_base_name(const struct response *r)
+{
+    char bot[RESPONSE_PART_MAX + 1], to[RESPONSE_PART_MAX + 1], id[RESPONSE_PART_MAX + 1];
+    char when[32];
+    time_t t = (time_t)(r->finished_wall_ns / 1000000000);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%d-%H%M", &tm);
+    response_part(r->bot_id, bot);
+    response_part(r->to, to);
+    response_part(r->task_id, id);
+    return xasprintf("%s-%s-%s-RESPONSE-%s-%s", when, bot, to, id,
+                     r->success ? "complete" : "failed");
+}
+
+/* True when NAME exists in the folder DIRFD; a dangling symlink exists. */
+static bool response_name_taken(int dirfd, const char *name)
+{
+    struct stat st;
+    /* On errors other than ENOENT the name is offered anyway: the caller's
+     * O_EXCL create is the final judge. */
+    return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* The first free name of BASE.md, BASE-2.md ... in DIR (a name, not a path). */
+char *response_pick_name(const char *dir, const char *base)
+{
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char *name = xasprintf("%s.md", base);
+    if (dirfd < 0)
+        return name;
+    for (unsigned long n = 2; response_name_taken(dirfd, name); n++) {
+        free(name);
+        name = xasprintf("%s-%lu.md", base, n);
+    }
+    close(dirfd);
+    return name;
+}
+
+/* The header lines, from the title to the timestamp. */
+static void response_render_header(struct response_buf *b, const struct response *r)
+{
+    char utc[40];
+    util_iso_utc(utc, sizeof utc, r->finished_wall_ns);
+    response_printf(b, "# RESPONSE: %s - %s\n\n", response_str(r->task_id),
+                    r->success ? "Complete" : "Failed");
+    response_printf(b, "**From:** %s\n", response_str(r->bot_id));
+    response_printf(b, "**To:** %s\n", response_str(r->to));
+    response_printf(b, "**Task:** %s\n", response_str(r->task_id));
+    response_printf(b, "**Source:** %s\n", task_source_name(r->source));
+    response_printf(b, "**Status:** %s\n", r->success ? "\u2713 SUCCESS" : "\u2717 FAILED");
+    response_printf(b, "**Duration:** %.1f seconds\n", r->duration_seconds);
+    response_printf(b, "**Timestamp:** %s\n\n", utc);
+}
+
+/* The whole response file text; output is copied by length, NULs included. */
+char *response_render(const struct response *r, size_t *len_out)
+{
+    struct response_buf b = {0};
+    char local[40];
+    response_render_header(&b, r);
+    response_printf(&b, "## Output\n\n");
+    response_put(&b, r->output ? r->output : "", r->output ? r->output_len : 0);
+    response_printf(&b, "\n\n## Files Modified\n\n- None\n\n");
+    if (r->error && r->error[0])
+        response_printf(&b, "## Error\n\n%s\n\n", r->error);
+    util_iso_local(local, sizeof local, r->finished_wall_ns);
+    response_printf(&b, "---\n\n**Response generated:** %s\n", local);
+    if (len_out)
+        *len_out = b.len;
+    return b.data;
+}
