@@ -10,7 +10,7 @@
 
 char *json_dump_compact(const json_t *value, size_t *len_out)
 {
-    char *s = json_dumps(value, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
+    char *s = json_dumps(value, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY | JSON_REAL_PRECISION(12));
     if (!s)
         s = xstrdup("null");
     if (len_out)

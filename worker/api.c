@@ -41,6 +41,12 @@ static json_t *api_now(void)
     return json_string(ts);
 }
 
+/* Seconds rounded to milliseconds, for JSON. */
+static double api_ms(double seconds)
+{
+    return (double)(int64_t)(seconds * 1000 + 0.5) / 1000;
+}
+
 /* A string or JSON null. */
 static json_t *api_str(const char *s)
 {
@@ -62,10 +68,11 @@ static json_t *api_status_json(struct api *api)
     double up = (double)(util_mono_ns() - api->cfg.started_mono_ns) / 1e9;
     return json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:I, s:I, s:o, s:{s:I, s:I}, s:o, s:s}",
                      "bot_id", api->cfg.bot_id, "status", st.state, "mode", api->cfg.mode, "port",
-                     api->cfg.port, "pid", (int)getpid(), "uptime_seconds", up, "tasks_processed",
-                     (json_int_t)st.processed, "tasks_failed", (json_int_t)st.failed,
-                     "current_task", cur, "queue", "realtime", (json_int_t)st.realtime, "file",
-                     (json_int_t)st.file, "timestamp", api_now(), "version", HIVE_VERSION);
+                     api->cfg.port, "pid", (int)getpid(), "uptime_seconds", api_ms(up),
+                     "tasks_processed", (json_int_t)st.processed, "tasks_failed",
+                     (json_int_t)st.failed, "current_task", cur, "queue", "realtime",
+                     (json_int_t)st.realtime, "file", (json_int_t)st.file, "timestamp", api_now(),
+                     "version", HIVE_VERSION);
 }
 
 /* Extract the "## Output" section of a response file. */
@@ -112,8 +119,9 @@ static json_t *api_task_json(const struct task *t)
         json_object_set_new(o, "result",
                             json_pack("{s:b, s:s%, s:o, s:f, s:o}", "success", t->success, "output",
                                       t->output ? t->output : "", t->output_len, "error",
-                                      api_str(t->error), "duration_seconds", t->duration_seconds,
-                                      "response_file", api_str(t->response_file)));
+                                      api_str(t->error), "duration_seconds",
+                                      api_ms(t->duration_seconds), "response_file",
+                                      api_str(t->response_file)));
     return o;
 }
 
@@ -439,7 +447,7 @@ void api_task_finished(struct api *api, const struct task *t)
                     json_pack("{s:s, s:s, s:s%, s:b, s:o, s:f, s:s, s:o}", "type", "response",
                               "task_id", t->id, "content", t->output ? t->output : "",
                               t->output_len, "success", t->success, "error", api_str(t->error),
-                              "duration_seconds", t->duration_seconds, "source",
+                              "duration_seconds", api_ms(t->duration_seconds), "source",
                               task_source_name(t->source), "timestamp", api_now()));
 }
 

@@ -136,7 +136,28 @@ static void options_take_argv(struct worker_options *o, int argc, char **argv, i
 /* Apply one "--name value" option with a numeric value. */
 static int options_numeric(struct worker_options *o, const char *name, const char *v)
 {
+    static const char *const numeric[] = {"--port",
+                                          "--cooldown",
+                                          "--timeout",
+                                          "--queue-max",
+                                          "--mock-delay-ms",
+                                          "--output-cap",
+                                          "--max-header",
+                                          "--max-body",
+                                          "--max-message",
+                                          "--max-connections",
+                                          "--header-timeout",
+                                          "--idle-timeout",
+                                          "--ws-ping-interval",
+                                          "--stop-grace",
+                                          "--file-min-age",
+                                          "--rescan"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof numeric / sizeof numeric[0]; i++)
+        known |= strcmp(name, numeric[i]) == 0;
     double d;
+    if (!known)
+        return -2;
     if (options_number(v, 1e12, &d) < 0)
         return -1;
     if (!strcmp(name, "--port")) {
