@@ -232,6 +232,15 @@ int store_unclaim(struct store *s, struct task *t)
     char *src = xasprintf("%s/%s", s->paths.active, t->file_name);
     char *dst = xasprintf("%s/%s", to_dir, t->file_name);
     int r = renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) < 0 ? -errno : 0;
+    if (r == -EEXIST && t->source == TASK_SOURCE_FILE) {
+        /* A new file of the same name arrived meanwhile: keep both. */
+        char hex[9];
+        util_random_hex(hex, 8);
+        size_t stem = strlen(t->file_name) - (strlen(t->file_name) > 3 ? 3 : 0);
+        free(dst);
+        dst = xasprintf("%s/%.*s.recovered-%s.md", to_dir, (int)stem, t->file_name, hex);
+        r = renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) < 0 ? -errno : 0;
+    }
     free(src);
     free(dst);
     return r;

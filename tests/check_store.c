@@ -1,0 +1,305 @@
+/*
+ * check_store: the durable steps of a task and crash recovery. Each crash is
+ * staged by building on disk exactly what a worker killed at that instant
+ * leaves behind, then recovery must end with one response per task, the task
+ * archived or requeued, and no pending file left.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "worker/response.h"
+#include "worker/store.h"
+
+static char check_dir[256];
+static struct store *check_st;
+
+/* A fresh work dir and store for each test. */
+static void check_setup(void)
+{
+    snprintf(check_dir, sizeof check_dir, "/tmp/check_store.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(check_dir));
+    char err[256];
+    check_st = store_open(check_dir, "BOT-1", err, sizeof err);
+    ck_assert_ptr_nonnull(check_st);
+}
+
+/* Remove the work dir. */
+static void check_teardown(void)
+{
+    store_free(check_st);
+    char *cmd = xasprintf("rm -rf '%s'", check_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    free(cmd);
+}
+
+/* Number of entries in DIR whose name starts with PREFIX ("" = all but dots). */
+static int check_count(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+            strncmp(e->d_name, prefix, strlen(prefix)) == 0 && (*prefix || e->d_name[0] != '.'))
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* A realtime task as the engine makes one. */
+static struct task *check_rt_task(const char *id)
+{
+    struct task *t = task_new(id, TASK_SOURCE_HTTP);
+    t->content = xstrdup("do it");
+    t->priority = xstrdup("P1");
+    t->rank = 1;
+    t->from = xstrdup("user");
+    t->order = 12345;
+    return t;
+}
+
+/* Persist one realtime task and claim it. */
+static struct task *check_claimed(const char *id)
+{
+    struct task *t = check_rt_task(id);
+    bool ok = false;
+    store_persist_realtime(check_st, &t, 1, &ok);
+    ck_assert(ok);
+    ck_assert_int_eq(store_claim(check_st, t, "BOT-1"), 0);
+    return t;
+}
+
+/* The text and base name of a response for T. */
+static char *check_response(struct task *t, char **base, size_t *len)
+{
+    struct response r = {.bot_id = "BOT-1",
+                         .task_id = t->id,
+                         .to = "user",
+                         .source = t->source,
+                         .success = true,
+                         .output = "out",
+                         .output_len = 3,
+                         .finished_wall_ns = util_wall_ns()};
+    *base = response_base_name(&r);
+    return response_render(&r, len);
+}
+
+/* Recovery callback: collect requeued tasks. */
+static void check_requeue(struct task *t, void *arg)
+{
+    int *n = arg;
+    (*n)++;
+    task_free(t);
+}
+
+START_TEST(test_persist_and_load)
+{
+    struct task *t = check_rt_task("A-1");
+    bool ok = false;
+    store_persist_realtime(check_st, &t, 1, &ok);
+    ck_assert(ok);
+    ck_assert_str_eq(t->file_name, "A-1.json");
+    ck_assert_int_eq(check_count(store_paths(check_st)->realtime, ""), 1);
+    ck_assert_int_eq(check_count(store_paths(check_st)->realtime, "."), 0);
+    struct task *l = store_load_realtime(check_st, store_paths(check_st)->realtime, "A-1.json");
+    ck_assert_ptr_nonnull(l);
+    ck_assert_str_eq(l->id, "A-1");
+    ck_assert_str_eq(l->content, "do it");
+    ck_assert_str_eq(l->priority, "P1");
+    ck_assert_int_eq(l->rank, 1);
+    ck_assert_int_eq(l->order, 12345);
+    ck_assert_int_eq(l->source, TASK_SOURCE_HTTP);
+    task_free(l);
+    task_free(t);
+}
+END_TEST
+
+START_TEST(test_finish_once)
+{
+    struct task *t = check_claimed("A-2");
+    ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 1);
+    char *base;
+    size_t len;
+    char *text = check_response(t, &base, &len);
+    ck_assert_int_eq(store_finish(check_st, t, base, text, len), 0);
+    ck_assert_ptr_nonnull(t->response_file);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 1);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 1);
+    /* The same task id again gets a second name, never an overwrite. */
+    struct task *t2 = check_claimed("A-2");
+    ck_assert_int_eq(store_finish(check_st, t2, base, text, len), 0);
+    ck_assert_str_ne(t->response_file, t2->response_file);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 2);
+    char *found = store_find_response(check_st, "BOT-1", "A-2");
+    ck_assert_ptr_nonnull(found);
+    free(found);
+    ck_assert_ptr_null(store_find_response(check_st, "BOT-1", "nope"));
+    ck_assert_ptr_null(store_find_response(check_st, "BOT-2", "A-2"));
+    free(base);
+    free(text);
+    task_free(t);
+    task_free(t2);
+}
+END_TEST
+
+/* Write the pending file of a claimed task as store_finish would. */
+static char *check_write_pending(struct task *t)
+{
+    char *base;
+    size_t len;
+    char *text = check_response(t, &base, &len);
+    char *pending =
+        xasprintf("%s/.BOT-1--%s.pending", store_paths(check_st)->responses, t->file_name);
+    FILE *f = fopen(pending, "w");
+    ck_assert_ptr_nonnull(f);
+    fwrite(text, 1, len, f);
+    fclose(f);
+    free(text);
+    free(base);
+    return pending;
+}
+
+START_TEST(test_crash_before_link)
+{
+    struct task *t = check_claimed("B-1");
+    char *pending = check_write_pending(t);
+    int requeued = 0;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 0);
+    ck_assert_int_eq(requeued, 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 1);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 1);
+    char *found = store_find_response(check_st, "BOT-1", "B-1");
+    ck_assert_ptr_nonnull(found);
+    free(found);
+    free(pending);
+    task_free(t);
+}
+END_TEST
+
+START_TEST(test_crash_after_link)
+{
+    struct task *t = check_claimed("B-2");
+    char *pending = check_write_pending(t);
+    char *final = xasprintf("%s/2026-01-01-0000-BOT-1-user-RESPONSE-B-2-complete.md",
+                            store_paths(check_st)->responses);
+    ck_assert_int_eq(link(pending, final), 0);
+    int requeued = 0;
+    store_recover(check_st, "BOT-1", check_requeue, &requeued);
+    ck_assert_int_eq(requeued, 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 1);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 1);
+    free(final);
+    free(pending);
+    task_free(t);
+}
+END_TEST
+
+START_TEST(test_crash_after_archive)
+{
+    struct task *t = check_claimed("B-3");
+    char *pending = check_write_pending(t);
+    char *final = xasprintf("%s/2026-01-01-0000-BOT-1-user-RESPONSE-B-3-complete.md",
+                            store_paths(check_st)->responses);
+    ck_assert_int_eq(link(pending, final), 0);
+    char *a = xasprintf("%s/B-3.json", store_paths(check_st)->active);
+    char *b = xasprintf("%s/B-3.json", store_paths(check_st)->archive);
+    ck_assert_int_eq(rename(a, b), 0);
+    int requeued = 0;
+    store_recover(check_st, "BOT-1", check_requeue, &requeued);
+    ck_assert_int_eq(requeued, 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 1);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    free(a), free(b), free(final), free(pending);
+    task_free(t);
+}
+END_TEST
+
+START_TEST(test_crash_while_running)
+{
+    struct task *t = check_claimed("C-1");
+    /* A file task claimed too. */
+    char *q = xasprintf("%s/job.md", store_paths(check_st)->queue);
+    FILE *f = fopen(q, "w");
+    fputs("**From:** ann\nhello\n", f);
+    fclose(f);
+    struct task *ft = task_new("job", TASK_SOURCE_FILE);
+    ft->file_name = xstrdup("job.md");
+    ck_assert_int_eq(store_claim(check_st, ft, "BOT-1"), 0);
+    ck_assert_str_eq(ft->from, "ann");
+    ck_assert_str_eq(ft->content, "**From:** ann\nhello\n");
+    /* And a temp file that was never acknowledged. */
+    char *tmp = xasprintf("%s/.X.tmp", store_paths(check_st)->realtime);
+    f = fopen(tmp, "w");
+    fclose(f);
+    int requeued = 0;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 1);
+    ck_assert_int_eq(requeued, 1);
+    ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->realtime, ""), 1);
+    ck_assert_int_eq(access(tmp, F_OK), -1);
+    ck_assert_int_eq(access(q, F_OK), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 0);
+    free(q), free(tmp);
+    task_free(t);
+    task_free(ft);
+}
+END_TEST
+
+START_TEST(test_unclaim_keeps_newer_file)
+{
+    char *q = xasprintf("%s/dup.md", store_paths(check_st)->queue);
+    FILE *f = fopen(q, "w");
+    fputs("first\n", f);
+    fclose(f);
+    struct task *ft = task_new("dup", TASK_SOURCE_FILE);
+    ft->file_name = xstrdup("dup.md");
+    ck_assert_int_eq(store_claim(check_st, ft, "BOT-1"), 0);
+    f = fopen(q, "w");
+    fputs("second\n", f);
+    fclose(f);
+    int requeued = 0;
+    store_recover(check_st, "BOT-1", check_requeue, &requeued);
+    /* Neither copy is lost: the claimed one comes back under another name. */
+    ck_assert_int_eq(check_count(store_paths(check_st)->queue, "dup"), 2);
+    ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
+    free(q);
+    task_free(ft);
+}
+END_TEST
+
+static Suite *check_store_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("store");
+    tcase_add_checked_fixture(tc, check_setup, check_teardown);
+    tcase_add_test(tc, test_persist_and_load);
+    tcase_add_test(tc, test_finish_once);
+    tcase_add_test(tc, test_crash_before_link);
+    tcase_add_test(tc, test_crash_after_link);
+    tcase_add_test(tc, test_crash_after_archive);
+    tcase_add_test(tc, test_crash_while_running);
+    tcase_add_test(tc, test_unclaim_keeps_newer_file);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(check_store_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
