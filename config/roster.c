@@ -1,0 +1,1516 @@
+/*
+ * roster: reads hive.yaml with libyaml's document API and fills struct roster
+ * (see roster.h for the rules). Each mapping is walked against a table of its
+ * allowed keys, so unknown and duplicate keys, wrong types and bad values are
+ * all found in one pass and reported at the node's mark; checks that need the
+ * whole file (unique ids and ports, the cli command, tokens for non-loopback
+ * addresses) run after the walk. A load that found any problem returns no
+ * roster at all.
+ */
+#include "config/roster.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "common/util.h"
+
+#define ROSTER_MAX_FILE (4 * 1024 * 1024)
+#define ROSTER_MAX_SECONDS 1000000.0
+#define ROSTER_MAX_SIZE (1ULL << 40)
+#define ROSTER_MAX_PORT 65535
+#define ROSTER_QUOTE_MAX 48
+#define ROSTER_MAX_DEPTH 64
+
+/* One load in progress. */
+struct roster_parse {
+    const char *name; /* for messages */
+    const char *text;
+    size_t len;
+    yaml_document_t doc;
+    struct roster_errors *errs;
+    size_t n_errors;
+    struct roster *r;
+    yaml_node_t *hive, *defaults, *bots, *listen;
+};
+
+enum roster_kind {
+    ROSTER_STRING,  /* char *, non-empty */
+    ROSTER_CHOICE,  /* char *, one of choices */
+    ROSTER_INT,     /* int within min..max */
+    ROSTER_SECONDS, /* double; min 1 means "more than 0" */
+    ROSTER_MS,      /* int milliseconds from a duration; min as above */
+    ROSTER_SIZE,    /* size_t bytes, more than 0 */
+    ROSTER_LSIZE,   /* long bytes, more than 0 */
+    ROSTER_STRV,    /* char **, NULL-terminated */
+    ROSTER_ENV,     /* char ** "NAME=value" from a mapping */
+    ROSTER_MAP,     /* a nested struct walked with table */
+    ROSTER_NODE     /* hook does the work (or the node is stored) */
+};
+
+struct roster_parse;
+struct roster_table;
+typedef void (*roster_hook)(struct roster_parse *p, yaml_node_t *node, void *base);
+typedef bool (*roster_item_check)(struct roster_parse *p, yaml_node_t *item, const char *key);
+
+/* One allowed key of a mapping and how its value is read. */
+struct roster_field {
+    const char *name;
+    enum roster_kind kind;
+    size_t offset;
+    long min, max;
+    const char *const *choices;
+    const struct roster_table *table;
+    roster_hook hook;             /* NODE: reads; others: checks after a good read */
+    roster_item_check item_check; /* STRV: each element */
+};
+
+/* The allowed keys of one mapping: FIELDS, then those of MORE. */
+struct roster_table {
+    const struct roster_field *fields;
+    size_t n;
+    const struct roster_table *more;
+};
+
+#define ROSTER_TABLE(f, more)                                                                      \
+    {                                                                                              \
+        f, sizeof(f) / sizeof(f[0]), more                                                          \
+    }
+#define ROSTER_MAX_KEYS 32
+
+/* ---- messages ---------------------------------------------------------- */
+
+/* Append MSG (taken over) to ERRS. */
+static void roster_errors_push(struct roster_errors *errs, char *msg)
+{
+    if (!errs) {
+        free(msg);
+        return;
+    }
+    errs->items = xrealloc(errs->items, (errs->n + 1) * sizeof(*errs->items));
+    errs->items[errs->n++] = msg;
+}
+
+/* Record "name:line:column: message" at a 0-based LINE and COLUMN. */
+static void roster_verror(struct roster_parse *p, size_t line, size_t column, const char *fmt,
+                          va_list ap)
+{
+    char *msg;
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    roster_errors_push(p->errs, xasprintf("%s:%zu:%zu: %s", p->name, line + 1, column + 1,
+                                          msg ? msg : "out of memory"));
+    free(msg);
+    p->n_errors++;
+}
+
+/* Record an error at NODE's start (1:1 when NODE is NULL). */
+static void __attribute__((format(printf, 3, 4)))
+roster_error(struct roster_parse *p, const yaml_node_t *node, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    roster_verror(p, node ? node->start_mark.line : 0, node ? node->start_mark.column : 0, fmt, ap);
+    va_end(ap);
+}
+
+/* Record an error at a 0-based line and column. */
+static void __attribute__((format(printf, 4, 5)))
+roster_error_at(struct roster_parse *p, size_t line, size_t column, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    roster_verror(p, line, column, fmt, ap);
+    va_end(ap);
+}
+
+/* Quote LEN bytes of S for a message: 'text', control bytes as '?', long
+ * text cut with "...". */
+static void roster_quote(const char *s, size_t len, char *buf, size_t cap)
+{
+    size_t n = 0, i;
+    buf[n++] = '\'';
+    for (i = 0; i < len && n + 5 < cap && i < ROSTER_QUOTE_MAX; i++)
+        buf[n++] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    if (i < len)
+        n += (size_t)snprintf(buf + n, cap - n, "...");
+    buf[n++] = '\'';
+    buf[n] = '\0';
+}
+
+/* True for a plain null scalar: empty, ~ or null. */
+static bool roster_is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *v = (const char *)n->data.scalar.value;
+    return n->data.scalar.length == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+/* Describe NODE for a "got ..." message. */
+static void roster_describe(const yaml_node_t *n, char *buf, size_t cap)
+{
+    if (n->type == YAML_MAPPING_NODE)
+        snprintf(buf, cap, "a mapping");
+    else if (n->type == YAML_SEQUENCE_NODE)
+        snprintf(buf, cap, "a sequence");
+    else if (roster_is_null(n))
+        snprintf(buf, cap, "nothing");
+    else
+        roster_quote((const char *)n->data.scalar.value, n->data.scalar.length, buf, cap);
+}
+
+/* Report that KEY expected WHAT (with its article) but NODE is something else. */
+static void roster_expected(struct roster_parse *p, yaml_node_t *node, const char *what,
+                            const char *key)
+{
+    char got[ROSTER_QUOTE_MAX + 16];
+    roster_describe(node, got, sizeof(got));
+    roster_error(p, node, "expected %s for '%s', got %s", what, key, got);
+}
+
+/* ---- scalars ----------------------------------------------------------- */
+
+/* NODE's text when it is a non-null scalar without NUL bytes, else NULL after
+ * reporting that KEY expected WHAT. */
+static const char *roster_scalar(struct roster_parse *p, yaml_node_t *n, const char *what,
+                                 const char *key)
+{
+    if (n->type != YAML_SCALAR_NODE || roster_is_null(n)) {
+        roster_expected(p, n, what, key);
+        return NULL;
+    }
+    if (memchr(n->data.scalar.value, '\0', n->data.scalar.length)) {
+        roster_error(p, n, "'%s' contains a NUL character", key);
+        return NULL;
+    }
+    return (const char *)n->data.scalar.value;
+}
+
+/* True when scalar K is exactly NAME (a key with a NUL byte never is). */
+static bool roster_key_is(const yaml_node_t *k, const char *name)
+{
+    return k->type == YAML_SCALAR_NODE && k->data.scalar.length == strlen(name) &&
+           memcmp(k->data.scalar.value, name, k->data.scalar.length) == 0;
+}
+
+/* The value node of KEY in mapping MAP, or NULL. */
+static yaml_node_t *roster_map_get(struct roster_parse *p, yaml_node_t *map, const char *key)
+{
+    if (!map || map->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
+         pr++) {
+        yaml_node_t *k = yaml_document_get_node(&p->doc, pr->key);
+        if (k && roster_key_is(k, key))
+            return yaml_document_get_node(&p->doc, pr->value);
+    }
+    return NULL;
+}
+
+/* Parse a whole decimal integer. */
+static bool roster_parse_long(const char *text, long *out)
+{
+    char *end;
+    if (!*text || isspace((unsigned char)*text))
+        return false;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (*end)
+        return false;
+    *out = v; /* ERANGE clamps to LONG_MIN/MAX, which the range check reports */
+    return true;
+}
+
+/* Parse a duration into seconds: 0, -1 bad syntax, -2 negative, -3 too long. */
+static int roster_parse_duration(const char *s, double *out)
+{
+    static const struct {
+        const char *unit;
+        double mult;
+    } units[] = {{"", 1}, {"s", 1}, {"ms", 0.001}, {"m", 60}, {"h", 3600}};
+    bool neg = *s == '-';
+    const char *num = s + neg, *q = num;
+    size_t digits = 0;
+    for (; isdigit((unsigned char)*q); q++)
+        digits++;
+    if (*q == '.')
+        for (q++; isdigit((unsigned char)*q); q++)
+            digits++;
+    if (digits == 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(q, units[i].unit) != 0)
+            continue;
+        double v = strtod(num, NULL) * units[i].mult;
+        if (neg && v > 0)
+            return -2;
+        if (v > ROSTER_MAX_SECONDS)
+            return -3;
+        *out = v;
+        return 0;
+    }
+    return -1;
+}
+
+/* Parse a size into bytes: 0, -1 bad syntax, -2 negative, -3 too large. */
+static int roster_parse_size(const char *s, unsigned long long *out)
+{
+    static const struct {
+        const char *unit;
+        unsigned long long mult;
+    } units[] = {{"", 1},
+                 {"b", 1},
+                 {"k", 1ULL << 10},
+                 {"kb", 1ULL << 10},
+                 {"kib", 1ULL << 10},
+                 {"m", 1ULL << 20},
+                 {"mb", 1ULL << 20},
+                 {"mib", 1ULL << 20},
+                 {"g", 1ULL << 30},
+                 {"gb", 1ULL << 30},
+                 {"gib", 1ULL << 30}};
+    const char *q = s;
+    if (*s == '-')
+        return isdigit((unsigned char)s[1]) ? -2 : -1;
+    unsigned long long v = 0;
+    for (; isdigit((unsigned char)*q); q++) {
+        v = v * 10 + (unsigned long long)(*q - '0');
+        if (v > ROSTER_MAX_SIZE)
+            return -3;
+    }
+    if (q == s)
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcasecmp(q, units[i].unit) != 0)
+            continue;
+        if (v > ROSTER_MAX_SIZE / units[i].mult)
+            return -3;
+        *out = v * units[i].mult;
+        return 0;
+    }
+    return -1;
+}
+
+/* True for an environment variable name: [A-Za-z_][A-Za-z0-9_]*. */
+static bool roster_env_name_valid(const char *s)
+{
+    if (!*s || isdigit((unsigned char)*s))
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_')
+            return false;
+    return true;
+}
+
+/* True for a loopback host: 127.0.0.0/8, ::1 (also v4-mapped) or localhost. */
+static bool roster_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
+}
+
+/* ---- string vectors ---------------------------------------------------- */
+
+/* An empty NULL-terminated vector. */
+static char **roster_strv_new(void)
+{
+    return xcalloc(1, sizeof(char *));
+}
+
+/* Free a NULL-terminated vector. */
+static void roster_strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Deep copy of a NULL-terminated vector. */
+static char **roster_strv_copy(char *const *v)
+{
+    size_t n = 0;
+    while (v[n])
+        n++;
+    char **c = xcalloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        c[i] = xstrdup(v[i]);
+    return c;
+}
+
+/* True when both vectors hold the same strings in the same order. */
+static bool roster_strv_equal(char *const *a, char *const *b)
+{
+    size_t i = 0;
+    for (; a[i] && b[i]; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return !a[i] && !b[i];
+}
+
+/* Replace *SLOT with a copy of S. */
+static void roster_set_str(char **slot, const char *s)
+{
+    free(*slot);
+    *slot = xstrdup(s);
+}
+
+/* ---- typed readers ----------------------------------------------------- */
+
+/* Read a non-empty string. */
+static bool roster_read_string(struct roster_parse *p, yaml_node_t *n, const char *key, char **slot)
+{
+    const char *s = roster_scalar(p, n, "a string", key);
+    if (!s)
+        return false;
+    if (!*s) {
+        roster_error(p, n, "'%s' must not be empty", key);
+        return false;
+    }
+    roster_set_str(slot, s);
+    return true;
+}
+
+/* Read one of F->choices. */
+static bool roster_read_choice(struct roster_parse *p, yaml_node_t *n, const struct roster_field *f,
+                               char **slot)
+{
+    const char *s = roster_scalar(p, n, "a string", f->name);
+    if (!s)
+        return false;
+    char list[256] = "", q[ROSTER_QUOTE_MAX + 8];
+    for (size_t i = 0; f->choices[i]; i++) {
+        if (strcmp(s, f->choices[i]) == 0) {
+            roster_set_str(slot, s);
+            return true;
+        }
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+                 f->choices[i]);
+    }
+    roster_quote(s, strlen(s), q, sizeof(q));
+    roster_error(p, n, "unknown %s %s (expected %s)", f->name, q, list);
+    return false;
+}
+
+/* Report V outside F's min..max. */
+static void roster_range_error(struct roster_parse *p, yaml_node_t *n, const struct roster_field *f,
+                               long v)
+{
+    if (v < 0 && f->min == 0)
+        roster_error(p, n, "'%s' must not be negative, got %ld", f->name, v);
+    else if (f->max == INT_MAX && v < f->min)
+        roster_error(p, n, "'%s' must be at least %ld, got %ld", f->name, f->min, v);
+    else if (f->max == INT_MAX)
+        roster_error(p, n, "'%s' is too large (at most %ld)", f->name, f->max);
+    else
+        roster_error(p, n, "'%s' must be between %ld and %ld, got %ld", f->name, f->min, f->max, v);
+}
+
+/* Read an integer within F->min..F->max. */
+static bool roster_read_int(struct roster_parse *p, yaml_node_t *n, const struct roster_field *f,
+                            int *slot)
+{
+    const char *s = roster_scalar(p, n, "an integer", f->name);
+    long v;
+    if (!s)
+        return false;
+    if (!roster_parse_long(s, &v)) {
+        roster_expected(p, n, "an integer", f->name);
+        return false;
+    }
+    if (v < f->min || v > f->max) {
+        roster_range_error(p, n, f, v);
+        return false;
+    }
+    *slot = (int)v;
+    return true;
+}
+
+/* Read a duration in seconds; F->min 1 requires more than 0. */
+static bool roster_read_duration(struct roster_parse *p, yaml_node_t *n,
+                                 const struct roster_field *f, double *out)
+{
+    const char *s = roster_scalar(p, n, "a duration", f->name);
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (!s)
+        return false;
+    switch (roster_parse_duration(s, out)) {
+    case 0:
+        if (f->min > 0 && *out <= 0) {
+            roster_error(p, n, "'%s' must be more than 0", f->name);
+            return false;
+        }
+        return true;
+    case -2:
+        roster_error(p, n, "'%s' must not be negative", f->name);
+        return false;
+    case -3:
+        roster_error(p, n, "'%s' is too long (at most %.0f s)", f->name, ROSTER_MAX_SECONDS);
+        return false;
+    default:
+        roster_quote(s, strlen(s), q, sizeof(q));
+        roster_error(p, n, "bad duration %s for '%s' (seconds, or a number with ms, s, m or h)", q,
+                     f->name);
+        return false;
+    }
+}
+
+/* Read a size in bytes, more than 0. */
+static bool roster_read_size(struct roster_parse *p, yaml_node_t *n, const struct roster_field *f,
+                             unsigned long long *out)
+{
+    const char *s = roster_scalar(p, n, "a size", f->name);
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (!s)
+        return false;
+    switch (roster_parse_size(s, out)) {
+    case 0:
+        if (*out == 0) {
+            roster_error(p, n, "'%s' must be more than 0", f->name);
+            return false;
+        }
+        return true;
+    case -2:
+        roster_error(p, n, "'%s' must not be negative", f->name);
+        return false;
+    case -3:
+        roster_error(p, n, "'%s' is too large (at most 1TiB)", f->name);
+        return false;
+    default:
+        roster_quote(s, strlen(s), q, sizeof(q));
+        roster_error(p, n,
+                     "bad size %s for '%s' (bytes, or a number with k, KiB, m, MiB, g or GiB)", q,
+                     f->name);
+        return false;
+    }
+}
+
+/* Read a sequence of strings, each passed through F->item_check. */
+static bool roster_read_strv(struct roster_parse *p, yaml_node_t *n, const struct roster_field *f,
+                             char ***slot)
+{
+    if (n->type != YAML_SEQUENCE_NODE) {
+        roster_expected(p, n, "a sequence", f->name);
+        return false;
+    }
+    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start), k = 0;
+    char **v = xcalloc(count + 1, sizeof(char *));
+    bool ok = true;
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++) {
+        yaml_node_t *item = yaml_document_get_node(&p->doc, *it);
+        const char *s = roster_scalar(p, item, "a string", f->name);
+        if (s && (!f->item_check || f->item_check(p, item, f->name)))
+            v[k++] = xstrdup(s);
+        else
+            ok = false;
+    }
+    roster_strv_free(*slot);
+    *slot = v;
+    return ok;
+}
+
+/* A name and where it came from, for finding duplicates by sorting. */
+struct roster_named {
+    const char *name;
+    size_t index;
+};
+
+/* qsort order: by name, then by position. */
+static int roster_named_order(const void *a, const void *b)
+{
+    const struct roster_named *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* Sort V (N entries); afterwards each duplicate follows its first use. */
+static void roster_named_sort(struct roster_named *v, size_t n)
+{
+    if (n > 1)
+        qsort(v, n, sizeof(*v), roster_named_order);
+}
+
+/* Read a mapping of NAME: value into "NAME=value" strings, in file order. */
+static bool roster_read_env(struct roster_parse *p, yaml_node_t *n, const struct roster_field *f,
+                            char ***slot)
+{
+    if (n->type != YAML_MAPPING_NODE) {
+        roster_expected(p, n, "a mapping", f->name);
+        return false;
+    }
+    size_t count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start), k = 0;
+    char **v = xcalloc(count + 1, sizeof(char *));
+    struct roster_named *names = xcalloc(count + 1, sizeof(*names));
+    size_t n_names = 0, before = p->n_errors;
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *key = yaml_document_get_node(&p->doc, n->data.mapping.pairs.start[i].key);
+        yaml_node_t *val = yaml_document_get_node(&p->doc, n->data.mapping.pairs.start[i].value);
+        const char *name = roster_scalar(p, key, "a variable name", f->name);
+        if (name && !roster_env_name_valid(name)) {
+            char q[ROSTER_QUOTE_MAX + 8];
+            roster_quote(name, strlen(name), q, sizeof(q));
+            roster_error(p, key, "bad variable name %s in '%s'", q, f->name);
+            name = NULL;
+        }
+        const char *value = roster_scalar(p, val, "a string", name ? name : f->name);
+        if (name)
+            names[n_names++] = (struct roster_named){name, i};
+        if (name && value)
+            v[k++] = xasprintf("%s=%s", name, value);
+    }
+    roster_named_sort(names, n_names);
+    for (size_t i = 1, first = 0; i < n_names; i++) {
+        if (strcmp(names[i].name, names[first].name) != 0) {
+            first = i;
+            continue;
+        }
+        yaml_node_t *fk =
+            yaml_document_get_node(&p->doc, n->data.mapping.pairs.start[names[first].index].key);
+        yaml_node_t *dk =
+            yaml_document_get_node(&p->doc, n->data.mapping.pairs.start[names[i].index].key);
+        roster_error(p, dk, "duplicate key '%s' in '%s' (first at line %zu)", names[i].name,
+                     f->name, (size_t)fk->start_mark.line + 1);
+    }
+    free(names);
+    roster_strv_free(*slot);
+    *slot = v;
+    return p->n_errors == before;
+}
+
+/* ---- mappings ---------------------------------------------------------- */
+
+static void roster_walk(struct roster_parse *p, yaml_node_t *map, const char *ctx,
+                        const struct roster_table *t, void *base);
+
+/* True when NODE may be walked as a mapping for KEY (a null is an empty one,
+ * and false is returned quietly). */
+static bool roster_is_map(struct roster_parse *p, yaml_node_t *n, const char *key)
+{
+    if (n->type == YAML_MAPPING_NODE)
+        return true;
+    if (!roster_is_null(n))
+        roster_expected(p, n, "a mapping", key);
+    return false;
+}
+
+/* Read a nested mapping into the struct at SLOT. */
+static bool roster_read_map(struct roster_parse *p, yaml_node_t *n, const struct roster_field *f,
+                            const char *ctx, void *slot)
+{
+    if (!roster_is_map(p, n, f->name))
+        return roster_is_null(n);
+    char *sub = xasprintf("%s.%s", ctx, f->name);
+    roster_walk(p, n, sub, f->table, slot);
+    free(sub);
+    return true;
+}
+
+/* Read VAL into BASE according to F. */
+static void roster_field_read(struct roster_parse *p, const struct roster_field *f,
+                              yaml_node_t *val, const char *ctx, void *base)
+{
+    void *slot = (char *)base + f->offset;
+    double secs;
+    unsigned long long bytes;
+    bool ok = false;
+    switch (f->kind) {
+    case ROSTER_STRING:
+        ok = roster_read_string(p, val, f->name, slot);
+        break;
+    case ROSTER_CHOICE:
+        ok = roster_read_choice(p, val, f, slot);
+        break;
+    case ROSTER_INT:
+        ok = roster_read_int(p, val, f, slot);
+        break;
+    case ROSTER_SECONDS:
+        if ((ok = roster_read_duration(p, val, f, &secs)))
+            *(double *)slot = secs;
+        break;
+    case ROSTER_MS:
+        if ((ok = roster_read_duration(p, val, f, &secs)))
+            *(int *)slot = secs > 0 && secs < 0.001 ? 1 : (int)(secs * 1000 + 0.5);
+        break;
+    case ROSTER_SIZE:
+        if ((ok = roster_read_size(p, val, f, &bytes)))
+            *(size_t *)slot = (size_t)bytes;
+        break;
+    case ROSTER_LSIZE:
+        if ((ok = roster_read_size(p, val, f, &bytes)))
+            *(long *)slot = (long)bytes;
+        break;
+    case ROSTER_STRV:
+        ok = roster_read_strv(p, val, f, slot);
+        break;
+    case ROSTER_ENV:
+        ok = roster_read_env(p, val, f, slot);
+        break;
+    case ROSTER_MAP:
+        ok = roster_read_map(p, val, f, ctx, slot);
+        break;
+    case ROSTER_NODE:
+        if (f->hook)
+            f->hook(p, val, base);
+        else
+            *(yaml_node_t **)slot = val;
+        return;
+    }
+    if (ok && f->hook)
+        f->hook(p, val, base);
+}
+
+/* Report an unknown KEY in CTX with the allowed keys of T. */
+static void roster_unknown_key(struct roster_parse *p, yaml_node_t *key, const char *ctx,
+                               const struct roster_table *t)
+{
+    char q[ROSTER_QUOTE_MAX + 8], list[512] = "";
+    for (const struct roster_table *part = t; part; part = part->more)
+        for (size_t i = 0; i < part->n; i++)
+            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", *list ? ", " : "",
+                     part->fields[i].name);
+    roster_quote((const char *)key->data.scalar.value, key->data.scalar.length, q, sizeof(q));
+    roster_error(p, key, "unknown key %s in %s (expected %s)", q, ctx, list);
+}
+
+/* The field of T named by KEY, or NULL; *INDEX counts across T's parts. */
+static const struct roster_field *roster_field_find(const struct roster_table *t, yaml_node_t *key,
+                                                    size_t *index)
+{
+    *index = 0;
+    for (; t; t = t->more)
+        for (size_t i = 0; i < t->n; i++, (*index)++)
+            if (roster_key_is(key, t->fields[i].name))
+                return &t->fields[i];
+    return NULL;
+}
+
+/* Walk mapping MAP (context CTX for messages), reading each key of T into
+ * BASE; unknown, duplicate and non-string keys are reported. */
+static void roster_walk(struct roster_parse *p, yaml_node_t *map, const char *ctx,
+                        const struct roster_table *t, void *base)
+{
+    yaml_node_t *seen[ROSTER_MAX_KEYS] = {0};
+    for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
+         pr++) {
+        yaml_node_t *key = yaml_document_get_node(&p->doc, pr->key);
+        yaml_node_t *val = yaml_document_get_node(&p->doc, pr->value);
+        char got[ROSTER_QUOTE_MAX + 16];
+        if (key->type != YAML_SCALAR_NODE) {
+            roster_describe(key, got, sizeof(got));
+            roster_error(p, key, "expected a string key in %s, got %s", ctx, got);
+            continue;
+        }
+        size_t index;
+        const struct roster_field *f = roster_field_find(t, key, &index);
+        if (!f || index >= ROSTER_MAX_KEYS) {
+            roster_unknown_key(p, key, ctx, t);
+            continue;
+        }
+        yaml_node_t **first = &seen[index];
+        if (*first) {
+            roster_error(p, key, "duplicate key '%s' in %s (first at line %zu)", f->name, ctx,
+                         (size_t)(*first)->start_mark.line + 1);
+            continue;
+        }
+        *first = key;
+        roster_field_read(p, f, val, ctx, base);
+    }
+}
+
+/* ---- hooks ------------------------------------------------------------- */
+
+/* A token_env must name a variable. */
+static void roster_check_token_env(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    (void)base;
+    const char *s = (const char *)n->data.scalar.value;
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (roster_env_name_valid(s))
+        return;
+    roster_quote(s, strlen(s), q, sizeof(q));
+    roster_error(p, n, "bad variable name %s for 'token_env'", q);
+}
+
+/* An env_remove element must name a variable. */
+static bool roster_check_env_name(struct roster_parse *p, yaml_node_t *item, const char *key)
+{
+    const char *s = (const char *)item->data.scalar.value;
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (roster_env_name_valid(s))
+        return true;
+    roster_quote(s, strlen(s), q, sizeof(q));
+    roster_error(p, item, "bad variable name %s in '%s'", q, key);
+    return false;
+}
+
+/* An origin is scheme://host[:port], without a path (browsers send exactly
+ * that, so anything else could never match). */
+static bool roster_check_origin(struct roster_parse *p, yaml_node_t *item, const char *key)
+{
+    const char *s = (const char *)item->data.scalar.value;
+    const char *sep = strstr(s, "://");
+    bool ok = sep && sep > s && sep[3] && !strchr(sep + 3, '/');
+    for (const char *c = s; ok && *c; c++)
+        ok = !isspace((unsigned char)*c) && !iscntrl((unsigned char)*c);
+    for (const char *c = s; ok && c < sep; c++)
+        ok = isalnum((unsigned char)*c) || *c == '+' || *c == '-' || *c == '.';
+    if (!ok) {
+        char q[ROSTER_QUOTE_MAX + 8];
+        roster_quote(s, strlen(s), q, sizeof(q));
+        roster_error(p, item, "bad origin %s in '%s' (expected scheme://host[:port])", q, key);
+    }
+    return ok;
+}
+
+/* True for a host or address without spaces, control bytes, brackets or
+ * slashes (the socket code resolves it). */
+static bool roster_host_valid(const char *s)
+{
+    for (const char *c = s; *c; c++)
+        if (isspace((unsigned char)*c) || iscntrl((unsigned char)*c) || strchr("[]/", *c))
+            return false;
+    return *s != '\0';
+}
+
+/* Report that binding HOST needs a token, when it does. */
+static void roster_check_exposure(struct roster_parse *p, yaml_node_t *n, const char *host)
+{
+    if (roster_loopback(host) || p->r->token)
+        return;
+    if (p->r->token_env)
+        roster_error(p, n, "binding %s needs a token (token_env: %s is unset or empty)", host,
+                     p->r->token_env);
+    else
+        roster_error(p, n, "binding %s needs a token (token_env)", host);
+}
+
+/* A bind address: no spaces or brackets; non-loopback needs a token. */
+static void roster_check_bind(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    (void)base;
+    const char *s = (const char *)n->data.scalar.value;
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (roster_host_valid(s)) {
+        roster_check_exposure(p, n, s);
+        return;
+    }
+    roster_quote(s, strlen(s), q, sizeof(q));
+    roster_error(p, n, "bad bind address %s (expected an address such as 127.0.0.1 or ::1)", q);
+}
+
+/* A bot id must be valid for file names and URLs. */
+static void roster_check_id(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    (void)base;
+    const char *s = (const char *)n->data.scalar.value;
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (util_id_valid(s))
+        return;
+    roster_quote(s, strlen(s), q, sizeof(q));
+    roster_error(p, n, "bad bot id %s (expected 1 to 64 of A-Z a-z 0-9 . _ -, not . or ..)", q);
+}
+
+/* Split "host:port" or "[v6]:port"; false when TEXT is neither. */
+static bool roster_split_listen(const char *text, char **host, long *port)
+{
+    const char *start = text, *end, *colon;
+    struct in6_addr a6;
+    if (*text == '[') {
+        start = text + 1;
+        end = strchr(start, ']');
+        if (!end || end[1] != ':')
+            return false;
+        colon = end + 1;
+    } else {
+        end = colon = strrchr(text, ':');
+        if (!colon || colon == text || memchr(text, ':', (size_t)(colon - text)))
+            return false;
+    }
+    if (!isdigit((unsigned char)colon[1]) || !roster_parse_long(colon + 1, port))
+        return false;
+    *host = xstrndup(start, (size_t)(end - start));
+    if (start != text && inet_pton(AF_INET6, *host, &a6) != 1) {
+        free(*host);
+        *host = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* listen: "host:port" or "[v6]:port". */
+static void roster_read_listen(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    struct roster *r = base;
+    const char *s = roster_scalar(p, n, "a string", "listen");
+    char *host = NULL, q[ROSTER_QUOTE_MAX + 8];
+    long port;
+    if (!s)
+        return;
+    if (!roster_split_listen(s, &host, &port) || !roster_host_valid(host)) {
+        roster_quote(s, strlen(s), q, sizeof(q));
+        roster_error(p, n, "bad listen address %s (expected host:port or [v6]:port)", q);
+    } else if (port < 1 || port > ROSTER_MAX_PORT) {
+        roster_error(p, n, "listen port %ld is out of range (1..65535)", port);
+    } else {
+        free(r->listen_host);
+        r->listen_host = host;
+        r->listen_port = (int)port;
+        p->listen = n;
+        return;
+    }
+    free(host);
+}
+
+/* ---- tables ------------------------------------------------------------ */
+
+static const char *const roster_modes[] = {"hybrid", "cli-only", "websocket-only", NULL};
+static const char *const roster_adapter_types[] = {"mock", "cli", NULL};
+static const char *const roster_policies[] = {"always", "on-failure", "never", NULL};
+
+/* The start of a field entry: its key, kind and place in TYPE. */
+#define ROSTER_FIELD(key, k, type, member) .name = key, .kind = k, .offset = offsetof(type, member)
+
+static const struct roster_field roster_adapter_fields[] = {
+    {ROSTER_FIELD("type", ROSTER_CHOICE, struct roster_adapter, type),
+     .choices = roster_adapter_types},
+    {ROSTER_FIELD("command", ROSTER_STRV, struct roster_adapter, command)},
+    {ROSTER_FIELD("env", ROSTER_ENV, struct roster_adapter, env)},
+    {ROSTER_FIELD("env_remove", ROSTER_STRV, struct roster_adapter, env_remove),
+     .item_check = roster_check_env_name},
+    {ROSTER_FIELD("delay_ms", ROSTER_INT, struct roster_adapter, delay_ms), .max = INT_MAX},
+    {ROSTER_FIELD("output_cap", ROSTER_LSIZE, struct roster_adapter, output_cap)},
+};
+static const struct roster_table roster_adapter_table = ROSTER_TABLE(roster_adapter_fields, NULL);
+
+static const struct roster_field roster_restart_fields[] = {
+    {ROSTER_FIELD("policy", ROSTER_CHOICE, struct roster_restart, policy),
+     .choices = roster_policies},
+    {ROSTER_FIELD("max_restarts", ROSTER_INT, struct roster_restart, max_restarts), .max = INT_MAX},
+    {ROSTER_FIELD("window", ROSTER_SECONDS, struct roster_restart, window), .min = 1},
+};
+static const struct roster_table roster_restart_table = ROSTER_TABLE(roster_restart_fields, NULL);
+
+/* The keys of `defaults`, which every bot accepts too. */
+static const struct roster_field roster_defaults_fields[] = {
+    {ROSTER_FIELD("mode", ROSTER_CHOICE, struct roster_bot, mode), .choices = roster_modes},
+    {ROSTER_FIELD("adapter", ROSTER_MAP, struct roster_bot, adapter),
+     .table = &roster_adapter_table},
+    {ROSTER_FIELD("cooldown", ROSTER_SECONDS, struct roster_bot, cooldown)},
+    {ROSTER_FIELD("timeout", ROSTER_SECONDS, struct roster_bot, timeout), .min = 1},
+    {ROSTER_FIELD("queue_max", ROSTER_INT, struct roster_bot, queue_max), .min = 1, .max = INT_MAX},
+    {ROSTER_FIELD("restart", ROSTER_MAP, struct roster_bot, restart),
+     .table = &roster_restart_table},
+    {ROSTER_FIELD("start_timeout", ROSTER_SECONDS, struct roster_bot, start_timeout), .min = 1},
+    {ROSTER_FIELD("stop_timeout", ROSTER_SECONDS, struct roster_bot, stop_timeout)},
+    {ROSTER_FIELD("watchdog", ROSTER_SECONDS, struct roster_bot, watchdog)},
+    {ROSTER_FIELD("bind", ROSTER_STRING, struct roster_bot, bind), .hook = roster_check_bind},
+    {ROSTER_FIELD("allowed_origins", ROSTER_STRV, struct roster_bot, allowed_origins),
+     .item_check = roster_check_origin},
+};
+static const struct roster_table roster_defaults_table = ROSTER_TABLE(roster_defaults_fields, NULL);
+
+/* A bot's own keys; the rest are those of `defaults`. */
+static const struct roster_field roster_bot_fields[] = {
+    {ROSTER_FIELD("id", ROSTER_STRING, struct roster_bot, id), .hook = roster_check_id},
+    {ROSTER_FIELD("port", ROSTER_INT, struct roster_bot, port), .min = 1, .max = ROSTER_MAX_PORT},
+};
+static const struct roster_table roster_bot_table =
+    ROSTER_TABLE(roster_bot_fields, &roster_defaults_table);
+
+static const struct roster_field roster_limits_fields[] = {
+    {ROSTER_FIELD("max_header_bytes", ROSTER_SIZE, struct roster_limits, max_header_bytes)},
+    {ROSTER_FIELD("max_body", ROSTER_SIZE, struct roster_limits, max_body)},
+    {ROSTER_FIELD("max_message", ROSTER_SIZE, struct roster_limits, max_message)},
+    {ROSTER_FIELD("max_connections", ROSTER_INT, struct roster_limits, max_connections), .min = 1,
+     .max = INT_MAX},
+    {ROSTER_FIELD("header_timeout", ROSTER_MS, struct roster_limits, header_timeout_ms), .min = 1},
+    {ROSTER_FIELD("idle_timeout", ROSTER_MS, struct roster_limits, idle_timeout_ms), .min = 1},
+};
+static const struct roster_table roster_limits_table = ROSTER_TABLE(roster_limits_fields, NULL);
+
+static const struct roster_field roster_hive_fields[] = {
+    {ROSTER_FIELD("name", ROSTER_STRING, struct roster, name)},
+    {ROSTER_FIELD("work_dir", ROSTER_STRING, struct roster, work_dir)},
+    {ROSTER_FIELD("listen", ROSTER_NODE, struct roster, listen_host), .hook = roster_read_listen},
+    {ROSTER_FIELD("base_port", ROSTER_INT, struct roster, base_port), .min = 1,
+     .max = ROSTER_MAX_PORT},
+    {ROSTER_FIELD("token_env", ROSTER_STRING, struct roster, token_env),
+     .hook = roster_check_token_env},
+    {ROSTER_FIELD("allowed_origins", ROSTER_STRV, struct roster, allowed_origins),
+     .item_check = roster_check_origin},
+    {ROSTER_FIELD("limits", ROSTER_MAP, struct roster, limits), .table = &roster_limits_table},
+};
+static const struct roster_table roster_hive_table = ROSTER_TABLE(roster_hive_fields, NULL);
+
+/* Top-level values are only recorded here, then read in a fixed order (hive
+ * first: bind checks need its token). */
+static const struct roster_field roster_top_fields[] = {
+    {ROSTER_FIELD("hive", ROSTER_NODE, struct roster_parse, hive)},
+    {ROSTER_FIELD("defaults", ROSTER_NODE, struct roster_parse, defaults)},
+    {ROSTER_FIELD("bots", ROSTER_NODE, struct roster_parse, bots)},
+};
+static const struct roster_table roster_top_table = ROSTER_TABLE(roster_top_fields, NULL);
+
+/* ---- bots -------------------------------------------------------------- */
+
+/* Free what BOT owns and zero it. */
+static void roster_bot_clear(struct roster_bot *b)
+{
+    free(b->id);
+    free(b->mode);
+    free(b->adapter.type);
+    roster_strv_free(b->adapter.command);
+    roster_strv_free(b->adapter.env);
+    roster_strv_free(b->adapter.env_remove);
+    free(b->restart.policy);
+    free(b->bind);
+    roster_strv_free(b->allowed_origins);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Deep copy SRC into DST. */
+static void roster_bot_copy(struct roster_bot *dst, const struct roster_bot *src)
+{
+    *dst = *src;
+    dst->id = src->id ? xstrdup(src->id) : NULL;
+    dst->mode = xstrdup(src->mode);
+    dst->adapter.type = xstrdup(src->adapter.type);
+    dst->adapter.command = roster_strv_copy(src->adapter.command);
+    dst->adapter.env = roster_strv_copy(src->adapter.env);
+    dst->adapter.env_remove = roster_strv_copy(src->adapter.env_remove);
+    dst->restart.policy = xstrdup(src->restart.policy);
+    dst->bind = xstrdup(src->bind);
+    dst->allowed_origins = roster_strv_copy(src->allowed_origins);
+}
+
+/* The built-in bot defaults (see roster.h). */
+static void roster_bot_builtin(struct roster_bot *b, const struct roster *r)
+{
+    memset(b, 0, sizeof(*b));
+    b->mode = xstrdup("hybrid");
+    b->adapter.type = xstrdup("mock");
+    b->adapter.command = roster_strv_new();
+    b->adapter.env = roster_strv_new();
+    b->adapter.env_remove = roster_strv_new();
+    b->adapter.output_cap = 8L * 1024 * 1024;
+    b->timeout = 300;
+    b->queue_max = 100;
+    b->restart.policy = xstrdup("always");
+    b->restart.max_restarts = 10;
+    b->restart.window = 60;
+    b->start_timeout = 10;
+    b->stop_timeout = 10;
+    b->watchdog = 30;
+    b->bind = xstrdup("127.0.0.1");
+    b->allowed_origins = roster_strv_copy(r->allowed_origins);
+}
+
+/* A name for bot I in messages: its id when valid, else bots[I]. */
+static void roster_bot_label(const struct roster_bot *b, size_t i, char *buf, size_t cap)
+{
+    if (b->id && util_id_valid(b->id))
+        snprintf(buf, cap, "'%s'", b->id);
+    else
+        snprintf(buf, cap, "bots[%zu]", i);
+}
+
+/* A cli adapter needs a command whose first element is not empty. */
+static void roster_bot_check_command(struct roster_parse *p, size_t i, yaml_node_t *map)
+{
+    const struct roster_bot *b = &p->r->bots[i];
+    if (strcmp(b->adapter.type, "cli") != 0 || (b->adapter.command[0] && *b->adapter.command[0]))
+        return;
+    yaml_node_t *adapter = roster_map_get(p, map, "adapter");
+    yaml_node_t *command = roster_map_get(p, adapter, "command");
+    yaml_node_t *from =
+        command ? command : roster_map_get(p, roster_map_get(p, p->defaults, "adapter"), "command");
+    char label[80];
+    if (from && (from->type != YAML_SEQUENCE_NODE ||
+                 (!b->adapter.command[0] &&
+                  from->data.sequence.items.top > from->data.sequence.items.start)))
+        return; /* the command itself was reported */
+    roster_bot_label(b, i, label, sizeof(label));
+    roster_error(p,
+                 command   ? command
+                 : adapter ? adapter
+                           : map,
+                 "bot %s uses the cli adapter without a command", label);
+}
+
+/* Read bots[I] from NODE, starting from the defaults in TEMPLATE. */
+static void roster_bot_read(struct roster_parse *p, size_t i, yaml_node_t *node,
+                            const struct roster_bot *template)
+{
+    struct roster_bot *b = &p->r->bots[i];
+    char ctx[40];
+    roster_bot_copy(b, template);
+    b->line = (int)node->start_mark.line + 1;
+    b->column = (int)node->start_mark.column + 1;
+    snprintf(ctx, sizeof(ctx), "bots[%zu]", i);
+    if (node->type != YAML_MAPPING_NODE) {
+        roster_expected(p, node, "a mapping", ctx);
+        return;
+    }
+    roster_walk(p, node, ctx, &roster_bot_table, b);
+    if (!roster_map_get(p, node, "id"))
+        roster_error(p, node, "bots[%zu] has no id", i);
+    roster_bot_check_command(p, i, node);
+}
+
+/* Report bot ids used twice. */
+static void roster_bots_check_ids(struct roster_parse *p, yaml_node_t **items)
+{
+    struct roster *r = p->r;
+    struct roster_named *v = xcalloc(r->n_bots + 1, sizeof(*v));
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_bots; i++)
+        if (r->bots[i].id && util_id_valid(r->bots[i].id))
+            v[n++] = (struct roster_named){r->bots[i].id, i};
+    roster_named_sort(v, n);
+    for (size_t i = 1, first = 0; i < n; i++) {
+        if (strcmp(v[i].name, v[first].name) != 0) {
+            first = i;
+            continue;
+        }
+        yaml_node_t *id = roster_map_get(p, items[v[i].index], "id");
+        roster_error(p, id, "duplicate bot id '%s' (first at line %d)", v[i].name,
+                     r->bots[v[first].index].line);
+    }
+    free(v);
+}
+
+/* Give bot I without a port base_port + I + 1; false when out of range. */
+static bool roster_bot_derive_port(struct roster_parse *p, size_t i, yaml_node_t *item)
+{
+    struct roster_bot *b = &p->r->bots[i];
+    long port = (long)p->r->base_port + (long)i + 1;
+    char label[80];
+    if (port <= ROSTER_MAX_PORT) {
+        b->port = (int)port;
+        return true;
+    }
+    roster_bot_label(b, i, label, sizeof(label));
+    roster_error(p, item, "bot %s has no port and base_port + %zu = %ld is out of range", label,
+                 i + 1, port);
+    return false;
+}
+
+/* Derive missing ports and report ports used twice or equal to listen. */
+static void roster_bots_check_ports(struct roster_parse *p, yaml_node_t **items)
+{
+    struct roster *r = p->r;
+    uint32_t *owner; /* bot index + 1 by port */
+    if (r->n_bots == 0 || r->n_bots >= UINT32_MAX)
+        return;
+    owner = xcalloc(ROSTER_MAX_PORT + 1, sizeof(*owner));
+    for (size_t i = 0; i < r->n_bots; i++) {
+        struct roster_bot *b = &r->bots[i];
+        yaml_node_t *port = roster_map_get(p, items[i], "port");
+        char label[80], derived[48] = "";
+        if (items[i]->type != YAML_MAPPING_NODE || (port && !b->port))
+            continue; /* already reported */
+        if (!port && !roster_bot_derive_port(p, i, items[i]))
+            continue;
+        if (!port)
+            snprintf(derived, sizeof(derived), " (base_port + %zu)", i + 1);
+        roster_bot_label(b, i, label, sizeof(label));
+        if (b->port == r->listen_port) {
+            roster_error(p, port ? port : items[i], "port %d%s of bot %s is the hive's listen port",
+                         b->port, derived, label);
+        } else if (owner[b->port]) {
+            char other[80];
+            roster_bot_label(&r->bots[owner[b->port] - 1], owner[b->port] - 1, other,
+                             sizeof(other));
+            roster_error(p, port ? port : items[i], "port %d%s of bot %s is already used by bot %s",
+                         b->port, derived, label, other);
+        } else {
+            owner[b->port] = (uint32_t)(i + 1);
+        }
+    }
+    free(owner);
+}
+
+/* Read the bots list with TEMPLATE as every bot's starting point. */
+static void roster_bots_read(struct roster_parse *p, yaml_node_t *root,
+                             const struct roster_bot *template)
+{
+    yaml_node_t *n = p->bots;
+    if (!n) {
+        roster_error(p, root, "missing 'bots' (a list of bots)");
+        return;
+    }
+    if (n->type != YAML_SEQUENCE_NODE) {
+        roster_expected(p, n, "a sequence", "bots");
+        return;
+    }
+    struct roster *r = p->r;
+    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    yaml_node_t **items = xcalloc(count + 1, sizeof(*items));
+    r->bots = xcalloc(count + 1, sizeof(*r->bots));
+    for (size_t i = 0; i < count; i++) {
+        items[i] = yaml_document_get_node(&p->doc, n->data.sequence.items.start[i]);
+        r->n_bots = i + 1;
+        roster_bot_read(p, i, items[i], template);
+    }
+    roster_bots_check_ids(p, items);
+    roster_bots_check_ports(p, items);
+    free(items);
+}
+
+/* Read `defaults` over the built-in defaults, then the bots. */
+static void roster_read_bots_section(struct roster_parse *p, yaml_node_t *root)
+{
+    struct roster_bot template;
+    roster_bot_builtin(&template, p->r);
+    if (p->defaults && roster_is_map(p, p->defaults, "defaults"))
+        roster_walk(p, p->defaults, "defaults", &roster_defaults_table, &template);
+    roster_bots_read(p, root, &template);
+    roster_bot_clear(&template);
+}
+
+/* ---- the hive section -------------------------------------------------- */
+
+/* PATH with "." and ".." folded and slashes collapsed; PATH is absolute. */
+static char *roster_path_normalize(const char *path)
+{
+    char *out = xmalloc(strlen(path) + 2);
+    size_t n = 0;
+    for (const char *s = path; *s;) {
+        while (*s == '/')
+            s++;
+        const char *e = s + strcspn(s, "/");
+        size_t len = (size_t)(e - s);
+        if (len == 2 && s[0] == '.' && s[1] == '.') {
+            while (n > 0 && out[n - 1] != '/')
+                n--;
+            n -= n > 0;
+        } else if (len > 0 && !(len == 1 && s[0] == '.')) {
+            out[n++] = '/';
+            memcpy(out + n, s, len);
+            n += len;
+        }
+        s = e;
+    }
+    if (n == 0)
+        out[n++] = '/';
+    out[n] = '\0';
+    return out;
+}
+
+/* REL against DIR (absolute), normalized. */
+static char *roster_path_join(const char *dir, const char *rel)
+{
+    char *joined = rel[0] == '/' ? xstrdup(rel) : xasprintf("%s/%s", dir, rel);
+    char *norm = roster_path_normalize(joined);
+    free(joined);
+    return norm;
+}
+
+/* The current directory, or NULL. */
+static char *roster_cwd(void)
+{
+    char *cwd = get_current_dir_name();
+    char *copy = cwd ? xstrdup(cwd) : NULL;
+    free(cwd);
+    return copy;
+}
+
+/* Make work_dir absolute against BASE_DIR (NULL: the current directory). */
+static void roster_resolve_work_dir(struct roster_parse *p, const char *base_dir)
+{
+    struct roster *r = p->r;
+    char *cwd = NULL;
+    if (r->work_dir[0] != '/' && !base_dir && !(base_dir = cwd = roster_cwd())) {
+        roster_error(p, p->hive, "cannot resolve work_dir: %s", strerror(errno));
+        return;
+    }
+    char *abs = roster_path_join(base_dir ? base_dir : "/", r->work_dir);
+    free(r->work_dir);
+    r->work_dir = abs;
+    free(cwd);
+}
+
+/* Read the token's variable; a non-loopback listen needs it. */
+static void roster_hive_finish(struct roster_parse *p, const char *base_dir)
+{
+    struct roster *r = p->r;
+    const char *token = r->token_env ? getenv(r->token_env) : NULL;
+    if (token && *token)
+        r->token = xstrdup(token);
+    if (!r->base_port)
+        r->base_port = r->listen_port;
+    if (p->listen)
+        roster_check_exposure(p, p->listen, r->listen_host);
+    roster_resolve_work_dir(p, base_dir);
+}
+
+/* A roster with every hive-level default set. */
+static struct roster *roster_new(const char *path)
+{
+    struct roster *r = xcalloc(1, sizeof(*r));
+    r->path = xstrdup(path);
+    r->name = xstrdup("hive");
+    r->work_dir = xstrdup(".");
+    r->listen_host = xstrdup("127.0.0.1");
+    r->listen_port = 8000;
+    r->allowed_origins = roster_strv_new();
+    r->limits = (struct roster_limits){.max_header_bytes = 16 * 1024,
+                                       .max_body = 1024 * 1024,
+                                       .max_message = 1024 * 1024,
+                                       .max_connections = 1024,
+                                       .header_timeout_ms = 10000,
+                                       .idle_timeout_ms = 60000};
+    return r;
+}
+
+/* Fill P->r from the top-level mapping ROOT. */
+static void roster_build(struct roster_parse *p, yaml_node_t *root, const char *path,
+                         const char *base_dir)
+{
+    p->r = roster_new(path);
+    roster_walk(p, root, "top level", &roster_top_table, p);
+    if (p->hive && roster_is_map(p, p->hive, "hive"))
+        roster_walk(p, p->hive, "hive", &roster_hive_table, p->r);
+    roster_hive_finish(p, base_dir);
+    roster_read_bots_section(p, root);
+}
+
+/* ---- loading ----------------------------------------------------------- */
+
+/* Report libyaml's error, with a line and column even for reader errors. */
+static void roster_yaml_error(struct roster_parse *p, const yaml_parser_t *parser)
+{
+    size_t line = parser->problem_mark.line, column = parser->problem_mark.column;
+    const char *problem = parser->problem ? parser->problem : "cannot parse";
+    if (parser->error == YAML_MEMORY_ERROR)
+        problem = "out of memory";
+    if (parser->error == YAML_READER_ERROR) {
+        line = column = 0;
+        for (size_t i = 0; i < parser->problem_offset && i < p->len; i++, column++)
+            if (p->text[i] == '\n')
+                line++, column = (size_t)-1;
+    }
+    if (parser->context)
+        roster_error_at(p, line, column, "YAML syntax error: %s (%s at line %zu)", problem,
+                        parser->context, (size_t)parser->context_mark.line + 1);
+    else
+        roster_error_at(p, line, column, "YAML syntax error: %s", problem);
+}
+
+/* Start a libyaml parser on P's text. */
+static bool roster_parser_start(struct roster_parse *p, yaml_parser_t *parser)
+{
+    if (!yaml_parser_initialize(parser)) {
+        roster_error(p, NULL, "out of memory");
+        return false;
+    }
+    yaml_parser_set_input_string(parser, (const unsigned char *)p->text, p->len);
+    return true;
+}
+
+/* Track the nesting depth of event EV; false (after reporting) when too deep. */
+static bool roster_depth_step(struct roster_parse *p, const yaml_event_t *ev, int *depth)
+{
+    if (ev->type == YAML_SEQUENCE_END_EVENT || ev->type == YAML_MAPPING_END_EVENT)
+        (*depth)--;
+    if (ev->type != YAML_SEQUENCE_START_EVENT && ev->type != YAML_MAPPING_START_EVENT)
+        return true;
+    if (++*depth <= ROSTER_MAX_DEPTH)
+        return true;
+    roster_error_at(p, ev->start_mark.line, ev->start_mark.column,
+                    "YAML nested deeper than %d levels", ROSTER_MAX_DEPTH);
+    return false;
+}
+
+/* Stream the events of the first document once, refusing deep nesting
+ * before libyaml's loader sees it: its scanner slows down with the square of
+ * the depth, and no roster needs more than a few levels. */
+static bool roster_check_depth(struct roster_parse *p)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    int depth = 0;
+    bool ok = true, done = false;
+    if (!roster_parser_start(p, &parser))
+        return false;
+    while (ok && !done) {
+        if (!yaml_parser_parse(&parser, &ev)) {
+            roster_yaml_error(p, &parser);
+            ok = false;
+            break;
+        }
+        ok = roster_depth_step(p, &ev, &depth);
+        done = ev.type == YAML_DOCUMENT_END_EVENT || ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    return ok;
+}
+
+/* Parse the first YAML document of P's text into P->doc. */
+static bool roster_parse_yaml(struct roster_parse *p)
+{
+    yaml_parser_t parser;
+    if (!roster_check_depth(p) || !roster_parser_start(p, &parser))
+        return false;
+    bool ok = yaml_parser_load(&parser, &p->doc) != 0;
+    if (!ok)
+        roster_yaml_error(p, &parser);
+    yaml_parser_delete(&parser);
+    return ok;
+}
+
+/* Load TEXT: PATH goes into the roster, BASE_DIR resolves work_dir. */
+static int roster_load_text(const char *text, size_t len, const char *name, const char *path,
+                            const char *base_dir, struct roster **out, struct roster_errors *errs)
+{
+    struct roster_parse p = {.name = name, .text = text, .len = len, .errs = errs};
+    *out = NULL;
+    if (!roster_parse_yaml(&p))
+        return -1;
+    yaml_node_t *root = yaml_document_get_root_node(&p.doc);
+    char got[ROSTER_QUOTE_MAX + 16];
+    if (!root || roster_is_null(root)) {
+        roster_error(&p, NULL, "empty roster");
+    } else if (root->type != YAML_MAPPING_NODE) {
+        roster_describe(root, got, sizeof(got));
+        roster_error(&p, root, "top level must be a mapping (hive, defaults, bots), got %s", got);
+    } else {
+        roster_build(&p, root, path, base_dir);
+    }
+    yaml_document_delete(&p.doc);
+    if (p.n_errors) {
+        roster_free(p.r);
+        return -1;
+    }
+    *out = p.r;
+    return 0;
+}
+
+int roster_load_string(const char *text, size_t len, const char *name, struct roster **out,
+                       struct roster_errors *errs)
+{
+    return roster_load_text(text, len, name, name, NULL, out, errs);
+}
+
+int roster_load(const char *path, struct roster **out, struct roster_errors *errs)
+{
+    size_t len;
+    char *text = util_read_file(path, ROSTER_MAX_FILE, &len);
+    *out = NULL;
+    if (!text) {
+        const char *why = errno == EFBIG ? "larger than 4 MiB" : strerror(errno);
+        roster_errors_push(errs, xasprintf("%s: cannot read: %s", path, why));
+        return -1;
+    }
+    char *cwd = path[0] == '/' ? NULL : roster_cwd();
+    char *abs = roster_path_join(cwd ? cwd : "/", path);
+    char *dir = roster_path_join(abs, "..");
+    int rc = roster_load_text(text, len, path, abs, dir, out, errs);
+    free(dir);
+    free(abs);
+    free(cwd);
+    free(text);
+    return rc;
+}
+
+/* ---- the roster -------------------------------------------------------- */
+
+void roster_free(struct roster *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n_bots; i++)
+        roster_bot_clear(&r->bots[i]);
+    free(r->bots);
+    free(r->path);
+    free(r->name);
+    free(r->work_dir);
+    free(r->listen_host);
+    free(r->token_env);
+    if (r->token)
+        explicit_bzero(r->token, strlen(r->token));
+    free(r->token);
+    roster_strv_free(r->allowed_origins);
+    free(r);
+}
+
+const struct roster_bot *roster_find_bot(const struct roster *r, const char *id)
+{
+    for (size_t i = 0; r && id && i < r->n_bots; i++)
+        if (strcmp(r->bots[i].id, id) == 0)
+            return &r->bots[i];
+    return NULL;
+}
+
+/* True when both adapters are the same. */
+static bool roster_adapter_equal(const struct roster_adapter *a, const struct roster_adapter *b)
+{
+    return strcmp(a->type, b->type) == 0 && roster_strv_equal(a->command, b->command) &&
+           roster_strv_equal(a->env, b->env) && roster_strv_equal(a->env_remove, b->env_remove) &&
+           a->delay_ms == b->delay_ms && a->output_cap == b->output_cap;
+}
+
+bool roster_bot_equal(const struct roster_bot *a, const struct roster_bot *b)
+{
+    return strcmp(a->id, b->id) == 0 && a->port == b->port && strcmp(a->mode, b->mode) == 0 &&
+           roster_adapter_equal(&a->adapter, &b->adapter) && a->cooldown == b->cooldown &&
+           a->timeout == b->timeout && a->queue_max == b->queue_max &&
+           strcmp(a->restart.policy, b->restart.policy) == 0 &&
+           a->restart.max_restarts == b->restart.max_restarts &&
+           a->restart.window == b->restart.window && a->start_timeout == b->start_timeout &&
+           a->stop_timeout == b->stop_timeout && a->watchdog == b->watchdog &&
+           strcmp(a->bind, b->bind) == 0 &&
+           roster_strv_equal(a->allowed_origins, b->allowed_origins);
+}
+
+/* True when two optional strings are the same. */
+static bool roster_str_equal(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* True when both sets of limits are the same. */
+static bool roster_limits_equal(const struct roster_limits *a, const struct roster_limits *b)
+{
+    return a->max_header_bytes == b->max_header_bytes && a->max_body == b->max_body &&
+           a->max_message == b->max_message && a->max_connections == b->max_connections &&
+           a->header_timeout_ms == b->header_timeout_ms && a->idle_timeout_ms == b->idle_timeout_ms;
+}
+
+bool roster_shared_equal(const struct roster *a, const struct roster *b)
+{
+    return strcmp(a->work_dir, b->work_dir) == 0 && roster_str_equal(a->token, b->token) &&
+           roster_strv_equal(a->allowed_origins, b->allowed_origins) &&
+           roster_limits_equal(&a->limits, &b->limits);
+}
+
+void roster_errors_free(struct roster_errors *errs)
+{
+    if (!errs)
+        return;
+    for (size_t i = 0; i < errs->n; i++)
+        free(errs->items[i]);
+    free(errs->items);
+    errs->items = NULL;
+    errs->n = 0;
+}

@@ -1,0 +1,139 @@
+/*
+ * roster: hive.yaml (SPEC §6.1) turned into a plain struct. This is the only
+ * place that knows YAML; it reads the file and the token variable and does no
+ * other I/O. Every problem is collected as "file:line:column: message" (both
+ * 1-based, pointing at the offending key or value) so `hive check` can show
+ * them all at once; the parser never logs or exits.
+ *
+ * The rules the YAML follows:
+ * - Top level: `hive`, `defaults`, `bots`; `bots` is required (it may be an
+ *   empty list). Only the first YAML document is read; anchors and aliases
+ *   work, a merge key `<<` is an unknown key. Files over 4 MiB and nesting
+ *   deeper than 64 levels are refused.
+ * - `hive`: name (default "hive"), work_dir (default ".", resolved against the
+ *   folder of the YAML file — or the current directory for roster_load_string —
+ *   and made absolute, lexically: symlinks are kept, the folder need not
+ *   exist), listen ("host:port" or "[v6]:port", default 127.0.0.1:8000),
+ *   base_port (default the listen port), token_env, allowed_origins, and
+ *   limits {max_header_bytes 16KiB, max_body 1MiB, max_message 1MiB,
+ *   max_connections 1024, header_timeout 10s, idle_timeout 60s}.
+ * - Ports: a bot without `port` gets base_port + index + 1, index being its
+ *   0-based position in the bots list (SPEC example: BOT-002, index 1, on
+ *   8002). Ports must be 1..65535, unique among bots and not the listen port.
+ * - `defaults` holds any bot key but id and port. A bot starts from the
+ *   built-in defaults, then `defaults`, then its own keys, key by key. The
+ *   nested maps `adapter` and `restart` override field by field (a bot's
+ *   `adapter: {type: cli, command: [...]}` keeps the default's delay_ms);
+ *   every other value, lists and the adapter's env map included, is replaced
+ *   whole. A bot's allowed_origins default to hive.allowed_origins.
+ * - Built-in bot defaults: mode hybrid, adapter mock (delay_ms 0, output_cap
+ *   8MiB), cooldown 0, timeout 300, queue_max 100, restart {always, 10, 60},
+ *   start_timeout 10, stop_timeout 10, watchdog 30, bind 127.0.0.1.
+ *   adapter.command is an argv list (no shell), adapter.env a map of NAME:
+ *   value, env_remove a list of names. timeout, start_timeout,
+ *   restart.window and the limits must be more than 0; cooldown,
+ *   stop_timeout, watchdog, delay_ms and max_restarts may be 0.
+ * - Durations: a number of seconds (0.5, 10) or a number with a unit, no
+ *   space: "500ms", "10s", "2m", "1h"; at most 1000000 s. Sizes: a whole
+ *   number of bytes or with a unit, case-insensitive: b; k, kb, kib; m, mb,
+ *   mib; g, gb, gib — all powers of 1024 ("16KiB", "1m", "8MiB").
+ * - Numbers and strings are read from the scalar's text whatever its quoting
+ *   ("8001" is a port); a null (empty, ~, null) is never a valid value except
+ *   for a map, where it means an empty one.
+ * - A non-loopback listen or bind address (loopback: 127.0.0.0/8, ::1,
+ *   "localhost") needs token_env set and that variable non-empty at load time.
+ */
+#ifndef HIVE_ROSTER_H
+#define HIVE_ROSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Collected messages, "file:line:column: message". Zero it before first use;
+ * loads append. */
+struct roster_errors {
+    char **items;
+    size_t n;
+};
+
+/* Resource limits shared by the supervisor and every worker (SPEC §7). */
+struct roster_limits {
+    size_t max_header_bytes; /* request line + headers */
+    size_t max_body;
+    size_t max_message; /* one WebSocket message */
+    int max_connections;
+    int header_timeout_ms;
+    int idle_timeout_ms;
+};
+
+/* How one bot's tasks are run. All vectors are NULL-terminated, never NULL. */
+struct roster_adapter {
+    char *type;        /* "mock" or "cli" */
+    char **command;    /* argv; non-empty for "cli", may be empty for "mock" */
+    char **env;        /* "NAME=value", in file order */
+    char **env_remove; /* variable names */
+    int delay_ms;      /* mock: answer after this long */
+    long output_cap;   /* bytes of output kept */
+};
+
+/* When the supervisor restarts an exited worker. */
+struct roster_restart {
+    char *policy;     /* "always", "on-failure" or "never" */
+    int max_restarts; /* more restarts than this within window -> fatal */
+    double window;    /* seconds */
+};
+
+/* One bot, with the defaults already applied. */
+struct roster_bot {
+    char *id;
+    int port;         /* explicit or derived (see above) */
+    int line, column; /* of the bot's mapping, for messages */
+    char *mode;       /* "hybrid", "cli-only" or "websocket-only" */
+    struct roster_adapter adapter;
+    double cooldown; /* seconds after each task */
+    double timeout;  /* seconds per task, > 0 */
+    int queue_max;
+    struct roster_restart restart;
+    double start_timeout;   /* seconds to READY=1, > 0 */
+    double stop_timeout;    /* seconds a running task may finish in */
+    double watchdog;        /* seconds without WATCHDOG=1 before a kill; 0 = off */
+    char *bind;             /* the worker's address */
+    char **allowed_origins; /* NULL-terminated, never NULL */
+};
+
+/* A whole hive.yaml. */
+struct roster {
+    char *path; /* absolute path of the file (the name given to load_string) */
+    char *name;
+    char *work_dir;    /* absolute */
+    char *listen_host; /* without brackets */
+    int listen_port;
+    int base_port;
+    char *token_env;        /* NULL when not set */
+    char *token;            /* the variable's value at load time; NULL if unset/empty */
+    char **allowed_origins; /* NULL-terminated, never NULL */
+    struct roster_limits limits;
+    struct roster_bot *bots;
+    size_t n_bots;
+};
+
+/* Load the roster at PATH. 0 with *OUT set, or -1 with *OUT NULL and every
+ * problem appended to ERRS (which may be NULL). */
+int roster_load(const char *path, struct roster **out, struct roster_errors *errs);
+/* Load a roster from LEN bytes; NAME is used in messages and as path,
+ * relative work_dirs are resolved against the current directory. */
+int roster_load_string(const char *text, size_t len, const char *name, struct roster **out,
+                       struct roster_errors *errs);
+/* Free a roster (NULL is fine). */
+void roster_free(struct roster *roster);
+/* The bot with ID, or NULL. */
+const struct roster_bot *roster_find_bot(const struct roster *roster, const char *id);
+/* True when A and B define the same worker: every field but line/column. */
+bool roster_bot_equal(const struct roster_bot *a, const struct roster_bot *b);
+/* True when the hive-level settings every worker inherits (work_dir, token,
+ * allowed_origins, limits) are the same; when false, reload restarts all. */
+bool roster_shared_equal(const struct roster *a, const struct roster *b);
+/* Free the messages and zero ERRS. */
+void roster_errors_free(struct roster_errors *errs);
+
+#endif
