@@ -904,7 +904,7 @@ static const struct roster_table roster_adapter_table = ROSTER_TABLE(roster_adap
 static const struct roster_field roster_restart_fields[] = {
     {ROSTER_FIELD("policy", ROSTER_CHOICE, struct roster_restart, policy),
      .choices = roster_policies},
-    {ROSTER_FIELD("max_restarts", ROSTER_INT, struct roster_restart, max_restarts), .max = INT_MAX},
+    {ROSTER_FIELD("max_restarts", ROSTER_INT, struct roster_restart, max_restarts), .max = 100},
     {ROSTER_FIELD("window", ROSTER_SECONDS, struct roster_restart, window), .min = 1},
 };
 static const struct roster_table roster_restart_table = ROSTER_TABLE(roster_restart_fields, NULL);

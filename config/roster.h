@@ -79,7 +79,7 @@ struct roster_adapter {
 /* When the supervisor restarts an exited worker. */
 struct roster_restart {
     char *policy;     /* "always", "on-failure" or "never" */
-    int max_restarts; /* more restarts than this within window -> fatal */
+    int max_restarts; /* 0..100; more restarts than this within window -> fatal */
     double window;    /* seconds */
 };
 
