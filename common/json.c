@@ -10,7 +10,8 @@
 
 char *json_dump_compact(const json_t *value, size_t *len_out)
 {
-    char *s = json_dumps(value, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY | JSON_REAL_PRECISION(12));
+    char *s = json_dumps(value, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY |
+                                    JSON_REAL_PRECISION(12));
     if (!s)
         s = xstrdup("null");
     if (len_out)
@@ -21,7 +22,9 @@ char *json_dump_compact(const json_t *value, size_t *len_out)
 const char *json_get_str(const json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+        return NULL;
+    return json_string_value(v);
 }
 
 json_t *json_detail(const char *text)
@@ -32,7 +35,8 @@ json_t *json_detail(const char *text)
 json_t *json_parse_bytes(const char *data, size_t len, char *err, size_t errlen)
 {
     json_error_t jerr;
-    json_t *v = json_loadb(data, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    json_t *v =
+        json_loadb(data, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!v && err)
         snprintf(err, errlen, "%s", jerr.text);
     return v;

@@ -10,7 +10,8 @@
 
 /* Compact single-line dump; caller frees. Never NULL. */
 char *json_dump_compact(const json_t *value, size_t *len_out);
-/* The string at KEY of OBJ, or NULL when missing or not a string. */
+/* The string at KEY of OBJ, or NULL when missing, not a string, or holding a
+ * NUL character (json_parse_bytes accepts \u0000; C strings cannot). */
 const char *json_get_str(const json_t *obj, const char *key);
 /* {"detail": TEXT} with a new reference. */
 json_t *json_detail(const char *text);

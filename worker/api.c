@@ -147,12 +147,15 @@ static struct task *api_task_from_json(json_t *body, enum task_source src, const
     json_t *jid = json_object_get(body, "task_id");
     json_t *jprio = json_object_get(body, "priority");
     const char *from = json_get_str(body, "from");
+    if (!cmd && json_is_string(json_object_get(body, "command"))) {
+        *detail = "command must not contain NUL characters";
+        return NULL;
+    }
     if (!cmd || !*cmd) {
         *detail = src == TASK_SOURCE_HTTP ? "command is required" : "Missing 'command' field";
         return NULL;
     }
-    if (jid && !json_is_null(jid) &&
-        (!json_is_string(jid) || !util_id_valid(json_string_value(jid)))) {
+    if (jid && !json_is_null(jid) && !util_id_valid(json_get_str(body, "task_id"))) {
         *detail = "invalid task_id";
         return NULL;
     }

@@ -55,6 +55,7 @@ static struct task *filequeue_load(struct filequeue *fq, const char *name, const
     t->file_name = xstrdup(name);
     t->order = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
     t->rank = 10;
+    t->from = xstrdup("unknown");
     struct taskfile tf;
     char err[200];
     if (text && taskfile_parse(text, len, stem, fq->bot_id, &tf, err, sizeof err) == 0) {
