@@ -28,12 +28,12 @@ struct hive_bot_info {
     bool running;      /* state is running: the proxy may forward */
     pid_t pid;         /* 0 when no worker process */
     int port;
-    const char *bind;   /* the worker's address */
+    const char *bind; /* the worker's address */
     unsigned restarts;
     double uptime_seconds; /* in the current state "running", else 0 */
     const char *reason;    /* "" when none */
     bool has_exit;
-    int exit_code;   /* when exit_signal is 0 */
+    int exit_code; /* when exit_signal is 0 */
     int exit_signal;
     int64_t exit_at_wall_ns;
 };
@@ -52,7 +52,8 @@ size_t hive_bot_count(const struct hive *hive);
 bool hive_bot_at(const struct hive *hive, size_t i, struct hive_bot_info *out);
 /* Info of bot ID; false when unknown. */
 bool hive_bot_find(const struct hive *hive, const char *id, struct hive_bot_info *out);
-/* "start", "stop" or "restart" bot ID: 0, -ENOENT (unknown bot), -EINVAL. */
+/* "start", "stop" or "restart" bot ID: 0, -ENOENT (unknown bot), -EINVAL
+ * (unknown action, or start/restart while the hive shuts down). */
 int hive_bot_control(struct hive *hive, const char *id, const char *action);
 /* Re-read the roster file: start added bots, stop removed ones, restart
  * changed ones, leave the rest untouched. 0, or -1 with the validation
@@ -61,5 +62,8 @@ int hive_reload(struct hive *hive, char *err, size_t errlen);
 /* Stop every bot in parallel (SIGTERM, SIGKILL after stop_timeout); DONE is
  * called once all are stopped. */
 void hive_shutdown(struct hive *hive, void (*done)(void *arg), void *arg);
+/* During a shutdown, SIGKILL the workers still running now instead of at
+ * their stop timeout (a second Ctrl-C). */
+void hive_shutdown_now(struct hive *hive);
 
 #endif

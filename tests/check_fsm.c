@@ -830,6 +830,7 @@ static Suite *fsm_suite(void)
 {
     Suite *s = suite_create("fsm");
     TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
 
     tcase_add_test(tc, test_names);
     tcase_add_test(tc, test_start_ready);

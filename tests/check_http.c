@@ -1336,7 +1336,7 @@ static Suite *check_http_suite(void)
     Suite *s = suite_create("http");
     TCase *tc = tcase_create("server");
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_get_simple);
     tcase_add_test(tc, test_json_and_extra_headers);
     tcase_add_test(tc, test_keep_alive);

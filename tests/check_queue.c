@@ -274,7 +274,7 @@ static Suite *check_queue_suite(void)
 {
     Suite *s = suite_create("queue");
     TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_empty);
     tcase_add_test(tc, test_order);
     tcase_add_test(tc, test_duplicates);

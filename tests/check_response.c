@@ -295,6 +295,7 @@ static Suite *check_response_suite(void)
 {
     Suite *s = suite_create("response");
     TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_base_name);
     tcase_add_test(tc, test_base_name_local_time);
     tcase_add_test(tc, test_base_name_sanitised);

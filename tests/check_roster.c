@@ -753,6 +753,7 @@ static Suite *roster_suite(void)
 {
     Suite *s = suite_create("roster");
     TCase *tc = tcase_create("roster");
+    tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, NULL, roster_test_teardown);
     tcase_add_test(tc, test_spec_example);
     tcase_add_test(tc, test_overrides);

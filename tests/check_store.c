@@ -283,6 +283,7 @@ static Suite *check_store_suite(void)
 {
     Suite *s = suite_create("store");
     TCase *tc = tcase_create("store");
+    tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, check_setup, check_teardown);
     tcase_add_test(tc, test_persist_and_load);
     tcase_add_test(tc, test_finish_once);

@@ -340,7 +340,7 @@ static Suite *check_taskfile_suite(void)
 {
     Suite *s = suite_create("taskfile");
     TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_front_matter);
     tcase_add_test(tc, test_front_matter_defaults);
     tcase_add_test(tc, test_front_matter_details);

@@ -1,0 +1,40 @@
+/*
+ * child: starts one worker process the way systemd starts a socket-activated
+ * Type=notify service, so the same worker binary runs under both: its own
+ * process group, the listening socket on fd 3 with LISTEN_FDS/LISTEN_PID,
+ * NOTIFY_SOCKET (and WATCHDOG_USEC) for its notifications, stdout and stderr
+ * into a pipe the supervisor reads, stdin from /dev/null and no other
+ * descriptor. It also finds the hive-worker binary. No libevent and no
+ * logging here: errors come back in a buffer.
+ */
+#ifndef HIVE_CHILD_H
+#define HIVE_CHILD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The exit status of a child that could not exec a program that is not
+ * there or not runnable: permanent, like a configuration error. */
+#define CHILD_EXIT_NOEXEC 78
+
+/* What to start. */
+struct child_spec {
+    const char *path;          /* the program */
+    char *const *argv;         /* argv[0] included, NULL-terminated */
+    int listen_fd;             /* handed over as fd 3 */
+    const char *notify_socket; /* NOTIFY_SOCKET, "@name" for an abstract socket */
+    uint64_t watchdog_usec;    /* WATCHDOG_USEC; 0: none */
+    const char *token;         /* HIVE_TOKEN; NULL removes it */
+};
+
+/* The hive-worker to run: $HIVE_WORKER_BIN, else next to this executable,
+ * else ../worker/ of it (the build tree). Caller frees; NULL with the places
+ * tried in ERR. */
+char *child_worker_path(char *err, size_t errlen);
+/* Fork and exec SPEC in a new process group. Returns the pid with *OUT_FD the
+ * read end of its output pipe (non-blocking, close-on-exec), or -1 with a
+ * reason in ERR. */
+pid_t child_spawn(const struct child_spec *spec, int *out_fd, char *err, size_t errlen);
+
+#endif
