@@ -1,0 +1,525 @@
+/*
+ * ws: WebSocket server sessions. The handshake half (accept key, Origin and
+ * upgrade checks, the 101 answer) works on parsed HTTP requests; the session
+ * half owns one bufferevent taken over from an HTTP connection and a wslay
+ * server context that does the framing. wslay does no I/O: its recv callback
+ * drains the bufferevent's input and its send callback appends to the output,
+ * and after every batch of input or queued message we flush it. wslay already
+ * enforces masking, control frames between fragments, close codes, the
+ * cumulative message-size limit and UTF-8; we add binary refusal (1003), a
+ * second strict UTF-8 check, idle pings, the close-wait deadline and a
+ * backlog ceiling against readers that never read. A session always ends through
+ * ws_session_finish(), which defers on_close and the free to a one-shot event,
+ * so it is never freed under a wslay or application callback.
+ */
+#include "common/ws.h"
+
+#include <event2/buffer.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <wslay/wslay.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+/* How long we wait for the peer's close (or for our last bytes to drain). */
+#define WS_CLOSE_WAIT_MS 2000
+/* Unread output beyond which a peer is dropped as too slow. */
+#define WS_OUTPUT_MAX ((size_t)8 << 20)
+
+struct ws_session {
+    uint64_t id;
+    struct bufferevent *bev;
+    wslay_event_context_ptr ctx;
+    struct ws_config config;
+    struct ws_callbacks cbs;
+    void *arg;
+    struct event *ping_ev;   /* every ping_interval_ms */
+    struct event *close_ev;  /* deadline once closing has begun */
+    struct event *finish_ev; /* one-shot: on_close, then free */
+    bool rx_since_tick;      /* bytes arrived since the last ping tick */
+    int idle_ticks;          /* consecutive ticks without any bytes */
+    bool in_recv;            /* inside wslay_event_recv(): flush later */
+    bool close_queued;       /* we asked for a close; deliver no more text */
+    bool close_armed;        /* close_ev is running */
+    bool draining;           /* done; finish once the output is written */
+    bool finishing;          /* finish_ev is scheduled */
+};
+
+static uint64_t ws_next_id = 1;
+
+void ws_config_default(struct ws_config *config)
+{
+    config->max_message = (size_t)1 << 20;
+    config->ping_interval_ms = 30000;
+}
+
+void ws_accept_key(const char *client_key, char out[29])
+{
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    char *joined = xasprintf("%s%s", client_key, WS_GUID);
+    SHA1((const unsigned char *)joined, strlen(joined), digest);
+    free(joined);
+    EVP_EncodeBlock((unsigned char *)out, digest, sizeof digest);
+}
+
+/* True when the comma-separated header VALUE lists TOKEN (any case). */
+static bool ws_header_has_token(const char *value, const char *token)
+{
+    size_t want = strlen(token);
+    while (value && *value) {
+        value += strspn(value, " \t,");
+        size_t n = strcspn(value, ",");
+        size_t end = n;
+        while (end > 0 && (value[end - 1] == ' ' || value[end - 1] == '\t'))
+            end--;
+        if (end == want && strncasecmp(value, token, want) == 0)
+            return true;
+        value += n;
+    }
+    return false;
+}
+
+/* True when ORIGIN is http(s)://HOST, HOST compared as host[:port], any case. */
+static bool ws_origin_is_host(const char *origin, const char *host)
+{
+    const char *authority;
+    if (strncasecmp(origin, "http://", 7) == 0)
+        authority = origin + 7;
+    else if (strncasecmp(origin, "https://", 8) == 0)
+        authority = origin + 8;
+    else
+        return false;
+    size_t n = strcspn(authority, "/");
+    return host && n > 0 && strlen(host) == n && strncasecmp(authority, host, n) == 0;
+}
+
+bool ws_origin_allowed(const struct http_request *req, const char *const *allowed)
+{
+    const char *origin = http_request_header(req, "Origin");
+    if (!origin)
+        return true;
+    if (ws_origin_is_host(origin, http_request_header(req, "Host")))
+        return true;
+    for (size_t i = 0; allowed && allowed[i]; i++)
+        if (strcasecmp(origin, allowed[i]) == 0)
+            return true;
+    return false;
+}
+
+/* True when KEY is the base64 of 16 bytes (22 symbols and "=="). */
+static bool ws_key_valid(const char *key)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (!key || strlen(key) != 24 || strcmp(key + 22, "==") != 0)
+        return false;
+    return strspn(key, alphabet) == 22;
+}
+
+/* Write REASON into DETAIL and return STATUS. */
+static int ws_refuse(int status, const char *reason, char *detail, size_t cap)
+{
+    if (detail && cap)
+        snprintf(detail, cap, "%s", reason);
+    return status;
+}
+
+int ws_upgrade_check(const struct http_request *req, const char *const *allowed, char *detail,
+                     size_t cap)
+{
+    const char *version = http_request_header(req, "Sec-WebSocket-Version");
+    if (strcmp(req->method, "GET") != 0)
+        return ws_refuse(400, "WebSocket upgrade must be a GET request", detail, cap);
+    if (req->version_major < 1 || (req->version_major == 1 && req->version_minor < 1))
+        return ws_refuse(400, "WebSocket upgrade needs HTTP/1.1", detail, cap);
+    if (!ws_header_has_token(http_request_header(req, "Upgrade"), "websocket") ||
+        !ws_header_has_token(http_request_header(req, "Connection"), "upgrade"))
+        return ws_refuse(426, "WebSocket upgrade required", detail, cap);
+    if (!version || strcmp(version, "13") != 0)
+        return ws_refuse(426, "unsupported Sec-WebSocket-Version (13 required)", detail, cap);
+    if (!ws_key_valid(http_request_header(req, "Sec-WebSocket-Key")))
+        return ws_refuse(400, "missing or invalid Sec-WebSocket-Key", detail, cap);
+    if (!ws_origin_allowed(req, allowed))
+        return ws_refuse(403, "origin not allowed", detail, cap);
+    return ws_refuse(0, "", detail, cap);
+}
+
+struct ws_session *ws_accept(struct http_conn *conn, const struct http_request *req,
+                             const struct ws_config *config, const struct ws_callbacks *cbs,
+                             void *arg)
+{
+    const char *key = http_request_header(req, "Sec-WebSocket-Key");
+    char accept[29];
+    if (!ws_key_valid(key)) {
+        http_respond_error(conn, 400, "missing or invalid Sec-WebSocket-Key", NULL);
+        return NULL;
+    }
+    ws_accept_key(key, accept);
+    struct bufferevent *bev = http_conn_detach(conn);
+    if (!bev) /* the client left while the request waited */
+        return NULL;
+    evbuffer_add_printf(bufferevent_get_output(bev),
+                        "HTTP/1.1 101 Switching Protocols\r\n"
+                        "Upgrade: websocket\r\n"
+                        "Connection: Upgrade\r\n"
+                        "Sec-WebSocket-Accept: %s\r\n\r\n",
+                        accept);
+    return ws_session_new(bev, config, cbs, arg);
+}
+
+/* Length of the valid UTF-8 sequence at S (AVAIL bytes left), or 0 when it
+ * is truncated, overlong, a surrogate or past U+10FFFF. */
+static size_t ws_utf8_sequence(const unsigned char *s, size_t avail)
+{
+    size_t n;
+    uint32_t cp, min;
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2, cp = s[0] & 0x1f, min = 0x80;
+    else if ((s[0] & 0xf0) == 0xe0)
+        n = 3, cp = s[0] & 0x0f, min = 0x800;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        n = 4, cp = s[0] & 0x07, min = 0x10000;
+    else
+        return 0;
+    if (avail < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* True when DATA is entirely well-formed UTF-8. */
+static bool ws_utf8_valid(const void *data, size_t len)
+{
+    const unsigned char *s = data;
+    size_t off = 0;
+    while (off < len) {
+        size_t n = ws_utf8_sequence(s + off, len - off);
+        if (n == 0)
+            return false;
+        off += n;
+    }
+    return true;
+}
+
+/* Release everything the session owns (the bufferevent closes the socket). */
+static void ws_session_free(struct ws_session *ws)
+{
+    if (ws->ping_ev)
+        event_free(ws->ping_ev);
+    if (ws->close_ev)
+        event_free(ws->close_ev);
+    if (ws->finish_ev)
+        event_free(ws->finish_ev);
+    if (ws->ctx)
+        wslay_event_context_free(ws->ctx);
+    bufferevent_free(ws->bev);
+    free(ws);
+}
+
+/* The deferred end: tell the owner, then free. */
+static void ws_session_finish_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct ws_session *ws = arg;
+    (void)fd;
+    (void)what;
+    if (ws->cbs.on_close)
+        ws->cbs.on_close(ws, ws->arg);
+    ws_session_free(ws);
+}
+
+/* End the session now: no more I/O, on_close on the next loop pass. */
+static void ws_session_finish(struct ws_session *ws, const char *why)
+{
+    if (ws->finishing)
+        return;
+    log_debug("ws %llu: session ends (%s)", (unsigned long long)ws->id, why);
+    ws->finishing = true;
+    bufferevent_disable(ws->bev, EV_READ | EV_WRITE);
+    event_del(ws->ping_ev);
+    event_del(ws->close_ev);
+    event_active(ws->finish_ev, EV_TIMEOUT, 0);
+}
+
+/* Start the close-wait deadline once. */
+static void ws_session_arm_close(struct ws_session *ws)
+{
+    struct timeval tv = {WS_CLOSE_WAIT_MS / 1000, (WS_CLOSE_WAIT_MS % 1000) * 1000};
+    if (ws->close_armed)
+        return;
+    ws->close_armed = true;
+    event_add(ws->close_ev, &tv);
+}
+
+/* Finish when wslay is done and the output is written, else wait for it. */
+static void ws_session_drain(struct ws_session *ws)
+{
+    if (evbuffer_get_length(bufferevent_get_output(ws->bev)) == 0) {
+        ws_session_finish(ws, "closed");
+        return;
+    }
+    ws->draining = true;
+    ws_session_arm_close(ws);
+}
+
+/* True (and the session ends) when the peer has left too much unread. One
+ * message may be as large as it likes; what matters is the backlog before it. */
+static bool ws_session_backlogged(struct ws_session *ws)
+{
+    if (evbuffer_get_length(bufferevent_get_output(ws->bev)) <= WS_OUTPUT_MAX)
+        return false;
+    log_warn("ws %llu: peer does not read, dropping it", (unsigned long long)ws->id);
+    ws_session_finish(ws, "output limit");
+    return true;
+}
+
+/* After any I/O: follow wslay's state (stop reading, wait for the close,
+ * end when it is done). */
+static void ws_session_update(struct ws_session *ws)
+{
+    if (ws->finishing)
+        return;
+    bool reading = wslay_event_want_read(ws->ctx);
+    if (!reading)
+        bufferevent_disable(ws->bev, EV_READ);
+    if (!reading || wslay_event_get_close_sent(ws->ctx))
+        ws_session_arm_close(ws);
+    if (!reading && !wslay_event_want_write(ws->ctx))
+        ws_session_drain(ws);
+}
+
+/* Move wslay's queued frames into the bufferevent. */
+static void ws_session_flush(struct ws_session *ws)
+{
+    if (ws->in_recv || ws->finishing)
+        return;
+    if (wslay_event_send(ws->ctx) != 0) {
+        ws_session_finish(ws, "send failed");
+        return;
+    }
+    ws_session_update(ws);
+}
+
+/* wslay reads: hand it what the bufferevent has received. */
+static ssize_t ws_session_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                               void *user_data)
+{
+    struct ws_session *ws = user_data;
+    (void)flags;
+    int n = evbuffer_remove(bufferevent_get_input(ws->bev), buf, len);
+    if (n <= 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    return n;
+}
+
+/* wslay writes: append to the bufferevent's output. */
+static ssize_t ws_session_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
+                               int flags, void *user_data)
+{
+    struct ws_session *ws = user_data;
+    (void)flags;
+    if (bufferevent_write(ws->bev, data, len) != 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+/* Queue a close with CODE and stop reading: the peer broke our rules. */
+static void ws_session_fail(struct ws_session *ws, uint16_t code, const char *reason)
+{
+    wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, strlen(reason));
+    wslay_event_shutdown_read(ws->ctx);
+    ws->close_queued = true;
+}
+
+/* A whole text message: check it and give it to the application. */
+static void ws_session_deliver(struct ws_session *ws, const uint8_t *msg, size_t len)
+{
+    if (ws->close_queued)
+        return;
+    if (!ws_utf8_valid(msg, len)) {
+        ws_session_fail(ws, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8");
+        return;
+    }
+    if (ws->cbs.on_text)
+        ws->cbs.on_text(ws, len ? (const char *)msg : "", len, ws->arg);
+}
+
+/* wslay assembled a message (pings, pongs and closes it answers itself). */
+static void ws_session_on_msg(wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_msg_recv_arg *msg, void *user_data)
+{
+    struct ws_session *ws = user_data;
+    (void)ctx;
+    if (msg->opcode == WSLAY_TEXT_FRAME)
+        ws_session_deliver(ws, msg->msg, msg->msg_length);
+    else if (msg->opcode == WSLAY_BINARY_FRAME)
+        ws_session_fail(ws, WSLAY_CODE_UNSUPPORTED_DATA, "binary frames are not supported");
+}
+
+/* Bytes arrived: let wslay parse them, then send whatever it queued. */
+static void ws_session_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct ws_session *ws = arg;
+    (void)bev;
+    if (ws->finishing || ws_session_backlogged(ws)) /* its pings would pile up pongs */
+        return;
+    ws->rx_since_tick = true;
+    ws->in_recv = true;
+    int rc = wslay_event_recv(ws->ctx);
+    ws->in_recv = false;
+    if (rc != 0) {
+        ws_session_finish(ws, "receive failed");
+        return;
+    }
+    ws_session_flush(ws);
+}
+
+/* The output is written: a draining session can end now. */
+static void ws_session_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct ws_session *ws = arg;
+    (void)bev;
+    if (ws->draining)
+        ws_session_finish(ws, "closed");
+}
+
+/* The peer hung up, or the socket failed. */
+static void ws_session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    if (what & BEV_EVENT_EOF)
+        ws_session_finish(arg, "peer hung up");
+    else if (what & BEV_EVENT_ERROR)
+        ws_session_finish(arg, "socket error");
+}
+
+/* The peer did not finish the close in time, or never read our last bytes. */
+static void ws_session_close_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ws_session_finish(arg, "close timed out");
+}
+
+/* Every interval: ping a quiet peer; drop one silent for two intervals. */
+static void ws_session_ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct ws_session *ws = arg;
+    struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+    (void)fd;
+    (void)what;
+    if (ws->rx_since_tick) {
+        ws->rx_since_tick = false;
+        ws->idle_ticks = 0;
+        return;
+    }
+    if (++ws->idle_ticks >= 2) {
+        log_info("ws %llu: peer silent, dropping it", (unsigned long long)ws->id);
+        ws_session_finish(ws, "idle");
+        return;
+    }
+    wslay_event_queue_msg(ws->ctx, &ping);
+    ws_session_flush(ws);
+}
+
+/* Create the wslay context and the three events; false when out of memory. */
+static bool ws_session_setup(struct ws_session *ws)
+{
+    struct wslay_event_callbacks callbacks = {
+        .recv_callback = ws_session_recv,
+        .send_callback = ws_session_send,
+        .on_msg_recv_callback = ws_session_on_msg,
+    };
+    struct event_base *base = bufferevent_get_base(ws->bev);
+    if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0)
+        return false;
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->config.max_message);
+    ws->ping_ev = event_new(base, -1, EV_PERSIST, ws_session_ping_cb, ws);
+    ws->close_ev = evtimer_new(base, ws_session_close_timeout_cb, ws);
+    ws->finish_ev = event_new(base, -1, 0, ws_session_finish_cb, ws);
+    return ws->ping_ev && ws->close_ev && ws->finish_ev;
+}
+
+struct ws_session *ws_session_new(struct bufferevent *bev, const struct ws_config *config,
+                                  const struct ws_callbacks *cbs, void *arg)
+{
+    struct ws_session *ws = xcalloc(1, sizeof *ws);
+    ws->bev = bev;
+    if (config)
+        ws->config = *config;
+    else
+        ws_config_default(&ws->config);
+    ws->cbs = *cbs;
+    ws->arg = arg;
+    if (!ws_session_setup(ws)) {
+        ws_session_free(ws);
+        return NULL;
+    }
+    ws->id = ws_next_id++;
+    if (ws->config.ping_interval_ms > 0) {
+        int ms = ws->config.ping_interval_ms;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+        event_add(ws->ping_ev, &tv);
+    }
+    bufferevent_setcb(bev, ws_session_read_cb, ws_session_write_cb, ws_session_event_cb, ws);
+    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    /* A client may send its first frame right behind the handshake. */
+    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+        bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    return ws;
+}
+
+int ws_send_text(struct ws_session *ws, const char *data, size_t len)
+{
+    struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)data, len};
+    if (ws->finishing || ws->close_queued || !ws_utf8_valid(data, len))
+        return -1;
+    if (ws_session_backlogged(ws) || wslay_event_queue_msg(ws->ctx, &msg) != 0)
+        return -1;
+    ws_session_flush(ws);
+    return 0;
+}
+
+void ws_close(struct ws_session *ws, uint16_t code, const char *reason)
+{
+    size_t len = reason ? strlen(reason) : 0;
+    if (ws->finishing || ws->close_queued)
+        return;
+    ws->close_queued = true;
+    if (len > 123) /* the most a close frame holds; cut on a character boundary */
+        for (len = 123; len > 0 && (reason[len] & 0xc0) == 0x80; len--)
+            ;
+    wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, len);
+    ws_session_arm_close(ws);
+    ws_session_flush(ws);
+}
+
+uint64_t ws_session_id(const struct ws_session *ws)
+{
+    return ws->id;
+}
+
+size_t ws_output_pending(const struct ws_session *ws)
+{
+    struct bufferevent *bev = ws->bev;
+    return evbuffer_get_length(bufferevent_get_output(bev)) +
+           wslay_event_get_queued_msg_length(ws->ctx);
+}
