@@ -407,7 +407,9 @@ static void api_ws_upgrade(struct api *api, struct http_conn *conn, struct http_
     char detail[200];
     int status = ws_upgrade_check(req, api->cfg.allowed_origins, detail, sizeof detail);
     if (status) {
-        http_respond_error(conn, status, detail, NULL);
+        http_respond_error(conn, status, detail,
+                           status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                                         : NULL);
         return;
     }
     if (engine_stopping(api->engine)) {
