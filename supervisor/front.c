@@ -1,0 +1,420 @@
+/*
+ * front: the supervisor's front door. One HTTP server on `listen`; every
+ * request is routed once. Requests under /bots/ are decided as soon as their
+ * head is in (front_on_headers): refused at the door (token, unknown bot,
+ * Origin, bot not running) or handed to the proxy, which streams the body;
+ * everything else (front_on_request) is the supervisor's own small JSON API,
+ * answered at once from the hive's state.
+ *
+ * `/bots/<id>` without a trailing slash is redirected (308) to `/bots/<id>/`,
+ * the form every proxied path has; an unknown id is 404 either way.
+ */
+#include "supervisor/front.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "common/http.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/ws.h"
+#include "supervisor/proxy.h"
+
+#define FRONT_ADDR_MAX (INET6_ADDRSTRLEN + 16) /* "[v6]:port" */
+#define FRONT_ID_MAX 64                        /* bot ids are at most this long */
+
+struct front {
+    struct event_base *base;
+    struct hive *hive;
+    struct http_server *http;
+    struct proxy *proxy;
+    struct event *shutdown_ev; /* fires the shutdown callback after the 202 */
+    void (*shutdown_cb)(void *arg);
+    void *shutdown_arg;
+    int64_t started_mono_ns;
+    char listen[FRONT_ADDR_MAX]; /* "127.0.0.1:8000" */
+};
+
+/* ---- helpers --------------------------------------------------------------- */
+
+/* "host:port", with an IPv6 host in brackets. */
+static void front_authority(char *out, size_t cap, const char *host, int port)
+{
+    snprintf(out, cap, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+/* A JSON string, or null for NULL or "". */
+static json_t *front_str_or_null(const char *s)
+{
+    return s && *s ? json_string(s) : json_null();
+}
+
+/* True when the request declares a JSON body. */
+static bool front_is_json(const struct http_request *req)
+{
+    const char *ct = http_request_header(req, "Content-Type");
+    if (!ct)
+        return false;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
+}
+
+/* True for GET and HEAD. */
+static bool front_is_get(const struct http_request *req)
+{
+    return strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+}
+
+/* 405 with the methods that are allowed. */
+static void front_method_not_allowed(struct http_conn *conn, const char *allow)
+{
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+    http_respond_error(conn, 405, "Method Not Allowed", hdr);
+}
+
+/* 401 for a missing or wrong token. */
+static void front_unauthorized(struct http_conn *conn)
+{
+    http_respond_error(conn, 401, "unauthorized", "WWW-Authenticate: Bearer\r\n");
+}
+
+/* 404 {"detail":"unknown bot ID"}. */
+static void front_unknown_bot(struct http_conn *conn, const char *id)
+{
+    char detail[FRONT_ID_MAX + 32];
+    snprintf(detail, sizeof detail, "unknown bot %.*s", FRONT_ID_MAX, id);
+    http_respond_error(conn, 404, detail, NULL);
+}
+
+/* Copy the bot id at the start of PATH (up to '/' or the end) into ID;
+ * returns its length, or 0 when it is empty or too long. */
+static size_t front_bot_id(const char *path, char id[FRONT_ID_MAX + 1])
+{
+    size_t n = strcspn(path, "/");
+    if (n == 0 || n > FRONT_ID_MAX) {
+        snprintf(id, FRONT_ID_MAX + 1, "%.*s", FRONT_ID_MAX, path);
+        return 0;
+    }
+    memcpy(id, path, n);
+    id[n] = '\0';
+    return n;
+}
+
+/* ---- GET /status ----------------------------------------------------------- */
+
+/* The last exit of a bot, or null. */
+static json_t *front_last_exit(const struct hive_bot_info *b)
+{
+    char at[40];
+
+    if (!b->has_exit)
+        return json_null();
+    util_iso_utc(at, sizeof at, b->exit_at_wall_ns);
+    if (b->exit_signal)
+        return json_pack("{s:i, s:s}", "signal", b->exit_signal, "at", at);
+    return json_pack("{s:i, s:s}", "code", b->exit_code, "at", at);
+}
+
+/* One bot of GET /status. */
+static json_t *front_bot_json(const struct front *front, const struct hive_bot_info *b)
+{
+    char addr[FRONT_ADDR_MAX], url[FRONT_ADDR_MAX + 8];
+    char proxy_url[FRONT_ADDR_MAX + FRONT_ID_MAX + 16];
+
+    front_authority(addr, sizeof addr, b->bind, b->port);
+    snprintf(url, sizeof url, "http://%s", addr);
+    snprintf(proxy_url, sizeof proxy_url, "http://%s/bots/%s/", front->listen, b->id);
+    return json_pack("{s:s, s:s, s:o, s:i, s:s, s:s, s:I, s:f, s:o, s:o}", "id", b->id, "state",
+                     b->state, "pid", b->pid > 0 ? json_integer(b->pid) : json_null(), "port",
+                     b->port, "url", url, "proxy_url", proxy_url, "restarts",
+                     (json_int_t)b->restarts, "uptime_seconds", b->uptime_seconds, "reason",
+                     front_str_or_null(b->reason), "last_exit", front_last_exit(b));
+}
+
+/* The whole GET /status document (SPEC §6.3). */
+static json_t *front_status_json(const struct front *front)
+{
+    const struct roster *roster = hive_roster(front->hive);
+    size_t n = hive_bot_count(front->hive), running = 0;
+    json_t *bots = json_array();
+    struct hive_bot_info info;
+
+    for (size_t i = 0; i < n && hive_bot_at(front->hive, i, &info); i++) {
+        json_array_append_new(bots, front_bot_json(front, &info));
+        running += info.running;
+    }
+    double up = (double)(util_mono_ns() - front->started_mono_ns) / 1e9;
+    return json_pack("{s:{s:s, s:i, s:s, s:f, s:s, s:I, s:I}, s:o}", "hive", "name", roster->name,
+                     "pid", (int)getpid(), "version", HIVE_VERSION, "uptime_seconds", up, "listen",
+                     front->listen, "bots_total", (json_int_t)n, "bots_running",
+                     (json_int_t)running, "bots", bots);
+}
+
+/* ---- control --------------------------------------------------------------- */
+
+/* True when a control request is a JSON POST; else it is answered here. */
+static bool front_post_ok(struct http_conn *conn, const struct http_request *req)
+{
+    if (strcmp(req->method, "POST") != 0) {
+        front_method_not_allowed(conn, "POST");
+        return false;
+    }
+    if (!front_is_json(req)) {
+        http_respond_error(conn, 415, "Content-Type must be application/json", NULL);
+        return false;
+    }
+    return true;
+}
+
+/* POST /api/bots/<id>/restart|stop|start (REST is what follows /api/bots/). */
+static void front_control(struct front *front, struct http_conn *conn, struct http_request *req,
+                          const char *rest)
+{
+    char id[FRONT_ID_MAX + 1];
+    size_t n = front_bot_id(rest, id);
+    const char *action = rest + n + 1;
+
+    if (n == 0 || rest[n] != '/' ||
+        (strcmp(action, "restart") != 0 && strcmp(action, "stop") != 0 &&
+         strcmp(action, "start") != 0)) {
+        http_respond_error(conn, 404, "Not Found", NULL);
+        return;
+    }
+    if (!front_post_ok(conn, req))
+        return;
+    int rc = hive_bot_control(front->hive, id, action);
+    if (rc == -ENOENT) {
+        front_unknown_bot(conn, id);
+    } else if (rc < 0) {
+        char detail[FRONT_ID_MAX + 64];
+        snprintf(detail, sizeof detail, "cannot %s bot %s now", action, id);
+        http_respond_error(conn, 409, detail, NULL);
+    } else {
+        http_respond_json(
+            conn, 202,
+            json_pack("{s:s, s:s, s:s}", "status", "accepted", "bot", id, "action", action), NULL);
+    }
+}
+
+/* POST /api/reload: 202, or 400 with the roster's errors (one per line). */
+static void front_reload(struct front *front, struct http_conn *conn)
+{
+    char err[8192];
+
+    log_info("reload requested over HTTP");
+    if (hive_reload(front->hive, err, sizeof err) < 0) {
+        http_respond_error(conn, 400, err, NULL);
+        return;
+    }
+    http_respond_json(conn, 202, json_pack("{s:s, s:s}", "status", "accepted", "action", "reload"),
+                      NULL);
+}
+
+/* The 202 of POST /api/shutdown is queued: now tell the owner. */
+static void front_shutdown_fire(evutil_socket_t fd, short what, void *arg)
+{
+    struct front *front = arg;
+    (void)fd;
+    (void)what;
+    if (front->shutdown_cb)
+        front->shutdown_cb(front->shutdown_arg);
+}
+
+/* POST /api/shutdown: answer first, act from a zero timer. */
+static void front_shutdown(struct front *front, struct http_conn *conn)
+{
+    static const struct timeval now = {0, 0};
+
+    log_info("shutdown requested over HTTP");
+    http_respond_json(conn, 202,
+                      json_pack("{s:s, s:s}", "status", "accepted", "action", "shutdown"), NULL);
+    evtimer_add(front->shutdown_ev, &now);
+}
+
+/* The supervisor's own API: every path not under /bots/. */
+static void front_api(struct front *front, struct http_conn *conn, struct http_request *req)
+{
+    const char *p = req->path;
+
+    if (strcmp(p, "/health") == 0) {
+        if (!front_is_get(req))
+            return front_method_not_allowed(conn, "GET, HEAD");
+        return http_respond_json(conn, 200, json_pack("{s:s}", "status", "ok"), NULL);
+    }
+    if (!http_request_token_ok(req, hive_roster(front->hive)->token))
+        return front_unauthorized(conn);
+    if (strcmp(p, "/status") == 0) {
+        if (!front_is_get(req))
+            return front_method_not_allowed(conn, "GET, HEAD");
+        return http_respond_json(conn, 200, front_status_json(front), NULL);
+    }
+    if (strncmp(p, "/api/bots/", 10) == 0)
+        return front_control(front, conn, req, p + 10);
+    if (strcmp(p, "/api/reload") == 0) {
+        if (front_post_ok(conn, req))
+            front_reload(front, conn);
+        return;
+    }
+    if (strcmp(p, "/api/shutdown") == 0) {
+        if (front_post_ok(conn, req))
+            front_shutdown(front, conn);
+        return;
+    }
+    http_respond_error(conn, 404, "Not Found", NULL);
+}
+
+/* ---- /bots/<id>/... -------------------------------------------------------- */
+
+/* 308 from /bots/<id> to /bots/<id>/ (query kept). */
+static void front_redirect_slash(struct http_conn *conn, const struct http_request *req,
+                                 const char *id)
+{
+    char *hdr = xasprintf("Location: /bots/%s/%s%s\r\n", id, req->query ? "?" : "",
+                          req->query ? req->query : "");
+    http_respond_error(conn, 308, "Permanent Redirect", hdr);
+    free(hdr);
+}
+
+/* Checks at the door of a bot: the WebSocket Origin rule for upgrades, and
+ * the bot must be running. False when the request was answered here. */
+static bool front_bot_door(struct front *front, struct http_conn *conn,
+                           const struct http_request *req, const struct hive_bot_info *info)
+{
+    const struct roster *roster = hive_roster(front->hive);
+    char detail[200];
+
+    if (req->upgrade) {
+        int status = ws_upgrade_check(req, (const char *const *)roster->allowed_origins, detail,
+                                      sizeof detail);
+        if (status) {
+            http_respond_error(conn, status, detail, NULL);
+            return false;
+        }
+    }
+    if (!info->running) {
+        snprintf(detail, sizeof detail, "bot %s is %s", info->id, info->state);
+        http_respond_error(conn, 503, detail, "Retry-After: 1\r\n");
+        return false;
+    }
+    return true;
+}
+
+/* A request under /bots/: refused at the door or handed to the proxy. */
+static void front_bots(struct front *front, struct http_conn *conn, struct http_request *req)
+{
+    const struct roster *roster = hive_roster(front->hive);
+    const char *rest = req->path + strlen("/bots");
+    char id[FRONT_ID_MAX + 1];
+    struct hive_bot_info info;
+
+    if (!http_request_token_ok(req, roster->token))
+        return front_unauthorized(conn);
+    rest += *rest == '/';
+    size_t n = front_bot_id(rest, id);
+    if (n == 0 && !*id)
+        return http_respond_error(conn, 404, "Not Found", NULL);
+    if (n == 0 || !hive_bot_find(front->hive, id, &info))
+        return front_unknown_bot(conn, id);
+    if (rest[n] == '\0')
+        return front_redirect_slash(conn, req, id);
+    if (!front_bot_door(front, conn, req, &info))
+        return;
+    struct proxy_target target = {
+        .bot_id = info.id,
+        .host = info.bind,
+        .port = info.port,
+        .path = rest + n,
+        .query = req->query,
+        .token = roster->token,
+    };
+    proxy_forward(front->proxy, conn, req, &target);
+}
+
+/* ---- the server ------------------------------------------------------------ */
+
+/* True for paths that belong to the proxy (decided when the head is in). */
+static bool front_is_bots_path(const char *path)
+{
+    return strncmp(path, "/bots/", 6) == 0 || strcmp(path, "/bots") == 0;
+}
+
+/* A request head is in: /bots/ requests are decided now, before the body. */
+static void front_on_headers(struct http_conn *conn, struct http_request *req, void *arg)
+{
+    if (front_is_bots_path(req->path))
+        front_bots(arg, conn, req);
+}
+
+/* A complete request: the API's (the proxy's were taken at their head). */
+static void front_on_request(struct http_conn *conn, struct http_request *req, void *arg)
+{
+    if (!front_is_bots_path(req->path))
+        front_api(arg, conn, req);
+}
+
+/* The "host:port" the front listens on, as clients reach it. */
+static void front_listen_name(struct front *front, int listen_fd)
+{
+    const struct roster *roster = hive_roster(front->hive);
+    int port = util_socket_port(listen_fd);
+
+    front_authority(front->listen, sizeof front->listen, roster->listen_host,
+                    port > 0 ? port : roster->listen_port);
+}
+
+/* Serve the front door on LISTEN_FD. */
+struct front *front_new(struct event_base *base, struct hive *hive, int listen_fd, char *err,
+                        size_t errlen)
+{
+    const struct roster_limits *lim = &hive_roster(hive)->limits;
+    struct front *front = xcalloc(1, sizeof *front);
+    struct http_server_config hc = {
+        .limits = {lim->max_header_bytes, lim->max_body, lim->header_timeout_ms,
+                   lim->idle_timeout_ms, lim->max_connections},
+        .on_request = front_on_request,
+        .on_headers = front_on_headers,
+        .arg = front,
+    };
+
+    front->base = base;
+    front->hive = hive;
+    front->started_mono_ns = util_mono_ns();
+    front_listen_name(front, listen_fd);
+    front->http = http_server_new(base, listen_fd, &hc);
+    if (!front->http) {
+        snprintf(err, errlen, "cannot serve HTTP on %s", front->listen);
+        free(front);
+        return NULL;
+    }
+    front->proxy = proxy_new(base, lim->max_body, lim->idle_timeout_ms);
+    front->shutdown_ev = evtimer_new(base, front_shutdown_fire, front);
+    return front;
+}
+
+/* Close the listener, every client connection, every proxied exchange. */
+void front_free(struct front *front)
+{
+    if (!front)
+        return;
+    proxy_free(front->proxy); /* answers what it still owed, before the server goes */
+    http_server_free(front->http);
+    event_free(front->shutdown_ev);
+    free(front);
+}
+
+/* CB is called when a client asks for POST /api/shutdown. */
+void front_set_shutdown_cb(struct front *front, void (*cb)(void *arg), void *arg)
+{
+    front->shutdown_cb = cb;
+    front->shutdown_arg = arg;
+}

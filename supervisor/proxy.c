@@ -1,0 +1,1322 @@
+/*
+ * proxy: forwards requests from the front door to the workers (SPEC §6.3).
+ * It owns three kinds of object, each created and released here only:
+ *
+ * - pools (one per bot): the worker's address and up to PROXY_IDLE_MAX idle
+ *   kept-alive connections, dropped when the worker closes them, when they
+ *   sit idle too long, or when the bot's address changes on reload;
+ * - exchanges (one per proxied request): a client request streamed up to a
+ *   worker connection and the worker's response, parsed with http-parser,
+ *   streamed back. Each direction stops reading when the other side's output
+ *   is over PROXY_PENDING_HIGH and resumes once it drains. Exchange records
+ *   are recycled, so the steady state allocates nothing per request;
+ * - tunnels: a WebSocket upgrade the worker accepted with 101 becomes a pair
+ *   of bufferevents copying bytes both ways with the same back-pressure.
+ *   proxy_tunnel_free() is the one place that tears a tunnel down.
+ *
+ * The framing we send is always our own: the request goes up with the
+ * client's Content-Length or re-chunked, the response comes back with the
+ * worker's Content-Length or re-chunked (or, to HTTP/1.0 clients, delimited
+ * by closing). A request whose framing is not known is never forwarded.
+ */
+#include "supervisor/proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <http_parser.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define PROXY_PENDING_HIGH (256 * 1024) /* stop reading the other side above this */
+#define PROXY_PENDING_LOW (64 * 1024)   /* resume once the output is down to this */
+#define PROXY_IDLE_MAX 32               /* idle connections kept per bot */
+#define PROXY_SPARE_MAX 64              /* recycled exchange records kept */
+#define PROXY_IO_TIMEOUT_S 30           /* a worker silent this long has failed */
+#define PROXY_FLUSH_TIMEOUT_S 5         /* a closing tunnel flushes this long at most */
+#define PROXY_REASON_MAX 64             /* bytes of a status line's reason kept */
+#define PROXY_WHOLE_MAX (64 * 1024)     /* answers up to this size are relayed whole */
+
+/* How a message body is delimited. */
+enum proxy_framing { PROXY_FRAME_NONE, PROXY_FRAME_LENGTH, PROXY_FRAME_CHUNKED };
+
+/* Which part of a response head the parser is delivering. */
+enum proxy_field { PROXY_FIELD_NONE, PROXY_FIELD_NAME, PROXY_FIELD_VALUE };
+
+struct proxy_upstream;
+
+/* One bot's address and its idle connections. */
+struct proxy_pool {
+    LIST_ENTRY(proxy_pool) entry;
+    struct proxy *proxy;
+    char *bot_id;
+    char *host; /* as the front gave it (the bot's bind address) */
+    int port;
+    char authority[INET6_ADDRSTRLEN + 16]; /* the Host header: "127.0.0.1:8001" */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    TAILQ_HEAD(, proxy_upstream) idle;
+    size_t n_idle;
+};
+
+/* One connection to a worker: idle in its pool, or carrying one exchange. */
+struct proxy_upstream {
+    TAILQ_ENTRY(proxy_upstream) entry;
+    struct proxy_pool *pool;
+    struct bufferevent *bev;
+    struct proxy_exchange *ex; /* NULL while idle */
+    bool pooled;
+    bool connected;
+};
+
+/* One proxied request and its response. */
+struct proxy_exchange {
+    LIST_ENTRY(proxy_exchange) entry; /* active or spare list */
+    struct proxy *proxy;
+    struct event *stall; /* the client has not drained our output for too long */
+    /* Kept across recycling: growable buffers. */
+    char *head; /* the response's header lines, "Name: value\r\n" each */
+    size_t head_len, head_cap;
+    char *token;
+    size_t token_cap;
+    char *body; /* a small answer's body, or a chunk being framed */
+    size_t body_len, body_cap;
+    /* Per request. */
+    struct http_conn *conn; /* NULL once answered */
+    struct http_request *req;
+    struct proxy_pool *pool;
+    struct proxy_upstream *up;
+    const char *path, *query;
+    bool has_token;
+    http_parser parser;
+    char reason[PROXY_REASON_MAX];
+    size_t reason_len;
+    enum proxy_field field;
+    enum proxy_framing req_framing;
+    unsigned long long req_length;
+    size_t received;    /* response bytes parsed */
+    bool upgrade;       /* a WebSocket upgrade: own connection, may become a tunnel */
+    bool head_only;     /* a HEAD request: the response has no body */
+    bool reused;        /* the connection came from the pool */
+    bool body_sent;     /* some request body bytes went up */
+    bool request_done;  /* the whole request went up */
+    bool began;         /* the response head went to the client */
+    bool rechunk;       /* the response body is re-chunked towards the client */
+    bool whole;         /* a small answer, collected and relayed in one piece */
+    bool interim;       /* parsing a 1xx interim response */
+    bool switching;     /* the worker answered 101 */
+    bool complete;      /* the response is complete */
+    bool keep_alive;    /* the worker keeps the connection open */
+    bool eof;           /* the worker closed its side */
+    bool client_paused; /* we stopped reading the client */
+    bool worker_paused; /* we stopped reading the worker */
+};
+
+/* An upgraded connection: bytes copied both ways. */
+struct proxy_tunnel {
+    LIST_ENTRY(proxy_tunnel) entry;
+    struct proxy *proxy;
+    struct bufferevent *bev[2]; /* the client, the worker */
+    struct event *timer;        /* bounds the final flush */
+    int flushing;               /* -1, or the side being flushed before the close */
+};
+
+struct proxy {
+    struct event_base *base;
+    size_t max_body;
+    struct timeval idle_tv, stall_tv, io_tv, flush_tv;
+    LIST_HEAD(, proxy_pool) pools;
+    LIST_HEAD(, proxy_exchange) exchanges, spare;
+    LIST_HEAD(, proxy_tunnel) tunnels;
+    size_t n_exchanges, n_spare, n_tunnels;
+};
+
+static int proxy_on_status(http_parser *, const char *, size_t);
+static int proxy_on_header_field(http_parser *, const char *, size_t);
+static int proxy_on_header_value(http_parser *, const char *, size_t);
+static int proxy_on_headers_complete(http_parser *);
+static int proxy_on_body(http_parser *, const char *, size_t);
+static int proxy_on_message_complete(http_parser *);
+
+static const http_parser_settings proxy_settings = {
+    .on_status = proxy_on_status,
+    .on_header_field = proxy_on_header_field,
+    .on_header_value = proxy_on_header_value,
+    .on_headers_complete = proxy_on_headers_complete,
+    .on_body = proxy_on_body,
+    .on_message_complete = proxy_on_message_complete,
+};
+
+static void proxy_upstream_read_cb(struct bufferevent *, void *);
+static void proxy_upstream_write_cb(struct bufferevent *, void *);
+static void proxy_upstream_event_cb(struct bufferevent *, short, void *);
+static void proxy_exchange_pump(struct proxy_exchange *);
+static void proxy_exchange_fail(struct proxy_exchange *, int, const char *);
+
+/* ---- header rules ---------------------------------------------------------- */
+
+/* True for the hop-by-hop headers of RFC 9110 §7.6.1 (and their old kin). */
+static bool proxy_hop_by_hop(const char *name)
+{
+    static const char *const hop[] = {
+        "Connection",        "Keep-Alive",        "Proxy-Connection", "TE",
+        "Trailer",           "Transfer-Encoding", "Upgrade",          "Proxy-Authorization",
+        "Proxy-Authenticate"};
+    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
+        if (strcasecmp(name, hop[i]) == 0)
+            return true;
+    return false;
+}
+
+/* True when the comma-separated LIST names NAME (LEN bytes), ignoring case. */
+static bool proxy_list_has(const char *list, const char *name, size_t len)
+{
+    for (const char *p = list; p && *p;) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, ",");
+        size_t t = n;
+        while (t > 0 && (p[t - 1] == ' ' || p[t - 1] == '\t'))
+            t--;
+        if (t == len && strncasecmp(p, name, len) == 0)
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+/* True when a Connection header of REQ names NAME (those are hop-by-hop). */
+static bool proxy_request_connection_names(const struct http_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (strcasecmp(req->headers[i].name, "Connection") == 0 &&
+            proxy_list_has(req->headers[i].value, name, strlen(name)))
+            return true;
+    return false;
+}
+
+/* True when a client header goes up to the worker unchanged. */
+static bool proxy_request_header_kept(const struct proxy_exchange *ex, const char *name)
+{
+    static const char *const replaced[] = {"Host",
+                                           "Authorization",
+                                           "Content-Length",
+                                           "Expect",
+                                           "X-Forwarded-For",
+                                           "X-Forwarded-Host",
+                                           "X-Forwarded-Proto"};
+    if (proxy_hop_by_hop(name))
+        return false;
+    for (size_t i = 0; i < sizeof replaced / sizeof replaced[0]; i++)
+        if (strcasecmp(name, replaced[i]) == 0)
+            return false;
+    /* The worker checks Origin against its own address; the front door has
+     * already checked it against its own. */
+    if (ex->upgrade && strcasecmp(name, "Origin") == 0)
+        return false;
+    return !proxy_request_connection_names(ex->req, name);
+}
+
+/* How the client delimits the body of REQ; false when that is unclear. */
+static bool proxy_request_framing(const struct http_request *req, enum proxy_framing *framing,
+                                  unsigned long long *length)
+{
+    const char *te = http_request_header(req, "Transfer-Encoding");
+    const char *cl = http_request_header(req, "Content-Length");
+    char *end;
+
+    *framing = PROXY_FRAME_NONE;
+    *length = 0;
+    if (te) {
+        *framing = PROXY_FRAME_CHUNKED;
+        return !cl && strcasecmp(te, "chunked") == 0;
+    }
+    if (!cl)
+        return true;
+    errno = 0;
+    *length = strtoull(cl, &end, 10);
+    *framing = PROXY_FRAME_LENGTH;
+    return errno == 0 && end != cl && *end == '\0' && cl[0] >= '0' && cl[0] <= '9';
+}
+
+/* ---- addresses and pools --------------------------------------------------- */
+
+/* Resolve HOST:PORT (wildcards mean loopback) into POOL's address and Host
+ * header; -1 with a reason in ERR. */
+static int proxy_pool_resolve(struct proxy_pool *pool, const char *host, int port, char *err,
+                              size_t errlen)
+{
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&pool->addr;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&pool->addr;
+    const char *h = host;
+
+    if (!*h || strcmp(h, "0.0.0.0") == 0 || strcasecmp(h, "localhost") == 0)
+        h = "127.0.0.1";
+    else if (strcmp(h, "::") == 0)
+        h = "::1";
+    memset(&pool->addr, 0, sizeof pool->addr);
+    if (inet_pton(AF_INET, h, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        pool->addrlen = sizeof *in4;
+        snprintf(pool->authority, sizeof pool->authority, "%s:%d", h, port);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        pool->addrlen = sizeof *in6;
+        snprintf(pool->authority, sizeof pool->authority, "[%s]:%d", h, port);
+        return 0;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    int rc = getaddrinfo(h, NULL, &hints, &res);
+    if (rc != 0 || !res || res->ai_addrlen > sizeof pool->addr) {
+        snprintf(err, errlen, "cannot resolve %s: %s", h, rc ? gai_strerror(rc) : "no address");
+        if (res)
+            freeaddrinfo(res);
+        return -1;
+    }
+    memcpy(&pool->addr, res->ai_addr, res->ai_addrlen);
+    pool->addrlen = res->ai_addrlen;
+    if (res->ai_family == AF_INET6)
+        in6->sin6_port = htons((uint16_t)port);
+    else
+        in4->sin_port = htons((uint16_t)port);
+    freeaddrinfo(res);
+    snprintf(pool->authority, sizeof pool->authority, "%s:%d", h, port);
+    return 0;
+}
+
+/* Close a worker connection (taking it out of its pool if it idles there). */
+static void proxy_upstream_free(struct proxy_upstream *up)
+{
+    if (!up)
+        return;
+    if (up->pooled) {
+        TAILQ_REMOVE(&up->pool->idle, up, entry);
+        up->pool->n_idle--;
+    }
+    if (up->bev)
+        bufferevent_free(up->bev);
+    free(up);
+}
+
+/* Close every idle connection of POOL. */
+static void proxy_pool_flush(struct proxy_pool *pool)
+{
+    struct proxy_upstream *up;
+    while ((up = TAILQ_FIRST(&pool->idle)))
+        proxy_upstream_free(up);
+}
+
+/* The pool of TARGET's bot, made or re-addressed as needed; NULL with ERR. */
+static struct proxy_pool *proxy_pool_get(struct proxy *proxy, const struct proxy_target *target,
+                                         char *err, size_t errlen)
+{
+    struct proxy_pool *pool;
+
+    LIST_FOREACH(pool, &proxy->pools, entry)
+    {
+        if (strcmp(pool->bot_id, target->bot_id) != 0)
+            continue;
+        if (pool->port == target->port && strcmp(pool->host, target->host) == 0)
+            return pool;
+        proxy_pool_flush(pool); /* reloaded onto another address */
+        free(pool->host);
+        pool->host = xstrdup(target->host);
+        pool->port = target->port;
+        pool->addrlen = 0;
+        break;
+    }
+    if (!pool) {
+        pool = xcalloc(1, sizeof *pool);
+        pool->proxy = proxy;
+        pool->bot_id = xstrdup(target->bot_id);
+        pool->host = xstrdup(target->host);
+        pool->port = target->port;
+        TAILQ_INIT(&pool->idle);
+        LIST_INSERT_HEAD(&proxy->pools, pool, entry);
+    }
+    if (pool->addrlen == 0 && proxy_pool_resolve(pool, pool->host, pool->port, err, errlen) < 0)
+        return NULL;
+    return pool;
+}
+
+/* Open a new connection to POOL's worker; NULL with ERR. */
+static struct proxy_upstream *proxy_upstream_connect(struct proxy_pool *pool, char *err,
+                                                     size_t errlen)
+{
+    int one = 1;
+    int fd = socket(pool->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot reach bot %s: %s", pool->bot_id, strerror(errno));
+        return NULL;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct bufferevent *bev = bufferevent_socket_new(pool->proxy->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        close(fd);
+        snprintf(err, errlen, "cannot reach bot %s: out of resources", pool->bot_id);
+        return NULL;
+    }
+    struct proxy_upstream *up = xcalloc(1, sizeof *up);
+    up->pool = pool;
+    up->bev = bev;
+    bufferevent_setcb(bev, proxy_upstream_read_cb, proxy_upstream_write_cb, proxy_upstream_event_cb,
+                      up);
+    bufferevent_setwatermark(bev, EV_WRITE, PROXY_PENDING_LOW, 0);
+    bufferevent_enable(bev, EV_READ); /* EV_WRITE only while output waits */
+    if (bufferevent_socket_connect(bev, (struct sockaddr *)&pool->addr, (int)pool->addrlen) < 0) {
+        snprintf(err, errlen, "cannot reach bot %s at %s: %s", pool->bot_id, pool->authority,
+                 strerror(errno));
+        proxy_upstream_free(up);
+        return NULL;
+    }
+    return up;
+}
+
+/* Write queued request bytes straight to the worker unless libevent is on
+ * it already: a small request then costs one writev and no epoll change.
+ * What the socket does not take (or an error) is left to EV_WRITE. */
+static void proxy_upstream_flush(struct proxy_upstream *up)
+{
+    struct evbuffer *out = bufferevent_get_output(up->bev);
+
+    if (!up->connected || (bufferevent_get_enabled(up->bev) & EV_WRITE) ||
+        evbuffer_get_length(out) == 0)
+        return;
+    /* A socket bufferevent keeps the front of its output frozen and thaws
+     * it around its own writes; do the same. */
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, bufferevent_getfd(up->bev));
+    evbuffer_freeze(out, 1);
+    if (n < 0 || evbuffer_get_length(out) > 0)
+        bufferevent_enable(up->bev, EV_WRITE);
+}
+
+/* The most recently used idle connection of POOL, or NULL. */
+static struct proxy_upstream *proxy_pool_take(struct proxy_pool *pool)
+{
+    struct proxy_upstream *up = TAILQ_FIRST(&pool->idle);
+    if (!up)
+        return NULL;
+    TAILQ_REMOVE(&pool->idle, up, entry);
+    pool->n_idle--;
+    up->pooled = false;
+    bufferevent_set_timeouts(up->bev, NULL, NULL);
+    return up;
+}
+
+/* Keep a finished connection for the next request (or close it if the
+ * pool is full). */
+static void proxy_pool_put(struct proxy_upstream *up)
+{
+    struct proxy_pool *pool = up->pool;
+
+    up->ex = NULL;
+    if (pool->n_idle >= PROXY_IDLE_MAX) {
+        proxy_upstream_free(up);
+        return;
+    }
+    TAILQ_INSERT_HEAD(&pool->idle, up, entry);
+    pool->n_idle++;
+    up->pooled = true;
+    bufferevent_set_timeouts(up->bev, &pool->proxy->idle_tv, NULL);
+    bufferevent_enable(up->bev, EV_READ);
+}
+
+/* ---- tunnels --------------------------------------------------------------- */
+
+/* The one teardown of a tunnel: both ends, the timer, the record. */
+static void proxy_tunnel_free(struct proxy_tunnel *t)
+{
+    LIST_REMOVE(t, entry);
+    t->proxy->n_tunnels--;
+    bufferevent_free(t->bev[0]);
+    bufferevent_free(t->bev[1]);
+    event_free(t->timer);
+    free(t);
+}
+
+/* Which side of T BEV is: 0 the client, 1 the worker. */
+static int proxy_tunnel_side(const struct proxy_tunnel *t, const struct bufferevent *bev)
+{
+    return bev == t->bev[0] ? 0 : 1;
+}
+
+/* Bytes arrived on one side: move them to the other, and stop reading while
+ * the other's output is over the limit. */
+static void proxy_tunnel_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_tunnel *t = arg;
+    int side = proxy_tunnel_side(t, bev);
+    struct evbuffer *out = bufferevent_get_output(t->bev[1 - side]);
+
+    if (t->flushing >= 0)
+        return;
+    evbuffer_add_buffer(out, bufferevent_get_input(bev));
+    if (evbuffer_get_length(out) > PROXY_PENDING_HIGH)
+        bufferevent_disable(bev, EV_READ);
+}
+
+/* One side's output drained: read the other side again, or finish a close. */
+static void proxy_tunnel_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_tunnel *t = arg;
+    int side = proxy_tunnel_side(t, bev);
+
+    if (t->flushing < 0) {
+        bufferevent_enable(t->bev[1 - side], EV_READ);
+        return;
+    }
+    if (side == t->flushing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        proxy_tunnel_free(t);
+}
+
+/* Close T once side TO has received what is still queued for it. */
+static void proxy_tunnel_close(struct proxy_tunnel *t, int to)
+{
+    struct bufferevent *from = t->bev[1 - to];
+    struct evbuffer *out = bufferevent_get_output(t->bev[to]);
+
+    evbuffer_add_buffer(out, bufferevent_get_input(from));
+    bufferevent_disable(t->bev[0], EV_READ);
+    bufferevent_disable(t->bev[1], EV_READ);
+    bufferevent_disable(from, EV_WRITE);
+    if (evbuffer_get_length(out) == 0) {
+        proxy_tunnel_free(t);
+        return;
+    }
+    t->flushing = to;
+    bufferevent_setwatermark(t->bev[to], EV_WRITE, 0, 0);
+    evtimer_add(t->timer, &t->proxy->flush_tv);
+}
+
+/* One side closed or failed: flush to the other side, then tear down. */
+static void proxy_tunnel_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct proxy_tunnel *t = arg;
+    int side = proxy_tunnel_side(t, bev);
+
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
+        return;
+    if (t->flushing == side)
+        proxy_tunnel_free(t); /* the side we were flushing to is gone too */
+    else if (t->flushing < 0)
+        proxy_tunnel_close(t, 1 - side);
+}
+
+/* The final flush took too long. */
+static void proxy_tunnel_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    proxy_tunnel_free(arg);
+}
+
+/* Join CLIENT and WORKER (both with bytes possibly already buffered). */
+static void proxy_tunnel_new(struct proxy *proxy, struct bufferevent *client,
+                             struct bufferevent *worker)
+{
+    struct proxy_tunnel *t = xcalloc(1, sizeof *t);
+
+    t->proxy = proxy;
+    t->bev[0] = client;
+    t->bev[1] = worker;
+    t->flushing = -1;
+    t->timer = evtimer_new(proxy->base, proxy_tunnel_timer_cb, t);
+    LIST_INSERT_HEAD(&proxy->tunnels, t, entry);
+    proxy->n_tunnels++;
+    for (int i = 0; i < 2; i++) {
+        bufferevent_setcb(t->bev[i], proxy_tunnel_read_cb, proxy_tunnel_write_cb,
+                          proxy_tunnel_event_cb, t);
+        bufferevent_set_timeouts(t->bev[i], NULL, NULL);
+        bufferevent_setwatermark(t->bev[i], EV_READ, 0, 0);
+        bufferevent_setwatermark(t->bev[i], EV_WRITE, PROXY_PENDING_LOW, 0);
+        bufferevent_enable(t->bev[i], EV_READ | EV_WRITE);
+    }
+    evbuffer_add_buffer(bufferevent_get_output(worker), bufferevent_get_input(client));
+    evbuffer_add_buffer(bufferevent_get_output(client), bufferevent_get_input(worker));
+}
+
+/* ---- exchanges: lifecycle -------------------------------------------------- */
+
+/* The stall timer fired: the client has not read our output for too long. */
+static void proxy_exchange_stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    proxy_exchange_fail(arg, 504, "client stopped reading");
+}
+
+/* A clean exchange record (recycled when possible). */
+static struct proxy_exchange *proxy_exchange_new(struct proxy *proxy)
+{
+    struct proxy_exchange *ex = LIST_FIRST(&proxy->spare);
+
+    if (ex) {
+        LIST_REMOVE(ex, entry);
+        proxy->n_spare--;
+    } else {
+        ex = xcalloc(1, sizeof *ex);
+        ex->proxy = proxy;
+        ex->stall = evtimer_new(proxy->base, proxy_exchange_stall_cb, ex);
+        ex->head_cap = 1024;
+        ex->head = xmalloc(ex->head_cap);
+    }
+    ex->head[0] = '\0';
+    ex->conn = NULL;
+    ex->req = NULL;
+    ex->pool = NULL;
+    ex->up = NULL;
+    ex->head_len = ex->reason_len = ex->received = 0;
+    ex->field = PROXY_FIELD_NONE;
+    ex->has_token = ex->upgrade = ex->head_only = ex->reused = ex->body_sent = false;
+    ex->request_done = ex->began = ex->rechunk = ex->interim = ex->switching = false;
+    ex->complete = ex->keep_alive = ex->eof = ex->client_paused = ex->worker_paused = false;
+    ex->whole = false;
+    http_parser_init(&ex->parser, HTTP_RESPONSE);
+    ex->parser.data = ex;
+    LIST_INSERT_HEAD(&proxy->exchanges, ex, entry);
+    proxy->n_exchanges++;
+    return ex;
+}
+
+/* Give EX back for reuse (its client and worker are already dealt with). */
+static void proxy_exchange_recycle(struct proxy_exchange *ex)
+{
+    struct proxy *proxy = ex->proxy;
+
+    evtimer_del(ex->stall);
+    LIST_REMOVE(ex, entry);
+    proxy->n_exchanges--;
+    if (proxy->n_spare >= PROXY_SPARE_MAX) {
+        event_free(ex->stall);
+        free(ex->head);
+        free(ex->token);
+        free(ex->body);
+        free(ex);
+        return;
+    }
+    LIST_INSERT_HEAD(&proxy->spare, ex, entry);
+    proxy->n_spare++;
+}
+
+/* Unhook EX from its client before the answer ends: our callbacks must not
+ * outlive the exchange, and a paused client must be read again. */
+static struct http_conn *proxy_exchange_release_client(struct proxy_exchange *ex)
+{
+    struct http_conn *conn = ex->conn;
+
+    ex->conn = NULL;
+    if (!conn)
+        return NULL;
+    http_conn_set_drain_cb(conn, NULL, NULL);
+    http_conn_set_close_cb(conn, NULL, NULL);
+    if (ex->client_paused)
+        http_conn_pause_read(conn, false);
+    return conn;
+}
+
+/* End EX with an error: STATUS {"detail"} if nothing was answered yet, else
+ * cut the client's connection (its answer is incomplete). */
+static void proxy_exchange_fail(struct proxy_exchange *ex, int status, const char *detail)
+{
+    struct http_conn *conn = proxy_exchange_release_client(ex);
+
+    if (conn && !http_conn_is_closed(conn))
+        log_warn("proxy: %s: %s %s: %s", ex->pool ? ex->pool->bot_id : "?", ex->req->method,
+                 ex->path, detail);
+    if (conn && ex->began)
+        http_respond_stream_end(conn, true);
+    else if (conn)
+        http_respond_error(conn, status, detail, status == 503 ? "Retry-After: 1\r\n" : NULL);
+    proxy_upstream_free(ex->up);
+    ex->up = NULL;
+    proxy_exchange_recycle(ex);
+}
+
+/* The response is complete: end the client's answer, keep the connection
+ * if the worker does and nothing is left over on it. */
+static void proxy_exchange_done(struct proxy_exchange *ex)
+{
+    struct proxy_upstream *up = ex->up;
+    bool keep = ex->keep_alive && ex->request_done && !ex->upgrade && !ex->eof &&
+                evbuffer_get_length(bufferevent_get_input(up->bev)) == 0 &&
+                evbuffer_get_length(bufferevent_get_output(up->bev)) == 0;
+
+    if (ex->rechunk)
+        http_respond_stream_write(ex->conn, "0\r\n\r\n", 5);
+    struct http_conn *conn = proxy_exchange_release_client(ex);
+    if (ex->whole)
+        http_respond(conn, ex->parser.status_code, NULL, ex->body, ex->body_len, ex->head);
+    else
+        http_respond_stream_end(conn, false);
+    ex->up = NULL;
+    if (keep)
+        proxy_pool_put(up);
+    else
+        proxy_upstream_free(up);
+    proxy_exchange_recycle(ex);
+}
+
+/* ---- exchanges: the request ------------------------------------------------ */
+
+/* Write QUERY to OUT as "?a=b&c", leaving out the token parameter. */
+static void proxy_write_query(struct evbuffer *out, const char *query)
+{
+    bool first = true;
+
+    for (const char *p = query; p && *p;) {
+        size_t n = strcspn(p, "&");
+        bool token = n >= 5 && strncmp(p, "token", 5) == 0 && (n == 5 || p[5] == '=');
+        if (!token && n > 0) {
+            evbuffer_add(out, first ? "?" : "&", 1);
+            evbuffer_add(out, p, n);
+            first = false;
+        }
+        p += n;
+        if (*p == '&')
+            p++;
+    }
+}
+
+/* Write "Name: value\r\n". */
+static void proxy_write_header(struct evbuffer *out, const char *name, const char *value)
+{
+    evbuffer_add(out, name, strlen(name));
+    evbuffer_add(out, ": ", 2);
+    evbuffer_add(out, value, strlen(value));
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* Write X-Forwarded-For (the client's chain plus the client), -Host and
+ * -Proto. */
+static void proxy_write_forwarded(struct evbuffer *out, const struct http_request *req)
+{
+    const char *host = http_request_header(req, "Host");
+
+    evbuffer_add(out, "X-Forwarded-For: ", 17);
+    for (size_t i = 0; i < req->n_headers; i++) {
+        if (strcasecmp(req->headers[i].name, "X-Forwarded-For") != 0 || !*req->headers[i].value)
+            continue;
+        evbuffer_add(out, req->headers[i].value, strlen(req->headers[i].value));
+        evbuffer_add(out, ", ", 2);
+    }
+    evbuffer_add(out, req->peer, strlen(req->peer));
+    evbuffer_add(out, "\r\n", 2);
+    if (host)
+        proxy_write_header(out, "X-Forwarded-Host", host);
+    evbuffer_add(out, "X-Forwarded-Proto: http\r\n", 25);
+}
+
+/* Write the framing of the request body, and the upgrade headers. */
+static void proxy_write_framing(struct evbuffer *out, const struct proxy_exchange *ex)
+{
+    if (ex->req_framing == PROXY_FRAME_LENGTH)
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n", ex->req_length);
+    else if (ex->req_framing == PROXY_FRAME_CHUNKED)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    if (ex->upgrade) {
+        const char *upgrade = http_request_header(ex->req, "Upgrade");
+        evbuffer_add(out, "Connection: Upgrade\r\n", 21);
+        proxy_write_header(out, "Upgrade", upgrade ? upgrade : "websocket");
+    }
+}
+
+/* Queue the request line and headers towards the worker. */
+static void proxy_exchange_send_head(struct proxy_exchange *ex)
+{
+    struct evbuffer *out = bufferevent_get_output(ex->up->bev);
+    const struct http_request *req = ex->req;
+
+    evbuffer_add(out, req->method, strlen(req->method));
+    evbuffer_add(out, " ", 1);
+    evbuffer_add(out, ex->path, strlen(ex->path));
+    proxy_write_query(out, ex->query);
+    evbuffer_add(out, " HTTP/1.1\r\nHost: ", 17);
+    evbuffer_add(out, ex->pool->authority, strlen(ex->pool->authority));
+    evbuffer_add(out, "\r\n", 2);
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (proxy_request_header_kept(ex, req->headers[i].name))
+            proxy_write_header(out, req->headers[i].name, req->headers[i].value);
+    proxy_write_forwarded(out, req);
+    if (ex->has_token) {
+        evbuffer_add(out, "Authorization: Bearer ", 22);
+        evbuffer_add(out, ex->token, strlen(ex->token));
+        evbuffer_add(out, "\r\n", 2);
+    }
+    proxy_write_framing(out, ex);
+    evbuffer_add(out, "\r\n", 2);
+    /* The worker owes us an answer once the whole request is up; until then
+     * the client's own timeouts apply to its body. */
+    bool bodyless = ex->req_framing == PROXY_FRAME_NONE;
+    bufferevent_set_timeouts(ex->up->bev, ex->request_done || bodyless ? &ex->proxy->io_tv : NULL,
+                             &ex->proxy->io_tv);
+    proxy_upstream_flush(ex->up);
+}
+
+/* A piece of the client's body (LAST: the body is complete): up it goes. */
+static void proxy_exchange_body_cb(struct http_conn *conn, const void *data, size_t len, bool last,
+                                   void *arg)
+{
+    struct proxy_exchange *ex = arg;
+    struct evbuffer *out = bufferevent_get_output(ex->up->bev);
+    bool chunked = ex->req_framing == PROXY_FRAME_CHUNKED;
+
+    if (len > 0) {
+        if (chunked)
+            evbuffer_add_printf(out, "%zx\r\n", len);
+        evbuffer_add(out, data, len);
+        if (chunked)
+            evbuffer_add(out, "\r\n", 2);
+        ex->body_sent = true;
+    }
+    if (last) {
+        if (chunked) {
+            evbuffer_add(out, "0\r\n\r\n", 5);
+            ex->body_sent = true;
+        }
+        ex->request_done = true;
+        if (ex->req_framing != PROXY_FRAME_NONE)
+            bufferevent_set_timeouts(ex->up->bev, &ex->proxy->io_tv, &ex->proxy->io_tv);
+    }
+    proxy_upstream_flush(ex->up);
+    if (!ex->client_paused && evbuffer_get_length(out) > PROXY_PENDING_HIGH) {
+        ex->client_paused = true;
+        http_conn_pause_read(conn, true);
+    }
+}
+
+/* The worker connection failed before answering: a fresh one gets the
+ * request again if nothing of it is lost (a pooled connection the worker
+ * had just closed), else 502. */
+static void proxy_exchange_lost(struct proxy_exchange *ex, const char *detail)
+{
+    char err[200];
+
+    if (!ex->reused || ex->received > 0 || ex->body_sent) {
+        proxy_exchange_fail(ex, 502, detail);
+        return;
+    }
+    proxy_upstream_free(ex->up);
+    ex->up = proxy_upstream_connect(ex->pool, err, sizeof err);
+    if (!ex->up) {
+        proxy_exchange_fail(ex, 502, err);
+        return;
+    }
+    ex->up->ex = ex;
+    ex->reused = false;
+    ex->eof = false;
+    proxy_exchange_send_head(ex);
+}
+
+/* ---- exchanges: the response ----------------------------------------------- */
+
+/* Append LEN bytes to the NUL-terminated growable buffer *BUF. */
+static void proxy_buf_append(char **buf, size_t *used, size_t *cap, const char *data, size_t len)
+{
+    if (*used + len + 1 > *cap) {
+        size_t n = *cap ? *cap : 1024;
+        while (n < *used + len + 1)
+            n *= 2;
+        *buf = xrealloc(*buf, n);
+        *cap = n;
+    }
+    memcpy(*buf + *used, data, len);
+    *used += len;
+    (*buf)[*used] = '\0';
+}
+
+/* Append LEN bytes to the response head being collected. */
+static void proxy_head_append(struct proxy_exchange *ex, const char *data, size_t len)
+{
+    proxy_buf_append(&ex->head, &ex->head_len, &ex->head_cap, data, len);
+}
+
+/* Parser: a piece of the status line's reason phrase. */
+static int proxy_on_status(http_parser *p, const char *at, size_t len)
+{
+    struct proxy_exchange *ex = p->data;
+    size_t room = sizeof ex->reason - 1 - ex->reason_len;
+    if (len > room)
+        len = room;
+    memcpy(ex->reason + ex->reason_len, at, len);
+    ex->reason_len += len;
+    ex->reason[ex->reason_len] = '\0';
+    return 0;
+}
+
+/* Parser: a piece of a header name; starts a new "Name: value" line. */
+static int proxy_on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct proxy_exchange *ex = p->data;
+    if (ex->field == PROXY_FIELD_VALUE)
+        proxy_head_append(ex, "\r\n", 2);
+    ex->field = PROXY_FIELD_NAME;
+    proxy_head_append(ex, at, len);
+    return 0;
+}
+
+/* Parser: a piece of a header value. */
+static int proxy_on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct proxy_exchange *ex = p->data;
+    if (ex->field != PROXY_FIELD_VALUE)
+        proxy_head_append(ex, ": ", 2);
+    ex->field = PROXY_FIELD_VALUE;
+    proxy_head_append(ex, at, len);
+    return 0;
+}
+
+/* The values of every Connection line of HEAD, comma-joined into OUT. */
+static void proxy_head_connection(const char *head, char *out, size_t cap)
+{
+    size_t n = 0;
+
+    out[0] = '\0';
+    for (const char *line = head; *line;) {
+        size_t len = strcspn(line, "\r");
+        if (len > 11 && strncasecmp(line, "Connection:", 11) == 0 && n + len < cap) {
+            n += (size_t)snprintf(out + n, cap - n, "%.*s,", (int)(len - 11), line + 11);
+        }
+        line += len + (line[len] ? 2 : 0);
+    }
+}
+
+/* Drop hop-by-hop lines and the worker's framing from the collected head,
+ * in place (and Date and Server when http_respond() adds its own). */
+static void proxy_head_filter(struct proxy_exchange *ex)
+{
+    char listed[256], name[128];
+    char *w = ex->head;
+
+    proxy_head_connection(ex->head, listed, sizeof listed);
+    for (char *line = ex->head; *line;) {
+        size_t len = strcspn(line, "\r") + 2;
+        size_t nlen = strcspn(line, ":");
+        snprintf(name, sizeof name, "%.*s", (int)nlen, line);
+        bool drop =
+            proxy_hop_by_hop(name) || strcasecmp(name, "Content-Length") == 0 ||
+            proxy_list_has(listed, name, strlen(name)) ||
+            (ex->whole && (strcasecmp(name, "Date") == 0 || strcasecmp(name, "Server") == 0));
+        if (!drop) {
+            memmove(w, line, len);
+            w += len;
+        }
+        line += len;
+    }
+    *w = '\0';
+    ex->head_len = (size_t)(w - ex->head);
+}
+
+/* Choose the framing towards the client and add its header line. */
+static void proxy_head_framing(struct proxy_exchange *ex)
+{
+    const http_parser *p = &ex->parser;
+    int status = p->status_code;
+    char line[48];
+
+    if ((p->flags & F_CONTENTLENGTH) && !(p->flags & F_CHUNKED)) {
+        snprintf(line, sizeof line, "Content-Length: %llu\r\n",
+                 (unsigned long long)p->content_length);
+        proxy_head_append(ex, line, strlen(line));
+        return;
+    }
+    if (ex->head_only || status == 204 || status == 304)
+        return;
+    /* Chunked, or delimited by the worker's close: re-chunk for HTTP/1.1
+     * clients; HTTP/1.0 ones get the body delimited by our close. */
+    const struct http_request *req = ex->req;
+    if (req->version_major > 1 || (req->version_major == 1 && req->version_minor >= 1)) {
+        ex->rechunk = true;
+        proxy_head_append(ex, "Transfer-Encoding: chunked\r\n", 28);
+    }
+}
+
+/* The response head is complete: a small answer is kept until it is whole
+ * and then relayed in one write; anything else streams from here. */
+static void proxy_exchange_begin(struct proxy_exchange *ex)
+{
+    const http_parser *p = &ex->parser;
+    int status = p->status_code;
+
+    ex->whole = !ex->head_only && status != 204 && status != 304 && (p->flags & F_CONTENTLENGTH) &&
+                !(p->flags & F_CHUNKED) && p->content_length <= PROXY_WHOLE_MAX;
+    ex->body_len = 0;
+    proxy_head_filter(ex);
+    if (ex->whole)
+        return;
+    proxy_head_framing(ex);
+    http_respond_stream_begin(ex->conn, ex->parser.status_code, ex->reason_len ? ex->reason : NULL,
+                              ex->head);
+    ex->began = true;
+}
+
+/* Parser: the head is in: 101 switches, 1xx is skipped, the rest begins the
+ * answer (returning 1 tells the parser a HEAD answer has no body). */
+static int proxy_on_headers_complete(http_parser *p)
+{
+    struct proxy_exchange *ex = p->data;
+
+    if (ex->field == PROXY_FIELD_NAME)
+        proxy_head_append(ex, ":", 1);
+    if (ex->field != PROXY_FIELD_NONE)
+        proxy_head_append(ex, "\r\n", 2);
+    ex->field = PROXY_FIELD_NONE;
+    if (p->status_code == 101) {
+        if (!ex->upgrade)
+            return -1; /* switching protocols we did not ask for */
+        ex->switching = true;
+        return 0;
+    }
+    if (p->status_code < 200) {
+        ex->interim = true; /* 100 Continue, 103 Early Hints: not relayed */
+        return 0;
+    }
+    proxy_exchange_begin(ex);
+    return ex->head_only ? 1 : 0;
+}
+
+/* Parser: a piece of the body, towards the client. */
+static int proxy_on_body(http_parser *p, const char *at, size_t len)
+{
+    struct proxy_exchange *ex = p->data;
+    char size[24];
+
+    if (ex->whole) {
+        proxy_buf_append(&ex->body, &ex->body_len, &ex->body_cap, at, len);
+    } else if (ex->rechunk) { /* framed in one piece: one write, not three */
+        int n = snprintf(size, sizeof size, "%zx\r\n", len);
+        ex->body_len = 0;
+        proxy_buf_append(&ex->body, &ex->body_len, &ex->body_cap, size, (size_t)n);
+        proxy_buf_append(&ex->body, &ex->body_len, &ex->body_cap, at, len);
+        proxy_buf_append(&ex->body, &ex->body_len, &ex->body_cap, "\r\n", 2);
+        http_respond_stream_write(ex->conn, ex->body, ex->body_len);
+    } else {
+        http_respond_stream_write(ex->conn, at, len);
+    }
+    return 0;
+}
+
+/* Parser: the answer is complete (an interim 1xx just ends); pause so the
+ * pump acts outside the parser. */
+static int proxy_on_message_complete(http_parser *p)
+{
+    struct proxy_exchange *ex = p->data;
+
+    if (ex->interim) {
+        ex->interim = false;
+        ex->head_len = ex->reason_len = 0;
+        ex->head[0] = '\0';
+        return 0;
+    }
+    ex->complete = true;
+    ex->keep_alive = http_should_keep_alive(p);
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+/* The worker accepted the upgrade: answer 101 to the client and join the two
+ * connections into a tunnel. */
+static void proxy_exchange_upgrade(struct proxy_exchange *ex)
+{
+    struct http_conn *conn = proxy_exchange_release_client(ex);
+    struct bufferevent *client = conn ? http_conn_detach(conn) : NULL;
+    struct bufferevent *worker = ex->up->bev;
+
+    if (!client) {
+        proxy_exchange_fail(ex, 502, "client went away");
+        return;
+    }
+    ex->up->bev = NULL;
+    proxy_upstream_free(ex->up);
+    ex->up = NULL;
+    struct evbuffer *out = bufferevent_get_output(client);
+    evbuffer_add_printf(out, "HTTP/1.1 101 %s\r\n",
+                        ex->reason_len ? ex->reason : "Switching Protocols");
+    evbuffer_add(out, ex->head, ex->head_len);
+    evbuffer_add(out, "\r\n", 2);
+    proxy_tunnel_new(ex->proxy, client, worker);
+    proxy_exchange_recycle(ex);
+}
+
+/* Stop reading the worker while the client has too much to read. */
+static void proxy_exchange_throttle(struct proxy_exchange *ex)
+{
+    if (ex->worker_paused || http_conn_output_pending(ex->conn) <= PROXY_PENDING_HIGH)
+        return;
+    ex->worker_paused = true;
+    bufferevent_disable(ex->up->bev, EV_READ);
+    evtimer_add(ex->stall, &ex->proxy->stall_tv);
+}
+
+/* The worker closed its side: that ends a body delimited by the close;
+ * anywhere else it is a failure. */
+static void proxy_exchange_eof(struct proxy_exchange *ex)
+{
+    if (ex->received == 0) {
+        proxy_exchange_lost(ex, "the worker closed the connection without answering");
+        return;
+    }
+    http_parser_execute(&ex->parser, &proxy_settings, NULL, 0);
+    if (ex->complete)
+        proxy_exchange_done(ex);
+    else
+        proxy_exchange_fail(ex, 502, "the worker closed the connection mid-answer");
+}
+
+/* Feed what the worker sent to the parser, while the client keeps up. */
+static void proxy_exchange_pump(struct proxy_exchange *ex)
+{
+    struct evbuffer *in = bufferevent_get_input(ex->up->bev);
+    struct evbuffer_iovec v;
+
+    while (!ex->worker_paused && evbuffer_peek(in, -1, NULL, &v, 1) >= 1 && v.iov_len > 0) {
+        size_t n = http_parser_execute(&ex->parser, &proxy_settings, v.iov_base, v.iov_len);
+        enum http_errno err = HTTP_PARSER_ERRNO(&ex->parser);
+        evbuffer_drain(in, n);
+        ex->received += n;
+        if (err == HPE_PAUSED) {
+            http_parser_pause(&ex->parser, 0);
+        } else if (err != HPE_OK) {
+            proxy_exchange_fail(ex, 502, "invalid answer from the worker");
+            return;
+        }
+        if (ex->switching) {
+            proxy_exchange_upgrade(ex);
+            return;
+        }
+        if (ex->complete) {
+            proxy_exchange_done(ex);
+            return;
+        }
+        proxy_exchange_throttle(ex);
+    }
+    if (ex->eof && !ex->worker_paused && evbuffer_get_length(in) == 0)
+        proxy_exchange_eof(ex);
+}
+
+/* The client's output drained: read the worker again. */
+static void proxy_exchange_drain_cb(struct http_conn *conn, void *arg)
+{
+    struct proxy_exchange *ex = arg;
+    (void)conn;
+
+    if (!ex->worker_paused)
+        return;
+    ex->worker_paused = false;
+    evtimer_del(ex->stall);
+    bufferevent_enable(ex->up->bev, EV_READ);
+    bufferevent_trigger(ex->up->bev, EV_READ,
+                        BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* The client went away before its answer was complete. */
+static void proxy_exchange_close_cb(struct http_conn *conn, void *arg)
+{
+    (void)conn;
+    proxy_exchange_fail(arg, 502, "client went away");
+}
+
+/* ---- worker connection callbacks ------------------------------------------- */
+
+/* Bytes from a worker: the response of its exchange; on an idle connection
+ * they are a protocol error and the connection goes. */
+static void proxy_upstream_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_upstream *up = arg;
+    (void)bev;
+
+    if (!up->ex)
+        proxy_upstream_free(up);
+    else
+        proxy_exchange_pump(up->ex);
+}
+
+/* The request drained towards the worker: read the client's body again. */
+static void proxy_upstream_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_upstream *up = arg;
+    struct proxy_exchange *ex = up->ex;
+
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE); /* back to direct writes */
+    if (!ex || !ex->client_paused ||
+        evbuffer_get_length(bufferevent_get_output(bev)) > PROXY_PENDING_LOW)
+        return;
+    ex->client_paused = false;
+    http_conn_pause_read(ex->conn, false);
+}
+
+/* A worker connection closed, failed or timed out. */
+static void proxy_upstream_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct proxy_upstream *up = arg;
+    struct proxy_exchange *ex = up->ex;
+    char detail[200];
+    int err = EVUTIL_SOCKET_ERROR();
+    (void)bev;
+
+    if (what & BEV_EVENT_CONNECTED) {
+        up->connected = true;
+        proxy_upstream_flush(up);
+        return;
+    }
+    if (!ex) {
+        proxy_upstream_free(up);
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        ex->eof = true;
+        proxy_exchange_pump(ex);
+    } else if (what & BEV_EVENT_TIMEOUT) {
+        snprintf(detail, sizeof detail, "bot %s did not answer within %d s", ex->pool->bot_id,
+                 PROXY_IO_TIMEOUT_S);
+        proxy_exchange_fail(ex, 502, detail);
+    } else {
+        snprintf(detail, sizeof detail, "cannot reach bot %s at %s: %s", ex->pool->bot_id,
+                 ex->pool->authority, err ? strerror(err) : "connection failed");
+        proxy_exchange_lost(ex, detail);
+    }
+}
+
+/* ---- the API --------------------------------------------------------------- */
+
+/* Copy TOKEN into EX's reused buffer. */
+static void proxy_exchange_set_token(struct proxy_exchange *ex, const char *token)
+{
+    size_t len = token ? strlen(token) : 0;
+
+    ex->has_token = len > 0;
+    if (!ex->has_token)
+        return;
+    if (len + 1 > ex->token_cap) {
+        ex->token = xrealloc(ex->token, len + 1);
+        ex->token_cap = len + 1;
+    }
+    memcpy(ex->token, token, len + 1);
+}
+
+/* Forward the request whose head just arrived on CONN. */
+void proxy_forward(struct proxy *proxy, struct http_conn *conn, struct http_request *req,
+                   const struct proxy_target *target)
+{
+    enum proxy_framing framing;
+    unsigned long long length;
+    char err[200];
+
+    if (!proxy_request_framing(req, &framing, &length)) {
+        http_respond_error(conn, 400, "invalid request framing", NULL);
+        return;
+    }
+    if (framing == PROXY_FRAME_LENGTH && length > proxy->max_body) {
+        http_respond_error(conn, 413, "request body too large", NULL);
+        return;
+    }
+    struct proxy_pool *pool = proxy_pool_get(proxy, target, err, sizeof err);
+    if (!pool) {
+        http_respond_error(conn, 502, err, NULL);
+        return;
+    }
+    struct proxy_exchange *ex = proxy_exchange_new(proxy);
+    ex->conn = conn;
+    ex->req = req;
+    ex->pool = pool;
+    ex->path = target->path;
+    ex->query = target->query;
+    ex->req_framing = framing;
+    ex->req_length = length;
+    ex->upgrade = req->upgrade;
+    ex->head_only = req->method_id == HTTP_HEAD;
+    proxy_exchange_set_token(ex, target->token);
+    ex->up = ex->upgrade ? NULL : proxy_pool_take(pool);
+    ex->reused = ex->up != NULL;
+    if (!ex->up)
+        ex->up = proxy_upstream_connect(pool, err, sizeof err);
+    if (!ex->up) {
+        proxy_exchange_fail(ex, 502, err);
+        return;
+    }
+    ex->up->ex = ex;
+    http_conn_set_close_cb(conn, proxy_exchange_close_cb, ex);
+    http_conn_set_drain_cb(conn, proxy_exchange_drain_cb, ex);
+    http_conn_stream_body(conn, proxy_exchange_body_cb, ex, 0);
+    proxy_exchange_send_head(ex);
+}
+
+/* A proxy on BASE. */
+struct proxy *proxy_new(struct event_base *base, size_t max_body, int idle_timeout_ms)
+{
+    struct proxy *proxy = xcalloc(1, sizeof *proxy);
+    int idle = idle_timeout_ms > 0 ? idle_timeout_ms : 60 * 1000;
+    int pool_idle = idle / 2 > 1000 ? idle / 2 : 1000;
+
+    proxy->base = base;
+    proxy->max_body = max_body;
+    proxy->idle_tv = (struct timeval){pool_idle / 1000, (pool_idle % 1000) * 1000};
+    proxy->stall_tv = (struct timeval){idle / 1000, (idle % 1000) * 1000};
+    proxy->io_tv = (struct timeval){PROXY_IO_TIMEOUT_S, 0};
+    proxy->flush_tv = (struct timeval){PROXY_FLUSH_TIMEOUT_S, 0};
+    LIST_INIT(&proxy->pools);
+    LIST_INIT(&proxy->exchanges);
+    LIST_INIT(&proxy->spare);
+    LIST_INIT(&proxy->tunnels);
+    return proxy;
+}
+
+/* Tear down every exchange, tunnel and pooled connection. */
+void proxy_free(struct proxy *proxy)
+{
+    struct proxy_tunnel *t;
+    struct proxy_exchange *ex;
+    struct proxy_pool *pool;
+
+    if (!proxy)
+        return;
+    while ((t = LIST_FIRST(&proxy->tunnels)))
+        proxy_tunnel_free(t);
+    while ((ex = LIST_FIRST(&proxy->exchanges)))
+        proxy_exchange_fail(ex, 503, "the hive is shutting down");
+    while ((ex = LIST_FIRST(&proxy->spare))) {
+        LIST_REMOVE(ex, entry);
+        event_free(ex->stall);
+        free(ex->head);
+        free(ex->token);
+        free(ex->body);
+        free(ex);
+    }
+    while ((pool = LIST_FIRST(&proxy->pools))) {
+        LIST_REMOVE(pool, entry);
+        proxy_pool_flush(pool);
+        free(pool->bot_id);
+        free(pool->host);
+        free(pool);
+    }
+    free(proxy);
+}
+
+/* Requests being forwarded. */
+size_t proxy_exchanges(const struct proxy *proxy)
+{
+    return proxy->n_exchanges;
+}
+
+/* Tunnels open. */
+size_t proxy_tunnels(const struct proxy *proxy)
+{
+    return proxy->n_tunnels;
+}

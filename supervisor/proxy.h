@@ -1,0 +1,51 @@
+/*
+ * proxy: the supervisor's reverse proxy to its workers (SPEC §6.3). It owns
+ * the upstream side of every proxied request: a small pool of kept-alive
+ * HTTP/1.1 connections per bot, the exchanges that stream a request body up
+ * and a response back with back-pressure both ways, and the byte tunnels that
+ * WebSocket upgrades become once the worker has answered 101. The front door
+ * (front.h) decides what may be proxied and where to; this file only moves
+ * bytes, and answers 502 when the worker cannot be reached.
+ */
+#ifndef HIVE_PROXY_H
+#define HIVE_PROXY_H
+
+#include <event2/event.h>
+#include <stddef.h>
+
+#include "common/http.h"
+
+struct proxy;
+
+/* Where one request goes. Strings are copied or used before proxy_forward()
+ * returns, except PATH and QUERY, which must stay valid while the request is
+ * (they normally point into the request itself). */
+struct proxy_target {
+    const char *bot_id;
+    const char *host; /* the worker's bind address; wildcards mean loopback */
+    int port;
+    const char *path;  /* the worker's path, starting with '/' */
+    const char *query; /* NULL or the query without '?'; "token" is dropped */
+    const char *token; /* NULL, or the bearer token sent to the worker */
+};
+
+/* A proxy on BASE. MAX_BODY is the largest request body accepted (413
+ * beyond it); IDLE_TIMEOUT_MS bounds how long a pooled connection waits
+ * (keep it below the workers' own idle timeout). */
+struct proxy *proxy_new(struct event_base *base, size_t max_body, int idle_timeout_ms);
+/* Tear down every exchange, tunnel and pooled connection. */
+void proxy_free(struct proxy *proxy);
+
+/* Forward the request whose head just arrived on CONN (call it from the
+ * server's on_headers callback: the body is streamed, and on_request must
+ * then leave the request alone). An Upgrade request gets a connection of its
+ * own and, once the worker answers 101, becomes a tunnel. Every outcome,
+ * errors included, answers the request exactly once. */
+void proxy_forward(struct proxy *proxy, struct http_conn *conn, struct http_request *req,
+                   const struct proxy_target *target);
+
+/* Requests being forwarded and tunnels open (for tests and logs). */
+size_t proxy_exchanges(const struct proxy *proxy);
+size_t proxy_tunnels(const struct proxy *proxy);
+
+#endif
