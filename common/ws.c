@@ -230,6 +230,11 @@ static void ws_session_free(struct ws_session *ws)
     free(ws);
 }
 
+void ws_session_discard(struct ws_session *ws)
+{
+    ws_session_free(ws);
+}
+
 /* The deferred end: tell the owner, then free. */
 static void ws_session_finish_cb(evutil_socket_t fd, short what, void *arg)
 {

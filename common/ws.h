@@ -66,6 +66,9 @@ int ws_send_text(struct ws_session *ws, const char *data, size_t len);
 /* Start a clean close with CODE; on_close follows once the close is done
  * (or after a short timeout). */
 void ws_close(struct ws_session *ws, uint16_t code, const char *reason);
+/* Drop the session at once, without a close handshake and without calling
+ * on_close: for an owner that is being torn down itself. */
+void ws_session_discard(struct ws_session *ws);
 /* A process-unique id for the session, never reused. */
 uint64_t ws_session_id(const struct ws_session *ws);
 /* Bytes queued towards the peer and not yet sent. */

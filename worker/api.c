@@ -556,6 +556,12 @@ void api_free(struct api *api)
 {
     if (!api)
         return;
+    while (api->sessions) { /* clients that never answered our close */
+        struct api_ws *s = api->sessions;
+        api->sessions = s->next;
+        ws_session_discard(s->ws);
+        free(s);
+    }
     http_server_free(api->http);
     free(api);
 }

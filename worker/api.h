@@ -36,7 +36,8 @@ void api_set_engine(struct api *api, struct engine *engine);
 void api_close_sessions(struct api *api);
 /* Number of WebSocket sessions still open. */
 size_t api_sessions(const struct api *api);
-/* Free the API; call once api_sessions() is 0 (or the loop is gone). */
+/* Free the API; sessions still open (clients that never answered the close)
+ * are dropped. */
 void api_free(struct api *api);
 /* Engine events, relayed to the WebSocket client that submitted TASK. */
 void api_task_started(struct api *api, const struct task *task);

@@ -431,6 +431,18 @@ class Protocol(WorkerTestCase):
         self.assertEqual(run_async(go()), 1001)
         self.assertEqual(w.wait_exit(), 0)
 
+    def test_stop_with_a_client_that_never_closes(self):
+        # A client that ignores our close frame must not keep the worker
+        # alive or leak its session (LeakSanitizer would exit 1).
+        w = self.new_worker()
+        sock, f, status = ws_raw_handshake(w.port)
+        self.assertEqual(status, 101)
+        try:
+            w.terminate()
+            self.assertEqual(w.wait_exit(), 0)
+        finally:
+            sock.close()
+
 
 if __name__ == "__main__":
     main()
