@@ -364,3 +364,42 @@ int util_socket_port(int fd)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return -1;
 }
+
+size_t util_utf8_sequence(const unsigned char *s, size_t avail)
+{
+    size_t n;
+    uint32_t cp, min;
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2, cp = s[0] & 0x1f, min = 0x80;
+    else if ((s[0] & 0xf0) == 0xe0)
+        n = 3, cp = s[0] & 0x0f, min = 0x800;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        n = 4, cp = s[0] & 0x07, min = 0x10000;
+    else
+        return 0;
+    if (avail < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+size_t util_utf8_check(const void *data, size_t len)
+{
+    const unsigned char *s = data;
+    size_t off = 0;
+    while (off < len) {
+        size_t n = util_utf8_sequence(s + off, len - off);
+        if (n == 0)
+            return off;
+        off += n;
+    }
+    return len;
+}

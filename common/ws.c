@@ -173,46 +173,10 @@ struct ws_session *ws_accept(struct http_conn *conn, const struct http_request *
     return ws_session_new(bev, config, cbs, arg);
 }
 
-/* Length of the valid UTF-8 sequence at S (AVAIL bytes left), or 0 when it
- * is truncated, overlong, a surrogate or past U+10FFFF. */
-static size_t ws_utf8_sequence(const unsigned char *s, size_t avail)
-{
-    size_t n;
-    uint32_t cp, min;
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        n = 2, cp = s[0] & 0x1f, min = 0x80;
-    else if ((s[0] & 0xf0) == 0xe0)
-        n = 3, cp = s[0] & 0x0f, min = 0x800;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        n = 4, cp = s[0] & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (avail < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /* True when DATA is entirely well-formed UTF-8. */
 static bool ws_utf8_valid(const void *data, size_t len)
 {
-    const unsigned char *s = data;
-    size_t off = 0;
-    while (off < len) {
-        size_t n = ws_utf8_sequence(s + off, len - off);
-        if (n == 0)
-            return false;
-        off += n;
-    }
-    return true;
+    return util_utf8_check(data, len) == len;
 }
 
 /* Release everything the session owns (the bufferevent closes the socket). */

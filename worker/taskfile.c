@@ -42,43 +42,6 @@ static int taskfile_fail(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
-/* Length of the UTF-8 sequence at P (at most N bytes), or 0 when invalid:
- * overlong forms, surrogates and code points above U+10FFFF are refused. */
-static size_t taskfile_utf8_seq(const unsigned char *p, size_t n)
-{
-    if (p[0] < 0x80)
-        return 1;
-    size_t len = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-    if (len == 0 || p[0] > 0xf4 || n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    if (len == 3 && p[0] == 0xe0 && p[1] < 0xa0)
-        return 0; /* overlong */
-    if (len == 3 && p[0] == 0xed && p[1] >= 0xa0)
-        return 0; /* surrogate */
-    if (len == 4 && p[0] == 0xf0 && p[1] < 0x90)
-        return 0; /* overlong */
-    if (len == 4 && p[0] == 0xf4 && p[1] >= 0x90)
-        return 0; /* above U+10FFFF */
-    return len;
-}
-
-/* Offset of the first invalid UTF-8 byte, or LEN when all is valid. */
-static size_t taskfile_utf8_check(const char *data, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)data;
-    size_t i = 0;
-    while (i < len) {
-        size_t n = taskfile_utf8_seq(p + i, len - i);
-        if (n == 0)
-            return i;
-        i += n;
-    }
-    return len;
-}
-
 /* Copy LEN bytes with every CRLF turned into LF; a lone CR is kept. */
 static char *taskfile_normalise(const char *data, size_t len, size_t *len_out)
 {
@@ -420,7 +383,7 @@ static int taskfile_check_bytes(const char *data, size_t len, char *err, size_t 
     const char *nul = memchr(data, '\0', len);
     if (nul)
         return taskfile_fail(err, errlen, "NUL byte at offset %zu", (size_t)(nul - data));
-    size_t bad = taskfile_utf8_check(data, len);
+    size_t bad = util_utf8_check(data, len);
     if (bad < len)
         return taskfile_fail(err, errlen, "invalid UTF-8 at offset %zu", bad);
     return 0;
