@@ -37,11 +37,11 @@ struct http_header {
 
 /* One parsed request. Owned by the connection; valid until it is answered. */
 struct http_request {
-    const char *method;   /* "GET", "POST", ... */
-    int method_id;        /* enum http_method of http_parser */
-    char *target;         /* the raw request target, as sent */
-    char *path;           /* the path part of TARGET (no query), not decoded */
-    char *query;          /* what followed '?', or NULL */
+    const char *method; /* "GET", "POST", ... */
+    int method_id;      /* enum http_method of http_parser */
+    char *target;       /* the raw request target, as sent */
+    char *path;         /* the path part of TARGET (no query), not decoded */
+    char *query;        /* what followed '?', or NULL */
     int version_major;
     int version_minor;
     struct http_header *headers;

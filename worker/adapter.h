@@ -19,9 +19,9 @@ enum adapter_type { ADAPTER_MOCK, ADAPTER_CLI };
 
 struct adapter_config {
     enum adapter_type type;
-    char **argv;          /* cli: NULL-terminated; "{content}", "{task_id}", "{bot_id}" substituted */
-    char **env_remove;    /* NULL-terminated names, or NULL */
-    char **env_set;       /* NULL-terminated "NAME=value", or NULL */
+    char **argv;       /* cli: NULL-terminated; "{content}", "{task_id}", "{bot_id}" substituted */
+    char **env_remove; /* NULL-terminated names, or NULL */
+    char **env_set;    /* NULL-terminated "NAME=value", or NULL */
     const char *work_dir; /* cli: the child's cwd */
     int delay_ms;         /* mock: answer after this long */
     double timeout_s;     /* 0 = none; else SIGTERM at timeout */
@@ -40,8 +40,8 @@ struct adapter_result {
     bool success;
     char *output; /* stdout (NUL-terminated), never NULL */
     size_t output_len;
-    char *error;  /* NULL on success; "timed out after N s", "interrupted",
-                     "exit status N: <stderr tail>", "killed by signal N", ... */
+    char *error; /* NULL on success; "timed out after N s", "interrupted",
+                    "exit status N: <stderr tail>", "killed by signal N", ... */
     double duration_seconds;
 };
 

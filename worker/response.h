@@ -21,7 +21,7 @@ struct response {
     double duration_seconds;
     const char *output; /* adapter stdout, may be NULL */
     size_t output_len;
-    const char *error; /* NULL or empty when there is none */
+    const char *error;        /* NULL or empty when there is none */
     int64_t finished_wall_ns; /* completion time, for the name and timestamps */
 };
 

@@ -18,14 +18,14 @@ struct task {
     char *id;
     enum task_source source;
     enum task_state state;
-    char *from;       /* "user" for realtime tasks unless given */
-    char *to;         /* the bot, unless a task file says otherwise */
-    char *priority;   /* as given ("P0" default for realtime) */
-    int rank;         /* 0..9, 10 unreadable */
-    char *content;    /* NULL for file tasks until claimed */
-    int64_t order;    /* realtime: acceptance wall ns; file: mtime ns */
-    char *file_name;  /* on-disk name in the queue (X.md) or _realtime (ID.json) */
-    char *parse_error; /* file task that could not be parsed */
+    char *from;          /* "user" for realtime tasks unless given */
+    char *to;            /* the bot, unless a task file says otherwise */
+    char *priority;      /* as given ("P0" default for realtime) */
+    int rank;            /* 0..9, 10 unreadable */
+    char *content;       /* NULL for file tasks until claimed */
+    int64_t order;       /* realtime: acceptance wall ns; file: mtime ns */
+    char *file_name;     /* on-disk name in the queue (X.md) or _realtime (ID.json) */
+    char *parse_error;   /* file task that could not be parsed */
     uint64_t ws_session; /* WebSocket session that submitted it, 0 none */
     int64_t started_wall_ns;
     /* Result, once finished. */

@@ -9,13 +9,13 @@
 #include <stddef.h>
 
 struct taskfile {
-    char *task_id;    /* front matter task_id, else the file stem */
-    char *from;       /* default "unknown" */
-    char *to;         /* default the bot id */
-    char *priority;   /* as written, default "P2" */
+    char *task_id;     /* front matter task_id, else the file stem */
+    char *from;        /* default "unknown" */
+    char *to;          /* default the bot id */
+    char *priority;    /* as written, default "P2" */
     int priority_rank; /* 0..9 from "P0".."P9" (case-insensitive), 10 when unreadable */
-    char *created_at; /* NULL when absent */
-    char *content;    /* body after the front matter, or the whole file */
+    char *created_at;  /* NULL when absent */
+    char *content;     /* body after the front matter, or the whole file */
 };
 
 /* Parse LEN bytes of DATA. STEM is the file name without ".md"; BOT_ID fills
