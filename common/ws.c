@@ -14,6 +14,7 @@
  */
 #include "common/ws.h"
 
+#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -85,7 +86,30 @@ static bool ws_header_has_token(const char *value, const char *token)
     return false;
 }
 
-/* True when ORIGIN is http(s)://HOST, HOST compared as host[:port], any case. */
+/* True when HOST (host[:port] of a Host header) names this machine by an IP
+ * literal or "localhost": a DNS name could be rebound to 127.0.0.1 by a web
+ * page, so only these count as the server's own host. */
+static bool ws_host_is_literal(const char *host)
+{
+    char name[80];
+    if (host[0] == '[' && !strchr(host, ']'))
+        return false;
+    size_t n = host[0] == '[' ? strcspn(host, "]") + 1 : strcspn(host, ":");
+    if (n >= sizeof name || (host[n] && host[n] != ':'))
+        return false;
+    memcpy(name, host, n);
+    name[n] = '\0';
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (name[0] == '[' && n > 2) {
+        name[n - 1] = '\0';
+        return inet_pton(AF_INET6, name + 1, &a6) == 1;
+    }
+    return strcasecmp(name, "localhost") == 0 || inet_pton(AF_INET, name, &a4) == 1;
+}
+
+/* True when ORIGIN is http(s)://HOST, HOST compared as host[:port], any case,
+ * and HOST is an address literal or localhost. */
 static bool ws_origin_is_host(const char *origin, const char *host)
 {
     const char *authority;
@@ -96,7 +120,8 @@ static bool ws_origin_is_host(const char *origin, const char *host)
     else
         return false;
     size_t n = strcspn(authority, "/");
-    return host && n > 0 && strlen(host) == n && strncasecmp(authority, host, n) == 0;
+    return host && n > 0 && strlen(host) == n && strncasecmp(authority, host, n) == 0 &&
+           ws_host_is_literal(host);
 }
 
 bool ws_origin_allowed(const struct http_request *req, const char *const *allowed)
@@ -317,6 +342,17 @@ static void ws_session_fail(struct ws_session *ws, uint16_t code, const char *re
     ws->close_queued = true;
 }
 
+/* A close frame with a one-byte payload cannot carry a status code (RFC 6455
+ * §5.5.1); wslay would take it for "no status", so refuse it here. */
+static void ws_session_on_frame_start(wslay_event_context_ptr ctx,
+                                      const struct wslay_event_on_frame_recv_start_arg *arg,
+                                      void *user_data)
+{
+    (void)ctx;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1)
+        ws_session_fail(user_data, WSLAY_CODE_PROTOCOL_ERROR, "malformed close frame");
+}
+
 /* A whole text message: check it and give it to the application. */
 static void ws_session_deliver(struct ws_session *ws, const uint8_t *msg, size_t len)
 {
@@ -414,6 +450,7 @@ static bool ws_session_setup(struct ws_session *ws)
     struct wslay_event_callbacks callbacks = {
         .recv_callback = ws_session_recv,
         .send_callback = ws_session_send,
+        .on_frame_recv_start_callback = ws_session_on_frame_start,
         .on_msg_recv_callback = ws_session_on_msg,
     };
     struct event_base *base = bufferevent_get_base(ws->bev);

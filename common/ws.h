@@ -40,8 +40,9 @@ void ws_config_default(struct ws_config *config);
 void ws_accept_key(const char *client_key, char out[29]);
 
 /* True when the request has no Origin, or its Origin's host[:port] equals the
- * Host header, or it is listed verbatim in ALLOWED (NULL-terminated; may be
- * NULL). */
+ * Host header and that names the server by an IP literal or "localhost" (a
+ * DNS name could be rebound by a web page), or the Origin is listed in
+ * ALLOWED (NULL-terminated; may be NULL; compared ignoring case). */
 bool ws_origin_allowed(const struct http_request *req, const char *const *allowed);
 
 /* Validate an upgrade request: 0 when it is a valid WebSocket upgrade, else the

@@ -398,6 +398,10 @@ START_TEST(test_origin_allowed)
     ck_assert(!origin_ok("http://localhost:8002", "localhost:8001", NULL));
     ck_assert(!origin_ok("http://localhost", "localhost:8001", NULL));
     ck_assert(!origin_ok("http://evil.example", "127.0.0.1:8001", NULL));
+    /* DNS rebinding: a page's own name pointed at 127.0.0.1 is not our host. */
+    ck_assert(!origin_ok("http://evil.example:8001", "evil.example:8001", NULL));
+    ck_assert(origin_ok("http://[::1]:8001", "[::1]:8001", NULL));
+    ck_assert(!origin_ok("http://[::1:8001", "[::1:8001", NULL));
     ck_assert(!origin_ok("http://127.0.0.1:8001.evil.example", "127.0.0.1:8001", NULL));
     ck_assert(!origin_ok("http://127.0.0.1", "127.0.0.1:8001", NULL));
     ck_assert(!origin_ok("127.0.0.1:8001", "127.0.0.1:8001", NULL));
@@ -447,7 +451,7 @@ START_TEST(test_upgrade_check)
     ck_assert_ptr_nonnull(strstr(d, "GET"));
 
     const char *tokens[] = {"Host",
-                            "h:1",
+                            "localhost:1",
                             "Upgrade",
                             "WebSocket",
                             "Connection",
@@ -457,7 +461,7 @@ START_TEST(test_upgrade_check)
                             "Sec-WebSocket-Version",
                             "13",
                             "Origin",
-                            "http://H:1",
+                            "http://LOCALHOST:1",
                             NULL};
     ck_assert_int_eq(upgrade_status("GET", tokens, d, sizeof d), 0);
     ck_assert_str_eq(d, "");
