@@ -447,6 +447,7 @@ static void http_conn_reset_request(struct http_conn *c)
     c->req.body = body;
     c->req.headers = headers;
     c->req.method_id = -1;
+    c->req.content_length = -1;
     c->req.peer = c->peer;
     c->text_len = 0;
     c->field = HTTP_FIELD_URL;
@@ -496,12 +497,43 @@ static int http_on_url(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-/* Parser: a piece of a header name (a new header when a value came last). */
+/* True for the characters of an RFC 7230 token (tchar), the only ones a
+ * header name may hold. */
+static bool http_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* Refuse the request with 400 from inside a parser callback. */
+static int http_conn_refuse_name(struct http_conn *c)
+{
+    c->fail_status = 400;
+    c->fail_detail = "bad request: invalid header field name";
+    return -1;
+}
+
+/* True when the header name being collected is complete and not empty. */
+static bool http_conn_name_ok(const struct http_conn *c)
+{
+    if (c->field == HTTP_FIELD_URL)
+        return false; /* a value with no name before it */
+    return c->field != HTTP_FIELD_NAME || c->text_len > c->offsets[2 * c->req.n_headers - 2];
+}
+
+/* Parser: a piece of a header name (a new header when a value came last).
+ * http_parser lets blanks through before the colon and then still acts on
+ * the name ("Transfer-Encoding :"), so any name that is not a plain token
+ * is refused, as RFC 7230 §3.2.4 and nginx do: a name we store must be the
+ * name the parser acted on. */
 static int http_on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct http_conn *c = p->data;
     if (c->head_done)
         return 0; /* chunked trailers are read and dropped */
+    for (size_t i = 0; i < len; i++)
+        if (!http_tchar((unsigned char)at[i]))
+            return http_conn_refuse_name(c);
     if (c->field != HTTP_FIELD_NAME) {
         http_conn_end_field(c);
         http_conn_new_header(c);
@@ -516,6 +548,8 @@ static int http_on_header_value(http_parser *p, const char *at, size_t len)
     struct http_conn *c = p->data;
     if (c->head_done)
         return 0;
+    if (!http_conn_name_ok(c))
+        return http_conn_refuse_name(c);
     if (c->field != HTTP_FIELD_VALUE) {
         http_conn_text_append(c, "", 1);
         c->offsets[2 * c->req.n_headers - 1] = c->text_len;
@@ -529,6 +563,8 @@ static int http_on_header_value(http_parser *p, const char *at, size_t len)
 static int http_on_headers_complete(http_parser *p)
 {
     struct http_conn *c = p->data;
+    if (c->field != HTTP_FIELD_URL && !http_conn_name_ok(c))
+        return http_conn_refuse_name(c);
     c->event = HTTP_EVENT_HEAD;
     http_parser_pause(p, 1);
     return 0;
@@ -619,6 +655,11 @@ static void http_conn_finish_head(struct http_conn *c)
     req->version_minor = p->http_minor;
     req->keep_alive = http_should_keep_alive(p);
     req->upgrade = (p->flags & F_UPGRADE) && (p->flags & F_CONNECTION_UPGRADE);
+    req->chunked = p->flags & F_CHUNKED;
+    req->content_length = -1;
+    if (p->flags & F_CONTENTLENGTH)
+        req->content_length =
+            p->content_length > INT64_MAX ? INT64_MAX : (int64_t)p->content_length;
     c->head_done = true;
     c->state = HTTP_CONN_BODY;
 }
@@ -631,14 +672,19 @@ static bool http_conn_has_body(const struct http_conn *c)
 }
 
 /* True when every Transfer-Encoding is plain "chunked", the only one we
- * decode. */
+ * decode, and the parser read it so too (it does not for "chunked<TAB>",
+ * and would refuse the body only after the application saw the head). */
 static bool http_conn_te_supported(const struct http_conn *c)
 {
-    for (size_t i = 0; i < c->req.n_headers; i++)
-        if (strcasecmp(c->req.headers[i].name, "Transfer-Encoding") == 0 &&
-            strcasecmp(c->req.headers[i].value, "chunked") != 0)
+    bool any = false;
+    for (size_t i = 0; i < c->req.n_headers; i++) {
+        if (strcasecmp(c->req.headers[i].name, "Transfer-Encoding") != 0)
+            continue;
+        if (strcasecmp(c->req.headers[i].value, "chunked") != 0)
             return false;
-    return true;
+        any = true;
+    }
+    return !any || c->req.chunked;
 }
 
 /* Decide (once per answer) whether the connection closes after it. */

@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct http_server;
 struct http_conn;
@@ -50,6 +51,11 @@ struct http_request {
     bool keep_alive;       /* the connection may carry another request */
     bool upgrade;          /* Connection: upgrade + Upgrade: were sent */
     const char *peer;      /* client address, "127.0.0.1" */
+
+    /* The body's framing as the parser reads it; header names are plain
+     * RFC 7230 tokens (others are refused), so no header says otherwise. */
+    bool chunked;           /* Transfer-Encoding: chunked */
+    int64_t content_length; /* Content-Length, or -1 when none was sent */
 };
 
 typedef void (*http_request_cb)(struct http_conn *conn, struct http_request *req, void *arg);

@@ -246,6 +246,8 @@ static void front_api(struct front *front, struct http_conn *conn, struct http_r
 {
     const char *p = req->path;
 
+    if (p[0] != '/') /* "*" (OPTIONS *) or authority-form: nothing here has such a name */
+        return http_respond_error(conn, 400, "invalid request target", NULL);
     if (strcmp(p, "/health") == 0) {
         if (!front_is_get(req))
             return front_method_not_allowed(conn, "GET, HEAD");

@@ -12,10 +12,13 @@
  *   are recycled, so the steady state allocates nothing per request;
  * - tunnels: a WebSocket upgrade the worker accepted with 101 becomes a pair
  *   of bufferevents copying bytes both ways with the same back-pressure.
- *   proxy_tunnel_free() is the one place that tears a tunnel down.
+ *   When one side ends, the other still gets everything it said, then a
+ *   half-close; proxy_tunnel_free() is the one place that tears a tunnel
+ *   down.
  *
  * The framing we send is always our own: the request goes up with the
- * client's Content-Length or re-chunked, the response comes back with the
+ * client's Content-Length or re-chunked, as http.c's parser read them (never
+ * from header strings read again here), the response comes back with the
  * worker's Content-Length or re-chunked (or, to HTTP/1.0 clients, delimited
  * by closing). A request whose framing is not known is never forwarded.
  */
@@ -47,6 +50,7 @@
 #define PROXY_SPARE_MAX 64              /* recycled exchange records kept */
 #define PROXY_IO_TIMEOUT_S 30           /* a worker silent this long has failed */
 #define PROXY_FLUSH_TIMEOUT_S 5         /* a closing tunnel flushes this long at most */
+#define PROXY_LINGER_MS 2000            /* then waits this long for the peer's EOF */
 #define PROXY_REASON_MAX 64             /* bytes of a status line's reason kept */
 #define PROXY_WHOLE_MAX (64 * 1024)     /* answers up to this size are relayed whole */
 
@@ -125,19 +129,26 @@ struct proxy_exchange {
     bool worker_paused; /* we stopped reading the worker */
 };
 
-/* An upgraded connection: bytes copied both ways. */
+/* An upgraded connection: bytes copied both ways. Once one side ends (the
+ * "from" side), the tunnel closes towards the other: what "from" still has
+ * to say is relayed and flushed, the other side is half-closed, and its
+ * input is read and dropped until it closes too (a socket closed with
+ * unread input sends a reset, which can cost the peer our last bytes). */
 struct proxy_tunnel {
     LIST_ENTRY(proxy_tunnel) entry;
     struct proxy *proxy;
     struct bufferevent *bev[2]; /* the client, the worker */
-    struct event *timer;        /* bounds the final flush */
-    int flushing;               /* -1, or the side being flushed before the close */
+    struct event *timer;        /* bounds the flush, then the linger */
+    int from;                   /* -1, or the side that ended */
+    bool from_done;             /* nothing more to read from it */
+    bool peer_eof;              /* the other side closed too */
+    bool lingering;             /* the other side is half-closed */
 };
 
 struct proxy {
     struct event_base *base;
     size_t max_body;
-    struct timeval idle_tv, stall_tv, io_tv, flush_tv;
+    struct timeval idle_tv, stall_tv, io_tv, flush_tv, linger_tv;
     LIST_HEAD(, proxy_pool) pools;
     LIST_HEAD(, proxy_exchange) exchanges, spare;
     LIST_HEAD(, proxy_tunnel) tunnels;
@@ -229,26 +240,23 @@ static bool proxy_request_header_kept(const struct proxy_exchange *ex, const cha
     return !proxy_request_connection_names(ex->req, name);
 }
 
-/* How the client delimits the body of REQ; false when that is unclear. */
+/* How the client delimits the body of REQ, as http.c's parser reads it (the
+ * body we are handed is the one it decoded, so no header is read again
+ * here); false when that is unclear. */
 static bool proxy_request_framing(const struct http_request *req, enum proxy_framing *framing,
                                   unsigned long long *length)
 {
-    const char *te = http_request_header(req, "Transfer-Encoding");
-    const char *cl = http_request_header(req, "Content-Length");
-    char *end;
-
     *framing = PROXY_FRAME_NONE;
     *length = 0;
-    if (te) {
+    if (req->chunked) {
         *framing = PROXY_FRAME_CHUNKED;
-        return !cl && strcasecmp(te, "chunked") == 0;
+        return req->content_length < 0;
     }
-    if (!cl)
-        return true;
-    errno = 0;
-    *length = strtoull(cl, &end, 10);
-    *framing = PROXY_FRAME_LENGTH;
-    return errno == 0 && end != cl && *end == '\0' && cl[0] >= '0' && cl[0] <= '9';
+    if (req->content_length >= 0) {
+        *framing = PROXY_FRAME_LENGTH;
+        *length = (unsigned long long)req->content_length;
+    }
+    return true;
 }
 
 /* ---- addresses and pools --------------------------------------------------- */
@@ -458,54 +466,92 @@ static int proxy_tunnel_side(const struct proxy_tunnel *t, const struct bufferev
 }
 
 /* Bytes arrived on one side: move them to the other, and stop reading while
- * the other's output is over the limit. */
+ * the other's output is over the limit. Once closing, only the side that
+ * ended is relayed; the other one's bytes have nowhere to go. */
 static void proxy_tunnel_read_cb(struct bufferevent *bev, void *arg)
 {
     struct proxy_tunnel *t = arg;
     int side = proxy_tunnel_side(t, bev);
+    struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer *out = bufferevent_get_output(t->bev[1 - side]);
 
-    if (t->flushing >= 0)
+    if (t->from >= 0 && side != t->from) {
+        evbuffer_drain(in, evbuffer_get_length(in));
         return;
-    evbuffer_add_buffer(out, bufferevent_get_input(bev));
-    if (evbuffer_get_length(out) > PROXY_PENDING_HIGH)
+    }
+    evbuffer_add_buffer(out, in);
+    if (t->from < 0 && evbuffer_get_length(out) > PROXY_PENDING_HIGH)
         bufferevent_disable(bev, EV_READ);
 }
 
-/* One side's output drained: read the other side again, or finish a close. */
+/* Move the closing tunnel on: once the side that ended has nothing more
+ * to read and the other side has all of it, half-close that side and wait
+ * for its EOF (or free the tunnel when it closed already). */
+static void proxy_tunnel_advance(struct proxy_tunnel *t)
+{
+    struct bufferevent *to = t->bev[1 - t->from];
+
+    if (!t->from_done || t->lingering)
+        return;
+    evbuffer_add_buffer(bufferevent_get_output(to), bufferevent_get_input(t->bev[t->from]));
+    if (evbuffer_get_length(bufferevent_get_output(to)) > 0)
+        return; /* proxy_tunnel_write_cb comes back once it is written */
+    if (t->peer_eof) {
+        proxy_tunnel_free(t);
+        return;
+    }
+    t->lingering = true;
+    bufferevent_disable(to, EV_WRITE);
+    shutdown(bufferevent_getfd(to), SHUT_WR);
+    evtimer_add(t->timer, &t->proxy->linger_tv);
+}
+
+/* One side's output drained: read the other side again, or go on closing. */
 static void proxy_tunnel_write_cb(struct bufferevent *bev, void *arg)
 {
     struct proxy_tunnel *t = arg;
     int side = proxy_tunnel_side(t, bev);
 
-    if (t->flushing < 0) {
+    if (t->from < 0)
         bufferevent_enable(t->bev[1 - side], EV_READ);
-        return;
-    }
-    if (side == t->flushing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        proxy_tunnel_free(t);
+    else if (side != t->from && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        proxy_tunnel_advance(t);
 }
 
-/* Close T once side TO has received what is still queued for it. */
-static void proxy_tunnel_close(struct proxy_tunnel *t, int to)
+/* Side FROM ended (WHAT: its event). A failed write does not mean it has
+ * nothing left to read (a worker that answers 1009 and closes resets our
+ * write, but its close frame is still in our socket), so it is read to
+ * its own end; the other side gets everything, then is half-closed. */
+static void proxy_tunnel_close(struct proxy_tunnel *t, int from, short what)
 {
-    struct bufferevent *from = t->bev[1 - to];
-    struct evbuffer *out = bufferevent_get_output(t->bev[to]);
+    struct bufferevent *end = t->bev[from], *to = t->bev[1 - from];
 
-    evbuffer_add_buffer(out, bufferevent_get_input(from));
-    bufferevent_disable(t->bev[0], EV_READ);
-    bufferevent_disable(t->bev[1], EV_READ);
-    bufferevent_disable(from, EV_WRITE);
-    if (evbuffer_get_length(out) == 0) {
+    t->from = from;
+    t->from_done = (what & BEV_EVENT_READING) != 0;
+    bufferevent_disable(end, EV_WRITE);
+    evbuffer_drain(bufferevent_get_output(end), evbuffer_get_length(bufferevent_get_output(end)));
+    if (!t->from_done)
+        bufferevent_enable(end, EV_READ);
+    evbuffer_drain(bufferevent_get_input(to), evbuffer_get_length(bufferevent_get_input(to)));
+    bufferevent_setwatermark(to, EV_WRITE, 0, 0);
+    bufferevent_enable(to, EV_READ | EV_WRITE);
+    evtimer_add(t->timer, &t->proxy->flush_tv);
+    proxy_tunnel_advance(t);
+}
+
+/* An event on the other side of a closing tunnel: its EOF ends the linger
+ * (or, mid-flush, says it only wants to read); any error ends it all. */
+static void proxy_tunnel_peer_event(struct proxy_tunnel *t, short what)
+{
+    if ((what & BEV_EVENT_ERROR) || (what & BEV_EVENT_WRITING) || t->lingering) {
         proxy_tunnel_free(t);
         return;
     }
-    t->flushing = to;
-    bufferevent_setwatermark(t->bev[to], EV_WRITE, 0, 0);
-    evtimer_add(t->timer, &t->proxy->flush_tv);
+    t->peer_eof = true;
+    proxy_tunnel_advance(t);
 }
 
-/* One side closed or failed: flush to the other side, then tear down. */
+/* One side closed or failed: the tunnel starts closing towards the other. */
 static void proxy_tunnel_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct proxy_tunnel *t = arg;
@@ -513,13 +559,17 @@ static void proxy_tunnel_event_cb(struct bufferevent *bev, short what, void *arg
 
     if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
         return;
-    if (t->flushing == side)
-        proxy_tunnel_free(t); /* the side we were flushing to is gone too */
-    else if (t->flushing < 0)
-        proxy_tunnel_close(t, 1 - side);
+    if (t->from < 0) {
+        proxy_tunnel_close(t, side, what);
+    } else if (side != t->from) {
+        proxy_tunnel_peer_event(t, what);
+    } else if (what & BEV_EVENT_READING) {
+        t->from_done = true; /* the rest of what it sent is in */
+        proxy_tunnel_advance(t);
+    }
 }
 
-/* The final flush took too long. */
+/* The final flush, or the wait for the peer's EOF, took too long. */
 static void proxy_tunnel_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -536,7 +586,7 @@ static void proxy_tunnel_new(struct proxy *proxy, struct bufferevent *client,
     t->proxy = proxy;
     t->bev[0] = client;
     t->bev[1] = worker;
-    t->flushing = -1;
+    t->from = -1;
     t->timer = evtimer_new(proxy->base, proxy_tunnel_timer_cb, t);
     LIST_INSERT_HEAD(&proxy->tunnels, t, entry);
     proxy->n_tunnels++;
@@ -1271,6 +1321,7 @@ struct proxy *proxy_new(struct event_base *base, size_t max_body, int idle_timeo
     proxy->stall_tv = (struct timeval){idle / 1000, (idle % 1000) * 1000};
     proxy->io_tv = (struct timeval){PROXY_IO_TIMEOUT_S, 0};
     proxy->flush_tv = (struct timeval){PROXY_FLUSH_TIMEOUT_S, 0};
+    proxy->linger_tv = (struct timeval){PROXY_LINGER_MS / 1000, (PROXY_LINGER_MS % 1000) * 1000};
     LIST_INIT(&proxy->pools);
     LIST_INIT(&proxy->exchanges);
     LIST_INIT(&proxy->spare);

@@ -1,0 +1,394 @@
+/*
+ * check_proxy: the supervisor's reverse proxy. A real http_server hands every
+ * request head to proxy_forward(), which forwards it to a "worker" the test
+ * plays itself on a loopback listening socket, byte by byte: the test sees
+ * exactly what the proxy sends up, and can answer, reset or half-close as
+ * a real or a broken worker would. Everything is non-blocking and the loop
+ * is turned until the bytes expected have arrived, under a deadline.
+ */
+#include <check.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/http.h"
+#include "common/util.h"
+#include "supervisor/proxy.h"
+
+#define DEADLINE_MS 5000
+#define FLOOD_BYTES (4 * 1024 * 1024)
+
+/* One end the test plays (the client, or the worker's side of a connection)
+ * and the bytes it received. */
+struct peer {
+    int fd;
+    char *buf;
+    size_t len, cap;
+    bool eof;
+    bool reset; /* the connection ended with a reset, not a clean EOF */
+};
+
+/* The proxy under test, its front server and the worker's listener. */
+static struct {
+    struct event_base *base;
+    struct http_server *server;
+    struct proxy *proxy;
+    int worker_listen;
+    int worker_port;
+    int front_port;
+    int heads;
+} fx;
+
+/* Every request head goes to the worker as it is. */
+static void on_headers(struct http_conn *conn, struct http_request *req, void *arg)
+{
+    struct proxy_target target = {.bot_id = "BOT-T",
+                                  .host = "127.0.0.1",
+                                  .port = fx.worker_port,
+                                  .path = req->path,
+                                  .query = req->query};
+    (void)arg;
+    fx.heads++;
+    proxy_forward(fx.proxy, conn, req, &target);
+}
+
+/* Complete requests were all taken at their head. */
+static void on_request(struct http_conn *conn, struct http_request *req, void *arg)
+{
+    (void)conn;
+    (void)req;
+    (void)arg;
+}
+
+/* A non-blocking listening socket on a kernel-chosen loopback port. */
+static int listen_loopback(int *port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    util_set_nonblock_cloexec(fd);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+/* Fresh loop, front server, proxy and worker listener for each test. */
+static void setup(void)
+{
+    struct http_server_config config = {.on_request = on_request, .on_headers = on_headers};
+
+    memset(&fx, 0, sizeof fx);
+    fx.base = event_base_new();
+    http_limits_default(&config.limits);
+    fx.worker_listen = listen_loopback(&fx.worker_port);
+    fx.server = http_server_new(fx.base, listen_loopback(&fx.front_port), &config);
+    ck_assert_ptr_nonnull(fx.server);
+    fx.proxy = proxy_new(fx.base, config.limits.max_body, 5000);
+}
+
+/* Free the proxy, the server and the loop. */
+static void teardown(void)
+{
+    proxy_free(fx.proxy);
+    http_server_free(fx.server);
+    close(fx.worker_listen);
+    event_base_free(fx.base);
+}
+
+/* Read whatever P received so far. */
+static void peer_read(struct peer *p)
+{
+    while (!p->eof) {
+        if (p->cap - p->len < 65536) {
+            p->cap = p->cap ? p->cap * 2 : 131072;
+            p->buf = xrealloc(p->buf, p->cap + 1);
+        }
+        ssize_t n = recv(p->fd, p->buf + p->len, p->cap - p->len, 0);
+        if (n > 0) {
+            p->len += (size_t)n;
+            p->buf[p->len] = '\0';
+            continue;
+        }
+        if (n < 0 && errno == ECONNRESET)
+            p->reset = true;
+        if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            p->eof = true;
+        return;
+    }
+}
+
+/* Turn the loop once, then read what P (if any) got. */
+static void pump_once(struct peer *p)
+{
+    struct pollfd pfd = {.fd = p ? p->fd : -1, .events = POLLIN};
+    event_base_loop(fx.base, EVLOOP_NONBLOCK);
+    poll(&pfd, 1, 1);
+    if (p)
+        peer_read(p);
+}
+
+/* Turn the loop until COND holds (or the deadline). */
+#define WAIT_FOR(p, cond)                                                                          \
+    do {                                                                                           \
+        int64_t end_ = util_mono_ms() + DEADLINE_MS;                                               \
+        while (!(cond) && util_mono_ms() < end_)                                                   \
+            pump_once(p);                                                                          \
+        ck_assert_msg((cond), "timed out waiting for " #cond);                                     \
+    } while (0)
+
+/* True once P has received TEXT. */
+static bool peer_has(const struct peer *p, const char *text)
+{
+    return p->buf && strstr(p->buf, text) != NULL;
+}
+
+/* Forget what P received so far. */
+static void peer_forget(struct peer *p)
+{
+    p->len = 0;
+    if (p->buf)
+        p->buf[0] = '\0';
+}
+
+/* A client connected to the front server. */
+static struct peer client_open(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)fx.front_port)};
+    struct peer c = {.fd = socket(AF_INET, SOCK_STREAM, 0)};
+    ck_assert_int_ge(c.fd, 0);
+    ck_assert_int_eq(connect(c.fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    util_set_nonblock_cloexec(c.fd);
+    return c;
+}
+
+/* The next connection the proxy opened to the worker. */
+static struct peer worker_accept(void)
+{
+    struct peer w = {.fd = -1};
+    int64_t end = util_mono_ms() + DEADLINE_MS;
+    while (w.fd < 0 && util_mono_ms() < end) {
+        pump_once(NULL);
+        w.fd = accept(fx.worker_listen, NULL, NULL);
+    }
+    ck_assert_msg(w.fd >= 0, "the proxy did not connect to the worker");
+    util_set_nonblock_cloexec(w.fd);
+    return w;
+}
+
+/* Close P's socket and forget its bytes. */
+static void peer_close(struct peer *p)
+{
+    if (p->fd >= 0)
+        close(p->fd);
+    p->fd = -1;
+    free(p->buf);
+    p->buf = NULL;
+}
+
+/* Send all of S, turning the loop while the socket is full. */
+static void peer_send(struct peer *p, const char *s)
+{
+    size_t len = strlen(s);
+    int64_t end = util_mono_ms() + DEADLINE_MS;
+    while (len > 0) {
+        ssize_t n = send(p->fd, s, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            s += n;
+            len -= (size_t)n;
+        } else {
+            ck_assert_msg(errno == EAGAIN, "send: %s", strerror(errno));
+            ck_assert_msg(util_mono_ms() < end, "send timed out");
+            pump_once(p);
+        }
+    }
+}
+
+/* Send what the socket takes of a flood of bytes (up to FLOOD_BYTES in
+ * all); a failed send means the connection was reset. */
+static void peer_flood(struct peer *p, size_t *sent)
+{
+    static char junk[65536];
+    while (*sent < FLOOD_BYTES && !p->reset) {
+        ssize_t n = send(p->fd, junk, sizeof junk, MSG_NOSIGNAL);
+        if (n < 0) {
+            p->reset = errno != EAGAIN;
+            return;
+        }
+        *sent += (size_t)n;
+    }
+}
+
+/* Bytes waiting unread in P's socket. */
+static int peer_unread(const struct peer *p)
+{
+    int n = 0;
+    ck_assert_int_eq(ioctl(p->fd, FIONREAD, &n), 0);
+    return n;
+}
+
+START_TEST(test_framing_is_our_own)
+{
+    struct peer c = client_open();
+    peer_send(&c, "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    struct peer w = worker_accept();
+    WAIT_FOR(&w, peer_has(&w, "\r\n\r\nhello"));
+    ck_assert(peer_has(&w, "\r\nContent-Length: 5\r\n"));
+    ck_assert(!peer_has(&w, "Transfer-Encoding"));
+    peer_send(&w, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    WAIT_FOR(&c, peer_has(&c, "\r\n\r\nok"));
+
+    /* Chunked goes up re-chunked; the client's own chunking is not kept. */
+    peer_forget(&w);
+    peer_send(&c, "POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "2;ext=1\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n");
+    WAIT_FOR(&w, peer_has(&w, "\r\n0\r\n\r\n"));
+    ck_assert(peer_has(&w, "POST /b HTTP/1.1\r\n"));
+    ck_assert(peer_has(&w, "\r\nTransfer-Encoding: chunked\r\n"));
+    ck_assert(peer_has(&w, "\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n"));
+    ck_assert(!peer_has(&w, "ext=1"));
+    ck_assert(!peer_has(&w, "Content-Length"));
+    peer_forget(&c);
+    peer_send(&w, "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok");
+    WAIT_FOR(&c, peer_has(&c, "\r\n\r\nok"));
+    ck_assert(peer_has(&c, "HTTP/1.1 201 Created\r\n"));
+    peer_close(&w);
+    peer_close(&c);
+}
+END_TEST
+
+START_TEST(test_header_name_with_blank_not_forwarded)
+{
+    /* http_parser reads "Transfer-Encoding :" as chunked; a request whose
+     * decoded body holds a second request must not reach the worker. */
+    static const char *const heads[] = {"Transfer-Encoding : chunked",
+                                        "TRANSFER-ENCODING : CHUNKED"};
+    static const char hidden[] = "0\r\n\r\nPOST /api/task HTTP/1.1\r\nHost: x\r\n\r\n";
+    char request[512];
+    for (size_t i = 0; i < 2; i++) {
+        struct peer c = client_open();
+        snprintf(request, sizeof request,
+                 "POST /api/task HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n%zx\r\n%s\r\n0\r\n\r\n", heads[i],
+                 strlen(hidden), hidden);
+        peer_send(&c, request);
+        WAIT_FOR(&c, c.eof);
+        ck_assert_msg(peer_has(&c, "HTTP/1.1 400 "), "%s", c.buf ? c.buf : "(nothing)");
+        peer_close(&c);
+    }
+    ck_assert_int_eq(fx.heads, 0);
+    ck_assert_int_lt(accept(fx.worker_listen, NULL, NULL), 0);
+}
+END_TEST
+
+/* A client whose upgrade the worker accepted, and that worker's side. */
+static void tunnel_open(struct peer *c, struct peer *w)
+{
+    *c = client_open();
+    peer_send(c,
+              "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    *w = worker_accept();
+    WAIT_FOR(w, peer_has(w, "\r\n\r\n"));
+    ck_assert(peer_has(w, "\r\nUpgrade: websocket\r\n"));
+    peer_send(w, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\n\r\n");
+    WAIT_FOR(c, peer_has(c, "\r\n\r\n"));
+    ck_assert(strncmp(c->buf, "HTTP/1.1 101 ", 13) == 0);
+    ck_assert_uint_eq(proxy_tunnels(fx.proxy), 1);
+    peer_forget(c);
+    peer_forget(w);
+}
+
+START_TEST(test_tunnel_relays_in_both_directions)
+{
+    struct peer c, w;
+    tunnel_open(&c, &w);
+    peer_send(&c, "ping");
+    WAIT_FOR(&w, peer_has(&w, "ping"));
+    peer_send(&w, "pong");
+    WAIT_FOR(&c, peer_has(&c, "pong"));
+    peer_close(&c); /* the client leaves: the worker sees a clean EOF */
+    WAIT_FOR(&w, w.eof);
+    ck_assert(!w.reset);
+    peer_close(&w);
+    WAIT_FOR(NULL, proxy_tunnels(fx.proxy) == 0);
+}
+END_TEST
+
+START_TEST(test_tunnel_last_words_survive_a_reset)
+{
+    /* The client floods; the worker says its last words (a 1009 close frame)
+     * and closes with the flood unread, which resets the proxy's writes. The
+     * last words must still reach the client, followed by a clean EOF. */
+    for (int round = 0; round < 20; round++) {
+        struct peer c, w;
+        size_t sent = 0;
+        tunnel_open(&c, &w);
+        peer_flood(&c, &sent);
+        WAIT_FOR(&w, w.len > 0);
+        for (int i = 0; i < 10; i++)
+            pump_once(NULL); /* the flood piles up, unread, at the worker */
+        ck_assert_int_gt(peer_unread(&w), 0);
+        peer_send(&w, "last words");
+        peer_close(&w); /* with unread input: a reset */
+        WAIT_FOR(&c, (peer_flood(&c, &sent), c.eof || c.reset));
+        ck_assert_msg(peer_has(&c, "last words"), "round %d: lost", round);
+        ck_assert_msg(!c.reset, "round %d: reset", round);
+        peer_close(&c);
+        WAIT_FOR(NULL, proxy_tunnels(fx.proxy) == 0);
+    }
+}
+END_TEST
+
+START_TEST(test_tunnel_worker_closes_cleanly)
+{
+    struct peer c, w;
+    tunnel_open(&c, &w);
+    peer_send(&w, "bye");
+    shutdown(w.fd, SHUT_WR);
+    WAIT_FOR(&c, c.eof);
+    ck_assert(peer_has(&c, "bye"));
+    ck_assert(!c.reset);
+    peer_send(&c, "ignored"); /* the proxy reads and drops it while lingering */
+    peer_close(&c);
+    WAIT_FOR(NULL, proxy_tunnels(fx.proxy) == 0);
+    peer_close(&w);
+}
+END_TEST
+
+/* The suite: requests, then tunnels. */
+static Suite *check_proxy_suite(void)
+{
+    Suite *s = suite_create("proxy");
+    TCase *tc = tcase_create("proxy");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_framing_is_our_own);
+    tcase_add_test(tc, test_header_name_with_blank_not_forwarded);
+    tcase_add_test(tc, test_tunnel_relays_in_both_directions);
+    tcase_add_test(tc, test_tunnel_last_words_survive_a_reset);
+    tcase_add_test(tc, test_tunnel_worker_closes_cleanly);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* as the programs do */
+    SRunner *sr = srunner_create(check_proxy_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
