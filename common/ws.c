@@ -50,7 +50,11 @@ struct ws_session {
     bool close_armed;        /* close_ev is running */
     bool draining;           /* done; finish once the output is written */
     bool finishing;          /* finish_ev is scheduled */
+    uint64_t frame_left;     /* bytes of the current frame not yet given to wslay */
 };
+
+/* The largest close frame: header, extended length, mask, 125 bytes. */
+#define WS_CLOSE_FRAME_MAX (2 + 8 + 4 + 125)
 
 static uint64_t ws_next_id = 1;
 
@@ -307,18 +311,70 @@ static void ws_session_flush(struct ws_session *ws)
     ws_session_update(ws);
 }
 
-/* wslay reads: hand it what the bufferevent has received. */
+/* Size (header + payload) of the frame whose header starts at OFF in IN and
+ * its opcode; 0 while the length fields have not all arrived. */
+static uint64_t ws_frame_size(struct evbuffer *in, size_t off, int *opcode)
+{
+    unsigned char h[10];
+    struct evbuffer_ptr p;
+    if (evbuffer_ptr_set(in, &p, off, EVBUFFER_PTR_SET) < 0)
+        return 0;
+    ev_ssize_t got = evbuffer_copyout_from(in, &p, h, sizeof h);
+    if (got < 2)
+        return 0;
+    size_t ext = (h[1] & 0x7f) == 126 ? 2 : (h[1] & 0x7f) == 127 ? 8 : 0;
+    if ((size_t)got < 2 + ext)
+        return 0;
+    uint64_t len = ext ? 0 : h[1] & 0x7f;
+    for (size_t i = 0; i < ext; i++)
+        len = (len << 8) | h[2 + i];
+    *opcode = h[0] & 0x0f;
+    return 2 + ext + ((h[1] & 0x80) ? 4 : 0) + (len & (((uint64_t)1 << 62) - 1));
+}
+
+/* How many input bytes to hand wslay now, at most LIMIT. A close frame goes
+ * over whole or not at all: wslay 1.1.1 checks a close reason's UTF-8 per
+ * received chunk, so a close frame split across reads would be judged wrong
+ * (found by fuzzing; tests/fuzz/regressions/ws). */
+static size_t ws_session_deliverable(struct ws_session *ws, struct evbuffer *in, size_t limit)
+{
+    size_t avail = evbuffer_get_length(in), n = 0;
+    if (avail > limit)
+        avail = limit;
+    while (n < avail) {
+        if (ws->frame_left == 0) {
+            int opcode = 0;
+            uint64_t size = ws_frame_size(in, n, &opcode);
+            if (size == 0)
+                break;
+            if (opcode == WSLAY_CONNECTION_CLOSE && size <= WS_CLOSE_FRAME_MAX) {
+                if (n + size > avail)
+                    break;
+                n += (size_t)size;
+                continue;
+            }
+            ws->frame_left = size;
+        }
+        size_t take = ws->frame_left < avail - n ? (size_t)ws->frame_left : avail - n;
+        n += take;
+        ws->frame_left -= take;
+    }
+    return n;
+}
+
+/* wslay wants bytes: give it what the bufferevent has, frame-aware. */
 static ssize_t ws_session_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
                                void *user_data)
 {
     struct ws_session *ws = user_data;
     (void)flags;
-    int n = evbuffer_remove(bufferevent_get_input(ws->bev), buf, len);
-    if (n <= 0) {
+    struct evbuffer *in = bufferevent_get_input(ws->bev);
+    size_t n = ws_session_deliverable(ws, in, len);
+    if (n == 0 || evbuffer_remove(in, buf, n) != (int)n) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    return n;
+    return (ssize_t)n;
 }
 
 /* wslay writes: append to the bufferevent's output. */

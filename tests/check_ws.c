@@ -814,6 +814,37 @@ START_TEST(test_close_codes)
 }
 END_TEST
 
+/* A close frame with REASON fed in two writes split at every offset (and
+ * byte by byte) is answered with WANT each time. */
+static void expect_split_close(const char *reason, int want)
+{
+    unsigned char payload[16] = {0x03, 0xe8};
+    size_t plen = 2 + strlen(reason), n;
+    memcpy(payload + 2, reason, strlen(reason));
+    unsigned char *f = frame_build(true, OP_CLOSE, payload, plen, false, &n);
+    for (size_t k = 0; k <= n; k++) {
+        struct peer p;
+        peer_open(&p, NULL);
+        if (k == n) {
+            for (size_t i = 0; i < n; i++)
+                peer_feed(&p, f + i, 1);
+        } else {
+            peer_feed(&p, f, k);
+            peer_feed(&p, f + k, n - k);
+        }
+        peer_expect_close(&p, want);
+        peer_finish(&p);
+    }
+    free(f);
+}
+
+START_TEST(test_close_reason_split)
+{
+    expect_split_close("\xc3\xa9", 1000); /* valid UTF-8 reason: echoed */
+    expect_split_close("\xff", 1007);     /* invalid: refused */
+}
+END_TEST
+
 START_TEST(test_unmasked_refused)
 {
     struct peer p;
@@ -1427,6 +1458,7 @@ static Suite *check_ws_suite(void)
     tcase_add_test(tc, test_binary_refused);
     tcase_add_test(tc, test_too_big);
     tcase_add_test(tc, test_close_codes);
+    tcase_add_test(tc, test_close_reason_split);
     tcase_add_test(tc, test_unmasked_refused);
     tcase_add_test(tc, test_protocol_errors);
     tcase_add_test(tc, test_clean_close_from_peer);
