@@ -186,6 +186,28 @@ START_TEST(test_crash_before_link)
 }
 END_TEST
 
+START_TEST(test_crash_while_writing_response)
+{
+    /* Killed between creating and filling the response: an empty temp file,
+     * and (staged, as after a crash before the fsync) a cut pending file. */
+    struct task *t = check_claimed("B-0");
+    char *pending = check_write_pending(t);
+    truncate(pending, 40);
+    char *tmp = xasprintf("%s.tmp", pending);
+    FILE *f = fopen(tmp, "w");
+    fclose(f);
+    int requeued = 0;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 1);
+    ck_assert_int_eq(requeued, 1);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 0);
+    free(tmp);
+    free(pending);
+    task_free(t);
+}
+END_TEST
+
 START_TEST(test_crash_after_link)
 {
     struct task *t = check_claimed("B-2");
@@ -287,6 +309,7 @@ static Suite *check_store_suite(void)
     tcase_add_checked_fixture(tc, check_setup, check_teardown);
     tcase_add_test(tc, test_persist_and_load);
     tcase_add_test(tc, test_finish_once);
+    tcase_add_test(tc, test_crash_while_writing_response);
     tcase_add_test(tc, test_crash_before_link);
     tcase_add_test(tc, test_crash_after_link);
     tcase_add_test(tc, test_crash_after_archive);

@@ -287,15 +287,21 @@ static int store_archive(struct store *s, const char *file_name)
 int store_finish(struct store *s, struct task *t, const char *base, const char *text, size_t len)
 {
     char *pending = store_pending_path(s, t->file_name);
-    int fd = open(pending, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char *tmp = xasprintf("%s.tmp", pending);
+    /* The pending name only ever names a complete, durable response: it is
+     * written under a temp name and renamed once fsynced. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int r = fd < 0 ? -errno : 0;
     if (r == 0 && (store_write_all(fd, text, len) < 0 || fdatasync(fd) < 0))
         r = -errno;
     if (fd >= 0)
         close(fd);
+    if (r == 0 && rename(tmp, pending) < 0)
+        r = -errno;
     char *name = NULL;
     if (r == 0)
         r = store_link_response(s, pending, base, &name);
+    free(tmp);
     if (r < 0) {
         unlink(pending);
         free(pending);
@@ -323,15 +329,28 @@ static char *store_response_field(const char *text, const char *field)
     return xstrndup(p, strcspn(p, "\r\n"));
 }
 
-/* Give a pending response that was never linked its final name. */
-static void store_link_orphan(struct store *s, const char *pending)
+/* True when TEXT is a whole response file: its last line is the trailer. */
+static bool store_response_complete(const char *text, size_t len)
+{
+    static const char trailer[] = "**Response generated:** ";
+    if (len < 2 || text[len - 1] != '\n')
+        return false;
+    size_t i = len - 1;
+    while (i > 0 && text[i - 1] != '\n')
+        i--;
+    return len - i > sizeof trailer - 1 && memcmp(text + i, trailer, sizeof trailer - 1) == 0;
+}
+
+/* Give a pending response that was never linked its final name. False when
+ * it is not a whole response (then the task must run again). */
+static bool store_link_orphan(struct store *s, const char *pending)
 {
     size_t len;
     char *text = util_read_file(pending, 64u << 20, &len);
     struct stat st;
-    if (!text || stat(pending, &st) < 0) {
+    if (!text || stat(pending, &st) < 0 || !store_response_complete(text, len)) {
         free(text);
-        return;
+        return false;
     }
     char *id = store_response_field(text, "**Task:**");
     char *to = store_response_field(text, "**To:**");
@@ -343,25 +362,29 @@ static void store_link_orphan(struct store *s, const char *pending)
                              (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
     char *base = response_base_name(&r);
     char *name = NULL;
-    if (store_link_response(s, pending, base, &name) == 0)
-        free(name);
+    bool linked = store_link_response(s, pending, base, &name) == 0;
+    free(name);
     free(base);
     free(id);
     free(to);
     free(text);
+    return linked;
 }
 
 /* Finish a response whose task died mid-way: link it if needed. True when a
- * pending response existed for FILE_NAME (the task then counts as done). */
+ * whole pending response existed for FILE_NAME (the task then counts as
+ * done); anything less is removed and the task runs again. */
 static bool store_settle_pending(struct store *s, const char *file_name)
 {
     char *pending = store_pending_path(s, file_name);
+    char *tmp = xasprintf("%s.tmp", pending);
+    unlink(tmp); /* a response that was still being written: it runs again */
     struct stat st;
     bool found = stat(pending, &st) == 0;
     if (found && st.st_nlink < 2)
-        store_link_orphan(s, pending);
-    if (found)
-        unlink(pending);
+        found = store_link_orphan(s, pending);
+    unlink(pending);
+    free(tmp);
     free(pending);
     return found;
 }
