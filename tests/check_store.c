@@ -2,7 +2,9 @@
  * check_store: the durable steps of a task and crash recovery. Each crash is
  * staged by building on disk exactly what a worker killed at that instant
  * leaves behind, then recovery must end with one response per task, the task
- * archived or requeued, and no pending file left.
+ * archived or requeued, and no pending file left. Answers are committed in
+ * batches (written, then one sync, then renamed, linked, archived each), so
+ * crashes before and inside a batch's commit are staged too.
  */
 #include <check.h>
 #include <dirent.h>
@@ -208,6 +210,129 @@ START_TEST(test_crash_while_writing_response)
 }
 END_TEST
 
+START_TEST(test_commit_batch)
+{
+    /* Three answers written one after the other (tasks run one at a time),
+     * then committed together with one sync. */
+    struct task *t[3] = {check_claimed("G-1"), check_claimed("G-2"), check_claimed("G-3")};
+    char *bases[3];
+    int fds[3], rc[3];
+    for (int i = 0; i < 3; i++) {
+        size_t len;
+        char *text = check_response(t[i], &bases[i], &len);
+        fds[i] = store_write_response(check_st, t[i], text, len);
+        ck_assert_int_ge(fds[i], 0);
+        free(text);
+    }
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 0);
+    store_commit_responses(check_st, t, bases, fds, 3, rc);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(rc[i], 0);
+        ck_assert_ptr_nonnull(t[i]->response_file);
+        char *found = store_find_response(check_st, "BOT-1", t[i]->id);
+        ck_assert_str_eq(found, t[i]->response_file);
+        free(found);
+        free(bases[i]);
+        task_free(t[i]);
+    }
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 3);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 3);
+}
+END_TEST
+
+START_TEST(test_crash_before_commit)
+{
+    /* Killed after a task's answer was written (whole, in the page cache)
+     * but before the commit made it durable, while the next task ran: both
+     * run again, and nothing was answered. */
+    struct task *a = check_claimed("H-1");
+    struct task *b = check_claimed("H-2");
+    char *base;
+    size_t len;
+    char *text = check_response(a, &base, &len);
+    int fd = store_write_response(check_st, a, text, len);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 1);
+    int requeued = 0;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 2);
+    ck_assert_int_eq(requeued, 2);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 0);
+    free(text);
+    free(base);
+    task_free(a);
+    task_free(b);
+}
+END_TEST
+
+START_TEST(test_crash_during_commit)
+{
+    /* Killed inside a commit: the batch was synced, the first answer got its
+     * pending name and its final name, the second still has its temp name
+     * (synced, but recovery cannot know that), the third was renamed to its
+     * pending name only. One response each for the first and third, the
+     * second runs again. */
+    struct task *t[3] = {check_claimed("K-1"), check_claimed("K-2"), check_claimed("K-3")};
+    char *pending[3];
+    for (int i = 0; i < 3; i++)
+        pending[i] = check_write_pending(t[i]);
+    char *final = xasprintf("%s/2026-01-01-0000-BOT-1-user-RESPONSE-K-1-complete.md",
+                            store_paths(check_st)->responses);
+    ck_assert_int_eq(link(pending[0], final), 0);
+    char *tmp = xasprintf("%s.tmp", pending[1]);
+    ck_assert_int_eq(rename(pending[1], tmp), 0);
+    int requeued = 0;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 1);
+    ck_assert_int_eq(requeued, 1);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 2);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 2);
+    ck_assert_int_eq(check_count(store_paths(check_st)->realtime, "K-2"), 1);
+    for (int i = 0; i < 3; i++) {
+        char *found = store_find_response(check_st, "BOT-1", t[i]->id);
+        if (i == 1)
+            ck_assert_ptr_null(found);
+        else
+            ck_assert_ptr_nonnull(found);
+        free(found);
+        free(pending[i]);
+        task_free(t[i]);
+    }
+    free(tmp);
+    free(final);
+}
+END_TEST
+
+START_TEST(test_persist_batch_and_cut_file)
+{
+    /* A batch persisted together; then a task file cut by a power loss
+     * before its batch's sync (never acknowledged) is set aside. */
+    struct task *t[2] = {check_rt_task("P-1"), check_rt_task("P-2")};
+    bool ok[2] = {false, false};
+    store_persist_realtime(check_st, t, 2, ok);
+    ck_assert(ok[0] && ok[1]);
+    char *cut = xasprintf("%s/P-3.json", store_paths(check_st)->realtime);
+    FILE *f = fopen(cut, "w");
+    fputs("{\"task_id\":\"P-3\",\"comm", f);
+    fclose(f);
+    int requeued = 0;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 2);
+    ck_assert_int_eq(requeued, 2);
+    ck_assert_int_eq(check_count(store_paths(check_st)->realtime, ""), 2);
+    ck_assert_int_eq(check_count(store_paths(check_st)->realtime, ".P-3.json"), 1);
+    requeued = 0;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 2);
+    free(cut);
+    task_free(t[0]);
+    task_free(t[1]);
+}
+END_TEST
+
 START_TEST(test_crash_after_link)
 {
     struct task *t = check_claimed("B-2");
@@ -310,6 +435,10 @@ static Suite *check_store_suite(void)
     tcase_add_test(tc, test_persist_and_load);
     tcase_add_test(tc, test_finish_once);
     tcase_add_test(tc, test_crash_while_writing_response);
+    tcase_add_test(tc, test_commit_batch);
+    tcase_add_test(tc, test_crash_before_commit);
+    tcase_add_test(tc, test_crash_during_commit);
+    tcase_add_test(tc, test_persist_batch_and_cut_file);
     tcase_add_test(tc, test_crash_before_link);
     tcase_add_test(tc, test_crash_after_link);
     tcase_add_test(tc, test_crash_after_archive);

@@ -25,12 +25,27 @@ struct api_ws {
     struct api_ws *next;
 };
 
+/* A growing output buffer. */
+struct api_buf {
+    char *data;
+    size_t len, cap;
+};
+
+/* The UTC date and time of one second, formatted once for that second. */
+struct api_clock {
+    int64_t sec;
+    char text[40];
+};
+
 struct api {
     struct api_config cfg;
     struct http_server *http;
     struct engine *engine;
     struct store *store;
     struct api_ws *sessions;
+    pid_t pid;
+    struct api_buf status; /* the last /status body, reused */
+    struct api_clock now_clock, started_clock;
 };
 
 /* Current UTC time as a JSON string. */
@@ -53,26 +68,175 @@ static json_t *api_str(const char *s)
     return s ? json_string(s) : json_null();
 }
 
-/* The fields of GET /status (also the WebSocket "status" message). */
-static json_t *api_status_json(struct api *api)
+/* Make room for LEN more bytes in B (rarely: the buffer is reused). */
+static __attribute__((noinline)) void api_buf_grow(struct api_buf *b, size_t len)
+{
+    while (b->len + len > b->cap)
+        b->cap = b->cap ? b->cap * 2 : 512;
+    b->data = xrealloc(b->data, b->cap);
+}
+
+/* Append LEN bytes to B. */
+static inline void api_buf_put(struct api_buf *b, const char *data, size_t len)
+{
+    if (b->len + len > b->cap)
+        api_buf_grow(b, len);
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+}
+
+/* Append the NUL-terminated LIT (a literal: its strlen is a constant). */
+static inline void api_buf_lit(struct api_buf *b, const char *lit)
+{
+    api_buf_put(b, lit, strlen(lit));
+}
+
+/* Append V in decimal. */
+static void api_buf_uint(struct api_buf *b, uint64_t v)
+{
+    char digits[24];
+    size_t n = sizeof digits;
+    do
+        digits[--n] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    api_buf_put(b, digits + n, sizeof digits - n);
+}
+
+/* Append MS milliseconds as seconds, the way jansson prints a real with 12
+ * significant digits: "12.5", "3.0", "0.001". */
+static void api_buf_seconds_ms(struct api_buf *b, uint64_t ms)
+{
+    char frac[5] = {'.', (char)('0' + ms / 100 % 10), (char)('0' + ms / 10 % 10),
+                    (char)('0' + ms % 10), 0};
+    size_t n = 4;
+    while (n > 2 && frac[n - 1] == '0')
+        n--;
+    api_buf_uint(b, ms / 1000);
+    api_buf_put(b, frac, n);
+}
+
+/* Append the escape \uXXXX of the UTF-16 code unit U. */
+static void api_buf_u16(struct api_buf *b, uint32_t u)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char esc[6] = {'\\', 'u', hex[u >> 12 & 15], hex[u >> 8 & 15], hex[u >> 4 & 15], hex[u & 15]};
+    api_buf_put(b, esc, sizeof esc);
+}
+
+/* Append the escape of the character at P (one that JSON_ENSURE_ASCII
+ * escapes); returns how many bytes it took. A byte that is not well-formed
+ * UTF-8 (a file name can be anything) becomes U+FFFD. */
+static size_t api_buf_escape(struct api_buf *b, const unsigned char *p)
+{
+    static const char plain[] = "\"\\\b\f\n\r\t", named[] = "\"\\bfnrt";
+    const char *c = *p ? strchr(plain, *p) : NULL;
+    if (c) {
+        char esc[2] = {'\\', named[c - plain]};
+        api_buf_put(b, esc, 2);
+        return 1;
+    }
+    size_t n = util_utf8_sequence(p, strnlen((const char *)p, 4));
+    uint32_t cp = n == 0 ? 0xfffd : n == 1 ? p[0] : p[0] & (0x7fu >> n);
+    for (size_t i = 1; i < n; i++)
+        cp = (cp << 6) | (p[i] & 0x3f);
+    if (cp < 0x10000) {
+        api_buf_u16(b, cp);
+    } else {
+        api_buf_u16(b, 0xd800 | ((cp - 0x10000) >> 10));
+        api_buf_u16(b, 0xdc00 | (cp & 0x3ff));
+    }
+    return n ? n : 1;
+}
+
+/* Append S as a JSON string, escaped as jansson's JSON_ENSURE_ASCII does
+ * (so the text is byte for byte what json_dumps gave before). */
+static void api_buf_str(struct api_buf *b, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    api_buf_put(b, "\"", 1);
+    while (*p) {
+        size_t run = 0;
+        while (p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
+            run++;
+        api_buf_put(b, (const char *)p, run);
+        p += run;
+        if (*p)
+            p += api_buf_escape(b, p);
+    }
+    api_buf_put(b, "\"", 1);
+}
+
+/* Append the timestamp WALL_NS as a JSON string ("2026-01-02T03:04:05.678Z",
+ * as util_iso_utc), formatting the seconds part only when it changed. */
+static void api_buf_time(struct api_buf *b, struct api_clock *clock, int64_t wall_ns)
+{
+    int64_t sec = wall_ns / 1000000000;
+    if (sec != clock->sec || !clock->text[0]) {
+        util_iso_utc(clock->text, sizeof clock->text, wall_ns);
+        clock->text[strcspn(clock->text, ".")] = '\0';
+        clock->sec = sec;
+    }
+    int ms = (int)(wall_ns / 1000000 % 1000);
+    char tail[7] = {
+        '.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', '"'};
+    api_buf_put(b, "\"", 1);
+    api_buf_lit(b, clock->text);
+    api_buf_put(b, tail, 6);
+}
+
+/* The fields of GET /status (also the WebSocket "status" message, which
+ * adds TYPE), rendered into api->status: no JSON tree, no allocation once
+ * the buffer has grown, no system call but the clocks (vDSO). */
+static const struct api_buf *api_status_render(struct api *api, const char *type)
 {
     struct engine_status st;
+    struct api_buf *b = &api->status;
     engine_status(api->engine, &st);
-    json_t *cur = json_null();
+    b->len = 0;
+    api_buf_lit(b, "{\"bot_id\":");
+    api_buf_str(b, api->cfg.bot_id);
+    api_buf_lit(b, ",\"status\":\"");
+    api_buf_lit(b, st.state);
+    api_buf_lit(b, "\",\"mode\":\"");
+    api_buf_lit(b, api->cfg.mode);
+    api_buf_lit(b, "\",\"port\":");
+    if (api->cfg.port < 0)
+        api_buf_put(b, "-", 1);
+    api_buf_uint(b, (uint64_t)(api->cfg.port < 0 ? -(int64_t)api->cfg.port : api->cfg.port));
+    api_buf_lit(b, ",\"pid\":");
+    api_buf_uint(b, (uint64_t)api->pid);
+    api_buf_lit(b, ",\"uptime_seconds\":");
+    api_buf_seconds_ms(b, (uint64_t)(util_mono_ns() - api->cfg.started_mono_ns + 500000) / 1000000);
+    api_buf_lit(b, ",\"tasks_processed\":");
+    api_buf_uint(b, st.processed);
+    api_buf_lit(b, ",\"tasks_failed\":");
+    api_buf_uint(b, st.failed);
+    api_buf_lit(b, ",\"current_task\":");
     if (st.current) {
-        char ts[40];
-        util_iso_utc(ts, sizeof ts, st.current->started_wall_ns);
-        cur = json_pack("{s:s, s:s, s:s}", "task_id", st.current->id, "source",
-                        task_source_name(st.current->source), "started_at", ts);
+        api_buf_lit(b, "{\"task_id\":");
+        api_buf_str(b, st.current->id);
+        api_buf_lit(b, ",\"source\":\"");
+        api_buf_lit(b, task_source_name(st.current->source));
+        api_buf_lit(b, "\",\"started_at\":");
+        api_buf_time(b, &api->started_clock, st.current->started_wall_ns);
+        api_buf_lit(b, "}");
+    } else {
+        api_buf_lit(b, "null");
     }
-    double up = (double)(util_mono_ns() - api->cfg.started_mono_ns) / 1e9;
-    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:I, s:I, s:o, s:{s:I, s:I}, s:o, s:s}",
-                     "bot_id", api->cfg.bot_id, "status", st.state, "mode", api->cfg.mode, "port",
-                     api->cfg.port, "pid", (int)getpid(), "uptime_seconds", api_ms(up),
-                     "tasks_processed", (json_int_t)st.processed, "tasks_failed",
-                     (json_int_t)st.failed, "current_task", cur, "queue", "realtime",
-                     (json_int_t)st.realtime, "file", (json_int_t)st.file, "timestamp", api_now(),
-                     "version", HIVE_VERSION);
+    api_buf_lit(b, ",\"queue\":{\"realtime\":");
+    api_buf_uint(b, st.realtime);
+    api_buf_lit(b, ",\"file\":");
+    api_buf_uint(b, st.file);
+    api_buf_lit(b, "},\"timestamp\":");
+    api_buf_time(b, &api->now_clock, util_wall_ns());
+    api_buf_lit(b, ",\"version\":\"" HIVE_VERSION "\"");
+    if (type) {
+        api_buf_lit(b, ",\"type\":\"");
+        api_buf_lit(b, type);
+        api_buf_lit(b, "\"");
+    }
+    api_buf_lit(b, "}");
+    return b;
 }
 
 /* Extract the "## Output" section of a response file. */
@@ -374,9 +538,8 @@ static void api_ws_text(struct ws_session *ws, const char *data, size_t len, voi
     else if (type && strcmp(type, "ping") == 0)
         api_ws_send(api, s->id, json_pack("{s:s, s:o}", "type", "pong", "timestamp", api_now()));
     else if (type && strcmp(type, "status") == 0) {
-        json_t *st = api_status_json(api);
-        json_object_set_new(st, "type", json_string("status"));
-        api_ws_send(api, s->id, st);
+        const struct api_buf *b = api_status_render(api, "status");
+        ws_send_text(s->ws, b->data, b->len);
     } else {
         char *t = type ? xstrdup(type) : json_dump_compact(json_object_get(msg, "type"), NULL);
         char *text = xasprintf("Unknown message type: %s", t);
@@ -489,7 +652,8 @@ static void api_route(struct http_conn *conn, struct http_request *req, void *ar
     if (strcmp(p, "/status") == 0) {
         if (!get)
             return api_method_not_allowed(conn, "GET, HEAD");
-        return http_respond_json(conn, 200, api_status_json(api), NULL);
+        const struct api_buf *b = api_status_render(api, NULL);
+        return http_respond(conn, 200, "application/json", b->data, b->len, NULL);
     }
     if (strcmp(p, "/ws") == 0) {
         if (strcmp(m, "GET") != 0)
@@ -524,6 +688,7 @@ struct api *api_new(struct event_base *base, int listen_fd, const struct api_con
     struct api *api = xcalloc(1, sizeof *api);
     api->cfg = *cfg;
     api->store = store;
+    api->pid = getpid();
     struct http_server_config hc = {.limits = cfg->limits, .on_request = api_route, .arg = api};
     api->http = http_server_new(base, listen_fd, &hc);
     if (!api->http) {
@@ -563,5 +728,6 @@ void api_free(struct api *api)
         free(s);
     }
     http_server_free(api->http);
+    free(api->status.data);
     free(api);
 }

@@ -1,8 +1,17 @@
 /*
  * engine: owns the bot's queues, the running task and the bookkeeping that
  * /status and GET /api/task/<id> read. A task flows one way: submit →
- * (batched durable write) → realtime queue → claim → adapter → response →
- * archive → recent list. File tasks join at the claim.
+ * (batched durable write) → realtime queue → claim → adapter → response
+ * written → (batched durable commit: link, archive) → recent list. File
+ * tasks join at the claim.
+ *
+ * Tasks run one at a time, but their answers are group-committed: a finished
+ * task's response is written (not yet synced) and the next task starts at
+ * once; the written responses are made durable together by one sync, then
+ * linked and archived, and only then reported (WebSocket, GET, counters).
+ * The commit comes on the next loop pass when the bot has nothing else to
+ * start, else at most ENGINE_ANSWER_MS later or at ENGINE_ANSWER_MAX
+ * answers.
  */
 #include "worker/engine.h"
 
@@ -19,6 +28,15 @@
 
 #define ENGINE_RECENT_MAX 1024
 #define ENGINE_RETRY_MS 1000
+#define ENGINE_ANSWER_MS 5   /* longest a written answer waits for company */
+#define ENGINE_ANSWER_MAX 64 /* answers per commit */
+
+/* A finished task whose response is written but not yet durable. */
+struct engine_answer {
+    struct task *task;
+    char *base; /* the response's name without suffix */
+    int fd;     /* its written file; -1: the commit failed, write it again */
+};
 
 /* A submitted realtime task waiting for its durable write. */
 struct engine_pending {
@@ -40,13 +58,18 @@ struct engine {
     size_t n_pending, cap_pending;
     struct task *current;
     struct adapter_job *job;
-    bool result_unwritten; /* current finished but its response is not on disk */
+    bool result_unwritten;         /* current finished but its response is not on disk */
+    struct engine_answer *answers; /* finished, waiting for the commit */
+    size_t n_answers, cap_answers;
     bool stopping, stopped, cooling;
+    bool paused; /* the PAUSE file exists: read before each task start, kept
+                    fresh for /status by inotify on the controls folder */
     unsigned long processed, failed;
     uint64_t recent_seq;
     struct event *commit_ev;   /* group commit of pending submissions */
     struct event *kick_ev;     /* deferred look for work */
     struct event *cooldown_ev; /* end of the pause after a task */
+    struct event *answer_ev;   /* group commit of written answers */
     struct event *retry_ev;    /* retry of a response write that failed */
     struct event *grace_ev;    /* end of the stop grace */
 };
@@ -81,6 +104,9 @@ static bool engine_busy_id(const struct engine *e, const char *id)
         return true;
     for (size_t i = 0; i < e->n_pending; i++)
         if (strcmp(e->pending[i].task->id, id) == 0)
+            return true;
+    for (size_t i = 0; i < e->n_answers; i++)
+        if (strcmp(e->answers[i].task->id, id) == 0)
             return true;
     return false;
 }
@@ -150,11 +176,10 @@ static void engine_remember(struct engine *e, struct task *t)
         task_free(queue_pop(e->recent));
 }
 
-/* Write the current task's response; on failure retry later (disk full,
- * read-only): the task stays claimed and nothing else starts meanwhile. */
-static bool engine_write_response(struct engine *e)
+/* Render T's response and write it, not yet durable: the open descriptor
+ * (BASE gets the name without suffix), or -errno. */
+static int engine_write_answer(struct engine *e, struct task *t, char **base)
 {
-    struct task *t = e->current;
     struct response r = {.bot_id = e->cfg.bot_id,
                          .task_id = t->id,
                          .to = t->from,
@@ -165,28 +190,96 @@ static bool engine_write_response(struct engine *e)
                          .output_len = t->output_len,
                          .error = t->error,
                          .finished_wall_ns = util_wall_ns()};
-    char *base = response_base_name(&r);
     size_t len;
     char *text = response_render(&r, &len);
-    int rc = store_finish(e->store, t, base, text, len);
-    free(base);
+    int fd = store_write_response(e->store, t, text, len);
     free(text);
-    if (rc < 0) {
-        log_error("cannot write the response of task %s: %s (retrying)", t->id, strerror(-rc));
-        engine_activity(e, "error", t, "failure", 0, "response write failed");
-        struct timeval tv = {ENGINE_RETRY_MS / 1000, (ENGINE_RETRY_MS % 1000) * 1000};
+    *base = fd >= 0 ? response_base_name(&r) : NULL;
+    return fd;
+}
+
+/* Start the stop grace, once: what still runs or waits then is left. */
+static void engine_arm_grace(struct engine *e)
+{
+    struct timeval tv = {(long)e->cfg.stop_grace_s,
+                         (long)((e->cfg.stop_grace_s - (long)e->cfg.stop_grace_s) * 1e6)};
+    if (!evtimer_pending(e->grace_ev, NULL))
+        evtimer_add(e->grace_ev, &tv);
+}
+
+/* Report a response that could not be written and try again later (disk
+ * full, read-only): nothing else starts meanwhile. */
+static void engine_answer_failed(struct engine *e, const struct task *t, int rc)
+{
+    log_error("cannot write the response of task %s: %s (retrying)", t->id, strerror(-rc));
+    engine_activity(e, "error", t, "failure", 0, "response write failed");
+    struct timeval tv = {ENGINE_RETRY_MS / 1000, (ENGINE_RETRY_MS % 1000) * 1000};
+    if (!evtimer_pending(e->retry_ev, NULL))
         evtimer_add(e->retry_ev, &tv);
+    if (e->stopping)
+        engine_arm_grace(e);
+}
+
+/* True while an answer whose commit failed waits to be written again. */
+static bool engine_answers_stuck(const struct engine *e)
+{
+    for (size_t i = 0; i < e->n_answers; i++)
+        if (e->answers[i].fd < 0)
+            return true;
+    return false;
+}
+
+/* True when a written answer waits for the commit. */
+static bool engine_answers_ready(const struct engine *e)
+{
+    for (size_t i = 0; i < e->n_answers; i++)
+        if (e->answers[i].fd >= 0)
+            return true;
+    return false;
+}
+
+/* Schedule the commit of the written answers: on the next loop pass when
+ * the bot has nothing else to start (or enough answers wait), else a few
+ * ms later so that the answers of the next tasks share its sync. */
+static void engine_schedule_answers(struct engine *e)
+{
+    static const struct timeval zero = {0, 0};
+    static const struct timeval later = {0, ENGINE_ANSWER_MS * 1000};
+    bool more = !e->stopping && !e->cooling && !e->paused &&
+                (queue_len(e->realtime) > 0 || e->n_pending > 0 ||
+                 (e->files && filequeue_len(e->files) > 0));
+    if (!more || e->n_answers >= ENGINE_ANSWER_MAX) {
+        evtimer_del(e->answer_ev);
+        evtimer_add(e->answer_ev, &zero);
+    } else if (!evtimer_pending(e->answer_ev, NULL)) {
+        evtimer_add(e->answer_ev, &later);
+    }
+}
+
+/* Write the current task's response and hand the task to the next commit;
+ * on failure it stays current (retried later) and nothing else starts. */
+static bool engine_write_response(struct engine *e)
+{
+    struct task *t = e->current;
+    char *base;
+    int fd = engine_write_answer(e, t, &base);
+    if (fd < 0) {
+        engine_answer_failed(e, t, fd);
         return false;
     }
+    if (e->n_answers == e->cap_answers) {
+        e->cap_answers = e->cap_answers ? e->cap_answers * 2 : 16;
+        e->answers = xrealloc(e->answers, e->cap_answers * sizeof *e->answers);
+    }
+    e->answers[e->n_answers++] = (struct engine_answer){t, base, fd};
+    e->current = NULL;
+    e->result_unwritten = false;
     return true;
 }
 
-/* The current task is answered: account, report, move on. */
-static void engine_complete(struct engine *e)
+/* An answer is durable, linked and archived: account, report, remember. */
+static void engine_complete(struct engine *e, struct task *t)
 {
-    struct task *t = e->current;
-    e->current = NULL;
-    e->result_unwritten = false;
     t->state = t->success ? TASK_DONE : TASK_FAILED;
     e->processed++;
     if (!t->success)
@@ -198,11 +291,68 @@ static void engine_complete(struct engine *e)
     if (e->ev.task_finished)
         e->ev.task_finished(t, e->ev.arg);
     engine_remember(e, t);
-    if (e->stopping) {
-        engine_run_next(e);
-        return;
+}
+
+/* After a commit: report the answers that made it (RC, in order, covers
+ * those that were written) and keep the others to be written again. */
+static void engine_settle_answers(struct engine *e, const int *rc)
+{
+    size_t kept = 0;
+    for (size_t i = 0, j = 0; i < e->n_answers; i++) {
+        struct engine_answer a = e->answers[i];
+        int r = a.fd >= 0 ? rc[j++] : 0;
+        if (a.fd >= 0 && r == 0) {
+            free(a.base);
+            engine_complete(e, a.task);
+            continue;
+        }
+        if (a.fd >= 0) {
+            engine_answer_failed(e, a.task, r);
+            a.fd = -1;
+        }
+        e->answers[kept++] = a;
     }
-    if (e->cfg.cooldown_s > 0) {
+    e->n_answers = kept;
+}
+
+/* Group commit of the written answers: one sync for all, then each is
+ * linked, archived and reported. An answer whose commit failed stays, to be
+ * written again by the retry timer. */
+static void engine_commit_answers(struct engine *e)
+{
+    size_t n = 0, cap = e->n_answers + 1;
+    struct task **tasks = xmalloc(cap * sizeof *tasks);
+    char **bases = xmalloc(cap * sizeof *bases);
+    int *fds = xmalloc(cap * sizeof *fds), *rc = xmalloc(cap * sizeof *rc);
+    for (size_t i = 0; i < e->n_answers; i++) {
+        if (e->answers[i].fd < 0)
+            continue;
+        tasks[n] = e->answers[i].task, bases[n] = e->answers[i].base, fds[n] = e->answers[i].fd;
+        n++;
+    }
+    if (n)
+        store_commit_responses(e->store, tasks, bases, fds, n, rc);
+    engine_settle_answers(e, rc);
+    free(tasks);
+    free(bases);
+    free(fds);
+    free(rc);
+    if (e->stopping)
+        engine_run_next(e);
+}
+
+/* Timer: commit the written answers. */
+static void engine_answer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    engine_commit_answers(arg);
+}
+
+/* The current task's answer is written: cool down or look for the next task,
+ * and schedule the commit. */
+static void engine_task_done(struct engine *e)
+{
+    if (e->cfg.cooldown_s > 0 && !e->stopping) {
         struct timeval tv = {(long)e->cfg.cooldown_s,
                              (long)((e->cfg.cooldown_s - (long)e->cfg.cooldown_s) * 1e6)};
         e->cooling = true;
@@ -210,6 +360,7 @@ static void engine_complete(struct engine *e)
     } else {
         engine_kick(e);
     }
+    engine_schedule_answers(e);
 }
 
 /* Record the result of the current task and answer it. */
@@ -226,7 +377,7 @@ static void engine_finish(struct engine *e, bool success, char *output, size_t o
     t->duration_seconds = duration;
     e->result_unwritten = true;
     if (engine_write_response(e))
-        engine_complete(e);
+        engine_task_done(e);
 }
 
 /* Adapter output as it comes. */
@@ -247,19 +398,44 @@ static void engine_done_cb(struct adapter_result *res, void *arg)
     engine_finish(e, res->success, output, res->output_len, error, res->duration_seconds);
 }
 
-/* Retry timer for a response that could not be written. */
+/* Retry timer: write again the current task's response and the answers
+ * whose commit failed. */
 static void engine_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct engine *e = arg;
-    if (e->current && e->result_unwritten && engine_write_response(e))
-        engine_complete(e);
+    bool rewritten = false;
+    for (size_t i = 0; i < e->n_answers; i++) {
+        struct engine_answer *a = &e->answers[i];
+        if (a->fd >= 0)
+            continue;
+        free(a->base);
+        a->fd = engine_write_answer(e, a->task, &a->base);
+        if (a->fd < 0)
+            engine_answer_failed(e, a->task, a->fd);
+        rewritten |= a->fd >= 0;
+    }
+    if (e->current && e->result_unwritten && engine_write_response(e)) {
+        engine_task_done(e);
+        return;
+    }
+    if (rewritten)
+        engine_schedule_answers(e);
+    engine_kick(e);
 }
 
-/* True when the PAUSE file exists; checked before every task. */
-static bool engine_paused(const struct engine *e)
+/* Look whether the PAUSE file exists (SPEC: before every task start). */
+static bool engine_paused(struct engine *e)
 {
-    return access(store_paths(e->store)->pause, F_OK) == 0;
+    e->paused = access(store_paths(e->store)->pause, F_OK) == 0;
+    return e->paused;
+}
+
+/* The next task in order, not taken, or NULL. */
+static const struct task *engine_peek_next(const struct engine *e)
+{
+    const struct task *t = queue_peek(e->realtime);
+    return t ? t : e->files ? filequeue_peek(e->files) : NULL;
 }
 
 /* Take the next task in order, or NULL. */
@@ -269,6 +445,17 @@ static struct task *engine_take_next(struct engine *e)
     if (!t && e->files)
         t = filequeue_pop(e->files);
     return t;
+}
+
+/* True when a written answer belongs to a task file named FILE_NAME (a new
+ * file of that name must not be claimed before that answer is committed:
+ * both would share _active/FILE_NAME and the response's temp name). */
+static bool engine_answer_named(const struct engine *e, const char *file_name)
+{
+    for (size_t i = 0; i < e->n_answers; i++)
+        if (strcmp(e->answers[i].task->file_name, file_name) == 0)
+            return true;
+    return false;
 }
 
 /* Start TASK (already claimed) through the adapter. */
@@ -295,10 +482,10 @@ static void engine_start_task(struct engine *e, struct task *t)
         engine_finish(e, false, NULL, 0, xstrdup(err), 0);
 }
 
-/* Finish stopping once nothing runs. */
+/* Finish stopping once nothing runs and every answer is committed. */
 static void engine_maybe_stopped(struct engine *e)
 {
-    if (!e->stopping || e->current || e->stopped || e->n_pending)
+    if (!e->stopping || e->current || e->stopped || e->n_pending || e->n_answers)
         return;
     e->stopped = true;
     if (e->grace_ev)
@@ -311,13 +498,21 @@ static void engine_maybe_stopped(struct engine *e)
 static void engine_run_next(struct engine *e)
 {
     if (e->stopping) {
-        engine_maybe_stopped(e);
+        if (engine_answers_ready(e))
+            engine_commit_answers(e); /* calls back here */
+        else
+            engine_maybe_stopped(e);
         return;
     }
-    while (!e->current && !e->cooling && !engine_paused(e)) {
-        struct task *t = engine_take_next(e);
-        if (!t)
+    while (!e->current && !e->cooling && !engine_answers_stuck(e) && !engine_paused(e)) {
+        const struct task *next = engine_peek_next(e);
+        if (!next)
             return;
+        if (next->file_name && engine_answer_named(e, next->file_name)) {
+            engine_commit_answers(e);
+            continue;
+        }
+        struct task *t = engine_take_next(e);
         int r = store_claim(e->store, t, e->cfg.bot_id);
         if (r < 0) {
             log_warn("cannot claim task %s: %s", t->id, strerror(-r));
@@ -360,13 +555,28 @@ static void engine_grace_cb(evutil_socket_t fd, short what, void *arg)
         task_free(e->current);
         e->current = NULL;
     }
+    if (engine_answers_ready(e))
+        engine_commit_answers(e);
+    /* Answers that could not be committed: their tasks stay claimed and
+     * run again at the next start. */
+    for (size_t i = 0; i < e->n_answers; i++) {
+        if (e->answers[i].fd >= 0)
+            close(e->answers[i].fd);
+        log_warn("task %s not answered before the stop; it runs again at the next start",
+                 e->answers[i].task->id);
+        free(e->answers[i].base);
+        task_free(e->answers[i].task);
+    }
+    e->n_answers = 0;
     engine_maybe_stopped(e);
 }
 
 /* File queue or controls folder changed. */
 static void engine_files_cb(void *arg)
 {
-    engine_kick(arg);
+    struct engine *e = arg;
+    engine_paused(e);
+    engine_kick(e);
 }
 
 struct engine *engine_new(struct event_base *base, const struct engine_config *cfg,
@@ -384,6 +594,7 @@ struct engine *engine_new(struct event_base *base, const struct engine_config *c
     e->commit_ev = evtimer_new(base, engine_commit_cb, e);
     e->kick_ev = evtimer_new(base, engine_kick_cb, e);
     e->cooldown_ev = evtimer_new(base, engine_cooldown_cb, e);
+    e->answer_ev = evtimer_new(base, engine_answer_cb, e);
     e->retry_ev = evtimer_new(base, engine_retry_cb, e);
     e->grace_ev = evtimer_new(base, engine_grace_cb, e);
     return e;
@@ -401,11 +612,12 @@ static void engine_recovered_cb(struct task *t, void *arg)
 int engine_start(struct engine *e)
 {
     int n = store_recover(e->store, e->cfg.bot_id, engine_recovered_cb, e);
-    if (e->cfg.file_queue) {
-        e->files = filequeue_new(e->base, store_paths(e->store), e->cfg.bot_id,
-                                 e->cfg.file_min_age_s, e->cfg.rescan_s, engine_files_cb, e);
-        filequeue_rescan(e->files);
-    }
+    /* Without a file queue (websocket-only) this watches the controls
+     * folder only, for the PAUSE file. */
+    e->files = filequeue_new(e->base, store_paths(e->store), e->cfg.bot_id, e->cfg.file_queue,
+                             e->cfg.file_min_age_s, e->cfg.rescan_s, engine_files_cb, e);
+    filequeue_rescan(e->files);
+    engine_paused(e);
     engine_kick(e);
     return n;
 }
@@ -426,12 +638,20 @@ void engine_free(struct engine *e)
     for (size_t i = 0; i < e->n_pending; i++)
         task_free(e->pending[i].task);
     free(e->pending);
+    for (size_t i = 0; i < e->n_answers; i++) { /* recovery settles them */
+        if (e->answers[i].fd >= 0)
+            close(e->answers[i].fd);
+        free(e->answers[i].base);
+        task_free(e->answers[i].task);
+    }
+    free(e->answers);
     queue_free(e->realtime, engine_free_task);
     queue_free(e->recent, engine_free_task);
     filequeue_free(e->files);
     event_free(e->commit_ev);
     event_free(e->kick_ev);
     event_free(e->cooldown_ev);
+    event_free(e->answer_ev);
     event_free(e->retry_ev);
     event_free(e->grace_ev);
     free(e);
@@ -445,6 +665,9 @@ const struct task *engine_find(const struct engine *e, const char *id)
     for (size_t i = 0; !t && i < e->n_pending; i++)
         if (strcmp(e->pending[i].task->id, id) == 0)
             t = e->pending[i].task;
+    for (size_t i = 0; !t && i < e->n_answers; i++)
+        if (strcmp(e->answers[i].task->id, id) == 0)
+            t = e->answers[i].task;
     if (!t && e->files)
         t = filequeue_find(e->files, id);
     if (!t)
@@ -452,12 +675,11 @@ const struct task *engine_find(const struct engine *e, const char *id)
     return t;
 }
 
-void engine_status(const struct engine *e, struct engine_status *st)
+void engine_status(struct engine *e, struct engine_status *st)
 {
-    st->state = e->stopping        ? "stopping"
-                : e->current       ? "busy"
-                : engine_paused(e) ? "paused"
-                                   : "idle";
+    /* Without inotify nothing tells us of a PAUSE file dropped by hand. */
+    bool paused = e->files && filequeue_watching(e->files) ? e->paused : engine_paused(e);
+    st->state = e->stopping ? "stopping" : e->current ? "busy" : paused ? "paused" : "idle";
     st->current = e->current;
     st->realtime = queue_len(e->realtime) + e->n_pending;
     st->file = e->files ? filequeue_len(e->files) : 0;
@@ -475,6 +697,7 @@ int engine_pause(struct engine *e, bool paused)
         r = -1;
     if (r < 0)
         return -errno;
+    e->paused = paused;
     log_info("%s", paused ? "paused" : "resumed");
     engine_kick(e);
     return 0;
@@ -493,11 +716,8 @@ void engine_stop(struct engine *e)
     if (e->stopping)
         return;
     e->stopping = true;
-    if (e->current) {
-        struct timeval tv = {(long)e->cfg.stop_grace_s,
-                             (long)((e->cfg.stop_grace_s - (long)e->cfg.stop_grace_s) * 1e6)};
-        evtimer_add(e->grace_ev, &tv);
-    }
+    if (e->current || engine_answers_stuck(e))
+        engine_arm_grace(e);
     engine_kick(e);
 }
 

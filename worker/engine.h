@@ -67,7 +67,8 @@ enum engine_submit_status engine_submit(struct engine *engine, struct task *task
 /* A task known to the engine (accepting, queued, running or recently
  * finished), or NULL. */
 const struct task *engine_find(const struct engine *engine, const char *task_id);
-void engine_status(const struct engine *engine, struct engine_status *st);
+/* What /status shows; no system call when inotify watches the controls. */
+void engine_status(struct engine *engine, struct engine_status *st);
 /* Pause or resume through the PAUSE file. 0 or -errno. */
 int engine_pause(struct engine *engine, bool paused);
 /* Kill the running task's process group; false when nothing runs. */

@@ -24,6 +24,7 @@
 struct filequeue {
     const struct store_paths *paths;
     char *bot_id;
+    bool watch_queue; /* false: only the controls folder (websocket-only) */
     int64_t min_age_ns;
     struct queue *ready;
     int inotify_fd;
@@ -100,6 +101,8 @@ static void filequeue_arm_recheck(struct filequeue *fq)
 
 void filequeue_rescan(struct filequeue *fq)
 {
+    if (!fq->watch_queue)
+        return;
     DIR *d = opendir(fq->paths->queue);
     if (!d)
         return;
@@ -120,7 +123,7 @@ static bool filequeue_event(struct filequeue *fq, const struct inotify_event *ev
 {
     if (ev->mask & IN_Q_OVERFLOW) {
         filequeue_rescan(fq);
-        return false;
+        return true; /* events were lost: the PAUSE file may have changed too */
     }
     if (ev->wd != fq->queue_wd)
         return true; /* controls folder: PAUSE created or removed */
@@ -173,21 +176,24 @@ static void filequeue_timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct filequeue *filequeue_new(struct event_base *base, const struct store_paths *paths,
-                                const char *bot_id, double min_age_s, double rescan_s,
-                                filequeue_cb cb, void *arg)
+                                const char *bot_id, bool watch_queue, double min_age_s,
+                                double rescan_s, filequeue_cb cb, void *arg)
 {
     struct filequeue *fq = xcalloc(1, sizeof *fq);
     fq->paths = paths;
     fq->bot_id = xstrdup(bot_id);
+    fq->watch_queue = watch_queue;
+    fq->queue_wd = -1;
     fq->min_age_ns = (int64_t)(min_age_s * 1e9);
     fq->ready = queue_new();
     fq->cb = cb;
     fq->arg = arg;
     fq->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (fq->inotify_fd >= 0) {
-        fq->queue_wd = inotify_add_watch(fq->inotify_fd, paths->queue,
-                                         IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_MODIFY |
-                                             IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR);
+        if (watch_queue)
+            fq->queue_wd = inotify_add_watch(fq->inotify_fd, paths->queue,
+                                             IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_MODIFY |
+                                                 IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR);
         inotify_add_watch(fq->inotify_fd, paths->controls,
                           IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ONLYDIR);
         fq->inotify_ev =
@@ -199,7 +205,8 @@ struct filequeue *filequeue_new(struct event_base *base, const struct store_path
     fq->rescan_ev = event_new(base, -1, EV_PERSIST, filequeue_timer_cb, fq);
     struct timeval tv = {.tv_sec = (long)rescan_s,
                          .tv_usec = (long)((rescan_s - (long)rescan_s) * 1e6)};
-    event_add(fq->rescan_ev, &tv);
+    if (watch_queue)
+        event_add(fq->rescan_ev, &tv);
     fq->recheck_ev = evtimer_new(base, filequeue_timer_cb, fq);
     return fq;
 }
@@ -225,9 +232,19 @@ void filequeue_free(struct filequeue *fq)
     free(fq);
 }
 
+const struct task *filequeue_peek(const struct filequeue *fq)
+{
+    return queue_peek(fq->ready);
+}
+
 struct task *filequeue_pop(struct filequeue *fq)
 {
     return queue_pop(fq->ready);
+}
+
+bool filequeue_watching(const struct filequeue *fq)
+{
+    return fq->inotify_fd >= 0;
 }
 
 size_t filequeue_len(const struct filequeue *fq)

@@ -3,12 +3,14 @@
  * inotify (plus a slow rescan as a safety net), decides when a dropped file is
  * complete (renamed in, or written in place and left alone for min_age), reads
  * its priority and keeps the ready files in SPEC §2.1 order. It never claims:
- * the engine pops a task and asks the store to claim it.
+ * the engine pops a task and asks the store to claim it. In websocket-only
+ * mode it watches only the controls folder (the PAUSE file).
  */
 #ifndef HIVE_FILEQUEUE_H
 #define HIVE_FILEQUEUE_H
 
 #include <event2/event.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "worker/store.h"
@@ -20,13 +22,18 @@ struct filequeue;
  * ready, or the controls folder (PAUSE file) changed. */
 typedef void (*filequeue_cb)(void *arg);
 
+/* Watch the controls folder, and with WATCH_QUEUE the queue folder too. */
 struct filequeue *filequeue_new(struct event_base *base, const struct store_paths *paths,
-                                const char *bot_id, double min_age_s, double rescan_s,
-                                filequeue_cb cb, void *arg);
+                                const char *bot_id, bool watch_queue, double min_age_s,
+                                double rescan_s, filequeue_cb cb, void *arg);
 void filequeue_free(struct filequeue *fq);
+/* The next file task in order, left in the queue, or NULL. */
+const struct task *filequeue_peek(const struct filequeue *fq);
 /* The next file task in order, removed from the queue (caller owns it), or
  * NULL. */
 struct task *filequeue_pop(struct filequeue *fq);
+/* True when inotify reports changes (else only the rescan notices). */
+bool filequeue_watching(const struct filequeue *fq);
 /* Number of ready file tasks. */
 size_t filequeue_len(const struct filequeue *fq);
 /* A queued file task with this task id, or NULL. */

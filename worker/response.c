@@ -104,16 +104,22 @@ static bool response_name_taken(int dirfd, const char *name)
     return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+/* The N-th candidate name of BASE: BASE.md, then BASE-2.md, BASE-3.md ... */
+char *response_name(const char *base, unsigned long n)
+{
+    return n <= 1 ? xasprintf("%s.md", base) : xasprintf("%s-%lu.md", base, n);
+}
+
 /* The first free name of BASE.md, BASE-2.md ... in DIR (a name, not a path). */
 char *response_pick_name(const char *dir, const char *base)
 {
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    char *name = xasprintf("%s.md", base);
+    char *name = response_name(base, 1);
     if (dirfd < 0)
         return name;
     for (unsigned long n = 2; response_name_taken(dirfd, name); n++) {
         free(name);
-        name = xasprintf("%s-%lu.md", base, n);
+        name = response_name(base, n);
     }
     close(dirfd);
     return name;

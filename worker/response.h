@@ -29,6 +29,9 @@ struct response {
  * "YYYY-MM-DD-HHMM-<BOT>-<to>-RESPONSE-<task_id>-complete" (or -failed), local
  * time, each input-derived part sanitised to [A-Za-z0-9._-]. Caller frees. */
 char *response_base_name(const struct response *r);
+/* The N-th candidate name of BASE (1: BASE.md, 2: BASE-2.md ...). Caller
+ * frees. */
+char *response_name(const char *base, unsigned long n);
 /* The first of BASE.md, BASE-2.md, BASE-3.md ... that does not exist in DIR.
  * Caller frees. */
 char *response_pick_name(const char *dir, const char *base);
