@@ -195,10 +195,17 @@ static void fsm_give_up(struct fsm_bot *bot, int64_t now, struct fsm_actions *ac
     fsm_enter(bot, FSM_STATE_FATAL, now, act);
 }
 
-/* Count a restart and wait the current backoff before spawning again. */
+/* Count a restart; spawn at once after a healthy run, else wait the
+ * current backoff before spawning again. */
 static void fsm_schedule_backoff(struct fsm_bot *bot, int64_t now, struct fsm_actions *act)
 {
     fsm_record_restart(bot, now);
+    if (bot->backoff_ms == 0) {
+        bot->backoff_ms = bot->policy.backoff_initial_ms;
+        bot->backoff_delay_ms = 0;
+        fsm_spawn(bot, now, act);
+        return;
+    }
     bot->backoff_delay_ms = fsm_jitter(bot, bot->backoff_ms);
     if (bot->backoff_ms > bot->policy.backoff_max_ms / 2)
         bot->backoff_ms = bot->policy.backoff_max_ms;
@@ -275,7 +282,7 @@ static void fsm_on_watchdog_timeout(struct fsm_bot *bot, const struct fsm_event 
     fsm_publish_reason(bot, act);
 }
 
-/* RUNNING: reset_after_ms of uptime; the next failure waits the initial delay. */
+/* RUNNING: reset_after_ms of uptime; the next failure restarts at once. */
 static void fsm_on_healthy(struct fsm_bot *bot, const struct fsm_event *ev, int64_t now,
                            struct fsm_actions *act)
 {
@@ -283,7 +290,7 @@ static void fsm_on_healthy(struct fsm_bot *bot, const struct fsm_event *ev, int6
     (void)now;
     (void)act;
     if (!bot->killing)
-        bot->backoff_ms = bot->policy.backoff_initial_ms;
+        bot->backoff_ms = 0;
 }
 
 /* STARTING, RUNNING: the worker went away by itself (or by our timeout kill). */

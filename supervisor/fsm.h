@@ -25,10 +25,17 @@
  *   exactly window_ms old no longer counts), the bot goes FATAL instead with
  *   "more than 10 restarts within 60 s (last: exit status 1)". window_ms <= 0
  *   disables the limit; max_restarts is clamped to [0, FSM_RESTARTS_MAX].
- * - Backoff: the base delay starts at backoff_initial_ms and doubles after each
- *   restart up to backoff_max_ms; HEALTHY (reset_after_ms of uptime) sets it
- *   back to the initial value. The armed delay is base * (1 + j) with j
- *   uniform in [-jitter_pct, +jitter_pct] %, clamped to [1, backoff_max_ms].
+ * - Backoff: the first failure after a healthy run (HEALTHY: reset_after_ms
+ *   of uptime) restarts at once, straight from RUNNING to STARTING (SPAWN,
+ *   no BACKOFF state, no timer): a worker that served for a while and then
+ *   crashed is back without a wait. Every further failure before the next
+ *   HEALTHY waits in BACKOFF: the base delay starts at backoff_initial_ms and
+ *   doubles after each such restart up to backoff_max_ms. The armed delay is
+ *   base * (1 + j) with j uniform in [-jitter_pct, +jitter_pct] %, clamped to
+ *   [1, backoff_max_ms]. A bot that has not been healthy yet since its start
+ *   (a fresh START included) waits from its first failure: a worker that
+ *   cannot start is never respawned in a tight loop. Immediate restarts
+ *   count towards max_restarts like the others.
  * - START or RESTART from STOPPED or FATAL begins afresh: restarts, the restart
  *   window, the backoff and the reason are cleared (last_exit is kept).
  *   START or RESTART in BACKOFF skips the wait and spawns now. START in
@@ -128,8 +135,9 @@ struct fsm_bot {
     enum fsm_state state;
     int64_t since_ms;         /* when the current state was entered */
     unsigned restarts;        /* automatic restarts since the last fresh start */
-    int64_t backoff_ms;       /* base delay of the next restart, before jitter */
-    int64_t backoff_delay_ms; /* the delay armed by the last BACKOFF */
+    int64_t backoff_ms;       /* base delay of the next restart, before jitter;
+                                 0 after HEALTHY: the next restart is immediate */
+    int64_t backoff_delay_ms; /* the delay armed by the last restart (0: none) */
     struct fsm_exit last_exit;
     bool restart_pending; /* STOPPING: spawn again once it has exited */
     bool killing;         /* a start/watchdog timeout SIGKILLed it; reason says which */

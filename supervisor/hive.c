@@ -18,6 +18,7 @@
 #include "supervisor/hive.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,41 @@ static json_t *hive_registry_bot(const struct hive_bot *bot)
                      "reason", bot->fsm.reason);
 }
 
+/* Replace PATH with LEN bytes of TEXT through a temp file and a rename, so
+ * that readers see the old file or the new one whole. No fsync: the registry
+ * is a snapshot of live state, stale after a crash whatever the disk kept,
+ * and a flush here would stall the event loop (the proxy, READY handling,
+ * the API) at every state change and heartbeat. 0, or -1 with errno. */
+static int hive_registry_replace(const char *path, const char *text, size_t len)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, text + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int saved = n < 0 ? errno : EIO;
+            close(fd);
+            unlink(tmp);
+            errno = saved;
+            return -1;
+        }
+        off += (size_t)n;
+    }
+    close(fd);
+    if (rename(tmp, path) < 0) {
+        int saved = errno;
+        unlink(tmp);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
 /* Rewrite .deia/hive/registry.json by atomic rename. */
 static void hive_registry_write(struct hive *hive)
 {
@@ -145,7 +181,7 @@ static void hive_registry_write(struct hive *hive)
     size_t len = strlen(text);
     text = xrealloc(text, len + 2);
     memcpy(text + len, "\n", 2);
-    if (util_write_file_atomic(hive->registry_path, text, len + 1) < 0 && !hive->registry_warned) {
+    if (hive_registry_replace(hive->registry_path, text, len + 1) < 0 && !hive->registry_warned) {
         log_warn("cannot write %s: %s", hive->registry_path, strerror(errno));
         hive->registry_warned = true;
     }
@@ -430,12 +466,21 @@ static void hive_describe_exit(const struct fsm_exit *e, char *buf, size_t cap)
         snprintf(buf, cap, "exit status %d", e->code);
 }
 
-/* Log one transition: "BOT-001: starting -> running (pid 123)". */
-static void hive_bot_log_transition(const struct hive_bot *bot, enum fsm_state from)
+/* Log one transition: "BOT-001: starting -> running (pid 123)". RESTARTED:
+ * the step restarted a failed worker at once ("... -> starting (killed by
+ * signal 9; restart 2 now, pid 124)"). */
+static void hive_bot_log_transition(const struct hive_bot *bot, enum fsm_state from, bool restarted)
 {
     const struct fsm_bot *f = &bot->fsm;
     char detail[300];
     enum log_level level = LOG_LEVEL_INFO;
+    if (restarted) {
+        snprintf(detail, sizeof detail, "%s; restart %u now, pid %d", f->reason, f->restarts,
+                 (int)bot->pid);
+        log_msg(LOG_LEVEL_WARN, "%s: %s -> %s (%s)", bot->id, fsm_state_name(from),
+                fsm_state_name(f->state), detail);
+        return;
+    }
     switch (f->state) {
     case FSM_STATE_BACKOFF:
         snprintf(detail, sizeof detail, "%s; restart %u in %lld ms", f->reason, f->restarts,
@@ -500,10 +545,13 @@ static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, cons
     if (why && act.reason)
         snprintf(bot->fsm.reason, sizeof bot->fsm.reason, "%s", why);
     int failed = hive_bot_act(bot, &act, err, sizeof err);
-    if (bot->fsm.state != from) {
+    /* An exit that spawned at once: a restart without a backoff state. */
+    bool restarted =
+        ev->type == FSM_EV_EXITED && (act.flags & FSM_ACT_SPAWN) && act.reason && !failed;
+    if (bot->fsm.state != from || restarted) {
         if (bot->fsm.state == FSM_STATE_RUNNING)
             hive_bot_arm_watchdog(bot);
-        hive_bot_log_transition(bot, from);
+        hive_bot_log_transition(bot, from, restarted);
         hive_registry_changed(bot->hive);
     }
     if (failed) {

@@ -9,12 +9,24 @@
  *   worker connection and the worker's response, parsed with http-parser,
  *   streamed back. Each direction stops reading when the other side's output
  *   is over PROXY_PENDING_HIGH and resumes once it drains. Exchange records
- *   are recycled, so the steady state allocates nothing per request;
+ *   and their buffers are recycled, so the steady state allocates nothing
+ *   per request;
  * - tunnels: a WebSocket upgrade the worker accepted with 101 becomes a pair
  *   of bufferevents copying bytes both ways with the same back-pressure.
  *   When one side ends, the other still gets everything it said, then a
  *   half-close; proxy_tunnel_free() is the one place that tears a tunnel
  *   down.
+ *
+ * A worker connection is a socket with two events of its own rather than a
+ * bufferevent: the request head is laid out in one buffer and sent with one
+ * send(), and the answer is read with one recv() into a scratch buffer and
+ * parsed where it lies (a bufferevent would add an ioctl(FIONREAD) and a
+ * copy through an evbuffer to every read). The reading event stays armed for
+ * the connection's whole life, pooled or not, so a kept-alive request costs
+ * no epoll change; the writing event is armed only while request bytes wait.
+ * Response headers are sorted as they arrive: hop-by-hop ones and the
+ * worker's framing are never stored. A connection that becomes a tunnel is
+ * handed to a bufferevent then.
  *
  * The framing we send is always our own: the request goes up with the
  * client's Content-Length or re-chunked, as http.c's parser read them (never
@@ -46,19 +58,43 @@
 
 #define PROXY_PENDING_HIGH (256 * 1024) /* stop reading the other side above this */
 #define PROXY_PENDING_LOW (64 * 1024)   /* resume once the output is down to this */
-#define PROXY_IDLE_MAX 32               /* idle connections kept per bot */
+#define PROXY_IDLE_MAX 256              /* idle connections kept per bot */
 #define PROXY_SPARE_MAX 64              /* recycled exchange records kept */
 #define PROXY_IO_TIMEOUT_S 30           /* a worker silent this long has failed */
 #define PROXY_FLUSH_TIMEOUT_S 5         /* a closing tunnel flushes this long at most */
 #define PROXY_LINGER_MS 2000            /* then waits this long for the peer's EOF */
 #define PROXY_REASON_MAX 64             /* bytes of a status line's reason kept */
 #define PROXY_WHOLE_MAX (64 * 1024)     /* answers up to this size are relayed whole */
+#define PROXY_READ_MAX (64 * 1024)      /* bytes read from a worker at a time */
 
 /* How a message body is delimited. */
 enum proxy_framing { PROXY_FRAME_NONE, PROXY_FRAME_LENGTH, PROXY_FRAME_CHUNKED };
 
 /* Which part of a response head the parser is delivering. */
 enum proxy_field { PROXY_FIELD_NONE, PROXY_FIELD_NAME, PROXY_FIELD_VALUE };
+
+/* The header names the proxy treats specially, in either direction. */
+enum proxy_header {
+    PROXY_H_OTHER,          /* relayed as it is */
+    PROXY_H_HOP,            /* hop-by-hop (RFC 9110 §7.6.1 and old kin): never relayed */
+    PROXY_H_CONNECTION,     /* hop-by-hop, and names more hop-by-hop headers */
+    PROXY_H_CONTENT_LENGTH, /* the framing is always our own */
+    PROXY_H_HOST,           /* request: replaced by the worker's address */
+    PROXY_H_AUTHORIZATION,  /* request: replaced by the hive's token */
+    PROXY_H_EXPECT,         /* request: answered by http.c itself */
+    PROXY_H_XFF,            /* request: X-Forwarded-For, extended */
+    PROXY_H_XF_HOST,        /* request: X-Forwarded-Host, replaced */
+    PROXY_H_XF_PROTO,       /* request: X-Forwarded-Proto, replaced */
+    PROXY_H_ORIGIN,         /* request: dropped from upgrades (checked at the door) */
+    PROXY_H_DATE,           /* response: http_respond() adds its own to whole answers */
+    PROXY_H_SERVER,         /* response: likewise */
+};
+
+/* A growable byte buffer, kept NUL-terminated, reused across requests. */
+struct proxy_buf {
+    char *data;
+    size_t len, cap;
+};
 
 struct proxy_upstream;
 
@@ -80,8 +116,13 @@ struct proxy_pool {
 struct proxy_upstream {
     TAILQ_ENTRY(proxy_upstream) entry;
     struct proxy_pool *pool;
-    struct bufferevent *bev;
-    struct proxy_exchange *ex; /* NULL while idle */
+    int fd;
+    struct event *rev;            /* readable (or its timeout), armed while watched */
+    struct event *wev;            /* writable, armed while OUT holds bytes or connecting */
+    struct evbuffer *out;         /* request bytes the socket has not taken yet */
+    const struct timeval *rev_tv; /* the read timeout armed (NULL: none) */
+    struct proxy_exchange *ex;    /* NULL while idle */
+    bool watched;                 /* REV is armed */
     bool pooled;
     bool connected;
 };
@@ -92,12 +133,14 @@ struct proxy_exchange {
     struct proxy *proxy;
     struct event *stall; /* the client has not drained our output for too long */
     /* Kept across recycling: growable buffers. */
-    char *head; /* the response's header lines, "Name: value\r\n" each */
-    size_t head_len, head_cap;
-    char *token;
-    size_t token_cap;
-    char *body; /* a small answer's body, or a chunk being framed */
-    size_t body_len, body_cap;
+    struct proxy_buf request; /* the request head going up */
+    struct proxy_buf head;    /* the response's kept header lines, "Name: value\r\n" */
+    struct proxy_buf aside;   /* its Date and Server lines */
+    struct proxy_buf listed;  /* the values of its Connection headers, comma-joined */
+    struct proxy_buf body;    /* a small answer's body, or a chunk being framed */
+    struct proxy_buf token;
+    unsigned char *kinds; /* enum proxy_header of each request header */
+    size_t kinds_cap;
     /* Per request. */
     struct http_conn *conn; /* NULL once answered */
     struct http_request *req;
@@ -109,6 +152,9 @@ struct proxy_exchange {
     char reason[PROXY_REASON_MAX];
     size_t reason_len;
     enum proxy_field field;
+    enum proxy_header line_kind; /* of the response header being collected */
+    size_t line_start;           /* where its line starts in HEAD */
+    size_t value_start;          /* where its value starts in HEAD */
     enum proxy_framing req_framing;
     unsigned long long req_length;
     size_t received;    /* response bytes parsed */
@@ -124,6 +170,7 @@ struct proxy_exchange {
     bool switching;     /* the worker answered 101 */
     bool complete;      /* the response is complete */
     bool keep_alive;    /* the worker keeps the connection open */
+    bool trailing;      /* the worker sent bytes after its answer */
     bool eof;           /* the worker closed its side */
     bool client_paused; /* we stopped reading the client */
     bool worker_paused; /* we stopped reading the worker */
@@ -148,11 +195,13 @@ struct proxy_tunnel {
 struct proxy {
     struct event_base *base;
     size_t max_body;
-    struct timeval idle_tv, stall_tv, io_tv, flush_tv, linger_tv;
+    const struct timeval *idle_tv, *stall_tv, *io_tv; /* common timeouts of BASE */
+    struct timeval flush_tv, linger_tv;
     LIST_HEAD(, proxy_pool) pools;
     LIST_HEAD(, proxy_exchange) exchanges, spare;
     LIST_HEAD(, proxy_tunnel) tunnels;
     size_t n_exchanges, n_spare, n_tunnels;
+    char scratch[PROXY_READ_MAX]; /* what one recv() from a worker brings */
 };
 
 static int proxy_on_status(http_parser *, const char *, size_t);
@@ -171,73 +220,149 @@ static const http_parser_settings proxy_settings = {
     .on_message_complete = proxy_on_message_complete,
 };
 
-static void proxy_upstream_read_cb(struct bufferevent *, void *);
-static void proxy_upstream_write_cb(struct bufferevent *, void *);
-static void proxy_upstream_event_cb(struct bufferevent *, short, void *);
-static void proxy_exchange_pump(struct proxy_exchange *);
+static void proxy_upstream_read_cb(evutil_socket_t, short, void *);
+static void proxy_upstream_write_cb(evutil_socket_t, short, void *);
 static void proxy_exchange_fail(struct proxy_exchange *, int, const char *);
+static void proxy_exchange_lost(struct proxy_exchange *, const char *);
 
-/* ---- header rules ---------------------------------------------------------- */
+/* ---- buffers and header rules ---------------------------------------------- */
 
-/* True for the hop-by-hop headers of RFC 9110 §7.6.1 (and their old kin). */
-static bool proxy_hop_by_hop(const char *name)
+/* Append LEN bytes of DATA to B. */
+static void proxy_buf_add(struct proxy_buf *b, const void *data, size_t len)
 {
-    static const char *const hop[] = {
-        "Connection",        "Keep-Alive",        "Proxy-Connection", "TE",
-        "Trailer",           "Transfer-Encoding", "Upgrade",          "Proxy-Authorization",
-        "Proxy-Authenticate"};
-    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
-        if (strcasecmp(name, hop[i]) == 0)
-            return true;
-    return false;
+    if (b->len + len + 1 > b->cap) {
+        size_t n = b->cap ? b->cap : 1024;
+        while (n < b->len + len + 1)
+            n *= 2;
+        b->data = xrealloc(b->data, n);
+        b->cap = n;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+/* Append the string S to B. */
+static void proxy_buf_str(struct proxy_buf *b, const char *s)
+{
+    proxy_buf_add(b, s, strlen(s));
+}
+
+/* Append V in decimal to B. */
+static void proxy_buf_uint(struct proxy_buf *b, unsigned long long v)
+{
+    char digits[24];
+    size_t n = sizeof digits;
+    do
+        digits[--n] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    proxy_buf_add(b, digits + n, sizeof digits - n);
+}
+
+/* Empty B, keeping its memory. */
+static void proxy_buf_clear(struct proxy_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+/* Cut B back to LEN bytes. */
+static void proxy_buf_cut(struct proxy_buf *b, size_t len)
+{
+    b->len = len;
+    if (b->data)
+        b->data[len] = '\0';
+}
+
+/* What the header NAME (LEN bytes, any case) is to the proxy. Lengths are
+ * compared first, so most names cost no string comparison at all. */
+static enum proxy_header proxy_header_kind(const char *name, size_t len)
+{
+#define PROXY_NAME(s, k)                                                                           \
+    {                                                                                              \
+        s, sizeof s - 1, k                                                                         \
+    }
+    static const struct {
+        const char *name;
+        size_t len;
+        enum proxy_header kind;
+    } names[] = {
+        PROXY_NAME("Connection", PROXY_H_CONNECTION),
+        PROXY_NAME("Keep-Alive", PROXY_H_HOP),
+        PROXY_NAME("Proxy-Connection", PROXY_H_HOP),
+        PROXY_NAME("TE", PROXY_H_HOP),
+        PROXY_NAME("Trailer", PROXY_H_HOP),
+        PROXY_NAME("Transfer-Encoding", PROXY_H_HOP),
+        PROXY_NAME("Upgrade", PROXY_H_HOP),
+        PROXY_NAME("Proxy-Authorization", PROXY_H_HOP),
+        PROXY_NAME("Proxy-Authenticate", PROXY_H_HOP),
+        PROXY_NAME("Content-Length", PROXY_H_CONTENT_LENGTH),
+        PROXY_NAME("Host", PROXY_H_HOST),
+        PROXY_NAME("Authorization", PROXY_H_AUTHORIZATION),
+        PROXY_NAME("Expect", PROXY_H_EXPECT),
+        PROXY_NAME("X-Forwarded-For", PROXY_H_XFF),
+        PROXY_NAME("X-Forwarded-Host", PROXY_H_XF_HOST),
+        PROXY_NAME("X-Forwarded-Proto", PROXY_H_XF_PROTO),
+        PROXY_NAME("Origin", PROXY_H_ORIGIN),
+        PROXY_NAME("Date", PROXY_H_DATE),
+        PROXY_NAME("Server", PROXY_H_SERVER),
+    };
+#undef PROXY_NAME
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].len == len && strncasecmp(name, names[i].name, len) == 0)
+            return names[i].kind;
+    return PROXY_H_OTHER;
+}
+
+/* The next token of the comma-separated list at *P, blanks trimmed (its
+ * length in *LEN), or NULL at the end; *P moves past it. */
+static const char *proxy_list_next(const char **p, size_t *len)
+{
+    const char *s = *p ? *p + strspn(*p, " \t,") : NULL;
+    if (!s || !*s)
+        return NULL;
+    size_t n = strcspn(s, ",");
+    size_t t = n;
+    while (t > 0 && (s[t - 1] == ' ' || s[t - 1] == '\t'))
+        t--;
+    *p = s + n;
+    *len = t;
+    return s;
 }
 
 /* True when the comma-separated LIST names NAME (LEN bytes), ignoring case. */
 static bool proxy_list_has(const char *list, const char *name, size_t len)
 {
-    for (const char *p = list; p && *p;) {
-        p += strspn(p, " \t,");
-        size_t n = strcspn(p, ",");
-        size_t t = n;
-        while (t > 0 && (p[t - 1] == ' ' || p[t - 1] == '\t'))
-            t--;
-        if (t == len && strncasecmp(p, name, len) == 0)
+    const char *tok;
+    size_t t;
+    while ((tok = proxy_list_next(&list, &t)))
+        if (t == len && strncasecmp(tok, name, len) == 0)
             return true;
-        p += n;
-    }
     return false;
+}
+
+/* True when the comma-separated LIST names nothing but Keep-Alive, which is
+ * hop-by-hop anyway: then it drops no header the rules do not drop. */
+static bool proxy_list_only_keep_alive(const char *list)
+{
+    const char *tok;
+    size_t t;
+    while ((tok = proxy_list_next(&list, &t)))
+        if (t != 10 || strncasecmp(tok, "keep-alive", 10) != 0)
+            return false;
+    return true;
 }
 
 /* True when a Connection header of REQ names NAME (those are hop-by-hop). */
 static bool proxy_request_connection_names(const struct http_request *req, const char *name)
 {
+    size_t len = strlen(name);
     for (size_t i = 0; i < req->n_headers; i++)
         if (strcasecmp(req->headers[i].name, "Connection") == 0 &&
-            proxy_list_has(req->headers[i].value, name, strlen(name)))
+            proxy_list_has(req->headers[i].value, name, len))
             return true;
     return false;
-}
-
-/* True when a client header goes up to the worker unchanged. */
-static bool proxy_request_header_kept(const struct proxy_exchange *ex, const char *name)
-{
-    static const char *const replaced[] = {"Host",
-                                           "Authorization",
-                                           "Content-Length",
-                                           "Expect",
-                                           "X-Forwarded-For",
-                                           "X-Forwarded-Host",
-                                           "X-Forwarded-Proto"};
-    if (proxy_hop_by_hop(name))
-        return false;
-    for (size_t i = 0; i < sizeof replaced / sizeof replaced[0]; i++)
-        if (strcasecmp(name, replaced[i]) == 0)
-            return false;
-    /* The worker checks Origin against its own address; the front door has
-     * already checked it against its own. */
-    if (ex->upgrade && strcasecmp(name, "Origin") == 0)
-        return false;
-    return !proxy_request_connection_names(ex->req, name);
 }
 
 /* How the client delimits the body of REQ, as http.c's parser reads it (the
@@ -317,8 +442,11 @@ static void proxy_upstream_free(struct proxy_upstream *up)
         TAILQ_REMOVE(&up->pool->idle, up, entry);
         up->pool->n_idle--;
     }
-    if (up->bev)
-        bufferevent_free(up->bev);
+    event_free(up->rev);
+    event_free(up->wev);
+    evbuffer_free(up->out);
+    if (up->fd >= 0)
+        close(up->fd);
     free(up);
 }
 
@@ -330,7 +458,8 @@ static void proxy_pool_flush(struct proxy_pool *pool)
         proxy_upstream_free(up);
 }
 
-/* The pool of TARGET's bot, made or re-addressed as needed; NULL with ERR. */
+/* The pool of TARGET's bot, made or re-addressed as needed; NULL with ERR.
+ * The pool found moves to the front, so a busy bot is found first. */
 static struct proxy_pool *proxy_pool_get(struct proxy *proxy, const struct proxy_target *target,
                                          char *err, size_t errlen)
 {
@@ -340,6 +469,10 @@ static struct proxy_pool *proxy_pool_get(struct proxy *proxy, const struct proxy
     {
         if (strcmp(pool->bot_id, target->bot_id) != 0)
             continue;
+        if (pool != LIST_FIRST(&proxy->pools)) {
+            LIST_REMOVE(pool, entry);
+            LIST_INSERT_HEAD(&proxy->pools, pool, entry);
+        }
         if (pool->port == target->port && strcmp(pool->host, target->host) == 0)
             return pool;
         proxy_pool_flush(pool); /* reloaded onto another address */
@@ -363,10 +496,33 @@ static struct proxy_pool *proxy_pool_get(struct proxy *proxy, const struct proxy
     return pool;
 }
 
+/* ---- worker connections ---------------------------------------------------- */
+
+/* Watch UP for reading with timeout TV (NULL: none); nothing changes when
+ * that is what is armed already. */
+static void proxy_upstream_watch(struct proxy_upstream *up, const struct timeval *tv)
+{
+    if (up->watched && up->rev_tv == tv)
+        return;
+    event_add(up->rev, tv);
+    up->rev_tv = tv;
+    up->watched = true;
+}
+
+/* Stop reading UP (back-pressure). */
+static void proxy_upstream_unwatch(struct proxy_upstream *up)
+{
+    if (!up->watched)
+        return;
+    event_del(up->rev);
+    up->watched = false;
+}
+
 /* Open a new connection to POOL's worker; NULL with ERR. */
 static struct proxy_upstream *proxy_upstream_connect(struct proxy_pool *pool, char *err,
                                                      size_t errlen)
 {
+    struct proxy *proxy = pool->proxy;
     int one = 1;
     int fd = socket(pool->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -374,45 +530,58 @@ static struct proxy_upstream *proxy_upstream_connect(struct proxy_pool *pool, ch
         return NULL;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct bufferevent *bev = bufferevent_socket_new(pool->proxy->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
+    int rc = connect(fd, (struct sockaddr *)&pool->addr, pool->addrlen);
+    if (rc < 0 && errno != EINPROGRESS) {
+        snprintf(err, errlen, "cannot reach bot %s at %s: %s", pool->bot_id, pool->authority,
+                 strerror(errno));
         close(fd);
-        snprintf(err, errlen, "cannot reach bot %s: out of resources", pool->bot_id);
         return NULL;
     }
     struct proxy_upstream *up = xcalloc(1, sizeof *up);
     up->pool = pool;
-    up->bev = bev;
-    bufferevent_setcb(bev, proxy_upstream_read_cb, proxy_upstream_write_cb, proxy_upstream_event_cb,
-                      up);
-    bufferevent_setwatermark(bev, EV_WRITE, PROXY_PENDING_LOW, 0);
-    bufferevent_enable(bev, EV_READ); /* EV_WRITE only while output waits */
-    if (bufferevent_socket_connect(bev, (struct sockaddr *)&pool->addr, (int)pool->addrlen) < 0) {
-        snprintf(err, errlen, "cannot reach bot %s at %s: %s", pool->bot_id, pool->authority,
-                 strerror(errno));
+    up->fd = fd;
+    up->connected = rc == 0;
+    up->out = evbuffer_new();
+    up->rev = event_new(proxy->base, fd, EV_READ | EV_PERSIST, proxy_upstream_read_cb, up);
+    up->wev = event_new(proxy->base, fd, EV_WRITE | EV_PERSIST, proxy_upstream_write_cb, up);
+    if (!up->out || !up->rev || !up->wev) {
+        snprintf(err, errlen, "cannot reach bot %s: out of resources", pool->bot_id);
         proxy_upstream_free(up);
         return NULL;
     }
+    if (!up->connected)
+        event_add(up->wev, proxy->io_tv); /* writable once connected, or failed */
     return up;
 }
 
-/* Write queued request bytes straight to the worker unless libevent is on
- * it already: a small request then costs one writev and no epoll change.
- * What the socket does not take (or an error) is left to EV_WRITE. */
+/* Queue LEN bytes of DATA towards the worker. With nothing queued before
+ * them on a connected socket they go straight out; the rest waits for the
+ * writing event, which also reports a failed socket. */
+static void proxy_upstream_send(struct proxy_upstream *up, const char *data, size_t len)
+{
+    if (up->connected && evbuffer_get_length(up->out) == 0) {
+        ssize_t n = send(up->fd, data, len, MSG_NOSIGNAL);
+        if (n == (ssize_t)len)
+            return;
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        }
+    }
+    evbuffer_add(up->out, data, len);
+    if (!event_pending(up->wev, EV_WRITE, NULL))
+        event_add(up->wev, up->pool->proxy->io_tv);
+}
+
+/* Write what OUT holds, unless the writing event is on it already. */
 static void proxy_upstream_flush(struct proxy_upstream *up)
 {
-    struct evbuffer *out = bufferevent_get_output(up->bev);
-
-    if (!up->connected || (bufferevent_get_enabled(up->bev) & EV_WRITE) ||
-        evbuffer_get_length(out) == 0)
+    if (!up->connected || evbuffer_get_length(up->out) == 0 ||
+        event_pending(up->wev, EV_WRITE, NULL))
         return;
-    /* A socket bufferevent keeps the front of its output frozen and thaws
-     * it around its own writes; do the same. */
-    evbuffer_unfreeze(out, 1);
-    int n = evbuffer_write(out, bufferevent_getfd(up->bev));
-    evbuffer_freeze(out, 1);
-    if (n < 0 || evbuffer_get_length(out) > 0)
-        bufferevent_enable(up->bev, EV_WRITE);
+    evbuffer_write(up->out, up->fd);
+    if (evbuffer_get_length(up->out) > 0)
+        event_add(up->wev, up->pool->proxy->io_tv); /* also the path for errors */
 }
 
 /* The most recently used idle connection of POOL, or NULL. */
@@ -424,12 +593,12 @@ static struct proxy_upstream *proxy_pool_take(struct proxy_pool *pool)
     TAILQ_REMOVE(&pool->idle, up, entry);
     pool->n_idle--;
     up->pooled = false;
-    bufferevent_set_timeouts(up->bev, NULL, NULL);
     return up;
 }
 
 /* Keep a finished connection for the next request (or close it if the
- * pool is full). */
+ * pool is full). Its reading event stays armed: an idle connection that
+ * becomes readable was closed by the worker. */
 static void proxy_pool_put(struct proxy_upstream *up)
 {
     struct proxy_pool *pool = up->pool;
@@ -442,8 +611,27 @@ static void proxy_pool_put(struct proxy_upstream *up)
     TAILQ_INSERT_HEAD(&pool->idle, up, entry);
     pool->n_idle++;
     up->pooled = true;
-    bufferevent_set_timeouts(up->bev, &pool->proxy->idle_tv, NULL);
-    bufferevent_enable(up->bev, EV_READ);
+    proxy_upstream_watch(up, pool->proxy->idle_tv);
+}
+
+/* Hand UP's socket over to a bufferevent (the worker side of a tunnel),
+ * with the request bytes still queued; UP is freed. NULL on failure. */
+static struct bufferevent *proxy_upstream_detach(struct proxy_upstream *up)
+{
+    struct event_base *base = up->pool->proxy->base;
+    int fd = up->fd;
+
+    event_del(up->rev);
+    event_del(up->wev);
+    struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        proxy_upstream_free(up);
+        return NULL;
+    }
+    evbuffer_add_buffer(bufferevent_get_output(bev), up->out);
+    up->fd = -1;
+    proxy_upstream_free(up);
+    return bev;
 }
 
 /* ---- tunnels --------------------------------------------------------------- */
@@ -612,6 +800,20 @@ static void proxy_exchange_stall_cb(evutil_socket_t fd, short what, void *arg)
     proxy_exchange_fail(arg, 504, "client stopped reading");
 }
 
+/* Release the memory of an exchange record. */
+static void proxy_exchange_destroy(struct proxy_exchange *ex)
+{
+    event_free(ex->stall);
+    free(ex->request.data);
+    free(ex->head.data);
+    free(ex->aside.data);
+    free(ex->listed.data);
+    free(ex->body.data);
+    free(ex->token.data);
+    free(ex->kinds);
+    free(ex);
+}
+
 /* A clean exchange record (recycled when possible). */
 static struct proxy_exchange *proxy_exchange_new(struct proxy *proxy)
 {
@@ -624,20 +826,20 @@ static struct proxy_exchange *proxy_exchange_new(struct proxy *proxy)
         ex = xcalloc(1, sizeof *ex);
         ex->proxy = proxy;
         ex->stall = evtimer_new(proxy->base, proxy_exchange_stall_cb, ex);
-        ex->head_cap = 1024;
-        ex->head = xmalloc(ex->head_cap);
     }
-    ex->head[0] = '\0';
+    proxy_buf_clear(&ex->head);
+    proxy_buf_clear(&ex->aside);
+    proxy_buf_clear(&ex->listed);
     ex->conn = NULL;
     ex->req = NULL;
     ex->pool = NULL;
     ex->up = NULL;
-    ex->head_len = ex->reason_len = ex->received = 0;
+    ex->reason_len = ex->received = 0;
     ex->field = PROXY_FIELD_NONE;
     ex->has_token = ex->upgrade = ex->head_only = ex->reused = ex->body_sent = false;
     ex->request_done = ex->began = ex->rechunk = ex->interim = ex->switching = false;
     ex->complete = ex->keep_alive = ex->eof = ex->client_paused = ex->worker_paused = false;
-    ex->whole = false;
+    ex->whole = ex->trailing = false;
     http_parser_init(&ex->parser, HTTP_RESPONSE);
     ex->parser.data = ex;
     LIST_INSERT_HEAD(&proxy->exchanges, ex, entry);
@@ -654,11 +856,7 @@ static void proxy_exchange_recycle(struct proxy_exchange *ex)
     LIST_REMOVE(ex, entry);
     proxy->n_exchanges--;
     if (proxy->n_spare >= PROXY_SPARE_MAX) {
-        event_free(ex->stall);
-        free(ex->head);
-        free(ex->token);
-        free(ex->body);
-        free(ex);
+        proxy_exchange_destroy(ex);
         return;
     }
     LIST_INSERT_HEAD(&proxy->spare, ex, entry);
@@ -704,15 +902,15 @@ static void proxy_exchange_fail(struct proxy_exchange *ex, int status, const cha
 static void proxy_exchange_done(struct proxy_exchange *ex)
 {
     struct proxy_upstream *up = ex->up;
-    bool keep = ex->keep_alive && ex->request_done && !ex->upgrade && !ex->eof &&
-                evbuffer_get_length(bufferevent_get_input(up->bev)) == 0 &&
-                evbuffer_get_length(bufferevent_get_output(up->bev)) == 0;
+    bool keep = ex->keep_alive && ex->request_done && !ex->upgrade && !ex->eof && !ex->trailing &&
+                evbuffer_get_length(up->out) == 0;
 
     if (ex->rechunk)
         http_respond_stream_write(ex->conn, "0\r\n\r\n", 5);
     struct http_conn *conn = proxy_exchange_release_client(ex);
     if (ex->whole)
-        http_respond(conn, ex->parser.status_code, NULL, ex->body, ex->body_len, ex->head);
+        http_respond(conn, ex->parser.status_code, NULL, ex->body.data, ex->body.len,
+                     ex->head.data);
     else
         http_respond_stream_end(conn, false);
     ex->up = NULL;
@@ -725,8 +923,8 @@ static void proxy_exchange_done(struct proxy_exchange *ex)
 
 /* ---- exchanges: the request ------------------------------------------------ */
 
-/* Write QUERY to OUT as "?a=b&c", leaving out the token parameter. */
-static void proxy_write_query(struct evbuffer *out, const char *query)
+/* Append QUERY to B as "?a=b&c", leaving out the token parameter. */
+static void proxy_write_query(struct proxy_buf *b, const char *query)
 {
     bool first = true;
 
@@ -734,8 +932,8 @@ static void proxy_write_query(struct evbuffer *out, const char *query)
         size_t n = strcspn(p, "&");
         bool token = n >= 5 && strncmp(p, "token", 5) == 0 && (n == 5 || p[5] == '=');
         if (!token && n > 0) {
-            evbuffer_add(out, first ? "?" : "&", 1);
-            evbuffer_add(out, p, n);
+            proxy_buf_add(b, first ? "?" : "&", 1);
+            proxy_buf_add(b, p, n);
             first = false;
         }
         p += n;
@@ -744,79 +942,120 @@ static void proxy_write_query(struct evbuffer *out, const char *query)
     }
 }
 
-/* Write "Name: value\r\n". */
-static void proxy_write_header(struct evbuffer *out, const char *name, const char *value)
+/* Append "Name: value\r\n" to B. */
+static void proxy_write_header(struct proxy_buf *b, const char *name, const char *value)
 {
-    evbuffer_add(out, name, strlen(name));
-    evbuffer_add(out, ": ", 2);
-    evbuffer_add(out, value, strlen(value));
-    evbuffer_add(out, "\r\n", 2);
+    proxy_buf_str(b, name);
+    proxy_buf_add(b, ": ", 2);
+    proxy_buf_str(b, value);
+    proxy_buf_add(b, "\r\n", 2);
 }
 
-/* Write X-Forwarded-For (the client's chain plus the client), -Host and
- * -Proto. */
-static void proxy_write_forwarded(struct evbuffer *out, const struct http_request *req)
+/* Sort the client's headers (into EX->kinds) and copy those that go up
+ * unchanged to B. Returns the first Host header, or NULL; *XFF tells
+ * whether the client sent X-Forwarded-For. */
+static const char *proxy_write_client_headers(struct proxy_exchange *ex, struct proxy_buf *b,
+                                              bool *xff)
 {
-    const char *host = http_request_header(req, "Host");
+    const struct http_request *req = ex->req;
+    const char *host = NULL;
+    bool named = false; /* a Connection header names more than Keep-Alive */
 
-    evbuffer_add(out, "X-Forwarded-For: ", 17);
+    if (req->n_headers > ex->kinds_cap) {
+        ex->kinds_cap = req->n_headers;
+        ex->kinds = xrealloc(ex->kinds, ex->kinds_cap);
+    }
+    *xff = false;
     for (size_t i = 0; i < req->n_headers; i++) {
-        if (strcasecmp(req->headers[i].name, "X-Forwarded-For") != 0 || !*req->headers[i].value)
-            continue;
-        evbuffer_add(out, req->headers[i].value, strlen(req->headers[i].value));
-        evbuffer_add(out, ", ", 2);
+        const struct http_header *h = &req->headers[i];
+        enum proxy_header kind = proxy_header_kind(h->name, strlen(h->name));
+        ex->kinds[i] = (unsigned char)kind;
+        if (kind == PROXY_H_HOST && !host)
+            host = h->value;
+        *xff = *xff || kind == PROXY_H_XFF;
+        named = named || (kind == PROXY_H_CONNECTION && !proxy_list_only_keep_alive(h->value));
     }
-    evbuffer_add(out, req->peer, strlen(req->peer));
-    evbuffer_add(out, "\r\n", 2);
-    if (host)
-        proxy_write_header(out, "X-Forwarded-Host", host);
-    evbuffer_add(out, "X-Forwarded-Proto: http\r\n", 25);
+    for (size_t i = 0; i < req->n_headers; i++) {
+        enum proxy_header kind = ex->kinds[i];
+        bool kept = kind == PROXY_H_OTHER || kind == PROXY_H_DATE || kind == PROXY_H_SERVER ||
+                    (kind == PROXY_H_ORIGIN && !ex->upgrade);
+        /* The worker checks Origin against its own address; the front door has
+         * already checked it against its own. */
+        if (kept && named && proxy_request_connection_names(req, req->headers[i].name))
+            kept = false;
+        if (kept)
+            proxy_write_header(b, req->headers[i].name, req->headers[i].value);
+    }
+    return host;
 }
 
-/* Write the framing of the request body, and the upgrade headers. */
-static void proxy_write_framing(struct evbuffer *out, const struct proxy_exchange *ex)
+/* Append X-Forwarded-For (the client's chain plus the client), -Host and
+ * -Proto to B. */
+static void proxy_write_forwarded(struct proxy_exchange *ex, struct proxy_buf *b, const char *host,
+                                  bool xff)
 {
-    if (ex->req_framing == PROXY_FRAME_LENGTH)
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n", ex->req_length);
-    else if (ex->req_framing == PROXY_FRAME_CHUNKED)
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    if (ex->upgrade) {
-        const char *upgrade = http_request_header(ex->req, "Upgrade");
-        evbuffer_add(out, "Connection: Upgrade\r\n", 21);
-        proxy_write_header(out, "Upgrade", upgrade ? upgrade : "websocket");
-    }
-}
-
-/* Queue the request line and headers towards the worker. */
-static void proxy_exchange_send_head(struct proxy_exchange *ex)
-{
-    struct evbuffer *out = bufferevent_get_output(ex->up->bev);
     const struct http_request *req = ex->req;
 
-    evbuffer_add(out, req->method, strlen(req->method));
-    evbuffer_add(out, " ", 1);
-    evbuffer_add(out, ex->path, strlen(ex->path));
-    proxy_write_query(out, ex->query);
-    evbuffer_add(out, " HTTP/1.1\r\nHost: ", 17);
-    evbuffer_add(out, ex->pool->authority, strlen(ex->pool->authority));
-    evbuffer_add(out, "\r\n", 2);
-    for (size_t i = 0; i < req->n_headers; i++)
-        if (proxy_request_header_kept(ex, req->headers[i].name))
-            proxy_write_header(out, req->headers[i].name, req->headers[i].value);
-    proxy_write_forwarded(out, req);
-    if (ex->has_token) {
-        evbuffer_add(out, "Authorization: Bearer ", 22);
-        evbuffer_add(out, ex->token, strlen(ex->token));
-        evbuffer_add(out, "\r\n", 2);
+    proxy_buf_add(b, "X-Forwarded-For: ", 17);
+    for (size_t i = 0; xff && i < req->n_headers; i++) {
+        if (ex->kinds[i] != PROXY_H_XFF || !*req->headers[i].value)
+            continue;
+        proxy_buf_str(b, req->headers[i].value);
+        proxy_buf_add(b, ", ", 2);
     }
-    proxy_write_framing(out, ex);
-    evbuffer_add(out, "\r\n", 2);
+    proxy_buf_str(b, req->peer);
+    proxy_buf_add(b, "\r\n", 2);
+    if (host)
+        proxy_write_header(b, "X-Forwarded-Host", host);
+    proxy_buf_add(b, "X-Forwarded-Proto: http\r\n", 25);
+}
+
+/* Append the framing of the request body, and the upgrade headers, to B. */
+static void proxy_write_framing(struct proxy_exchange *ex, struct proxy_buf *b)
+{
+    if (ex->req_framing == PROXY_FRAME_LENGTH) {
+        proxy_buf_add(b, "Content-Length: ", 16);
+        proxy_buf_uint(b, ex->req_length);
+        proxy_buf_add(b, "\r\n", 2);
+    } else if (ex->req_framing == PROXY_FRAME_CHUNKED) {
+        proxy_buf_add(b, "Transfer-Encoding: chunked\r\n", 28);
+    }
+    if (ex->upgrade) {
+        const char *upgrade = http_request_header(ex->req, "Upgrade");
+        proxy_buf_add(b, "Connection: Upgrade\r\n", 21);
+        proxy_write_header(b, "Upgrade", upgrade ? upgrade : "websocket");
+    }
+}
+
+/* Lay out the request line and headers in one buffer and send them up. */
+static void proxy_exchange_send_head(struct proxy_exchange *ex)
+{
+    struct proxy_buf *b = &ex->request;
+    const struct http_request *req = ex->req;
+    bool xff;
+
+    proxy_buf_clear(b);
+    proxy_buf_str(b, req->method);
+    proxy_buf_add(b, " ", 1);
+    proxy_buf_str(b, ex->path);
+    proxy_write_query(b, ex->query);
+    proxy_buf_add(b, " HTTP/1.1\r\nHost: ", 17);
+    proxy_buf_str(b, ex->pool->authority);
+    proxy_buf_add(b, "\r\n", 2);
+    const char *host = proxy_write_client_headers(ex, b, &xff);
+    proxy_write_forwarded(ex, b, host, xff);
+    if (ex->has_token) {
+        proxy_buf_add(b, "Authorization: Bearer ", 22);
+        proxy_buf_add(b, ex->token.data, ex->token.len);
+        proxy_buf_add(b, "\r\n", 2);
+    }
+    proxy_write_framing(ex, b);
+    proxy_buf_add(b, "\r\n", 2);
     /* The worker owes us an answer once the whole request is up; until then
      * the client's own timeouts apply to its body. */
     bool bodyless = ex->req_framing == PROXY_FRAME_NONE;
-    bufferevent_set_timeouts(ex->up->bev, ex->request_done || bodyless ? &ex->proxy->io_tv : NULL,
-                             &ex->proxy->io_tv);
-    proxy_upstream_flush(ex->up);
+    proxy_upstream_watch(ex->up, ex->request_done || bodyless ? ex->proxy->io_tv : NULL);
+    proxy_upstream_send(ex->up, b->data, b->len);
 }
 
 /* A piece of the client's body (LAST: the body is complete): up it goes. */
@@ -824,7 +1063,7 @@ static void proxy_exchange_body_cb(struct http_conn *conn, const void *data, siz
                                    void *arg)
 {
     struct proxy_exchange *ex = arg;
-    struct evbuffer *out = bufferevent_get_output(ex->up->bev);
+    struct evbuffer *out = ex->up->out;
     bool chunked = ex->req_framing == PROXY_FRAME_CHUNKED;
 
     if (len > 0) {
@@ -842,7 +1081,7 @@ static void proxy_exchange_body_cb(struct http_conn *conn, const void *data, siz
         }
         ex->request_done = true;
         if (ex->req_framing != PROXY_FRAME_NONE)
-            bufferevent_set_timeouts(ex->up->bev, &ex->proxy->io_tv, &ex->proxy->io_tv);
+            proxy_upstream_watch(ex->up, ex->proxy->io_tv);
     }
     proxy_upstream_flush(ex->up);
     if (!ex->client_paused && evbuffer_get_length(out) > PROXY_PENDING_HIGH) {
@@ -876,27 +1115,6 @@ static void proxy_exchange_lost(struct proxy_exchange *ex, const char *detail)
 
 /* ---- exchanges: the response ----------------------------------------------- */
 
-/* Append LEN bytes to the NUL-terminated growable buffer *BUF. */
-static void proxy_buf_append(char **buf, size_t *used, size_t *cap, const char *data, size_t len)
-{
-    if (*used + len + 1 > *cap) {
-        size_t n = *cap ? *cap : 1024;
-        while (n < *used + len + 1)
-            n *= 2;
-        *buf = xrealloc(*buf, n);
-        *cap = n;
-    }
-    memcpy(*buf + *used, data, len);
-    *used += len;
-    (*buf)[*used] = '\0';
-}
-
-/* Append LEN bytes to the response head being collected. */
-static void proxy_head_append(struct proxy_exchange *ex, const char *data, size_t len)
-{
-    proxy_buf_append(&ex->head, &ex->head_len, &ex->head_cap, data, len);
-}
-
 /* Parser: a piece of the status line's reason phrase. */
 static int proxy_on_status(http_parser *p, const char *at, size_t len)
 {
@@ -910,14 +1128,56 @@ static int proxy_on_status(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* The response header whose line is complete in HEAD: kept there, moved
+ * aside (Date, Server), noted (Connection) or dropped. A 101's head goes to
+ * the client as the worker sent it: its Upgrade and Connection are the
+ * handshake. */
+static void proxy_head_end_line(struct proxy_exchange *ex)
+{
+    struct proxy_buf *head = &ex->head;
+
+    switch (ex->parser.status_code == 101 ? PROXY_H_OTHER : ex->line_kind) {
+    case PROXY_H_CONNECTION:
+        proxy_buf_add(&ex->listed, head->data + ex->value_start, head->len - ex->value_start);
+        proxy_buf_add(&ex->listed, ",", 1);
+        proxy_buf_cut(head, ex->line_start);
+        break;
+    case PROXY_H_HOP:
+    case PROXY_H_CONTENT_LENGTH:
+        proxy_buf_cut(head, ex->line_start);
+        break;
+    case PROXY_H_DATE:
+    case PROXY_H_SERVER:
+        proxy_buf_add(&ex->aside, head->data + ex->line_start, head->len - ex->line_start);
+        proxy_buf_add(&ex->aside, "\r\n", 2);
+        proxy_buf_cut(head, ex->line_start);
+        break;
+    default:
+        proxy_buf_add(head, "\r\n", 2);
+        break;
+    }
+}
+
+/* The name of the header being collected is complete: sort it, and start
+ * its value with SEP. */
+static void proxy_head_end_name(struct proxy_exchange *ex, const char *sep)
+{
+    ex->line_kind =
+        proxy_header_kind(ex->head.data + ex->line_start, ex->head.len - ex->line_start);
+    proxy_buf_str(&ex->head, sep);
+    ex->value_start = ex->head.len;
+}
+
 /* Parser: a piece of a header name; starts a new "Name: value" line. */
 static int proxy_on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct proxy_exchange *ex = p->data;
     if (ex->field == PROXY_FIELD_VALUE)
-        proxy_head_append(ex, "\r\n", 2);
+        proxy_head_end_line(ex);
+    if (ex->field != PROXY_FIELD_NAME)
+        ex->line_start = ex->head.len;
     ex->field = PROXY_FIELD_NAME;
-    proxy_head_append(ex, at, len);
+    proxy_buf_add(&ex->head, at, len);
     return 0;
 }
 
@@ -926,51 +1186,28 @@ static int proxy_on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct proxy_exchange *ex = p->data;
     if (ex->field != PROXY_FIELD_VALUE)
-        proxy_head_append(ex, ": ", 2);
+        proxy_head_end_name(ex, ": ");
     ex->field = PROXY_FIELD_VALUE;
-    proxy_head_append(ex, at, len);
+    proxy_buf_add(&ex->head, at, len);
     return 0;
 }
 
-/* The values of every Connection line of HEAD, comma-joined into OUT. */
-static void proxy_head_connection(const char *head, char *out, size_t cap)
+/* Drop from LINES (in place) every header line whose name LIST names. */
+static void proxy_head_drop_listed(struct proxy_buf *lines, const char *list)
 {
-    size_t n = 0;
+    char *w = lines->data;
 
-    out[0] = '\0';
-    for (const char *line = head; *line;) {
-        size_t len = strcspn(line, "\r");
-        if (len > 11 && strncasecmp(line, "Connection:", 11) == 0 && n + len < cap) {
-            n += (size_t)snprintf(out + n, cap - n, "%.*s,", (int)(len - 11), line + 11);
-        }
-        line += len + (line[len] ? 2 : 0);
-    }
-}
-
-/* Drop hop-by-hop lines and the worker's framing from the collected head,
- * in place (and Date and Server when http_respond() adds its own). */
-static void proxy_head_filter(struct proxy_exchange *ex)
-{
-    char listed[256], name[128];
-    char *w = ex->head;
-
-    proxy_head_connection(ex->head, listed, sizeof listed);
-    for (char *line = ex->head; *line;) {
+    for (char *line = lines->data; line && *line;) {
         size_t len = strcspn(line, "\r") + 2;
         size_t nlen = strcspn(line, ":");
-        snprintf(name, sizeof name, "%.*s", (int)nlen, line);
-        bool drop =
-            proxy_hop_by_hop(name) || strcasecmp(name, "Content-Length") == 0 ||
-            proxy_list_has(listed, name, strlen(name)) ||
-            (ex->whole && (strcasecmp(name, "Date") == 0 || strcasecmp(name, "Server") == 0));
-        if (!drop) {
+        if (!proxy_list_has(list, line, nlen)) {
             memmove(w, line, len);
             w += len;
         }
         line += len;
     }
-    *w = '\0';
-    ex->head_len = (size_t)(w - ex->head);
+    if (lines->data)
+        proxy_buf_cut(lines, (size_t)(w - lines->data));
 }
 
 /* Choose the framing towards the client and add its header line. */
@@ -978,12 +1215,11 @@ static void proxy_head_framing(struct proxy_exchange *ex)
 {
     const http_parser *p = &ex->parser;
     int status = p->status_code;
-    char line[48];
 
     if ((p->flags & F_CONTENTLENGTH) && !(p->flags & F_CHUNKED)) {
-        snprintf(line, sizeof line, "Content-Length: %llu\r\n",
-                 (unsigned long long)p->content_length);
-        proxy_head_append(ex, line, strlen(line));
+        proxy_buf_add(&ex->head, "Content-Length: ", 16);
+        proxy_buf_uint(&ex->head, (unsigned long long)p->content_length);
+        proxy_buf_add(&ex->head, "\r\n", 2);
         return;
     }
     if (ex->head_only || status == 204 || status == 304)
@@ -993,12 +1229,13 @@ static void proxy_head_framing(struct proxy_exchange *ex)
     const struct http_request *req = ex->req;
     if (req->version_major > 1 || (req->version_major == 1 && req->version_minor >= 1)) {
         ex->rechunk = true;
-        proxy_head_append(ex, "Transfer-Encoding: chunked\r\n", 28);
+        proxy_buf_add(&ex->head, "Transfer-Encoding: chunked\r\n", 28);
     }
 }
 
 /* The response head is complete: a small answer is kept until it is whole
- * and then relayed in one write; anything else streams from here. */
+ * and then relayed in one write (with our own Date and Server); anything
+ * else streams from here with the worker's. */
 static void proxy_exchange_begin(struct proxy_exchange *ex)
 {
     const http_parser *p = &ex->parser;
@@ -1006,13 +1243,17 @@ static void proxy_exchange_begin(struct proxy_exchange *ex)
 
     ex->whole = !ex->head_only && status != 204 && status != 304 && (p->flags & F_CONTENTLENGTH) &&
                 !(p->flags & F_CHUNKED) && p->content_length <= PROXY_WHOLE_MAX;
-    ex->body_len = 0;
-    proxy_head_filter(ex);
+    proxy_buf_clear(&ex->body);
+    if (ex->listed.len && !proxy_list_only_keep_alive(ex->listed.data)) {
+        proxy_head_drop_listed(&ex->head, ex->listed.data);
+        proxy_head_drop_listed(&ex->aside, ex->listed.data);
+    }
     if (ex->whole)
         return;
+    proxy_buf_add(&ex->head, ex->aside.data ? ex->aside.data : "", ex->aside.len);
     proxy_head_framing(ex);
     http_respond_stream_begin(ex->conn, ex->parser.status_code, ex->reason_len ? ex->reason : NULL,
-                              ex->head);
+                              ex->head.data ? ex->head.data : "");
     ex->began = true;
 }
 
@@ -1023,9 +1264,9 @@ static int proxy_on_headers_complete(http_parser *p)
     struct proxy_exchange *ex = p->data;
 
     if (ex->field == PROXY_FIELD_NAME)
-        proxy_head_append(ex, ":", 1);
+        proxy_head_end_name(ex, ":");
     if (ex->field != PROXY_FIELD_NONE)
-        proxy_head_append(ex, "\r\n", 2);
+        proxy_head_end_line(ex);
     ex->field = PROXY_FIELD_NONE;
     if (p->status_code == 101) {
         if (!ex->upgrade)
@@ -1048,14 +1289,14 @@ static int proxy_on_body(http_parser *p, const char *at, size_t len)
     char size[24];
 
     if (ex->whole) {
-        proxy_buf_append(&ex->body, &ex->body_len, &ex->body_cap, at, len);
+        proxy_buf_add(&ex->body, at, len);
     } else if (ex->rechunk) { /* framed in one piece: one write, not three */
         int n = snprintf(size, sizeof size, "%zx\r\n", len);
-        ex->body_len = 0;
-        proxy_buf_append(&ex->body, &ex->body_len, &ex->body_cap, size, (size_t)n);
-        proxy_buf_append(&ex->body, &ex->body_len, &ex->body_cap, at, len);
-        proxy_buf_append(&ex->body, &ex->body_len, &ex->body_cap, "\r\n", 2);
-        http_respond_stream_write(ex->conn, ex->body, ex->body_len);
+        proxy_buf_clear(&ex->body);
+        proxy_buf_add(&ex->body, size, (size_t)n);
+        proxy_buf_add(&ex->body, at, len);
+        proxy_buf_add(&ex->body, "\r\n", 2);
+        http_respond_stream_write(ex->conn, ex->body.data, ex->body.len);
     } else {
         http_respond_stream_write(ex->conn, at, len);
     }
@@ -1063,15 +1304,17 @@ static int proxy_on_body(http_parser *p, const char *at, size_t len)
 }
 
 /* Parser: the answer is complete (an interim 1xx just ends); pause so the
- * pump acts outside the parser. */
+ * rest is decided outside the parser. */
 static int proxy_on_message_complete(http_parser *p)
 {
     struct proxy_exchange *ex = p->data;
 
     if (ex->interim) {
         ex->interim = false;
-        ex->head_len = ex->reason_len = 0;
-        ex->head[0] = '\0';
+        ex->reason_len = 0;
+        proxy_buf_clear(&ex->head);
+        proxy_buf_clear(&ex->aside);
+        proxy_buf_clear(&ex->listed);
         return 0;
     }
     ex->complete = true;
@@ -1081,25 +1324,31 @@ static int proxy_on_message_complete(http_parser *p)
 }
 
 /* The worker accepted the upgrade: answer 101 to the client and join the two
- * connections into a tunnel. */
-static void proxy_exchange_upgrade(struct proxy_exchange *ex)
+ * connections into a tunnel; REST (LEN bytes) is what the worker sent after
+ * its head, the first bytes of the tunnel. */
+static void proxy_exchange_upgrade(struct proxy_exchange *ex, const char *rest, size_t len)
 {
     struct http_conn *conn = proxy_exchange_release_client(ex);
     struct bufferevent *client = conn ? http_conn_detach(conn) : NULL;
-    struct bufferevent *worker = ex->up->bev;
 
     if (!client) {
         proxy_exchange_fail(ex, 502, "client went away");
         return;
     }
-    ex->up->bev = NULL;
-    proxy_upstream_free(ex->up);
+    struct bufferevent *worker = proxy_upstream_detach(ex->up);
     ex->up = NULL;
+    if (!worker) {
+        log_warn("proxy: %s: cannot set up a tunnel: out of resources", ex->pool->bot_id);
+        bufferevent_free(client);
+        proxy_exchange_recycle(ex);
+        return;
+    }
     struct evbuffer *out = bufferevent_get_output(client);
     evbuffer_add_printf(out, "HTTP/1.1 101 %s\r\n",
                         ex->reason_len ? ex->reason : "Switching Protocols");
-    evbuffer_add(out, ex->head, ex->head_len);
+    evbuffer_add(out, ex->head.data ? ex->head.data : "", ex->head.len);
     evbuffer_add(out, "\r\n", 2);
+    evbuffer_add(out, rest, len);
     proxy_tunnel_new(ex->proxy, client, worker);
     proxy_exchange_recycle(ex);
 }
@@ -1110,14 +1359,15 @@ static void proxy_exchange_throttle(struct proxy_exchange *ex)
     if (ex->worker_paused || http_conn_output_pending(ex->conn) <= PROXY_PENDING_HIGH)
         return;
     ex->worker_paused = true;
-    bufferevent_disable(ex->up->bev, EV_READ);
-    evtimer_add(ex->stall, &ex->proxy->stall_tv);
+    proxy_upstream_unwatch(ex->up);
+    evtimer_add(ex->stall, ex->proxy->stall_tv);
 }
 
 /* The worker closed its side: that ends a body delimited by the close;
  * anywhere else it is a failure. */
 static void proxy_exchange_eof(struct proxy_exchange *ex)
 {
+    ex->eof = true;
     if (ex->received == 0) {
         proxy_exchange_lost(ex, "the worker closed the connection without answering");
         return;
@@ -1129,35 +1379,30 @@ static void proxy_exchange_eof(struct proxy_exchange *ex)
         proxy_exchange_fail(ex, 502, "the worker closed the connection mid-answer");
 }
 
-/* Feed what the worker sent to the parser, while the client keeps up. */
-static void proxy_exchange_pump(struct proxy_exchange *ex)
+/* Parse LEN bytes the worker sent; the answer goes to the client as it is
+ * parsed, so nothing is kept once this returns. */
+static void proxy_exchange_feed(struct proxy_exchange *ex, const char *data, size_t len)
 {
-    struct evbuffer *in = bufferevent_get_input(ex->up->bev);
-    struct evbuffer_iovec v;
+    size_t n = http_parser_execute(&ex->parser, &proxy_settings, data, len);
+    enum http_errno err = HTTP_PARSER_ERRNO(&ex->parser);
 
-    while (!ex->worker_paused && evbuffer_peek(in, -1, NULL, &v, 1) >= 1 && v.iov_len > 0) {
-        size_t n = http_parser_execute(&ex->parser, &proxy_settings, v.iov_base, v.iov_len);
-        enum http_errno err = HTTP_PARSER_ERRNO(&ex->parser);
-        evbuffer_drain(in, n);
-        ex->received += n;
-        if (err == HPE_PAUSED) {
-            http_parser_pause(&ex->parser, 0);
-        } else if (err != HPE_OK) {
-            proxy_exchange_fail(ex, 502, "invalid answer from the worker");
-            return;
-        }
-        if (ex->switching) {
-            proxy_exchange_upgrade(ex);
-            return;
-        }
-        if (ex->complete) {
-            proxy_exchange_done(ex);
-            return;
-        }
-        proxy_exchange_throttle(ex);
+    ex->received += n;
+    if (err == HPE_PAUSED) {
+        http_parser_pause(&ex->parser, 0);
+    } else if (err != HPE_OK) {
+        proxy_exchange_fail(ex, 502, "invalid answer from the worker");
+        return;
     }
-    if (ex->eof && !ex->worker_paused && evbuffer_get_length(in) == 0)
-        proxy_exchange_eof(ex);
+    if (ex->switching) {
+        proxy_exchange_upgrade(ex, data + n, len - n);
+        return;
+    }
+    if (ex->complete) {
+        ex->trailing = n < len; /* more than it was asked for: not reused */
+        proxy_exchange_done(ex);
+        return;
+    }
+    proxy_exchange_throttle(ex);
 }
 
 /* The client's output drained: read the worker again. */
@@ -1170,9 +1415,7 @@ static void proxy_exchange_drain_cb(struct http_conn *conn, void *arg)
         return;
     ex->worker_paused = false;
     evtimer_del(ex->stall);
-    bufferevent_enable(ex->up->bev, EV_READ);
-    bufferevent_trigger(ex->up->bev, EV_READ,
-                        BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    proxy_upstream_watch(ex->up, ex->up->rev_tv);
 }
 
 /* The client went away before its answer was complete. */
@@ -1184,63 +1427,96 @@ static void proxy_exchange_close_cb(struct http_conn *conn, void *arg)
 
 /* ---- worker connection callbacks ------------------------------------------- */
 
-/* Bytes from a worker: the response of its exchange; on an idle connection
- * they are a protocol error and the connection goes. */
-static void proxy_upstream_read_cb(struct bufferevent *bev, void *arg)
+/* UP failed with ERR (connecting, reading or writing). */
+static void proxy_upstream_broken(struct proxy_upstream *up, int err)
 {
-    struct proxy_upstream *up = arg;
-    (void)bev;
-
-    if (!up->ex)
-        proxy_upstream_free(up);
-    else
-        proxy_exchange_pump(up->ex);
-}
-
-/* The request drained towards the worker: read the client's body again. */
-static void proxy_upstream_write_cb(struct bufferevent *bev, void *arg)
-{
-    struct proxy_upstream *up = arg;
-    struct proxy_exchange *ex = up->ex;
-
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        bufferevent_disable(bev, EV_WRITE); /* back to direct writes */
-    if (!ex || !ex->client_paused ||
-        evbuffer_get_length(bufferevent_get_output(bev)) > PROXY_PENDING_LOW)
-        return;
-    ex->client_paused = false;
-    http_conn_pause_read(ex->conn, false);
-}
-
-/* A worker connection closed, failed or timed out. */
-static void proxy_upstream_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct proxy_upstream *up = arg;
     struct proxy_exchange *ex = up->ex;
     char detail[200];
-    int err = EVUTIL_SOCKET_ERROR();
-    (void)bev;
 
-    if (what & BEV_EVENT_CONNECTED) {
-        up->connected = true;
-        proxy_upstream_flush(up);
+    if (!ex) {
+        proxy_upstream_free(up);
+        return;
+    }
+    snprintf(detail, sizeof detail, "cannot reach bot %s at %s: %s", ex->pool->bot_id,
+             ex->pool->authority, err ? strerror(err) : "connection failed");
+    proxy_exchange_lost(ex, detail);
+}
+
+/* A timeout of UP: idle too long in the pool, or a worker that does not
+ * answer (or take its request). */
+static void proxy_upstream_timeout(struct proxy_upstream *up)
+{
+    struct proxy_exchange *ex = up->ex;
+    char detail[200];
+
+    if (!ex) {
+        proxy_upstream_free(up);
+        return;
+    }
+    snprintf(detail, sizeof detail, "bot %s did not answer within %d s", ex->pool->bot_id,
+             PROXY_IO_TIMEOUT_S);
+    proxy_exchange_fail(ex, 502, detail);
+}
+
+/* The worker's side is readable: one recv() goes straight to the parser. On
+ * an idle connection anything (its EOF, or bytes out of turn) ends it. */
+static void proxy_upstream_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_upstream *up = arg;
+    struct proxy_exchange *ex = up->ex;
+
+    if (what & EV_TIMEOUT) {
+        proxy_upstream_timeout(up);
         return;
     }
     if (!ex) {
         proxy_upstream_free(up);
         return;
     }
-    if (what & BEV_EVENT_EOF) {
-        ex->eof = true;
-        proxy_exchange_pump(ex);
-    } else if (what & BEV_EVENT_TIMEOUT) {
-        snprintf(detail, sizeof detail, "bot %s did not answer within %d s", ex->pool->bot_id,
-                 PROXY_IO_TIMEOUT_S);
-        proxy_exchange_fail(ex, 502, detail);
-    } else {
-        snprintf(detail, sizeof detail, "cannot reach bot %s at %s: %s", ex->pool->bot_id,
-                 ex->pool->authority, err ? strerror(err) : "connection failed");
-        proxy_exchange_lost(ex, detail);
+    char *buf = ex->proxy->scratch;
+    ssize_t n = recv(fd, buf, sizeof ex->proxy->scratch, 0);
+    if (n > 0)
+        proxy_exchange_feed(ex, buf, (size_t)n);
+    else if (n == 0)
+        proxy_exchange_eof(ex);
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        proxy_upstream_broken(up, errno);
+}
+
+/* The worker's side is writable: the connection is made (or failed), and
+ * queued request bytes go on; once they are down to the low mark, the
+ * client's body is read again. */
+static void proxy_upstream_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_upstream *up = arg;
+    struct proxy_exchange *ex = up->ex;
+    int err = 0;
+    socklen_t errlen = sizeof err;
+
+    if (what & EV_TIMEOUT) {
+        proxy_upstream_timeout(up);
+        return;
+    }
+    if (!up->connected) {
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0)
+            err = errno;
+        if (err) {
+            proxy_upstream_broken(up, err);
+            return;
+        }
+        up->connected = true;
+    }
+    if (evbuffer_get_length(up->out) > 0 && evbuffer_write(up->out, fd) < 0 && errno != EAGAIN &&
+        errno != EWOULDBLOCK && errno != EINTR) {
+        proxy_upstream_broken(up, errno);
+        return;
+    }
+    size_t pending = evbuffer_get_length(up->out);
+    if (pending == 0)
+        event_del(up->wev);
+    if (ex && ex->client_paused && pending <= PROXY_PENDING_LOW) {
+        ex->client_paused = false;
+        http_conn_pause_read(ex->conn, false);
     }
 }
 
@@ -1249,16 +1525,10 @@ static void proxy_upstream_event_cb(struct bufferevent *bev, short what, void *a
 /* Copy TOKEN into EX's reused buffer. */
 static void proxy_exchange_set_token(struct proxy_exchange *ex, const char *token)
 {
-    size_t len = token ? strlen(token) : 0;
-
-    ex->has_token = len > 0;
-    if (!ex->has_token)
-        return;
-    if (len + 1 > ex->token_cap) {
-        ex->token = xrealloc(ex->token, len + 1);
-        ex->token_cap = len + 1;
-    }
-    memcpy(ex->token, token, len + 1);
+    proxy_buf_clear(&ex->token);
+    ex->has_token = token && *token;
+    if (ex->has_token)
+        proxy_buf_str(&ex->token, token);
 }
 
 /* Forward the request whose head just arrived on CONN. */
@@ -1314,12 +1584,16 @@ struct proxy *proxy_new(struct event_base *base, size_t max_body, int idle_timeo
     struct proxy *proxy = xcalloc(1, sizeof *proxy);
     int idle = idle_timeout_ms > 0 ? idle_timeout_ms : 60 * 1000;
     int pool_idle = idle / 2 > 1000 ? idle / 2 : 1000;
+    struct timeval idle_tv = {pool_idle / 1000, (pool_idle % 1000) * 1000};
+    struct timeval stall_tv = {idle / 1000, (idle % 1000) * 1000};
+    struct timeval io_tv = {PROXY_IO_TIMEOUT_S, 0};
 
     proxy->base = base;
     proxy->max_body = max_body;
-    proxy->idle_tv = (struct timeval){pool_idle / 1000, (pool_idle % 1000) * 1000};
-    proxy->stall_tv = (struct timeval){idle / 1000, (idle % 1000) * 1000};
-    proxy->io_tv = (struct timeval){PROXY_IO_TIMEOUT_S, 0};
+    /* Common timeouts: re-arming one costs a list move, not a heap update. */
+    proxy->idle_tv = event_base_init_common_timeout(base, &idle_tv);
+    proxy->stall_tv = event_base_init_common_timeout(base, &stall_tv);
+    proxy->io_tv = event_base_init_common_timeout(base, &io_tv);
     proxy->flush_tv = (struct timeval){PROXY_FLUSH_TIMEOUT_S, 0};
     proxy->linger_tv = (struct timeval){PROXY_LINGER_MS / 1000, (PROXY_LINGER_MS % 1000) * 1000};
     LIST_INIT(&proxy->pools);
@@ -1344,11 +1618,7 @@ void proxy_free(struct proxy *proxy)
         proxy_exchange_fail(ex, 503, "the hive is shutting down");
     while ((ex = LIST_FIRST(&proxy->spare))) {
         LIST_REMOVE(ex, entry);
-        event_free(ex->stall);
-        free(ex->head);
-        free(ex->token);
-        free(ex->body);
-        free(ex);
+        proxy_exchange_destroy(ex);
     }
     while ((pool = LIST_FIRST(&proxy->pools))) {
         LIST_REMOVE(pool, entry);

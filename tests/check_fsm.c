@@ -216,11 +216,90 @@ START_TEST(test_healthy_resets_backoff)
     a = fsm_test_send(&bot, FSM_EV_HEALTHY, now);
     ck_assert_uint_eq(a.flags, 0);
     ck_assert_int_eq(bot.state, FSM_STATE_RUNNING);
-    ck_assert_int_eq(bot.backoff_ms, 100);
+    ck_assert_int_eq(bot.backoff_ms, 0);
+
+    /* The first failure after a healthy run restarts at once, counted. */
     a = fsm_test_exit(&bot, 1, 0, now + 5000);
+    ck_assert_int_eq(bot.state, FSM_STATE_STARTING);
+    ck_assert_uint_eq(a.flags, FSM_ACT_CANCEL_TIMERS | FSM_ACT_SPAWN | FSM_ACT_ARM_START_TIMER);
+    ck_assert_int_eq(a.timer_ms, 10000);
+    ck_assert_ptr_nonnull(a.reason);
+    ck_assert_str_eq(a.reason, "exit status 1");
+    ck_assert_str_eq(bot.reason, "exit status 1");
+    ck_assert_int_eq(bot.since_ms, now + 5000);
+    ck_assert_int_eq(bot.backoff_delay_ms, 0);
+    ck_assert_int_eq(bot.last_exit.at_ms, now + 5000);
+    ck_assert_uint_eq(bot.restarts, 5);
+
+    /* Consecutive failures then back off from the initial delay, doubling. */
+    now += 5000;
+    a = fsm_test_exit(&bot, 1, 0, now + 10);
     ck_assert_int_eq(bot.state, FSM_STATE_BACKOFF);
     ck_assert_int_eq(a.timer_ms, 100);
-    ck_assert_uint_eq(bot.restarts, 5);
+    now += 110;
+    fsm_test_send(&bot, FSM_EV_BACKOFF_DONE, now);
+    fsm_test_send(&bot, FSM_EV_READY, now);
+    a = fsm_test_exit(&bot, 0, 9, now + 3000);
+    ck_assert_int_eq(bot.state, FSM_STATE_BACKOFF);
+    ck_assert_int_eq(a.timer_ms, 200);
+    ck_assert_uint_eq(bot.restarts, 7);
+
+    /* Healthy again: at once again. */
+    now += 3200;
+    fsm_test_send(&bot, FSM_EV_BACKOFF_DONE, now);
+    fsm_test_send(&bot, FSM_EV_READY, now);
+    fsm_test_send(&bot, FSM_EV_HEALTHY, now + 10000);
+    a = fsm_test_exit(&bot, 0, 9, now + 20000);
+    ck_assert_int_eq(bot.state, FSM_STATE_STARTING);
+    ck_assert_uint_eq(a.flags & FSM_ACT_SPAWN, FSM_ACT_SPAWN);
+    ck_assert_str_eq(bot.reason, "killed by signal 9");
+}
+END_TEST
+
+START_TEST(test_healthy_restart_limit)
+{
+    struct fsm_policy p = fsm_test_policy();
+    struct fsm_bot bot;
+    struct fsm_actions a;
+    int64_t now = 0;
+
+    /* Immediate restarts count towards max_restarts within the window. */
+    p.max_restarts = 2;
+    fsm_test_running(&bot, &p, now);
+    for (int i = 0; i < 2; i++) {
+        now += 10000;
+        fsm_test_send(&bot, FSM_EV_HEALTHY, now);
+        a = fsm_test_exit(&bot, 0, 9, now + 1);
+        ck_assert_int_eq(bot.state, FSM_STATE_STARTING);
+        ck_assert_uint_eq(a.flags & FSM_ACT_SPAWN, FSM_ACT_SPAWN);
+        fsm_test_send(&bot, FSM_EV_READY, now + 2);
+    }
+    now += 10000;
+    fsm_test_send(&bot, FSM_EV_HEALTHY, now);
+    a = fsm_test_exit(&bot, 0, 9, now + 1);
+    ck_assert_int_eq(bot.state, FSM_STATE_FATAL);
+    ck_assert_uint_eq(a.flags, FSM_ACT_CANCEL_TIMERS);
+    ck_assert_str_eq(bot.reason, "more than 2 restarts within 60 s (last: killed by signal 9)");
+
+    /* Under policy never a healthy bot that exits just stops. */
+    p = fsm_test_policy();
+    p.restart = FSM_RESTART_NEVER;
+    fsm_test_running(&bot, &p, 0);
+    fsm_test_send(&bot, FSM_EV_HEALTHY, 10000);
+    a = fsm_test_exit(&bot, 1, 0, 10001);
+    ck_assert_int_eq(bot.state, FSM_STATE_STOPPED);
+    ck_assert_uint_eq(a.flags, FSM_ACT_CANCEL_TIMERS);
+
+    /* A fresh start has not been healthy: its first failure waits. */
+    p = fsm_test_policy();
+    fsm_test_running(&bot, &p, 0);
+    fsm_test_send(&bot, FSM_EV_HEALTHY, 10000);
+    fsm_test_send(&bot, FSM_EV_STOP, 10001);
+    fsm_test_exit(&bot, 0, 0, 10002);
+    fsm_test_send(&bot, FSM_EV_START, 10003);
+    a = fsm_test_exit(&bot, 1, 0, 10004);
+    ck_assert_int_eq(bot.state, FSM_STATE_BACKOFF);
+    ck_assert_int_eq(a.timer_ms, 100);
 }
 END_TEST
 
@@ -838,6 +917,7 @@ static Suite *fsm_suite(void)
     tcase_add_test(tc, test_backoff_doubles_to_cap);
     tcase_add_test(tc, test_jitter);
     tcase_add_test(tc, test_healthy_resets_backoff);
+    tcase_add_test(tc, test_healthy_restart_limit);
     tcase_add_test(tc, test_exit_78_fatal);
     tcase_add_test(tc, test_intensity_fatal);
     tcase_add_test(tc, test_intensity_window_slides);

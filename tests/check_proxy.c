@@ -102,7 +102,8 @@ static void teardown(void)
 {
     proxy_free(fx.proxy);
     http_server_free(fx.server);
-    close(fx.worker_listen);
+    if (fx.worker_listen >= 0)
+        close(fx.worker_listen);
     event_base_free(fx.base);
 }
 
@@ -292,6 +293,137 @@ START_TEST(test_header_name_with_blank_not_forwarded)
 }
 END_TEST
 
+/* The head of what P received (up to the blank line), for header checks. */
+static bool peer_head_has(const struct peer *p, const char *text)
+{
+    const char *end = p->buf ? strstr(p->buf, "\r\n\r\n") : NULL;
+    const char *at = p->buf ? strstr(p->buf, text) : NULL;
+    return at && end && at < end;
+}
+
+START_TEST(test_hop_by_hop_dropped_both_ways)
+{
+    struct peer c = client_open();
+    peer_send(&c, "GET /status?token=t&x=1 HTTP/1.1\r\nHost: front:9\r\n"
+                  "Connection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\n"
+                  "TE: trailers\r\nProxy-Authorization: p\r\nUpgrade: h2c\r\n"
+                  "Authorization: Bearer client\r\nX-Forwarded-For: 10.0.0.1\r\n"
+                  "X-Forwarded-Host: evil\r\nX-Keep: yes\r\n\r\n");
+    struct peer w = worker_accept();
+    WAIT_FOR(&w, peer_has(&w, "\r\n\r\n"));
+    ck_assert_msg(strncmp(w.buf, "GET /status?x=1 HTTP/1.1\r\n", 26) == 0, "%s", w.buf);
+    ck_assert(peer_has(&w, "\r\nHost: 127.0.0.1:"));
+    ck_assert(peer_has(&w, "\r\nX-Keep: yes\r\n"));
+    ck_assert(peer_has(&w, "\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n"));
+    ck_assert(peer_has(&w, "\r\nX-Forwarded-Host: front:9\r\n"));
+    ck_assert(peer_has(&w, "\r\nX-Forwarded-Proto: http\r\n"));
+    static const char *const gone[] = {
+        "Connection",          "X-Secret",         "Keep-Alive",    "TE:",
+        "Proxy-Authorization", "Upgrade",          "Authorization", "evil",
+        "Content-Length",      "Transfer-Encoding"};
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++)
+        ck_assert_msg(!peer_has(&w, gone[i]), "%s went up: %s", gone[i], w.buf);
+
+    /* A small answer is relayed whole, with our own Date and Server. */
+    peer_send(&w, "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\nX-Private: p\r\n"
+                  "Keep-Alive: timeout=5\r\nX-Public: q\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\n"
+                  "Server: worker\r\nTrailer: X-T\r\nContent-Length: 2\r\n\r\nok");
+    WAIT_FOR(&c, peer_has(&c, "\r\n\r\nok"));
+    ck_assert(peer_head_has(&c, "\r\nX-Public: q\r\n"));
+    ck_assert(peer_head_has(&c, "\r\nContent-Length: 2\r\n"));
+    ck_assert(peer_head_has(&c, "\r\nServer: hive/"));
+    static const char *const private[] = {"X-Private", "Keep-Alive", "Trailer", "worker", "2001"};
+    for (size_t i = 0; i < sizeof private / sizeof private[0]; i++)
+        ck_assert_msg(!peer_has(&c, private[i]), "%s came back: %s", private[i], c.buf);
+
+    /* A streamed answer keeps the worker's Date and Server; a header name
+     * split across reads is judged whole. */
+    peer_forget(&c);
+    peer_forget(&w);
+    peer_send(&c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+    WAIT_FOR(&w, peer_has(&w, "\r\n\r\n"));
+    static const char *const pieces[] = {
+        "HTTP/1.1 200 OK\r\nConn",
+        "ection: X-Pri",
+        "vate\r\nX-Priv",
+        "ate: p\r\nServer: wor",
+        "ker\r\nTransfer-Encoding: chunked\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\n\r\n",
+        "3\r\nabc\r\n",
+        "0\r\n\r\n"};
+    for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++) {
+        peer_send(&w, pieces[i]);
+        for (int k = 0; k < 3; k++)
+            pump_once(&c);
+    }
+    WAIT_FOR(&c, peer_has(&c, "\r\n0\r\n\r\n"));
+    ck_assert(peer_head_has(&c, "\r\nServer: worker\r\n"));
+    ck_assert(peer_head_has(&c, "\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\n"));
+    ck_assert(peer_head_has(&c, "\r\nTransfer-Encoding: chunked\r\n"));
+    ck_assert(peer_has(&c, "\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+    ck_assert_msg(!peer_has(&c, "X-Private"), "%s", c.buf);
+    peer_close(&w);
+    peer_close(&c);
+}
+END_TEST
+
+START_TEST(test_worker_connection_reused)
+{
+    struct peer c = client_open();
+    peer_send(&c, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct peer w = worker_accept();
+    WAIT_FOR(&w, peer_has(&w, "\r\n\r\n"));
+    peer_send(&w, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1");
+    WAIT_FOR(&c, peer_has(&c, "\r\n\r\n1"));
+
+    /* The next request, from another client, goes up the same connection. */
+    struct peer c2 = client_open();
+    peer_forget(&w);
+    peer_send(&c2, "GET /2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    WAIT_FOR(&w, peer_has(&w, "GET /2 "));
+    ck_assert_int_lt(accept(fx.worker_listen, NULL, NULL), 0);
+
+    /* Bytes after a complete answer: that connection is not used again. */
+    peer_send(&w, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2EXTRA");
+    WAIT_FOR(&c2, peer_has(&c2, "\r\n\r\n2"));
+    peer_send(&c2, "GET /3 HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct peer w2 = worker_accept();
+    WAIT_FOR(&w2, peer_has(&w2, "GET /3 "));
+    WAIT_FOR(&w, w.eof);
+    ck_assert(!peer_has(&c2, "EXTRA"));
+
+    /* The worker closes its idle connection; the next request still gets
+     * through, on a new one, even when both happen at once. */
+    peer_send(&w2, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n3");
+    WAIT_FOR(&c2, peer_has(&c2, "\r\n\r\n3"));
+    peer_close(&w2);
+    peer_forget(&c2);
+    peer_send(&c2, "GET /4 HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct peer w3 = worker_accept();
+    WAIT_FOR(&w3, peer_has(&w3, "GET /4 "));
+    peer_send(&w3, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n4");
+    WAIT_FOR(&c2, peer_has(&c2, "\r\n\r\n4"));
+    ck_assert_uint_eq(proxy_exchanges(fx.proxy), 0);
+    peer_close(&w3);
+    peer_close(&w);
+    peer_close(&c2);
+    peer_close(&c);
+}
+END_TEST
+
+START_TEST(test_worker_unreachable_502)
+{
+    struct peer c = client_open();
+    close(fx.worker_listen);
+    fx.worker_listen = -1;
+    peer_send(&c, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    WAIT_FOR(&c, peer_has(&c, "\r\n\r\n{"));
+    ck_assert_msg(strncmp(c.buf, "HTTP/1.1 502 ", 13) == 0, "%s", c.buf);
+    ck_assert(peer_has(&c, "cannot reach bot BOT-T"));
+    ck_assert_uint_eq(proxy_exchanges(fx.proxy), 0);
+    peer_close(&c);
+}
+END_TEST
+
 /* A client whose upgrade the worker accepted, and that worker's side. */
 static void tunnel_open(struct peer *c, struct peer *w)
 {
@@ -301,10 +433,13 @@ static void tunnel_open(struct peer *c, struct peer *w)
     *w = worker_accept();
     WAIT_FOR(w, peer_has(w, "\r\n\r\n"));
     ck_assert(peer_has(w, "\r\nUpgrade: websocket\r\n"));
+    /* The worker's first tunnel bytes may come with its 101. */
     peer_send(w, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                 "Connection: Upgrade\r\n\r\n");
-    WAIT_FOR(c, peer_has(c, "\r\n\r\n"));
+                 "Connection: Upgrade\r\n\r\nhello");
+    WAIT_FOR(c, peer_has(c, "\r\n\r\nhello"));
     ck_assert(strncmp(c->buf, "HTTP/1.1 101 ", 13) == 0);
+    ck_assert(peer_has(c, "\r\nUpgrade: websocket\r\n"));
+    ck_assert(peer_has(c, "\r\nConnection: Upgrade\r\n"));
     ck_assert_uint_eq(proxy_tunnels(fx.proxy), 1);
     peer_forget(c);
     peer_forget(w);
@@ -376,6 +511,9 @@ static Suite *check_proxy_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_framing_is_our_own);
     tcase_add_test(tc, test_header_name_with_blank_not_forwarded);
+    tcase_add_test(tc, test_hop_by_hop_dropped_both_ways);
+    tcase_add_test(tc, test_worker_connection_reused);
+    tcase_add_test(tc, test_worker_unreachable_502);
     tcase_add_test(tc, test_tunnel_relays_in_both_directions);
     tcase_add_test(tc, test_tunnel_last_words_survive_a_reset);
     tcase_add_test(tc, test_tunnel_worker_closes_cleanly);
