@@ -212,7 +212,7 @@ static int util_write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-int util_write_file_atomic(const char *path, const void *data, size_t len)
+int util_replace_file(const char *path, const void *data, size_t len, bool durable)
 {
     char tmp[4200], dir[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
@@ -225,7 +225,7 @@ int util_write_file_atomic(const char *path, const void *data, size_t len)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
-    if (util_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+    if (util_write_all(fd, data, len) < 0 || (durable && fsync(fd) < 0)) {
         int saved = errno;
         close(fd);
         unlink(tmp);
@@ -239,7 +239,12 @@ int util_write_file_atomic(const char *path, const void *data, size_t len)
         errno = saved;
         return -1;
     }
-    return util_fsync_dir(dir);
+    return durable ? util_fsync_dir(dir) : 0;
+}
+
+int util_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    return util_replace_file(path, data, len, true);
 }
 
 char *util_read_file(const char *path, size_t max, size_t *len_out)

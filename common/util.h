@@ -48,6 +48,8 @@ int util_fsync_dir(const char *path);
 /* Write DATA to PATH through a temp file in the same folder, fsync, rename
  * over PATH, fsync the folder. 0 or -1 with errno. */
 int util_write_file_atomic(const char *path, const void *data, size_t len);
+/* The same; with DURABLE false, without the fsyncs (atomic, not durable). */
+int util_replace_file(const char *path, const void *data, size_t len, bool durable);
 /* Read a whole file (at most MAX bytes, else -1 with EFBIG); NUL-terminated. */
 char *util_read_file(const char *path, size_t max, size_t *len_out);
 /* True for 127.0.0.0/8, ::1, [::1] and "localhost". */

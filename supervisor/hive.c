@@ -134,41 +134,6 @@ static json_t *hive_registry_bot(const struct hive_bot *bot)
                      "reason", bot->fsm.reason);
 }
 
-/* Replace PATH with LEN bytes of TEXT through a temp file and a rename, so
- * that readers see the old file or the new one whole. No fsync: the registry
- * is a snapshot of live state, stale after a crash whatever the disk kept,
- * and a flush here would stall the event loop (the proxy, READY handling,
- * the API) at every state change and heartbeat. 0, or -1 with errno. */
-static int hive_registry_replace(const char *path, const char *text, size_t len)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
-    for (size_t off = 0; off < len;) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int saved = n < 0 ? errno : EIO;
-            close(fd);
-            unlink(tmp);
-            errno = saved;
-            return -1;
-        }
-        off += (size_t)n;
-    }
-    close(fd);
-    if (rename(tmp, path) < 0) {
-        int saved = errno;
-        unlink(tmp);
-        errno = saved;
-        return -1;
-    }
-    return 0;
-}
-
 /* Rewrite .deia/hive/registry.json by atomic rename. */
 static void hive_registry_write(struct hive *hive)
 {
@@ -181,7 +146,11 @@ static void hive_registry_write(struct hive *hive)
     size_t len = strlen(text);
     text = xrealloc(text, len + 2);
     memcpy(text + len, "\n", 2);
-    if (hive_registry_replace(hive->registry_path, text, len + 1) < 0 && !hive->registry_warned) {
+    /* Atomic but not fsynced: the registry is a snapshot of live state, stale
+     * after a crash whatever the disk kept, and a flush would stall the loop
+     * (proxy, READY handling, API) at every state change and heartbeat. */
+    if (util_replace_file(hive->registry_path, text, len + 1, false) < 0 &&
+        !hive->registry_warned) {
         log_warn("cannot write %s: %s", hive->registry_path, strerror(errno));
         hive->registry_warned = true;
     }
