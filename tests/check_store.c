@@ -133,7 +133,7 @@ START_TEST(test_finish_once)
     ck_assert_int_eq(store_finish(check_st, t, base, text, len), 0);
     ck_assert_ptr_nonnull(t->response_file);
     ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 1);
-    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->pending, ""), 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 1);
     /* The same task id again gets a second name, never an overwrite. */
@@ -159,8 +159,7 @@ static char *check_write_pending(struct task *t)
     char *base;
     size_t len;
     char *text = check_response(t, &base, &len);
-    char *pending =
-        xasprintf("%s/.BOT-1--%s.pending", store_paths(check_st)->responses, t->file_name);
+    char *pending = xasprintf("%s/%s.pending", store_paths(check_st)->pending, t->file_name);
     FILE *f = fopen(pending, "w");
     ck_assert_ptr_nonnull(f);
     fwrite(text, 1, len, f);
@@ -178,7 +177,7 @@ START_TEST(test_crash_before_link)
     ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 0);
     ck_assert_int_eq(requeued, 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 1);
-    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->pending, ""), 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 1);
     char *found = store_find_response(check_st, "BOT-1", "B-1");
     ck_assert_ptr_nonnull(found);
@@ -202,7 +201,7 @@ START_TEST(test_crash_while_writing_response)
     ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 1);
     ck_assert_int_eq(requeued, 1);
     ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 0);
-    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->pending, ""), 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 0);
     free(tmp);
     free(pending);
@@ -236,7 +235,7 @@ START_TEST(test_commit_batch)
         task_free(t[i]);
     }
     ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 3);
-    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->pending, ""), 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 3);
 }
@@ -255,11 +254,11 @@ START_TEST(test_crash_before_commit)
     int fd = store_write_response(check_st, a, text, len);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 1);
+    ck_assert_int_eq(check_count(store_paths(check_st)->pending, ""), 1);
     int requeued = 0;
     ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 2);
     ck_assert_int_eq(requeued, 2);
-    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->pending, ""), 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 0);
     free(text);
@@ -289,7 +288,7 @@ START_TEST(test_crash_during_commit)
     ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 1);
     ck_assert_int_eq(requeued, 1);
     ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 2);
-    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->pending, ""), 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 2);
     ck_assert_int_eq(check_count(store_paths(check_st)->realtime, "K-2"), 1);
@@ -344,7 +343,7 @@ START_TEST(test_crash_after_link)
     store_recover(check_st, "BOT-1", check_requeue, &requeued);
     ck_assert_int_eq(requeued, 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 1);
-    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->pending, ""), 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 1);
     free(final);
@@ -367,7 +366,7 @@ START_TEST(test_crash_after_archive)
     store_recover(check_st, "BOT-1", check_requeue, &requeued);
     ck_assert_int_eq(requeued, 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 1);
-    ck_assert_int_eq(check_count(store_paths(check_st)->responses, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->pending, ""), 0);
     free(a), free(b), free(final), free(pending);
     task_free(t);
 }
@@ -426,6 +425,49 @@ START_TEST(test_unclaim_keeps_newer_file)
 }
 END_TEST
 
+START_TEST(test_pending_is_per_bot)
+{
+    /* Another bot's leftover pending answer (its task in its own _active/)
+     * is that bot's to settle: recovery here neither links nor removes it,
+     * and a temp file of no claimed task of ours goes. */
+    char *other = xasprintf("%s/../BOT-2", store_paths(check_st)->pending);
+    ck_assert_int_eq(util_mkdirs(other), 0);
+    char *theirs = xasprintf("%s/T-9.json.pending", other);
+    FILE *f = fopen(theirs, "w");
+    fputs("# RESPONSE: T-9 - Complete\n\n**Response generated:** now\n", f);
+    fclose(f);
+    char *stray = xasprintf("%s/gone.json.pending.tmp", store_paths(check_st)->pending);
+    f = fopen(stray, "w");
+    fclose(f);
+    int requeued = 0;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 0);
+    ck_assert_int_eq(check_count(other, ""), 1);
+    ck_assert_int_eq(check_count(store_paths(check_st)->pending, ""), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 0);
+    free(stray);
+    free(theirs);
+    free(other);
+}
+END_TEST
+
+START_TEST(test_pending_folder_recreated)
+{
+    /* The pending folder removed under a running worker (a fresh mount over
+     * the responses folder, a cleanup script): the next answer still lands. */
+    ck_assert_int_eq(rmdir(store_paths(check_st)->pending), 0);
+    struct task *t = check_claimed("R-1");
+    char *base;
+    size_t len;
+    char *text = check_response(t, &base, &len);
+    ck_assert_int_eq(store_finish(check_st, t, base, text, len), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 1);
+    ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 1);
+    free(base);
+    free(text);
+    task_free(t);
+}
+END_TEST
+
 static Suite *check_store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -444,6 +486,8 @@ static Suite *check_store_suite(void)
     tcase_add_test(tc, test_crash_after_archive);
     tcase_add_test(tc, test_crash_while_running);
     tcase_add_test(tc, test_unclaim_keeps_newer_file);
+    tcase_add_test(tc, test_pending_is_per_bot);
+    tcase_add_test(tc, test_pending_folder_recreated);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -35,6 +35,7 @@ static void store_build_paths(struct store_paths *p, const char *work_dir, const
     p->archive = xasprintf("%s/_archive", p->queue);
     p->realtime = xasprintf("%s/_realtime", p->queue);
     p->responses = xasprintf("%s/.deia/hive/responses", work_dir);
+    p->pending = xasprintf("%s/.pending/%s", p->responses, bot);
     p->controls = xasprintf("%s/.deia/hive/controls", work_dir);
     p->pause = xasprintf("%s/%s-PAUSE", p->controls, bot);
     p->logs = xasprintf("%s/.deia/bot-logs", work_dir);
@@ -55,6 +56,9 @@ struct store *store_open(const char *work_dir, const char *bot_id, char *err, si
             return NULL;
         }
     }
+    /* Made again on the first answer if it cannot be now (a read-only
+     * responses folder must not stop the bot from taking tasks). */
+    util_mkdirs(s->paths.pending);
     return s;
 }
 
@@ -283,10 +287,12 @@ int store_unclaim(struct store *s, struct task *t)
     return r;
 }
 
-/* The pending name of a claimed task's response. */
+/* The pending name of a claimed task's response: in the bot's own pending
+ * folder inside the responses folder (so that it can be hard-linked to its
+ * final name, and recovery reads only this bot's few leftovers). */
 static char *store_pending_path(struct store *s, const char *file_name)
 {
-    return xasprintf("%s/.%s--%s.pending", s->paths.responses, s->bot_id, file_name);
+    return xasprintf("%s/%s.pending", s->paths.pending, file_name);
 }
 
 /* Link PENDING to the first free name built from BASE: link() never
@@ -330,6 +336,8 @@ int store_write_response(struct store *s, const struct task *t, const char *text
     /* The pending name only ever names a complete, durable response: it is
      * written under a temp name and renamed once synced. */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT && util_mkdirs(s->paths.pending) == 0)
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644); /* folder removed */
     int r = fd < 0 ? -errno : 0;
     if (r == 0 && store_write_all(fd, text, len) < 0) {
         r = -errno;
@@ -508,25 +516,26 @@ static void store_recover_active(struct store *s)
     closedir(d);
 }
 
-/* Settle pending responses whose task was archived already. */
+/* Settle pending responses whose task was archived already; a temp file
+ * left now belongs to no claimed task and goes. */
 static void store_recover_orphans(struct store *s)
 {
-    DIR *d = opendir(s->paths.responses);
+    DIR *d = opendir(s->paths.pending);
     if (!d)
         return;
-    char *prefix = xasprintf(".%s--", s->bot_id);
-    size_t plen = strlen(prefix);
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t n = strlen(e->d_name);
-        if (strncmp(e->d_name, prefix, plen) != 0 || n < plen + 8 ||
-            strcmp(e->d_name + n - 8, ".pending") != 0)
+        if (n > 12 && strcmp(e->d_name + n - 12, ".pending.tmp") == 0) {
+            unlinkat(dirfd(d), e->d_name, 0);
             continue;
-        char *file_name = xstrndup(e->d_name + plen, n - plen - 8);
+        }
+        if (n < 9 || strcmp(e->d_name + n - 8, ".pending") != 0)
+            continue;
+        char *file_name = xstrndup(e->d_name, n - 8);
         store_settle_pending(s, file_name);
         free(file_name);
     }
-    free(prefix);
     closedir(d);
 }
 

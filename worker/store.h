@@ -5,7 +5,8 @@
  * written exactly once, the archive, and the recovery after a crash.
  *
  * Exactly-once responses: the response is first written under a per-task
- * temp name in the responses folder; once synced (several responses share
+ * temp name in the bot's pending folder (.pending/<BOT> inside the
+ * responses folder, so a hard link reaches the final name); once synced (several responses share
  * one syncfs) it is renamed to its "pending" name, then hard-linked to its
  * final name (link never overwrites), then the task moves to _archive/, then
  * the pending name is removed. Whatever instant the worker dies at, the
@@ -29,6 +30,7 @@ struct store_paths {
     char *archive;   /* .../_archive */
     char *realtime;  /* .../_realtime */
     char *responses; /* .deia/hive/responses */
+    char *pending;   /* .../responses/.pending/<BOT>: answers not yet linked */
     char *controls;  /* .deia/hive/controls */
     char *pause;     /* .deia/hive/controls/<BOT>-PAUSE */
     char *logs;      /* .deia/bot-logs */
