@@ -202,6 +202,17 @@ static void check_positions(const struct queue *q, struct check_item *items, siz
     free(live);
 }
 
+/* 1 + the live items ordered before IT, by a scan of the reference. */
+static size_t check_reference_position(const struct check_item *items, size_t n,
+                                       const struct check_item *it)
+{
+    size_t before = 0;
+    for (size_t i = 0; i < n; i++)
+        if (items[i].live && check_item_order(&items[i], it) < 0)
+            before++;
+    return before + 1;
+}
+
 START_TEST(test_random_against_reference)
 {
     enum { N = 10000 };
@@ -214,12 +225,16 @@ START_TEST(test_random_against_reference)
         if (pushed < N && op < 6) {
             struct check_item *it = &items[pushed];
             snprintf(it->key, sizeof it->key, "t%zu", (size_t)rand() % 100000 * N + pushed);
-            it->rank = rand() % 11;
-            it->time = rand() % 50; /* many ties: the key decides */
+            it->rank = rand() % 13 - 1; /* -1 and 11: ranks without a counter */
+            /* Mostly later arrivals (a newcomer's position is then counted),
+             * sometimes an earlier time, with ties the key decides. */
+            it->time = rand() % 4 ? step / 8 : rand() % (step / 8 + 1);
             it->live = 1;
             ck_assert_int_eq(queue_push(q, it->key, it->rank, it->time, it), 0);
             ck_assert_int_eq(queue_push(q, it->key, 0, 0, NULL), -1);
             pushed++;
+            ck_assert_uint_eq(queue_position(q, it->key),
+                              check_reference_position(items, pushed, it));
         } else if (op < 9) {
             struct check_item *want = check_reference_first(items, pushed);
             struct check_item *got = queue_pop(q);

@@ -3,7 +3,9 @@
  * binary min-heap gives the next task in O(log n); a chained hash table from
  * key to entry (each entry knows its heap slot) makes find and remove by key
  * O(1) and O(log n), which the HTTP API needs for GET /api/task/<id>, 409 on
- * duplicate ids and interrupting a queued task. Pure data structure: no I/O.
+ * duplicate ids and interrupting a queued task. Per-rank counts and the last
+ * entry of each rank make the position of a newcomer (the 202's "position")
+ * O(ranks) instead of a scan of the whole queue. Pure data structure: no I/O.
  */
 #include "worker/queue.h"
 
@@ -23,12 +25,27 @@ struct queue_entry {
     struct queue_entry *next; /* hash bucket chain */
 };
 
+/* Ranks 0..QUEUE_RANKS-1 are counted (priorities P0-P9, 10 = unreadable);
+ * others work, their positions by a scan. */
+#define QUEUE_RANKS 16
+
 struct queue {
     struct queue_entry **heap;
     size_t len, cap;
     struct queue_entry **buckets;
     size_t nbuckets; /* a power of two */
+    size_t count[QUEUE_RANKS];
+    size_t below; /* entries of a rank < 0: before every counted one */
+    /* The entry ordered last within its rank, or NULL when that is not
+     * known (it was removed while others of its rank stayed). */
+    struct queue_entry *last[QUEUE_RANKS];
 };
+
+/* True when RANK has a counter. */
+static bool queue_rank_counted(int rank)
+{
+    return rank >= 0 && rank < QUEUE_RANKS;
+}
 
 /* FNV-1a of KEY. */
 static uint64_t queue_hash(const char *key)
@@ -143,6 +160,13 @@ static void *queue_remove_at(struct queue *q, size_t i)
     struct queue_entry *e = q->heap[i];
     void *data = e->data;
     queue_unindex(q, e);
+    if (queue_rank_counted(e->rank)) {
+        q->count[e->rank]--;
+        if (q->last[e->rank] == e)
+            q->last[e->rank] = NULL;
+    } else if (e->rank < 0) {
+        q->below--;
+    }
     struct queue_entry *last = q->heap[--q->len];
     if (i < q->len) {
         queue_place(q, i, last);
@@ -203,6 +227,15 @@ int queue_push(struct queue *q, const char *key, int rank, int64_t time, void *d
     *head = e;
     queue_place(q, q->len++, e);
     queue_sift_up(q, e->slot);
+    if (queue_rank_counted(rank)) {
+        /* A newcomer after the known last of its rank (the usual case: a
+         * later arrival) is the new last; an empty rank's first is too. */
+        struct queue_entry *l = q->last[rank];
+        if (q->count[rank]++ == 0 || (l && queue_cmp(l, e) < 0))
+            q->last[rank] = e;
+    } else if (rank < 0) {
+        q->below++;
+    }
     return 0;
 }
 
@@ -242,12 +275,19 @@ void *queue_remove(struct queue *q, const char *key)
     return e ? queue_remove_at(q, e->slot) : NULL;
 }
 
-/* 1 + the number of entries ordered before KEY: O(n), the heap is unsorted. */
+/* 1 + the number of entries ordered before KEY: O(ranks) for the last of
+ * its rank (what a newcomer usually is), else O(n), the heap is unsorted. */
 size_t queue_position(const struct queue *q, const char *key)
 {
     struct queue_entry *e = queue_lookup(q, key);
     if (!e)
         return 0;
+    if (queue_rank_counted(e->rank) && q->last[e->rank] == e) {
+        size_t before = q->below;
+        for (int r = 0; r <= e->rank; r++)
+            before += q->count[r];
+        return before;
+    }
     size_t before = 0;
     for (size_t i = 0; i < q->len; i++)
         if (queue_cmp(q->heap[i], e) < 0)
