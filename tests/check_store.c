@@ -307,6 +307,43 @@ START_TEST(test_crash_during_commit)
 }
 END_TEST
 
+START_TEST(test_persist_with_named_temp_files)
+{
+    /* Where O_TMPFILE is missing: named temp files renamed, none left. */
+    store_use_named_temp_files(check_st);
+    struct task *t[2] = {check_rt_task("N-1"), check_rt_task("N-2")};
+    bool ok[2] = {false, false};
+    store_persist_realtime(check_st, t, 2, ok);
+    ck_assert(ok[0] && ok[1]);
+    ck_assert_int_eq(check_count(store_paths(check_st)->realtime, ""), 2);
+    ck_assert_int_eq(check_count(store_paths(check_st)->realtime, "."), 0);
+    int requeued = 0;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 2);
+    task_free(t[0]);
+    task_free(t[1]);
+}
+END_TEST
+
+START_TEST(test_persist_replaces_stale_file)
+{
+    /* A stale file under the same name is replaced, as a rename would. */
+    char *stale = xasprintf("%s/S-1.json", store_paths(check_st)->realtime);
+    FILE *f = fopen(stale, "w");
+    fputs("stale", f);
+    fclose(f);
+    struct task *t = check_rt_task("S-1");
+    bool ok = false;
+    store_persist_realtime(check_st, &t, 1, &ok);
+    ck_assert(ok);
+    struct task *l = store_load_realtime(check_st, store_paths(check_st)->realtime, "S-1.json");
+    ck_assert_ptr_nonnull(l);
+    ck_assert_str_eq(l->content, "do it");
+    task_free(l);
+    task_free(t);
+    free(stale);
+}
+END_TEST
+
 START_TEST(test_persist_batch_and_cut_file)
 {
     /* A batch persisted together; then a task file cut by a power loss
@@ -481,6 +518,8 @@ static Suite *check_store_suite(void)
     tcase_add_test(tc, test_crash_before_commit);
     tcase_add_test(tc, test_crash_during_commit);
     tcase_add_test(tc, test_persist_batch_and_cut_file);
+    tcase_add_test(tc, test_persist_with_named_temp_files);
+    tcase_add_test(tc, test_persist_replaces_stale_file);
     tcase_add_test(tc, test_crash_before_link);
     tcase_add_test(tc, test_crash_after_link);
     tcase_add_test(tc, test_crash_after_archive);

@@ -22,9 +22,17 @@
 
 #define STORE_TASKFILE_MAX (16u << 20)
 
+/* How a realtime task file gets its name (see store_realtime_write). */
+enum store_publish {
+    STORE_PUBLISH_LINK_EMPTY, /* O_TMPFILE + linkat(AT_EMPTY_PATH) */
+    STORE_PUBLISH_LINK_PROC,  /* O_TMPFILE + linkat of /proc/self/fd/N */
+    STORE_PUBLISH_RENAME,     /* a named temp file, renamed */
+};
+
 struct store {
     struct store_paths paths;
     char *bot_id;
+    enum store_publish publish; /* the first that works here, found once */
 };
 
 /* Build the path table for BOT_ID under WORK_DIR. */
@@ -73,6 +81,11 @@ void store_free(struct store *s)
     free(s);
 }
 
+void store_use_named_temp_files(struct store *s)
+{
+    s->publish = STORE_PUBLISH_RENAME;
+}
+
 const struct store_paths *store_paths(const struct store *s)
 {
     return &s->paths;
@@ -104,23 +117,69 @@ static char *store_realtime_encode(const struct task *t, size_t *len)
     return s;
 }
 
-/* Write one realtime task to a temp file; its fd stays open for the sync. */
+/* Write one realtime task to a file without a name in _realtime/ (no
+ * folder entry to add and remove again: in a folder holding thousands of
+ * queued tasks each of those is a search), or where O_TMPFILE is not
+ * supported to a named temp file TMP. The fd stays open for the sync. */
 static int store_realtime_write(struct store *s, struct task *t, char *tmp, size_t cap)
 {
-    snprintf(tmp, cap, "%s/.%s.tmp", s->paths.realtime, t->id);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
+    int fd = -1;
+    tmp[0] = '\0';
+    if (s->publish != STORE_PUBLISH_RENAME) {
+        fd = open(s->paths.realtime, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL))
+            s->publish = STORE_PUBLISH_RENAME;
+        else if (fd < 0)
+            return -1;
+    }
+    if (fd < 0) {
+        snprintf(tmp, cap, "%s/.%s.tmp", s->paths.realtime, t->id);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -1;
+    }
     size_t len;
     char *text = store_realtime_encode(t, &len);
     int r = store_write_all(fd, text, len);
     free(text);
     if (r < 0) {
         close(fd);
-        unlink(tmp);
+        if (tmp[0])
+            unlink(tmp);
         return -1;
     }
     return fd;
+}
+
+/* Give the file behind FD (from store_realtime_write, TMP its temp name or
+ * "") the name DST, replacing what is there as a rename would. */
+static int store_realtime_name(struct store *s, int fd, const char *tmp, const char *dst)
+{
+    if (tmp[0]) {
+        int r = rename(tmp, dst);
+        if (r < 0)
+            unlink(tmp);
+        return r;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int r = -1;
+        if (s->publish == STORE_PUBLISH_LINK_EMPTY) {
+            /* May be refused to a process without CAP_DAC_READ_SEARCH
+             * (EPERM on older kernels, ENOENT on some): then by /proc. */
+            r = linkat(fd, "", AT_FDCWD, dst, AT_EMPTY_PATH);
+            if (r < 0 && (errno == EPERM || errno == ENOENT || errno == EINVAL))
+                s->publish = STORE_PUBLISH_LINK_PROC;
+        }
+        if (r < 0 && s->publish == STORE_PUBLISH_LINK_PROC) {
+            char proc[64];
+            snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+            r = linkat(AT_FDCWD, proc, AT_FDCWD, dst, AT_SYMLINK_FOLLOW);
+        }
+        if (r == 0 || errno != EEXIST || attempt > 0)
+            return r;
+        unlink(dst); /* a stale file of the same id: a rename replaces it */
+    }
+    return -1;
 }
 
 /* The first open descriptor of FDS (the oldest file of a batch), or -1. */
@@ -151,9 +210,7 @@ void store_persist_realtime(struct store *s, struct task *const *tasks, size_t n
     for (size_t i = 0; i < n; i++) {
         fds[i] = store_realtime_write(s, tasks[i], tmp, sizeof tmp);
         snprintf(dst, sizeof dst, "%s/%s.json", s->paths.realtime, tasks[i]->id);
-        ok[i] = fds[i] >= 0 && rename(tmp, dst) == 0;
-        if (fds[i] >= 0 && !ok[i])
-            unlink(tmp);
+        ok[i] = fds[i] >= 0 && store_realtime_name(s, fds[i], tmp, dst) == 0;
     }
     /* One syncfs() makes the whole batch durable, data and names: no task
      * is acknowledged before it returns. Without a journal (ext4
@@ -165,7 +222,7 @@ void store_persist_realtime(struct store *s, struct task *const *tasks, size_t n
      * reports writeback errors since its descriptor was opened, which is why
      * the batch's first file is used. It also writes out unrelated dirty
      * data of the same file system, which costs time only when there is
-     * much of it. Renaming before the sync is safe: a crash before it can
+     * much of it. Naming before the sync is safe: a crash before it can
      * leave a task file that was never acknowledged, whole (it then runs,
      * as after a crash between the rename and the ack) or, after a power
      * loss, cut (recovery sets it aside). */

@@ -40,6 +40,9 @@ struct store_paths {
 /* Lay out (mkdir -p) the folders for BOT_ID under WORK_DIR. */
 struct store *store_open(const char *work_dir, const char *bot_id, char *err, size_t errlen);
 void store_free(struct store *store);
+/* Write realtime task files under a temp name and rename them, as on a file
+ * system without O_TMPFILE (the fallback is found by itself; for tests). */
+void store_use_named_temp_files(struct store *s);
 const struct store_paths *store_paths(const struct store *store);
 
 /* Persist N realtime tasks: write each under a temp name, rename each into
