@@ -26,6 +26,7 @@
 #include "common/http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/listener.h>
 #include <http_parser.h>
 #include <netinet/in.h>
@@ -47,6 +48,7 @@
 #define HTTP_OUTPUT_LOW (16 * 1024)   /* drain callback below this */
 #define HTTP_OUTPUT_HIGH (256 * 1024) /* start no new request above this */
 #define HTTP_INPUT_HIGH (64 * 1024)   /* read ahead at most this much */
+#define HTTP_READ_MAX (16 * 1024)     /* one recv() takes at most this */
 #define HTTP_LINGER_MS 2000           /* wait for the client's EOF after an error */
 #define HTTP_ACCEPT_RETRY_MS 100      /* pause after accept() failed (EMFILE) */
 #define HTTP_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
@@ -85,6 +87,14 @@ struct http_conn {
     const struct timeval *tv_header, *tv_idle, *tv_linger;
     struct bufferevent *bev; /* NULL once the socket is closed or detached */
     struct event *timer;
+    /* Reading is ours, not the bufferevent's (which writes): one recv()
+     * into its input buffer per readable event, where evbuffer_read()
+     * would first ask the socket how much it holds (an ioctl per read). */
+    struct event *rev;
+    struct event *reparse; /* parse buffered input again, later this pass */
+    bool reading;          /* REV is armed */
+    bool input_full;       /* HTTP_INPUT_HIGH buffered: wait for a drain */
+    bool read_eof;         /* the client's EOF (or a read error) was seen */
     http_parser parser;
     enum http_conn_state state;
     char peer[INET6_ADDRSTRLEN];
@@ -120,6 +130,10 @@ struct http_conn {
     void *close_arg, *drain_arg;
 };
 
+static void http_conn_update_read(struct http_conn *c);
+static void http_conn_free_reader(struct http_conn *c);
+static void http_conn_recv_cb(evutil_socket_t fd, short what, void *arg);
+static void http_conn_reparse_cb(evutil_socket_t fd, short what, void *arg);
 static int http_on_url(http_parser *, const char *, size_t);
 static int http_on_header_field(http_parser *, const char *, size_t);
 static int http_on_header_value(http_parser *, const char *, size_t);
@@ -359,6 +373,7 @@ static void http_conn_release(struct http_conn *c)
         c->doomed = true;
         return;
     }
+    http_conn_free_reader(c);
     if (c->bev)
         bufferevent_free(c->bev);
     if (c->server)
@@ -792,7 +807,7 @@ static void http_conn_finish_request(struct http_conn *c)
     c->state = HTTP_CONN_IDLE;
     http_conn_arm(c, c->tv_idle);
     if (!c->processing && c->bev && evbuffer_get_length(bufferevent_get_input(c->bev)))
-        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        event_active(c->reparse, EV_TIMEOUT, 0);
 }
 
 /* The answer is complete (or dropped): close, or move on once read. */
@@ -954,6 +969,11 @@ static void http_conn_drain(struct http_conn *c)
     if (c->bev && c->undrained)
         evbuffer_drain(bufferevent_get_input(c->bev), c->undrained);
     c->undrained = 0;
+    if (c->input_full && c->bev &&
+        evbuffer_get_length(bufferevent_get_input(c->bev)) < HTTP_INPUT_HIGH) {
+        c->input_full = false;
+        http_conn_update_read(c);
+    }
 }
 
 /* True while buffered input may be parsed now. */
@@ -1022,10 +1042,9 @@ static void http_conn_begin_close(struct http_conn *c)
     c->close_after = true;
     c->undrained = 0;
     evbuffer_drain(in, evbuffer_get_length(in));
-    if (c->read_paused) {
-        c->read_paused = false;
-        bufferevent_enable(c->bev, EV_READ);
-    }
+    c->read_paused = false;
+    c->input_full = false;
+    http_conn_update_read(c);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         bufferevent_trigger(c->bev, EV_WRITE,
                             BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
@@ -1043,16 +1062,19 @@ static void http_conn_flushed(struct http_conn *c)
     }
     if (c->lingering)
         return;
+    if (c->read_eof) { /* the client is done already: nothing to wait for */
+        http_conn_close_socket(c);
+        return;
+    }
     c->lingering = true;
     shutdown(bufferevent_getfd(c->bev), SHUT_WR);
     http_conn_arm(c, c->tv_linger);
 }
 
 /* Input arrived (or processing was re-triggered). */
-static void http_conn_read_cb(struct bufferevent *bev, void *arg)
+static void http_conn_read_cb(struct http_conn *c)
 {
-    struct http_conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *in = bufferevent_get_input(c->bev);
 
     http_conn_enter(c);
     if (c->state == HTTP_CONN_CLOSING) {
@@ -1115,6 +1137,80 @@ static void http_conn_event_cb(struct bufferevent *bev, short what, void *arg)
     http_conn_leave(c);
 }
 
+/* Arm or disarm the read event: on while the socket is ours, the client
+ * has not ended its side, the application wants input and less than
+ * HTTP_INPUT_HIGH waits unparsed. */
+static void http_conn_update_read(struct http_conn *c)
+{
+    bool on = c->bev && c->rev && !c->read_eof && !c->read_paused && !c->input_full;
+    if (on == c->reading)
+        return;
+    c->reading = on;
+    if (on)
+        event_add(c->rev, NULL);
+    else
+        event_del(c->rev);
+}
+
+/* Free the read events (the socket is closing or handed over). */
+static void http_conn_free_reader(struct http_conn *c)
+{
+    if (c->rev)
+        event_free(c->rev);
+    if (c->reparse)
+        event_free(c->reparse);
+    c->rev = c->reparse = NULL;
+    c->reading = false;
+}
+
+/* The socket is readable: one recv() into the input buffer. EOF and errors
+ * go where the bufferevent would have sent them. */
+static void http_conn_recv_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_conn *c = arg;
+    (void)what;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (evbuffer_get_length(in) >= HTTP_INPUT_HIGH) {
+        c->input_full = true; /* read again once the parser drains it */
+        http_conn_update_read(c);
+        return;
+    }
+    /* A socket bufferevent keeps the end of its input frozen and thaws it
+     * around its own reads; do the same. */
+    struct evbuffer_iovec v;
+    ssize_t n = -1;
+    evbuffer_unfreeze(in, 0);
+    if (evbuffer_reserve_space(in, HTTP_READ_MAX, &v, 1) == 1) {
+        n = recv(fd, v.iov_base, v.iov_len, 0);
+        if (n > 0) {
+            v.iov_len = (size_t)n;
+            evbuffer_commit_space(in, &v, 1);
+        }
+    } else {
+        errno = ENOMEM;
+    }
+    evbuffer_freeze(in, 0);
+    if (n > 0) {
+        http_conn_read_cb(c);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    c->read_eof = true;
+    http_conn_update_read(c);
+    http_conn_event_cb(c->bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), c);
+}
+
+/* Buffered input may be parseable now (the application resumed, or a
+ * pipelined request waits): parse it on this loop pass. */
+static void http_conn_reparse_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_conn *c = arg;
+    (void)fd, (void)what;
+    if (c->bev)
+        http_conn_read_cb(c);
+}
+
 /* A timeout of the current state. */
 static void http_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1159,6 +1255,7 @@ static void http_conn_close_socket(struct http_conn *c)
     if (!c->bev)
         return;
     c->gone = true;
+    http_conn_free_reader(c);
     bufferevent_free(c->bev);
     c->bev = NULL;
     event_del(c->timer);
@@ -1187,20 +1284,21 @@ static void http_conn_new(struct http_server *s, evutil_socket_t fd, struct sock
     c->tv_idle = s->tv_idle;
     c->tv_linger = s->tv_linger;
     c->timer = evtimer_new(s->base, http_conn_timer_cb, c);
+    c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, http_conn_recv_cb, c);
+    c->reparse = event_new(s->base, -1, 0, http_conn_reparse_cb, c);
     c->req.body = evbuffer_new();
     http_peer_format(sa, c->peer, sizeof c->peer);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     http_conn_reset_request(c);
-    bufferevent_setcb(c->bev, http_conn_read_cb, http_conn_write_cb, http_conn_event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, HTTP_INPUT_HIGH);
+    bufferevent_setcb(c->bev, NULL, http_conn_write_cb, http_conn_event_cb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, HTTP_OUTPUT_LOW, 0);
     /* A client that takes none of our output for the idle time is dropped
      * (only counts while output waits, like nginx's send_timeout). */
     bufferevent_set_timeouts(c->bev, NULL, s->tv_idle);
     /* EV_WRITE (on by default) only while output waits; see http_conn_flush. */
-    bufferevent_disable(c->bev, EV_WRITE);
-    bufferevent_enable(c->bev, EV_READ);
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    http_conn_update_read(c);
     LIST_INSERT_HEAD(&s->conns, c, entry);
     s->open++;
     http_conn_begin_head(c);
@@ -1415,16 +1513,15 @@ void http_conn_pause_read(struct http_conn *c, bool paused)
     if (!c->bev || c->state == HTTP_CONN_CLOSING || c->read_paused == paused)
         return;
     c->read_paused = paused;
+    http_conn_update_read(c);
     if (paused) {
-        bufferevent_disable(c->bev, EV_READ);
         if (c->state == HTTP_CONN_BODY)
             http_conn_arm(c, NULL);
         return;
     }
-    bufferevent_enable(c->bev, EV_READ);
     if (c->state == HTTP_CONN_BODY)
         http_conn_arm(c, c->tv_idle);
-    bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    event_active(c->reparse, EV_TIMEOUT, 0);
 }
 
 /* Called once if the client goes away while a request is being answered. */
@@ -1447,7 +1544,7 @@ const char *http_conn_peer(const struct http_conn *c)
 }
 
 /* Hand the connection over (Upgrade): its bufferevent, bare (callbacks,
- * timeouts and watermarks cleared, writing enabled), with any bytes that
+ * timeouts and watermarks cleared, reading and writing enabled), with any bytes that
  * followed the request still in its input. NULL when the client is gone. */
 struct bufferevent *http_conn_detach(struct http_conn *c)
 {
@@ -1466,10 +1563,12 @@ struct bufferevent *http_conn_detach(struct http_conn *c)
     }
     c->undrained += c->head_lf;
     http_conn_drain(c);
+    http_conn_free_reader(c);
     bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
     bufferevent_set_timeouts(bev, NULL, NULL);
     bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
-    bufferevent_enable(bev, EV_WRITE);
+    /* From here the bufferevent reads too (its new owner's callbacks). */
+    bufferevent_enable(bev, c->read_eof ? EV_WRITE : EV_READ | EV_WRITE);
     event_del(c->timer);
     c->bev = NULL;
     c->detached = true;
