@@ -86,20 +86,34 @@ static void child_reset_signals(void)
             signal(sig, SIG_DFL);
 }
 
-/* Child side: stdin /dev/null, stdout+stderr the pipe, the socket on fd 3. */
+/* Child side: FD as TARGET, kept across exec (dup2 onto itself would keep
+ * close-on-exec). */
+static int child_place_fd(int fd, int target)
+{
+    if (fd != target && dup2(fd, target) < 0)
+        return -1;
+    int fl = fcntl(target, F_GETFD);
+    return fl < 0 || fcntl(target, F_SETFD, fl & ~FD_CLOEXEC) < 0 ? -1 : 0;
+}
+
+/* Child side: stdin /dev/null, stdout+stderr the pipe, the socket on fd 3,
+ * the stored descriptor (if any) on fd 4, and nothing else. */
 static int child_setup_fds(const struct child_spec *spec, int out_w)
 {
+    int stored = spec->stored_fd;
     int null_fd = open("/dev/null", O_RDONLY);
     if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0)
         return -1;
     if (dup2(out_w, STDOUT_FILENO) < 0 || dup2(out_w, STDERR_FILENO) < 0)
         return -1;
-    if (dup2(spec->listen_fd, 3) < 0)
+    /* Out of the way of fd 3 before the socket lands there. */
+    if (stored == 3 && (stored = fcntl(stored, F_DUPFD_CLOEXEC, 5)) < 0)
         return -1;
-    int fl = fcntl(3, F_GETFD);
-    if (fl < 0 || fcntl(3, F_SETFD, fl & ~FD_CLOEXEC) < 0)
+    if (child_place_fd(spec->listen_fd, 3) < 0)
         return -1;
-    child_close_from(4);
+    if (stored >= 0 && child_place_fd(stored, 4) < 0)
+        return -1;
+    child_close_from(stored >= 0 ? 5 : 4);
     return 0;
 }
 
@@ -107,11 +121,20 @@ static int child_setup_fds(const struct child_spec *spec, int out_w)
 static void child_setup_env(const struct child_spec *spec, pid_t supervisor)
 {
     char num[32];
-    setenv("LISTEN_FDS", "1", 1);
     snprintf(num, sizeof num, "%d", (int)getpid());
     setenv("LISTEN_PID", num, 1);
-    unsetenv("LISTEN_FDNAMES");
+    if (spec->stored_fd >= 0) {
+        char names[80];
+        snprintf(names, sizeof names, "listen:%s", spec->stored_name);
+        setenv("LISTEN_FDS", "2", 1);
+        setenv("LISTEN_FDNAMES", names, 1);
+    } else {
+        setenv("LISTEN_FDS", "1", 1);
+        unsetenv("LISTEN_FDNAMES");
+    }
     setenv("NOTIFY_SOCKET", spec->notify_socket, 1);
+    /* The fd store keeps one descriptor per worker. */
+    setenv("FDSTORE", "1", 1);
     unsetenv("WATCHDOG_PID");
     if (spec->watchdog_usec > 0) {
         snprintf(num, sizeof num, "%llu", (unsigned long long)spec->watchdog_usec);

@@ -2,9 +2,10 @@
  * child: starts one worker process the way systemd starts a socket-activated
  * Type=notify service, so the same worker binary runs under both: its own
  * process group, the listening socket on fd 3 with LISTEN_FDS/LISTEN_PID,
- * NOTIFY_SOCKET (and WATCHDOG_USEC) for its notifications, stdout and stderr
- * into a pipe the supervisor reads, stdin from /dev/null and no other
- * descriptor. It also finds the hive-worker binary. No libevent and no
+ * a descriptor its previous run left in the fd store on fd 4 (named in
+ * LISTEN_FDNAMES), NOTIFY_SOCKET (and WATCHDOG_USEC, FDSTORE) for its
+ * notifications, stdout and stderr into a pipe the supervisor reads, stdin
+ * from /dev/null and no other descriptor. It also finds the hive-worker binary. No libevent and no
  * logging here: errors come back in a buffer.
  */
 #ifndef HIVE_CHILD_H
@@ -22,7 +23,9 @@
 struct child_spec {
     const char *path;          /* the program */
     char *const *argv;         /* argv[0] included, NULL-terminated */
-    int listen_fd;             /* handed over as fd 3 */
+    int listen_fd;             /* handed over as fd 3, named "listen" */
+    int stored_fd;             /* handed over as fd 4 (LISTEN_FDS=2); -1: none */
+    const char *stored_name;   /* its LISTEN_FDNAMES name, e.g. "inotify" */
     const char *notify_socket; /* NOTIFY_SOCKET, "@name" for an abstract socket */
     uint64_t watchdog_usec;    /* WATCHDOG_USEC; 0: none */
     const char *token;         /* HIVE_TOKEN; NULL removes it */

@@ -8,9 +8,19 @@
  * Ownership: a hive owns its roster, its bots, the notify socket, the SIGCHLD
  * event and the shared echo. A bot owns its listening socket, its fsm_bot, its
  * five timers and its logcap, all created in hive_bot_new and released only in
- * hive_bot_free. A bot removed by a reload is "retired": it leaves the table
- * at once (the front door no longer sees it) and is freed on a later loop
- * pass, once its worker has been reaped, never from inside its own callbacks.
+ * hive_bot_free, and its stored descriptor (below). A bot removed by a reload
+ * is "retired": it leaves the table at once (the front door no longer sees
+ * it) and is freed on a later loop pass, once its worker has been reaped,
+ * never from inside its own callbacks.
+ *
+ * The fd store (systemd's FDSTORE=1): a worker hands us its inotify instance
+ * and we pass it back to its replacement as fd 4 ("inotify" in
+ * LISTEN_FDNAMES). Our reference is what keeps a crash cheap: the last close
+ * of an inotify instance with watches waits for the kernel to tear them down
+ * (milliseconds), and with ours left the dying worker's exit only drops a
+ * reference. So it is kept across crash restarts, dropped when a stop on
+ * purpose begins (the worker still holds it then and pays the teardown in its
+ * own exit), and dropped once a bot that will not restart is gone.
  *
  * Every state change is logged on one line and rewrites
  * .deia/hive/registry.json; heartbeats rewrite it at most once a second.
@@ -32,6 +42,7 @@
 #include <jansson.h>
 
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/util.h"
 #include "supervisor/child.h"
 #include "supervisor/fsm.h"
@@ -39,7 +50,9 @@
 
 #define HIVE_REGISTRY_INTERVAL_MS 1000
 #define HIVE_NOTIFY_MAX 4096
-#define HIVE_NOTIFY_BATCH 64 /* datagrams read per wakeup, so others get a turn */
+#define HIVE_NOTIFY_BATCH 64      /* datagrams read per wakeup, so others get a turn */
+#define HIVE_NOTIFY_FDS 8         /* descriptors received with one datagram; more are dropped */
+#define HIVE_STORE_NAME "inotify" /* the one descriptor a worker may store */
 
 enum hive_timer_kind {
     HIVE_TIMER_START,
@@ -64,7 +77,8 @@ struct hive_bot {
     int listen_fd;                /* -1: bound again at the next spawn */
     int bound_port;               /* the address of listen_fd */
     char *bound_bind;
-    pid_t pid; /* the worker (and its group), 0 when none */
+    pid_t pid;     /* the worker (and its group), 0 when none */
+    int stored_fd; /* its inotify instance, kept across crashes (fd store); -1 */
     struct fsm_bot fsm;
     struct hive_timer timers[HIVE_TIMER_COUNT];
     struct logcap *logcap;
@@ -95,6 +109,7 @@ struct hive {
 };
 
 static void hive_bot_feed(struct hive_bot *bot, enum fsm_event_type type);
+static void hive_notify_cb(evutil_socket_t fd, short what, void *arg);
 static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, const char *why);
 
 /* ---- paths, registry ---------------------------------------------------- */
@@ -340,6 +355,17 @@ static void hive_bot_arm_watchdog(struct hive_bot *bot)
         hive_bot_arm(bot, HIVE_TIMER_WATCHDOG, (int64_t)(bot->def->watchdog * 1000));
 }
 
+/* Let go of BOT's stored descriptor. The kernel tears the instance down at
+ * its last close, so callers choose when that may be ours. */
+static void hive_bot_store_drop(struct hive_bot *bot)
+{
+    if (bot->stored_fd < 0)
+        return;
+    close(bot->stored_fd);
+    bot->stored_fd = -1;
+    log_debug("%s: fd store emptied", bot->id);
+}
+
 /* Send SIG to the worker's whole process group. */
 static void hive_bot_kill(struct hive_bot *bot, int sig)
 {
@@ -385,6 +411,8 @@ static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
     struct child_spec spec = {.path = hive->worker_path,
                               .argv = argv,
                               .listen_fd = bot->listen_fd,
+                              .stored_fd = bot->stored_fd,
+                              .stored_name = HIVE_STORE_NAME,
                               .notify_socket = hive->notify_name,
                               .watchdog_usec = (uint64_t)(bot->def->watchdog * 1e6),
                               .token = hive->roster->token};
@@ -412,8 +440,12 @@ static int hive_bot_act(struct hive_bot *bot, const struct fsm_actions *act, cha
     int spawn = 0;
     if (act->flags & FSM_ACT_CANCEL_TIMERS)
         hive_bot_cancel_timers(bot);
-    if (act->flags & FSM_ACT_KILL_TERM)
+    if (act->flags & FSM_ACT_KILL_TERM) {
+        /* A stop on purpose: the worker still holds the stored instance, so
+         * dropping ours now costs nothing here and its exit pays. */
+        hive_bot_store_drop(bot);
         hive_bot_kill(bot, SIGTERM);
+    }
     if (act->flags & FSM_ACT_KILL_KILL)
         hive_bot_kill(bot, SIGKILL);
     if (act->flags & FSM_ACT_SPAWN)
@@ -530,6 +562,8 @@ static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, cons
             log_error("%s: %s", bot->id, err);
         hive_bot_step(bot, &exited, failed == FSM_EXIT_PERMANENT ? err : NULL);
     }
+    if (hive_bot_settled(bot)) /* no worker and none to come: nothing to keep */
+        hive_bot_store_drop(bot);
     hive_after_step(bot->hive, bot);
 }
 
@@ -552,6 +586,7 @@ static struct hive_bot *hive_bot_new(struct hive *hive, const struct roster_bot 
     bot->id = xstrdup(def->id);
     bot->def = def;
     bot->listen_fd = -1;
+    bot->stored_fd = -1;
     hive_policy(def, &p);
     fsm_bot_init(&bot->fsm, &p);
     for (int i = 0; i < HIVE_TIMER_COUNT; i++) {
@@ -579,6 +614,7 @@ static void hive_bot_free(struct hive_bot *bot)
     logcap_free(bot->logcap);
     if (bot->listen_fd >= 0)
         close(bot->listen_fd);
+    hive_bot_store_drop(bot);
     free(bot->bound_bind);
     free(bot->id);
     free(bot);
@@ -618,6 +654,9 @@ static void hive_sigchld_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct hive *hive = arg;
     (void)sig, (void)what;
+    /* What a worker said before it exited (FDSTOREREMOVE=1 on its way out)
+     * is queued already: act on it before on its exit, as systemd does. */
+    hive_notify_cb(hive->notify_fd, EV_READ, hive);
     for (;;) {
         siginfo_t si;
         int status;
@@ -634,52 +673,131 @@ static void hive_sigchld_cb(evutil_socket_t sig, short what, void *arg)
     }
 }
 
-/* One notification line from BOT's worker. */
-static void hive_bot_notified(struct hive_bot *bot, const char *line)
+/* What one datagram says: the keys of systemd's notify protocol hive acts on. */
+struct hive_notice {
+    bool ready, watchdog, stopping, fdstore, fdstore_remove;
+    const char *fdname; /* FDNAME=, or NULL */
+};
+
+/* A received datagram's sender and the descriptors that came with it. */
+struct hive_datagram {
+    pid_t pid; /* SCM_CREDENTIALS; 0 when missing */
+    int fds[HIVE_NOTIFY_FDS];
+    size_t n_fds;
+    bool truncated; /* MSG_CTRUNC: descriptors were dropped on the way */
+};
+
+/* Read the "KEY=VALUE" lines of BUF (NUL-terminated; cut in place) into N. */
+static void hive_notice_parse(char *buf, struct hive_notice *n)
 {
-    if (strcmp(line, "READY=1") == 0) {
-        bot->heartbeat_wall_ns = util_wall_ns();
-        hive_bot_feed(bot, FSM_EV_READY);
-    } else if (strcmp(line, "WATCHDOG=1") == 0) {
-        bot->heartbeat_wall_ns = util_wall_ns();
-        hive_bot_arm_watchdog(bot);
-        hive_registry_touch(bot->hive);
-    } else if (strcmp(line, "STOPPING=1") == 0) {
-        log_info("%s: worker pid %d is stopping", bot->id, (int)bot->pid);
+    char *save = NULL;
+    memset(n, 0, sizeof *n);
+    for (char *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        if (strcmp(l, "READY=1") == 0)
+            n->ready = true;
+        else if (strcmp(l, "WATCHDOG=1") == 0)
+            n->watchdog = true;
+        else if (strcmp(l, "STOPPING=1") == 0)
+            n->stopping = true;
+        else if (strcmp(l, "FDSTORE=1") == 0)
+            n->fdstore = true;
+        else if (strcmp(l, "FDSTOREREMOVE=1") == 0)
+            n->fdstore_remove = true;
+        else if (strncmp(l, "FDNAME=", 7) == 0)
+            n->fdname = l + 7;
     }
 }
 
-/* The sender of a received datagram (SCM_CREDENTIALS); closes passed fds. */
-static pid_t hive_notify_sender(struct msghdr *mh)
+/* FDSTORE=1 or FDSTOREREMOVE=1 from BOT's worker: keep its one inotify
+ * instance (taken out of D), or let it go. Anything else is not kept. */
+static void hive_bot_fdstore(struct hive_bot *bot, const struct hive_notice *n,
+                             struct hive_datagram *d)
 {
-    pid_t pid = 0;
+    bool named = n->fdname && strcmp(n->fdname, HIVE_STORE_NAME) == 0;
+    enum fsm_state s = bot->fsm.state;
+    if (n->fdstore_remove && named)
+        hive_bot_store_drop(bot);
+    if (!n->fdstore || d->n_fds == 0)
+        return;
+    if (!named || d->n_fds != 1 || d->truncated || !sdnotify_fd_is_anon(d->fds[0], "inotify")) {
+        log_warn("%s: not keeping what worker pid %d passed (FDSTORE=1 takes one inotify "
+                 "instance named %s)",
+                 bot->id, (int)bot->pid, HIVE_STORE_NAME);
+        return;
+    }
+    /* A worker told to stop (or a retired bot's) has nothing to hand on. */
+    if (bot->retired || (s != FSM_STATE_STARTING && s != FSM_STATE_RUNNING))
+        return;
+    hive_bot_store_drop(bot); /* one per bot: the newer replaces it */
+    bot->stored_fd = d->fds[0];
+    d->fds[0] = -1;
+    log_debug("%s: fd store keeps worker pid %d's inotify instance", bot->id, (int)bot->pid);
+}
+
+/* One datagram from BOT's worker. */
+static void hive_bot_notified(struct hive_bot *bot, const struct hive_notice *n,
+                              struct hive_datagram *d)
+{
+    if (n->fdstore || n->fdstore_remove)
+        hive_bot_fdstore(bot, n, d);
+    if (n->ready) {
+        bot->heartbeat_wall_ns = util_wall_ns();
+        hive_bot_feed(bot, FSM_EV_READY);
+    }
+    if (n->watchdog) {
+        bot->heartbeat_wall_ns = util_wall_ns();
+        hive_bot_arm_watchdog(bot);
+        hive_registry_touch(bot->hive);
+    }
+    if (n->stopping)
+        log_info("%s: worker pid %d is stopping", bot->id, (int)bot->pid);
+}
+
+/* The sender (SCM_CREDENTIALS) and passed descriptors (SCM_RIGHTS) of MH. */
+static void hive_notify_sender(struct msghdr *mh, struct hive_datagram *d)
+{
+    memset(d, 0, sizeof *d);
+    d->truncated = (mh->msg_flags & MSG_CTRUNC) != 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
         if (c->cmsg_level != SOL_SOCKET)
             continue;
         if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
             struct ucred cred;
             memcpy(&cred, CMSG_DATA(c), sizeof cred);
-            pid = cred.pid;
+            d->pid = cred.pid;
         } else if (c->cmsg_type == SCM_RIGHTS) {
             size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            int *fds = (int *)(void *)CMSG_DATA(c);
-            for (size_t i = 0; i < n; i++)
-                close(fds[i]);
+            for (size_t i = 0; i < n; i++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(c) + i * sizeof fd, sizeof fd);
+                if (d->n_fds < HIVE_NOTIFY_FDS)
+                    d->fds[d->n_fds++] = fd;
+                else
+                    close(fd);
+            }
         }
     }
-    return pid;
 }
 
-/* Datagrams on NOTIFY_SOCKET: "READY=1", "WATCHDOG=1", "STOPPING=1" lines. */
+/* Close the descriptors of D that nobody kept. */
+static void hive_datagram_close(struct hive_datagram *d)
+{
+    for (size_t i = 0; i < d->n_fds; i++)
+        if (d->fds[i] >= 0)
+            close(d->fds[i]);
+}
+
+/* Datagrams on NOTIFY_SOCKET, each acted on only when its sender is a bot's
+ * current worker: READY=1, WATCHDOG=1, STOPPING=1 and the fd store. */
 static void hive_notify_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hive *hive = arg;
     (void)what;
     for (int i = 0; i < HIVE_NOTIFY_BATCH; i++) {
-        char buf[HIVE_NOTIFY_MAX + 1], *save = NULL;
+        char buf[HIVE_NOTIFY_MAX + 1];
         union {
             struct cmsghdr align;
-            char b[CMSG_SPACE(sizeof(struct ucred))];
+            char b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(HIVE_NOTIFY_FDS * sizeof(int))];
         } ctl;
         struct iovec iov = {buf, HIVE_NOTIFY_MAX};
         struct msghdr mh = {
@@ -690,9 +808,15 @@ static void hive_notify_cb(evutil_socket_t fd, short what, void *arg)
         if (n < 0)
             return;
         buf[n] = '\0';
-        struct hive_bot *bot = hive_bot_by_pid(hive, hive_notify_sender(&mh));
-        for (char *l = strtok_r(buf, "\n", &save); bot && l; l = strtok_r(NULL, "\n", &save))
-            hive_bot_notified(bot, l);
+        struct hive_datagram d;
+        struct hive_notice notice;
+        hive_notify_sender(&mh, &d);
+        struct hive_bot *bot = d.pid > 0 ? hive_bot_by_pid(hive, d.pid) : NULL;
+        if (bot) {
+            hive_notice_parse(buf, &notice);
+            hive_bot_notified(bot, &notice, &d);
+        }
+        hive_datagram_close(&d);
     }
 }
 

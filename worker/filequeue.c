@@ -2,7 +2,9 @@
  * filequeue: owns the inotify watch of a bot's queue and controls folders and
  * the ordered set of ready file tasks. No polling loop: inotify says when to
  * look; the slow rescan only catches what inotify could not (overflow, a
- * folder replaced under us).
+ * folder replaced under us). The inotify instance may come from a previous
+ * run of the bot (kept in the supervisor's fd store), so events are trusted
+ * only for the watches added here.
  */
 #include "worker/filequeue.h"
 
@@ -21,6 +23,12 @@
 #include "worker/queue.h"
 #include "worker/taskfile.h"
 
+/* Read at most this many buffers of stale events from an inherited instance. */
+#define FILEQUEUE_STALE_READS 256
+
+/* The instance the next filequeue_new takes over (filequeue_use_inotify). */
+static int filequeue_preset_fd = -1;
+
 struct filequeue {
     const struct store_paths *paths;
     char *bot_id;
@@ -29,6 +37,7 @@ struct filequeue {
     struct queue *ready;
     int inotify_fd;
     int queue_wd;
+    int controls_wd;
     struct event *inotify_ev;
     struct event *rescan_ev;  /* periodic safety net */
     struct event *recheck_ev; /* a young file becomes old enough */
@@ -125,8 +134,15 @@ static bool filequeue_event(struct filequeue *fq, const struct inotify_event *ev
         filequeue_rescan(fq);
         return true; /* events were lost: the PAUSE file may have changed too */
     }
-    if (ev->wd != fq->queue_wd)
+    if (ev->wd >= 0 && ev->wd == fq->controls_wd)
         return true; /* controls folder: PAUSE created or removed */
+    if (ev->wd < 0 || ev->wd != fq->queue_wd) {
+        /* A watch an earlier run of the bot added to an inherited instance
+         * (not one of ours): stop it. */
+        if (ev->wd >= 0 && !(ev->mask & IN_IGNORED))
+            inotify_rm_watch(fq->inotify_fd, ev->wd);
+        return false;
+    }
     if (!ev->len)
         return false;
     if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) {
@@ -175,6 +191,50 @@ static void filequeue_timer_cb(evutil_socket_t fd, short what, void *arg)
     filequeue_rescan(arg);
 }
 
+int filequeue_inotify_new(void)
+{
+    return inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+}
+
+void filequeue_use_inotify(int fd)
+{
+    if (filequeue_preset_fd >= 0 && filequeue_preset_fd != fd)
+        close(filequeue_preset_fd);
+    filequeue_preset_fd = fd;
+}
+
+/* The instance to use: the preset one with its stale events read and
+ * dropped, else a new one; -1 with errno when there is none. */
+static int filequeue_inotify_take(void)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int fd = filequeue_preset_fd;
+    filequeue_preset_fd = -1;
+    if (fd < 0)
+        return filequeue_inotify_new();
+    if (util_set_nonblock_cloexec(fd) < 0) { /* a blocking read would hang the start */
+        log_warn("cannot use the inherited inotify instance (%s); making a new one",
+                 strerror(errno));
+        close(fd);
+        return filequeue_inotify_new();
+    }
+    for (int i = 0; i < FILEQUEUE_STALE_READS && read(fd, buf, sizeof buf) > 0; i++)
+        ;
+    return fd;
+}
+
+/* Add the watches: the queue folder (with WATCH_QUEUE) and the controls. */
+static void filequeue_add_watches(struct filequeue *fq)
+{
+    if (fq->watch_queue)
+        fq->queue_wd = inotify_add_watch(fq->inotify_fd, fq->paths->queue,
+                                         IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_MODIFY |
+                                             IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR);
+    fq->controls_wd =
+        inotify_add_watch(fq->inotify_fd, fq->paths->controls,
+                          IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ONLYDIR);
+}
+
 struct filequeue *filequeue_new(struct event_base *base, const struct store_paths *paths,
                                 const char *bot_id, bool watch_queue, double min_age_s,
                                 double rescan_s, filequeue_cb cb, void *arg)
@@ -183,19 +243,14 @@ struct filequeue *filequeue_new(struct event_base *base, const struct store_path
     fq->paths = paths;
     fq->bot_id = xstrdup(bot_id);
     fq->watch_queue = watch_queue;
-    fq->queue_wd = -1;
+    fq->queue_wd = fq->controls_wd = -1;
     fq->min_age_ns = (int64_t)(min_age_s * 1e9);
     fq->ready = queue_new();
     fq->cb = cb;
     fq->arg = arg;
-    fq->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    fq->inotify_fd = filequeue_inotify_take();
     if (fq->inotify_fd >= 0) {
-        if (watch_queue)
-            fq->queue_wd = inotify_add_watch(fq->inotify_fd, paths->queue,
-                                             IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_MODIFY |
-                                                 IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR);
-        inotify_add_watch(fq->inotify_fd, paths->controls,
-                          IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ONLYDIR);
+        filequeue_add_watches(fq);
         fq->inotify_ev =
             event_new(base, fq->inotify_fd, EV_READ | EV_PERSIST, filequeue_read_cb, fq);
         event_add(fq->inotify_ev, NULL);

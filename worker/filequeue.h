@@ -22,6 +22,14 @@ struct filequeue;
  * ready, or the controls folder (PAUSE file) changed. */
 typedef void (*filequeue_cb)(void *arg);
 
+/* A new inotify instance (non-blocking, close-on-exec), or -1 with errno. */
+int filequeue_inotify_new(void);
+/* Make the next filequeue_new use inotify instance FD (taken over; -1: none)
+ * instead of creating one: an instance that outlives the process in a service
+ * manager's fd store. Its pending events are discarded (the start scan finds
+ * what they were about) and adding its watches again keeps their
+ * descriptors; events of watches it does not know are ignored. */
+void filequeue_use_inotify(int fd);
 /* Watch the controls folder, and with WATCH_QUEUE the queue folder too. */
 struct filequeue *filequeue_new(struct event_base *base, const struct store_paths *paths,
                                 const char *bot_id, bool watch_queue, double min_age_s,

@@ -1,8 +1,9 @@
 /*
  * worker: owns the process-level concerns of a bot: the listening socket
  * (from LISTEN_FDS or bound here), SIGTERM/SIGINT, READY/WATCHDOG/STOPPING
- * notifications, dying with the supervisor, and the order in which the
- * modules are built and torn down.
+ * notifications, the file queue's inotify instance in the service manager's
+ * fd store, dying with the supervisor, and the order in which the modules are
+ * built and torn down.
  */
 #include "worker/worker.h"
 
@@ -20,10 +21,12 @@
 #include "worker/activity.h"
 #include "worker/api.h"
 #include "worker/engine.h"
+#include "worker/filequeue.h"
 #include "worker/store.h"
 
 #define WORKER_EXIT_CONFIG 78
 #define WORKER_DRAIN_MS 1000
+#define WORKER_INOTIFY_NAME "inotify" /* its name in the fd store */
 
 struct worker {
     const struct worker_options *o;
@@ -35,6 +38,7 @@ struct worker {
     struct event *sigterm_ev, *sigint_ev, *watchdog_ev, *drain_ev;
     int64_t drain_deadline_ms;
     int port;
+    bool inotify_stored; /* the service manager holds our inotify instance too */
 };
 
 /* Die with the supervisor that started us (it says so in the environment). */
@@ -49,10 +53,13 @@ static void worker_follow_parent(void)
 }
 
 /* The listening socket: inherited (fd 3) or bound here. -1 on failure
- * (already reported); -2 when none is needed. */
-static int worker_listen(const struct worker_options *o, int *exit_code)
+ * (already reported); -2 when none is needed. *STORED: an inherited fd named
+ * "inotify" (from the fd store), or -1. */
+static int worker_listen(const struct worker_options *o, int *exit_code, int *stored)
 {
-    int n = sdnotify_listen_fds();
+    int n = sdnotify_listen_fds_named(WORKER_INOTIFY_NAME, stored);
+    if (*stored == SDNOTIFY_LISTEN_FDS_START) /* fd 3 is the socket, whatever its name */
+        *stored = -1;
     if (n >= 1) {
         util_set_nonblock_cloexec(SDNOTIFY_LISTEN_FDS_START);
         return SDNOTIFY_LISTEN_FDS_START;
@@ -76,6 +83,37 @@ static int worker_listen(const struct worker_options *o, int *exit_code)
         *exit_code = WORKER_EXIT_CONFIG;
     }
     return fd;
+}
+
+/* The file queue's inotify instance when a service manager keeps descriptors
+ * for us (hive up): the one it kept from our previous run (STORED), else a
+ * new one handed to it with FDSTORE=1. Its reference makes our exit cheap:
+ * the last close of an instance with watches waits for the kernel to tear
+ * them down, and a crash restart would wait for that. Standalone, the file
+ * queue makes its own as always. */
+static void worker_inotify(struct worker *w, int stored)
+{
+    if (stored >= 0 && !sdnotify_fd_is_anon(stored, "inotify")) {
+        log_warn("fd %d named %s is not an inotify instance; making a new one", stored,
+                 WORKER_INOTIFY_NAME);
+        close(stored);
+        stored = -1;
+    }
+    if (stored >= 0) {
+        filequeue_use_inotify(stored);
+        w->inotify_stored = true;
+        return;
+    }
+    if (sdnotify_fdstore_max() <= 0)
+        return;
+    int fd = filequeue_inotify_new();
+    if (fd < 0)
+        return; /* the file queue tries again and says why not */
+    filequeue_use_inotify(fd);
+    if (sdnotify_send_fd("FDSTORE=1\nFDNAME=" WORKER_INOTIFY_NAME "\n", fd) == 0)
+        w->inotify_stored = true;
+    else
+        log_warn("cannot hand the inotify instance to the fd store: %s", strerror(errno));
 }
 
 /* Send WATCHDOG=1 (at half the interval the supervisor asked for). */
@@ -118,6 +156,11 @@ static void worker_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     log_info("%s received; stopping", strsignal((int)sig));
     sdnotify_send("STOPPING=1");
+    /* Released while we still hold the instance: our exit pays its teardown,
+     * not the service manager. */
+    if (w->inotify_stored &&
+        sdnotify_send("FDSTOREREMOVE=1\nFDNAME=" WORKER_INOTIFY_NAME "\n") == 0)
+        w->inotify_stored = false;
     engine_stop(w->engine);
 }
 
@@ -205,6 +248,7 @@ static void worker_teardown(struct worker *w)
         event_free(w->sigint_ev);
     if (w->drain_ev)
         event_free(w->drain_ev);
+    filequeue_use_inotify(-1); /* when the engine never took it */
     activity_close(w->activity);
     store_free(w->store);
     if (w->base)
@@ -236,9 +280,13 @@ int worker_run(const struct worker_options *o)
     char err[300];
     signal(SIGPIPE, SIG_IGN);
     worker_follow_parent();
-    int fd = worker_listen(o, &code);
-    if (fd == -1)
+    int stored = -1;
+    int fd = worker_listen(o, &code, &stored);
+    if (fd == -1) {
+        if (stored >= 0)
+            close(stored);
         return code;
+    }
     if (fd >= 0)
         w.port = util_socket_port(fd);
     w.store = store_open(o->work_dir, o->bot_id, err, sizeof err);
@@ -246,8 +294,11 @@ int worker_run(const struct worker_options *o)
         log_error("%s", err);
         if (fd >= 0)
             close(fd);
+        if (stored >= 0)
+            close(stored);
         return WORKER_EXIT_CONFIG;
     }
+    worker_inotify(&w, stored);
     w.activity = activity_open(store_paths(w.store)->activity, o->bot_id);
     w.base = event_base_new();
     if (fd >= 0 && !(w.api = worker_api(&w, fd))) {

@@ -6,20 +6,29 @@ watches it the way a user or a DEIA tool does: `.deia/hive/registry.json`, each
 worker's own `GET /status`, the captured logs under `.deia/hive/logs/`, and `GET /status` on the hive's
 `listen` port (the front door).
 
+The fd store (a worker's inotify instance kept by the supervisor across its
+crashes) is checked from /proc: which descriptors each process holds, and with
+kcmp(2) whether two of them are the same open file (every inotify instance
+shows the same anon inode, so inode numbers cannot tell them apart).
+
 Misbehaving workers are played by a small shell wrapper set as HIVE_WORKER_BIN:
 it crashes, exits 78, never says READY=1, never sends WATCHDOG=1, ignores
-SIGTERM or floods its output, depending on the bot id, and runs the real hive-worker otherwise.
+SIGTERM, floods its output or plays with the fd store, depending on the bot
+id, and runs the real hive-worker otherwise.
 
 Every wait is bounded by a deadline; every process started here is killed by
 pid (and start time) in tearDown. Run with /usr/bin/python3.
 """
 
+import ctypes
+import fcntl
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 import threading
@@ -49,6 +58,25 @@ WRAPPER = textwrap.dedent("""\
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     name = os.environ["NOTIFY_SOCKET"]
     socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"READY=1", "\\0" + name[1:])
+    time.sleep(600)' ;;
+      STORE*) exec /usr/bin/python3 -c 'import ctypes, os, signal, socket, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    libc = ctypes.CDLL(None)
+    to = "\\0" + os.environ["NOTIFY_SOCKET"][1:]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    def store(name, fd):
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))]
+        s.sendmsg([b"FDSTORE=1\\nFDNAME=" + name + b"\\n"], rights, 0, to)
+    a, b, c = libc.inotify_init1(0), libc.inotify_init1(0), libc.inotify_init1(0)
+    for fd in (a, b, c):
+        libc.inotify_add_watch(fd, b".", 0x100)
+    r, w = os.pipe()
+    store(b"inotify", a)
+    store(b"inotify", b)
+    store(b"other", c)
+    store(b"inotify", r)
+    print("stored", a, b, c, r, flush=True)
+    s.sendto(b"READY=1", to)
     time.sleep(600)' ;;
       FLOOD*)
         head -c 40000 /dev/zero | tr '\\0' 'y'; echo
@@ -160,6 +188,117 @@ class ConnectLoop(threading.Thread):
             time.sleep(0.005)
 
 
+# ---------------------------------------------------------------- descriptors
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+SYS_KCMP = {"x86_64": 312, "aarch64": 272}.get(os.uname().machine)
+SYS_PIDFD_GETFD = 438
+KCMP_FILE = 0
+INOTIFY = "anon_inode:inotify"
+
+# Execs argv[3:] with descriptors placed as argv[1] says ("3=7,4=9": our fd 7
+# on its fd 3, ...), inheritable; argv[2] "listen" also sets LISTEN_PID to the
+# process that execs (how a service manager hands over sockets).
+PLACE_FDS = textwrap.dedent("""\
+    import fcntl, os, sys
+    pairs = [p.split("=") for p in sys.argv[1].split(",")]
+    high = [(int(t), fcntl.fcntl(int(f), fcntl.F_DUPFD, 30)) for t, f in pairs]
+    for target, fd in high:
+        os.dup2(fd, target)
+        os.close(fd)
+    for fd in {int(f) for _, f in pairs} - {target for target, _ in high}:
+        os.close(fd)
+    if sys.argv[2] == "listen":
+        os.environ["LISTEN_PID"] = str(os.getpid())
+    os.execv(sys.argv[3], sys.argv[3:])
+    """)
+
+
+def fds_of(pid):
+    """{fd: link target} of PID's open descriptors."""
+    out = {}
+    base = "/proc/%d/fd" % pid
+    for name in os.listdir(base):
+        try:
+            out[int(name)] = os.readlink(os.path.join(base, name))
+        except OSError:
+            pass
+    return out
+
+
+def inotify_fds(pid):
+    """PID's inotify instances, sorted."""
+    return sorted(fd for fd, target in fds_of(pid).items() if target == INOTIFY)
+
+
+def same_file(pid1, fd1, pid2, fd2):
+    """True when FD1 of PID1 and FD2 of PID2 are one open file (kcmp(2))."""
+    r = LIBC.syscall(SYS_KCMP, pid1, pid2, KCMP_FILE, fd1, fd2)
+    if r < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "kcmp: %s" % os.strerror(e))
+    return r == 0
+
+
+def require_kcmp(test, pid):
+    """Skip TEST when kcmp(2) cannot compare our descriptors with PID's."""
+    if SYS_KCMP is None:
+        test.skipTest("kcmp: unknown syscall number on %s" % os.uname().machine)
+    try:
+        same_file(os.getpid(), 0, pid, 0)
+    except OSError as e:
+        test.skipTest("kcmp(2) unavailable here: %s" % e)
+
+
+def grab_fd(test, pid, fd):
+    """Our own reference to FD of PID (pidfd_getfd), closed at cleanup."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        mine = LIBC.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
+        if mine < 0:
+            e = ctypes.get_errno()
+            test.skipTest("pidfd_getfd unavailable here: %s" % os.strerror(e))
+    finally:
+        os.close(pidfd)
+    test.addCleanup(os.close, mine)
+    return mine
+
+
+def inotify_new(test, flags=os.O_CLOEXEC):
+    """A new inotify instance of our own, closed at cleanup."""
+    fd = LIBC.inotify_init1(flags)
+    if fd < 0:
+        test.fail("inotify_init1: %s" % os.strerror(ctypes.get_errno()))
+    test.addCleanup(os.close, fd)
+    return fd
+
+
+def proc_env(pid):
+    """PID's environment at exec."""
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        items = f.read().decode("utf-8", "replace").split("\0")
+    return dict(i.split("=", 1) for i in items if "=" in i)
+
+
+def responses_for(work_dir, task_id):
+    """Response file names of TASK_ID in WORK_DIR."""
+    d = os.path.join(work_dir, ".deia", "hive", "responses")
+    try:
+        return sorted(n for n in os.listdir(d) if "-RESPONSE-%s-" % task_id in n)
+    except FileNotFoundError:
+        return []
+
+
+def drop_task(work_dir, bot_id, task_id):
+    """Write a task file elsewhere and rename it into BOT_ID's queue."""
+    queue = os.path.join(work_dir, ".deia", "hive", "tasks", bot_id)
+    os.makedirs(queue, exist_ok=True)
+    tmp = os.path.join(work_dir, ".%s.tmp" % task_id)
+    with open(tmp, "w") as f:
+        f.write("---\ntask_id: %s\nfrom: e2e\n---\nanswer me once\n" % task_id)
+    os.rename(tmp, os.path.join(queue, task_id + ".md"))
+
+
 # ---------------------------------------------------------------- a hive under test
 
 class Hive:
@@ -205,15 +344,20 @@ class Hive:
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
         return p.returncode, p.stdout.decode(), p.stderr.decode()
 
-    def start(self, stdout=None):
-        """`hive up` in the foreground; stderr (the supervisor's log) to a file."""
+    def start(self, stdout=None, inherit=None):
+        """`hive up` in the foreground; stderr (the supervisor's log) to a file.
+        INHERIT {target fd: our fd}: descriptors it inherits (not close-on-exec)."""
         self.out_path = os.path.join(self.work_dir, "hive.out")
         self.err_path = os.path.join(self.work_dir, "hive.err")
         self.err_file = open(self.err_path, "wb")
         self.out_file = open(self.out_path, "wb") if stdout is None else None
-        self.proc = subprocess.Popen([HIVE_BIN, "up", "-f", self.roster], cwd=self.work_dir,
-                                     env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=self.out_file or stdout, stderr=self.err_file)
+        argv = [HIVE_BIN, "up", "-f", self.roster]
+        if inherit:
+            spec = ",".join("%d=%d" % kv for kv in inherit.items())
+            argv = ["/usr/bin/python3", "-c", PLACE_FDS, spec, "-"] + argv
+        self.proc = subprocess.Popen(argv, cwd=self.work_dir, env=self.env,
+                                     stdin=subprocess.DEVNULL, stdout=self.out_file or stdout,
+                                     stderr=self.err_file, pass_fds=list((inherit or {}).values()))
         self.test.addCleanup(self.kill)
 
     def log(self):
@@ -473,6 +617,270 @@ class SupervisorTest(unittest.TestCase):
         self.assertEqual(hive.wait_exit(), 0, hive.log())
         self.assertRegex(hive.log(), r"STUBBORN-1: SIGKILL to pid \d+ \(still running after SIGTERM")
         self.assertIn("STUBBORN-1: stopping -> stopped (killed by signal 9)", hive.log())
+
+    def assert_answered_once(self, work_dir, task_id):
+        """TASK_ID gets one response file, and no second one comes after it."""
+        wait_for(lambda: responses_for(work_dir, task_id), 20, "a response to %s" % task_id)
+        time.sleep(0.5)
+        self.assertEqual(len(responses_for(work_dir, task_id)), 1,
+                         responses_for(work_dir, task_id))
+
+    def assert_only_handed_over(self, hive_pid, worker, listen_fd=None):
+        """WORKER shares no open file with the supervisor but its listening
+        socket on fd 3 and its inotify instance (the fd store's copy); the
+        others are its own (stdout/stderr are the write end of a pipe the
+        supervisor holds the read end of: two files)."""
+        sup = fds_of(hive_pid)
+        own = inotify_fds(worker)
+        for fd, target in sorted(fds_of(worker).items()):
+            shared = [h for h in sup if same_file(hive_pid, h, worker, fd)]
+            if fd == 3:
+                self.assertEqual(len(shared), 1, "fd 3 is not the supervisor's socket")
+                if listen_fd is not None:
+                    self.assertEqual(shared, [listen_fd])
+            elif fd in own:
+                self.assertEqual(len(shared), 1, "inotify fd %d not in the fd store" % fd)
+                self.assertEqual(sup[shared[0]], INOTIFY)
+            else:
+                self.assertEqual(shared, [], "worker fd %d (%s) leaked from the supervisor"
+                                 % (fd, target))
+
+    def test_fd_store_keeps_inotify_across_crashes_only(self):
+        again = {"policy": "always", "max_restarts": 100, "window": 60}
+        bots = [{"id": "BOT-F", "restart": again}, {"id": "BOT-G", "restart": again},
+                {"id": "BOT-N", "restart": {"policy": "never"}}]
+        hive = Hive(self, self.dir, bots)
+        # Descriptors the supervisor inherited without close-on-exec, one on
+        # fd 4: none of them may reach a worker.
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        hive.start(inherit={4: w, 9: w})
+        up = hive.wait_running([b["id"] for b in bots])
+        sup = hive.proc.pid
+        require_kcmp(self, sup)
+        self.assertTrue(same_file(os.getpid(), w, sup, 4) and same_file(os.getpid(), w, sup, 9))
+
+        # One instance per bot in the supervisor: each its worker's own.
+        self.assertEqual(len(inotify_fds(sup)), 3, fds_of(sup))
+        stored = {}
+        for bot_id, entry in up.items():
+            worker = entry["pid"]
+            self.assertEqual(len(inotify_fds(worker)), 1, fds_of(worker))
+            match = [h for h in inotify_fds(sup)
+                     if same_file(sup, h, worker, inotify_fds(worker)[0])]
+            self.assertEqual(len(match), 1, "%s: its instance is not stored once" % bot_id)
+            stored[bot_id] = match[0]
+            self.assertEqual(proc_env(worker).get("LISTEN_FDS"), "1")
+            self.assert_only_handed_over(sup, worker)
+        self.assertEqual(len(set(stored.values())), 3)
+
+        # SIGKILL: the replacement gets the very instance back as fd 4 and
+        # makes none of its own. A task dropped while it was down, and one
+        # dropped after, are each answered once.
+        first = up["BOT-F"]["pid"]
+        mine = grab_fd(self, sup, stored["BOT-F"])
+        os.kill(first, signal.SIGKILL)
+        drop_task(self.dir, "BOT-F", "T-DOWN")
+        back = hive.wait_state("BOT-F", "running", pred=lambda b: b["pid"] != first)
+        second = back["pid"]
+        env = proc_env(second)
+        self.assertEqual((env.get("LISTEN_FDS"), env.get("LISTEN_FDNAMES")),
+                         ("2", "listen:inotify"))
+        self.assertEqual(inotify_fds(second), [4], fds_of(second))
+        self.assertTrue(same_file(os.getpid(), mine, second, 4),
+                        "the restarted worker has a new inotify instance")
+        self.assertEqual(len(inotify_fds(sup)), 3, fds_of(sup))
+        self.assertTrue(any(same_file(os.getpid(), mine, sup, h) for h in inotify_fds(sup)))
+        self.assert_only_handed_over(sup, second)
+        self.assert_answered_once(self.dir, "T-DOWN")
+        drop_task(self.dir, "BOT-F", "T-AFTER")
+        self.assert_answered_once(self.dir, "T-AFTER")
+
+        # A descriptor offered by anyone but the bot's worker is not kept.
+        spoof = inotify_new(self)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            name = env["NOTIFY_SOCKET"]
+            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, spoof.to_bytes(4, sys.byteorder))]
+            s.sendmsg([b"FDSTORE=1\nFDNAME=inotify\n"], rights, 0, "\0" + name[1:])
+        hive.front_status()  # a loop pass after the datagram was queued
+        self.assertEqual(len(inotify_fds(sup)), 3, fds_of(sup))
+        self.assertFalse(any(same_file(os.getpid(), spoof, sup, h) for h in fds_of(sup)))
+
+        # SIGTERM from outside: the worker sends FDSTOREREMOVE=1 on its way
+        # out, so its replacement starts on a new instance (and stores it).
+        os.kill(second, signal.SIGTERM)
+        back = hive.wait_state("BOT-F", "running", pred=lambda b: b["pid"] != second)
+        third = back["pid"]
+        self.assertEqual(proc_env(third).get("LISTEN_FDS"), "1")
+        self.assertEqual(len(inotify_fds(third)), 1)
+        self.assertFalse(same_file(os.getpid(), mine, third, inotify_fds(third)[0]))
+        self.assertEqual(len(inotify_fds(sup)), 3, fds_of(sup))
+        self.assertFalse(any(same_file(os.getpid(), mine, sup, h) for h in inotify_fds(sup)))
+        self.assert_only_handed_over(sup, third)
+
+        # A bot that is not restarted (policy never) lets go once it is gone.
+        os.kill(up["BOT-N"]["pid"], signal.SIGKILL)
+        hive.wait_state("BOT-N", "stopped")
+        self.assertEqual(len(inotify_fds(sup)), 2, fds_of(sup))
+
+        # `hive restart`: on purpose, so the next worker starts afresh.
+        g = hive.bot("BOT-G")["pid"]
+        old_g = grab_fd(self, g, inotify_fds(g)[0])
+        rc, out, err = hive.run("restart", "-f", hive.roster, "BOT-G")
+        self.assertEqual(rc, 0, err)
+        back = hive.wait_state("BOT-G", "running", pred=lambda b: b["pid"] != g)
+        self.assertEqual(proc_env(back["pid"]).get("LISTEN_FDS"), "1")
+        self.assertFalse(same_file(os.getpid(), old_g, back["pid"],
+                                   inotify_fds(back["pid"])[0]))
+        self.assertFalse(any(same_file(os.getpid(), old_g, sup, h) for h in inotify_fds(sup)))
+
+        # `hive stop`: the supervisor lets go as the stop begins.
+        f = grab_fd(self, third, inotify_fds(third)[0])
+        rc, out, err = hive.run("stop", "-f", hive.roster, "BOT-F")
+        self.assertEqual(rc, 0, err)
+        self.assertFalse(any(same_file(os.getpid(), f, sup, h) for h in inotify_fds(sup)),
+                         "BOT-F's instance still stored after `hive stop`")
+        hive.wait_state("BOT-F", "stopped")
+        self.assertEqual(len(inotify_fds(sup)), 1, fds_of(sup))
+
+        # Shutdown: every stored instance goes with it.
+        hive.signal(signal.SIGTERM)
+        self.assertEqual(hive.wait_exit(), 0, hive.log())
+        self.assertNotIn("not keeping", hive.log())
+
+    def test_fd_store_keeps_one_and_lets_go_as_a_stop_begins(self):
+        # STORE-1 stores inotify instance A, then B, offers C named "other"
+        # and a pipe named "inotify", then ignores SIGTERM and never asks for
+        # its instance back.
+        hive = Hive(self, self.dir, [{"id": "STORE-1", "stop_timeout": 1}],
+                    env={"HIVE_WORKER_BIN": self.wrapper()})
+        hive.start()
+        fake = hive.wait_running(["STORE-1"])["STORE-1"]["pid"]
+        sup = hive.proc.pid
+        require_kcmp(self, sup)
+        log = hive.path("logs", "STORE-1.log")
+        line = wait_for(lambda: [l for l in read_text(log).splitlines() if "stored" in l], 10,
+                        "the fake worker's fds")[0]
+        a, b, c, r = (int(x) for x in line.split()[1:5])
+        kept = inotify_fds(sup)
+        self.assertEqual(len(kept), 1, fds_of(sup))
+        self.assertTrue(same_file(sup, kept[0], fake, b), "the newer instance is not the one kept")
+        self.assertFalse(any(same_file(sup, h, fake, a) for h in fds_of(sup)), "A still held")
+        self.assertFalse(any(same_file(sup, h, fake, c) for h in fds_of(sup)), "C kept")
+        self.assertFalse(any(same_file(sup, h, fake, r) for h in fds_of(sup)), "the pipe kept")
+        self.assertEqual(hive.log().count("STORE-1: not keeping what worker pid %d passed" % fake),
+                         2, hive.log())
+
+        # `hive stop`: let go at once, while the worker still holds B.
+        rc, out, err = hive.run("stop", "-f", hive.roster, "STORE-1")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(inotify_fds(sup), [], "the instance outlived the stop request")
+        self.assertIsNotNone(proc_stat(fake), "the worker was gone already: nothing proven")
+        hive.wait_state("STORE-1", "stopped")
+        hive.signal(signal.SIGTERM)
+        self.assertEqual(hive.wait_exit(), 0, hive.log())
+
+    def start_activated(self, fds, names, work_dir, bot_id="BOT-W"):
+        """hive-worker BOT_ID started with FDS on 3, 4, ... (LISTEN_FDS,
+        LISTEN_FDNAMES=NAMES) and no supervisor; returns (Popen, log path)."""
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("NOTIFY_SOCKET", "FDSTORE", "HIVE_SUPERVISOR_PID", "HIVE_TOKEN",
+                            "WATCHDOG_USEC", "LISTEN_PID")}
+        env.update(LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=names)
+        log = os.path.join(self.dir, "%s.log" % bot_id)
+        with open(log, "wb") as out:
+            spec = ",".join("%d=%d" % (3 + i, fd) for i, fd in enumerate(fds))
+            p = subprocess.Popen(["/usr/bin/python3", "-c", PLACE_FDS, spec, "listen",
+                                  WORKER_BIN, bot_id, "--work-dir", work_dir,
+                                  "--file-min-age", "0.2", "--stop-grace", "1"],
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
+                                 pass_fds=fds)
+
+        def stop():
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+        self.addCleanup(stop)
+        wait_for(lambda: "listening on" in read_text(log) or p.poll() is not None, UP_TIMEOUT,
+                 "the worker listening")
+        self.assertIsNone(p.poll(), read_text(log))
+        return p, log
+
+    def stop_activated(self, p, log):
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(STOP_TIMEOUT), 0, read_text(log))
+        for m in SANITIZER_MARKERS:
+            self.assertNotIn(m, read_text(log))
+
+    def listener(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        self.addCleanup(s.close)
+        return s
+
+    def test_worker_adopts_an_inherited_inotify_instance(self):
+        require_kcmp(self, os.getpid())
+        work = os.path.join(self.dir, "work")
+        other = os.path.join(self.dir, "elsewhere")
+        os.makedirs(other)
+        # Blocking, and watching a folder that is none of the worker's.
+        ino = inotify_new(self)
+        self.assertEqual(LIBC.inotify_add_watch(ino, other.encode(), 0x100), 1)  # IN_CREATE
+        sock = self.listener()
+        p, log = self.start_activated([sock.fileno(), ino], "listen:inotify", work)
+        self.assertTrue(same_file(os.getpid(), ino, p.pid, 4), "fd 4 not used")
+        self.assertEqual(inotify_fds(p.pid), [4], fds_of(p.pid))
+        self.assertTrue(fcntl.fcntl(ino, fcntl.F_GETFL) & os.O_NONBLOCK, "left blocking")
+        drop_task(work, "BOT-W", "T-ADOPTED")
+        self.assert_answered_once(work, "T-ADOPTED")
+
+        # An event of the foreign watch is ignored, and that watch removed.
+        def marks():
+            with open("/proc/self/fdinfo/%d" % ino) as f:
+                return [line for line in f if line.startswith("inotify wd:")]
+        self.assertTrue(any(line.startswith("inotify wd:1 ") for line in marks()), marks())
+        open(os.path.join(other, "x"), "w").close()
+        wait_for(lambda: not any(line.startswith("inotify wd:1 ") for line in marks()), 5,
+                 "the foreign watch removed")
+        drop_task(work, "BOT-W", "T-STILL")
+        self.assert_answered_once(work, "T-STILL")
+        self.assertIsNone(p.poll())
+        self.stop_activated(p, log)
+
+    def test_worker_adopts_only_what_listen_fdnames_says(self):
+        require_kcmp(self, os.getpid())
+        # LISTEN_FDNAMES that do not name fd 4 "inotify": the worker makes its
+        # own instance and leaves ours alone.
+        for i, names in enumerate(("listen:inotify:extra", "listen", "listen:inotifyx",
+                                   "inotify:listen", "listen:")):
+            work = os.path.join(self.dir, "work-%d" % i)
+            ino = inotify_new(self)
+            p, log = self.start_activated([self.listener().fileno(), ino], names, work,
+                                          bot_id="BOT-N%d" % i)
+            mine = [fd for fd in inotify_fds(p.pid) if same_file(os.getpid(), ino, p.pid, fd)]
+            self.assertEqual(mine, [4], names)
+            self.assertEqual(len(inotify_fds(p.pid)), 2, (names, fds_of(p.pid)))
+            self.assertNotIn("not an inotify instance", read_text(log))
+            self.stop_activated(p, log)
+
+    def test_worker_refuses_a_false_inotify_descriptor(self):
+        require_kcmp(self, os.getpid())
+        work = os.path.join(self.dir, "work")
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        sock = self.listener()
+        p, log = self.start_activated([sock.fileno(), r], "listen:inotify", work)
+        wait_for(lambda: "not an inotify instance" in read_text(log), 5, "the warning")
+        worker_fds = fds_of(p.pid)
+        self.assertFalse(any(same_file(os.getpid(), r, p.pid, fd) for fd in worker_fds),
+                         "the false descriptor was kept: %r" % worker_fds)
+        self.assertEqual(len(inotify_fds(p.pid)), 1, worker_fds)
+        drop_task(work, "BOT-W", "T-FRESH")
+        self.assert_answered_once(work, "T-FRESH")
+        self.stop_activated(p, log)
 
     def test_detached_hive_pidfile_and_lock(self):
         hive = Hive(self, self.dir, [{"id": "BOT-D"}])
