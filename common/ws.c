@@ -299,7 +299,25 @@ static void ws_session_update(struct ws_session *ws)
         ws_session_drain(ws);
 }
 
-/* Move wslay's queued frames into the bufferevent. */
+/* Write the queued frames straight to the socket unless the bufferevent is
+ * on it already: a message then costs one writev and no epoll change. What
+ * the socket does not take waits for the bufferevent's write event (also the
+ * path for write errors), which is off again once all is written. */
+static void ws_session_write_out(struct ws_session *ws)
+{
+    struct evbuffer *out = bufferevent_get_output(ws->bev);
+    if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(ws->bev) & EV_WRITE))
+        return;
+    /* A socket bufferevent keeps the front of its output frozen and thaws
+     * it around its own writes; do the same. */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_write(out, bufferevent_getfd(ws->bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(ws->bev, EV_WRITE);
+}
+
+/* Move wslay's queued frames into the bufferevent and out. */
 static void ws_session_flush(struct ws_session *ws)
 {
     if (ws->in_recv || ws->finishing)
@@ -308,6 +326,7 @@ static void ws_session_flush(struct ws_session *ws)
         ws_session_finish(ws, "send failed");
         return;
     }
+    ws_session_write_out(ws);
     ws_session_update(ws);
 }
 
@@ -454,11 +473,13 @@ static void ws_session_read_cb(struct bufferevent *bev, void *arg)
     ws_session_flush(ws);
 }
 
-/* The output is written: a draining session can end now. */
+/* The output is written: a draining session can end now, and the next
+ * frames go out directly again (ws_session_write_out). */
 static void ws_session_write_cb(struct bufferevent *bev, void *arg)
 {
     struct ws_session *ws = arg;
-    (void)bev;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
     if (ws->draining)
         ws_session_finish(ws, "closed");
 }
@@ -544,7 +565,9 @@ struct ws_session *ws_session_new(struct bufferevent *bev, const struct ws_confi
     }
     bufferevent_setcb(bev, ws_session_read_cb, ws_session_write_cb, ws_session_event_cb, ws);
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    bufferevent_enable(bev, EV_READ);
+    bufferevent_disable(bev, EV_WRITE);
+    ws_session_write_out(ws); /* the handshake's answer, if it still waits */
     /* A client may send its first frame right behind the handshake. */
     if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
         bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
