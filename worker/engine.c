@@ -609,13 +609,14 @@ static void engine_recovered_cb(struct task *t, void *arg)
         task_free(t);
 }
 
-int engine_start(struct engine *e)
+int engine_start(struct engine *e, int inotify_fd)
 {
     int n = store_recover(e->store, e->cfg.bot_id, engine_recovered_cb, e);
     /* Without a file queue (websocket-only) this watches the controls
      * folder only, for the PAUSE file. */
-    e->files = filequeue_new(e->base, store_paths(e->store), e->cfg.bot_id, e->cfg.file_queue,
-                             e->cfg.file_min_age_s, e->cfg.rescan_s, engine_files_cb, e);
+    e->files =
+        filequeue_new(e->base, store_paths(e->store), e->cfg.bot_id, inotify_fd, e->cfg.file_queue,
+                      e->cfg.file_min_age_s, e->cfg.rescan_s, engine_files_cb, e);
     filequeue_rescan(e->files);
     engine_paused(e);
     engine_kick(e);

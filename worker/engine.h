@@ -57,9 +57,10 @@ struct engine *engine_new(struct event_base *base, const struct engine_config *c
                           struct store *store, struct activity *activity,
                           const struct engine_events *events);
 void engine_free(struct engine *engine);
-/* Recover what a previous run left and start working. Returns the number of
- * recovered realtime tasks. */
-int engine_start(struct engine *engine);
+/* Recover what a previous run left and start working; the file queue takes
+ * over INOTIFY_FD, or makes its own instance when it is -1. Returns the
+ * number of recovered realtime tasks. */
+int engine_start(struct engine *engine, int inotify_fd);
 /* Offer a realtime task (the engine takes TASK unless the answer is not
  * ENGINE_ACCEPTED). CB runs once it is durable and queued. */
 enum engine_submit_status engine_submit(struct engine *engine, struct task *task,

@@ -26,9 +26,6 @@
 /* Read at most this many buffers of stale events from an inherited instance. */
 #define FILEQUEUE_STALE_READS 256
 
-/* The instance the next filequeue_new takes over (filequeue_use_inotify). */
-static int filequeue_preset_fd = -1;
-
 struct filequeue {
     const struct store_paths *paths;
     char *bot_id;
@@ -196,20 +193,11 @@ int filequeue_inotify_new(void)
     return inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 }
 
-void filequeue_use_inotify(int fd)
-{
-    if (filequeue_preset_fd >= 0 && filequeue_preset_fd != fd)
-        close(filequeue_preset_fd);
-    filequeue_preset_fd = fd;
-}
-
-/* The instance to use: the preset one with its stale events read and
+/* The instance to use: FD (given, or -1) with its stale events read and
  * dropped, else a new one; -1 with errno when there is none. */
-static int filequeue_inotify_take(void)
+static int filequeue_inotify_take(int fd)
 {
     char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-    int fd = filequeue_preset_fd;
-    filequeue_preset_fd = -1;
     if (fd < 0)
         return filequeue_inotify_new();
     if (util_set_nonblock_cloexec(fd) < 0) { /* a blocking read would hang the start */
@@ -236,8 +224,8 @@ static void filequeue_add_watches(struct filequeue *fq)
 }
 
 struct filequeue *filequeue_new(struct event_base *base, const struct store_paths *paths,
-                                const char *bot_id, bool watch_queue, double min_age_s,
-                                double rescan_s, filequeue_cb cb, void *arg)
+                                const char *bot_id, int inotify_fd, bool watch_queue,
+                                double min_age_s, double rescan_s, filequeue_cb cb, void *arg)
 {
     struct filequeue *fq = xcalloc(1, sizeof *fq);
     fq->paths = paths;
@@ -248,7 +236,7 @@ struct filequeue *filequeue_new(struct event_base *base, const struct store_path
     fq->ready = queue_new();
     fq->cb = cb;
     fq->arg = arg;
-    fq->inotify_fd = filequeue_inotify_take();
+    fq->inotify_fd = filequeue_inotify_take(inotify_fd);
     if (fq->inotify_fd >= 0) {
         filequeue_add_watches(fq);
         fq->inotify_ev =

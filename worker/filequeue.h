@@ -24,16 +24,15 @@ typedef void (*filequeue_cb)(void *arg);
 
 /* A new inotify instance (non-blocking, close-on-exec), or -1 with errno. */
 int filequeue_inotify_new(void);
-/* Make the next filequeue_new use inotify instance FD (taken over; -1: none)
- * instead of creating one: an instance that outlives the process in a service
- * manager's fd store. Its pending events are discarded (the start scan finds
- * what they were about) and adding its watches again keeps their
- * descriptors; events of watches it does not know are ignored. */
-void filequeue_use_inotify(int fd);
-/* Watch the controls folder, and with WATCH_QUEUE the queue folder too. */
+/* Watch the controls folder, and with WATCH_QUEUE the queue folder too, on
+ * INOTIFY_FD (taken over) or, when it is -1, on an instance of its own. A
+ * given instance may have outlived an earlier run of the bot in a service
+ * manager's fd store: its pending events are discarded (the start scan finds
+ * what they were about), adding its watches again keeps their descriptors,
+ * and events of watches it does not know are ignored. */
 struct filequeue *filequeue_new(struct event_base *base, const struct store_paths *paths,
-                                const char *bot_id, bool watch_queue, double min_age_s,
-                                double rescan_s, filequeue_cb cb, void *arg);
+                                const char *bot_id, int inotify_fd, bool watch_queue,
+                                double min_age_s, double rescan_s, filequeue_cb cb, void *arg);
 void filequeue_free(struct filequeue *fq);
 /* The next file task in order, left in the queue, or NULL. */
 const struct task *filequeue_peek(const struct filequeue *fq);

@@ -38,6 +38,7 @@ struct worker {
     struct event *sigterm_ev, *sigint_ev, *watchdog_ev, *drain_ev;
     int64_t drain_deadline_ms;
     int port;
+    int inotify_fd;      /* for the file queue, until engine_start takes it; -1 */
     bool inotify_stored; /* the service manager holds our inotify instance too */
 };
 
@@ -100,7 +101,7 @@ static void worker_inotify(struct worker *w, int stored)
         stored = -1;
     }
     if (stored >= 0) {
-        filequeue_use_inotify(stored);
+        w->inotify_fd = stored;
         w->inotify_stored = true;
         return;
     }
@@ -109,7 +110,7 @@ static void worker_inotify(struct worker *w, int stored)
     int fd = filequeue_inotify_new();
     if (fd < 0)
         return; /* the file queue tries again and says why not */
-    filequeue_use_inotify(fd);
+    w->inotify_fd = fd;
     if (sdnotify_send_fd("FDSTORE=1\nFDNAME=" WORKER_INOTIFY_NAME "\n", fd) == 0)
         w->inotify_stored = true;
     else
@@ -248,7 +249,8 @@ static void worker_teardown(struct worker *w)
         event_free(w->sigint_ev);
     if (w->drain_ev)
         event_free(w->drain_ev);
-    filequeue_use_inotify(-1); /* when the engine never took it */
+    if (w->inotify_fd >= 0) /* the engine never took it */
+        close(w->inotify_fd);
     activity_close(w->activity);
     store_free(w->store);
     if (w->base)
@@ -275,7 +277,7 @@ static void worker_announce(struct worker *w, int recovered)
 
 int worker_run(const struct worker_options *o)
 {
-    struct worker w = {.o = o, .port = -1};
+    struct worker w = {.o = o, .port = -1, .inotify_fd = -1};
     int code = 1;
     char err[300];
     signal(SIGPIPE, SIG_IGN);
@@ -310,7 +312,9 @@ int worker_run(const struct worker_options *o)
     if (w.api)
         api_set_engine(w.api, w.engine);
     worker_events(&w);
-    worker_announce(&w, engine_start(w.engine));
+    int inotify_fd = w.inotify_fd;
+    w.inotify_fd = -1; /* the file queue's now */
+    worker_announce(&w, engine_start(w.engine, inotify_fd));
     event_base_dispatch(w.base);
     struct activity_event ev = {.event_type = "shutdown"};
     activity_log(w.activity, &ev, NULL);

@@ -117,7 +117,7 @@ static inline void fuzz_worker_new(struct fuzz_worker *w, const struct fuzz_work
                                fuzz_worker_task_finished, fuzz_worker_stopped, w};
     w->engine = engine_new(w->base, &ec, w->store, w->activity, &ev);
     api_set_engine(w->api, w->engine);
-    engine_start(w->engine);
+    engine_start(w->engine, -1);
 }
 
 /* Tear the worker down in worker.c's order (the API may be gone already). */
