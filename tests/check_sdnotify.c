@@ -37,7 +37,14 @@ END_TEST
 
 START_TEST(test_listen_fds_named)
 {
-    /* Two descriptors at 3 and 4, as the supervisor passes them. */
+    /* Two descriptors at 3 and 4, as the supervisor passes them. Whatever
+     * sits there now (Check's own files when it does not fork) is put back
+     * at the end. */
+    int saved[2], flags[2];
+    for (int i = 0; i < 2; i++) {
+        flags[i] = fcntl(3 + i, F_GETFD);
+        saved[i] = fcntl(3 + i, F_DUPFD_CLOEXEC, 100);
+    }
     int p[2];
     ck_assert_int_eq(pipe(p), 0);
     ck_assert_int_eq(dup2(p[0], 3), 3);
@@ -60,10 +67,17 @@ START_TEST(test_listen_fds_named)
     setenv("LISTEN_PID", "1", 1);
     setenv("LISTEN_FDS", "2", 1);
     ck_assert_int_eq(sdnotify_listen_fds(), 0);
-    close(3);
-    close(4);
     close(p[0]);
     close(p[1]);
+    for (int i = 0; i < 2; i++) {
+        if (saved[i] >= 0) {
+            dup2(saved[i], 3 + i);
+            fcntl(3 + i, F_SETFD, flags[i]);
+            close(saved[i]);
+        } else {
+            close(3 + i);
+        }
+    }
 }
 END_TEST
 
