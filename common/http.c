@@ -327,6 +327,20 @@ static void http_peer_format(const struct sockaddr *sa, char *out, size_t cap)
     }
 }
 
+void http_bev_write_now(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if ((bufferevent_get_enabled(bev) & EV_WRITE) || evbuffer_get_length(out) == 0)
+        return;
+    /* A socket bufferevent keeps the front of its output frozen and thaws it
+     * around its own writes; do the same. */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_write(out, bufferevent_getfd(bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(bev, EV_WRITE);
+}
+
 /* Write queued output straight to the socket unless libevent is already
  * on it: a small answer then costs one writev and no epoll change. What the
  * socket does not take is left to the bufferevent's write event; when all of
@@ -338,17 +352,11 @@ static void http_conn_flush(struct http_conn *c)
         return;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     bool wrote = evbuffer_get_length(out) > 0;
-    if (wrote) {
-        /* A socket bufferevent keeps the front of its output frozen and
-         * thaws it around its own writes; do the same. */
-        evbuffer_unfreeze(out, 1);
-        evbuffer_write(out, bufferevent_getfd(c->bev));
-        evbuffer_freeze(out, 1);
-    }
+    http_bev_write_now(c->bev);
     if (evbuffer_get_length(out) > 0)
-        bufferevent_enable(c->bev, EV_WRITE); /* also the path for write errors */
-    else if ((c->state == HTTP_CONN_CLOSING && !c->lingering) || c->output_blocked ||
-             (wrote && c->drain_cb))
+        return; /* the write event is on */
+    if ((c->state == HTTP_CONN_CLOSING && !c->lingering) || c->output_blocked ||
+        (wrote && c->drain_cb))
         bufferevent_trigger(c->bev, EV_WRITE,
                             BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }

@@ -135,6 +135,12 @@ bool http_conn_is_closed(const struct http_conn *conn);
 /* Client address, e.g. "127.0.0.1". */
 const char *http_conn_peer(const struct http_conn *conn);
 
+/* Write what BEV's output holds straight to its socket (one writev, no epoll
+ * change) unless its write event is on already; what the socket does not
+ * take is left to that event, enabled here (also the path for write errors).
+ * For the owner of a detached connection that writes the same way. */
+void http_bev_write_now(struct bufferevent *bev);
+
 /* Hand the connection over (Upgrade). Returns its bufferevent with timeouts
  * and callbacks cleared and any bytes received after the request still in the
  * input buffer; the caller owns it. CONN and the request are freed. Only valid

@@ -299,24 +299,6 @@ static void ws_session_update(struct ws_session *ws)
         ws_session_drain(ws);
 }
 
-/* Write the queued frames straight to the socket unless the bufferevent is
- * on it already: a message then costs one writev and no epoll change. What
- * the socket does not take waits for the bufferevent's write event (also the
- * path for write errors), which is off again once all is written. */
-static void ws_session_write_out(struct ws_session *ws)
-{
-    struct evbuffer *out = bufferevent_get_output(ws->bev);
-    if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(ws->bev) & EV_WRITE))
-        return;
-    /* A socket bufferevent keeps the front of its output frozen and thaws
-     * it around its own writes; do the same. */
-    evbuffer_unfreeze(out, 1);
-    evbuffer_write(out, bufferevent_getfd(ws->bev));
-    evbuffer_freeze(out, 1);
-    if (evbuffer_get_length(out) > 0)
-        bufferevent_enable(ws->bev, EV_WRITE);
-}
-
 /* Move wslay's queued frames into the bufferevent and out. */
 static void ws_session_flush(struct ws_session *ws)
 {
@@ -326,7 +308,9 @@ static void ws_session_flush(struct ws_session *ws)
         ws_session_finish(ws, "send failed");
         return;
     }
-    ws_session_write_out(ws);
+    /* One writev per message; the write event (off again once all is
+     * written, ws_session_write_cb) only while the socket is full. */
+    http_bev_write_now(ws->bev);
     ws_session_update(ws);
 }
 
@@ -474,7 +458,7 @@ static void ws_session_read_cb(struct bufferevent *bev, void *arg)
 }
 
 /* The output is written: a draining session can end now, and the next
- * frames go out directly again (ws_session_write_out). */
+ * frames go out directly again (http_bev_write_now). */
 static void ws_session_write_cb(struct bufferevent *bev, void *arg)
 {
     struct ws_session *ws = arg;
@@ -567,7 +551,7 @@ struct ws_session *ws_session_new(struct bufferevent *bev, const struct ws_confi
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
     bufferevent_enable(bev, EV_READ);
     bufferevent_disable(bev, EV_WRITE);
-    ws_session_write_out(ws); /* the handshake's answer, if it still waits */
+    http_bev_write_now(bev); /* the handshake's answer, if it still waits */
     /* A client may send its first frame right behind the handshake. */
     if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
         bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
