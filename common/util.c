@@ -79,6 +79,15 @@ char *xasprintf(const char *fmt, ...)
     return s;
 }
 
+void util_buf_grow(struct util_buf *b, size_t more)
+{
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    b->data = xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
 int64_t util_mono_ns(void)
 {
     struct timespec ts;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 void *xmalloc(size_t n);
@@ -16,6 +17,24 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A growing byte buffer: DATA holds LEN bytes and, once anything was added,
+ * a NUL after them. All zeros is an empty buffer; free(DATA) releases it. */
+struct util_buf {
+    char *data;
+    size_t len, cap;
+};
+/* Make room for MORE bytes and the NUL (util_buf_add's rare path). */
+void util_buf_grow(struct util_buf *b, size_t more);
+/* Append LEN bytes of DATA to B. */
+static inline void util_buf_add(struct util_buf *b, const void *data, size_t len)
+{
+    if (b->len + len + 1 > b->cap)
+        util_buf_grow(b, len);
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
 
 /* Monotonic clock in nanoseconds and milliseconds. */
 int64_t util_mono_ns(void);

@@ -91,11 +91,6 @@ enum proxy_header {
 };
 
 /* A growable byte buffer, kept NUL-terminated, reused across requests. */
-struct proxy_buf {
-    char *data;
-    size_t len, cap;
-};
-
 struct proxy_upstream;
 
 /* One bot's address and its idle connections. */
@@ -133,12 +128,12 @@ struct proxy_exchange {
     struct proxy *proxy;
     struct event *stall; /* the client has not drained our output for too long */
     /* Kept across recycling: growable buffers. */
-    struct proxy_buf request; /* the request head going up */
-    struct proxy_buf head;    /* the response's kept header lines, "Name: value\r\n" */
-    struct proxy_buf aside;   /* its Date and Server lines */
-    struct proxy_buf listed;  /* the values of its Connection headers, comma-joined */
-    struct proxy_buf body;    /* a small answer's body, or a chunk being framed */
-    struct proxy_buf token;
+    struct util_buf request; /* the request head going up */
+    struct util_buf head;    /* the response's kept header lines, "Name: value\r\n" */
+    struct util_buf aside;   /* its Date and Server lines */
+    struct util_buf listed;  /* the values of its Connection headers, comma-joined */
+    struct util_buf body;    /* a small answer's body, or a chunk being framed */
+    struct util_buf token;
     unsigned char *kinds; /* enum proxy_header of each request header */
     size_t kinds_cap;
     /* Per request. */
@@ -227,40 +222,25 @@ static void proxy_exchange_lost(struct proxy_exchange *, const char *);
 
 /* ---- buffers and header rules ---------------------------------------------- */
 
-/* Append LEN bytes of DATA to B. */
-static void proxy_buf_add(struct proxy_buf *b, const void *data, size_t len)
-{
-    if (b->len + len + 1 > b->cap) {
-        size_t n = b->cap ? b->cap : 1024;
-        while (n < b->len + len + 1)
-            n *= 2;
-        b->data = xrealloc(b->data, n);
-        b->cap = n;
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
-}
-
 /* Append the string S to B. */
-static void proxy_buf_str(struct proxy_buf *b, const char *s)
+static void proxy_buf_str(struct util_buf *b, const char *s)
 {
-    proxy_buf_add(b, s, strlen(s));
+    util_buf_add(b, s, strlen(s));
 }
 
 /* Append V in decimal to B. */
-static void proxy_buf_uint(struct proxy_buf *b, unsigned long long v)
+static void proxy_buf_uint(struct util_buf *b, unsigned long long v)
 {
     char digits[24];
     size_t n = sizeof digits;
     do
         digits[--n] = (char)('0' + v % 10);
     while ((v /= 10) > 0);
-    proxy_buf_add(b, digits + n, sizeof digits - n);
+    util_buf_add(b, digits + n, sizeof digits - n);
 }
 
 /* Empty B, keeping its memory. */
-static void proxy_buf_clear(struct proxy_buf *b)
+static void proxy_buf_clear(struct util_buf *b)
 {
     b->len = 0;
     if (b->data)
@@ -268,7 +248,7 @@ static void proxy_buf_clear(struct proxy_buf *b)
 }
 
 /* Cut B back to LEN bytes. */
-static void proxy_buf_cut(struct proxy_buf *b, size_t len)
+static void proxy_buf_cut(struct util_buf *b, size_t len)
 {
     b->len = len;
     if (b->data)
@@ -924,7 +904,7 @@ static void proxy_exchange_done(struct proxy_exchange *ex)
 /* ---- exchanges: the request ------------------------------------------------ */
 
 /* Append QUERY to B as "?a=b&c", leaving out the token parameter. */
-static void proxy_write_query(struct proxy_buf *b, const char *query)
+static void proxy_write_query(struct util_buf *b, const char *query)
 {
     bool first = true;
 
@@ -932,8 +912,8 @@ static void proxy_write_query(struct proxy_buf *b, const char *query)
         size_t n = strcspn(p, "&");
         bool token = n >= 5 && strncmp(p, "token", 5) == 0 && (n == 5 || p[5] == '=');
         if (!token && n > 0) {
-            proxy_buf_add(b, first ? "?" : "&", 1);
-            proxy_buf_add(b, p, n);
+            util_buf_add(b, first ? "?" : "&", 1);
+            util_buf_add(b, p, n);
             first = false;
         }
         p += n;
@@ -943,18 +923,18 @@ static void proxy_write_query(struct proxy_buf *b, const char *query)
 }
 
 /* Append "Name: value\r\n" to B. */
-static void proxy_write_header(struct proxy_buf *b, const char *name, const char *value)
+static void proxy_write_header(struct util_buf *b, const char *name, const char *value)
 {
     proxy_buf_str(b, name);
-    proxy_buf_add(b, ": ", 2);
+    util_buf_add(b, ": ", 2);
     proxy_buf_str(b, value);
-    proxy_buf_add(b, "\r\n", 2);
+    util_buf_add(b, "\r\n", 2);
 }
 
 /* Sort the client's headers (into EX->kinds) and copy those that go up
  * unchanged to B. Returns the first Host header, or NULL; *XFF tells
  * whether the client sent X-Forwarded-For. */
-static const char *proxy_write_client_headers(struct proxy_exchange *ex, struct proxy_buf *b,
+static const char *proxy_write_client_headers(struct proxy_exchange *ex, struct util_buf *b,
                                               bool *xff)
 {
     const struct http_request *req = ex->req;
@@ -991,38 +971,38 @@ static const char *proxy_write_client_headers(struct proxy_exchange *ex, struct 
 
 /* Append X-Forwarded-For (the client's chain plus the client), -Host and
  * -Proto to B. */
-static void proxy_write_forwarded(struct proxy_exchange *ex, struct proxy_buf *b, const char *host,
+static void proxy_write_forwarded(struct proxy_exchange *ex, struct util_buf *b, const char *host,
                                   bool xff)
 {
     const struct http_request *req = ex->req;
 
-    proxy_buf_add(b, "X-Forwarded-For: ", 17);
+    util_buf_add(b, "X-Forwarded-For: ", 17);
     for (size_t i = 0; xff && i < req->n_headers; i++) {
         if (ex->kinds[i] != PROXY_H_XFF || !*req->headers[i].value)
             continue;
         proxy_buf_str(b, req->headers[i].value);
-        proxy_buf_add(b, ", ", 2);
+        util_buf_add(b, ", ", 2);
     }
     proxy_buf_str(b, req->peer);
-    proxy_buf_add(b, "\r\n", 2);
+    util_buf_add(b, "\r\n", 2);
     if (host)
         proxy_write_header(b, "X-Forwarded-Host", host);
-    proxy_buf_add(b, "X-Forwarded-Proto: http\r\n", 25);
+    util_buf_add(b, "X-Forwarded-Proto: http\r\n", 25);
 }
 
 /* Append the framing of the request body, and the upgrade headers, to B. */
-static void proxy_write_framing(struct proxy_exchange *ex, struct proxy_buf *b)
+static void proxy_write_framing(struct proxy_exchange *ex, struct util_buf *b)
 {
     if (ex->req_framing == PROXY_FRAME_LENGTH) {
-        proxy_buf_add(b, "Content-Length: ", 16);
+        util_buf_add(b, "Content-Length: ", 16);
         proxy_buf_uint(b, ex->req_length);
-        proxy_buf_add(b, "\r\n", 2);
+        util_buf_add(b, "\r\n", 2);
     } else if (ex->req_framing == PROXY_FRAME_CHUNKED) {
-        proxy_buf_add(b, "Transfer-Encoding: chunked\r\n", 28);
+        util_buf_add(b, "Transfer-Encoding: chunked\r\n", 28);
     }
     if (ex->upgrade) {
         const char *upgrade = http_request_header(ex->req, "Upgrade");
-        proxy_buf_add(b, "Connection: Upgrade\r\n", 21);
+        util_buf_add(b, "Connection: Upgrade\r\n", 21);
         proxy_write_header(b, "Upgrade", upgrade ? upgrade : "websocket");
     }
 }
@@ -1030,27 +1010,27 @@ static void proxy_write_framing(struct proxy_exchange *ex, struct proxy_buf *b)
 /* Lay out the request line and headers in one buffer and send them up. */
 static void proxy_exchange_send_head(struct proxy_exchange *ex)
 {
-    struct proxy_buf *b = &ex->request;
+    struct util_buf *b = &ex->request;
     const struct http_request *req = ex->req;
     bool xff;
 
     proxy_buf_clear(b);
     proxy_buf_str(b, req->method);
-    proxy_buf_add(b, " ", 1);
+    util_buf_add(b, " ", 1);
     proxy_buf_str(b, ex->path);
     proxy_write_query(b, ex->query);
-    proxy_buf_add(b, " HTTP/1.1\r\nHost: ", 17);
+    util_buf_add(b, " HTTP/1.1\r\nHost: ", 17);
     proxy_buf_str(b, ex->pool->authority);
-    proxy_buf_add(b, "\r\n", 2);
+    util_buf_add(b, "\r\n", 2);
     const char *host = proxy_write_client_headers(ex, b, &xff);
     proxy_write_forwarded(ex, b, host, xff);
     if (ex->has_token) {
-        proxy_buf_add(b, "Authorization: Bearer ", 22);
-        proxy_buf_add(b, ex->token.data, ex->token.len);
-        proxy_buf_add(b, "\r\n", 2);
+        util_buf_add(b, "Authorization: Bearer ", 22);
+        util_buf_add(b, ex->token.data, ex->token.len);
+        util_buf_add(b, "\r\n", 2);
     }
     proxy_write_framing(ex, b);
-    proxy_buf_add(b, "\r\n", 2);
+    util_buf_add(b, "\r\n", 2);
     /* The worker owes us an answer once the whole request is up; until then
      * the client's own timeouts apply to its body. */
     bool bodyless = ex->req_framing == PROXY_FRAME_NONE;
@@ -1134,12 +1114,12 @@ static int proxy_on_status(http_parser *p, const char *at, size_t len)
  * handshake. */
 static void proxy_head_end_line(struct proxy_exchange *ex)
 {
-    struct proxy_buf *head = &ex->head;
+    struct util_buf *head = &ex->head;
 
     switch (ex->parser.status_code == 101 ? PROXY_H_OTHER : ex->line_kind) {
     case PROXY_H_CONNECTION:
-        proxy_buf_add(&ex->listed, head->data + ex->value_start, head->len - ex->value_start);
-        proxy_buf_add(&ex->listed, ",", 1);
+        util_buf_add(&ex->listed, head->data + ex->value_start, head->len - ex->value_start);
+        util_buf_add(&ex->listed, ",", 1);
         proxy_buf_cut(head, ex->line_start);
         break;
     case PROXY_H_HOP:
@@ -1148,12 +1128,12 @@ static void proxy_head_end_line(struct proxy_exchange *ex)
         break;
     case PROXY_H_DATE:
     case PROXY_H_SERVER:
-        proxy_buf_add(&ex->aside, head->data + ex->line_start, head->len - ex->line_start);
-        proxy_buf_add(&ex->aside, "\r\n", 2);
+        util_buf_add(&ex->aside, head->data + ex->line_start, head->len - ex->line_start);
+        util_buf_add(&ex->aside, "\r\n", 2);
         proxy_buf_cut(head, ex->line_start);
         break;
     default:
-        proxy_buf_add(head, "\r\n", 2);
+        util_buf_add(head, "\r\n", 2);
         break;
     }
 }
@@ -1177,7 +1157,7 @@ static int proxy_on_header_field(http_parser *p, const char *at, size_t len)
     if (ex->field != PROXY_FIELD_NAME)
         ex->line_start = ex->head.len;
     ex->field = PROXY_FIELD_NAME;
-    proxy_buf_add(&ex->head, at, len);
+    util_buf_add(&ex->head, at, len);
     return 0;
 }
 
@@ -1188,12 +1168,12 @@ static int proxy_on_header_value(http_parser *p, const char *at, size_t len)
     if (ex->field != PROXY_FIELD_VALUE)
         proxy_head_end_name(ex, ": ");
     ex->field = PROXY_FIELD_VALUE;
-    proxy_buf_add(&ex->head, at, len);
+    util_buf_add(&ex->head, at, len);
     return 0;
 }
 
 /* Drop from LINES (in place) every header line whose name LIST names. */
-static void proxy_head_drop_listed(struct proxy_buf *lines, const char *list)
+static void proxy_head_drop_listed(struct util_buf *lines, const char *list)
 {
     char *w = lines->data;
 
@@ -1217,9 +1197,9 @@ static void proxy_head_framing(struct proxy_exchange *ex)
     int status = p->status_code;
 
     if ((p->flags & F_CONTENTLENGTH) && !(p->flags & F_CHUNKED)) {
-        proxy_buf_add(&ex->head, "Content-Length: ", 16);
+        util_buf_add(&ex->head, "Content-Length: ", 16);
         proxy_buf_uint(&ex->head, (unsigned long long)p->content_length);
-        proxy_buf_add(&ex->head, "\r\n", 2);
+        util_buf_add(&ex->head, "\r\n", 2);
         return;
     }
     if (ex->head_only || status == 204 || status == 304)
@@ -1229,7 +1209,7 @@ static void proxy_head_framing(struct proxy_exchange *ex)
     const struct http_request *req = ex->req;
     if (req->version_major > 1 || (req->version_major == 1 && req->version_minor >= 1)) {
         ex->rechunk = true;
-        proxy_buf_add(&ex->head, "Transfer-Encoding: chunked\r\n", 28);
+        util_buf_add(&ex->head, "Transfer-Encoding: chunked\r\n", 28);
     }
 }
 
@@ -1250,7 +1230,7 @@ static void proxy_exchange_begin(struct proxy_exchange *ex)
     }
     if (ex->whole)
         return;
-    proxy_buf_add(&ex->head, ex->aside.data ? ex->aside.data : "", ex->aside.len);
+    util_buf_add(&ex->head, ex->aside.data ? ex->aside.data : "", ex->aside.len);
     proxy_head_framing(ex);
     http_respond_stream_begin(ex->conn, ex->parser.status_code, ex->reason_len ? ex->reason : NULL,
                               ex->head.data ? ex->head.data : "");
@@ -1289,13 +1269,13 @@ static int proxy_on_body(http_parser *p, const char *at, size_t len)
     char size[24];
 
     if (ex->whole) {
-        proxy_buf_add(&ex->body, at, len);
+        util_buf_add(&ex->body, at, len);
     } else if (ex->rechunk) { /* framed in one piece: one write, not three */
         int n = snprintf(size, sizeof size, "%zx\r\n", len);
         proxy_buf_clear(&ex->body);
-        proxy_buf_add(&ex->body, size, (size_t)n);
-        proxy_buf_add(&ex->body, at, len);
-        proxy_buf_add(&ex->body, "\r\n", 2);
+        util_buf_add(&ex->body, size, (size_t)n);
+        util_buf_add(&ex->body, at, len);
+        util_buf_add(&ex->body, "\r\n", 2);
         http_respond_stream_write(ex->conn, ex->body.data, ex->body.len);
     } else {
         http_respond_stream_write(ex->conn, at, len);

@@ -63,13 +63,6 @@ struct adapter_child_failure {
     int err;
 };
 
-/* A growable byte buffer, always NUL-terminated once anything was added. */
-struct adapter_buf {
-    char *data;
-    size_t len;
-    size_t cap;
-};
-
 /* A growable NULL-terminated array of owned strings (argv, envp). */
 struct adapter_strv {
     char **items;
@@ -97,7 +90,7 @@ struct adapter_job {
     bool finishing;          /* finish_ev is active; nothing else may happen */
     bool in_callback;        /* inside the chunk or done callback */
     bool abandoned;          /* adapter_abandon ran inside a callback */
-    struct adapter_buf output;
+    struct util_buf output;
     char *error; /* a fixed error (mock, lost child); NULL otherwise */
 
     /* mock */
@@ -134,21 +127,6 @@ struct adapter_spawn {
 
 static struct adapter_sigchld *adapter_sigchlds;
 static struct adapter_job *adapter_jobs;
-
-/* Append LEN bytes to B, keeping a NUL after them. */
-static void adapter_buf_add(struct adapter_buf *b, const char *data, size_t len)
-{
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + len + 1)
-            cap *= 2;
-        b->data = xrealloc(b->data, cap);
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
-}
 
 /* Append S (owned from now on) to V, keeping the array NULL-terminated. */
 static void adapter_strv_push(struct adapter_strv *v, char *s)
@@ -320,7 +298,7 @@ static struct adapter_job *adapter_job_new(struct event_base *base, enum adapter
     job->start_ns = util_mono_ns();
     job->in_fd = job->out_fd = job->err_fd = -1;
     job->finish_ev = adapter_event_new(base, -1, 0, adapter_finish_cb, job);
-    adapter_buf_add(&job->output, "", 0);
+    util_buf_add(&job->output, "", 0);
     return job;
 }
 
@@ -502,7 +480,7 @@ static void adapter_mock_delay_cb(evutil_socket_t fd, short what, void *arg)
     struct adapter_job *job = arg;
     (void)fd;
     (void)what;
-    adapter_buf_add(&job->output, job->mock_text, strlen(job->mock_text));
+    util_buf_add(&job->output, job->mock_text, strlen(job->mock_text));
     if (job->mock_fail)
         job->error = xstrdup("mock failure requested");
     if (!adapter_emit(job, job->output.data, job->output.len))
@@ -593,19 +571,19 @@ static char *adapter_cli_subst(const char *arg, const struct adapter_task *task,
 {
     const char *names[] = {"{content}", "{task_id}", "{bot_id}"};
     const char *values[] = {task->content, task->task_id, task->bot_id};
-    struct adapter_buf b = {0};
-    adapter_buf_add(&b, "", 0);
+    struct util_buf b = {0};
+    util_buf_add(&b, "", 0);
     while (*arg) {
         size_t i;
         for (i = 0; i < 3; i++)
             if (strncmp(arg, names[i], strlen(names[i])) == 0)
                 break;
         if (i == 3) {
-            adapter_buf_add(&b, arg++, 1);
+            util_buf_add(&b, arg++, 1);
             continue;
         }
         const char *value = values[i] ? values[i] : "";
-        adapter_buf_add(&b, value, strlen(value));
+        util_buf_add(&b, value, strlen(value));
         arg += strlen(names[i]);
         *used_content |= i == 0;
     }
@@ -912,7 +890,7 @@ static void adapter_cli_stdout_cb(evutil_socket_t fd, short what, void *arg)
     }
     size_t room = job->cap - job->output.len;
     size_t keep = (size_t)n < room ? (size_t)n : room;
-    adapter_buf_add(&job->output, buf, keep);
+    util_buf_add(&job->output, buf, keep);
     if (!adapter_emit(job, buf, keep))
         return;
     if ((size_t)n > room && !job->finishing)

@@ -26,10 +26,6 @@ struct api_ws {
 };
 
 /* A growing output buffer. */
-struct api_buf {
-    char *data;
-    size_t len, cap;
-};
 
 /* The UTC date and time of one second, formatted once for that second. */
 struct api_clock {
@@ -44,7 +40,7 @@ struct api {
     struct store *store;
     struct api_ws *sessions;
     pid_t pid;
-    struct api_buf status; /* the last /status body, reused */
+    struct util_buf status; /* the last /status body, reused */
     struct api_clock now_clock, started_clock;
 };
 
@@ -68,43 +64,26 @@ static json_t *api_str(const char *s)
     return s ? json_string(s) : json_null();
 }
 
-/* Make room for LEN more bytes in B (rarely: the buffer is reused). */
-static __attribute__((noinline)) void api_buf_grow(struct api_buf *b, size_t len)
-{
-    while (b->len + len > b->cap)
-        b->cap = b->cap ? b->cap * 2 : 512;
-    b->data = xrealloc(b->data, b->cap);
-}
-
-/* Append LEN bytes to B. */
-static inline void api_buf_put(struct api_buf *b, const char *data, size_t len)
-{
-    if (b->len + len > b->cap)
-        api_buf_grow(b, len);
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-}
-
 /* Append the NUL-terminated LIT (a literal: its strlen is a constant). */
-static inline void api_buf_lit(struct api_buf *b, const char *lit)
+static inline void api_buf_lit(struct util_buf *b, const char *lit)
 {
-    api_buf_put(b, lit, strlen(lit));
+    util_buf_add(b, lit, strlen(lit));
 }
 
 /* Append V in decimal. */
-static void api_buf_uint(struct api_buf *b, uint64_t v)
+static void api_buf_uint(struct util_buf *b, uint64_t v)
 {
     char digits[24];
     size_t n = sizeof digits;
     do
         digits[--n] = (char)('0' + v % 10);
     while ((v /= 10) > 0);
-    api_buf_put(b, digits + n, sizeof digits - n);
+    util_buf_add(b, digits + n, sizeof digits - n);
 }
 
 /* Append MS milliseconds as seconds, the way jansson prints a real with 12
  * significant digits: "12.5", "3.0", "0.001". */
-static void api_buf_seconds_ms(struct api_buf *b, uint64_t ms)
+static void api_buf_seconds_ms(struct util_buf *b, uint64_t ms)
 {
     char frac[5] = {'.', (char)('0' + ms / 100 % 10), (char)('0' + ms / 10 % 10),
                     (char)('0' + ms % 10), 0};
@@ -112,27 +91,27 @@ static void api_buf_seconds_ms(struct api_buf *b, uint64_t ms)
     while (n > 2 && frac[n - 1] == '0')
         n--;
     api_buf_uint(b, ms / 1000);
-    api_buf_put(b, frac, n);
+    util_buf_add(b, frac, n);
 }
 
 /* Append the escape \uXXXX of the UTF-16 code unit U. */
-static void api_buf_u16(struct api_buf *b, uint32_t u)
+static void api_buf_u16(struct util_buf *b, uint32_t u)
 {
     static const char hex[] = "0123456789ABCDEF";
     char esc[6] = {'\\', 'u', hex[u >> 12 & 15], hex[u >> 8 & 15], hex[u >> 4 & 15], hex[u & 15]};
-    api_buf_put(b, esc, sizeof esc);
+    util_buf_add(b, esc, sizeof esc);
 }
 
 /* Append the escape of the character at P (one that JSON_ENSURE_ASCII
  * escapes); returns how many bytes it took. A byte that is not well-formed
  * UTF-8 (a file name can be anything) becomes U+FFFD. */
-static size_t api_buf_escape(struct api_buf *b, const unsigned char *p)
+static size_t api_buf_escape(struct util_buf *b, const unsigned char *p)
 {
     static const char plain[] = "\"\\\b\f\n\r\t", named[] = "\"\\bfnrt";
     const char *c = *p ? strchr(plain, *p) : NULL;
     if (c) {
         char esc[2] = {'\\', named[c - plain]};
-        api_buf_put(b, esc, 2);
+        util_buf_add(b, esc, 2);
         return 1;
     }
     size_t n = util_utf8_sequence(p, strnlen((const char *)p, 4));
@@ -150,25 +129,25 @@ static size_t api_buf_escape(struct api_buf *b, const unsigned char *p)
 
 /* Append S as a JSON string, escaped as jansson's JSON_ENSURE_ASCII does
  * (so the text is byte for byte what json_dumps gave before). */
-static void api_buf_str(struct api_buf *b, const char *s)
+static void api_buf_str(struct util_buf *b, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
-    api_buf_put(b, "\"", 1);
+    util_buf_add(b, "\"", 1);
     while (*p) {
         size_t run = 0;
         while (p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
             run++;
-        api_buf_put(b, (const char *)p, run);
+        util_buf_add(b, (const char *)p, run);
         p += run;
         if (*p)
             p += api_buf_escape(b, p);
     }
-    api_buf_put(b, "\"", 1);
+    util_buf_add(b, "\"", 1);
 }
 
 /* Append the timestamp WALL_NS as a JSON string ("2026-01-02T03:04:05.678Z",
  * as util_iso_utc), formatting the seconds part only when it changed. */
-static void api_buf_time(struct api_buf *b, struct api_clock *clock, int64_t wall_ns)
+static void api_buf_time(struct util_buf *b, struct api_clock *clock, int64_t wall_ns)
 {
     int64_t sec = wall_ns / 1000000000;
     if (sec != clock->sec || !clock->text[0]) {
@@ -179,18 +158,18 @@ static void api_buf_time(struct api_buf *b, struct api_clock *clock, int64_t wal
     int ms = (int)(wall_ns / 1000000 % 1000);
     char tail[7] = {
         '.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', '"'};
-    api_buf_put(b, "\"", 1);
+    util_buf_add(b, "\"", 1);
     api_buf_lit(b, clock->text);
-    api_buf_put(b, tail, 6);
+    util_buf_add(b, tail, 6);
 }
 
 /* The fields of GET /status (also the WebSocket "status" message, which
  * adds TYPE), rendered into api->status: no JSON tree, no allocation once
  * the buffer has grown, no system call but the clocks (vDSO). */
-static const struct api_buf *api_status_render(struct api *api, const char *type)
+static const struct util_buf *api_status_render(struct api *api, const char *type)
 {
     struct engine_status st;
-    struct api_buf *b = &api->status;
+    struct util_buf *b = &api->status;
     engine_status(api->engine, &st);
     b->len = 0;
     api_buf_lit(b, "{\"bot_id\":");
@@ -201,7 +180,7 @@ static const struct api_buf *api_status_render(struct api *api, const char *type
     api_buf_lit(b, api->cfg.mode);
     api_buf_lit(b, "\",\"port\":");
     if (api->cfg.port < 0)
-        api_buf_put(b, "-", 1);
+        util_buf_add(b, "-", 1);
     api_buf_uint(b, (uint64_t)(api->cfg.port < 0 ? -(int64_t)api->cfg.port : api->cfg.port));
     api_buf_lit(b, ",\"pid\":");
     api_buf_uint(b, (uint64_t)api->pid);
@@ -538,7 +517,7 @@ static void api_ws_text(struct ws_session *ws, const char *data, size_t len, voi
     else if (type && strcmp(type, "ping") == 0)
         api_ws_send(api, s->id, json_pack("{s:s, s:o}", "type", "pong", "timestamp", api_now()));
     else if (type && strcmp(type, "status") == 0) {
-        const struct api_buf *b = api_status_render(api, "status");
+        const struct util_buf *b = api_status_render(api, "status");
         ws_send_text(s->ws, b->data, b->len);
     } else {
         char *t = type ? xstrdup(type) : json_dump_compact(json_object_get(msg, "type"), NULL);
@@ -652,7 +631,7 @@ static void api_route(struct http_conn *conn, struct http_request *req, void *ar
     if (strcmp(p, "/status") == 0) {
         if (!get)
             return api_method_not_allowed(conn, "GET, HEAD");
-        const struct api_buf *b = api_status_render(api, NULL);
+        const struct util_buf *b = api_status_render(api, NULL);
         return http_respond(conn, 200, "application/json", b->data, b->len, NULL);
     }
     if (strcmp(p, "/ws") == 0) {
