@@ -1,5 +1,5 @@
 /*
- * http: HTTP/1.1 server connections. This file owns the listener, every
+ * http: HTTP/1.1 server connections. This file owns the listeners, every
  * accepted connection (one bufferevent, one http_parser, one timer each), the
  * limits and timeouts of SPEC §7, keep-alive and pipelining, and the one
  * function that formats responses.
@@ -51,6 +51,7 @@
 #define HTTP_READ_MAX (16 * 1024)     /* one recv() takes at most this */
 #define HTTP_LINGER_MS 2000           /* wait for the client's EOF after an error */
 #define HTTP_ACCEPT_RETRY_MS 100      /* pause after accept() failed (EMFILE) */
+#define HTTP_LISTENERS_MAX 4          /* listening sockets per server */
 #define HTTP_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
 
 enum http_conn_state {
@@ -69,7 +70,8 @@ enum http_field { HTTP_FIELD_URL, HTTP_FIELD_NAME, HTTP_FIELD_VALUE };
 
 struct http_server {
     struct event_base *base;
-    struct evconnlistener *listener;
+    struct evconnlistener *listeners[HTTP_LISTENERS_MAX];
+    size_t n_listeners;
     struct event *retry;
     struct http_server_config config;
     const struct timeval *tv_header;
@@ -1246,8 +1248,17 @@ static void http_server_resume(struct http_server *s)
 {
     if (s->accepting || evtimer_pending(s->retry, NULL) || http_server_full(s))
         return;
-    evconnlistener_enable(s->listener);
+    for (size_t i = 0; i < s->n_listeners; i++)
+        evconnlistener_enable(s->listeners[i]);
     s->accepting = true;
+}
+
+/* Stop taking new connections on every listening socket. */
+static void http_server_pause(struct http_server *s)
+{
+    for (size_t i = 0; i < s->n_listeners; i++)
+        evconnlistener_disable(s->listeners[i]);
+    s->accepting = false;
 }
 
 /* One connection stopped counting (closed or detached). */
@@ -1285,7 +1296,8 @@ static void http_conn_new(struct http_server *s, evutil_socket_t fd, struct sock
         free(c);
         return;
     }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->server = s;
     c->config = s->config;
     c->tv_header = s->tv_header;
@@ -1317,13 +1329,11 @@ static void http_server_accept_cb(struct evconnlistener *listener, evutil_socket
                                   struct sockaddr *sa, int socklen, void *arg)
 {
     struct http_server *s = arg;
-    (void)socklen;
+    (void)listener, (void)socklen;
 
     http_conn_new(s, fd, sa);
-    if (http_server_full(s)) {
-        evconnlistener_disable(listener);
-        s->accepting = false;
-    }
+    if (http_server_full(s))
+        http_server_pause(s);
 }
 
 /* accept() failed (out of descriptors, ...): pause instead of spinning. */
@@ -1332,9 +1342,9 @@ static void http_server_accept_error_cb(struct evconnlistener *listener, void *a
     struct http_server *s = arg;
     struct timeval tv = {0, HTTP_ACCEPT_RETRY_MS * 1000};
 
+    (void)listener;
     log_warn("http: accept: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-    evconnlistener_disable(listener);
-    s->accepting = false;
+    http_server_pause(s);
     evtimer_add(s->retry, &tv);
 }
 
@@ -1357,21 +1367,18 @@ static const struct timeval *http_common_timeout(struct event_base *base, int du
 struct http_server *http_server_new(struct event_base *base, int listen_fd,
                                     const struct http_server_config *config)
 {
-    if (!config->on_request || util_set_nonblock_cloexec(listen_fd) < 0)
+    if (!config->on_request)
         return NULL;
     struct http_server *s = xcalloc(1, sizeof *s);
     s->base = base;
     s->config = *config;
     LIST_INIT(&s->conns);
-    s->listener = evconnlistener_new(base, http_server_accept_cb, s,
-                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
-    if (!s->listener) {
+    s->accepting = true;
+    if (http_server_listen(s, listen_fd) < 0) {
         free(s);
         return NULL;
     }
-    evconnlistener_set_error_cb(s->listener, http_server_accept_error_cb);
     s->retry = evtimer_new(base, http_server_retry_cb, s);
-    s->accepting = true;
     s->tv_header = http_common_timeout(base, config->limits.header_timeout_ms);
     s->tv_idle = http_common_timeout(base, config->limits.idle_timeout_ms);
     s->tv_linger = http_common_timeout(base, HTTP_LINGER_MS);
@@ -1381,14 +1388,31 @@ struct http_server *http_server_new(struct event_base *base, int listen_fd,
     return s;
 }
 
-/* Close the listener and every connection, detached ones excepted. */
+int http_server_listen(struct http_server *s, int listen_fd)
+{
+    if (s->n_listeners == HTTP_LISTENERS_MAX || util_set_nonblock_cloexec(listen_fd) < 0)
+        return -1;
+    struct evconnlistener *l =
+        evconnlistener_new(s->base, http_server_accept_cb, s,
+                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
+    if (!l)
+        return -1;
+    evconnlistener_set_error_cb(l, http_server_accept_error_cb);
+    if (!s->accepting) /* paused at the connection limit or after an error */
+        evconnlistener_disable(l);
+    s->listeners[s->n_listeners++] = l;
+    return 0;
+}
+
+/* Close the listeners and every connection, detached ones excepted. */
 void http_server_free(struct http_server *s)
 {
     struct http_conn *c;
 
     if (!s)
         return;
-    evconnlistener_free(s->listener);
+    for (size_t i = 0; i < s->n_listeners; i++)
+        evconnlistener_free(s->listeners[i]);
     event_free(s->retry);
     while ((c = LIST_FIRST(&s->conns))) {
         LIST_REMOVE(c, entry);

@@ -80,7 +80,11 @@ void http_limits_default(struct http_limits *limits);
 /* Serve HTTP on LISTEN_FD (already bound and listening; made non-blocking). */
 struct http_server *http_server_new(struct event_base *base, int listen_fd,
                                     const struct http_server_config *config);
-/* Close the listener and every connection, detached ones excepted. */
+/* Serve on LISTEN_FD too (another listening socket: a Unix one beside the
+ * TCP port, say). 0, or -1 when it cannot be watched (the fd stays the
+ * caller's then). Closed with the server. */
+int http_server_listen(struct http_server *server, int listen_fd);
+/* Close the listeners and every connection, detached ones excepted. */
 void http_server_free(struct http_server *server);
 /* Number of open (not detached) connections. */
 size_t http_server_connections(const struct http_server *server);

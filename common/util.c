@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* Abort with a message: there is no sane way on from out-of-memory. */
@@ -364,6 +366,50 @@ int util_listen_tcp(const char *host, int port, char *err, size_t errlen)
     }
     freeaddrinfo(ai);
     return fd;
+}
+
+int util_listen_local(char name[UTIL_LOCAL_NAME_MAX])
+{
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    socklen_t len = sizeof un;
+    sa_family_t family = AF_UNIX;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    /* Binding only the family asks the kernel for a unique abstract name. */
+    if (bind(fd, (struct sockaddr *)&family, sizeof family) < 0 || listen(fd, 511) < 0 ||
+        getsockname(fd, (struct sockaddr *)&un, &len) < 0)
+        goto fail;
+    size_t n = len - offsetof(struct sockaddr_un, sun_path);
+    if (n < 2 || n > UTIL_LOCAL_NAME_MAX || un.sun_path[0] != '\0') {
+        errno = EPROTO;
+        goto fail;
+    }
+    for (size_t i = 1; i < n; i++)
+        if (un.sun_path[i] <= ' ' || un.sun_path[i] > '~') {
+            errno = EPROTO;
+            goto fail;
+        }
+    memcpy(name, un.sun_path + 1, n - 1);
+    name[n - 1] = '\0';
+    return fd;
+fail:;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+socklen_t util_local_addr(const char *name, struct sockaddr_storage *addr)
+{
+    struct sockaddr_un *un = (struct sockaddr_un *)addr;
+    size_t n = strlen(name);
+    if (n == 0 || n + 1 > sizeof un->sun_path)
+        return 0;
+    memset(addr, 0, sizeof *addr);
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path + 1, name, n);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
 }
 
 int util_socket_port(int fd)

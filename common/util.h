@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 void *xmalloc(size_t n);
@@ -76,6 +77,16 @@ bool util_addr_is_loopback(const char *host);
 /* Bind and listen on HOST:PORT (PORT 0: the kernel picks), non-blocking and
  * close-on-exec. Returns the fd, or -1 with errno and a reason in ERR. */
 int util_listen_tcp(const char *host, int port, char *err, size_t errlen);
+/* Longest name util_listen_local() gives, with its NUL. */
+#define UTIL_LOCAL_NAME_MAX 32
+/* Listen on a new Unix stream socket in the abstract namespace under a name
+ * the kernel picks (no file to clean up; gone with its last descriptor),
+ * non-blocking and close-on-exec. Returns the fd with the name (printable,
+ * without the leading NUL) in NAME, or -1 with errno. */
+int util_listen_local(char name[UTIL_LOCAL_NAME_MAX]);
+/* The address of abstract socket NAME for connect(); its length, or 0 when
+ * NAME is empty or too long. */
+socklen_t util_local_addr(const char *name, struct sockaddr_storage *addr);
 /* The local port of a bound socket, or -1. */
 int util_socket_port(int fd);
 /* Set O_NONBLOCK and FD_CLOEXEC. */

@@ -1,6 +1,7 @@
 /*
  * check_http: the HTTP/1.1 connection layer. A real http_server runs on an
- * event_base over a loopback socket the kernel numbered; the test plays the
+ * event_base over a loopback socket the kernel numbered (and, where a test
+ * says so, a private abstract Unix socket beside it); the test plays the
  * client with plain non-blocking sockets, turning the loop until the bytes
  * it expects have arrived (bounded by a deadline, so nothing can hang).
  * Requests are sent whole, one byte at a time and split at every offset;
@@ -12,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -64,6 +66,7 @@ static struct {
     struct event *resume_timer;
     struct http_conn *paused_conn;
     struct bufferevent *detached;
+    char local_name[UTIL_LOCAL_NAME_MAX]; /* the server's abstract socket, if any */
     char sbody[4096];
     size_t sbody_len;
     int sbody_segments, sbody_lasts;
@@ -371,6 +374,42 @@ static struct client client_open(void)
     ck_assert_int_ge(c.fd, 0);
     ck_assert_int_eq(connect(c.fd, (struct sockaddr *)&sa, sizeof sa), 0);
     util_set_nonblock_cloexec(c.fd);
+    client_read(&c);
+    return c;
+}
+
+/* Serve on a private abstract Unix socket too (fx.local_name). */
+static void server_listen_local(void)
+{
+    int fd = util_listen_local(fx.local_name);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(http_server_listen(fx.server, fd), 0);
+}
+
+/* Connect a non-blocking client to the abstract socket NAME; -1 (with
+ * errno) when the connect fails. */
+static int local_connect(const char *name)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = util_local_addr(name, &ss);
+    ck_assert_uint_gt(len, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    util_set_nonblock_cloexec(fd);
+    return fd;
+}
+
+/* Connect a client to the server's abstract socket. */
+static struct client client_open_local(void)
+{
+    struct client c = {.fd = local_connect(fx.local_name)};
+    ck_assert_msg(c.fd >= 0, "connect to @%s: %s", fx.local_name, strerror(errno));
     client_read(&c);
     return c;
 }
@@ -1371,6 +1410,105 @@ START_TEST(test_ipv6_peers)
 }
 END_TEST
 
+START_TEST(test_local_listener)
+{
+    struct resp r;
+    server_start();
+    server_listen_local();
+    struct client u = client_open_local();
+    client_send_str(&u, "POST /unix?q=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc");
+    ck_assert_int_eq(wait_responses(&u, &r, 1), 1);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "POST /unix q=1 3\nabc");
+    ck_assert_ptr_nonnull(strstr(r.head, "\r\nConnection: keep-alive\r\n"));
+    ck_assert_str_eq(fx.last.peer, "local");
+
+    /* Kept alive over the Unix socket; the TCP port still serves beside it. */
+    client_send_str(&u, "GET /again HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct resp r2[2];
+    ck_assert_int_eq(wait_responses(&u, r2, 2), 2);
+    ck_assert_str_eq(r2[1].body, "GET /again - 0\n");
+    ck_assert_str_eq(fx.last.peer, "local");
+    exchange("GET /tcp HTTP/1.1\r\nHost: a\r\n\r\n", &r, false);
+    ck_assert_str_eq(r.body, "GET /tcp - 0\n");
+    ck_assert_str_eq(fx.last.peer, "127.0.0.1");
+    ck_assert_int_eq(fx.requests, 3);
+    WAIT_FOR(&u, http_server_connections(fx.server) == 1);
+    client_close(&u);
+
+    /* The added listener is closed with the server. */
+    http_server_free(fx.server);
+    fx.server = NULL;
+    ck_assert_int_lt(local_connect(fx.local_name), 0);
+    ck_assert_int_eq(errno, ECONNREFUSED);
+}
+END_TEST
+
+/* With max_connections (2) reached by connections OPEN_FULL makes, a
+ * connection OPEN_WAITING makes waits unserved until one of them closes. */
+static void check_limit_across(struct client (*open_full)(void),
+                               struct client (*open_waiting)(void))
+{
+    struct resp r[2];
+    fx.limits.max_connections = 2;
+    server_start();
+    server_listen_local();
+    struct client a = open_full(), b = open_full();
+    client_send_str(&a, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
+    client_send_str(&b, "GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
+    ck_assert_int_eq(wait_responses(&a, r, 1), 1);
+    ck_assert_int_eq(wait_responses(&b, r, 1), 1);
+    struct client c = open_waiting(); /* completes in the kernel's backlog */
+    client_send_str(&c, "GET /c HTTP/1.1\r\nHost: a\r\n\r\n");
+    pump_ms(&c, 150);
+    ck_assert_uint_eq(c.len, 0);
+    ck_assert_int_eq(fx.requests, 2);
+    ck_assert_uint_eq(http_server_connections(fx.server), 2);
+    client_close(&a);
+    ck_assert_int_eq(wait_responses(&c, r, 1), 1);
+    ck_assert_str_eq(r[0].body, "GET /c - 0\n");
+    ck_assert_int_eq(fx.requests, 3);
+    ck_assert_uint_eq(http_server_connections(fx.server), 2);
+    client_close(&b);
+    client_close(&c);
+}
+
+START_TEST(test_max_connections_tcp_holds_local)
+{
+    check_limit_across(client_open, client_open_local);
+    ck_assert_str_eq(fx.last.peer, "local");
+}
+END_TEST
+
+START_TEST(test_max_connections_local_holds_tcp)
+{
+    check_limit_across(client_open_local, client_open);
+    ck_assert_str_eq(fx.last.peer, "127.0.0.1");
+}
+END_TEST
+
+START_TEST(test_listener_added_while_full_waits)
+{
+    struct resp r;
+    fx.limits.max_connections = 1;
+    server_start();
+    struct client a = client_open();
+    client_send_str(&a, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
+    ck_assert_int_eq(wait_responses(&a, &r, 1), 1);
+    server_listen_local(); /* the server is paused: so is the new listener */
+    struct client u = client_open_local();
+    client_send_str(&u, "GET /u HTTP/1.1\r\nHost: a\r\n\r\n");
+    pump_ms(&u, 150);
+    ck_assert_uint_eq(u.len, 0);
+    ck_assert_uint_eq(http_server_connections(fx.server), 1);
+    client_close(&a);
+    ck_assert_int_eq(wait_responses(&u, &r, 1), 1);
+    ck_assert_str_eq(r.body, "GET /u - 0\n");
+    ck_assert_str_eq(fx.last.peer, "local");
+    client_close(&u);
+}
+END_TEST
+
 START_TEST(test_query_param)
 {
     const char *q = "a=1&b=hello+world&c=%41%42%zz&d&e=&a=2&n%61me=x&f=%4";
@@ -1436,7 +1574,51 @@ START_TEST(test_request_header_lookup)
 }
 END_TEST
 
-/* The suite: server tests over loopback, then pure helpers. */
+START_TEST(test_util_listen_local)
+{
+    char a[UTIL_LOCAL_NAME_MAX], b[UTIL_LOCAL_NAME_MAX];
+    struct sockaddr_storage ss;
+    int la = util_listen_local(a), lb = util_listen_local(b);
+    ck_assert_int_ge(la, 0);
+    ck_assert_int_ge(lb, 0);
+    ck_assert_uint_gt(strlen(a), 0);
+    ck_assert_uint_lt(strlen(a), UTIL_LOCAL_NAME_MAX);
+    for (const char *p = a; *p; p++)
+        ck_assert_msg(*p > ' ' && *p <= '~', "unprintable byte %#x in the name", *p);
+    ck_assert_str_ne(a, b);
+    ck_assert_int_ne(fcntl(la, F_GETFL) & O_NONBLOCK, 0);
+    ck_assert_int_ne(fcntl(la, F_GETFD) & FD_CLOEXEC, 0);
+
+    /* A connect to the name reaches that listener (and not the other). */
+    int fd = local_connect(a);
+    ck_assert_msg(fd >= 0, "connect to @%s: %s", a, strerror(errno));
+    int in = accept(la, NULL, NULL);
+    ck_assert_int_ge(in, 0);
+    ck_assert_int_eq(send(fd, "x", 1, MSG_NOSIGNAL), 1);
+    char byte = 0;
+    ck_assert_int_eq(recv(in, &byte, 1, 0), 1);
+    ck_assert_int_eq(byte, 'x');
+    ck_assert_int_lt(accept(lb, NULL, NULL), 0);
+    ck_assert_int_eq(errno, EAGAIN);
+    close(in);
+    close(fd);
+
+    /* The name is gone with its listener: nobody is there to connect to. */
+    close(la);
+    ck_assert_int_lt(local_connect(a), 0);
+    ck_assert_int_eq(errno, ECONNREFUSED);
+    close(lb);
+
+    /* No address for an empty name or one that does not fit. */
+    char long_name[200];
+    memset(long_name, 'n', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    ck_assert_uint_eq(util_local_addr("", &ss), 0);
+    ck_assert_uint_eq(util_local_addr(long_name, &ss), 0);
+}
+END_TEST
+
+/* The suite: server tests over loopback (and Unix sockets), then pure helpers. */
 static Suite *check_http_suite(void)
 {
     Suite *s = suite_create("http");
@@ -1487,6 +1669,10 @@ static Suite *check_http_suite(void)
     tcase_add_test(tc, test_early_answer_discards_body);
     tcase_add_test(tc, test_early_answer_with_expect_closes);
     tcase_add_test(tc, test_ipv6_peers);
+    tcase_add_test(tc, test_local_listener);
+    tcase_add_test(tc, test_max_connections_tcp_holds_local);
+    tcase_add_test(tc, test_max_connections_local_holds_tcp);
+    tcase_add_test(tc, test_listener_added_while_full_waits);
     suite_add_tcase(s, tc);
 
     TCase *pure = tcase_create("helpers");
@@ -1494,6 +1680,7 @@ static Suite *check_http_suite(void)
     tcase_add_test(pure, test_token);
     tcase_add_test(pure, test_status_reason);
     tcase_add_test(pure, test_request_header_lookup);
+    tcase_add_test(pure, test_util_listen_local);
     suite_add_tcase(s, pure);
     return s;
 }

@@ -696,6 +696,11 @@ size_t api_sessions(const struct api *api)
     return n;
 }
 
+int api_listen(struct api *api, int listen_fd)
+{
+    return http_server_listen(api->http, listen_fd);
+}
+
 void api_free(struct api *api)
 {
     if (!api)

@@ -38,6 +38,9 @@ void api_close_sessions(struct api *api);
 size_t api_sessions(const struct api *api);
 /* Free the API; sessions still open (clients that never answered the close)
  * are dropped. */
+/* Serve the API on LISTEN_FD too (another listening socket). 0, or -1 with
+ * the fd still the caller's. */
+int api_listen(struct api *api, int listen_fd);
 void api_free(struct api *api);
 /* Engine events, relayed to the WebSocket client that submitted TASK. */
 void api_task_started(struct api *api, const struct task *task);

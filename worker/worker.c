@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -27,6 +28,7 @@
 #define WORKER_EXIT_CONFIG 78
 #define WORKER_DRAIN_MS 1000
 #define WORKER_INOTIFY_NAME "inotify" /* its name in the fd store */
+#define WORKER_MORE_LISTEN_MAX 3      /* inherited listening sockets beside fd 3 */
 
 struct worker {
     const struct worker_options *o;
@@ -38,6 +40,8 @@ struct worker {
     struct event *sigterm_ev, *sigint_ev, *watchdog_ev, *drain_ev;
     int64_t drain_deadline_ms;
     int port;
+    int more_fds[WORKER_MORE_LISTEN_MAX]; /* inherited listening sockets after fd 3 */
+    size_t n_more;
     int inotify_fd;      /* for the file queue, until engine_start takes it; -1 */
     bool inotify_stored; /* the service manager holds our inotify instance too */
 };
@@ -53,16 +57,44 @@ static void worker_follow_parent(void)
         _exit(1);
 }
 
-/* The listening socket: inherited (fd 3) or bound here. -1 on failure
- * (already reported); -2 when none is needed. *STORED: an inherited fd named
- * "inotify" (from the fd store), or -1. */
-static int worker_listen(const struct worker_options *o, int *exit_code, int *stored)
+/* True when FD is a listening stream socket. */
+static bool worker_is_listener(int fd)
 {
+    int v = 0, type = 0;
+    socklen_t len = sizeof v, tlen = sizeof type;
+    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v &&
+           getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM;
+}
+
+/* The listening sockets among the inherited descriptors after fd 3 (the
+ * supervisor's private Unix socket for its proxy, or more ListenStream= of a
+ * systemd socket unit): served too. Others are left alone, as ever. */
+static void worker_listen_more(struct worker *w, int n, int stored)
+{
+    for (int fd = SDNOTIFY_LISTEN_FDS_START + 1; fd < SDNOTIFY_LISTEN_FDS_START + n; fd++) {
+        if (fd == stored || !worker_is_listener(fd))
+            continue;
+        if (w->n_more == WORKER_MORE_LISTEN_MAX) {
+            log_warn("inherited listening socket on fd %d: one too many; not served", fd);
+            continue;
+        }
+        util_set_nonblock_cloexec(fd);
+        w->more_fds[w->n_more++] = fd;
+    }
+}
+
+/* The listening socket: inherited (fd 3; more after it go to W's more_fds)
+ * or bound here. -1 on failure (already reported); -2 when none is needed.
+ * *STORED: an inherited fd named "inotify" (from the fd store), or -1. */
+static int worker_listen(struct worker *w, int *exit_code, int *stored)
+{
+    const struct worker_options *o = w->o;
     int n = sdnotify_listen_fds_named(WORKER_INOTIFY_NAME, stored);
     if (*stored == SDNOTIFY_LISTEN_FDS_START) /* fd 3 is the socket, whatever its name */
         *stored = -1;
     if (n >= 1) {
         util_set_nonblock_cloexec(SDNOTIFY_LISTEN_FDS_START);
+        worker_listen_more(w, n, *stored);
         return SDNOTIFY_LISTEN_FDS_START;
     }
     if (o->mode == MODE_CLI_ONLY)
@@ -115,6 +147,14 @@ static void worker_inotify(struct worker *w, int stored)
         w->inotify_stored = true;
     else
         log_warn("cannot hand the inotify instance to the fd store: %s", strerror(errno));
+}
+
+/* Close the inherited listening sockets no server took. */
+static void worker_close_more(struct worker *w)
+{
+    for (size_t i = 0; i < w->n_more; i++)
+        close(w->more_fds[i]);
+    w->n_more = 0;
 }
 
 /* Send WATCHDOG=1 (at half the interval the supervisor asked for). */
@@ -283,7 +323,7 @@ int worker_run(const struct worker_options *o)
     signal(SIGPIPE, SIG_IGN);
     worker_follow_parent();
     int stored = -1;
-    int fd = worker_listen(o, &code, &stored);
+    int fd = worker_listen(&w, &code, &stored);
     if (fd == -1) {
         if (stored >= 0)
             close(stored);
@@ -298,6 +338,7 @@ int worker_run(const struct worker_options *o)
             close(fd);
         if (stored >= 0)
             close(stored);
+        worker_close_more(&w);
         return WORKER_EXIT_CONFIG;
     }
     worker_inotify(&w, stored);
@@ -305,9 +346,16 @@ int worker_run(const struct worker_options *o)
     w.base = event_base_new();
     if (fd >= 0 && !(w.api = worker_api(&w, fd))) {
         log_error("cannot serve HTTP on the listening socket");
+        worker_close_more(&w);
         worker_teardown(&w);
         return 1;
     }
+    for (size_t i = 0; i < w.n_more; i++)
+        if (api_listen(w.api, w.more_fds[i]) < 0) {
+            log_warn("cannot serve HTTP on inherited fd %d; closing it", w.more_fds[i]);
+            close(w.more_fds[i]);
+        }
+    w.n_more = 0; /* the server's now */
     w.engine = worker_engine(&w);
     if (w.api)
         api_set_engine(w.api, w.engine);
