@@ -96,24 +96,25 @@ static int child_place_fd(int fd, int target)
     return fl < 0 || fcntl(target, F_SETFD, fl & ~FD_CLOEXEC) < 0 ? -1 : 0;
 }
 
-/* Child side: stdin /dev/null, stdout+stderr the pipe, the socket on fd 3,
- * the stored descriptor (if any) on fd 4, and nothing else. */
+/* Child side: stdin /dev/null, stdout+stderr the pipe, the handed-over
+ * descriptors from fd 3 up, and nothing else. */
 static int child_setup_fds(const struct child_spec *spec, int out_w)
 {
-    int stored = spec->stored_fd;
+    int moved[CHILD_FDS_MAX];
+    int first_free = 3 + (int)spec->n_fds;
     int null_fd = open("/dev/null", O_RDONLY);
     if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0)
         return -1;
     if (dup2(out_w, STDOUT_FILENO) < 0 || dup2(out_w, STDERR_FILENO) < 0)
         return -1;
-    /* Out of the way of fd 3 before the socket lands there. */
-    if (stored == 3 && (stored = fcntl(stored, F_DUPFD_CLOEXEC, 5)) < 0)
-        return -1;
-    if (child_place_fd(spec->listen_fd, 3) < 0)
-        return -1;
-    if (stored >= 0 && child_place_fd(stored, 4) < 0)
-        return -1;
-    child_close_from(stored >= 0 ? 5 : 4);
+    /* All out of the way first, so none is overwritten by another's dup2. */
+    for (size_t i = 0; i < spec->n_fds; i++)
+        if ((moved[i] = fcntl(spec->fds[i].fd, F_DUPFD_CLOEXEC, first_free)) < 0)
+            return -1;
+    for (size_t i = 0; i < spec->n_fds; i++)
+        if (child_place_fd(moved[i], 3 + (int)i) < 0)
+            return -1;
+    child_close_from(first_free);
     return 0;
 }
 
@@ -123,15 +124,14 @@ static void child_setup_env(const struct child_spec *spec, pid_t supervisor)
     char num[32];
     snprintf(num, sizeof num, "%d", (int)getpid());
     setenv("LISTEN_PID", num, 1);
-    if (spec->stored_fd >= 0) {
-        char names[80];
-        snprintf(names, sizeof names, "listen:%s", spec->stored_name);
-        setenv("LISTEN_FDS", "2", 1);
-        setenv("LISTEN_FDNAMES", names, 1);
-    } else {
-        setenv("LISTEN_FDS", "1", 1);
-        unsetenv("LISTEN_FDNAMES");
-    }
+    char names[CHILD_FDS_MAX * 64] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < spec->n_fds && used < sizeof names; i++)
+        used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i ? ":" : "",
+                                 spec->fds[i].name);
+    snprintf(num, sizeof num, "%zu", spec->n_fds);
+    setenv("LISTEN_FDS", num, 1);
+    setenv("LISTEN_FDNAMES", names, 1);
     setenv("NOTIFY_SOCKET", spec->notify_socket, 1);
     /* The fd store keeps one descriptor per worker. */
     setenv("FDSTORE", "1", 1);

@@ -1,11 +1,12 @@
 /*
  * child: starts one worker process the way systemd starts a socket-activated
  * Type=notify service, so the same worker binary runs under both: its own
- * process group, the listening socket on fd 3 with LISTEN_FDS/LISTEN_PID,
- * a descriptor its previous run left in the fd store on fd 4 (named in
- * LISTEN_FDNAMES), NOTIFY_SOCKET (and WATCHDOG_USEC, FDSTORE) for its
- * notifications, stdout and stderr into a pipe the supervisor reads, stdin
- * from /dev/null and no other descriptor. It also finds the hive-worker binary. No libevent and no
+ * process group, its descriptors from fd 3 up with LISTEN_FDS/LISTEN_PID
+ * and LISTEN_FDNAMES (the listening socket first, then e.g. the proxy's
+ * private socket and what its previous run left in the fd store),
+ * NOTIFY_SOCKET (and WATCHDOG_USEC, FDSTORE) for its notifications, stdout
+ * and stderr into a pipe the supervisor reads, stdin from /dev/null and no
+ * other descriptor. It also finds the hive-worker binary. No libevent and no
  * logging here: errors come back in a buffer.
  */
 #ifndef HIVE_CHILD_H
@@ -19,13 +20,23 @@
  * there or not runnable: permanent, like a configuration error. */
 #define CHILD_EXIT_NOEXEC 78
 
+/* Most descriptors handed to a worker (LISTEN_FDS). */
+#define CHILD_FDS_MAX 4
+
+/* One descriptor handed over, and its name in LISTEN_FDNAMES. */
+struct child_fd {
+    int fd;
+    const char *name; /* "listen", "proxy", "inotify": no ':' */
+};
+
 /* What to start. */
 struct child_spec {
-    const char *path;          /* the program */
-    char *const *argv;         /* argv[0] included, NULL-terminated */
-    int listen_fd;             /* handed over as fd 3, named "listen" */
-    int stored_fd;             /* handed over as fd 4 (LISTEN_FDS=2); -1: none */
-    const char *stored_name;   /* its LISTEN_FDNAMES name, e.g. "inotify" */
+    const char *path;  /* the program */
+    char *const *argv; /* argv[0] included, NULL-terminated */
+    /* Handed over from fd 3 up in this order (LISTEN_FDS, LISTEN_FDNAMES);
+     * the first is the listening socket. */
+    struct child_fd fds[CHILD_FDS_MAX];
+    size_t n_fds;
     const char *notify_socket; /* NOTIFY_SOCKET, "@name" for an abstract socket */
     uint64_t watchdog_usec;    /* WATCHDOG_USEC; 0: none */
     const char *token;         /* HIVE_TOKEN; NULL removes it */

@@ -335,6 +335,7 @@ static void front_bots(struct front *front, struct http_conn *conn, struct http_
         .bot_id = info.id,
         .host = info.bind,
         .port = info.port,
+        .local = info.proxy_socket,
         .path = rest + n,
         .query = req->query,
         .token = roster->token,

@@ -6,7 +6,8 @@
  * timers into timeouts, user requests into START/STOP/RESTART.
  *
  * Ownership: a hive owns its roster, its bots, the notify socket, the SIGCHLD
- * event and the shared echo. A bot owns its listening socket, its fsm_bot, its
+ * event and the shared echo. A bot owns its listening socket, its proxy
+ * socket (below), its fsm_bot, its
  * five timers and its logcap, all created in hive_bot_new and released only in
  * hive_bot_free, and its stored descriptor (below). A bot removed by a reload
  * is "retired": it leaves the table at once (the front door no longer sees
@@ -14,13 +15,22 @@
  * never from inside its own callbacks.
  *
  * The fd store (systemd's FDSTORE=1): a worker hands us its inotify instance
- * and we pass it back to its replacement as fd 4 ("inotify" in
- * LISTEN_FDNAMES). Our reference is what keeps a crash cheap: the last close
- * of an inotify instance with watches waits for the kernel to tear them down
- * (milliseconds), and with ours left the dying worker's exit only drops a
- * reference. So it is kept across crash restarts, dropped when a stop on
- * purpose begins (the worker still holds it then and pays the teardown in its
- * own exit), and dropped once a bot that will not restart is gone.
+ * and we pass it back to its replacement after its sockets (fd 5, "inotify"
+ * in LISTEN_FDNAMES=listen:proxy:inotify). Our reference is what keeps a
+ * crash cheap: the last close of an inotify instance with watches waits for
+ * the kernel to tear them down (milliseconds), and with ours left the dying
+ * worker's exit only drops a reference. So it is kept across crash restarts,
+ * dropped when a stop on purpose begins (the worker still holds it then and
+ * pays the teardown in its own exit), and dropped once a bot that will not
+ * restart is gone.
+ *
+ * The proxy socket: besides its TCP port, every worker gets a private Unix
+ * listening socket (abstract, named by the kernel) as fd 4 ("proxy" in
+ * LISTEN_FDNAMES), and our proxy reaches the worker through it: a request over
+ * a Unix socket costs both sides less kernel time than over loopback TCP (no
+ * TCP/IP stack, no softirq). Like the port it outlives crashes, so a request
+ * sent while the worker restarts waits in its backlog. Without one (it could
+ * not be made) the proxy uses the port.
  *
  * Every state change is logged on one line and rewrites
  * .deia/hive/registry.json; heartbeats rewrite it at most once a second.
@@ -50,9 +60,10 @@
 
 #define HIVE_REGISTRY_INTERVAL_MS 1000
 #define HIVE_NOTIFY_MAX 4096
-#define HIVE_NOTIFY_BATCH 64      /* datagrams read per wakeup, so others get a turn */
-#define HIVE_NOTIFY_FDS 8         /* descriptors received with one datagram; more are dropped */
-#define HIVE_STORE_NAME "inotify" /* the one descriptor a worker may store */
+#define HIVE_NOTIFY_BATCH 64       /* datagrams read per wakeup, so others get a turn */
+#define HIVE_NOTIFY_FDS 8          /* descriptors received with one datagram; more are dropped */
+#define HIVE_STORE_NAME "inotify"  /* the one descriptor a worker may store */
+#define HIVE_PROXY_FD_NAME "proxy" /* the private socket's LISTEN_FDNAMES name */
 
 enum hive_timer_kind {
     HIVE_TIMER_START,
@@ -77,7 +88,9 @@ struct hive_bot {
     int listen_fd;                /* -1: bound again at the next spawn */
     int bound_port;               /* the address of listen_fd */
     char *bound_bind;
-    pid_t pid;     /* the worker (and its group), 0 when none */
+    int proxy_fd;                         /* the private socket for our proxy; -1: none */
+    char proxy_name[UTIL_LOCAL_NAME_MAX]; /* its abstract name; "" when none */
+    pid_t pid;                            /* the worker (and its group), 0 when none */
     int stored_fd; /* its inotify instance, kept across crashes (fd store); -1 */
     struct fsm_bot fsm;
     struct hive_timer timers[HIVE_TIMER_COUNT];
@@ -312,6 +325,9 @@ static int hive_bot_bind(struct hive_bot *bot, char *why, size_t cap)
         return 0;
     bot->listen_fd = util_listen_tcp(bot->def->bind, bot->def->port, err, sizeof err);
     if (bot->listen_fd >= 0) {
+        if (bot->proxy_fd < 0 && (bot->proxy_fd = util_listen_local(bot->proxy_name)) < 0)
+            log_warn("%s: no private socket for the proxy (%s); it will use port %d", bot->id,
+                     strerror(errno), bot->def->port);
         free(bot->bound_bind);
         bot->bound_bind = xstrdup(bot->def->bind);
         bot->bound_port = bot->def->port;
@@ -366,6 +382,16 @@ static void hive_bot_store_drop(struct hive_bot *bot)
     log_debug("%s: fd store emptied", bot->id);
 }
 
+/* Close BOT's private proxy socket (a worker keeps its own copy). */
+static void hive_bot_proxy_close(struct hive_bot *bot)
+{
+    if (bot->proxy_fd < 0)
+        return;
+    close(bot->proxy_fd);
+    bot->proxy_fd = -1;
+    bot->proxy_name[0] = '\0';
+}
+
 /* Send SIG to the worker's whole process group. */
 static void hive_bot_kill(struct hive_bot *bot, int sig)
 {
@@ -410,12 +436,15 @@ static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
     char **argv = hive_worker_argv(hive, bot->def);
     struct child_spec spec = {.path = hive->worker_path,
                               .argv = argv,
-                              .listen_fd = bot->listen_fd,
-                              .stored_fd = bot->stored_fd,
-                              .stored_name = HIVE_STORE_NAME,
+                              .fds = {{bot->listen_fd, "listen"}},
+                              .n_fds = 1,
                               .notify_socket = hive->notify_name,
                               .watchdog_usec = (uint64_t)(bot->def->watchdog * 1e6),
                               .token = hive->roster->token};
+    if (bot->proxy_fd >= 0)
+        spec.fds[spec.n_fds++] = (struct child_fd){bot->proxy_fd, HIVE_PROXY_FD_NAME};
+    if (bot->stored_fd >= 0)
+        spec.fds[spec.n_fds++] = (struct child_fd){bot->stored_fd, HIVE_STORE_NAME};
     int out_fd;
     pid_t pid = child_spawn(&spec, &out_fd, why, cap);
     hive_argv_free(argv);
@@ -586,6 +615,7 @@ static struct hive_bot *hive_bot_new(struct hive *hive, const struct roster_bot 
     bot->id = xstrdup(def->id);
     bot->def = def;
     bot->listen_fd = -1;
+    bot->proxy_fd = -1;
     bot->stored_fd = -1;
     hive_policy(def, &p);
     fsm_bot_init(&bot->fsm, &p);
@@ -614,6 +644,7 @@ static void hive_bot_free(struct hive_bot *bot)
     logcap_free(bot->logcap);
     if (bot->listen_fd >= 0)
         close(bot->listen_fd);
+    hive_bot_proxy_close(bot);
     hive_bot_store_drop(bot);
     free(bot->bound_bind);
     free(bot->id);
@@ -1005,6 +1036,7 @@ static void hive_bot_info_fill(const struct hive_bot *bot, struct hive_bot_info 
     out->pid = bot->pid;
     out->port = bot->def->port;
     out->bind = bot->def->bind;
+    out->proxy_socket = bot->proxy_name;
     out->restarts = f->restarts;
     out->uptime_seconds = out->running ? (double)(now - f->since_ms) / 1000.0 : 0;
     out->reason = f->reason;
@@ -1068,6 +1100,7 @@ static void hive_bot_retire(struct hive *hive, struct hive_bot *bot)
     if (bot->listen_fd >= 0) /* the worker keeps its own copy while it stops */
         close(bot->listen_fd);
     bot->listen_fd = -1;
+    hive_bot_proxy_close(bot);
     TAILQ_INSERT_TAIL(&hive->retired, bot, entry);
     log_info("%s: removed from the roster; stopping", bot->id);
     hive_bot_feed(bot, FSM_EV_STOP);

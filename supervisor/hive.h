@@ -28,7 +28,8 @@ struct hive_bot_info {
     bool running;      /* state is running: the proxy may forward */
     pid_t pid;         /* 0 when no worker process */
     int port;
-    const char *bind; /* the worker's address */
+    const char *bind;         /* the worker's address */
+    const char *proxy_socket; /* its private abstract Unix socket for the proxy; "" when none */
     unsigned restarts;
     double uptime_seconds; /* in the current state "running", else 0 */
     const char *reason;    /* "" when none */

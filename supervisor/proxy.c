@@ -103,6 +103,9 @@ struct proxy_pool {
     char authority[INET6_ADDRSTRLEN + 16]; /* the Host header: "127.0.0.1:8001" */
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    char *local; /* the worker's private abstract socket; "" when none */
+    struct sockaddr_storage local_addr;
+    socklen_t local_len; /* 0: connect to ADDR */
     TAILQ_HEAD(, proxy_upstream) idle;
     size_t n_idle;
 };
@@ -444,6 +447,7 @@ static struct proxy_pool *proxy_pool_get(struct proxy *proxy, const struct proxy
                                          char *err, size_t errlen)
 {
     struct proxy_pool *pool;
+    const char *local = target->local ? target->local : "";
 
     LIST_FOREACH(pool, &proxy->pools, entry)
     {
@@ -453,23 +457,28 @@ static struct proxy_pool *proxy_pool_get(struct proxy *proxy, const struct proxy
             LIST_REMOVE(pool, entry);
             LIST_INSERT_HEAD(&proxy->pools, pool, entry);
         }
-        if (pool->port == target->port && strcmp(pool->host, target->host) == 0)
-            return pool;
-        proxy_pool_flush(pool); /* reloaded onto another address */
+        if (pool->port == target->port && strcmp(pool->host, target->host) == 0 &&
+            strcmp(pool->local, local) == 0)
+            break;
+        proxy_pool_flush(pool); /* reloaded onto another address, or restarted */
         free(pool->host);
-        pool->host = xstrdup(target->host);
-        pool->port = target->port;
-        pool->addrlen = 0;
+        free(pool->local);
+        pool->host = NULL;
         break;
     }
     if (!pool) {
         pool = xcalloc(1, sizeof *pool);
         pool->proxy = proxy;
         pool->bot_id = xstrdup(target->bot_id);
-        pool->host = xstrdup(target->host);
-        pool->port = target->port;
         TAILQ_INIT(&pool->idle);
         LIST_INSERT_HEAD(&proxy->pools, pool, entry);
+    }
+    if (!pool->host) {
+        pool->host = xstrdup(target->host);
+        pool->port = target->port;
+        pool->local = xstrdup(local);
+        pool->local_len = util_local_addr(local, &pool->local_addr);
+        pool->addrlen = 0;
     }
     if (pool->addrlen == 0 && proxy_pool_resolve(pool, pool->host, pool->port, err, errlen) < 0)
         return NULL;
@@ -503,14 +512,28 @@ static struct proxy_upstream *proxy_upstream_connect(struct proxy_pool *pool, ch
                                                      size_t errlen)
 {
     struct proxy *proxy = pool->proxy;
-    int one = 1;
-    int fd = socket(pool->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot reach bot %s: %s", pool->bot_id, strerror(errno));
-        return NULL;
+    int one = 1, rc = -1, fd = -1;
+    /* The private socket first; when its backlog is full (a Unix connect
+     * says EAGAIN where TCP would wait) or it is gone, the port. */
+    if (pool->local_len) {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd >= 0 &&
+            (rc = connect(fd, (struct sockaddr *)&pool->local_addr, pool->local_len)) < 0) {
+            log_debug("proxy: bot %s: private socket: %s; using port %d", pool->bot_id,
+                      strerror(errno), pool->port);
+            close(fd);
+            fd = -1;
+        }
     }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    int rc = connect(fd, (struct sockaddr *)&pool->addr, pool->addrlen);
+    if (fd < 0) {
+        fd = socket(pool->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot reach bot %s: %s", pool->bot_id, strerror(errno));
+            return NULL;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        rc = connect(fd, (struct sockaddr *)&pool->addr, pool->addrlen);
+    }
     if (rc < 0 && errno != EINPROGRESS) {
         snprintf(err, errlen, "cannot reach bot %s at %s: %s", pool->bot_id, pool->authority,
                  strerror(errno));
@@ -1605,6 +1628,7 @@ void proxy_free(struct proxy *proxy)
         proxy_pool_flush(pool);
         free(pool->bot_id);
         free(pool->host);
+        free(pool->local);
         free(pool);
     }
     free(proxy);

@@ -24,6 +24,8 @@ struct proxy_target {
     const char *bot_id;
     const char *host; /* the worker's bind address; wildcards mean loopback */
     int port;
+    const char *local; /* NULL/"", or the worker's private abstract Unix socket:
+                        * connected to instead of HOST:PORT while it takes us */
     const char *path;  /* the worker's path, starting with '/' */
     const char *query; /* NULL or the query without '?'; "token" is dropped */
     const char *token; /* NULL, or the bearer token sent to the worker */

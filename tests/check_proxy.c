@@ -1,7 +1,8 @@
 /*
  * check_proxy: the supervisor's reverse proxy. A real http_server hands every
  * request head to proxy_forward(), which forwards it to a "worker" the test
- * plays itself on a loopback listening socket, byte by byte: the test sees
+ * plays itself on a loopback listening socket (or on a private abstract Unix
+ * socket, which the proxy tries first), byte by byte: the test sees
  * exactly what the proxy sends up, and can answer, reset or half-close as
  * a real or a broken worker would. Everything is non-blocking and the loop
  * is turned until the bytes expected have arrived, under a deadline.
@@ -43,6 +44,9 @@ static struct {
     struct proxy *proxy;
     int worker_listen;
     int worker_port;
+    const char *local; /* target.local: NULL, or one of the names below */
+    char local_name[2][UTIL_LOCAL_NAME_MAX];
+    int local_listen[2]; /* workers' private sockets, -1 when none */
     int front_port;
     int heads;
 } fx;
@@ -53,6 +57,7 @@ static void on_headers(struct http_conn *conn, struct http_request *req, void *a
     struct proxy_target target = {.bot_id = "BOT-T",
                                   .host = "127.0.0.1",
                                   .port = fx.worker_port,
+                                  .local = fx.local,
                                   .path = req->path,
                                   .query = req->query};
     (void)arg;
@@ -89,6 +94,7 @@ static void setup(void)
     struct http_server_config config = {.on_request = on_request, .on_headers = on_headers};
 
     memset(&fx, 0, sizeof fx);
+    fx.local_listen[0] = fx.local_listen[1] = -1;
     fx.base = event_base_new();
     http_limits_default(&config.limits);
     fx.worker_listen = listen_loopback(&fx.worker_port);
@@ -104,6 +110,9 @@ static void teardown(void)
     http_server_free(fx.server);
     if (fx.worker_listen >= 0)
         close(fx.worker_listen);
+    for (int i = 0; i < 2; i++)
+        if (fx.local_listen[i] >= 0)
+            close(fx.local_listen[i]);
     event_base_free(fx.base);
 }
 
@@ -175,18 +184,42 @@ static struct peer client_open(void)
     return c;
 }
 
-/* The next connection the proxy opened to the worker. */
-static struct peer worker_accept(void)
+/* The next connection the proxy opened to the worker listening on FD. */
+static struct peer worker_accept_on(int fd)
 {
     struct peer w = {.fd = -1};
     int64_t end = util_mono_ms() + DEADLINE_MS;
     while (w.fd < 0 && util_mono_ms() < end) {
         pump_once(NULL);
-        w.fd = accept(fx.worker_listen, NULL, NULL);
+        w.fd = accept(fd, NULL, NULL);
     }
     ck_assert_msg(w.fd >= 0, "the proxy did not connect to the worker");
     util_set_nonblock_cloexec(w.fd);
     return w;
+}
+
+/* The next connection the proxy opened to the worker's port. */
+static struct peer worker_accept(void)
+{
+    return worker_accept_on(fx.worker_listen);
+}
+
+/* Worker private socket I listens (fx.local_name[I]) and becomes the
+ * target's. */
+static void local_listen(int i)
+{
+    fx.local_listen[i] = util_listen_local(fx.local_name[i]);
+    ck_assert_int_ge(fx.local_listen[i], 0);
+    fx.local = fx.local_name[i];
+}
+
+/* True when nobody connected to the worker listening on FD. */
+static bool nothing_to_accept(int fd)
+{
+    int in = accept(fd, NULL, NULL);
+    if (in >= 0)
+        close(in);
+    return in < 0;
 }
 
 /* Close P's socket and forget its bytes. */
@@ -424,6 +457,149 @@ START_TEST(test_worker_unreachable_502)
 }
 END_TEST
 
+/* One request from C answered by worker W, which gets "GET PATH ". */
+static void roundtrip(struct peer *c, struct peer *w, const char *path)
+{
+    char line[64];
+    peer_forget(c);
+    peer_forget(w);
+    snprintf(line, sizeof line, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    peer_send(c, line);
+    snprintf(line, sizeof line, "GET %s ", path);
+    WAIT_FOR(w, peer_has(w, line) && peer_has(w, "\r\n\r\n"));
+    snprintf(line, sizeof line, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(path),
+             path);
+    peer_send(w, line);
+    snprintf(line, sizeof line, "\r\n\r\n%s", path);
+    WAIT_FOR(c, peer_has(c, line));
+    ck_assert_msg(strncmp(c->buf, "HTTP/1.1 200 ", 13) == 0, "%s", c->buf);
+}
+
+START_TEST(test_private_socket_preferred_and_reused)
+{
+    local_listen(0);
+    struct peer c = client_open();
+    peer_send(&c, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct peer w = worker_accept_on(fx.local_listen[0]);
+    WAIT_FOR(&w, peer_has(&w, "\r\n\r\n"));
+    ck_assert_msg(strncmp(w.buf, "GET /1 HTTP/1.1\r\n", 17) == 0, "%s", w.buf);
+    ck_assert(nothing_to_accept(fx.worker_listen));
+    peer_send(&w, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1");
+    WAIT_FOR(&c, peer_has(&c, "\r\n\r\n1"));
+
+    /* Kept alive: the next requests, from this client and another, go up
+     * the same Unix connection; nothing new is opened on either socket. */
+    roundtrip(&c, &w, "/2");
+    struct peer c2 = client_open();
+    roundtrip(&c2, &w, "/3");
+    ck_assert(nothing_to_accept(fx.local_listen[0]));
+    ck_assert(nothing_to_accept(fx.worker_listen));
+    ck_assert(!w.eof);
+    peer_close(&c2);
+    peer_close(&w);
+    peer_close(&c);
+}
+END_TEST
+
+START_TEST(test_private_socket_gone_uses_port)
+{
+    local_listen(0);
+    close(fx.local_listen[0]); /* the worker's socket is gone: connect is refused */
+    fx.local_listen[0] = -1;
+    struct peer c = client_open();
+    struct peer w;
+    peer_send(&c, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    w = worker_accept();
+    WAIT_FOR(&w, peer_has(&w, "GET /1 ") && peer_has(&w, "\r\n\r\n"));
+    peer_send(&w, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1");
+    WAIT_FOR(&c, peer_has(&c, "\r\n\r\n1"));
+    ck_assert_msg(strncmp(c.buf, "HTTP/1.1 200 ", 13) == 0, "%s", c.buf);
+    roundtrip(&c, &w, "/2"); /* and that TCP connection is kept alive */
+    ck_assert(nothing_to_accept(fx.worker_listen));
+    peer_close(&w);
+    peer_close(&c);
+}
+END_TEST
+
+START_TEST(test_private_socket_full_uses_port)
+{
+    /* A private socket whose backlog is full: a Unix connect fails at once
+     * (EAGAIN) instead of waiting, and the request takes the port. */
+    local_listen(0);
+    ck_assert_int_eq(listen(fx.local_listen[0], 0), 0);
+    struct sockaddr_storage ss;
+    socklen_t len = util_local_addr(fx.local, &ss);
+    int filler[2] = {-1, -1};
+    int n = 0, err = 0;
+    for (; n < 2; n++) {
+        filler[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        ck_assert_int_ge(filler[n], 0);
+        if (connect(filler[n], (struct sockaddr *)&ss, len) < 0) {
+            err = errno;
+            break;
+        }
+    }
+    ck_assert_msg(err == EAGAIN, "the backlog did not fill: %s", strerror(err));
+
+    struct peer c = client_open();
+    peer_send(&c, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct peer w = worker_accept();
+    WAIT_FOR(&w, peer_has(&w, "GET /1 ") && peer_has(&w, "\r\n\r\n"));
+    peer_send(&w, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1");
+    WAIT_FOR(&c, peer_has(&c, "\r\n\r\n1"));
+    ck_assert_msg(strncmp(c.buf, "HTTP/1.1 200 ", 13) == 0, "%s", c.buf);
+    int in = accept(fx.local_listen[0], NULL, NULL); /* only the test's own */
+    ck_assert_int_ge(in, 0);
+    close(in);
+    ck_assert(nothing_to_accept(fx.local_listen[0]));
+    for (int i = 0; i < 2; i++)
+        close(filler[i]);
+    peer_close(&w);
+    peer_close(&c);
+}
+END_TEST
+
+START_TEST(test_private_socket_change_flushes_pool)
+{
+    local_listen(0);
+    struct peer c = client_open();
+    peer_send(&c, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct peer w0 = worker_accept_on(fx.local_listen[0]);
+    WAIT_FOR(&w0, peer_has(&w0, "GET /1 ") && peer_has(&w0, "\r\n\r\n"));
+    peer_send(&w0, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1");
+    WAIT_FOR(&c, peer_has(&c, "\r\n\r\n1"));
+
+    /* The worker restarted on a new socket, same port: the next request
+     * goes to the new one and the idle connection to the old is closed. */
+    local_listen(1);
+    peer_forget(&c);
+    peer_send(&c, "GET /2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct peer w1 = worker_accept_on(fx.local_listen[1]);
+    WAIT_FOR(&w1, peer_has(&w1, "GET /2 ") && peer_has(&w1, "\r\n\r\n"));
+    WAIT_FOR(&w0, w0.eof);
+    ck_assert(!peer_has(&w0, "GET /2 "));
+    ck_assert(nothing_to_accept(fx.local_listen[0]));
+    ck_assert(nothing_to_accept(fx.worker_listen));
+    peer_send(&w1, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2");
+    WAIT_FOR(&c, peer_has(&c, "\r\n\r\n2"));
+
+    /* No private socket any more: the port, and the Unix one is let go. */
+    fx.local = NULL;
+    peer_forget(&c);
+    peer_send(&c, "GET /3 HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct peer w = worker_accept();
+    WAIT_FOR(&w, peer_has(&w, "GET /3 ") && peer_has(&w, "\r\n\r\n"));
+    WAIT_FOR(&w1, w1.eof);
+    ck_assert(nothing_to_accept(fx.local_listen[1]));
+    peer_send(&w, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n3");
+    WAIT_FOR(&c, peer_has(&c, "\r\n\r\n3"));
+    peer_close(&w);
+    peer_close(&w1);
+    peer_close(&w0);
+    peer_close(&c);
+}
+END_TEST
+
 /* A client whose upgrade the worker accepted, and that worker's side. */
 static void tunnel_open(struct peer *c, struct peer *w)
 {
@@ -514,6 +690,10 @@ static Suite *check_proxy_suite(void)
     tcase_add_test(tc, test_hop_by_hop_dropped_both_ways);
     tcase_add_test(tc, test_worker_connection_reused);
     tcase_add_test(tc, test_worker_unreachable_502);
+    tcase_add_test(tc, test_private_socket_preferred_and_reused);
+    tcase_add_test(tc, test_private_socket_gone_uses_port);
+    tcase_add_test(tc, test_private_socket_full_uses_port);
+    tcase_add_test(tc, test_private_socket_change_flushes_pool);
     tcase_add_test(tc, test_tunnel_relays_in_both_directions);
     tcase_add_test(tc, test_tunnel_last_words_survive_a_reset);
     tcase_add_test(tc, test_tunnel_worker_closes_cleanly);

@@ -22,6 +22,7 @@ pid (and start time) in tearDown. Run with /usr/bin/python3.
 
 import ctypes
 import fcntl
+import http.client
 import json
 import os
 import shutil
@@ -238,6 +239,46 @@ def same_file(pid1, fd1, pid2, fd2):
         e = ctypes.get_errno()
         raise OSError(e, "kcmp: %s" % os.strerror(e))
     return r == 0
+
+
+def socket_inode(pid, fd):
+    """The inode of socket FD of PID, or None when FD is no socket."""
+    try:
+        target = os.readlink("/proc/%d/fd/%d" % (pid, fd))
+    except OSError:
+        return None
+    return int(target[8:-1]) if target.startswith("socket:[") else None
+
+
+def socket_inodes(pid):
+    """The inodes of every socket PID holds."""
+    return {i for i in (socket_inode(pid, fd) for fd in fds_of(pid)) if i is not None}
+
+
+def unix_sockets():
+    """{inode: (path, state, listening)} from /proc/net/unix ("@name" for
+    abstract ones; an accepted socket shows its listener's name)."""
+    out = {}
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            flags, state, inode = int(cols[3], 16), cols[5], int(cols[6])
+            out[inode] = (cols[7] if len(cols) > 7 else "", state, bool(flags & 0x10000))
+    return out
+
+
+def tcp_established():
+    """Inodes of every established TCP socket (IPv4 and IPv6)."""
+    out = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                out |= {int(c[9]) for c in (line.split() for line in f) if c[3] == "01"}
+        except OSError:
+            pass
+    return out
 
 
 def require_kcmp(test, pid):
@@ -627,9 +668,10 @@ class SupervisorTest(unittest.TestCase):
 
     def assert_only_handed_over(self, hive_pid, worker, listen_fd=None):
         """WORKER shares no open file with the supervisor but its listening
-        socket on fd 3 and its inotify instance (the fd store's copy); the
-        others are its own (stdout/stderr are the write end of a pipe the
-        supervisor holds the read end of: two files)."""
+        socket on fd 3, its private proxy socket on fd 4 and its inotify
+        instance (the fd store's copy); the others are its own (stdout/stderr
+        are the write end of a pipe the supervisor holds the read end of: two
+        files)."""
         sup = fds_of(hive_pid)
         own = inotify_fds(worker)
         for fd, target in sorted(fds_of(worker).items()):
@@ -638,6 +680,8 @@ class SupervisorTest(unittest.TestCase):
                 self.assertEqual(len(shared), 1, "fd 3 is not the supervisor's socket")
                 if listen_fd is not None:
                     self.assertEqual(shared, [listen_fd])
+            elif fd == 4:
+                self.assertEqual(len(shared), 1, "fd 4 is not the supervisor's proxy socket")
             elif fd in own:
                 self.assertEqual(len(shared), 1, "inotify fd %d not in the fd store" % fd)
                 self.assertEqual(sup[shared[0]], INOTIFY)
@@ -671,11 +715,13 @@ class SupervisorTest(unittest.TestCase):
                      if same_file(sup, h, worker, inotify_fds(worker)[0])]
             self.assertEqual(len(match), 1, "%s: its instance is not stored once" % bot_id)
             stored[bot_id] = match[0]
-            self.assertEqual(proc_env(worker).get("LISTEN_FDS"), "1")
+            env = proc_env(worker)
+            self.assertEqual((env.get("LISTEN_FDS"), env.get("LISTEN_FDNAMES")),
+                             ("2", "listen:proxy"))
             self.assert_only_handed_over(sup, worker)
         self.assertEqual(len(set(stored.values())), 3)
 
-        # SIGKILL: the replacement gets the very instance back as fd 4 and
+        # SIGKILL: the replacement gets the very instance back as fd 5 and
         # makes none of its own. A task dropped while it was down, and one
         # dropped after, are each answered once.
         first = up["BOT-F"]["pid"]
@@ -686,9 +732,9 @@ class SupervisorTest(unittest.TestCase):
         second = back["pid"]
         env = proc_env(second)
         self.assertEqual((env.get("LISTEN_FDS"), env.get("LISTEN_FDNAMES")),
-                         ("2", "listen:inotify"))
-        self.assertEqual(inotify_fds(second), [4], fds_of(second))
-        self.assertTrue(same_file(os.getpid(), mine, second, 4),
+                         ("3", "listen:proxy:inotify"))
+        self.assertEqual(inotify_fds(second), [5], fds_of(second))
+        self.assertTrue(same_file(os.getpid(), mine, second, 5),
                         "the restarted worker has a new inotify instance")
         self.assertEqual(len(inotify_fds(sup)), 3, fds_of(sup))
         self.assertTrue(any(same_file(os.getpid(), mine, sup, h) for h in inotify_fds(sup)))
@@ -712,7 +758,7 @@ class SupervisorTest(unittest.TestCase):
         os.kill(second, signal.SIGTERM)
         back = hive.wait_state("BOT-F", "running", pred=lambda b: b["pid"] != second)
         third = back["pid"]
-        self.assertEqual(proc_env(third).get("LISTEN_FDS"), "1")
+        self.assertEqual(proc_env(third).get("LISTEN_FDS"), "2")
         self.assertEqual(len(inotify_fds(third)), 1)
         self.assertFalse(same_file(os.getpid(), mine, third, inotify_fds(third)[0]))
         self.assertEqual(len(inotify_fds(sup)), 3, fds_of(sup))
@@ -730,7 +776,7 @@ class SupervisorTest(unittest.TestCase):
         rc, out, err = hive.run("restart", "-f", hive.roster, "BOT-G")
         self.assertEqual(rc, 0, err)
         back = hive.wait_state("BOT-G", "running", pred=lambda b: b["pid"] != g)
-        self.assertEqual(proc_env(back["pid"]).get("LISTEN_FDS"), "1")
+        self.assertEqual(proc_env(back["pid"]).get("LISTEN_FDS"), "2")
         self.assertFalse(same_file(os.getpid(), old_g, back["pid"],
                                    inotify_fds(back["pid"])[0]))
         self.assertFalse(any(same_file(os.getpid(), old_g, sup, h) for h in inotify_fds(sup)))
@@ -748,6 +794,48 @@ class SupervisorTest(unittest.TestCase):
         hive.signal(signal.SIGTERM)
         self.assertEqual(hive.wait_exit(), 0, hive.log())
         self.assertNotIn("not keeping", hive.log())
+
+    def test_proxy_reaches_the_worker_over_its_private_socket(self):
+        hive = Hive(self, self.dir, [{"id": "BOT-P"}])
+        hive.start()
+        worker = hive.wait_running(["BOT-P"])["BOT-P"]["pid"]
+        sup = hive.proc.pid
+        require_kcmp(self, sup)
+        self.assertEqual(proc_env(worker).get("LISTEN_FDNAMES"), "listen:proxy")
+        # fd 4: a listening abstract Unix socket, the supervisor's own.
+        unix = unix_sockets()
+        name, _, listening = unix.get(socket_inode(worker, 4), ("", "", False))
+        self.assertTrue(listening and name.startswith("@"), (name, listening))
+        held = [h for h in fds_of(sup) if same_file(sup, h, worker, 4)]
+        self.assertEqual(len(held), 1, "the proxy socket is not the supervisor's")
+
+        # Proxied requests on one client connection: all reach the worker
+        # through that socket, on one kept-alive connection, none over TCP.
+        conn = http.client.HTTPConnection("127.0.0.1", hive.listen_port, timeout=5)
+        self.addCleanup(conn.close)
+
+        def get_status():
+            conn.request("GET", "/bots/BOT-P/status")
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+        for _ in range(20):
+            code, body = get_status()
+            self.assertEqual((code, body["bot_id"]), (200, "BOT-P"))
+        unix = unix_sockets()
+        mine = socket_inodes(worker)
+        accepted = [i for i in mine if unix.get(i, ("", "", True))[:2] == (name, "03")]
+        self.assertEqual(len(accepted), 1, "worker sockets: %r" % {i: unix.get(i) for i in mine})
+        self.assertEqual(mine & tcp_established(), set(), "a TCP connection reached the worker")
+
+        # SIGKILL: the replacement serves the very same socket.
+        os.kill(worker, signal.SIGKILL)
+        back = hive.wait_state("BOT-P", "running", pred=lambda b: b["pid"] != worker)["pid"]
+        self.assertTrue(same_file(sup, held[0], back, 4), "a new proxy socket after the restart")
+        code, body = get_status()
+        self.assertEqual((code, body["bot_id"]), (200, "BOT-P"))
+        self.assertEqual(socket_inodes(back) & tcp_established(), set())
+        hive.signal(signal.SIGTERM)
+        self.assertEqual(hive.wait_exit(), 0, hive.log())
 
     def test_fd_store_keeps_one_and_lets_go_as_a_stop_begins(self):
         # STORE-1 stores inotify instance A, then B, offers C named "other"
