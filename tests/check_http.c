@@ -1240,30 +1240,6 @@ START_TEST(test_body_stall)
 }
 END_TEST
 
-START_TEST(test_max_connections)
-{
-    struct resp r[2];
-    fx.limits.max_connections = 2;
-    server_start();
-    struct client a = client_open(), b = client_open();
-    client_send_str(&a, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
-    client_send_str(&b, "GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
-    ck_assert_int_eq(wait_responses(&a, r, 1), 1);
-    ck_assert_int_eq(wait_responses(&b, r, 1), 1);
-    struct client c = client_open(); /* completes in the kernel's backlog */
-    client_send_str(&c, "GET /c HTTP/1.1\r\nHost: a\r\n\r\n");
-    pump_ms(&c, 150);
-    ck_assert_uint_eq(c.len, 0);
-    ck_assert_uint_eq(http_server_connections(fx.server), 2);
-    client_close(&a);
-    ck_assert_int_eq(wait_responses(&c, r, 1), 1);
-    ck_assert_str_eq(r[0].body, "GET /c - 0\n");
-    ck_assert_uint_eq(http_server_connections(fx.server), 2);
-    client_close(&b);
-    client_close(&c);
-}
-END_TEST
-
 START_TEST(test_stream_response)
 {
     struct resp r[2];
@@ -1472,6 +1448,12 @@ static void check_limit_across(struct client (*open_full)(void),
     client_close(&b);
     client_close(&c);
 }
+
+START_TEST(test_max_connections)
+{
+    check_limit_across(client_open, client_open);
+}
+END_TEST
 
 START_TEST(test_max_connections_tcp_holds_local)
 {
