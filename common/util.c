@@ -15,6 +15,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -366,6 +367,34 @@ int util_listen_tcp(const char *host, int port, char *err, size_t errlen)
     }
     freeaddrinfo(ai);
     return fd;
+}
+
+/* The soft limit util_nofile_raise() found (process-wide, like the limit). */
+static struct rlimit util_nofile_found;
+static bool util_nofile_raised;
+
+int util_nofile_raise(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > UTIL_NOFILE_MAX
+                      ? (rlim_t)UTIL_NOFILE_MAX
+                      : rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur >= want)
+        return 0;
+    struct rlimit raised = {want, rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &raised) < 0)
+        return -1;
+    util_nofile_found = rl;
+    util_nofile_raised = true;
+    return 0;
+}
+
+void util_nofile_restore(void)
+{
+    if (util_nofile_raised)
+        setrlimit(RLIMIT_NOFILE, &util_nofile_found);
 }
 
 int util_listen_local(char name[UTIL_LOCAL_NAME_MAX])

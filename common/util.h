@@ -77,6 +77,15 @@ bool util_addr_is_loopback(const char *host);
 /* Bind and listen on HOST:PORT (PORT 0: the kernel picks), non-blocking and
  * close-on-exec. Returns the fd, or -1 with errno and a reason in ERR. */
 int util_listen_tcp(const char *host, int port, char *err, size_t errlen);
+/* Raise this process' soft limit on open descriptors to its hard limit (at
+ * most UTIL_NOFILE_MAX), as a server of many sockets must; the soft limit it
+ * had is kept for util_nofile_restore(). 0, or -1 with errno. */
+int util_nofile_raise(void);
+#define UTIL_NOFILE_MAX (1 << 20)
+/* In a child, before exec (async-signal-safe): the soft limit
+ * util_nofile_raise() found, so the programs we start get what the user set
+ * (as systemd does for its services' children). */
+void util_nofile_restore(void);
 /* Longest name util_listen_local() gives, with its NUL. */
 #define UTIL_LOCAL_NAME_MAX 32
 /* Listen on a new Unix stream socket in the abstract namespace under a name

@@ -161,6 +161,7 @@ static void child_exec(const struct child_spec *spec, int out_w, pid_t superviso
         _exit(1);
     }
     child_setup_env(spec, supervisor);
+    util_nofile_restore();
     execv(spec->path, spec->argv);
     int e = errno;
     dprintf(STDERR_FILENO, "hive: cannot run %s: %s\n", spec->path, strerror(e));

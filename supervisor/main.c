@@ -420,6 +420,10 @@ static int main_up(int argc, char **argv)
     }
     log_init("hive", LOG_LEVEL_INFO);
     signal(SIGPIPE, SIG_IGN);
+    /* Four descriptors per bot and more per proxied connection: the usual
+     * soft limit of 1024 would cap a hive at a couple of hundred bots. */
+    if (util_nofile_raise() < 0)
+        log_warn("cannot raise the open-files limit: %s", strerror(errno));
     if ((rc = main_load(up.opts.file, &roster)) != 0)
         return rc;
     rc = main_paths(&up, roster);

@@ -559,6 +559,7 @@ static void adapter_child_exec(const struct adapter_spawn *sp)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    util_nofile_restore();
     execvpe(sp->argv[0], sp->argv, sp->envp);
     adapter_child_fail(sp->status_fd, ADAPTER_CHILD_EXEC);
 }

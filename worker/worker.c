@@ -321,6 +321,9 @@ int worker_run(const struct worker_options *o)
     int code = 1;
     char err[300];
     signal(SIGPIPE, SIG_IGN);
+    /* SPEC's 1024 connections need more than the usual soft limit. */
+    if (util_nofile_raise() < 0)
+        log_warn("cannot raise the open-files limit: %s", strerror(errno));
     worker_follow_parent();
     int stored = -1;
     int fd = worker_listen(&w, &code, &stored);

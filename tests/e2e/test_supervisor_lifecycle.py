@@ -25,6 +25,7 @@ import fcntl
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -385,9 +386,10 @@ class Hive:
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
         return p.returncode, p.stdout.decode(), p.stderr.decode()
 
-    def start(self, stdout=None, inherit=None):
+    def start(self, stdout=None, inherit=None, nofile=None):
         """`hive up` in the foreground; stderr (the supervisor's log) to a file.
-        INHERIT {target fd: our fd}: descriptors it inherits (not close-on-exec)."""
+        INHERIT {target fd: our fd}: descriptors it inherits (not close-on-exec).
+        NOFILE (soft, hard): its RLIMIT_NOFILE."""
         self.out_path = os.path.join(self.work_dir, "hive.out")
         self.err_path = os.path.join(self.work_dir, "hive.err")
         self.err_file = open(self.err_path, "wb")
@@ -398,7 +400,9 @@ class Hive:
             argv = ["/usr/bin/python3", "-c", PLACE_FDS, spec, "-"] + argv
         self.proc = subprocess.Popen(argv, cwd=self.work_dir, env=self.env,
                                      stdin=subprocess.DEVNULL, stdout=self.out_file or stdout,
-                                     stderr=self.err_file, pass_fds=list((inherit or {}).values()))
+                                     stderr=self.err_file, pass_fds=list((inherit or {}).values()),
+                                     preexec_fn=nofile and (lambda: resource.setrlimit(
+                                         resource.RLIMIT_NOFILE, nofile)))
         self.test.addCleanup(self.kill)
 
     def log(self):
@@ -834,6 +838,36 @@ class SupervisorTest(unittest.TestCase):
         code, body = get_status()
         self.assertEqual((code, body["bot_id"]), (200, "BOT-P"))
         self.assertEqual(socket_inodes(back) & tcp_established(), set())
+        hive.signal(signal.SIGTERM)
+        self.assertEqual(hive.wait_exit(), 0, hive.log())
+
+    def test_open_files_limit_raised_for_us_not_for_adapters(self):
+        # 20 bots need more than 64 descriptors in the supervisor (socket,
+        # proxy socket, stored inotify instance and log pipe each): started
+        # with a soft limit of 64, it raises its own to the hard one; workers
+        # start with the 64 the user set and raise theirs; adapters get 64.
+        soft, hard = 64, 4096
+        if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < hard:
+            self.skipTest("hard open-files limit below %d here" % hard)
+        bots = [{"id": "LIM-%02d" % i} for i in range(20)]
+        bots[0]["adapter"] = {"type": "cli", "command": ["/bin/sh", "-c", "ulimit -Sn"]}
+        hive = Hive(self, self.dir, bots)
+        hive.start(nofile=(soft, hard))
+        up = hive.wait_running([b["id"] for b in bots])
+
+        def limits(pid):
+            with open("/proc/%d/limits" % pid) as f:
+                line = [l for l in f if l.startswith("Max open files")][0]
+            return tuple(int(x) for x in line.split()[3:5])
+        self.assertEqual(limits(hive.proc.pid), (hard, hard))
+        for entry in up.values():
+            self.assertEqual(limits(entry["pid"]), (hard, hard))
+            self.assertEqual(proc_env(entry["pid"]).get("LISTEN_FDS"), "2")
+        drop_task(self.dir, "LIM-00", "T-ULIMIT")
+        self.assert_answered_once(self.dir, "T-ULIMIT")
+        name = responses_for(self.dir, "T-ULIMIT")[0]
+        text = read_text(os.path.join(self.dir, ".deia", "hive", "responses", name))
+        self.assertRegex(text, r"\n%d\n" % soft, text)
         hive.signal(signal.SIGTERM)
         self.assertEqual(hive.wait_exit(), 0, hive.log())
 
