@@ -6,10 +6,10 @@
  * timers into timeouts, user requests into START/STOP/RESTART.
  *
  * Ownership: a hive owns its roster, its bots, the notify socket, the SIGCHLD
- * event and the shared echo. A bot owns its listening socket, its proxy
- * socket (below), its fsm_bot, its
- * five timers and its logcap, all created in hive_bot_new and released only in
- * hive_bot_free, and its stored descriptor (below). A bot removed by a reload
+ * event and the shared echo. A bot owns its fsm_bot, its five timers and its
+ * logcap, all created in hive_bot_new and released only in hive_bot_free; its
+ * listening socket and proxy socket (below), made when it is first bound; and
+ * its stored descriptor (below). A bot removed by a reload
  * is "retired": it leaves the table at once (the front door no longer sees
  * it) and is freed on a later loop pass, once its worker has been reaped,
  * never from inside its own callbacks.

@@ -460,7 +460,7 @@ static struct proxy_pool *proxy_pool_get(struct proxy *proxy, const struct proxy
         if (pool->port == target->port && strcmp(pool->host, target->host) == 0 &&
             strcmp(pool->local, local) == 0)
             break;
-        proxy_pool_flush(pool); /* reloaded onto another address, or restarted */
+        proxy_pool_flush(pool); /* reloaded onto another address or socket */
         free(pool->host);
         free(pool->local);
         pool->host = NULL;

@@ -78,8 +78,7 @@ static void worker_listen_more(struct worker *w, int n, int stored)
             log_warn("inherited listening socket on fd %d: one too many; not served", fd);
             continue;
         }
-        util_set_nonblock_cloexec(fd);
-        w->more_fds[w->n_more++] = fd;
+        w->more_fds[w->n_more++] = fd; /* made non-blocking by the server */
     }
 }
 
