@@ -1,6 +1,7 @@
 /*
  * activity: the bot's activity log (SPEC §2.3), one JSON object per line in
- * .deia/bot-logs/<BOT-ID>-activity.jsonl, appended with one write each.
+ * .deia/bot-logs/BOT-<BOT-ID>-activity.jsonl (the name DEIA's BotActivityLogger
+ * reads), appended with one write each.
  */
 #ifndef HIVE_ACTIVITY_H
 #define HIVE_ACTIVITY_H

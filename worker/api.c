@@ -81,19 +81,6 @@ static void api_buf_uint(struct util_buf *b, uint64_t v)
     util_buf_add(b, digits + n, sizeof digits - n);
 }
 
-/* Append MS milliseconds as seconds, the way jansson prints a real with 12
- * significant digits: "12.5", "3.0", "0.001". */
-static void api_buf_seconds_ms(struct util_buf *b, uint64_t ms)
-{
-    char frac[5] = {'.', (char)('0' + ms / 100 % 10), (char)('0' + ms / 10 % 10),
-                    (char)('0' + ms % 10), 0};
-    size_t n = 4;
-    while (n > 2 && frac[n - 1] == '0')
-        n--;
-    api_buf_uint(b, ms / 1000);
-    util_buf_add(b, frac, n);
-}
-
 /* Append the escape \uXXXX of the UTF-16 code unit U. */
 static void api_buf_u16(struct util_buf *b, uint32_t u)
 {
@@ -185,7 +172,9 @@ static const struct util_buf *api_status_render(struct api *api, const char *typ
     api_buf_lit(b, ",\"pid\":");
     api_buf_uint(b, (uint64_t)api->pid);
     api_buf_lit(b, ",\"uptime_seconds\":");
-    api_buf_seconds_ms(b, (uint64_t)(util_mono_ns() - api->cfg.started_mono_ns + 500000) / 1000000);
+    /* Whole seconds, as DEIA's int(time.time() - start_time): its bot page
+     * prints the value as it comes. */
+    api_buf_uint(b, (uint64_t)(util_mono_ns() - api->cfg.started_mono_ns) / 1000000000);
     api_buf_lit(b, ",\"tasks_processed\":");
     api_buf_uint(b, st.processed);
     api_buf_lit(b, ",\"tasks_failed\":");

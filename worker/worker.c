@@ -21,6 +21,7 @@
 #include "common/util.h"
 #include "worker/activity.h"
 #include "worker/api.h"
+#include "worker/botlock.h"
 #include "worker/engine.h"
 #include "worker/filequeue.h"
 #include "worker/store.h"
@@ -44,6 +45,7 @@ struct worker {
     size_t n_more;
     int inotify_fd;      /* for the file queue, until engine_start takes it; -1 */
     bool inotify_stored; /* the service manager holds our inotify instance too */
+    int lock_fd;         /* one worker per bot per work dir (botlock.c) */
 };
 
 /* Die with the supervisor that started us (it says so in the environment). */
@@ -294,6 +296,8 @@ static void worker_teardown(struct worker *w)
     store_free(w->store);
     if (w->base)
         event_base_free(w->base);
+    if (w->lock_fd >= 0) /* the last thing: the folders are free for the next worker */
+        close(w->lock_fd);
 }
 
 /* Log the startup event and say READY=1. */
@@ -316,7 +320,7 @@ static void worker_announce(struct worker *w, int recovered)
 
 int worker_run(const struct worker_options *o)
 {
-    struct worker w = {.o = o, .port = -1, .inotify_fd = -1};
+    struct worker w = {.o = o, .port = -1, .inotify_fd = -1, .lock_fd = -1};
     int code = 1;
     char err[300];
     signal(SIGPIPE, SIG_IGN);
@@ -324,11 +328,20 @@ int worker_run(const struct worker_options *o)
     if (util_nofile_raise() < 0)
         log_warn("cannot raise the open-files limit: %s", strerror(errno));
     worker_follow_parent();
+    /* Before anything touches the folders: a second worker's recovery would
+     * take the first one's running task for a crashed one. */
+    pid_t holder;
+    w.lock_fd = botlock_take(o->work_dir, o->bot_id, &holder, err, sizeof err);
+    if (w.lock_fd < 0) {
+        log_error("%s", err);
+        return WORKER_EXIT_CONFIG;
+    }
     int stored = -1;
     int fd = worker_listen(&w, &code, &stored);
     if (fd == -1) {
         if (stored >= 0)
             close(stored);
+        close(w.lock_fd);
         return code;
     }
     if (fd >= 0)
@@ -341,6 +354,7 @@ int worker_run(const struct worker_options *o)
         if (stored >= 0)
             close(stored);
         worker_close_more(&w);
+        close(w.lock_fd);
         return WORKER_EXIT_CONFIG;
     }
     worker_inotify(&w, stored);
