@@ -1065,7 +1065,7 @@ static void hive_events(struct hive *hive)
     struct timeval refresh = {HIVE_REGISTRY_REFRESH_S, 0};
     event_add(hive->refresh_ev, &refresh);
     hive->tick_ev = event_new(hive->base, -1, EV_PERSIST, hive_tick_cb, hive);
-    struct timeval tick = {0, HIVE_TICK_MS * 1000};
+    struct timeval tick = {HIVE_TICK_MS / 1000, HIVE_TICK_MS % 1000 * 1000};
     event_add(hive->tick_ev, &tick);
     hive->tick_mono_ms = util_mono_ms();
     hive->sigcont_ev = evsignal_new(hive->base, SIGCONT, hive_sigcont_cb, hive);

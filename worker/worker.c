@@ -164,6 +164,14 @@ static void worker_close_more(struct worker *w)
     w->n_more = 0;
 }
 
+/* A failure to notify that passes: a full socket, a moment without
+ * descriptors or memory. */
+static bool worker_notify_transient(int err)
+{
+    return err == EAGAIN || err == ENOBUFS || err == EMFILE || err == ENFILE || err == ENOMEM ||
+           err == EINTR;
+}
+
 /* Send the pending states in order; what the socket does not take now is
  * tried again on the loop (never waited for: a stopped supervisor must not
  * freeze us). */
@@ -173,7 +181,7 @@ static void worker_notify_flush(struct worker *w)
         unsigned bit = 1u << i;
         if (!(w->notify_pending & bit))
             continue;
-        if (sdnotify_send(worker_notify_states[i]) < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
+        if (sdnotify_send(worker_notify_states[i]) < 0 && worker_notify_transient(errno)) {
             struct timeval tv = {0, WORKER_NOTIFY_RETRY_MS * 1000};
             evtimer_add(w->notify_ev, &tv);
             return;
