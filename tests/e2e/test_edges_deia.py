@@ -24,7 +24,6 @@ Run with /usr/bin/python3; the binaries come from $HIVE_BUILD_DIR.
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time

@@ -18,21 +18,19 @@ Run with /usr/bin/python3; the binaries come from $HIVE_BUILD_DIR.
 import http.client
 import json
 import os
-import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from hive_e2e import WorkerTestCase, write_atomic  # noqa: E402
-from test_supervisor_lifecycle import (HIVE_BIN, WORKER_BIN, Hive, free_ports,  # noqa: E402
-                                       http_get, proc_stat, read_text, wait_for)
-
-import tempfile  # noqa: E402
-import shutil  # noqa: E402
+from test_supervisor_lifecycle import (WORKER_BIN, Hive, http_get, proc_stat,  # noqa: E402
+                                       read_text, wait_for)
 
 
 def health_ok(port, timeout=2.0):
