@@ -115,7 +115,9 @@ static int sdnotify_sendmsg(const char *state, int fd)
     int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0)
         return -1;
-    ssize_t r = sendmsg(s, &mh, MSG_NOSIGNAL);
+    /* Never wait: a service manager that is not reading (stopped with
+     * Ctrl-Z) must not freeze us. A full socket is EAGAIN to the caller. */
+    ssize_t r = sendmsg(s, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     int saved = errno;
     close(s);
     errno = saved;

@@ -24,8 +24,10 @@ int sdnotify_listen_fds_named(const char *name, int *named);
 /* The index of NAME among the first N colon-separated names of FDNAMES (a
  * $LISTEN_FDNAMES value), or -1 when it is not one of them. */
 int sdnotify_fdnames_index(const char *fdnames, int n, const char *name);
-/* Send STATE ("READY=1", ...) to $NOTIFY_SOCKET. 0 when sent or when there is
- * no socket to send to, -1 with errno on failure. */
+/* Send STATE ("READY=1", ...) to $NOTIFY_SOCKET, never waiting. 0 when sent
+ * or when there is no socket to send to, -1 with errno on failure (EAGAIN:
+ * the receiver's queue is full; a state that must arrive is sent again
+ * later by the caller). */
 int sdnotify_send(const char *state);
 /* sdnotify_send with descriptor FD attached (SCM_RIGHTS), as systemd's
  * sd_pid_notify_with_fds: "FDSTORE=1\nFDNAME=NAME\n" asks the service manager

@@ -33,7 +33,9 @@
  * not be made) the proxy uses the port.
  *
  * Every state change is logged on one line and rewrites
- * .deia/hive/registry.json; heartbeats rewrite it at most once a second.
+ * .deia/hive/registry.json; otherwise it is rewritten once a minute while a
+ * worker runs, to move the heartbeat times on. The file is shared with DEIA's
+ * tools: entries we did not write are kept as they are.
  */
 #include "supervisor/hive.h"
 
@@ -47,6 +49,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -58,7 +61,11 @@
 #include "supervisor/fsm.h"
 #include "supervisor/logcap.h"
 
-#define HIVE_REGISTRY_INTERVAL_MS 1000
+#define HIVE_REGISTRY_REFRESH_S 60 /* DEIA calls an entry stale after 300 s */
+#define HIVE_REGISTRY_READ_MAX (16 * 1024 * 1024)
+#define HIVE_REGISTRY_OWNER "hive" /* metadata.managed_by of our entries */
+#define HIVE_TICK_MS 1000          /* the loop's own heartbeat (hive_loop_gap) */
+#define HIVE_GAP_MS 1500           /* a tick this late: we were not running */
 #define HIVE_NOTIFY_MAX 4096
 #define HIVE_NOTIFY_BATCH 64       /* datagrams read per wakeup, so others get a turn */
 #define HIVE_NOTIFY_FDS 8          /* descriptors received with one datagram; more are dropped */
@@ -109,8 +116,10 @@ struct hive {
     char *registry_path;
     int notify_fd;
     char notify_name[80]; /* "@hive-notify-PID-RANDOM", abstract */
-    struct event *notify_ev, *sigchld_ev, *registry_ev, *sweep_ev, *done_ev;
-    int64_t registry_written_ms;
+    struct event *notify_ev, *sigchld_ev, *registry_ev, *refresh_ev, *sweep_ev, *done_ev;
+    struct event *tick_ev, *sigcont_ev;
+    int64_t tick_mono_ms;     /* when the tick last ran */
+    json_t *registry_foreign; /* the other tools' entries, as last read */
     bool registry_warned;
     struct logcap_echo *echo;
     struct hive_bot **bots; /* roster order */
@@ -141,42 +150,99 @@ static int hive_paths(struct hive *hive, char *err, size_t errlen)
     return 0;
 }
 
-/* An ISO UTC time as a JSON string, or null when never. */
+/* A time as DEIA writes it (Python's datetime.now().isoformat(): local
+ * time, no zone, microseconds), or null when never. DEIA compares these
+ * with its own naive local now; a zone would make every entry stale. */
 static json_t *hive_json_time(int64_t wall_ns)
 {
-    char ts[40];
+    char ts[64];
+    struct tm tm;
     if (wall_ns == 0)
         return json_null();
-    util_iso_utc(ts, sizeof ts, wall_ns);
+    time_t sec = (time_t)(wall_ns / 1000000000);
+    localtime_r(&sec, &tm);
+    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof ts - n, ".%06ld", (long)(wall_ns % 1000000000 / 1000));
     return json_string(ts);
 }
 
-/* One bot's registry entry (SPEC §2, plus restarts and reason). */
+/* One bot's registry entry (SPEC §2, plus restarts and reason); metadata
+ * marks it as ours, so the next write knows which entries it may replace. */
 static json_t *hive_registry_bot(const struct hive_bot *bot)
 {
-    return json_pack("{s:i, s:o, s:s, s:o, s:o, s:i, s:s}", "port", bot->def->port, "pid",
-                     bot->pid > 0 ? json_integer(bot->pid) : json_null(), "status",
-                     fsm_state_name(bot->fsm.state), "registered_at",
+    const struct hive *hive = bot->hive;
+    bool live = bot->pid > 0;
+    /* A bot without a watchdog says nothing after READY=1: while its worker
+     * is alive, our own look at it is the heartbeat. */
+    int64_t beat =
+        live && !(bot->def && bot->def->watchdog > 0) ? util_wall_ns() : bot->heartbeat_wall_ns;
+    json_t *meta = json_pack("{s:s, s:s, s:i}", "managed_by", HIVE_REGISTRY_OWNER, "hive",
+                             hive->roster->name, "supervisor_pid", (int)getpid());
+    return json_pack("{s:i, s:o, s:s, s:s, s:o, s:o, s:o, s:i, s:s}", "port", bot->def->port, "pid",
+                     live ? json_integer(bot->pid) : json_null(), "repo", hive->roster->name,
+                     "status", fsm_state_name(bot->fsm.state), "registered_at",
                      hive_json_time(bot->registered_wall_ns), "last_heartbeat",
-                     hive_json_time(bot->heartbeat_wall_ns), "restarts", (int)bot->fsm.restarts,
+                     hive_json_time(beat), "metadata", meta, "restarts", (int)bot->fsm.restarts,
                      "reason", bot->fsm.reason);
 }
 
-/* Rewrite .deia/hive/registry.json by atomic rename. */
+/* True when ENTRY was written by a hive (this one or an earlier run in the
+ * same work dir: the work dir's lock allows one hive at a time). */
+static bool hive_registry_is_ours(json_t *entry)
+{
+    json_t *owner = json_object_get(json_object_get(entry, "metadata"), "managed_by");
+    return json_is_string(owner) && strcmp(json_string_value(owner), HIVE_REGISTRY_OWNER) == 0;
+}
+
+/* The registry file as it is now, with only its foreign entries left in
+ * "bots". A file that cannot be read or parsed (DEIA writes it in place, so
+ * we may catch it half-written) gives the foreign entries we saw last time:
+ * an entry is never dropped because of a torn read. */
+static json_t *hive_registry_read(struct hive *hive)
+{
+    size_t len;
+    char *text = util_read_file(hive->registry_path, HIVE_REGISTRY_READ_MAX, &len);
+    json_t *root = text ? json_loadb(text, len, 0, NULL) : NULL;
+    bool missing = !text && errno == ENOENT;
+    free(text);
+    if (!json_is_object(root) || !json_is_object(json_object_get(root, "bots"))) {
+        json_decref(root);
+        root = json_object();
+        json_object_set_new(root, "bots",
+                            missing || !hive->registry_foreign
+                                ? json_object()
+                                : json_deep_copy(hive->registry_foreign));
+        return root;
+    }
+    json_t *bots = json_object_get(root, "bots"), *entry;
+    const char *id;
+    void *tmp;
+    json_object_foreach_safe(bots, tmp, id, entry)
+    {
+        if (hive_registry_is_ours(entry))
+            json_object_del(bots, id);
+    }
+    json_decref(hive->registry_foreign);
+    hive->registry_foreign = json_deep_copy(bots);
+    return root;
+}
+
+/* Rewrite .deia/hive/registry.json by atomic rename: the foreign entries as
+ * they are, ours replaced (and those of bots we no longer have dropped). */
 static void hive_registry_write(struct hive *hive)
 {
-    json_t *bots = json_object();
+    json_t *root = hive_registry_read(hive);
+    json_t *bots = json_object_get(root, "bots");
     for (size_t i = 0; i < hive->n_bots; i++)
         json_object_set_new(bots, hive->bots[i]->id, hive_registry_bot(hive->bots[i]));
-    json_t *root =
-        json_pack("{s:o, s:o}", "bots", bots, "updated_at", hive_json_time(util_wall_ns()));
+    json_object_set_new(root, "updated_at", hive_json_time(util_wall_ns()));
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     size_t len = strlen(text);
     text = xrealloc(text, len + 2);
     memcpy(text + len, "\n", 2);
     /* Atomic but not fsynced: the registry is a snapshot of live state, stale
      * after a crash whatever the disk kept, and a flush would stall the loop
-     * (proxy, READY handling, API) at every state change and heartbeat. */
+     * (proxy, READY handling, API) at every state change. */
     if (util_replace_file(hive->registry_path, text, len + 1, false) < 0 &&
         !hive->registry_warned) {
         log_warn("cannot write %s: %s", hive->registry_path, strerror(errno));
@@ -184,19 +250,19 @@ static void hive_registry_write(struct hive *hive)
     }
     free(text);
     json_decref(root);
-    hive->registry_written_ms = util_mono_ms();
 }
 
-/* A heartbeat: rewrite the registry, but at most once per interval. */
-static void hive_registry_touch(struct hive *hive)
+/* The slow refresh: heartbeat times move on while nothing else changes, so
+ * that DEIA's stale check (5 minutes) keeps seeing live bots. */
+static void hive_registry_refresh_cb(evutil_socket_t fd, short what, void *arg)
 {
-    int64_t wait = hive->registry_written_ms + HIVE_REGISTRY_INTERVAL_MS - util_mono_ms();
-    if (wait <= 0) {
-        hive_registry_write(hive);
-    } else if (!evtimer_pending(hive->registry_ev, NULL)) {
-        struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000 * 1000)};
-        evtimer_add(hive->registry_ev, &tv);
-    }
+    struct hive *hive = arg;
+    (void)fd, (void)what;
+    for (size_t i = 0; i < hive->n_bots; i++)
+        if (hive->bots[i]->pid > 0) {
+            hive_registry_write(hive);
+            return;
+        }
 }
 
 /* A state change: rewrite the registry at the end of this loop pass, once
@@ -342,11 +408,17 @@ static int hive_bot_bind(struct hive_bot *bot, char *why, size_t cap)
     return -1;
 }
 
-/* Fire a timer: feed its event. */
+static bool hive_loop_gap(struct hive *hive);
+
+/* Fire a timer: feed its event. A worker is not judged (watchdog, start
+ * timeout) on a period during which we ourselves were not running. */
 static void hive_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hive_timer *t = arg;
     (void)fd, (void)what;
+    if ((t->fires == FSM_EV_WATCHDOG_TIMEOUT || t->fires == FSM_EV_START_TIMEOUT) &&
+        hive_loop_gap(t->bot->hive))
+        return;
     hive_bot_feed(t->bot, t->fires);
 }
 
@@ -369,6 +441,56 @@ static void hive_bot_arm_watchdog(struct hive_bot *bot)
 {
     if (bot->def && bot->def->watchdog > 0 && bot->fsm.state == FSM_STATE_RUNNING)
         hive_bot_arm(bot, HIVE_TIMER_WATCHDOG, (int64_t)(bot->def->watchdog * 1000));
+}
+
+/* A fresh period for every worker being judged: the watchdog of the
+ * running ones, the start timeout of the starting ones. */
+static void hive_fresh_periods(struct hive *hive)
+{
+    for (size_t i = 0; i < hive->n_bots; i++) {
+        struct hive_bot *bot = hive->bots[i];
+        if (bot->fsm.state == FSM_STATE_STARTING)
+            hive_bot_arm(bot, HIVE_TIMER_START, bot->fsm.policy.start_timeout_ms);
+        else
+            hive_bot_arm_watchdog(bot);
+    }
+}
+
+/* Were we not running for a while (SIGSTOP, Ctrl-Z, a frozen VM)? The tick
+ * runs every HIVE_TICK_MS; a later one means the loop stood still, and the
+ * silence of the workers meanwhile says nothing about them (their
+ * notifications may have been dropped on a full socket). Then every worker
+ * gets a fresh period and true is returned. */
+static bool hive_loop_gap(struct hive *hive)
+{
+    int64_t now = util_mono_ms(), gap = now - hive->tick_mono_ms - HIVE_TICK_MS;
+    if (gap < HIVE_GAP_MS)
+        return false;
+    log_warn("the supervisor did not run for %lld ms (stopped?); every worker gets a fresh "
+             "watchdog period",
+             (long long)gap);
+    hive->tick_mono_ms = now;
+    hive_fresh_periods(hive);
+    return true;
+}
+
+/* The tick that lets hive_loop_gap see a stopped loop. */
+static void hive_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hive *hive = arg;
+    (void)fd, (void)what;
+    hive_loop_gap(hive);
+    hive->tick_mono_ms = util_mono_ms();
+}
+
+/* SIGCONT: we were stopped; nobody is judged on that time. */
+static void hive_sigcont_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hive *hive = arg;
+    (void)fd, (void)what;
+    log_info("continued (SIGCONT); every worker gets a fresh watchdog period");
+    hive->tick_mono_ms = util_mono_ms();
+    hive_fresh_periods(hive);
 }
 
 /* Let go of BOT's stored descriptor. The kernel tears the instance down at
@@ -776,9 +898,8 @@ static void hive_bot_notified(struct hive_bot *bot, const struct hive_notice *n,
         hive_bot_feed(bot, FSM_EV_READY);
     }
     if (n->watchdog) {
-        bot->heartbeat_wall_ns = util_wall_ns();
+        bot->heartbeat_wall_ns = util_wall_ns(); /* written by the next refresh */
         hive_bot_arm_watchdog(bot);
-        hive_registry_touch(bot->hive);
     }
     if (n->stopping)
         log_info("%s: worker pid %d is stopping", bot->id, (int)bot->pid);
@@ -940,6 +1061,15 @@ static void hive_events(struct hive *hive)
     hive->sigchld_ev = evsignal_new(hive->base, SIGCHLD, hive_sigchld_cb, hive);
     event_add(hive->sigchld_ev, NULL);
     hive->registry_ev = evtimer_new(hive->base, hive_registry_cb, hive);
+    hive->refresh_ev = event_new(hive->base, -1, EV_PERSIST, hive_registry_refresh_cb, hive);
+    struct timeval refresh = {HIVE_REGISTRY_REFRESH_S, 0};
+    event_add(hive->refresh_ev, &refresh);
+    hive->tick_ev = event_new(hive->base, -1, EV_PERSIST, hive_tick_cb, hive);
+    struct timeval tick = {HIVE_TICK_MS / 1000, HIVE_TICK_MS % 1000 * 1000};
+    event_add(hive->tick_ev, &tick);
+    hive->tick_mono_ms = util_mono_ms();
+    hive->sigcont_ev = evsignal_new(hive->base, SIGCONT, hive_sigcont_cb, hive);
+    event_add(hive->sigcont_ev, NULL);
     hive->sweep_ev = evtimer_new(hive->base, hive_sweep_cb, hive);
     hive->done_ev = evtimer_new(hive->base, hive_done_cb, hive);
 }
@@ -991,6 +1121,10 @@ void hive_free(struct hive *hive)
     hive_event_free(hive->notify_ev);
     hive_event_free(hive->sigchld_ev);
     hive_event_free(hive->registry_ev);
+    hive_event_free(hive->refresh_ev);
+    hive_event_free(hive->tick_ev);
+    hive_event_free(hive->sigcont_ev);
+    json_decref(hive->registry_foreign);
     hive_event_free(hive->sweep_ev);
     hive_event_free(hive->done_ev);
     if (hive->notify_fd >= 0)

@@ -6,6 +6,7 @@
  * $WATCHDOG_USEC.
  */
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +163,33 @@ START_TEST(test_send_and_fdstore)
 }
 END_TEST
 
+/* A service manager that does not read (stopped with Ctrl-Z): its queue
+ * fills, and sending says EAGAIN instead of waiting for it. */
+START_TEST(test_send_never_waits)
+{
+    int s = check_notify_socket();
+    int sent = 0, i;
+    alarm(10); /* a send that waits is a failure, not a hang */
+    for (i = 0; i < 100000; i++) {
+        if (sdnotify_send("WATCHDOG=1") < 0)
+            break;
+        sent++;
+    }
+    alarm(0);
+    ck_assert_int_lt(i, 100000);
+    ck_assert_int_eq(errno, EAGAIN);
+    ck_assert_int_gt(sent, 0);
+    /* Once the manager reads again, the next one goes through. */
+    char buf[64];
+    int got;
+    check_receive(s, buf, sizeof buf, &got);
+    ck_assert_str_eq(buf, "WATCHDOG=1");
+    ck_assert_int_eq(sdnotify_send("READY=1"), 0);
+    unsetenv("NOTIFY_SOCKET");
+    close(s);
+}
+END_TEST
+
 START_TEST(test_fd_is_anon)
 {
     int p[2];
@@ -196,6 +224,7 @@ static Suite *check_sdnotify_suite(void)
     tcase_add_test(tc, test_fdnames_index);
     tcase_add_test(tc, test_listen_fds_named);
     tcase_add_test(tc, test_send_and_fdstore);
+    tcase_add_test(tc, test_send_never_waits);
     tcase_add_test(tc, test_fd_is_anon);
     tcase_add_test(tc, test_watchdog_usec);
     suite_add_tcase(s, tc);

@@ -1,6 +1,9 @@
 /*
  * activity: appends the DEIA activity log. Losing a line on a crash is
- * acceptable (it is a log, not state), so there is no fsync here.
+ * acceptable (it is a log, not state), so there is no fsync here. It also
+ * subscribes to the diagnostic log (common/log.c), so that everything the
+ * worker logs at WARN is a `warning` event (SPEC §2.3) without the modules
+ * that warn knowing of the activity log.
  */
 #include "worker/activity.h"
 
@@ -19,6 +22,7 @@ struct activity {
     int fd;
     char *bot_id;
     bool warned;
+    bool sink; /* the log's sink (activity_log_warnings) */
 };
 
 struct activity *activity_open(const char *path, const char *bot_id)
@@ -31,10 +35,27 @@ struct activity *activity_open(const char *path, const char *bot_id)
     return a;
 }
 
+/* A line the worker logged at WARN: DEIA's log_warning() shape. */
+static void activity_warning_sink(enum log_level level, const char *message, void *arg)
+{
+    if (level != LOG_LEVEL_WARN) /* errors have their own events, told by the engine */
+        return;
+    struct activity_event ev = {.event_type = "warning", .operation = "Warning", .result = message};
+    activity_log(arg, &ev, NULL);
+}
+
+void activity_log_warnings(struct activity *a)
+{
+    log_set_sink(LOG_LEVEL_WARN, activity_warning_sink, a);
+    a->sink = true;
+}
+
 void activity_close(struct activity *a)
 {
     if (!a)
         return;
+    if (a->sink)
+        log_set_sink(LOG_LEVEL_WARN, NULL, NULL);
     if (a->fd >= 0)
         close(a->fd);
     free(a->bot_id);
@@ -69,8 +90,8 @@ void activity_log(struct activity *a, const struct activity_event *ev, json_t *c
     line = xrealloc(line, len + 2);
     line[len++] = '\n';
     if (a->fd >= 0 && write(a->fd, line, len) < 0 && !a->warned) {
+        a->warned = true; /* first: the warning comes back here as an event */
         log_warn("cannot write activity log: %s", strerror(errno));
-        a->warned = true;
     }
     free(line);
 }

@@ -1,6 +1,7 @@
 /*
  * activity: the bot's activity log (SPEC §2.3), one JSON object per line in
- * .deia/bot-logs/<BOT-ID>-activity.jsonl, appended with one write each.
+ * .deia/bot-logs/BOT-<BOT-ID>-activity.jsonl (the name DEIA's BotActivityLogger
+ * reads), appended with one write each.
  */
 #ifndef HIVE_ACTIVITY_H
 #define HIVE_ACTIVITY_H
@@ -21,6 +22,9 @@ struct activity_event {
 
 struct activity *activity_open(const char *path, const char *bot_id);
 void activity_close(struct activity *a);
+/* From now on every line logged at WARN is also a `warning` event of A (until
+ * activity_close). */
+void activity_log_warnings(struct activity *a);
 /* Append one event; CONTEXT (may be NULL) is stolen. Failures are logged once. */
 void activity_log(struct activity *a, const struct activity_event *ev, json_t *context);
 

@@ -17,12 +17,29 @@
 #include "common/util.h"
 #include "worker/taskfile.h"
 
+/* A reply to a WebSocket client held back behind an ack that is not sent
+ * yet (SPEC §5: replies come in the order of the client's messages). */
+struct api_ws_reply {
+    uint64_t seq; /* the ack it stands for, when it is one */
+    char *text;   /* NULL: the ack, not made yet */
+    size_t len;
+    struct api_ws_reply *next;
+};
+
 /* A connected WebSocket client. */
 struct api_ws {
     struct ws_session *ws;
     uint64_t id;
     struct api *api;
     struct api_ws *next;
+    struct api_ws_reply *held, **held_tail; /* in order; empty: send at once */
+    uint64_t next_seq;
+};
+
+/* A task's ack being waited for: its session and its place among the replies. */
+struct api_ws_probe {
+    struct api *api;
+    uint64_t id, seq;
 };
 
 /* A growing output buffer. */
@@ -79,19 +96,6 @@ static void api_buf_uint(struct util_buf *b, uint64_t v)
         digits[--n] = (char)('0' + v % 10);
     while ((v /= 10) > 0);
     util_buf_add(b, digits + n, sizeof digits - n);
-}
-
-/* Append MS milliseconds as seconds, the way jansson prints a real with 12
- * significant digits: "12.5", "3.0", "0.001". */
-static void api_buf_seconds_ms(struct util_buf *b, uint64_t ms)
-{
-    char frac[5] = {'.', (char)('0' + ms / 100 % 10), (char)('0' + ms / 10 % 10),
-                    (char)('0' + ms % 10), 0};
-    size_t n = 4;
-    while (n > 2 && frac[n - 1] == '0')
-        n--;
-    api_buf_uint(b, ms / 1000);
-    util_buf_add(b, frac, n);
 }
 
 /* Append the escape \uXXXX of the UTF-16 code unit U. */
@@ -185,7 +189,9 @@ static const struct util_buf *api_status_render(struct api *api, const char *typ
     api_buf_lit(b, ",\"pid\":");
     api_buf_uint(b, (uint64_t)api->pid);
     api_buf_lit(b, ",\"uptime_seconds\":");
-    api_buf_seconds_ms(b, (uint64_t)(util_mono_ns() - api->cfg.started_mono_ns + 500000) / 1000000);
+    /* Whole seconds, as DEIA's int(time.time() - start_time): its bot page
+     * prints the value as it comes. */
+    api_buf_uint(b, (uint64_t)(util_mono_ns() - api->cfg.started_mono_ns) / 1000000000);
     api_buf_lit(b, ",\"tasks_processed\":");
     api_buf_uint(b, st.processed);
     api_buf_lit(b, ",\"tasks_failed\":");
@@ -431,6 +437,91 @@ static struct api_ws *api_ws_find(struct api *api, uint64_t id)
     return NULL;
 }
 
+/* Send the held replies from the head on, up to an ack still waited for. */
+static void api_ws_flush(struct api_ws *s)
+{
+    struct api_ws_reply *r;
+    while ((r = s->held) && r->text) {
+        ws_send_text(s->ws, r->text, r->len);
+        s->held = r->next;
+        free(r->text);
+        free(r);
+    }
+    if (!s->held)
+        s->held_tail = &s->held;
+}
+
+/* Append a reply (TEXT taken over; NULL: a place for an ack) to S's held ones. */
+static struct api_ws_reply *api_ws_append(struct api_ws *s, char *text, size_t len)
+{
+    struct api_ws_reply *r = xcalloc(1, sizeof *r);
+    r->text = text;
+    r->len = len;
+    if (!s->held_tail)
+        s->held_tail = &s->held;
+    *s->held_tail = r;
+    s->held_tail = &r->next;
+    return r;
+}
+
+/* Forget S's held replies (it is going away). */
+static void api_ws_drop_held(struct api_ws *s)
+{
+    for (struct api_ws_reply *r = s->held, *next; r; r = next) {
+        next = r->next;
+        free(r->text);
+        free(r);
+    }
+    s->held = NULL;
+    s->held_tail = &s->held;
+}
+
+/* Send TEXT (taken over) to S now, or after the acks it must follow. */
+static void api_ws_emit(struct api_ws *s, char *text, size_t len)
+{
+    if (!s->held) {
+        ws_send_text(s->ws, text, len);
+        free(text);
+        return;
+    }
+    api_ws_append(s, text, len);
+}
+
+/* Keep a place for the ack of a task S has just sent; its probe. */
+static struct api_ws_probe *api_ws_hold(struct api *api, struct api_ws *s)
+{
+    struct api_ws_probe *probe = xmalloc(sizeof *probe);
+    *probe = (struct api_ws_probe){.api = api, .id = s->id, .seq = ++s->next_seq};
+    api_ws_append(s, NULL, 0)->seq = probe->seq;
+    return probe;
+}
+
+/* Put TEXT (taken over; NULL: nothing) in the place kept for PROBE's ack and
+ * send what may go now. The session may be gone. Frees PROBE. */
+static void api_ws_fill(struct api_ws_probe *probe, char *text, size_t len)
+{
+    struct api_ws *s = api_ws_find(probe->api, probe->id);
+    struct api_ws_reply **pp = s ? &s->held : NULL;
+    while (pp && *pp && ((*pp)->text || (*pp)->seq != probe->seq))
+        pp = &(*pp)->next;
+    free(probe);
+    if (!pp || !*pp) {
+        free(text);
+        return;
+    }
+    struct api_ws_reply *r = *pp;
+    if (text) {
+        r->text = text;
+        r->len = len;
+    } else { /* no ack after all: the place goes */
+        *pp = r->next;
+        if (s->held_tail == &r->next)
+            s->held_tail = pp;
+        free(r);
+    }
+    api_ws_flush(s);
+}
+
 /* Send a JSON object (stolen) to session ID if it is still there. */
 static void api_ws_send(struct api *api, uint64_t id, json_t *msg)
 {
@@ -438,8 +529,7 @@ static void api_ws_send(struct api *api, uint64_t id, json_t *msg)
     if (s) {
         size_t len;
         char *text = json_dump_compact(msg, &len);
-        ws_send_text(s->ws, text, len);
-        free(text);
+        api_ws_emit(s, text, len);
     }
     json_decref(msg);
 }
@@ -453,21 +543,19 @@ static void api_ws_error(struct api *api, uint64_t id, const char *text, int sta
     api_ws_send(api, id, m);
 }
 
-/* The engine made a WebSocket task durable: ack it. */
+/* The engine made a WebSocket task durable: ack it, in its place. */
 static void api_ws_accepted(struct task *t, size_t position, void *arg)
 {
     (void)position;
-    struct api_ws *probe = arg;
-    struct api *api = probe->api;
-    uint64_t id = probe->id;
-    free(probe);
-    if (!t) {
-        api_ws_error(api, id, "cannot store the task", 500);
-        return;
-    }
-    api_ws_send(api, id,
-                json_pack("{s:s, s:s, s:s, s:o}", "type", "ack", "status", "queued", "task_id",
-                          t->id, "timestamp", api_now()));
+    struct api_ws_probe *probe = arg;
+    json_t *m = t ? json_pack("{s:s, s:s, s:s, s:o}", "type", "ack", "status", "queued", "task_id",
+                              t->id, "timestamp", api_now())
+                  : json_pack("{s:s, s:s, s:i}", "type", "error", "message",
+                              "cannot store the task", "status_code", 500);
+    size_t len;
+    char *text = json_dump_compact(m, &len);
+    json_decref(m);
+    api_ws_fill(probe, text, len);
 }
 
 /* {"type":"task"} from a client. */
@@ -480,12 +568,11 @@ static void api_ws_task(struct api *api, struct api_ws *s, json_t *msg)
         return;
     }
     t->ws_session = s->id;
-    struct api_ws *probe = xmalloc(sizeof *probe);
-    *probe = (struct api_ws){.api = api, .id = s->id};
+    struct api_ws_probe *probe = api_ws_hold(api, s);
     enum engine_submit_status st = engine_submit(api->engine, t, api_ws_accepted, probe);
     if (st == ENGINE_ACCEPTED)
         return;
-    free(probe);
+    api_ws_fill(probe, NULL, 0);
     char text[160];
     if (st == ENGINE_DUPLICATE)
         snprintf(text, sizeof text, "task %s is already queued or running", t->id);
@@ -518,7 +605,9 @@ static void api_ws_text(struct ws_session *ws, const char *data, size_t len, voi
         api_ws_send(api, s->id, json_pack("{s:s, s:o}", "type", "pong", "timestamp", api_now()));
     else if (type && strcmp(type, "status") == 0) {
         const struct util_buf *b = api_status_render(api, "status");
-        ws_send_text(s->ws, b->data, b->len);
+        char *copy = xmalloc(b->len + 1);
+        memcpy(copy, b->data, b->len);
+        api_ws_emit(s, copy, b->len);
     } else {
         char *t = type ? xstrdup(type) : json_dump_compact(json_object_get(msg, "type"), NULL);
         char *text = xasprintf("Unknown message type: %s", t);
@@ -534,6 +623,7 @@ static void api_ws_closed(struct ws_session *ws, void *arg)
 {
     (void)ws;
     struct api_ws *s = arg;
+    api_ws_drop_held(s);
     for (struct api_ws **pp = &s->api->sessions; *pp; pp = &(*pp)->next) {
         if (*pp == s) {
             *pp = s->next;
@@ -567,6 +657,7 @@ static void api_ws_upgrade(struct api *api, struct http_conn *conn, struct http_
         return;
     }
     s->id = ws_session_id(s->ws);
+    s->held_tail = &s->held;
     s->next = api->sessions;
     api->sessions = s;
 }
@@ -709,6 +800,7 @@ void api_free(struct api *api)
         struct api_ws *s = api->sessions;
         api->sessions = s->next;
         ws_session_discard(s->ws);
+        api_ws_drop_held(s);
         free(s);
     }
     http_server_free(api->http);

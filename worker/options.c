@@ -19,7 +19,8 @@ static const char options_usage_text[] =
     "  --port N               TCP port for HTTP/WebSocket (needed by websocket-only and hybrid\n"
     "                         unless a socket is passed with LISTEN_FDS; 0: the kernel picks)\n"
     "  --mode MODE            cli-only (file queue only) | websocket-only (HTTP+WS only) |\n"
-    "                         hybrid (both; default)\n"
+    "                         hybrid (both) (default: hybrid with --port or a passed socket,\n"
+    "                         cli-only without, as DEIA's run_single_bot.py BOT-ID)\n"
     "  --work-dir DIR         folder holding .deia/ (default: current directory)\n"
     "  --adapter-type TYPE    mock (default) | cli\n"
     "  --adapter-cmd ARGV...  the cli adapter's command, up to the next --option\n"
@@ -206,6 +207,7 @@ static int options_string(struct worker_options *o, const char *name, const char
         for (int m = 0; m < 3; m++)
             if (!strcmp(v, options_mode_name(m))) {
                 o->mode = m;
+                o->mode_given = true;
                 return 0;
             }
         return -1;
@@ -250,6 +252,10 @@ static int options_check(struct worker_options *o, char *err, size_t errlen)
         snprintf(err, errlen, "--adapter-type cli needs --adapter-cmd (or -- ARGV...)");
         return -1;
     }
+    /* DEIA's `run_single_bot.py BOT-ID` watched the file queue only; a
+     * port (or a socket passed by a service manager) means serve it too. */
+    if (!o->mode_given)
+        o->mode = o->port >= 0 || getenv("LISTEN_FDS") ? MODE_HYBRID : MODE_CLI_ONLY;
     if (!o->token) {
         const char *t = getenv("HIVE_TOKEN");
         if (t && *t)

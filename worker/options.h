@@ -18,6 +18,7 @@ struct worker_options {
     char *bot_id;
     int port; /* -1: none given; 0: the kernel picks */
     enum options_mode mode;
+    bool mode_given; /* --mode was given; else the default follows --port */
     char *work_dir;
     char *bind;
     char *token; /* --token, else $HIVE_TOKEN, else NULL */

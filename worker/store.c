@@ -47,7 +47,7 @@ static void store_build_paths(struct store_paths *p, const char *work_dir, const
     p->controls = xasprintf("%s/.deia/hive/controls", work_dir);
     p->pause = xasprintf("%s/%s-PAUSE", p->controls, bot);
     p->logs = xasprintf("%s/.deia/bot-logs", work_dir);
-    p->activity = xasprintf("%s/%s-activity.jsonl", p->logs, bot);
+    p->activity = xasprintf("%s/BOT-%s-activity.jsonl", p->logs, bot);
 }
 
 struct store *store_open(const char *work_dir, const char *bot_id, char *err, size_t errlen)

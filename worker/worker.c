@@ -21,6 +21,7 @@
 #include "common/util.h"
 #include "worker/activity.h"
 #include "worker/api.h"
+#include "worker/botlock.h"
 #include "worker/engine.h"
 #include "worker/filequeue.h"
 #include "worker/store.h"
@@ -29,6 +30,11 @@
 #define WORKER_DRAIN_MS 1000
 #define WORKER_INOTIFY_NAME "inotify" /* its name in the fd store */
 #define WORKER_MORE_LISTEN_MAX 3      /* inherited listening sockets beside fd 3 */
+#define WORKER_NOTIFY_RETRY_MS 100    /* a state that must arrive is tried again */
+
+/* The notifications that must arrive, in the order they are sent. */
+enum { WORKER_NOTIFY_READY = 1u << 0, WORKER_NOTIFY_STOPPING = 1u << 1 };
+static const char *const worker_notify_states[] = {"READY=1", "STOPPING=1"};
 
 struct worker {
     const struct worker_options *o;
@@ -37,13 +43,15 @@ struct worker {
     struct activity *activity;
     struct api *api;
     struct engine *engine;
-    struct event *sigterm_ev, *sigint_ev, *watchdog_ev, *drain_ev;
+    struct event *sigterm_ev, *sigint_ev, *watchdog_ev, *drain_ev, *notify_ev;
+    unsigned notify_pending; /* WORKER_NOTIFY_* states still to be sent */
     int64_t drain_deadline_ms;
     int port;
     int more_fds[WORKER_MORE_LISTEN_MAX]; /* inherited listening sockets after fd 3 */
     size_t n_more;
     int inotify_fd;      /* for the file queue, until engine_start takes it; -1 */
     bool inotify_stored; /* the service manager holds our inotify instance too */
+    int lock_fd;         /* one worker per bot per work dir (botlock.c) */
 };
 
 /* Die with the supervisor that started us (it says so in the environment). */
@@ -156,7 +164,49 @@ static void worker_close_more(struct worker *w)
     w->n_more = 0;
 }
 
-/* Send WATCHDOG=1 (at half the interval the supervisor asked for). */
+/* A failure to notify that passes: a full socket, a moment without
+ * descriptors or memory. */
+static bool worker_notify_transient(int err)
+{
+    return err == EAGAIN || err == ENOBUFS || err == EMFILE || err == ENFILE || err == ENOMEM ||
+           err == EINTR;
+}
+
+/* Send the pending states in order; what the socket does not take now is
+ * tried again on the loop (never waited for: a stopped supervisor must not
+ * freeze us). */
+static void worker_notify_flush(struct worker *w)
+{
+    for (unsigned i = 0; i < sizeof worker_notify_states / sizeof *worker_notify_states; i++) {
+        unsigned bit = 1u << i;
+        if (!(w->notify_pending & bit))
+            continue;
+        if (sdnotify_send(worker_notify_states[i]) < 0 && worker_notify_transient(errno)) {
+            struct timeval tv = {0, WORKER_NOTIFY_RETRY_MS * 1000};
+            evtimer_add(w->notify_ev, &tv);
+            return;
+        }
+        w->notify_pending &= ~bit; /* sent, or no manager could ever take it */
+    }
+}
+
+/* The retry timer of worker_notify_flush. */
+static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    worker_notify_flush(arg);
+}
+
+/* Say STATE (WORKER_NOTIFY_*) to the service manager; it will arrive. */
+static void worker_notify(struct worker *w, unsigned state)
+{
+    w->notify_pending |= state;
+    if (!evtimer_pending(w->notify_ev, NULL))
+        worker_notify_flush(w);
+}
+
+/* Send WATCHDOG=1 (at half the interval the supervisor asked for). One the
+ * socket cannot take now is dropped: the next one says the same. */
 static void worker_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
@@ -195,7 +245,7 @@ static void worker_signal_cb(evutil_socket_t sig, short what, void *arg)
     if (engine_stopping(w->engine))
         return;
     log_info("%s received; stopping", strsignal((int)sig));
-    sdnotify_send("STOPPING=1");
+    worker_notify(w, WORKER_NOTIFY_STOPPING);
     /* Released while we still hold the instance: our exit pays its teardown,
      * not the service manager. */
     if (w->inotify_stored &&
@@ -267,6 +317,7 @@ static void worker_events(struct worker *w)
     event_add(w->sigterm_ev, NULL);
     event_add(w->sigint_ev, NULL);
     w->drain_ev = evtimer_new(w->base, worker_drain_cb, w);
+    w->notify_ev = evtimer_new(w->base, worker_notify_cb, w);
     uint64_t usec = sdnotify_watchdog_usec();
     if (usec) {
         w->watchdog_ev = event_new(w->base, -1, EV_PERSIST, worker_watchdog_cb, w);
@@ -288,15 +339,19 @@ static void worker_teardown(struct worker *w)
         event_free(w->sigint_ev);
     if (w->drain_ev)
         event_free(w->drain_ev);
+    if (w->notify_ev)
+        event_free(w->notify_ev);
     if (w->inotify_fd >= 0) /* the engine never took it */
         close(w->inotify_fd);
     activity_close(w->activity);
     store_free(w->store);
     if (w->base)
         event_base_free(w->base);
+    if (w->lock_fd >= 0) /* the last thing: the folders are free for the next worker */
+        close(w->lock_fd);
 }
 
-/* Log the startup event and say READY=1. */
+/* Log the startup event and say READY=1 (sent again until it is taken). */
 static void worker_announce(struct worker *w, int recovered)
 {
     const struct worker_options *o = w->o;
@@ -311,24 +366,34 @@ static void worker_announce(struct worker *w, int recovered)
     activity_log(w->activity, &ev,
                  json_pack("{s:s, s:i, s:i}", "mode", options_mode_name(o->mode), "port", w->port,
                            "recovered", recovered));
-    sdnotify_send("READY=1");
+    worker_notify(w, WORKER_NOTIFY_READY);
 }
 
 int worker_run(const struct worker_options *o)
 {
-    struct worker w = {.o = o, .port = -1, .inotify_fd = -1};
+    struct worker w = {.o = o, .port = -1, .inotify_fd = -1, .lock_fd = -1};
     int code = 1;
     char err[300];
     signal(SIGPIPE, SIG_IGN);
+    log_nonblocking(); /* a stopped supervisor stops reading our stderr */
     /* SPEC's 1024 connections need more than the usual soft limit. */
     if (util_nofile_raise() < 0)
         log_warn("cannot raise the open-files limit: %s", strerror(errno));
     worker_follow_parent();
+    /* Before anything touches the folders: a second worker's recovery would
+     * take the first one's running task for a crashed one. */
+    pid_t holder;
+    w.lock_fd = botlock_take(o->work_dir, o->bot_id, &holder, err, sizeof err);
+    if (w.lock_fd < 0) {
+        log_error("%s", err);
+        return WORKER_EXIT_CONFIG;
+    }
     int stored = -1;
     int fd = worker_listen(&w, &code, &stored);
     if (fd == -1) {
         if (stored >= 0)
             close(stored);
+        close(w.lock_fd);
         return code;
     }
     if (fd >= 0)
@@ -341,10 +406,12 @@ int worker_run(const struct worker_options *o)
         if (stored >= 0)
             close(stored);
         worker_close_more(&w);
+        close(w.lock_fd);
         return WORKER_EXIT_CONFIG;
     }
     worker_inotify(&w, stored);
     w.activity = activity_open(store_paths(w.store)->activity, o->bot_id);
+    activity_log_warnings(w.activity);
     w.base = event_base_new();
     if (fd >= 0 && !(w.api = worker_api(&w, fd))) {
         log_error("cannot serve HTTP on the listening socket");

@@ -376,7 +376,7 @@ class Worker:
 
     @property
     def activity_file(self):
-        return self.path(".deia", "bot-logs", self.bot + "-activity.jsonl")
+        return self.path(".deia", "bot-logs", "BOT-" + self.bot + "-activity.jsonl")
 
     @property
     def url(self):

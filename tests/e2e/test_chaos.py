@@ -2,8 +2,10 @@
 
 About 1,000 tasks through every door (proxied HTTP and WebSocket, direct HTTP,
 file drops renamed in and written in place slowly) while workers and adapter
-children are SIGKILLed every 200-500 ms and the supervisor is SIGKILLed and
-restarted once. Passes when the driver exits 0 with nothing lost, nothing
+children are SIGKILLed every 200-500 ms, workers are starved of file
+descriptors for moments, and the supervisor is SIGKILLed and restarted once;
+one bot's adapter splits UTF-8 characters across writes and leaves
+grandchildren behind (one in a session of its own). Passes when the driver exits 0 with nothing lost, nothing
 duplicated, every answer agreeing with GET /api/task/<id>, and nothing left
 running. The driver and everything it checks are described in scripts/chaos.
 
@@ -58,6 +60,8 @@ class ChaosShort(unittest.TestCase):
         self.assertEqual(res["mismatch"], 0, "GET /api/task/<id> disagrees" + where)
         self.assertEqual(res["stray"], 0, "responses nobody asked for" + where)
         self.assertEqual(res["torn"], 0, "task files read half-written" + where)
+        self.assertEqual(res["utf8_mangled"], 0, "UTF-8 split across writes mangled" + where)
+        self.assertGreater(res["utf8_checked"], 0, "no UTF-8 output checked" + where)
         self.assertEqual(res["sanitizer_reports"], 0, "sanitizer reports in the logs" + where)
         self.assertEqual(res["leftover_processes"], 0, "processes left behind" + where)
         self.assertEqual(res["findings"], [], "findings" + where)
@@ -68,6 +72,8 @@ class ChaosShort(unittest.TestCase):
         self.assertEqual(res["accepted"], res["responded"], where)
         self.assertGreaterEqual(res["worker_kills"], 10, where)
         self.assertEqual(res["supervisor_restarts"], 1, where)
+        if "--no-fd-bursts" not in os.environ.get("HIVE_CHAOS_ARGS", ""):
+            self.assertGreaterEqual(res["fd_bursts"], 1, where)
         for door, n in res["doors"].items():
             self.assertGreater(n, 0, "door %s unused%s" % (door, where))
 

@@ -50,7 +50,7 @@ class SupervisorHostile(HostileCases, unittest.TestCase):
 
     def received(self):
         """task_received events in the worker's activity log, by task id."""
-        path = os.path.join(self.T.work_dir, ".deia", "bot-logs", self.T.bot + "-activity.jsonl")
+        path = os.path.join(self.T.work_dir, ".deia", "bot-logs", "BOT-" + self.T.bot + "-activity.jsonl")
         out = []
         try:
             with open(path, encoding="utf-8") as f:
