@@ -33,8 +33,8 @@ struct answers {
     char *dir;   /* responses/.index/<BOT> */
     int fd;      /* DIR, or -1 until it exists */
     bool dirty;  /* entries written since the last answers_sync() */
-    bool broken; /* a rebuild failed: look-ups do not try again (a scan
-                    each), the next record does */
+    bool broken; /* the index could not be opened or rebuilt: look-ups do
+                    not try again (a scan each), the next record does */
 };
 
 /* True when ID may name an entry: a valid task id, not a dot name. */
@@ -286,14 +286,15 @@ static int answers_ensure(struct answers *a)
     if (a->fd >= 0)
         close(a->fd);
     a->fd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (a->fd < 0 && errno == ENOENT) {
-        int r = answers_rebuild(a);
-        a->broken = r < 0;
-        if (r < 0)
-            return r;
-        a->fd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r = a->fd < 0 ? -errno : 0;
+    if (r == -ENOENT) {
+        r = answers_rebuild(a);
+        a->fd = r == 0 ? open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        if (r == 0 && a->fd < 0)
+            r = -errno;
     }
-    return a->fd < 0 ? -errno : 0;
+    a->broken = r < 0;
+    return r;
 }
 
 struct answers *answers_open(const char *responses_dir, const char *bot_id)
