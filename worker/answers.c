@@ -22,7 +22,7 @@
 #include "common/util.h"
 
 /* How much of a response file is read first to find its header. */
-#define ANSWERS_HEAD_READ 16384
+#define ANSWERS_HEAD_READ 4096
 /* Marks a name in the index that is not an entry: ids never hold it. */
 #define ANSWERS_TEMP_MARK "~"
 
