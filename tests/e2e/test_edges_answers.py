@@ -193,7 +193,8 @@ class BoundedMemory(WorkerTestCase):
             f.write((b"0123456789abcdef" * 4096 + b"\n") * (MB8 // 65537 + 1))
         # ASan keeps freed memory in a quarantine (256 MiB by default): keep
         # it small so RSS shows what the worker holds.
-        env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:quarantine_size_mb=8"}
+        asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        env = {"ASAN_OPTIONS": asan + ":quarantine_size_mb=8"}
         w = self.new_worker("--adapter-type", "cli", "--", "head", "-c", str(MB8), big, env=env)
 
         def run(first, count):
