@@ -1,7 +1,9 @@
 /*
  * check_response: response file names (format, sanitising, caps, the -2/-3
  * suffixes against a real folder) and the rendered text, compared byte for
- * byte with the layout of SPEC §2.2. TZ is UTC so times are predictable.
+ * byte with the layout of SPEC §2.2; then the reader: real files' bytes,
+ * round trips, forged-looking output, every cut, malformed headers. TZ is
+ * UTC so times are predictable.
  */
 #include <check.h>
 #include <fcntl.h>
@@ -290,6 +292,279 @@ START_TEST(test_render_large_output)
 }
 END_TEST
 
+/* ----- reading response files back ----- */
+
+/* Assert that span S holds exactly the LEN bytes of EXPECTED. */
+static void check_span(struct response_span s, const char *expected, size_t len)
+{
+    ck_assert_ptr_nonnull(s.p);
+    ck_assert_uint_eq(s.len, len);
+    ck_assert_int_eq(memcmp(s.p, expected, len), 0);
+}
+
+/* Assert that span S is the NUL-terminated EXPECTED. */
+static void check_span_str(struct response_span s, const char *expected)
+{
+    check_span(s, expected, strlen(expected));
+}
+
+/* Render R and read it back into V (the text, which V points into, is
+ * returned; caller frees). */
+static char *check_round_trip(const struct response *r, struct response_view *v)
+{
+    size_t len;
+    char *text = response_render(r, &len);
+    ck_assert_int_eq(response_read_file(text, len, v), 0);
+    return text;
+}
+
+START_TEST(test_read_real_file)
+{
+    /* The bytes of a response file as hive writes it (test_render_failure). */
+    static const char file[] = "# RESPONSE: T-1 - Failed\n"
+                               "\n"
+                               "**From:** BOT-001\n"
+                               "**To:** user\n"
+                               "**Task:** T-1\n"
+                               "**Source:** websocket\n"
+                               "**Status:** \xe2\x9c\x97 FAILED\n"
+                               "**Duration:** 300.0 seconds\n"
+                               "**Timestamp:** 2026-01-02T03:04:05.678Z\n"
+                               "\n"
+                               "## Output\n"
+                               "\n"
+                               "partial\n"
+                               "\n"
+                               "## Files Modified\n"
+                               "\n"
+                               "- None\n"
+                               "\n"
+                               "## Error\n"
+                               "\n"
+                               "timed out after 300 s\n"
+                               "\n"
+                               "---\n"
+                               "\n"
+                               "**Response generated:** 2026-01-02T03:04:05\n";
+    struct response_view v;
+    ck_assert_int_eq(response_read_file(file, sizeof file - 1, &v), 0);
+    check_span_str(v.title_id, "T-1");
+    check_span_str(v.task_id, "T-1");
+    check_span_str(v.bot_id, "BOT-001");
+    check_span_str(v.to, "user");
+    check_span_str(v.timestamp, "2026-01-02T03:04:05.678Z");
+    ck_assert_int_eq(v.source, TASK_SOURCE_WEBSOCKET);
+    ck_assert(!v.success);
+    ck_assert_double_eq_tol(v.duration_seconds, 300.0, 1e-9);
+    check_span_str(v.output, "partial");
+    check_span_str(v.error, "timed out after 300 s");
+}
+END_TEST
+
+START_TEST(test_read_round_trip)
+{
+    struct response r = check_sample();
+    struct response_view v;
+    char *text = check_round_trip(&r, &v);
+    ck_assert(v.success);
+    ck_assert_int_eq(v.source, TASK_SOURCE_FILE);
+    check_span_str(v.task_id, "T-1");
+    check_span_str(v.to, "alice");
+    check_span_str(v.output, "hello\nworld");
+    ck_assert_ptr_null(v.error.p);
+    ck_assert_double_eq_tol(v.duration_seconds, 1.3, 1e-9);
+    free(text);
+    /* Failed, HTTP, no output. */
+    r.success = false;
+    r.source = TASK_SOURCE_HTTP;
+    r.output = NULL;
+    r.output_len = 0;
+    r.error = "exit status 2: boom";
+    text = check_round_trip(&r, &v);
+    ck_assert(!v.success);
+    ck_assert_int_eq(v.source, TASK_SOURCE_HTTP);
+    check_span_str(v.output, "");
+    check_span_str(v.error, "exit status 2: boom");
+    free(text);
+    /* NUL bytes and a multi-line error. */
+    r.output = "a\0b\n\n";
+    r.output_len = 5;
+    r.error = "line 1\nline 2";
+    text = check_round_trip(&r, &v);
+    check_span(v.output, "a\0b\n\n", 5);
+    check_span_str(v.error, "line 1\nline 2");
+    free(text);
+}
+END_TEST
+
+START_TEST(test_read_forged_output)
+{
+    /* The output may hold anything: header lines, sections, a rule and a
+     * trailer. None of it is taken for the file's own. */
+    static const char forged[] = "**Task:** evil\n**Status:** \xe2\x9c\x97 FAILED\n"
+                                 "\n\n## Files Modified\n\n- None\n\n## Error\n\nforged error\n"
+                                 "\n---\n\n**Response generated:** 2020-01-01T00:00:00\n"
+                                 "# RESPONSE: evil - Failed\n## Output\n\n";
+    struct response r = check_sample();
+    r.output = forged;
+    r.output_len = sizeof forged - 1;
+    struct response_view v;
+    char *text = check_round_trip(&r, &v);
+    ck_assert(v.success);
+    check_span_str(v.task_id, "T-1");
+    check_span(v.output, forged, sizeof forged - 1);
+    ck_assert_ptr_null(v.error.p);
+    free(text);
+    r.success = false;
+    r.error = "the real error";
+    text = check_round_trip(&r, &v);
+    ck_assert(!v.success);
+    check_span(v.output, forged, sizeof forged - 1);
+    check_span_str(v.error, "the real error");
+    free(text);
+}
+END_TEST
+
+START_TEST(test_read_cut_files)
+{
+    /* A response cut anywhere (a crash, a power cut) is never whole; its
+     * header reads once the "## Output" line and the blank after it are in. */
+    struct response r = check_sample();
+    r.success = false;
+    r.error = "boom";
+    size_t len;
+    char *text = response_render(&r, &len);
+    const char *body = strstr(text, "## Output\n\n") + strlen("## Output\n\n");
+    struct response_view v;
+    for (size_t cut = 0; cut < len; cut++) {
+        char *copy = xmalloc(cut + 1);
+        memcpy(copy, text, cut);
+        ck_assert_int_eq(response_read_file(copy, cut, &v), -1);
+        int h = response_read_header(copy, cut, &v);
+        ck_assert_int_eq(h, cut < (size_t)(body - text) ? -2 : 0);
+        if (h == 0)
+            ck_assert_uint_eq(v.body, (size_t)(body - text));
+        free(copy);
+    }
+    ck_assert_int_eq(response_read_file(text, len, &v), 0);
+    free(text);
+}
+END_TEST
+
+/* Assert that TEXT is not read as a response file (nor its header). */
+static void check_not_response(const char *text)
+{
+    struct response_view v;
+    ck_assert_int_eq(response_read_file(text, strlen(text), &v), -1);
+}
+
+START_TEST(test_read_refuses)
+{
+    static const char tail[] = "## Output\n\nx\n\n## Files Modified\n\n- None\n\n---\n\n"
+                               "**Response generated:** 2026-01-02T03:04:05\n";
+    static const char fields[] = "**From:** B\n**To:** u\n**Task:** T\n**Source:** http\n"
+                                 "**Status:** \xe2\x9c\x93 SUCCESS\n**Duration:** 1.0 seconds\n";
+    char *ok = xasprintf("# RESPONSE: T - Complete\n\n%s\n%s", fields, tail);
+    struct response_view v;
+    ck_assert_int_eq(response_read_file(ok, strlen(ok), &v), 0);
+    free(ok);
+    const char *bad[] = {
+        /* a header field twice: a forged line */
+        "# RESPONSE: T - Complete\n\n**From:** B\n**To:** u\n**Task:** T\n**Task:** X\n\n",
+        /* the status contradicts the title */
+        "# RESPONSE: T - Complete\n\n**From:** B\n**To:** u\n**Task:** T\n"
+        "**Status:** \xe2\x9c\x97 FAILED\n\n",
+        /* no title, an unknown outcome, no Task line, no blank after the title */
+        "RESPONSE: T - Complete\n\n**From:** B\n**To:** u\n**Task:** T\n\n",
+        "# RESPONSE: T - Done\n\n**From:** B\n**To:** u\n**Task:** T\n\n",
+        "# RESPONSE: T - Complete\n\n**From:** B\n**To:** u\n\n",
+        "# RESPONSE: T - Complete\n**From:** B\n**To:** u\n**Task:** T\n\n",
+        /* an unknown source, a duration that is not one */
+        "# RESPONSE: T - Complete\n\n**From:** B\n**To:** u\n**Task:** T\n**Source:** fax\n\n",
+        "# RESPONSE: T - Complete\n\n**From:** B\n**To:** u\n**Task:** T\n"
+        "**Duration:** soon\n\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *text = xasprintf("%s%s", bad[i], tail);
+        check_not_response(text);
+        free(text);
+    }
+    /* Sections out of shape: no Files Modified, an Error section on a
+     * success, no rule before the trailer, no trailer. */
+    const char *head = "# RESPONSE: T - Complete\n\n**From:** B\n**To:** u\n**Task:** T\n\n"
+                       "## Output\n\n";
+    const char *sections[] = {
+        "x\n\n---\n\n**Response generated:** t\n",
+        "x\n\n## Files Modified\n\n- None\n\n## Error\n\ne\n\n---\n\n**Response generated:** t\n",
+        "x\n\n## Files Modified\n\n- None\n\n**Response generated:** t\n",
+        "x\n\n## Files Modified\n\n- None\n\n---\n\n",
+        "",
+    };
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
+        char *text = xasprintf("%s%s", head, sections[i]);
+        check_not_response(text);
+        free(text);
+    }
+}
+END_TEST
+
+START_TEST(test_read_tolerates)
+{
+    /* An unknown header field (a later writer's) is skipped; an error with
+     * a trailing newline (an older writer's) is read with it. */
+    const char *text = "# RESPONSE: T - Failed\n\n**From:** B\n**To:** u\n**Task:** T\n"
+                       "**Model:** x\n\n## Output\n\nout\n\n## Files Modified\n\n- None\n\n"
+                       "## Error\n\nboom\n\n\n---\n\n**Response generated:** t\n";
+    struct response_view v;
+    ck_assert_int_eq(response_read_file(text, strlen(text), &v), 0);
+    ck_assert_int_eq(v.source, TASK_SOURCE_FILE);
+    ck_assert_double_eq_tol(v.duration_seconds, 0, 1e-9);
+    check_span_str(v.output, "out");
+    check_span_str(v.error, "boom\n");
+}
+END_TEST
+
+START_TEST(test_read_large_output)
+{
+    size_t n = 8 * 1024 * 1024;
+    char *big = xmalloc(n);
+    memset(big, 'z', n);
+    struct response r = check_sample();
+    r.output = big;
+    r.output_len = n;
+    struct response_view v;
+    char *text = check_round_trip(&r, &v);
+    check_span(v.output, big, n);
+    free(text);
+    free(big);
+}
+END_TEST
+
+START_TEST(test_name_outcome)
+{
+    unsigned long n = 0;
+    ck_assert_int_eq(response_name_outcome("2026-01-02-0304-B-u-RESPONSE-T-complete.md", &n), 1);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(response_name_outcome("2026-01-02-0304-B-u-RESPONSE-T-failed.md", &n), 0);
+    ck_assert_int_eq(response_name_outcome("2026-01-02-0304-B-u-RESPONSE-T-complete-2.md", &n), 1);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(response_name_outcome("2026-01-02-0304-B-u-RESPONSE-T-failed-1000.md", &n), 0);
+    ck_assert_uint_eq(n, 1000);
+    /* An id ending in digits is not a suffix. */
+    ck_assert_int_eq(response_name_outcome("2026-01-02-0304-B-u-RESPONSE-T-2-complete.md", &n), 1);
+    ck_assert_uint_eq(n, 1);
+    const char *bad[] = {"x-complete.md",
+                         "2026-01-02-0304-B-u-RESPONSE-T-complete.txt",
+                         "2026-01-02-0304-B-u-RESPONSE-T-complete-1.md",
+                         "2026-01-02-0304-B-u-RESPONSE-T-complete-02.md",
+                         "2026-01-02-0304-B-u-RESPONSE-T-done.md",
+                         ".md",
+                         ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_int_eq(response_name_outcome(bad[i], NULL), -1);
+}
+END_TEST
+
 /* All response tests in one suite. */
 static Suite *check_response_suite(void)
 {
@@ -307,6 +582,17 @@ static Suite *check_response_suite(void)
     tcase_add_test(tc, test_render_binary_output);
     tcase_add_test(tc, test_render_large_output);
     suite_add_tcase(s, tc);
+    TCase *rd = tcase_create("read");
+    tcase_set_timeout(rd, 120);
+    tcase_add_test(rd, test_read_real_file);
+    tcase_add_test(rd, test_read_round_trip);
+    tcase_add_test(rd, test_read_forged_output);
+    tcase_add_test(rd, test_read_cut_files);
+    tcase_add_test(rd, test_read_refuses);
+    tcase_add_test(rd, test_read_tolerates);
+    tcase_add_test(rd, test_read_large_output);
+    tcase_add_test(rd, test_name_outcome);
+    suite_add_tcase(s, rd);
     return s;
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "worker/answers.h"
 #include "worker/response.h"
 #include "worker/store.h"
 
@@ -53,6 +54,13 @@ static int check_count(const char *dir, const char *prefix)
             n++;
     closedir(d);
     return n;
+}
+
+/* The response file the index of STORE names for ID, or NULL; caller frees. */
+static char *check_found(struct store *store, const char *id)
+{
+    char name[256];
+    return answers_find(store_answers(store), id, name, sizeof name) < 0 ? NULL : xstrdup(name);
 }
 
 /* A realtime task as the engine makes one. */
@@ -141,11 +149,14 @@ START_TEST(test_finish_once)
     ck_assert_int_eq(store_finish(check_st, t2, base, text, len), 0);
     ck_assert_str_ne(t->response_file, t2->response_file);
     ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 2);
-    char *found = store_find_response(check_st, "BOT-1", "A-2");
-    ck_assert_ptr_nonnull(found);
+    char *found = check_found(check_st, "A-2");
+    ck_assert_str_eq(found, t2->response_file); /* the newest answer of A-2 */
     free(found);
-    ck_assert_ptr_null(store_find_response(check_st, "BOT-1", "nope"));
-    ck_assert_ptr_null(store_find_response(check_st, "BOT-2", "A-2"));
+    ck_assert_ptr_null(check_found(check_st, "nope"));
+    char err[256];
+    struct store *other = store_open(check_dir, "BOT-2", err, sizeof err);
+    ck_assert_ptr_null(check_found(other, "A-2")); /* each bot has its own index */
+    store_free(other);
     free(base);
     free(text);
     task_free(t);
@@ -179,7 +190,7 @@ START_TEST(test_crash_before_link)
     ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 1);
     ck_assert_int_eq(check_count(store_paths(check_st)->pending, ""), 0);
     ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 1);
-    char *found = store_find_response(check_st, "BOT-1", "B-1");
+    char *found = check_found(check_st, "B-1");
     ck_assert_ptr_nonnull(found);
     free(found);
     free(pending);
@@ -228,7 +239,7 @@ START_TEST(test_commit_batch)
     for (int i = 0; i < 3; i++) {
         ck_assert_int_eq(rc[i], 0);
         ck_assert_ptr_nonnull(t[i]->response_file);
-        char *found = store_find_response(check_st, "BOT-1", t[i]->id);
+        char *found = check_found(check_st, t[i]->id);
         ck_assert_str_eq(found, t[i]->response_file);
         free(found);
         free(bases[i]);
@@ -293,7 +304,7 @@ START_TEST(test_crash_during_commit)
     ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 2);
     ck_assert_int_eq(check_count(store_paths(check_st)->realtime, "K-2"), 1);
     for (int i = 0; i < 3; i++) {
-        char *found = store_find_response(check_st, "BOT-1", t[i]->id);
+        char *found = check_found(check_st, t[i]->id);
         if (i == 1)
             ck_assert_ptr_null(found);
         else

@@ -15,6 +15,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "worker/answers.h"
 #include "worker/taskfile.h"
 
 /* A reply to a WebSocket client held back behind an ack that is not sent
@@ -224,54 +225,49 @@ static const struct util_buf *api_status_render(struct api *api, const char *typ
     return b;
 }
 
-/* Extract the "## Output" section of a response file. */
-static char *api_response_output(const char *text)
+/* SPAN as a JSON string; bytes that are not UTF-8 (a file an older writer
+ * left) become U+FFFD, as the writer does now, so the answer never loses it. */
+static json_t *api_span_json(struct response_span span)
 {
-    const char *p = strstr(text, "\n## Output\n\n");
-    if (!p)
-        return xstrdup("");
-    p += strlen("\n## Output\n\n");
-    const char *end = strstr(p, "\n\n## Files Modified");
-    return end ? xstrndup(p, (size_t)(end - p)) : xstrdup(p);
+    if (!span.p)
+        return json_null();
+    if (util_utf8_check(span.p, span.len) == span.len)
+        return json_stringn_nocheck(span.p, span.len);
+    struct util_buf b = {0};
+    const unsigned char *p = (const unsigned char *)span.p, *end = p + span.len;
+    while (p < end) {
+        size_t n = util_utf8_sequence(p, (size_t)(end - p));
+        util_buf_add(&b, n ? (const char *)p : "\xef\xbf\xbd", n ? n : 3);
+        p += n ? n : 1;
+    }
+    json_t *o = json_stringn_nocheck(b.data ? b.data : "", b.len);
+    free(b.data);
+    return o;
 }
 
-/* GET /api/task/<id> for a task the engine no longer remembers. */
+/* GET /api/task/<id> of a finished task: its newest response file, read
+ * back; NULL when the id was never answered here. */
 static json_t *api_task_from_disk(struct api *api, const char *id)
 {
-    char *name = store_find_response(api->store, api->cfg.bot_id, id);
-    if (!name)
+    struct answers_entry a;
+    if (answers_load(store_answers(api->store), id, &a) < 0)
         return NULL;
-    char *path = xasprintf("%s/%s", store_paths(api->store)->responses, name);
-    char *text = util_read_file(path, 64u << 20, NULL);
-    free(path);
-    bool ok = strstr(name, "-complete") != NULL;
-    char *output = text ? api_response_output(text) : xstrdup("");
-    const char *src = text ? strstr(text, "**Source:** ") : NULL;
-    char source[16] = "file";
-    if (src)
-        sscanf(src + strlen("**Source:** "), "%15[a-z]", source);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:{s:b, s:s, s:n, s:n, s:s}}", "task_id", id, "state",
-                          ok ? "done" : "failed", "source", source, "result", "success", ok,
-                          "output", output, "error", "duration_seconds", "response_file", name);
-    free(output);
-    free(text);
-    free(name);
+    const struct response_view *v = &a.view;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:{s:b, s:o, s:o, s:f, s:s}}", "task_id", id, "state",
+                          task_state_name(v->success ? TASK_DONE : TASK_FAILED), "source",
+                          task_source_name(v->source), "result", "success", v->success, "output",
+                          api_span_json(v->output), "error", api_span_json(v->error),
+                          "duration_seconds", v->duration_seconds, "response_file", a.name);
+    answers_entry_clear(&a);
     return o;
 }
 
-/* The JSON of a known task. */
+/* The JSON of a task the engine holds: queued or running (a finished one
+ * is read back from its response file). */
 static json_t *api_task_json(const struct task *t)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s}", "task_id", t->id, "state", task_state_name(t->state),
-                          "source", task_source_name(t->source));
-    if (t->state == TASK_DONE || t->state == TASK_FAILED)
-        json_object_set_new(o, "result",
-                            json_pack("{s:b, s:s%, s:o, s:f, s:o}", "success", t->success, "output",
-                                      t->output ? t->output : "", t->output_len, "error",
-                                      api_str(t->error), "duration_seconds",
-                                      api_ms(t->duration_seconds), "response_file",
-                                      api_str(t->response_file)));
-    return o;
+    return json_pack("{s:s, s:s, s:s}", "task_id", t->id, "state", task_state_name(t->state),
+                     "source", task_source_name(t->source));
 }
 
 /* GET /api/task/<id>. */
@@ -356,14 +352,27 @@ static void api_http_accepted(struct task *t, size_t position, void *arg)
                       NULL);
 }
 
-/* Answer a refused submission (HTTP). */
-static void api_http_refused(struct http_conn *conn, enum engine_submit_status st, const char *id)
+/* The body of the 409 of a submission whose id this bot has queued,
+ * running or answered (ids are idempotency keys): {"detail","task_id",
+ * "state"}. */
+static json_t *api_duplicate_json(struct api *api, const char *id)
 {
+    const char *state = engine_task_state(api->engine, id);
+    if (!state) /* cannot be: engine_submit just found it */
+        state = "queued";
+    bool answered = strcmp(state, "done") == 0 || strcmp(state, "failed") == 0;
     char detail[160];
+    snprintf(detail, sizeof detail, "task %s is already %s", id, answered ? "answered" : state);
+    return json_pack("{s:s, s:s, s:s}", "detail", detail, "task_id", id, "state", state);
+}
+
+/* Answer a refused submission (HTTP). */
+static void api_http_refused(struct api *api, struct http_conn *conn, enum engine_submit_status st,
+                             const char *id)
+{
     switch (st) {
     case ENGINE_DUPLICATE:
-        snprintf(detail, sizeof detail, "task %s is already queued or running", id);
-        http_respond_error(conn, 409, detail, NULL);
+        http_respond_json(conn, 409, api_duplicate_json(api, id), NULL);
         break;
     case ENGINE_FULL:
         http_respond_error(conn, 429, "Task queue full - too many pending tasks",
@@ -395,7 +404,7 @@ static void api_post_task(struct api *api, struct http_conn *conn, struct http_r
     }
     enum engine_submit_status st = engine_submit(api->engine, t, api_http_accepted, conn);
     if (st != ENGINE_ACCEPTED) {
-        api_http_refused(conn, st, t->id);
+        api_http_refused(api, conn, st, t->id);
         task_free(t);
     }
 }
@@ -543,6 +552,18 @@ static void api_ws_error(struct api *api, uint64_t id, const char *text, int sta
     api_ws_send(api, id, m);
 }
 
+/* The error message of a task whose id this bot knows: the 409's fields
+ * (api_duplicate_json) with "message" and "status_code". */
+static void api_ws_duplicate(struct api *api, uint64_t id, const char *task_id)
+{
+    json_t *m = api_duplicate_json(api, task_id);
+    json_object_set_new(m, "type", json_string("error"));
+    json_object_set(m, "message", json_object_get(m, "detail"));
+    json_object_del(m, "detail");
+    json_object_set_new(m, "status_code", json_integer(409));
+    api_ws_send(api, id, m);
+}
+
 /* The engine made a WebSocket task durable: ack it, in its place. */
 static void api_ws_accepted(struct task *t, size_t position, void *arg)
 {
@@ -573,16 +594,13 @@ static void api_ws_task(struct api *api, struct api_ws *s, json_t *msg)
     if (st == ENGINE_ACCEPTED)
         return;
     api_ws_fill(probe, NULL, 0);
-    char text[160];
     if (st == ENGINE_DUPLICATE)
-        snprintf(text, sizeof text, "task %s is already queued or running", t->id);
-    api_ws_error(api, s->id,
-                 st == ENGINE_FULL        ? "Task queue full - too many pending tasks"
-                 : st == ENGINE_DUPLICATE ? text
-                                          : "bot is stopping",
-                 st == ENGINE_FULL        ? 429
-                 : st == ENGINE_DUPLICATE ? 409
-                                          : 503);
+        api_ws_duplicate(api, s->id, t->id);
+    else
+        api_ws_error(api, s->id,
+                     st == ENGINE_FULL ? "Task queue full - too many pending tasks"
+                                       : "bot is stopping",
+                     st == ENGINE_FULL ? 429 : 503);
     task_free(t);
 }
 

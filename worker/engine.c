@@ -2,8 +2,10 @@
  * engine: owns the bot's queues, the running task and the bookkeeping that
  * /status and GET /api/task/<id> read. A task flows one way: submit →
  * (batched durable write) → realtime queue → claim → adapter → response
- * written → (batched durable commit: link, archive) → recent list. File
- * tasks join at the claim.
+ * written → (batched durable commit: link, index, archive) → reported and
+ * freed. File tasks join at the claim. A finished task is not kept in
+ * memory: the index of answers (answers.h) knows its id, and its output is
+ * read back from its response file.
  *
  * Tasks run one at a time, but their answers are group-committed: a finished
  * task's response is written (not yet synced) and the next task starts at
@@ -22,11 +24,11 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "worker/answers.h"
 #include "worker/filequeue.h"
 #include "worker/queue.h"
 #include "worker/response.h"
 
-#define ENGINE_RECENT_MAX 1024
 #define ENGINE_RETRY_MS 1000
 #define ENGINE_ANSWER_MS 5   /* longest a written answer waits for company */
 #define ENGINE_ANSWER_MAX 64 /* answers per commit */
@@ -53,7 +55,6 @@ struct engine {
     struct engine_events ev;
     struct filequeue *files;
     struct queue *realtime; /* queued realtime tasks, in run order */
-    struct queue *recent;   /* finished tasks, oldest first */
     struct engine_pending *pending;
     size_t n_pending, cap_pending;
     struct task *current;
@@ -65,7 +66,6 @@ struct engine {
     bool paused; /* the PAUSE file exists: read before each task start, kept
                     fresh for /status by inotify on the controls folder */
     unsigned long processed, failed;
-    uint64_t recent_seq;
     struct event *commit_ev;   /* group commit of pending submissions */
     struct event *kick_ev;     /* deferred look for work */
     struct event *cooldown_ev; /* end of the pause after a task */
@@ -97,18 +97,14 @@ void engine_kick(struct engine *e)
         evtimer_add(e->kick_ev, &zero);
 }
 
-/* Is TASK_ID accepting, queued or running? */
-static bool engine_busy_id(const struct engine *e, const char *id)
+const char *engine_task_state(struct engine *e, const char *id)
 {
-    if (queue_find(e->realtime, id) || (e->current && strcmp(e->current->id, id) == 0))
-        return true;
-    for (size_t i = 0; i < e->n_pending; i++)
-        if (strcmp(e->pending[i].task->id, id) == 0)
-            return true;
-    for (size_t i = 0; i < e->n_answers; i++)
-        if (strcmp(e->answers[i].task->id, id) == 0)
-            return true;
-    return false;
+    const struct task *t = engine_find(e, id);
+    if (t)
+        return task_state_name(t->state);
+    char name[256];
+    int answered = answers_find(store_answers(e->store), id, name, sizeof name);
+    return answered < 0 ? NULL : task_state_name(answered ? TASK_DONE : TASK_FAILED);
 }
 
 enum engine_submit_status engine_submit(struct engine *e, struct task *t, engine_accept_cb cb,
@@ -117,7 +113,9 @@ enum engine_submit_status engine_submit(struct engine *e, struct task *t, engine
     static const struct timeval zero = {0, 0};
     if (e->stopping)
         return ENGINE_STOPPING;
-    if (engine_busy_id(e, t->id))
+    /* An id is an idempotency key: queued (from any source), running or
+     * answered, before a restart too, it is not accepted again. */
+    if (engine_task_state(e, t->id))
         return ENGINE_DUPLICATE;
     if (queue_len(e->realtime) + e->n_pending >= e->cfg.queue_max)
         return ENGINE_FULL;
@@ -165,15 +163,6 @@ static void engine_commit_cb(evutil_socket_t fd, short what, void *arg)
     free(tasks);
     free(ok);
     engine_kick(e);
-}
-
-/* Remember a finished task for GET /api/task/<id>, forgetting the oldest. */
-static void engine_remember(struct engine *e, struct task *t)
-{
-    task_free(queue_remove(e->recent, t->id));
-    queue_push(e->recent, t->id, 0, (int64_t)e->recent_seq++, t);
-    while (queue_len(e->recent) > ENGINE_RECENT_MAX)
-        task_free(queue_pop(e->recent));
 }
 
 /* Render T's response and write it, not yet durable: the open descriptor
@@ -277,7 +266,8 @@ static bool engine_write_response(struct engine *e)
     return true;
 }
 
-/* An answer is durable, linked and archived: account, report, remember. */
+/* An answer is durable, linked, indexed and archived: account, report and
+ * forget it (GET reads it back from its response file). */
 static void engine_complete(struct engine *e, struct task *t)
 {
     t->state = t->success ? TASK_DONE : TASK_FAILED;
@@ -290,7 +280,7 @@ static void engine_complete(struct engine *e, struct task *t)
              t->duration_seconds, t->response_file);
     if (e->ev.task_finished)
         e->ev.task_finished(t, e->ev.arg);
-    engine_remember(e, t);
+    task_free(t);
 }
 
 /* After a commit: report the answers that made it (RC, in order, covers
@@ -590,7 +580,6 @@ struct engine *engine_new(struct event_base *base, const struct engine_config *c
     e->activity = activity;
     e->ev = *events;
     e->realtime = queue_new();
-    e->recent = queue_new();
     e->commit_ev = evtimer_new(base, engine_commit_cb, e);
     e->kick_ev = evtimer_new(base, engine_kick_cb, e);
     e->cooldown_ev = evtimer_new(base, engine_cooldown_cb, e);
@@ -647,7 +636,6 @@ void engine_free(struct engine *e)
     }
     free(e->answers);
     queue_free(e->realtime, engine_free_task);
-    queue_free(e->recent, engine_free_task);
     filequeue_free(e->files);
     event_free(e->commit_ev);
     event_free(e->kick_ev);
@@ -671,8 +659,6 @@ const struct task *engine_find(const struct engine *e, const char *id)
             t = e->answers[i].task;
     if (!t && e->files)
         t = filequeue_find(e->files, id);
-    if (!t)
-        t = queue_find(e->recent, id);
     return t;
 }
 

@@ -2,7 +2,8 @@
  * engine: the task engine of one bot. Tasks enter (realtime ones after they
  * are durable), wait in order (realtime by priority and arrival, then file
  * tasks), run one at a time through the adapter, are answered with exactly
- * one response file, archived, and remembered a while for GET /api/task/<id>.
+ * one response file, indexed by id and archived; GET /api/task/<id> of a
+ * finished task reads its response file back (answers.h).
  * The engine never talks to clients: it reports through engine_events.
  */
 #ifndef HIVE_ENGINE_H
@@ -65,9 +66,12 @@ int engine_start(struct engine *engine, int inotify_fd);
  * ENGINE_ACCEPTED). CB runs once it is durable and queued. */
 enum engine_submit_status engine_submit(struct engine *engine, struct task *task,
                                         engine_accept_cb cb, void *arg);
-/* A task known to the engine (accepting, queued, running or recently
- * finished), or NULL. */
+/* A task the engine holds (accepting, queued, running, or finished but not
+ * yet durably answered), or NULL. */
 const struct task *engine_find(const struct engine *engine, const char *task_id);
+/* What TASK_ID is to this bot: "queued", "running", "done", "failed" (an
+ * answered id, before a restart too), or NULL when it is unknown. */
+const char *engine_task_state(struct engine *engine, const char *task_id);
 /* What /status shows; no system call when inotify watches the controls. */
 void engine_status(struct engine *engine, struct engine_status *st);
 /* Pause or resume through the PAUSE file. 0 or -errno. */

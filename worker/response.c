@@ -5,6 +5,8 @@
  * -2, -3 ... suffix that keeps an existing response from being overwritten;
  * response_render() produces the DEIA layout byte for byte. The caller creates
  * the file (with O_EXCL, since the name may be taken between pick and create).
+ * response_read_file() reads a response back (GET /api/task/<id> of a
+ * finished task, recovery), so the module that writes the format parses it.
  */
 #include "worker/response.h"
 
@@ -157,4 +159,249 @@ char *response_render(const struct response *r, size_t *len_out)
     if (len_out)
         *len_out = b.len;
     return b.data;
+}
+
+/* ----- reading a response file back ----- */
+
+/* What ends the "## Files Modified" section, and what opens "## Error". */
+#define RESPONSE_FILES_TAIL "\n\n## Files Modified\n\n- None"
+#define RESPONSE_ERROR_HEAD "\n\n## Error\n\n"
+/* What follows the last section: the rule, then the trailer line. */
+#define RESPONSE_RULE "\n\n---\n\n"
+#define RESPONSE_TRAILER "**Response generated:** "
+
+/* True when the span S is exactly the string LIT. */
+static bool response_span_is(struct response_span s, const char *lit)
+{
+    return s.len == strlen(lit) && memcmp(s.p, lit, s.len) == 0;
+}
+
+/* The next line of [*AT, END) without its LF, moving *AT past it; false when
+ * no whole line is left. */
+static bool response_next_line(const char **at, const char *end, struct response_span *line)
+{
+    const char *nl = memchr(*at, '\n', (size_t)(end - *at));
+    if (!nl)
+        return false;
+    *line = (struct response_span){*at, (size_t)(nl - *at)};
+    *at = nl + 1;
+    return true;
+}
+
+/* The title "# RESPONSE: <id> - Complete|Failed": the id into V. */
+static int response_read_title(struct response_span line, struct response_view *v)
+{
+    static const char head[] = "# RESPONSE: ", ok[] = " - Complete", bad[] = " - Failed";
+    size_t h = sizeof head - 1;
+    if (line.len < h || memcmp(line.p, head, h) != 0)
+        return -1;
+    struct response_span rest = {line.p + h, line.len - h};
+    size_t tail = 0;
+    if (rest.len >= sizeof ok - 1 &&
+        memcmp(rest.p + rest.len - (sizeof ok - 1), ok, sizeof ok - 1) == 0) {
+        tail = sizeof ok - 1;
+        v->success = true;
+    } else if (rest.len >= sizeof bad - 1 &&
+               memcmp(rest.p + rest.len - (sizeof bad - 1), bad, sizeof bad - 1) == 0) {
+        tail = sizeof bad - 1;
+        v->success = false;
+    } else {
+        return -1;
+    }
+    v->title_id = (struct response_span){rest.p, rest.len - tail};
+    return 0;
+}
+
+/* The value of the header field "**NAME:** value" in LINE, or a NULL span. */
+static struct response_span response_field(struct response_span line, const char *name)
+{
+    size_t n = strlen(name);
+    if (line.len < n + 6 || memcmp(line.p, "**", 2) != 0 || memcmp(line.p + 2, name, n) != 0 ||
+        memcmp(line.p + 2 + n, ":** ", 4) != 0)
+        return (struct response_span){NULL, 0};
+    return (struct response_span){line.p + n + 6, line.len - n - 6};
+}
+
+/* "12.5 seconds" to 12.5; -1 when it is not a duration. */
+static double response_duration(struct response_span s)
+{
+    char buf[32], *end;
+    if (s.len == 0 || s.len >= sizeof buf)
+        return -1;
+    memcpy(buf, s.p, s.len);
+    buf[s.len] = '\0';
+    double d = strtod(buf, &end);
+    return end != buf && strcmp(end, " seconds") == 0 && d >= 0 ? d : -1;
+}
+
+/* Take the value of LINE if it is one of the header fields: 0 taken, 1 not a
+ * known field (left alone: a later writer may add some), -1 a field seen
+ * twice or with a bad value (a forged header). */
+static int response_read_field(struct response_span line, struct response_view *v)
+{
+    struct response_span *spans[] = {&v->bot_id, &v->to, &v->task_id, &v->timestamp};
+    static const char *const names[] = {"From", "To", "Task", "Timestamp"};
+    for (size_t i = 0; i < 4; i++) {
+        struct response_span f = response_field(line, names[i]);
+        if (!f.p)
+            continue;
+        if (spans[i]->p)
+            return -1;
+        *spans[i] = f;
+        return 0;
+    }
+    static const char *const sources[] = {"file", "http", "websocket"};
+    static const enum task_source ids[] = {TASK_SOURCE_FILE, TASK_SOURCE_HTTP,
+                                           TASK_SOURCE_WEBSOCKET};
+    struct response_span f = response_field(line, "Source");
+    for (size_t i = 0; f.p && i < 3; i++)
+        if (response_span_is(f, sources[i])) {
+            v->source = ids[i];
+            return 0;
+        }
+    if (f.p)
+        return -1;
+    f = response_field(line, "Status");
+    if (f.p)
+        return response_span_is(f, v->success ? "\u2713 SUCCESS" : "\u2717 FAILED") ? 0 : -1;
+    f = response_field(line, "Duration");
+    if (f.p)
+        return (v->duration_seconds = response_duration(f)) < 0 ? -1 : 0;
+    return 1;
+}
+
+int response_read_header(const char *text, size_t len, struct response_view *v)
+{
+    memset(v, 0, sizeof *v);
+    const char *at = text, *end = text + len;
+    struct response_span line;
+    if (!response_next_line(&at, end, &line))
+        return -2;
+    if (response_read_title(line, v) < 0)
+        return -1;
+    if (!response_next_line(&at, end, &line))
+        return -2;
+    if (line.len != 0)
+        return -1;
+    /* Field lines up to the blank line; every value is one line (the
+     * writer replaces line breaks), so a field twice is a forgery. */
+    for (;;) {
+        if (!response_next_line(&at, end, &line))
+            return -2;
+        if (line.len == 0)
+            break;
+        if (response_read_field(line, v) < 0)
+            return -1;
+    }
+    if (!response_next_line(&at, end, &line))
+        return -2;
+    if (!response_span_is(line, "## Output"))
+        return -1;
+    if (!response_next_line(&at, end, &line))
+        return -2;
+    if (line.len != 0 || !v->task_id.p || !v->bot_id.p || !v->to.p)
+        return -1;
+    v->body = (size_t)(at - text);
+    return 0;
+}
+
+/* The last occurrence of NEEDLE in [P, P + LEN), or NULL. */
+static const char *response_find_last(const char *p, size_t len, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = len; i >= n; i--) {
+        const char *at = memrchr(p, needle[0], i - n + 1);
+        if (!at)
+            return NULL;
+        if (memcmp(at, needle, n) == 0)
+            return at;
+        i = (size_t)(at - p) + n;
+    }
+    return NULL;
+}
+
+/* True when the span S ends with LIT. */
+static bool response_span_ends(struct response_span s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.len >= n && memcmp(s.p + s.len - n, lit, n) == 0;
+}
+
+/* Where the sections end: the offset of the rule before the trailer line,
+ * or 0 when TEXT does not end with the rule and the trailer (a cut file). */
+static size_t response_sections_end(const char *text, size_t len, size_t body)
+{
+    if (len == 0 || text[len - 1] != '\n')
+        return 0;
+    const char *nl = len > 1 ? memrchr(text, '\n', len - 1) : NULL;
+    size_t last = nl ? (size_t)(nl - text) + 1 : 0;
+    size_t rule = strlen(RESPONSE_RULE);
+    if (len - last < strlen(RESPONSE_TRAILER) ||
+        memcmp(text + last, RESPONSE_TRAILER, strlen(RESPONSE_TRAILER)) != 0 ||
+        last < body + rule || memcmp(text + last - rule, RESPONSE_RULE, rule) != 0)
+        return 0;
+    return last - rule;
+}
+
+int response_read_file(const char *text, size_t len, struct response_view *v)
+{
+    if (response_read_header(text, len, v) != 0)
+        return -1;
+    size_t end = response_sections_end(text, len, v->body);
+    if (end == 0)
+        return -1;
+    /* Between the output and the rule: "## Files Modified", then for a
+     * failed task "## Error". Both are found from the end: the output comes
+     * first and may contain anything, a forged "## Error" included. (An
+     * error text holding a whole forged "Files Modified" heading and error
+     * heading is the one split this cannot tell apart: the format has no
+     * lengths.) */
+    struct response_span sections = {text + v->body, end - v->body};
+    const char *cut = NULL;
+    if (!v->success) {
+        static const char both[] = RESPONSE_FILES_TAIL RESPONSE_ERROR_HEAD;
+        cut = response_find_last(sections.p, sections.len, both);
+        if (cut) {
+            const char *err = cut + sizeof both - 1;
+            v->error = (struct response_span){err, (size_t)(sections.p + sections.len - err)};
+        }
+    }
+    if (!cut && response_span_ends(sections, RESPONSE_FILES_TAIL))
+        cut = sections.p + sections.len - strlen(RESPONSE_FILES_TAIL);
+    if (!cut)
+        return -1;
+    v->output = (struct response_span){sections.p, (size_t)(cut - sections.p)};
+    return 0;
+}
+
+int response_name_outcome(const char *name, unsigned long *n)
+{
+    static const char *const kinds[] = {"-failed", "-complete"};
+    size_t len = strlen(name);
+    if (len < 3 || strcmp(name + len - 3, ".md") != 0)
+        return -1;
+    len -= 3;
+    /* An optional "-N" (N >= 2, no leading zero) before ".md". */
+    size_t digits = 0;
+    while (digits < len && digits < 10 && name[len - 1 - digits] >= '0' &&
+           name[len - 1 - digits] <= '9')
+        digits++;
+    unsigned long num = 1;
+    if (digits > 0 && digits < len && name[len - 1 - digits] == '-' && name[len - digits] != '0') {
+        num = strtoul(name + len - digits, NULL, 10);
+        if (num >= 2)
+            len -= digits + 1;
+        else
+            num = 1;
+    }
+    for (int k = 0; k < 2; k++) {
+        size_t kl = strlen(kinds[k]);
+        if (len > kl && memcmp(name + len - kl, kinds[k], kl) == 0 &&
+            memmem(name, len - kl, "-RESPONSE-", 10)) {
+            if (n)
+                *n = num;
+            return k;
+        }
+    }
+    return -1;
 }

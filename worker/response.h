@@ -38,4 +38,43 @@ char *response_pick_name(const char *dir, const char *base);
 /* The file's text per SPEC §2.2; *LEN_OUT gets its length. Caller frees. */
 char *response_render(const struct response *r, size_t *len_out);
 
+/* ----- reading a response file back (the reader's side of response_render) ----- */
+
+/* LEN bytes at P inside the text that was read; P is NULL for "absent". */
+struct response_span {
+    const char *p;
+    size_t len;
+};
+
+/* A response file as read back: spans into its text (not NUL-terminated;
+ * the output may hold NUL bytes). */
+struct response_view {
+    struct response_span title_id; /* the id of the "# RESPONSE:" line */
+    struct response_span bot_id;   /* **From:** */
+    struct response_span to;       /* **To:** */
+    struct response_span task_id;  /* **Task:** */
+    struct response_span timestamp;
+    enum task_source source;
+    bool success;
+    double duration_seconds;
+    size_t body;                 /* offset of the output's first byte */
+    struct response_span output; /* the "## Output" section (read_file only) */
+    struct response_span error;  /* the "## Error" section; p NULL when none */
+};
+
+/* Read the header of a response file, from the title to the "## Output"
+ * line: TEXT may be only the file's first LEN bytes. Fills V but its output
+ * and error. 0; -1 when it is not the header of a response of ours; -2 when
+ * TEXT ends before the header does (read more). */
+int response_read_header(const char *text, size_t len, struct response_view *v);
+/* Read a whole response file (TEXT, LEN bytes): the header from the top, the
+ * sections from the bottom, so that no output can pass for a header line, a
+ * section or the trailer. 0, or -1 when it is not a whole response file (cut
+ * short, or not one of ours). */
+int response_read_file(const char *text, size_t len, struct response_view *v);
+/* What a response file's NAME says: 1 for "...-complete[-N].md", 0 for
+ * "...-failed[-N].md", -1 when it is no response name; *N (may be NULL) gets
+ * the suffix number (1 without one). */
+int response_name_outcome(const char *name, unsigned long *n);
+
 #endif

@@ -17,6 +17,7 @@
 
 #include "common/json.h"
 #include "common/util.h"
+#include "worker/answers.h"
 #include "worker/response.h"
 #include "worker/taskfile.h"
 
@@ -33,6 +34,7 @@ struct store {
     struct store_paths paths;
     char *bot_id;
     enum store_publish publish; /* the first that works here, found once */
+    struct answers *answers;    /* the index of answered ids */
 };
 
 /* Build the path table for BOT_ID under WORK_DIR. */
@@ -67,6 +69,7 @@ struct store *store_open(const char *work_dir, const char *bot_id, char *err, si
     /* Made again on the first answer if it cannot be now (a read-only
      * responses folder must not stop the bot from taking tasks). */
     util_mkdirs(s->paths.pending);
+    s->answers = answers_open(s->paths.responses, bot_id);
     return s;
 }
 
@@ -78,6 +81,7 @@ void store_free(struct store *s)
     for (size_t i = 0; i < sizeof s->paths / sizeof(char *); i++)
         free(p[i]);
     free(s->bot_id);
+    answers_free(s->answers);
     free(s);
 }
 
@@ -89,6 +93,11 @@ void store_use_named_temp_files(struct store *s)
 const struct store_paths *store_paths(const struct store *s)
 {
     return &s->paths;
+}
+
+struct answers *store_answers(const struct store *s)
+{
+    return s->answers;
 }
 
 /* Write LEN bytes to FD entirely. */
@@ -416,6 +425,22 @@ static void store_discard_response(struct store *s, const struct task *t)
     free(pending);
 }
 
+/* Index T's answer, linked as *NAME, while its pending file is still there
+ * (recovery indexes it again after a crash). When that fails the final name
+ * goes too, so the commit fails and the answer is written again. */
+static int store_index_response(struct store *s, const struct task *t, char **name)
+{
+    int r = answers_record(s->answers, t->id, *name);
+    if (r < 0) {
+        char *path = xasprintf("%s/%s", s->paths.responses, *name);
+        unlink(path);
+        free(path);
+        free(*name);
+        *name = NULL;
+    }
+    return r;
+}
+
 /* T's response is durable under its temp name: give it its pending name,
  * then its final name, then archive T. 0, or -errno with nothing of the
  * response left. */
@@ -427,6 +452,8 @@ static int store_publish_response(struct store *s, struct task *t, const char *b
     int r = rename(tmp, pending) < 0 ? -errno : 0;
     if (r == 0)
         r = store_link_response(s, pending, base, &name);
+    if (r == 0)
+        r = store_index_response(s, t, &name);
     if (r < 0) {
         unlink(tmp);
         unlink(pending);
@@ -459,6 +486,7 @@ void store_commit_responses(struct store *s, struct task *const *tasks, char *co
         else
             store_discard_response(s, tasks[i]);
     }
+    answers_sync(s->answers);
 }
 
 int store_finish(struct store *s, struct task *t, const char *base, const char *text, size_t len)
@@ -537,7 +565,8 @@ static bool store_settle_pending(struct store *s, const char *file_name)
     bool found = stat(pending, &st) == 0;
     if (found && st.st_nlink < 2)
         found = store_link_orphan(s, pending);
-    unlink(pending);
+    if (!found || answers_recover(s->answers, pending) == 0)
+        unlink(pending); /* else kept: indexed at the next start */
     free(tmp);
     free(pending);
     return found;
@@ -639,42 +668,4 @@ int store_recover(struct store *s, const char *bot_id, store_requeue_cb cb, void
     }
     closedir(d);
     return count;
-}
-
-/* True when NAME is a response of BOT for the sanitised task id SID. */
-static bool store_response_matches(const char *name, const char *bot, const char *sid)
-{
-    char pat[200];
-    if (strlen(name) < 17 || strncmp(name + 16, bot, strlen(bot)) != 0 ||
-        name[16 + strlen(bot)] != '-')
-        return false;
-    const char *kinds[] = {"complete", "failed"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(pat, sizeof pat, "-RESPONSE-%s-%s", sid, kinds[i]);
-        const char *p = strstr(name, pat);
-        if (p && (strcmp(p + strlen(pat), ".md") == 0 || p[strlen(pat)] == '-'))
-            return true;
-    }
-    return false;
-}
-
-char *store_find_response(struct store *s, const char *bot_id, const char *task_id)
-{
-    char sid[80];
-    util_sanitize(task_id, sid, sizeof sid);
-    DIR *d = opendir(s->paths.responses);
-    if (!d)
-        return NULL;
-    char *best = NULL;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.' || !store_response_matches(e->d_name, bot_id, sid))
-            continue;
-        if (!best || strcmp(e->d_name, best) > 0) {
-            free(best);
-            best = xstrdup(e->d_name);
-        }
-    }
-    closedir(d);
-    return best;
 }

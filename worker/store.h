@@ -23,6 +23,7 @@
 #include "worker/task.h"
 
 struct store;
+struct answers;
 
 struct store_paths {
     char *queue;     /* .deia/hive/tasks/<BOT> */
@@ -83,8 +84,8 @@ typedef void (*store_requeue_cb)(struct task *task, void *arg);
  * handed over. */
 int store_recover(struct store *store, const char *bot_id, store_requeue_cb cb, void *arg);
 
-/* Find the newest response file of TASK_ID written by this bot (for
- * GET /api/task/<id> after a restart); caller frees; NULL when none. */
-char *store_find_response(struct store *store, const char *bot_id, const char *task_id);
+/* The index of this bot's answers by task id (answers.h): kept by the
+ * commit and by recovery, read by look-ups. */
+struct answers *store_answers(const struct store *store);
 
 #endif

@@ -374,6 +374,7 @@ def stray_files(root, work_dir, bot, supervisor=False):
              r"\.deia/hive/tasks/\.e2e-[^/]+\.tmp",
              r"\.deia/hive/responses/[^/]+",
              r"\.deia/hive/responses/\.pending/%s/[^/]+" % b,
+             r"\.deia/hive/responses/\.index/%s/[^/]+" % b,
              r"\.deia/hive/controls/%s-PAUSE" % b,
              r"\.deia/bot-logs/BOT-%s-activity\.jsonl" % b,
              r"\.deia/hive/locks/%s\.lock" % b,
@@ -381,7 +382,8 @@ def stray_files(root, work_dir, bot, supervisor=False):
     dirs = [r"\.deia", r"\.deia/hive", r"\.deia/hive/tasks", r"\.deia/hive/tasks/%s" % b,
             r"\.deia/hive/tasks/%s/(_realtime|_active|_archive)" % b,
             r"\.deia/hive/responses", r"\.deia/hive/responses/\.pending",
-            r"\.deia/hive/responses/\.pending/%s" % b, r"\.deia/hive/controls", r"\.deia/bot-logs",
+            r"\.deia/hive/responses/\.pending/%s" % b, r"\.deia/hive/responses/\.index",
+            r"\.deia/hive/responses/\.index/%s" % b, r"\.deia/hive/controls", r"\.deia/bot-logs",
             r"\.deia/hive/locks"]
     if supervisor:
         files += [r"hive\.yaml", r"hive-up\.log", r"\.deia/hive/(hive\.lock|hive\.pid)",
@@ -405,6 +407,9 @@ def stray_files(root, work_dir, bot, supervisor=False):
             elif not is_dir and "/" in rel and rel.startswith(".deia/hive/") \
                     and not RESP_NAME_RE.match(name):
                 bad.append(full)
+            elif not is_dir and rel.startswith(".deia/hive/responses/.index/") and \
+                    (not os.path.islink(full) or "/" in os.readlink(full)):
+                bad.append(full)   # an index entry is a link to a plain response name
     for name in os.listdir(tempfile.gettempdir()):
         if MARK in name:
             bad.append(os.path.join(tempfile.gettempdir(), name))

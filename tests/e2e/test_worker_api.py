@@ -277,13 +277,16 @@ class SubmitTask(WorkerTestCase):
                 self.assertIn(tid, r.json()["detail"])
         self.assertEqual(w.status()["queue"]["realtime"], 1)
 
-    def test_id_reusable_after_the_task_finished(self):
+    def test_id_not_reused_after_the_task_finished(self):
+        """An id is an idempotency key (SPEC §3): answered is not accepted again."""
         w = self.new_worker()
         w.submit("first", task_id="again-1")
         w.wait_state("again-1", "done")
         r = w.post("/api/task", {"command": "second", "task_id": "again-1"})
-        self.assertEqual(r.status, 202, r)
-        wait_for(lambda: len(w.responses("again-1")) == 2, what="two responses for again-1")
+        self.assertEqual(r.status, 409, r)
+        self.assertEqual(r.json()["state"], "done", r)
+        time.sleep(0.3)
+        self.assertEqual(len(w.responses("again-1")), 1, w.responses())
 
     def test_413_body_over_max_body(self):
         w = self.new_worker("--max-body", "1000")
