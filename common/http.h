@@ -6,7 +6,8 @@
  * place where response bytes are formatted. It knows nothing of routes: every
  * complete request goes to one callback, which must answer it exactly once,
  * synchronously or later, with http_respond*(), a stream, or http_conn_detach()
- * (Upgrade hand-off to WebSocket or a raw tunnel).
+ * (Upgrade hand-off to WebSocket or a raw tunnel). Before any callback, the
+ * server's guard (guard.h) judges the request's Host and Origin.
  */
 #ifndef HIVE_HTTP_H
 #define HIVE_HTTP_H
@@ -18,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "common/guard.h"
 
 struct http_server;
 struct http_conn;
@@ -72,6 +75,13 @@ struct http_server_config {
      * and on_request is called right here, before the body. */
     http_request_cb on_headers;
     void *arg;
+    /* The Host/Origin rule (guard.h), applied to every request before the
+     * callbacks see it: refused ones get 403, a listed origin's preflight
+     * 204, and every answer to a listed origin its CORS headers. Asked for
+     * the policy at each request (with ARG), so a reloaded roster applies
+     * at once. Both programs set it; NULL (unit tests of the layer) applies
+     * no rule. */
+    const struct guard_policy *(*guard)(void *arg);
 };
 
 /* SPEC §7 defaults. */

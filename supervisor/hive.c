@@ -285,6 +285,7 @@ static char **hive_worker_argv(const struct hive *hive, const struct roster_bot 
     hive_argv_each(&a, "--env-remove", def->adapter.env_remove);
     hive_argv_limits(&a, &hive->roster->limits);
     hive_argv_each(&a, "--allowed-origin", def->allowed_origins);
+    hive_argv_each(&a, "--server-name", def->server_names);
     if (def->adapter.command[0]) {
         hive_argv_add(&a, xstrdup("--"));
         for (char **p = def->adapter.command; *p; p++)

@@ -29,7 +29,8 @@ static const char options_usage_text[] =
     "  --queue-max N          pending realtime tasks before 429 (default 100)\n"
     "  --bind ADDR            listen address (default 127.0.0.1; others need a token)\n"
     "  --token TOKEN          bearer token (default: $HIVE_TOKEN)\n"
-    "  --allowed-origin O     a WebSocket Origin to accept besides the server's own (repeatable)\n"
+    "  --allowed-origin O     a web Origin that may use the API, with CORS (repeatable)\n"
+    "  --server-name NAME     a Host name to answer besides loopback ones (repeatable)\n"
     "  --env NAME=VALUE       set for the adapter (repeatable)\n"
     "  --env-remove NAME      remove from the adapter's environment (repeatable)\n"
     "  --mock-delay-ms N      the mock adapter answers after N ms (default 0)\n"
@@ -224,6 +225,8 @@ static int options_string(struct worker_options *o, const char *name, const char
         options_set_str(&o->log_level, v);
     else if (!strcmp(name, "--allowed-origin"))
         options_push(&o->allowed_origins, v);
+    else if (!strcmp(name, "--server-name"))
+        options_push(&o->server_names, v);
     else if (!strcmp(name, "--env")) {
         if (!strchr(v, '=') || v[0] == '=')
             return -1;
@@ -316,6 +319,7 @@ void options_free(struct worker_options *o)
     free(o->token);
     free(o->log_level);
     options_free_list(o->allowed_origins);
+    options_free_list(o->server_names);
     options_free_list(o->adapter.argv);
     options_free_list(o->adapter.env_remove);
     options_free_list(o->adapter.env_set);
