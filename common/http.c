@@ -1457,9 +1457,9 @@ int http_server_listen(struct http_server *s, int listen_fd)
 {
     if (s->n_listeners == HTTP_LISTENERS_MAX || util_set_nonblock_cloexec(listen_fd) < 0)
         return -1;
+    unsigned flags = LEV_OPT_CLOSE_ON_EXEC | (s->config.borrow_fds ? 0 : LEV_OPT_CLOSE_ON_FREE);
     struct evconnlistener *l =
-        evconnlistener_new(s->base, http_server_accept_cb, s,
-                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
+        evconnlistener_new(s->base, http_server_accept_cb, s, flags, 0, listen_fd);
     if (!l)
         return -1;
     evconnlistener_set_error_cb(l, http_server_accept_error_cb);
@@ -1469,7 +1469,8 @@ int http_server_listen(struct http_server *s, int listen_fd)
     return 0;
 }
 
-/* Close the listeners and every connection, detached ones excepted. */
+/* Close the listeners (unless borrowed) and every connection, detached ones
+ * excepted. */
 void http_server_free(struct http_server *s)
 {
     struct http_conn *c;
@@ -1635,6 +1636,12 @@ void http_conn_set_close_cb(struct http_conn *c, http_conn_cb cb, void *arg)
 bool http_conn_is_closed(const struct http_conn *c)
 {
     return c->gone;
+}
+
+/* Close the connection once the current answer is sent. */
+void http_conn_close_after(struct http_conn *c)
+{
+    c->close_after = true;
 }
 
 /* Client address, e.g. "127.0.0.1". */

@@ -82,6 +82,9 @@ struct http_server_config {
      * at once. Both programs set it; NULL (unit tests of the layer) applies
      * no rule. */
     const struct guard_policy *(*guard)(void *arg);
+    /* The listening sockets stay the caller's: http_server_free() stops
+     * watching them but leaves them open (a socket served only for a while). */
+    bool borrow_fds;
 };
 
 /* SPEC §7 defaults. */
@@ -94,7 +97,8 @@ struct http_server *http_server_new(struct event_base *base, int listen_fd,
  * TCP port, say). 0, or -1 when it cannot be watched (the fd stays the
  * caller's then). Closed with the server. */
 int http_server_listen(struct http_server *server, int listen_fd);
-/* Close the listeners and every connection, detached ones excepted. */
+/* Close the listeners (unless borrowed) and every connection, detached ones
+ * excepted. */
 void http_server_free(struct http_server *server);
 /* Number of open (not detached) connections. */
 size_t http_server_connections(const struct http_server *server);
@@ -146,6 +150,8 @@ void http_conn_pause_read(struct http_conn *conn, bool paused);
 void http_conn_set_close_cb(struct http_conn *conn, http_conn_cb cb, void *arg);
 /* True once the client went away. */
 bool http_conn_is_closed(const struct http_conn *conn);
+/* Close the connection once the current answer is sent. */
+void http_conn_close_after(struct http_conn *conn);
 /* Client address, e.g. "127.0.0.1". */
 const char *http_conn_peer(const struct http_conn *conn);
 
