@@ -221,7 +221,7 @@ def http_json(port, method, path, body=None, token=None, timeout=10.0):
         return r.status, None
 
 
-def post_task_bytes(path, body, extra=b"", host=b"x"):
+def post_task_bytes(path, body, extra=b"", host=b"localhost"):
     """A raw POST of BODY (bytes) to PATH with Content-Length."""
     return (b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%s"
             b"Content-Length: %d\r\n\r\n" % (path.encode(), host, extra, len(body))) + body
