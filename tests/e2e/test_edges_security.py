@@ -20,7 +20,7 @@ import http.client
 import json
 import os
 import shutil
-import socket
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -261,6 +261,88 @@ class WorkerFlags(unittest.TestCase):
         status, hdrs, _ = request(w.port, "GET", "/status", origin="http://page.test")
         self.assertEqual(status, 200)
         self.assertEqual(hdrs.get("access-control-allow-origin"), "http://page.test")
+
+NETNS_SCRIPT = r"""
+import http.client, json, os, subprocess, sys, time
+hive_bin, worker_bin, work = sys.argv[1:4]
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+subprocess.run(["ip", "addr", "add", "10.9.9.9/32", "dev", "lo"], check=True)
+env = dict(os.environ, HIVE_TOKEN="sekrit")
+procs, out = [], {}
+def get(port, path, host, addr="10.9.9.9"):
+    for _ in range(200):
+        try:
+            c = http.client.HTTPConnection(addr, port, timeout=5)
+            c.request("GET", path, headers={"Host": host, "Authorization": "Bearer sekrit"})
+            r = c.getresponse()
+            r.read()
+            c.close()
+            return r.status
+        except OSError:
+            time.sleep(0.05)
+    return 0
+try:
+    for port, bind in ((18001, "10.9.9.9"), (18002, "0.0.0.0")):
+        d = os.path.join(work, str(port))
+        os.makedirs(d)
+        procs.append(subprocess.Popen([worker_bin, "BOT-N", "--port", str(port), "--bind", bind,
+                                       "--work-dir", d], env=env, stderr=subprocess.DEVNULL))
+    with open(os.path.join(work, "hive.yaml"), "w") as f:
+        json.dump({"hive": {"listen": "10.9.9.9:18000", "token_env": "HIVE_TOKEN",
+                            "work_dir": work},
+                   "defaults": {"bind": "10.9.9.9"},
+                   "bots": [{"id": "BOT-001", "port": 18003}]}, f)
+    procs.append(subprocess.Popen([hive_bin, "up", "-f", os.path.join(work, "hive.yaml")],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    out["bound own"] = get(18001, "/status", "10.9.9.9:18001")
+    out["bound other"] = get(18001, "/status", "10.9.9.10:18001")
+    out["bound evil"] = get(18001, "/status", "attacker.example:18001")
+    out["wildcard own"] = get(18002, "/status", "10.9.9.9:18002")
+    out["wildcard evil"] = get(18002, "/status", "attacker.example")
+    out["front own"] = get(18000, "/status", "10.9.9.9:18000")
+    out["front evil"] = get(18000, "/status", "attacker.example")
+    for _ in range(200):
+        out["proxied own"] = get(18000, "/bots/BOT-001/status", "10.9.9.9:18000")
+        if out["proxied own"] != 503:
+            break
+        time.sleep(0.05)
+    out["proxied evil"] = get(18000, "/bots/BOT-001/status", "attacker.example:18000")
+    out["bot port own"] = get(18003, "/status", "10.9.9.9:18003")
+finally:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+print(json.dumps(out))
+"""
+
+
+class NonLoopbackBind(unittest.TestCase):
+    """A server bound to a non-loopback address (10.9.9.9 on the loopback device of a
+    network namespace made here) answers to its own address as Host, a wildcard-bound
+    one to the address the client reached, and the proxy still reaches its workers;
+    foreign names are still refused. Needs root (unshare -n); skips otherwise."""
+
+    def test_own_address_passes(self):
+        if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+            self.skipTest("needs root, unshare and ip for a network namespace")
+        d = tempfile.mkdtemp(prefix="hive-sec-e2e-")
+        self.addCleanup(shutil.rmtree, d, True)
+        p = subprocess.run(["unshare", "-n", "/usr/bin/python3", "-c", NETNS_SCRIPT,
+                            os.path.abspath(HIVE_BIN), os.path.abspath(WORKER_BIN), d],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        if p.returncode != 0 and b"Operation not permitted" in p.stderr:
+            self.skipTest("no network namespace here: %s" % p.stderr.decode().strip())
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        got = json.loads(p.stdout.decode().strip().splitlines()[-1])
+        self.assertEqual(got, {"bound own": 200, "bound other": 403, "bound evil": 403,
+                               "wildcard own": 200, "wildcard evil": 403,
+                               "front own": 200, "front evil": 403,
+                               "proxied own": 200, "proxied evil": 403,
+                               "bot port own": 200})
 
 
 WRAPPER = """#!/bin/sh
