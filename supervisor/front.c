@@ -292,12 +292,11 @@ static void front_redirect_slash(struct http_conn *conn, const struct http_reque
 /* Checks at the door of a bot: a valid WebSocket upgrade (Host and Origin
  * passed the server's guard already), and the bot must be running. False
  * when the request was answered here. */
-static bool front_bot_door(struct front *front, struct http_conn *conn,
-                           const struct http_request *req, const struct hive_bot_info *info)
+static bool front_bot_door(struct http_conn *conn, const struct http_request *req,
+                           const struct hive_bot_info *info)
 {
     char detail[200];
 
-    (void)front;
     if (req->upgrade) {
         int status = ws_upgrade_check(req, detail, sizeof detail);
         if (status) {
@@ -331,7 +330,7 @@ static void front_bots(struct front *front, struct http_conn *conn, struct http_
         return front_unknown_bot(conn, id);
     if (rest[n] == '\0')
         return front_redirect_slash(conn, req, id);
-    if (!front_bot_door(front, conn, req, &info))
+    if (!front_bot_door(conn, req, &info))
         return;
     struct proxy_target target = {
         .bot_id = info.id,
