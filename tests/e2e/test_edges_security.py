@@ -104,22 +104,24 @@ class Rebinding(unittest.TestCase):
                                   body={"command": "hello", "task_id": "known-1"})
         self.assertEqual(status, 202, body)
 
-    # (port, method, path, body) of every kind of request a page would want to make.
+    # (port, method, path, body) of every kind of request a page would want to make;
+    # the control requests last, so that each of the others is tried on a running bot
+    # even where they are not refused (the old hive).
     def targets(self):
         f, w = self.front, self.port
         return [
-            (f, "GET", "/status", None),
-            (f, "GET", "/health", None),
-            (f, "POST", "/api/bots/%s/stop" % BOT, {}),
-            (f, "POST", "/bots/%s/api/task" % BOT, {"command": "evil"}),
-            (f, "GET", "/bots/%s/api/task/known-1" % BOT, None),
-            (f, "GET", "/bots/%s/status" % BOT, None),
-            (f, "POST", "/bots/%s/api/pause" % BOT, {}),
             (w, "POST", "/api/task", {"command": "evil"}),
             (w, "GET", "/api/task/known-1", None),
             (w, "GET", "/status", None),
             (w, "GET", "/health", None),
+            (f, "GET", "/status", None),
+            (f, "GET", "/health", None),
+            (f, "POST", "/bots/%s/api/task" % BOT, {"command": "evil"}),
+            (f, "GET", "/bots/%s/api/task/known-1" % BOT, None),
+            (f, "GET", "/bots/%s/status" % BOT, None),
             (w, "POST", "/api/pause", {}),
+            (f, "POST", "/bots/%s/api/pause" % BOT, {}),
+            (f, "POST", "/api/bots/%s/stop" % BOT, {}),
         ]
 
     def assert_untouched(self):
