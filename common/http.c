@@ -22,6 +22,10 @@
  * the request handed to the application is answered. The record is freed
  * when both have happened, and never while one of our callbacks is still on
  * the stack (it is marked and freed when the outermost one returns).
+ *
+ * Every request head passes the server's guard (guard.h) before the
+ * application sees it: the Host/Origin rule of SPEC §7 holds on every port
+ * of both programs because it is applied here, once, not by each route.
  */
 #include "common/http.h"
 
@@ -53,6 +57,7 @@
 #define HTTP_ACCEPT_RETRY_MS 100      /* pause after accept() failed (EMFILE) */
 #define HTTP_LISTENERS_MAX 4          /* listening sockets per server */
 #define HTTP_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
+#define HTTP_CORS_MAX 1024 /* CORS header lines of one answer */
 
 enum http_conn_state {
     HTTP_CONN_IDLE,   /* kept alive, waiting for the next request */
@@ -100,10 +105,11 @@ struct http_conn {
     http_parser parser;
     enum http_conn_state state;
     char peer[INET6_ADDRSTRLEN];
-    int depth;        /* our callbacks on the stack */
-    bool doomed;      /* free when depth is back to 0 */
-    bool processing;  /* inside http_conn_process() */
-    bool read_paused; /* by the application */
+    char local[INET6_ADDRSTRLEN]; /* the address the client connected to; "" for Unix */
+    int depth;                    /* our callbacks on the stack */
+    bool doomed;                  /* free when depth is back to 0 */
+    bool processing;              /* inside http_conn_process() */
+    bool read_paused;             /* by the application */
     bool output_blocked;
     bool linger;    /* half-close and wait for EOF once flushed */
     bool lingering; /* ... and that has started */
@@ -126,6 +132,8 @@ struct http_conn {
     bool head_lf;     /* the head's final LF is still in the input */
     bool head_done, complete, dispatched, answered, streaming, close_after;
     bool expect_continue, gone, close_called, in_on_headers, detached;
+    const char *cors_origin; /* a listed Origin: answers carry CORS headers */
+    bool cors_preflight;     /* ... and those of a preflight */
     http_body_cb body_cb;
     void *body_arg;
     http_conn_cb close_cb, drain_cb;
@@ -482,6 +490,8 @@ static void http_conn_reset_request(struct http_conn *c)
     c->fail_detail = NULL;
     c->head_done = c->complete = c->dispatched = c->answered = c->streaming = false;
     c->expect_continue = c->close_called = false;
+    c->cors_origin = NULL;
+    c->cors_preflight = false;
     c->body_cb = NULL;
     c->close_cb = c->drain_cb = NULL;
 }
@@ -760,8 +770,12 @@ static void http_conn_send(struct http_conn *c, int status, const char *content_
     bool head_only = c->head_done && c->req.method_id == HTTP_HEAD;
     const char *reason = http_status_reason(status);
     size_t send_len = bodyless || head_only ? 0 : len;
+    char cors[HTTP_CORS_MAX] = "";
+    size_t cors_len = c->cors_origin
+                          ? guard_cors_headers(cors, sizeof cors, c->cors_origin, c->cors_preflight)
+                          : 0;
     size_t cap = 200 + strlen(reason) + (content_type ? strlen(content_type) : 0) +
-                 (extra_headers ? strlen(extra_headers) : 0) + send_len;
+                 (extra_headers ? strlen(extra_headers) : 0) + cors_len + send_len;
     struct evbuffer_iovec v;
 
     if (evbuffer_reserve_space(out, (ev_ssize_t)cap, &v, 1) != 1)
@@ -783,6 +797,7 @@ static void http_conn_send(struct http_conn *c, int status, const char *content_
     p = http_put_str(p, http_conn_decide_close(c) ? "\r\nConnection: close\r\n"
                                                   : "\r\nConnection: keep-alive\r\n");
     p = http_put_str(p, extra_headers);
+    p = http_put(p, cors, cors_len);
     p = http_put(p, "\r\n", 2);
     if (send_len)
         p = http_put(p, body, send_len);
@@ -894,6 +909,39 @@ static void http_conn_parse_error(struct http_conn *c, enum http_errno err)
     http_conn_fail(c, 400, detail);
 }
 
+/* Apply the server's guard to the request head: false when it was
+ * answered here (403, or 204 to a listed origin's preflight). */
+static bool http_conn_guard(struct http_conn *c)
+{
+    const struct http_request *req = &c->req;
+    const char *detail;
+    bool cors;
+
+    if (!c->config.guard)
+        return true;
+    struct guard_request g = {
+        .method = req->method,
+        .host = http_request_header(req, "Host"),
+        .origin = http_request_header(req, "Origin"),
+        .local = c->local,
+        .preflight = http_request_header(req, "Access-Control-Request-Method") != NULL,
+    };
+    enum guard_verdict v = guard_check(c->config.guard(c->config.arg), &g, &detail, &cors);
+    if (cors)
+        c->cors_origin = g.origin;
+    if (v == GUARD_REFUSE) {
+        c->close_after = true; /* read no body of a page we refuse */
+        http_respond_error(c, 403, detail, NULL);
+        return false;
+    }
+    if (v == GUARD_PREFLIGHT) {
+        c->cors_preflight = true;
+        http_respond(c, 204, NULL, NULL, 0, NULL);
+        return false;
+    }
+    return true;
+}
+
 /* The head is complete: check it, offer it to on_headers, and answer 100
  * Continue when the body is going to be read. */
 static void http_conn_head_complete(struct http_conn *c)
@@ -911,7 +959,8 @@ static void http_conn_head_complete(struct http_conn *c)
         }
         c->expect_continue = http_conn_has_body(c);
     }
-    if (c->config.on_headers) {
+    bool guarded = http_conn_guard(c);
+    if (guarded && c->config.on_headers) {
         c->in_on_headers = true;
         c->config.on_headers(c, &c->req, c->config.arg);
         c->in_on_headers = false;
@@ -1283,6 +1332,21 @@ static void http_conn_close_socket(struct http_conn *c)
     http_conn_check_done(c);
 }
 
+/* Note the address the client connected to (the guard accepts it as a Host:
+ * a server bound to 0.0.0.0 is reached under each of its addresses). */
+static void http_conn_local_format(struct http_conn *c, evutil_socket_t fd,
+                                   const struct sockaddr *peer)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+
+    c->local[0] = '\0';
+    if (!c->config.guard || (peer->sa_family != AF_INET && peer->sa_family != AF_INET6))
+        return;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+        http_peer_format((struct sockaddr *)&ss, c->local, sizeof c->local);
+}
+
 /* Set up a connection for an accepted socket. */
 static void http_conn_new(struct http_server *s, evutil_socket_t fd, struct sockaddr *sa)
 {
@@ -1308,6 +1372,7 @@ static void http_conn_new(struct http_server *s, evutil_socket_t fd, struct sock
     c->reparse = event_new(s->base, -1, 0, http_conn_reparse_cb, c);
     c->req.body = evbuffer_new();
     http_peer_format(sa, c->peer, sizeof c->peer);
+    http_conn_local_format(c, fd, sa);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     http_conn_reset_request(c);
@@ -1392,9 +1457,9 @@ int http_server_listen(struct http_server *s, int listen_fd)
 {
     if (s->n_listeners == HTTP_LISTENERS_MAX || util_set_nonblock_cloexec(listen_fd) < 0)
         return -1;
+    unsigned flags = LEV_OPT_CLOSE_ON_EXEC | (s->config.borrow_fds ? 0 : LEV_OPT_CLOSE_ON_FREE);
     struct evconnlistener *l =
-        evconnlistener_new(s->base, http_server_accept_cb, s,
-                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
+        evconnlistener_new(s->base, http_server_accept_cb, s, flags, 0, listen_fd);
     if (!l)
         return -1;
     evconnlistener_set_error_cb(l, http_server_accept_error_cb);
@@ -1404,7 +1469,8 @@ int http_server_listen(struct http_server *s, int listen_fd)
     return 0;
 }
 
-/* Close the listeners and every connection, detached ones excepted. */
+/* Close the listeners (unless borrowed) and every connection, detached ones
+ * excepted. */
 void http_server_free(struct http_server *s)
 {
     struct http_conn *c;
@@ -1488,9 +1554,12 @@ void http_respond_stream_begin(struct http_conn *c, int status, const char *reas
     if (!http_lines_have(head_lines, "connection:"))
         connection =
             http_conn_decide_close(c) ? "Connection: close\r\n" : "Connection: keep-alive\r\n";
-    evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 %d %s\r\n%s%s\r\n", status,
+    char cors[HTTP_CORS_MAX] = "";
+    if (c->cors_origin)
+        guard_cors_headers(cors, sizeof cors, c->cors_origin, false);
+    evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 %d %s\r\n%s%s%s\r\n", status,
                         reason ? reason : http_status_reason(status), head_lines ? head_lines : "",
-                        connection);
+                        cors, connection);
     http_conn_kick(c);
 }
 
@@ -1567,6 +1636,12 @@ void http_conn_set_close_cb(struct http_conn *c, http_conn_cb cb, void *arg)
 bool http_conn_is_closed(const struct http_conn *c)
 {
     return c->gone;
+}
+
+/* Close the connection once the current answer is sent. */
+void http_conn_close_after(struct http_conn *c)
+{
+    c->close_after = true;
 }
 
 /* Client address, e.g. "127.0.0.1". */

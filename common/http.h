@@ -6,7 +6,8 @@
  * place where response bytes are formatted. It knows nothing of routes: every
  * complete request goes to one callback, which must answer it exactly once,
  * synchronously or later, with http_respond*(), a stream, or http_conn_detach()
- * (Upgrade hand-off to WebSocket or a raw tunnel).
+ * (Upgrade hand-off to WebSocket or a raw tunnel). Before any callback, the
+ * server's guard (guard.h) judges the request's Host and Origin.
  */
 #ifndef HIVE_HTTP_H
 #define HIVE_HTTP_H
@@ -18,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "common/guard.h"
 
 struct http_server;
 struct http_conn;
@@ -72,6 +75,16 @@ struct http_server_config {
      * and on_request is called right here, before the body. */
     http_request_cb on_headers;
     void *arg;
+    /* The Host/Origin rule (guard.h), applied to every request before the
+     * callbacks see it: refused ones get 403, a listed origin's preflight
+     * 204, and every answer to a listed origin its CORS headers. Asked for
+     * the policy at each request (with ARG), so a reloaded roster applies
+     * at once. Both programs set it; NULL (unit tests of the layer) applies
+     * no rule. */
+    const struct guard_policy *(*guard)(void *arg);
+    /* The listening sockets stay the caller's: http_server_free() stops
+     * watching them but leaves them open (a socket served only for a while). */
+    bool borrow_fds;
 };
 
 /* SPEC §7 defaults. */
@@ -84,7 +97,8 @@ struct http_server *http_server_new(struct event_base *base, int listen_fd,
  * TCP port, say). 0, or -1 when it cannot be watched (the fd stays the
  * caller's then). Closed with the server. */
 int http_server_listen(struct http_server *server, int listen_fd);
-/* Close the listeners and every connection, detached ones excepted. */
+/* Close the listeners (unless borrowed) and every connection, detached ones
+ * excepted. */
 void http_server_free(struct http_server *server);
 /* Number of open (not detached) connections. */
 size_t http_server_connections(const struct http_server *server);
@@ -136,6 +150,8 @@ void http_conn_pause_read(struct http_conn *conn, bool paused);
 void http_conn_set_close_cb(struct http_conn *conn, http_conn_cb cb, void *arg);
 /* True once the client went away. */
 bool http_conn_is_closed(const struct http_conn *conn);
+/* Close the connection once the current answer is sent. */
+void http_conn_close_after(struct http_conn *conn);
 /* Client address, e.g. "127.0.0.1". */
 const char *http_conn_peer(const struct http_conn *conn);
 

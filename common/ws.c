@@ -1,6 +1,7 @@
 /*
- * ws: WebSocket server sessions. The handshake half (accept key, Origin and
- * upgrade checks, the 101 answer) works on parsed HTTP requests; the session
+ * ws: WebSocket server sessions. The handshake half (accept key and upgrade
+ * checks, the 101 answer; Host and Origin were judged by the HTTP layer's
+ * guard, as for every request) works on parsed HTTP requests; the session
  * half owns one bufferevent taken over from an HTTP connection and a wslay
  * server context that does the framing. wslay does no I/O: its recv callback
  * drains the bufferevent's input and its send callback appends to the output,
@@ -14,7 +15,6 @@
  */
 #include "common/ws.h"
 
-#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -90,57 +90,6 @@ static bool ws_header_has_token(const char *value, const char *token)
     return false;
 }
 
-/* True when HOST (host[:port] of a Host header) names this machine by an IP
- * literal or "localhost": a DNS name could be rebound to 127.0.0.1 by a web
- * page, so only these count as the server's own host. */
-static bool ws_host_is_literal(const char *host)
-{
-    char name[80];
-    if (host[0] == '[' && !strchr(host, ']'))
-        return false;
-    size_t n = host[0] == '[' ? strcspn(host, "]") + 1 : strcspn(host, ":");
-    if (n >= sizeof name || (host[n] && host[n] != ':'))
-        return false;
-    memcpy(name, host, n);
-    name[n] = '\0';
-    struct in6_addr a6;
-    struct in_addr a4;
-    if (name[0] == '[' && n > 2) {
-        name[n - 1] = '\0';
-        return inet_pton(AF_INET6, name + 1, &a6) == 1;
-    }
-    return strcasecmp(name, "localhost") == 0 || inet_pton(AF_INET, name, &a4) == 1;
-}
-
-/* True when ORIGIN is http(s)://HOST, HOST compared as host[:port], any case,
- * and HOST is an address literal or localhost. */
-static bool ws_origin_is_host(const char *origin, const char *host)
-{
-    const char *authority;
-    if (strncasecmp(origin, "http://", 7) == 0)
-        authority = origin + 7;
-    else if (strncasecmp(origin, "https://", 8) == 0)
-        authority = origin + 8;
-    else
-        return false;
-    size_t n = strcspn(authority, "/");
-    return host && n > 0 && strlen(host) == n && strncasecmp(authority, host, n) == 0 &&
-           ws_host_is_literal(host);
-}
-
-bool ws_origin_allowed(const struct http_request *req, const char *const *allowed)
-{
-    const char *origin = http_request_header(req, "Origin");
-    if (!origin)
-        return true;
-    if (ws_origin_is_host(origin, http_request_header(req, "Host")))
-        return true;
-    for (size_t i = 0; allowed && allowed[i]; i++)
-        if (strcasecmp(origin, allowed[i]) == 0)
-            return true;
-    return false;
-}
-
 /* True when KEY is the base64 of 16 bytes (22 symbols and "=="). */
 static bool ws_key_valid(const char *key)
 {
@@ -159,8 +108,7 @@ static int ws_refuse(int status, const char *reason, char *detail, size_t cap)
     return status;
 }
 
-int ws_upgrade_check(const struct http_request *req, const char *const *allowed, char *detail,
-                     size_t cap)
+int ws_upgrade_check(const struct http_request *req, char *detail, size_t cap)
 {
     const char *version = http_request_header(req, "Sec-WebSocket-Version");
     if (strcmp(req->method, "GET") != 0)
@@ -174,8 +122,6 @@ int ws_upgrade_check(const struct http_request *req, const char *const *allowed,
         return ws_refuse(426, "unsupported Sec-WebSocket-Version (13 required)", detail, cap);
     if (!ws_key_valid(http_request_header(req, "Sec-WebSocket-Key")))
         return ws_refuse(400, "missing or invalid Sec-WebSocket-Key", detail, cap);
-    if (!ws_origin_allowed(req, allowed))
-        return ws_refuse(403, "origin not allowed", detail, cap);
     return ws_refuse(0, "", detail, cap);
 }
 

@@ -1,7 +1,7 @@
 /*
  * ws: WebSocket (RFC 6455) server sessions with wslay, on a bufferevent taken
  * over from an HTTP connection. It owns the handshake (SHA-1/base64 from
- * libcrypto), the Origin check, text messages with UTF-8 validation,
+ * libcrypto; Origin is the HTTP layer's guard's, guard.h), text messages with UTF-8 validation,
  * fragmentation, ping/pong, server pings of idle connections, close codes
  * (1003 binary, 1007 bad UTF-8, 1009 too big, 1002 protocol) and the
  * message-size limit. The application sees whole text messages only.
@@ -39,17 +39,10 @@ void ws_config_default(struct ws_config *config);
 /* Compute Sec-WebSocket-Accept for CLIENT_KEY into OUT (29 bytes with NUL). */
 void ws_accept_key(const char *client_key, char out[29]);
 
-/* True when the request has no Origin, or its Origin's host[:port] equals the
- * Host header and that names the server by an IP literal or "localhost" (a
- * DNS name could be rebound by a web page), or the Origin is listed in
- * ALLOWED (NULL-terminated; may be NULL; compared ignoring case). */
-bool ws_origin_allowed(const struct http_request *req, const char *const *allowed);
-
 /* Validate an upgrade request: 0 when it is a valid WebSocket upgrade, else the
- * HTTP status to answer (400 malformed, 426 missing upgrade/version, 403 bad
- * Origin) with a reason in DETAIL. */
-int ws_upgrade_check(const struct http_request *req, const char *const *allowed, char *detail,
-                     size_t cap);
+ * HTTP status to answer (400 malformed, 426 missing upgrade/version) with a
+ * reason in DETAIL. Origin is not judged here: the server's guard did. */
+int ws_upgrade_check(const struct http_request *req, char *detail, size_t cap);
 
 /* Answer 101 to a request that passed ws_upgrade_check() and run a session on
  * the connection (taken over with http_conn_detach()). */

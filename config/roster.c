@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "common/guard.h"
 #include "common/util.h"
 
 #define ROSTER_MAX_FILE (4 * 1024 * 1024)
@@ -781,6 +782,22 @@ static bool roster_check_origin(struct roster_parse *p, yaml_node_t *item, const
     return ok;
 }
 
+/* A server name is a Host value without a port: a DNS name, an IPv4
+ * address or an [IPv6] one (what guard.h compares Host headers with). */
+static bool roster_check_server_name(struct roster_parse *p, yaml_node_t *item, const char *key)
+{
+    const char *s = (const char *)item->data.scalar.value;
+    char name[256];
+    int port;
+    if (guard_host_split(s, name, sizeof name, &port) == 0 && port < 0)
+        return true;
+    char q[ROSTER_QUOTE_MAX + 8];
+    roster_quote(s, strlen(s), q, sizeof(q));
+    roster_error(p, item, "bad server name %s in '%s' (expected a host name or address, no port)",
+                 q, key);
+    return false;
+}
+
 /* True for a host or address without spaces, control bytes, brackets or
  * slashes (the socket code resolves it). */
 static bool roster_host_valid(const char *s)
@@ -925,6 +942,8 @@ static const struct roster_field roster_defaults_fields[] = {
     {ROSTER_FIELD("bind", ROSTER_STRING, struct roster_bot, bind), .hook = roster_check_bind},
     {ROSTER_FIELD("allowed_origins", ROSTER_STRV, struct roster_bot, allowed_origins),
      .item_check = roster_check_origin},
+    {ROSTER_FIELD("server_names", ROSTER_STRV, struct roster_bot, server_names),
+     .item_check = roster_check_server_name},
 };
 static const struct roster_table roster_defaults_table = ROSTER_TABLE(roster_defaults_fields, NULL);
 
@@ -957,6 +976,8 @@ static const struct roster_field roster_hive_fields[] = {
      .hook = roster_check_token_env},
     {ROSTER_FIELD("allowed_origins", ROSTER_STRV, struct roster, allowed_origins),
      .item_check = roster_check_origin},
+    {ROSTER_FIELD("server_names", ROSTER_STRV, struct roster, server_names),
+     .item_check = roster_check_server_name},
     {ROSTER_FIELD("limits", ROSTER_MAP, struct roster, limits), .table = &roster_limits_table},
 };
 static const struct roster_table roster_hive_table = ROSTER_TABLE(roster_hive_fields, NULL);
@@ -984,6 +1005,7 @@ static void roster_bot_clear(struct roster_bot *b)
     free(b->restart.policy);
     free(b->bind);
     roster_strv_free(b->allowed_origins);
+    roster_strv_free(b->server_names);
     memset(b, 0, sizeof(*b));
 }
 
@@ -1000,6 +1022,7 @@ static void roster_bot_copy(struct roster_bot *dst, const struct roster_bot *src
     dst->restart.policy = xstrdup(src->restart.policy);
     dst->bind = xstrdup(src->bind);
     dst->allowed_origins = roster_strv_copy(src->allowed_origins);
+    dst->server_names = roster_strv_copy(src->server_names);
 }
 
 /* The built-in bot defaults (see roster.h). */
@@ -1022,6 +1045,7 @@ static void roster_bot_builtin(struct roster_bot *b, const struct roster *r)
     b->watchdog = 30;
     b->bind = xstrdup("127.0.0.1");
     b->allowed_origins = roster_strv_copy(r->allowed_origins);
+    b->server_names = roster_strv_copy(r->server_names);
 }
 
 /* A name for bot I in messages: its id when valid, else bots[I]. */
@@ -1273,6 +1297,7 @@ static struct roster *roster_new(const char *path)
     r->listen_host = xstrdup("127.0.0.1");
     r->listen_port = 8000;
     r->allowed_origins = roster_strv_new();
+    r->server_names = roster_strv_new();
     r->limits = (struct roster_limits){.max_header_bytes = 16 * 1024,
                                        .max_body = 1024 * 1024,
                                        .max_message = 1024 * 1024,
@@ -1451,6 +1476,7 @@ void roster_free(struct roster *r)
         explicit_bzero(r->token, strlen(r->token));
     free(r->token);
     roster_strv_free(r->allowed_origins);
+    roster_strv_free(r->server_names);
     free(r);
 }
 
@@ -1480,7 +1506,8 @@ bool roster_bot_equal(const struct roster_bot *a, const struct roster_bot *b)
            a->restart.window == b->restart.window && a->start_timeout == b->start_timeout &&
            a->stop_timeout == b->stop_timeout && a->watchdog == b->watchdog &&
            strcmp(a->bind, b->bind) == 0 &&
-           roster_strv_equal(a->allowed_origins, b->allowed_origins);
+           roster_strv_equal(a->allowed_origins, b->allowed_origins) &&
+           roster_strv_equal(a->server_names, b->server_names);
 }
 
 /* True when two optional strings are the same. */

@@ -14,7 +14,8 @@
  *   folder of the YAML file — or the current directory for roster_load_string —
  *   and made absolute, lexically: symlinks are kept, the folder need not
  *   exist), listen ("host:port" or "[v6]:port", default 127.0.0.1:8000),
- *   base_port (default the listen port), token_env, allowed_origins, and
+ *   base_port (default the listen port), token_env, allowed_origins,
+ *   server_names (Host names besides loopback ones, SPEC §7), and
  *   limits {max_header_bytes 16KiB, max_body 1MiB, max_message 1MiB,
  *   max_connections 1024, header_timeout 10s, idle_timeout 60s}.
  * - Ports: a bot without `port` gets base_port + index + 1, index being its
@@ -25,7 +26,8 @@
  *   nested maps `adapter` and `restart` override field by field (a bot's
  *   `adapter: {type: cli, command: [...]}` keeps the default's delay_ms);
  *   every other value, lists and the adapter's env map included, is replaced
- *   whole. A bot's allowed_origins default to hive.allowed_origins.
+ *   whole. A bot's allowed_origins and server_names default to the hive's
+ *   (the front door answers by the hive's lists, a bot's port by its own).
  * - Built-in bot defaults: mode hybrid, adapter mock (delay_ms 0, output_cap
  *   8MiB), cooldown 0, timeout 300, queue_max 100, restart {always, 10, 60},
  *   start_timeout 10, stop_timeout 10, watchdog 30, bind 127.0.0.1.
@@ -99,6 +101,7 @@ struct roster_bot {
     double watchdog;        /* seconds without WATCHDOG=1 before a kill; 0 = off */
     char *bind;             /* the worker's address */
     char **allowed_origins; /* NULL-terminated, never NULL */
+    char **server_names;    /* Host names besides loopback ones; NULL-terminated */
 };
 
 /* A whole hive.yaml. */
@@ -112,6 +115,7 @@ struct roster {
     char *token_env;        /* NULL when not set */
     char *token;            /* the variable's value at load time; NULL if unset/empty */
     char **allowed_origins; /* NULL-terminated, never NULL */
+    char **server_names;    /* NULL-terminated, never NULL */
     struct roster_limits limits;
     struct roster_bot *bots;
     size_t n_bots;

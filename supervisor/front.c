@@ -2,9 +2,10 @@
  * front: the supervisor's front door. One HTTP server on `listen`; every
  * request is routed once. Requests under /bots/ are decided as soon as their
  * head is in (front_on_headers): refused at the door (token, unknown bot,
- * Origin, bot not running) or handed to the proxy, which streams the body;
- * everything else (front_on_request) is the supervisor's own small JSON API,
- * answered at once from the hive's state.
+ * bot not running; Host and Origin were judged by the HTTP layer's guard
+ * with the hive-level server_names and allowed_origins) or handed to the proxy, which streams the
+ * body; everything else (front_on_request) is the supervisor's own small JSON API, answered at once
+ * from the hive's state.
  *
  * `/bots/<id>` without a trailing slash is redirected (308) to `/bots/<id>/`,
  * the form every proxied path has; an unknown id is 404 either way.
@@ -38,6 +39,7 @@ struct front {
     struct event *shutdown_ev; /* fires the shutdown callback after the 202 */
     void (*shutdown_cb)(void *arg);
     void *shutdown_arg;
+    struct guard_policy guard; /* the hive's Host/Origin rule (SPEC §7) */
     int64_t started_mono_ns;
     char listen[FRONT_ADDR_MAX]; /* "127.0.0.1:8000" */
 };
@@ -287,17 +289,16 @@ static void front_redirect_slash(struct http_conn *conn, const struct http_reque
     free(hdr);
 }
 
-/* Checks at the door of a bot: the WebSocket Origin rule for upgrades, and
- * the bot must be running. False when the request was answered here. */
-static bool front_bot_door(struct front *front, struct http_conn *conn,
-                           const struct http_request *req, const struct hive_bot_info *info)
+/* Checks at the door of a bot: a valid WebSocket upgrade (Host and Origin
+ * passed the server's guard already), and the bot must be running. False
+ * when the request was answered here. */
+static bool front_bot_door(struct http_conn *conn, const struct http_request *req,
+                           const struct hive_bot_info *info)
 {
-    const struct roster *roster = hive_roster(front->hive);
     char detail[200];
 
     if (req->upgrade) {
-        int status = ws_upgrade_check(req, (const char *const *)roster->allowed_origins, detail,
-                                      sizeof detail);
+        int status = ws_upgrade_check(req, detail, sizeof detail);
         if (status) {
             http_respond_error(conn, status, detail, NULL);
             return false;
@@ -329,7 +330,7 @@ static void front_bots(struct front *front, struct http_conn *conn, struct http_
         return front_unknown_bot(conn, id);
     if (rest[n] == '\0')
         return front_redirect_slash(conn, req, id);
-    if (!front_bot_door(front, conn, req, &info))
+    if (!front_bot_door(conn, req, &info))
         return;
     struct proxy_target target = {
         .bot_id = info.id,
@@ -375,6 +376,21 @@ static void front_listen_name(struct front *front, int listen_fd)
                     port > 0 ? port : roster->listen_port);
 }
 
+/* The door's Host/Origin rule from the hive-level roster as it is now (a
+ * reload applies at once): its server_names, allowed_origins and listen
+ * address. */
+static const struct guard_policy *front_guard(void *arg)
+{
+    struct front *front = arg;
+    const struct roster *roster = hive_roster(front->hive);
+    front->guard = (struct guard_policy){
+        .server_names = (const char *const *)roster->server_names,
+        .allowed_origins = (const char *const *)roster->allowed_origins,
+        .own_host = roster->listen_host,
+    };
+    return &front->guard;
+}
+
 /* Serve the front door on LISTEN_FD. */
 struct front *front_new(struct event_base *base, struct hive *hive, int listen_fd, char *err,
                         size_t errlen)
@@ -387,6 +403,7 @@ struct front *front_new(struct event_base *base, struct hive *hive, int listen_f
         .on_request = front_on_request,
         .on_headers = front_on_headers,
         .arg = front,
+        .guard = front_guard,
     };
 
     front->base = base;

@@ -60,6 +60,7 @@
 #include "supervisor/child.h"
 #include "supervisor/fsm.h"
 #include "supervisor/logcap.h"
+#include "supervisor/standin.h"
 
 #define HIVE_REGISTRY_REFRESH_S 60 /* DEIA calls an entry stale after 300 s */
 #define HIVE_REGISTRY_READ_MAX (16 * 1024 * 1024)
@@ -98,7 +99,8 @@ struct hive_bot {
     int proxy_fd;                         /* the private socket for our proxy; -1: none */
     char proxy_name[UTIL_LOCAL_NAME_MAX]; /* its abstract name; "" when none */
     pid_t pid;                            /* the worker (and its group), 0 when none */
-    int stored_fd; /* its inotify instance, kept across crashes (fd store); -1 */
+    int stored_fd;           /* its inotify instance, kept across crashes (fd store); -1 */
+    struct standin *standin; /* answers on the sockets while stopped or fatal */
     struct fsm_bot fsm;
     struct hive_timer timers[HIVE_TIMER_COUNT];
     struct logcap *logcap;
@@ -351,6 +353,7 @@ static char **hive_worker_argv(const struct hive *hive, const struct roster_bot 
     hive_argv_each(&a, "--env-remove", def->adapter.env_remove);
     hive_argv_limits(&a, &hive->roster->limits);
     hive_argv_each(&a, "--allowed-origin", def->allowed_origins);
+    hive_argv_each(&a, "--server-name", def->server_names);
     if (def->adapter.command[0]) {
         hive_argv_add(&a, xstrdup("--"));
         for (char **p = def->adapter.command; *p; p++)
@@ -543,6 +546,32 @@ static bool hive_port_held(const struct hive *hive, const struct hive_bot *self,
     return false;
 }
 
+/* Stop answering on BOT's sockets (before a worker takes them, or they close). */
+static void hive_bot_standin_drop(struct hive_bot *bot)
+{
+    standin_free(bot->standin);
+    bot->standin = NULL;
+}
+
+/* While BOT is stopped or fatal with no worker, the supervisor answers on
+ * its sockets itself (503, SPEC §6.2); otherwise they are the worker's, or
+ * the kernel queues connections until one is ready. */
+static void hive_bot_standin_sync(struct hive_bot *bot)
+{
+    enum fsm_state s = bot->fsm.state;
+    bool fatal = s == FSM_STATE_FATAL;
+    if (!bot->def || bot->retired || bot->hive->shutting_down || bot->listen_fd < 0 ||
+        bot->pid != 0 || (s != FSM_STATE_STOPPED && !fatal)) {
+        hive_bot_standin_drop(bot);
+        return;
+    }
+    if (!bot->standin)
+        bot->standin = standin_new(bot->hive->base, bot->def, &bot->hive->roster->limits,
+                                   bot->listen_fd, bot->proxy_fd);
+    if (bot->standin)
+        standin_set_state(bot->standin, fsm_state_name(s), fatal ? bot->fsm.reason : NULL);
+}
+
 /* Start a worker for BOT. 0, or the exit status the failure stands for with
  * the reason in WHY: 78 (permanent) for a port in use by someone else, 1 when
  * one of our own bots is still letting go of it (a reload moved ports). */
@@ -555,6 +584,7 @@ static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
         snprintf(why, cap, "port %d is still held by another bot's worker", bot->def->port);
         return 1;
     }
+    hive_bot_standin_drop(bot); /* the worker accepts from here on */
     char **argv = hive_worker_argv(hive, bot->def);
     struct child_spec spec = {.path = hive->worker_path,
                               .argv = argv,
@@ -715,6 +745,7 @@ static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, cons
     }
     if (hive_bot_settled(bot)) /* no worker and none to come: nothing to keep */
         hive_bot_store_drop(bot);
+    hive_bot_standin_sync(bot);
     hive_after_step(bot->hive, bot);
 }
 
@@ -764,6 +795,7 @@ static void hive_bot_free(struct hive_bot *bot)
     for (int i = 0; i < HIVE_TIMER_COUNT; i++)
         event_free(bot->timers[i].ev);
     logcap_free(bot->logcap);
+    hive_bot_standin_drop(bot);
     if (bot->listen_fd >= 0)
         close(bot->listen_fd);
     hive_bot_proxy_close(bot);
@@ -1231,6 +1263,7 @@ static void hive_bot_retire(struct hive *hive, struct hive_bot *bot)
 {
     bot->retired = true;
     bot->def = NULL;
+    hive_bot_standin_drop(bot);
     if (bot->listen_fd >= 0) /* the worker keeps its own copy while it stops */
         close(bot->listen_fd);
     bot->listen_fd = -1;
@@ -1257,6 +1290,7 @@ static struct hive_bot *hive_bot_unretire(struct hive *hive, const char *id)
 /* Point BOT at its new definition DEF; a new address is bound at the next spawn. */
 static void hive_bot_redefine(struct hive_bot *bot, const struct roster_bot *def)
 {
+    hive_bot_standin_drop(bot); /* made again below with the new lists */
     if (bot->listen_fd >= 0 &&
         (bot->bound_port != def->port || strcmp(bot->bound_bind, def->bind) != 0)) {
         close(bot->listen_fd);
@@ -1264,6 +1298,7 @@ static void hive_bot_redefine(struct hive_bot *bot, const struct roster_bot *def
     }
     bot->def = def;
     hive_bot_set_policy(bot);
+    hive_bot_standin_sync(bot);
 }
 
 /* Build the new table for NEXT, noting what changed for each bot in HOW. */

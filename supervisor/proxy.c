@@ -85,7 +85,7 @@ enum proxy_header {
     PROXY_H_XFF,            /* request: X-Forwarded-For, extended */
     PROXY_H_XF_HOST,        /* request: X-Forwarded-Host, replaced */
     PROXY_H_XF_PROTO,       /* request: X-Forwarded-Proto, replaced */
-    PROXY_H_ORIGIN,         /* request: dropped from upgrades (checked at the door) */
+    PROXY_H_ORIGIN,         /* request: dropped (judged at the door) */
     PROXY_H_DATE,           /* response: http_respond() adds its own to whole answers */
     PROXY_H_SERVER,         /* response: likewise */
 };
@@ -980,10 +980,10 @@ static const char *proxy_write_client_headers(struct proxy_exchange *ex, struct 
     }
     for (size_t i = 0; i < req->n_headers; i++) {
         enum proxy_header kind = ex->kinds[i];
-        bool kept = kind == PROXY_H_OTHER || kind == PROXY_H_DATE || kind == PROXY_H_SERVER ||
-                    (kind == PROXY_H_ORIGIN && !ex->upgrade);
-        /* The worker checks Origin against its own address; the front door has
-         * already checked it against its own. */
+        /* Origin stays at the door: its guard judged it (and answers CORS)
+         * by the hive's lists; the worker would judge it against its own
+         * address, which the page never named. */
+        bool kept = kind == PROXY_H_OTHER || kind == PROXY_H_DATE || kind == PROXY_H_SERVER;
         if (kept && named && proxy_request_connection_names(req, req->headers[i].name))
             kept = false;
         if (kept)

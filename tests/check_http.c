@@ -72,6 +72,9 @@ static struct {
     int sbody_segments, sbody_lasts;
     size_t big_sent, big_total;
     int drain_calls;
+    const struct guard_policy *guard; /* the server's Host/Origin rule, or NULL */
+    bool borrow_fds;
+    int listen_fd;
 } fx;
 
 /* A client connection and the bytes it received. */
@@ -250,6 +253,9 @@ static void on_request(struct http_conn *conn, struct http_request *req, void *a
         http_respond_stream_begin(conn, 200, "OK", head);
         http_conn_set_drain_cb(conn, on_drain, NULL);
         big_fill(conn);
+    } else if (strcmp(req->path, "/closeafter") == 0) {
+        http_conn_close_after(conn);
+        http_respond_error(conn, 503, "closing", NULL);
     } else if (strcmp(req->path, "/json") == 0) {
         http_respond_json(conn, 201, json_pack("{s:i}", "n", 1), "X-Extra: yes\r\n");
     } else if (strcmp(req->path, "/sbody") != 0 && strcmp(req->path, "/sbig") != 0) {
@@ -272,6 +278,13 @@ static void on_headers(struct http_conn *conn, struct http_request *req, void *a
         fx.detached = http_conn_detach(conn);
 }
 
+/* The server's guard: fx.guard. */
+static const struct guard_policy *fx_guard(void *arg)
+{
+    (void)arg;
+    return fx.guard;
+}
+
 /* Start the server with fx.limits on a listening socket bound to SA. */
 static void server_start_at(struct sockaddr *sa, socklen_t len)
 {
@@ -286,8 +299,12 @@ static void server_start_at(struct sockaddr *sa, socklen_t len)
     ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &sslen), 0);
     fx.port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                              : ((struct sockaddr_in *)&ss)->sin_port);
-    struct http_server_config config = {
-        .limits = fx.limits, .on_request = on_request, .on_headers = on_headers};
+    struct http_server_config config = {.limits = fx.limits,
+                                        .on_request = on_request,
+                                        .on_headers = on_headers,
+                                        .guard = fx.guard ? fx_guard : NULL,
+                                        .borrow_fds = fx.borrow_fds};
+    fx.listen_fd = fd;
     fx.server = http_server_new(fx.base, fd, &config);
     ck_assert_ptr_nonnull(fx.server);
 }
@@ -548,6 +565,102 @@ static struct resp *exchange(const char *request, struct resp *r, bool expect_eo
     client_close(&c);
     return r;
 }
+
+/* The guard of the tests below: "a" is a server name, ok.example an origin. */
+static const char *const guard_names[] = {"a", NULL};
+static const char *const guard_origins[] = {"http://ok.example", NULL};
+static const struct guard_policy guard_test_policy = {guard_names, guard_origins, NULL};
+
+START_TEST(test_guard_refuses_before_routing)
+{
+    struct resp r;
+    fx.guard = &guard_test_policy;
+    server_start();
+    /* A foreign Host: 403 from the layer, no callback saw it, closed. */
+    exchange("GET /x HTTP/1.1\r\nHost: attacker.example\r\n\r\n", &r, true);
+    ck_assert_int_eq(r.status, 403);
+    ck_assert_ptr_nonnull(strstr(r.body, "host not allowed"));
+    ck_assert_ptr_nonnull(strstr(r.head, "\r\nConnection: close\r\n"));
+    /* Its body is never read: the answer comes before it is sent. */
+    exchange("POST /x HTTP/1.1\r\nHost: attacker.example:80\r\nContent-Length: 100000\r\n\r\n", &r,
+             true);
+    ck_assert_int_eq(r.status, 403);
+    /* A foreign Origin, on a Host that is fine. */
+    exchange("GET /reject HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n\r\n", &r,
+             true);
+    ck_assert_int_eq(r.status, 403);
+    ck_assert_ptr_nonnull(strstr(r.body, "origin not allowed"));
+    ck_assert_ptr_null(strstr(r.head, "Access-Control"));
+    ck_assert_int_eq(fx.heads, 0);
+    ck_assert_int_eq(fx.requests, 0);
+    /* Names that are ours pass. */
+    exchange("GET /x HTTP/1.1\r\nHost: a:1\r\n\r\n", &r, false);
+    ck_assert_int_eq(r.status, 200);
+    exchange("GET /x HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost\r\n\r\n", &r, false);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_null(strstr(r.head, "Access-Control"));
+    ck_assert_int_eq(fx.requests, 2);
+}
+END_TEST
+
+START_TEST(test_guard_cors)
+{
+    struct resp r[3];
+    fx.guard = &guard_test_policy;
+    server_start();
+    /* A listed origin's preflight is answered by the layer. */
+    exchange("OPTIONS /api/task HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://ok.example\r\n"
+             "Access-Control-Request-Method: POST\r\n\r\n",
+             r, false);
+    ck_assert_int_eq(r[0].status, 204);
+    ck_assert_ptr_nonnull(
+        strstr(r[0].head, "\r\nAccess-Control-Allow-Origin: http://ok.example\r\n"));
+    ck_assert_ptr_nonnull(strstr(r[0].head, "\r\nAccess-Control-Allow-Methods: "));
+    ck_assert_ptr_nonnull(strstr(r[0].head, "Authorization, Content-Type"));
+    ck_assert_int_eq(fx.requests, 0);
+    /* Its other answers carry CORS headers, whole or streamed; the next
+     * request on the connection, without Origin, does not. */
+    struct client c = client_open();
+    client_send_str(&c, "GET /x HTTP/1.1\r\nHost: a\r\nOrigin: http://ok.example\r\n\r\n"
+                        "GET /stream HTTP/1.1\r\nHost: a\r\nOrigin: http://OK.example\r\n\r\n"
+                        "GET /y HTTP/1.1\r\nHost: a\r\n\r\n");
+    ck_assert_int_eq(wait_responses(&c, r, 3), 3);
+    ck_assert_int_eq(r[0].status, 200);
+    ck_assert_ptr_nonnull(
+        strstr(r[0].head, "\r\nAccess-Control-Allow-Origin: http://ok.example\r\n"));
+    ck_assert_ptr_nonnull(strstr(r[0].head, "\r\nVary: Origin\r\n"));
+    ck_assert_ptr_null(strstr(r[0].head, "Allow-Methods"));
+    ck_assert_str_eq(r[1].body, "hello world");
+    ck_assert_ptr_nonnull(
+        strstr(r[1].head, "\r\nAccess-Control-Allow-Origin: http://OK.example\r\n"));
+    ck_assert_ptr_null(strstr(r[2].head, "Access-Control"));
+    ck_assert_int_eq(r[2].status, 200);
+    client_close(&c);
+}
+END_TEST
+
+START_TEST(test_borrowed_listener)
+{
+    struct resp r;
+    fx.borrow_fds = true;
+    server_start();
+    exchange("GET /closeafter HTTP/1.1\r\nHost: a\r\n\r\n", &r, true);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_ptr_nonnull(strstr(r.head, "\r\nConnection: close\r\n"));
+    http_server_free(fx.server);
+    fx.server = NULL;
+    /* The socket is still open and listening: a connection waits in its
+     * backlog for whoever serves it next. */
+    struct client c = client_open();
+    client_send_str(&c, "GET /later HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct http_server_config config = {.limits = fx.limits, .on_request = on_request};
+    fx.server = http_server_new(fx.base, fx.listen_fd, &config);
+    ck_assert_ptr_nonnull(fx.server);
+    ck_assert_int_eq(wait_responses(&c, &r, 1), 1);
+    ck_assert_str_eq(r.body, "GET /later - 0\n");
+    client_close(&c);
+}
+END_TEST
 
 START_TEST(test_get_simple)
 {
@@ -1652,6 +1765,9 @@ static Suite *check_http_suite(void)
     tcase_add_test(tc, test_early_answer_with_expect_closes);
     tcase_add_test(tc, test_ipv6_peers);
     tcase_add_test(tc, test_local_listener);
+    tcase_add_test(tc, test_guard_refuses_before_routing);
+    tcase_add_test(tc, test_guard_cors);
+    tcase_add_test(tc, test_borrowed_listener);
     tcase_add_test(tc, test_max_connections_tcp_holds_local);
     tcase_add_test(tc, test_max_connections_local_holds_tcp);
     tcase_add_test(tc, test_listener_added_while_full_waits);

@@ -170,6 +170,7 @@ START_TEST(test_overrides)
                                "  listen: localhost:9000\n"
                                "  base_port: 9100\n"
                                "  allowed_origins: [http://localhost:3000]\n"
+                               "  server_names: [hive.lan, 192.168.1.5, '[fe80::1]']\n"
                                "defaults:\n"
                                "  mode: cli-only\n"
                                "  adapter: {type: cli, command: [run, a], delay_ms: 5,\n"
@@ -183,6 +184,7 @@ START_TEST(test_overrides)
                                "    adapter: {command: [other], env: {C: '3'}}\n"
                                "    restart: {window: 5m}\n"
                                "    allowed_origins: []\n"
+                               "    server_names: [bot.lan]\n"
                                "    cooldown: 0\n"
                                "    watchdog: 0\n"
                                "    bind: ::1\n");
@@ -195,6 +197,13 @@ START_TEST(test_overrides)
     ck_assert_str_eq(p->adapter.env[0], "A=1");
     ck_assert_str_eq(p->adapter.env[1], "B=2");
     ck_assert_str_eq(p->allowed_origins[0], "http://localhost:3000");
+    /* server_names: the hive's, inherited by a bot that names none. */
+    ck_assert_str_eq(r->server_names[0], "hive.lan");
+    ck_assert_str_eq(r->server_names[2], "[fe80::1]");
+    ck_assert_str_eq(p->server_names[1], "192.168.1.5");
+    ck_assert_ptr_null(p->server_names[3]);
+    ck_assert_str_eq(c->server_names[0], "bot.lan");
+    ck_assert_ptr_null(c->server_names[1]);
     ck_assert_double_eq(p->cooldown, 2);
     ck_assert_double_eq(p->restart.window, 60);
     /* The per-bot adapter map overrides field by field; env is one field. */
@@ -255,7 +264,7 @@ START_TEST(test_anchors_and_quoting)
                  "    id: a\n",
                  "t.yaml:3:5: unknown key '<<' in bots[0] (expected id, port, mode, adapter, "
                  "cooldown, timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, "
-                 "bind, allowed_origins)");
+                 "bind, allowed_origins, server_names)");
 }
 END_TEST
 
@@ -302,14 +311,14 @@ START_TEST(test_unknown_keys)
                  "t.yaml:1:1: unknown key 'bots_x' in top level (expected hive, defaults, bots)");
     expect_error("hive:\n  nmae: x\nbots: []\n",
                  "t.yaml:2:3: unknown key 'nmae' in hive (expected name, work_dir, listen, "
-                 "base_port, token_env, allowed_origins, limits)");
+                 "base_port, token_env, allowed_origins, server_names, limits)");
     expect_error("hive:\n  limits: {max_bdy: 1}\nbots: []\n",
                  "t.yaml:2:12: unknown key 'max_bdy' in hive.limits (expected max_header_bytes, "
                  "max_body, max_message, max_connections, header_timeout, idle_timeout)");
     expect_error("defaults:\n  port: 1\nbots: []\n",
                  "t.yaml:2:3: unknown key 'port' in defaults (expected mode, adapter, cooldown, "
                  "timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, bind, "
-                 "allowed_origins)");
+                 "allowed_origins, server_names)");
     expect_error("bots:\n  - id: a\n    adapter: {tpye: cli}\n",
                  "t.yaml:3:15: unknown key 'tpye' in bots[0].adapter (expected type, command, "
                  "env, env_remove, delay_ms, output_cap)");
@@ -525,6 +534,12 @@ START_TEST(test_values)
     expect_error("hive: {allowed_origins: ['http://a.example/']}\nbots: []\n",
                  "t.yaml:1:26: bad origin 'http://a.example/' in 'allowed_origins' (expected "
                  "scheme://host[:port])");
+    expect_error("hive: {server_names: ['hive.lan:8000']}\nbots: []\n",
+                 "t.yaml:1:23: bad server name 'hive.lan:8000' in 'server_names' (expected a host "
+                 "name or address, no port)");
+    expect_among("bots: [{id: a, server_names: ['http://x', 'a b', '::1']}]\n",
+                 "t.yaml:1:31: bad server name 'http://x' in 'server_names' (expected a host name "
+                 "or address, no port)");
     expect_error("bots: [{id: a, allowed_origins: [localhost]}]\n",
                  "t.yaml:1:34: bad origin 'localhost' in 'allowed_origins' (expected "
                  "scheme://host[:port])");
@@ -546,7 +561,7 @@ START_TEST(test_many_errors)
     static const char *const want[] = {
         "t.yaml:2:11: bad listen address 'nope' (expected host:port or [v6]:port)",
         ("t.yaml:3:3: unknown key 'colour' in hive (expected name, work_dir, listen, base_port, "
-         "token_env, allowed_origins, limits)"),
+         "token_env, allowed_origins, server_names, limits)"),
         "t.yaml:5:12: bad duration 'soon' for 'timeout' (seconds, or a number with ms, s, m or h)",
         "t.yaml:8:11: unknown mode 'fast' (expected hybrid, cli-only, websocket-only)",
         "t.yaml:9:5: bots[1] has no id",
@@ -655,6 +670,7 @@ START_TEST(test_bot_equal)
     ck_assert(!bots_equal("bots: [{id: a}]\n", "bots: [{id: a, restart: {policy: never}}]\n"));
     ck_assert(!bots_equal("bots: [{id: a}]\n", "bots: [{id: a, adapter: {env_remove: [X]}}]\n"));
     ck_assert(!bots_equal("bots: [{id: a}]\n", "bots: [{id: a, allowed_origins: [http://x]}]\n"));
+    ck_assert(!bots_equal("bots: [{id: a}]\n", "bots: [{id: a, server_names: [x.lan]}]\n"));
     ck_assert(bots_equal("bots: [{id: a}]\n", "bots: [{id: a, timeout: 5m, queue_max: 100}]\n"));
 
     struct roster *a = load_ok("bots: []\n"),

@@ -60,6 +60,7 @@ struct api {
     pid_t pid;
     struct util_buf status; /* the last /status body, reused */
     struct api_clock now_clock, started_clock;
+    struct guard_policy guard; /* the Host/Origin rule of every request */
 };
 
 /* Current UTC time as a JSON string. */
@@ -651,11 +652,11 @@ static void api_ws_closed(struct ws_session *ws, void *arg)
     free(s);
 }
 
-/* GET /ws: upgrade after the Origin check. */
+/* GET /ws: upgrade (Host and Origin passed the server's guard). */
 static void api_ws_upgrade(struct api *api, struct http_conn *conn, struct http_request *req)
 {
     char detail[200];
-    int status = ws_upgrade_check(req, api->cfg.allowed_origins, detail, sizeof detail);
+    int status = ws_upgrade_check(req, detail, sizeof detail);
     if (status) {
         http_respond_error(conn, status, detail,
                            status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
@@ -770,6 +771,13 @@ static void api_route(struct http_conn *conn, struct http_request *req, void *ar
     http_respond_error(conn, 404, "Not Found", NULL);
 }
 
+/* The Host/Origin rule of this bot's port (fixed for the worker's life). */
+static const struct guard_policy *api_guard(void *arg)
+{
+    struct api *api = arg;
+    return &api->guard;
+}
+
 struct api *api_new(struct event_base *base, int listen_fd, const struct api_config *cfg,
                     struct store *store)
 {
@@ -777,7 +785,9 @@ struct api *api_new(struct event_base *base, int listen_fd, const struct api_con
     api->cfg = *cfg;
     api->store = store;
     api->pid = getpid();
-    struct http_server_config hc = {.limits = cfg->limits, .on_request = api_route, .arg = api};
+    api->guard = (struct guard_policy){cfg->server_names, cfg->allowed_origins, cfg->bind};
+    struct http_server_config hc = {
+        .limits = cfg->limits, .on_request = api_route, .arg = api, .guard = api_guard};
     api->http = http_server_new(base, listen_fd, &hc);
     if (!api->http) {
         free(api);

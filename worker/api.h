@@ -23,6 +23,8 @@ struct api_config {
     int port;
     const char *token;                  /* NULL: no authentication */
     const char *const *allowed_origins; /* NULL-terminated, may be NULL */
+    const char *const *server_names;    /* NULL-terminated, may be NULL */
+    const char *bind;                   /* the address bound (a Host that names us) */
     struct http_limits limits;
     struct ws_config ws;
     int64_t started_mono_ns;

@@ -30,7 +30,8 @@ static const char options_usage_text[] =
     "  --queue-max N          pending realtime tasks before 429 (default 100)\n"
     "  --bind ADDR            listen address (default 127.0.0.1; others need a token)\n"
     "  --token TOKEN          bearer token (default: $HIVE_TOKEN)\n"
-    "  --allowed-origin O     a WebSocket Origin to accept besides the server's own (repeatable)\n"
+    "  --allowed-origin O     a web Origin that may use the API, with CORS (repeatable)\n"
+    "  --server-name NAME     a Host name to answer besides loopback ones (repeatable)\n"
     "  --env NAME=VALUE       set for the adapter (repeatable)\n"
     "  --env-remove NAME      remove from the adapter's environment (repeatable)\n"
     "  --mock-delay-ms N      the mock adapter answers after N ms (default 0)\n"
@@ -226,6 +227,8 @@ static int options_string(struct worker_options *o, const char *name, const char
         options_set_str(&o->log_level, v);
     else if (!strcmp(name, "--allowed-origin"))
         options_push(&o->allowed_origins, v);
+    else if (!strcmp(name, "--server-name"))
+        options_push(&o->server_names, v);
     else if (!strcmp(name, "--env")) {
         if (!strchr(v, '=') || v[0] == '=')
             return -1;
@@ -264,6 +267,27 @@ static int options_check(struct worker_options *o, char *err, size_t errlen)
     return 0;
 }
 
+/* Apply the option at ARGV[*I] with its value: "--name=value", or "--name"
+ * and the next argument (then *I moves past it). 0, or -1 with ERR set. */
+static int options_valued(struct worker_options *o, int argc, char **argv, int *i, char *err,
+                          size_t errlen)
+{
+    const char *a = argv[*i], *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+    char *name = eq ? xstrndup(a, (size_t)(eq - a)) : xstrdup(a);
+    const char *v = eq ? eq + 1 : *i + 1 < argc ? argv[*i + 1] : NULL;
+    int r = -3;
+    if (!v)
+        snprintf(err, errlen, "option %s needs a value", a);
+    else if ((r = options_numeric(o, name, v)) == -2 && (r = options_string(o, name, v)) == -2)
+        snprintf(err, errlen, "unknown option %s", name);
+    else if (r < 0)
+        snprintf(err, errlen, "invalid value for %s: '%s'", name, v);
+    else if (!eq)
+        (*i)++;
+    free(name);
+    return r < 0 ? -1 : 0;
+}
+
 int options_parse(int argc, char **argv, struct worker_options *o, char *err, size_t errlen)
 {
     options_defaults(o);
@@ -278,22 +302,8 @@ int options_parse(int argc, char **argv, struct worker_options *o, char *err, si
         else if (!strcmp(a, "--adapter-cmd"))
             options_take_argv(o, argc, argv, &i, false);
         else if (a[0] == '-') {
-            if (i + 1 >= argc) {
-                snprintf(err, errlen, "option %s needs a value", a);
+            if (options_valued(o, argc, argv, &i, err, errlen) < 0)
                 return -1;
-            }
-            int r = options_numeric(o, a, argv[i + 1]);
-            if (r == -2)
-                r = options_string(o, a, argv[i + 1]);
-            if (r == -2) {
-                snprintf(err, errlen, "unknown option %s", a);
-                return -1;
-            }
-            if (r < 0) {
-                snprintf(err, errlen, "invalid value for %s: '%s'", a, argv[i + 1]);
-                return -1;
-            }
-            i++;
         } else if (!o->bot_id)
             o->bot_id = xstrdup(a);
         else {
@@ -322,6 +332,7 @@ void options_free(struct worker_options *o)
     free(o->token);
     free(o->log_level);
     options_free_list(o->allowed_origins);
+    options_free_list(o->server_names);
     options_free_list(o->adapter.argv);
     options_free_list(o->adapter.env_remove);
     options_free_list(o->adapter.env_set);

@@ -23,6 +23,7 @@ struct worker_options {
     char *bind;
     char *token; /* --token, else $HIVE_TOKEN, else NULL */
     char **allowed_origins;
+    char **server_names; /* Host names accepted besides loopback ones (--server-name) */
     struct adapter_config adapter;
     double cooldown_s;
     size_t queue_max;

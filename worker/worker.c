@@ -303,6 +303,8 @@ static struct api *worker_api(struct worker *w, int fd)
                             .port = w->port,
                             .token = o->token,
                             .allowed_origins = (const char *const *)o->allowed_origins,
+                            .server_names = (const char *const *)o->server_names,
+                            .bind = o->bind,
                             .limits = o->limits,
                             .ws = o->ws,
                             .started_mono_ns = util_mono_ns()};

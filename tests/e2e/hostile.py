@@ -221,7 +221,7 @@ def http_json(port, method, path, body=None, token=None, timeout=10.0):
         return r.status, None
 
 
-def post_task_bytes(path, body, extra=b"", host=b"x"):
+def post_task_bytes(path, body, extra=b"", host=b"localhost"):
     """A raw POST of BODY (bytes) to PATH with Content-Length."""
     return (b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%s"
             b"Content-Length: %d\r\n\r\n" % (path.encode(), host, extra, len(body))) + body
@@ -773,7 +773,7 @@ class HostileCases(HostileBase):
         ht = LIMITS["header_timeout"]
         for path in self.slowloris_paths():
             with self.subTest(path=path):
-                head = ("GET %s HTTP/1.1\r\nHost: x\r\nUser-Agent: slow\r\nX-Pad: %s\r\n\r\n"
+                head = ("GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow\r\nX-Pad: %s\r\n\r\n"
                         % (path, "a" * 40)).encode()
                 t0 = time.monotonic()
                 got, closed = b"", False
@@ -829,7 +829,7 @@ class HostileCases(HostileBase):
             result["elapsed"] = time.monotonic() - t0
         th = threading.Thread(target=client)
         th.start()
-        served, line = 0, b"GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        served, line = 0, b"GET /status HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
         deadline = time.monotonic() + 20
         sent = [0] * n
         try:
@@ -879,10 +879,10 @@ class HostileCases(HostileBase):
         low = min(LIMITS["header_timeout"], LIMITS["idle_timeout"])
         path = (self.T.prefix + "/api/task").encode()
         cases = {
-            "content-length": b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            "content-length": b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
                               b"\r\nContent-Length: 200\r\n\r\n{\"task_id\":\"NEVER-1\","
                               b"\"command\":\"" % path,
-            "chunked": b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "chunked": b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                        b"Transfer-Encoding: chunked\r\n\r\n" % path
                        + chunked(b'{"task_id":"NEVER-2","command":"abc"}')[:-5],
         }
@@ -948,7 +948,7 @@ class HostileCases(HostileBase):
         """A request line over max_header: 414 (nginx) or 431 (SPEC's "headers too large"),
         as soon as the limit is passed, even if the line never ends."""
         n = LIMITS["max_header"] + 100
-        cases = {"complete": ("GET %s/status?%s HTTP/1.1\r\nHost: x\r\n\r\n"
+        cases = {"complete": ("GET %s/status?%s HTTP/1.1\r\nHost: localhost\r\n\r\n"
                               % (self.T.prefix, "q" * n)).encode(),
                  "never ends": ("GET %s/%s" % (self.T.prefix, "a" * (4 * n))).encode(),
                  "huge method": b"A" * (2 * n) + b" / HTTP/1.1\r\n\r\n"}
@@ -964,11 +964,11 @@ class HostileCases(HostileBase):
         head that never ends."""
         n = LIMITS["max_header"]
         path = self.T.prefix + "/status"
-        cases = {"one big": "GET %s HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n" % (path, "b" * n),
-                 "many small": "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n"
+        cases = {"one big": "GET %s HTTP/1.1\r\nHost: localhost\r\nX-Big: %s\r\n\r\n" % (path, "b" * n),
+                 "many small": "GET %s HTTP/1.1\r\nHost: localhost\r\n%s\r\n"
                                % (path, "".join("X-%d: y\r\n" % i for i in range(n // 6))),
-                 "never ends": "GET %s HTTP/1.1\r\nHost: x\r\nX-Big: %s" % (path, "c" * 4 * n),
-                 "big name": "GET %s HTTP/1.1\r\nHost: x\r\n%s: v\r\n\r\n" % (path, "N" * n)}
+                 "never ends": "GET %s HTTP/1.1\r\nHost: localhost\r\nX-Big: %s" % (path, "c" * 4 * n),
+                 "big name": "GET %s HTTP/1.1\r\nHost: localhost\r\n%s: v\r\n\r\n" % (path, "N" * n)}
         for name, data in cases.items():
             with self.subTest(case=name):
                 ex = exchange(self.T.port, data.encode(), timeout=LIMITS["header_timeout"] + 4,
@@ -981,7 +981,7 @@ class HostileCases(HostileBase):
         the body, with no 100 Continue; a chunked body is cut when it passes the limit."""
         big = LIMITS["max_body"] + 1
         path = (self.T.prefix + "/api/task").encode()
-        head = (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" % path)
+        head = (b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" % path)
         with self.subTest(case="announced"):
             ex = exchange(self.T.port, head + b"Content-Length: %d\r\n\r\n" % big, want=1)
             self.assertEqual(ex.status, 413, ex)
@@ -1153,7 +1153,7 @@ class HostileCases(HostileBase):
         for raw in ["..%2f..%2f" + MARK, "%2e%2e", "a%00b", "x" * 300, "..%5c" + MARK,
                     "%2F" + MARK, "../../status"]:
             with self.subTest(get=raw[:40]):
-                ex = exchange(self.T.port, ("GET %s/api/task/%s HTTP/1.1\r\nHost: x\r\n"
+                ex = exchange(self.T.port, ("GET %s/api/task/%s HTTP/1.1\r\nHost: localhost\r\n"
                                             "Connection: close\r\n\r\n" % (self.T.prefix, raw)
                                             ).encode(), want=1)
                 self.assertIn(ex.status, (400, 404), ex)
@@ -1230,7 +1230,7 @@ class HostileCases(HostileBase):
         for method in ("BREW", "PROPFIND", "brew", "G3T", "GET\x01", "M-SEARCH", "TRACE",
                        "PATCH", "X" * 100):
             with self.subTest(method=method[:20]):
-                ex = exchange(self.T.port, ("%s %s HTTP/1.1\r\nHost: x\r\nConnection: close"
+                ex = exchange(self.T.port, ("%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close"
                                             "\r\n\r\n" % (method, path)).encode("latin-1"),
                               want=1)
                 self.assertIn(ex.status, (400, 405, 501), ex)
@@ -1252,7 +1252,7 @@ class HostileCases(HostileBase):
         for target in ("http://127.0.0.1" + p, "http://127.0.0.1:%d%s" % (self.T.port, p),
                        "HTTP://EVIL.EXAMPLE:22" + p, "http://127.0.0.1:1" + p):
             with self.subTest(target=target):
-                ex = exchange(self.T.port, ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close"
+                ex = exchange(self.T.port, ("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close"
                                             "\r\n\r\n" % target).encode(), want=1)
                 self.assertEqual(ex.status, 200, ex)
                 self.assertIn(b'"status"', ex.first.body)
@@ -1269,7 +1269,7 @@ class HostileCases(HostileBase):
         for method, ok in (("OPTIONS", (200, 204, 400, 405, 501)), ("GET", (400,)),
                            ("POST", (400,)), ("DELETE", (400,))):
             with self.subTest(method=method):
-                ex = exchange(self.T.port, ("%s * HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                ex = exchange(self.T.port, ("%s * HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n"
                                             "Connection: close\r\n\r\n" % method).encode(),
                               want=1)
                 self.assertIn(ex.status, ok, ex)
@@ -1295,7 +1295,7 @@ class HostileCases(HostileBase):
                 if note == "trailing junk x":
                     v = v + "x"
                 extra += b"Content-Length: %s\r\n" % v.encode()
-            data = (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s\r\n"
+            data = (b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n%s\r\n"
                     % (path.encode(), extra)) + body
             with self.subTest(content_length=note):
                 ex = exchange(self.T.port, data, want=1)
@@ -1323,7 +1323,7 @@ class HostileCases(HostileBase):
             tid = "TE-CL-%d" % i
             body = chunked(json.dumps({"command": "te", "task_id": tid}).encode())
             hdrs = "".join(h.replace("%d", str(len(body))) + "\r\n" for h in headers)
-            data = ("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s\r\n"
+            data = ("POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n%s\r\n"
                     % (path, hdrs)).encode("latin-1") + body
             with self.subTest(headers=headers):
                 ex = exchange(self.T.port, data, want=1, timeout=LIMITS["idle_timeout"] + 3)
@@ -1374,7 +1374,7 @@ class TokenCases(HostileBase):
         for path in self.paths():
             for name, headers in auths.items():
                 with self.subTest(path=path, auth=name):
-                    ex = exchange(self.T.port, ("GET %s HTTP/1.1\r\nHost: x\r\n%sConnection: "
+                    ex = exchange(self.T.port, ("GET %s HTTP/1.1\r\nHost: localhost\r\n%sConnection: "
                                                 "close\r\n\r\n" % (path, "".join(
                                                     h + "\r\n" for h in headers))
                                                 ).encode("latin-1"), want=1)
@@ -1382,7 +1382,7 @@ class TokenCases(HostileBase):
             self.survived("requests for %s without the token" % path)
         for q in ("?token=wrong", "?token=", "?token=" + tok + "x", "?x=" + tok):
             with self.subTest(query=q):
-                ex = exchange(self.T.port, ("GET %s/status%s HTTP/1.1\r\nHost: x\r\nConnection: "
+                ex = exchange(self.T.port, ("GET %s/status%s HTTP/1.1\r\nHost: localhost\r\nConnection: "
                                             "close\r\n\r\n" % (self.T.prefix, q)).encode(),
                               want=1)
                 self.assertEqual(ex.status, 401, ex)
@@ -1436,7 +1436,7 @@ class TokenCases(HostileBase):
                        "%s//status" % self.T.prefix, "%s/status?/health" % self.T.prefix,
                        "%s/status#/health" % self.T.prefix):
             with self.subTest(target=target):
-                ex = exchange(self.T.port, ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close"
+                ex = exchange(self.T.port, ("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close"
                                             "\r\n\r\n" % target).encode(), want=1)
                 self.assertIn(ex.status, (200, 400, 401, 404), ex)
                 if ex.status != 401:   # /health may answer; the status never

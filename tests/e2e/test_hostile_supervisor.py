@@ -31,7 +31,7 @@ from hostile import (LIMITS, HiveTarget, HostileCases, TokenCases, chunked,  # n
 def hidden_request(task_id):
     """A request for the worker's own path, to be smuggled inside another one."""
     body = json.dumps({"command": "smuggled", "task_id": task_id}).encode()
-    return (b"POST /api/task HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    return (b"POST /api/task HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body)) + body
 
 
@@ -80,7 +80,7 @@ class SupervisorHostile(HostileCases, unittest.TestCase):
         ends would see a second, hidden request: the worker must receive exactly the
         tasks the front door accepted, and nobody gets the hidden request's answer."""
         p = (self.T.prefix + "/api/task").encode()
-        head = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" % p
+        head = b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" % p
 
         def visible(tid):
             return json.dumps({"command": "visible", "task_id": tid}).encode()
@@ -112,21 +112,21 @@ class SupervisorHostile(HostileCases, unittest.TestCase):
             b"Content-Length: %d\r\n\r\n" % (len(h) + 5) + b"0\r\n\r\n" + h)
         add("TE in capitals with a space before the colon",
             lambda h: head + b"TRANSFER-ENCODING : CHUNKED\r\n\r\n" + chunked(b"0\r\n\r\n" + h))
-        add("GET with a body", lambda h: b"GET %s/status HTTP/1.1\r\nHost: x\r\n"
+        add("GET with a body", lambda h: b"GET %s/status HTTP/1.1\r\nHost: localhost\r\n"
             b"Content-Length: %d\r\n\r\n" % (self.T.prefix.encode(), len(h)) + h)
         add("chunked, then a pipelined request for the worker's own path",
             lambda h: head + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(visible("SMUG-VIS"))
             + h, legit=["SMUG-VIS"])
         add("an upgrade the worker refuses (no key), then raw bytes",
-            lambda h: b"GET %s/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+            lambda h: b"GET %s/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
             b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n" % self.T.prefix.encode()
             + h)
         add("an upgrade with a version the worker refuses, then raw bytes",
-            lambda h: b"GET %s/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+            lambda h: b"GET %s/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
             b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             b"Sec-WebSocket-Version: 1337\r\n\r\n" % self.T.prefix.encode() + h)
         add("an upgrade to something else, then raw bytes",
-            lambda h: b"GET %s/status HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+            lambda h: b"GET %s/status HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
             b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
             % self.T.prefix.encode() + h)
 
@@ -215,7 +215,7 @@ class SupervisorHostile(HostileCases, unittest.TestCase):
         for method, path, body in cases:
             with self.subTest(method=method, path=path[:40]):
                 data = post(path, body) if body is not None else (
-                    "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % (method, path)
+                    "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % (method, path)
                 ).encode()
                 ex = exchange(self.T.port, data, want=1, timeout=10)
                 self.assertIsNotNone(ex.status, ex)

@@ -452,7 +452,7 @@ class FrontTest(HiveTestCase):
         # proxy holds back instead of buffering, and nothing is lost.
         with raw_connect(self.hive.port, timeout=20) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.sendall(("GET /bots/BOT-003/api/task/%s HTTP/1.1\r\nHost: x\r\n\r\n"
+            s.sendall(("GET /bots/BOT-003/api/task/%s HTTP/1.1\r\nHost: localhost\r\n\r\n"
                        % task_id).encode())
             time.sleep(1.0)
             status, headers, body, _ = read_http_response(s.makefile("rb"))

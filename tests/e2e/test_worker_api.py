@@ -148,13 +148,13 @@ class StatusAndHealth(WorkerTestCase):
         w = self.new_worker()
         with raw_connect(w.port) as s:
             f = s.makefile("rb")
-            s.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.sendall(b"HEAD /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             line = f.readline()
             self.assertRegex(line, rb"^HTTP/1\.1 200 ")
             while f.readline() not in (b"\r\n", b""):
                 pass
             # no body follows: the next answer on the connection starts right away
-            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             status, _, body, _ = read_http_response(f)
             self.assertEqual(status, 200)
             self.assertEqual(json.loads(body)["status"], "ok")
@@ -234,7 +234,7 @@ class SubmitTask(WorkerTestCase):
         good = json.dumps({"command": "after bad"}).encode()
         req = b""
         for body in (bad, good):
-            req += (b"POST /api/task HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            req += (b"POST /api/task HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                     b"Content-Length: %d\r\n\r\n" % len(body)) + body
         (s1, _, b1, _), (s2, _, b2, _) = raw_exchange(w.port, req, count=2)
         self.assertEqual(s1, 400, b1)
@@ -485,11 +485,11 @@ class Connections(WorkerTestCase):
     def test_pipelining_answers_in_order(self):
         w = self.new_worker()
         body = json.dumps({"command": "pipelined", "task_id": "pipe-1"}).encode()
-        req = (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-               b"POST /api/task HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        req = (b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
+               b"POST /api/task HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                b"Content-Length: %d\r\n\r\n%s"
-               b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n"
-               b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n") % (len(body), body)
+               b"GET /status HTTP/1.1\r\nHost: localhost\r\n\r\n"
+               b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n") % (len(body), body)
         answers = raw_exchange(w.port, req, count=4)
         (s1, _, b1, _), (s2, _, b2, _), (s3, _, b3, _), (s4, _, b4, _) = answers
         self.assertEqual(s1, 200)
@@ -505,7 +505,7 @@ class Connections(WorkerTestCase):
         with raw_connect(w.port) as s:
             f = s.makefile("rb")
             for i in range(3):
-                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 status, headers, body, version = read_http_response(f)
                 self.assertEqual(status, 200)
                 self.assertEqual(version, "HTTP/1.1")
@@ -538,7 +538,7 @@ class Connections(WorkerTestCase):
     def test_half_sent_request_does_not_block_others(self):
         w = self.new_worker()
         with raw_connect(w.port) as s:
-            s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n")   # never finished
+            s.sendall(b"GET /status HTTP/1.1\r\nHost: localhost\r\n")   # never finished
             for _ in range(3):
                 self.assertEqual(w.get("/health").status, 200)
 

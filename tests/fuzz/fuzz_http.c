@@ -340,14 +340,24 @@ static void fuzz_tunnel_event(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/* The Host/Origin rule (guard.c parses every Host and Origin the fuzzer
+ * makes): the corpus' short Host names are listed, as server_names are. */
+static const struct guard_policy *fuzz_guard(void *arg)
+{
+    static const char *const names[] = {"x", "a", "h", "example", "[::2]", "10.0.0.1", NULL};
+    static const char *const allowed[] = {"http://allowed.example", NULL};
+    static const struct guard_policy policy = {names, allowed, "192.0.2.1"};
+    (void)arg;
+    return &policy;
+}
+
 /* GET /ws: the real upgrade check and hand-off. */
 static void fuzz_upgrade(struct http_conn *conn, struct http_request *req)
 {
-    static const char *const allowed[] = {"http://allowed.example", NULL};
     static const struct ws_callbacks cbs = {fuzz_ws_text, fuzz_ws_close};
     struct ws_config cfg;
     char detail[200];
-    int status = ws_upgrade_check(req, allowed, detail, sizeof detail);
+    int status = ws_upgrade_check(req, detail, sizeof detail);
     if (status) {
         http_respond_error(conn, status, detail, fuzz_marks(fuzz_is_head(req), false));
         return;
@@ -591,7 +601,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fuzz_input in;
     struct sockaddr_un addr;
     socklen_t addr_len;
-    struct http_server_config cfg = {.on_request = fuzz_on_request, .on_headers = fuzz_on_headers};
+    struct http_server_config cfg = {
+        .on_request = fuzz_on_request, .on_headers = fuzz_on_headers, .guard = fuzz_guard};
 
     fuzz_input_parse(data, size, &in);
     memset(&fuzz, 0, sizeof fuzz);
