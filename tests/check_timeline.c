@@ -418,6 +418,72 @@ START_TEST(test_filters_against_model)
 }
 END_TEST
 
+START_TEST(test_sparse_filters)
+{
+    /* A class so rare that most blocks of the index hold 0, 1 or 2 of it:
+     * the block skipping of counts, offsets and pages must be exact. */
+    struct timeline *tl[2] = {check_open("BOT-1", true), check_open("BOT-2", true)};
+    int64_t t = CHECK_T0;
+    for (int i = 0; i < 8000; i++) {
+        t += check_rand() % 2;
+        bool rare = check_rand() % 230 == 0 || (i >= 2560 && i < 2570);
+        int bot = (int)(check_rand() % 2);
+        check_add(tl[bot], bot, t, rare ? 2 : (int)(check_rand() % 2), !rare, "x");
+    }
+    const char *bots[] = {"BOT-1", "BOT-2"};
+    for (size_t off = 0; off < 45; off++) {
+        for (int limit = 1; limit <= 3; limit++) {
+            struct check_query q = {
+                .source = 2, .success = 0, .bot = -1, .limit = (size_t)limit, .offset = off};
+            char qs[256], *body;
+            size_t len;
+            check_qs(&q, bots, qs, sizeof qs);
+            ck_assert_int_eq(timeline_answer_merged(tl, 2, qs, NULL, &body, &len), 200);
+            check_answer(body, &q, NULL, bots);
+            free(body);
+            q.bot = (int)(off % 2);
+            check_qs(&q, bots, qs, sizeof qs);
+            ck_assert_int_eq(timeline_answer(tl[q.bot], qs, &body, &len), 200);
+            check_answer(body, &q, bots[q.bot], bots);
+            free(body);
+        }
+    }
+    timeline_close(tl[0]);
+    timeline_close(tl[1]);
+}
+END_TEST
+
+START_TEST(test_foreign_jsonl)
+{
+    /* A JSONL written by another tool, timestamps out of order and in other
+     * spellings: file order stays the order, a time never goes back. */
+    char *jsonl = check_path("BOT-1", "jsonl");
+    const char text[] = "{\"task_id\":\"a\",\"source\":\"file\",\"success\":true,"
+                        "\"timestamp\":\"2026-01-01T00:00:10Z\"}\n"
+                        "{\"task_id\":\"b\",\"source\":\"http\",\"success\":true,"
+                        "\"timestamp\":\"2026-01-01T00:00:05.5+00:00\"}\n"
+                        "{\"task_id\":\"c\",\"source\":\"file\",\"success\":false,"
+                        "\"timestamp\":\"2026-01-01T01:00:20+01:00\"}\n";
+    ck_assert_int_eq(util_replace_file(jsonl, text, sizeof text - 1, false), 0);
+    struct timeline *tl = check_open("BOT-1", true);
+    ck_assert_uint_eq(timeline_count(tl), 3);
+    json_t *o;
+    /* b counts as 00:00:10 (after a), c as 00:00:20. */
+    ck_assert_int_eq(
+        check_get(tl, "start_time=2026-01-01T00:00:10Z&end_time=2026-01-01T00:00:10Z", &o), 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "total_count")), 2);
+    json_t *e = json_object_get(o, "entries");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(e, 0), "task_id")), "b");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(e, 1), "task_id")), "a");
+    json_decref(o);
+    ck_assert_int_eq(check_get(tl, "start_time=2026-01-01T00:00:11Z", &o), 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "total_count")), 1);
+    json_decref(o);
+    timeline_close(tl);
+    free(jsonl);
+}
+END_TEST
+
 START_TEST(test_merge_against_model)
 {
     const char *bots[] = {"BOT-A", "BOT-B", "BOT-C"};
@@ -876,6 +942,8 @@ static Suite *check_suite(void)
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_filters_against_model);
     tcase_add_test(tc, test_merge_against_model);
+    tcase_add_test(tc, test_sparse_filters);
+    tcase_add_test(tc, test_foreign_jsonl);
     tcase_add_test(tc, test_bad_parameters);
     tcase_add_test(tc, test_parse_time);
     tcase_add_test(tc, test_index_rebuilt);
