@@ -193,6 +193,25 @@ int main(int argc, char **argv)
     bench_query(&tl, 1, q, &rows);
     bench_query(&tl, 1, "limit=1000", &rows);
 
+    /* GET /api/task/<id> of a task long done, and of one never seen. */
+    double find_old_ms, find_missing_ms;
+    char old_id[32];
+    snprintf(old_id, sizeof old_id, "TASK-%zu", n / 10);
+    double w0 = bench_now(CLOCK_MONOTONIC);
+    json_t *found = timeline_find(tl, old_id);
+    find_old_ms = (bench_now(CLOCK_MONOTONIC) - w0) * 1e3;
+    json_decref(timeline_find(tl, "NOT-THERE")); /* the first pass maps the pages in */
+    w0 = bench_now(CLOCK_MONOTONIC);
+    json_t *none = timeline_find(tl, "NOT-THERE");
+    find_missing_ms = (bench_now(CLOCK_MONOTONIC) - w0) * 1e3;
+    if (!found || none) {
+        fprintf(stderr, "timeline_find is wrong\n");
+        return 1;
+    }
+    json_decref(found);
+    fprintf(stderr, "  find: %s %.2f ms, a missing id %.2f ms\n", old_id, find_old_ms,
+            find_missing_ms);
+
     /* The supervisor's merge over 4 bots (hard links of the same files). */
     struct timeline *m[4];
     for (int i = 0; i < 4; i++) {
@@ -218,9 +237,10 @@ int main(int argc, char **argv)
     timeline_close(tl);
 
     printf("{\"entries\":%zu,\"append_us_wall\":%.2f,\"append_us_cpu\":%.2f,\"jsonl_bytes\":%ld,"
-           "\"open_ms\":%.1f,\"reader_open_ms\":%.1f,\"rebuild_ms\":%.0f,\"pages\":[%s]}\n",
-           n, append_wall, append_cpu, jsonl_bytes, open_ms, open_again_ms, rebuild_ms,
-           rows.data ? rows.data : "");
+           "\"open_ms\":%.1f,\"reader_open_ms\":%.1f,\"rebuild_ms\":%.0f,\"find_old_ms\":%.2f,"
+           "\"find_missing_ms\":%.2f,\"pages\":[%s]}\n",
+           n, append_wall, append_cpu, jsonl_bytes, open_ms, open_again_ms, rebuild_ms, find_old_ms,
+           find_missing_ms, rows.data ? rows.data : "");
     free(rows.data);
     if (own) {
         char *cmd = xasprintf("rm -rf '%s'", dir);

@@ -650,12 +650,13 @@ static bool timeline_rec_matches(const struct timeline *tl, const struct timelin
     return ok;
 }
 
-/* Map LEN bytes of the index (read-only, shared). */
+/* Map LEN bytes of the index (read-only, shared; populated now so that the
+ * first query does not fault the pages in one by one). */
 static int timeline_map(struct timeline *tl, size_t len)
 {
     long page = sysconf(_SC_PAGESIZE);
     len = (len + (size_t)page - 1) / (size_t)page * (size_t)page;
-    void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, tl->idx_fd, 0);
+    void *m = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, tl->idx_fd, 0);
     if (m == MAP_FAILED)
         return -1;
     if (tl->map)
