@@ -625,7 +625,8 @@ static size_t timeline_recs_good(const struct timeline_rec *v, size_t from, size
 {
     for (size_t i = from; i < n; i++) {
         const struct timeline_rec *r = &v[i];
-        if (!r->len || timeline_class(r) >= TIMELINE_CLASSES || r->offset + r->len + 1 > covered)
+        if (!r->len || timeline_class(r) >= TIMELINE_CLASSES || r->offset >= covered ||
+            r->len >= covered - r->offset) /* the line and its newline lie inside */
             return i;
         if (i > 0 && (r->offset < v[i - 1].offset + v[i - 1].len + 1 || r->time < v[i - 1].time))
             return i;

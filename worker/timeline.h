@@ -81,7 +81,15 @@ int timeline_refresh(struct timeline *tl);
 json_t *timeline_find(struct timeline *tl, const char *task_id);
 
 /* Parse a raw query string (after '?', not decoded; NULL or "" = defaults).
- * 0, or -1 with the 400 detail in ERR. Clear Q afterwards either way. */
+ * 0, or -1 with the 400 detail in ERR. Clear Q afterwards either way.
+ * limit: 1..1000 (0 and 1001 are 400s); offset: 0 or more; source: file,
+ * http or websocket; success: true, false, 1 or 0 (any case); start_time and
+ * end_time: see timeline_parse_time(), both inclusive, whole seconds (a
+ * start's fraction rounds up, an end's down), a start after the end is a 400;
+ * bot: a bot id. Percent escapes and '+' for a space are decoded (and a space
+ * before a zone offset reads as '+', as an unencoded "+01:00" arrives); a
+ * parameter given twice takes the last value; unknown parameters are
+ * ignored. */
 int timeline_query_parse(const char *qs, struct timeline_query *q, char *err, size_t errlen);
 void timeline_query_clear(struct timeline_query *q);
 
