@@ -932,6 +932,50 @@ START_TEST(test_open_errors)
 }
 END_TEST
 
+START_TEST(test_reader_follows_rebuild)
+{
+    struct timeline *w = check_open("BOT-1", true);
+    check_fill(&w, 1, 600);
+    struct timeline *r = check_open("BOT-1", false);
+    ck_assert_uint_eq(timeline_count(r), 600);
+    timeline_close(w);
+    /* The worker restarts and finds its index gone: it writes a new one
+     * (another file) and goes on appending; the reader moves over. */
+    char *idx = check_path("BOT-1", "idx");
+    ck_assert_int_eq(unlink(idx), 0);
+    w = check_open("BOT-1", true);
+    check_add(w, 0, CHECK_T0 + 50000, 1, false, "after restart");
+    ck_assert_int_eq(timeline_refresh(r), 0);
+    check_same_answers(r);
+    timeline_close(w);
+    timeline_close(r);
+
+    /* A reader of a bad index reads the JSONL itself, and its new lines. */
+    check_poke(idx, 0, "XXXX", 4);
+    r = check_open("BOT-1", false);
+    check_same_answers(r);
+    char *jsonl = check_path("BOT-1", "jsonl");
+    int fd = open(jsonl, O_WRONLY | O_APPEND);
+    const char line[] =
+        "{\"task_id\":\"T-x\",\"bot_id\":\"BOT-1\",\"source\":\"http\","
+        "\"timestamp\":\"2027-01-01T00:00:00Z\",\"success\":true,\"response\":\"\"}\n";
+    ck_assert_int_eq(write(fd, line, sizeof line - 1), (ssize_t)sizeof line - 1);
+    ck_assert_int_eq(write(fd, line, 20), 20); /* and half of another */
+    close(fd);
+    ck_assert_int_eq(timeline_refresh(r), 0);
+    ck_assert_uint_eq(timeline_count(r), check_n + 1);
+    json_t *o;
+    ck_assert_int_eq(check_get(r, "limit=1&source=http&success=true", &o), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         json_array_get(json_object_get(o, "entries"), 0), "task_id")),
+                     "T-x");
+    json_decref(o);
+    timeline_close(r);
+    free(jsonl);
+    free(idx);
+}
+END_TEST
+
 /* The suite. */
 static Suite *check_suite(void)
 {
@@ -955,6 +999,7 @@ static Suite *check_suite(void)
     tcase_add_test(tc, test_response_cut_utf8);
     tcase_add_test(tc, test_clock_step_back);
     tcase_add_test(tc, test_open_errors);
+    tcase_add_test(tc, test_reader_follows_rebuild);
     suite_add_tcase(s, tc);
     return s;
 }
