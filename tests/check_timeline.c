@@ -829,11 +829,22 @@ START_TEST(test_append_idempotent)
     ck_assert_int_eq(timeline_append(tl, &e), 1);
     e.source = "email";
     ck_assert_int_eq(timeline_append(tl, &e), -1);
+    /* An id that is not UTF-8 is stored, indexed and found as U+FFFD. */
+    e.source = "http";
+    e.task_id = "T-\xff";
+    e.response_file = "r-\xfe.md";
+    ck_assert_int_eq(timeline_append(tl, &e), 0);
+    ck_assert_int_eq(timeline_append(tl, &e), 1);
+    json_t *found = timeline_find(tl, "T-\xef\xbf\xbd");
+    ck_assert_ptr_nonnull(found);
+    ck_assert_str_eq(json_string_value(json_object_get(found, "response_file")),
+                     "r-\xef\xbf\xbd.md");
+    json_decref(found);
     timeline_close(tl);
     tl = check_open("BOT-1", false);
     e.source = "file";
     ck_assert_int_eq(timeline_append(tl, &e), -1); /* readers never write */
-    ck_assert_uint_eq(timeline_count(tl), 3);
+    ck_assert_uint_eq(timeline_count(tl), 4);
     timeline_close(tl);
 }
 END_TEST

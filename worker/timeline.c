@@ -207,34 +207,44 @@ static bool timeline_parse_zone(const char *p, int *off)
     return true;
 }
 
-int timeline_parse_time(const char *s, bool round_up, int64_t *out)
+/* The time of day at *P after a date, if any: [Tt ]HH:MM[:SS[.fraction]].
+ * *FRAC: a fraction other than zero. False when it is there but bad. */
+static bool timeline_parse_clock(const char **p, int *h, int *mi, int *sec, bool *frac)
 {
-    int y, mo, d, h = 0, mi = 0, sec = 0, off;
-    bool frac = false;
-    const char *p = s;
-    if (!s || !timeline_digits(&p, 4, &y) || *p++ != '-' || !timeline_digits(&p, 2, &mo) ||
-        *p++ != '-' || !timeline_digits(&p, 2, &d))
-        return -1;
-    if ((*p == 'T' || *p == 't' || *p == ' ') && p[1] >= '0' && p[1] <= '9') {
-        p++;
-        if (!timeline_digits(&p, 2, &h) || *p++ != ':' || !timeline_digits(&p, 2, &mi))
-            return -1;
-        if (*p == ':') {
-            p++;
-            if (!timeline_digits(&p, 2, &sec))
-                return -1;
-            if (*p == '.' || *p == ',') {
-                p++;
-                if (*p < '0' || *p > '9')
-                    return -1;
-                for (; *p >= '0' && *p <= '9'; p++)
-                    frac |= *p != '0';
-            }
+    const char *q = *p;
+    *h = *mi = *sec = 0;
+    *frac = false;
+    if ((*q != 'T' && *q != 't' && *q != ' ') || q[1] < '0' || q[1] > '9')
+        return true; /* a date alone (a space here starts a zone) */
+    q++;
+    if (!timeline_digits(&q, 2, h) || *q++ != ':' || !timeline_digits(&q, 2, mi))
+        return false;
+    if (*q == ':') {
+        q++;
+        if (!timeline_digits(&q, 2, sec))
+            return false;
+        if (*q == '.' || *q == ',') {
+            q++;
+            if (*q < '0' || *q > '9')
+                return false;
+            for (; *q >= '0' && *q <= '9'; q++)
+                *frac |= *q != '0';
         }
     }
-    if (!timeline_parse_zone(p, &off))
-        return -1;
+    *p = q;
+    return true;
+}
+
+int timeline_parse_time(const char *s, bool round_up, int64_t *out)
+{
     static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y, mo, d, h, mi, sec, off;
+    bool frac;
+    const char *p = s;
+    if (!s || !timeline_digits(&p, 4, &y) || *p++ != '-' || !timeline_digits(&p, 2, &mo) ||
+        *p++ != '-' || !timeline_digits(&p, 2, &d) ||
+        !timeline_parse_clock(&p, &h, &mi, &sec, &frac) || !timeline_parse_zone(p, &off))
+        return -1;
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap) ||
         h > 23 || mi > 59 || sec > 59)
@@ -512,53 +522,75 @@ static void timeline_index_line(const char *line, size_t len, uint64_t offset, i
     timeline_recs_push(out, &r);
 }
 
+/* Reading a JSONL in big blocks: BUF holds HAVE bytes from file offset BASE,
+ * lines before POS are indexed. */
+struct timeline_scanner {
+    char *buf;
+    size_t cap, have, pos;
+    uint64_t base, end; /* END: after the last whole line */
+    int64_t last;       /* time of the last record */
+    bool skipping;      /* inside a line over TIMELINE_LINE_MAX */
+    struct timeline_recs *out;
+};
+
+/* Index the whole lines in the scanner's buffer. */
+static void timeline_scan_lines(struct timeline_scanner *s)
+{
+    char *nl;
+    while ((nl = memchr(s->buf + s->pos, '\n', s->have - s->pos))) {
+        size_t len = (size_t)(nl - (s->buf + s->pos));
+        if (!s->skipping)
+            timeline_index_line(s->buf + s->pos, len, s->base + s->pos, &s->last, s->out);
+        s->skipping = false;
+        s->pos += len + 1;
+        s->end = s->base + s->pos;
+    }
+}
+
+/* Make room to read on: slide the partial line to the front, grow the
+ * buffer for a long one, or drop one over TIMELINE_LINE_MAX. */
+static void timeline_scan_room(struct timeline_scanner *s)
+{
+    if (s->pos == 0 && s->have == s->cap) {
+        if (s->cap < TIMELINE_LINE_MAX) {
+            s->cap *= 2;
+            s->buf = xrealloc(s->buf, s->cap);
+        } else {
+            s->skipping = true;
+            s->base += s->have;
+            s->have = 0;
+        }
+        return;
+    }
+    memmove(s->buf, s->buf + s->pos, s->have - s->pos);
+    s->base += s->pos;
+    s->have -= s->pos;
+    s->pos = 0;
+}
+
 /* Index the whole lines of FD in [FROM, TO) into OUT; *END gets the end of
  * the last whole line (FROM when none). LAST: the time before FROM. */
-static int timeline_scan(int fd, uint64_t from, uint64_t to, int64_t last,
-                         struct timeline_recs *out, uint64_t *end)
+static void timeline_scan(int fd, uint64_t from, uint64_t to, int64_t last,
+                          struct timeline_recs *out, uint64_t *end)
 {
-    size_t cap = 1 << 20, have = 0, pos = 0;
-    char *buf = xmalloc(cap);
-    uint64_t base = from;  /* file offset of buf[0] */
-    bool skipping = false; /* inside a line over TIMELINE_LINE_MAX */
-    *end = from;
-    while (base + have < to) {
-        size_t want = cap - have;
-        if (want > to - base - have)
-            want = (size_t)(to - base - have);
-        ssize_t n = pread(fd, buf + have, want, (off_t)(base + have));
+    struct timeline_scanner s = {
+        .cap = 1 << 20, .base = from, .end = from, .last = last, .out = out};
+    s.buf = xmalloc(s.cap);
+    while (s.base + s.have < to) {
+        size_t want = s.cap - s.have;
+        if (want > to - s.base - s.have)
+            want = (size_t)(to - s.base - s.have);
+        ssize_t n = pread(fd, s.buf + s.have, want, (off_t)(s.base + s.have));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break;
-        have += (size_t)n;
-        char *nl;
-        while ((nl = memchr(buf + pos, '\n', have - pos))) {
-            size_t len = (size_t)(nl - (buf + pos));
-            if (!skipping)
-                timeline_index_line(buf + pos, len, base + pos, &last, out);
-            skipping = false;
-            pos += len + 1;
-            *end = base + pos;
-        }
-        if (pos == 0 && have == cap) { /* one line fills the buffer */
-            if (cap < TIMELINE_LINE_MAX) {
-                cap *= 2;
-                buf = xrealloc(buf, cap);
-            } else {
-                skipping = true;
-                base += have;
-                have = 0;
-            }
-            continue;
-        }
-        memmove(buf, buf + pos, have - pos);
-        base += pos;
-        have -= pos;
-        pos = 0;
+        s.have += (size_t)n;
+        timeline_scan_lines(&s);
+        timeline_scan_room(&s);
     }
-    free(buf);
-    return 0;
+    free(s.buf);
+    *end = s.end;
 }
 
 /* Cut a torn last line off the JSONL (writer): its bytes never were a whole
@@ -743,45 +775,49 @@ static void timeline_set_head(struct timeline *tl)
     tl->head_hash = timeline_head_hash(tl->jsonl_fd, tl->head_len);
 }
 
-/* Build the index of the whole JSONL (SIZE bytes) in memory; the writer then
- * puts it in a new index file renamed into place and follows that. */
-static void timeline_rebuild(struct timeline *tl, uint64_t size)
+/* Writer: put the records held in memory into a new index file, rename it
+ * over the old one and follow it. On failure memory mode stays. */
+static void timeline_persist(struct timeline *tl)
 {
-    struct timeline_recs r = {0};
-    uint64_t end;
-    timeline_scan(tl->jsonl_fd, 0, size, INT64_MIN, &r, &end);
-    tl->mem = r;
-    tl->recs = r.v;
-    tl->count = r.n;
-    tl->jsonl_size = end;
-    tl->in_memory = true;
-    timeline_set_head(tl);
-    if (!tl->writer)
-        return;
     char *tmp = xasprintf("%s.tmp-%d", tl->idx_path, (int)getpid());
     unlink(tmp);
     int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     struct timeline_hdr h;
+    struct stat st;
     timeline_hdr_make(tl, &h);
-    if (fd >= 0 && timeline_write_index(fd, r.v, 0, r.n, &h) == 0 &&
-        rename(tmp, tl->idx_path) == 0) {
-        if (tl->idx_fd >= 0)
-            close(tl->idx_fd);
-        tl->idx_fd = fd;
-        struct stat st;
-        if (fstat(fd, &st) == 0 && timeline_map(tl, TIMELINE_HDR_SIZE + r.n * 32 + 1) == 0) {
-            tl->idx_ino = st.st_ino;
-            tl->in_memory = false;
-            free(r.v);
-            tl->mem = (struct timeline_recs){0};
-        }
-        fd = -1;
-    }
-    if (fd >= 0) {
-        close(fd);
+    if (fd < 0 || timeline_write_index(fd, tl->mem.v, 0, tl->mem.n, &h) != 0 ||
+        rename(tmp, tl->idx_path) != 0) {
+        if (fd >= 0)
+            close(fd);
         unlink(tmp);
+        free(tmp);
+        return;
     }
     free(tmp);
+    if (tl->idx_fd >= 0)
+        close(tl->idx_fd);
+    tl->idx_fd = fd;
+    if (fstat(fd, &st) == 0 && timeline_map(tl, TIMELINE_HDR_SIZE + tl->count * 32 + 1) == 0) {
+        tl->idx_ino = st.st_ino;
+        tl->in_memory = false;
+        free(tl->mem.v);
+        tl->mem = (struct timeline_recs){0};
+    }
+}
+
+/* Build the index of the whole JSONL (SIZE bytes) in memory; the writer then
+ * puts it in a new index file and follows that. */
+static void timeline_rebuild(struct timeline *tl, uint64_t size)
+{
+    uint64_t end;
+    timeline_scan(tl->jsonl_fd, 0, size, INT64_MIN, &tl->mem, &end);
+    tl->recs = tl->mem.v;
+    tl->count = tl->mem.n;
+    tl->jsonl_size = end;
+    tl->in_memory = true;
+    timeline_set_head(tl);
+    if (tl->writer)
+        timeline_persist(tl);
 }
 
 /* Index the JSONL beyond what the index covers (SIZE bytes now). */
@@ -985,25 +1021,44 @@ static char *timeline_dump(const json_t *o, size_t *len)
     return s;
 }
 
-/* The JSON line of E at time T (with its newline). Caller frees. */
-static char *timeline_render(const struct timeline *tl, const struct timeline_entry *e, int64_t t,
-                             size_t *len)
+/* The files_modified array of E. */
+static json_t *timeline_files(const struct timeline_entry *e)
+{
+    json_t *files = json_array();
+    for (size_t i = 0; i < e->files_count; i++)
+        json_array_append_new(
+            files, timeline_text(e->files_modified[i], strlen(e->files_modified[i]), 4096));
+    return files;
+}
+
+/* Add EXTRA's fields to O, never over one O has. */
+static void timeline_add_extra(json_t *o, const json_t *extra)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)extra, key, v)
+    {
+        if (!json_object_get(o, key))
+            json_object_set(o, key, v);
+    }
+}
+
+/* The JSON line of E (whose task id is ID, as stored) at time T, with its
+ * newline. Caller frees. */
+static char *timeline_render(const struct timeline *tl, const struct timeline_entry *e,
+                             const char *id, int64_t t, size_t *len)
 {
     char ts[32];
     timeline_format_time(t, ts, sizeof ts);
     json_t *o = json_object();
-    json_object_set_new(o, "task_id", json_string(e->task_id));
+    json_object_set_new(o, "task_id", json_string(id));
     json_object_set_new(o, "bot_id", json_string(tl->bot_id));
     json_object_set_new(o, "source", json_string(e->source));
     json_object_set_new(o, "timestamp", json_string(ts));
     json_object_set_new(o, "success", json_boolean(e->success));
     json_object_set_new(o, "response",
                         timeline_text(e->output, e->output ? e->output_len : 0, TIMELINE_TEXT_MAX));
-    json_t *files = json_array();
-    for (size_t i = 0; i < e->files_count; i++)
-        json_array_append_new(
-            files, timeline_text(e->files_modified[i], strlen(e->files_modified[i]), 4096));
-    json_object_set_new(o, "files_modified", files);
+    json_object_set_new(o, "files_modified", timeline_files(e));
     double ms = e->duration_seconds > 0 ? e->duration_seconds * 1000 + 0.5 : 0;
     json_object_set_new(o, "duration_seconds", json_real((double)(int64_t)ms / 1000));
     json_object_set_new(o, "error",
@@ -1016,13 +1071,7 @@ static char *timeline_render(const struct timeline *tl, const struct timeline_en
                                                  : "failed"));
     json_object_set_new(o, "response_file",
                         e->response_file ? json_string(e->response_file) : json_null());
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)e->extra, key, v)
-    {
-        if (!json_object_get(o, key))
-            json_object_set(o, key, v);
-    }
+    timeline_add_extra(o, e->extra);
     char *s = timeline_dump(o, len);
     json_decref(o);
     s = xrealloc(s, *len + 2);
@@ -1092,38 +1141,65 @@ static void timeline_add_rec(struct timeline *tl, const struct timeline_rec *r)
     tl->count = tl->mem.n;
 }
 
-int timeline_append(struct timeline *tl, const struct timeline_entry *e)
+/* S as it is stored: valid UTF-8, at most 1 KiB. Caller frees. */
+static char *timeline_clean(const char *s)
 {
-    int src = timeline_source_index(e->source);
-    if (!tl->writer || tl->jsonl_fd < 0 || !e->task_id || src < 0) {
-        errno = EINVAL;
-        return -1;
-    }
-    if (timeline_seen(tl, e->task_id, e->response_file))
-        return 1;
-    int64_t t = e->finished_wall_ns / 1000000000;
-    if (tl->count && t < tl->recs[tl->count - 1].time)
-        t = tl->recs[tl->count - 1].time;
+    json_t *j = timeline_text(s, strlen(s), 1024);
+    char *out = xstrdup(json_string_value(j));
+    json_decref(j);
+    return out;
+}
+
+/* Write the line of E (id ID, time T) and index it. 0, or -1 with errno. */
+static int timeline_append_line(struct timeline *tl, const struct timeline_entry *e, const char *id,
+                                int64_t t)
+{
     size_t len;
-    char *line = timeline_render(tl, e, t, &len);
+    char *line = timeline_render(tl, e, id, t, &len);
     uint64_t off = tl->jsonl_size;
-    if (timeline_write_line(tl, line, len, off) != 0) {
-        free(line);
-        return -1;
-    }
+    int rc = -1;
+    if (len - 1 > TIMELINE_LINE_MAX) /* a rebuild would skip it */
+        errno = E2BIG;
+    else
+        rc = timeline_write_line(tl, line, len, off);
     free(line);
+    if (rc != 0)
+        return -1;
     struct timeline_rec r = {.offset = off,
                              .time = t,
-                             .id_hash = timeline_id_hash(e->task_id),
+                             .id_hash = timeline_id_hash(id),
                              .len = (uint32_t)(len - 1),
-                             .flags = (uint32_t)(src * 2 + e->success) |
-                                      (e->cancelled ? TIMELINE_CANCELLED : 0)};
+                             .flags =
+                                 (uint32_t)(timeline_source_index(e->source) * 2 + e->success) |
+                                 (e->cancelled ? TIMELINE_CANCELLED : 0)};
     tl->jsonl_size += len;
     if (tl->head_len < TIMELINE_HEAD_MAX)
         timeline_set_head(tl);
     timeline_add_rec(tl, &r);
     timeline_cum_extend(tl);
     return 0;
+}
+
+int timeline_append(struct timeline *tl, const struct timeline_entry *e)
+{
+    if (!tl->writer || tl->jsonl_fd < 0 || !e->task_id || timeline_source_index(e->source) < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    char *id = timeline_clean(e->task_id);
+    char *rf = e->response_file ? timeline_clean(e->response_file) : NULL;
+    int rc = 1;
+    if (!timeline_seen(tl, id, rf)) {
+        int64_t t = e->finished_wall_ns / 1000000000;
+        if (tl->count && t < tl->recs[tl->count - 1].time)
+            t = tl->recs[tl->count - 1].time; /* file order is time order */
+        struct timeline_entry stored = *e;
+        stored.response_file = rf;
+        rc = timeline_append_line(tl, &stored, id, t);
+    }
+    free(id);
+    free(rf);
+    return rc;
 }
 
 json_t *timeline_find(struct timeline *tl, const char *task_id)
