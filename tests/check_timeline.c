@@ -359,6 +359,16 @@ START_TEST(test_round_trip)
     free(text);
     free(path);
 
+    /* The same page as an object, for the WebSocket timeline. */
+    struct timeline_query q;
+    char err[160];
+    ck_assert_int_eq(timeline_query_parse("source=http", &q, err, sizeof err), 0);
+    json_t *page = timeline_query_run(&tl, 1, &q);
+    ck_assert(json_is_null(json_object_get(page, "bot_id")));
+    ck_assert_int_eq(json_integer_value(json_object_get(page, "total_count")), 1);
+    json_decref(page);
+    timeline_query_clear(&q);
+
     json_t *found = timeline_find(tl, "T-1");
     ck_assert_ptr_nonnull(found);
     ck_assert_str_eq(json_string_value(json_object_get(found, "error")), "timed out after 5 s");

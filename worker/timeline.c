@@ -1477,15 +1477,23 @@ static int timeline_bad_request(const char *detail, char **body, size_t *len)
     return 400;
 }
 
-/* The 200 answer of §8 around ENTRIES (stolen). */
-static int timeline_ok(const char *bot_id, const struct timeline_query *q, size_t total,
-                       json_t *entries, char **body, size_t *len)
+json_t *timeline_query_run(struct timeline *const *tls, size_t n, const struct timeline_query *q)
 {
+    struct timeline_view *v = xcalloc(n ? n : 1, sizeof *v);
+    size_t nv = 0, total;
+    for (size_t i = 0; i < n; i++) {
+        if (q->bot && strcmp(q->bot, tls[i]->bot_id) != 0)
+            continue;
+        timeline_refresh(tls[i]);
+        v[nv++].tl = tls[i];
+    }
+    json_t *entries = timeline_page(v, nv, q, &total);
+    free(v);
     char now[40];
     util_iso_utc(now, sizeof now, util_wall_ns());
     size_t count = json_array_size(entries);
     json_t *o = json_object();
-    json_object_set_new(o, "bot_id", bot_id ? json_string(bot_id) : json_null());
+    json_object_set_new(o, "bot_id", q->bot ? json_string(q->bot) : json_null());
     json_object_set_new(o, "total_count", json_integer((json_int_t)total));
     json_object_set_new(o, "entries_count", json_integer((json_int_t)count));
     json_object_set_new(o, "offset", json_integer((json_int_t)q->offset));
@@ -1493,9 +1501,7 @@ static int timeline_ok(const char *bot_id, const struct timeline_query *q, size_
     json_object_set_new(o, "has_more", json_boolean(q->offset + count < total));
     json_object_set_new(o, "entries", entries);
     json_object_set_new(o, "timestamp", json_string(now));
-    *body = timeline_dump(o, len);
-    json_decref(o);
-    return 200;
+    return o;
 }
 
 int timeline_answer(struct timeline *tl, const char *qs, char **body, size_t *len)
@@ -1516,18 +1522,9 @@ int timeline_answer_merged(struct timeline *const *tls, size_t n, const char *qs
         free(q.bot);
         q.bot = xstrdup(bot);
     }
-    struct timeline_view *v = xcalloc(n ? n : 1, sizeof *v);
-    size_t nv = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (q.bot && strcmp(q.bot, tls[i]->bot_id) != 0)
-            continue;
-        timeline_refresh(tls[i]);
-        v[nv++].tl = tls[i];
-    }
-    size_t total;
-    json_t *entries = timeline_page(v, nv, &q, &total);
-    int status = timeline_ok(q.bot, &q, total, entries, body, len);
-    free(v);
+    json_t *o = timeline_query_run(tls, n, &q);
+    *body = timeline_dump(o, len);
+    json_decref(o);
     timeline_query_clear(&q);
-    return status;
+    return 200;
 }

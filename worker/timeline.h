@@ -103,6 +103,12 @@ int timeline_answer(struct timeline *tl, const char *qs, char **body, size_t *le
 int timeline_answer_merged(struct timeline *const *tls, size_t n, const char *qs, const char *bot,
                            char **body, size_t *len);
 
+/* The 200 answer object of §8 for a parsed query Q over N timelines (the
+ * body timeline_answer_merged() sends; for the WebSocket timeline's
+ * initial_entries too): Q->bot filters the bots and is the top-level bot_id
+ * (null without). The timelines are refreshed first. New reference. */
+json_t *timeline_query_run(struct timeline *const *tls, size_t n, const struct timeline_query *q);
+
 /* ISO-8601 UTC seconds of S (date, optional time with optional fraction,
  * optional Z or ±HH[:MM]; no zone is UTC). ROUND_UP rounds a fraction up
  * (else down). 0, or -1 when S is not such a time. */
