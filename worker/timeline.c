@@ -29,10 +29,17 @@
  * response_file that is among the last TIMELINE_DEDUP_WINDOW entries.
  *
  * The supervisor opens timelines as a reader: it maps the worker's index and
- * follows it (timeline_refresh), never writes; an index that is missing or
- * bad is rebuilt in its memory. The writer never shrinks the index file in
- * place (a rebuild is a new file renamed over it), so a reader's mapping
- * never loses its pages.
+ * follows it (timeline_refresh), never writes; it reads what the worker has
+ * indexed (after a crash, the rest once the worker is back), and an index
+ * that is missing or bad is rebuilt in its memory. The writer never shrinks
+ * the index file in place (a rebuild is a new file renamed over it), so a
+ * reader's mapping never loses its pages.
+ *
+ * Merging several bots is a k-way merge by completion time over their
+ * indexes (ties: the order the bots are given, then newest appended); the
+ * offset is found by a binary search on time over the per-bot counts, so a
+ * deep page of the merge is as cheap as the first. timeline_find() scans the
+ * 32-byte records newest first by id hash (under a millisecond at a million).
  */
 #include "worker/timeline.h"
 
