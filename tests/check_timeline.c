@@ -318,17 +318,43 @@ START_TEST(test_round_trip)
     e.finished_wall_ns += 2000000000LL;
     ck_assert_int_eq(timeline_append(tl, &e), 0);
     ck_assert_uint_eq(timeline_count(tl), 2);
+    /* A cancelled task, with fields of later issues that never replace ours. */
+    json_t *extra = json_pack("{s:i,s:f,s:b}", "tokens_out", 42, "cost_usd", 0.5, "success", 1);
+    struct timeline_entry c = {.task_id = "T-C",
+                               .source = "websocket",
+                               .finished_wall_ns = e.finished_wall_ns,
+                               .cancelled = true,
+                               .error = "cancelled",
+                               .response_file = "rc.md",
+                               .extra = extra};
+    ck_assert_int_eq(timeline_append(tl, &c), 0);
+    json_decref(extra);
+    json_t *co = timeline_find(tl, "T-C");
+    ck_assert_str_eq(json_string_value(json_object_get(co, "state")), "cancelled");
+    ck_assert(json_is_false(json_object_get(co, "success")));
+    ck_assert_int_eq(json_integer_value(json_object_get(co, "tokens_out")), 42);
+    json_decref(co);
+    json_t *cpage;
+    ck_assert_int_eq(check_get(tl, "source=websocket&success=false", &cpage), 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(cpage, "total_count")), 1);
+    json_decref(cpage);
+    ck_assert_int_eq(check_get(tl, "source=websocket&success=true", &cpage), 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(cpage, "total_count")), 0);
+    json_decref(cpage);
+    ck_assert_int_eq(check_get(tl, "source=file&success=true", &cpage), 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(cpage, "total_count")), 1);
+    json_decref(cpage);
 
     json_t *o;
     ck_assert_int_eq(check_get(tl, NULL, &o), 200);
     ck_assert_str_eq(json_string_value(json_object_get(o, "bot_id")), "BOT-1");
     ck_assert_int_eq(json_integer_value(json_object_get(o, "limit")), 100);
-    ck_assert_int_eq(json_integer_value(json_object_get(o, "total_count")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "total_count")), 3);
     ck_assert(json_is_false(json_object_get(o, "has_more")));
     const char *now = json_string_value(json_object_get(o, "timestamp"));
     ck_assert(now && now[strlen(now) - 1] == 'Z');
-    json_t *newest = json_array_get(json_object_get(o, "entries"), 0);
-    json_t *oldest = json_array_get(json_object_get(o, "entries"), 1);
+    json_t *newest = json_array_get(json_object_get(o, "entries"), 1);
+    json_t *oldest = json_array_get(json_object_get(o, "entries"), 2);
     ck_assert_str_eq(json_string_value(json_object_get(newest, "task_id")), "T-2");
     ck_assert(json_is_null(json_object_get(newest, "error")));
     ck_assert_str_eq(json_string_value(json_object_get(newest, "state")), "done");
