@@ -14,6 +14,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "common/util.h"
 #include "worker/taskfile.h"
 
@@ -253,6 +254,23 @@ static json_t *api_task_from_disk(struct api *api, const char *id)
     return o;
 }
 
+/* LEN bytes of S as a JSON string, made valid UTF-8 first (bad bytes become
+ * U+FFFD): jansson refuses invalid UTF-8, and a refused string would make the
+ * whole message null. */
+static json_t *api_text(const char *s, size_t len)
+{
+    char *clean = utf8_sanitize(s ? s : "", s ? len : 0, &len);
+    json_t *j = json_stringn(clean, len);
+    free(clean);
+    return j;
+}
+
+/* S (NUL-terminated) as api_text does, or JSON null for NULL. */
+static json_t *api_text_or_null(const char *s)
+{
+    return s ? api_text(s, strlen(s)) : json_null();
+}
+
 /* The JSON of a known task. */
 static json_t *api_task_json(const struct task *t)
 {
@@ -260,11 +278,11 @@ static json_t *api_task_json(const struct task *t)
                           "source", task_source_name(t->source));
     if (t->state == TASK_DONE || t->state == TASK_FAILED)
         json_object_set_new(o, "result",
-                            json_pack("{s:b, s:s%, s:o, s:f, s:o}", "success", t->success, "output",
-                                      t->output ? t->output : "", t->output_len, "error",
-                                      api_str(t->error), "duration_seconds",
+                            json_pack("{s:b, s:o, s:o, s:f, s:o}", "success", t->success, "output",
+                                      api_text(t->output, t->output_len), "error",
+                                      api_text_or_null(t->error), "duration_seconds",
                                       api_ms(t->duration_seconds), "response_file",
-                                      api_str(t->response_file)));
+                                      api_text_or_null(t->response_file)));
     return o;
 }
 
@@ -582,18 +600,18 @@ void api_task_started(struct api *api, const struct task *t)
 void api_task_chunk(struct api *api, const struct task *t, const char *data, size_t len)
 {
     if (t->ws_session)
-        api_ws_send(
-            api, t->ws_session,
-            json_pack("{s:s, s:s, s:s%}", "type", "chunk", "task_id", t->id, "content", data, len));
+        api_ws_send(api, t->ws_session,
+                    json_pack("{s:s, s:s, s:o}", "type", "chunk", "task_id", t->id, "content",
+                              api_text(data, len)));
 }
 
 void api_task_finished(struct api *api, const struct task *t)
 {
     if (t->ws_session)
         api_ws_send(api, t->ws_session,
-                    json_pack("{s:s, s:s, s:s%, s:b, s:o, s:f, s:s, s:o}", "type", "response",
-                              "task_id", t->id, "content", t->output ? t->output : "",
-                              t->output_len, "success", t->success, "error", api_str(t->error),
+                    json_pack("{s:s, s:s, s:o, s:b, s:o, s:f, s:s, s:o}", "type", "response",
+                              "task_id", t->id, "content", api_text(t->output, t->output_len),
+                              "success", t->success, "error", api_text_or_null(t->error),
                               "duration_seconds", api_ms(t->duration_seconds), "source",
                               task_source_name(t->source), "timestamp", api_now()));
 }
