@@ -739,7 +739,7 @@ END_TEST
 /* Run a task whose child starts a setsid grandchild (its own session and
  * group) and exits once the grandchild is out of its group; the grandchild
  * must be dead when the task is over. */
-static void check_setsid_grandchild_killed(void)
+static bool setsid_grandchild_killed(void)
 {
     struct run r;
     run_init(&r);
@@ -753,10 +753,12 @@ static void check_setsid_grandchild_killed(void)
     while (!pid_is_dead(grandchild) && util_mono_ms() < deadline)
         usleep(10000);
     bool dead = pid_is_dead(grandchild);
-    if (!dead)
+    if (!dead) {
+        printf("setsid grandchild %d outlived its task\n", (int)grandchild);
         kill(grandchild, SIGKILL);
-    ck_assert_msg(dead, "setsid grandchild %d outlived its task", (int)grandchild);
+    }
     run_fini(&r);
+    return dead;
 }
 
 /* contain_init with a record in a fresh directory; returns the directory. */
@@ -799,8 +801,9 @@ START_TEST(test_cli_setsid_grandchild_killed_cgroup)
         contain_shutdown();
         return;
     }
-    check_setsid_grandchild_killed();
-    contain_stop(dir);
+    bool dead = setsid_grandchild_killed();
+    contain_stop(dir); /* first: a failed check ends the test process */
+    ck_assert(dead);
 }
 END_TEST
 
@@ -808,8 +811,9 @@ START_TEST(test_cli_setsid_grandchild_killed_subreaper)
 {
     char *dir = contain_start(CONTAIN_SUBREAPER);
     ck_assert_ptr_nonnull(dir);
-    check_setsid_grandchild_killed();
+    bool dead = setsid_grandchild_killed();
     contain_stop(dir);
+    ck_assert(dead);
 }
 END_TEST
 
@@ -840,9 +844,9 @@ START_TEST(test_cli_setsid_grandchild_killed_on_abandon)
     bool dead = pid_is_dead(grandchild);
     if (!dead)
         kill(grandchild, SIGKILL);
-    ck_assert_msg(dead, "setsid grandchild %d outlived its abandoned task", (int)grandchild);
     run_fini(&r);
     contain_stop(dir);
+    ck_assert_msg(dead, "setsid grandchild %d outlived its abandoned task", (int)grandchild);
 }
 END_TEST
 
@@ -886,6 +890,12 @@ START_TEST(test_cli_start_failure_errno)
 }
 END_TEST
 
+/* After each edge test, even a failed one: no cgroup of ours is left. */
+static void edges_teardown(void)
+{
+    contain_shutdown();
+}
+
 /* The suite. */
 static Suite *adapter_suite(void)
 {
@@ -919,6 +929,7 @@ static Suite *adapter_suite(void)
     suite_add_tcase(s, cli);
     TCase *edges = tcase_create("edges");
     tcase_set_timeout(edges, 60);
+    tcase_add_checked_fixture(edges, NULL, edges_teardown);
     tcase_add_test(edges, test_cli_utf8_split_at_every_offset);
     tcase_add_test(edges, test_cli_utf8_cap_inside_character);
     tcase_add_test(edges, test_cli_binary_bytes_become_replacement);
