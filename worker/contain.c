@@ -218,10 +218,33 @@ static void contain_end_leftover_task(pid_t pgid, const char *task_id)
 
 /* ---- the record ------------------------------------------------------------ */
 
+/* The directory of the record, opened without following a link (-1 when it
+ * is not a real directory), and the record's name in it in *NAME. */
+static int contain_record_dir(const char **name)
+{
+    const char *slash = strrchr(contain.record, '/');
+    *name = slash ? slash + 1 : contain.record;
+    char *dir = slash ? xstrndup(contain.record, (size_t)(slash - contain.record)) : xstrdup(".");
+    int fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    free(dir);
+    return fd;
+}
+
+/* True when DIR may be a cgroup this module made: "hive-" named, no "..". */
+static bool contain_cgroup_name_ok(const char *dir)
+{
+    const char *base = strrchr(dir, '/');
+    return dir[0] == '/' && !strstr(dir, "/..") && base && strncmp(base + 1, "hive-", 5) == 0;
+}
+
 /* End whatever the record of an earlier run lists. */
 static void contain_record_replay(void)
 {
-    int fd = open(contain.record, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    const char *name;
+    int dfd = contain_record_dir(&name);
+    int fd = dfd < 0 ? -1 : openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (dfd >= 0)
+        close(dfd);
     FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
     if (!f) {
         if (fd >= 0)
@@ -232,7 +255,7 @@ static void contain_record_replay(void)
     int pgid;
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = '\0';
-        if (strncmp(line, "cgroup /", 8) == 0 && strstr(line, "/hive-"))
+        if (strncmp(line, "cgroup /", 8) == 0 && contain_cgroup_name_ok(line + 7))
             cgroup_remove(line + 7, CONTAIN_REMOVE_WAIT_MS);
         else if (sscanf(line, "task %d %4095s", &pgid, arg) == 2)
             contain_end_leftover_task((pid_t)pgid, arg);
@@ -260,14 +283,19 @@ static void contain_record_write(void)
         util_buf_add(&b, line, strlen(line));
         free(line);
     }
-    char *tmp = xasprintf("%s.tmp", contain.record);
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    bool ok = fd >= 0 && write(fd, b.data, b.len) == (ssize_t)b.len;
-    if (fd >= 0)
-        close(fd);
-    if (!ok || rename(tmp, contain.record) < 0)
-        unlink(tmp);
+    const char *name;
+    int dfd = contain_record_dir(&name);
+    char *tmp = xasprintf(".%s.tmp", name);
+    if (dfd >= 0) {
+        unlinkat(dfd, tmp, 0);
+        int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        bool ok = fd >= 0 && write(fd, b.data, b.len) == (ssize_t)b.len;
+        if (fd >= 0)
+            close(fd);
+        if (!ok || renameat(dfd, tmp, dfd, name) < 0)
+            unlinkat(dfd, tmp, 0);
+        close(dfd);
+    }
     free(tmp);
     free(b.data);
 }
@@ -352,8 +380,14 @@ void contain_shutdown(void)
         contain_job_free(contain.jobs);
     if (contain.dir)
         cgroup_remove(contain.dir, CONTAIN_REMOVE_WAIT_MS);
-    if (contain.record)
-        unlink(contain.record);
+    if (contain.record) {
+        const char *name;
+        int dfd = contain_record_dir(&name);
+        if (dfd >= 0) {
+            unlinkat(dfd, name, 0);
+            close(dfd);
+        }
+    }
     free(contain.dir);
     free(contain.record);
     free(contain.label);
