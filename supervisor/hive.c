@@ -963,7 +963,6 @@ static void hive_events(struct hive *hive)
     hive->done_ev = evtimer_new(hive->base, hive_done_cb, hive);
 }
 
-/* Bind every port and build the table; NULL with one message (exit 78). */
 /* The hive's cgroups, or the warning that says what contains the bots'
  * processes instead. */
 static void hive_cgroups(struct hive *hive)
@@ -978,6 +977,7 @@ static void hive_cgroups(struct hive *hive)
                  desc);
 }
 
+/* Bind every port and build the table; NULL with one message (exit 78). */
 struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreground, char *err,
                       size_t errlen)
 {

@@ -310,7 +310,7 @@ class Orphans(WorkerTestCase):
             self.assertIsNotNone(wait_for(lambda: stray.poll() is not None or None,
                                           GONE_TIMEOUT, what="the stray process killed"))
         wait_for(lambda: "bot processes:" in hive2.log(), UP_TIMEOUT, what="hive2's start")
-        wait_for(lambda: "is running" in hive2.log() or "running" in hive2.log(), UP_TIMEOUT,
+        wait_for(lambda: "-> running" in hive2.log(), UP_TIMEOUT,
                  what="hive2's bot running")
         if stray:
             leftovers = [r for r, d, _ in os.walk(mnt) if os.path.basename(r) == self.tree]
@@ -384,6 +384,25 @@ class Utf8Output(WorkerTestCase):
         self.assertIn("result", body, body)
         self.assertEqual(body["result"]["output"], "\ufffd\ufffdabc\ufffd")
         self.assertTrue(body["result"]["success"])
+
+    def test_hive_send_wait_returns_for_binary_output(self):
+        bot = "BOT-BIN%04d" % random.randrange(10 ** 4)
+        hive = Hive(self, self.tmp, bot,
+                    {"type": "cli", "command": ["printf", "\\377\\376abc\\344\\270"]})
+        hive.start()
+        hive.wait_running()
+        wait_for(lambda: "-> running" in hive.log(), UP_TIMEOUT,
+                 what="the bot running")
+        try:
+            p = subprocess.run([HIVE_BIN, "send", bot, "binary please", "--wait"],
+                               cwd=self.tmp, env=hive.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=20)
+        except subprocess.TimeoutExpired:
+            self.fail("hive send --wait never returned")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.decode("utf-8"), "\ufffd\ufffdabc\ufffd\n")
+        hive.proc.send_signal(signal.SIGTERM)
+        hive.proc.wait(timeout=20)
 
 
 class HandOver(WorkerTestCase):
