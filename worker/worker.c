@@ -209,15 +209,15 @@ static void worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 /* SIGHUP: the supervisor (or the terminal) is gone. Nothing will answer for
- * us any more: kill every process of our tasks and exit at once; the
- * running task stays queued for the next start. */
+ * us any more: kill every process of our tasks and exit at once, as a
+ * SIGKILL would have (the running task stays queued for the next start). */
 static void worker_hangup_cb(evutil_socket_t sig, short what, void *arg)
 {
     (void)sig, (void)what, (void)arg;
     log_warn("SIGHUP: the supervisor or terminal is gone; killing the running task's "
              "processes and exiting");
     contain_shutdown();
-    exit(1);
+    _exit(1);
 }
 
 /* Choose how our tasks' processes are contained and end what a killed run
@@ -297,10 +297,13 @@ static void worker_events(struct worker *w)
 {
     w->sigterm_ev = evsignal_new(w->base, SIGTERM, worker_signal_cb, w);
     w->sigint_ev = evsignal_new(w->base, SIGINT, worker_signal_cb, w);
-    w->sighup_ev = evsignal_new(w->base, SIGHUP, worker_hangup_cb, w);
     event_add(w->sigterm_ev, NULL);
     event_add(w->sigint_ev, NULL);
-    event_add(w->sighup_ev, NULL);
+    struct sigaction hup;
+    if (sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler != SIG_IGN) { /* not nohup */
+        w->sighup_ev = evsignal_new(w->base, SIGHUP, worker_hangup_cb, w);
+        event_add(w->sighup_ev, NULL);
+    }
     w->drain_ev = evtimer_new(w->base, worker_drain_cb, w);
     uint64_t usec = sdnotify_watchdog_usec();
     if (usec) {
