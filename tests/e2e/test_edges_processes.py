@@ -26,14 +26,13 @@ import socket
 import subprocess
 import sys
 import time
-import unittest
 
 import websockets
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hive_e2e import (BUILD_DIR, WorkerTestCase, curl, main, run_async,  # noqa: E402
-                      wait_for, ws_recv_json)
+from hive_e2e import (BUILD_DIR, SANITIZER_MARKERS, WorkerTestCase, curl, main,  # noqa: E402
+                      run_async, wait_for, ws_recv_json)
 
 HIVE_BIN = os.path.join(BUILD_DIR, "supervisor", "hive")
 UP_TIMEOUT = 20.0
@@ -223,6 +222,12 @@ class Hive:
         kill_pids(self.workers)
         tree = "hive-%016x" % fnv1a64(os.path.realpath(self.work_dir))
         remove_cgroups(lambda name: name == tree)
+        logs = os.path.join(self.work_dir, ".deia", "hive", "logs")
+        texts = [self.log()] + [read(os.path.join(logs, n))
+                                for n in (os.listdir(logs) if os.path.isdir(logs) else [])]
+        for m in SANITIZER_MARKERS:
+            for t in texts:
+                self.test.assertNotIn(m, t, "sanitizer report in the hive's logs")
 
 
 def drop_task(work_dir, bot, task_id, text="run the adapter\n"):
