@@ -16,8 +16,9 @@
 struct cgtree;
 
 /* Open the tree for the hive of WORK_DIR, ending what an earlier run left
- * in it. NULL when the kernel gives no usable cgroup v2 here. DESC gets one
- * line saying what is in force (and why not). */
+ * in it. NULL when the kernel gives no usable cgroup v2 here, or when
+ * $HIVE_CONTAIN=subreaper asks for the fallback (tests; the workers see it
+ * too). DESC gets one line saying what is in force (and why not). */
 struct cgtree *cgtree_open(const char *work_dir, char *desc, size_t desclen);
 /* The cgroup of BOT_ID, made if needed (caller frees); NULL with a reason in
  * ERR. TREE may be NULL (then NULL, no reason). */

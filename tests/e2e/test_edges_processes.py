@@ -132,6 +132,24 @@ def fnv1a64(text):
     return h
 
 
+def cgroup_usable():
+    """True when this process can make a killable cgroup v2 under its own (what hive
+    needs for the cgroup mechanism); the probe is removed again."""
+    mnt = cgroup2_mount()
+    own = own_cgroup(os.getpid())
+    if not mnt or own is None:
+        return False
+    probe = os.path.join(mnt + ("" if own == "/" else own), "hive-probe-%d" % os.getpid())
+    try:
+        os.mkdir(probe)
+    except OSError:
+        return False
+    try:
+        return os.access(os.path.join(probe, "cgroup.kill"), os.W_OK)
+    finally:
+        os.rmdir(probe)
+
+
 def mechanism(log):
     """Which containment a log line says is in force."""
     if "task processes: cgroup v2" in log or "bot processes: cgroup v2" in log:
@@ -251,6 +269,7 @@ class Orphans(WorkerTestCase):
         self.addCleanup(remove_cgroups, self.ours)
         self.bot = "BOT-ORPH%04d" % random.randrange(10 ** 4)
         self.tree = "hive-%016x" % fnv1a64(os.path.realpath(self.tmp))
+        self.want_cgroup = cgroup_usable()
 
     def ours(self, name):
         return name == self.tree or name.startswith("hive-%s-" % self.bot)
@@ -264,7 +283,8 @@ class Orphans(WorkerTestCase):
         print("\n  [%s] containment: %s; task cgroups: %s"
               % (self.id().rsplit(".", 1)[-1], mech, sorted(set(procs.values()))),
               file=sys.stderr)
-        if cgroup2_mount() and mech == "cgroup v2":
+        if self.want_cgroup:
+            self.assertEqual(mech, "cgroup v2", "the machine gives a cgroup v2: %s" % log)
             for pid, cg in procs.items():
                 self.assertIn(bot_dir, cg or "", "pid %d is not in the bot's cgroup" % pid)
 
@@ -280,7 +300,18 @@ class Orphans(WorkerTestCase):
             self.fail("%s outlived it: %r" % (what, marked(self.marks)))
 
     def test_hive_worker_then_supervisor_sigkilled(self):
-        hive = Hive(self, self.tmp, self.bot, {"type": "cli", "command": orphan_command(self.marks)})
+        self.hive_worker_then_supervisor(None)
+
+    def test_hive_fallback_subreaper(self):
+        """Without cgroups: the restarted worker ends what the killed one left (its
+        record), and a worker whose supervisor died ends its task's processes."""
+        self.want_cgroup = False
+        hive = self.hive_worker_then_supervisor({"HIVE_CONTAIN": "subreaper"})
+        self.assertIn("fallback", hive.log())
+
+    def hive_worker_then_supervisor(self, env):
+        hive = Hive(self, self.tmp, self.bot, {"type": "cli", "command": orphan_command(self.marks)},
+                    env=env)
         hive.start()
         wpid = hive.wait_running()
         drop_task(self.tmp, self.bot, "ORPH-1")
@@ -323,6 +354,7 @@ class Orphans(WorkerTestCase):
             hive2.proc.send_signal(signal.SIGTERM)
             hive2.proc.wait(timeout=20)
             self.assertFalse(os.path.isdir(leftovers[0]), "the hive's cgroup outlived it")
+        return hive
 
     def standalone(self, env):
         cmd = orphan_command(self.marks)
@@ -349,6 +381,7 @@ class Orphans(WorkerTestCase):
         self.standalone(None)
 
     def test_standalone_worker_fallback_subreaper(self):
+        self.want_cgroup = False
         w = self.standalone({"HIVE_CONTAIN": "subreaper"})
         self.assertIn("fallback: child subreaper", w.all_logs())
 
