@@ -11,7 +11,9 @@
  * subreaper mode: PR_SET_CHILD_SUBREAPER makes every orphan of a task the
  * worker's child. At a task's end every child that is not another running
  * task's first process is killed with everything under it, and reaped. The
- * worker's only children are adapter processes; nothing else is swept.
+ * worker's only children are adapter processes, and it runs one task at a
+ * time: an orphan cannot be told apart by task, so the end of one task ends
+ * every orphan there is.
  *
  * The record (one file) lets the next start clean up after a worker that
  * was killed: "cgroup DIR" lines are killed and removed, "task PGID ID"
