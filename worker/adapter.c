@@ -7,22 +7,24 @@
  * can be produced on purpose. The "cli" adapter forks the configured argv (no
  * shell, PATH lookup) in the work dir and in its own process group, feeds the
  * content on a non-blocking stdin pipe (or substitutes it for "{content}"),
- * streams stdout to the chunk callback, keeps the last 4 KiB of stderr for the
- * error, and enforces the timeout (SIGTERM, then SIGKILL after a grace) and
- * the output cap. stdout goes through an incremental UTF-8 decoder
+ * streams stdout to the chunk callback, keeps the last 4 KiB of stderr for
+ * the error, and enforces the timeout (SIGTERM, then SIGKILL after a grace)
+ * and the output cap. stdout goes through an incremental UTF-8 decoder
  * (common/utf8.c), so a character cut between two reads waits for its other
  * bytes and bytes that are not UTF-8 become U+FFFD: every chunk and the
  * output are text that JSON can carry, and the chunks joined are the output.
  * The child's environment never holds the hive's hand-over variables (the
  * token, NOTIFY_SOCKET, LISTEN_*, WATCHDOG_*, FDSTORE). Every process of a
  * task, those that left its process group included, is killed when it ends
- * (worker/contain.c: the child enters the task's cgroup before exec). Exec failures are learnt
- * synchronously through a CLOEXEC status pipe, so adapter_start returns NULL for a command that
- * cannot run. Exit is noticed through one SIGCHLD signal event per event_base, shared by this
- * module's jobs; each job waits for its own pid only, because other modules may own other children.
- * As in tmux's job.c a job completes only when its process has been reaped and both output pipes
- * reached EOF; at exit the whole process group is SIGKILLed and pipes still open 500 ms later (a
- * descendant that escaped the group) are given up on.
+ * (worker/contain.c: the child enters the task's cgroup before exec). Exec
+ * failures are learnt synchronously through a CLOEXEC status pipe, so
+ * adapter_start returns NULL for a command that cannot run. Exit is noticed
+ * through one SIGCHLD signal event per event_base, shared by this module's
+ * jobs; each job waits for its own pid only, because other modules may own
+ * other children. As in tmux's job.c a job completes only when its process
+ * has been reaped and both output pipes reached EOF; at exit the whole
+ * process group (and the task's cgroup) is SIGKILLed and pipes still open
+ * 500 ms later (a descendant that escaped both) are given up on.
  */
 #include "worker/adapter.h"
 
