@@ -1,8 +1,9 @@
 /*
  * child: fork and exec of a worker. Everything the worker inherits is decided
  * here, between fork and exec, so that nothing of the supervisor leaks into
- * it (descriptors, signal dispositions, a stale NOTIFY_SOCKET or HIVE_TOKEN)
- * and so that it finds exactly what sdnotify.c expects. The child side only
+ * it (descriptors, signal dispositions, a stale NOTIFY_SOCKET or HIVE_TOKEN,
+ * the roster's token variable), so that it starts in its bot's cgroup, and
+ * so that it finds exactly what sdnotify.c expects. The child side only
  * calls async-signal-safe functions plus setenv, which is safe because the
  * supervisor is single-threaded.
  */
@@ -18,6 +19,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "common/cgroup.h"
 #include "common/util.h"
 
 /* The directory of this executable, or NULL. Caller frees. */
@@ -148,12 +150,21 @@ static void child_setup_env(const struct child_spec *spec, pid_t supervisor)
         setenv("HIVE_TOKEN", spec->token, 1);
     else
         unsetenv("HIVE_TOKEN");
+    /* The worker has the token as HIVE_TOKEN; under its roster name it would
+     * only reach the worker's adapters. */
+    if (spec->token_env && strcmp(spec->token_env, "HIVE_TOKEN") != 0)
+        unsetenv(spec->token_env);
 }
 
 /* Child side: become the worker, or exit saying why not (into the pipe). */
 static void child_exec(const struct child_spec *spec, int out_w, pid_t supervisor)
 {
     setpgid(0, 0);
+    /* Into the bot's cgroup before it can start anything: all it and its
+     * tasks start is then inside, and killed with it. */
+    if (spec->cgroup_dir && cgroup_enter(spec->cgroup_dir, 0) < 0)
+        dprintf(out_w, "hive: cannot enter cgroup %s: %s; the worker runs outside it\n",
+                spec->cgroup_dir, strerror(errno));
     child_reset_signals();
     if (child_setup_fds(spec, out_w) < 0) {
         dprintf(STDERR_FILENO, "hive: cannot set up the worker's descriptors: %s\n",

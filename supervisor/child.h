@@ -40,6 +40,9 @@ struct child_spec {
     const char *notify_socket; /* NOTIFY_SOCKET, "@name" for an abstract socket */
     uint64_t watchdog_usec;    /* WATCHDOG_USEC; 0: none */
     const char *token;         /* HIVE_TOKEN; NULL removes it */
+    const char *token_env;     /* the roster's token variable, removed (the worker has
+                                  HIVE_TOKEN); NULL: none */
+    const char *cgroup_dir;    /* a cgroup v2 to start the worker in; NULL: ours */
 };
 
 /* The hive-worker to run: $HIVE_WORKER_BIN, else next to this executable,

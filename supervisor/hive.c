@@ -57,6 +57,7 @@
 #include "common/log.h"
 #include "common/sdnotify.h"
 #include "common/util.h"
+#include "supervisor/cgtree.h"
 #include "supervisor/child.h"
 #include "supervisor/fsm.h"
 #include "supervisor/logcap.h"
@@ -126,6 +127,7 @@ struct hive {
     struct logcap_echo *echo;
     struct hive_bot **bots; /* roster order */
     size_t n_bots;
+    struct cgtree *cgtree; /* a cgroup per bot; NULL: workers contain their tasks alone */
     TAILQ_HEAD(, hive_bot) retired;
     bool started, shutting_down, done_fired;
     void (*done)(void *arg);
@@ -572,6 +574,15 @@ static void hive_bot_standin_sync(struct hive_bot *bot)
         standin_set_state(bot->standin, fsm_state_name(s), fatal ? bot->fsm.reason : NULL);
 }
 
+/* BOT's cgroup for its next worker (caller frees), or NULL (logged). */
+static char *hive_bot_cgroup(struct hive_bot *bot, char *why, size_t cap)
+{
+    char *dir = cgtree_bot_dir(bot->hive->cgtree, bot->id, why, cap);
+    if (!dir && bot->hive->cgtree)
+        log_warn("%s: %s; its worker runs without a cgroup of its own", bot->id, why);
+    return dir;
+}
+
 /* Start a worker for BOT. 0, or the exit status the failure stands for with
  * the reason in WHY: 78 (permanent) for a port in use by someone else, 1 when
  * one of our own bots is still letting go of it (a reload moved ports). */
@@ -592,7 +603,11 @@ static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
                               .n_fds = 1,
                               .notify_socket = hive->notify_name,
                               .watchdog_usec = (uint64_t)(bot->def->watchdog * 1e6),
-                              .token = hive->roster->token};
+                              .token = hive->roster->token,
+                              .token_env = hive->roster->token_env};
+    char cg_why[256];
+    char *cg = hive_bot_cgroup(bot, cg_why, sizeof cg_why);
+    spec.cgroup_dir = cg;
     if (bot->proxy_fd >= 0)
         spec.fds[spec.n_fds++] = (struct child_fd){bot->proxy_fd, HIVE_PROXY_FD_NAME};
     if (bot->stored_fd >= 0)
@@ -600,6 +615,7 @@ static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
     int out_fd;
     pid_t pid = child_spawn(&spec, &out_fd, why, cap);
     hive_argv_free(argv);
+    free(cg);
     if (pid < 0)
         return 1;
     bot->pid = pid;
@@ -792,6 +808,7 @@ static void hive_bot_free(struct hive_bot *bot)
         while (waitpid(bot->pid, NULL, 0) < 0 && errno == EINTR)
             ;
     }
+    cgtree_bot_remove(bot->hive->cgtree, bot->id);
     for (int i = 0; i < HIVE_TIMER_COUNT; i++)
         event_free(bot->timers[i].ev);
     logcap_free(bot->logcap);
@@ -849,8 +866,10 @@ static void hive_sigchld_cb(evutil_socket_t sig, short what, void *arg)
         if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
             return;
         struct hive_bot *bot = hive_bot_by_pid(hive, si.si_pid);
-        if (bot)
-            kill(-si.si_pid, SIGKILL); /* nothing of it is left running */
+        if (bot) {
+            kill(-si.si_pid, SIGKILL);              /* nothing of it is left running */
+            cgtree_bot_kill(hive->cgtree, bot->id); /* nor of its tasks */
+        }
         if (waitpid(si.si_pid, &status, WNOHANG) <= 0)
             return;
         if (bot)
@@ -1106,6 +1125,20 @@ static void hive_events(struct hive *hive)
     hive->done_ev = evtimer_new(hive->base, hive_done_cb, hive);
 }
 
+/* The hive's cgroups, or the warning that says what contains the bots'
+ * processes instead. */
+static void hive_cgroups(struct hive *hive)
+{
+    char desc[1024];
+    hive->cgtree = cgtree_open(hive->roster->work_dir, desc, sizeof desc);
+    if (hive->cgtree)
+        log_info("bot processes: %s", desc);
+    else
+        log_warn("bot processes: %s; fallback: each worker is a child subreaper and ends "
+                 "its tasks' processes itself (and what a killed worker left, at its next start)",
+                 desc);
+}
+
 /* Bind every port and build the table; NULL with one message (exit 78). */
 struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreground, char *err,
                       size_t errlen)
@@ -1124,6 +1157,7 @@ struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreg
         hive_free(hive);
         return NULL;
     }
+    hive_cgroups(hive);
     return hive;
 }
 
@@ -1147,6 +1181,7 @@ void hive_free(struct hive *hive)
         hive_bot_free(bot);
     }
     hive->n_bots = 0;
+    cgtree_free(hive->cgtree);
     if (hive->started)
         hive_registry_write(hive); /* no bot left: the hive is down */
     free(hive->bots);

@@ -8,14 +8,18 @@
  */
 #include "worker/adapter.h"
 
+#include "common/cgroup.h"
 #include "common/util.h"
+#include "worker/contain.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,6 +37,7 @@ struct run {
     char *chunks;
     size_t chunks_len;
     int nchunks;
+    int bad_chunks; /* chunks that were not valid UTF-8 */
     bool abandon_in_chunk;
 };
 
@@ -74,6 +79,8 @@ static void run_chunk(const char *data, size_t len, void *arg)
     r->chunks_len += len;
     r->chunks[r->chunks_len] = '\0';
     r->nchunks++;
+    if (util_utf8_check(data, len) != len)
+        r->bad_chunks++;
     if (r->abandon_in_chunk && r->job) {
         adapter_abandon(r->job);
         r->job = NULL;
@@ -615,6 +622,282 @@ START_TEST(test_cli_cannot_run)
 }
 END_TEST
 
+/* ---- the edges: UTF-8 across reads, hand-over variables, escaped
+ * descendants, transient start failures -------------------------------------- */
+
+/* Run a child that writes A, waits, then writes B (two reads for us). */
+static void run_two_writes(struct run *r, const char *a, const char *b, size_t cap)
+{
+    char *argv[] = {"/bin/sh", "-c",      "printf '%s' \"$1\"; sleep 0.05; printf '%s' \"$2\"",
+                    "sh",      (char *)a, (char *)b,
+                    NULL};
+    struct adapter_config config = {.type = ADAPTER_CLI, .argv = argv, .output_cap = cap};
+    run_start(r, &config, &task_default);
+    ck_assert(run_until_done(r, 10000));
+}
+
+START_TEST(test_cli_utf8_split_at_every_offset)
+{
+    /* ASCII, a 2-, a 3- and a 4-byte character, cut between the two writes
+     * at every byte: each chunk is whole characters, the chunks joined are
+     * the output, the output is the text. */
+    const char *text = "a\xC3\xA9\xE4\xB8\xAD\xF0\x9F\x98\x80z";
+    size_t len = strlen(text);
+    for (size_t cut = 1; cut < len; cut++) {
+        char a[16], b[16];
+        memcpy(a, text, cut);
+        a[cut] = '\0';
+        snprintf(b, sizeof b, "%s", text + cut);
+        struct run r;
+        run_init(&r);
+        run_two_writes(&r, a, b, 0);
+        ck_assert(r.success);
+        ck_assert_msg(r.bad_chunks == 0, "cut at %zu: a chunk was not valid UTF-8", cut);
+        ck_assert_str_eq(r.output, text);
+        ck_assert_uint_eq(r.chunks_len, len);
+        ck_assert_str_eq(r.chunks, text);
+        run_fini(&r);
+    }
+}
+END_TEST
+
+START_TEST(test_cli_utf8_cap_inside_character)
+{
+    /* The cap (4 bytes) falls inside the second 中: only whole characters are kept. */
+    struct run r;
+    run_init(&r);
+    run_two_writes(&r, "\xE4\xB8\xAD\xE4\xB8\xAD", "", 4);
+    ck_assert(!r.success);
+    ck_assert_str_eq(r.error, "output exceeded 4 bytes");
+    ck_assert_str_eq(r.output, "\xE4\xB8\xAD");
+    ck_assert_str_eq(r.chunks, r.output);
+    ck_assert_int_eq(r.bad_chunks, 0);
+    run_fini(&r);
+}
+END_TEST
+
+START_TEST(test_cli_binary_bytes_become_replacement)
+{
+    /* Bytes that are not UTF-8 become U+FFFD; a character cut off by the
+     * end of the output too. */
+    struct run r;
+    run_init(&r);
+    run_two_writes(&r,
+                   "\xFF\xFE"
+                   "a\x80",
+                   "\xC0\xAF"
+                   "b\xE4\xB8",
+                   0);
+    ck_assert(r.success);
+    ck_assert_str_eq(r.output, "\xEF\xBF\xBD\xEF\xBF\xBD"
+                               "a\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"
+                               "b\xEF\xBF\xBD");
+    ck_assert_str_eq(r.chunks, r.output);
+    ck_assert_int_eq(r.bad_chunks, 0);
+    run_fini(&r);
+}
+END_TEST
+
+START_TEST(test_cli_stderr_error_is_utf8)
+{
+    struct run r;
+    run_init(&r);
+    char *argv[] = {"/bin/sh", "-c", "printf 'bad \\377 \\344\\270' >&2; exit 3", NULL};
+    run_cli(&r, argv, "");
+    ck_assert(!r.success);
+    ck_assert_str_eq(r.error, "exit status 3: bad \xEF\xBF\xBD \xEF\xBF\xBD");
+    run_fini(&r);
+}
+END_TEST
+
+START_TEST(test_cli_handover_variables_scrubbed)
+{
+    /* What the supervisor or systemd hands the worker is not the task's. */
+    static const char *const names[] = {"HIVE_TOKEN",   "NOTIFY_SOCKET",  "LISTEN_FDS",
+                                        "LISTEN_PID",   "LISTEN_FDNAMES", "WATCHDOG_USEC",
+                                        "WATCHDOG_PID", "FDSTORE",        "HIVE_SUPERVISOR_PID"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        setenv(names[i], "secret", 1);
+    setenv("HIVE_TEST_KEPT", "kept", 1);
+    struct run r;
+    run_init(&r);
+    char *argv[] = {"/usr/bin/env", NULL};
+    run_cli(&r, argv, "");
+    ck_assert(r.success);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char entry[64];
+        snprintf(entry, sizeof entry, "\n%s=", names[i]);
+        ck_assert_msg(!strstr(r.output, entry) && strncmp(r.output, entry + 1, strlen(entry + 1)),
+                      "%s reached the adapter", names[i]);
+        unsetenv(names[i]);
+    }
+    ck_assert_ptr_nonnull(strstr(r.output, "HIVE_TEST_KEPT=kept\n"));
+    ck_assert_ptr_nonnull(strstr(r.output, "HIVE_TASK_ID=T-001\n"));
+    unsetenv("HIVE_TEST_KEPT");
+    run_fini(&r);
+}
+END_TEST
+
+/* Run a task whose child starts a setsid grandchild (its own session and
+ * group) and exits once the grandchild is out of its group; the grandchild
+ * must be dead when the task is over. */
+static bool setsid_grandchild_killed(void)
+{
+    struct run r;
+    run_init(&r);
+    char *argv[] = {"/bin/sh", "-c",
+                    "setsid sleep 3000 </dev/null >/dev/null 2>&1 & sleep 0.3; echo $!", NULL};
+    run_cli(&r, argv, "");
+    ck_assert(r.success);
+    pid_t grandchild = (pid_t)atoi(r.output);
+    ck_assert_int_gt(grandchild, 1);
+    int64_t deadline = util_mono_ms() + 2000;
+    while (!pid_is_dead(grandchild) && util_mono_ms() < deadline)
+        usleep(10000);
+    bool dead = pid_is_dead(grandchild);
+    if (!dead) {
+        printf("setsid grandchild %d outlived its task\n", (int)grandchild);
+        kill(grandchild, SIGKILL);
+    }
+    run_fini(&r);
+    return dead;
+}
+
+/* contain_init with a record in a fresh directory; returns the directory. */
+static char *contain_start(enum contain_mode want)
+{
+    char tmpl[] = "/tmp/check-adapter-XXXXXX";
+    char *dir = xstrdup(mkdtemp(tmpl));
+    char *record = xasprintf("%s/record", dir);
+    char desc[512];
+    if (want == CONTAIN_SUBREAPER)
+        setenv("HIVE_CONTAIN", "subreaper", 1);
+    enum contain_mode got = contain_init(record, "BOT-CHECK", desc, sizeof desc);
+    unsetenv("HIVE_CONTAIN");
+    printf("contain: %s\n", desc);
+    free(record);
+    if (got != want) {
+        rmdir(dir);
+        free(dir);
+        return NULL;
+    }
+    return dir;
+}
+
+/* contain_shutdown and remove DIR. */
+static void contain_stop(char *dir)
+{
+    contain_shutdown();
+    char *record = xasprintf("%s/record", dir);
+    unlink(record);
+    free(record);
+    rmdir(dir);
+    free(dir);
+}
+
+START_TEST(test_cli_setsid_grandchild_killed_cgroup)
+{
+    char *dir = contain_start(CONTAIN_CGROUP);
+    if (!dir) {
+        printf("no usable cgroup v2 here: cgroup containment not tested\n");
+        contain_shutdown();
+        return;
+    }
+    bool dead = setsid_grandchild_killed();
+    contain_stop(dir); /* first: a failed check ends the test process */
+    ck_assert(dead);
+}
+END_TEST
+
+START_TEST(test_cli_setsid_grandchild_killed_subreaper)
+{
+    char *dir = contain_start(CONTAIN_SUBREAPER);
+    ck_assert_ptr_nonnull(dir);
+    bool dead = setsid_grandchild_killed();
+    contain_stop(dir);
+    ck_assert(dead);
+}
+END_TEST
+
+START_TEST(test_cli_setsid_grandchild_killed_on_abandon)
+{
+    /* Shutdown (abandon) of a running task ends its escaped descendants too. */
+    char *dir = contain_start(CONTAIN_CGROUP);
+    if (!dir)
+        dir = contain_start(CONTAIN_SUBREAPER);
+    ck_assert_ptr_nonnull(dir);
+    struct run r;
+    run_init(&r);
+    char *argv[] = {
+        "/bin/sh", "-c",
+        "setsid sleep 3000 </dev/null >/dev/null 2>&1 & sleep 0.3; echo $!; exec sleep 3000", NULL};
+    struct adapter_config config = {.type = ADAPTER_CLI, .argv = argv};
+    run_start(&r, &config, &task_default);
+    int64_t deadline = util_mono_ms() + 5000;
+    while (r.nchunks == 0 && util_mono_ms() < deadline)
+        event_base_loop(r.base, EVLOOP_ONCE);
+    pid_t grandchild = (pid_t)atoi(r.chunks ? r.chunks : "0");
+    ck_assert_int_gt(grandchild, 1);
+    adapter_abandon(r.job);
+    r.job = NULL;
+    deadline = util_mono_ms() + 2000;
+    while (!pid_is_dead(grandchild) && util_mono_ms() < deadline)
+        usleep(10000);
+    bool dead = pid_is_dead(grandchild);
+    if (!dead)
+        kill(grandchild, SIGKILL);
+    run_fini(&r);
+    contain_stop(dir);
+    ck_assert_msg(dead, "setsid grandchild %d outlived its abandoned task", (int)grandchild);
+}
+END_TEST
+
+START_TEST(test_cli_start_failure_errno)
+{
+    struct run r;
+    run_init(&r);
+    char err[256];
+    char *argv[] = {"/bin/true", NULL};
+    struct adapter_config config = {.type = ADAPTER_CLI, .argv = argv};
+    /* Out of descriptors: NULL with EMFILE, a transient cause. */
+    struct rlimit old, low;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int fds[4096], n = 0;
+    low = old;
+    low.rlim_cur = 64;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    while (n < 4096 && (fds[n] = dup(0)) >= 0)
+        n++;
+    errno = 0;
+    struct adapter_job *job =
+        adapter_start(r.base, &config, &task_default, run_chunk, run_done, &r, err, sizeof err);
+    int e = errno;
+    while (n > 0)
+        close(fds[--n]);
+    setrlimit(RLIMIT_NOFILE, &old);
+    ck_assert_ptr_null(job);
+    ck_assert_msg(e == EMFILE, "errno %d (%s), want EMFILE", e, strerror(e));
+    /* Once descriptors are back it starts. */
+    run_start(&r, &config, &task_default);
+    ck_assert(run_until_done(&r, 10000));
+    ck_assert(r.success);
+    /* A program that is not there is permanent: ENOENT. */
+    char *argv2[] = {"hive-no-such-command-on-path", NULL};
+    config.argv = argv2;
+    errno = 0;
+    job = adapter_start(r.base, &config, &task_default, run_chunk, run_done, &r, err, sizeof err);
+    ck_assert_ptr_null(job);
+    ck_assert_int_eq(errno, ENOENT);
+    run_fini(&r);
+}
+END_TEST
+
+/* After each edge test, even a failed one: no cgroup of ours is left. */
+static void edges_teardown(void)
+{
+    contain_shutdown();
+}
+
 /* The suite. */
 static Suite *adapter_suite(void)
 {
@@ -646,11 +929,49 @@ static Suite *adapter_suite(void)
     tcase_add_test(cli, test_cli_two_jobs_one_base);
     tcase_add_test(cli, test_cli_cannot_run);
     suite_add_tcase(s, cli);
+    TCase *edges = tcase_create("edges");
+    tcase_set_timeout(edges, 60);
+    tcase_add_checked_fixture(edges, NULL, edges_teardown);
+    tcase_add_test(edges, test_cli_utf8_split_at_every_offset);
+    tcase_add_test(edges, test_cli_utf8_cap_inside_character);
+    tcase_add_test(edges, test_cli_binary_bytes_become_replacement);
+    tcase_add_test(edges, test_cli_stderr_error_is_utf8);
+    tcase_add_test(edges, test_cli_handover_variables_scrubbed);
+    tcase_add_test(edges, test_cli_setsid_grandchild_killed_cgroup);
+    tcase_add_test(edges, test_cli_setsid_grandchild_killed_subreaper);
+    tcase_add_test(edges, test_cli_setsid_grandchild_killed_on_abandon);
+    tcase_add_test(edges, test_cli_start_failure_errno);
+    suite_add_tcase(s, edges);
     return s;
+}
+
+/* Remove the cgroups named PREFIX<pid>... that earlier runs of this suite
+ * left (a failed check ends its test process before its cleanup). */
+static void remove_stale_cgroups(const char *prefix)
+{
+    char err[256];
+    char *self = cgroup_self_dir(err, sizeof err);
+    DIR *d = self ? opendir(self) : NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        const char *num = strrchr(e->d_name, '-');
+        pid_t pid = num ? (pid_t)atoi(num + 1) : 0;
+        if (pid > 0 && kill(pid, 0) < 0 && errno == ESRCH) {
+            char *dir = xasprintf("%s/%s", self, e->d_name);
+            cgroup_remove(dir, 500);
+            free(dir);
+        }
+    }
+    if (d)
+        closedir(d);
+    free(self);
 }
 
 int main(void)
 {
+    remove_stale_cgroups("hive-BOT-CHECK-");
     SRunner *sr = srunner_create(adapter_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -7,21 +7,32 @@
  * can be produced on purpose. The "cli" adapter forks the configured argv (no
  * shell, PATH lookup) in the work dir and in its own process group, feeds the
  * content on a non-blocking stdin pipe (or substitutes it for "{content}"),
- * streams stdout to the chunk callback, keeps the last 4 KiB of stderr for the
- * error, and enforces the timeout (SIGTERM, then SIGKILL after a grace) and
- * the output cap. Exec failures are learnt synchronously through a CLOEXEC
- * status pipe, so adapter_start returns NULL for a command that cannot run.
- * Exit is noticed through one SIGCHLD signal event per event_base, shared by
- * this module's jobs; each job waits for its own pid only, because other
- * modules may own other children. As in tmux's job.c a job completes only
- * when its process has been reaped and both output pipes reached EOF; at exit
- * the whole process group is SIGKILLed and pipes still open 500 ms later (a
- * descendant that escaped the group) are given up on.
+ * streams stdout to the chunk callback, keeps the last 4 KiB of stderr for
+ * the error, and enforces the timeout (SIGTERM, then SIGKILL after a grace)
+ * and the output cap. stdout goes through an incremental UTF-8 decoder
+ * (common/utf8.c), so a character cut between two reads waits for its other
+ * bytes and bytes that are not UTF-8 become U+FFFD: every chunk and the
+ * output are text that JSON can carry, and the chunks joined are the output.
+ * The child's environment never holds the hive's hand-over variables (the
+ * token, NOTIFY_SOCKET, LISTEN_*, WATCHDOG_*, FDSTORE). Every process of a
+ * task, those that left its process group included, is killed when it ends
+ * (worker/contain.c: the child enters the task's cgroup before exec). Exec
+ * failures are learnt synchronously through a CLOEXEC status pipe, so
+ * adapter_start returns NULL for a command that cannot run. Exit is noticed
+ * through one SIGCHLD signal event per event_base, shared by this module's
+ * jobs; each job waits for its own pid only, because other modules may own
+ * other children. As in tmux's job.c a job completes only when its process
+ * has been reaped and both output pipes reached EOF; at exit the whole
+ * process group (and the task's cgroup) is SIGKILLed and pipes still open
+ * 500 ms later (a descendant that escaped both) are given up on.
  */
 #include "worker/adapter.h"
 
+#include "common/cgroup.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "common/util.h"
+#include "worker/contain.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,7 +67,12 @@ enum adapter_stop {
 };
 
 /* Where the child failed before its program ran, sent on the status pipe. */
-enum adapter_child_stage { ADAPTER_CHILD_EXEC, ADAPTER_CHILD_CHDIR, ADAPTER_CHILD_SETUP };
+enum adapter_child_stage {
+    ADAPTER_CHILD_EXEC,
+    ADAPTER_CHILD_CHDIR,
+    ADAPTER_CHILD_SETUP,
+    ADAPTER_CHILD_CGROUP,
+};
 
 struct adapter_child_failure {
     int stage;
@@ -86,12 +102,13 @@ struct adapter_job {
     void *arg;
     int64_t start_ns;
     double duration;
-    struct event *finish_ev; /* calls done on the next loop pass */
-    bool finishing;          /* finish_ev is active; nothing else may happen */
-    bool in_callback;        /* inside the chunk or done callback */
-    bool abandoned;          /* adapter_abandon ran inside a callback */
-    struct util_buf output;
-    char *error; /* a fixed error (mock, lost child); NULL otherwise */
+    struct event *finish_ev;  /* calls done on the next loop pass */
+    bool finishing;           /* finish_ev is active; nothing else may happen */
+    bool in_callback;         /* inside the chunk or done callback */
+    bool abandoned;           /* adapter_abandon ran inside a callback */
+    struct util_buf output;   /* valid UTF-8, at most cap bytes */
+    struct utf8_decoder utf8; /* carries a character cut between two reads */
+    char *error;              /* a fixed error (mock, lost child); NULL otherwise */
 
     /* mock */
     struct event *delay_ev;
@@ -113,7 +130,8 @@ struct adapter_job {
     char err_tail[ADAPTER_STDERR_TAIL];
     size_t err_len;
     struct adapter_sigchld *sigchld;
-    struct adapter_job *next; /* in adapter_jobs, while sigchld is set */
+    struct contain_job *contain; /* every process of the task, not only its group */
+    struct adapter_job *next;    /* in adapter_jobs, while sigchld is set */
 };
 
 /* What the forked child needs, all prepared before fork. */
@@ -122,6 +140,7 @@ struct adapter_spawn {
     char **envp;
     const char *work_dir;
     int in_fd, out_fd, err_fd, status_fd;
+    int cgroup_fd; /* the task's cgroup.procs, or -1 */
     int max_fd;
 };
 
@@ -306,6 +325,7 @@ static struct adapter_job *adapter_job_new(struct event_base *base, enum adapter
 static void adapter_job_free(struct adapter_job *job)
 {
     adapter_registry_remove(job);
+    contain_job_free(job->contain);
     struct event *events[] = {job->finish_ev, job->delay_ev,   job->in_ev,   job->out_ev,
                               job->err_ev,    job->timeout_ev, job->kill_ev, job->drain_ev};
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
@@ -372,7 +392,7 @@ static char *adapter_cli_stderr_tail(const struct adapter_job *job)
     }
     while (len > 0 && strchr(" \t\r\n", s[len - 1]))
         len--;
-    return xstrndup(s, len);
+    return utf8_sanitize(s, len, NULL);
 }
 
 /* The error text of a finished cli job; NULL when it succeeded. */
@@ -495,7 +515,9 @@ static struct adapter_job *adapter_mock_new(struct event_base *base,
                                             adapter_done_cb done, void *arg)
 {
     struct adapter_job *job = adapter_job_new(base, ADAPTER_MOCK, chunk, done, arg);
-    job->mock_text = adapter_mock_summary(task);
+    char *summary = adapter_mock_summary(task);
+    job->mock_text = utf8_sanitize(summary, strlen(summary), NULL);
+    free(summary);
     job->mock_fail = adapter_mock_fail_requested(task->content ? task->content : "");
     job->delay_ev = adapter_event_new(base, -1, 0, adapter_mock_delay_cb, job);
     adapter_timer_add_ms(job->delay_ev, config->delay_ms > 0 ? config->delay_ms : 0);
@@ -546,6 +568,9 @@ static void adapter_child_exec(const struct adapter_spawn *sp)
     for (int sig = 1; sig < NSIG; sig++)
         sigaction(sig, &sa, NULL);
     setpgid(0, 0);
+    /* Into the task's cgroup before anything of it can fork. */
+    if (sp->cgroup_fd >= 0 && cgroup_enter_fd(sp->cgroup_fd) < 0)
+        adapter_child_fail(sp->status_fd, ADAPTER_CHILD_CGROUP);
     /* Its own process group keeps it out of the worker's group, so make it
      * die with the worker instead: no adapter outlives a killed bot. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -630,13 +655,32 @@ static void adapter_env_put(struct adapter_strv *v, char *entry)
     adapter_strv_push(v, entry);
 }
 
-/* The child's environment: ours, minus env_remove, plus env_set, plus the
- * HIVE_BOT_ID, HIVE_TASK_ID and HIVE_TASK_SOURCE of the task. */
+/* True when the "NAME=value" ENTRY is one of the hive's hand-over variables
+ * (SPEC §3.1): the token that opens the whole hive, and the service
+ * manager's protocol variables, which describe the worker, not the task. */
+static bool adapter_env_handover(const char *entry)
+{
+    static const char *const names[] = {"HIVE_TOKEN", "HIVE_SUPERVISOR_PID", "NOTIFY_SOCKET",
+                                        "FDSTORE"};
+    static const char *const prefixes[] = {"LISTEN_", "WATCHDOG_"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (adapter_env_same_name(entry, names[i]))
+            return true;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(entry, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* The child's environment: ours without the hand-over variables, minus
+ * env_remove, plus env_set, plus the HIVE_BOT_ID, HIVE_TASK_ID and
+ * HIVE_TASK_SOURCE of the task. */
 static char **adapter_cli_envp(const struct adapter_config *config, const struct adapter_task *task)
 {
     struct adapter_strv v = {0};
     for (char **e = environ; e && *e; e++)
-        adapter_strv_push(&v, xstrdup(*e));
+        if (!adapter_env_handover(*e))
+            adapter_strv_push(&v, xstrdup(*e));
     for (char **r = config->env_remove; r && *r; r++)
         adapter_env_unset(&v, *r);
     for (char **s = config->env_set; s && *s; s++)
@@ -721,6 +765,9 @@ static void adapter_cli_describe_failure(const struct adapter_child_failure *f, 
 {
     if (f->stage == ADAPTER_CHILD_CHDIR)
         snprintf(err, errlen, "cannot run %s: work dir %s: %s", cmd, work_dir, strerror(f->err));
+    else if (f->stage == ADAPTER_CHILD_CGROUP)
+        snprintf(err, errlen, "cannot run %s: cannot join the task's cgroup: %s", cmd,
+                 strerror(f->err));
     else
         snprintf(err, errlen, "cannot run %s: %s", cmd, strerror(f->err));
 }
@@ -743,12 +790,14 @@ static int adapter_cli_fork_exec(struct adapter_job *job, struct adapter_spawn *
     sp->out_fd = p[1][1];
     sp->err_fd = p[2][1];
     sp->status_fd = p[3][1];
+    sp->cgroup_fd = contain_job_fd(job->contain);
     sp->max_fd = adapter_fd_limit();
     job->pid = adapter_cli_fork(sp);
     if (job->pid < 0) {
         snprintf(err, errlen, "cannot run %s: fork: %s", sp->argv[0], strerror(errno));
         return -1;
     }
+    contain_job_started(job->contain, job->pid);
     /* No setpgid() here: vfork() returns once the child has called its own
      * and exec'd, so kill(-pid) works at once. */
     int child_ends[] = {p[0][0], p[1][1], p[2][1], p[3][1]};
@@ -760,6 +809,7 @@ static int adapter_cli_fork_exec(struct adapter_job *job, struct adapter_spawn *
     adapter_reap_now(job->pid);
     job->pid = 0;
     adapter_cli_describe_failure(&f, sp->argv[0], sp->work_dir, err, errlen);
+    errno = f.err;
     return -1;
 }
 
@@ -773,12 +823,18 @@ static int adapter_cli_spawn(struct adapter_job *job, const struct adapter_confi
     sp.envp = adapter_cli_envp(config, task);
     int p[4][2];
     int rc = -1;
-    if (adapter_cli_pipes(p, used_content) < 0)
+    if (adapter_cli_pipes(p, used_content) < 0) {
         snprintf(err, errlen, "cannot run %s: pipe: %s", sp.argv[0], strerror(errno));
-    else if (adapter_registry_add(job) < 0)
+    } else if (adapter_registry_add(job) < 0) {
         snprintf(err, errlen, "cannot run %s: cannot watch SIGCHLD", sp.argv[0]);
-    else
+        errno = ENOMEM; /* libevent fails here only without memory */
+    } else if (!(job->contain = contain_job_new(task->task_id))) {
+        snprintf(err, errlen, "cannot run %s: cannot make the task's cgroup: %s", sp.argv[0],
+                 strerror(errno));
+    } else {
         rc = adapter_cli_fork_exec(job, &sp, p, err, errlen);
+    }
+    int saved = errno;
     if (rc == 0) {
         job->in_fd = used_content ? -1 : p[0][1];
         job->out_fd = p[1][0];
@@ -791,6 +847,7 @@ static int adapter_cli_spawn(struct adapter_job *job, const struct adapter_confi
         adapter_close_fds(p[i], 2);
     adapter_strv_free(sp.argv);
     adapter_strv_free(sp.envp);
+    errno = saved;
     return rc;
 }
 
@@ -850,6 +907,7 @@ static void adapter_cli_check_exit(struct adapter_job *job)
     }
     if (si.si_pid != job->pid)
         return;
+    contain_job_kill(job->contain);
     kill(-job->pid, SIGKILL);
     int status = 0;
     while (waitpid(job->pid, &status, 0) < 0 && errno == EINTR)
@@ -875,7 +933,24 @@ static void adapter_cli_over_cap(struct adapter_job *job)
     adapter_cli_pipe_done(job);
 }
 
-/* stdout is readable: keep it (up to the cap) and pass it on as a chunk. */
+/* Keep the valid UTF-8 TEXT (up to the cap, never cutting a character) and
+ * pass what was kept on as a chunk, so the chunks joined are the output;
+ * false when the callback abandoned the job. Past the cap the job stops. */
+static bool adapter_cli_take(struct adapter_job *job, const struct util_buf *text)
+{
+    size_t room = job->cap - job->output.len;
+    size_t keep = utf8_cut(text->data, text->len, room);
+    util_buf_add(&job->output, text->data, keep);
+    if (!adapter_emit(job, text->data, keep))
+        return false;
+    if (text->len > room && !job->finishing)
+        adapter_cli_over_cap(job);
+    return true;
+}
+
+/* stdout is readable: decode it (a character cut by the read waits for its
+ * next bytes, bad bytes become U+FFFD) and take it; at EOF a dangling
+ * character becomes U+FFFD. */
 static void adapter_cli_stdout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct adapter_job *job = arg;
@@ -884,18 +959,17 @@ static void adapter_cli_stdout_cb(evutil_socket_t fd, short what, void *arg)
     ssize_t n = read(fd, buf, sizeof buf);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    if (n <= 0) {
-        adapter_pipe_close(job->out_ev, &job->out_fd);
-        adapter_cli_pipe_done(job);
+    struct util_buf text = {0};
+    if (n > 0)
+        utf8_decoder_feed(&job->utf8, buf, (size_t)n, &text);
+    else
+        utf8_decoder_flush(&job->utf8, &text);
+    bool alive = adapter_cli_take(job, &text);
+    free(text.data);
+    if (!alive || n > 0 || job->out_fd < 0)
         return;
-    }
-    size_t room = job->cap - job->output.len;
-    size_t keep = (size_t)n < room ? (size_t)n : room;
-    util_buf_add(&job->output, buf, keep);
-    if (!adapter_emit(job, buf, keep))
-        return;
-    if ((size_t)n > room && !job->finishing)
-        adapter_cli_over_cap(job);
+    adapter_pipe_close(job->out_ev, &job->out_fd);
+    adapter_cli_pipe_done(job);
 }
 
 /* Keep the last ADAPTER_STDERR_TAIL bytes of stderr, with DATA appended. */
@@ -1050,6 +1124,7 @@ static struct adapter_job *adapter_cli_new(struct event_base *base,
 {
     if (!config->argv || !config->argv[0] || !config->argv[0][0]) {
         snprintf(err, errlen, "no command configured for the cli adapter");
+        errno = EINVAL;
         return NULL;
     }
     struct adapter_job *job = adapter_job_new(base, ADAPTER_CLI, chunk, done, arg);
@@ -1057,7 +1132,9 @@ static struct adapter_job *adapter_cli_new(struct event_base *base,
     job->grace_ms = config->kill_grace_ms > 0 ? config->kill_grace_ms : ADAPTER_DEFAULT_GRACE_MS;
     job->cap = config->output_cap > 0 ? config->output_cap : ADAPTER_DEFAULT_CAP;
     if (adapter_cli_spawn(job, config, task, err, errlen) < 0) {
+        int saved = errno;
         adapter_job_free(job);
+        errno = saved;
         return NULL;
     }
     job->input_len = job->input ? strlen(job->input) : 0;
@@ -1076,6 +1153,7 @@ static void adapter_cli_kill_and_reap(struct adapter_job *job)
     if (job->pid <= 0 || job->exited)
         return;
     adapter_cli_signal(job, SIGKILL);
+    contain_job_kill(job->contain);
     for (int i = 0; i < ADAPTER_REAP_WAIT_MS; i++) {
         pid_t r = waitpid(job->pid, NULL, WNOHANG);
         if (r == job->pid || (r < 0 && errno != EINTR)) {
@@ -1097,6 +1175,7 @@ struct adapter_job *adapter_start(struct event_base *base, const struct adapter_
 {
     if (!base || !config || !task || !done) {
         snprintf(err, errlen, "adapter_start: missing argument");
+        errno = EINVAL;
         return NULL;
     }
     if (config->type == ADAPTER_MOCK)
@@ -1104,6 +1183,7 @@ struct adapter_job *adapter_start(struct event_base *base, const struct adapter_
     if (config->type == ADAPTER_CLI)
         return adapter_cli_new(base, config, task, chunk, done, arg, err, errlen);
     snprintf(err, errlen, "unknown adapter type %d", (int)config->type);
+    errno = EINVAL;
     return NULL;
 }
 

@@ -3,8 +3,9 @@
  * it comes and its result once. "mock" answers with a markdown summary of the
  * task (after an optional delay); "cli" runs an argv (no shell) in the work
  * dir, in its own process group, content on stdin or substituted for
- * "{content}", with a timeout (SIGTERM, then SIGKILL), an output cap and the
- * environment rules of SPEC §3.1. Everything is driven by the caller's
+ * "{content}", with a timeout (SIGTERM, then SIGKILL), an output cap, output
+ * made valid UTF-8, and the environment rules of SPEC §3.1 (the hive's
+ * hand-over variables never reach it). Everything is driven by the caller's
  * libevent loop; nothing blocks.
  */
 #ifndef HIVE_ADAPTER_H
@@ -26,7 +27,7 @@ struct adapter_config {
     int delay_ms;         /* mock: answer after this long */
     double timeout_s;     /* 0 = none; else SIGTERM at timeout */
     int kill_grace_ms;    /* SIGKILL this long after SIGTERM (default 2000 when 0) */
-    size_t output_cap;    /* stdout bytes kept; more fails the task (0 = 8 MiB) */
+    size_t output_cap; /* output bytes kept (after UTF-8 repair); more fails the task (0 = 8 MiB) */
 };
 
 struct adapter_task {
@@ -38,7 +39,7 @@ struct adapter_task {
 
 struct adapter_result {
     bool success;
-    char *output; /* stdout (NUL-terminated), never NULL */
+    char *output; /* stdout as valid UTF-8 (NUL-terminated), never NULL */
     size_t output_len;
     char *error; /* NULL on success; "timed out after N s", "interrupted",
                     "exit status N: <stderr tail>", "killed by signal N", ... */
@@ -52,9 +53,16 @@ typedef void (*adapter_chunk_cb)(const char *data, size_t len, void *arg);
  * ownership of its strings by setting them to NULL). The job is freed too. */
 typedef void (*adapter_done_cb)(struct adapter_result *result, void *arg);
 
-/* Start TASK. CHUNK (may be NULL) receives stdout as it arrives. Returns NULL
- * with a reason in ERR when the process could not be started (done is then
- * not called). */
+/* Start TASK. CHUNK (may be NULL) receives stdout as it arrives, as valid
+ * UTF-8: a character cut between two reads comes whole in the next chunk,
+ * bytes that are not UTF-8 come as U+FFFD, and the chunks joined are the
+ * result's output (which the cap never cuts inside a character).
+ * adapter_start returns NULL and sets errno when the process could not be
+ * started, with a reason in ERR (done is then not called); EMFILE, ENFILE,
+ * ENOMEM, EAGAIN are transient (out of descriptors, memory or processes: the
+ * task may be tried again later), anything else is permanent (ENOENT,
+ * EACCES: no such program; EINVAL: no command). Every process the task
+ * starts is killed when it ends (see worker/contain.h). */
 struct adapter_job *adapter_start(struct event_base *base, const struct adapter_config *config,
                                   const struct adapter_task *task, adapter_chunk_cb chunk,
                                   adapter_done_cb done, void *arg, char *err, size_t errlen);

@@ -14,6 +14,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "common/util.h"
 #include "worker/answers.h"
 #include "worker/taskfile.h"
@@ -226,24 +227,27 @@ static const struct util_buf *api_status_render(struct api *api, const char *typ
     return b;
 }
 
-/* SPAN as a JSON string; bytes that are not UTF-8 (a file an older writer
- * left) become U+FFFD, as the writer does now, so the answer never loses it. */
+/* LEN bytes of S as a JSON string, made valid UTF-8 first (bad bytes become
+ * U+FFFD): jansson refuses invalid UTF-8, and a refused string would make the
+ * whole message null. */
+static json_t *api_text(const char *s, size_t len)
+{
+    char *clean = utf8_sanitize(s ? s : "", s ? len : 0, &len);
+    json_t *j = json_stringn(clean, len);
+    free(clean);
+    return j;
+}
+
+/* S (NUL-terminated) as api_text does, or JSON null for NULL. */
+static json_t *api_text_or_null(const char *s)
+{
+    return s ? api_text(s, strlen(s)) : json_null();
+}
+
+/* A span of a response file as a JSON string (null when absent). */
 static json_t *api_span_json(struct response_span span)
 {
-    if (!span.p)
-        return json_null();
-    if (util_utf8_check(span.p, span.len) == span.len)
-        return json_stringn_nocheck(span.p, span.len);
-    struct util_buf b = {0};
-    const unsigned char *p = (const unsigned char *)span.p, *end = p + span.len;
-    while (p < end) {
-        size_t n = util_utf8_sequence(p, (size_t)(end - p));
-        util_buf_add(&b, n ? (const char *)p : "\xef\xbf\xbd", n ? n : 3);
-        p += n ? n : 1;
-    }
-    json_t *o = json_stringn_nocheck(b.data ? b.data : "", b.len);
-    free(b.data);
-    return o;
+    return span.p ? api_text(span.p, span.len) : json_null();
 }
 
 /* GET /api/task/<id> of a finished task: its newest response file, read
@@ -692,18 +696,18 @@ void api_task_started(struct api *api, const struct task *t)
 void api_task_chunk(struct api *api, const struct task *t, const char *data, size_t len)
 {
     if (t->ws_session)
-        api_ws_send(
-            api, t->ws_session,
-            json_pack("{s:s, s:s, s:s%}", "type", "chunk", "task_id", t->id, "content", data, len));
+        api_ws_send(api, t->ws_session,
+                    json_pack("{s:s, s:s, s:o}", "type", "chunk", "task_id", t->id, "content",
+                              api_text(data, len)));
 }
 
 void api_task_finished(struct api *api, const struct task *t)
 {
     if (t->ws_session)
         api_ws_send(api, t->ws_session,
-                    json_pack("{s:s, s:s, s:s%, s:b, s:o, s:f, s:s, s:o}", "type", "response",
-                              "task_id", t->id, "content", t->output ? t->output : "",
-                              t->output_len, "success", t->success, "error", api_str(t->error),
+                    json_pack("{s:s, s:s, s:o, s:b, s:o, s:f, s:s, s:o}", "type", "response",
+                              "task_id", t->id, "content", api_text(t->output, t->output_len),
+                              "success", t->success, "error", api_text_or_null(t->error),
                               "duration_seconds", api_ms(t->duration_seconds), "source",
                               task_source_name(t->source), "timestamp", api_now()));
 }

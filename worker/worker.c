@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -22,6 +23,7 @@
 #include "worker/activity.h"
 #include "worker/api.h"
 #include "worker/botlock.h"
+#include "worker/contain.h"
 #include "worker/engine.h"
 #include "worker/filequeue.h"
 #include "worker/store.h"
@@ -43,7 +45,7 @@ struct worker {
     struct activity *activity;
     struct api *api;
     struct engine *engine;
-    struct event *sigterm_ev, *sigint_ev, *watchdog_ev, *drain_ev, *notify_ev;
+    struct event *sigterm_ev, *sigint_ev, *sighup_ev, *watchdog_ev, *drain_ev, *notify_ev;
     unsigned notify_pending; /* WORKER_NOTIFY_* states still to be sent */
     int64_t drain_deadline_ms;
     int port;
@@ -54,13 +56,15 @@ struct worker {
     int lock_fd;         /* one worker per bot per work dir (botlock.c) */
 };
 
-/* Die with the supervisor that started us (it says so in the environment). */
+/* Die with the supervisor that started us (it says so in the environment):
+ * by SIGHUP, which we catch to kill our tasks' processes first (a SIGKILL
+ * would leave them running). */
 static void worker_follow_parent(void)
 {
     const char *sup = getenv("HIVE_SUPERVISOR_PID");
     if (!sup || !*sup)
         return;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    prctl(PR_SET_PDEATHSIG, SIGHUP);
     if (getppid() != (pid_t)atol(sup)) /* it died before prctl took effect */
         _exit(1);
 }
@@ -254,6 +258,35 @@ static void worker_signal_cb(evutil_socket_t sig, short what, void *arg)
     engine_stop(w->engine);
 }
 
+/* SIGHUP: the supervisor (or the terminal) is gone. Nothing will answer for
+ * us any more: kill every process of our tasks and exit at once, as a
+ * SIGKILL would have (the running task stays queued for the next start). */
+static void worker_hangup_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig, (void)what, (void)arg;
+    log_warn("SIGHUP: the supervisor or terminal is gone; killing the running task's "
+             "processes and exiting");
+    contain_shutdown();
+    _exit(1);
+}
+
+/* Choose how our tasks' processes are contained and end what a killed run
+ * of this bot left behind (recorded under .deia/hive/run/). */
+static void worker_contain(const struct worker_options *o)
+{
+    char *dir = xasprintf("%s/.deia/hive/run", o->work_dir);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        log_warn("cannot make %s: %s", dir, strerror(errno));
+    char *record = xasprintf("%s/%s.procs", dir, o->bot_id);
+    char desc[1024];
+    if (contain_init(record, o->bot_id, desc, sizeof desc) == CONTAIN_CGROUP)
+        log_info("task processes: %s", desc);
+    else
+        log_warn("task processes: %s", desc);
+    free(record);
+    free(dir);
+}
+
 /* Engine events relayed to the API (WebSocket clients). */
 static void worker_task_started(struct task *t, void *arg)
 {
@@ -318,6 +351,11 @@ static void worker_events(struct worker *w)
     w->sigint_ev = evsignal_new(w->base, SIGINT, worker_signal_cb, w);
     event_add(w->sigterm_ev, NULL);
     event_add(w->sigint_ev, NULL);
+    struct sigaction hup;
+    if (sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler != SIG_IGN) { /* not nohup */
+        w->sighup_ev = evsignal_new(w->base, SIGHUP, worker_hangup_cb, w);
+        event_add(w->sighup_ev, NULL);
+    }
     w->drain_ev = evtimer_new(w->base, worker_drain_cb, w);
     w->notify_ev = evtimer_new(w->base, worker_notify_cb, w);
     uint64_t usec = sdnotify_watchdog_usec();
@@ -332,6 +370,7 @@ static void worker_events(struct worker *w)
 static void worker_teardown(struct worker *w)
 {
     engine_free(w->engine);
+    contain_shutdown(); /* after the engine ended its tasks */
     api_free(w->api);
     if (w->watchdog_ev)
         event_free(w->watchdog_ev);
@@ -339,6 +378,8 @@ static void worker_teardown(struct worker *w)
         event_free(w->sigterm_ev);
     if (w->sigint_ev)
         event_free(w->sigint_ev);
+    if (w->sighup_ev)
+        event_free(w->sighup_ev);
     if (w->drain_ev)
         event_free(w->drain_ev);
     if (w->notify_ev)
@@ -411,6 +452,7 @@ int worker_run(const struct worker_options *o)
         close(w.lock_fd);
         return WORKER_EXIT_CONFIG;
     }
+    worker_contain(o);
     worker_inotify(&w, stored);
     w.activity = activity_open(store_paths(w.store)->activity, o->bot_id);
     activity_log_warnings(w.activity);

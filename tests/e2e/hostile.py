@@ -378,13 +378,14 @@ def stray_files(root, work_dir, bot, supervisor=False):
              r"\.deia/hive/controls/%s-PAUSE" % b,
              r"\.deia/bot-logs/BOT-%s-activity\.jsonl" % b,
              r"\.deia/hive/locks/%s\.lock" % b,
+             r"\.deia/hive/run/%s\.procs" % b,  # what runs, for the next start (contain.c)
              r"worker-\d+\.stderr"]
     dirs = [r"\.deia", r"\.deia/hive", r"\.deia/hive/tasks", r"\.deia/hive/tasks/%s" % b,
             r"\.deia/hive/tasks/%s/(_realtime|_active|_archive)" % b,
             r"\.deia/hive/responses", r"\.deia/hive/responses/\.pending",
             r"\.deia/hive/responses/\.pending/%s" % b, r"\.deia/hive/responses/\.index",
             r"\.deia/hive/responses/\.index/%s" % b, r"\.deia/hive/controls", r"\.deia/bot-logs",
-            r"\.deia/hive/locks"]
+            r"\.deia/hive/locks", r"\.deia/hive/run"]
     if supervisor:
         files += [r"hive\.yaml", r"hive-up\.log", r"\.deia/hive/(hive\.lock|hive\.pid)",
                   r"\.deia/hive/\.?registry\.json[^/]*", r"\.deia/hive/logs/%s\.log[^/]*" % b]

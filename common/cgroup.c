@@ -1,0 +1,202 @@
+/*
+ * cgroup: owns hive's use of the cgroup v2 file interface (see cgroup.h).
+ * Only files are read and written; the kernel does the killing. cgroup.kill
+ * is used rather than walking cgroup.procs because a walk races with forks
+ * and misses processes that move on; the kernel's kill does not.
+ */
+#include "common/cgroup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+/* The mount point of the cgroup2 file system from /proc/self/mountinfo
+ * (caller frees), or NULL. */
+static char *cgroup_mount_point(void)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return NULL;
+    char line[4096], *found = NULL;
+    while (!found && fgets(line, sizeof line, f)) {
+        /* id parent major:minor root mount-point options... - fstype ... */
+        char mnt[PATH_MAX];
+        const char *sep = strstr(line, " - ");
+        if (!sep || strncmp(sep + 3, "cgroup2 ", 8) != 0)
+            continue;
+        if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1 && !strchr(mnt, '\\'))
+            found = xstrdup(mnt);
+    }
+    fclose(f);
+    return found;
+}
+
+/* The "0::" path of /proc/self/cgroup (caller frees), or NULL. */
+static char *cgroup_self_path(void)
+{
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    if (!f)
+        return NULL;
+    char line[4096], *found = NULL;
+    while (!found && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "0::/", 4) != 0)
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        /* A cgroup removed under us reads "/path (deleted)". */
+        if (!strstr(line, " (deleted)"))
+            found = xstrdup(line + 3);
+    }
+    fclose(f);
+    return found;
+}
+
+/* The directory of our own cgroup v2 (see cgroup.h). */
+char *cgroup_self_dir(char *err, size_t errlen)
+{
+    char *mnt = cgroup_mount_point();
+    if (!mnt) {
+        snprintf(err, errlen, "no cgroup2 file system is mounted");
+        return NULL;
+    }
+    char *path = cgroup_self_path();
+    if (!path) {
+        snprintf(err, errlen, "this process has no cgroup v2 (no 0:: line in /proc/self/cgroup)");
+        free(mnt);
+        return NULL;
+    }
+    char *dir = xasprintf("%s%s", mnt, strcmp(path, "/") == 0 ? "" : path);
+    free(mnt);
+    free(path);
+    struct stat st;
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a usable directory", dir);
+        free(dir);
+        return NULL;
+    }
+    return dir;
+}
+
+/* Write the NUL-terminated TEXT to the file NAME of cgroup DIR; -1 with errno. */
+static int cgroup_write(const char *dir, const char *name, const char *text)
+{
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return n < 0 ? -1 : 0;
+}
+
+/* Make the cgroup DIR and check that it can be killed (see cgroup.h). */
+int cgroup_make(const char *dir, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot make cgroup %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    char kill_path[PATH_MAX];
+    snprintf(kill_path, sizeof kill_path, "%s/cgroup.kill", dir);
+    if (access(kill_path, W_OK) < 0) {
+        snprintf(err, errlen, "cgroup %s has no writable cgroup.kill (Linux 5.14 or later): %s",
+                 dir, strerror(errno));
+        int saved = errno;
+        rmdir(dir);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
+/* Move PID into DIR. */
+int cgroup_enter(const char *dir, pid_t pid)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%d", (int)pid);
+    return cgroup_write(dir, "cgroup.procs", num);
+}
+
+/* Open DIR's cgroup.procs for a child to write itself into. */
+int cgroup_procs_open(const char *dir)
+{
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/cgroup.procs", dir) >= sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+}
+
+/* Move the caller through the cgroup.procs FD ("0" means the writer). */
+int cgroup_enter_fd(int fd)
+{
+    return write(fd, "0", 1) == 1 ? 0 : -1;
+}
+
+/* SIGKILL everything in DIR. */
+int cgroup_kill(const char *dir)
+{
+    return cgroup_write(dir, "cgroup.kill", "1");
+}
+
+/* True when DIR still holds a process ("populated 1" in cgroup.events). */
+bool cgroup_populated(const char *dir)
+{
+    char path[PATH_MAX], line[128];
+    snprintf(path, sizeof path, "%s/cgroup.events", dir);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    bool populated = false;
+    while (fgets(line, sizeof line, f))
+        if (strcmp(line, "populated 1\n") == 0)
+            populated = true;
+    fclose(f);
+    return populated;
+}
+
+/* Remove DIR's sub-cgroups, deepest first, then DIR itself. */
+static int cgroup_rmdir_tree(const char *dir, int depth)
+{
+    DIR *d = depth < 32 ? opendir(dir) : NULL;
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_type != DT_DIR || e->d_name[0] == '.')
+                continue;
+            char *sub = xasprintf("%s/%s", dir, e->d_name);
+            cgroup_rmdir_tree(sub, depth + 1);
+            free(sub);
+        }
+        closedir(d);
+    }
+    return rmdir(dir) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* Kill, wait for, and remove DIR (see cgroup.h). */
+int cgroup_remove(const char *dir, int wait_ms)
+{
+    if (cgroup_kill(dir) < 0 && errno == ENOENT)
+        return 0;
+    int64_t deadline = util_mono_ms() + wait_ms;
+    while (cgroup_populated(dir) && util_mono_ms() < deadline) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return cgroup_rmdir_tree(dir, 0);
+}

@@ -1,0 +1,43 @@
+/*
+ * cgroup: the few cgroup v2 operations hive needs to make sure that no
+ * process of a task outlives it: find the cgroup this process is in (the
+ * cgroup2 mount from /proc/self/mountinfo, hybrid layouts' "unified" mount
+ * included, and the "0::" line of /proc/self/cgroup), make a child cgroup,
+ * move a process into one, kill everything in one (cgroup.kill, which also
+ * reaches daemonised and setsid descendants and nested cgroups), and remove
+ * one with its sub-cgroups. Errors come back as -1 with errno (and a reason
+ * in a buffer where one helps); nothing here logs or knows which program it
+ * runs in.
+ */
+#ifndef HIVE_CGROUP_H
+#define HIVE_CGROUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* The directory of the cgroup v2 this process is in, e.g.
+ * "/sys/fs/cgroup/unified/user.slice/session-1.scope" (caller frees), or
+ * NULL with a reason in ERR when the kernel gives no cgroup v2 here. */
+char *cgroup_self_dir(char *err, size_t errlen);
+/* Make the cgroup DIR (an existing one is fine) and check that it can be
+ * killed (cgroup.kill, Linux 5.14); -1 with a reason in ERR. */
+int cgroup_make(const char *dir, char *err, size_t errlen);
+/* Move PID (0: the caller) into the cgroup DIR; -1 with errno. */
+int cgroup_enter(const char *dir, pid_t pid);
+/* Open DIR's cgroup.procs for writing (close-on-exec), so that a child can
+ * move itself with cgroup_enter_fd between fork and exec; -1 with errno. */
+int cgroup_procs_open(const char *dir);
+/* Move the caller into the cgroup whose cgroup.procs is FD; only
+ * async-signal-safe calls. -1 with errno. */
+int cgroup_enter_fd(int fd);
+/* SIGKILL every process in DIR and its sub-cgroups; -1 with errno (ENOENT:
+ * no such cgroup). */
+int cgroup_kill(const char *dir);
+/* True when DIR (or a sub-cgroup) still holds a process. */
+bool cgroup_populated(const char *dir);
+/* Kill everything in DIR, wait up to WAIT_MS for it to empty, and remove it
+ * and its sub-cgroups. 0 when gone (or never there), -1 with errno. */
+int cgroup_remove(const char *dir, int wait_ms);
+
+#endif
