@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -53,6 +54,8 @@ enum roster_kind {
     ROSTER_MS,      /* int milliseconds from a duration; min as above */
     ROSTER_SIZE,    /* size_t bytes, more than 0 */
     ROSTER_LSIZE,   /* long bytes, more than 0 */
+    ROSTER_BOOL,    /* bool: true/false (yes/no, on/off) */
+    ROSTER_SIGNAL,  /* int signal number from a name: TERM or SIGTERM */
     ROSTER_STRV,    /* char **, NULL-terminated */
     ROSTER_ENV,     /* char ** "NAME=value" from a mapping */
     ROSTER_MAP,     /* a nested struct walked with table */
@@ -61,12 +64,19 @@ enum roster_kind {
 
 struct roster_parse;
 struct roster_table;
+struct roster_argv;
 typedef void (*roster_hook)(struct roster_parse *p, yaml_node_t *node, void *base);
 typedef bool (*roster_item_check)(struct roster_parse *p, yaml_node_t *item, const char *key);
+typedef void (*roster_argv_hook)(struct roster_argv *a, const void *slot);
 
-/* One allowed key of a mapping and how its value is read. */
+/* One allowed key of a mapping: how its value is read and checked, its
+ * default, how it reaches the worker and whether a change restarts it. A
+ * new bot setting is one row in the tables at the end of this file (and a
+ * member of struct roster_bot); the parser, the built-in defaults, copying,
+ * freeing, the worker's argv and the reload's "changed?" test all walk the
+ * rows. */
 struct roster_field {
-    const char *name;
+    const char *name; /* the YAML key */
     enum roster_kind kind;
     size_t offset;
     long min, max;
@@ -74,6 +84,11 @@ struct roster_field {
     const struct roster_table *table;
     roster_hook hook;             /* NODE: reads; others: checks after a good read */
     roster_item_check item_check; /* STRV: each element */
+    const char *dflt;             /* the default as YAML text ("300", "8MiB"); NULL: 0/empty */
+    bool from_hive;               /* the default is the hive's key of the same name */
+    const char *flag;             /* the hive-worker flag carrying it; NULL: none */
+    roster_argv_hook argv;        /* instead of flag: writes its own arguments */
+    bool live;                    /* a change needs no new worker (reload takes it as it is) */
 };
 
 /* The allowed keys of one mapping: FIELDS, then those of MORE. */
@@ -87,7 +102,12 @@ struct roster_table {
     {                                                                                              \
         f, sizeof(f) / sizeof(f[0]), more                                                          \
     }
-#define ROSTER_MAX_KEYS 32
+#define ROSTER_MAX_KEYS 64
+
+/* Each field of T and its parts, in order. */
+#define ROSTER_EACH_FIELD(t, part, f)                                                              \
+    for (const struct roster_table *part = (t); part; part = part->more)                           \
+        for (const struct roster_field *f = part->fields; f < part->fields + part->n; f++)
 
 /* ---- messages ---------------------------------------------------------- */
 
@@ -304,6 +324,45 @@ static int roster_parse_size(const char *s, unsigned long long *out)
     return -1;
 }
 
+/* Parse a YAML 1.1 boolean: 1 true, 0 false, -1 neither. */
+static int roster_parse_bool(const char *s)
+{
+    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+    for (size_t i = 0; i < 3; i++) {
+        if (strcasecmp(s, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(s, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* The signals a bot may be stopped with (stop_signal), by name. */
+static const struct {
+    const char *name;
+    int number;
+} roster_signals[] = {{"TERM", SIGTERM}, {"INT", SIGINT},   {"HUP", SIGHUP},  {"QUIT", SIGQUIT},
+                      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"KILL", SIGKILL}};
+
+/* The number of signal NAME ("TERM" or "SIGTERM"), or -1. */
+static int roster_parse_signal(const char *name)
+{
+    if (strncmp(name, "SIG", 3) == 0)
+        name += 3;
+    for (size_t i = 0; i < sizeof roster_signals / sizeof roster_signals[0]; i++)
+        if (strcmp(name, roster_signals[i].name) == 0)
+            return roster_signals[i].number;
+    return -1;
+}
+
+const char *roster_signal_name(int sig)
+{
+    for (size_t i = 0; i < sizeof roster_signals / sizeof roster_signals[0]; i++)
+        if (roster_signals[i].number == sig)
+            return roster_signals[i].name;
+    return "?";
+}
+
 /* True for an environment variable name: [A-Za-z_][A-Za-z0-9_]*. */
 static bool roster_env_name_valid(const char *s)
 {
@@ -504,6 +563,41 @@ static bool roster_read_size(struct roster_parse *p, yaml_node_t *n, const struc
     }
 }
 
+/* Read a boolean. */
+static bool roster_read_bool(struct roster_parse *p, yaml_node_t *n, const struct roster_field *f,
+                             bool *slot)
+{
+    const char *s = roster_scalar(p, n, "true or false", f->name);
+    int v = s ? roster_parse_bool(s) : -1;
+    if (s && v < 0)
+        roster_expected(p, n, "true or false", f->name);
+    if (v < 0)
+        return false;
+    *slot = v == 1;
+    return true;
+}
+
+/* Read a signal name into its number. */
+static bool roster_read_signal(struct roster_parse *p, yaml_node_t *n, const struct roster_field *f,
+                               int *slot)
+{
+    const char *s = roster_scalar(p, n, "a signal name", f->name);
+    char list[128] = "", q[ROSTER_QUOTE_MAX + 8];
+    if (!s)
+        return false;
+    int sig = roster_parse_signal(s);
+    if (sig > 0) {
+        *slot = sig;
+        return true;
+    }
+    for (size_t i = 0; i < sizeof roster_signals / sizeof roster_signals[0]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                 roster_signals[i].name);
+    roster_quote(s, strlen(s), q, sizeof q);
+    roster_error(p, n, "unknown %s %s (expected %s)", f->name, q, list);
+    return false;
+}
+
 /* Read a sequence of strings, each passed through F->item_check. */
 static bool roster_read_strv(struct roster_parse *p, yaml_node_t *n, const struct roster_field *f,
                              char ***slot)
@@ -659,6 +753,12 @@ static void roster_field_read(struct roster_parse *p, const struct roster_field 
         if ((ok = roster_read_size(p, val, f, &bytes)))
             *(long *)slot = (long)bytes;
         break;
+    case ROSTER_BOOL:
+        ok = roster_read_bool(p, val, f, slot);
+        break;
+    case ROSTER_SIGNAL:
+        ok = roster_read_signal(p, val, f, slot);
+        break;
     case ROSTER_STRV:
         ok = roster_read_strv(p, val, f, slot);
         break;
@@ -683,7 +783,7 @@ static void roster_field_read(struct roster_parse *p, const struct roster_field 
 static void roster_unknown_key(struct roster_parse *p, yaml_node_t *key, const char *ctx,
                                const struct roster_table *t)
 {
-    char q[ROSTER_QUOTE_MAX + 8], list[512] = "";
+    char q[ROSTER_QUOTE_MAX + 8], list[1024] = "";
     for (const struct roster_table *part = t; part; part = part->more)
         for (size_t i = 0; i < part->n; i++)
             snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", *list ? ", " : "",
@@ -897,57 +997,114 @@ static void roster_read_listen(struct roster_parse *p, yaml_node_t *n, void *bas
     free(host);
 }
 
+/* ---- the worker's command line ----------------------------------------- */
+
+/* A growing NULL-terminated argv; TAIL (not owned) goes last, after "--". */
+struct roster_argv {
+    char **v;
+    size_t n;
+    char *const *tail;
+};
+
+/* Append S (taken over). */
+static void roster_argv_add(struct roster_argv *a, char *s)
+{
+    a->v = xrealloc(a->v, (a->n + 2) * sizeof *a->v);
+    a->v[a->n++] = s;
+    a->v[a->n] = NULL;
+}
+
+/* Append "NAME VALUE" (VALUE taken over). */
+static void roster_argv_opt(struct roster_argv *a, const char *name, char *value)
+{
+    roster_argv_add(a, xstrdup(name));
+    roster_argv_add(a, value);
+}
+
+/* stop_timeout reaches the worker as --stop-grace, a second shorter (at
+ * least 0.5 s): its running task must be ended before our SIGKILL. */
+static void roster_argv_stop_grace(struct roster_argv *a, const void *slot)
+{
+    double t = *(const double *)slot, grace = t - 1.0 < 0.5 ? 0.5 : t - 1.0;
+    roster_argv_opt(a, "--stop-grace", xasprintf("%.3f", grace));
+}
+
+/* adapter.command is the argv after "--", always last. */
+static void roster_argv_command(struct roster_argv *a, const void *slot)
+{
+    char *const *cmd = *(char *const *const *)slot;
+    a->tail = cmd[0] ? cmd : NULL;
+}
+
 /* ---- tables ------------------------------------------------------------ */
 
 static const char *const roster_modes[] = {"hybrid", "cli-only", "websocket-only", NULL};
 static const char *const roster_adapter_types[] = {"mock", "cli", NULL};
 static const char *const roster_policies[] = {"always", "on-failure", "never", NULL};
 
-/* The start of a field entry: its key, kind and place in TYPE. */
+/* The start of a row: its YAML key, kind and place in TYPE. The rest of a row
+ * says, by name: .dflt (as YAML text), .min/.max/.choices/.hook/.item_check
+ * (checks), .flag or .argv (how the worker gets it; neither: the supervisor
+ * keeps it), .live (a reload takes a change without a new worker). */
 #define ROSTER_FIELD(key, k, type, member) .name = key, .kind = k, .offset = offsetof(type, member)
 
 static const struct roster_field roster_adapter_fields[] = {
-    {ROSTER_FIELD("type", ROSTER_CHOICE, struct roster_adapter, type),
-     .choices = roster_adapter_types},
-    {ROSTER_FIELD("command", ROSTER_STRV, struct roster_adapter, command)},
-    {ROSTER_FIELD("env", ROSTER_ENV, struct roster_adapter, env)},
+    {ROSTER_FIELD("type", ROSTER_CHOICE, struct roster_adapter, type), .dflt = "mock",
+     .choices = roster_adapter_types, .flag = "--adapter-type"},
+    {ROSTER_FIELD("command", ROSTER_STRV, struct roster_adapter, command),
+     .argv = roster_argv_command},
+    {ROSTER_FIELD("env", ROSTER_ENV, struct roster_adapter, env), .flag = "--env"},
     {ROSTER_FIELD("env_remove", ROSTER_STRV, struct roster_adapter, env_remove),
-     .item_check = roster_check_env_name},
-    {ROSTER_FIELD("delay_ms", ROSTER_INT, struct roster_adapter, delay_ms), .max = INT_MAX},
-    {ROSTER_FIELD("output_cap", ROSTER_LSIZE, struct roster_adapter, output_cap)},
+     .item_check = roster_check_env_name, .flag = "--env-remove"},
+    {ROSTER_FIELD("delay_ms", ROSTER_INT, struct roster_adapter, delay_ms), .dflt = "0",
+     .max = INT_MAX, .flag = "--mock-delay-ms"},
+    {ROSTER_FIELD("output_cap", ROSTER_LSIZE, struct roster_adapter, output_cap), .dflt = "8MiB",
+     .flag = "--output-cap"},
 };
 static const struct roster_table roster_adapter_table = ROSTER_TABLE(roster_adapter_fields, NULL);
 
+/* The supervisor's own: the worker is never told. */
 static const struct roster_field roster_restart_fields[] = {
-    {ROSTER_FIELD("policy", ROSTER_CHOICE, struct roster_restart, policy),
+    {ROSTER_FIELD("policy", ROSTER_CHOICE, struct roster_restart, policy), .dflt = "always",
      .choices = roster_policies},
-    {ROSTER_FIELD("max_restarts", ROSTER_INT, struct roster_restart, max_restarts), .max = 100},
-    {ROSTER_FIELD("window", ROSTER_SECONDS, struct roster_restart, window), .min = 1},
+    {ROSTER_FIELD("max_restarts", ROSTER_INT, struct roster_restart, max_restarts), .dflt = "10",
+     .max = INT_MAX},
+    {ROSTER_FIELD("window", ROSTER_SECONDS, struct roster_restart, window), .dflt = "60", .min = 1},
 };
 static const struct roster_table roster_restart_table = ROSTER_TABLE(roster_restart_fields, NULL);
 
 /* The keys of `defaults`, which every bot accepts too. */
 static const struct roster_field roster_defaults_fields[] = {
-    {ROSTER_FIELD("mode", ROSTER_CHOICE, struct roster_bot, mode), .choices = roster_modes},
+    {ROSTER_FIELD("mode", ROSTER_CHOICE, struct roster_bot, mode), .dflt = "hybrid",
+     .choices = roster_modes, .flag = "--mode"},
     {ROSTER_FIELD("adapter", ROSTER_MAP, struct roster_bot, adapter),
      .table = &roster_adapter_table},
-    {ROSTER_FIELD("cooldown", ROSTER_SECONDS, struct roster_bot, cooldown)},
-    {ROSTER_FIELD("timeout", ROSTER_SECONDS, struct roster_bot, timeout), .min = 1},
-    {ROSTER_FIELD("queue_max", ROSTER_INT, struct roster_bot, queue_max), .min = 1, .max = INT_MAX},
+    {ROSTER_FIELD("cooldown", ROSTER_SECONDS, struct roster_bot, cooldown), .dflt = "0",
+     .flag = "--cooldown"},
+    {ROSTER_FIELD("timeout", ROSTER_SECONDS, struct roster_bot, timeout), .dflt = "300", .min = 1,
+     .flag = "--timeout"},
+    {ROSTER_FIELD("queue_max", ROSTER_INT, struct roster_bot, queue_max), .dflt = "100", .min = 1,
+     .max = INT_MAX, .flag = "--queue-max"},
     {ROSTER_FIELD("restart", ROSTER_MAP, struct roster_bot, restart),
      .table = &roster_restart_table},
-    {ROSTER_FIELD("start_timeout", ROSTER_SECONDS, struct roster_bot, start_timeout), .min = 1},
-    {ROSTER_FIELD("stop_timeout", ROSTER_SECONDS, struct roster_bot, stop_timeout)},
-    {ROSTER_FIELD("watchdog", ROSTER_SECONDS, struct roster_bot, watchdog)},
-    {ROSTER_FIELD("bind", ROSTER_STRING, struct roster_bot, bind), .hook = roster_check_bind},
+    /* READY=1 within this, or the supervisor kills the worker. */
+    {ROSTER_FIELD("start_timeout", ROSTER_SECONDS, struct roster_bot, start_timeout), .dflt = "10",
+     .min = 1},
+    {ROSTER_FIELD("stop_timeout", ROSTER_SECONDS, struct roster_bot, stop_timeout), .dflt = "10",
+     .argv = roster_argv_stop_grace},
+    /* Reaches the worker as WATCHDOG_USEC (the systemd protocol); 0 = off. */
+    {ROSTER_FIELD("watchdog", ROSTER_SECONDS, struct roster_bot, watchdog), .dflt = "30"},
+    {ROSTER_FIELD("bind", ROSTER_STRING, struct roster_bot, bind), .dflt = "127.0.0.1",
+     .hook = roster_check_bind, .flag = "--bind"},
     {ROSTER_FIELD("allowed_origins", ROSTER_STRV, struct roster_bot, allowed_origins),
-     .item_check = roster_check_origin},
-    {ROSTER_FIELD("server_names", ROSTER_STRV, struct roster_bot, server_names),
-     .item_check = roster_check_server_name},
+     .from_hive = true, .item_check = roster_check_origin, .flag = "--allowed-origin"},
+    {ROSTER_FIELD("server_names", ROSTER_STRV, struct roster_bot, server_names), .from_hive = true,
+     .item_check = roster_check_server_name, .flag = "--server-name"},
 };
 static const struct roster_table roster_defaults_table = ROSTER_TABLE(roster_defaults_fields, NULL);
 
-/* A bot's own keys; the rest are those of `defaults`. */
+/* A bot's own keys; the rest are those of `defaults`. The id is the worker's
+ * first argument; the port reaches it as the listening socket (fd 3). */
 static const struct roster_field roster_bot_fields[] = {
     {ROSTER_FIELD("id", ROSTER_STRING, struct roster_bot, id), .hook = roster_check_id},
     {ROSTER_FIELD("port", ROSTER_INT, struct roster_bot, port), .min = 1, .max = ROSTER_MAX_PORT},
@@ -956,13 +1113,18 @@ static const struct roster_table roster_bot_table =
     ROSTER_TABLE(roster_bot_fields, &roster_defaults_table);
 
 static const struct roster_field roster_limits_fields[] = {
-    {ROSTER_FIELD("max_header_bytes", ROSTER_SIZE, struct roster_limits, max_header_bytes)},
-    {ROSTER_FIELD("max_body", ROSTER_SIZE, struct roster_limits, max_body)},
-    {ROSTER_FIELD("max_message", ROSTER_SIZE, struct roster_limits, max_message)},
-    {ROSTER_FIELD("max_connections", ROSTER_INT, struct roster_limits, max_connections), .min = 1,
-     .max = INT_MAX},
-    {ROSTER_FIELD("header_timeout", ROSTER_MS, struct roster_limits, header_timeout_ms), .min = 1},
-    {ROSTER_FIELD("idle_timeout", ROSTER_MS, struct roster_limits, idle_timeout_ms), .min = 1},
+    {ROSTER_FIELD("max_header_bytes", ROSTER_SIZE, struct roster_limits, max_header_bytes),
+     .dflt = "16KiB", .flag = "--max-header"},
+    {ROSTER_FIELD("max_body", ROSTER_SIZE, struct roster_limits, max_body), .dflt = "1MiB",
+     .flag = "--max-body"},
+    {ROSTER_FIELD("max_message", ROSTER_SIZE, struct roster_limits, max_message), .dflt = "1MiB",
+     .flag = "--max-message"},
+    {ROSTER_FIELD("max_connections", ROSTER_INT, struct roster_limits, max_connections),
+     .dflt = "1024", .min = 1, .max = INT_MAX, .flag = "--max-connections"},
+    {ROSTER_FIELD("header_timeout", ROSTER_MS, struct roster_limits, header_timeout_ms),
+     .dflt = "10s", .min = 1, .flag = "--header-timeout"},
+    {ROSTER_FIELD("idle_timeout", ROSTER_MS, struct roster_limits, idle_timeout_ms), .dflt = "60s",
+     .min = 1, .flag = "--idle-timeout"},
 };
 static const struct roster_table roster_limits_table = ROSTER_TABLE(roster_limits_fields, NULL);
 
@@ -991,21 +1153,249 @@ static const struct roster_field roster_top_fields[] = {
 };
 static const struct roster_table roster_top_table = ROSTER_TABLE(roster_top_fields, NULL);
 
+/* ---- what every row gives: defaults, copies, equality, flags ------------ */
+
+static void roster_table_defaults(const struct roster_table *t, void *base, const struct roster *r);
+
+/* The hive-level list named NAME (a bot's default for its key of that name). */
+static char *const *roster_hive_strv(const struct roster *r, const char *name)
+{
+    ROSTER_EACH_FIELD(&roster_hive_table, part, f)
+    if (f->kind == ROSTER_STRV && strcmp(f->name, name) == 0)
+        return *(char *const *const *)((const char *)r + f->offset);
+    return NULL;
+}
+
+/* Set SLOT to F's default, read from its text as the file's would be. */
+static void roster_field_default(const struct roster_field *f, void *slot, const struct roster *r)
+{
+    const char *d = f->dflt ? f->dflt : "0";
+    double secs = 0;
+    unsigned long long bytes = 0;
+    long v = 0;
+    char *const *hive;
+    switch (f->kind) {
+    case ROSTER_STRING:
+    case ROSTER_CHOICE:
+        *(char **)slot = f->dflt ? xstrdup(f->dflt) : NULL;
+        break;
+    case ROSTER_INT:
+        roster_parse_long(d, &v);
+        *(int *)slot = (int)v;
+        break;
+    case ROSTER_SECONDS:
+        roster_parse_duration(d, &secs);
+        *(double *)slot = secs;
+        break;
+    case ROSTER_MS:
+        roster_parse_duration(d, &secs);
+        *(int *)slot = (int)(secs * 1000 + 0.5);
+        break;
+    case ROSTER_SIZE:
+        roster_parse_size(d, &bytes);
+        *(size_t *)slot = (size_t)bytes;
+        break;
+    case ROSTER_LSIZE:
+        roster_parse_size(d, &bytes);
+        *(long *)slot = (long)bytes;
+        break;
+    case ROSTER_BOOL:
+        *(bool *)slot = roster_parse_bool(d) == 1;
+        break;
+    case ROSTER_SIGNAL:
+        *(int *)slot = f->dflt ? roster_parse_signal(f->dflt) : 0;
+        break;
+    case ROSTER_STRV:
+    case ROSTER_ENV:
+        hive = f->from_hive ? roster_hive_strv(r, f->name) : NULL;
+        *(char ***)slot = hive ? roster_strv_copy(hive) : roster_strv_new();
+        break;
+    case ROSTER_MAP:
+        roster_table_defaults(f->table, slot, r);
+        break;
+    case ROSTER_NODE:
+        break;
+    }
+}
+
+/* Every field of T in BASE set to its default. */
+static void roster_table_defaults(const struct roster_table *t, void *base, const struct roster *r)
+{
+    ROSTER_EACH_FIELD(t, part, f)
+    roster_field_default(f, (char *)base + f->offset, r);
+}
+
+/* Make the owned members of DST (a shallow copy of SRC) its own. */
+static void roster_table_copy(const struct roster_table *t, void *dst, const void *src)
+{
+    ROSTER_EACH_FIELD(t, part, f)
+    {
+        void *d = (char *)dst + f->offset;
+        const void *s = (const char *)src + f->offset;
+        if (f->kind == ROSTER_STRING || f->kind == ROSTER_CHOICE)
+            *(char **)d = *(char *const *)s ? xstrdup(*(char *const *)s) : NULL;
+        else if (f->kind == ROSTER_STRV || f->kind == ROSTER_ENV)
+            *(char ***)d = roster_strv_copy(*(char *const *const *)s);
+        else if (f->kind == ROSTER_MAP)
+            roster_table_copy(f->table, d, s);
+    }
+}
+
+/* Free the owned members of BASE. */
+static void roster_table_clear(const struct roster_table *t, void *base)
+{
+    ROSTER_EACH_FIELD(t, part, f)
+    {
+        void *slot = (char *)base + f->offset;
+        if (f->kind == ROSTER_STRING || f->kind == ROSTER_CHOICE)
+            free(*(char **)slot);
+        else if (f->kind == ROSTER_STRV || f->kind == ROSTER_ENV)
+            roster_strv_free(*(char ***)slot);
+        else if (f->kind == ROSTER_MAP)
+            roster_table_clear(f->table, slot);
+    }
+}
+
+/* True when two optional strings are the same. */
+static bool roster_str_equal(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool roster_table_equal(const struct roster_table *t, const void *a, const void *b,
+                               bool live_too);
+
+/* True when field F is the same in A and B. */
+static bool roster_field_equal(const struct roster_field *f, const void *a, const void *b,
+                               bool live_too)
+{
+    switch (f->kind) {
+    case ROSTER_STRING:
+    case ROSTER_CHOICE:
+        return roster_str_equal(*(char *const *)a, *(char *const *)b);
+    case ROSTER_INT:
+    case ROSTER_MS:
+    case ROSTER_SIGNAL:
+        return *(const int *)a == *(const int *)b;
+    case ROSTER_SECONDS:
+        return *(const double *)a == *(const double *)b;
+    case ROSTER_SIZE:
+        return *(const size_t *)a == *(const size_t *)b;
+    case ROSTER_LSIZE:
+        return *(const long *)a == *(const long *)b;
+    case ROSTER_BOOL:
+        return *(const bool *)a == *(const bool *)b;
+    case ROSTER_STRV:
+    case ROSTER_ENV:
+        return roster_strv_equal(*(char *const *const *)a, *(char *const *const *)b);
+    case ROSTER_MAP:
+        return roster_table_equal(f->table, a, b, live_too);
+    case ROSTER_NODE:
+        break;
+    }
+    return true;
+}
+
+/* True when every field of T (the live ones only when LIVE_TOO) is the same. */
+static bool roster_table_equal(const struct roster_table *t, const void *a, const void *b,
+                               bool live_too)
+{
+    ROSTER_EACH_FIELD(t, part, f)
+    if ((live_too || !f->live) &&
+        !roster_field_equal(f, (const char *)a + f->offset, (const char *)b + f->offset, live_too))
+        return false;
+    return true;
+}
+
+static void roster_table_argv(const struct roster_table *t, const void *base,
+                              struct roster_argv *a);
+
+/* Append field F (its value at SLOT) as the worker's flag(s), if it has one. */
+static void roster_field_argv(const struct roster_field *f, const void *slot, struct roster_argv *a)
+{
+    if (f->argv) {
+        f->argv(a, slot);
+        return;
+    }
+    if (f->kind == ROSTER_MAP)
+        roster_table_argv(f->table, slot, a);
+    if (!f->flag)
+        return;
+    switch (f->kind) {
+    case ROSTER_STRING:
+    case ROSTER_CHOICE:
+        if (*(char *const *)slot)
+            roster_argv_opt(a, f->flag, xstrdup(*(char *const *)slot));
+        break;
+    case ROSTER_INT:
+        roster_argv_opt(a, f->flag, xasprintf("%d", *(const int *)slot));
+        break;
+    case ROSTER_SECONDS:
+        roster_argv_opt(a, f->flag, xasprintf("%.3f", *(const double *)slot));
+        break;
+    case ROSTER_MS:
+        roster_argv_opt(a, f->flag, xasprintf("%.3f", *(const int *)slot / 1000.0));
+        break;
+    case ROSTER_SIZE:
+        roster_argv_opt(a, f->flag, xasprintf("%zu", *(const size_t *)slot));
+        break;
+    case ROSTER_LSIZE:
+        roster_argv_opt(a, f->flag, xasprintf("%ld", *(const long *)slot));
+        break;
+    case ROSTER_BOOL:
+        roster_argv_opt(a, f->flag, xstrdup(*(const bool *)slot ? "true" : "false"));
+        break;
+    case ROSTER_SIGNAL:
+        roster_argv_opt(a, f->flag, xstrdup(roster_signal_name(*(const int *)slot)));
+        break;
+    case ROSTER_STRV:
+    case ROSTER_ENV:
+        for (char *const *v = *(char *const *const *)slot; *v; v++)
+            roster_argv_opt(a, f->flag, xstrdup(*v));
+        break;
+    case ROSTER_MAP:
+    case ROSTER_NODE:
+        break;
+    }
+}
+
+/* Append the flags of every field of T in BASE. */
+static void roster_table_argv(const struct roster_table *t, const void *base, struct roster_argv *a)
+{
+    ROSTER_EACH_FIELD(t, part, f)
+    roster_field_argv(f, (const char *)base + f->offset, a);
+}
+
+char **roster_worker_argv(const struct roster *r, const struct roster_bot *b,
+                          const char *worker_path)
+{
+    struct roster_argv a = {NULL, 0, NULL};
+    roster_argv_add(&a, xstrdup(worker_path));
+    roster_argv_add(&a, xstrdup(b->id));
+    roster_argv_opt(&a, "--work-dir", xstrdup(r->work_dir));
+    roster_table_argv(&roster_bot_table, b, &a);
+    roster_table_argv(&roster_limits_table, &r->limits, &a);
+    if (a.tail) {
+        roster_argv_add(&a, xstrdup("--"));
+        for (char *const *p = a.tail; *p; p++)
+            roster_argv_add(&a, xstrdup(*p));
+    }
+    return a.v;
+}
+
+void roster_argv_free(char **argv)
+{
+    for (char **p = argv; p && *p; p++)
+        free(*p);
+    free(argv);
+}
+
 /* ---- bots -------------------------------------------------------------- */
 
 /* Free what BOT owns and zero it. */
 static void roster_bot_clear(struct roster_bot *b)
 {
-    free(b->id);
-    free(b->mode);
-    free(b->adapter.type);
-    roster_strv_free(b->adapter.command);
-    roster_strv_free(b->adapter.env);
-    roster_strv_free(b->adapter.env_remove);
-    free(b->restart.policy);
-    free(b->bind);
-    roster_strv_free(b->allowed_origins);
-    roster_strv_free(b->server_names);
+    roster_table_clear(&roster_bot_table, b);
     memset(b, 0, sizeof(*b));
 }
 
@@ -1013,39 +1403,14 @@ static void roster_bot_clear(struct roster_bot *b)
 static void roster_bot_copy(struct roster_bot *dst, const struct roster_bot *src)
 {
     *dst = *src;
-    dst->id = src->id ? xstrdup(src->id) : NULL;
-    dst->mode = xstrdup(src->mode);
-    dst->adapter.type = xstrdup(src->adapter.type);
-    dst->adapter.command = roster_strv_copy(src->adapter.command);
-    dst->adapter.env = roster_strv_copy(src->adapter.env);
-    dst->adapter.env_remove = roster_strv_copy(src->adapter.env_remove);
-    dst->restart.policy = xstrdup(src->restart.policy);
-    dst->bind = xstrdup(src->bind);
-    dst->allowed_origins = roster_strv_copy(src->allowed_origins);
-    dst->server_names = roster_strv_copy(src->server_names);
+    roster_table_copy(&roster_bot_table, dst, src);
 }
 
-/* The built-in bot defaults (see roster.h). */
+/* The built-in bot defaults: every row's .dflt. */
 static void roster_bot_builtin(struct roster_bot *b, const struct roster *r)
 {
     memset(b, 0, sizeof(*b));
-    b->mode = xstrdup("hybrid");
-    b->adapter.type = xstrdup("mock");
-    b->adapter.command = roster_strv_new();
-    b->adapter.env = roster_strv_new();
-    b->adapter.env_remove = roster_strv_new();
-    b->adapter.output_cap = 8L * 1024 * 1024;
-    b->timeout = 300;
-    b->queue_max = 100;
-    b->restart.policy = xstrdup("always");
-    b->restart.max_restarts = 10;
-    b->restart.window = 60;
-    b->start_timeout = 10;
-    b->stop_timeout = 10;
-    b->watchdog = 30;
-    b->bind = xstrdup("127.0.0.1");
-    b->allowed_origins = roster_strv_copy(r->allowed_origins);
-    b->server_names = roster_strv_copy(r->server_names);
+    roster_table_defaults(&roster_defaults_table, b, r);
 }
 
 /* A name for bot I in messages: its id when valid, else bots[I]. */
@@ -1298,12 +1663,7 @@ static struct roster *roster_new(const char *path)
     r->listen_port = 8000;
     r->allowed_origins = roster_strv_new();
     r->server_names = roster_strv_new();
-    r->limits = (struct roster_limits){.max_header_bytes = 16 * 1024,
-                                       .max_body = 1024 * 1024,
-                                       .max_message = 1024 * 1024,
-                                       .max_connections = 1024,
-                                       .header_timeout_ms = 10000,
-                                       .idle_timeout_ms = 60000};
+    roster_table_defaults(&roster_limits_table, &r->limits, r);
     return r;
 }
 
@@ -1488,47 +1848,16 @@ const struct roster_bot *roster_find_bot(const struct roster *r, const char *id)
     return NULL;
 }
 
-/* True when both adapters are the same. */
-static bool roster_adapter_equal(const struct roster_adapter *a, const struct roster_adapter *b)
-{
-    return strcmp(a->type, b->type) == 0 && roster_strv_equal(a->command, b->command) &&
-           roster_strv_equal(a->env, b->env) && roster_strv_equal(a->env_remove, b->env_remove) &&
-           a->delay_ms == b->delay_ms && a->output_cap == b->output_cap;
-}
-
 bool roster_bot_equal(const struct roster_bot *a, const struct roster_bot *b)
 {
-    return strcmp(a->id, b->id) == 0 && a->port == b->port && strcmp(a->mode, b->mode) == 0 &&
-           roster_adapter_equal(&a->adapter, &b->adapter) && a->cooldown == b->cooldown &&
-           a->timeout == b->timeout && a->queue_max == b->queue_max &&
-           strcmp(a->restart.policy, b->restart.policy) == 0 &&
-           a->restart.max_restarts == b->restart.max_restarts &&
-           a->restart.window == b->restart.window && a->start_timeout == b->start_timeout &&
-           a->stop_timeout == b->stop_timeout && a->watchdog == b->watchdog &&
-           strcmp(a->bind, b->bind) == 0 &&
-           roster_strv_equal(a->allowed_origins, b->allowed_origins) &&
-           roster_strv_equal(a->server_names, b->server_names);
-}
-
-/* True when two optional strings are the same. */
-static bool roster_str_equal(const char *a, const char *b)
-{
-    return a == b || (a && b && strcmp(a, b) == 0);
-}
-
-/* True when both sets of limits are the same. */
-static bool roster_limits_equal(const struct roster_limits *a, const struct roster_limits *b)
-{
-    return a->max_header_bytes == b->max_header_bytes && a->max_body == b->max_body &&
-           a->max_message == b->max_message && a->max_connections == b->max_connections &&
-           a->header_timeout_ms == b->header_timeout_ms && a->idle_timeout_ms == b->idle_timeout_ms;
+    return roster_table_equal(&roster_bot_table, a, b, false);
 }
 
 bool roster_shared_equal(const struct roster *a, const struct roster *b)
 {
     return strcmp(a->work_dir, b->work_dir) == 0 && roster_str_equal(a->token, b->token) &&
            roster_strv_equal(a->allowed_origins, b->allowed_origins) &&
-           roster_limits_equal(&a->limits, &b->limits);
+           roster_table_equal(&roster_limits_table, &a->limits, &b->limits, true);
 }
 
 void roster_errors_free(struct roster_errors *errs)

@@ -28,13 +28,12 @@
  *   every other value, lists and the adapter's env map included, is replaced
  *   whole. A bot's allowed_origins and server_names default to the hive's
  *   (the front door answers by the hive's lists, a bot's port by its own).
- * - Built-in bot defaults: mode hybrid, adapter mock (delay_ms 0, output_cap
- *   8MiB), cooldown 0, timeout 300, queue_max 100, restart {always, 10, 60},
- *   start_timeout 10, stop_timeout 10, watchdog 30, bind 127.0.0.1.
- *   adapter.command is an argv list (no shell), adapter.env a map of NAME:
- *   value, env_remove a list of names. timeout, start_timeout,
- *   restart.window and the limits must be more than 0; cooldown,
- *   stop_timeout, watchdog, delay_ms and max_restarts may be 0.
+ * - Every key's type, default, checks and how it reaches the worker are one
+ *   row of the tables at the end of roster.c (roster_defaults_fields holds
+ *   the bot keys); the built-in defaults, the worker's argv
+ *   (roster_worker_argv) and the reload's test (roster_bot_equal) come from
+ *   those rows. adapter.command is an argv list (no shell), adapter.env a map
+ *   of NAME: value, env_remove a list of names.
  * - Durations: a number of seconds (0.5, 10) or a number with a unit, no
  *   space: "500ms", "10s", "2m", "1h"; at most 1000000 s. Sizes: a whole
  *   number of bytes or with a unit, case-insensitive: b; k, kb, kib; m, mb,
@@ -132,7 +131,16 @@ int roster_load_string(const char *text, size_t len, const char *name, struct ro
 void roster_free(struct roster *roster);
 /* The bot with ID, or NULL. */
 const struct roster_bot *roster_find_bot(const struct roster *roster, const char *id);
-/* True when A and B define the same worker: every field but line/column. */
+/* hive-worker's argv for bot B of R (worker_path, id, then the flags of every
+ * table row that has one, "--" and the adapter command last). Free it with
+ * roster_argv_free. */
+char **roster_worker_argv(const struct roster *r, const struct roster_bot *b,
+                          const char *worker_path);
+void roster_argv_free(char **argv);
+/* The name of signal SIG without "SIG" ("TERM"), "?" when not a stop_signal. */
+const char *roster_signal_name(int sig);
+/* True when A and B define the same worker: every field but line/column and
+ * the live ones (a reload takes those as they are, without a new worker). */
 bool roster_bot_equal(const struct roster_bot *a, const struct roster_bot *b);
 /* True when the hive-level settings every worker inherits (work_dir, token,
  * allowed_origins, limits) are the same; when false, reload restarts all. */

@@ -285,85 +285,6 @@ static void hive_registry_cb(evutil_socket_t fd, short what, void *arg)
     hive_registry_write(arg);
 }
 
-/* ---- the worker's command line ----------------------------------------- */
-
-/* A growing NULL-terminated argv. */
-struct hive_argv {
-    char **v;
-    size_t n;
-};
-
-/* Append S (taken over). */
-static void hive_argv_add(struct hive_argv *a, char *s)
-{
-    a->v = xrealloc(a->v, (a->n + 2) * sizeof *a->v);
-    a->v[a->n++] = s;
-    a->v[a->n] = NULL;
-}
-
-/* Append "NAME VALUE" (VALUE taken over). */
-static void hive_argv_opt(struct hive_argv *a, const char *name, char *value)
-{
-    hive_argv_add(a, xstrdup(name));
-    hive_argv_add(a, value);
-}
-
-/* Append "NAME V" for every V of the NULL-terminated LIST. */
-static void hive_argv_each(struct hive_argv *a, const char *name, char *const *list)
-{
-    for (; list && *list; list++)
-        hive_argv_opt(a, name, xstrdup(*list));
-}
-
-/* Free an argv built here. */
-static void hive_argv_free(char **v)
-{
-    for (char **p = v; p && *p; p++)
-        free(*p);
-    free(v);
-}
-
-/* The roster's limits as hive-worker flags. */
-static void hive_argv_limits(struct hive_argv *a, const struct roster_limits *l)
-{
-    hive_argv_opt(a, "--max-header", xasprintf("%zu", l->max_header_bytes));
-    hive_argv_opt(a, "--max-body", xasprintf("%zu", l->max_body));
-    hive_argv_opt(a, "--max-message", xasprintf("%zu", l->max_message));
-    hive_argv_opt(a, "--max-connections", xasprintf("%d", l->max_connections));
-    hive_argv_opt(a, "--header-timeout", xasprintf("%.3f", l->header_timeout_ms / 1000.0));
-    hive_argv_opt(a, "--idle-timeout", xasprintf("%.3f", l->idle_timeout_ms / 1000.0));
-}
-
-/* hive-worker's argv for bot DEF (the flags of worker/options.c). */
-static char **hive_worker_argv(const struct hive *hive, const struct roster_bot *def)
-{
-    struct hive_argv a = {NULL, 0};
-    double grace = def->stop_timeout - 1.0 < 0.5 ? 0.5 : def->stop_timeout - 1.0;
-    hive_argv_add(&a, xstrdup(hive->worker_path));
-    hive_argv_add(&a, xstrdup(def->id));
-    hive_argv_opt(&a, "--work-dir", xstrdup(hive->roster->work_dir));
-    hive_argv_opt(&a, "--mode", xstrdup(def->mode));
-    hive_argv_opt(&a, "--bind", xstrdup(def->bind));
-    hive_argv_opt(&a, "--cooldown", xasprintf("%.3f", def->cooldown));
-    hive_argv_opt(&a, "--timeout", xasprintf("%.3f", def->timeout));
-    hive_argv_opt(&a, "--queue-max", xasprintf("%d", def->queue_max));
-    hive_argv_opt(&a, "--stop-grace", xasprintf("%.3f", grace));
-    hive_argv_opt(&a, "--adapter-type", xstrdup(def->adapter.type));
-    hive_argv_opt(&a, "--mock-delay-ms", xasprintf("%d", def->adapter.delay_ms));
-    hive_argv_opt(&a, "--output-cap", xasprintf("%ld", def->adapter.output_cap));
-    hive_argv_each(&a, "--env", def->adapter.env);
-    hive_argv_each(&a, "--env-remove", def->adapter.env_remove);
-    hive_argv_limits(&a, &hive->roster->limits);
-    hive_argv_each(&a, "--allowed-origin", def->allowed_origins);
-    hive_argv_each(&a, "--server-name", def->server_names);
-    if (def->adapter.command[0]) {
-        hive_argv_add(&a, xstrdup("--"));
-        for (char **p = def->adapter.command; *p; p++)
-            hive_argv_add(&a, xstrdup(*p));
-    }
-    return a.v;
-}
-
 /* ---- one bot: sockets, timers, processes -------------------------------- */
 
 /* The FSM policy of roster bot DEF. */
@@ -596,7 +517,7 @@ static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
         return 1;
     }
     hive_bot_standin_drop(bot); /* the worker accepts from here on */
-    char **argv = hive_worker_argv(hive, bot->def);
+    char **argv = roster_worker_argv(hive->roster, bot->def, hive->worker_path);
     struct child_spec spec = {.path = hive->worker_path,
                               .argv = argv,
                               .fds = {{bot->listen_fd, "listen"}},
@@ -614,7 +535,7 @@ static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
         spec.fds[spec.n_fds++] = (struct child_fd){bot->stored_fd, HIVE_STORE_NAME};
     int out_fd;
     pid_t pid = child_spawn(&spec, &out_fd, why, cap);
-    hive_argv_free(argv);
+    roster_argv_free(argv);
     free(cg);
     if (pid < 0)
         return 1;

@@ -693,6 +693,30 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
+/* The worker's argv comes from the table rows: every flag, "--" and the
+ * command last. */
+START_TEST(test_worker_argv)
+{
+    struct roster *r = load_ok("hive: {work_dir: /w, allowed_origins: ['http://a.example']}\n"
+                               "bots:\n  - id: a\n    stop_timeout: 5\n    adapter: {type: cli, "
+                               "command: [x, -p], env: {K: v}, env_remove: [Z]}\n");
+    char **argv = roster_worker_argv(r, &r->bots[0], "/bin/hive-worker");
+    char joined[2048] = "";
+    for (char **p = argv; *p; p++)
+        snprintf(joined + strlen(joined), sizeof joined - strlen(joined), "%s%s",
+                 p == argv ? "" : " ", *p);
+    ck_assert_str_eq(joined,
+                     "/bin/hive-worker a --work-dir /w --mode hybrid --adapter-type cli --env K=v "
+                     "--env-remove Z --mock-delay-ms 0 --output-cap 8388608 --cooldown 0.000 "
+                     "--timeout 300.000 --queue-max 100 --stop-grace 4.000 --bind 127.0.0.1 "
+                     "--allowed-origin http://a.example --max-header 16384 --max-body 1048576 "
+                     "--max-message 1048576 --max-connections 1024 --header-timeout 10.000 "
+                     "--idle-timeout 60.000 -- x -p");
+    roster_argv_free(argv);
+    roster_free(r);
+}
+END_TEST
+
 START_TEST(test_load_file)
 {
     char dir[] = "/tmp/check_roster_XXXXXX", path[PATH_MAX], want[PATH_MAX], old[PATH_MAX];
@@ -790,6 +814,7 @@ static Suite *roster_suite(void)
     tcase_add_loop_test(tc, test_sizes, 0, sizeof(sizes) / sizeof(sizes[0]));
     tcase_add_test(tc, test_limits);
     tcase_add_test(tc, test_bot_equal);
+    tcase_add_test(tc, test_worker_argv);
     tcase_add_test(tc, test_load_file);
     tcase_add_test(tc, test_every_prefix);
     suite_add_tcase(s, tc);
