@@ -863,6 +863,19 @@ static bool roster_check_env_name(struct roster_parse *p, yaml_node_t *item, con
     return false;
 }
 
+/* A depends_on element must be a bot id (whether it names a bot of the
+ * roster is checked once all bots are read). */
+static bool roster_check_dep_id(struct roster_parse *p, yaml_node_t *item, const char *key)
+{
+    const char *s = (const char *)item->data.scalar.value;
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (util_id_valid(s))
+        return true;
+    roster_quote(s, strlen(s), q, sizeof(q));
+    roster_error(p, item, "bad bot id %s in '%s'", q, key);
+    return false;
+}
+
 /* An origin is scheme://host[:port], without a path (browsers send exactly
  * that, so anything else could never match). */
 static bool roster_check_origin(struct roster_parse *p, yaml_node_t *item, const char *key)
@@ -1100,6 +1113,14 @@ static const struct roster_field roster_defaults_fields[] = {
      .from_hive = true, .item_check = roster_check_origin, .flag = "--allowed-origin"},
     {ROSTER_FIELD("server_names", ROSTER_STRV, struct roster_bot, server_names), .from_hive = true,
      .item_check = roster_check_server_name, .flag = "--server-name"},
+    /* false: declared, started only by `hive start BOT`. */
+    {ROSTER_FIELD("autostart", ROSTER_BOOL, struct roster_bot, autostart), .dflt = "true",
+     .live = true},
+    /* Started once these are running; checked after the walk (ids, cycles). */
+    {ROSTER_FIELD("depends_on", ROSTER_STRV, struct roster_bot, depends_on),
+     .item_check = roster_check_dep_id, .live = true},
+    /* The signal a stop sends the worker's group first; SIGKILL follows at stop_timeout. */
+    {ROSTER_FIELD("stop_signal", ROSTER_SIGNAL, struct roster_bot, stop_signal), .dflt = "TERM"},
 };
 static const struct roster_table roster_defaults_table = ROSTER_TABLE(roster_defaults_fields, NULL);
 
@@ -1538,6 +1559,142 @@ static void roster_bots_check_ports(struct roster_parse *p, yaml_node_t **items)
     free(owner);
 }
 
+/* The index of the bot named ID in SORTED (N entries by name), or -1. */
+static long roster_named_find(const struct roster_named *sorted, size_t n, const char *id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(sorted[mid].name, id);
+        if (c == 0) {
+            while (mid > 0 && strcmp(sorted[mid - 1].name, id) == 0)
+                mid--; /* a duplicate id (reported already): its first use */
+            return (long)sorted[mid].index;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* The node of element K of bot ITEM's depends_on (its own or the defaults'). */
+static yaml_node_t *roster_dep_node(struct roster_parse *p, yaml_node_t *item, size_t k)
+{
+    yaml_node_t *seq = roster_map_get(p, item, "depends_on");
+    if (!seq)
+        seq = roster_map_get(p, p->defaults, "depends_on");
+    if (!seq || seq->type != YAML_SEQUENCE_NODE)
+        return item;
+    if (k >= (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start))
+        return seq;
+    return yaml_document_get_node(&p->doc, seq->data.sequence.items.start[k]);
+}
+
+/* Each bot's dependencies as bot indices (-1: not a bot of the roster),
+ * reporting unknown ids and bots that depend on themselves. */
+static long **roster_deps_resolve(struct roster_parse *p, yaml_node_t **items)
+{
+    struct roster *r = p->r;
+    struct roster_named *v = xcalloc(r->n_bots + 1, sizeof(*v));
+    long **deps = xcalloc(r->n_bots + 1, sizeof(*deps));
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_bots; i++)
+        if (r->bots[i].id && util_id_valid(r->bots[i].id))
+            v[n++] = (struct roster_named){r->bots[i].id, i};
+    roster_named_sort(v, n);
+    for (size_t i = 0; i < r->n_bots; i++) {
+        char *const *dep = r->bots[i].depends_on;
+        size_t count = 0;
+        while (dep && dep[count])
+            count++;
+        deps[i] = xcalloc(count + 1, sizeof(**deps));
+        for (size_t k = 0; k < count; k++) {
+            long j = roster_named_find(v, n, dep[k]);
+            deps[i][k] = j == (long)i ? -1 : j;
+            if (j < 0 && r->bots[i].id && items[i]->type == YAML_MAPPING_NODE)
+                roster_error(p, roster_dep_node(p, items[i], k),
+                             "bot '%s' depends on unknown bot '%s'", r->bots[i].id, dep[k]);
+            else if (j == (long)i)
+                roster_error(p, roster_dep_node(p, items[i], k), "bot '%s' depends on itself",
+                             dep[k]);
+        }
+        deps[i][count] = LONG_MIN; /* the end */
+    }
+    free(v);
+    return deps;
+}
+
+/* A depth-first walk over the dependencies, without recursion (a roster may
+ * chain thousands of bots). */
+struct roster_dfs {
+    long **deps;
+    unsigned char *color; /* 0 unseen, 1 on the path, 2 done */
+    size_t *next;         /* the next dependency of each bot to follow */
+    size_t *stack, sp;
+};
+
+/* Report the cycle closed by STACK's top bot depending on bot W (on the path). */
+static void roster_deps_cycle(struct roster_parse *p, yaml_node_t **items, struct roster_dfs *d,
+                              size_t w)
+{
+    size_t from = d->sp - 1, v = d->stack[from];
+    while (from > 0 && d->stack[from] != w)
+        from--;
+    char path[512] = "";
+    for (size_t s = from; s < d->sp && strlen(path) < 400; s++)
+        snprintf(path + strlen(path), sizeof path - strlen(path), "%s -> ",
+                 p->r->bots[d->stack[s]].id);
+    snprintf(path + strlen(path), sizeof path - strlen(path), "%s", p->r->bots[w].id);
+    roster_error(p, roster_dep_node(p, items[v], d->next[v] - 1), "dependency cycle: %s", path);
+}
+
+/* Walk from bot S, reporting each cycle met once. */
+static void roster_deps_walk(struct roster_parse *p, yaml_node_t **items, struct roster_dfs *d,
+                             size_t s)
+{
+    d->stack[d->sp++] = s;
+    d->color[s] = 1;
+    while (d->sp > 0) {
+        size_t v = d->stack[d->sp - 1];
+        long w = d->deps[v][d->next[v]];
+        if (w == LONG_MIN) {
+            d->color[v] = 2;
+            d->sp--;
+            continue;
+        }
+        d->next[v]++;
+        if (w < 0 || d->color[w] == 2)
+            continue;
+        if (d->color[w] == 1) {
+            roster_deps_cycle(p, items, d, (size_t)w);
+            continue;
+        }
+        d->color[w] = 1;
+        d->stack[d->sp++] = (size_t)w;
+    }
+}
+
+/* Report unknown, self and circular dependencies. */
+static void roster_bots_check_deps(struct roster_parse *p, yaml_node_t **items)
+{
+    size_t n = p->r->n_bots;
+    struct roster_dfs d = {.deps = roster_deps_resolve(p, items),
+                           .color = xcalloc(n + 1, 1),
+                           .next = xcalloc(n + 1, sizeof(size_t)),
+                           .stack = xcalloc(n + 1, sizeof(size_t))};
+    for (size_t i = 0; i < n; i++)
+        if (d.color[i] == 0)
+            roster_deps_walk(p, items, &d, i);
+    for (size_t i = 0; i < n; i++)
+        free(d.deps[i]);
+    free(d.deps);
+    free(d.color);
+    free(d.next);
+    free(d.stack);
+}
+
 /* Read the bots list with TEMPLATE as every bot's starting point. */
 static void roster_bots_read(struct roster_parse *p, yaml_node_t *root,
                              const struct roster_bot *template)
@@ -1562,6 +1719,7 @@ static void roster_bots_read(struct roster_parse *p, yaml_node_t *root,
     }
     roster_bots_check_ids(p, items);
     roster_bots_check_ports(p, items);
+    roster_bots_check_deps(p, items);
     free(items);
 }
 

@@ -34,6 +34,8 @@
  *   (roster_worker_argv) and the reload's test (roster_bot_equal) come from
  *   those rows. adapter.command is an argv list (no shell), adapter.env a map
  *   of NAME: value, env_remove a list of names.
+ * - depends_on names other bots of the roster (not itself); a bot whose
+ *   dependencies form a cycle is refused at the element that closes it.
  * - Durations: a number of seconds (0.5, 10) or a number with a unit, no
  *   space: "500ms", "10s", "2m", "1h"; at most 1000000 s. Sizes: a whole
  *   number of bytes or with a unit, case-insensitive: b; k, kb, kib; m, mb,
@@ -80,7 +82,7 @@ struct roster_adapter {
 /* When the supervisor restarts an exited worker. */
 struct roster_restart {
     char *policy;     /* "always", "on-failure" or "never" */
-    int max_restarts; /* 0..100; more restarts than this within window -> fatal */
+    int max_restarts; /* 0 or more; more restarts than this within window -> fatal */
     double window;    /* seconds */
 };
 
@@ -101,6 +103,9 @@ struct roster_bot {
     char *bind;             /* the worker's address */
     char **allowed_origins; /* NULL-terminated, never NULL */
     char **server_names;    /* Host names besides loopback ones; NULL-terminated */
+    bool autostart;         /* false: started only by `hive start BOT` */
+    char **depends_on;      /* ids started (and running) before this bot; NULL-terminated */
+    int stop_signal;        /* sent first by a stop (SIGTERM by default) */
 };
 
 /* A whole hive.yaml. */

@@ -130,32 +130,65 @@ static bool fsm_policy_restarts(const struct fsm_bot *bot, const struct fsm_even
     return false;
 }
 
+/* The ring of restart times. */
+static int64_t *fsm_ring(struct fsm_bot *bot)
+{
+    return bot->restart_heap ? bot->restart_heap : bot->restart_inline;
+}
+
 /* True when one more restart now would exceed max_restarts within window_ms. */
-static bool fsm_restart_limit_hit(const struct fsm_bot *bot, int64_t now)
+static bool fsm_restart_limit_hit(struct fsm_bot *bot, int64_t now)
 {
     size_t recent = 0;
+    const int64_t *ring = fsm_ring(bot);
 
     if (bot->policy.window_ms <= 0)
         return false;
     for (size_t i = 0; i < bot->restart_len; i++) {
-        int64_t at = bot->restart_times[(bot->restart_head + i) % FSM_RESTARTS_MAX];
+        int64_t at = ring[(bot->restart_head + i) % bot->restart_cap];
         if (now - at < bot->policy.window_ms)
             recent++;
     }
     return recent + 1 > (size_t)bot->policy.max_restarts;
 }
 
-/* Count a restart at NOW, keeping the newest FSM_RESTARTS_MAX times. */
+/* Count a restart at NOW, keeping the newest restart_cap times. */
 static void fsm_record_restart(struct fsm_bot *bot, int64_t now)
 {
-    if (bot->restart_len < FSM_RESTARTS_MAX) {
-        bot->restart_times[(bot->restart_head + bot->restart_len) % FSM_RESTARTS_MAX] = now;
+    int64_t *ring = fsm_ring(bot);
+    if (bot->restart_len < bot->restart_cap) {
+        ring[(bot->restart_head + bot->restart_len) % bot->restart_cap] = now;
         bot->restart_len++;
     } else {
-        bot->restart_times[bot->restart_head] = now;
-        bot->restart_head = (bot->restart_head + 1) % FSM_RESTARTS_MAX;
+        ring[bot->restart_head] = now;
+        bot->restart_head = (bot->restart_head + 1) % bot->restart_cap;
     }
     bot->restarts++;
+}
+
+/* Size the ring for max_restarts, keeping the newest times that fit. */
+static void fsm_ring_resize(struct fsm_bot *bot)
+{
+    size_t cap = bot->policy.max_restarts > 0 ? (size_t)bot->policy.max_restarts : 1;
+    size_t keep = bot->restart_len < cap ? bot->restart_len : cap;
+    int64_t *old = fsm_ring(bot), *heap = NULL, *copy = calloc(keep + 1, sizeof *copy);
+    if (cap == bot->restart_cap || !copy) {
+        free(copy);
+        return;
+    }
+    for (size_t i = 0; i < keep; i++)
+        copy[i] = old[(bot->restart_head + bot->restart_len - keep + i) % bot->restart_cap];
+    if (cap > FSM_RESTARTS_INLINE && !(heap = calloc(cap, sizeof *heap))) {
+        free(copy);
+        return; /* out of memory: the old ring stays, and the limit with it */
+    }
+    free(bot->restart_heap);
+    bot->restart_heap = heap;
+    bot->restart_cap = cap;
+    bot->restart_head = 0;
+    bot->restart_len = keep;
+    memcpy(fsm_ring(bot), copy, keep * sizeof *copy);
+    free(copy);
 }
 
 /* BASE spread by +-jitter_pct % with the policy's random source, in [1, max]. */
@@ -445,7 +478,7 @@ void fsm_bot_init(struct fsm_bot *bot, const struct fsm_policy *policy)
     *p = *policy;
     if ((unsigned)p->restart > FSM_RESTART_NEVER)
         p->restart = FSM_RESTART_ALWAYS;
-    p->max_restarts = (int)fsm_clamp(p->max_restarts, 0, FSM_RESTARTS_MAX);
+    p->max_restarts = (int)fsm_clamp(p->max_restarts, 0, INT32_MAX);
     p->backoff_initial_ms = fsm_clamp(p->backoff_initial_ms, 1, INT64_MAX / 4);
     p->backoff_max_ms = fsm_clamp(p->backoff_max_ms, p->backoff_initial_ms, INT64_MAX / 4);
     p->jitter_pct = (int)fsm_clamp(p->jitter_pct, 0, 100);
@@ -454,6 +487,25 @@ void fsm_bot_init(struct fsm_bot *bot, const struct fsm_policy *policy)
     p->stop_timeout_ms = fsm_clamp(p->stop_timeout_ms, 0, INT64_MAX);
     bot->state = FSM_STATE_STOPPED;
     bot->backoff_ms = p->backoff_initial_ms;
+    bot->restart_cap = FSM_RESTARTS_INLINE;
+    fsm_ring_resize(bot);
+}
+
+void fsm_bot_set_policy(struct fsm_bot *bot, const struct fsm_policy *policy)
+{
+    struct fsm_bot clamped;
+    fsm_bot_init(&clamped, policy); /* the same clamping as a new bot's */
+    fsm_bot_free(&clamped);
+    bot->policy = clamped.policy;
+    fsm_ring_resize(bot);
+}
+
+void fsm_bot_free(struct fsm_bot *bot)
+{
+    free(bot->restart_heap);
+    bot->restart_heap = NULL;
+    bot->restart_cap = FSM_RESTARTS_INLINE;
+    bot->restart_head = bot->restart_len = 0;
 }
 
 struct fsm_actions fsm_step(struct fsm_bot *bot, const struct fsm_event *ev, int64_t now_ms)

@@ -24,7 +24,8 @@
  *   make more than max_restarts restarts within the last window_ms (one
  *   exactly window_ms old no longer counts), the bot goes FATAL instead with
  *   "more than 10 restarts within 60 s (last: exit status 1)". window_ms <= 0
- *   disables the limit; max_restarts is clamped to [0, FSM_RESTARTS_MAX].
+ *   disables the limit; max_restarts may be any number from 0 (the newest
+ *   max_restarts restart times are kept: all that the test needs).
  * - Backoff: the first failure after a healthy run (HEALTHY: reset_after_ms
  *   of uptime) restarts at once, straight from RUNNING to STARTING (SPAWN,
  *   no BACKOFF state, no timer): a worker that served for a while and then
@@ -53,8 +54,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The largest max_restarts honoured (the restart window's ring size). */
-#define FSM_RESTARTS_MAX 100
+/* Restart times kept inside struct fsm_bot; a larger max_restarts keeps them
+ * on the heap (fsm_bot_free releases it). */
+#define FSM_RESTARTS_INLINE 100
 /* The exit status of a permanent failure (EX_CONFIG): never retried. */
 #define FSM_EXIT_PERMANENT 78
 
@@ -142,9 +144,11 @@ struct fsm_bot {
     bool restart_pending; /* STOPPING: spawn again once it has exited */
     bool killing;         /* a start/watchdog timeout SIGKILLed it; reason says which */
     char reason[128];     /* why it is in backoff, fatal or stopped; "" if none */
-    int64_t restart_times[FSM_RESTARTS_MAX]; /* ring of recent restart times */
-    size_t restart_head;                     /* index of the oldest entry */
-    size_t restart_len;                      /* entries in use */
+    int64_t restart_inline[FSM_RESTARTS_INLINE]; /* ring of recent restart times */
+    int64_t *restart_heap; /* the ring instead, when max_restarts > FSM_RESTARTS_INLINE */
+    size_t restart_cap;    /* the ring's size: max_restarts, at least 1 */
+    size_t restart_head;   /* index of the oldest entry */
+    size_t restart_len;    /* entries in use */
 };
 
 /* Fill POLICY with the documented defaults (always, 10 in 60 s, 100 ms..30 s
@@ -152,6 +156,10 @@ struct fsm_bot {
 void fsm_policy_default(struct fsm_policy *policy);
 /* Set BOT to STOPPED with a copy of POLICY and no history. */
 void fsm_bot_init(struct fsm_bot *bot, const struct fsm_policy *policy);
+/* Give BOT a new POLICY (a reload), keeping its state and history. */
+void fsm_bot_set_policy(struct fsm_bot *bot, const struct fsm_policy *policy);
+/* Release what BOT holds beyond itself (a large restart ring). */
+void fsm_bot_free(struct fsm_bot *bot);
 /* Feed EV at NOW_MS; returns what the caller must do (nothing if ignored). */
 struct fsm_actions fsm_step(struct fsm_bot *bot, const struct fsm_event *ev, int64_t now_ms);
 /* "starting", "running", "stopping", "stopped", "backoff", "fatal"; "unknown". */

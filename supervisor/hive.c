@@ -73,6 +73,7 @@
 #define HIVE_NOTIFY_FDS 8          /* descriptors received with one datagram; more are dropped */
 #define HIVE_STORE_NAME "inotify"  /* the one descriptor a worker may store */
 #define HIVE_PROXY_FD_NAME "proxy" /* the private socket's LISTEN_FDNAMES name */
+#define HIVE_START_SLICE 32        /* workers spawned per loop pass while a hive starts */
 
 enum hive_timer_kind {
     HIVE_TIMER_START,
@@ -109,6 +110,17 @@ struct hive_bot {
     int64_t heartbeat_wall_ns;  /* its last READY=1 or WATCHDOG=1 */
     bool retired;
     TAILQ_ENTRY(hive_bot) entry; /* in hive->retired */
+    int stop_signal;             /* of its definition (kept once retired) */
+    bool wanted;                 /* in hive->pending: to be started when its turn comes */
+    bool counts_for_ready;       /* an autostart bot not yet running since `hive up` */
+    TAILQ_ENTRY(hive_bot) pending_entry;
+    char waiting[160]; /* "waiting for BOT" while its dependencies are not running */
+};
+
+/* The table's index by id, for lookups without a scan. */
+struct hive_named {
+    const char *id;
+    struct hive_bot *bot;
 };
 
 struct hive {
@@ -127,6 +139,15 @@ struct hive {
     struct logcap_echo *echo;
     struct hive_bot **bots; /* roster order */
     size_t n_bots;
+    struct hive_named *by_id; /* the same bots sorted by id */
+    /* Starts asked for and not done yet: a hive starts its bots a slice per
+     * loop pass, so the front door and the workers' READY=1 are served
+     * meanwhile, and a bot waits here until its dependencies run. */
+    TAILQ_HEAD(, hive_bot) pending;
+    struct event *starter_ev;
+    size_t ready_left; /* autostart bots not running yet; READY once 0 */
+    void (*ready)(void *arg);
+    void *ready_arg;
     struct cgtree *cgtree; /* a cgroup per bot; NULL: workers contain their tasks alone */
     TAILQ_HEAD(, hive_bot) retired;
     bool started, shutting_down, done_fired;
@@ -137,6 +158,12 @@ struct hive {
 static void hive_bot_feed(struct hive_bot *bot, enum fsm_event_type type);
 static void hive_notify_cb(evutil_socket_t fd, short what, void *arg);
 static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, const char *why);
+static void hive_bot_want_start(struct hive_bot *bot);
+static struct hive_bot *hive_bot_named(const struct hive *hive, const char *id);
+static void hive_bot_unwant(struct hive_bot *bot);
+static void hive_bot_now_running(struct hive_bot *bot);
+static void hive_ready_check(struct hive *hive);
+static void hive_starter_cb(evutil_socket_t fd, short what, void *arg);
 
 /* ---- paths, registry ---------------------------------------------------- */
 
@@ -303,10 +330,8 @@ static void hive_policy(const struct roster_bot *def, struct fsm_policy *p)
 static void hive_bot_set_policy(struct hive_bot *bot)
 {
     struct fsm_policy p;
-    struct fsm_bot clamped;
     hive_policy(bot->def, &p);
-    fsm_bot_init(&clamped, &p); /* for its clamping of the values */
-    bot->fsm.policy = clamped.policy;
+    fsm_bot_set_policy(&bot->fsm, &p);
 }
 
 /* Bind BOT's port unless it is bound; -1 with the reason in WHY. */
@@ -445,10 +470,11 @@ static void hive_bot_kill(struct hive_bot *bot, int sig)
 {
     if (bot->pid <= 0)
         return;
-    if (sig == SIGKILL)
-        log_warn("%s: SIGKILL to pid %d (%s)", bot->id, (int)bot->pid,
-                 bot->fsm.state == FSM_STATE_STOPPING ? "still running after SIGTERM"
-                                                      : bot->fsm.reason);
+    if (sig == SIGKILL && bot->fsm.state == FSM_STATE_STOPPING && bot->stop_signal != SIGKILL)
+        log_warn("%s: SIGKILL to pid %d (still running after SIG%s)", bot->id, (int)bot->pid,
+                 roster_signal_name(bot->stop_signal));
+    else if (sig == SIGKILL)
+        log_warn("%s: SIGKILL to pid %d (%s)", bot->id, (int)bot->pid, bot->fsm.reason);
     if (kill(-bot->pid, sig) < 0 && errno == ESRCH)
         kill(bot->pid, sig);
 }
@@ -562,7 +588,7 @@ static int hive_bot_act(struct hive_bot *bot, const struct fsm_actions *act, cha
         /* A stop on purpose: the worker still holds the stored instance, so
          * dropping ours now costs nothing here and its exit pays. */
         hive_bot_store_drop(bot);
-        hive_bot_kill(bot, SIGTERM);
+        hive_bot_kill(bot, bot->stop_signal);
     }
     if (act->flags & FSM_ACT_KILL_KILL)
         hive_bot_kill(bot, SIGKILL);
@@ -669,7 +695,7 @@ static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, cons
         ev->type == FSM_EV_EXITED && (act.flags & FSM_ACT_SPAWN) && act.reason && !failed;
     if (bot->fsm.state != from || restarted) {
         if (bot->fsm.state == FSM_STATE_RUNNING)
-            hive_bot_arm_watchdog(bot);
+            hive_bot_now_running(bot);
         hive_bot_log_transition(bot, from, restarted);
         hive_registry_changed(bot->hive);
     }
@@ -684,6 +710,104 @@ static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, cons
         hive_bot_store_drop(bot);
     hive_bot_standin_sync(bot);
     hive_after_step(bot->hive, bot);
+}
+
+/* ---- the start queue ---------------------------------------------------- */
+
+/* Have the start queue run at the next loop pass. */
+static void hive_starter_kick(struct hive *hive)
+{
+    static const struct timeval now = {0, 0};
+    if (!TAILQ_EMPTY(&hive->pending) && !evtimer_pending(hive->starter_ev, NULL))
+        evtimer_add(hive->starter_ev, &now);
+}
+
+/* Ask for BOT to be started, and for its dependencies that are not on their
+ * way already (the roster has no cycles). */
+static void hive_bot_want_start(struct hive_bot *bot)
+{
+    struct hive *hive = bot->hive;
+    if (bot->wanted || bot->retired || hive->shutting_down)
+        return;
+    bot->wanted = true;
+    bot->waiting[0] = '\0';
+    TAILQ_INSERT_TAIL(&hive->pending, bot, pending_entry);
+    for (char **d = bot->def->depends_on; *d; d++) {
+        struct hive_bot *dep = hive_bot_named(hive, *d);
+        if (dep && (dep->fsm.state == FSM_STATE_STOPPED || dep->fsm.state == FSM_STATE_FATAL))
+            hive_bot_want_start(dep);
+    }
+    hive_starter_kick(hive);
+}
+
+/* Withdraw a start BOT was waiting for. */
+static void hive_bot_unwant(struct hive_bot *bot)
+{
+    if (!bot->wanted)
+        return;
+    TAILQ_REMOVE(&bot->hive->pending, bot, pending_entry);
+    bot->wanted = false;
+    bot->waiting[0] = '\0';
+}
+
+/* True when every dependency of BOT runs; otherwise its waiting reason says
+ * which one it waits for. */
+static bool hive_bot_deps_running(struct hive_bot *bot)
+{
+    for (char **d = bot->def->depends_on; *d; d++) {
+        struct hive_bot *dep = hive_bot_named(bot->hive, *d);
+        if (!dep || dep->fsm.state != FSM_STATE_RUNNING) {
+            snprintf(bot->waiting, sizeof bot->waiting, "waiting for %s", *d);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* One slice of the start queue: START the next bots whose dependencies run,
+ * at most HIVE_START_SLICE spawns, then give the loop back (the front door,
+ * READY=1 datagrams, exits) and come back while there is more to do. */
+static void hive_starter_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hive *hive = arg;
+    struct hive_bot *bot, *next;
+    size_t started = 0;
+    (void)fd, (void)what;
+    for (bot = TAILQ_FIRST(&hive->pending); bot && started < HIVE_START_SLICE; bot = next) {
+        next = TAILQ_NEXT(bot, pending_entry);
+        if (!hive_bot_deps_running(bot))
+            continue;
+        hive_bot_unwant(bot);
+        started++;
+        hive_bot_feed(bot, FSM_EV_START);
+        next = TAILQ_FIRST(&hive->pending); /* a step may have changed the queue */
+    }
+    if (started == HIVE_START_SLICE)
+        hive_starter_kick(hive);
+}
+
+/* READY (once) when no autostart bot is left to run. */
+static void hive_ready_check(struct hive *hive)
+{
+    if (hive->ready_left > 0 || !hive->started || !hive->ready)
+        return;
+    void (*ready)(void *) = hive->ready;
+    hive->ready = NULL;
+    ready(hive->ready_arg);
+}
+
+/* BOT has just become running: its watchdog starts, bots waiting for it may
+ * go, and `hive up` may be ready. */
+static void hive_bot_now_running(struct hive_bot *bot)
+{
+    struct hive *hive = bot->hive;
+    hive_bot_arm_watchdog(bot);
+    if (bot->counts_for_ready) {
+        bot->counts_for_ready = false;
+        hive->ready_left--;
+        hive_ready_check(hive);
+    }
+    hive_starter_kick(hive);
 }
 
 /* Feed an event without details. */
@@ -704,6 +828,7 @@ static struct hive_bot *hive_bot_new(struct hive *hive, const struct roster_bot 
     bot->hive = hive;
     bot->id = xstrdup(def->id);
     bot->def = def;
+    bot->stop_signal = def->stop_signal;
     bot->listen_fd = -1;
     bot->proxy_fd = -1;
     bot->stored_fd = -1;
@@ -729,6 +854,8 @@ static void hive_bot_free(struct hive_bot *bot)
         while (waitpid(bot->pid, NULL, 0) < 0 && errno == EINTR)
             ;
     }
+    hive_bot_unwant(bot);
+    fsm_bot_free(&bot->fsm);
     cgtree_bot_remove(bot->hive->cgtree, bot->id);
     for (int i = 0; i < HIVE_TIMER_COUNT; i++)
         event_free(bot->timers[i].ev);
@@ -997,13 +1124,30 @@ static void hive_done_cb(evutil_socket_t fd, short what, void *arg)
         hive->done(hive->done_arg);
 }
 
+/* qsort/bsearch order of the id index. */
+static int hive_named_order(const void *a, const void *b)
+{
+    return strcmp(((const struct hive_named *)a)->id, ((const struct hive_named *)b)->id);
+}
+
+/* Rebuild the id index after the table changed. */
+static void hive_index(struct hive *hive)
+{
+    free(hive->by_id);
+    hive->by_id = xcalloc(hive->n_bots + 1, sizeof *hive->by_id);
+    for (size_t i = 0; i < hive->n_bots; i++)
+        hive->by_id[i] = (struct hive_named){hive->bots[i]->id, hive->bots[i]};
+    qsort(hive->by_id, hive->n_bots, sizeof *hive->by_id, hive_named_order);
+}
+
 /* The table bot named ID, or NULL. */
 static struct hive_bot *hive_bot_named(const struct hive *hive, const char *id)
 {
-    for (size_t i = 0; i < hive->n_bots; i++)
-        if (strcmp(hive->bots[i]->id, id) == 0)
-            return hive->bots[i];
-    return NULL;
+    struct hive_named key = {id, NULL}, *hit;
+    if (!hive->by_id)
+        return NULL;
+    hit = bsearch(&key, hive->by_id, hive->n_bots, sizeof key, hive_named_order);
+    return hit ? hit->bot : NULL;
 }
 
 /* Create the table and bind every port; one message naming the bot on failure. */
@@ -1014,6 +1158,7 @@ static int hive_bind_all(struct hive *hive, char *err, size_t errlen)
     hive->bots = xcalloc(r->n_bots, sizeof *hive->bots);
     for (size_t i = 0; i < r->n_bots; i++)
         hive->bots[hive->n_bots++] = hive_bot_new(hive, &r->bots[i]);
+    hive_index(hive);
     for (size_t i = 0; i < hive->n_bots; i++) {
         if (hive_bot_bind(hive->bots[i], why, sizeof why) == 0)
             continue;
@@ -1044,6 +1189,7 @@ static void hive_events(struct hive *hive)
     event_add(hive->sigcont_ev, NULL);
     hive->sweep_ev = evtimer_new(hive->base, hive_sweep_cb, hive);
     hive->done_ev = evtimer_new(hive->base, hive_done_cb, hive);
+    hive->starter_ev = evtimer_new(hive->base, hive_starter_cb, hive);
 }
 
 /* The hive's cgroups, or the warning that says what contains the bots'
@@ -1069,6 +1215,7 @@ struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreg
     hive->roster = roster;
     hive->notify_fd = -1;
     TAILQ_INIT(&hive->retired);
+    TAILQ_INIT(&hive->pending);
     hive_events(hive);
     if (foreground)
         hive->echo = logcap_echo_new(base, STDOUT_FILENO);
@@ -1106,6 +1253,8 @@ void hive_free(struct hive *hive)
     if (hive->started)
         hive_registry_write(hive); /* no bot left: the hive is down */
     free(hive->bots);
+    free(hive->by_id);
+    hive_event_free(hive->starter_ev);
     hive_event_free(hive->notify_ev);
     hive_event_free(hive->sigchld_ev);
     hive_event_free(hive->registry_ev);
@@ -1125,13 +1274,33 @@ void hive_free(struct hive *hive)
     free(hive);
 }
 
-/* Send START to every bot. */
+/* Start every autostart bot (a slice per loop pass, each after its
+ * dependencies); READY once they all run. */
 void hive_start_all(struct hive *hive)
 {
+    size_t manual = 0;
     hive->started = true;
     hive_registry_changed(hive);
-    for (size_t i = 0; i < hive->n_bots; i++)
-        hive_bot_feed(hive->bots[i], FSM_EV_START);
+    for (size_t i = 0; i < hive->n_bots; i++) {
+        struct hive_bot *bot = hive->bots[i];
+        if (!bot->def->autostart) {
+            manual++;
+            continue;
+        }
+        bot->counts_for_ready = true;
+        hive->ready_left++;
+        hive_bot_want_start(bot);
+    }
+    if (manual)
+        log_info("%zu bot(s) with autostart: false stay stopped until `hive start`", manual);
+    hive_ready_check(hive);
+}
+
+/* Call READY (once) when every autostart bot has run. */
+void hive_set_ready_cb(struct hive *hive, void (*ready)(void *arg), void *arg)
+{
+    hive->ready = ready;
+    hive->ready_arg = arg;
 }
 
 /* The roster in force (the latest one reloaded). */
@@ -1161,7 +1330,7 @@ static void hive_bot_info_fill(const struct hive_bot *bot, struct hive_bot_info 
     out->proxy_socket = bot->proxy_name;
     out->restarts = f->restarts;
     out->uptime_seconds = out->running ? (double)(now - f->since_ms) / 1000.0 : 0;
-    out->reason = f->reason;
+    out->reason = bot->wanted && bot->waiting[0] ? bot->waiting : f->reason;
     out->has_exit = f->last_exit.valid;
     out->exit_code = f->last_exit.code;
     out->exit_signal = f->last_exit.signal;
@@ -1206,6 +1375,11 @@ int hive_bot_control(struct hive *hive, const char *id, const char *action)
     if (hive->shutting_down && type != FSM_EV_STOP)
         return -EINVAL;
     log_info("%s: %s requested", id, action);
+    if (type == FSM_EV_START) {
+        hive_bot_want_start(bot);
+        return 0;
+    }
+    hive_bot_unwant(bot);
     hive_bot_feed(bot, type);
     return 0;
 }
@@ -1219,6 +1393,7 @@ static void hive_bot_retire(struct hive *hive, struct hive_bot *bot)
 {
     bot->retired = true;
     bot->def = NULL;
+    hive_bot_unwant(bot);
     hive_bot_standin_drop(bot);
     if (bot->listen_fd >= 0) /* the worker keeps its own copy while it stops */
         close(bot->listen_fd);
@@ -1253,6 +1428,7 @@ static void hive_bot_redefine(struct hive_bot *bot, const struct roster_bot *def
         bot->listen_fd = -1;
     }
     bot->def = def;
+    bot->stop_signal = def->stop_signal;
     hive_bot_set_policy(bot);
     hive_bot_standin_sync(bot);
 }
@@ -1290,8 +1466,8 @@ static void hive_reload_kick(struct hive *hive, const enum hive_change *how)
     for (size_t j = 0; j < hive->n_bots; j++) {
         struct hive_bot *bot = hive->bots[j];
         enum fsm_state s = bot->fsm.state;
-        if (how[j] == HIVE_ADDED)
-            hive_bot_feed(bot, FSM_EV_START);
+        if (how[j] == HIVE_ADDED && bot->def->autostart)
+            hive_bot_want_start(bot);
         else if (how[j] == HIVE_CHANGED && s != FSM_STATE_STOPPED &&
                  !(s == FSM_STATE_STOPPING && !bot->fsm.restart_pending))
             hive_bot_feed(bot, FSM_EV_RESTART);
@@ -1332,6 +1508,7 @@ static void hive_reload_apply(struct hive *hive, struct roster *next)
         log_warn("reload: a new listen address takes effect at the next `hive up`");
     hive->bots = hive_reload_table(hive, next, how);
     hive->n_bots = next->n_bots;
+    hive_index(hive);
     for (size_t i = 0; i < n_old; i++)
         if (!roster_find_bot(next, old[i]->id))
             old[i]->def = NULL; /* it points into the roster freed below */
@@ -1397,6 +1574,8 @@ void hive_shutdown(struct hive *hive, void (*done)(void *arg), void *arg)
     if (!hive->shutting_down) {
         hive->shutting_down = true;
         log_info("stopping %zu bot(s)", hive->n_bots);
+        while (!TAILQ_EMPTY(&hive->pending))
+            hive_bot_unwant(TAILQ_FIRST(&hive->pending));
         for (size_t i = 0; i < hive->n_bots; i++)
             hive_bot_feed(hive->bots[i], FSM_EV_STOP);
         TAILQ_FOREACH(bot, &hive->retired, entry)

@@ -45,16 +45,20 @@ struct hive_bot_info {
 struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreground, char *err,
                       size_t errlen);
 void hive_free(struct hive *hive);
-/* Start every bot. */
+/* Start every autostart bot: a slice per loop pass (the loop serves between
+ * slices), each once its depends_on bots are running. */
 void hive_start_all(struct hive *hive);
+/* READY is called once, when every autostart bot is running (or at once
+ * when there is none): `hive up` then says READY=1 to its own manager. */
+void hive_set_ready_cb(struct hive *hive, void (*ready)(void *arg), void *arg);
 const struct roster *hive_roster(const struct hive *hive);
 size_t hive_bot_count(const struct hive *hive);
 /* Info of the I-th bot (roster order); false when out of range. */
 bool hive_bot_at(const struct hive *hive, size_t i, struct hive_bot_info *out);
 /* Info of bot ID; false when unknown. */
 bool hive_bot_find(const struct hive *hive, const char *id, struct hive_bot_info *out);
-/* "start", "stop" or "restart" bot ID: 0, -ENOENT (unknown bot), -EINVAL
- * (unknown action, or start/restart while the hive shuts down). */
+/* "start" (after its dependencies, which are started too), "stop" or "restart" bot ID: 0, -ENOENT
+ * (unknown bot), -EINVAL (unknown action, or start/restart while the hive shuts down). */
 int hive_bot_control(struct hive *hive, const char *id, const char *action);
 /* Re-read the roster file: start added bots, stop removed ones, restart
  * changed ones, leave the rest untouched. 0, or -1 with the validation

@@ -23,6 +23,7 @@
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/util.h"
 #include "config/roster.h"
 #include "supervisor/client.h"
@@ -393,6 +394,16 @@ static void main_up_free(struct main_up *up)
     free(up->log_path);
 }
 
+/* Every autostart bot runs: READY=1 to our own service manager (systemd's
+ * Type=notify), when there is one. */
+static void main_hive_ready(void *arg)
+{
+    (void)arg;
+    log_info("every autostart bot is running");
+    if (sdnotify_send("READY=1") < 0)
+        log_warn("cannot tell the service manager we are ready: %s", strerror(errno));
+}
+
 /* Run the hive until it is stopped. */
 static int main_run(struct main_up *up)
 {
@@ -402,6 +413,7 @@ static int main_run(struct main_up *up)
     main_ready(up, 0);
     log_info("hive %s started (pid %d, %zu bot(s))", hive_roster(up->hive)->name, (int)getpid(),
              hive_bot_count(up->hive));
+    hive_set_ready_cb(up->hive, main_hive_ready, up);
     hive_start_all(up->hive);
     event_base_dispatch(up->base);
     log_info("hive %s stopped", hive_roster(up->hive)->name);

@@ -439,16 +439,33 @@ START_TEST(test_intensity_window_slides)
     fsm_test_crash_at(&bot, at, 40);
     ck_assert_int_eq(bot.state, FSM_STATE_BACKOFF);
 
-    /* A limit above the ring is clamped to FSM_RESTARTS_MAX. */
+    /* Any limit is honoured, far above the inline ring (issue 12): 1000
+     * restarts within the window are allowed, the 1001st is fatal. */
     p.window_ms = 1500;
     p.max_restarts = 1000;
     fsm_bot_init(&bot, &p);
-    ck_assert_int_eq(bot.policy.max_restarts, FSM_RESTARTS_MAX);
+    ck_assert_int_eq(bot.policy.max_restarts, 1000);
     fsm_test_send(&bot, FSM_EV_START, 0);
-    for (int i = 0; i <= FSM_RESTARTS_MAX; i++)
+    for (int i = 0; i < 1000; i++) {
         fsm_test_crash_at(&bot, &(int64_t){i}, 1);
+        ck_assert_int_eq(bot.state, FSM_STATE_BACKOFF);
+    }
+    fsm_test_crash_at(&bot, &(int64_t){1000}, 1);
     ck_assert_int_eq(bot.state, FSM_STATE_FATAL);
-    ck_assert_str_eq(bot.reason, "more than 100 restarts within 1500 ms (last: exit status 1)");
+    ck_assert_str_eq(bot.reason, "more than 1000 restarts within 1500 ms (last: exit status 1)");
+
+    /* A new policy resizes the ring and keeps the newest times: with 5 allowed,
+     * the next crash within the window is fatal at once. */
+    p.max_restarts = 5;
+    fsm_test_send(&bot, FSM_EV_START, 2000);
+    for (int i = 0; i < 5; i++)
+        fsm_test_crash_at(&bot, &(int64_t){2001 + i}, 1);
+    ck_assert_int_eq(bot.state, FSM_STATE_BACKOFF);
+    fsm_bot_set_policy(&bot, &p);
+    ck_assert_int_eq(bot.state, FSM_STATE_BACKOFF);
+    fsm_test_crash_at(&bot, &(int64_t){2010}, 1);
+    ck_assert_int_eq(bot.state, FSM_STATE_FATAL);
+    fsm_bot_free(&bot);
 }
 END_TEST
 
@@ -460,7 +477,7 @@ START_TEST(test_intensity_ring_wraps)
 
     /* A restart every 10 ms with 100 allowed per second: always just under the
      * limit, through several laps of the ring; one more crash tips it over. */
-    p.max_restarts = FSM_RESTARTS_MAX;
+    p.max_restarts = FSM_RESTARTS_INLINE;
     p.window_ms = 1000;
     fsm_bot_init(&bot, &p);
     fsm_test_send(&bot, FSM_EV_START, 0);
@@ -843,8 +860,8 @@ START_TEST(test_exhaustive)
                 fsm_test_check_actions(&a2);
                 ck_assert_int_ge(copy.state, 0);
                 ck_assert_int_lt(copy.state, FSM_STATE_COUNT);
-                ck_assert_uint_le(copy.restart_len, FSM_RESTARTS_MAX);
-                ck_assert_uint_lt(copy.restart_head, FSM_RESTARTS_MAX);
+                ck_assert_uint_le(copy.restart_len, copy.restart_cap);
+                ck_assert_uint_lt(copy.restart_head, copy.restart_cap);
                 ck_assert_ptr_nonnull(memchr(copy.reason, '\0', sizeof copy.reason));
             }
         }

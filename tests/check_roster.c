@@ -6,6 +6,7 @@
 #include "config/roster.h"
 
 #include <check.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,7 +265,7 @@ START_TEST(test_anchors_and_quoting)
                  "    id: a\n",
                  "t.yaml:3:5: unknown key '<<' in bots[0] (expected id, port, mode, adapter, "
                  "cooldown, timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, "
-                 "bind, allowed_origins, server_names)");
+                 "bind, allowed_origins, server_names, autostart, depends_on, stop_signal)");
 }
 END_TEST
 
@@ -318,7 +319,7 @@ START_TEST(test_unknown_keys)
     expect_error("defaults:\n  port: 1\nbots: []\n",
                  "t.yaml:2:3: unknown key 'port' in defaults (expected mode, adapter, cooldown, "
                  "timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, bind, "
-                 "allowed_origins, server_names)");
+                 "allowed_origins, server_names, autostart, depends_on, stop_signal)");
     expect_error("bots:\n  - id: a\n    adapter: {tpye: cli}\n",
                  "t.yaml:3:15: unknown key 'tpye' in bots[0].adapter (expected type, command, "
                  "env, env_remove, delay_ms, output_cap)");
@@ -717,6 +718,110 @@ START_TEST(test_worker_argv)
 }
 END_TEST
 
+/* The lifecycle keys (issue 12): defaults, per bot and under defaults. */
+START_TEST(test_lifecycle_keys)
+{
+    struct roster *r = load_ok("defaults: {stop_signal: INT, watchdog: 0}\n"
+                               "bots:\n"
+                               "  - id: a\n"
+                               "  - id: b\n    autostart: false\n    depends_on: [a]\n"
+                               "    stop_signal: SIGUSR1\n    start_timeout: 2m\n"
+                               "    restart: {max_restarts: 100000}\n");
+    ck_assert(r->bots[0].autostart);
+    ck_assert_ptr_null(r->bots[0].depends_on[0]);
+    ck_assert_int_eq(r->bots[0].stop_signal, SIGINT);
+    ck_assert(r->bots[0].watchdog == 0);
+    ck_assert(!r->bots[1].autostart);
+    ck_assert_str_eq(r->bots[1].depends_on[0], "a");
+    ck_assert_ptr_null(r->bots[1].depends_on[1]);
+    ck_assert_int_eq(r->bots[1].stop_signal, SIGUSR1);
+    ck_assert(r->bots[1].start_timeout == 120);
+    ck_assert_int_eq(r->bots[1].restart.max_restarts, 100000);
+    ck_assert_str_eq(roster_signal_name(r->bots[1].stop_signal), "USR1");
+    roster_free(r);
+
+    r = load_ok("bots: [{id: a}]\n");
+    ck_assert(r->bots[0].autostart);
+    ck_assert_int_eq(r->bots[0].stop_signal, SIGTERM);
+    ck_assert(r->bots[0].start_timeout == 10 && r->bots[0].stop_timeout == 10);
+    ck_assert(r->bots[0].watchdog == 30);
+    roster_free(r);
+
+    expect_error("bots: [{id: a, autostart: maybe}]\n",
+                 "t.yaml:1:27: expected true or false for 'autostart', got 'maybe'");
+    expect_error("bots: [{id: a, stop_signal: STOP}]\n",
+                 "t.yaml:1:29: unknown stop_signal 'STOP' (expected TERM, INT, HUP, QUIT, USR1, "
+                 "USR2, KILL)");
+    expect_error("bots: [{id: a, stop_signal: [TERM]}]\n",
+                 "t.yaml:1:29: expected a signal name for 'stop_signal', got a sequence");
+    expect_error("bots: [{id: a, depends_on: b}]\n",
+                 "t.yaml:1:28: expected a sequence for 'depends_on', got 'b'");
+    expect_error("bots: [{id: a, depends_on: ['b c']}]\n",
+                 "t.yaml:1:29: bad bot id 'b c' in 'depends_on'");
+    expect_error("bots: [{id: a, restart: {max_restarts: -3}}]\n",
+                 "t.yaml:1:40: 'max_restarts' must not be negative, got -3");
+    expect_error("bots: [{id: a, watchdog: -1}]\n", "t.yaml:1:26: 'watchdog' must not be negative");
+    expect_error("bots: [{id: a, start_timeout: 0}]\n",
+                 "t.yaml:1:31: 'start_timeout' must be more than 0");
+    expect_error("bots: [{id: a, stop_timeout: 5x}]\n",
+                 "t.yaml:1:30: bad duration '5x' for 'stop_timeout' (seconds, or a number with ms, "
+                 "s, m or h)");
+    expect_error("defaults: {autostart: 1}\nbots: []\n",
+                 "t.yaml:1:23: expected true or false for 'autostart', got '1'");
+}
+END_TEST
+
+/* depends_on names bots of the roster, not itself, without cycles; each
+ * problem at the element that shows it. */
+START_TEST(test_depends_on)
+{
+    expect_error("bots:\n  - id: a\n    depends_on: [b, zz]\n  - id: b\n",
+                 "t.yaml:3:21: bot 'a' depends on unknown bot 'zz'");
+    expect_error("bots:\n  - id: a\n    depends_on: [a]\n",
+                 "t.yaml:3:18: bot 'a' depends on itself");
+    expect_error("bots:\n"
+                 "  - {id: a, depends_on: [b]}\n"
+                 "  - {id: b, depends_on: [c]}\n"
+                 "  - {id: c, depends_on: [a]}\n",
+                 "t.yaml:4:26: dependency cycle: a -> b -> c -> a");
+    expect_error("bots:\n"
+                 "  - {id: x}\n"
+                 "  - {id: a, depends_on: [x, b]}\n"
+                 "  - {id: b, depends_on: [x, a]}\n",
+                 "t.yaml:4:29: dependency cycle: a -> b -> a");
+    expect_error("defaults: {depends_on: [a]}\nbots:\n  - id: a\n",
+                 "t.yaml:1:25: bot 'a' depends on itself");
+    /* A diamond is no cycle; a long chain is walked without recursion. */
+    struct roster *r = load_ok("bots:\n  - {id: a}\n  - {id: b, depends_on: [a]}\n"
+                               "  - {id: c, depends_on: [a]}\n  - {id: d, depends_on: [b, c]}\n");
+    ck_assert_str_eq(r->bots[3].depends_on[1], "c");
+    roster_free(r);
+    size_t n = 20000, cap = n * 64 + 64;
+    char *text = malloc(cap);
+    size_t used = (size_t)snprintf(
+        text, cap, "hive: {listen: 127.0.0.1:65000}\nbots:\n  - {id: b0, port: 1}\n");
+    for (size_t i = 1; i < n; i++)
+        used +=
+            (size_t)snprintf(text + used, cap - used,
+                             "  - {id: b%zu, port: %zu, depends_on: [b%zu]}\n", i, i + 1, i - 1);
+    r = load_ok(text);
+    ck_assert_uint_eq(r->n_bots, n);
+    roster_free(r);
+    free(text);
+}
+END_TEST
+
+/* Changes to autostart and depends_on need no new worker; stop_signal does. */
+START_TEST(test_bot_equal_live)
+{
+    ck_assert(bots_equal("bots: [{id: a}]\n", "bots: [{id: a, autostart: false}]\n"));
+    ck_assert(
+        bots_equal("bots: [{id: a}, {id: b}]\n", "bots: [{id: a, depends_on: [b]}, {id: b}]\n"));
+    ck_assert(!bots_equal("bots: [{id: a}]\n", "bots: [{id: a, stop_signal: INT}]\n"));
+    ck_assert(!bots_equal("bots: [{id: a}]\n", "bots: [{id: a, start_timeout: 3}]\n"));
+}
+END_TEST
+
 START_TEST(test_load_file)
 {
     char dir[] = "/tmp/check_roster_XXXXXX", path[PATH_MAX], want[PATH_MAX], old[PATH_MAX];
@@ -815,6 +920,9 @@ static Suite *roster_suite(void)
     tcase_add_test(tc, test_limits);
     tcase_add_test(tc, test_bot_equal);
     tcase_add_test(tc, test_worker_argv);
+    tcase_add_test(tc, test_lifecycle_keys);
+    tcase_add_test(tc, test_depends_on);
+    tcase_add_test(tc, test_bot_equal_live);
     tcase_add_test(tc, test_load_file);
     tcase_add_test(tc, test_every_prefix);
     suite_add_tcase(s, tc);
