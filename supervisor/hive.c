@@ -62,6 +62,7 @@
 #include "supervisor/fsm.h"
 #include "supervisor/logcap.h"
 #include "supervisor/standin.h"
+#include "supervisor/watchlimit.h"
 
 #define HIVE_REGISTRY_REFRESH_S 60 /* DEIA calls an entry stale after 300 s */
 #define HIVE_REGISTRY_READ_MAX (16 * 1024 * 1024)
@@ -115,6 +116,7 @@ struct hive_bot {
     bool counts_for_ready;       /* an autostart bot not yet running since `hive up` */
     TAILQ_ENTRY(hive_bot) pending_entry;
     char waiting[160]; /* "waiting for BOT" while its dependencies are not running */
+    char nowatch[160]; /* why its running worker's file queue has no inotify watch; "" */
 };
 
 /* The table's index by id, for lookups without a scan. */
@@ -159,6 +161,7 @@ static void hive_bot_feed(struct hive_bot *bot, enum fsm_event_type type);
 static void hive_notify_cb(evutil_socket_t fd, short what, void *arg);
 static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, const char *why);
 static void hive_bot_want_start(struct hive_bot *bot);
+static void hive_bot_watch(struct hive_bot *bot, const char *nowatch);
 static struct hive_bot *hive_bot_named(const struct hive *hive, const char *id);
 static void hive_bot_unwant(struct hive_bot *bot);
 static void hive_bot_now_running(struct hive_bot *bot);
@@ -566,6 +569,7 @@ static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
     if (pid < 0)
         return 1;
     bot->pid = pid;
+    bot->nowatch[0] = '\0'; /* the new worker says again */
     bot->registered_wall_ns = bot->heartbeat_wall_ns = util_wall_ns();
     logcap_attach(bot->logcap, out_fd);
     return 0;
@@ -928,7 +932,8 @@ static void hive_sigchld_cb(evutil_socket_t sig, short what, void *arg)
 /* What one datagram says: the keys of systemd's notify protocol hive acts on. */
 struct hive_notice {
     bool ready, watchdog, stopping, fdstore, fdstore_remove;
-    const char *fdname; /* FDNAME=, or NULL */
+    const char *fdname;  /* FDNAME=, or NULL */
+    const char *nowatch; /* HIVE_NOWATCH=: why its file queue has no inotify watch */
 };
 
 /* A received datagram's sender and the descriptors that came with it. */
@@ -957,6 +962,8 @@ static void hive_notice_parse(char *buf, struct hive_notice *n)
             n->fdstore_remove = true;
         else if (strncmp(l, "FDNAME=", 7) == 0)
             n->fdname = l + 7;
+        else if (strncmp(l, "HIVE_NOWATCH=", 13) == 0)
+            n->nowatch = l + 13;
     }
 }
 
@@ -986,6 +993,21 @@ static void hive_bot_fdstore(struct hive_bot *bot, const struct hive_notice *n,
     log_debug("%s: fd store keeps worker pid %d's inotify instance", bot->id, (int)bot->pid);
 }
 
+/* What BOT's worker said of its file queue's watch with READY=1: NOWATCH is
+ * why it has none (NULL: it has one). Without a watch, a task file is found
+ * by the queue's 30 s rescan only: said loudly, and in /status. */
+static void hive_bot_watch(struct hive_bot *bot, const char *nowatch)
+{
+    if (!nowatch) {
+        bot->nowatch[0] = '\0';
+        return;
+    }
+    snprintf(bot->nowatch, sizeof bot->nowatch,
+             "no inotify watch (%s): file tasks wait for the queue's rescan", nowatch);
+    log_warn("%s: worker pid %d has %s; see fs.inotify.max_user_instances", bot->id, (int)bot->pid,
+             bot->nowatch);
+}
+
 /* One datagram from BOT's worker. */
 static void hive_bot_notified(struct hive_bot *bot, const struct hive_notice *n,
                               struct hive_datagram *d)
@@ -994,6 +1016,7 @@ static void hive_bot_notified(struct hive_bot *bot, const struct hive_notice *n,
         hive_bot_fdstore(bot, n, d);
     if (n->ready) {
         bot->heartbeat_wall_ns = util_wall_ns();
+        hive_bot_watch(bot, n->nowatch);
         hive_bot_feed(bot, FSM_EV_READY);
     }
     if (n->watchdog) {
@@ -1274,6 +1297,15 @@ void hive_free(struct hive *hive)
     free(hive);
 }
 
+/* Make room for an inotify instance per bot that watches its file queue. */
+static void hive_watch_room(struct hive *hive)
+{
+    size_t watching = 0;
+    for (size_t i = 0; i < hive->n_bots; i++)
+        watching += strcmp(hive->bots[i]->def->mode, "websocket-only") != 0;
+    watchlimit_ensure(WATCHLIMIT_PROC, watching);
+}
+
 /* Start every autostart bot (a slice per loop pass, each after its
  * dependencies); READY once they all run. */
 void hive_start_all(struct hive *hive)
@@ -1281,6 +1313,7 @@ void hive_start_all(struct hive *hive)
     size_t manual = 0;
     hive->started = true;
     hive_registry_changed(hive);
+    hive_watch_room(hive);
     for (size_t i = 0; i < hive->n_bots; i++) {
         struct hive_bot *bot = hive->bots[i];
         if (!bot->def->autostart) {
@@ -1331,6 +1364,10 @@ static void hive_bot_info_fill(const struct hive_bot *bot, struct hive_bot_info 
     out->restarts = f->restarts;
     out->uptime_seconds = out->running ? (double)(now - f->since_ms) / 1000.0 : 0;
     out->reason = bot->wanted && bot->waiting[0] ? bot->waiting : f->reason;
+    out->watch = !(bot->pid > 0 && bot->nowatch[0]);
+    out->watch_reason = out->watch ? "" : bot->nowatch;
+    if (!out->reason[0] && !out->watch)
+        out->reason = bot->nowatch;
     out->has_exit = f->last_exit.valid;
     out->exit_code = f->last_exit.code;
     out->exit_signal = f->last_exit.signal;
@@ -1526,6 +1563,7 @@ static void hive_reload_apply(struct hive *hive, struct roster *next)
     log_info("reload: %zu added, %zu removed, %zu changed, %zu unchanged",
              hive_count(how, hive->n_bots, HIVE_ADDED), removed,
              hive_count(how, hive->n_bots, HIVE_CHANGED), hive_count(how, hive->n_bots, HIVE_SAME));
+    hive_watch_room(hive);
     hive_reload_kick(hive, how);
     hive_registry_changed(hive);
     free(how);

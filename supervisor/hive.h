@@ -37,6 +37,8 @@ struct hive_bot_info {
     int exit_code; /* when exit_signal is 0 */
     int exit_signal;
     int64_t exit_at_wall_ns;
+    bool watch;               /* false: its worker's file queue has no inotify watch */
+    const char *watch_reason; /* why not ("" when watch); also the reason when there is none */
 };
 
 /* Bind every bot's port and prepare the table. On failure returns NULL with

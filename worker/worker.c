@@ -54,6 +54,9 @@ struct worker {
     int inotify_fd;      /* for the file queue, until engine_start takes it; -1 */
     bool inotify_stored; /* the service manager holds our inotify instance too */
     int lock_fd;         /* one worker per bot per work dir (botlock.c) */
+    /* READY=1, and HIVE_NOWATCH=why when the file queue has no inotify
+     * instance (the supervisor shows it in /status); "" until known. */
+    char ready_state[160];
 };
 
 /* Die with the supervisor that started us (it says so in the environment):
@@ -151,8 +154,14 @@ static void worker_inotify(struct worker *w, int stored)
     if (sdnotify_fdstore_max() <= 0)
         return;
     int fd = filequeue_inotify_new();
-    if (fd < 0)
-        return; /* the file queue tries again and says why not */
+    if (fd < 0) {
+        /* The file queue tries again and says why not; the supervisor hears
+         * it with our READY=1 (EMFILE here is fs.inotify.max_user_instances). */
+        if (w->o->mode != MODE_WEBSOCKET_ONLY)
+            snprintf(w->ready_state, sizeof w->ready_state, "READY=1\nHIVE_NOWATCH=%s",
+                     strerror(errno));
+        return;
+    }
     w->inotify_fd = fd;
     if (sdnotify_send_fd("FDSTORE=1\nFDNAME=" WORKER_INOTIFY_NAME "\n", fd) == 0)
         w->inotify_stored = true;
@@ -185,7 +194,10 @@ static void worker_notify_flush(struct worker *w)
         unsigned bit = 1u << i;
         if (!(w->notify_pending & bit))
             continue;
-        if (sdnotify_send(worker_notify_states[i]) < 0 && worker_notify_transient(errno)) {
+        const char *state = bit == WORKER_NOTIFY_READY && w->ready_state[0]
+                                ? w->ready_state
+                                : worker_notify_states[i];
+        if (sdnotify_send(state) < 0 && worker_notify_transient(errno)) {
             struct timeval tv = {0, WORKER_NOTIFY_RETRY_MS * 1000};
             evtimer_add(w->notify_ev, &tv);
             return;

@@ -14,6 +14,9 @@ its bots while it serves (issue 14), against a real `hive up`.
 - start_timeout and watchdog from the roster reach the worker (a worker that
   never says READY=1 is killed at the roster's start_timeout; WATCHDOG_USEC
   in its environment).
+- a worker whose file queue has no inotify watch (an LD_PRELOAD shim makes
+  inotify_init1 fail as the per-user limit would) is shown in /status and
+  warned about in the log.
 - 300 bots: the front door answers /health and /status while bots are still
   waiting for their turn to be spawned.
 
@@ -175,6 +178,35 @@ class RosterLifecycleTest(unittest.TestCase):
         self.assertEqual(proc_env(dog["pid"]).get("WATCHDOG_USEC"), "7000000")
         mute = hive.wait_state("MUTE", "stopped", pred=lambda b: b["reason"])
         self.assertIn("not ready within 1 s", mute["reason"])
+
+    def test_a_worker_without_an_inotify_watch_is_shown(self):
+        # A worker that gets no inotify instance (what the per-user limit does
+        # to bots past ~127) says so with its READY=1; /status shows it.
+        shim_c = os.path.join(self.dir, "noinotify.c")
+        shim = os.path.join(self.dir, "noinotify.so")
+        with open(shim_c, "w") as f:
+            f.write("#include <errno.h>\nint inotify_init1(int flags)\n"
+                    "{ (void)flags; errno = EMFILE; return -1; }\n")
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc:
+            self.skipTest("no C compiler for the inotify shim")
+        subprocess.run([cc, "-shared", "-fPIC", "-o", shim, shim_c], check=True, timeout=60)
+        if "asan" in os.path.basename(os.path.abspath(os.path.join(WORKER_BIN, "../.."))):
+            self.skipTest("LD_PRELOAD before the ASan runtime is refused")
+        wrapper = os.path.join(self.dir, "nowatch.sh")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\ncase \"$1\" in NOWATCH*) export LD_PRELOAD=%s ;; esac\n"
+                    "exec %s \"$@\"\n" % (shim, os.path.abspath(WORKER_BIN)))
+        os.chmod(wrapper, 0o755)
+        hive = Hive(self, self.dir, [{"id": "NOWATCH"}, {"id": "FINE"}],
+                    env={"HIVE_WORKER_BIN": wrapper})
+        hive.start()
+        hive.wait_running(["NOWATCH", "FINE"])
+        bots = {b["id"]: b for b in hive.front_status()["bots"]}
+        self.assertIn("no inotify watch (Too many open files)", bots["NOWATCH"]["reason"] or "")
+        self.assertFalse(bots["FINE"]["reason"])
+        self.assertIn("NOWATCH: worker pid %d has no inotify watch" % bots["NOWATCH"]["pid"],
+                      hive.log())
 
     def test_front_door_serves_while_300_bots_start(self):
         bots = [{"id": "B%03d" % i} for i in range(300)]
