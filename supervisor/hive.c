@@ -75,6 +75,7 @@
 #define HIVE_STORE_NAME "inotify"  /* the one descriptor a worker may store */
 #define HIVE_PROXY_FD_NAME "proxy" /* the private socket's LISTEN_FDNAMES name */
 #define HIVE_START_SLICE 32        /* workers spawned per loop pass while a hive starts */
+#define HIVE_START_INFLIGHT 64     /* the queue spawns no more while this many are starting */
 
 enum hive_timer_kind {
     HIVE_TIMER_START,
@@ -148,6 +149,7 @@ struct hive {
     TAILQ_HEAD(, hive_bot) pending;
     struct event *starter_ev;
     size_t ready_left; /* autostart bots not running yet; READY once 0 */
+    size_t starting;   /* bots in state starting (the queue's in-flight count) */
     void (*ready)(void *arg);
     void *ready_arg;
     struct cgtree *cgtree; /* a cgroup per bot; NULL: workers contain their tasks alone */
@@ -161,6 +163,7 @@ static void hive_bot_feed(struct hive_bot *bot, enum fsm_event_type type);
 static void hive_notify_cb(evutil_socket_t fd, short what, void *arg);
 static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, const char *why);
 static void hive_bot_want_start(struct hive_bot *bot);
+static void hive_count_starting(struct hive *hive, enum fsm_state from, enum fsm_state to);
 static void hive_bot_watch(struct hive_bot *bot, const char *nowatch);
 static struct hive_bot *hive_bot_named(const struct hive *hive, const char *id);
 static void hive_bot_unwant(struct hive_bot *bot);
@@ -697,6 +700,8 @@ static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, cons
     /* An exit that spawned at once: a restart without a backoff state. */
     bool restarted =
         ev->type == FSM_EV_EXITED && (act.flags & FSM_ACT_SPAWN) && act.reason && !failed;
+    if (bot->fsm.state != from)
+        hive_count_starting(bot->hive, from, bot->fsm.state);
     if (bot->fsm.state != from || restarted) {
         if (bot->fsm.state == FSM_STATE_RUNNING)
             hive_bot_now_running(bot);
@@ -770,14 +775,19 @@ static bool hive_bot_deps_running(struct hive_bot *bot)
 
 /* One slice of the start queue: START the next bots whose dependencies run,
  * at most HIVE_START_SLICE spawns, then give the loop back (the front door,
- * READY=1 datagrams, exits) and come back while there is more to do. */
+ * READY=1 datagrams, exits) and come back while there is more to do. No more
+ * than HIVE_START_INFLIGHT are starting at once: a worker's start_timeout
+ * runs from its spawn, and a thousand workers started together on a few
+ * cores would spend it waiting for each other; the next slice comes as
+ * starting ones become running (or fail). */
 static void hive_starter_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hive *hive = arg;
     struct hive_bot *bot, *next;
     size_t started = 0;
     (void)fd, (void)what;
-    for (bot = TAILQ_FIRST(&hive->pending); bot && started < HIVE_START_SLICE; bot = next) {
+    for (bot = TAILQ_FIRST(&hive->pending);
+         bot && started < HIVE_START_SLICE && hive->starting < HIVE_START_INFLIGHT; bot = next) {
         next = TAILQ_NEXT(bot, pending_entry);
         if (!hive_bot_deps_running(bot))
             continue;
@@ -786,7 +796,7 @@ static void hive_starter_cb(evutil_socket_t fd, short what, void *arg)
         hive_bot_feed(bot, FSM_EV_START);
         next = TAILQ_FIRST(&hive->pending); /* a step may have changed the queue */
     }
-    if (started == HIVE_START_SLICE)
+    if (started == HIVE_START_SLICE && hive->starting < HIVE_START_INFLIGHT)
         hive_starter_kick(hive);
 }
 
@@ -812,6 +822,18 @@ static void hive_bot_now_running(struct hive_bot *bot)
         hive_ready_check(hive);
     }
     hive_starter_kick(hive);
+}
+
+/* Keep the count of starting bots across a change FROM -> TO; one fewer
+ * starting lets the queue go on. */
+static void hive_count_starting(struct hive *hive, enum fsm_state from, enum fsm_state to)
+{
+    if (to == FSM_STATE_STARTING)
+        hive->starting++;
+    if (from == FSM_STATE_STARTING && hive->starting > 0) {
+        hive->starting--;
+        hive_starter_kick(hive);
+    }
 }
 
 /* Feed an event without details. */
