@@ -518,6 +518,10 @@ struct fsm_actions fsm_step(struct fsm_bot *bot, const struct fsm_event *ev, int
     handler = fsm_table[bot->state][ev->type];
     if (handler)
         handler(bot, ev, now_ms, &act);
+    if (ev->why && act.reason) { /* the caller knows better why it failed */
+        snprintf(bot->reason, sizeof bot->reason, "%s", ev->why);
+        act.reason = bot->reason;
+    }
     return act;
 }
 

@@ -117,6 +117,9 @@ struct fsm_event {
     enum fsm_event_type type;
     int code;   /* EXITED: exit status when signal is 0 */
     int signal; /* EXITED: the signal that killed it, or 0 */
+    /* When set, the reason a step sets is this instead (a spawn that failed
+     * says why better than its stand-in exit status). */
+    const char *why;
 };
 
 struct fsm_actions {

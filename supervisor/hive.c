@@ -693,9 +693,9 @@ static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, cons
 {
     enum fsm_state from = bot->fsm.state;
     char err[300] = "";
-    struct fsm_actions act = fsm_step(&bot->fsm, ev, util_mono_ms());
-    if (why && act.reason)
-        snprintf(bot->fsm.reason, sizeof bot->fsm.reason, "%s", why);
+    struct fsm_event fed = *ev;
+    fed.why = why;
+    struct fsm_actions act = fsm_step(&bot->fsm, &fed, util_mono_ms());
     int failed = hive_bot_act(bot, &act, err, sizeof err);
     /* An exit that spawned at once: a restart without a backoff state. */
     bool restarted =
@@ -710,7 +710,7 @@ static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, cons
     }
     if (failed) {
         /* As if the worker had exited with that status: the FSM decides. */
-        struct fsm_event exited = {FSM_EV_EXITED, failed, 0};
+        struct fsm_event exited = {FSM_EV_EXITED, failed, 0, NULL};
         if (failed != FSM_EXIT_PERMANENT)
             log_error("%s: %s", bot->id, err);
         hive_bot_step(bot, &exited, failed == FSM_EXIT_PERMANENT ? err : NULL);
@@ -839,7 +839,7 @@ static void hive_count_starting(struct hive *hive, enum fsm_state from, enum fsm
 /* Feed an event without details. */
 static void hive_bot_feed(struct hive_bot *bot, enum fsm_event_type type)
 {
-    struct fsm_event ev = {type, 0, 0};
+    struct fsm_event ev = {type, 0, 0, NULL};
     hive_bot_step(bot, &ev, NULL);
 }
 
@@ -914,7 +914,7 @@ static struct hive_bot *hive_bot_by_pid(struct hive *hive, pid_t pid)
 /* A worker was reaped with STATUS. */
 static void hive_bot_exited(struct hive_bot *bot, int status)
 {
-    struct fsm_event ev = {FSM_EV_EXITED, 0, 0};
+    struct fsm_event ev = {FSM_EV_EXITED, 0, 0, NULL};
     if (WIFEXITED(status))
         ev.code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status))

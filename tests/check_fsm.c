@@ -32,13 +32,13 @@ static struct fsm_policy fsm_test_policy(void)
 
 static struct fsm_actions fsm_test_send(struct fsm_bot *bot, enum fsm_event_type type, int64_t now)
 {
-    struct fsm_event ev = {type, 0, 0};
+    struct fsm_event ev = {type, 0, 0, NULL};
     return fsm_step(bot, &ev, now);
 }
 
 static struct fsm_actions fsm_test_exit(struct fsm_bot *bot, int code, int sig, int64_t now)
 {
-    struct fsm_event ev = {FSM_EV_EXITED, code, sig};
+    struct fsm_event ev = {FSM_EV_EXITED, code, sig, NULL};
     return fsm_step(bot, &ev, now);
 }
 
@@ -492,6 +492,27 @@ START_TEST(test_intensity_ring_wraps)
 }
 END_TEST
 
+/* An event's why replaces the reason its step sets: the FSM stays the only
+ * writer of the bot's state (a spawn that failed says why itself). */
+START_TEST(test_event_why)
+{
+    struct fsm_policy p = fsm_test_policy();
+    struct fsm_bot bot;
+    fsm_bot_init(&bot, &p);
+    fsm_test_send(&bot, FSM_EV_START, 0);
+    struct fsm_event ev = {FSM_EV_EXITED, 78, 0, "port 8001 in use"};
+    struct fsm_actions a = fsm_step(&bot, &ev, 5);
+    ck_assert_int_eq(bot.state, FSM_STATE_FATAL);
+    ck_assert_str_eq(bot.reason, "port 8001 in use");
+    ck_assert_ptr_eq(a.reason, bot.reason);
+    /* A step that sets no reason keeps it. */
+    struct fsm_event stop = {FSM_EV_STOP, 0, 0, "ignored"};
+    a = fsm_step(&bot, &stop, 6);
+    ck_assert_ptr_null(a.reason);
+    ck_assert_str_eq(bot.reason, "port 8001 in use");
+}
+END_TEST
+
 START_TEST(test_start_timeout)
 {
     struct fsm_policy p = fsm_test_policy();
@@ -833,7 +854,7 @@ START_TEST(test_exhaustive)
 
     for (int s = 0; s < FSM_STATE_COUNT; s++) {
         for (int e = 0; e < FSM_EVENT_COUNT; e++) {
-            struct fsm_event ev = {(enum fsm_event_type)e, 1, 0};
+            struct fsm_event ev = {(enum fsm_event_type)e, 1, 0, NULL};
             struct fsm_actions a;
 
             fsm_test_reach(&bot, &p, (enum fsm_state)s);
@@ -852,7 +873,8 @@ START_TEST(test_exhaustive)
             /* Whatever happened, every event from the new state keeps it valid. */
             for (int e2 = 0; e2 < FSM_EVENT_COUNT; e2++) {
                 struct fsm_bot copy;
-                struct fsm_event ev2 = {(enum fsm_event_type)e2, e2 % 2 ? 78 : 0, e2 % 3 ? 0 : 9};
+                struct fsm_event ev2 = {(enum fsm_event_type)e2, e2 % 2 ? 78 : 0, e2 % 3 ? 0 : 9,
+                                        NULL};
                 struct fsm_actions a2;
 
                 memcpy(&copy, &bot, sizeof bot);
@@ -871,7 +893,7 @@ START_TEST(test_exhaustive)
     fsm_test_reach(&bot, &p, FSM_STATE_RUNNING);
     memcpy(&before, &bot, sizeof bot);
     {
-        struct fsm_event bad = {FSM_EVENT_COUNT, 0, 0};
+        struct fsm_event bad = {FSM_EVENT_COUNT, 0, 0, NULL};
         struct fsm_actions a = fsm_step(&bot, &bad, 5);
         ck_assert_uint_eq(a.flags, 0);
         bad.type = (enum fsm_event_type) - 1;
@@ -939,6 +961,7 @@ static Suite *fsm_suite(void)
     tcase_add_test(tc, test_intensity_fatal);
     tcase_add_test(tc, test_intensity_window_slides);
     tcase_add_test(tc, test_intensity_ring_wraps);
+    tcase_add_test(tc, test_event_why);
     tcase_add_test(tc, test_start_timeout);
     tcase_add_test(tc, test_watchdog_timeout);
     tcase_add_test(tc, test_policy_on_failure);
