@@ -32,10 +32,8 @@
  * sent while the worker restarts waits in its backlog. Without one (it could
  * not be made) the proxy uses the port.
  *
- * Every state change is logged on one line and rewrites
- * .deia/hive/registry.json; otherwise it is rewritten once a minute while a
- * worker runs, to move the heartbeat times on. The file is shared with DEIA's
- * tools: entries we did not write are kept as they are.
+ * Every state change is logged on one line and marks .deia/hive/registry.json
+ * changed (registry.c writes it).
  */
 #include "supervisor/hive.h"
 
@@ -52,8 +50,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "common/log.h"
 #include "common/sdnotify.h"
 #include "common/util.h"
@@ -61,17 +57,13 @@
 #include "supervisor/child.h"
 #include "supervisor/fsm.h"
 #include "supervisor/logcap.h"
+#include "supervisor/notify.h"
+#include "supervisor/registry.h"
 #include "supervisor/standin.h"
 #include "supervisor/watchlimit.h"
 
-#define HIVE_REGISTRY_REFRESH_S 60 /* DEIA calls an entry stale after 300 s */
-#define HIVE_REGISTRY_READ_MAX (16 * 1024 * 1024)
-#define HIVE_REGISTRY_OWNER "hive" /* metadata.managed_by of our entries */
 #define HIVE_TICK_MS 1000          /* the loop's own heartbeat (hive_loop_gap) */
 #define HIVE_GAP_MS 1500           /* a tick this late: we were not running */
-#define HIVE_NOTIFY_MAX 4096
-#define HIVE_NOTIFY_BATCH 64       /* datagrams read per wakeup, so others get a turn */
-#define HIVE_NOTIFY_FDS 8          /* descriptors received with one datagram; more are dropped */
 #define HIVE_STORE_NAME "inotify"  /* the one descriptor a worker may store */
 #define HIVE_PROXY_FD_NAME "proxy" /* the private socket's LISTEN_FDNAMES name */
 #define HIVE_START_SLICE 32        /* workers spawned per loop pass while a hive starts */
@@ -131,14 +123,11 @@ struct hive {
     struct roster *roster;
     char *worker_path;
     char *logs_dir;
-    char *registry_path;
-    int notify_fd;
-    char notify_name[80]; /* "@hive-notify-PID-RANDOM", abstract */
-    struct event *notify_ev, *sigchld_ev, *registry_ev, *refresh_ev, *sweep_ev, *done_ev;
+    struct notify *notify; /* NOTIFY_SOCKET: the workers' datagrams */
+    struct event *sigchld_ev, *sweep_ev, *done_ev;
     struct event *tick_ev, *sigcont_ev;
-    int64_t tick_mono_ms;     /* when the tick last ran */
-    json_t *registry_foreign; /* the other tools' entries, as last read */
-    bool registry_warned;
+    int64_t tick_mono_ms;      /* when the tick last ran */
+    struct registry *registry; /* .deia/hive/registry.json */
     struct logcap_echo *echo;
     struct hive_bot **bots; /* roster order */
     size_t n_bots;
@@ -160,7 +149,7 @@ struct hive {
 };
 
 static void hive_bot_feed(struct hive_bot *bot, enum fsm_event_type type);
-static void hive_notify_cb(evutil_socket_t fd, short what, void *arg);
+static void hive_notified(void *arg, struct notify_msg *m);
 static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, const char *why);
 static void hive_bot_want_start(struct hive_bot *bot);
 static void hive_count_starting(struct hive *hive, enum fsm_state from, enum fsm_state to);
@@ -177,9 +166,10 @@ static void hive_starter_cb(evutil_socket_t fd, short what, void *arg);
 static int hive_paths(struct hive *hive, char *err, size_t errlen)
 {
     free(hive->logs_dir);
-    free(hive->registry_path);
     hive->logs_dir = xasprintf("%s/.deia/hive/logs", hive->roster->work_dir);
-    hive->registry_path = xasprintf("%s/.deia/hive/registry.json", hive->roster->work_dir);
+    char *registry = xasprintf("%s/.deia/hive/registry.json", hive->roster->work_dir);
+    registry_set_path(hive->registry, registry);
+    free(registry);
     if (util_mkdirs(hive->logs_dir) < 0) {
         snprintf(err, errlen, "cannot create %s: %s", hive->logs_dir, strerror(errno));
         return -1;
@@ -187,135 +177,32 @@ static int hive_paths(struct hive *hive, char *err, size_t errlen)
     return 0;
 }
 
-/* A time as DEIA writes it (Python's datetime.now().isoformat(): local
- * time, no zone, microseconds), or null when never. DEIA compares these
- * with its own naive local now; a zone would make every entry stale. */
-static json_t *hive_json_time(int64_t wall_ns)
+/* The I-th bot's registry entry (registry_entry_fn). */
+static bool hive_registry_entry(void *arg, size_t i, struct registry_entry *out)
 {
-    char ts[64];
-    struct tm tm;
-    if (wall_ns == 0)
-        return json_null();
-    time_t sec = (time_t)(wall_ns / 1000000000);
-    localtime_r(&sec, &tm);
-    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof ts - n, ".%06ld", (long)(wall_ns % 1000000000 / 1000));
-    return json_string(ts);
+    const struct hive *hive = arg;
+    if (i >= hive->n_bots)
+        return false;
+    const struct hive_bot *bot = hive->bots[i];
+    *out = (struct registry_entry){.id = bot->id,
+                                   .port = bot->def->port,
+                                   .pid = bot->pid,
+                                   .status = fsm_state_name(bot->fsm.state),
+                                   .restarts = bot->fsm.restarts,
+                                   .reason = bot->fsm.reason,
+                                   .registered_wall_ns = bot->registered_wall_ns,
+                                   .heartbeat_wall_ns = bot->heartbeat_wall_ns,
+                                   /* A bot without a watchdog says nothing after
+                                    * READY=1: while its worker is alive, our own
+                                    * look at it is the heartbeat. */
+                                   .beat_is_now = !(bot->def->watchdog > 0)};
+    return true;
 }
 
-/* One bot's registry entry (SPEC §2, plus restarts and reason); metadata
- * marks it as ours, so the next write knows which entries it may replace. */
-static json_t *hive_registry_bot(const struct hive_bot *bot)
-{
-    const struct hive *hive = bot->hive;
-    bool live = bot->pid > 0;
-    /* A bot without a watchdog says nothing after READY=1: while its worker
-     * is alive, our own look at it is the heartbeat. */
-    int64_t beat =
-        live && !(bot->def && bot->def->watchdog > 0) ? util_wall_ns() : bot->heartbeat_wall_ns;
-    json_t *meta = json_pack("{s:s, s:s, s:i}", "managed_by", HIVE_REGISTRY_OWNER, "hive",
-                             hive->roster->name, "supervisor_pid", (int)getpid());
-    return json_pack("{s:i, s:o, s:s, s:s, s:o, s:o, s:o, s:i, s:s}", "port", bot->def->port, "pid",
-                     live ? json_integer(bot->pid) : json_null(), "repo", hive->roster->name,
-                     "status", fsm_state_name(bot->fsm.state), "registered_at",
-                     hive_json_time(bot->registered_wall_ns), "last_heartbeat",
-                     hive_json_time(beat), "metadata", meta, "restarts", (int)bot->fsm.restarts,
-                     "reason", bot->fsm.reason);
-}
-
-/* True when ENTRY was written by a hive (this one or an earlier run in the
- * same work dir: the work dir's lock allows one hive at a time). */
-static bool hive_registry_is_ours(json_t *entry)
-{
-    json_t *owner = json_object_get(json_object_get(entry, "metadata"), "managed_by");
-    return json_is_string(owner) && strcmp(json_string_value(owner), HIVE_REGISTRY_OWNER) == 0;
-}
-
-/* The registry file as it is now, with only its foreign entries left in
- * "bots". A file that cannot be read or parsed (DEIA writes it in place, so
- * we may catch it half-written) gives the foreign entries we saw last time:
- * an entry is never dropped because of a torn read. */
-static json_t *hive_registry_read(struct hive *hive)
-{
-    size_t len;
-    char *text = util_read_file(hive->registry_path, HIVE_REGISTRY_READ_MAX, &len);
-    json_t *root = text ? json_loadb(text, len, 0, NULL) : NULL;
-    bool missing = !text && errno == ENOENT;
-    free(text);
-    if (!json_is_object(root) || !json_is_object(json_object_get(root, "bots"))) {
-        json_decref(root);
-        root = json_object();
-        json_object_set_new(root, "bots",
-                            missing || !hive->registry_foreign
-                                ? json_object()
-                                : json_deep_copy(hive->registry_foreign));
-        return root;
-    }
-    json_t *bots = json_object_get(root, "bots"), *entry;
-    const char *id;
-    void *tmp;
-    json_object_foreach_safe(bots, tmp, id, entry)
-    {
-        if (hive_registry_is_ours(entry))
-            json_object_del(bots, id);
-    }
-    json_decref(hive->registry_foreign);
-    hive->registry_foreign = json_deep_copy(bots);
-    return root;
-}
-
-/* Rewrite .deia/hive/registry.json by atomic rename: the foreign entries as
- * they are, ours replaced (and those of bots we no longer have dropped). */
-static void hive_registry_write(struct hive *hive)
-{
-    json_t *root = hive_registry_read(hive);
-    json_t *bots = json_object_get(root, "bots");
-    for (size_t i = 0; i < hive->n_bots; i++)
-        json_object_set_new(bots, hive->bots[i]->id, hive_registry_bot(hive->bots[i]));
-    json_object_set_new(root, "updated_at", hive_json_time(util_wall_ns()));
-    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    size_t len = strlen(text);
-    text = xrealloc(text, len + 2);
-    memcpy(text + len, "\n", 2);
-    /* Atomic but not fsynced: the registry is a snapshot of live state, stale
-     * after a crash whatever the disk kept, and a flush would stall the loop
-     * (proxy, READY handling, API) at every state change. */
-    if (util_replace_file(hive->registry_path, text, len + 1, false) < 0 &&
-        !hive->registry_warned) {
-        log_warn("cannot write %s: %s", hive->registry_path, strerror(errno));
-        hive->registry_warned = true;
-    }
-    free(text);
-    json_decref(root);
-}
-
-/* The slow refresh: heartbeat times move on while nothing else changes, so
- * that DEIA's stale check (5 minutes) keeps seeing live bots. */
-static void hive_registry_refresh_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct hive *hive = arg;
-    (void)fd, (void)what;
-    for (size_t i = 0; i < hive->n_bots; i++)
-        if (hive->bots[i]->pid > 0) {
-            hive_registry_write(hive);
-            return;
-        }
-}
-
-/* A state change: rewrite the registry at the end of this loop pass, once
- * for all the changes of the pass (a hive starting is one write, not one per
- * bot). */
+/* A state change: the registry is rewritten at the end of this loop pass. */
 static void hive_registry_changed(struct hive *hive)
 {
-    static const struct timeval now = {0, 0};
-    evtimer_add(hive->registry_ev, &now);
-}
-
-/* The deferred write. */
-static void hive_registry_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    hive_registry_write(arg);
+    registry_changed(hive->registry);
 }
 
 /* ---- one bot: sockets, timers, processes -------------------------------- */
@@ -554,7 +441,7 @@ static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
                               .argv = argv,
                               .fds = {{bot->listen_fd, "listen"}},
                               .n_fds = 1,
-                              .notify_socket = hive->notify_name,
+                              .notify_socket = notify_name(hive->notify),
                               .watchdog_usec = (uint64_t)(bot->def->watchdog * 1e6),
                               .token = hive->roster->token,
                               .token_env = hive->roster->token_env};
@@ -932,7 +819,7 @@ static void hive_sigchld_cb(evutil_socket_t sig, short what, void *arg)
     (void)sig, (void)what;
     /* What a worker said before it exited (FDSTOREREMOVE=1 on its way out)
      * is queued already: act on it before on its exit, as systemd does. */
-    hive_notify_cb(hive->notify_fd, EV_READ, hive);
+    notify_drain(hive->notify);
     for (;;) {
         siginfo_t si;
         int status;
@@ -951,49 +838,11 @@ static void hive_sigchld_cb(evutil_socket_t sig, short what, void *arg)
     }
 }
 
-/* What one datagram says: the keys of systemd's notify protocol hive acts on. */
-struct hive_notice {
-    bool ready, watchdog, stopping, fdstore, fdstore_remove;
-    const char *fdname;  /* FDNAME=, or NULL */
-    const char *nowatch; /* HIVE_NOWATCH=: why its file queue has no inotify watch */
-};
-
-/* A received datagram's sender and the descriptors that came with it. */
-struct hive_datagram {
-    pid_t pid; /* SCM_CREDENTIALS; 0 when missing */
-    int fds[HIVE_NOTIFY_FDS];
-    size_t n_fds;
-    bool truncated; /* MSG_CTRUNC: descriptors were dropped on the way */
-};
-
-/* Read the "KEY=VALUE" lines of BUF (NUL-terminated; cut in place) into N. */
-static void hive_notice_parse(char *buf, struct hive_notice *n)
-{
-    char *save = NULL;
-    memset(n, 0, sizeof *n);
-    for (char *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        if (strcmp(l, "READY=1") == 0)
-            n->ready = true;
-        else if (strcmp(l, "WATCHDOG=1") == 0)
-            n->watchdog = true;
-        else if (strcmp(l, "STOPPING=1") == 0)
-            n->stopping = true;
-        else if (strcmp(l, "FDSTORE=1") == 0)
-            n->fdstore = true;
-        else if (strcmp(l, "FDSTOREREMOVE=1") == 0)
-            n->fdstore_remove = true;
-        else if (strncmp(l, "FDNAME=", 7) == 0)
-            n->fdname = l + 7;
-        else if (strncmp(l, "HIVE_NOWATCH=", 13) == 0)
-            n->nowatch = l + 13;
-    }
-}
-
 /* FDSTORE=1 or FDSTOREREMOVE=1 from BOT's worker: keep its one inotify
  * instance (taken out of D), or let it go. Anything else is not kept. */
-static void hive_bot_fdstore(struct hive_bot *bot, const struct hive_notice *n,
-                             struct hive_datagram *d)
+static void hive_bot_fdstore(struct hive_bot *bot, struct notify_msg *n)
 {
+    struct notify_msg *d = n; /* its descriptors */
     bool named = n->fdname && strcmp(n->fdname, HIVE_STORE_NAME) == 0;
     enum fsm_state s = bot->fsm.state;
     if (n->fdstore_remove && named)
@@ -1031,11 +880,10 @@ static void hive_bot_watch(struct hive_bot *bot, const char *nowatch)
 }
 
 /* One datagram from BOT's worker. */
-static void hive_bot_notified(struct hive_bot *bot, const struct hive_notice *n,
-                              struct hive_datagram *d)
+static void hive_bot_notified(struct hive_bot *bot, struct notify_msg *n)
 {
     if (n->fdstore || n->fdstore_remove)
-        hive_bot_fdstore(bot, n, d);
+        hive_bot_fdstore(bot, n);
     if (n->ready) {
         bot->heartbeat_wall_ns = util_wall_ns();
         hive_bot_watch(bot, n->nowatch);
@@ -1049,96 +897,13 @@ static void hive_bot_notified(struct hive_bot *bot, const struct hive_notice *n,
         log_info("%s: worker pid %d is stopping", bot->id, (int)bot->pid);
 }
 
-/* The sender (SCM_CREDENTIALS) and passed descriptors (SCM_RIGHTS) of MH. */
-static void hive_notify_sender(struct msghdr *mh, struct hive_datagram *d)
+/* A datagram on NOTIFY_SOCKET, acted on only when its sender is a bot's
+ * current worker (notify_cb). */
+static void hive_notified(void *arg, struct notify_msg *m)
 {
-    memset(d, 0, sizeof *d);
-    d->truncated = (mh->msg_flags & MSG_CTRUNC) != 0;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET)
-            continue;
-        if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
-            struct ucred cred;
-            memcpy(&cred, CMSG_DATA(c), sizeof cred);
-            d->pid = cred.pid;
-        } else if (c->cmsg_type == SCM_RIGHTS) {
-            size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < n; i++) {
-                int fd;
-                memcpy(&fd, CMSG_DATA(c) + i * sizeof fd, sizeof fd);
-                if (d->n_fds < HIVE_NOTIFY_FDS)
-                    d->fds[d->n_fds++] = fd;
-                else
-                    close(fd);
-            }
-        }
-    }
-}
-
-/* Close the descriptors of D that nobody kept. */
-static void hive_datagram_close(struct hive_datagram *d)
-{
-    for (size_t i = 0; i < d->n_fds; i++)
-        if (d->fds[i] >= 0)
-            close(d->fds[i]);
-}
-
-/* Datagrams on NOTIFY_SOCKET, each acted on only when its sender is a bot's
- * current worker: READY=1, WATCHDOG=1, STOPPING=1 and the fd store. */
-static void hive_notify_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct hive *hive = arg;
-    (void)what;
-    for (int i = 0; i < HIVE_NOTIFY_BATCH; i++) {
-        char buf[HIVE_NOTIFY_MAX + 1];
-        union {
-            struct cmsghdr align;
-            char b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(HIVE_NOTIFY_FDS * sizeof(int))];
-        } ctl;
-        struct iovec iov = {buf, HIVE_NOTIFY_MAX};
-        struct msghdr mh = {
-            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
-        ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return;
-        buf[n] = '\0';
-        struct hive_datagram d;
-        struct hive_notice notice;
-        hive_notify_sender(&mh, &d);
-        struct hive_bot *bot = d.pid > 0 ? hive_bot_by_pid(hive, d.pid) : NULL;
-        if (bot) {
-            hive_notice_parse(buf, &notice);
-            hive_bot_notified(bot, &notice, &d);
-        }
-        hive_datagram_close(&d);
-    }
-}
-
-/* Bind the notify socket to an abstract name unique to this supervisor. */
-static int hive_notify_open(struct hive *hive, char *err, size_t errlen)
-{
-    char rnd[17];
-    int one = 1;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    util_random_hex(rnd, 16);
-    snprintf(hive->notify_name, sizeof hive->notify_name, "@hive-notify-%d-%s", (int)getpid(), rnd);
-    size_t len = strlen(hive->notify_name);
-    memcpy(sa.sun_path, hive->notify_name, len);
-    sa.sun_path[0] = '\0';
-    hive->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (hive->notify_fd < 0 ||
-        setsockopt(hive->notify_fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0 ||
-        bind(hive->notify_fd, (struct sockaddr *)&sa,
-             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0) {
-        snprintf(err, errlen, "cannot create the notify socket: %s", strerror(errno));
-        return -1;
-    }
-    hive->notify_ev =
-        event_new(hive->base, hive->notify_fd, EV_READ | EV_PERSIST, hive_notify_cb, hive);
-    event_add(hive->notify_ev, NULL);
-    return 0;
+    struct hive_bot *bot = m->pid > 0 ? hive_bot_by_pid(arg, m->pid) : NULL;
+    if (bot)
+        hive_bot_notified(bot, m);
 }
 
 /* ---- the table ---------------------------------------------------------- */
@@ -1222,10 +987,8 @@ static void hive_events(struct hive *hive)
 {
     hive->sigchld_ev = evsignal_new(hive->base, SIGCHLD, hive_sigchld_cb, hive);
     event_add(hive->sigchld_ev, NULL);
-    hive->registry_ev = evtimer_new(hive->base, hive_registry_cb, hive);
-    hive->refresh_ev = event_new(hive->base, -1, EV_PERSIST, hive_registry_refresh_cb, hive);
-    struct timeval refresh = {HIVE_REGISTRY_REFRESH_S, 0};
-    event_add(hive->refresh_ev, &refresh);
+    hive->registry = registry_new(hive->base, hive_registry_entry, hive);
+    registry_set_name(hive->registry, hive->roster->name);
     hive->tick_ev = event_new(hive->base, -1, EV_PERSIST, hive_tick_cb, hive);
     struct timeval tick = {HIVE_TICK_MS / 1000, HIVE_TICK_MS % 1000 * 1000};
     event_add(hive->tick_ev, &tick);
@@ -1258,7 +1021,6 @@ struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreg
     struct hive *hive = xcalloc(1, sizeof *hive);
     hive->base = base;
     hive->roster = roster;
-    hive->notify_fd = -1;
     TAILQ_INIT(&hive->retired);
     TAILQ_INIT(&hive->pending);
     hive_events(hive);
@@ -1266,7 +1028,8 @@ struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreg
         hive->echo = logcap_echo_new(base, STDOUT_FILENO);
     hive->worker_path = child_worker_path(err, errlen);
     if (!hive->worker_path || hive_paths(hive, err, errlen) < 0 ||
-        hive_notify_open(hive, err, errlen) < 0 || hive_bind_all(hive, err, errlen) < 0) {
+        !(hive->notify = notify_new(base, hive_notified, hive, err, errlen)) ||
+        hive_bind_all(hive, err, errlen) < 0) {
         hive_free(hive);
         return NULL;
     }
@@ -1296,26 +1059,21 @@ void hive_free(struct hive *hive)
     hive->n_bots = 0;
     cgtree_free(hive->cgtree);
     if (hive->started)
-        hive_registry_write(hive); /* no bot left: the hive is down */
+        registry_write(hive->registry); /* no bot left: the hive is down */
     free(hive->bots);
     free(hive->by_id);
     hive_event_free(hive->starter_ev);
-    hive_event_free(hive->notify_ev);
     hive_event_free(hive->sigchld_ev);
-    hive_event_free(hive->registry_ev);
-    hive_event_free(hive->refresh_ev);
     hive_event_free(hive->tick_ev);
     hive_event_free(hive->sigcont_ev);
-    json_decref(hive->registry_foreign);
+    registry_free(hive->registry);
     hive_event_free(hive->sweep_ev);
     hive_event_free(hive->done_ev);
-    if (hive->notify_fd >= 0)
-        close(hive->notify_fd);
+    notify_free(hive->notify);
     logcap_echo_free(hive->echo);
     roster_free(hive->roster);
     free(hive->worker_path);
     free(hive->logs_dir);
-    free(hive->registry_path);
     free(hive);
 }
 
@@ -1573,6 +1331,7 @@ static void hive_reload_apply(struct hive *hive, struct roster *next)
             old[i]->def = NULL; /* it points into the roster freed below */
     roster_free(hive->roster);
     hive->roster = next;
+    registry_set_name(hive->registry, next->name);
     if (moved)
         hive_reload_paths(hive);
     for (size_t i = 0; i < n_old; i++) {
