@@ -49,6 +49,7 @@ def main():
     ap.add_argument("--listen", type=int, default=20999)
     ap.add_argument("--build", default="build")
     ap.add_argument("--idle", type=float, default=10.0)
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (hive.err) and say where")
     a = ap.parse_args()
     hive_bin = os.path.abspath(os.path.join(a.build, "supervisor", "hive"))
     work = tempfile.mkdtemp(prefix="hive-scale-")
@@ -97,7 +98,10 @@ def main():
         if p.poll() is None:
             p.kill()
             p.wait()
-        shutil.rmtree(work, True)
+        if a.keep:
+            print("work dir kept:", work)
+        else:
+            shutil.rmtree(work, True)
 
 
 if __name__ == "__main__":

@@ -1,41 +1,21 @@
 /*
- * hive: the supervisor's table of bots and the executor of their state
- * machines. fsm.c decides; this file only carries out what it returns
- * (timers, signals, spawning) and turns the outside world into its events:
- * SIGCHLD into EXITED, NOTIFY_SOCKET datagrams into READY and the watchdog,
- * timers into timeouts, user requests into START/STOP/RESTART.
+ * hive: the supervisor's table of bots — what the front door sees through
+ * hive.h. It owns the roster in force, the bots in roster order with an index
+ * by id, the start queue (a hive starts its bots a slice per loop pass, at
+ * most a few per core starting at once, each after its depends_on bots
+ * run, so the loop serves the front door and reads READY=1 meanwhile), the
+ * reaping of workers (SIGCHLD, mapped to their bots), the loop's own clock
+ * (a supervisor that was stopped judges no worker on that time), user
+ * requests and the shutdown. One bot's processes, sockets and timers are
+ * bot.c's, the notify socket notify.c's, registry.json registry.c's, a
+ * reload reload.c's; only fsm.c writes a bot's state.
  *
- * Ownership: a hive owns its roster, its bots, the notify socket, the SIGCHLD
- * event and the shared echo. A bot owns its fsm_bot, its five timers and its
- * logcap, all created in hive_bot_new and released only in hive_bot_free; its
- * listening socket and proxy socket (below), made when it is first bound; and
- * its stored descriptor (below). A bot removed by a reload
- * is "retired": it leaves the table at once (the front door no longer sees
- * it) and is freed on a later loop pass, once its worker has been reaped,
- * never from inside its own callbacks.
- *
- * The fd store (systemd's FDSTORE=1): a worker hands us its inotify instance
- * and we pass it back to its replacement after its sockets (fd 5, "inotify"
- * in LISTEN_FDNAMES=listen:proxy:inotify). Our reference is what keeps a
- * crash cheap: the last close of an inotify instance with watches waits for
- * the kernel to tear them down (milliseconds), and with ours left the dying
- * worker's exit only drops a reference. So it is kept across crash restarts,
- * dropped when a stop on purpose begins (the worker still holds it then and
- * pays the teardown in its own exit), and dropped once a bot that will not
- * restart is gone.
- *
- * The proxy socket: besides its TCP port, every worker gets a private Unix
- * listening socket (abstract, named by the kernel) as fd 4 ("proxy" in
- * LISTEN_FDNAMES), and our proxy reaches the worker through it: a request over
- * a Unix socket costs both sides less kernel time than over loopback TCP (no
- * TCP/IP stack, no softirq). Like the port it outlives crashes, so a request
- * sent while the worker restarts waits in its backlog. Without one (it could
- * not be made) the proxy uses the port.
- *
- * Every state change is logged on one line and marks .deia/hive/registry.json
- * changed (registry.c writes it).
+ * A bot removed by a reload is "retired": it leaves the table at once (the
+ * front door no longer sees it) and is freed on a later loop pass, once its
+ * worker has been reaped, never from inside its own callbacks.
  */
 #include "supervisor/hive.h"
+#include "supervisor/hive_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,104 +46,18 @@
 #define HIVE_GAP_MS 1500           /* a tick this late: we were not running */
 #define HIVE_STORE_NAME "inotify"  /* the one descriptor a worker may store */
 #define HIVE_PROXY_FD_NAME "proxy" /* the private socket's LISTEN_FDNAMES name */
-#define HIVE_START_SLICE 32        /* workers spawned per loop pass while a hive starts */
-#define HIVE_START_INFLIGHT 64     /* the queue spawns no more while this many are starting */
+#define HIVE_START_PER_CPU 4       /* bots starting at once, per online CPU ... */
+#define HIVE_START_MIN 8           /* ... and at least this many */
+#define HIVE_START_SLICE_MS 20     /* a slice of spawns gives the loop back after this long */
 
-enum hive_timer_kind {
-    HIVE_TIMER_START,
-    HIVE_TIMER_BACKOFF,
-    HIVE_TIMER_STOP,
-    HIVE_TIMER_HEALTHY,
-    HIVE_TIMER_WATCHDOG,
-    HIVE_TIMER_COUNT
-};
-
-/* One of a bot's timers and the event it feeds the FSM when it fires. */
-struct hive_timer {
-    struct hive_bot *bot;
-    enum fsm_event_type fires;
-    struct event *ev;
-};
-
-struct hive_bot {
-    struct hive *hive;
-    char *id;
-    const struct roster_bot *def; /* in hive->roster; NULL once retired */
-    int listen_fd;                /* -1: bound again at the next spawn */
-    int bound_port;               /* the address of listen_fd */
-    char *bound_bind;
-    int proxy_fd;                         /* the private socket for our proxy; -1: none */
-    char proxy_name[UTIL_LOCAL_NAME_MAX]; /* its abstract name; "" when none */
-    pid_t pid;                            /* the worker (and its group), 0 when none */
-    int stored_fd;           /* its inotify instance, kept across crashes (fd store); -1 */
-    struct standin *standin; /* answers on the sockets while stopped or fatal */
-    struct fsm_bot fsm;
-    struct hive_timer timers[HIVE_TIMER_COUNT];
-    struct logcap *logcap;
-    int64_t registered_wall_ns; /* when the current worker was started */
-    int64_t heartbeat_wall_ns;  /* its last READY=1 or WATCHDOG=1 */
-    bool retired;
-    TAILQ_ENTRY(hive_bot) entry; /* in hive->retired */
-    int stop_signal;             /* of its definition (kept once retired) */
-    bool wanted;                 /* in hive->pending: to be started when its turn comes */
-    bool counts_for_ready;       /* an autostart bot not yet running since `hive up` */
-    TAILQ_ENTRY(hive_bot) pending_entry;
-    char waiting[160]; /* "waiting for BOT" while its dependencies are not running */
-    char nowatch[160]; /* why its running worker's file queue has no inotify watch; "" */
-};
-
-/* The table's index by id, for lookups without a scan. */
-struct hive_named {
-    const char *id;
-    struct hive_bot *bot;
-};
-
-struct hive {
-    struct event_base *base;
-    struct roster *roster;
-    char *worker_path;
-    char *logs_dir;
-    struct notify *notify; /* NOTIFY_SOCKET: the workers' datagrams */
-    struct event *sigchld_ev, *sweep_ev, *done_ev;
-    struct event *tick_ev, *sigcont_ev;
-    int64_t tick_mono_ms;      /* when the tick last ran */
-    struct registry *registry; /* .deia/hive/registry.json */
-    struct logcap_echo *echo;
-    struct hive_bot **bots; /* roster order */
-    size_t n_bots;
-    struct hive_named *by_id; /* the same bots sorted by id */
-    /* Starts asked for and not done yet: a hive starts its bots a slice per
-     * loop pass, so the front door and the workers' READY=1 are served
-     * meanwhile, and a bot waits here until its dependencies run. */
-    TAILQ_HEAD(, hive_bot) pending;
-    struct event *starter_ev;
-    size_t ready_left; /* autostart bots not running yet; READY once 0 */
-    size_t starting;   /* bots in state starting (the queue's in-flight count) */
-    void (*ready)(void *arg);
-    void *ready_arg;
-    struct cgtree *cgtree; /* a cgroup per bot; NULL: workers contain their tasks alone */
-    TAILQ_HEAD(, hive_bot) retired;
-    bool started, shutting_down, done_fired;
-    void (*done)(void *arg);
-    void *done_arg;
-};
-
-static void hive_bot_feed(struct hive_bot *bot, enum fsm_event_type type);
 static void hive_notified(void *arg, struct notify_msg *m);
-static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, const char *why);
-static void hive_bot_want_start(struct hive_bot *bot);
-static void hive_count_starting(struct hive *hive, enum fsm_state from, enum fsm_state to);
-static void hive_bot_watch(struct hive_bot *bot, const char *nowatch);
-static struct hive_bot *hive_bot_named(const struct hive *hive, const char *id);
-static void hive_bot_unwant(struct hive_bot *bot);
-static void hive_bot_now_running(struct hive_bot *bot);
 static void hive_ready_check(struct hive *hive);
 static void hive_starter_cb(evutil_socket_t fd, short what, void *arg);
 
 /* ---- paths, registry ---------------------------------------------------- */
 
 /* Derive the paths under the roster's work dir and create the logs folder. */
-static int hive_paths(struct hive *hive, char *err, size_t errlen)
+int hive_paths(struct hive *hive, char *err, size_t errlen)
 {
     free(hive->logs_dir);
     hive->logs_dir = xasprintf("%s/.deia/hive/logs", hive->roster->work_dir);
@@ -200,104 +94,18 @@ static bool hive_registry_entry(void *arg, size_t i, struct registry_entry *out)
 }
 
 /* A state change: the registry is rewritten at the end of this loop pass. */
-static void hive_registry_changed(struct hive *hive)
+void hive_registry_changed(struct hive *hive)
 {
     registry_changed(hive->registry);
 }
 
-/* ---- one bot: sockets, timers, processes -------------------------------- */
+/* ---- the loop's own clock ------------------------------------------------ */
 
-/* The FSM policy of roster bot DEF. */
-static void hive_policy(const struct roster_bot *def, struct fsm_policy *p)
-{
-    int restart = fsm_restart_parse(def->restart.policy);
-    fsm_policy_default(p);
-    p->restart = restart < 0 ? FSM_RESTART_ALWAYS : (enum fsm_restart)restart;
-    p->max_restarts = def->restart.max_restarts;
-    p->window_ms = (int64_t)(def->restart.window * 1000);
-    p->start_timeout_ms = (int64_t)(def->start_timeout * 1000);
-    p->stop_timeout_ms = (int64_t)(def->stop_timeout * 1000);
-}
-
-/* Give BOT the policy of its (new) definition, keeping its history. */
-static void hive_bot_set_policy(struct hive_bot *bot)
-{
-    struct fsm_policy p;
-    hive_policy(bot->def, &p);
-    fsm_bot_set_policy(&bot->fsm, &p);
-}
-
-/* Bind BOT's port unless it is bound; -1 with the reason in WHY. */
-static int hive_bot_bind(struct hive_bot *bot, char *why, size_t cap)
-{
-    char err[256];
-    if (bot->listen_fd >= 0)
-        return 0;
-    bot->listen_fd = util_listen_tcp(bot->def->bind, bot->def->port, err, sizeof err);
-    if (bot->listen_fd >= 0) {
-        if (bot->proxy_fd < 0 && (bot->proxy_fd = util_listen_local(bot->proxy_name)) < 0)
-            log_warn("%s: no private socket for the proxy (%s); it will use port %d", bot->id,
-                     strerror(errno), bot->def->port);
-        free(bot->bound_bind);
-        bot->bound_bind = xstrdup(bot->def->bind);
-        bot->bound_port = bot->def->port;
-        return 0;
-    }
-    int saved = errno;
-    if (saved == EADDRINUSE)
-        snprintf(why, cap, "port %d in use", bot->def->port);
-    else
-        snprintf(why, cap, "%s", err);
-    errno = saved;
-    return -1;
-}
-
-static bool hive_loop_gap(struct hive *hive);
-
-/* Fire a timer: feed its event. A worker is not judged (watchdog, start
- * timeout) on a period during which we ourselves were not running. */
-static void hive_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct hive_timer *t = arg;
-    (void)fd, (void)what;
-    if ((t->fires == FSM_EV_WATCHDOG_TIMEOUT || t->fires == FSM_EV_START_TIMEOUT) &&
-        hive_loop_gap(t->bot->hive))
-        return;
-    hive_bot_feed(t->bot, t->fires);
-}
-
-/* Arm timer KIND of BOT for MS milliseconds. */
-static void hive_bot_arm(struct hive_bot *bot, enum hive_timer_kind kind, int64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000)};
-    evtimer_add(bot->timers[kind].ev, &tv);
-}
-
-/* Cancel every timer of BOT. */
-static void hive_bot_cancel_timers(struct hive_bot *bot)
-{
-    for (int i = 0; i < HIVE_TIMER_COUNT; i++)
-        evtimer_del(bot->timers[i].ev);
-}
-
-/* (Re)arm the watchdog of a running BOT, when it has one. */
-static void hive_bot_arm_watchdog(struct hive_bot *bot)
-{
-    if (bot->def && bot->def->watchdog > 0 && bot->fsm.state == FSM_STATE_RUNNING)
-        hive_bot_arm(bot, HIVE_TIMER_WATCHDOG, (int64_t)(bot->def->watchdog * 1000));
-}
-
-/* A fresh period for every worker being judged: the watchdog of the
- * running ones, the start timeout of the starting ones. */
+/* A fresh period for every worker being judged. */
 static void hive_fresh_periods(struct hive *hive)
 {
-    for (size_t i = 0; i < hive->n_bots; i++) {
-        struct hive_bot *bot = hive->bots[i];
-        if (bot->fsm.state == FSM_STATE_STARTING)
-            hive_bot_arm(bot, HIVE_TIMER_START, bot->fsm.policy.start_timeout_ms);
-        else
-            hive_bot_arm_watchdog(bot);
-    }
+    for (size_t i = 0; i < hive->n_bots; i++)
+        bot_fresh_period(hive->bots[i]);
 }
 
 /* Were we not running for a while (SIGSTOP, Ctrl-Z, a frozen VM)? The tick
@@ -305,7 +113,7 @@ static void hive_fresh_periods(struct hive *hive)
  * silence of the workers meanwhile says nothing about them (their
  * notifications may have been dropped on a full socket). Then every worker
  * gets a fresh period and true is returned. */
-static bool hive_loop_gap(struct hive *hive)
+bool hive_loop_gap(struct hive *hive)
 {
     int64_t now = util_mono_ms(), gap = now - hive->tick_mono_ms - HIVE_TICK_MS;
     if (gap < HIVE_GAP_MS)
@@ -337,44 +145,9 @@ static void hive_sigcont_cb(evutil_socket_t fd, short what, void *arg)
     hive_fresh_periods(hive);
 }
 
-/* Let go of BOT's stored descriptor. The kernel tears the instance down at
- * its last close, so callers choose when that may be ours. */
-static void hive_bot_store_drop(struct hive_bot *bot)
-{
-    if (bot->stored_fd < 0)
-        return;
-    close(bot->stored_fd);
-    bot->stored_fd = -1;
-    log_debug("%s: fd store emptied", bot->id);
-}
-
-/* Close BOT's private proxy socket (a worker keeps its own copy). */
-static void hive_bot_proxy_close(struct hive_bot *bot)
-{
-    if (bot->proxy_fd < 0)
-        return;
-    close(bot->proxy_fd);
-    bot->proxy_fd = -1;
-    bot->proxy_name[0] = '\0';
-}
-
-/* Send SIG to the worker's whole process group. */
-static void hive_bot_kill(struct hive_bot *bot, int sig)
-{
-    if (bot->pid <= 0)
-        return;
-    if (sig == SIGKILL && bot->fsm.state == FSM_STATE_STOPPING && bot->stop_signal != SIGKILL)
-        log_warn("%s: SIGKILL to pid %d (still running after SIG%s)", bot->id, (int)bot->pid,
-                 roster_signal_name(bot->stop_signal));
-    else if (sig == SIGKILL)
-        log_warn("%s: SIGKILL to pid %d (%s)", bot->id, (int)bot->pid, bot->fsm.reason);
-    if (kill(-bot->pid, sig) < 0 && errno == ESRCH)
-        kill(bot->pid, sig);
-}
-
 /* True when another bot (a retired one, or one that moved by a reload) still
  * holds PORT, in the supervisor or in a worker that is stopping. */
-static bool hive_port_held(const struct hive *hive, const struct hive_bot *self, int port)
+bool hive_port_held(const struct hive *hive, const struct hive_bot *self, int port)
 {
     const struct hive_bot *b;
     for (size_t i = 0; i < hive->n_bots; i++) {
@@ -388,224 +161,24 @@ static bool hive_port_held(const struct hive *hive, const struct hive_bot *self,
     return false;
 }
 
-/* Stop answering on BOT's sockets (before a worker takes them, or they close). */
-static void hive_bot_standin_drop(struct hive_bot *bot)
-{
-    standin_free(bot->standin);
-    bot->standin = NULL;
-}
-
-/* While BOT is stopped or fatal with no worker, the supervisor answers on
- * its sockets itself (503, SPEC §6.2); otherwise they are the worker's, or
- * the kernel queues connections until one is ready. */
-static void hive_bot_standin_sync(struct hive_bot *bot)
-{
-    enum fsm_state s = bot->fsm.state;
-    bool fatal = s == FSM_STATE_FATAL;
-    if (!bot->def || bot->retired || bot->hive->shutting_down || bot->listen_fd < 0 ||
-        bot->pid != 0 || (s != FSM_STATE_STOPPED && !fatal)) {
-        hive_bot_standin_drop(bot);
-        return;
-    }
-    if (!bot->standin)
-        bot->standin = standin_new(bot->hive->base, bot->def, &bot->hive->roster->limits,
-                                   bot->listen_fd, bot->proxy_fd);
-    if (bot->standin)
-        standin_set_state(bot->standin, fsm_state_name(s), fatal ? bot->fsm.reason : NULL);
-}
-
-/* BOT's cgroup for its next worker (caller frees), or NULL (logged). */
-static char *hive_bot_cgroup(struct hive_bot *bot, char *why, size_t cap)
-{
-    char *dir = cgtree_bot_dir(bot->hive->cgtree, bot->id, why, cap);
-    if (!dir && bot->hive->cgtree)
-        log_warn("%s: %s; its worker runs without a cgroup of its own", bot->id, why);
-    return dir;
-}
-
-/* Start a worker for BOT. 0, or the exit status the failure stands for with
- * the reason in WHY: 78 (permanent) for a port in use by someone else, 1 when
- * one of our own bots is still letting go of it (a reload moved ports). */
-static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
-{
-    struct hive *hive = bot->hive;
-    if (hive_bot_bind(bot, why, cap) < 0) {
-        if (errno != EADDRINUSE || !hive_port_held(hive, bot, bot->def->port))
-            return FSM_EXIT_PERMANENT;
-        snprintf(why, cap, "port %d is still held by another bot's worker", bot->def->port);
-        return 1;
-    }
-    hive_bot_standin_drop(bot); /* the worker accepts from here on */
-    char **argv = roster_worker_argv(hive->roster, bot->def, hive->worker_path);
-    struct child_spec spec = {.path = hive->worker_path,
-                              .argv = argv,
-                              .fds = {{bot->listen_fd, "listen"}},
-                              .n_fds = 1,
-                              .notify_socket = notify_name(hive->notify),
-                              .watchdog_usec = (uint64_t)(bot->def->watchdog * 1e6),
-                              .token = hive->roster->token,
-                              .token_env = hive->roster->token_env};
-    char cg_why[256];
-    char *cg = hive_bot_cgroup(bot, cg_why, sizeof cg_why);
-    spec.cgroup_dir = cg;
-    if (bot->proxy_fd >= 0)
-        spec.fds[spec.n_fds++] = (struct child_fd){bot->proxy_fd, HIVE_PROXY_FD_NAME};
-    if (bot->stored_fd >= 0)
-        spec.fds[spec.n_fds++] = (struct child_fd){bot->stored_fd, HIVE_STORE_NAME};
-    int out_fd;
-    pid_t pid = child_spawn(&spec, &out_fd, why, cap);
-    roster_argv_free(argv);
-    free(cg);
-    if (pid < 0)
-        return 1;
-    bot->pid = pid;
-    bot->nowatch[0] = '\0'; /* the new worker says again */
-    bot->registered_wall_ns = bot->heartbeat_wall_ns = util_wall_ns();
-    logcap_attach(bot->logcap, out_fd);
-    return 0;
-}
-
-/* Carry out ACT in fsm.h's order; returns the spawn's result (0 if none). */
-static int hive_bot_act(struct hive_bot *bot, const struct fsm_actions *act, char *why, size_t cap)
-{
-    static const struct {
-        unsigned flag;
-        enum hive_timer_kind kind;
-    } arms[] = {{FSM_ACT_ARM_START_TIMER, HIVE_TIMER_START},
-                {FSM_ACT_ARM_BACKOFF_TIMER, HIVE_TIMER_BACKOFF},
-                {FSM_ACT_ARM_STOP_TIMER, HIVE_TIMER_STOP},
-                {FSM_ACT_ARM_HEALTHY_TIMER, HIVE_TIMER_HEALTHY}};
-    int spawn = 0;
-    if (act->flags & FSM_ACT_CANCEL_TIMERS)
-        hive_bot_cancel_timers(bot);
-    if (act->flags & FSM_ACT_KILL_TERM) {
-        /* A stop on purpose: the worker still holds the stored instance, so
-         * dropping ours now costs nothing here and its exit pays. */
-        hive_bot_store_drop(bot);
-        hive_bot_kill(bot, bot->stop_signal);
-    }
-    if (act->flags & FSM_ACT_KILL_KILL)
-        hive_bot_kill(bot, SIGKILL);
-    if (act->flags & FSM_ACT_SPAWN)
-        spawn = hive_bot_spawn(bot, why, cap);
-    for (size_t i = 0; i < sizeof arms / sizeof arms[0]; i++)
-        if (act->flags & arms[i].flag)
-            hive_bot_arm(bot, arms[i].kind, act->timer_ms);
-    return spawn;
-}
-
-/* "exit status 0" or "killed by signal 9" for the last exit. */
-static void hive_describe_exit(const struct fsm_exit *e, char *buf, size_t cap)
-{
-    if (!e->valid)
-        snprintf(buf, cap, "never started");
-    else if (e->signal)
-        snprintf(buf, cap, "killed by signal %d", e->signal);
-    else
-        snprintf(buf, cap, "exit status %d", e->code);
-}
-
-/* Log one transition: "BOT-001: starting -> running (pid 123)". RESTARTED:
- * the step restarted a failed worker at once ("... -> starting (killed by
- * signal 9; restart 2 now, pid 124)"). */
-static void hive_bot_log_transition(const struct hive_bot *bot, enum fsm_state from, bool restarted)
-{
-    const struct fsm_bot *f = &bot->fsm;
-    char detail[300];
-    enum log_level level = LOG_LEVEL_INFO;
-    if (restarted) {
-        snprintf(detail, sizeof detail, "%s; restart %u now, pid %d", f->reason, f->restarts,
-                 (int)bot->pid);
-        log_msg(LOG_LEVEL_WARN, "%s: %s -> %s (%s)", bot->id, fsm_state_name(from),
-                fsm_state_name(f->state), detail);
-        return;
-    }
-    switch (f->state) {
-    case FSM_STATE_BACKOFF:
-        snprintf(detail, sizeof detail, "%s; restart %u in %lld ms", f->reason, f->restarts,
-                 (long long)f->backoff_delay_ms);
-        level = LOG_LEVEL_WARN;
-        break;
-    case FSM_STATE_FATAL:
-        snprintf(detail, sizeof detail, "%s", f->reason);
-        level = LOG_LEVEL_ERROR;
-        break;
-    case FSM_STATE_STOPPED:
-        if (f->reason[0])
-            snprintf(detail, sizeof detail, "%s", f->reason);
-        else
-            hive_describe_exit(&f->last_exit, detail, sizeof detail);
-        break;
-    default:
-        if (bot->pid > 0)
-            snprintf(detail, sizeof detail, "pid %d", (int)bot->pid);
-        else
-            snprintf(detail, sizeof detail, "no worker");
-        break;
-    }
-    log_msg(level, "%s: %s -> %s (%s)", bot->id, fsm_state_name(from), fsm_state_name(f->state),
-            detail);
-}
-
-/* Stopped or fatal with nothing left to reap. */
-static bool hive_bot_settled(const struct hive_bot *bot)
-{
-    return bot->pid == 0 &&
-           (bot->fsm.state == FSM_STATE_STOPPED || bot->fsm.state == FSM_STATE_FATAL);
-}
-
 /* After a step: free retired bots later, finish a shutdown when all are done. */
-static void hive_after_step(struct hive *hive, struct hive_bot *bot)
+void hive_after_step(struct hive *hive, struct hive_bot *bot)
 {
     static const struct timeval now = {0, 0};
     bool all = true;
-    if (bot->retired && hive_bot_settled(bot))
+    if (bot->retired && bot_settled(bot))
         evtimer_add(hive->sweep_ev, &now);
     if (!hive->shutting_down || hive->done_fired)
         return;
     for (size_t i = 0; i < hive->n_bots && all; i++)
-        all = hive_bot_settled(hive->bots[i]);
+        all = bot_settled(hive->bots[i]);
     struct hive_bot *r;
     TAILQ_FOREACH(r, &hive->retired, entry)
-    all = all && hive_bot_settled(r);
+    all = all && bot_settled(r);
     if (all) {
         hive->done_fired = true;
         evtimer_add(hive->done_ev, &now);
     }
-}
-
-/* Feed EV to BOT's FSM, do what it says, log and publish the change. WHY,
- * when set, replaces a reason the step sets. */
-static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, const char *why)
-{
-    enum fsm_state from = bot->fsm.state;
-    char err[300] = "";
-    struct fsm_event fed = *ev;
-    fed.why = why;
-    struct fsm_actions act = fsm_step(&bot->fsm, &fed, util_mono_ms());
-    int failed = hive_bot_act(bot, &act, err, sizeof err);
-    /* An exit that spawned at once: a restart without a backoff state. */
-    bool restarted =
-        ev->type == FSM_EV_EXITED && (act.flags & FSM_ACT_SPAWN) && act.reason && !failed;
-    if (bot->fsm.state != from)
-        hive_count_starting(bot->hive, from, bot->fsm.state);
-    if (bot->fsm.state != from || restarted) {
-        if (bot->fsm.state == FSM_STATE_RUNNING)
-            hive_bot_now_running(bot);
-        hive_bot_log_transition(bot, from, restarted);
-        hive_registry_changed(bot->hive);
-    }
-    if (failed) {
-        /* As if the worker had exited with that status: the FSM decides. */
-        struct fsm_event exited = {FSM_EV_EXITED, failed, 0, NULL};
-        if (failed != FSM_EXIT_PERMANENT)
-            log_error("%s: %s", bot->id, err);
-        hive_bot_step(bot, &exited, failed == FSM_EXIT_PERMANENT ? err : NULL);
-    }
-    if (hive_bot_settled(bot)) /* no worker and none to come: nothing to keep */
-        hive_bot_store_drop(bot);
-    hive_bot_standin_sync(bot);
-    hive_after_step(bot->hive, bot);
 }
 
 /* ---- the start queue ---------------------------------------------------- */
@@ -620,7 +193,7 @@ static void hive_starter_kick(struct hive *hive)
 
 /* Ask for BOT to be started, and for its dependencies that are not on their
  * way already (the roster has no cycles). */
-static void hive_bot_want_start(struct hive_bot *bot)
+void hive_bot_want_start(struct hive_bot *bot)
 {
     struct hive *hive = bot->hive;
     if (bot->wanted || bot->retired || hive->shutting_down)
@@ -637,7 +210,7 @@ static void hive_bot_want_start(struct hive_bot *bot)
 }
 
 /* Withdraw a start BOT was waiting for. */
-static void hive_bot_unwant(struct hive_bot *bot)
+void hive_bot_unwant(struct hive_bot *bot)
 {
     if (!bot->wanted)
         return;
@@ -660,30 +233,41 @@ static bool hive_bot_deps_running(struct hive_bot *bot)
     return true;
 }
 
-/* One slice of the start queue: START the next bots whose dependencies run,
- * at most HIVE_START_SLICE spawns, then give the loop back (the front door,
- * READY=1 datagrams, exits) and come back while there is more to do. No more
- * than HIVE_START_INFLIGHT are starting at once: a worker's start_timeout
- * runs from its spawn, and a thousand workers started together on a few
- * cores would spend it waiting for each other; the next slice comes as
- * starting ones become running (or fail). */
+/* How many bots may be starting at once. A worker's start is CPU work
+ * (exec, its store, its queue), and its start_timeout runs from its spawn:
+ * a thousand started together on a few cores spend it waiting for each
+ * other, and starve the supervisor (which must read their READY=1) of CPU. */
+static size_t hive_start_inflight(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n = cpus > 0 ? (size_t)cpus * HIVE_START_PER_CPU : HIVE_START_MIN;
+    return n < HIVE_START_MIN ? HIVE_START_MIN : n;
+}
+
+/* One slice of the start queue: START the next bots whose dependencies run
+ * while fewer than hive_start_inflight() are starting, for at most
+ * HIVE_START_SLICE_MS, then give the loop back (the front door, READY=1
+ * datagrams, exits). The next slice comes at once while the slice ran out
+ * of time, else as starting bots become running (or fail). */
 static void hive_starter_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hive *hive = arg;
     struct hive_bot *bot, *next;
-    size_t started = 0;
+    size_t inflight = hive_start_inflight();
+    int64_t until = util_mono_ms() + HIVE_START_SLICE_MS;
+    bool timed_out = false;
     (void)fd, (void)what;
-    for (bot = TAILQ_FIRST(&hive->pending);
-         bot && started < HIVE_START_SLICE && hive->starting < HIVE_START_INFLIGHT; bot = next) {
+    for (bot = TAILQ_FIRST(&hive->pending); bot && hive->starting < inflight; bot = next) {
         next = TAILQ_NEXT(bot, pending_entry);
         if (!hive_bot_deps_running(bot))
             continue;
         hive_bot_unwant(bot);
-        started++;
-        hive_bot_feed(bot, FSM_EV_START);
+        bot_feed(bot, FSM_EV_START);
         next = TAILQ_FIRST(&hive->pending); /* a step may have changed the queue */
+        if ((timed_out = util_mono_ms() >= until))
+            break;
     }
-    if (started == HIVE_START_SLICE && hive->starting < HIVE_START_INFLIGHT)
+    if (timed_out)
         hive_starter_kick(hive);
 }
 
@@ -699,10 +283,10 @@ static void hive_ready_check(struct hive *hive)
 
 /* BOT has just become running: its watchdog starts, bots waiting for it may
  * go, and `hive up` may be ready. */
-static void hive_bot_now_running(struct hive_bot *bot)
+void hive_bot_now_running(struct hive_bot *bot)
 {
     struct hive *hive = bot->hive;
-    hive_bot_arm_watchdog(bot);
+    bot_arm_watchdog(bot);
     if (bot->counts_for_ready) {
         bot->counts_for_ready = false;
         hive->ready_left--;
@@ -713,7 +297,7 @@ static void hive_bot_now_running(struct hive_bot *bot)
 
 /* Keep the count of starting bots across a change FROM -> TO; one fewer
  * starting lets the queue go on. */
-static void hive_count_starting(struct hive *hive, enum fsm_state from, enum fsm_state to)
+void hive_count_starting(struct hive *hive, enum fsm_state from, enum fsm_state to)
 {
     if (to == FSM_STATE_STARTING)
         hive->starting++;
@@ -721,66 +305,6 @@ static void hive_count_starting(struct hive *hive, enum fsm_state from, enum fsm
         hive->starting--;
         hive_starter_kick(hive);
     }
-}
-
-/* Feed an event without details. */
-static void hive_bot_feed(struct hive_bot *bot, enum fsm_event_type type)
-{
-    struct fsm_event ev = {type, 0, 0, NULL};
-    hive_bot_step(bot, &ev, NULL);
-}
-
-/* A bot for roster bot DEF, stopped, with no socket yet. */
-static struct hive_bot *hive_bot_new(struct hive *hive, const struct roster_bot *def)
-{
-    static const enum fsm_event_type fires[HIVE_TIMER_COUNT] = {
-        FSM_EV_START_TIMEOUT, FSM_EV_BACKOFF_DONE, FSM_EV_STOP_TIMEOUT, FSM_EV_HEALTHY,
-        FSM_EV_WATCHDOG_TIMEOUT};
-    struct hive_bot *bot = xcalloc(1, sizeof *bot);
-    struct fsm_policy p;
-    bot->hive = hive;
-    bot->id = xstrdup(def->id);
-    bot->def = def;
-    bot->stop_signal = def->stop_signal;
-    bot->listen_fd = -1;
-    bot->proxy_fd = -1;
-    bot->stored_fd = -1;
-    hive_policy(def, &p);
-    fsm_bot_init(&bot->fsm, &p);
-    for (int i = 0; i < HIVE_TIMER_COUNT; i++) {
-        bot->timers[i] = (struct hive_timer){bot, fires[i], NULL};
-        bot->timers[i].ev = evtimer_new(hive->base, hive_timer_cb, &bot->timers[i]);
-    }
-    char *log_path = xasprintf("%s/%s.log", hive->logs_dir, def->id);
-    bot->logcap = logcap_new(hive->base, def->id, log_path, hive->echo);
-    free(log_path);
-    return bot;
-}
-
-/* Release BOT; a worker still alive is killed with its group and reaped. */
-static void hive_bot_free(struct hive_bot *bot)
-{
-    if (bot->pid > 0) {
-        log_warn("%s: killing pid %d (the supervisor is exiting)", bot->id, (int)bot->pid);
-        kill(-bot->pid, SIGKILL);
-        kill(bot->pid, SIGKILL);
-        while (waitpid(bot->pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-    }
-    hive_bot_unwant(bot);
-    fsm_bot_free(&bot->fsm);
-    cgtree_bot_remove(bot->hive->cgtree, bot->id);
-    for (int i = 0; i < HIVE_TIMER_COUNT; i++)
-        event_free(bot->timers[i].ev);
-    logcap_free(bot->logcap);
-    hive_bot_standin_drop(bot);
-    if (bot->listen_fd >= 0)
-        close(bot->listen_fd);
-    hive_bot_proxy_close(bot);
-    hive_bot_store_drop(bot);
-    free(bot->bound_bind);
-    free(bot->id);
-    free(bot);
 }
 
 /* ---- processes: reaping and notifications ------------------------------- */
@@ -796,18 +320,6 @@ static struct hive_bot *hive_bot_by_pid(struct hive *hive, pid_t pid)
     if (bot->pid == pid)
         return bot;
     return NULL;
-}
-
-/* A worker was reaped with STATUS. */
-static void hive_bot_exited(struct hive_bot *bot, int status)
-{
-    struct fsm_event ev = {FSM_EV_EXITED, 0, 0, NULL};
-    if (WIFEXITED(status))
-        ev.code = WEXITSTATUS(status);
-    else if (WIFSIGNALED(status))
-        ev.signal = WTERMSIG(status);
-    bot->pid = 0;
-    hive_bot_step(bot, &ev, NULL);
 }
 
 /* SIGCHLD: reap every exited child. Each is first looked at without being
@@ -834,67 +346,8 @@ static void hive_sigchld_cb(evutil_socket_t sig, short what, void *arg)
         if (waitpid(si.si_pid, &status, WNOHANG) <= 0)
             return;
         if (bot)
-            hive_bot_exited(bot, status);
+            bot_exited(bot, status);
     }
-}
-
-/* FDSTORE=1 or FDSTOREREMOVE=1 from BOT's worker: keep its one inotify
- * instance (taken out of D), or let it go. Anything else is not kept. */
-static void hive_bot_fdstore(struct hive_bot *bot, struct notify_msg *n)
-{
-    struct notify_msg *d = n; /* its descriptors */
-    bool named = n->fdname && strcmp(n->fdname, HIVE_STORE_NAME) == 0;
-    enum fsm_state s = bot->fsm.state;
-    if (n->fdstore_remove && named)
-        hive_bot_store_drop(bot);
-    if (!n->fdstore || d->n_fds == 0)
-        return;
-    if (!named || d->n_fds != 1 || d->truncated || !sdnotify_fd_is_anon(d->fds[0], "inotify")) {
-        log_warn("%s: not keeping what worker pid %d passed (FDSTORE=1 takes one inotify "
-                 "instance named %s)",
-                 bot->id, (int)bot->pid, HIVE_STORE_NAME);
-        return;
-    }
-    /* A worker told to stop (or a retired bot's) has nothing to hand on. */
-    if (bot->retired || (s != FSM_STATE_STARTING && s != FSM_STATE_RUNNING))
-        return;
-    hive_bot_store_drop(bot); /* one per bot: the newer replaces it */
-    bot->stored_fd = d->fds[0];
-    d->fds[0] = -1;
-    log_debug("%s: fd store keeps worker pid %d's inotify instance", bot->id, (int)bot->pid);
-}
-
-/* What BOT's worker said of its file queue's watch with READY=1: NOWATCH is
- * why it has none (NULL: it has one). Without a watch, a task file is found
- * by the queue's 30 s rescan only: said loudly, and in /status. */
-static void hive_bot_watch(struct hive_bot *bot, const char *nowatch)
-{
-    if (!nowatch) {
-        bot->nowatch[0] = '\0';
-        return;
-    }
-    snprintf(bot->nowatch, sizeof bot->nowatch,
-             "no inotify watch (%s): file tasks wait for the queue's rescan", nowatch);
-    log_warn("%s: worker pid %d has %s; see fs.inotify.max_user_instances", bot->id, (int)bot->pid,
-             bot->nowatch);
-}
-
-/* One datagram from BOT's worker. */
-static void hive_bot_notified(struct hive_bot *bot, struct notify_msg *n)
-{
-    if (n->fdstore || n->fdstore_remove)
-        hive_bot_fdstore(bot, n);
-    if (n->ready) {
-        bot->heartbeat_wall_ns = util_wall_ns();
-        hive_bot_watch(bot, n->nowatch);
-        hive_bot_feed(bot, FSM_EV_READY);
-    }
-    if (n->watchdog) {
-        bot->heartbeat_wall_ns = util_wall_ns(); /* written by the next refresh */
-        hive_bot_arm_watchdog(bot);
-    }
-    if (n->stopping)
-        log_info("%s: worker pid %d is stopping", bot->id, (int)bot->pid);
 }
 
 /* A datagram on NOTIFY_SOCKET, acted on only when its sender is a bot's
@@ -903,7 +356,7 @@ static void hive_notified(void *arg, struct notify_msg *m)
 {
     struct hive_bot *bot = m->pid > 0 ? hive_bot_by_pid(arg, m->pid) : NULL;
     if (bot)
-        hive_bot_notified(bot, m);
+        bot_notified(bot, m);
 }
 
 /* ---- the table ---------------------------------------------------------- */
@@ -916,11 +369,11 @@ static void hive_sweep_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     for (bot = TAILQ_FIRST(&hive->retired); bot; bot = next) {
         next = TAILQ_NEXT(bot, entry);
-        if (!hive_bot_settled(bot))
+        if (!bot_settled(bot))
             continue;
         TAILQ_REMOVE(&hive->retired, bot, entry);
         log_info("%s: removed", bot->id);
-        hive_bot_free(bot);
+        bot_free(bot);
     }
 }
 
@@ -941,7 +394,7 @@ static int hive_named_order(const void *a, const void *b)
 }
 
 /* Rebuild the id index after the table changed. */
-static void hive_index(struct hive *hive)
+void hive_index(struct hive *hive)
 {
     free(hive->by_id);
     hive->by_id = xcalloc(hive->n_bots + 1, sizeof *hive->by_id);
@@ -951,7 +404,7 @@ static void hive_index(struct hive *hive)
 }
 
 /* The table bot named ID, or NULL. */
-static struct hive_bot *hive_bot_named(const struct hive *hive, const char *id)
+struct hive_bot *hive_bot_named(const struct hive *hive, const char *id)
 {
     struct hive_named key = {id, NULL}, *hit;
     if (!hive->by_id)
@@ -967,10 +420,10 @@ static int hive_bind_all(struct hive *hive, char *err, size_t errlen)
     char why[300];
     hive->bots = xcalloc(r->n_bots, sizeof *hive->bots);
     for (size_t i = 0; i < r->n_bots; i++)
-        hive->bots[hive->n_bots++] = hive_bot_new(hive, &r->bots[i]);
+        hive->bots[hive->n_bots++] = bot_new(hive, &r->bots[i]);
     hive_index(hive);
     for (size_t i = 0; i < hive->n_bots; i++) {
-        if (hive_bot_bind(hive->bots[i], why, sizeof why) == 0)
+        if (bot_bind(hive->bots[i], why, sizeof why) == 0)
             continue;
         if (errno == EADDRINUSE)
             snprintf(err, errlen, "bot %s: port %d is already in use (%s:%d)", r->bots[i].id,
@@ -1051,10 +504,10 @@ void hive_free(struct hive *hive)
     if (!hive)
         return;
     for (size_t i = 0; i < hive->n_bots; i++)
-        hive_bot_free(hive->bots[i]);
+        bot_free(hive->bots[i]);
     while ((bot = TAILQ_FIRST(&hive->retired))) {
         TAILQ_REMOVE(&hive->retired, bot, entry);
-        hive_bot_free(bot);
+        bot_free(bot);
     }
     hive->n_bots = 0;
     cgtree_free(hive->cgtree);
@@ -1078,7 +531,7 @@ void hive_free(struct hive *hive)
 }
 
 /* Make room for an inotify instance per bot that watches its file queue. */
-static void hive_watch_room(struct hive *hive)
+void hive_watch_room(struct hive *hive)
 {
     size_t watching = 0;
     for (size_t i = 0; i < hive->n_bots; i++)
@@ -1197,33 +650,31 @@ int hive_bot_control(struct hive *hive, const char *id, const char *action)
         return 0;
     }
     hive_bot_unwant(bot);
-    hive_bot_feed(bot, type);
+    bot_feed(bot, type);
     return 0;
 }
 
-/* ---- reload ------------------------------------------------------------- */
-
-enum hive_change { HIVE_SAME, HIVE_ADDED, HIVE_CHANGED };
+/* ---- the table's changes (reload.c drives them) ---------------------- */
 
 /* Take BOT out of the table: stop it, free it once its worker is gone. */
-static void hive_bot_retire(struct hive *hive, struct hive_bot *bot)
+void hive_bot_retire(struct hive *hive, struct hive_bot *bot)
 {
     bot->retired = true;
     bot->def = NULL;
     hive_bot_unwant(bot);
-    hive_bot_standin_drop(bot);
+    bot_standin_drop(bot);
     if (bot->listen_fd >= 0) /* the worker keeps its own copy while it stops */
         close(bot->listen_fd);
     bot->listen_fd = -1;
-    hive_bot_proxy_close(bot);
+    bot_proxy_close(bot);
     TAILQ_INSERT_TAIL(&hive->retired, bot, entry);
     log_info("%s: removed from the roster; stopping", bot->id);
-    hive_bot_feed(bot, FSM_EV_STOP);
+    bot_feed(bot, FSM_EV_STOP);
 }
 
 /* A retired bot named ID back in the table (removed, then added again before
  * its worker was gone), or NULL. */
-static struct hive_bot *hive_bot_unretire(struct hive *hive, const char *id)
+struct hive_bot *hive_bot_unretire(struct hive *hive, const char *id)
 {
     struct hive_bot *bot;
     TAILQ_FOREACH(bot, &hive->retired, entry)
@@ -1235,151 +686,10 @@ static struct hive_bot *hive_bot_unretire(struct hive *hive, const char *id)
     return NULL;
 }
 
-/* Point BOT at its new definition DEF; a new address is bound at the next spawn. */
-static void hive_bot_redefine(struct hive_bot *bot, const struct roster_bot *def)
-{
-    hive_bot_standin_drop(bot); /* made again below with the new lists */
-    if (bot->listen_fd >= 0 &&
-        (bot->bound_port != def->port || strcmp(bot->bound_bind, def->bind) != 0)) {
-        close(bot->listen_fd);
-        bot->listen_fd = -1;
-    }
-    bot->def = def;
-    bot->stop_signal = def->stop_signal;
-    hive_bot_set_policy(bot);
-    hive_bot_standin_sync(bot);
-}
-
-/* Build the new table for NEXT, noting what changed for each bot in HOW. */
-static struct hive_bot **hive_reload_table(struct hive *hive, const struct roster *next,
-                                           enum hive_change *how)
-{
-    bool shared = roster_shared_equal(hive->roster, next);
-    struct hive_bot **table = xcalloc(next->n_bots, sizeof *table);
-    for (size_t j = 0; j < next->n_bots; j++) {
-        const struct roster_bot *def = &next->bots[j];
-        struct hive_bot *bot = hive_bot_named(hive, def->id);
-        if (!bot) {
-            bot = hive_bot_unretire(hive, def->id);
-            if (bot)
-                hive_bot_redefine(bot, def);
-            table[j] = bot ? bot : hive_bot_new(hive, def);
-            how[j] = HIVE_ADDED;
-            continue;
-        }
-        how[j] = shared && roster_bot_equal(bot->def, def) ? HIVE_SAME : HIVE_CHANGED;
-        if (how[j] == HIVE_SAME)
-            bot->def = def;
-        else
-            hive_bot_redefine(bot, def);
-        table[j] = bot;
-    }
-    return table;
-}
-
-/* Start the added bots and restart the changed ones that are meant to run. */
-static void hive_reload_kick(struct hive *hive, const enum hive_change *how)
-{
-    for (size_t j = 0; j < hive->n_bots; j++) {
-        struct hive_bot *bot = hive->bots[j];
-        enum fsm_state s = bot->fsm.state;
-        if (how[j] == HIVE_ADDED && bot->def->autostart)
-            hive_bot_want_start(bot);
-        else if (how[j] == HIVE_CHANGED && s != FSM_STATE_STOPPED &&
-                 !(s == FSM_STATE_STOPPING && !bot->fsm.restart_pending))
-            hive_bot_feed(bot, FSM_EV_RESTART);
-    }
-}
-
-/* Count the HOW entries equal to WHAT. */
-static size_t hive_count(const enum hive_change *how, size_t n, enum hive_change what)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++)
-        c += how[i] == what;
-    return c;
-}
-
-/* Point every bot's log at the (new) work dir. */
-static void hive_reload_paths(struct hive *hive)
-{
-    char err[300];
-    if (hive_paths(hive, err, sizeof err) < 0)
-        log_warn("reload: %s", err);
-    for (size_t i = 0; i < hive->n_bots; i++) {
-        char *path = xasprintf("%s/%s.log", hive->logs_dir, hive->bots[i]->id);
-        logcap_set_path(hive->bots[i]->logcap, path);
-        free(path);
-    }
-}
-
-/* Switch to roster NEXT (taken over): retire, add, redefine, then act. */
-static void hive_reload_apply(struct hive *hive, struct roster *next)
-{
-    size_t removed = 0, n_old = hive->n_bots;
-    struct hive_bot **old = hive->bots;
-    enum hive_change *how = xcalloc(next->n_bots, sizeof *how);
-    bool moved = strcmp(hive->roster->work_dir, next->work_dir) != 0;
-    if (strcmp(hive->roster->listen_host, next->listen_host) ||
-        hive->roster->listen_port != next->listen_port)
-        log_warn("reload: a new listen address takes effect at the next `hive up`");
-    hive->bots = hive_reload_table(hive, next, how);
-    hive->n_bots = next->n_bots;
-    hive_index(hive);
-    for (size_t i = 0; i < n_old; i++)
-        if (!roster_find_bot(next, old[i]->id))
-            old[i]->def = NULL; /* it points into the roster freed below */
-    roster_free(hive->roster);
-    hive->roster = next;
-    registry_set_name(hive->registry, next->name);
-    if (moved)
-        hive_reload_paths(hive);
-    for (size_t i = 0; i < n_old; i++) {
-        if (old[i]->def)
-            continue;
-        removed++;
-        hive_bot_retire(hive, old[i]);
-    }
-    free(old);
-    log_info("reload: %zu added, %zu removed, %zu changed, %zu unchanged",
-             hive_count(how, hive->n_bots, HIVE_ADDED), removed,
-             hive_count(how, hive->n_bots, HIVE_CHANGED), hive_count(how, hive->n_bots, HIVE_SAME));
-    hive_watch_room(hive);
-    hive_reload_kick(hive, how);
-    hive_registry_changed(hive);
-    free(how);
-}
-
-/* Join roster messages, one per line, into ERR. */
-static void hive_join_errors(const struct roster_errors *errs, char *err, size_t errlen)
-{
-    size_t used = 0;
-    err[0] = '\0';
-    for (size_t i = 0; i < errs->n && used + 1 < errlen; i++) {
-        int n = snprintf(err + used, errlen - used, "%s%s", i ? "\n" : "", errs->items[i]);
-        if (n < 0)
-            break;
-        used += (size_t)n;
-    }
-}
-
-/* Re-read the roster file and apply the difference, or change nothing. */
+/* Re-read the roster file and apply the difference (reload.c). */
 int hive_reload(struct hive *hive, char *err, size_t errlen)
 {
-    struct roster *next = NULL;
-    struct roster_errors errs = {NULL, 0};
-    if (hive->shutting_down) {
-        snprintf(err, errlen, "the hive is shutting down");
-        return -1;
-    }
-    if (roster_load(hive->roster->path, &next, &errs) < 0) {
-        hive_join_errors(&errs, err, errlen);
-        roster_errors_free(&errs);
-        return -1;
-    }
-    roster_errors_free(&errs);
-    hive_reload_apply(hive, next);
-    return 0;
+    return reload_roster(hive, err, errlen);
 }
 
 /* ---- shutdown ----------------------------------------------------------- */
@@ -1396,9 +706,9 @@ void hive_shutdown(struct hive *hive, void (*done)(void *arg), void *arg)
         while (!TAILQ_EMPTY(&hive->pending))
             hive_bot_unwant(TAILQ_FIRST(&hive->pending));
         for (size_t i = 0; i < hive->n_bots; i++)
-            hive_bot_feed(hive->bots[i], FSM_EV_STOP);
+            bot_feed(hive->bots[i], FSM_EV_STOP);
         TAILQ_FOREACH(bot, &hive->retired, entry)
-        hive_bot_feed(bot, FSM_EV_STOP);
+        bot_feed(bot, FSM_EV_STOP);
     }
     if (hive->n_bots == 0 && TAILQ_EMPTY(&hive->retired) && !hive->done_fired) {
         static const struct timeval now = {0, 0};
@@ -1415,7 +725,7 @@ void hive_shutdown_now(struct hive *hive)
         return;
     log_warn("not waiting for the stop timeout: SIGKILL to every worker still running");
     for (size_t i = 0; i < hive->n_bots; i++)
-        hive_bot_feed(hive->bots[i], FSM_EV_STOP_TIMEOUT);
+        bot_feed(hive->bots[i], FSM_EV_STOP_TIMEOUT);
     TAILQ_FOREACH(bot, &hive->retired, entry)
-    hive_bot_feed(bot, FSM_EV_STOP_TIMEOUT);
+    bot_feed(bot, FSM_EV_STOP_TIMEOUT);
 }
