@@ -248,7 +248,7 @@ static int bot_spawn(struct hive_bot *bot, char *why, size_t cap)
     free(cg);
     if (pid < 0)
         return 1;
-    bot->pid = pid;
+    hive_pid_set(hive, bot, pid);
     bot->nowatch[0] = '\0'; /* the new worker says again */
     bot->registered_wall_ns = bot->heartbeat_wall_ns = util_wall_ns();
     logcap_attach(bot->logcap, out_fd);
@@ -421,6 +421,7 @@ void bot_free(struct hive_bot *bot)
         kill(bot->pid, SIGKILL);
         while (waitpid(bot->pid, NULL, 0) < 0 && errno == EINTR)
             ;
+        hive_pid_set(bot->hive, bot, 0);
     }
     hive_bot_unwant(bot);
     fsm_bot_free(&bot->fsm);
@@ -446,7 +447,7 @@ void bot_exited(struct hive_bot *bot, int status)
         ev.code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status))
         ev.signal = WTERMSIG(status);
-    bot->pid = 0;
+    hive_pid_set(bot->hive, bot, 0);
     bot_step(bot, &ev, NULL);
 }
 

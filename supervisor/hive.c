@@ -46,8 +46,8 @@
 #define HIVE_GAP_MS 1500           /* a tick this late: we were not running */
 #define HIVE_STORE_NAME "inotify"  /* the one descriptor a worker may store */
 #define HIVE_PROXY_FD_NAME "proxy" /* the private socket's LISTEN_FDNAMES name */
-#define HIVE_START_PER_CPU 4       /* bots starting at once, per online CPU ... */
-#define HIVE_START_MIN 8           /* ... and at least this many */
+#define HIVE_START_PER_CPU 32      /* bots starting at once, per online CPU ... */
+#define HIVE_START_MIN 32          /* ... and at least this many */
 #define HIVE_START_SLICE_MS 20     /* a slice of spawns gives the loop back after this long */
 
 static void hive_notified(void *arg, struct notify_msg *m);
@@ -309,17 +309,74 @@ void hive_count_starting(struct hive *hive, enum fsm_state from, enum fsm_state 
 
 /* ---- processes: reaping and notifications ------------------------------- */
 
+/* The home slot of PID in the pid index (Fibonacci hashing). */
+static size_t hive_pid_home(const struct hive *hive, pid_t pid)
+{
+    return (size_t)((uint32_t)pid * 2654435761u) & (hive->pid_cap - 1);
+}
+
+/* The slot of PID in the pid index, or of the free one where it would go. */
+static size_t hive_pid_slot(const struct hive *hive, pid_t pid)
+{
+    size_t i = hive_pid_home(hive, pid);
+    while (hive->by_pid[i] && hive->by_pid[i]->pid != pid)
+        i = (i + 1) & (hive->pid_cap - 1);
+    return i;
+}
+
+/* Put BOT (its pid set) into the pid index, growing it at half full. */
+static void hive_pid_insert(struct hive *hive, struct hive_bot *bot)
+{
+    if ((hive->pid_n + 1) * 2 > hive->pid_cap) {
+        struct hive_bot **old = hive->by_pid;
+        size_t old_cap = hive->pid_cap;
+        hive->pid_cap = old_cap ? old_cap * 2 : 64;
+        hive->by_pid = xcalloc(hive->pid_cap, sizeof *hive->by_pid);
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i])
+                hive->by_pid[hive_pid_slot(hive, old[i]->pid)] = old[i];
+        free(old);
+    }
+    hive->by_pid[hive_pid_slot(hive, bot->pid)] = bot;
+    hive->pid_n++;
+}
+
+/* Take PID out of the pid index, moving back the entries after it that
+ * would no longer be found (linear probing leaves no holes). */
+static void hive_pid_remove(struct hive *hive, pid_t pid)
+{
+    size_t mask = hive->pid_cap - 1, i = hive_pid_slot(hive, pid), j = i;
+    if (!hive->by_pid[i])
+        return;
+    hive->by_pid[i] = NULL;
+    hive->pid_n--;
+    for (j = (j + 1) & mask; hive->by_pid[j]; j = (j + 1) & mask) {
+        size_t home = hive_pid_home(hive, hive->by_pid[j]->pid);
+        /* The entry at J may fill the hole at I unless its home lies
+         * cyclically within (I, J]. */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            hive->by_pid[i] = hive->by_pid[j];
+            hive->by_pid[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+void hive_pid_set(struct hive *hive, struct hive_bot *bot, pid_t pid)
+{
+    if (bot->pid > 0 && hive->pid_cap)
+        hive_pid_remove(hive, bot->pid);
+    bot->pid = pid;
+    if (pid > 0)
+        hive_pid_insert(hive, bot);
+}
+
 /* The bot whose worker is PID (retired ones included), or NULL. */
 static struct hive_bot *hive_bot_by_pid(struct hive *hive, pid_t pid)
 {
-    struct hive_bot *bot;
-    for (size_t i = 0; i < hive->n_bots; i++)
-        if (hive->bots[i]->pid == pid)
-            return hive->bots[i];
-    TAILQ_FOREACH(bot, &hive->retired, entry)
-    if (bot->pid == pid)
-        return bot;
-    return NULL;
+    if (!hive->pid_cap)
+        return NULL;
+    return hive->by_pid[hive_pid_slot(hive, pid)];
 }
 
 /* SIGCHLD: reap every exited child. Each is first looked at without being
@@ -515,6 +572,7 @@ void hive_free(struct hive *hive)
         registry_write(hive->registry); /* no bot left: the hive is down */
     free(hive->bots);
     free(hive->by_id);
+    free(hive->by_pid);
     hive_event_free(hive->starter_ev);
     hive_event_free(hive->sigchld_ev);
     hive_event_free(hive->tick_ev);

@@ -91,6 +91,8 @@ struct hive {
     struct hive_bot **bots; /* roster order */
     size_t n_bots;
     struct hive_named *by_id; /* the same bots sorted by id */
+    struct hive_bot **by_pid; /* bots with a worker (retired ones too), hashed by pid */
+    size_t pid_cap, pid_n;    /* its size (a power of 2, or 0) and its bots */
     /* Starts asked for and not done yet: a hive starts its bots a slice per
      * loop pass, so the front door and the workers' READY=1 are served
      * meanwhile, and a bot waits here until its dependencies run. */
@@ -129,6 +131,8 @@ bool hive_port_held(const struct hive *hive, const struct hive_bot *self, int po
 void hive_bot_retire(struct hive *hive, struct hive_bot *bot);
 /* A retired bot named ID back in the table, or NULL. */
 struct hive_bot *hive_bot_unretire(struct hive *hive, const char *id);
+/* Set BOT's worker pid (0: none), keeping the index by pid in step. */
+void hive_pid_set(struct hive *hive, struct hive_bot *bot, pid_t pid);
 /* Rebuild the id index after the table changed. */
 void hive_index(struct hive *hive);
 /* Derive the paths under the roster's work dir and create the logs folder. */
