@@ -920,7 +920,7 @@ START_TEST(test_random_walk)
     p.window_ms = 3000;
     fsm_bot_init(&bot, &p);
     for (int i = 0; i < 200000; i++) {
-        struct fsm_event ev;
+        struct fsm_event ev = {FSM_EV_START, 0, 0, NULL};
         struct fsm_actions a;
         enum fsm_state from = bot.state;
 
