@@ -21,8 +21,12 @@ import urllib.request
 
 
 def ticks(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        rest = f.read().rsplit(")", 1)[1].split()
+    """utime + stime of PID in clock ticks; 0 when it is gone (a restart)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
     return int(rest[11]) + int(rest[12])
 
 
