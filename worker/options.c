@@ -235,6 +235,29 @@ static int options_string(struct worker_options *o, const char *name, const char
     return 0;
 }
 
+/* Apply one "--name=value" option (any option that takes a value; for
+ * --adapter-cmd the value is split on whitespace). */
+static int options_inline(struct worker_options *o, const char *arg, char *err, size_t errlen)
+{
+    const char *eq = strchr(arg, '=');
+    char *name = xstrndup(arg, (size_t)(eq - arg));
+    char *argv[2] = {name, (char *)eq + 1};
+    int i = 0, r = -1;
+    if (strcmp(name, "--adapter-cmd") != 0) {
+        if ((r = options_numeric(o, name, eq + 1)) == -2)
+            r = options_string(o, name, eq + 1);
+    } else if (eq[1]) {
+        options_take_argv(o, 2, argv, &i, true);
+        r = 0;
+    }
+    if (r == -2)
+        snprintf(err, errlen, "unknown option %s", name);
+    else if (r < 0)
+        snprintf(err, errlen, "invalid value for %s: '%s'", name, eq + 1);
+    free(name);
+    return r < 0 ? -1 : 0;
+}
+
 /* Checks across options once all are read. */
 static int options_check(struct worker_options *o, char *err, size_t errlen)
 {
@@ -271,7 +294,10 @@ int options_parse(int argc, char **argv, struct worker_options *o, char *err, si
             options_take_argv(o, argc, argv, &i, true);
         else if (!strcmp(a, "--adapter-cmd"))
             options_take_argv(o, argc, argv, &i, false);
-        else if (a[0] == '-') {
+        else if (!strncmp(a, "--", 2) && strchr(a, '=')) {
+            if (options_inline(o, a, err, errlen) < 0)
+                return -1;
+        } else if (a[0] == '-') {
             if (i + 1 >= argc) {
                 snprintf(err, errlen, "option %s needs a value", a);
                 return -1;

@@ -7,13 +7,14 @@
  * following a bot's log file, and the human-readable output and exit codes
  * (0 ok, 1 runtime failure, 2 usage, 78 configuration).
  */
-#include "supervisor/client.h"
+#include "cli/client.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <http_parser.h>
 #include <jansson.h>
+#include <math.h>
 #include <netdb.h>
 #include <openssl/evp.h>
 #include <poll.h>
@@ -33,15 +34,19 @@
 #include "common/util.h"
 #include "common/ws.h"
 #include "config/roster.h"
+#include "cli/logs.h"
 
 #define CLIENT_EXIT_OK 0
 #define CLIENT_EXIT_FAIL 1
 #define CLIENT_EXIT_USAGE 2
+#define CLIENT_EXIT_INACTIVE 3 /* status: a listed bot is not running */
 #define CLIENT_EXIT_CONFIG 78
 #define CLIENT_IO_TIMEOUT_S 30 /* a hive that does not answer a request in this long */
 #define CLIENT_DOWN_WAIT_MS 30000
 #define CLIENT_POLL_MS 100
-#define CLIENT_FOLLOW_MS 200
+#define CLIENT_WATCH_MS 1000
+#define CLIENT_WAIT_CHECK_MS 5000 /* send --wait: ask after the task this often */
+#define CLIENT_STDIN_MAX (1024 * 1024)
 
 /* The running hive, as hive.yaml describes it. */
 struct client {
@@ -50,6 +55,7 @@ struct client {
     char addr[300]; /* "127.0.0.1:8000", for messages and Host */
     int port;
     const char *token; /* NULL when the hive has none */
+    bool colour;       /* ANSI colours: stdout is a terminal and NO_COLOR unset */
 };
 
 /* One answer. */
@@ -63,8 +69,10 @@ struct client_response {
 /* Parsed command line of one subcommand. */
 struct client_args {
     const char *file;
-    bool json, wait, follow;
-    char **rest; /* positional arguments */
+    bool json, wait, follow, watch, no_prefix;
+    long tail;         /* logs -n; -1: all */
+    const char *since; /* logs --since */
+    char **rest;       /* positional arguments */
     int n_rest;
 };
 
@@ -373,10 +381,25 @@ static void client_bot_counts(const struct client *c, const char *id, char *task
     free(target);
 }
 
+/* The escape that colours STATE on a terminal ("" without colour). */
+static const char *client_state_colour(const struct client *c, const char *state)
+{
+    if (!c->colour || !state)
+        return "";
+    if (strcmp(state, "running") == 0)
+        return "\033[32m";
+    if (strcmp(state, "fatal") == 0)
+        return "\033[1;31m";
+    if (strcmp(state, "starting") == 0 || strcmp(state, "backoff") == 0)
+        return "\033[33m";
+    return "\033[2m"; /* stopping, stopped */
+}
+
 /* One row of the status table. */
 static void client_status_row(const struct client *c, json_t *bot, int idw)
 {
     const char *id = json_get_str(bot, "id"), *state = json_get_str(bot, "state");
+    const char *on = client_state_colour(c, state), *off = *on ? "\033[0m" : "";
     json_t *pid = json_object_get(bot, "pid");
     char pids[24] = "-", up[24], tasks[24], queue[24];
 
@@ -389,16 +412,17 @@ static void client_status_row(const struct client *c, json_t *bot, int idw)
         snprintf(tasks, sizeof tasks, "-");
         snprintf(queue, sizeof queue, "-");
     }
-    printf("%-*s  %-8s  %7s  %5lld  %7s  %8lld  %6s  %6s  %s\n", idw, id ? id : "?",
-           state ? state : "?", pids, (long long)json_integer_value(json_object_get(bot, "port")),
-           up, (long long)json_integer_value(json_object_get(bot, "restarts")), tasks, queue,
+    printf("%-*s  %s%-8s%s  %7s  %5lld  %7s  %8lld  %6s  %6s  %s\n", idw, id ? id : "?", on,
+           state ? state : "?", off, pids,
+           (long long)json_integer_value(json_object_get(bot, "port")), up,
+           (long long)json_integer_value(json_object_get(bot, "restarts")), tasks, queue,
            json_get_str(bot, "url") ? json_get_str(bot, "url") : "");
     const char *reason = json_get_str(bot, "reason");
     if (reason && *reason)
         printf("%-*s  reason: %s\n", idw, "", reason);
 }
 
-/* Print the table of GET /status. */
+/* Print the table of GET /status (its "bots" already filtered). */
 static void client_status_table(const struct client *c, json_t *status)
 {
     json_t *hive = json_object_get(status, "hive"), *bots = json_object_get(status, "bots"), *bot;
@@ -423,34 +447,129 @@ static void client_status_table(const struct client *c, json_t *status)
     json_array_foreach(bots, i, bot) client_status_row(c, bot, idw);
 }
 
-/* GET /status: a table, or the raw JSON with --json. */
-static int client_status(struct client *c, struct client_args *a)
+/* The bot of STATUS called ID, or NULL. */
+static json_t *client_status_bot(json_t *status, const char *id)
+{
+    json_t *bot;
+    size_t i;
+    json_array_foreach(json_object_get(status, "bots"), i, bot)
+    {
+        const char *b = json_get_str(bot, "id");
+        if (b && strcmp(b, id) == 0)
+            return bot;
+    }
+    return NULL;
+}
+
+/* Keep only the bots named in A (all when none are); *ALL_RUNNING says
+ * whether every kept bot is running. -1 after naming an unknown bot. */
+static int client_status_filter(json_t *status, const struct client_args *a, bool *all_running)
+{
+    json_t *kept = json_array(), *bot;
+    size_t i;
+    int rc = 0;
+
+    if (a->n_rest == 0)
+        json_array_extend(kept, json_object_get(status, "bots"));
+    for (int k = 0; k < a->n_rest; k++) {
+        if ((bot = client_status_bot(status, a->rest[k])))
+            json_array_append(kept, bot);
+        else {
+            fprintf(stderr, "hive: unknown bot %s\n", a->rest[k]);
+            rc = -1;
+        }
+    }
+    *all_running = rc == 0;
+    json_array_foreach(kept, i, bot)
+    {
+        const char *state = json_get_str(bot, "state");
+        *all_running &= state && strcmp(state, "running") == 0;
+    }
+    json_object_set_new(status, "bots", kept);
+    return rc;
+}
+
+/* One GET /status, printed; the exit code (0 all listed bots running, 3
+ * not). *GONE is set when no hive answered. */
+static int client_status_once(struct client *c, struct client_args *a, bool *gone)
 {
     struct client_response r;
+    bool running = false;
 
-    int rc = client_call(c, "GET", "/status", NULL, 200, &r);
-    if (rc != CLIENT_EXIT_OK)
-        return rc;
+    int rc = client_request(c, "GET", "/status", NULL, &r);
+    *gone = rc < 0;
+    if (rc == -1)
+        return client_not_running(c);
+    if (rc < 0 || r.status != 200) {
+        if (rc == 0)
+            client_print_error(&r);
+        else
+            fprintf(stderr, "hive: GET /status: the hive on %s did not answer properly\n", c->addr);
+        client_response_free(&r);
+        return CLIENT_EXIT_FAIL;
+    }
     json_t *status = client_json(&r);
+    client_response_free(&r);
     if (!json_is_object(status)) {
         fprintf(stderr, "hive: GET /status: invalid JSON\n");
-        rc = CLIENT_EXIT_FAIL;
-    } else if (a->json) {
-        fwrite(r.body, 1, r.len, stdout);
-        if (r.len == 0 || r.body[r.len - 1] != '\n')
-            putchar('\n');
+        json_decref(status);
+        return CLIENT_EXIT_FAIL;
+    }
+    client_status_filter(status, a, &running);
+    if (a->json) {
+        char *text = json_dump_compact(status, NULL);
+        puts(text);
+        free(text);
     } else {
         client_status_table(c, status);
     }
+    fflush(stdout);
     json_decref(status);
-    client_response_free(&r);
-    return rc;
+    return running ? CLIENT_EXIT_OK : CLIENT_EXIT_INACTIVE;
+}
+
+/* --watch: redraw every second (in place on a terminal) until the hive goes
+ * away; the exit code is that of the last table shown. */
+static int client_status_watch(struct client *c, struct client_args *a)
+{
+    bool tty = isatty(STDOUT_FILENO), gone = false;
+    int rc = CLIENT_EXIT_INACTIVE;
+
+    for (;;) {
+        if (tty && !a->json)
+            fputs("\033[H\033[2J", stdout); /* home, clear */
+        int now = client_status_once(c, a, &gone);
+        if (gone || ferror(stdout))
+            break;
+        rc = now;
+        if (!tty && !a->json)
+            putchar('\n');
+        fflush(stdout);
+        client_sleep_ms(CLIENT_WATCH_MS);
+    }
+    if (gone)
+        fprintf(stderr, "hive: the hive on %s went away\n", c->addr);
+    return gone ? CLIENT_EXIT_INACTIVE : rc;
+}
+
+/* hive status: exit 0 when every listed bot is running, 3 otherwise (as
+ * `systemctl is-active`), 1 when no hive answers. */
+static int client_status(struct client *c, struct client_args *a)
+{
+    bool gone;
+    const char *no_colour = getenv("NO_COLOR");
+    c->colour = isatty(STDOUT_FILENO) && !(no_colour && *no_colour);
+    if (a->watch)
+        return client_status_watch(c, a);
+    return client_status_once(c, a, &gone);
 }
 
 /* ---- hive send --wait: a WebSocket client ---------------------------------- */
 
 /* One WebSocket session of `send --wait`. */
 struct client_ws {
+    const struct client *c;
+    const char *bot;
     int fd;
     char *pending; /* bytes that came with the handshake answer */
     size_t pending_len, pending_off;
@@ -728,21 +847,68 @@ static void client_ws_msg_cb(wslay_event_context_ptr ctx,
         client_ws_message(user, arg->msg, arg->msg_length);
 }
 
-/* Run the session until our task's response (or the end of the session). */
+/* Finish from the task's state in RESULT (GET /api/task/<id>), for when the
+ * WebSocket did not bring the response. */
+static void client_wait_result(struct client_ws *ws, json_t *task)
+{
+    json_t *result = json_object_get(task, "result");
+    json_t *m =
+        json_pack("{s:O?, s:O?, s:O?}", "content", json_object_get(result, "output"), "success",
+                  json_object_get(result, "success"), "error", json_object_get(result, "error"));
+    client_ws_response(ws, m);
+    json_decref(m);
+}
+
+/* Ask the hive how our task is (the WebSocket may be stuck): finish on a
+ * final state, on a bot that is no longer running, or on a lost hive. */
+static void client_wait_check(struct client_ws *ws)
+{
+    struct client_response r;
+    char *target = xasprintf("/bots/%s/api/task/%s", ws->bot, ws->task_id);
+    int rc = client_request(ws->c, "GET", target, NULL, &r);
+    free(target);
+    if (rc < 0) {
+        fprintf(stderr, "hive: lost the hive on %s while waiting for task %s\n", ws->c->addr,
+                ws->task_id);
+        ws->failed = ws->done = true;
+    } else if (r.status == 503 || r.status == 502) {
+        client_print_error(&r);
+        fprintf(stderr, "hive: %s is not running; task %s was not answered\n", ws->bot,
+                ws->task_id);
+        ws->failed = ws->done = true;
+    } else if (r.status == 200) {
+        json_t *task = client_json(&r);
+        const char *state = json_get_str(task, "state");
+        if (state && strcmp(state, "queued") != 0 && strcmp(state, "running") != 0)
+            client_wait_result(ws, task);
+        json_decref(task);
+    }
+    client_response_free(&r);
+}
+
+/* Run the session until our task's response, the end of the session, or a
+ * check that finds the task over or the hive gone: never for ever. */
 static void client_ws_loop(struct client_ws *ws, wslay_event_context_ptr ctx)
 {
     int flags = fcntl(ws->fd, F_GETFL);
+    int64_t next_check = util_mono_ms() + CLIENT_WAIT_CHECK_MS;
     fcntl(ws->fd, F_SETFL, flags | O_NONBLOCK);
     if (ws->pending_len > 0 && wslay_event_recv(ctx) != 0)
         return;
     while (!ws->done && (wslay_event_want_read(ctx) || wslay_event_want_write(ctx))) {
         struct pollfd pfd = {ws->fd, 0, 0};
+        int64_t left = next_check - util_mono_ms();
         pfd.events = (short)((wslay_event_want_read(ctx) ? POLLIN : 0) |
                              (wslay_event_want_write(ctx) ? POLLOUT : 0));
-        if (poll(&pfd, 1, -1) < 0) {
-            if (errno == EINTR)
-                continue;
+        int n = poll(&pfd, 1, left > 0 ? (int)left : 0);
+        if (n < 0 && errno != EINTR)
             return;
+        if (n <= 0) {
+            if (util_mono_ms() >= next_check) {
+                client_wait_check(ws);
+                next_check = util_mono_ms() + CLIENT_WAIT_CHECK_MS;
+            }
+            continue;
         }
         if ((pfd.revents & (POLLIN | POLLERR | POLLHUP)) && wslay_event_recv(ctx) != 0)
             return;
@@ -754,7 +920,7 @@ static void client_ws_loop(struct client_ws *ws, wslay_event_context_ptr ctx)
 /* `send --wait`: the task over a WebSocket, its output streamed to stdout. */
 static int client_send_wait(const struct client *c, const char *bot, const char *text)
 {
-    struct client_ws ws = {.fd = -1};
+    struct client_ws ws = {.c = c, .bot = bot, .fd = -1};
     struct wslay_event_callbacks cbs = {.recv_callback = client_ws_recv_cb,
                                         .send_callback = client_ws_send_cb,
                                         .genmask_callback = client_ws_genmask_cb,
@@ -768,14 +934,24 @@ static int client_send_wait(const struct client *c, const char *bot, const char 
         free(ws.pending);
         return CLIENT_EXIT_FAIL;
     }
-    json_t *msg = json_pack("{s:s, s:s}", "type", "task", "command", text);
+    /* Our own task id, so the task can be asked after before the ack. */
+    char hex[9];
+    util_random_hex(hex, 8);
+    snprintf(ws.task_id, sizeof ws.task_id, "WS-%s", hex);
+    json_t *msg =
+        json_pack("{s:s, s:s, s:s}", "type", "task", "command", text, "task_id", ws.task_id);
     size_t len;
     char *data = json_dump_compact(msg, &len);
     struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)data, len};
     wslay_event_queue_msg(ctx, &m);
     client_ws_loop(&ws, ctx);
+    if (!ws.done) /* say what became of the task, if the hive still can */
+        client_wait_check(&ws);
     if (!ws.done)
-        fprintf(stderr, "hive: the connection to %s closed before the task finished\n", bot);
+        fprintf(stderr,
+                "hive: the connection to %s closed before task %s finished (the bot stopped "
+                "or the hive went away)\n",
+                bot, ws.task_id);
     wslay_event_context_free(ctx);
     json_decref(msg);
     free(data);
@@ -799,13 +975,44 @@ static char *client_join(char **words, int n)
     return out;
 }
 
+/* `send BOT -`: the task is all of stdin (its final newlines dropped);
+ * NULL after saying why. */
+static char *client_read_stdin(void)
+{
+    struct util_buf b = {0};
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(STDIN_FILENO, buf, sizeof buf)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || b.len + (size_t)n > CLIENT_STDIN_MAX) {
+            fprintf(stderr, "hive: %s\n",
+                    n < 0 ? strerror(errno) : "the task on stdin is over 1 MiB");
+            free(b.data);
+            return NULL;
+        }
+        util_buf_add(&b, buf, (size_t)n);
+    }
+    while (b.len > 0 && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
+        b.data[--b.len] = '\0';
+    if (b.len == 0) {
+        fprintf(stderr, "hive: the task on stdin is empty\n");
+        free(b.data);
+        return NULL;
+    }
+    return b.data;
+}
+
 /* POST /bots/BOT/api/task and print the task id (or stream with --wait). */
 static int client_send(struct client *c, struct client_args *a)
 {
     const char *bot = a->rest[0];
-    char *text = client_join(a->rest + 1, a->n_rest - 1);
+    bool from_stdin = a->n_rest == 2 && strcmp(a->rest[1], "-") == 0;
+    char *text = from_stdin ? client_read_stdin() : client_join(a->rest + 1, a->n_rest - 1);
     int rc;
 
+    if (!text)
+        return CLIENT_EXIT_FAIL;
     if (a->wait) {
         rc = client_send_wait(c, bot, text);
         free(text);
@@ -831,18 +1038,83 @@ static int client_send(struct client *c, struct client_args *a)
 
 /* ---- control --------------------------------------------------------------- */
 
-/* hive restart|stop|start BOT. */
-static int client_control(struct client *c, const char *action, const char *bot)
+/* restart|stop|start go to the supervisor (202); pause|resume|interrupt
+ * through its proxy to the worker itself (200). */
+static int client_control_one(struct client *c, const char *action, const char *bot)
 {
     struct client_response r;
-    char *target = xasprintf("/api/bots/%s/%s", bot, action);
+    bool worker = strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0 ||
+                  strcmp(action, "interrupt") == 0;
+    char *target = worker ? xasprintf("/bots/%s/api/%s", bot, action)
+                          : xasprintf("/api/bots/%s/%s", bot, action);
 
-    int rc = client_call(c, "POST", target, "{}", 202, &r);
+    int rc = client_call(c, "POST", target, "{}", worker ? 200 : 202, &r);
     if (rc == CLIENT_EXIT_OK) {
-        printf("%s: %s accepted\n", bot, action);
+        json_t *j = worker ? client_json(&r) : NULL;
+        const char *said = json_get_str(j, "status");
+        if (said && strcmp(action, "interrupt") == 0 && strcmp(said, "idle") == 0)
+            printf("%s: idle, nothing to interrupt\n", bot);
+        else if (said)
+            printf("%s: %s\n", bot, said);
+        else
+            printf("%s: %s accepted\n", bot, action);
+        json_decref(j);
         client_response_free(&r);
     }
     free(target);
+    return rc;
+}
+
+/* The ids of every bot of the running hive (for `all`); NULL after saying why. */
+static json_t *client_all_ids(struct client *c)
+{
+    struct client_response r;
+    json_t *ids = json_array(), *bot;
+    size_t i;
+
+    if (client_call(c, "GET", "/status", NULL, 200, &r) != CLIENT_EXIT_OK) {
+        json_decref(ids);
+        return NULL;
+    }
+    json_t *status = client_json(&r);
+    json_array_foreach(json_object_get(status, "bots"), i, bot)
+    {
+        if (json_get_str(bot, "id"))
+            json_array_append_new(ids, json_string(json_get_str(bot, "id")));
+    }
+    json_decref(status);
+    client_response_free(&r);
+    return ids;
+}
+
+/* hive ACTION BOT...|all: each bot in turn; 0 when every one was accepted. */
+static int client_control(struct client *c, const char *action, struct client_args *a)
+{
+    int rc = CLIENT_EXIT_OK;
+    if (a->n_rest == 1 && strcmp(a->rest[0], "all") == 0) {
+        json_t *ids = client_all_ids(c), *id;
+        size_t i;
+        if (!ids)
+            return CLIENT_EXIT_FAIL;
+        json_array_foreach(ids, i, id)
+        {
+            if (client_control_one(c, action, json_string_value(id)) != CLIENT_EXIT_OK)
+                rc = CLIENT_EXIT_FAIL;
+        }
+        json_decref(ids);
+        return rc;
+    }
+    for (int i = 0; i < a->n_rest; i++) {
+        int one = client_control_one(c, action, a->rest[i]);
+        if (one == CLIENT_EXIT_OK)
+            continue;
+        rc = CLIENT_EXIT_FAIL;
+        int fd = i == 0 ? client_connect(c) : 0;
+        if (fd < 0) /* no hive: say it once */
+            break;
+        if (i == 0)
+            close(fd);
+    }
     return rc;
 }
 
@@ -871,64 +1143,48 @@ static int client_reload(struct client *c, struct client_args *a)
 
 /* ---- hive logs ------------------------------------------------------------- */
 
-/* Copy what FD has from its offset on to stdout; -1 when stdout fails. */
-static int client_copy(int fd)
+/* True when ID is a bot of the roster. */
+static bool client_roster_has(const struct client *c, const char *id)
 {
-    char buf[65536];
-    ssize_t n;
-
-    while ((n = read(fd, buf, sizeof buf)) > 0)
-        if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
-            return -1;
-    return fflush(stdout) == 0 ? 0 : -1;
+    for (size_t i = 0; i < c->roster->n_bots; i++)
+        if (strcmp(c->roster->bots[i].id, id) == 0)
+            return true;
+    return false;
 }
 
-/* Follow PATH like tail -F: new lines as they come, across rotation. */
-static int client_follow(const char *path, int fd)
-{
-    struct stat now, cur;
-
-    for (;;) {
-        if (fd >= 0 && client_copy(fd) < 0)
-            break;
-        client_sleep_ms(CLIENT_FOLLOW_MS);
-        if (stat(path, &now) < 0)
-            continue;
-        if (fd >= 0 && fstat(fd, &cur) == 0 && cur.st_ino == now.st_ino) {
-            if (now.st_size < lseek(fd, 0, SEEK_CUR))
-                lseek(fd, 0, SEEK_SET); /* truncated */
-            continue;
-        }
-        if (fd >= 0 && client_copy(fd) < 0) /* the rest of the rotated file */
-            break;
-        if (fd >= 0)
-            close(fd);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-    }
-    if (fd >= 0)
-        close(fd);
-    return CLIENT_EXIT_FAIL;
-}
-
-/* hive logs BOT [-f]: <work_dir>/.deia/hive/logs/BOT.log. */
+/* hive logs [BOT...]: no BOT = every bot of the roster, prefixed. Reads the
+ * files, so it works whether the hive runs or not. */
 static int client_logs(struct client *c, struct client_args *a)
 {
-    const char *bot = a->rest[0];
-    char *path = xasprintf("%s/.deia/hive/logs/%s.log", c->roster->work_dir, bot);
-    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = CLIENT_EXIT_OK;
+    struct logs_opts o = {.tail = a->tail, .since = -INFINITY, .follow = a->follow};
+    char *dir = xasprintf("%s/.deia/hive/logs", c->roster->work_dir);
+    int rc;
 
-    if (fd < 0 && !a->follow) {
-        fprintf(stderr, "hive: no log for %s: %s: %s\n", bot, path, strerror(errno));
-        rc = CLIENT_EXIT_FAIL;
-    } else if (a->follow) {
-        rc = client_follow(path, fd);
-        fd = -1;
-    } else if (client_copy(fd) < 0) {
-        rc = CLIENT_EXIT_FAIL;
+    if (a->since && logs_parse_since(a->since, (double)util_wall_ns() / 1e9, &o.since) < 0) {
+        fprintf(stderr, "hive logs: bad --since '%s' (e.g. 10m, 1h30m, 2026-12-03T22:00:00Z)\n",
+                a->since);
+        free(dir);
+        return CLIENT_EXIT_USAGE;
     }
-    if (fd >= 0)
-        close(fd);
-    free(path);
+    o.dir = dir;
+    o.n_ids = a->n_rest ? (size_t)a->n_rest : c->roster->n_bots;
+    o.ids = xcalloc(o.n_ids, sizeof *o.ids);
+    o.prefix = a->n_rest != 1 && !a->no_prefix;
+    for (size_t i = 0; i < o.n_ids; i++) {
+        o.ids[i] = a->n_rest ? a->rest[i] : c->roster->bots[i].id;
+        char *path = xasprintf("%s/%s.log", dir, o.ids[i]);
+        if (a->n_rest && !client_roster_has(c, o.ids[i]) && access(path, F_OK) < 0) {
+            fprintf(stderr, "hive: unknown bot %s (not in %s)\n", o.ids[i], c->roster->path);
+            free(path);
+            free(o.ids);
+            free(dir);
+            return CLIENT_EXIT_FAIL;
+        }
+        free(path);
+    }
+    rc = logs_run(&o);
+    free(o.ids);
+    free(dir);
     return rc;
 }
 
@@ -942,33 +1198,57 @@ struct client_command {
     int (*run)(struct client *c, struct client_args *a);
 };
 
-/* hive restart BOT. */
+/* hive restart BOT...|all. */
 static int client_restart(struct client *c, struct client_args *a)
 {
-    return client_control(c, "restart", a->rest[0]);
+    return client_control(c, "restart", a);
 }
 
-/* hive stop BOT. */
+/* hive stop BOT...|all. */
 static int client_stop(struct client *c, struct client_args *a)
 {
-    return client_control(c, "stop", a->rest[0]);
+    return client_control(c, "stop", a);
 }
 
-/* hive start BOT. */
+/* hive start BOT...|all. */
 static int client_start(struct client *c, struct client_args *a)
 {
-    return client_control(c, "start", a->rest[0]);
+    return client_control(c, "start", a);
+}
+
+/* hive pause BOT...|all. */
+static int client_pause(struct client *c, struct client_args *a)
+{
+    return client_control(c, "pause", a);
+}
+
+/* hive resume BOT...|all. */
+static int client_resume(struct client *c, struct client_args *a)
+{
+    return client_control(c, "resume", a);
+}
+
+/* hive interrupt BOT...|all. */
+static int client_interrupt(struct client *c, struct client_args *a)
+{
+    return client_control(c, "interrupt", a);
 }
 
 static const struct client_command client_commands[] = {
     {"down", "hive down [-f hive.yaml]", 0, 0, client_down},
-    {"status", "hive status [-f hive.yaml] [--json]", 0, 0, client_status},
-    {"send", "hive send [-f hive.yaml] [--wait] BOT TEXT...", 2, -1, client_send},
-    {"restart", "hive restart [-f hive.yaml] BOT", 1, 1, client_restart},
-    {"stop", "hive stop [-f hive.yaml] BOT", 1, 1, client_stop},
-    {"start", "hive start [-f hive.yaml] BOT", 1, 1, client_start},
+    {"status", "hive status [-f hive.yaml] [BOT...] [--json] [--watch]", 0, -1, client_status},
+    {"send", "hive send [-f hive.yaml] [--wait] BOT TEXT...|-", 2, -1, client_send},
+    {"restart", "hive restart [-f hive.yaml] BOT...|all", 1, -1, client_restart},
+    {"stop", "hive stop [-f hive.yaml] BOT...|all", 1, -1, client_stop},
+    {"start", "hive start [-f hive.yaml] BOT...|all", 1, -1, client_start},
+    {"pause", "hive pause [-f hive.yaml] BOT...|all", 1, -1, client_pause},
+    {"resume", "hive resume [-f hive.yaml] BOT...|all", 1, -1, client_resume},
+    {"interrupt", "hive interrupt [-f hive.yaml] BOT...|all", 1, -1, client_interrupt},
     {"reload", "hive reload [-f hive.yaml]", 0, 0, client_reload},
-    {"logs", "hive logs [--file hive.yaml] BOT [-f|--follow]", 1, 1, client_logs},
+    {"logs",
+     "hive logs [--file hive.yaml] [BOT...] [-f|--follow] [-n|--tail N] [--since TIME] "
+     "[--no-prefix]",
+     0, -1, client_logs},
 };
 
 /* The subcommand named NAME, or NULL. */
@@ -989,32 +1269,69 @@ static int client_usage(const struct client_command *cmd, const char *problem)
     return CLIENT_EXIT_USAGE;
 }
 
-/* Parse the options of CMD (for logs -f means follow, the file is --file).
+/* -n N / --tail N: a count, or "all"; -1 when neither. */
+static int client_parse_tail(const char *s, long *out)
+{
+    char *end;
+    if (strcmp(s, "all") == 0) {
+        *out = -1;
+        return 0;
+    }
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* The option CH (from getopt_long) of command NAME into A; -1 when the
+ * command has no such option. For logs -f means follow (the file is
+ * --file); everywhere else -f is the file. */
+static int client_parse_one(const char *name, int ch, struct client_args *a)
+{
+    bool logs = strcmp(name, "logs") == 0;
+    if (ch == 'F' || (ch == 'f' && !logs))
+        a->file = optarg;
+    else if ((ch == 'f' || ch == 'l') && logs)
+        a->follow = true;
+    else if (ch == 'n' && logs)
+        return client_parse_tail(optarg, &a->tail);
+    else if (ch == 's' && logs)
+        a->since = optarg;
+    else if (ch == 'p' && logs)
+        a->no_prefix = true;
+    else if (ch == 'j' && strcmp(name, "status") == 0)
+        a->json = true;
+    else if (ch == 'W' && strcmp(name, "status") == 0)
+        a->watch = true;
+    else if (ch == 'w' && strcmp(name, "send") == 0)
+        a->wait = true;
+    else
+        return -1;
+    return 0;
+}
+
+/* Parse the options of CMD (getopt_long: "--opt value" and "--opt=value").
  * 0, 1 for --help, or -1 on a usage error. */
 static int client_parse(const struct client_command *cmd, int argc, char **argv,
                         struct client_args *a)
 {
     static const struct option opts[] = {
-        {"file", required_argument, NULL, 'F'}, {"json", no_argument, NULL, 'j'},
-        {"wait", no_argument, NULL, 'w'},       {"follow", no_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+        {"file", required_argument, NULL, 'F'},  {"json", no_argument, NULL, 'j'},
+        {"watch", no_argument, NULL, 'W'},       {"wait", no_argument, NULL, 'w'},
+        {"follow", no_argument, NULL, 'l'},      {"tail", required_argument, NULL, 'n'},
+        {"since", required_argument, NULL, 's'}, {"no-prefix", no_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     bool logs = strcmp(cmd->name, "logs") == 0;
     int ch;
 
     optind = 0;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, logs ? "fh" : "f:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, logs ? ":fn:h" : ":f:h", opts, NULL)) != -1) {
         if (ch == 'h')
             return 1;
-        if (ch == 'F' || (ch == 'f' && !logs))
-            a->file = optarg;
-        else if ((ch == 'f' || ch == 'l') && logs)
-            a->follow = true;
-        else if (ch == 'j' && strcmp(cmd->name, "status") == 0)
-            a->json = true;
-        else if (ch == 'w' && strcmp(cmd->name, "send") == 0)
-            a->wait = true;
-        else
+        if (client_parse_one(cmd->name, ch, a) < 0)
             return -1;
     }
     a->rest = argv + optind;
@@ -1025,12 +1342,18 @@ static int client_parse(const struct client_command *cmd, int argc, char **argv,
 /* Check the positional arguments of CMD; NULL or the problem. */
 static const char *client_check_args(const struct client_command *cmd, const struct client_args *a)
 {
+    bool all_ids = strcmp(cmd->name, "send") != 0; /* send: BOT then the text */
     if (a->n_rest < cmd->min_args)
         return "missing arguments";
     if (cmd->max_args >= 0 && a->n_rest > cmd->max_args)
         return "too many arguments";
-    if (cmd->min_args > 0 && !util_id_valid(a->rest[0]))
-        return "invalid bot id";
+    for (int i = 0; i < a->n_rest && (all_ids || i == 0); i++)
+        if (!util_id_valid(a->rest[i]))
+            return "invalid bot id";
+    if (cmd->min_args > 0 && a->n_rest > 1 && strcmp(cmd->name, "send") != 0)
+        for (int i = 0; i < a->n_rest; i++)
+            if (strcmp(a->rest[i], "all") == 0)
+                return "`all` stands alone";
     return NULL;
 }
 
@@ -1038,11 +1361,11 @@ static const char *client_check_args(const struct client_command *cmd, const str
 int client_main(int argc, char **argv)
 {
     const struct client_command *cmd = argc > 0 ? client_command_find(argv[0]) : NULL;
-    struct client_args a = {.file = "hive.yaml"};
+    struct client_args a = {.file = "hive.yaml", .tail = -1};
     struct client c = {0};
 
     if (!cmd) {
-        fprintf(stderr, "hive: unknown command '%s'\n", argc > 0 ? argv[0] : "");
+        fprintf(stderr, "hive: unknown command '%s' (see hive --help)\n", argc > 0 ? argv[0] : "");
         return CLIENT_EXIT_USAGE;
     }
     int parsed = client_parse(cmd, argc, argv, &a);
