@@ -355,6 +355,8 @@ static void logs_follow_split(struct logs_source *s, struct logs_fresh **fresh, 
         (*n)++;
         start = i + 1;
     }
+    if (start == 0)
+        return;
     memmove(s->part.data, s->part.data + start, s->part.len - start);
     s->part.len -= start;
 }
@@ -409,7 +411,8 @@ static int logs_follow(const struct logs_opts *o, struct logs_source *src, int i
             logs_follow_split(&src[i], &fresh, &n, &cap);
             free(path);
         }
-        qsort(fresh, n, sizeof *fresh, logs_fresh_cmp);
+        if (n > 1)
+            qsort(fresh, n, sizeof *fresh, logs_fresh_cmp);
         for (size_t i = 0; i < n; i++) {
             if (rc == 0 && fresh[i].ts >= o->since)
                 rc = logs_print(o, idw, fresh[i].id, fresh[i].text, fresh[i].len);

@@ -433,22 +433,30 @@ class LogsTest(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
 
     def test_follow_all(self):
-        proc = subprocess.Popen([HIVE_BIN, "logs", "-f", "-n", "0", "--file=" + self.yaml],
+        proc = subprocess.Popen([HIVE_BIN, "logs", "-f", "-n", "1", "--file=" + self.yaml],
                                 cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL)
-        try:
-            time.sleep(0.5)
-            self.write("BOT-LONG.log", [(70, "fresh-b")])
-            self.write("BOT-A.log", [(80, "fresh-a")])
+
+        def lines(n):
             data = b""
             deadline = time.monotonic() + TIMEOUT
-            while data.count(b"\n") < 2 and time.monotonic() < deadline:
+            while data.count(b"\n") < n and time.monotonic() < deadline:
                 ready, _, _ = select.select([proc.stdout], [], [], 1)
                 if ready:
-                    data += os.read(proc.stdout.fileno(), 4096)
-            seen = data.decode().splitlines()
-            self.assertEqual([s.split(" | ")[0].strip() + ":" + s.split()[-1] for s in seen],
-                             ["BOT-LONG:fresh-b", "BOT-A:fresh-a"])
+                    chunk = os.read(proc.stdout.fileno(), 4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            return [s.split(" | ")[0].strip() + ":" + s.split()[-1]
+                    for s in data.decode().splitlines()]
+        try:
+            self.assertEqual(lines(2), ["BOT-A:a5", "BOT-LONG:b6"])  # then it follows
+            self.write("BOT-LONG.log", [(70, "fresh-b")])
+            self.write("BOT-A.log", [(80, "fresh-a")])
+            self.assertEqual(lines(2), ["BOT-LONG:fresh-b", "BOT-A:fresh-a"])
+            os.rename(os.path.join(self.dir, "BOT-A.log"), os.path.join(self.dir, "BOT-A.log.1"))
+            self.write("BOT-A.log", [(90, "after-rotation")])
+            self.assertEqual(lines(1), ["BOT-A:after-rotation"])
         finally:
             proc.kill()
             finish(proc)
