@@ -127,6 +127,8 @@ static double logs_parse_duration(const char *s)
     bool any = false;
     while (*s) {
         char *end;
+        if (!isdigit((unsigned char)*s) && *s != '.')
+            return -1; /* strtod would skip spaces and take signs */
         errno = 0;
         double v = strtod(s, &end);
         if (end == s || errno || v < 0)
