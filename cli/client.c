@@ -3,9 +3,13 @@
  * It owns finding the hive (hive.yaml's listen and token, loaded with
  * roster_load), one-shot HTTP/1.1 requests over a blocking socket (the
  * answer parsed with http-parser, so Content-Length and chunked both work),
- * the WebSocket client of `send --wait` (handshake here, framing by wslay),
- * following a bot's log file, and the human-readable output and exit codes
- * (0 ok, 1 runtime failure, 2 usage, 78 configuration).
+ * the WebSocket client of `send --wait` (handshake here, framing by wslay;
+ * while it waits it asks after the task over HTTP every few seconds, so a
+ * stuck hive or a bot gone away ends the wait instead of hanging it), the
+ * status table (colours on a terminal, --watch), control of several bots at
+ * once, and the human-readable output and exit codes (0 ok, 1 runtime
+ * failure, 2 usage, 3 a bot not running for `status`, 78 configuration).
+ * `hive logs` reads files, not the API: that is logs.c.
  */
 #include "cli/client.h"
 

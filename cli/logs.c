@@ -64,47 +64,68 @@ static bool logs_digits(const char *s, int n, int *out)
     return true;
 }
 
+/* "YYYY-MM-DD" at S into TM; false when it is not a date. */
+static bool logs_parse_date(const char *s, size_t len, struct tm *tm)
+{
+    int y, mo, d;
+    if (len < 10 || !logs_digits(s, 4, &y) || s[4] != '-' || !logs_digits(s + 5, 2, &mo) ||
+        s[7] != '-' || !logs_digits(s + 8, 2, &d) || mo < 1 || mo > 12 || d < 1 || d > 31)
+        return false;
+    tm->tm_year = y - 1900;
+    tm->tm_mon = mo - 1;
+    tm->tm_mday = d;
+    return true;
+}
+
+/* "(T| )HH:MM[:SS[.fff]]" at S[*I] into TM and *FRAC, moving *I past it;
+ * nothing is read when there is no time. */
+static void logs_parse_clock(const char *s, size_t len, size_t *i, struct tm *tm, double *frac)
+{
+    size_t j = *i;
+    if (!(j + 6 <= len && (s[j] == 'T' || s[j] == ' ') && logs_digits(s + j + 1, 2, &tm->tm_hour) &&
+          s[j + 3] == ':' && logs_digits(s + j + 4, 2, &tm->tm_min)))
+        return;
+    j += 6;
+    if (j + 3 <= len && s[j] == ':' && logs_digits(s + j + 1, 2, &tm->tm_sec))
+        j += 3;
+    if (j < len && (s[j] == '.' || s[j] == ',')) {
+        double scale = 0.1;
+        for (j++; j < len && isdigit((unsigned char)s[j]); j++, scale /= 10)
+            *frac += (s[j] - '0') * scale;
+    }
+    *i = j;
+}
+
+/* TM with the zone at S[*I] ("Z", "+HH:MM", "-HH:MM", or none: local time)
+ * as Unix time, moving *I past the zone. */
+static double logs_parse_zone(const char *s, size_t len, size_t *i, struct tm *tm)
+{
+    int oh, om;
+    size_t j = *i;
+    if (j < len && s[j] == 'Z') {
+        *i = j + 1;
+        return (double)timegm(tm);
+    }
+    if (j + 6 <= len && (s[j] == '+' || s[j] == '-') && logs_digits(s + j + 1, 2, &oh) &&
+        s[j + 3] == ':' && logs_digits(s + j + 4, 2, &om)) {
+        *i = j + 6;
+        return (double)timegm(tm) - (oh * 3600 + om * 60) * (s[j] == '-' ? -1 : 1);
+    }
+    tm->tm_isdst = -1;
+    return (double)mktime(tm);
+}
+
 /* "YYYY-MM-DD[(T| )HH:MM[:SS[.fff]]][Z|±HH:MM]" at S (LEN bytes) as Unix
  * time; a time without a zone is local. *USED gets the bytes read. */
 static int logs_parse_iso(const char *s, size_t len, double *out, size_t *used)
 {
     struct tm tm = {0};
-    int y, mo, d, h = 0, mi = 0, sec = 0;
     size_t i = 10;
     double frac = 0;
-    if (len < 10 || !logs_digits(s, 4, &y) || s[4] != '-' || !logs_digits(s + 5, 2, &mo) ||
-        s[7] != '-' || !logs_digits(s + 8, 2, &d) || mo < 1 || mo > 12 || d < 1 || d > 31)
+    if (!logs_parse_date(s, len, &tm))
         return -1;
-    if (i + 6 <= len && (s[i] == 'T' || s[i] == ' ') && logs_digits(s + i + 1, 2, &h) &&
-        s[i + 3] == ':' && logs_digits(s + i + 4, 2, &mi)) {
-        i += 6;
-        if (i + 3 <= len && s[i] == ':' && logs_digits(s + i + 1, 2, &sec))
-            i += 3;
-        if (i < len && (s[i] == '.' || s[i] == ',')) {
-            double scale = 0.1;
-            for (i++; i < len && isdigit((unsigned char)s[i]); i++, scale /= 10)
-                frac += (s[i] - '0') * scale;
-        }
-    }
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    int oh, om;
-    if (i < len && s[i] == 'Z') {
-        *out = (double)timegm(&tm) + frac;
-        i++;
-    } else if (i + 6 <= len && (s[i] == '+' || s[i] == '-') && logs_digits(s + i + 1, 2, &oh) &&
-               s[i + 3] == ':' && logs_digits(s + i + 4, 2, &om)) {
-        double off = (oh * 3600 + om * 60) * (s[i] == '-' ? -1 : 1);
-        *out = (double)timegm(&tm) + frac - off;
-        i += 6;
-    } else {
-        tm.tm_isdst = -1;
-        *out = (double)mktime(&tm) + frac;
-    }
+    logs_parse_clock(s, len, &i, &tm, &frac);
+    *out = logs_parse_zone(s, len, &i, &tm) + frac;
     *used = i;
     return 0;
 }

@@ -4,7 +4,7 @@
  * hive_new) every bot's port before anything starts — so every refusal is
  * immediate and names what is wrong — optionally detaches, then runs one
  * libevent loop until the last bot has stopped. `check` validates a roster.
- * Every other command is a client of a running hive (client.c).
+ * Every other command is a client of a running hive (cli/client.c).
  *
  * Exit status: 0 clean stop, 1 runtime failure (another hive holds the work
  * dir), 2 usage error, 78 configuration error (roster, a port in use).
