@@ -921,6 +921,24 @@ static void client_ws_loop(struct client_ws *ws, wslay_event_context_ptr ctx)
     }
 }
 
+/* Queue the task message with our own task id, so the task can be asked
+ * after (client_wait_check) even before its ack arrives. */
+static void client_ws_queue_task(struct client_ws *ws, wslay_event_context_ptr ctx,
+                                 const char *text)
+{
+    char hex[9];
+    size_t len;
+    util_random_hex(hex, 8);
+    snprintf(ws->task_id, sizeof ws->task_id, "WS-%s", hex);
+    json_t *msg =
+        json_pack("{s:s, s:s, s:s}", "type", "task", "command", text, "task_id", ws->task_id);
+    char *data = json_dump_compact(msg, &len);
+    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)data, len};
+    wslay_event_queue_msg(ctx, &m); /* copies the data */
+    json_decref(msg);
+    free(data);
+}
+
 /* `send --wait`: the task over a WebSocket, its output streamed to stdout. */
 static int client_send_wait(const struct client *c, const char *bot, const char *text)
 {
@@ -938,16 +956,7 @@ static int client_send_wait(const struct client *c, const char *bot, const char 
         free(ws.pending);
         return CLIENT_EXIT_FAIL;
     }
-    /* Our own task id, so the task can be asked after before the ack. */
-    char hex[9];
-    util_random_hex(hex, 8);
-    snprintf(ws.task_id, sizeof ws.task_id, "WS-%s", hex);
-    json_t *msg =
-        json_pack("{s:s, s:s, s:s}", "type", "task", "command", text, "task_id", ws.task_id);
-    size_t len;
-    char *data = json_dump_compact(msg, &len);
-    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)data, len};
-    wslay_event_queue_msg(ctx, &m);
+    client_ws_queue_task(&ws, ctx, text);
     client_ws_loop(&ws, ctx);
     if (!ws.done) /* say what became of the task, if the hive still can */
         client_wait_check(&ws);
@@ -957,8 +966,6 @@ static int client_send_wait(const struct client *c, const char *bot, const char 
                 "or the hive went away)\n",
                 bot, ws.task_id);
     wslay_event_context_free(ctx);
-    json_decref(msg);
-    free(data);
     free(ws.pending);
     close(ws.fd);
     return ws.done && !ws.failed ? CLIENT_EXIT_OK : CLIENT_EXIT_FAIL;
