@@ -3,9 +3,12 @@ name the runtime libraries, and whose files, unpacked with `dpkg -x` into a
 temporary folder (no root, nothing installed on the machine), run: the
 extracted `hive --version`, `hive-worker --help`, `hive check` on the example
 roster; the bash completion, man pages and example units are where
-`cmake --install` puts them (GNUInstallDirs under /usr).
+`cmake --install` puts them (GNUInstallDirs under /usr); the example units
+pass `systemd-analyze verify`. `cmake --install` into a temporary prefix is
+checked on its own.
 
-Skipped, with the reason printed, when cpack or dpkg-deb is missing.
+The package tests are skipped, with the reason printed, when cpack or
+dpkg-deb is missing.
 """
 
 import glob
@@ -119,6 +122,54 @@ class DebTest(unittest.TestCase):
         self.assertEqual(sorted(lines[1].split()), ["BOT-001", "BOT-002", "BOT-003"])
         self.assertEqual(sorted(lines[2].split()), ["--watch"])
         self.assertEqual(sorted(lines[3].split()), ["--mock-delay-ms", "--mode"])
+
+    def test_units_verify(self):
+        """The example units pass `systemd-analyze verify` (ExecStart pointed at the
+        extracted binaries; the templates instantiated as BOT-001)."""
+        if not shutil.which("systemd-analyze"):
+            self.skipTest("systemd-analyze is not installed")
+        units = os.path.join(self.tmp, "units")
+        os.makedirs(units, exist_ok=True)
+        names = {"hive.service": "hive.service",
+                 "hive-worker@.service": "hive-worker@BOT-001.service",
+                 "hive-worker@.socket": "hive-worker@BOT-001.socket"}
+        for src, dst in names.items():
+            with open(self.path("share", "doc", "hive", "examples", src)) as f:
+                text = f.read().replace("/usr/bin/", self.path("bin") + "/")
+            with open(os.path.join(units, dst), "w") as f:
+                f.write(text)
+        p = subprocess.run(["systemd-analyze", "verify", "--man=no"]
+                           + [os.path.join(units, n) for n in names.values()],
+                           capture_output=True, timeout=60, text=True)
+        self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""))
+
+
+class CmakeInstallTest(unittest.TestCase):
+    """`cmake --install` of the build tree into a temporary prefix."""
+
+    def test_install_layout(self):
+        if not shutil.which("cmake"):
+            self.skipTest("cmake is not installed")
+        tmp = tempfile.mkdtemp(prefix="hive-e2e-install-")
+        try:
+            p = subprocess.run(["cmake", "--install", BUILD_DIR, "--prefix", tmp],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
+                               text=True)
+            self.assertEqual(p.returncode, 0, p.stdout[-3000:])
+            for rel in ("bin/hive", "bin/hive-worker",
+                        "share/bash-completion/completions/hive",
+                        "share/bash-completion/completions/hive-worker",
+                        "share/man/man1/hive.1", "share/man/man1/hive-worker.1",
+                        "share/man/man5/hive.yaml.5", "share/doc/hive/cli.md",
+                        "share/doc/hive/examples/hive.service",
+                        "share/doc/hive/examples/hive.yaml"):
+                self.assertTrue(os.path.exists(os.path.join(tmp, rel)), rel)
+            self.assertTrue(os.access(os.path.join(tmp, "bin", "hive"), os.X_OK))
+            p = subprocess.run([os.path.join(tmp, "bin", "hive"), "--version"],
+                               capture_output=True, timeout=30, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
