@@ -154,8 +154,8 @@ class StatusTest(CliCase):
 
     def test_colour_on_a_terminal_only(self):
         def on_tty(extra_env):
-            env = dict(self.hive.env(), **extra_env)
-            env.pop("NO_COLOR", None) if "NO_COLOR" not in extra_env else None
+            env = {k: v for k, v in self.hive.env().items() if k != "NO_COLOR"}
+            env.update(extra_env)
             master, slave = pty.openpty()
             proc = subprocess.Popen([HIVE_BIN, "status", "--file=" + self.hive.yaml],
                                     cwd=self.hive.work_dir, env=env, stdin=subprocess.DEVNULL,
@@ -184,6 +184,28 @@ class StatusTest(CliCase):
         piped = run(["status"], self.hive).stdout
         self.assertIn("running", piped)
         self.assertNotIn("\x1b[", piped)
+
+    def test_watch_redraws_in_place_on_a_terminal(self):
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([HIVE_BIN, "status", "--watch", "--file=" + self.hive.yaml],
+                                cwd=self.hive.work_dir, env=self.hive.env(),
+                                stdin=subprocess.DEVNULL, stdout=slave,
+                                stderr=subprocess.DEVNULL)
+        os.close(slave)
+        out = b""
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while out.count(b"\x1b[H\x1b[2J") < 2 and time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 1)
+                if ready:
+                    out += os.read(master, 4096)
+        finally:
+            proc.kill()
+            finish(proc)
+            os.close(master)
+        frames = out.split(b"\x1b[H\x1b[2J")
+        self.assertGreaterEqual(len(frames), 3, out[-2000:])  # home + clear before each table
+        self.assertIn(b"BOT-001", frames[1])
 
     def test_watch_redraws(self):
         proc = popen(["status", "--watch"], self.hive)
