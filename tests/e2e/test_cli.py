@@ -57,7 +57,7 @@ def finish(proc, timeout=TIMEOUT):
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, err = proc.communicate(10)
+        out, err = proc.communicate(timeout=10)
         return None, out, err
     return proc.returncode, out, err
 
