@@ -198,7 +198,10 @@ class StatusTest(CliCase):
             while out.count(b"\x1b[H\x1b[2J") < 2 and time.monotonic() < deadline:
                 ready, _, _ = select.select([master], [], [], 1)
                 if ready:
-                    out += os.read(master, 4096)
+                    try:
+                        out += os.read(master, 4096)
+                    except OSError:  # EIO: the program is gone
+                        break
         finally:
             proc.kill()
             finish(proc)
