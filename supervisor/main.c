@@ -4,7 +4,7 @@
  * hive_new) every bot's port before anything starts — so every refusal is
  * immediate and names what is wrong — optionally detaches, then runs one
  * libevent loop until the last bot has stopped. `check` validates a roster.
- * Every other command is a client of a running hive (client.c).
+ * Every other command is a client of a running hive (cli/client.c).
  *
  * Exit status: 0 clean stop, 1 runtime failure (another hive holds the work
  * dir), 2 usage error, 78 configuration error (roster, a port in use).
@@ -23,9 +23,9 @@
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "cli/client.h"
 #include "common/util.h"
 #include "config/roster.h"
-#include "supervisor/client.h"
 #include "supervisor/front.h"
 #include "supervisor/hive.h"
 
@@ -38,17 +38,26 @@ static const char main_usage_text[] =
     "\n"
     "Run a hive of AI bot workers from a roster (hive.yaml).\n"
     "\n"
-    "  up [-f hive.yaml] [-d]         start the supervisor and every bot (-d: detach)\n"
-    "  down [-f hive.yaml]            stop a running hive\n"
-    "  status [-f hive.yaml] [--json] the bots: state, pid, port, uptime, restarts, ...\n"
-    "  send BOT TEXT... [--wait]      queue a task (--wait: stream it, exit 0/1)\n"
-    "  restart|stop|start BOT         control one bot (start also clears fatal)\n"
-    "  reload                         re-read hive.yaml and apply the difference\n"
-    "  logs BOT [-f]                  the bot's captured output\n"
-    "  check [-f hive.yaml]           validate the roster\n"
-    "  --help, --version\n"
+    "  up [-d|--detach]                      start the supervisor and every bot\n"
+    "  down                                  stop a running hive\n"
+    "  status [BOT...] [--json] [--watch]    the bots: state, pid, port, uptime, restarts,\n"
+    "                                        ... (exit 0: all listed running, 3: not)\n"
+    "  send BOT TEXT...|- [--wait]           queue a task (-: from stdin; --wait: stream it,\n"
+    "                                        exit 0/1 on its outcome)\n"
+    "  restart|stop|start BOT...|all         control bots (start also clears fatal)\n"
+    "  pause|resume|interrupt BOT...|all     pause, resume a bot, or kill its running task\n"
+    "  reload                                re-read hive.yaml and apply the difference\n"
+    "  logs [BOT...] [-f|--follow] [-n|--tail N] [--since TIME] [--no-prefix]\n"
+    "                                        captured output, all bots interleaved in time\n"
+    "  check                                 validate the roster\n"
     "\n"
-    "Exit status: 0 ok, 1 runtime failure, 2 usage error, 78 configuration error.\n";
+    "  -f, --file FILE   the roster (default hive.yaml; for logs only --file)\n"
+    "  -h, --help        a command's usage (hive COMMAND --help)\n"
+    "  -V, --version     the version\n"
+    "\n"
+    "Options take their value as `--opt value` or `--opt=value`.\n"
+    "Exit status: 0 ok, 1 runtime failure, 2 usage error, 3 (status) a bot not running,\n"
+    "78 configuration error.\n";
 
 /* The options of `up` and `check`. */
 struct main_opts {

@@ -240,6 +240,20 @@ static int options_string(struct worker_options *o, const char *name, const char
     return 0;
 }
 
+/* Apply "--adapter-cmd=ARGV" (the value split on whitespace). 0 or -1. */
+static int options_adapter_cmd_inline(struct worker_options *o, const char *value, char *err,
+                                      size_t errlen)
+{
+    char *argv[2] = {"--adapter-cmd", (char *)value};
+    int i = 0;
+    if (!*value) {
+        snprintf(err, errlen, "option --adapter-cmd needs a value");
+        return -1;
+    }
+    options_take_argv(o, 2, argv, &i, true);
+    return 0;
+}
+
 /* Checks across options once all are read. */
 static int options_check(struct worker_options *o, char *err, size_t errlen)
 {
@@ -301,7 +315,10 @@ int options_parse(int argc, char **argv, struct worker_options *o, char *err, si
             options_take_argv(o, argc, argv, &i, true);
         else if (!strcmp(a, "--adapter-cmd"))
             options_take_argv(o, argc, argv, &i, false);
-        else if (a[0] == '-') {
+        else if (!strncmp(a, "--adapter-cmd=", 14)) {
+            if (options_adapter_cmd_inline(o, a + 14, err, errlen) < 0)
+                return -1;
+        } else if (a[0] == '-') {
             if (options_valued(o, argc, argv, &i, err, errlen) < 0)
                 return -1;
         } else if (!o->bot_id)
