@@ -726,7 +726,9 @@ static bool engine_claim_and_start(struct engine *e, struct task *t)
         engine_hold(e, t, r, t->claimed ? "cannot read its file" : "cannot claim it");
         return false;
     }
-    if (r == -EINVAL)
+    if (r == -EINVAL && t->source == TASK_SOURCE_FILE && e->files)
+        filequeue_not_regular(e->files, t->file_name);
+    else if (r == -EINVAL)
         engine_warn(e, t, ": not a regular file (a link, FIFO, device or folder); left alone");
     else
         log_warn("cannot claim task %s: %s", t->id, strerror(-r));

@@ -83,7 +83,7 @@ static struct task *filequeue_load(struct filequeue *fq, const char *name, const
 }
 
 /* NAME is not a regular file: never opened, reported once. */
-static void filequeue_strange(struct filequeue *fq, const char *name)
+void filequeue_not_regular(struct filequeue *fq, const char *name)
 {
     if (queue_find(fq->strange, name))
         return;
@@ -104,7 +104,7 @@ static void filequeue_consider(struct filequeue *fq, const char *name, bool move
     if (r < 0)
         return;
     if (!S_ISREG(st.st_mode)) {
-        filequeue_strange(fq, name);
+        filequeue_not_regular(fq, name);
         return;
     }
     free(queue_remove(fq->strange, name)); /* a regular file now: warn again if it changes */
@@ -243,6 +243,8 @@ static bool filequeue_event(struct filequeue *fq, const struct inotify_event *ev
             *young = true;
         return false;
     }
+    if (ev->mask & IN_MOVED_TO) /* renamed over a queued file: look again */
+        task_free(queue_remove(fq->ready, ev->name));
     size_t before = queue_len(fq->ready);
     filequeue_consider(fq, ev->name, (ev->mask & IN_MOVED_TO) != 0, young);
     return queue_len(fq->ready) != before;

@@ -521,8 +521,8 @@ int store_claim(struct store *s, struct task *t, const char *bot_id)
         store_unclaim(s, t);
         r = -EINVAL;
     }
-    if (r == 0 && t->source == TASK_SOURCE_FILE)
-        r = store_parse_claimed(t, dst, bot_id);
+    if (r == 0 && t->source == TASK_SOURCE_FILE && !t->content && !t->parse_error)
+        r = store_parse_claimed(t, dst, bot_id); /* not yet read (or not readable before) */
     free(dst);
     return r;
 }
