@@ -648,7 +648,11 @@ static void engine_hold(struct engine *e, struct task *t, int err, const char *s
              strerror(-err));
     engine_warn(e, t, what);
     t->state = TASK_QUEUED;
-    queue_push(e->held, t->file_name, 0, (int64_t)e->held_seq++, t);
+    /* A realtime task goes back to its place in its queue, where GET
+     * /api/task and duplicate checks see it; a file task cannot (the file
+     * queue forgets a file that leaves its folder), it waits aside. */
+    if (t->source == TASK_SOURCE_FILE || queue_push(e->realtime, t->id, t->rank, t->order, t) < 0)
+        queue_push(e->held, t->file_name, 0, (int64_t)e->held_seq++, t);
     struct timeval tv = {ENGINE_RETRY_MS / 1000, (ENGINE_RETRY_MS % 1000) * 1000};
     e->waiting = true;
     if (!evtimer_pending(e->retry_ev, NULL))
@@ -812,6 +816,13 @@ static void engine_grace_cb(evutil_socket_t fd, short what, void *arg)
     engine_maybe_stopped(e);
 }
 
+/* A claimed task (queue_find_if predicate). */
+static bool engine_match_claimed(const void *task, const void *unused)
+{
+    (void)unused;
+    return ((const struct task *)task)->claimed;
+}
+
 /* Drop the held tasks at a stop: back to their queues, to run at the next
  * start. */
 static void engine_release_held(struct engine *e)
@@ -821,6 +832,15 @@ static void engine_release_held(struct engine *e)
         if (t->claimed)
             store_unclaim(e->store, t);
         task_free(t);
+    }
+    /* Realtime tasks held in their queue: back to _realtime/, so that the
+     * next start does not count a death for them. */
+    const struct task *c;
+    while ((c = queue_find_if(e->realtime, engine_match_claimed, NULL))) {
+        t = queue_remove(e->realtime, c->id);
+        store_unclaim(e->store, t);
+        if (t->claimed || queue_push(e->realtime, t->id, t->rank, t->order, t) < 0)
+            task_free(t); /* left in _active/: recovery puts it back */
     }
 }
 
