@@ -608,7 +608,7 @@ static void engine_retry_cb(evutil_socket_t fd, short what, void *arg)
 /* Look whether the PAUSE file exists (SPEC: before every task start). */
 static bool engine_paused(struct engine *e)
 {
-    e->paused = access(store_paths(e->store)->pause, F_OK) == 0;
+    e->paused = store_paused(e->store);
     return e->paused;
 }
 
@@ -1004,14 +1004,9 @@ void engine_status(struct engine *e, struct engine_status *st)
 
 int engine_pause(struct engine *e, bool paused)
 {
-    const char *path = store_paths(e->store)->pause;
-    int r = 0;
-    if (paused)
-        r = util_write_file_atomic(path, "paused\n", 7);
-    else if (unlink(path) < 0 && errno != ENOENT)
-        r = -1;
+    int r = store_set_paused(e->store, paused);
     if (r < 0)
-        return -errno;
+        return r;
     e->paused = paused;
     log_info("%s", paused ? "paused" : "resumed");
     engine_kick(e);

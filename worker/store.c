@@ -1003,3 +1003,25 @@ char *store_find_response(struct store *s, const char *bot_id, const char *task_
     closedir(d);
     return best;
 }
+
+int store_set_paused(struct store *s, bool paused)
+{
+    if (!paused)
+        return unlink(s->paths.pause) < 0 && errno != ENOENT ? -errno : 0;
+    struct stat st;
+    if (lstat(s->paths.pause, &st) == 0 && S_ISREG(st.st_mode))
+        return 0;
+    /* Created, never written through what is there (store_create); no sync:
+     * a pause is a wish, not an answer, and the loop must not wait. */
+    int fd = store_create(s->paths.pause, s->paths.controls);
+    if (fd < 0)
+        return -errno;
+    int r = store_write_all(fd, "paused\n", 7) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
+bool store_paused(const struct store *s)
+{
+    return faccessat(AT_FDCWD, s->paths.pause, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}

@@ -124,6 +124,11 @@ char *store_read_regular(const char *path, size_t *len_out);
  * task waits and is tried again, it does not fail. */
 bool store_transient(int err);
 
+/* Create (PAUSED) or remove the bot's PAUSE file. 0 or -errno. */
+int store_set_paused(struct store *store, bool paused);
+/* True while the PAUSE file exists. */
+bool store_paused(const struct store *store);
+
 /* Find the newest response file of TASK_ID written by this bot (for
  * GET /api/task/<id> after a restart); caller frees; NULL when none. */
 char *store_find_response(struct store *store, const char *bot_id, const char *task_id);
