@@ -94,7 +94,8 @@ int store_sync_batch(const int *fds, size_t n);
  * cleared when its task left _active/). */
 void store_publish_responses(struct store *store, struct task *const *tasks, char *const *bases,
                              const int *fds, size_t n, int synced, int *rc);
-/* Step 3, on any thread: fsync the folders step 2 changed. 0 or -errno. */
+/* Step 3, on any thread: make the names step 2 made durable (one syncfs).
+ * 0 or -errno. */
 int store_sync_names(struct store *store);
 /* Step 4, on the loop, once step 3 succeeded: drop the pending names of the
  * archived tasks (their answers are done). */
