@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -112,7 +113,14 @@ struct syncer *syncer_new(struct event_base *base)
     }
     pthread_mutex_init(&sy->lock, NULL);
     pthread_cond_init(&sy->wake, NULL);
+    /* The thread is born with every signal blocked: signals are the loop's
+     * (a handler must never run on the sync thread, nor a default action
+     * be taken there for a signal the loop blocks). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int r = pthread_create(&sy->thread, NULL, syncer_main, sy);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r != 0) {
         close(sy->efd);
         pthread_mutex_destroy(&sy->lock);
