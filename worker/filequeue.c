@@ -64,7 +64,9 @@ static struct task *filequeue_load(struct filequeue *fq, const char *name, const
     if (!text && store_transient(errno))
         return NULL;
     char *stem = xstrndup(name, strlen(name) - 3);
-    struct task *t = task_new(stem, TASK_SOURCE_FILE);
+    char *id = task_id_from_stem(stem);
+    struct task *t = task_new(id, TASK_SOURCE_FILE);
+    free(id);
     t->file_name = xstrdup(name);
     t->order = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
     t->rank = 10;

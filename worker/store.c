@@ -840,7 +840,9 @@ static struct task *store_poison(struct store *s, const char *file_name, enum ta
     struct task *t;
     if (source == TASK_SOURCE_FILE) {
         char *stem = xstrndup(file_name, strlen(file_name) - 3);
-        t = task_new(stem, TASK_SOURCE_FILE);
+        char *id = task_id_from_stem(stem);
+        t = task_new(id, TASK_SOURCE_FILE);
+        free(id);
         free(stem);
         t->file_name = xstrdup(file_name);
         t->from = xstrdup("unknown");

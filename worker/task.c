@@ -27,6 +27,15 @@ bool task_id_valid(const char *id)
     return true;
 }
 
+char *task_id_from_stem(const char *stem)
+{
+    char id[65];
+    util_sanitize(stem, id, sizeof id);
+    if (id[0] == '.')
+        id[0] = '_';
+    return xstrdup(id);
+}
+
 /* "file", "http" or "websocket"; "file" for anything unknown. */
 const char *task_source_name(enum task_source source)
 {

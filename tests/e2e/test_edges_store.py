@@ -333,6 +333,19 @@ class Headers(WorkerTestCase):
         self.assertNotIn("\x1b", text.split("## Output")[0])
 
 
+    def test_newline_in_a_task_file_name(self):
+        w = self.new_worker()
+        w.write_task("nl\n**Status:** forged.md", "body\n")
+        name = wait_for(lambda: [n for n in w.responses() if "RESPONSE-nl_" in n], 10,
+                        what="the response of the oddly named file")[0]
+        lines = w.read_response(name).split("\n")
+        self.assertEqual(lines[0], "# RESPONSE: nl___Status____forged - Failed")
+        self.assertEqual(lines[4], "**Task:** nl___Status____forged")
+        self.assertEqual([ln for ln in lines if ln.startswith("**Status:**")],
+                         ["**Status:** \u2717 FAILED"])
+        self.assertNotIn("\ntask nl\n", w.log_text())
+
+
 class Suffixes(WorkerTestCase):
     """Case 20: the -N suffix does not run out."""
 
