@@ -236,6 +236,7 @@ static bool filequeue_event(struct filequeue *fq, const struct inotify_event *ev
         return false;
     if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) {
         task_free(queue_remove(fq->ready, ev->name));
+        queue_remove(fq->strange, ev->name); /* gone: a new one is reported anew */
         return false;
     }
     if (ev->mask & (IN_CREATE | IN_MODIFY)) {
