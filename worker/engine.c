@@ -936,7 +936,15 @@ void engine_free(struct engine *e)
 {
     if (!e)
         return;
-    syncer_free(e->syncer); /* first: no sync may run on what goes next */
+    /* First: the syncs given finish and are reported (a submission is
+     * acknowledged, an answer reported, as they would have been), and no
+     * sync may run on what goes next. */
+    syncer_drain(e->syncer);
+    while (e->n_pending) { /* submissions not yet written: as the timer would */
+        engine_commit_cb(-1, 0, e);
+        syncer_drain(e->syncer);
+    }
+    syncer_free(e->syncer);
     if (e->persisting) {
         for (size_t i = 0; i < e->persisting->n; i++)
             if (e->persisting->fds[i] >= 0)

@@ -30,6 +30,8 @@ struct syncer {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
+    pthread_cond_t idle;                   /* a job finished */
+    bool busy;                             /* the thread runs a job */
     struct syncer_item *todo, **todo_tail; /* for the thread */
     struct syncer_item *done, **done_tail; /* for the loop */
     bool quit;
@@ -69,10 +71,13 @@ static void *syncer_main(void *arg)
         if (sy->quit)
             break;
         struct syncer_item *it = syncer_shift(&sy->todo, &sy->todo_tail);
+        sy->busy = true;
         pthread_mutex_unlock(&sy->lock);
         it->result = it->fn(it->job);
         pthread_mutex_lock(&sy->lock);
+        sy->busy = false;
         syncer_append(&sy->done_tail, it);
+        pthread_cond_broadcast(&sy->idle);
         uint64_t one = 1;
         /* An eventfd counter only overflows after 2^64-1 writes. */
         ssize_t w = write(sy->efd, &one, sizeof one);
@@ -113,6 +118,7 @@ struct syncer *syncer_new(struct event_base *base)
     }
     pthread_mutex_init(&sy->lock, NULL);
     pthread_cond_init(&sy->wake, NULL);
+    pthread_cond_init(&sy->idle, NULL);
     /* The thread is born with every signal blocked: signals are the loop's
      * (a handler must never run on the sync thread, nor a default action
      * be taken there for a signal the loop blocks). */
@@ -125,6 +131,7 @@ struct syncer *syncer_new(struct event_base *base)
         close(sy->efd);
         pthread_mutex_destroy(&sy->lock);
         pthread_cond_destroy(&sy->wake);
+        pthread_cond_destroy(&sy->idle);
         free(sy);
         errno = r;
         return NULL;
@@ -159,7 +166,22 @@ void syncer_free(struct syncer *sy)
     close(sy->efd);
     pthread_mutex_destroy(&sy->lock);
     pthread_cond_destroy(&sy->wake);
+    pthread_cond_destroy(&sy->idle);
     free(sy);
+}
+
+void syncer_drain(struct syncer *sy)
+{
+    for (;;) {
+        pthread_mutex_lock(&sy->lock);
+        while (!sy->done && (sy->busy || sy->todo))
+            pthread_cond_wait(&sy->idle, &sy->lock);
+        bool empty = !sy->done;
+        pthread_mutex_unlock(&sy->lock);
+        if (empty)
+            return;
+        syncer_read_cb(sy->efd, EV_READ, sy); /* may queue more jobs */
+    }
 }
 
 void syncer_run(struct syncer *sy, syncer_job_fn fn, void *job, syncer_done_cb done, void *arg)

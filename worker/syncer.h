@@ -24,6 +24,10 @@ struct syncer *syncer_new(struct event_base *base);
 /* Wait for the job that runs (queued ones are dropped, their callbacks not
  * called), then free everything. */
 void syncer_free(struct syncer *sy);
+/* Wait, on the loop's thread, until every job given so far (and those
+ * their callbacks give) has run and been called back (a teardown that must
+ * not drop work half-done). */
+void syncer_drain(struct syncer *sy);
 /* Queue FN(JOB) on the thread; DONE(result, ARG) follows on the loop. */
 void syncer_run(struct syncer *sy, syncer_job_fn fn, void *job, syncer_done_cb done, void *arg);
 
