@@ -54,7 +54,9 @@ struct engine_persist {
     bool *ok;
 };
 
-/* A batch of answers being committed (the answers marked committing). */
+/* A batch of answers being committed (the answers marked committing):
+ * written, then (one sync) named and archived, then (the next sync, which
+ * also makes the next batch's data durable) reported. */
 struct engine_commit {
     struct engine *engine;
     size_t n;
@@ -62,6 +64,7 @@ struct engine_commit {
     char **bases;
     int *fds;
     int *rc;
+    struct engine_commit *names; /* the batch whose names this sync makes durable */
 };
 
 /* A submitted realtime task waiting for its durable write. */
@@ -101,13 +104,15 @@ struct engine {
     struct event *names_ev;            /* retry of a failed sync of a commit's names */
     struct syncer *syncer;             /* runs every sync off the loop */
     struct engine_persist *persisting; /* submissions whose sync runs */
-    struct engine_commit *committing;  /* answers whose commit runs */
+    struct engine_commit *committing;  /* the sync of answers that runs */
+    struct engine_commit *published;   /* named and archived, waiting for a sync */
     struct queue *held;                /* claimed or next tasks that wait for a resource */
     uint64_t held_seq;
     bool waiting; /* a held task waits for the retry timer */
 };
 
 static void engine_run_next(struct engine *e);
+static void engine_commit_answers(struct engine *e);
 
 /* Log one activity event about TASK. */
 static void engine_activity(struct engine *e, const char *type, const struct task *t,
@@ -385,34 +390,34 @@ static void engine_complete(struct engine *e, struct task *t)
     engine_remember(e, t);
 }
 
-/* After a commit: report the answers that made it (RC, in order, covers
- * those of the commit) and keep the others to be written again. */
-static void engine_settle_answers(struct engine *e, const int *rc)
+/* The answer of T is settled with RC: reported (0) or kept to be written
+ * again (-errno). */
+static void engine_settle_answer(struct engine *e, struct task *t, int rc)
 {
-    size_t kept = 0;
-    for (size_t i = 0, j = 0; i < e->n_answers; i++) {
-        struct engine_answer a = e->answers[i];
-        if (!a.committing) {
-            e->answers[kept++] = a;
-            continue;
-        }
-        int r = rc[j++];
-        if (r == 0) {
-            free(a.base);
-            engine_complete(e, a.task);
-            continue;
-        }
-        engine_answer_failed(e, a.task, r);
-        a.fd = -1;
-        a.committing = false;
-        e->answers[kept++] = a;
+    size_t i = 0;
+    while (i < e->n_answers && e->answers[i].task != t)
+        i++;
+    if (i == e->n_answers)
+        return;
+    struct engine_answer *a = &e->answers[i];
+    if (rc != 0) {
+        engine_answer_failed(e, t, rc);
+        a->fd = -1;
+        a->committing = false;
+        return;
     }
-    e->n_answers = kept;
+    free(a->base);
+    memmove(a, a + 1, (e->n_answers - i - 1) * sizeof *a);
+    e->n_answers--;
+    engine_complete(e, t);
 }
 
 /* Free a commit batch (its descriptors are closed by then). */
 static void engine_commit_free(struct engine_commit *c)
 {
+    if (!c)
+        return;
+    engine_commit_free(c->names);
     free(c->tasks);
     free(c->bases);
     free(c->fds);
@@ -420,28 +425,69 @@ static void engine_commit_free(struct engine_commit *c)
     free(c);
 }
 
-/* On the sync thread: make the answers' data durable. */
-static int engine_sync_data_job(void *job)
+/* On the sync thread: make the new answers' data, and the names of the
+ * batch published before, durable, with one sync. */
+static int engine_sync_job(void *job)
 {
     struct engine_commit *c = job;
-    return store_sync_batch(c->fds, c->n) == 0 ? 0 : -errno;
+    return store_sync_commit(c->engine->store, c->fds, c->n, c->names != NULL);
 }
 
-/* On the sync thread: make the answers' names (links, archive) durable. */
-static int engine_sync_names_job(void *job)
+/* After a failed sync: the new answers are written again (retry timer), the
+ * published batch waits for the next sync. */
+static void engine_sync_failed(struct engine *e, struct engine_commit *c, int result)
 {
-    struct engine_commit *c = job;
-    return store_sync_names(c->engine->store);
+    char what[160];
+    snprintf(what, sizeof what, "cannot sync the answers: %s (retrying)", strerror(-result));
+    engine_warn(e, NULL, what);
+    store_publish_responses(e->store, c->tasks, c->bases, c->fds, c->n, result, c->rc);
+    for (size_t i = 0; i < c->n; i++)
+        engine_settle_answer(e, c->tasks[i], c->rc[i]);
+    e->published = c->names;
+    c->names = NULL;
+    engine_commit_free(c);
+    if (e->published) {
+        struct timeval tv = {ENGINE_RETRY_MS / 1000, (ENGINE_RETRY_MS % 1000) * 1000};
+        evtimer_add(e->names_ev, &tv);
+    }
 }
 
-/* The commit is over: report, and go on with what waits. */
-static void engine_commit_over(struct engine *e)
+/* On the loop: the sync is over. The batch published before is durable,
+ * names and all: report it. The new answers' data is durable: name and
+ * archive them; the next sync (started at once) makes that durable. */
+static void engine_synced_cb(int result, void *arg)
 {
+    struct engine *e = arg;
     struct engine_commit *c = e->committing;
     e->committing = NULL;
-    engine_settle_answers(e, c->rc);
-    engine_commit_free(c);
-    if (engine_answers_ready(e))
+    if (result < 0) {
+        engine_sync_failed(e, c, result);
+    } else {
+        if (c->names) {
+            store_release_responses(e->store, c->names->tasks, c->names->n, c->names->rc);
+            for (size_t i = 0; i < c->names->n; i++)
+                engine_settle_answer(e, c->names->tasks[i], c->names->rc[i]);
+            engine_commit_free(c->names);
+            c->names = NULL;
+        }
+        store_publish_responses(e->store, c->tasks, c->bases, c->fds, c->n, 0, c->rc);
+        bool any = false;
+        for (size_t i = 0; i < c->n; i++) {
+            if (c->rc[i] != 0)
+                engine_settle_answer(e, c->tasks[i], c->rc[i]);
+            any |= c->rc[i] == 0;
+        }
+        for (size_t i = 0; i < e->n_answers; i++)
+            if (e->answers[i].committing)
+                e->answers[i].fd = -1; /* closed by the publish */
+        if (any)
+            e->published = c;
+        else
+            engine_commit_free(c);
+    }
+    if (e->published && !evtimer_pending(e->names_ev, NULL))
+        engine_commit_answers(e); /* the names wait for no company */
+    else if (engine_answers_ready(e))
         engine_schedule_answers(e);
     if (e->stopping)
         engine_run_next(e);
@@ -449,61 +495,23 @@ static void engine_commit_over(struct engine *e)
         engine_kick(e);
 }
 
-/* On the loop: the names are durable (or not yet: try again later). */
-static void engine_names_synced_cb(int result, void *arg)
-{
-    struct engine *e = arg;
-    struct engine_commit *c = e->committing;
-    if (result < 0) {
-        char what[160];
-        snprintf(what, sizeof what, "cannot sync the answers' folders: %s (retrying)",
-                 strerror(-result));
-        engine_warn(e, NULL, what);
-        struct timeval tv = {ENGINE_RETRY_MS / 1000, (ENGINE_RETRY_MS % 1000) * 1000};
-        evtimer_add(e->names_ev, &tv);
-        return;
-    }
-    store_release_responses(e->store, c->tasks, c->n, c->rc);
-    engine_commit_over(e);
-}
-
-/* Timer: sync a commit's names again. */
+/* Timer: sync a published batch's names again. */
 static void engine_names_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    struct engine *e = arg;
-    syncer_run(e->syncer, engine_sync_names_job, e->committing, engine_names_synced_cb, e);
+    engine_commit_answers(arg);
 }
 
-/* On the loop: the data is durable; name and archive each answer, then
- * sync those names before anything is reported. */
-static void engine_data_synced_cb(int synced, void *arg)
-{
-    struct engine *e = arg;
-    struct engine_commit *c = e->committing;
-    store_publish_responses(e->store, c->tasks, c->bases, c->fds, c->n, synced, c->rc);
-    bool any = false;
-    for (size_t i = 0; i < e->n_answers; i++)
-        if (e->answers[i].committing)
-            e->answers[i].fd = -1; /* closed by the publish */
-    for (size_t i = 0; i < c->n; i++)
-        any |= c->rc[i] == 0;
-    if (any)
-        syncer_run(e->syncer, engine_sync_names_job, c, engine_names_synced_cb, e);
-    else
-        engine_commit_over(e);
-}
-
-/* Group commit of the written answers: one sync for all, then each is
- * linked and archived, one sync of the folders, then each is reported. An
- * answer whose commit failed stays, to be written again by the retry
- * timer. One commit runs at a time; answers written meanwhile wait. */
+/* Group commit of the written answers: one sync for the data of all that
+ * are written and for the names of the batch published before. One sync
+ * runs at a time; answers written meanwhile wait for the next. An answer
+ * whose commit failed stays, to be written again by the retry timer. */
 static void engine_commit_answers(struct engine *e)
 {
-    if (e->committing || !engine_answers_ready(e))
+    if (e->committing || (!engine_answers_ready(e) && !e->published))
         return;
     struct engine_commit *c = xcalloc(1, sizeof *c);
-    size_t cap = e->n_answers;
+    size_t cap = e->n_answers + 1;
     c->engine = e;
     c->tasks = xmalloc(cap * sizeof *c->tasks);
     c->bases = xmalloc(cap * sizeof *c->bases);
@@ -517,8 +525,11 @@ static void engine_commit_answers(struct engine *e)
         c->tasks[c->n] = a->task, c->bases[c->n] = a->base, c->fds[c->n] = a->fd;
         c->n++;
     }
+    c->names = e->published;
+    e->published = NULL;
+    evtimer_del(e->names_ev);
     e->committing = c;
-    syncer_run(e->syncer, engine_sync_data_job, c, engine_data_synced_cb, e);
+    syncer_run(e->syncer, engine_sync_job, c, engine_synced_cb, e);
 }
 
 /* Timer: commit the written answers. */
@@ -703,7 +714,8 @@ static bool engine_start_task(struct engine *e, struct task *t)
 /* Finish stopping once nothing runs and every answer is committed. */
 static void engine_maybe_stopped(struct engine *e)
 {
-    if (!e->stopping || e->current || e->stopped || e->n_pending || e->n_answers || e->committing)
+    if (!e->stopping || e->current || e->stopped || e->n_pending || e->n_answers || e->committing ||
+        e->published)
         return;
     e->stopped = true;
     if (e->grace_ev)
@@ -951,8 +963,8 @@ void engine_free(struct engine *e)
                 close(e->persisting->fds[i]);
         engine_persist_free(e->persisting);
     }
-    if (e->committing)
-        engine_commit_free(e->committing);
+    engine_commit_free(e->committing);
+    engine_commit_free(e->published);
     queue_free(e->held, engine_free_task);
     if (e->job)
         adapter_abandon(e->job);

@@ -715,6 +715,15 @@ int store_sync_names(struct store *s)
     return r;
 }
 
+int store_sync_commit(struct store *s, const int *fds, size_t n, bool names)
+{
+    if (!names)
+        return store_sync_batch(fds, n) == 0 ? 0 : -errno;
+    if (n == 0)
+        return store_sync_names(s);
+    return syncfs(fds[0]) == 0 ? 0 : -errno; /* data and names: all of it */
+}
+
 void store_release_responses(struct store *s, struct task *const *tasks, size_t n, const int *rc)
 {
     for (size_t i = 0; i < n; i++) {
@@ -730,9 +739,8 @@ void store_release_responses(struct store *s, struct task *const *tasks, size_t 
 void store_commit_responses(struct store *s, struct task *const *tasks, char *const *bases,
                             const int *fds, size_t n, int *rc)
 {
-    int synced = store_sync_batch(fds, n) == 0 ? 0 : -errno;
-    store_publish_responses(s, tasks, bases, fds, n, synced, rc);
-    store_sync_names(s);
+    store_publish_responses(s, tasks, bases, fds, n, store_sync_commit(s, fds, n, false), rc);
+    store_sync_commit(s, NULL, 0, true);
     store_release_responses(s, tasks, n, rc);
 }
 

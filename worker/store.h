@@ -97,6 +97,11 @@ void store_publish_responses(struct store *store, struct task *const *tasks, cha
 /* Step 3, on any thread: make the names step 2 made durable (one syncfs).
  * 0 or -errno. */
 int store_sync_names(struct store *store);
+/* Steps 1 and 3 in one call, on any thread: the data of the N files FDS
+ * and, with NAMES, whatever steps 2 did before (one syncfs when both). A
+ * commit pipelines them: each sync makes one batch's data and the previous
+ * batch's names durable. 0 or -errno. */
+int store_sync_commit(struct store *store, const int *fds, size_t n, bool names);
 /* Step 4, on the loop, once step 3 succeeded: drop the pending names of the
  * archived tasks (their answers are done). */
 void store_release_responses(struct store *store, struct task *const *tasks, size_t n,
