@@ -229,11 +229,12 @@ class PowerCut(WorkerTestCase):
                 k += 1
                 tid = "RND-%d" % k
                 try:
-                    if post_task(w.port, tid) == 202:
+                    with lock:
+                        pending = [t for t in acked if t not in done]
+                    if len(pending) < 50 and post_task(w.port, tid) == 202:
                         with lock:
                             acked.append(tid)
-                    with lock:
-                        pending = [t for t in acked[-40:] if t not in done]
+                    pending = pending[:20]   # the oldest: realtime tasks run in order
                     for t in pending:
                         if get_state(w.port, t) == "done":
                             with lock:
