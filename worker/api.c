@@ -305,7 +305,7 @@ static struct task *api_task_from_json(json_t *body, enum task_source src, const
         *detail = src == TASK_SOURCE_HTTP ? "command is required" : "Missing 'command' field";
         return NULL;
     }
-    if (jid && !json_is_null(jid) && !util_id_valid(json_get_str(body, "task_id"))) {
+    if (jid && !json_is_null(jid) && !task_id_valid(json_get_str(body, "task_id"))) {
         *detail = "invalid task_id";
         return NULL;
     }

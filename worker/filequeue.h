@@ -22,6 +22,11 @@ struct filequeue;
  * ready, or the controls folder (PAUSE file) changed. */
 typedef void (*filequeue_cb)(void *arg);
 
+/* Told the name of a queue entry that is not a regular file (once). */
+typedef void (*filequeue_name_cb)(const char *name, void *arg);
+/* Told of a task file seen for the first time (it is queued). */
+typedef void (*filequeue_task_cb)(const struct task *task, void *arg);
+
 /* A new inotify instance (non-blocking, close-on-exec), or -1 with errno. */
 int filequeue_inotify_new(void);
 /* Watch the controls folder, and with WATCH_QUEUE the queue folder too, on
@@ -34,6 +39,10 @@ struct filequeue *filequeue_new(struct event_base *base, const struct store_path
                                 const char *bot_id, int inotify_fd, bool watch_queue,
                                 double min_age_s, double rescan_s, filequeue_cb cb, void *arg);
 void filequeue_free(struct filequeue *fq);
+/* Set the callbacks for strange entries and newly seen tasks (before the
+ * first rescan). */
+void filequeue_set_hooks(struct filequeue *fq, filequeue_name_cb not_regular,
+                         filequeue_task_cb seen, void *arg);
 /* The next file task in order, left in the queue, or NULL. */
 const struct task *filequeue_peek(const struct filequeue *fq);
 /* The next file task in order, removed from the queue (caller owns it), or
@@ -45,6 +54,9 @@ bool filequeue_watching(const struct filequeue *fq);
 size_t filequeue_len(const struct filequeue *fq);
 /* A queued file task with this task id, or NULL. */
 const struct task *filequeue_find(const struct filequeue *fq, const char *task_id);
+/* NAME in the queue is not a regular file: it is never opened, and
+ * reported (not_regular hook) once. */
+void filequeue_not_regular(struct filequeue *fq, const char *name);
 /* Rescan the folder now. */
 void filequeue_rescan(struct filequeue *fq);
 

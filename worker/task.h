@@ -35,8 +35,17 @@ struct task {
     char *error;
     double duration_seconds;
     char *response_file;
+    bool claimed; /* its file is in _active/ */
 };
 
+/* True when ID is a valid task id, [A-Za-z0-9_-][A-Za-z0-9._-]{0,63}: the
+ * one check of every door (HTTP, WebSocket, task files). No leading dot, so
+ * no id is ever one of the store's own temp or marker names. */
+bool task_id_valid(const char *id);
+/* A valid id made of a file stem (for a task file whose own id is not
+ * valid, so that logs and headers never carry what the name held):
+ * characters outside the set become '_', cut to 64. Caller frees. */
+char *task_id_from_stem(const char *stem);
 /* "file", "http" or "websocket". */
 const char *task_source_name(enum task_source source);
 /* "queued", "running", "done" or "failed" (accepting counts as queued). */
