@@ -130,8 +130,10 @@ static void engine_activity(struct engine *e, const char *type, const struct tas
 /* Log a warning about TASK, also as a `warning` activity event. */
 static void engine_warn(struct engine *e, const struct task *t, const char *what)
 {
-    (void)e; /* the log's sink makes it a warning event (activity_log_warnings) */
+    /* The log's sink makes it a warning event (activity_log_warnings). */
+    activity_set_task(e->activity, t ? t->id : NULL, t ? task_source_name(t->source) : NULL);
     log_warn("%s%s%s", t ? "task " : "", t ? t->id : "", what);
+    activity_set_task(e->activity, NULL, NULL);
 }
 
 /* Schedule a look for work on the next loop pass (never re-entrantly). */
@@ -292,8 +294,10 @@ static void engine_answer_failed(struct engine *e, const struct task *t, int rc)
     char what[200];
     snprintf(what, sizeof what, "cannot write the response of task %s: %s (retrying)", t->id,
              strerror(-rc));
-    if (store_transient(-rc) || rc == -ENOENT) { /* passes: a warning */
-        log_warn("%s", what);                    /* a warning event through the log's sink */
+    if (store_transient(-rc) || rc == -ENOENT) { /* passes: a warning event, by the log's sink */
+        activity_set_task(e->activity, t->id, task_source_name(t->source));
+        log_warn("%s", what);
+        activity_set_task(e->activity, NULL, NULL);
     } else {
         log_error("%s", what);
         engine_activity(e, "error", t, "failure", 0, "response write failed");
