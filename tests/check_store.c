@@ -8,6 +8,7 @@
  */
 #include <check.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -622,6 +623,28 @@ START_TEST(test_poison_after_three_deaths)
 }
 END_TEST
 
+START_TEST(test_stale_death_marker_swept)
+{
+    /* Chaos run, 2026-12-03: a worker killed after a task's archive but
+     * before its death markers went left `.X.json.died-1` in _active/ for
+     * good. Recovery removes markers whose task is gone, keeps the others. */
+    const char *active = store_paths(check_st)->active;
+    char *stale = xasprintf("%s/.GONE-1.json.died-1", active);
+    int fd = open(stale, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    struct task *t = check_claimed("LIVE-1");
+    struct task *got = NULL;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_keep, &got), 1);
+    ck_assert_int_eq(access(stale, F_OK), -1);
+    ck_assert_int_eq(store_claim(check_st, got, "BOT-1"), 0);
+    char *live = xasprintf("%s/.%s.died-1", active, got->file_name);
+    ck_assert_int_eq(access(live, F_OK), 0); /* LIVE-1's own death counts on */
+    task_free(got), task_free(t);
+    free(stale), free(live);
+}
+END_TEST
+
 START_TEST(test_large_task_loads)
 {
     /* Whatever was accepted comes back, whatever its size. */
@@ -668,6 +691,7 @@ static Suite *check_store_suite(void)
     tcase_add_test(tc, test_symlinked_folder_refused);
     tcase_add_test(tc, test_folders_made_again);
     tcase_add_test(tc, test_poison_after_three_deaths);
+    tcase_add_test(tc, test_stale_death_marker_swept);
     tcase_add_test(tc, test_large_task_loads);
     suite_add_tcase(s, tc);
     return s;

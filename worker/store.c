@@ -903,11 +903,33 @@ static enum task_source store_active_source(const char *name)
     return n > 5 && strcmp(name + n - 5, ".json") == 0 ? TASK_SOURCE_HTTP : TASK_SOURCE_FILE;
 }
 
+/* Remove the death markers in _active/ whose task is no longer there: a
+ * worker killed between a task's archive and its markers' removal leaves
+ * them (they would count against a later task of the same file name). */
+static void store_sweep_deaths(struct store *s)
+{
+    DIR *d = opendir(s->paths.active);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *mark = strstr(e->d_name, ".died-");
+        if (e->d_name[0] != '.' || !mark || mark == e->d_name + 1)
+            continue;
+        char *task = xstrndup(e->d_name + 1, (size_t)(mark - e->d_name - 1));
+        if (faccessat(dirfd(d), task, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+            unlinkat(dirfd(d), e->d_name, 0);
+        free(task);
+    }
+    closedir(d);
+}
+
 /* Settle every task left in _active/: archive the answered ones, hand the
  * poison ones to CB (claimed, to be answered failed), put the others back
  * where they came from. Returns the number handed to CB. */
 static int store_recover_active(struct store *s, store_requeue_cb cb, void *arg)
 {
+    store_sweep_deaths(s); /* first: a task put back below leaves _active/ */
     DIR *d = opendir(s->paths.active);
     if (!d)
         return 0;
