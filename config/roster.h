@@ -85,6 +85,30 @@ struct roster_restart {
     double window;    /* seconds */
 };
 
+/* How a bot's worker process runs (roster_exec.c): the adapters' folder,
+ * the bot-level environment and the user it runs as. */
+struct roster_exec {
+    char *cwd;       /* absolute; NULL: the work dir */
+    char **env;      /* "NAME=value" of `env`, in file order; never NULL */
+    char *env_file;  /* absolute path; NULL: none */
+    char **file_env; /* "NAME=value" read from env_file; never NULL */
+    char *user;      /* NULL: the supervisor's own */
+    char *group;     /* NULL: the user's primary group */
+};
+
+/* Kernel-enforced limits of a bot's cgroup; 0 means none. */
+struct roster_rlimits {
+    long memory_max; /* bytes */
+    int cpu_max;     /* percent of one CPU (150 = one and a half) */
+    int tasks_max;   /* processes and threads */
+};
+
+/* How the supervisor rotates a bot's captured output. */
+struct roster_logcfg {
+    long max_bytes; /* rotate when the file would grow past this */
+    int backups;    /* rotated files kept (BOT.log.1 ..); 0: none */
+};
+
 /* One bot, with the defaults already applied. */
 struct roster_bot {
     char *id;
@@ -102,6 +126,9 @@ struct roster_bot {
     char *bind;             /* the worker's address */
     char **allowed_origins; /* NULL-terminated, never NULL */
     char **server_names;    /* Host names besides loopback ones; NULL-terminated */
+    struct roster_exec exec;
+    struct roster_rlimits rlimits;
+    struct roster_logcfg log;
 };
 
 /* A whole hive.yaml. */
