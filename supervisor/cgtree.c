@@ -214,8 +214,10 @@ static int cgtree_limit_v1(const char *work_dir, const char *bot_id, size_t i,
     if (!v1[0][0])
         return 0;
     char *dir = cgtree_v1_path(cgtree_controllers[i], work_dir, bot_id);
-    char *parent = dir ? xasprintf("%s/..", dir) : NULL;
+    char *parent = dir ? xstrdup(dir) : NULL;
     int rc = -1;
+    if (parent)
+        *strrchr(parent, '/') = '\0'; /* hive-<hash>, made first */
     if (!dir)
         snprintf(err, errlen, "no writable cgroup %s controller", cgtree_controllers[i]);
     else if ((mkdir(parent, 0755) < 0 && errno != EEXIST) ||
@@ -297,7 +299,8 @@ void cgtree_bot_limits_remove(const char *work_dir, const char *bot_id)
     for (size_t i = 0; i < CGTREE_V1_MAX; i++) {
         char *dir = cgtree_v1_path(cgtree_controllers[i], work_dir, bot_id);
         if (dir && rmdir(dir) == 0) {
-            char *parent = xasprintf("%s/..", dir);
+            char *parent = xstrdup(dir);
+            *strrchr(parent, '/') = '\0';
             rmdir(parent); /* fails while another bot's group is in it */
             free(parent);
         }

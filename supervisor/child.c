@@ -341,11 +341,13 @@ int child_hand_over_layout(const char *work_dir, const char *bot_id, const char 
     static const char *const own_dirs[] = {
         ".deia/hive/tasks/%s", ".deia/hive/tasks/%s/_active", ".deia/hive/tasks/%s/_archive",
         ".deia/hive/tasks/%s/_realtime", ".deia/hive/responses/.pending/%s"};
-    static const char *const own_files[] = {".deia/hive/controls/%s-PAUSE",
-                                            ".deia/bot-logs/BOT-%s-activity.jsonl",
-                                            ".deia/bot-logs/%s-timeline.jsonl"};
+    static const char *const own_files[] = {
+        ".deia/hive/controls/%s-PAUSE",     ".deia/bot-logs/BOT-%s-activity.jsonl",
+        ".deia/bot-logs/%s-timeline.jsonl", ".deia/bot-logs/%s-timeline.idx",
+        ".deia/hive/locks/%s.lock",         ".deia/hive/run/%s.procs"};
     static const char *const shared[] = {".deia/hive/responses", ".deia/hive/responses/.pending",
-                                         ".deia/hive/controls", ".deia/bot-logs", ".deia/hive/run"};
+                                         ".deia/hive/controls",  ".deia/bot-logs",
+                                         ".deia/hive/run",       ".deia/hive/locks"};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof shared / sizeof *shared; i++) {
         char *path = xasprintf("%s/%s", work_dir, shared[i]);
