@@ -61,7 +61,7 @@ static size_t interp_one(const char *text, size_t len, size_t i, struct interp_b
     else if (name_len && after + 1 < end && text[after] == ':' && text[after + 1] == '-')
         has_default = empty_too = true, after += 2;
     if (name_len == 0 || (!has_default && after != end)) {
-        *at = name_at;
+        *at = i;
         snprintf(err, errlen,
                  "bad variable reference '%.*s' (expected ${NAME} or ${NAME:-default})",
                  (int)(end + 1 - i), text + i);
