@@ -42,6 +42,22 @@
  * - Numbers and strings are read from the scalar's text whatever its quoting
  *   ("8001" is a port); a null (empty, ~, null) is never a valid value except
  *   for a map, where it means an empty one.
+ * - The bot's process (any bot and `defaults`): cwd (the cli adapter's
+ *   folder, relative to the work dir; default the work dir), env (a map of
+ *   NAME: value) and env_file (NAME=value lines, relative to the roster file
+ *   that names it; see envfile.h) for the worker and its adapters, env
+ *   winning over env_file as in docker compose; user and group (only when
+ *   hive runs as root; they must exist). Limits, refused where no writable
+ *   cgroup v2 or v1 controller can enforce them: memory_max (a size),
+ *   cpu_max ("50%" of one CPU, or a number of CPUs such as 1.5), tasks_max.
+ *   log: {max_bytes 10MiB, backups 3} rotates the captured output.
+ * - `${VAR}`, `${VAR:-default}` (unset or empty), `${VAR-default}` (unset)
+ *   and `$$` in any scalar value, from the environment at load time (see
+ *   interp.h); an unset variable without a default is an error at its place.
+ * - `include`: a top-level list of roster files (relative to the including
+ *   file) whose bots join the roster after the file's own; an included file
+ *   holds only `bots` and `include`. Its errors name it; cycles and more
+ *   than 16 nested files are refused.
  * - A non-loopback listen or bind address (loopback: 127.0.0.0/8, ::1,
  *   "localhost") needs token_env set and that variable non-empty at load time.
  */

@@ -238,6 +238,22 @@ static void child_enter_cgroups(const struct child_spec *spec, int out_w)
         }
 }
 
+/* Child side: hand the bot's cgroup v2 to ID's user, as systemd's Delegate=
+ * does, so its worker can still nest its tasks' cgroups in it. */
+static void child_delegate_cgroup(const struct child_spec *spec, const struct child_ident *id)
+{
+    static const char *const files[] = {"", "/cgroup.procs", "/cgroup.subtree_control",
+                                        "/cgroup.threads"};
+    char path[PATH_MAX];
+    if (!id->drop || !spec->cgroup_dir)
+        return;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s%s", spec->cgroup_dir, files[i]);
+        if (lchown(path, id->uid, id->gid) < 0)
+            return; /* the worker then falls back, and says so */
+    }
+}
+
 /* Child side: the bot's own variables (env_file's, then env's). */
 static void child_bot_env(const struct child_spec *spec)
 {
@@ -258,6 +274,7 @@ static void child_exec(const struct child_spec *spec, const struct child_ident *
 {
     setpgid(0, 0);
     child_enter_cgroups(spec, out_w);
+    child_delegate_cgroup(spec, id);
     child_reset_signals();
     if (child_setup_fds(spec, out_w) < 0) {
         dprintf(STDERR_FILENO, "hive: cannot set up the worker's descriptors: %s\n",
