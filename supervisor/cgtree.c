@@ -4,6 +4,7 @@
  */
 #include "supervisor/cgtree.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -32,10 +33,13 @@ static uint64_t cgtree_hash(const char *s)
     return h;
 }
 
+static void cgtree_limits_sweep(const char *work_dir);
+
 /* Open the tree of WORK_DIR's hive (see cgtree.h). */
 struct cgtree *cgtree_open(const char *work_dir, char *desc, size_t desclen)
 {
     char why[512];
+    cgtree_limits_sweep(work_dir);
     const char *force = getenv("HIVE_CONTAIN");
     if (force && strcmp(force, "subreaper") == 0) {
         snprintf(desc, desclen, "no cgroup v2 wanted (HIVE_CONTAIN=subreaper)");
@@ -305,5 +309,29 @@ void cgtree_bot_limits_remove(const char *work_dir, const char *bot_id)
             free(parent);
         }
         free(dir);
+    }
+}
+
+/* Remove the cgroup v1 groups a killed supervisor of WORK_DIR's hive left
+ * (their processes were in its cgroup v2 tree, ended with it). */
+static void cgtree_limits_sweep(const char *work_dir)
+{
+    for (size_t i = 0; i < CGTREE_V1_MAX; i++) {
+        char *any = cgtree_v1_path(cgtree_controllers[i], work_dir, "x");
+        if (!any)
+            continue;
+        *strrchr(any, '/') = '\0';
+        DIR *d = opendir(any);
+        struct dirent *e;
+        while (d && (e = readdir(d)))
+            if (e->d_type == DT_DIR && e->d_name[0] != '.') {
+                char *sub = xasprintf("%s/%s", any, e->d_name);
+                rmdir(sub);
+                free(sub);
+            }
+        if (d)
+            closedir(d);
+        rmdir(any);
+        free(any);
     }
 }
