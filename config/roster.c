@@ -12,8 +12,10 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,8 +25,11 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "common/cgroup.h"
 #include "common/guard.h"
 #include "common/util.h"
+#include "config/envfile.h"
+#include "config/interp.h"
 
 #define ROSTER_MAX_FILE (4 * 1024 * 1024)
 #define ROSTER_MAX_SECONDS 1000000.0
@@ -32,6 +37,13 @@
 #define ROSTER_MAX_PORT 65535
 #define ROSTER_QUOTE_MAX 48
 #define ROSTER_MAX_DEPTH 64
+
+/* An included file: the ids of the nodes copied from it, for its name in
+ * messages and its folder for relative paths. */
+struct roster_source {
+    char *name, *dir;
+    size_t first, last;
+};
 
 /* One load in progress. */
 struct roster_parse {
@@ -43,6 +55,10 @@ struct roster_parse {
     size_t n_errors;
     struct roster *r;
     yaml_node_t *hive, *defaults, *bots, *listen;
+    const char *base_dir;          /* of the roster file; NULL: the current directory */
+    struct roster_source *sources; /* included files, by node ids */
+    size_t n_sources;
+    yaml_node_t *include; /* read before the walk, by roster_prepare */
 };
 
 enum roster_kind {
@@ -115,14 +131,21 @@ static void roster_verror(struct roster_parse *p, size_t line, size_t column, co
     p->n_errors++;
 }
 
+static const struct roster_source *roster_node_source(const struct roster_parse *p,
+                                                      const yaml_node_t *n);
+
 /* Record an error at NODE's start (1:1 when NODE is NULL). */
 static void __attribute__((format(printf, 3, 4)))
 roster_error(struct roster_parse *p, const yaml_node_t *node, const char *fmt, ...)
 {
     va_list ap;
+    const struct roster_source *src = roster_node_source(p, node);
+    const char *own = p->name;
+    p->name = src ? src->name : own; /* a node copied from an included file */
     va_start(ap, fmt);
     roster_verror(p, node ? node->start_mark.line : 0, node ? node->start_mark.column : 0, fmt, ap);
     va_end(ap);
+    p->name = own;
 }
 
 /* Record an error at a 0-based line and column. */
@@ -897,6 +920,207 @@ static void roster_read_listen(struct roster_parse *p, yaml_node_t *n, void *bas
     free(host);
 }
 
+/* ---- the bot's process: folder, environment, user, limits -------------- */
+
+static char *roster_path_join(const char *dir, const char *rel);
+static char *roster_cwd(void);
+
+/* The source (file) that NODE of P's document came from; NULL: P's own. */
+static const struct roster_source *roster_node_source(const struct roster_parse *p,
+                                                      const yaml_node_t *n)
+{
+    if (!n || n < p->doc.nodes.start || n >= p->doc.nodes.top)
+        return NULL;
+    size_t id = (size_t)(n - p->doc.nodes.start) + 1;
+    for (size_t i = 0; i < p->n_sources; i++)
+        if (id >= p->sources[i].first && id <= p->sources[i].last)
+            return &p->sources[i];
+    return NULL;
+}
+
+/* The folder that relative paths in NODE's file are against (absolute), or
+ * NULL when the current directory is. */
+static const char *roster_node_dir(const struct roster_parse *p, const yaml_node_t *n)
+{
+    const struct roster_source *src = roster_node_source(p, n);
+    return src ? src->dir : p->base_dir;
+}
+
+/* cwd: relative to the work dir, made absolute. */
+static void roster_check_cwd(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    (void)n;
+    struct roster_bot *b = base;
+    char *abs = roster_path_join(p->r->work_dir, b->exec.cwd);
+    free(b->exec.cwd);
+    b->exec.cwd = abs;
+}
+
+/* env_file: read the file (relative to the roster file naming it) now, so
+ * that its errors are the roster's. */
+static void roster_read_env_file(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    struct roster_bot *b = base;
+    const char *dir = roster_node_dir(p, n);
+    char *cwd = dir ? NULL : roster_cwd(), err[200];
+    char *path = roster_path_join(dir ? dir : cwd ? cwd : "/", b->exec.env_file);
+    size_t len, line;
+    char *text = util_read_file(path, ROSTER_MAX_FILE, &len), **env;
+    free(cwd);
+    free(b->exec.env_file);
+    b->exec.env_file = path;
+    if (!text) {
+        roster_error(p, n, "cannot read env_file %s: %s", path,
+                     errno == EFBIG ? "larger than 4 MiB" : strerror(errno));
+    } else if (!(env = envfile_parse(text, len, &line, err, sizeof err))) {
+        roster_error(p, n, "env_file %s:%zu: %s", path, line, err);
+    } else {
+        roster_strv_free(b->exec.file_env);
+        b->exec.file_env = env;
+    }
+    free(text);
+}
+
+/* user/group need hive to run as root: only root can become another user. */
+static bool roster_check_root(struct roster_parse *p, yaml_node_t *n, const char *key)
+{
+    if (geteuid() == 0)
+        return true;
+    roster_error(p, n, "'%s' needs hive to run as root (it runs as uid %u)", key,
+                 (unsigned)geteuid());
+    return false;
+}
+
+/* user: an existing user, and we are root. */
+static void roster_check_user(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    struct roster_bot *b = base;
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (!roster_check_root(p, n, "user") || getpwnam(b->exec.user))
+        return;
+    roster_quote(b->exec.user, strlen(b->exec.user), q, sizeof q);
+    roster_error(p, n, "unknown user %s (no such user on this host)", q);
+}
+
+/* group: an existing group, and we are root. */
+static void roster_check_group(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    struct roster_bot *b = base;
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (!roster_check_root(p, n, "group") || getgrnam(b->exec.group))
+        return;
+    roster_quote(b->exec.group, strlen(b->exec.group), q, sizeof q);
+    roster_error(p, n, "unknown group %s (no such group on this host)", q);
+}
+
+/* A limit of KEY needs CONTROLLER in a cgroup we may write: refused, not
+ * ignored, where there is none. */
+static void roster_check_controller(struct roster_parse *p, yaml_node_t *n, const char *key,
+                                    const char *controller)
+{
+    char why[600];
+    if (cgroup_limit_api(controller, NULL, why, sizeof why) != CGROUP_API_NONE)
+        return;
+    roster_error(p, n, "'%s' cannot be enforced here: no writable cgroup %s controller (%s)", key,
+                 controller, why);
+}
+
+/* memory_max: needs a memory controller. */
+static void roster_check_memory_max(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    (void)base;
+    roster_check_controller(p, n, "memory_max", "memory");
+}
+
+/* tasks_max: needs a pids controller. */
+static void roster_check_tasks_max(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    (void)base;
+    roster_check_controller(p, n, "tasks_max", "pids");
+}
+
+/* cpu_max: "50%" of one CPU, or a number of CPUs ("1.5"); needs a cpu
+ * controller. */
+static void roster_read_cpu_max(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    struct roster_bot *b = base;
+    const char *s = roster_scalar(p, n, "a share of CPU", "cpu_max");
+    char *end, q[ROSTER_QUOTE_MAX + 8];
+    if (!s)
+        return;
+    double v = isdigit((unsigned char)*s) ? strtod(s, &end) : -1;
+    if (v >= 0 && strcmp(end, "%") == 0)
+        v /= 100;
+    else if (v >= 0 && *end)
+        v = -1;
+    if (v < 0.01 || v > 1024) {
+        roster_quote(s, strlen(s), q, sizeof q);
+        roster_error(p, n,
+                     "bad cpu_max %s (expected a percentage of one CPU such as 50%% or 150%%, "
+                     "or a number of CPUs from 0.01 to 1024)",
+                     q);
+        return;
+    }
+    b->rlimits.cpu_max = (int)(v * 100 + 0.5);
+    roster_check_controller(p, n, "cpu_max", "cpu");
+}
+
+/* Free what EXEC owns. */
+static void roster_exec_clear(struct roster_exec *e)
+{
+    free(e->cwd);
+    roster_strv_free(e->env);
+    free(e->env_file);
+    roster_strv_free(e->file_env);
+    free(e->user);
+    free(e->group);
+}
+
+/* A copy of S, or NULL for NULL. */
+static char *roster_strdup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+/* Deep copy of SRC's process settings into DST (already a shallow copy). */
+static void roster_exec_copy(struct roster_exec *dst, const struct roster_exec *src)
+{
+    dst->cwd = roster_strdup_or_null(src->cwd);
+    dst->env = roster_strv_copy(src->env);
+    dst->env_file = roster_strdup_or_null(src->env_file);
+    dst->file_env = roster_strv_copy(src->file_env);
+    dst->user = roster_strdup_or_null(src->user);
+    dst->group = roster_strdup_or_null(src->group);
+}
+
+/* The built-in process settings: the work dir, no environment, our user,
+ * no limits, logs rotated at 10 MiB keeping 3. */
+static void roster_exec_builtin(struct roster_bot *b)
+{
+    b->exec.env = roster_strv_new();
+    b->exec.file_env = roster_strv_new();
+    b->log.max_bytes = 10L * 1024 * 1024;
+    b->log.backups = 3;
+}
+
+/* True when two optional strings are the same (NULL only equals NULL). */
+static bool roster_opt_equal(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* True when both bots' process settings, limits and log settings match. */
+static bool roster_exec_equal(const struct roster_bot *a, const struct roster_bot *b)
+{
+    const struct roster_exec *x = &a->exec, *y = &b->exec;
+    return roster_opt_equal(x->cwd, y->cwd) && roster_strv_equal(x->env, y->env) &&
+           roster_opt_equal(x->env_file, y->env_file) &&
+           roster_strv_equal(x->file_env, y->file_env) && roster_opt_equal(x->user, y->user) &&
+           roster_opt_equal(x->group, y->group) &&
+           memcmp(&a->rlimits, &b->rlimits, sizeof a->rlimits) == 0 &&
+           a->log.max_bytes == b->log.max_bytes && a->log.backups == b->log.backups;
+}
+
 /* ---- tables ------------------------------------------------------------ */
 
 static const char *const roster_modes[] = {"hybrid", "cli-only", "websocket-only", NULL};
@@ -926,6 +1150,12 @@ static const struct roster_field roster_restart_fields[] = {
 };
 static const struct roster_table roster_restart_table = ROSTER_TABLE(roster_restart_fields, NULL);
 
+static const struct roster_field roster_log_fields[] = {
+    {ROSTER_FIELD("max_bytes", ROSTER_LSIZE, struct roster_logcfg, max_bytes)},
+    {ROSTER_FIELD("backups", ROSTER_INT, struct roster_logcfg, backups), .max = 1000},
+};
+static const struct roster_table roster_log_table = ROSTER_TABLE(roster_log_fields, NULL);
+
 /* The keys of `defaults`, which every bot accepts too. */
 static const struct roster_field roster_defaults_fields[] = {
     {ROSTER_FIELD("mode", ROSTER_CHOICE, struct roster_bot, mode), .choices = roster_modes},
@@ -944,6 +1174,20 @@ static const struct roster_field roster_defaults_fields[] = {
      .item_check = roster_check_origin},
     {ROSTER_FIELD("server_names", ROSTER_STRV, struct roster_bot, server_names),
      .item_check = roster_check_server_name},
+    {ROSTER_FIELD("cwd", ROSTER_STRING, struct roster_bot, exec.cwd), .hook = roster_check_cwd},
+    {ROSTER_FIELD("env", ROSTER_ENV, struct roster_bot, exec.env)},
+    {ROSTER_FIELD("env_file", ROSTER_STRING, struct roster_bot, exec.env_file),
+     .hook = roster_read_env_file},
+    {ROSTER_FIELD("user", ROSTER_STRING, struct roster_bot, exec.user), .hook = roster_check_user},
+    {ROSTER_FIELD("group", ROSTER_STRING, struct roster_bot, exec.group),
+     .hook = roster_check_group},
+    {ROSTER_FIELD("memory_max", ROSTER_LSIZE, struct roster_bot, rlimits.memory_max),
+     .hook = roster_check_memory_max},
+    {ROSTER_FIELD("cpu_max", ROSTER_NODE, struct roster_bot, rlimits.cpu_max),
+     .hook = roster_read_cpu_max},
+    {ROSTER_FIELD("tasks_max", ROSTER_INT, struct roster_bot, rlimits.tasks_max), .min = 1,
+     .max = INT_MAX, .hook = roster_check_tasks_max},
+    {ROSTER_FIELD("log", ROSTER_MAP, struct roster_bot, log), .table = &roster_log_table},
 };
 static const struct roster_table roster_defaults_table = ROSTER_TABLE(roster_defaults_fields, NULL);
 
@@ -988,6 +1232,7 @@ static const struct roster_field roster_top_fields[] = {
     {ROSTER_FIELD("hive", ROSTER_NODE, struct roster_parse, hive)},
     {ROSTER_FIELD("defaults", ROSTER_NODE, struct roster_parse, defaults)},
     {ROSTER_FIELD("bots", ROSTER_NODE, struct roster_parse, bots)},
+    {ROSTER_FIELD("include", ROSTER_NODE, struct roster_parse, include)},
 };
 static const struct roster_table roster_top_table = ROSTER_TABLE(roster_top_fields, NULL);
 
@@ -1006,6 +1251,7 @@ static void roster_bot_clear(struct roster_bot *b)
     free(b->bind);
     roster_strv_free(b->allowed_origins);
     roster_strv_free(b->server_names);
+    roster_exec_clear(&b->exec);
     memset(b, 0, sizeof(*b));
 }
 
@@ -1023,6 +1269,7 @@ static void roster_bot_copy(struct roster_bot *dst, const struct roster_bot *src
     dst->bind = xstrdup(src->bind);
     dst->allowed_origins = roster_strv_copy(src->allowed_origins);
     dst->server_names = roster_strv_copy(src->server_names);
+    roster_exec_copy(&dst->exec, &src->exec);
 }
 
 /* The built-in bot defaults (see roster.h). */
@@ -1046,6 +1293,7 @@ static void roster_bot_builtin(struct roster_bot *b, const struct roster *r)
     b->bind = xstrdup("127.0.0.1");
     b->allowed_origins = roster_strv_copy(r->allowed_origins);
     b->server_names = roster_strv_copy(r->server_names);
+    roster_exec_builtin(b);
 }
 
 /* A name for bot I in messages: its id when valid, else bots[I]. */
@@ -1312,6 +1560,7 @@ static void roster_build(struct roster_parse *p, yaml_node_t *root, const char *
                          const char *base_dir)
 {
     p->r = roster_new(path);
+    p->base_dir = base_dir;
     roster_walk(p, root, "top level", &roster_top_table, p);
     if (p->hive && roster_is_map(p, p->hive, "hive"))
         roster_walk(p, p->hive, "hive", &roster_hive_table, p->r);
@@ -1404,6 +1653,242 @@ static bool roster_parse_yaml(struct roster_parse *p)
     return ok;
 }
 
+/* ---- interpolation and includes ---------------------------------------- */
+
+#define ROSTER_MAX_INCLUDE_DEPTH 16
+
+/* Expand ${VAR} in every scalar value (not in keys) of P's document; a
+ * problem is reported at its place in the value when the value is on one
+ * line. */
+static void roster_interpolate(struct roster_parse *p)
+{
+    size_t count = (size_t)(p->doc.nodes.top - p->doc.nodes.start);
+    bool *is_key = xcalloc(count + 1, sizeof *is_key);
+    for (yaml_node_t *n = p->doc.nodes.start; n < p->doc.nodes.top; n++)
+        if (n->type == YAML_MAPPING_NODE)
+            for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
+                 pr++)
+                is_key[pr->key - 1] = true;
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *n = &p->doc.nodes.start[i];
+        char *out, err[200];
+        size_t at;
+        if (n->type != YAML_SCALAR_NODE || is_key[i])
+            continue;
+        int rc = interp_expand((const char *)n->data.scalar.value, n->data.scalar.length, &out, &at,
+                               err, sizeof err);
+        if (rc < 0) {
+            bool one_line = n->start_mark.line == n->end_mark.line;
+            size_t quote = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? 0 : 1;
+            roster_error_at(p, n->start_mark.line,
+                            n->start_mark.column + (one_line ? quote + at : 0), "%s", err);
+        } else if (rc > 0) {
+            free(n->data.scalar.value); /* libyaml allocates with malloc */
+            n->data.scalar.value = (yaml_char_t *)out;
+            n->data.scalar.length = strlen(out);
+        }
+    }
+    free(is_key);
+}
+
+/* Copy node ID of SRC, with what it holds, into DST (marks kept); MAP holds
+ * the ids already copied (aliases stay shared). The new id, 0 on failure. */
+static int roster_copy_node(yaml_document_t *dst, yaml_document_t *src, int id, int *map)
+{
+    yaml_node_t *n = yaml_document_get_node(src, id);
+    int nid = 0;
+    if (!n || map[id - 1])
+        return n ? map[id - 1] : 0;
+    if (n->type == YAML_SCALAR_NODE)
+        nid = yaml_document_add_scalar(dst, NULL, n->data.scalar.value, (int)n->data.scalar.length,
+                                       n->data.scalar.style);
+    else if (n->type == YAML_SEQUENCE_NODE)
+        nid = yaml_document_add_sequence(dst, NULL, n->data.sequence.style);
+    else
+        nid = yaml_document_add_mapping(dst, NULL, n->data.mapping.style);
+    if (!nid)
+        return 0;
+    map[id - 1] = nid;
+    dst->nodes.start[nid - 1].start_mark = n->start_mark;
+    dst->nodes.start[nid - 1].end_mark = n->end_mark;
+    if (n->type == YAML_SEQUENCE_NODE)
+        for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+             it++)
+            yaml_document_append_sequence_item(dst, nid, roster_copy_node(dst, src, *it, map));
+    else if (n->type == YAML_MAPPING_NODE)
+        for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
+             pr++) {
+            int k = roster_copy_node(dst, src, pr->key, map);
+            yaml_document_append_mapping_pair(dst, nid, k,
+                                              roster_copy_node(dst, src, pr->value, map));
+        }
+    return nid;
+}
+
+/* The id of the top-level `bots` sequence of P's document, made when
+ * missing; 0 when `bots` is something else (the walk reports it). */
+static int roster_bots_id(struct roster_parse *p)
+{
+    yaml_node_t *root = yaml_document_get_root_node(&p->doc);
+    yaml_node_t *bots = roster_map_get(p, root, "bots");
+    if (bots)
+        return bots->type == YAML_SEQUENCE_NODE ? (int)(bots - p->doc.nodes.start) + 1 : 0;
+    int key =
+        yaml_document_add_scalar(&p->doc, NULL, (yaml_char_t *)"bots", 4, YAML_PLAIN_SCALAR_STYLE);
+    int seq = yaml_document_add_sequence(&p->doc, NULL, YAML_BLOCK_SEQUENCE_STYLE);
+    yaml_document_append_mapping_pair(&p->doc, 1, key, seq);
+    return seq;
+}
+
+/* An included file holds only `bots` and `include`. */
+static void roster_include_check_top(struct roster_parse *sub, yaml_node_t *root)
+{
+    for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top;
+         pr++) {
+        yaml_node_t *k = yaml_document_get_node(&sub->doc, pr->key);
+        if (roster_key_is(k, "bots") || roster_key_is(k, "include"))
+            continue;
+        char q[ROSTER_QUOTE_MAX + 8] = "key";
+        if (k->type == YAML_SCALAR_NODE)
+            roster_quote((const char *)k->data.scalar.value, k->data.scalar.length, q, sizeof q);
+        roster_error(sub, k, "unknown key %s in an included file (expected bots, include)", q);
+    }
+}
+
+/* One file included from P's node ITEM_ID: the name it has in messages. */
+static char *roster_include_name(const char *from_name, const char *rel)
+{
+    const char *slash = strrchr(from_name, '/');
+    if (rel[0] == '/' || !slash)
+        return xstrdup(rel);
+    return xasprintf("%.*s/%s", (int)(slash - from_name), from_name, rel);
+}
+
+static void roster_includes(struct roster_parse *p, struct roster_parse *src, const char *dir,
+                            const char **stack, int depth);
+
+/* Read, check and interpolate the file PATH (named NAME) into SUB; false
+ * when it cannot be used at all. */
+static bool roster_include_read(struct roster_parse *p, struct roster_parse *src, int item_id,
+                                const char *path, struct roster_parse *sub, char **text)
+{
+    yaml_node_t *item = yaml_document_get_node(&src->doc, item_id);
+    *text = util_read_file(path, ROSTER_MAX_FILE, &sub->len);
+    if (!*text) {
+        roster_error(src, item, "cannot read included file %s: %s", path,
+                     errno == EFBIG ? "larger than 4 MiB" : strerror(errno));
+        return false;
+    }
+    sub->text = *text;
+    sub->errs = p->errs;
+    if (!roster_parse_yaml(sub))
+        return false;
+    yaml_node_t *root = yaml_document_get_root_node(&sub->doc);
+    if (root && root->type == YAML_MAPPING_NODE) {
+        roster_include_check_top(sub, root);
+        roster_interpolate(sub);
+        return true;
+    }
+    if (root && !roster_is_null(root))
+        roster_error(sub, root, "an included file must be a mapping (bots, include)");
+    yaml_document_delete(&sub->doc);
+    return false;
+}
+
+/* Append the bots of SUB (the file PATH) to P's bots, recording where they
+ * came from. */
+static void roster_include_bots(struct roster_parse *p, struct roster_parse *sub, const char *path)
+{
+    yaml_node_t *bots = roster_map_get(sub, yaml_document_get_root_node(&sub->doc), "bots");
+    int seq = roster_bots_id(p);
+    size_t first = (size_t)(p->doc.nodes.top - p->doc.nodes.start) + 1;
+    if (bots && bots->type != YAML_SEQUENCE_NODE && !roster_is_null(bots))
+        roster_expected(sub, bots, "a sequence", "bots");
+    if (!bots || bots->type != YAML_SEQUENCE_NODE || !seq)
+        return;
+    int *map = xcalloc((size_t)(sub->doc.nodes.top - sub->doc.nodes.start) + 1, sizeof *map);
+    for (yaml_node_item_t *it = bots->data.sequence.items.start; it < bots->data.sequence.items.top;
+         it++)
+        yaml_document_append_sequence_item(&p->doc, seq,
+                                           roster_copy_node(&p->doc, &sub->doc, *it, map));
+    free(map);
+    p->sources = xrealloc(p->sources, (p->n_sources + 1) * sizeof *p->sources);
+    p->sources[p->n_sources++] =
+        (struct roster_source){xstrdup(sub->name), roster_path_join(path, ".."), first,
+                               (size_t)(p->doc.nodes.top - p->doc.nodes.start)};
+}
+
+/* Include the file named by SRC's include item ITEM_ID (SRC's folder DIR). */
+static void roster_include_one(struct roster_parse *p, struct roster_parse *src, int item_id,
+                               const char *dir, const char **stack, int depth)
+{
+    yaml_node_t *item = yaml_document_get_node(&src->doc, item_id);
+    const char *rel = roster_scalar(src, item, "a file name", "include");
+    if (!rel)
+        return;
+    char *cwd = dir ? NULL : roster_cwd(), *text = NULL;
+    char *path = roster_path_join(dir ? dir : cwd ? cwd : "/", rel);
+    char *name = roster_include_name(src->name, rel);
+    for (int i = 0; i < depth && path; i++)
+        if (strcmp(stack[i], path) == 0) {
+            roster_error(src, item, "include cycle: %s is already being included", name);
+            goto out;
+        }
+    if (depth >= ROSTER_MAX_INCLUDE_DEPTH) {
+        roster_error(src, item, "includes nested deeper than %d files", ROSTER_MAX_INCLUDE_DEPTH);
+        goto out;
+    }
+    struct roster_parse sub = {.name = name};
+    if (roster_include_read(p, src, item_id, path, &sub, &text)) {
+        char *sub_dir = roster_path_join(path, "..");
+        stack[depth] = path;
+        roster_includes(p, &sub, sub_dir, stack, depth + 1);
+        roster_include_bots(p, &sub, path);
+        yaml_document_delete(&sub.doc);
+        free(sub_dir);
+    }
+    p->n_errors += sub.n_errors;
+out:
+    free(text);
+    free(cwd);
+    free(path);
+    free(name);
+}
+
+/* Bring in the bots of every file that SRC's top level includes (SRC is P
+ * for the roster file itself); DIR resolves their names (NULL: the current
+ * directory). STACK holds the DEPTH files being included, for cycles. */
+static void roster_includes(struct roster_parse *p, struct roster_parse *src, const char *dir,
+                            const char **stack, int depth)
+{
+    yaml_node_t *inc = roster_map_get(src, yaml_document_get_root_node(&src->doc), "include");
+    if (!inc || roster_is_null(inc))
+        return;
+    if (inc->type != YAML_SEQUENCE_NODE) {
+        roster_expected(src, inc, "a sequence", "include");
+        return;
+    }
+    /* Ids, not pointers: copying into P's document moves its nodes. */
+    size_t n = (size_t)(inc->data.sequence.items.top - inc->data.sequence.items.start);
+    int *ids = xcalloc(n + 1, sizeof *ids);
+    memcpy(ids, inc->data.sequence.items.start, n * sizeof *ids);
+    for (size_t i = 0; i < n; i++)
+        roster_include_one(p, src, ids[i], dir, stack, depth);
+    free(ids);
+}
+
+/* Interpolate P's document and bring in what it includes; PATH is the
+ * roster file's own (for cycles). */
+static void roster_prepare(struct roster_parse *p, const char *path)
+{
+    const char *stack[ROSTER_MAX_INCLUDE_DEPTH + 1] = {path};
+    yaml_node_t *root = yaml_document_get_root_node(&p->doc);
+    if (!root || root->type != YAML_MAPPING_NODE)
+        return;
+    roster_interpolate(p);
+    roster_includes(p, p, p->base_dir, stack, 1);
+}
+
 /* Load TEXT: PATH goes into the roster, BASE_DIR resolves work_dir. */
 static int roster_load_text(const char *text, size_t len, const char *name, const char *path,
                             const char *base_dir, struct roster **out, struct roster_errors *errs)
@@ -1420,9 +1905,14 @@ static int roster_load_text(const char *text, size_t len, const char *name, cons
         roster_describe(root, got, sizeof(got));
         roster_error(&p, root, "top level must be a mapping (hive, defaults, bots), got %s", got);
     } else {
-        roster_build(&p, root, path, base_dir);
+        p.base_dir = base_dir;
+        roster_prepare(&p, path);
+        roster_build(&p, yaml_document_get_root_node(&p.doc), path, base_dir);
     }
     yaml_document_delete(&p.doc);
+    for (size_t i = 0; i < p.n_sources; i++)
+        free(p.sources[i].name), free(p.sources[i].dir);
+    free(p.sources);
     if (p.n_errors) {
         roster_free(p.r);
         return -1;
@@ -1507,7 +1997,7 @@ bool roster_bot_equal(const struct roster_bot *a, const struct roster_bot *b)
            a->stop_timeout == b->stop_timeout && a->watchdog == b->watchdog &&
            strcmp(a->bind, b->bind) == 0 &&
            roster_strv_equal(a->allowed_origins, b->allowed_origins) &&
-           roster_strv_equal(a->server_names, b->server_names);
+           roster_strv_equal(a->server_names, b->server_names) && roster_exec_equal(a, b);
 }
 
 /* True when two optional strings are the same. */

@@ -107,6 +107,8 @@ struct hive_bot {
     struct logcap *logcap;
     int64_t registered_wall_ns; /* when the current worker was started */
     int64_t heartbeat_wall_ns;  /* its last READY=1 or WATCHDOG=1 */
+    long long oom_base;         /* OOM kills in its memory cgroup when it started */
+    struct event *oom_ev;       /* cgroup v1: the OOM killer met the bot */
     bool retired;
     TAILQ_ENTRY(hive_bot) entry; /* in hive->retired */
 };
@@ -356,6 +358,8 @@ static char **hive_worker_argv(const struct hive *hive, const struct roster_bot 
     hive_argv_limits(&a, &hive->roster->limits);
     hive_argv_each(&a, "--allowed-origin", def->allowed_origins);
     hive_argv_each(&a, "--server-name", def->server_names);
+    if (def->exec.cwd)
+        hive_argv_opt(&a, "--cwd", xstrdup(def->exec.cwd));
     if (def->adapter.command[0]) {
         hive_argv_add(&a, xstrdup("--"));
         for (char **p = def->adapter.command; *p; p++)
@@ -583,6 +587,64 @@ static char *hive_bot_cgroup(struct hive_bot *bot, char *why, size_t cap)
     return dir;
 }
 
+/* cgroup v1 OOM: the kernel killed one process of BOT; end the worker too,
+ * so the bot restarts whole, as cgroup v2's memory.oom.group does. */
+static void hive_bot_oom_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hive_bot *bot = arg;
+    uint64_t n;
+    (void)what;
+    if (read(fd, &n, sizeof n) == (ssize_t)sizeof n && bot->pid > 0) {
+        log_warn("%s: out of memory (memory_max); ending its worker", bot->id);
+        kill(bot->pid, SIGKILL);
+    }
+}
+
+/* Drop BOT's OOM watch. */
+static void hive_bot_oom_drop(struct hive_bot *bot)
+{
+    if (!bot->oom_ev)
+        return;
+    close(event_get_fd(bot->oom_ev));
+    event_free(bot->oom_ev);
+    bot->oom_ev = NULL;
+}
+
+/* What BOT's worker runs with besides its argv: the bot's environment
+ * (env_file's, then env's, into ENV), its user, and its cgroup limits (the
+ * v1 groups into SPEC). -1 with WHY when a limit cannot be set. */
+static int hive_bot_exec_setup(struct hive_bot *bot, struct child_spec *spec, struct hive_argv *env,
+                               char *why, size_t cap)
+{
+    const struct roster_bot *def = bot->def;
+    const char *wd = bot->hive->roster->work_dir;
+    struct cgtree_limits lim = {def->rlimits.memory_max, def->rlimits.cpu_max,
+                                def->rlimits.tasks_max};
+    char *v1[CGTREE_V1_MAX + 1];
+    for (char *const *e = def->exec.file_env; *e; e++)
+        hive_argv_add(env, xstrdup(*e));
+    for (char *const *e = def->exec.env; *e; e++) /* env wins over env_file, as in compose */
+        hive_argv_add(env, xstrdup(*e));
+    spec->env = env->v;
+    spec->user = def->exec.user;
+    spec->group = def->exec.group;
+    if (def->exec.user &&
+        child_hand_over_layout(wd, def->id, def->exec.user, def->exec.group, why, cap) < 0)
+        return -1;
+    if (cgtree_bot_limit(bot->hive->cgtree, wd, def->id, &lim, v1, why, cap) < 0)
+        return -1;
+    for (size_t i = 0; i <= CGTREE_V1_MAX; i++)
+        spec->cgroup_v1_dirs[i] = v1[i];
+    bot->oom_base = cgtree_bot_oom_kills(bot->hive->cgtree, wd, def->id);
+    hive_bot_oom_drop(bot);
+    int efd = v1[0] && lim.memory_max > 0 ? cgtree_bot_oom_watch(wd, def->id) : -1;
+    if (efd >= 0) {
+        bot->oom_ev = event_new(bot->hive->base, efd, EV_READ | EV_PERSIST, hive_bot_oom_cb, bot);
+        event_add(bot->oom_ev, NULL);
+    }
+    return 0;
+}
+
 /* Start a worker for BOT. 0, or the exit status the failure stands for with
  * the reason in WHY: 78 (permanent) for a port in use by someone else, 1 when
  * one of our own bots is still letting go of it (a reload moved ports). */
@@ -605,6 +667,12 @@ static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
                               .watchdog_usec = (uint64_t)(bot->def->watchdog * 1e6),
                               .token = hive->roster->token,
                               .token_env = hive->roster->token_env};
+    struct hive_argv env = {NULL, 0};
+    if (hive_bot_exec_setup(bot, &spec, &env, why, cap) < 0) {
+        hive_argv_free(argv);
+        hive_argv_free(env.v);
+        return FSM_EXIT_PERMANENT;
+    }
     char cg_why[256];
     char *cg = hive_bot_cgroup(bot, cg_why, sizeof cg_why);
     spec.cgroup_dir = cg;
@@ -615,6 +683,9 @@ static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
     int out_fd;
     pid_t pid = child_spawn(&spec, &out_fd, why, cap);
     hive_argv_free(argv);
+    hive_argv_free(env.v);
+    for (size_t i = 0; spec.cgroup_v1_dirs[i]; i++)
+        free((char *)spec.cgroup_v1_dirs[i]);
     free(cg);
     if (pid < 0)
         return 1;
@@ -794,6 +865,7 @@ static struct hive_bot *hive_bot_new(struct hive *hive, const struct roster_bot 
     }
     char *log_path = xasprintf("%s/%s.log", hive->logs_dir, def->id);
     bot->logcap = logcap_new(hive->base, def->id, log_path, hive->echo);
+    logcap_set_rotation(bot->logcap, def->log.max_bytes, def->log.backups);
     free(log_path);
     return bot;
 }
@@ -809,6 +881,8 @@ static void hive_bot_free(struct hive_bot *bot)
             ;
     }
     cgtree_bot_remove(bot->hive->cgtree, bot->id);
+    hive_bot_oom_drop(bot);
+    cgtree_bot_limits_remove(bot->hive->roster->work_dir, bot->id);
     for (int i = 0; i < HIVE_TIMER_COUNT; i++)
         event_free(bot->timers[i].ev);
     logcap_free(bot->logcap);
@@ -846,7 +920,10 @@ static void hive_bot_exited(struct hive_bot *bot, int status)
     else if (WIFSIGNALED(status))
         ev.signal = WTERMSIG(status);
     bot->pid = 0;
-    hive_bot_step(bot, &ev, NULL);
+    const struct roster *r = bot->hive->roster;
+    long long ooms = cgtree_bot_oom_kills(bot->hive->cgtree, r->work_dir, bot->id);
+    hive_bot_oom_drop(bot);
+    hive_bot_step(bot, &ev, ooms > bot->oom_base && bot->oom_base >= 0 ? "out of memory" : NULL);
 }
 
 /* SIGCHLD: reap every exited child. Each is first looked at without being
@@ -1332,6 +1409,7 @@ static void hive_bot_redefine(struct hive_bot *bot, const struct roster_bot *def
         bot->listen_fd = -1;
     }
     bot->def = def;
+    logcap_set_rotation(bot->logcap, def->log.max_bytes, def->log.backups);
     hive_bot_set_policy(bot);
     hive_bot_standin_sync(bot);
 }
@@ -1499,4 +1577,20 @@ void hive_shutdown_now(struct hive *hive)
         hive_bot_feed(hive->bots[i], FSM_EV_STOP_TIMEOUT);
     TAILQ_FOREACH(bot, &hive->retired, entry)
     hive_bot_feed(bot, FSM_EV_STOP_TIMEOUT);
+}
+
+/* SIGUSR1: every bot's log file is opened again at its next line. */
+void hive_reopen_logs(struct hive *hive)
+{
+    struct hive_bot *bot;
+    for (size_t i = 0; i < hive->n_bots; i++)
+        logcap_reopen(hive->bots[i]->logcap);
+    TAILQ_FOREACH(bot, &hive->retired, entry)
+    logcap_reopen(bot->logcap);
+}
+
+/* The folder of the bots' logs (and the supervisor's own, hive.log). */
+const char *hive_logs_dir(const struct hive *hive)
+{
+    return hive->logs_dir;
 }

@@ -67,4 +67,9 @@ void hive_shutdown(struct hive *hive, void (*done)(void *arg), void *arg);
  * their stop timeout (a second Ctrl-C). */
 void hive_shutdown_now(struct hive *hive);
 
+/* Reopen every bot's log file at its next line (SIGUSR1, logrotate). */
+void hive_reopen_logs(struct hive *hive);
+/* The folder of the logs, .deia/hive/logs under the work dir. */
+const char *hive_logs_dir(const struct hive *hive);
+
 #endif

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -75,6 +76,8 @@ struct main_up {
     struct hive *hive;
     struct front *front;
     struct event *signals[3];
+    struct event *usr1_ev; /* SIGUSR1: reopen the log files */
+    int log_fd;            /* hive.log in the foreground (the log sink); -1 */
 };
 
 /* Make sure fds 0-2 are open, so no socket or pipe ever lands on them. */
@@ -330,6 +333,38 @@ static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+/* The log sink of the foreground: every line of ours into hive.log too,
+ * beside the bots' logs (detached, stderr is that file already). */
+static void main_log_sink(enum log_level level, const char *message, void *arg)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    struct main_up *up = arg;
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    if (up->log_fd < 0)
+        up->log_fd = open(up->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (up->log_fd < 0)
+        return;
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
+    dprintf(up->log_fd, "%s hive[%d] %s: %s\n", stamp, (int)getpid(),
+            (unsigned)level < 4 ? names[level] : "?", message);
+}
+
+/* SIGUSR1: open every log file again (logrotate moved them away). */
+static void main_usr1_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct main_up *up = arg;
+    (void)sig, (void)what;
+    if (up->log_fd >= 0)
+        close(up->log_fd);
+    up->log_fd = -1;
+    if (up->opts.detach)
+        main_redirect(up);
+    hive_reopen_logs(up->hive);
+    log_info("SIGUSR1: log files reopened");
+}
+
 /* The loop's signal events. */
 static void main_signals(struct main_up *up)
 {
@@ -338,6 +373,10 @@ static void main_signals(struct main_up *up)
         up->signals[i] = evsignal_new(up->base, sigs[i], main_signal_cb, up);
         event_add(up->signals[i], NULL);
     }
+    up->usr1_ev = evsignal_new(up->base, SIGUSR1, main_usr1_cb, up);
+    event_add(up->usr1_ev, NULL);
+    if (!up->opts.detach)
+        log_set_sink(LOG_LEVEL_INFO, main_log_sink, up);
 }
 
 /* Bind the supervisor's own port, the hive, the front door; 0 or the status. */
@@ -387,6 +426,11 @@ static void main_up_free(struct main_up *up)
     for (int i = 0; i < 3; i++)
         if (up->signals[i])
             event_free(up->signals[i]);
+    if (up->usr1_ev)
+        event_free(up->usr1_ev);
+    log_set_sink(LOG_LEVEL_INFO, NULL, NULL);
+    if (up->log_fd >= 0)
+        close(up->log_fd);
     front_free(up->front);
     hive_free(up->hive);
     if (up->base)
@@ -420,7 +464,7 @@ static int main_run(struct main_up *up)
 /* `hive up`. */
 static int main_up(int argc, char **argv)
 {
-    struct main_up up = {.lock_fd = -1, .listen_fd = -1, .ready_fd = -1};
+    struct main_up up = {.lock_fd = -1, .listen_fd = -1, .ready_fd = -1, .log_fd = -1};
     struct roster *roster = NULL;
     int rc = main_parse(argc, argv, true, &up.opts);
     if (rc != 0) {

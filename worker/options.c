@@ -32,6 +32,7 @@ static const char options_usage_text[] =
     "  --token TOKEN          bearer token (default: $HIVE_TOKEN)\n"
     "  --allowed-origin O     a web Origin that may use the API, with CORS (repeatable)\n"
     "  --server-name NAME     a Host name to answer besides loopback ones (repeatable)\n"
+    "  --cwd DIR              the cli adapter's working directory (default: the work dir)\n"
     "  --env NAME=VALUE       set for the adapter (repeatable)\n"
     "  --env-remove NAME      remove from the adapter's environment (repeatable)\n"
     "  --mock-delay-ms N      the mock adapter answers after N ms (default 0)\n"
@@ -219,7 +220,10 @@ static int options_string(struct worker_options *o, const char *name, const char
         o->adapter.type = strcmp(v, "cli") ? ADAPTER_MOCK : ADAPTER_CLI;
     } else if (!strcmp(name, "--work-dir"))
         options_set_str(&o->work_dir, v);
-    else if (!strcmp(name, "--bind"))
+    else if (!strcmp(name, "--cwd")) {
+        free((char *)o->adapter.work_dir);
+        o->adapter.work_dir = xstrdup(v);
+    } else if (!strcmp(name, "--bind"))
         options_set_str(&o->bind, v);
     else if (!strcmp(name, "--token"))
         options_set_str(&o->token, v);
@@ -353,4 +357,5 @@ void options_free(struct worker_options *o)
     options_free_list(o->adapter.argv);
     options_free_list(o->adapter.env_remove);
     options_free_list(o->adapter.env_set);
+    free((char *)o->adapter.work_dir);
 }

@@ -321,7 +321,8 @@ static struct engine *worker_engine(struct worker *w)
                                .file_queue = o->mode != MODE_WEBSOCKET_ONLY,
                                .file_min_age_s = o->file_min_age_s,
                                .rescan_s = o->rescan_s};
-    ec.adapter.work_dir = o->work_dir;
+    if (!ec.adapter.work_dir) /* --cwd */
+        ec.adapter.work_dir = o->work_dir;
     struct engine_events ev = {worker_task_started, worker_task_chunk, worker_task_finished,
                                worker_stopped_cb, w};
     return engine_new(w->base, &ec, w->store, w->activity, &ev);

@@ -388,7 +388,8 @@ def stray_files(root, work_dir, bot, supervisor=False):
             r"\.deia/hive/locks", r"\.deia/hive/run"]
     if supervisor:
         files += [r"hive\.yaml", r"hive-up\.log", r"\.deia/hive/(hive\.lock|hive\.pid)",
-                  r"\.deia/hive/\.?registry\.json[^/]*", r"\.deia/hive/logs/%s\.log[^/]*" % b]
+                  r"\.deia/hive/\.?registry\.json[^/]*", r"\.deia/hive/logs/%s\.log[^/]*" % b,
+                  r"\.deia/hive/logs/hive\.log[^/]*"]  # the supervisor's own log
         dirs += [r"\.deia/hive/logs"]
     file_re = re.compile("^(%s)$" % "|".join(files))
     dir_re = re.compile("^(%s)$" % "|".join(dirs))
