@@ -200,8 +200,13 @@ char *response_render(const struct response *r, size_t *len_out)
     size_t elen = r->error ? strlen(r->error) : 0;
     while (elen > 0 && (r->error[elen - 1] == '\n' || r->error[elen - 1] == '\r'))
         elen--; /* exactly one blank line before the rule, as in SPEC §2.2 */
+    /* A failed task always has its Error section (the reader finds it from
+     * the end; without one, an output holding a forged one would be split
+     * there: found by fuzz_response). */
     if (elen)
         response_printf(&b, "## Error\n\n%.*s\n\n", (int)elen, r->error);
+    else if (!r->success)
+        response_printf(&b, "## Error\n\nunknown error\n\n");
     util_iso_local(local, sizeof local, r->finished_wall_ns);
     response_printf(&b, "---\n\n**Response generated:** %s\n", local);
     if (len_out)
