@@ -18,18 +18,21 @@ waits in a queue. Checked:
 - GET says `cancelled` after a restart too, and a second cancel or a
   resubmission of the id still gets 409 `cancelled`;
 - a worker SIGKILLed right after the cancel's 200 never runs the task;
-- through the supervisor's proxy and with `hive cancel BOT ID`.
+- through the supervisor's proxy and with `hive cancel BOT ID`;
+- a cancel whose answer cannot be written (the responses folder a full
+  tmpfs, as tests/e2e/test_disk_trouble.py makes it) is not answered until
+  the answer is written and durable, then exactly once.
 
 Every process a test starts is stopped by pid. Run with /usr/bin/python3.
 """
 
-import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 import unittest
 
 sys.dont_write_bytecode = True
@@ -38,12 +41,13 @@ from hive_e2e import (WorkerTestCase, curl, main, parse_response, wait_for,  # n
                       write_atomic)
 from test_edges_processes import marked, marker_args  # noqa: E402
 from test_supervisor_front import HIVE_BIN, Hive  # noqa: E402
+import test_disk_trouble as disk  # noqa: E402
 
 SHELL = ("--adapter-type", "cli", "--", "sh", "-c", "{content}")
 
 
-class CancelWorkerTest(WorkerTestCase):
-    """One worker, `sh -c {content}` as the adapter."""
+class CancelCase(WorkerTestCase):
+    """One worker, `sh -c {content}` as the adapter; the helpers, no tests."""
 
     def start(self, *extra, **kw):
         return self.new_worker(*extra, *SHELL, **kw)
@@ -78,6 +82,9 @@ class CancelWorkerTest(WorkerTestCase):
         self.assertEqual([e["error"] for e in events if e["event_type"] == "task_failed"],
                          ["cancelled"])
         return kinds
+
+
+class CancelWorkerTest(CancelCase):
 
     def test_cancel_queued_realtime(self):
         w = self.start()
@@ -194,6 +201,53 @@ class CancelWorkerTest(WorkerTestCase):
         self.assertFalse(os.path.exists(marker), "the cancelled task ran after a restart")
         self.assertEqual(w2.task("doomed").json()["state"], "cancelled")
         self.assertEqual(len(w2.responses("doomed")), 1)
+
+
+class CancelDiskFullTest(CancelCase):
+    """The cancel's answer waits for a full disk (test_disk_trouble's mounts)."""
+
+    def setUp(self):
+        super().setUp()
+        self.responses = os.path.join(self.tmp, ".deia", "hive", "responses")
+        os.makedirs(self.responses)
+        self.mounted = 0
+
+    def tearDown(self):
+        try:
+            super().tearDown()
+        finally:
+            self.unmount_all()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    mount = disk.DiskTrouble.mount
+    unmount_all = disk.DiskTrouble.unmount_all
+    mount_small_tmpfs = disk.DiskTrouble.mount_small_tmpfs
+    fill = disk.DiskTrouble.fill
+    free = disk.DiskTrouble.free
+
+    def test_cancel_answered_once_written(self):
+        self.mount_small_tmpfs()
+        w = self.start()
+        self.busy(w)
+        w.submit("echo never", task_id="full-cancel")
+        self.fill()
+        got = []
+        t = threading.Thread(target=lambda: got.append(self.cancel(w, "full-cancel")))
+        t.start()
+        try:
+            wait_for(lambda: disk.WRITE_ERROR % "full-cancel" in w.log_text(), 15,
+                     what="the cancelled answer's write failing")
+            t.join(2.5)   # > 2 retries of the 1 s response-write retry
+            self.assertEqual(got, [], "the cancel was answered before its response was written")
+            self.assertEqual([n for n in os.listdir(self.responses) if "full-cancel" in n], [])
+        finally:
+            self.free()
+            t.join(30)
+        self.assertEqual(len(got), 1)
+        self.assertEqual(got[0].status, 200, got[0])
+        self.assertEqual(got[0].json()["state"], "cancelled")
+        self.assert_cancelled_answer(w, "full-cancel", "http")
+        self.assertEqual(self.cancel(w, "blocker").status, 200)
 
 
 class CancelHiveTest(unittest.TestCase):
