@@ -2,7 +2,7 @@
  * client: the `hive` subcommands that drive a running hive from a shell:
  * their table, parsing their options (getopt_long: `--opt value` and
  * `--opt=value`), and the small ones — down, send, restart/stop/start,
- * pause/resume/interrupt (through the proxy to the worker), reload — plus
+ * pause/resume/interrupt and cancel (through the proxy to the worker), reload — plus
  * handing the rest to their modules: status.c, wait.c (send --wait), logs.c
  * (which reads the captured files, not the API). The hive itself is reached
  * through api.c. Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 a bot not
@@ -351,6 +351,37 @@ static int client_interrupt(struct api *c, struct client_args *a)
     return client_control(c, "interrupt", a);
 }
 
+/* Cancel task ID of BOT: answered once the task is answered as cancelled
+ * (a running one has been killed by then). */
+static int client_cancel_one(struct api *c, const char *bot, const char *id)
+{
+    if (!util_id_valid(id)) {
+        fprintf(stderr, "hive: %s is not a task id\n", id);
+        return CLI_EXIT_FAIL;
+    }
+    struct api_response r;
+    char *target = xasprintf("/bots/%s/api/task/%s/cancel", bot, id);
+    int rc = api_call(c, "POST", target, "{}", 200, &r);
+    if (rc == CLI_EXIT_OK) {
+        printf("%s: %s cancelled\n", bot, id);
+        api_response_free(&r);
+    }
+    free(target);
+    return rc;
+}
+
+/* hive cancel BOT ID...: each id in turn; the worst exit code. */
+static int client_cancel(struct api *c, struct client_args *a)
+{
+    int rc = CLI_EXIT_OK;
+    for (int i = 1; i < a->n_rest; i++) {
+        int one = client_cancel_one(c, a->rest[0], a->rest[i]);
+        if (one != CLI_EXIT_OK)
+            rc = one;
+    }
+    return rc;
+}
+
 static const struct client_command client_commands[] = {
     {"down", "hive down [-f hive.yaml]", 0, 0, client_down},
     {"status", "hive status [-f hive.yaml] [BOT...] [--json] [--watch]", 0, -1, client_status},
@@ -361,6 +392,7 @@ static const struct client_command client_commands[] = {
     {"pause", "hive pause [-f hive.yaml] BOT...|all", 1, -1, client_pause},
     {"resume", "hive resume [-f hive.yaml] BOT...|all", 1, -1, client_resume},
     {"interrupt", "hive interrupt [-f hive.yaml] BOT...|all", 1, -1, client_interrupt},
+    {"cancel", "hive cancel [-f hive.yaml] BOT TASK-ID...", 2, -1, client_cancel},
     {"reload", "hive reload [-f hive.yaml]", 0, 0, client_reload},
     {"logs",
      "hive logs [--file hive.yaml] [BOT...] [-f|--follow] [-n|--tail N] [--since TIME] "

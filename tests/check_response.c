@@ -318,6 +318,39 @@ static char *check_round_trip(const struct response *r, struct response_view *v)
     return text;
 }
 
+START_TEST(test_read_cancelled)
+{
+    /* A cancel is a failed answer whose error is "cancelled", nothing else:
+     * a failure that only mentions it, or an output that forges it, is not. */
+    struct response r = check_sample();
+    struct response_view v;
+    r.success = false;
+    r.error = "cancelled";
+    char *text = check_round_trip(&r, &v);
+    ck_assert(v.cancelled);
+    check_span_str(v.error, "cancelled");
+    free(text);
+    r.error = "cancelled\n"; /* rendered without the trailing newline */
+    text = check_round_trip(&r, &v);
+    ck_assert(v.cancelled);
+    free(text);
+    const char *not_cancels[] = {"interrupted", "cancelled by hand", "not cancelled", "Cancelled"};
+    for (size_t i = 0; i < sizeof not_cancels / sizeof not_cancels[0]; i++) {
+        r.error = not_cancels[i];
+        text = check_round_trip(&r, &v);
+        ck_assert_msg(!v.cancelled, "%s", not_cancels[i]);
+        free(text);
+    }
+    r.success = true;
+    r.error = NULL;
+    r.output = "x\n\n## Files Modified\n\n- None\n\n## Error\n\ncancelled";
+    r.output_len = strlen(r.output);
+    text = check_round_trip(&r, &v);
+    ck_assert(!v.cancelled);
+    free(text);
+}
+END_TEST
+
 START_TEST(test_read_real_file)
 {
     /* The bytes of a response file as hive writes it (test_render_failure). */
@@ -622,6 +655,7 @@ static Suite *check_response_suite(void)
     tcase_add_test(rd, test_read_tolerates);
     tcase_add_test(rd, test_read_large_output);
     tcase_add_test(rd, test_name_outcome);
+    tcase_add_test(rd, test_read_cancelled);
     suite_add_tcase(s, rd);
     return s;
 }

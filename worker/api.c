@@ -258,11 +258,12 @@ static json_t *api_task_from_disk(struct api *api, const char *id)
     if (answers_load(store_answers(api->store), id, &a) < 0)
         return NULL;
     const struct response_view *v = &a.view;
+    enum task_state state = v->success ? TASK_DONE : v->cancelled ? TASK_CANCELLED : TASK_FAILED;
     json_t *o = json_pack("{s:s, s:s, s:s, s:{s:b, s:o, s:o, s:f, s:s}}", "task_id", id, "state",
-                          task_state_name(v->success ? TASK_DONE : TASK_FAILED), "source",
-                          task_source_name(v->source), "result", "success", v->success, "output",
-                          api_span_json(v->output), "error", api_span_json(v->error),
-                          "duration_seconds", v->duration_seconds, "response_file", a.name);
+                          task_state_name(state), "source", task_source_name(v->source), "result",
+                          "success", v->success, "output", api_span_json(v->output), "error",
+                          api_span_json(v->error), "duration_seconds", v->duration_seconds,
+                          "response_file", a.name);
     answers_entry_clear(&a);
     return o;
 }
@@ -411,6 +412,70 @@ static void api_post_task(struct api *api, struct http_conn *conn, struct http_r
     if (st != ENGINE_ACCEPTED) {
         api_http_refused(api, conn, st, t->id);
         task_free(t);
+    }
+}
+
+/* A cancel waiting for its task's answer: where to give the 200. */
+struct api_cancel {
+    struct api *api;
+    struct http_conn *conn;
+};
+
+/* The engine answered a cancelled task durably (T), or will not (NULL). */
+static void api_cancel_answered(const struct task *t, void *arg)
+{
+    struct api_cancel *c = arg;
+    json_t *o = t ? api_task_from_disk(c->api, t->id) : NULL;
+    if (o)
+        http_respond_json(c->conn, 200, o, NULL);
+    else
+        http_respond_error(c->conn, 503,
+                           t ? "the cancelled answer cannot be read back"
+                             : "the bot stopped before the task was cancelled; it stays queued",
+                           "Retry-After: 1\r\n");
+    free(c);
+}
+
+/* A cancel that cannot be done: 404, 409 (with the task's state), 503. */
+static void api_cancel_refused(struct api *api, struct http_conn *conn,
+                               enum engine_cancel_status st, const char *id)
+{
+    if (st == ENGINE_CANCEL_UNKNOWN) {
+        http_respond_error(conn, 404, "Not Found", NULL);
+    } else if (st == ENGINE_CANCEL_FINISHED) {
+        const char *state = engine_task_state(api->engine, id);
+        char detail[160];
+        snprintf(detail, sizeof detail, "task %s is already %s", id,
+                 state && strcmp(state, "running") != 0 ? state : "finishing");
+        http_respond_json(conn, 409,
+                          json_pack("{s:s, s:s, s:s}", "detail", detail, "task_id", id, "state",
+                                    state ? state : "running"),
+                          NULL);
+    } else if (st == ENGINE_CANCEL_BUSY) {
+        http_respond_error(conn, 503, "the task cannot be cancelled this instant; try again",
+                           "Retry-After: 1\r\n");
+    } else {
+        http_respond_error(conn, 503, "bot is stopping", "Retry-After: 1\r\n");
+    }
+}
+
+/* POST /api/task/<id>/cancel: answered once the task's cancelled answer is
+ * durable (so a cancel that was answered holds across a crash). A body is
+ * optional (curl -X POST sends none); one that is sent must be JSON. */
+static void api_cancel_task(struct api *api, struct http_conn *conn, struct http_request *req,
+                            const char *id)
+{
+    bool typed = http_request_header(req, "Content-Type") != NULL;
+    if ((typed || evbuffer_get_length(req->body) > 0) && !api_is_json(req))
+        return http_respond_error(conn, 415, "Content-Type must be application/json", NULL);
+    if (!task_id_valid(id))
+        return http_respond_error(conn, 400, "invalid task_id", NULL);
+    struct api_cancel *c = xmalloc(sizeof *c);
+    *c = (struct api_cancel){api, conn};
+    enum engine_cancel_status st = engine_cancel(api->engine, id, api_cancel_answered, c);
+    if (st != ENGINE_CANCEL_OK) {
+        free(c);
+        api_cancel_refused(api, conn, st, id);
     }
 }
 
@@ -752,6 +817,14 @@ static void api_route(struct http_conn *conn, struct http_request *req, void *ar
         if (strcmp(m, "GET") != 0)
             return api_method_not_allowed(conn, "GET");
         return api_ws_upgrade(api, conn, req);
+    }
+    size_t plen = strlen(p);
+    if (strncmp(p, "/api/task/", 10) == 0 && plen > 17 && strcmp(p + plen - 7, "/cancel") == 0) {
+        if (!post)
+            return api_method_not_allowed(conn, "POST");
+        char id[80];
+        snprintf(id, sizeof id, "%.*s", (int)(plen - 17) < 79 ? (int)(plen - 17) : 79, p + 10);
+        return api_cancel_task(api, conn, req, id);
     }
     if (strncmp(p, "/api/task/", 10) == 0) {
         if (!get)

@@ -69,6 +69,13 @@ struct engine_commit {
     struct engine_commit *names; /* the batch whose names this sync makes durable */
 };
 
+/* A cancel waiting for its task's answer to be durable (engine_cancel). */
+struct engine_cancel {
+    const struct task *task; /* compared, never read: gone at a stop */
+    engine_cancel_cb cb;
+    void *arg;
+};
+
 /* A submitted realtime task waiting for its durable write. */
 struct engine_pending {
     struct task *task;
@@ -108,11 +115,17 @@ struct engine {
     struct engine_commit *published;   /* named and archived, waiting for a sync */
     struct queue *held;                /* claimed or next tasks that wait for a resource */
     uint64_t held_seq;
-    bool waiting; /* a held task waits for the retry timer */
+    bool waiting;                  /* a held task waits for the retry timer */
+    struct engine_cancel *cancels; /* cancels waiting for their answer */
+    size_t n_cancels, cap_cancels;
 };
 
 static void engine_run_next(struct engine *e);
 static void engine_commit_answers(struct engine *e);
+static void engine_cancelled(struct engine *e, struct task *t);
+static void engine_cancel_answer(struct engine *e, struct task *t);
+static void engine_cancel_flush(struct engine *e);
+static bool engine_answered_cancelled(struct engine *e, const char *id);
 
 /* Log one activity event about TASK. */
 static void engine_activity(struct engine *e, const char *type, const struct task *t,
@@ -148,10 +161,14 @@ const char *engine_task_state(struct engine *e, const char *id)
 {
     const struct task *t = engine_find(e, id);
     if (t)
-        return task_state_name(t->state);
+        return task_state_name(t->cancelled ? TASK_CANCELLED : t->state);
     char name[256];
     int answered = answers_find(store_answers(e->store), id, name, sizeof name);
-    return answered < 0 ? NULL : task_state_name(answered ? TASK_DONE : TASK_FAILED);
+    if (answered < 0)
+        return NULL;
+    return task_state_name(answered                           ? TASK_DONE
+                           : engine_answered_cancelled(e, id) ? TASK_CANCELLED
+                                                              : TASK_FAILED);
 }
 
 /* Match a task by id (queue_find_if predicate). */
@@ -345,6 +362,17 @@ static void engine_schedule_answers(struct engine *e)
     }
 }
 
+/* Hand T's written answer (FD, or -1: written again by the retry timer) to
+ * the next commit. */
+static void engine_answer_add(struct engine *e, struct task *t, char *base, int fd)
+{
+    if (e->n_answers == e->cap_answers) {
+        e->cap_answers = e->cap_answers ? e->cap_answers * 2 : 16;
+        e->answers = xrealloc(e->answers, e->cap_answers * sizeof *e->answers);
+    }
+    e->answers[e->n_answers++] = (struct engine_answer){t, base, fd, false};
+}
+
 /* Write the current task's response and hand the task to the next commit;
  * on failure it stays current (retried later) and nothing else starts. */
 static bool engine_write_response(struct engine *e)
@@ -356,11 +384,7 @@ static bool engine_write_response(struct engine *e)
         engine_answer_failed(e, t, fd);
         return false;
     }
-    if (e->n_answers == e->cap_answers) {
-        e->cap_answers = e->cap_answers ? e->cap_answers * 2 : 16;
-        e->answers = xrealloc(e->answers, e->cap_answers * sizeof *e->answers);
-    }
-    e->answers[e->n_answers++] = (struct engine_answer){t, base, fd, false};
+    engine_answer_add(e, t, base, fd);
     e->current = NULL;
     e->result_unwritten = false;
     return true;
@@ -370,7 +394,7 @@ static bool engine_write_response(struct engine *e)
  * forget it (GET reads it back from its response file). */
 static void engine_complete(struct engine *e, struct task *t)
 {
-    t->state = t->success ? TASK_DONE : TASK_FAILED;
+    t->state = t->cancelled ? TASK_CANCELLED : t->success ? TASK_DONE : TASK_FAILED;
     e->processed++;
     if (!t->success)
         e->failed++;
@@ -380,6 +404,8 @@ static void engine_complete(struct engine *e, struct task *t)
              t->duration_seconds, t->response_file);
     if (e->ev.task_finished)
         e->ev.task_finished(t, e->ev.arg);
+    if (t->cancelled)
+        engine_cancelled(e, t);
     task_free(t);
 }
 
@@ -552,6 +578,11 @@ static void engine_finish(struct engine *e, bool success, char *output, size_t o
                           char *error, double duration)
 {
     struct task *t = e->current;
+    if (t->cancelled) { /* killed by engine_cancel: whatever the kill made of it */
+        success = false;
+        free(error);
+        error = xstrdup(TASK_CANCEL_ERROR);
+    }
     t->success = success;
     free(t->output);
     t->output = output ? output : xstrdup("");
@@ -679,6 +710,10 @@ static void engine_mark_started(struct engine *e, struct task *t)
 static bool engine_start_task(struct engine *e, struct task *t)
 {
     char err[512];
+    if (t->cancelled) { /* cancelled while held for a resource: never runs */
+        engine_cancel_answer(e, t);
+        return true;
+    }
     if (t->parse_error) {
         engine_mark_started(e, t);
         engine_finish(e, false, NULL, 0, xstrdup(t->parse_error), 0);
@@ -711,6 +746,7 @@ static void engine_maybe_stopped(struct engine *e)
         e->published)
         return;
     e->stopped = true;
+    engine_cancel_flush(e); /* cancels whose task was left queued */
     if (e->grace_ev)
         evtimer_del(e->grace_ev);
     if (e->ev.stopped)
@@ -949,6 +985,8 @@ void engine_free(struct engine *e)
         syncer_drain(e->syncer);
     }
     syncer_free(e->syncer);
+    engine_cancel_flush(e);
+    free(e->cancels);
     if (e->persisting) {
         for (size_t i = 0; i < e->persisting->n; i++)
             if (e->persisting->fds[i] >= 0)
@@ -1046,4 +1084,171 @@ void engine_stop(struct engine *e)
 bool engine_stopping(const struct engine *e)
 {
     return e->stopping;
+}
+
+/* ----- cancel (SPEC §4): a queued task leaves its queue, a running one is
+ * killed; either ends through the normal answer path, failed with the error
+ * "cancelled", and the cancel is answered once that answer is durable. */
+
+/* True when ID's newest answer (it is a failed one) says it was cancelled:
+ * the response file tells, so this holds after a restart too. */
+static bool engine_answered_cancelled(struct engine *e, const char *id)
+{
+    struct answers_entry a;
+    if (answers_load(store_answers(e->store), id, &a) < 0)
+        return false;
+    bool cancelled = a.view.cancelled;
+    answers_entry_clear(&a);
+    return cancelled;
+}
+
+/* Remember that CB waits for T's cancelled answer. */
+static void engine_cancel_wait(struct engine *e, const struct task *t, engine_cancel_cb cb,
+                               void *arg)
+{
+    if (e->n_cancels == e->cap_cancels) {
+        e->cap_cancels = e->cap_cancels ? e->cap_cancels * 2 : 4;
+        e->cancels = xrealloc(e->cancels, e->cap_cancels * sizeof *e->cancels);
+    }
+    e->cancels[e->n_cancels++] = (struct engine_cancel){t, cb, arg};
+}
+
+/* End the wait of T's cancel: ANSWERED is T once its answer is durable, NULL
+ * when there will be none. */
+static void engine_cancel_notify(struct engine *e, const struct task *t,
+                                 const struct task *answered)
+{
+    for (size_t i = 0; i < e->n_cancels; i++) {
+        if (e->cancels[i].task != t)
+            continue;
+        struct engine_cancel c = e->cancels[i];
+        e->cancels[i] = e->cancels[--e->n_cancels];
+        c.cb(answered, c.arg);
+        return;
+    }
+}
+
+/* The bot stopped (or goes away) with cancels still waiting: their tasks
+ * were left queued, to run at the next start; each waiter hears NULL. */
+static void engine_cancel_flush(struct engine *e)
+{
+    while (e->n_cancels) {
+        struct engine_cancel c = e->cancels[--e->n_cancels];
+        c.cb(NULL, c.arg);
+    }
+}
+
+/* The one place where a task ends as cancelled: its answer (failed, error
+ * "cancelled") is durable, linked, indexed and archived, and it has been
+ * reported like any answer (engine_complete). */
+static void engine_cancelled(struct engine *e, struct task *t)
+{
+    log_info("task %s cancelled", t->id);
+    engine_cancel_notify(e, t, t);
+}
+
+/* Answer T, claimed and cancelled before it ran: a failed response with the
+ * error "cancelled", committed with the other answers. */
+static void engine_cancel_answer(struct engine *e, struct task *t)
+{
+    t->success = false;
+    free(t->output);
+    t->output = xstrdup("");
+    t->output_len = 0;
+    free(t->error);
+    t->error = xstrdup(TASK_CANCEL_ERROR);
+    t->duration_seconds = 0;
+    char *base = NULL;
+    int fd = engine_write_answer(e, t, &base);
+    if (fd < 0)
+        engine_answer_failed(e, t, fd); /* the retry timer writes it again */
+    engine_answer_add(e, t, base, fd);
+    engine_schedule_answers(e);
+}
+
+/* Cancel T, just taken out of its queue: claim it (its file leaves the
+ * queue or _realtime/ as for a run) and answer it. A resource that is short
+ * holds it (still cancelled: it is answered, never run, once it passes). */
+static void engine_cancel_queued(struct engine *e, struct task *t)
+{
+    t->cancelled = true;
+    int r = store_claim(e->store, t, e->cfg.bot_id);
+    if (r == 0) {
+        engine_cancel_answer(e, t);
+        return;
+    }
+    if (store_transient(-r)) {
+        engine_hold(e, t, r, t->claimed ? "cannot read its file to cancel it" : "cannot claim it");
+        return;
+    }
+    log_warn("cannot cancel task %s: %s", t->id, strerror(-r));
+    engine_cancel_notify(e, t, NULL);
+    task_free(t);
+}
+
+/* T (queued) from whichever queue holds it, or NULL when none does. */
+static struct task *engine_cancel_take(struct engine *e, const struct task *t)
+{
+    if (queue_find(e->realtime, t->id) == t)
+        return queue_remove(e->realtime, t->id);
+    if (queue_find_if(e->held, engine_match_id, t->id) == t)
+        return queue_remove(e->held, t->file_name);
+    if (e->files && filequeue_find(e->files, t->id) == t)
+        return filequeue_take(e->files, t);
+    return NULL;
+}
+
+/* True when T is a submission still being made durable. */
+static bool engine_cancel_storing(const struct engine *e, const struct task *t)
+{
+    for (size_t i = 0; i < e->n_pending; i++)
+        if (e->pending[i].task == t)
+            return true;
+    return false;
+}
+
+/* True when claiming T now would take the _active/ name of the running task
+ * or of an answer not yet committed (a new file of the same name). */
+static bool engine_cancel_collides(const struct engine *e, const struct task *t)
+{
+    if (t->claimed)
+        return false;
+    return engine_answer_named(e, t->file_name) ||
+           (e->current && strcmp(e->current->file_name, t->file_name) == 0);
+}
+
+/* Cancel the running task: kill its process tree (the adapter's interrupt
+ * path); its answer says "cancelled" (engine_finish). */
+static enum engine_cancel_status engine_cancel_running(struct engine *e, engine_cancel_cb cb,
+                                                       void *arg)
+{
+    if (!e->job || e->result_unwritten)
+        return ENGINE_CANCEL_FINISHED; /* its answer is being written */
+    e->current->cancelled = true;
+    engine_cancel_wait(e, e->current, cb, arg);
+    log_info("task %s: cancel asked, killing it", e->current->id);
+    adapter_interrupt(e->job); /* may finish the task at once (mock) */
+    return ENGINE_CANCEL_OK;
+}
+
+enum engine_cancel_status engine_cancel(struct engine *e, const char *id, engine_cancel_cb cb,
+                                        void *arg)
+{
+    if (e->stopping)
+        return ENGINE_CANCEL_STOPPING;
+    const struct task *found = engine_find(e, id);
+    if (!found)
+        return engine_task_state(e, id) ? ENGINE_CANCEL_FINISHED : ENGINE_CANCEL_UNKNOWN;
+    if (found->cancelled)
+        return ENGINE_CANCEL_FINISHED;
+    if (found == e->current)
+        return engine_cancel_running(e, cb, arg);
+    if (engine_cancel_storing(e, found) || engine_cancel_collides(e, found))
+        return ENGINE_CANCEL_BUSY;
+    struct task *t = engine_cancel_take(e, found);
+    if (!t)
+        return ENGINE_CANCEL_FINISHED; /* answered, its answer being committed */
+    engine_cancel_wait(e, t, cb, arg);
+    engine_cancel_queued(e, t);
+    return ENGINE_CANCEL_OK;
 }

@@ -69,13 +69,34 @@ enum engine_submit_status engine_submit(struct engine *engine, struct task *task
 /* A task the engine holds (accepting, queued, running, or finished but not
  * yet durably answered), or NULL. */
 const struct task *engine_find(const struct engine *engine, const char *task_id);
-/* What TASK_ID is to this bot: "queued", "running", "done", "failed" (an
- * answered id, before a restart too), or NULL when it is unknown. */
+/* What TASK_ID is to this bot: "queued", "running", "done", "failed",
+ * "cancelled" (an answered id, before a restart too; or a cancel waiting for
+ * its answer), or NULL when it is unknown. */
 const char *engine_task_state(struct engine *engine, const char *task_id);
 /* What /status shows; no system call when inotify watches the controls. */
 void engine_status(struct engine *engine, struct engine_status *st);
 /* Pause or resume through the PAUSE file. 0 or -errno. */
 int engine_pause(struct engine *engine, bool paused);
+enum engine_cancel_status {
+    ENGINE_CANCEL_OK,       /* cancelled: the callback runs once it is answered */
+    ENGINE_CANCEL_UNKNOWN,  /* no task of that id */
+    ENGINE_CANCEL_FINISHED, /* answered already, or its answer is being committed */
+    ENGINE_CANCEL_BUSY,     /* not now: it is being stored, or its file's name is in use */
+    ENGINE_CANCEL_STOPPING
+};
+
+/* TASK is the cancelled task once its answer (failed, error "cancelled") is
+ * durable and reported; NULL when it will not be answered (the bot stopped
+ * first: the task stays queued, or its file went away). */
+typedef void (*engine_cancel_cb)(const struct task *task, void *arg);
+
+/* Cancel TASK_ID: a queued task (realtime, file or held) leaves its queue,
+ * a running one has its process tree killed; either is answered as failed
+ * with the error "cancelled" (state "cancelled") through the normal answer
+ * path, and CB runs once that answer is durable. CB runs only after
+ * ENGINE_CANCEL_OK, exactly once. */
+enum engine_cancel_status engine_cancel(struct engine *engine, const char *task_id,
+                                        engine_cancel_cb cb, void *arg);
 /* Kill the running task's process group; false when nothing runs. */
 bool engine_interrupt(struct engine *engine);
 /* Stop taking tasks; let the running one finish within the grace time or

@@ -399,6 +399,11 @@ const struct task *filequeue_find(const struct filequeue *fq, const char *task_i
     return queue_find_if(fq->ready, filequeue_match_id, task_id);
 }
 
+struct task *filequeue_take(struct filequeue *fq, const struct task *task)
+{
+    return queue_remove(fq->ready, task->file_name);
+}
+
 void filequeue_set_hooks(struct filequeue *fq, filequeue_name_cb not_regular,
                          filequeue_task_cb seen, void *arg)
 {

@@ -54,6 +54,9 @@ bool filequeue_watching(const struct filequeue *fq);
 size_t filequeue_len(const struct filequeue *fq);
 /* A queued file task with this task id, or NULL. */
 const struct task *filequeue_find(const struct filequeue *fq, const char *task_id);
+/* Take TASK (one of filequeue_find's) out of the queue (caller owns it):
+ * it is being cancelled. */
+struct task *filequeue_take(struct filequeue *fq, const struct task *task);
 /* NAME in the queue is not a regular file: it is never opened, and
  * reported (not_regular hook) once. */
 void filequeue_not_regular(struct filequeue *fq, const char *name);

@@ -424,6 +424,7 @@ int response_read_file(const char *text, size_t len, struct response_view *v)
     if (!cut)
         return -1;
     v->output = (struct response_span){sections.p, (size_t)(cut - sections.p)};
+    v->cancelled = response_span_is(v->error, TASK_CANCEL_ERROR);
     return 0;
 }
 

@@ -78,6 +78,8 @@ struct response_view {
     size_t body;                 /* offset of the output's first byte */
     struct response_span output; /* the "## Output" section (read_file only) */
     struct response_span error;  /* the "## Error" section; p NULL when none */
+    bool cancelled;              /* failed with the error "cancelled" exactly: the task was
+                                    cancelled (read_file only; state "cancelled") */
 };
 
 /* Read the header of a response file, from the title to the "## Output"

@@ -61,6 +61,8 @@ const char *task_state_name(enum task_state state)
         return "done";
     case TASK_FAILED:
         return "failed";
+    case TASK_CANCELLED:
+        return "cancelled";
     default:
         return "queued";
     }

@@ -312,9 +312,6 @@ class SendTest(CliCase):
         try:
             task_id = self.task_id(proc)
             r = self.hive.post("/bots/BOT-002/api/task/%s/cancel" % task_id)
-            if r.status in (404, 405):
-                self.skipTest("the worker has no POST /api/task/<id>/cancel yet (HTTP %d)"
-                              % r.status)
             self.assertEqual(r.status, 200, r)
             rc, out, err = finish(proc)
             self.assertEqual(rc, 1, (out, err))
