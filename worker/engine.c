@@ -1047,3 +1047,10 @@ bool engine_stopping(const struct engine *e)
 {
     return e->stopping;
 }
+
+int64_t engine_oldest_waiting_ns(const struct engine *e)
+{
+    int64_t rt = queue_oldest_time(e->realtime),
+            file = e->files ? filequeue_oldest_ns(e->files) : 0;
+    return rt && file ? (rt < file ? rt : file) : rt ? rt : file;
+}
