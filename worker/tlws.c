@@ -91,10 +91,10 @@ static const char *tlws_filters(struct tlws_session *s, const json_t *msg)
     return NULL;
 }
 
-/* The newest entries S's subscription matches (up to the default page). */
-static json_t *tlws_initial(struct tlws_session *s)
+/* The newest entries of TL S's subscription matches (up to the default
+ * page). */
+static json_t *tlws_initial(struct tlws_session *s, struct timeline *tl)
 {
-    struct timeline *tl = s->hub->lookup(s->hub->arg, s->bot_id);
     if (!tl)
         return json_array();
     struct timeline_query q = {.limit = TIMELINE_LIMIT_DEFAULT,
@@ -115,16 +115,19 @@ static void tlws_subscribe(struct tlws_session *s, const json_t *msg)
     if (bot && !json_is_null(bot) &&
         (!json_is_string(bot) || strcmp(json_string_value(bot), s->bot_id) != 0))
         return tlws_error(s, "bot_id does not match the path");
+    s->subscribed = false;
     const char *err = tlws_filters(s, msg);
-    if (err) {
-        s->subscribed = false;
+    if (err)
         return tlws_error(s, err);
-    }
-    s->subscribed = true;
+    /* The look-up may bring the owner's view up to date and send updates
+     * to other sessions: this one is not subscribed until its initial
+     * entries are out, so it never gets one of them twice. */
+    struct timeline *tl = s->hub->lookup(s->hub->arg, s->bot_id);
     char message[TLWS_ID_MAX + 40];
     snprintf(message, sizeof message, "Subscribed to %s timeline", s->bot_id);
     tlws_send(s, json_pack("{s:s, s:s, s:s, s:o}", "type", "subscribed", "bot_id", s->bot_id,
-                           "message", message, "initial_entries", tlws_initial(s)));
+                           "message", message, "initial_entries", tlws_initial(s, tl)));
+    s->subscribed = true;
 }
 
 /* One whole text message of a client. */
