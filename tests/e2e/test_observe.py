@@ -28,8 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import websockets  # noqa: E402
 
-from hive_e2e import (WorkerTestCase, curl, run_async, wait_for, ws_recv_json,  # noqa: E402
-                      ws_recv_until)
+from hive_e2e import (WorkerTestCase, curl, run_async, wait_for, ws_frame,  # noqa: E402
+                      ws_raw_handshake, ws_read_frame, ws_recv_json, ws_recv_until)
 from test_supervisor_front import Hive, free_ports  # noqa: E402
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -265,6 +265,29 @@ class WorkerTimelineTest(WorkerTestCase):
                           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="))
         self.assertEqual(r.status, 404)
 
+    def test_websocket_timeline_keepalive(self):
+        """The server pings an idle client; one that stays silent for two
+        intervals is dropped (30 s and 60 s by default; shortened here)."""
+        w = self.new_worker("--ws-ping-interval", "0.5")
+        s, f, status = ws_raw_handshake(w.port, "/ws/bot/%s/timeline" % w.bot, timeout=10)
+        self.assertEqual(status, 101)
+        s.sendall(ws_frame(1, json.dumps({"type": "subscribe", "bot_id": w.bot})))
+        op, data = ws_read_frame(f)
+        self.assertEqual((op, json.loads(data)["type"]), (1, "subscribed"))
+        t0 = time.monotonic()
+        op, _ = ws_read_frame(f)
+        self.assertEqual(op, 9)                   # the server's ping, unanswered
+        ops = []
+        try:
+            while True:                           # then it gives up on us
+                ops.append(ws_read_frame(f)[0])
+                if ops[-1] == 8:
+                    break
+        except (EOFError, ConnectionResetError):
+            pass
+        self.assertLess(time.monotonic() - t0, 8)
+        s.close()
+
     def test_metrics(self):
         w = self.new_worker()
         for i in range(6):
@@ -315,8 +338,11 @@ class SupervisorObserveTest(unittest.TestCase):
         failed = not getattr(self._outcome, "success", True)
         if failed or killed:
             sys.stderr.write(self.hive.log_text()[-6000:])
+        reports = self.hive.sanitizer_reports()
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.assertFalse(killed, "hive up did not exit on SIGTERM")
+        self.assertFalse(reports, "sanitizer report in hive output")
+        self.assertEqual(code, 0)
 
     def submit(self, bot, command):
         r = self.hive.post("/bots/%s/api/task" % bot, {"command": command})
