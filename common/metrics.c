@@ -35,19 +35,32 @@ static void metrics_add_help(struct util_buf *b, const char *s)
     }
 }
 
-/* A label value: backslash, double quote and newline escaped. */
+/* A label value: backslash, double quote and newline escaped (runs of
+ * plain characters copied whole: a scrape of a big hive is mostly this). */
 static void metrics_add_label_value(struct util_buf *b, const char *s)
 {
-    for (; *s; s++) {
-        if (*s == '\\')
-            metrics_add(b, "\\\\");
-        else if (*s == '"')
-            metrics_add(b, "\\\"");
-        else if (*s == '\n')
-            metrics_add(b, "\\n");
-        else
-            util_buf_add(b, s, 1);
+    for (;;) {
+        size_t n = 0;
+        while (s[n] && s[n] != '\\' && s[n] != '"' && s[n] != '\n')
+            n++;
+        util_buf_add(b, s, n);
+        s += n;
+        if (!*s)
+            return;
+        metrics_add(b, *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : "\\n");
+        s++;
     }
+}
+
+/* V >= 0 in decimal. */
+static void metrics_add_uint(struct util_buf *b, uint64_t v)
+{
+    char digits[24];
+    size_t i = sizeof digits;
+    do
+        digits[--i] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    util_buf_add(b, digits + i, sizeof digits - i);
 }
 
 /* A sample value: integers exactly, NaN and infinities by their names. */
@@ -58,6 +71,8 @@ static void metrics_add_value(struct util_buf *b, double v)
         snprintf(num, sizeof num, "NaN");
     else if (isinf(v))
         snprintf(num, sizeof num, v > 0 ? "+Inf" : "-Inf");
+    else if (v >= 0 && v < 9e15 && v == (double)(uint64_t)v)
+        return metrics_add_uint(b, (uint64_t)v);
     else if (v == (double)(int64_t)v && fabs(v) < 9e15)
         snprintf(num, sizeof num, "%lld", (long long)v);
     else
@@ -76,6 +91,17 @@ void metrics_family(struct util_buf *b, const char *name, const char *type, cons
     metrics_add(b, " ");
     metrics_add(b, type);
     metrics_add(b, "\n");
+}
+
+/* The bucket bounds as "le" values, formatted once. */
+static const char *metrics_le(size_t i)
+{
+    static char text[METRICS_BUCKETS][24];
+    if (i >= METRICS_BUCKETS)
+        return "+Inf";
+    if (!text[i][0])
+        snprintf(text[i], sizeof text[i], "%g", metrics_bucket_bounds[i]);
+    return text[i];
 }
 
 /* NAME{LABELS[,EXTRA="EXTRA_VALUE"]} VALUE. */
@@ -135,16 +161,12 @@ void metrics_histogram_render(struct util_buf *b, const char *name,
                               const struct metrics_label *labels, size_t n,
                               const struct metrics_histogram *h)
 {
-    char series[200], le[40];
+    char series[200];
     uint64_t cumulative = 0;
     snprintf(series, sizeof series, "%s_bucket", name);
     for (size_t i = 0; i <= METRICS_BUCKETS; i++) {
         cumulative += h->buckets[i];
-        if (i < METRICS_BUCKETS)
-            snprintf(le, sizeof le, "%g", metrics_bucket_bounds[i]);
-        else
-            snprintf(le, sizeof le, "+Inf");
-        metrics_line(b, series, labels, n, "le", le, (double)cumulative);
+        metrics_line(b, series, labels, n, "le", metrics_le(i), (double)cumulative);
     }
     snprintf(series, sizeof series, "%s_sum", name);
     metrics_line(b, series, labels, n, NULL, NULL, h->sum);

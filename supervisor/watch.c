@@ -49,7 +49,10 @@ struct watch {
     struct tlws *ws;
     struct watch_bot *bots;
     size_t n_bots, cap_bots;
-    struct timeline **tls; /* scratch for merged queries */
+    struct timeline **tls;  /* scratch for merged queries */
+    struct util_buf scrape; /* kept between scrapes: a big hive's is megabytes,
+                               and growing it again each time costs more than
+                               writing it */
 };
 
 static void watch_catch_up(struct watch *w, struct watch_bot *b, size_t *budget);
@@ -68,6 +71,15 @@ static struct watch_bot *watch_bot(struct watch *w, const char *id)
     struct watch_bot *b = &w->bots[w->n_bots++];
     *b = (struct watch_bot){.id = xstrdup(id)};
     return b;
+}
+
+/* The record of the I-th bot of the roster, ID: where it usually is (the
+ * same index), else found or made. */
+static struct watch_bot *watch_bot_at(struct watch *w, size_t i, const char *id)
+{
+    if (i < w->n_bots && strcmp(w->bots[i].id, id) == 0)
+        return &w->bots[i];
+    return watch_bot(w, id);
 }
 
 /* Open B's timeline when it is not yet (throttled). */
@@ -165,9 +177,7 @@ void watch_refresh(struct watch *w)
     struct hive_bot_info info;
     size_t budget = WATCH_CATCHUP_MAX;
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++) {
-        struct watch_bot *b = i < w->n_bots && strcmp(w->bots[i].id, info.id) == 0
-                                  ? &w->bots[i]
-                                  : watch_bot(w, info.id);
+        struct watch_bot *b = watch_bot_at(w, i, info.id);
         if (watch_open(w, b))
             watch_catch_up(w, b, &budget);
     }
@@ -206,6 +216,7 @@ void watch_free(struct watch *w)
     }
     free(w->bots);
     free(w->tls);
+    free(w->scrape.data);
     free(w);
 }
 
@@ -240,7 +251,7 @@ static void watch_metrics_tasks(struct watch *w, struct util_buf *b)
     metrics_family(b, "hive_tasks_total", "counter",
                    "Tasks finished, by source and outcome (from the durable timelines).");
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++) {
-        struct watch_bot *bot = watch_bot(w, info.id);
+        struct watch_bot *bot = watch_bot_at(w, i, info.id);
         for (int s = 0; s < 3; s++)
             for (int k = 0; k < WATCH_OUTCOMES; k++) {
                 struct metrics_label l[] = {
@@ -253,7 +264,7 @@ static void watch_metrics_tasks(struct watch *w, struct util_buf *b)
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
         metrics_histogram_render(b, "hive_task_duration_seconds",
                                  &(struct metrics_label){"bot", info.id}, 1,
-                                 &watch_bot(w, info.id)->duration);
+                                 &watch_bot_at(w, i, info.id)->duration);
 }
 
 /* hive_proxy_requests_total: one series per code seen. */
@@ -274,13 +285,13 @@ static void watch_metrics_proxy(struct watch *w, struct util_buf *b)
 /* GET /metrics. */
 static void watch_metrics(struct watch *w, struct http_conn *conn)
 {
-    struct util_buf b = {0};
-    watch_metrics_bots(w, &b);
-    watch_metrics_tasks(w, &b);
-    watch_metrics_proxy(w, &b);
-    metrics_process(&b);
-    http_respond(conn, 200, METRICS_CONTENT_TYPE, b.data, b.len, NULL);
-    free(b.data);
+    struct util_buf *b = &w->scrape;
+    b->len = 0;
+    watch_metrics_bots(w, b);
+    watch_metrics_tasks(w, b);
+    watch_metrics_proxy(w, b);
+    metrics_process(b);
+    http_respond(conn, 200, METRICS_CONTENT_TYPE, b->data, b->len, NULL);
 }
 
 /* The merged timeline of every bot of the roster (BOT: the seed's path). */
@@ -290,7 +301,7 @@ static void watch_timeline(struct watch *w, struct http_conn *conn, struct http_
     struct hive_bot_info info;
     size_t n = 0;
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++) {
-        struct watch_bot *b = watch_bot(w, info.id);
+        struct watch_bot *b = watch_bot_at(w, i, info.id);
         if (watch_open(w, b))
             w->tls[n++] = b->tl;
     }
