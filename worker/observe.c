@@ -172,7 +172,11 @@ int observe_recover(struct observe *o)
      * the answer became durable: only those made since the timeline's last
      * write can be missing from it. */
     char *dir = xasprintf("%s/.index/%s", store_paths(o->store)->responses, o->bot_id);
-    DIR *d = opendir(dir);
+    /* The folder's mtime is its newest link's: when it is older, nothing
+     * was answered since (the usual clean restart), and no scan is due. */
+    bool fresh = stat(dir, &st) == 0 &&
+                 (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec >= since;
+    DIR *d = fresh ? opendir(dir) : NULL;
     int added = 0;
     struct dirent *de;
     while (d && (de = readdir(d))) {
