@@ -217,20 +217,41 @@ bool tlws_path_bot(const char *path, char *id, size_t cap)
     return true;
 }
 
-void tlws_accept(struct tlws *hub, struct http_conn *conn, const struct http_request *req,
-                 const char *bot_id)
+static const struct ws_callbacks tlws_callbacks = {tlws_text, tlws_closed};
+
+/* A session record for BOT_ID, not yet on the hub's list. */
+static struct tlws_session *tlws_session_new(struct tlws *hub, const char *bot_id)
 {
-    static const struct ws_callbacks cbs = {tlws_text, tlws_closed};
     struct tlws_session *s = xcalloc(1, sizeof *s);
     s->hub = hub;
     snprintf(s->bot_id, sizeof s->bot_id, "%s", bot_id);
-    s->ws = ws_accept(conn, req, &hub->cfg, &cbs, s);
+    return s;
+}
+
+/* Put S on the list once its WebSocket runs (freed when it does not). */
+static void tlws_session_link(struct tlws *hub, struct tlws_session *s)
+{
     if (!s->ws) {
         free(s);
         return;
     }
     s->next = hub->sessions;
     hub->sessions = s;
+}
+
+void tlws_accept(struct tlws *hub, struct http_conn *conn, const struct http_request *req,
+                 const char *bot_id)
+{
+    struct tlws_session *s = tlws_session_new(hub, bot_id);
+    s->ws = ws_accept(conn, req, &hub->cfg, &tlws_callbacks, s);
+    tlws_session_link(hub, s);
+}
+
+void tlws_attach(struct tlws *hub, struct bufferevent *bev, const char *bot_id)
+{
+    struct tlws_session *s = tlws_session_new(hub, bot_id);
+    s->ws = ws_session_new(bev, &hub->cfg, &tlws_callbacks, s);
+    tlws_session_link(hub, s);
 }
 
 /* True when S subscribed to BOT and the SOURCE/SUCCESS/TIME of an entry or

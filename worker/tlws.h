@@ -46,6 +46,9 @@ bool tlws_path_bot(const char *path, char *id, size_t cap);
  * bound to BOT_ID. */
 void tlws_accept(struct tlws *hub, struct http_conn *conn, const struct http_request *req,
                  const char *bot_id);
+/* Run a session bound to BOT_ID on BEV after a handshake that already
+ * happened (tests; tlws_accept's own second half). Takes BEV. */
+void tlws_attach(struct tlws *hub, struct bufferevent *bev, const char *bot_id);
 /* A new timeline entry of its bot (ENTRY's bot_id): an `update` to every
  * session subscribed to that bot whose filters it matches. */
 void tlws_entry(struct tlws *hub, const json_t *entry);
