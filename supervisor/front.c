@@ -27,6 +27,7 @@
 #include "common/util.h"
 #include "common/ws.h"
 #include "supervisor/proxy.h"
+#include "supervisor/watch.h"
 
 #define FRONT_ADDR_MAX (INET6_ADDRSTRLEN + 16) /* "[v6]:port" */
 #define FRONT_ID_MAX 64                        /* bot ids are at most this long */
@@ -36,6 +37,7 @@ struct front {
     struct hive *hive;
     struct http_server *http;
     struct proxy *proxy;
+    struct watch *watch;       /* timelines and metrics */
     struct event *shutdown_ev; /* fires the shutdown callback after the 202 */
     void (*shutdown_cb)(void *arg);
     void *shutdown_arg;
@@ -262,6 +264,8 @@ static void front_api(struct front *front, struct http_conn *conn, struct http_r
             return front_method_not_allowed(conn, "GET, HEAD");
         return http_respond_json(conn, 200, front_status_json(front), NULL);
     }
+    if (watch_route(front->watch, conn, req))
+        return;
     if (strncmp(p, "/api/bots/", 10) == 0)
         return front_control(front, conn, req, p + 10);
     if (strcmp(p, "/api/reload") == 0) {
@@ -417,6 +421,7 @@ struct front *front_new(struct event_base *base, struct hive *hive, int listen_f
         return NULL;
     }
     front->proxy = proxy_new(base, lim->max_body, lim->idle_timeout_ms);
+    front->watch = watch_new(base, hive, front->proxy);
     front->shutdown_ev = evtimer_new(base, front_shutdown_fire, front);
     return front;
 }
@@ -426,6 +431,7 @@ void front_free(struct front *front)
 {
     if (!front)
         return;
+    watch_free(front->watch);
     proxy_free(front->proxy); /* answers what it still owed, before the server goes */
     http_server_free(front->http);
     event_free(front->shutdown_ev);

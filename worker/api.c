@@ -56,6 +56,7 @@ struct api {
     struct api_config cfg;
     struct http_server *http;
     struct engine *engine;
+    struct observe *observe; /* timeline and metrics routes; NULL: none */
     struct store *store;
     struct api_ws *sessions;
     pid_t pid;
@@ -813,6 +814,8 @@ static void api_route(struct http_conn *conn, struct http_request *req, void *ar
         const struct util_buf *b = api_status_render(api, NULL);
         return http_respond(conn, 200, "application/json", b->data, b->len, NULL);
     }
+    if (api->observe && observe_route(api->observe, conn, req))
+        return;
     if (strcmp(p, "/ws") == 0) {
         if (strcmp(m, "GET") != 0)
             return api_method_not_allowed(conn, "GET");
@@ -876,6 +879,11 @@ struct api *api_new(struct event_base *base, int listen_fd, const struct api_con
 void api_set_engine(struct api *api, struct engine *engine)
 {
     api->engine = engine;
+}
+
+void api_set_observe(struct api *api, struct observe *observe)
+{
+    api->observe = observe;
 }
 
 void api_close_sessions(struct api *api)

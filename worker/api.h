@@ -13,6 +13,7 @@
 #include "common/http.h"
 #include "common/ws.h"
 #include "worker/engine.h"
+#include "worker/observe.h"
 #include "worker/store.h"
 
 struct api;
@@ -34,6 +35,8 @@ struct api *api_new(struct event_base *base, int listen_fd, const struct api_con
                     struct store *store);
 /* The engine is made after the API (it reports to it); connect the two. */
 void api_set_engine(struct api *api, struct engine *engine);
+/* Serve observe's routes (timeline, WebSocket timeline, metrics) too. */
+void api_set_observe(struct api *api, struct observe *observe);
 /* Close every WebSocket session (1001 going away); they leave one by one. */
 void api_close_sessions(struct api *api);
 /* Number of WebSocket sessions still open. */

@@ -1252,3 +1252,10 @@ enum engine_cancel_status engine_cancel(struct engine *e, const char *id, engine
     engine_cancel_queued(e, t);
     return ENGINE_CANCEL_OK;
 }
+
+int64_t engine_oldest_waiting_ns(const struct engine *e)
+{
+    int64_t rt = queue_oldest_time(e->realtime),
+            file = e->files ? filequeue_oldest_ns(e->files) : 0;
+    return rt && file ? (rt < file ? rt : file) : rt ? rt : file;
+}

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "worker/activity.h"
 #include "worker/adapter.h"
@@ -99,6 +100,9 @@ enum engine_cancel_status engine_cancel(struct engine *engine, const char *task_
                                         engine_cancel_cb cb, void *arg);
 /* Kill the running task's process group; false when nothing runs. */
 bool engine_interrupt(struct engine *engine);
+/* When the longest-waiting queued task arrived (realtime: accepted; file:
+ * its mtime), wall ns; 0 when nothing waits. For the queue-age metric. */
+int64_t engine_oldest_waiting_ns(const struct engine *engine);
 /* Stop taking tasks; let the running one finish within the grace time or
  * kill it and leave it queued; then report stopped. */
 void engine_stop(struct engine *engine);

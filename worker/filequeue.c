@@ -411,3 +411,8 @@ void filequeue_set_hooks(struct filequeue *fq, filequeue_name_cb not_regular,
     fq->seen = seen;
     fq->hook_arg = arg;
 }
+
+int64_t filequeue_oldest_ns(const struct filequeue *fq)
+{
+    return queue_oldest_time(fq->ready);
+}

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "worker/store.h"
 #include "worker/task.h"
@@ -52,6 +53,8 @@ struct task *filequeue_pop(struct filequeue *fq);
 bool filequeue_watching(const struct filequeue *fq);
 /* Number of ready file tasks. */
 size_t filequeue_len(const struct filequeue *fq);
+/* The oldest ready file's mtime (wall ns), or 0 when none is ready. */
+int64_t filequeue_oldest_ns(const struct filequeue *fq);
 /* A queued file task with this task id, or NULL. */
 const struct task *filequeue_find(const struct filequeue *fq, const char *task_id);
 /* Take TASK (one of filequeue_find's) out of the queue (caller owns it):

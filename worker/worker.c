@@ -26,6 +26,7 @@
 #include "worker/contain.h"
 #include "worker/engine.h"
 #include "worker/filequeue.h"
+#include "worker/observe.h"
 #include "worker/store.h"
 
 #define WORKER_EXIT_CONFIG 78
@@ -45,6 +46,7 @@ struct worker {
     struct activity *activity;
     struct api *api;
     struct engine *engine;
+    struct observe *observe; /* timeline and metrics */
     struct event *sigterm_ev, *sigint_ev, *sighup_ev, *watchdog_ev, *drain_ev, *notify_ev;
     unsigned notify_pending; /* WORKER_NOTIFY_* states still to be sent */
     int64_t drain_deadline_ms;
@@ -236,6 +238,7 @@ static void worker_stopped_cb(void *arg)
     struct worker *w = arg;
     if (w->api)
         api_close_sessions(w->api);
+    observe_close_sessions(w->observe);
     w->drain_deadline_ms = util_mono_ms() + WORKER_DRAIN_MS;
     struct timeval tv = {0, 0};
     evtimer_add(w->drain_ev, &tv);
@@ -307,6 +310,7 @@ static void worker_task_finished(struct task *t, void *arg)
     struct worker *w = arg;
     if (w->api)
         api_task_finished(w->api, t);
+    observe_task_finished(w->observe, t);
 }
 
 /* Build the engine from the options. */
@@ -373,6 +377,7 @@ static void worker_teardown(struct worker *w)
     engine_free(w->engine);
     contain_shutdown(); /* after the engine ended its tasks */
     api_free(w->api);
+    observe_free(w->observe);
     if (w->watchdog_ev)
         event_free(w->watchdog_ev);
     if (w->sigterm_ev)
@@ -458,6 +463,7 @@ int worker_run(const struct worker_options *o)
     w.activity = activity_open(store_paths(w.store)->activity, o->bot_id);
     activity_log_warnings(w.activity);
     w.base = event_base_new();
+    w.observe = observe_new(w.store, o->bot_id, &o->ws);
     if (fd >= 0 && !(w.api = worker_api(&w, fd))) {
         log_error("cannot serve HTTP on the listening socket");
         worker_close_more(&w);
@@ -471,12 +477,17 @@ int worker_run(const struct worker_options *o)
         }
     w.n_more = 0; /* the server's now */
     w.engine = worker_engine(&w);
-    if (w.api)
+    observe_set_engine(w.observe, w.engine);
+    if (w.api) {
         api_set_engine(w.api, w.engine);
+        api_set_observe(w.api, w.observe);
+    }
     worker_events(&w);
     int inotify_fd = w.inotify_fd;
     w.inotify_fd = -1; /* the file queue's now */
-    worker_announce(&w, engine_start(w.engine, inotify_fd));
+    int recovered = engine_start(w.engine, inotify_fd);
+    observe_recover(w.observe);
+    worker_announce(&w, recovered);
     event_base_dispatch(w.base);
     struct activity_event ev = {.event_type = "shutdown"};
     activity_log(w.activity, &ev, NULL);
