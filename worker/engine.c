@@ -92,8 +92,10 @@ struct engine {
     struct engine_answer *answers; /* finished, waiting for the commit */
     size_t n_answers, cap_answers;
     bool stopping, stopped, cooling;
-    bool paused; /* the PAUSE file exists: read before each task start, kept
-                    fresh for /status by inotify on the controls folder */
+    bool paused;       /* the PAUSE file exists: read before each task start, kept
+                          fresh for /status by inotify on the controls folder */
+    bool paused_known; /* PAUSED was read once (later changes are events) */
+    struct events *events;
     unsigned long processed, failed;
     struct event *commit_ev;           /* group commit of pending submissions */
     struct event *kick_ev;             /* deferred look for work */
@@ -114,7 +116,8 @@ struct engine {
 static void engine_run_next(struct engine *e);
 static void engine_commit_answers(struct engine *e);
 
-/* Log one activity event about TASK. */
+/* Log one activity event about TASK that is not a task event of §8 (those
+ * are told through events.h, whose activity sink writes them). */
 static void engine_activity(struct engine *e, const char *type, const struct task *t,
                             const char *result, double dur, const char *error)
 {
@@ -226,8 +229,9 @@ static void engine_persisted_cb(int synced, void *arg)
         }
         t->state = TASK_QUEUED;
         queue_push(e->realtime, t->id, t->rank, t->order, t);
-        engine_activity(e, "task_received", t, "success", 0, NULL);
-        batch[i].cb(t, queue_position(e->realtime, t->id), batch[i].arg);
+        size_t position = queue_position(e->realtime, t->id);
+        events_task_received(e->events, t, position);
+        batch[i].cb(t, position, batch[i].arg);
     }
     free(batch);
     engine_persist_free(p);
@@ -374,12 +378,9 @@ static void engine_complete(struct engine *e, struct task *t)
     e->processed++;
     if (!t->success)
         e->failed++;
-    engine_activity(e, t->success ? "task_completed" : "task_failed", t,
-                    t->success ? "success" : "failure", t->duration_seconds, t->error);
     log_info("task %s %s in %.1f s -> %s", t->id, t->success ? "done" : "failed",
              t->duration_seconds, t->response_file);
-    if (e->ev.task_finished)
-        e->ev.task_finished(t, e->ev.arg);
+    events_task_done(e->events, t);
     task_free(t);
 }
 
@@ -568,8 +569,8 @@ static void engine_finish(struct engine *e, bool success, char *output, size_t o
 static void engine_chunk_cb(const char *data, size_t len, void *arg)
 {
     struct engine *e = arg;
-    if (e->current && e->ev.task_chunk)
-        e->ev.task_chunk(e->current, data, len, e->ev.arg);
+    if (e->current)
+        events_task_output(e->events, e->current, data, len);
 }
 
 /* The adapter is done with the current task. */
@@ -609,10 +610,21 @@ static void engine_retry_cb(evutil_socket_t fd, short what, void *arg)
     engine_kick(e);
 }
 
+/* The bot is now PAUSED (or not): a change is an event (the first look at
+ * start is not one). */
+static void engine_set_paused(struct engine *e, bool paused)
+{
+    bool changed = e->paused_known && paused != e->paused;
+    e->paused = paused;
+    e->paused_known = true;
+    if (changed)
+        events_bot_paused(e->events, paused);
+}
+
 /* Look whether the PAUSE file exists (SPEC: before every task start). */
 static bool engine_paused(struct engine *e)
 {
-    e->paused = store_paused(e->store);
+    engine_set_paused(e, store_paused(e->store));
     return e->paused;
 }
 
@@ -669,9 +681,7 @@ static void engine_mark_started(struct engine *e, struct task *t)
     e->current = t;
     t->state = TASK_RUNNING;
     t->started_wall_ns = util_wall_ns();
-    engine_activity(e, "task_started", t, "success", 0, NULL);
-    if (e->ev.task_started)
-        e->ev.task_started(t, e->ev.arg);
+    events_task_started(e->events, t);
 }
 
 /* Start TASK (already claimed) through the adapter. False when it could not
@@ -858,15 +868,16 @@ static void engine_files_cb(void *arg)
 }
 
 struct engine *engine_new(struct event_base *base, const struct engine_config *cfg,
-                          struct store *store, struct activity *activity,
-                          const struct engine_events *events)
+                          struct store *store, struct activity *activity, struct events *events,
+                          const struct engine_events *callbacks)
 {
     struct engine *e = xcalloc(1, sizeof *e);
     e->base = base;
     e->cfg = *cfg;
     e->store = store;
     e->activity = activity;
-    e->ev = *events;
+    e->events = events;
+    e->ev = *callbacks;
     e->realtime = queue_new();
     e->commit_ev = evtimer_new(base, engine_commit_cb, e);
     e->kick_ev = evtimer_new(base, engine_kick_cb, e);
@@ -891,7 +902,7 @@ static void engine_recovered_cb(struct task *t, void *arg)
     struct engine *e = arg;
     t->state = TASK_QUEUED;
     if (t->claimed) {
-        engine_activity(e, "task_received", t, "success", 0, NULL);
+        events_task_received(e->events, t, 0);
         queue_push(e->held, t->file_name, 0, (int64_t)e->held_seq++, t);
     } else if (queue_push(e->realtime, t->id, t->rank, t->order, t) < 0) {
         task_free(t);
@@ -912,7 +923,8 @@ static void engine_not_regular_cb(const char *name, void *arg)
 /* The file queue found a new task. */
 static void engine_seen_cb(const struct task *t, void *arg)
 {
-    engine_activity(arg, "task_received", t, "success", 0, NULL);
+    struct engine *e = arg;
+    events_task_received(e->events, t, 0);
 }
 
 int engine_start(struct engine *e, int inotify_fd)
@@ -1018,7 +1030,7 @@ int engine_pause(struct engine *e, bool paused)
     int r = store_set_paused(e->store, paused);
     if (r < 0)
         return r;
-    e->paused = paused;
+    engine_set_paused(e, paused);
     log_info("%s", paused ? "paused" : "resumed");
     engine_kick(e);
     return 0;

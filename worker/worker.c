@@ -25,6 +25,7 @@
 #include "worker/botlock.h"
 #include "worker/contain.h"
 #include "worker/engine.h"
+#include "worker/events.h"
 #include "worker/filequeue.h"
 #include "worker/store.h"
 
@@ -43,6 +44,7 @@ struct worker {
     struct event_base *base;
     struct store *store;
     struct activity *activity;
+    struct events *events; /* the bot's events; the API and the channel subscribe */
     struct api *api;
     struct engine *engine;
     struct event *sigterm_ev, *sigint_ev, *sighup_ev, *watchdog_ev, *drain_ev, *notify_ev;
@@ -287,26 +289,14 @@ static void worker_contain(const struct worker_options *o)
     free(dir);
 }
 
-/* Engine events relayed to the API (WebSocket clients). */
-static void worker_task_started(struct task *t, void *arg)
+/* The bot's events file, .deia/bot-logs/<BOT-ID>-events.jsonl, beside its
+ * activity log. */
+static struct events *worker_events_open(struct worker *w)
 {
-    struct worker *w = arg;
-    if (w->api)
-        api_task_started(w->api, t);
-}
-
-static void worker_task_chunk(struct task *t, const char *data, size_t len, void *arg)
-{
-    struct worker *w = arg;
-    if (w->api)
-        api_task_chunk(w->api, t, data, len);
-}
-
-static void worker_task_finished(struct task *t, void *arg)
-{
-    struct worker *w = arg;
-    if (w->api)
-        api_task_finished(w->api, t);
+    char *path = xasprintf("%s/%s-events.jsonl", store_paths(w->store)->logs, w->o->bot_id);
+    struct events *ev = events_open(path, w->o->bot_id, w->activity);
+    free(path);
+    return ev;
 }
 
 /* Build the engine from the options. */
@@ -322,9 +312,8 @@ static struct engine *worker_engine(struct worker *w)
                                .file_min_age_s = o->file_min_age_s,
                                .rescan_s = o->rescan_s};
     ec.adapter.work_dir = o->work_dir;
-    struct engine_events ev = {worker_task_started, worker_task_chunk, worker_task_finished,
-                               worker_stopped_cb, w};
-    return engine_new(w->base, &ec, w->store, w->activity, &ev);
+    struct engine_events ev = {worker_stopped_cb, w};
+    return engine_new(w->base, &ec, w->store, w->activity, w->events, &ev);
 }
 
 /* Build the HTTP/WebSocket API on FD. */
@@ -386,6 +375,7 @@ static void worker_teardown(struct worker *w)
         event_free(w->notify_ev);
     if (w->inotify_fd >= 0) /* the engine never took it */
         close(w->inotify_fd);
+    events_close(w->events);
     activity_close(w->activity);
     store_free(w->store);
     if (w->base)
@@ -456,6 +446,7 @@ int worker_run(const struct worker_options *o)
     worker_inotify(&w, stored);
     w.activity = activity_open(store_paths(w.store)->activity, o->bot_id);
     activity_log_warnings(w.activity);
+    w.events = worker_events_open(&w);
     w.base = event_base_new();
     if (fd >= 0 && !(w.api = worker_api(&w, fd))) {
         log_error("cannot serve HTTP on the listening socket");
@@ -470,8 +461,10 @@ int worker_run(const struct worker_options *o)
         }
     w.n_more = 0; /* the server's now */
     w.engine = worker_engine(&w);
-    if (w.api)
+    if (w.api) {
         api_set_engine(w.api, w.engine);
+        api_set_events(w.api, w.events);
+    }
     worker_events(&w);
     int inotify_fd = w.inotify_fd;
     w.inotify_fd = -1; /* the file queue's now */
