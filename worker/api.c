@@ -758,7 +758,7 @@ static void api_events(struct api *api, struct http_conn *conn, struct http_requ
         return;
     struct api_replay r = {api, sub};
     if (has)
-        events_replay(api->events, since, api_replay_cb, &r);
+        events_replay(api->events, since, 0, api_replay_cb, &r);
     ssehub_live(sub);
 }
 

@@ -1,5 +1,6 @@
 /*
- * events: owns a bot's event vocabulary, its seq, its events file
+ * events: owns a bot's event vocabulary, its seq, its events file (kept by
+ * common/evlog.c)
  * (.deia/bot-logs/<BOT-ID>-events.jsonl, and the generation before it as
  * <...>.1) and the list of subscribers. The file is written with one
  * write(2) per event and no fsync: kill -9 of the worker loses nothing the
@@ -8,15 +9,12 @@
  */
 #include "worker/events.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "common/evlog.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/utf8.h"
@@ -31,99 +29,22 @@ struct events_sub {
 };
 
 struct events {
-    char *path, *prev_path; /* the current generation and the one before */
+    struct evlog *log; /* the events file: numbers and keeps them */
     char *bot_id;
-    int fd;
-    off_t size;
-    uint64_t seq;
     struct activity *activity;
     struct events_sub *subs;
     size_t n_subs, cap_subs;
     uint64_t next_sub;
     int dispatching;
-    bool warned;
 };
-
-/* Read the whole file PATH (at most a generation and a line); NULL when it
- * cannot be read. */
-static char *events_slurp(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return NULL;
-    struct util_buf b = {0};
-    char chunk[65536];
-    ssize_t n;
-    while (b.len < 4 * (size_t)EVENTS_FILE_MAX && (n = read(fd, chunk, sizeof chunk)) > 0)
-        util_buf_add(&b, chunk, (size_t)n);
-    close(fd);
-    *len = b.len;
-    return b.data ? b.data : xstrdup("");
-}
-
-/* The seq of the JSON line LINE (LEN bytes), or 0. */
-static uint64_t events_line_seq(const char *line, size_t len, json_t **out)
-{
-    json_t *o = json_loadb(line, len, 0, NULL);
-    json_t *s = json_object_get(o, "seq");
-    uint64_t seq =
-        json_is_integer(s) && json_integer_value(s) > 0 ? (uint64_t)json_integer_value(s) : 0;
-    if (out && seq)
-        *out = o;
-    else
-        json_decref(o);
-    return seq;
-}
-
-/* The seq of the last complete line of TEXT (LEN bytes), or 0. */
-static uint64_t events_last_in(const char *text, size_t len)
-{
-    while (len > 0) {
-        size_t end = len - 1; /* text[end] is the '\n' of the last line */
-        size_t start = end;
-        while (start > 0 && text[start - 1] != '\n')
-            start--;
-        uint64_t seq = events_line_seq(text + start, end - start, NULL);
-        if (seq)
-            return seq;
-        len = start;
-    }
-    return 0;
-}
-
-/* Read the last seq back; cut a last line a crash left unfinished. */
-static void events_recover(struct events *ev)
-{
-    size_t len = 0;
-    char *text = events_slurp(ev->path, &len);
-    if (text) {
-        size_t whole = len;
-        while (whole > 0 && text[whole - 1] != '\n')
-            whole--;
-        if (whole < len && ftruncate(ev->fd, (off_t)whole) < 0)
-            log_warn("cannot cut the unfinished last line of %s: %s", ev->path, strerror(errno));
-        ev->size = (off_t)whole;
-        ev->seq = events_last_in(text, whole);
-        free(text);
-    }
-    if (ev->seq == 0 && (text = events_slurp(ev->prev_path, &len))) {
-        ev->seq = events_last_in(text, len);
-        free(text);
-    }
-}
 
 struct events *events_open(const char *path, const char *bot_id, struct activity *activity)
 {
     struct events *ev = xcalloc(1, sizeof *ev);
-    ev->path = xstrdup(path);
-    ev->prev_path = xasprintf("%s.1", path);
+    ev->log = evlog_open(path, "seq", NULL, NULL);
     ev->bot_id = xstrdup(bot_id);
     ev->activity = activity;
     ev->next_sub = 1;
-    ev->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (ev->fd < 0)
-        log_warn("cannot open the events file %s: %s", path, strerror(errno));
-    events_recover(ev);
     return ev;
 }
 
@@ -131,10 +52,7 @@ void events_close(struct events *ev)
 {
     if (!ev)
         return;
-    if (ev->fd >= 0)
-        close(ev->fd);
-    free(ev->path);
-    free(ev->prev_path);
+    evlog_close(ev->log);
     free(ev->bot_id);
     free(ev->subs);
     free(ev);
@@ -142,7 +60,7 @@ void events_close(struct events *ev)
 
 uint64_t events_last_seq(const struct events *ev)
 {
-    return ev->seq;
+    return evlog_last(ev->log);
 }
 
 uint64_t events_subscribe(struct events *ev, events_cb cb, void *arg)
@@ -172,39 +90,6 @@ void events_unsubscribe(struct events *ev, uint64_t id)
             ev->subs[i].id = 0;
     if (!ev->dispatching)
         events_compact(ev);
-}
-
-/* Start a new generation: the current file becomes the previous one. */
-static void events_rotate(struct events *ev)
-{
-    if (rename(ev->path, ev->prev_path) < 0) {
-        log_warn("cannot rotate %s: %s", ev->path, strerror(errno));
-        return;
-    }
-    close(ev->fd);
-    ev->fd = open(ev->path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (ev->fd < 0)
-        log_warn("cannot open the events file %s: %s", ev->path, strerror(errno));
-    ev->size = 0;
-}
-
-/* Append one line (the event and its '\n'). */
-static void events_store(struct events *ev, const char *line, size_t len)
-{
-    if (ev->fd >= 0 && ev->size > 0 && ev->size + (off_t)len > (off_t)EVENTS_FILE_MAX)
-        events_rotate(ev);
-    ssize_t n = ev->fd >= 0 ? write(ev->fd, line, len) : -1;
-    if (n == (ssize_t)len) {
-        ev->size += n;
-        return;
-    }
-    if (n > 0 && ftruncate(ev->fd, ev->size) == 0) /* a short write: no half line */
-        n = -1;
-    if (!ev->warned) {
-        ev->warned = true;
-        log_warn("cannot write the events file %s: %s", ev->path,
-                 n < 0 ? strerror(errno) : "short write");
-    }
 }
 
 /* Hand E to every subscriber (the list may change meanwhile). */
@@ -255,15 +140,13 @@ static void events_emit(struct events *ev, json_t *o, const struct task *t, bool
     const char *type = json_string_value(json_object_get(o, "type"));
     struct events_event e = {.type = type, .task = t, .chunk = chunk, .chunk_len = chunk_len};
     if (stored) {
-        e.seq = ++ev->seq;
+        e.seq = evlog_last(ev->log) + 1;
         json_object_set_new(o, "seq", json_integer((json_int_t)e.seq));
     }
     size_t len;
     char *text = json_dump_compact(o, &len);
     if (stored) {
-        text[len] = '\n'; /* the file's line, then the NUL back for the rest */
-        events_store(ev, text, len + 1);
-        text[len] = '\0';
+        evlog_append(ev->log, text, len, e.seq);
         events_activity(ev, type, t);
     }
     e.json = text;
@@ -341,53 +224,12 @@ void events_bot_paused(struct events *ev, bool paused)
                 0);
 }
 
-/* Hand CB the lines of TEXT (LEN bytes) with a seq over SINCE. */
-static void events_replay_text(const char *text, size_t len, uint64_t since, events_cb cb,
-                               void *arg)
-{
-    size_t i = 0;
-    while (i < len) {
-        const char *nl = memchr(text + i, '\n', len - i);
-        if (!nl)
-            break; /* a line being written: it is not an event yet */
-        size_t end = (size_t)(nl - text);
-        json_t *o = NULL;
-        uint64_t seq = events_line_seq(text + i, end - i, &o);
-        if (seq > since) {
-            struct events_event e = {.type = json_string_value(json_object_get(o, "type")),
-                                     .seq = seq,
-                                     .json = text + i,
-                                     .json_len = end - i};
-            if (e.type)
-                cb(&e, arg);
-        }
-        json_decref(o);
-        i = end + 1;
-    }
-}
-
-/* The seq of the first complete line of TEXT that has one, or 0. */
-static uint64_t events_first_in(const char *text, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        const char *nl = memchr(text + i, '\n', len - i);
-        if (!nl)
-            return 0;
-        uint64_t seq = events_line_seq(text + i, (size_t)(nl - text) - i, NULL);
-        if (seq)
-            return seq;
-        i = (size_t)(nl - text) + 1;
-    }
-    return 0;
-}
-
 /* Tell CB the reader missed events no longer kept (FIRST: the oldest kept). */
 static void events_resync(struct events *ev, uint64_t first, events_cb cb, void *arg)
 {
     json_t *o = events_new(ev, "resync", NULL);
     json_object_set_new(o, "first_seq", json_integer((json_int_t)first));
-    json_object_set_new(o, "last_seq", json_integer((json_int_t)ev->seq));
+    json_object_set_new(o, "last_seq", json_integer((json_int_t)evlog_last(ev->log)));
     size_t len;
     char *text = json_dump_compact(o, &len);
     struct events_event e = {.type = "resync", .json = text, .json_len = len};
@@ -396,25 +238,34 @@ static void events_resync(struct events *ev, uint64_t first, events_cb cb, void 
     json_decref(o);
 }
 
-bool events_replay(struct events *ev, uint64_t since, events_cb cb, void *arg)
+/* A replay under way: whom to tell. */
+struct events_replaying {
+    events_cb cb;
+    void *arg;
+};
+
+/* One kept line as an event. */
+static void events_replay_line(uint64_t n, json_t *obj, const char *line, size_t len, void *arg)
 {
-    size_t len[2] = {0, 0};
-    char *text[2] = {events_slurp(ev->prev_path, &len[0]), events_slurp(ev->path, &len[1])};
-    uint64_t first = 0;
-    for (size_t k = 0; k < 2 && !first; k++)
-        if (text[k])
-            first = events_first_in(text[k], len[k]);
-    /* A cursor from the future: the files were lost or replaced. */
-    bool resync = since > ev->seq || (since > 0 && (first ? first > since + 1 : since < ev->seq));
+    struct events_replaying *r = arg;
+    struct events_event e = {.type = json_string_value(json_object_get(obj, "type")),
+                             .seq = n,
+                             .json = line,
+                             .json_len = len};
+    if (e.type)
+        r->cb(&e, r->arg);
+}
+
+bool events_replay(struct events *ev, uint64_t since, size_t max, events_cb cb, void *arg)
+{
+    uint64_t first = evlog_first(ev->log), last = evlog_last(ev->log);
+    bool resync = evlog_must_resync(since, first, last);
     if (resync) {
         events_resync(ev, first, cb, arg);
-        if (since > ev->seq)
+        if (since > last) /* the files were lost: all that is kept is new */
             since = 0;
     }
-    for (size_t k = 0; k < 2; k++) {
-        if (text[k])
-            events_replay_text(text[k], len[k], since, cb, arg);
-        free(text[k]);
-    }
+    struct events_replaying r = {cb, arg};
+    evlog_replay(ev->log, since, max, &first, events_replay_line, &r);
     return resync;
 }

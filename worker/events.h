@@ -17,10 +17,6 @@
 #include "worker/activity.h"
 #include "worker/task.h"
 
-/* Each file generation is cut at this size; the current one and the one
- * before are kept (so between 4 and 8 MiB of the newest events). */
-#define EVENTS_FILE_MAX (4u << 20)
-
 struct events;
 
 /* One event as subscribers see it. */
@@ -51,8 +47,9 @@ void events_unsubscribe(struct events *events, uint64_t id);
  * events after SINCE are no longer kept (or SINCE is from the future, the
  * files having been lost), CB first gets a `resync` event (no seq) and the
  * answer is true; what is kept is handed all the same (all of it for a
- * cursor from the future). */
-bool events_replay(struct events *events, uint64_t since, events_cb cb, void *arg);
+ * cursor from the future). At most MAX events (0: all). The file keeps the
+ * newest 4 to 8 MiB of events (common/evlog.h). */
+bool events_replay(struct events *events, uint64_t since, size_t max, events_cb cb, void *arg);
 
 /* The facts, told once each by the engine. POSITION 0: not known. */
 void events_task_received(struct events *events, const struct task *task, size_t position);
