@@ -160,6 +160,8 @@ struct ssehub_sub *ssehub_open(struct ssehub *hub, struct http_conn *conn,
 /* True when SUB's filters let an event of TYPE about BOT through. */
 static bool ssehub_wants(const struct ssehub_sub *s, const char *type, const char *bot)
 {
+    if (strcmp(type, "resync") == 0) /* about the stream itself: never filtered */
+        return true;
     if (s->bot && (!bot || strcmp(s->bot, bot) != 0))
         return false;
     if (!s->n_types)

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/chan.h"
 #include "common/log.h"
 #include "common/sdnotify.h"
 #include "common/util.h"
@@ -28,12 +29,13 @@
 #include "worker/events.h"
 #include "worker/filequeue.h"
 #include "worker/store.h"
+#include "worker/uplink.h"
 
-#define WORKER_EXIT_CONFIG 78
+#define WORKER_EXIT_CONFIG HIVE_EXIT_CONFIG
 #define WORKER_DRAIN_MS 1000
-#define WORKER_INOTIFY_NAME "inotify" /* its name in the fd store */
-#define WORKER_MORE_LISTEN_MAX 3      /* inherited listening sockets beside fd 3 */
-#define WORKER_NOTIFY_RETRY_MS 100    /* a state that must arrive is tried again */
+#define WORKER_INOTIFY_NAME HIVE_FD_STORE /* its name in the fd store */
+#define WORKER_MORE_LISTEN_MAX 3          /* inherited listening sockets beside fd 3 */
+#define WORKER_NOTIFY_RETRY_MS 100        /* a state that must arrive is tried again */
 
 /* The notifications that must arrive, in the order they are sent. */
 enum { WORKER_NOTIFY_READY = 1u << 0, WORKER_NOTIFY_STOPPING = 1u << 1 };
@@ -45,6 +47,8 @@ struct worker {
     struct store *store;
     struct activity *activity;
     struct events *events; /* the bot's events; the API and the channel subscribe */
+    int chan_fd;           /* our end of the supervisor's channel (fd named "chan"); -1 */
+    struct uplink *uplink; /* what goes up that channel */
     struct api *api;
     struct engine *engine;
     struct event *sigterm_ev, *sigint_ev, *sighup_ev, *watchdog_ev, *drain_ev, *notify_ev;
@@ -63,7 +67,7 @@ struct worker {
  * would leave them running). */
 static void worker_follow_parent(void)
 {
-    const char *sup = getenv("HIVE_SUPERVISOR_PID");
+    const char *sup = getenv(HIVE_ENV_SUPERVISOR_PID);
     if (!sup || !*sup)
         return;
     prctl(PR_SET_PDEATHSIG, SIGHUP);
@@ -160,6 +164,27 @@ static void worker_inotify(struct worker *w, int stored)
         w->inotify_stored = true;
     else
         log_warn("cannot hand the inotify instance to the fd store: %s", strerror(errno));
+}
+
+/* The descriptor the supervisor named HIVE_FD_CHAN, or -1; read before
+ * worker_listen() takes the LISTEN_* variables away. */
+static int worker_chan_fd(void)
+{
+    const char *pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
+    const char *names = getenv("LISTEN_FDNAMES");
+    if (!pid || !n || !names || atol(pid) != (long)getpid())
+        return -1;
+    int i = sdnotify_fdnames_index(names, atoi(n), HIVE_FD_CHAN);
+    if (i < 0)
+        return -1;
+    int fd = SDNOTIFY_LISTEN_FDS_START + i, type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) {
+        log_warn("fd %d named %s is not a stream socket; no channel to the supervisor", fd,
+                 HIVE_FD_CHAN);
+        return -1;
+    }
+    return fd;
 }
 
 /* Close the inherited listening sockets no server took. */
@@ -358,6 +383,7 @@ static void worker_events(struct worker *w)
 /* Free everything in the reverse order of building. */
 static void worker_teardown(struct worker *w)
 {
+    uplink_free(w->uplink);
     engine_free(w->engine);
     contain_shutdown(); /* after the engine ended its tasks */
     api_free(w->api);
@@ -373,6 +399,8 @@ static void worker_teardown(struct worker *w)
         event_free(w->drain_ev);
     if (w->notify_ev)
         event_free(w->notify_ev);
+    if (w->chan_fd >= 0) /* no uplink took it */
+        close(w->chan_fd);
     if (w->inotify_fd >= 0) /* the engine never took it */
         close(w->inotify_fd);
     events_close(w->events);
@@ -404,7 +432,7 @@ static void worker_announce(struct worker *w, int recovered)
 
 int worker_run(const struct worker_options *o)
 {
-    struct worker w = {.o = o, .port = -1, .inotify_fd = -1, .lock_fd = -1};
+    struct worker w = {.o = o, .port = -1, .inotify_fd = -1, .lock_fd = -1, .chan_fd = -1};
     int code = 1;
     char err[300];
     signal(SIGPIPE, SIG_IGN);
@@ -422,6 +450,7 @@ int worker_run(const struct worker_options *o)
         return WORKER_EXIT_CONFIG;
     }
     int stored = -1;
+    w.chan_fd = worker_chan_fd();
     int fd = worker_listen(&w, &code, &stored);
     if (fd == -1) {
         if (stored >= 0)
@@ -460,7 +489,11 @@ int worker_run(const struct worker_options *o)
             close(w.more_fds[i]);
         }
     w.n_more = 0; /* the server's now */
+    if (w.chan_fd >= 0 && (w.uplink = uplink_new(w.base, w.chan_fd, w.events)))
+        w.chan_fd = -1; /* the uplink's now */
     w.engine = worker_engine(&w);
+    if (w.uplink)
+        uplink_set_engine(w.uplink, w.engine);
     if (w.api) {
         api_set_engine(w.api, w.engine);
         api_set_events(w.api, w.events);
