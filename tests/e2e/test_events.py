@@ -1,7 +1,9 @@
-"""The event stream (SPEC §8) end to end: every task from every door told in
-order on GET /api/events, resume by cursor (across a SIGKILL of the worker
-too), resync for a cursor older than what is kept, filters, and subscribers
-that never read (dropped, never slowing the task or the others).
+"""The event stream (SPEC §8) end to end, on the worker and on the supervisor:
+every task from every door (file, HTTP, WebSocket, through the proxy) told in
+order on GET /api/events, resume by cursor (after 200 tasks, across a SIGKILL
+of the worker and of the supervisor), resync for a cursor older than what is
+kept, filters, subscribers that never read (dropped, never slowing the task
+or the others), /status fed by the channel, and `hive events`.
 
 Run: HIVE_BUILD_DIR=build /usr/bin/python3 tests/e2e/test_events.py
 """
@@ -15,14 +17,18 @@ import socket
 import subprocess
 import sys
 import threading
+import shutil
+import tempfile
 import time
+import unittest
 
 import websockets
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hive_e2e import (BOT, TASK_TIMEOUT, WorkerTestCase, main, run_async,  # noqa: E402
+from hive_e2e import (BOT, TASK_TIMEOUT, WorkerTestCase, curl, main, run_async,  # noqa: E402
                       wait_for)
+from test_supervisor_front import Hive, worker_log_dump  # noqa: E402
 
 TASK_END = ("task_completed", "task_failed", "task_cancelled")
 
@@ -336,6 +342,181 @@ class EventStreamTest(WorkerTestCase):
             c.close()
         self.assertEqual(dropped, 50)
         reader.close()
+
+
+class HiveEventsTest(unittest.TestCase):
+    """The supervisor's merged stream, each test on a hive of its own."""
+
+    maxDiff = 4000
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="hive-e2e-events-")
+        self.hive = Hive(self.tmp, [{"id": "BOT-A"}, {"id": "BOT-B"}])
+        self.hive.start()
+
+    def tearDown(self):
+        code, killed = self.hive.stop()
+        reports = self.hive.sanitizer_reports()
+        if not getattr(self._outcome, "success", True) or killed or reports:
+            sys.stderr.write("---- hive up log ----\n%s\n%s\n"
+                             % (self.hive.log_text()[-6000:], worker_log_dump(self.hive)))
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.assertFalse(killed, "hive up did not stop on SIGTERM")
+        self.assertEqual(reports, [])
+
+    def post_task(self, bot, command, direct=False, **fields):
+        body = dict(fields, command=command)
+        if direct:
+            r = curl("http://127.0.0.1:%d/api/task" % self.hive.bot_ports[bot], "POST",
+                     json.dumps(body))
+        else:
+            r = self.hive.post("/bots/%s/api/task" % bot, body)
+        self.assertEqual(r.status, 202, r.body)
+        return r.json()["task_id"]
+
+    def check_merge(self, events):
+        """hive ids consecutive; each bot's stored events with seqs consecutive."""
+        ids = stored(events)
+        self.assertEqual(ids, list(range(ids[0], ids[0] + len(ids))), "hive_seq gap/duplicate")
+        per_bot = {}
+        for i, t, d in events:
+            if t == "task_output":
+                self.assertNotIn("hive_seq", d)
+                continue
+            self.assertEqual(d["hive_seq"], int(i))
+            if t != "bot_state":
+                per_bot.setdefault(d["bot_id"], []).append(d["seq"])
+        for bot, seqs in per_bot.items():
+            self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))), bot)
+        return per_bot
+
+    def test_every_door_through_the_supervisor(self):
+        s = SSE(self.hive.port)
+        ids = {"BOT-A": [], "BOT-B": []}
+        ids["BOT-A"].append(self.post_task("BOT-A", "proxied http"))
+        ids["BOT-B"].append(self.post_task("BOT-B", "direct http", direct=True))
+        queue_dir = os.path.join(self.tmp, ".deia", "hive", "tasks", "BOT-A")
+        with open(os.path.join(queue_dir, ".tmp-file-task"), "w") as f:
+            f.write("from the file queue")
+        os.rename(os.path.join(queue_dir, ".tmp-file-task"),
+                  os.path.join(queue_dir, "file-task.md"))
+        ids["BOT-A"].append("file-task")
+
+        async def ws_task():
+            uri = "ws://127.0.0.1:%d/bots/BOT-B/ws" % self.hive.port
+            async with websockets.connect(uri) as ws:
+                await ws.send(json.dumps({"type": "task", "command": "ws", "task_id": "WS-B1"}))
+                while json.loads(await asyncio.wait_for(ws.recv(), 20))["type"] != "response":
+                    pass
+        run_async(ws_task())
+        ids["BOT-B"].append("WS-B1")
+        got, ends = [], 0
+        while ends < 4:
+            e = s.take(1)[0]
+            got.append(e)
+            ends += e[1] in TASK_END
+        self.check_merge(got)
+        for bot, tids in ids.items():
+            for tid in tids:
+                mine = [t for i, t, d in got if d.get("task_id") == tid and d["bot_id"] == bot]
+                self.assertEqual(mine[:2], ["task_received", "task_started"], (tid, mine))
+                self.assertEqual(mine[-1], "task_completed", (tid, mine))
+                self.assertEqual(set(mine[2:-1]) - {"task_output"}, set())
+        # /status carries what the workers sent up the channel.
+        st = {b["id"]: b for b in self.hive.status()["bots"]}
+        wait_for(lambda: self.hive.status()["bots"][0]["tasks_processed"] == 2, 10,
+                 what="BOT-A's count")
+        self.assertEqual(st["BOT-B"]["queue"], {"realtime": 0, "file": 0})
+        self.assertIn("current_task", st["BOT-B"])
+        # Filters: one bot.
+        only = SSE(self.hive.port, "/api/events?since=0&bot=BOT-B&type=task_completed")
+        self.assertEqual([d["task_id"] for i, t, d in only.take(2)], ids["BOT-B"])
+        self.assertEqual(only.quiet(0.3), [])
+        only.close()
+        s.close()
+
+    def test_resume_across_kills(self):
+        s = SSE(self.hive.port, "/api/events?since=0")
+        first = s.take_until(lambda e: e[1] == "bot_state" and e[2]["state"] == "running"
+                             and e[2]["bot_id"] == "BOT-B")
+        cursor = first[-1][0]
+        s.close()
+        # 200 tasks while nobody listens.
+        tids = [self.post_task("BOT-A", "t%d" % i, direct=True) for i in range(200)]
+        self.hive.wait_task("BOT-A", tids[-1])
+        # A worker killed: restarted, numbering continues.
+        pid = self.hive.bot("BOT-A")["pid"]
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: self.hive.bot("BOT-A")["state"] == "running"
+                 and self.hive.bot("BOT-A")["pid"] != pid, 20, what="BOT-A back")
+        tids.append(self.post_task("BOT-A", "after the worker's kill"))
+        self.hive.wait_task("BOT-A", tids[-1])
+        s2 = SSE(self.hive.port, headers=["Last-Event-ID: " + cursor])
+        got = s2.take_until(lambda e: e[1] == "task_completed" and e[2]["task_id"] == tids[-1])
+        self.assertEqual(int(got[0][0]), int(cursor) + 1)
+        self.check_merge(got)
+        done = [d["task_id"] for i, t, d in got if t == "task_completed"]
+        self.assertEqual(done, tids)
+        states = [d["state"] for i, t, d in got if t == "bot_state"]
+        self.assertTrue({"starting", "backoff"} & set(states), states)  # the restart
+        self.assertIn("running", states)
+        cursor2 = got[-1][0]
+        s2.close()
+        # The supervisor killed (its workers die with it), tasks dropped while
+        # it is down, then it is started again: the cursor still resumes.
+        workers = [b["pid"] for b in self.hive.status()["bots"]]
+        self.hive.proc.kill()
+        self.hive.proc.wait(10)
+        wait_for(lambda: not any(is_zombie_free(p) for p in workers), 20, what="workers gone")
+        queue_dir = os.path.join(self.tmp, ".deia", "hive", "tasks", "BOT-B")
+        for i in range(3):
+            with open(os.path.join(queue_dir, "down-%d.md" % i), "w") as f:
+                f.write("dropped while the hive was down %d" % i)
+        self.hive.start()
+        for i in range(3):
+            self.hive.wait_task("BOT-B", "down-%d" % i)
+        s3 = SSE(self.hive.port, headers=["Last-Event-ID: " + cursor2])
+        got3 = s3.take_until(lambda e: e[1] == "task_completed" and e[2]["task_id"] == "down-2")
+        self.assertEqual(int(got3[0][0]), int(cursor2) + 1)
+        merged = self.check_merge(got + got3)
+        self.assertEqual(sorted(d["task_id"] for i, t, d in got3 if t == "task_completed"),
+                         ["down-0", "down-1", "down-2"])
+        self.assertIn("BOT-B", merged)
+        s3.close()
+
+    def test_hive_events_cli(self):
+        self.post_task("BOT-A", "for the cli")
+        wait_for(lambda: len(SSE_lines(self.hive)) >= 1, 10, what="events stored")
+        r = self.hive.cli("events", "BOT-A", "--since", "0", "--count", "5")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(len(lines), 5, r.stdout)
+        self.assertTrue(all(" BOT-A " in ln for ln in lines), r.stdout)
+        self.assertIn("bot_state starting", lines[0])
+        self.assertTrue(any("task_completed" in ln and " ok " in ln for ln in lines), r.stdout)
+        st = self.hive.cli("status")
+        self.assertEqual(st.returncode, 0, st.stderr)
+        row = [ln for ln in st.stdout.splitlines() if ln.startswith("BOT-A ")][0]
+        self.assertEqual(row.split()[6], "1", st.stdout)  # TASKS, from the channel
+        bad = self.hive.cli("events", "--since", "x")
+        self.assertEqual(bad.returncode, 2)
+
+
+def SSE_lines(hive):
+    path = os.path.join(hive.work_dir, ".deia", "hive", "events.jsonl")
+    try:
+        with open(path) as f:
+            return [ln for ln in f if '"task_completed"' in ln]
+    except FileNotFoundError:
+        return []
+
+
+def is_zombie_free(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def rss_kb(pid):
