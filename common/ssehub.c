@@ -219,6 +219,16 @@ void ssehub_publish(struct ssehub *hub, const char *id, const char *type, const 
     }
 }
 
+void ssehub_close_all(struct ssehub *hub)
+{
+    while (hub->subs) {
+        struct ssehub_sub *s = hub->subs;
+        http_conn_abort(s->conn); /* its close callback removes it */
+        if (hub->subs == s)       /* the client had gone already */
+            ssehub_remove(s);
+    }
+}
+
 size_t ssehub_subscribers(const struct ssehub *hub)
 {
     return hub->n_live;

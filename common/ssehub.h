@@ -42,6 +42,9 @@ void ssehub_live(struct ssehub_sub *sub);
 /* Send one event to every live subscriber whose filters let it through. */
 void ssehub_publish(struct ssehub *hub, const char *id, const char *type, const char *bot,
                     const char *json, size_t len);
+/* Close every stream now (a server that stops: the loop still runs, so the
+ * connections are gone before it ends). */
+void ssehub_close_all(struct ssehub *hub);
 /* Live subscribers. */
 size_t ssehub_subscribers(const struct ssehub *hub);
 /* Subscribers dropped for not reading, since the start. */

@@ -1112,6 +1112,7 @@ static void hive_done_cb(evutil_socket_t fd, short what, void *arg)
     struct hive *hive = arg;
     (void)fd, (void)what;
     log_info("every bot is stopped");
+    merge_close_streams(hive->merge); /* their last events are out: the streams end */
     if (hive->done)
         hive->done(hive->done_arg);
 }

@@ -219,6 +219,11 @@ void merge_bot_state(struct merge *m, const char *bot_id, const char *state, pid
                              (json_int_t)restarts));
 }
 
+void merge_close_streams(struct merge *m)
+{
+    ssehub_close_all(m->hub);
+}
+
 const json_t *merge_status(const struct merge *m, const char *bot_id)
 {
     for (size_t i = 0; i < m->n_bots; i++)

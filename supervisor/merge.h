@@ -30,6 +30,8 @@ void merge_bot_state(struct merge *merge, const char *bot_id, const char *state,
                      const char *reason, unsigned restarts);
 /* The last status BOT_ID's worker sent up, or NULL (borrowed). */
 const json_t *merge_status(const struct merge *merge, const char *bot_id);
+/* Close every event stream (the hive stops). */
+void merge_close_streams(struct merge *merge);
 /* Answer GET /api/events. */
 void merge_serve(struct merge *merge, struct http_conn *conn, struct http_request *req);
 

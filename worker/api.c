@@ -869,6 +869,7 @@ void api_set_events(struct api *api, struct events *events)
 
 void api_close_sessions(struct api *api)
 {
+    ssehub_close_all(api->hub);
     for (struct api_ws *s = api->sessions; s; s = s->next)
         ws_close(s->ws, 1001, "going away");
 }

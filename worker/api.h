@@ -36,7 +36,8 @@ struct api *api_new(struct event_base *base, int listen_fd, const struct api_con
                     struct store *store);
 /* The engine is made after the API (it reports to it); connect the two. */
 void api_set_engine(struct api *api, struct engine *engine);
-/* Close every WebSocket session (1001 going away); they leave one by one. */
+/* Close every WebSocket session (1001 going away); they leave one by one.
+ * Event streams are closed at once. */
 void api_close_sessions(struct api *api);
 /* Number of WebSocket sessions still open. */
 size_t api_sessions(const struct api *api);
