@@ -31,6 +31,7 @@ struct uplink {
     struct chan_reader reader;
     bool resumed;  /* the supervisor said from where (CHAN_RESUME) */
     bool behind;   /* stored events wait in the file, not in the channel */
+    bool lagged;   /* behind because the supervisor stopped reading (said once) */
     uint64_t sent; /* the seq of the last stored event queued */
     size_t replayed;
     struct util_buf frame;
@@ -95,8 +96,12 @@ static void uplink_catch_up(struct uplink *u)
         return;
     u->replayed = 0;
     events_replay(u->events, u->sent, UPLINK_BATCH, uplink_replay_cb, u);
-    if (u->replayed < UPLINK_BATCH && u->sent >= events_last_seq(u->events))
+    if (u->replayed < UPLINK_BATCH && u->sent >= events_last_seq(u->events)) {
         u->behind = false;
+        if (u->lagged)
+            log_info("the supervisor's channel caught up (seq %llu)", (unsigned long long)u->sent);
+        u->lagged = false;
+    }
 }
 
 /* A bot event: up the channel unless it must wait in the file. */
@@ -110,8 +115,13 @@ static void uplink_event_cb(const struct events_event *ev, void *arg)
             uplink_send(u, CHAN_EVENT, ev->json, ev->json_len);
         return;
     }
-    if (!u->behind && uplink_queued(u) + ev->json_len > UPLINK_MAX_QUEUED)
+    if (!u->behind && uplink_queued(u) + ev->json_len > UPLINK_MAX_QUEUED) {
         u->behind = true;
+        u->lagged = true;
+        log_info("the supervisor is not reading its channel; events wait in the events file "
+                 "(from seq %llu)",
+                 (unsigned long long)ev->seq);
+    }
     if (!u->behind) {
         uplink_send(u, CHAN_EVENT, ev->json, ev->json_len);
         u->sent = ev->seq;

@@ -297,10 +297,12 @@ class EventStreamTest(WorkerTestCase):
         for s in (only, other, mine, everything):
             s.close()
 
-    def test_stream_outlives_idle_timeout(self):
+    def test_stream_outlives_idle_timeout_with_keepalives(self):
         w = self.new_worker("--mode", "websocket-only", "--idle-timeout", "1")
         s = SSE(w.port)
-        time.sleep(2.5)
+        time.sleep(16)  # the 15 s keepalive comment, 16 idle timeouts later
+        self.assertGreaterEqual(s.comments, 2)  # the opening comment and a keepalive
+        self.assertFalse(s.closed.is_set())
         w.submit("late")
         self.assertEqual(s.take_until(lambda e: e[1] in TASK_END)[-1][1], "task_completed")
         s.close()
@@ -496,6 +498,37 @@ class HiveEventsTest(unittest.TestCase):
                          ["down-0", "down-1", "down-2"])
         self.assertIn("BOT-B", merged)
         s3.close()
+
+    def test_stopped_supervisor_blocks_no_worker(self):
+        s = SSE(self.hive.port, "/api/events?since=0")
+        cursor = s.take_until(lambda e: e[1] == "bot_state" and e[2]["state"] == "running"
+                              and e[2]["bot_id"] == "BOT-B")[-1][0]
+        s.close()
+        # Ctrl-Z of the supervisor: the channel fills, the worker goes on.
+        self.hive.proc.send_signal(signal.SIGSTOP)
+        try:
+            bot_url = "http://127.0.0.1:%d" % self.hive.bot_ports["BOT-A"]
+            tids = []
+            for i in range(300):
+                r = curl(bot_url + "/api/task", "POST",
+                         json.dumps({"command": "while stopped %d " % i + "x" * 400}))
+                self.assertEqual(r.status, 202, r.body)
+                tids.append(r.json()["task_id"])
+            wait_for(lambda: curl(bot_url + "/api/task/" + tids[-1]).json().get("state")
+                     == "done", 60, what="the last task done while the supervisor is stopped")
+        finally:
+            self.hive.proc.send_signal(signal.SIGCONT)
+        # Then everything reaches the merge, once and in order.
+        s2 = SSE(self.hive.port, headers=["Last-Event-ID: " + cursor])
+        got = s2.take_until(lambda e: e[1] == "task_completed" and e[2]["task_id"] == tids[-1],
+                            timeout=60)
+        self.check_merge(got)
+        self.assertEqual([d["task_id"] for i, t, d in got if t == "task_completed"], tids)
+        s2.close()
+        with open(os.path.join(self.tmp, ".deia", "hive", "logs", "BOT-A.log")) as f:
+            log = f.read()
+        self.assertIn("events wait in the events file", log)  # it did fall behind
+        self.assertIn("channel caught up", log)
 
     def test_hive_events_cli(self):
         # A stream still open when the hive stops (tearDown): ended cleanly,
