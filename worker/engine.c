@@ -1013,6 +1013,28 @@ const struct task *engine_find(const struct engine *e, const char *id)
     return t;
 }
 
+/* queue_find_if visitor: keep the earliest arrival in CTX, match nothing. */
+static bool engine_oldest_visit(const void *task, const void *ctx)
+{
+    const struct task *t = task;
+    int64_t *oldest = (int64_t *)ctx;
+    if (!*oldest || t->order < *oldest)
+        *oldest = t->order;
+    return false;
+}
+
+/* When the longest-waiting queued task arrived (realtime: accepted; file:
+ * its mtime, the file queue's order), or 0. */
+static int64_t engine_oldest(const struct engine *e)
+{
+    int64_t oldest = 0;
+    queue_find_if(e->realtime, engine_oldest_visit, &oldest);
+    const struct task *f = e->files ? filequeue_peek(e->files) : NULL;
+    if (f && (!oldest || f->order < oldest))
+        oldest = f->order;
+    return oldest;
+}
+
 void engine_status(struct engine *e, struct engine_status *st)
 {
     /* Without inotify nothing tells us of a PAUSE file dropped by hand. */
@@ -1023,6 +1045,7 @@ void engine_status(struct engine *e, struct engine_status *st)
     st->file = e->files ? filequeue_len(e->files) : 0;
     st->processed = e->processed;
     st->failed = e->failed;
+    st->oldest_wall_ns = engine_oldest(e);
 }
 
 int engine_pause(struct engine *e, bool paused)

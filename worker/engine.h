@@ -53,6 +53,7 @@ struct engine_status {
     size_t file;
     unsigned long processed;
     unsigned long failed;
+    int64_t oldest_wall_ns; /* when the longest-waiting queued task arrived; 0: none */
 };
 
 struct engine *engine_new(struct event_base *base, const struct engine_config *config,

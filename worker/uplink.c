@@ -66,10 +66,12 @@ static void uplink_status(struct uplink *u)
         cur = json_pack("{s:s, s:s, s:s}", "task_id", st.current->id, "source",
                         task_source_name(st.current->source), "started_at", ts);
     }
-    json_t *o = json_pack("{s:s, s:{s:I, s:I}, s:o, s:I, s:I}", "status", st.state, "queue",
-                          "realtime", (json_int_t)st.realtime, "file", (json_int_t)st.file,
-                          "current_task", cur, "tasks_processed", (json_int_t)st.processed,
-                          "tasks_failed", (json_int_t)st.failed);
+    double age = st.oldest_wall_ns ? (double)(util_wall_ns() - st.oldest_wall_ns) / 1e9 : 0;
+    json_t *o =
+        json_pack("{s:s, s:{s:I, s:I}, s:o, s:I, s:I, s:f}", "status", st.state, "queue",
+                  "realtime", (json_int_t)st.realtime, "file", (json_int_t)st.file, "current_task",
+                  cur, "tasks_processed", (json_int_t)st.processed, "tasks_failed",
+                  (json_int_t)st.failed, "oldest_queued_age_seconds", age > 0 ? age : 0.0);
     size_t len;
     char *text = json_dump_compact(o, &len);
     uplink_send(u, CHAN_STATUS, text, len);
