@@ -22,9 +22,11 @@
 
 #include "cli/api.h"
 #include "cli/logs.h"
+#include "cli/stream.h"
 #include "cli/status.h"
 #include "cli/wait.h"
 #include "common/json.h"
+#include "common/sse.h"
 #include "common/util.h"
 #include "config/roster.h"
 
@@ -305,6 +307,31 @@ static int client_logs(struct api *c, struct client_args *a)
     return rc;
 }
 
+/* ---- hive events ----------------------------------------------------------- */
+
+/* hive events [BOT...] [--since CURSOR] [--count N]: stream.c. */
+static int client_events(struct api *c, struct client_args *a)
+{
+    struct stream_opts o = {.bots = a->rest,
+                            .n_bots = (size_t)a->n_rest,
+                            .since = a->since,
+                            .max_events = a->tail > 0 ? (int)a->tail : 0};
+    if (a->since) {
+        uint64_t cursor;
+        if (sse_cursor_parse(a->since, &cursor) < 0) {
+            fprintf(stderr, "hive events: bad --since '%s' (a cursor: the id of an event)\n",
+                    a->since);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    for (int i = 0; i < a->n_rest; i++)
+        if (!client_roster_has(c, a->rest[i])) {
+            fprintf(stderr, "hive: unknown bot %s (not in %s)\n", a->rest[i], c->roster->path);
+            return CLI_EXIT_FAIL;
+        }
+    return stream_run(c, &o);
+}
+
 /* ---- the command line ------------------------------------------------------ */
 
 /* One subcommand: its name, positional arguments and handler. */
@@ -398,6 +425,8 @@ static const struct client_command client_commands[] = {
      "hive logs [--file hive.yaml] [BOT...] [-f|--follow] [-n|--tail N] [--since TIME] "
      "[--no-prefix]",
      0, -1, client_logs},
+    {"events", "hive events [-f hive.yaml] [BOT...] [--since CURSOR] [--count N]", 0, -1,
+     client_events},
 };
 
 /* The subcommand named NAME, or NULL. */
@@ -446,8 +475,10 @@ static int client_parse_one(const char *name, int ch, struct client_args *a)
         a->follow = true;
     else if (ch == 'n' && logs)
         return client_parse_tail(optarg, &a->tail);
-    else if (ch == 's' && logs)
+    else if (ch == 's' && (logs || strcmp(name, "events") == 0))
         a->since = optarg;
+    else if (ch == 'n' && strcmp(name, "events") == 0)
+        return client_parse_tail(optarg, &a->tail);
     else if (ch == 'p' && logs)
         a->no_prefix = true;
     else if (ch == 'j' && strcmp(name, "status") == 0)
@@ -466,12 +497,17 @@ static int client_parse_one(const char *name, int ch, struct client_args *a)
 static int client_parse(const struct client_command *cmd, int argc, char **argv,
                         struct client_args *a)
 {
-    static const struct option opts[] = {
-        {"file", required_argument, NULL, 'F'},  {"json", no_argument, NULL, 'j'},
-        {"watch", no_argument, NULL, 'W'},       {"wait", no_argument, NULL, 'w'},
-        {"follow", no_argument, NULL, 'l'},      {"tail", required_argument, NULL, 'n'},
-        {"since", required_argument, NULL, 's'}, {"no-prefix", no_argument, NULL, 'p'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"file", required_argument, NULL, 'F'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"watch", no_argument, NULL, 'W'},
+                                         {"wait", no_argument, NULL, 'w'},
+                                         {"follow", no_argument, NULL, 'l'},
+                                         {"tail", required_argument, NULL, 'n'},
+                                         {"since", required_argument, NULL, 's'},
+                                         {"no-prefix", no_argument, NULL, 'p'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     bool logs = strcmp(cmd->name, "logs") == 0;
     int ch;
 

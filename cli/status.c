@@ -1,6 +1,7 @@
 /*
  * status: `hive status` — the supervisor's GET /status as a table for people
- * (with each running bot's task count and queue from its own /status), or as
+ * (with each running bot's task count and queue, which its worker sends up
+ * the channel to the supervisor: one request, no N+1 polling), or as
  * JSON; only the bots asked for; colours on a terminal unless NO_COLOR;
  * --watch redraws it every second until the hive goes away. The exit code is
  * `systemctl is-active`'s: 0 when every listed bot is running, 3 otherwise.
@@ -35,29 +36,21 @@ static void status_duration(char *out, size_t cap, double seconds)
         snprintf(out, cap, "%ldd%02ldh", s / 86400, s % 86400 / 3600);
 }
 
-/* Tasks done and queue depth of a running bot, from its own /status. */
-static void status_bot_counts(const struct api *c, const char *id, char *tasks, char *queue,
-                              size_t cap)
+/* Tasks done and queue depth of a running bot, as its worker last told the
+ * supervisor (the fields its GET /status has per bot): one request in all,
+ * none to the workers. */
+static void status_bot_counts(json_t *bot, char *tasks, char *queue, size_t cap)
 {
-    struct api_response r;
-    char *target = xasprintf("/bots/%s/status", id);
-
+    json_t *q = json_object_get(bot, "queue");
     snprintf(tasks, cap, "-");
     snprintf(queue, cap, "-");
-    if (api_request(c, "GET", target, NULL, &r) == 0 && r.status == 200) {
-        json_t *j = api_json(&r);
-        json_t *q = json_object_get(j, "queue");
-        if (json_is_integer(json_object_get(j, "tasks_processed")))
-            snprintf(tasks, cap, "%lld",
-                     (long long)json_integer_value(json_object_get(j, "tasks_processed")));
-        if (json_is_object(q))
-            snprintf(queue, cap, "%lld",
-                     (long long)(json_integer_value(json_object_get(q, "realtime")) +
-                                 json_integer_value(json_object_get(q, "file"))));
-        json_decref(j);
-    }
-    api_response_free(&r);
-    free(target);
+    if (json_is_integer(json_object_get(bot, "tasks_processed")))
+        snprintf(tasks, cap, "%lld",
+                 (long long)json_integer_value(json_object_get(bot, "tasks_processed")));
+    if (json_is_object(q))
+        snprintf(queue, cap, "%lld",
+                 (long long)(json_integer_value(json_object_get(q, "realtime")) +
+                             json_integer_value(json_object_get(q, "file"))));
 }
 
 /* The escape that colours STATE on a terminal ("" without colour). */
@@ -75,7 +68,7 @@ static const char *status_colour(bool colour, const char *state)
 }
 
 /* One row of the status table. */
-static void status_row(const struct api *c, const struct status_opts *o, json_t *bot, int idw)
+static void status_row(const struct status_opts *o, json_t *bot, int idw)
 {
     const char *id = json_get_str(bot, "id"), *state = json_get_str(bot, "state");
     const char *on = status_colour(o->colour, state), *off = *on ? "\033[0m" : "";
@@ -86,7 +79,7 @@ static void status_row(const struct api *c, const struct status_opts *o, json_t 
         snprintf(pids, sizeof pids, "%lld", (long long)json_integer_value(pid));
     status_duration(up, sizeof up, json_number_value(json_object_get(bot, "uptime_seconds")));
     if (state && strcmp(state, "running") == 0) {
-        status_bot_counts(c, id, tasks, queue, sizeof tasks);
+        status_bot_counts(bot, tasks, queue, sizeof tasks);
     } else {
         snprintf(tasks, sizeof tasks, "-");
         snprintf(queue, sizeof queue, "-");
@@ -123,7 +116,7 @@ static void status_table(const struct api *c, const struct status_opts *o, json_
     }
     printf("%-*s  %-8s  %7s  %5s  %7s  %8s  %6s  %6s  %s\n", idw, "ID", "STATE", "PID", "PORT",
            "UPTIME", "RESTARTS", "TASKS", "QUEUE", "URL");
-    json_array_foreach(bots, i, bot) status_row(c, o, bot, idw);
+    json_array_foreach(bots, i, bot) status_row(o, bot, idw);
 }
 
 /* The bot of STATUS called ID, or NULL. */

@@ -54,6 +54,7 @@
 
 #include <jansson.h>
 
+#include "common/chan.h"
 #include "common/log.h"
 #include "common/sdnotify.h"
 #include "common/util.h"
@@ -130,6 +131,7 @@ struct hive {
     struct hive_bot **bots; /* roster order */
     size_t n_bots;
     struct cgtree *cgtree; /* a cgroup per bot; NULL: workers contain their tasks alone */
+    struct merge *merge;   /* the hive's event stream, fed by the workers' channels */
     TAILQ_HEAD(, hive_bot) retired;
     bool started, shutting_down, done_fired;
     void (*done)(void *arg);
@@ -645,6 +647,40 @@ static int hive_bot_exec_setup(struct hive_bot *bot, struct child_spec *spec, st
     return 0;
 }
 
+/* ---- the channel to a worker (common/chan.h, merge.h) ---------------------- */
+
+/* A socketpair for the channel; its worker end handed down in SPEC as the
+ * fd named "chan". Without one the worker runs all the same (no events up). */
+static void hive_bot_chan_open(struct child_spec *spec, int chan[2])
+{
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) < 0) {
+        log_warn("cannot make a channel for a worker: %s", strerror(errno));
+        chan[0] = chan[1] = -1;
+        return;
+    }
+    spec->fds[spec->n_fds++] = (struct child_fd){chan[1], HIVE_FD_CHAN};
+}
+
+/* After the spawn: our end goes to the merge (when the worker started). */
+static void hive_bot_chan_attach(struct hive_bot *bot, int chan[2], bool started)
+{
+    if (chan[1] >= 0)
+        close(chan[1]);
+    if (chan[0] < 0)
+        return;
+    if (started)
+        merge_attach(bot->hive->merge, bot->id, chan[0]);
+    else
+        close(chan[0]);
+}
+
+/* A bot_state event for BOT's current state. */
+static void hive_bot_emit_state(const struct hive_bot *bot)
+{
+    merge_bot_state(bot->hive->merge, bot->id, fsm_state_name(bot->fsm.state), bot->pid,
+                    bot->fsm.reason, bot->fsm.restarts);
+}
+
 /* Start a worker for BOT. 0, or the exit status the failure stands for with
  * the reason in WHY: 78 (permanent) for a port in use by someone else, 1 when
  * one of our own bots is still letting go of it (a reload moved ports). */
@@ -680,6 +716,8 @@ static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
         spec.fds[spec.n_fds++] = (struct child_fd){bot->proxy_fd, HIVE_PROXY_FD_NAME};
     if (bot->stored_fd >= 0)
         spec.fds[spec.n_fds++] = (struct child_fd){bot->stored_fd, HIVE_STORE_NAME};
+    int chan[2] = {-1, -1};
+    hive_bot_chan_open(&spec, chan);
     int out_fd;
     pid_t pid = child_spawn(&spec, &out_fd, why, cap);
     hive_argv_free(argv);
@@ -687,6 +725,7 @@ static int hive_bot_spawn(struct hive_bot *bot, char *why, size_t cap)
     for (size_t i = 0; spec.cgroup_v1_dirs[i]; i++)
         free((char *)spec.cgroup_v1_dirs[i]);
     free(cg);
+    hive_bot_chan_attach(bot, chan, pid >= 0);
     if (pid < 0)
         return 1;
     bot->pid = pid;
@@ -821,6 +860,7 @@ static void hive_bot_step(struct hive_bot *bot, const struct fsm_event *ev, cons
         if (bot->fsm.state == FSM_STATE_RUNNING)
             hive_bot_arm_watchdog(bot);
         hive_bot_log_transition(bot, from, restarted);
+        hive_bot_emit_state(bot);
         hive_registry_changed(bot->hive);
     }
     if (failed) {
@@ -1149,6 +1189,7 @@ static void hive_done_cb(evutil_socket_t fd, short what, void *arg)
     struct hive *hive = arg;
     (void)fd, (void)what;
     log_info("every bot is stopped");
+    merge_close_streams(hive->merge); /* their last events are out: the streams end */
     if (hive->done)
         hive->done(hive->done_arg);
 }
@@ -1235,7 +1276,15 @@ struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreg
         return NULL;
     }
     hive_cgroups(hive);
+    char *events = xasprintf("%s/.deia/hive/events.jsonl", roster->work_dir);
+    hive->merge = merge_new(base, events);
+    free(events);
     return hive;
+}
+
+struct merge *hive_merge(const struct hive *hive)
+{
+    return hive->merge;
 }
 
 /* Free an event if there is one. */
@@ -1258,6 +1307,7 @@ void hive_free(struct hive *hive)
         hive_bot_free(bot);
     }
     hive->n_bots = 0;
+    merge_free(hive->merge);
     cgtree_free(hive->cgtree);
     if (hive->started)
         hive_registry_write(hive); /* no bot left: the hive is down */

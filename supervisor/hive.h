@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "config/roster.h"
+#include "supervisor/merge.h"
 
 struct hive;
 
@@ -45,6 +46,8 @@ struct hive_bot_info {
 struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreground, char *err,
                       size_t errlen);
 void hive_free(struct hive *hive);
+/* The hive's event stream (merge.h). */
+struct merge *hive_merge(const struct hive *hive);
 /* Start every bot. */
 void hive_start_all(struct hive *hive);
 const struct roster *hive_roster(const struct hive *hive);

@@ -51,6 +51,8 @@ static const char main_usage_text[] =
     "  reload                                re-read hive.yaml and apply the difference\n"
     "  logs [BOT...] [-f|--follow] [-n|--tail N] [--since TIME] [--no-prefix]\n"
     "                                        captured output, all bots interleaved in time\n"
+    "  events [BOT...] [--since CURSOR] [--count N]\n"
+    "                                        follow the hive's event stream, one line each\n"
     "  check                                 validate the roster\n"
     "\n"
     "  -f, --file FILE   the roster (default hive.yaml; for logs only --file)\n"

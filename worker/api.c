@@ -14,6 +14,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/ssehub.h"
 #include "common/utf8.h"
 #include "common/util.h"
 #include "worker/answers.h"
@@ -63,6 +64,15 @@ struct api {
     struct util_buf status; /* the last /status body, reused */
     struct api_clock now_clock, started_clock;
     struct guard_policy guard; /* the Host/Origin rule of every request */
+    struct events *events;     /* the bot's events (api_set_events) */
+    uint64_t events_sub;
+    struct ssehub *hub; /* the subscribers of GET /api/events */
+};
+
+/* A replay under way: its API and its reader. */
+struct api_replay {
+    struct api *api;
+    struct ssehub_sub *sub;
 };
 
 /* Current UTC time as a JSON string. */
@@ -751,31 +761,71 @@ static void api_ws_upgrade(struct api *api, struct http_conn *conn, struct http_
     api->sessions = s;
 }
 
-void api_task_started(struct api *api, const struct task *t)
+/* The WebSocket sink of the bot's events: a task's started, chunk and
+ * response messages (SPEC §5) go to the client that submitted it. */
+static void api_ws_event(struct api *api, const struct events_event *ev)
 {
-    if (t->ws_session)
+    const struct task *t = ev->task;
+    if (!t || !t->ws_session)
+        return;
+    if (strcmp(ev->type, "task_started") == 0)
         api_ws_send(api, t->ws_session,
                     json_pack("{s:s, s:s, s:o}", "type", "started", "task_id", t->id, "timestamp",
                               api_now()));
-}
-
-void api_task_chunk(struct api *api, const struct task *t, const char *data, size_t len)
-{
-    if (t->ws_session)
+    else if (strcmp(ev->type, "task_output") == 0)
         api_ws_send(api, t->ws_session,
                     json_pack("{s:s, s:s, s:o}", "type", "chunk", "task_id", t->id, "content",
-                              api_text(data, len)));
-}
-
-void api_task_finished(struct api *api, const struct task *t)
-{
-    if (t->ws_session)
+                              api_text(ev->chunk, ev->chunk_len)));
+    else if (strcmp(ev->type, "task_completed") == 0 || strcmp(ev->type, "task_failed") == 0 ||
+             strcmp(ev->type, "task_cancelled") == 0)
         api_ws_send(api, t->ws_session,
                     json_pack("{s:s, s:s, s:o, s:b, s:o, s:f, s:s, s:o}", "type", "response",
                               "task_id", t->id, "content", api_text(t->output, t->output_len),
                               "success", t->success, "error", api_text_or_null(t->error),
                               "duration_seconds", api_ms(t->duration_seconds), "source",
                               task_source_name(t->source), "timestamp", api_now()));
+}
+
+/* ----- the event stream (GET /api/events, SPEC §8) ----- */
+
+/* Every event of the bot: to its WebSocket client and the stream's
+ * subscribers (task_output, live only, has no id). */
+static void api_event_cb(const struct events_event *ev, void *arg)
+{
+    struct api *api = arg;
+    api_ws_event(api, ev);
+    char id[24] = "";
+    if (ev->seq)
+        snprintf(id, sizeof id, "%llu", (unsigned long long)ev->seq);
+    ssehub_publish(api->hub, ev->seq ? id : NULL, ev->type, api->cfg.bot_id, ev->json,
+                   ev->json_len);
+}
+
+/* Replay callback: one stored event (or the resync notice) to one reader. */
+static void api_replay_cb(const struct events_event *ev, void *arg)
+{
+    struct api_replay *r = arg;
+    char id[24] = "";
+    if (ev->seq)
+        snprintf(id, sizeof id, "%llu", (unsigned long long)ev->seq);
+    ssehub_send_to(r->sub, ev->seq ? id : NULL, ev->type, r->api->cfg.bot_id, ev->json,
+                   ev->json_len);
+}
+
+/* GET /api/events: what the cursor missed (from the events file), then live. */
+static void api_events(struct api *api, struct http_conn *conn, struct http_request *req)
+{
+    uint64_t since = 0;
+    int has = ssehub_cursor(req, &since);
+    if (has < 0)
+        return http_respond_error(conn, 400, "invalid cursor", NULL);
+    struct ssehub_sub *sub = ssehub_open(api->hub, conn, req);
+    if (!sub)
+        return;
+    struct api_replay r = {api, sub};
+    if (has)
+        events_replay(api->events, since, 0, api_replay_cb, &r);
+    ssehub_live(sub);
 }
 
 /* ----- routing ----- */
@@ -813,6 +863,11 @@ static void api_route(struct http_conn *conn, struct http_request *req, void *ar
             return api_method_not_allowed(conn, "GET, HEAD");
         const struct util_buf *b = api_status_render(api, NULL);
         return http_respond(conn, 200, "application/json", b->data, b->len, NULL);
+    }
+    if (strcmp(p, "/api/events") == 0) {
+        if (strcmp(m, "GET") != 0)
+            return api_method_not_allowed(conn, "GET");
+        return api_events(api, conn, req);
     }
     if (api->observe && observe_route(api->observe, conn, req))
         return;
@@ -873,6 +928,7 @@ struct api *api_new(struct event_base *base, int listen_fd, const struct api_con
         free(api);
         return NULL;
     }
+    api->hub = ssehub_new(base, SSEHUB_MAX_PENDING, SSEHUB_KEEPALIVE_MS);
     return api;
 }
 
@@ -881,13 +937,26 @@ void api_set_engine(struct api *api, struct engine *engine)
     api->engine = engine;
 }
 
+size_t api_event_subscribers(void *arg)
+{
+    struct api *api = arg;
+    return api->hub ? ssehub_subscribers(api->hub) : 0;
+}
+
 void api_set_observe(struct api *api, struct observe *observe)
 {
     api->observe = observe;
 }
 
+void api_set_events(struct api *api, struct events *events)
+{
+    api->events = events;
+    api->events_sub = events_subscribe(events, api_event_cb, api);
+}
+
 void api_close_sessions(struct api *api)
 {
+    ssehub_close_all(api->hub);
     for (struct api_ws *s = api->sessions; s; s = s->next)
         ws_close(s->ws, 1001, "going away");
 }
@@ -916,6 +985,9 @@ void api_free(struct api *api)
         api_ws_drop_held(s);
         free(s);
     }
+    if (api->events)
+        events_unsubscribe(api->events, api->events_sub);
+    ssehub_free(api->hub);
     http_server_free(api->http);
     free(api->status.data);
     free(api);

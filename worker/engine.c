@@ -99,8 +99,10 @@ struct engine {
     struct engine_answer *answers; /* finished, waiting for the commit */
     size_t n_answers, cap_answers;
     bool stopping, stopped, cooling;
-    bool paused; /* the PAUSE file exists: read before each task start, kept
-                    fresh for /status by inotify on the controls folder */
+    bool paused;       /* the PAUSE file exists: read before each task start, kept
+                          fresh for /status by inotify on the controls folder */
+    bool paused_known; /* PAUSED was read once (later changes are events) */
+    struct events *events;
     unsigned long processed, failed;
     struct event *commit_ev;           /* group commit of pending submissions */
     struct event *kick_ev;             /* deferred look for work */
@@ -127,7 +129,8 @@ static void engine_cancel_answer(struct engine *e, struct task *t);
 static void engine_cancel_flush(struct engine *e);
 static bool engine_answered_cancelled(struct engine *e, const char *id);
 
-/* Log one activity event about TASK. */
+/* Log one activity event about TASK that is not a task event of §8 (those
+ * are told through events.h, whose activity sink writes them). */
 static void engine_activity(struct engine *e, const char *type, const struct task *t,
                             const char *result, double dur, const char *error)
 {
@@ -243,8 +246,9 @@ static void engine_persisted_cb(int synced, void *arg)
         }
         t->state = TASK_QUEUED;
         queue_push(e->realtime, t->id, t->rank, t->order, t);
-        engine_activity(e, "task_received", t, "success", 0, NULL);
-        batch[i].cb(t, queue_position(e->realtime, t->id), batch[i].arg);
+        size_t position = queue_position(e->realtime, t->id);
+        events_task_received(e->events, t, position);
+        batch[i].cb(t, position, batch[i].arg);
     }
     free(batch);
     engine_persist_free(p);
@@ -398,12 +402,9 @@ static void engine_complete(struct engine *e, struct task *t)
     e->processed++;
     if (!t->success)
         e->failed++;
-    engine_activity(e, t->success ? "task_completed" : "task_failed", t,
-                    t->success ? "success" : "failure", t->duration_seconds, t->error);
     log_info("task %s %s in %.1f s -> %s", t->id, t->success ? "done" : "failed",
              t->duration_seconds, t->response_file);
-    if (e->ev.task_finished)
-        e->ev.task_finished(t, e->ev.arg);
+    events_task_done(e->events, t);
     if (t->cancelled)
         engine_cancelled(e, t);
     task_free(t);
@@ -599,8 +600,8 @@ static void engine_finish(struct engine *e, bool success, char *output, size_t o
 static void engine_chunk_cb(const char *data, size_t len, void *arg)
 {
     struct engine *e = arg;
-    if (e->current && e->ev.task_chunk)
-        e->ev.task_chunk(e->current, data, len, e->ev.arg);
+    if (e->current)
+        events_task_output(e->events, e->current, data, len);
 }
 
 /* The adapter is done with the current task. */
@@ -640,10 +641,21 @@ static void engine_retry_cb(evutil_socket_t fd, short what, void *arg)
     engine_kick(e);
 }
 
+/* The bot is now PAUSED (or not): a change is an event (the first look at
+ * start is not one). */
+static void engine_set_paused(struct engine *e, bool paused)
+{
+    bool changed = e->paused_known && paused != e->paused;
+    e->paused = paused;
+    e->paused_known = true;
+    if (changed)
+        events_bot_paused(e->events, paused);
+}
+
 /* Look whether the PAUSE file exists (SPEC: before every task start). */
 static bool engine_paused(struct engine *e)
 {
-    e->paused = store_paused(e->store);
+    engine_set_paused(e, store_paused(e->store));
     return e->paused;
 }
 
@@ -700,9 +712,7 @@ static void engine_mark_started(struct engine *e, struct task *t)
     e->current = t;
     t->state = TASK_RUNNING;
     t->started_wall_ns = util_wall_ns();
-    engine_activity(e, "task_started", t, "success", 0, NULL);
-    if (e->ev.task_started)
-        e->ev.task_started(t, e->ev.arg);
+    events_task_started(e->events, t);
 }
 
 /* Start TASK (already claimed) through the adapter. False when it could not
@@ -894,15 +904,16 @@ static void engine_files_cb(void *arg)
 }
 
 struct engine *engine_new(struct event_base *base, const struct engine_config *cfg,
-                          struct store *store, struct activity *activity,
-                          const struct engine_events *events)
+                          struct store *store, struct activity *activity, struct events *events,
+                          const struct engine_events *callbacks)
 {
     struct engine *e = xcalloc(1, sizeof *e);
     e->base = base;
     e->cfg = *cfg;
     e->store = store;
     e->activity = activity;
-    e->ev = *events;
+    e->events = events;
+    e->ev = *callbacks;
     e->realtime = queue_new();
     e->commit_ev = evtimer_new(base, engine_commit_cb, e);
     e->kick_ev = evtimer_new(base, engine_kick_cb, e);
@@ -927,7 +938,7 @@ static void engine_recovered_cb(struct task *t, void *arg)
     struct engine *e = arg;
     t->state = TASK_QUEUED;
     if (t->claimed) {
-        engine_activity(e, "task_received", t, "success", 0, NULL);
+        events_task_received(e->events, t, 0);
         queue_push(e->held, t->file_name, 0, (int64_t)e->held_seq++, t);
     } else if (queue_push(e->realtime, t->id, t->rank, t->order, t) < 0) {
         task_free(t);
@@ -948,7 +959,8 @@ static void engine_not_regular_cb(const char *name, void *arg)
 /* The file queue found a new task. */
 static void engine_seen_cb(const struct task *t, void *arg)
 {
-    engine_activity(arg, "task_received", t, "success", 0, NULL);
+    struct engine *e = arg;
+    events_task_received(e->events, t, 0);
 }
 
 int engine_start(struct engine *e, int inotify_fd)
@@ -1039,6 +1051,28 @@ const struct task *engine_find(const struct engine *e, const char *id)
     return t;
 }
 
+/* queue_find_if visitor: keep the earliest arrival in CTX, match nothing. */
+static bool engine_oldest_visit(const void *task, const void *ctx)
+{
+    const struct task *t = task;
+    int64_t *oldest = (int64_t *)ctx;
+    if (!*oldest || t->order < *oldest)
+        *oldest = t->order;
+    return false;
+}
+
+/* When the longest-waiting queued task arrived (realtime: accepted; file:
+ * its mtime, the file queue's order), or 0. */
+static int64_t engine_oldest(const struct engine *e)
+{
+    int64_t oldest = 0;
+    queue_find_if(e->realtime, engine_oldest_visit, &oldest);
+    const struct task *f = e->files ? filequeue_peek(e->files) : NULL;
+    if (f && (!oldest || f->order < oldest))
+        oldest = f->order;
+    return oldest;
+}
+
 void engine_status(struct engine *e, struct engine_status *st)
 {
     /* Without inotify nothing tells us of a PAUSE file dropped by hand. */
@@ -1049,6 +1083,7 @@ void engine_status(struct engine *e, struct engine_status *st)
     st->file = e->files ? filequeue_len(e->files) : 0;
     st->processed = e->processed;
     st->failed = e->failed;
+    st->oldest_wall_ns = engine_oldest(e);
 }
 
 int engine_pause(struct engine *e, bool paused)
@@ -1056,7 +1091,7 @@ int engine_pause(struct engine *e, bool paused)
     int r = store_set_paused(e->store, paused);
     if (r < 0)
         return r;
-    e->paused = paused;
+    engine_set_paused(e, paused);
     log_info("%s", paused ? "paused" : "resumed");
     engine_kick(e);
     return 0;

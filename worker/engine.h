@@ -4,7 +4,8 @@
  * tasks), run one at a time through the adapter, are answered with exactly
  * one response file, indexed by id and archived; GET /api/task/<id> of a
  * finished task reads its response file back (answers.h).
- * The engine never talks to clients: it reports through engine_events.
+ * The engine never talks to clients: it tells each fact of a task's life
+ * once through events.h, where the sinks subscribe.
  */
 #ifndef HIVE_ENGINE_H
 #define HIVE_ENGINE_H
@@ -16,6 +17,7 @@
 
 #include "worker/activity.h"
 #include "worker/adapter.h"
+#include "worker/events.h"
 #include "worker/store.h"
 #include "worker/task.h"
 
@@ -32,10 +34,9 @@ struct engine_config {
     double rescan_s;       /* safety-net rescan of the queue folder */
 };
 
+/* What the engine tells its owner beside the events of events.h (a task's
+ * life is told there, once). */
 struct engine_events {
-    void (*task_started)(struct task *task, void *arg);
-    void (*task_chunk)(struct task *task, const char *data, size_t len, void *arg);
-    void (*task_finished)(struct task *task, void *arg);
     /* engine_stop() is complete: nothing runs any more. */
     void (*stopped)(void *arg);
     void *arg;
@@ -53,11 +54,12 @@ struct engine_status {
     size_t file;
     unsigned long processed;
     unsigned long failed;
+    int64_t oldest_wall_ns; /* when the longest-waiting queued task arrived; 0: none */
 };
 
 struct engine *engine_new(struct event_base *base, const struct engine_config *config,
-                          struct store *store, struct activity *activity,
-                          const struct engine_events *events);
+                          struct store *store, struct activity *activity, struct events *events,
+                          const struct engine_events *callbacks);
 void engine_free(struct engine *engine);
 /* Recover what a previous run left and start working; the file queue takes
  * over INOTIFY_FD, or makes its own instance when it is -1. Returns the

@@ -36,7 +36,8 @@ struct observe {
     struct tlws *ws;
     unsigned long tasks[3][OBSERVE_OUTCOMES]; /* [source][outcome] */
     struct metrics_histogram duration;
-    long subscribers;
+    size_t (*subscribers)(void *arg); /* clients of the event stream, asked per scrape */
+    void *subscribers_arg;
 };
 
 /* The WebSocket timeline's look-up: only our own bot has one here. */
@@ -200,9 +201,10 @@ void observe_event(struct observe *o, const json_t *event)
     tlws_event(o->ws, event);
 }
 
-void observe_subscribers_add(struct observe *o, int delta)
+void observe_count_subscribers(struct observe *o, size_t (*count)(void *arg), void *arg)
 {
-    o->subscribers += delta;
+    o->subscribers = count;
+    o->subscribers_arg = arg;
 }
 
 void observe_close_sessions(struct observe *o)
@@ -245,7 +247,8 @@ static void observe_metrics_queue(struct observe *o, struct util_buf *b)
     struct metrics_label bot[] = {{"bot", o->bot_id}};
     metrics_sample(b, "hive_queue_oldest_age_seconds", bot, 1, age > 0 ? age : 0);
     metrics_family(b, "hive_event_subscribers", "gauge", "Clients of the event stream.");
-    metrics_sample(b, "hive_event_subscribers", NULL, 0, (double)o->subscribers);
+    metrics_sample(b, "hive_event_subscribers", NULL, 0,
+                   o->subscribers ? (double)o->subscribers(o->subscribers_arg) : 0);
 }
 
 /* GET /metrics. */

@@ -38,9 +38,9 @@ void observe_task_finished(struct observe *o, const struct task *task);
 /* One event of §8's vocabulary, for the live WebSocket timeline messages
  * (the events module's sink calls this). */
 void observe_event(struct observe *o, const json_t *event);
-/* hive_event_subscribers: the events module adds 1 per subscriber that
- * attaches and -1 per one that leaves. */
-void observe_subscribers_add(struct observe *o, int delta);
+/* hive_event_subscribers: COUNT(ARG) says how many clients the event
+ * stream has at the moment of a scrape. */
+void observe_count_subscribers(struct observe *o, size_t (*count)(void *arg), void *arg);
 /* Answer REQ when it is one of observe's routes (after the API's token
  * check); false when it is not (the caller routes it). */
 bool observe_route(struct observe *o, struct http_conn *conn, struct http_request *req);
