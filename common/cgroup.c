@@ -200,3 +200,141 @@ int cgroup_remove(const char *dir, int wait_ms)
     }
     return cgroup_rmdir_tree(dir, 0);
 }
+
+/* Write TEXT to DIR/NAME (see cgroup.h). */
+int cgroup_set(const char *dir, const char *name, const char *text)
+{
+    return cgroup_write(dir, name, text);
+}
+
+/* True when WORDS holds WORD as a whole space-separated word. */
+bool cgroup_has_word(const char *words, const char *word)
+{
+    size_t len = strlen(word);
+    for (const char *s = words; (s = strstr(s, word)); s += len)
+        if ((s == words || s[-1] == ' ' || s[-1] == ',') &&
+            (s[len] == '\0' || s[len] == ' ' || s[len] == ',' || s[len] == '\n'))
+            return true;
+    return false;
+}
+
+/* The first line of DIR/NAME into BUF; false when unreadable. */
+static bool cgroup_read_line(const char *dir, const char *name, char *buf, size_t cap)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    bool ok = fgets(buf, (int)cap, f) != NULL || (buf[0] = '\0', true);
+    fclose(f);
+    return ok;
+}
+
+/* The number after KEY in DIR/NAME (see cgroup.h). */
+long long cgroup_read_key(const char *dir, const char *name, const char *key)
+{
+    char path[PATH_MAX], line[256];
+    size_t len = strlen(key);
+    long long value = -1;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, len) == 0 && line[len] == ' ')
+            value = strtoll(line + len + 1, NULL, 10);
+    fclose(f);
+    return value;
+}
+
+/* The mount point of the cgroup v1 hierarchy holding CONTROLLER (caller
+ * frees), or NULL. */
+static char *cgroup_v1_mount(const char *controller)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return NULL;
+    char line[4096], *found = NULL;
+    while (!found && fgets(line, sizeof line, f)) {
+        char mnt[PATH_MAX], opts[1024];
+        const char *sep = strstr(line, " - ");
+        /* " - cgroup <source> <super options>" */
+        if (!sep || strncmp(sep + 3, "cgroup ", 7) != 0 ||
+            sscanf(sep + 10, "%*s %1023s", opts) != 1)
+            continue;
+        if (cgroup_has_word(opts, controller) && sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1 &&
+            !strchr(mnt, '\\'))
+            found = xstrdup(mnt);
+    }
+    fclose(f);
+    return found;
+}
+
+/* Our group's path in the v1 hierarchy of CONTROLLER (caller frees), or NULL. */
+static char *cgroup_v1_self_path(const char *controller)
+{
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    if (!f)
+        return NULL;
+    char line[4096], *found = NULL;
+    while (!found && fgets(line, sizeof line, f)) {
+        char *list = strchr(line, ':'), *path = list ? strchr(list + 1, ':') : NULL;
+        if (!path)
+            continue;
+        *path++ = '\0';
+        path[strcspn(path, "\n")] = '\0';
+        if (cgroup_has_word(list + 1, controller) && path[0] == '/')
+            found = xstrdup(path);
+    }
+    fclose(f);
+    return found;
+}
+
+/* Our writable v1 group of CONTROLLER (caller frees), or NULL with WHY. */
+static char *cgroup_v1_dir(const char *controller, char *why, size_t cap)
+{
+    char *mnt = cgroup_v1_mount(controller), *path = cgroup_v1_self_path(controller);
+    char *dir = NULL;
+    if (!mnt || !path)
+        snprintf(why, cap, "no cgroup v1 %s hierarchy is mounted", controller);
+    else if (access(dir = xasprintf("%s%s", mnt, strcmp(path, "/") ? path : ""), W_OK) < 0) {
+        snprintf(why, cap, "cgroup v1 %s: %s is not writable: %s", controller, dir,
+                 strerror(errno));
+        free(dir);
+        dir = NULL;
+    }
+    free(mnt);
+    free(path);
+    return dir;
+}
+
+/* Which cgroup version can limit CONTROLLER (see cgroup.h). */
+enum cgroup_api cgroup_limit_api(const char *controller, char **v1_dir, char *why, size_t cap)
+{
+    char v2why[256], v1why[256], line[512];
+    char *self = cgroup_self_dir(v2why, sizeof v2why), *v1;
+    bool v2 = false;
+    if (self) {
+        v2 = cgroup_read_line(self, "cgroup.controllers", line, sizeof line) &&
+             cgroup_has_word(line, controller);
+        char *ctl = xasprintf("%s/cgroup.subtree_control", self);
+        if (!v2)
+            snprintf(v2why, sizeof v2why, "cgroup v2 %s offers no %s controller", self, controller);
+        else if (access(ctl, W_OK) < 0)
+            snprintf(v2why, sizeof v2why, "%s is not writable", ctl), v2 = false;
+        free(ctl);
+        free(self);
+    }
+    if (v2)
+        return CGROUP_API_V2;
+    if ((v1 = cgroup_v1_dir(controller, v1why, sizeof v1why))) {
+        if (v1_dir)
+            *v1_dir = v1;
+        else
+            free(v1);
+        return CGROUP_API_V1;
+    }
+    snprintf(why, cap, "%s; %s", v2why, v1why);
+    return CGROUP_API_NONE;
+}

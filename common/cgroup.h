@@ -40,4 +40,21 @@ bool cgroup_populated(const char *dir);
  * and its sub-cgroups. 0 when gone (or never there), -1 with errno. */
 int cgroup_remove(const char *dir, int wait_ms);
 
+/* Where a limit of a controller can be set for the processes we start. */
+enum cgroup_api { CGROUP_API_NONE, CGROUP_API_V1, CGROUP_API_V2 };
+
+/* Which cgroup version can limit CONTROLLER ("memory", "cpu" or "pids") for
+ * processes this one starts: V2 when our cgroup v2 offers it and its
+ * cgroup.subtree_control is writable; else V1 when a cgroup v1 hierarchy of
+ * it is mounted and our group there is writable (*V1_DIR set to that group,
+ * caller frees; V1_DIR may be NULL); else NONE with the reasons in WHY. */
+enum cgroup_api cgroup_limit_api(const char *controller, char **v1_dir, char *why, size_t cap);
+/* Write TEXT to the file NAME of cgroup DIR; -1 with errno. */
+int cgroup_set(const char *dir, const char *name, const char *text);
+/* The number after KEY in the "key value" lines of DIR's file NAME
+ * (memory.events, memory.oom_control); -1 when there is none. */
+long long cgroup_read_key(const char *dir, const char *name, const char *key);
+/* True when the space-separated WORDS (a line of cgroup.controllers) holds WORD. */
+bool cgroup_has_word(const char *words, const char *word);
+
 #endif

@@ -1638,6 +1638,17 @@ bool http_conn_is_closed(const struct http_conn *c)
     return c->gone;
 }
 
+/* Close the socket now, output still queued included (a stream's reader
+ * that fell too far behind); the close callback follows. */
+void http_conn_abort(struct http_conn *c)
+{
+    if (c->gone || c->detached)
+        return;
+    http_conn_enter(c);
+    http_conn_drop(c);
+    http_conn_leave(c);
+}
+
 /* Close the connection once the current answer is sent. */
 void http_conn_close_after(struct http_conn *c)
 {

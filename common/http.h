@@ -150,6 +150,9 @@ void http_conn_pause_read(struct http_conn *conn, bool paused);
 void http_conn_set_close_cb(struct http_conn *conn, http_conn_cb cb, void *arg);
 /* True once the client went away. */
 bool http_conn_is_closed(const struct http_conn *conn);
+/* Close the socket at once, dropping queued output (a stream reader too far
+ * behind). The close callback is called; the answer must still be ended. */
+void http_conn_abort(struct http_conn *conn);
 /* Close the connection once the current answer is sent. */
 void http_conn_close_after(struct http_conn *conn);
 /* Client address, e.g. "127.0.0.1". */

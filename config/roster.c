@@ -12,9 +12,11 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,8 +26,11 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "common/cgroup.h"
 #include "common/guard.h"
 #include "common/util.h"
+#include "config/envfile.h"
+#include "config/interp.h"
 
 #define ROSTER_MAX_FILE (4 * 1024 * 1024)
 #define ROSTER_MAX_SECONDS 1000000.0
@@ -33,6 +38,13 @@
 #define ROSTER_MAX_PORT 65535
 #define ROSTER_QUOTE_MAX 48
 #define ROSTER_MAX_DEPTH 64
+
+/* An included file: the ids of the nodes copied from it, for its name in
+ * messages and its folder for relative paths. */
+struct roster_source {
+    char *name, *dir;
+    size_t first, last;
+};
 
 /* One load in progress. */
 struct roster_parse {
@@ -44,6 +56,10 @@ struct roster_parse {
     size_t n_errors;
     struct roster *r;
     yaml_node_t *hive, *defaults, *bots, *listen;
+    const char *base_dir;          /* of the roster file; NULL: the current directory */
+    struct roster_source *sources; /* included files, by node ids */
+    size_t n_sources;
+    yaml_node_t *include; /* read before the walk, by roster_prepare */
 };
 
 enum roster_kind {
@@ -56,6 +72,7 @@ enum roster_kind {
     ROSTER_LSIZE,   /* long bytes, more than 0 */
     ROSTER_BOOL,    /* bool: true/false (yes/no, on/off) */
     ROSTER_SIGNAL,  /* int signal number from a name: TERM or SIGTERM */
+    ROSTER_CPU,     /* int percent of one CPU from "50%" or a number of CPUs */
     ROSTER_STRV,    /* char **, NULL-terminated */
     ROSTER_ENV,     /* char ** "NAME=value" from a mapping */
     ROSTER_MAP,     /* a nested struct walked with table */
@@ -135,14 +152,21 @@ static void roster_verror(struct roster_parse *p, size_t line, size_t column, co
     p->n_errors++;
 }
 
+static const struct roster_source *roster_node_source(const struct roster_parse *p,
+                                                      const yaml_node_t *n);
+
 /* Record an error at NODE's start (1:1 when NODE is NULL). */
 static void __attribute__((format(printf, 3, 4)))
 roster_error(struct roster_parse *p, const yaml_node_t *node, const char *fmt, ...)
 {
     va_list ap;
+    const struct roster_source *src = roster_node_source(p, node);
+    const char *own = p->name;
+    p->name = src ? src->name : own; /* a node copied from an included file */
     va_start(ap, fmt);
     roster_verror(p, node ? node->start_mark.line : 0, node ? node->start_mark.column : 0, fmt, ap);
     va_end(ap);
+    p->name = own;
 }
 
 /* Record an error at a 0-based line and column. */
@@ -598,6 +622,32 @@ static bool roster_read_signal(struct roster_parse *p, yaml_node_t *n, const str
     return false;
 }
 
+/* Read a share of CPU: "50%" of one CPU, or a number of CPUs ("1.5"), into
+ * percent of one CPU. */
+static bool roster_read_cpu(struct roster_parse *p, yaml_node_t *n, const struct roster_field *f,
+                            int *slot)
+{
+    const char *s = roster_scalar(p, n, "a share of CPU", f->name);
+    char *end, q[ROSTER_QUOTE_MAX + 8];
+    if (!s)
+        return false;
+    double v = isdigit((unsigned char)*s) ? strtod(s, &end) : -1;
+    if (v >= 0 && strcmp(end, "%") == 0)
+        v /= 100;
+    else if (v >= 0 && *end)
+        v = -1;
+    if (v < 0.01 || v > 1024) {
+        roster_quote(s, strlen(s), q, sizeof q);
+        roster_error(p, n,
+                     "bad %s %s (expected a percentage of one CPU such as 50%% or 150%%, "
+                     "or a number of CPUs from 0.01 to 1024)",
+                     f->name, q);
+        return false;
+    }
+    *slot = (int)(v * 100 + 0.5);
+    return true;
+}
+
 /* Read a sequence of strings, each passed through F->item_check. */
 static bool roster_read_strv(struct roster_parse *p, yaml_node_t *n, const struct roster_field *f,
                              char ***slot)
@@ -759,6 +809,9 @@ static void roster_field_read(struct roster_parse *p, const struct roster_field 
     case ROSTER_SIGNAL:
         ok = roster_read_signal(p, val, f, slot);
         break;
+    case ROSTER_CPU:
+        ok = roster_read_cpu(p, val, f, slot);
+        break;
     case ROSTER_STRV:
         ok = roster_read_strv(p, val, f, slot);
         break;
@@ -786,8 +839,9 @@ static void roster_unknown_key(struct roster_parse *p, yaml_node_t *key, const c
     char q[ROSTER_QUOTE_MAX + 8], list[1024] = "";
     for (const struct roster_table *part = t; part; part = part->more)
         for (size_t i = 0; i < part->n; i++)
-            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", *list ? ", " : "",
-                     part->fields[i].name);
+            if (part->fields[i].name) /* a derived row is no key */
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+                         *list ? ", " : "", part->fields[i].name);
     roster_quote((const char *)key->data.scalar.value, key->data.scalar.length, q, sizeof(q));
     roster_error(p, key, "unknown key %s in %s (expected %s)", q, ctx, list);
 }
@@ -799,7 +853,7 @@ static const struct roster_field *roster_field_find(const struct roster_table *t
     *index = 0;
     for (; t; t = t->more)
         for (size_t i = 0; i < t->n; i++, (*index)++)
-            if (roster_key_is(key, t->fields[i].name))
+            if (t->fields[i].name && roster_key_is(key, t->fields[i].name))
                 return &t->fields[i];
     return NULL;
 }
@@ -1049,6 +1103,132 @@ static void roster_argv_command(struct roster_argv *a, const void *slot)
     a->tail = cmd[0] ? cmd : NULL;
 }
 
+/* ---- the bot's process: folder, environment, user, limits -------------- */
+
+static char *roster_path_join(const char *dir, const char *rel);
+static char *roster_cwd(void);
+
+/* The source (file) that NODE of P's document came from; NULL: P's own. */
+static const struct roster_source *roster_node_source(const struct roster_parse *p,
+                                                      const yaml_node_t *n)
+{
+    if (!n || n < p->doc.nodes.start || n >= p->doc.nodes.top)
+        return NULL;
+    size_t id = (size_t)(n - p->doc.nodes.start) + 1;
+    for (size_t i = 0; i < p->n_sources; i++)
+        if (id >= p->sources[i].first && id <= p->sources[i].last)
+            return &p->sources[i];
+    return NULL;
+}
+
+/* The folder that relative paths in NODE's file are against (absolute), or
+ * NULL when the current directory is. */
+static const char *roster_node_dir(const struct roster_parse *p, const yaml_node_t *n)
+{
+    const struct roster_source *src = roster_node_source(p, n);
+    return src ? src->dir : p->base_dir;
+}
+
+/* cwd: relative to the work dir, made absolute. */
+static void roster_check_cwd(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    (void)n;
+    struct roster_bot *b = base;
+    char *abs = roster_path_join(p->r->work_dir, b->exec.cwd);
+    free(b->exec.cwd);
+    b->exec.cwd = abs;
+}
+
+/* env_file: read the file (relative to the roster file naming it) now, so
+ * that its errors are the roster's. */
+static void roster_read_env_file(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    struct roster_bot *b = base;
+    const char *dir = roster_node_dir(p, n);
+    char *cwd = dir ? NULL : roster_cwd(), err[200];
+    char *path = roster_path_join(dir ? dir : cwd ? cwd : "/", b->exec.env_file);
+    size_t len, line;
+    char *text = util_read_file(path, ROSTER_MAX_FILE, &len), **env;
+    free(cwd);
+    free(b->exec.env_file);
+    b->exec.env_file = path;
+    if (!text) {
+        roster_error(p, n, "cannot read env_file %s: %s", path,
+                     errno == EFBIG ? "larger than 4 MiB" : strerror(errno));
+    } else if (!(env = envfile_parse(text, len, &line, err, sizeof err))) {
+        roster_error(p, n, "env_file %s:%zu: %s", path, line, err);
+    } else {
+        roster_strv_free(b->exec.file_env);
+        b->exec.file_env = env;
+    }
+    free(text);
+}
+
+/* user/group need hive to run as root: only root can become another user. */
+static bool roster_check_root(struct roster_parse *p, yaml_node_t *n, const char *key)
+{
+    if (geteuid() == 0)
+        return true;
+    roster_error(p, n, "'%s' needs hive to run as root (it runs as uid %u)", key,
+                 (unsigned)geteuid());
+    return false;
+}
+
+/* user: an existing user, and we are root. */
+static void roster_check_user(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    struct roster_bot *b = base;
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (!roster_check_root(p, n, "user") || getpwnam(b->exec.user))
+        return;
+    roster_quote(b->exec.user, strlen(b->exec.user), q, sizeof q);
+    roster_error(p, n, "unknown user %s (no such user on this host)", q);
+}
+
+/* group: an existing group, and we are root. */
+static void roster_check_group(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    struct roster_bot *b = base;
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (!roster_check_root(p, n, "group") || getgrnam(b->exec.group))
+        return;
+    roster_quote(b->exec.group, strlen(b->exec.group), q, sizeof q);
+    roster_error(p, n, "unknown group %s (no such group on this host)", q);
+}
+
+/* A limit of KEY needs CONTROLLER in a cgroup we may write: refused, not
+ * ignored, where there is none. */
+static void roster_check_controller(struct roster_parse *p, yaml_node_t *n, const char *key,
+                                    const char *controller)
+{
+    char why[600];
+    if (cgroup_limit_api(controller, NULL, why, sizeof why) != CGROUP_API_NONE)
+        return;
+    roster_error(p, n, "'%s' cannot be enforced here: no writable cgroup %s controller (%s)", key,
+                 controller, why);
+}
+
+/* memory_max: needs a memory controller. */
+static void roster_check_memory_max(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    (void)base;
+    roster_check_controller(p, n, "memory_max", "memory");
+}
+
+/* tasks_max: needs a pids controller. */
+static void roster_check_tasks_max(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    (void)base;
+    roster_check_controller(p, n, "tasks_max", "pids");
+}
+
+/* cpu_max: needs a cpu controller. */
+static void roster_check_cpu_max(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    (void)base;
+    roster_check_controller(p, n, "cpu_max", "cpu");
+}
+
 /* ---- tables ------------------------------------------------------------ */
 
 static const char *const roster_modes[] = {"hybrid", "cli-only", "websocket-only", NULL};
@@ -1060,6 +1240,10 @@ static const char *const roster_policies[] = {"always", "on-failure", "never", N
  * (checks), .flag or .argv (how the worker gets it; neither: the supervisor
  * keeps it), .live (a reload takes a change without a new worker). */
 #define ROSTER_FIELD(key, k, type, member) .name = key, .kind = k, .offset = offsetof(type, member)
+/* A row with no YAML key: a value another row's hook derives (env_file's
+ * variables). The walk never matches it; its default, copy, free and the
+ * reload's comparison come from the row all the same. */
+#define ROSTER_DERIVED(k, type, member) .name = NULL, .kind = k, .offset = offsetof(type, member)
 
 static const struct roster_field roster_adapter_fields[] = {
     {ROSTER_FIELD("type", ROSTER_CHOICE, struct roster_adapter, type), .dflt = "mock",
@@ -1085,6 +1269,13 @@ static const struct roster_field roster_restart_fields[] = {
     {ROSTER_FIELD("window", ROSTER_SECONDS, struct roster_restart, window), .dflt = "60", .min = 1},
 };
 static const struct roster_table roster_restart_table = ROSTER_TABLE(roster_restart_fields, NULL);
+
+/* The supervisor's own (logcap.c). */
+static const struct roster_field roster_log_fields[] = {
+    {ROSTER_FIELD("max_bytes", ROSTER_LSIZE, struct roster_logcfg, max_bytes), .dflt = "10MiB"},
+    {ROSTER_FIELD("backups", ROSTER_INT, struct roster_logcfg, backups), .dflt = "3", .max = 1000},
+};
+static const struct roster_table roster_log_table = ROSTER_TABLE(roster_log_fields, NULL);
 
 /* The keys of `defaults`, which every bot accepts too. */
 static const struct roster_field roster_defaults_fields[] = {
@@ -1121,6 +1312,27 @@ static const struct roster_field roster_defaults_fields[] = {
      .item_check = roster_check_dep_id, .live = true},
     /* The signal a stop sends the worker's group first; SIGKILL follows at stop_timeout. */
     {ROSTER_FIELD("stop_signal", ROSTER_SIGNAL, struct roster_bot, stop_signal), .dflt = "TERM"},
+    /* The bot's process. The adapters' folder, relative to the work dir. */
+    {ROSTER_FIELD("cwd", ROSTER_STRING, struct roster_bot, exec.cwd), .hook = roster_check_cwd,
+     .flag = "--cwd"},
+    /* The worker's environment (child.c sets it): env_file's, then env's. */
+    {ROSTER_FIELD("env", ROSTER_ENV, struct roster_bot, exec.env)},
+    {ROSTER_FIELD("env_file", ROSTER_STRING, struct roster_bot, exec.env_file),
+     .hook = roster_read_env_file},
+    /* Not a key: env_file's variables, read by its hook. */
+    {ROSTER_DERIVED(ROSTER_ENV, struct roster_bot, exec.file_env)},
+    {ROSTER_FIELD("user", ROSTER_STRING, struct roster_bot, exec.user), .hook = roster_check_user},
+    {ROSTER_FIELD("group", ROSTER_STRING, struct roster_bot, exec.group),
+     .hook = roster_check_group},
+    /* Limits of its cgroup (cgtree.c); 0: none. */
+    {ROSTER_FIELD("memory_max", ROSTER_LSIZE, struct roster_bot, rlimits.memory_max),
+     .hook = roster_check_memory_max},
+    {ROSTER_FIELD("cpu_max", ROSTER_CPU, struct roster_bot, rlimits.cpu_max),
+     .hook = roster_check_cpu_max},
+    {ROSTER_FIELD("tasks_max", ROSTER_INT, struct roster_bot, rlimits.tasks_max), .min = 1,
+     .max = INT_MAX, .hook = roster_check_tasks_max},
+    /* The rotation of its captured output (logcap.c). */
+    {ROSTER_FIELD("log", ROSTER_MAP, struct roster_bot, log), .table = &roster_log_table},
 };
 static const struct roster_table roster_defaults_table = ROSTER_TABLE(roster_defaults_fields, NULL);
 
@@ -1171,6 +1383,7 @@ static const struct roster_field roster_top_fields[] = {
     {ROSTER_FIELD("hive", ROSTER_NODE, struct roster_parse, hive)},
     {ROSTER_FIELD("defaults", ROSTER_NODE, struct roster_parse, defaults)},
     {ROSTER_FIELD("bots", ROSTER_NODE, struct roster_parse, bots)},
+    {ROSTER_FIELD("include", ROSTER_NODE, struct roster_parse, include)},
 };
 static const struct roster_table roster_top_table = ROSTER_TABLE(roster_top_fields, NULL);
 
@@ -1225,6 +1438,9 @@ static void roster_field_default(const struct roster_field *f, void *slot, const
         break;
     case ROSTER_SIGNAL:
         *(int *)slot = f->dflt ? roster_parse_signal(f->dflt) : 0;
+        break;
+    case ROSTER_CPU:
+        *(int *)slot = 0; /* no default share: no limit */
         break;
     case ROSTER_STRV:
     case ROSTER_ENV:
@@ -1297,6 +1513,7 @@ static bool roster_field_equal(const struct roster_field *f, const void *a, cons
     case ROSTER_INT:
     case ROSTER_MS:
     case ROSTER_SIGNAL:
+    case ROSTER_CPU:
         return *(const int *)a == *(const int *)b;
     case ROSTER_SECONDS:
         return *(const double *)a == *(const double *)b;
@@ -1368,6 +1585,9 @@ static void roster_field_argv(const struct roster_field *f, const void *slot, st
         break;
     case ROSTER_SIGNAL:
         roster_argv_opt(a, f->flag, xstrdup(roster_signal_name(*(const int *)slot)));
+        break;
+    case ROSTER_CPU:
+        roster_argv_opt(a, f->flag, xasprintf("%d%%", *(const int *)slot));
         break;
     case ROSTER_STRV:
     case ROSTER_ENV:
@@ -1830,6 +2050,7 @@ static void roster_build(struct roster_parse *p, yaml_node_t *root, const char *
                          const char *base_dir)
 {
     p->r = roster_new(path);
+    p->base_dir = base_dir;
     roster_walk(p, root, "top level", &roster_top_table, p);
     if (p->hive && roster_is_map(p, p->hive, "hive"))
         roster_walk(p, p->hive, "hive", &roster_hive_table, p->r);
@@ -1922,6 +2143,242 @@ static bool roster_parse_yaml(struct roster_parse *p)
     return ok;
 }
 
+/* ---- interpolation and includes ---------------------------------------- */
+
+#define ROSTER_MAX_INCLUDE_DEPTH 16
+
+/* Expand ${VAR} in every scalar value (not in keys) of P's document; a
+ * problem is reported at its place in the value when the value is on one
+ * line. */
+static void roster_interpolate(struct roster_parse *p)
+{
+    size_t count = (size_t)(p->doc.nodes.top - p->doc.nodes.start);
+    bool *is_key = xcalloc(count + 1, sizeof *is_key);
+    for (yaml_node_t *n = p->doc.nodes.start; n < p->doc.nodes.top; n++)
+        if (n->type == YAML_MAPPING_NODE)
+            for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
+                 pr++)
+                is_key[pr->key - 1] = true;
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *n = &p->doc.nodes.start[i];
+        char *out, err[200];
+        size_t at;
+        if (n->type != YAML_SCALAR_NODE || is_key[i])
+            continue;
+        int rc = interp_expand((const char *)n->data.scalar.value, n->data.scalar.length, &out, &at,
+                               err, sizeof err);
+        if (rc < 0) {
+            bool one_line = n->start_mark.line == n->end_mark.line;
+            size_t quote = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? 0 : 1;
+            roster_error_at(p, n->start_mark.line,
+                            n->start_mark.column + (one_line ? quote + at : 0), "%s", err);
+        } else if (rc > 0) {
+            free(n->data.scalar.value); /* libyaml allocates with malloc */
+            n->data.scalar.value = (yaml_char_t *)out;
+            n->data.scalar.length = strlen(out);
+        }
+    }
+    free(is_key);
+}
+
+/* Copy node ID of SRC, with what it holds, into DST (marks kept); MAP holds
+ * the ids already copied (aliases stay shared). The new id, 0 on failure. */
+static int roster_copy_node(yaml_document_t *dst, yaml_document_t *src, int id, int *map)
+{
+    yaml_node_t *n = yaml_document_get_node(src, id);
+    int nid = 0;
+    if (!n || map[id - 1])
+        return n ? map[id - 1] : 0;
+    if (n->type == YAML_SCALAR_NODE)
+        nid = yaml_document_add_scalar(dst, NULL, n->data.scalar.value, (int)n->data.scalar.length,
+                                       n->data.scalar.style);
+    else if (n->type == YAML_SEQUENCE_NODE)
+        nid = yaml_document_add_sequence(dst, NULL, n->data.sequence.style);
+    else
+        nid = yaml_document_add_mapping(dst, NULL, n->data.mapping.style);
+    if (!nid)
+        return 0;
+    map[id - 1] = nid;
+    dst->nodes.start[nid - 1].start_mark = n->start_mark;
+    dst->nodes.start[nid - 1].end_mark = n->end_mark;
+    if (n->type == YAML_SEQUENCE_NODE)
+        for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+             it++)
+            yaml_document_append_sequence_item(dst, nid, roster_copy_node(dst, src, *it, map));
+    else if (n->type == YAML_MAPPING_NODE)
+        for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
+             pr++) {
+            int k = roster_copy_node(dst, src, pr->key, map);
+            yaml_document_append_mapping_pair(dst, nid, k,
+                                              roster_copy_node(dst, src, pr->value, map));
+        }
+    return nid;
+}
+
+/* The id of the top-level `bots` sequence of P's document, made when
+ * missing; 0 when `bots` is something else (the walk reports it). */
+static int roster_bots_id(struct roster_parse *p)
+{
+    yaml_node_t *root = yaml_document_get_root_node(&p->doc);
+    yaml_node_t *bots = roster_map_get(p, root, "bots");
+    if (bots)
+        return bots->type == YAML_SEQUENCE_NODE ? (int)(bots - p->doc.nodes.start) + 1 : 0;
+    int key =
+        yaml_document_add_scalar(&p->doc, NULL, (yaml_char_t *)"bots", 4, YAML_PLAIN_SCALAR_STYLE);
+    int seq = yaml_document_add_sequence(&p->doc, NULL, YAML_BLOCK_SEQUENCE_STYLE);
+    yaml_document_append_mapping_pair(&p->doc, 1, key, seq);
+    return seq;
+}
+
+/* An included file holds only `bots` and `include`. */
+static void roster_include_check_top(struct roster_parse *sub, yaml_node_t *root)
+{
+    for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top;
+         pr++) {
+        yaml_node_t *k = yaml_document_get_node(&sub->doc, pr->key);
+        if (roster_key_is(k, "bots") || roster_key_is(k, "include"))
+            continue;
+        char q[ROSTER_QUOTE_MAX + 8] = "key";
+        if (k->type == YAML_SCALAR_NODE)
+            roster_quote((const char *)k->data.scalar.value, k->data.scalar.length, q, sizeof q);
+        roster_error(sub, k, "unknown key %s in an included file (expected bots, include)", q);
+    }
+}
+
+/* One file included from P's node ITEM_ID: the name it has in messages. */
+static char *roster_include_name(const char *from_name, const char *rel)
+{
+    const char *slash = strrchr(from_name, '/');
+    if (rel[0] == '/' || !slash)
+        return xstrdup(rel);
+    return xasprintf("%.*s/%s", (int)(slash - from_name), from_name, rel);
+}
+
+static void roster_includes(struct roster_parse *p, struct roster_parse *src, const char *dir,
+                            const char **stack, int depth);
+
+/* Read, check and interpolate the file PATH (named NAME) into SUB; false
+ * when it cannot be used at all. */
+static bool roster_include_read(struct roster_parse *p, struct roster_parse *src, int item_id,
+                                const char *path, struct roster_parse *sub, char **text)
+{
+    yaml_node_t *item = yaml_document_get_node(&src->doc, item_id);
+    *text = util_read_file(path, ROSTER_MAX_FILE, &sub->len);
+    if (!*text) {
+        roster_error(src, item, "cannot read included file %s: %s", path,
+                     errno == EFBIG ? "larger than 4 MiB" : strerror(errno));
+        return false;
+    }
+    sub->text = *text;
+    sub->errs = p->errs;
+    if (!roster_parse_yaml(sub))
+        return false;
+    yaml_node_t *root = yaml_document_get_root_node(&sub->doc);
+    if (root && root->type == YAML_MAPPING_NODE) {
+        roster_include_check_top(sub, root);
+        roster_interpolate(sub);
+        return true;
+    }
+    if (root && !roster_is_null(root))
+        roster_error(sub, root, "an included file must be a mapping (bots, include)");
+    yaml_document_delete(&sub->doc);
+    return false;
+}
+
+/* Append the bots of SUB (the file PATH) to P's bots, recording where they
+ * came from. */
+static void roster_include_bots(struct roster_parse *p, struct roster_parse *sub, const char *path)
+{
+    yaml_node_t *bots = roster_map_get(sub, yaml_document_get_root_node(&sub->doc), "bots");
+    int seq = roster_bots_id(p);
+    size_t first = (size_t)(p->doc.nodes.top - p->doc.nodes.start) + 1;
+    if (bots && bots->type != YAML_SEQUENCE_NODE && !roster_is_null(bots))
+        roster_expected(sub, bots, "a sequence", "bots");
+    if (!bots || bots->type != YAML_SEQUENCE_NODE || !seq)
+        return;
+    int *map = xcalloc((size_t)(sub->doc.nodes.top - sub->doc.nodes.start) + 1, sizeof *map);
+    for (yaml_node_item_t *it = bots->data.sequence.items.start; it < bots->data.sequence.items.top;
+         it++)
+        yaml_document_append_sequence_item(&p->doc, seq,
+                                           roster_copy_node(&p->doc, &sub->doc, *it, map));
+    free(map);
+    p->sources = xrealloc(p->sources, (p->n_sources + 1) * sizeof *p->sources);
+    p->sources[p->n_sources++] =
+        (struct roster_source){xstrdup(sub->name), roster_path_join(path, ".."), first,
+                               (size_t)(p->doc.nodes.top - p->doc.nodes.start)};
+}
+
+/* Include the file named by SRC's include item ITEM_ID (SRC's folder DIR). */
+static void roster_include_one(struct roster_parse *p, struct roster_parse *src, int item_id,
+                               const char *dir, const char **stack, int depth)
+{
+    yaml_node_t *item = yaml_document_get_node(&src->doc, item_id);
+    const char *rel = roster_scalar(src, item, "a file name", "include");
+    if (!rel)
+        return;
+    char *cwd = dir ? NULL : roster_cwd(), *text = NULL;
+    char *path = roster_path_join(dir ? dir : cwd ? cwd : "/", rel);
+    char *name = roster_include_name(src->name, rel);
+    for (int i = 0; i < depth && path; i++)
+        if (strcmp(stack[i], path) == 0) {
+            roster_error(src, item, "include cycle: %s is already being included", name);
+            goto out;
+        }
+    if (depth >= ROSTER_MAX_INCLUDE_DEPTH) {
+        roster_error(src, item, "includes nested deeper than %d files", ROSTER_MAX_INCLUDE_DEPTH);
+        goto out;
+    }
+    struct roster_parse sub = {.name = name};
+    if (roster_include_read(p, src, item_id, path, &sub, &text)) {
+        char *sub_dir = roster_path_join(path, "..");
+        stack[depth] = path;
+        roster_includes(p, &sub, sub_dir, stack, depth + 1);
+        roster_include_bots(p, &sub, path);
+        yaml_document_delete(&sub.doc);
+        free(sub_dir);
+    }
+    p->n_errors += sub.n_errors;
+out:
+    free(text);
+    free(cwd);
+    free(path);
+    free(name);
+}
+
+/* Bring in the bots of every file that SRC's top level includes (SRC is P
+ * for the roster file itself); DIR resolves their names (NULL: the current
+ * directory). STACK holds the DEPTH files being included, for cycles. */
+static void roster_includes(struct roster_parse *p, struct roster_parse *src, const char *dir,
+                            const char **stack, int depth)
+{
+    yaml_node_t *inc = roster_map_get(src, yaml_document_get_root_node(&src->doc), "include");
+    if (!inc || roster_is_null(inc))
+        return;
+    if (inc->type != YAML_SEQUENCE_NODE) {
+        roster_expected(src, inc, "a sequence", "include");
+        return;
+    }
+    /* Ids, not pointers: copying into P's document moves its nodes. */
+    size_t n = (size_t)(inc->data.sequence.items.top - inc->data.sequence.items.start);
+    int *ids = xcalloc(n + 1, sizeof *ids);
+    memcpy(ids, inc->data.sequence.items.start, n * sizeof *ids);
+    for (size_t i = 0; i < n; i++)
+        roster_include_one(p, src, ids[i], dir, stack, depth);
+    free(ids);
+}
+
+/* Interpolate P's document and bring in what it includes; PATH is the
+ * roster file's own (for cycles). */
+static void roster_prepare(struct roster_parse *p, const char *path)
+{
+    const char *stack[ROSTER_MAX_INCLUDE_DEPTH + 1] = {path};
+    yaml_node_t *root = yaml_document_get_root_node(&p->doc);
+    if (!root || root->type != YAML_MAPPING_NODE)
+        return;
+    roster_interpolate(p);
+    roster_includes(p, p, p->base_dir, stack, 1);
+}
+
 /* Load TEXT: PATH goes into the roster, BASE_DIR resolves work_dir. */
 static int roster_load_text(const char *text, size_t len, const char *name, const char *path,
                             const char *base_dir, struct roster **out, struct roster_errors *errs)
@@ -1938,9 +2395,14 @@ static int roster_load_text(const char *text, size_t len, const char *name, cons
         roster_describe(root, got, sizeof(got));
         roster_error(&p, root, "top level must be a mapping (hive, defaults, bots), got %s", got);
     } else {
-        roster_build(&p, root, path, base_dir);
+        p.base_dir = base_dir;
+        roster_prepare(&p, path);
+        roster_build(&p, yaml_document_get_root_node(&p.doc), path, base_dir);
     }
     yaml_document_delete(&p.doc);
+    for (size_t i = 0; i < p.n_sources; i++)
+        free(p.sources[i].name), free(p.sources[i].dir);
+    free(p.sources);
     if (p.n_errors) {
         roster_free(p.r);
         return -1;

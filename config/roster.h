@@ -43,6 +43,22 @@
  * - Numbers and strings are read from the scalar's text whatever its quoting
  *   ("8001" is a port); a null (empty, ~, null) is never a valid value except
  *   for a map, where it means an empty one.
+ * - The bot's process (any bot and `defaults`): cwd (the cli adapter's
+ *   folder, relative to the work dir; default the work dir), env (a map of
+ *   NAME: value) and env_file (NAME=value lines, relative to the roster file
+ *   that names it; see envfile.h) for the worker and its adapters, env
+ *   winning over env_file as in docker compose; user and group (only when
+ *   hive runs as root; they must exist). Limits, refused where no writable
+ *   cgroup v2 or v1 controller can enforce them: memory_max (a size),
+ *   cpu_max ("50%" of one CPU, or a number of CPUs such as 1.5), tasks_max.
+ *   log: {max_bytes 10MiB, backups 3} rotates the captured output.
+ * - `${VAR}`, `${VAR:-default}` (unset or empty), `${VAR-default}` (unset)
+ *   and `$$` in any scalar value, from the environment at load time (see
+ *   interp.h); an unset variable without a default is an error at its place.
+ * - `include`: a top-level list of roster files (relative to the including
+ *   file) whose bots join the roster after the file's own; an included file
+ *   holds only `bots` and `include`. Its errors name it; cycles and more
+ *   than 16 nested files are refused.
  * - A non-loopback listen or bind address (loopback: 127.0.0.0/8, ::1,
  *   "localhost") needs token_env set and that variable non-empty at load time.
  */
@@ -86,6 +102,30 @@ struct roster_restart {
     double window;    /* seconds */
 };
 
+/* How a bot's worker process runs: the adapters' folder, the bot-level
+ * environment and the user it runs as. */
+struct roster_exec {
+    char *cwd;       /* absolute; NULL: the work dir */
+    char **env;      /* "NAME=value" of `env`, in file order; never NULL */
+    char *env_file;  /* absolute path; NULL: none */
+    char **file_env; /* "NAME=value" read from env_file; never NULL */
+    char *user;      /* NULL: the supervisor's own */
+    char *group;     /* NULL: the user's primary group */
+};
+
+/* Kernel-enforced limits of a bot's cgroup; 0 means none. */
+struct roster_rlimits {
+    long memory_max; /* bytes */
+    int cpu_max;     /* percent of one CPU (150 = one and a half) */
+    int tasks_max;   /* processes and threads */
+};
+
+/* How the supervisor rotates a bot's captured output. */
+struct roster_logcfg {
+    long max_bytes; /* rotate when the file would grow past this */
+    int backups;    /* rotated files kept (BOT.log.1 ..); 0: none */
+};
+
 /* One bot, with the defaults already applied. */
 struct roster_bot {
     char *id;
@@ -106,6 +146,9 @@ struct roster_bot {
     bool autostart;         /* false: started only by `hive start BOT` */
     char **depends_on;      /* ids started (and running) before this bot; NULL-terminated */
     int stop_signal;        /* sent first by a stop (SIGTERM by default) */
+    struct roster_exec exec;
+    struct roster_rlimits rlimits;
+    struct roster_logcfg log;
 };
 
 /* A whole hive.yaml. */

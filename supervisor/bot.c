@@ -10,7 +10,8 @@
  *
  * Ownership: a bot owns its fsm_bot, its five timers and its logcap, created
  * in bot_new and released only in bot_free; its listening and proxy sockets
- * (made when first bound); its stored descriptor; its stand-in.
+ * (made when first bound); its stored descriptor; its stand-in; its OOM
+ * watch (cgroup v1).
  *
  * The fd store (systemd's FDSTORE=1): a worker hands us its inotify instance
  * and we pass it back to its replacement after its sockets (fd 5, "inotify"
@@ -30,16 +31,26 @@
  * sent while the worker restarts waits in its backlog. Without one (it could
  * not be made) the proxy uses the port.
  *
- * Every state change is logged on one line and marks registry.json changed.
+ * A worker runs with its bot's process settings (roster.h): env_file's and
+ * env's variables, its user and group, and its cgroup limits (cgtree.c); a
+ * bot whose cgroup counts a new OOM kill when its worker exits is told to
+ * the FSM as "out of memory" (under cgroup v1 an eventfd watch ends the
+ * whole worker at the first kill, as v2's memory.oom.group does). Its
+ * channel (common/chan.h) is a socketpair whose other end goes to the merge.
+ *
+ * Every state change is logged on one line, sent as a bot_state event and
+ * marks registry.json changed.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/chan.h"
 #include "common/log.h"
 #include "common/sdnotify.h"
 #include "common/util.h"
@@ -47,6 +58,7 @@
 #include "supervisor/child.h"
 #include "supervisor/hive_internal.h"
 #include "supervisor/logcap.h"
+#include "supervisor/merge.h"
 #include "supervisor/notify.h"
 #include "supervisor/standin.h"
 
@@ -213,6 +225,121 @@ static char *bot_cgroup(struct hive_bot *bot, char *why, size_t cap)
     return dir;
 }
 
+/* cgroup v1 OOM: the kernel killed one process of BOT; end the worker too,
+ * so the bot restarts whole, as cgroup v2's memory.oom.group does. */
+static void bot_oom_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hive_bot *bot = arg;
+    uint64_t n;
+    (void)what;
+    if (read(fd, &n, sizeof n) == (ssize_t)sizeof n && bot->pid > 0) {
+        log_warn("%s: out of memory (memory_max); ending its worker", bot->id);
+        kill(bot->pid, SIGKILL);
+    }
+}
+
+/* Drop BOT's OOM watch. */
+static void bot_oom_drop(struct hive_bot *bot)
+{
+    if (!bot->oom_ev)
+        return;
+    close(event_get_fd(bot->oom_ev));
+    event_free(bot->oom_ev);
+    bot->oom_ev = NULL;
+}
+
+/* The bot's environment for its worker: env_file's variables, then env's
+ * (env wins, as in docker compose). The strings stay the roster's: free
+ * only the array. */
+static char **bot_env(const struct roster_bot *def)
+{
+    size_t n = 0, k = 0;
+    for (char *const *e = def->exec.file_env; *e; e++)
+        n++;
+    for (char *const *e = def->exec.env; *e; e++)
+        n++;
+    char **env = xcalloc(n + 1, sizeof *env);
+    for (char *const *e = def->exec.file_env; *e; e++)
+        env[k++] = *e;
+    for (char *const *e = def->exec.env; *e; e++)
+        env[k++] = *e;
+    return env;
+}
+
+/* What BOT's worker runs with besides its argv: the bot's environment
+ * (bot_env, into SPEC, freed by the caller), its user, and its cgroup limits
+ * (the v1 groups into SPEC, freed by the caller), with an OOM watch where
+ * only v1 can tell. -1 with WHY when a limit cannot be set. */
+static int bot_exec_setup(struct hive_bot *bot, struct child_spec *spec, char *why, size_t cap)
+{
+    const struct roster_bot *def = bot->def;
+    const char *wd = bot->hive->roster->work_dir;
+    struct cgtree_limits lim = {def->rlimits.memory_max, def->rlimits.cpu_max,
+                                def->rlimits.tasks_max};
+    char *v1[CGTREE_V1_MAX + 1];
+    spec->env = bot_env(def);
+    spec->user = def->exec.user;
+    spec->group = def->exec.group;
+    if (def->exec.user &&
+        child_hand_over_layout(wd, def->id, def->exec.user, def->exec.group, why, cap) < 0)
+        return -1;
+    if (cgtree_bot_limit(bot->hive->cgtree, wd, def->id, &lim, v1, why, cap) < 0)
+        return -1;
+    for (size_t i = 0; i <= CGTREE_V1_MAX; i++)
+        spec->cgroup_v1_dirs[i] = v1[i];
+    bot->oom_base = cgtree_bot_oom_kills(bot->hive->cgtree, wd, def->id);
+    bot_oom_drop(bot);
+    int efd = v1[0] && lim.memory_max > 0 ? cgtree_bot_oom_watch(wd, def->id) : -1;
+    if (efd >= 0) {
+        bot->oom_ev = event_new(bot->hive->base, efd, EV_READ | EV_PERSIST, bot_oom_cb, bot);
+        event_add(bot->oom_ev, NULL);
+    }
+    return 0;
+}
+
+/* Free what bot_exec_setup put in SPEC. */
+static void bot_exec_release(struct child_spec *spec)
+{
+    free((char **)spec->env);
+    spec->env = NULL;
+    for (size_t i = 0; spec->cgroup_v1_dirs[i]; i++)
+        free((char *)spec->cgroup_v1_dirs[i]);
+    spec->cgroup_v1_dirs[0] = NULL;
+}
+
+/* A socketpair for the channel (common/chan.h, merge.h); its worker end
+ * handed down in SPEC as the fd named "chan". Without one the worker runs
+ * all the same (no events up). */
+static void bot_chan_open(struct child_spec *spec, int chan[2])
+{
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) < 0) {
+        log_warn("cannot make a channel for a worker: %s", strerror(errno));
+        chan[0] = chan[1] = -1;
+        return;
+    }
+    spec->fds[spec->n_fds++] = (struct child_fd){chan[1], HIVE_FD_CHAN};
+}
+
+/* After the spawn: our end goes to the merge (when the worker started). */
+static void bot_chan_attach(struct hive_bot *bot, int chan[2], bool started)
+{
+    if (chan[1] >= 0)
+        close(chan[1]);
+    if (chan[0] < 0)
+        return;
+    if (started)
+        merge_attach(bot->hive->merge, bot->id, chan[0]);
+    else
+        close(chan[0]);
+}
+
+/* A bot_state event for BOT's current state. */
+static void bot_emit_state(const struct hive_bot *bot)
+{
+    merge_bot_state(bot->hive->merge, bot->id, fsm_state_name(bot->fsm.state), bot->pid,
+                    bot->fsm.reason, bot->fsm.restarts);
+}
+
 /* Start a worker for BOT. 0, or the exit status the failure stands for with
  * the reason in WHY: 78 (permanent) for a port in use by someone else, 1 when
  * one of our own bots is still letting go of it (a reload moved ports). */
@@ -235,6 +362,11 @@ static int bot_spawn(struct hive_bot *bot, char *why, size_t cap)
                               .watchdog_usec = (uint64_t)(bot->def->watchdog * 1e6),
                               .token = hive->roster->token,
                               .token_env = hive->roster->token_env};
+    if (bot_exec_setup(bot, &spec, why, cap) < 0) {
+        roster_argv_free(argv);
+        bot_exec_release(&spec);
+        return FSM_EXIT_PERMANENT;
+    }
     char cg_why[256];
     char *cg = bot_cgroup(bot, cg_why, sizeof cg_why);
     spec.cgroup_dir = cg;
@@ -242,10 +374,14 @@ static int bot_spawn(struct hive_bot *bot, char *why, size_t cap)
         spec.fds[spec.n_fds++] = (struct child_fd){bot->proxy_fd, BOT_PROXY_FD_NAME};
     if (bot->stored_fd >= 0)
         spec.fds[spec.n_fds++] = (struct child_fd){bot->stored_fd, BOT_STORE_NAME};
+    int chan[2] = {-1, -1};
+    bot_chan_open(&spec, chan);
     int out_fd;
     pid_t pid = child_spawn(&spec, &out_fd, why, cap);
     roster_argv_free(argv);
+    bot_exec_release(&spec);
     free(cg);
+    bot_chan_attach(bot, chan, pid >= 0);
     if (pid < 0)
         return 1;
     hive_pid_set(hive, bot, pid);
@@ -363,6 +499,7 @@ static void bot_step(struct hive_bot *bot, const struct fsm_event *ev, const cha
         if (bot->fsm.state == FSM_STATE_RUNNING)
             hive_bot_now_running(bot);
         bot_log_transition(bot, from, restarted);
+        bot_emit_state(bot);
         hive_registry_changed(bot->hive);
     }
     if (failed) {
@@ -408,6 +545,7 @@ struct hive_bot *bot_new(struct hive *hive, const struct roster_bot *def)
     }
     char *log_path = xasprintf("%s/%s.log", hive->logs_dir, def->id);
     bot->logcap = logcap_new(hive->base, def->id, log_path, hive->echo);
+    logcap_set_rotation(bot->logcap, def->log.max_bytes, def->log.backups);
     free(log_path);
     return bot;
 }
@@ -426,6 +564,8 @@ void bot_free(struct hive_bot *bot)
     hive_bot_unwant(bot);
     fsm_bot_free(&bot->fsm);
     cgtree_bot_remove(bot->hive->cgtree, bot->id);
+    bot_oom_drop(bot);
+    cgtree_bot_limits_remove(bot->hive->roster->work_dir, bot->id);
     for (int i = 0; i < HIVE_TIMER_COUNT; i++)
         event_free(bot->timers[i].ev);
     logcap_free(bot->logcap);
@@ -439,7 +579,8 @@ void bot_free(struct hive_bot *bot)
     free(bot);
 }
 
-/* A worker was reaped with STATUS. */
+/* A worker was reaped with STATUS. When its cgroup counts an OOM kill more
+ * than at its start, the FSM is told why ("out of memory"), not only how. */
 void bot_exited(struct hive_bot *bot, int status)
 {
     struct fsm_event ev = {FSM_EV_EXITED, 0, 0, NULL};
@@ -448,7 +589,9 @@ void bot_exited(struct hive_bot *bot, int status)
     else if (WIFSIGNALED(status))
         ev.signal = WTERMSIG(status);
     hive_pid_set(bot->hive, bot, 0);
-    bot_step(bot, &ev, NULL);
+    long long ooms = cgtree_bot_oom_kills(bot->hive->cgtree, bot->hive->roster->work_dir, bot->id);
+    bot_oom_drop(bot);
+    bot_step(bot, &ev, ooms > bot->oom_base && bot->oom_base >= 0 ? "out of memory" : NULL);
 }
 
 /* FDSTORE=1 or FDSTOREREMOVE=1 from BOT's worker: keep its one inotify
@@ -521,6 +664,7 @@ void bot_redefine(struct hive_bot *bot, const struct roster_bot *def)
     }
     bot->def = def;
     bot->stop_signal = def->stop_signal;
+    logcap_set_rotation(bot->logcap, def->log.max_bytes, def->log.backups);
     bot_set_policy(bot);
     bot_standin_sync(bot);
 }

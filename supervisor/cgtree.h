@@ -30,4 +30,34 @@ void cgtree_bot_remove(struct cgtree *tree, const char *bot_id);
 /* Kill and remove the whole tree, and free it. NULL is fine. */
 void cgtree_free(struct cgtree *tree);
 
+/* A bot's kernel-enforced limits; 0 means none. */
+struct cgtree_limits {
+    long memory_max; /* bytes */
+    int cpu_max;     /* percent of one CPU */
+    int tasks_max;
+};
+
+/* Most cgroup v1 groups a bot's worker joins (memory, cpu, pids). */
+#define CGTREE_V1_MAX 3
+
+/* Set LIM on BOT_ID's cgroups of WORK_DIR's hive before its worker starts:
+ * through the tree's cgroup v2 where the host offers the controller
+ * (enabled in cgroup.subtree_control on the way down; a memory limit kills
+ * the whole bot when hit, memory.oom.group), else through a group
+ * "hive-<hash>/<BOT>" in each cgroup v1 hierarchy; those the worker must
+ * join are put in V1_DIRS (NULL-ended, caller frees each). -1 with a reason
+ * in ERR when a limit cannot be set: it is refused, never ignored. */
+int cgtree_bot_limit(struct cgtree *tree, const char *work_dir, const char *bot_id,
+                     const struct cgtree_limits *lim, char *v1_dirs[CGTREE_V1_MAX + 1], char *err,
+                     size_t errlen);
+/* How many times the OOM killer acted in BOT_ID's memory cgroup (v2
+ * memory.events or v1 memory.oom_control "oom_kill"); -1 when unknown. */
+long long cgtree_bot_oom_kills(struct cgtree *tree, const char *work_dir, const char *bot_id);
+/* An eventfd that becomes readable when BOT_ID's cgroup v1 memory group
+ * meets the OOM killer (cgroup.event_control), or -1 (no such group). v1
+ * kills one process, not the group: the caller ends the rest. */
+int cgtree_bot_oom_watch(const char *work_dir, const char *bot_id);
+/* Remove BOT_ID's cgroup v1 groups (their processes are gone). */
+void cgtree_bot_limits_remove(const char *work_dir, const char *bot_id);
+
 #endif

@@ -23,6 +23,9 @@
 /* Most descriptors handed to a worker (LISTEN_FDS). */
 #define CHILD_FDS_MAX 4
 
+/* Most cgroup v1 hierarchies a worker joins (memory, cpu, pids). */
+#define CHILD_V1_MAX 3
+
 /* One descriptor handed over, and its name in LISTEN_FDNAMES. */
 struct child_fd {
     int fd;
@@ -43,6 +46,11 @@ struct child_spec {
     const char *token_env;     /* the roster's token variable, removed (the worker has
                                   HIVE_TOKEN); NULL: none */
     const char *cgroup_dir;    /* a cgroup v2 to start the worker in; NULL: ours */
+    /* cgroup v1 groups (memory, cpu, pids limits) to start it in; NULL-ended. */
+    const char *cgroup_v1_dirs[CHILD_V1_MAX + 1];
+    char *const *env;  /* "NAME=value" set first (the hive's own variables win); or NULL */
+    const char *user;  /* run as this user (we are root); NULL: as we are */
+    const char *group; /* with this group; NULL: the user's primary group */
 };
 
 /* The hive-worker to run: $HIVE_WORKER_BIN, else next to this executable,
@@ -53,5 +61,13 @@ char *child_worker_path(char *err, size_t errlen);
  * read end of its output pipe (non-blocking, close-on-exec), or -1 with a
  * reason in ERR. */
 pid_t child_spawn(const struct child_spec *spec, int *out_fd, char *err, size_t errlen);
+
+/* Make the layout folders of bot BOT_ID in WORK_DIR usable by USER (and
+ * GROUP, else the user's primary group) before its worker drops to that
+ * user: the bot's own folders and files are given to it, the folders all
+ * bots share get mode 1777 (anyone may create, only the owner remove, as
+ * /tmp). -1 with a reason in ERR. */
+int child_hand_over_layout(const char *work_dir, const char *bot_id, const char *user,
+                           const char *group, char *err, size_t errlen);
 
 #endif

@@ -27,6 +27,7 @@
 #include "common/util.h"
 #include "common/ws.h"
 #include "supervisor/proxy.h"
+#include "supervisor/watch.h"
 
 #define FRONT_ADDR_MAX (INET6_ADDRSTRLEN + 16) /* "[v6]:port" */
 #define FRONT_ID_MAX 64                        /* bot ids are at most this long */
@@ -36,6 +37,7 @@ struct front {
     struct hive *hive;
     struct http_server *http;
     struct proxy *proxy;
+    struct watch *watch;       /* timelines and metrics */
     struct event *shutdown_ev; /* fires the shutdown callback after the 202 */
     void (*shutdown_cb)(void *arg);
     void *shutdown_arg;
@@ -127,6 +129,18 @@ static json_t *front_last_exit(const struct hive_bot_info *b)
     return json_pack("{s:i, s:s}", "code", b->exit_code, "at", at);
 }
 
+/* Add to BOT (GET /status) what its worker last said up its channel: queue,
+ * current task and counts (null while it has said nothing). */
+static void front_bot_live(const struct front *front, const char *id, json_t *bot)
+{
+    const json_t *st = merge_status(hive_merge(front->hive), id);
+    static const char *const keys[] = {"queue", "current_task", "tasks_processed", "tasks_failed"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        json_t *v = st ? json_object_get(st, keys[i]) : NULL;
+        json_object_set_new(bot, keys[i], v ? json_deep_copy(v) : json_null());
+    }
+}
+
 /* One bot of GET /status. */
 static json_t *front_bot_json(const struct front *front, const struct hive_bot_info *b)
 {
@@ -136,11 +150,13 @@ static json_t *front_bot_json(const struct front *front, const struct hive_bot_i
     front_authority(addr, sizeof addr, b->bind, b->port);
     snprintf(url, sizeof url, "http://%s", addr);
     snprintf(proxy_url, sizeof proxy_url, "http://%s/bots/%s/", front->listen, b->id);
-    return json_pack("{s:s, s:s, s:o, s:i, s:s, s:s, s:I, s:f, s:o, s:o}", "id", b->id, "state",
-                     b->state, "pid", b->pid > 0 ? json_integer(b->pid) : json_null(), "port",
-                     b->port, "url", url, "proxy_url", proxy_url, "restarts",
-                     (json_int_t)b->restarts, "uptime_seconds", b->uptime_seconds, "reason",
-                     front_str_or_null(b->reason), "last_exit", front_last_exit(b));
+    json_t *bot = json_pack(
+        "{s:s, s:s, s:o, s:i, s:s, s:s, s:I, s:f, s:o, s:o}", "id", b->id, "state", b->state, "pid",
+        b->pid > 0 ? json_integer(b->pid) : json_null(), "port", b->port, "url", url, "proxy_url",
+        proxy_url, "restarts", (json_int_t)b->restarts, "uptime_seconds", b->uptime_seconds,
+        "reason", front_str_or_null(b->reason), "last_exit", front_last_exit(b));
+    front_bot_live(front, b->id, bot);
+    return bot;
 }
 
 /* The whole GET /status document (SPEC §6.3). */
@@ -262,6 +278,13 @@ static void front_api(struct front *front, struct http_conn *conn, struct http_r
             return front_method_not_allowed(conn, "GET, HEAD");
         return http_respond_json(conn, 200, front_status_json(front), NULL);
     }
+    if (strcmp(p, "/api/events") == 0) {
+        if (strcmp(req->method, "GET") != 0)
+            return front_method_not_allowed(conn, "GET");
+        return merge_serve(hive_merge(front->hive), conn, req);
+    }
+    if (watch_route(front->watch, conn, req))
+        return;
     if (strncmp(p, "/api/bots/", 10) == 0)
         return front_control(front, conn, req, p + 10);
     if (strcmp(p, "/api/reload") == 0) {
@@ -417,6 +440,7 @@ struct front *front_new(struct event_base *base, struct hive *hive, int listen_f
         return NULL;
     }
     front->proxy = proxy_new(base, lim->max_body, lim->idle_timeout_ms);
+    front->watch = watch_new(base, hive, front->proxy);
     front->shutdown_ev = evtimer_new(base, front_shutdown_fire, front);
     return front;
 }
@@ -426,6 +450,7 @@ void front_free(struct front *front)
 {
     if (!front)
         return;
+    watch_free(front->watch);
     proxy_free(front->proxy); /* answers what it still owed, before the server goes */
     http_server_free(front->http);
     event_free(front->shutdown_ev);

@@ -440,6 +440,7 @@ static void hive_done_cb(evutil_socket_t fd, short what, void *arg)
     struct hive *hive = arg;
     (void)fd, (void)what;
     log_info("every bot is stopped");
+    merge_close_streams(hive->merge); /* their last events are out: the streams end */
     if (hive->done)
         hive->done(hive->done_arg);
 }
@@ -544,7 +545,15 @@ struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreg
         return NULL;
     }
     hive_cgroups(hive);
+    char *events = xasprintf("%s/.deia/hive/events.jsonl", roster->work_dir);
+    hive->merge = merge_new(base, events);
+    free(events);
     return hive;
+}
+
+struct merge *hive_merge(const struct hive *hive)
+{
+    return hive->merge;
 }
 
 /* Free an event if there is one. */
@@ -567,6 +576,7 @@ void hive_free(struct hive *hive)
         bot_free(bot);
     }
     hive->n_bots = 0;
+    merge_free(hive->merge);
     cgtree_free(hive->cgtree);
     if (hive->started)
         registry_write(hive->registry); /* no bot left: the hive is down */
@@ -786,4 +796,20 @@ void hive_shutdown_now(struct hive *hive)
         bot_feed(hive->bots[i], FSM_EV_STOP_TIMEOUT);
     TAILQ_FOREACH(bot, &hive->retired, entry)
     bot_feed(bot, FSM_EV_STOP_TIMEOUT);
+}
+
+/* SIGUSR1: every bot's log file is opened again at its next line. */
+void hive_reopen_logs(struct hive *hive)
+{
+    struct hive_bot *bot;
+    for (size_t i = 0; i < hive->n_bots; i++)
+        logcap_reopen(hive->bots[i]->logcap);
+    TAILQ_FOREACH(bot, &hive->retired, entry)
+    logcap_reopen(bot->logcap);
+}
+
+/* The folder of the bots' logs (and the supervisor's own, hive.log). */
+const char *hive_logs_dir(const struct hive *hive)
+{
+    return hive->logs_dir;
 }

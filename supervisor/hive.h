@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "config/roster.h"
+#include "supervisor/merge.h"
 
 struct hive;
 
@@ -47,6 +48,8 @@ struct hive_bot_info {
 struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreground, char *err,
                       size_t errlen);
 void hive_free(struct hive *hive);
+/* The hive's event stream (merge.h). */
+struct merge *hive_merge(const struct hive *hive);
 /* Start every autostart bot: a slice per loop pass (the loop serves between
  * slices), each once its depends_on bots are running. */
 void hive_start_all(struct hive *hive);
@@ -72,5 +75,10 @@ void hive_shutdown(struct hive *hive, void (*done)(void *arg), void *arg);
 /* During a shutdown, SIGKILL the workers still running now instead of at
  * their stop timeout (a second Ctrl-C). */
 void hive_shutdown_now(struct hive *hive);
+
+/* Reopen every bot's log file at its next line (SIGUSR1, logrotate). */
+void hive_reopen_logs(struct hive *hive);
+/* The folder of the logs, .deia/hive/logs under the work dir. */
+const char *hive_logs_dir(const struct hive *hive);
 
 #endif

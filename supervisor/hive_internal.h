@@ -67,8 +67,10 @@ struct hive_bot {
     bool wanted;                 /* in hive->pending: to be started when its turn comes */
     bool counts_for_ready;       /* an autostart bot not yet running since `hive up` */
     TAILQ_ENTRY(hive_bot) pending_entry;
-    char waiting[160]; /* "waiting for BOT" while its dependencies are not running */
-    char nowatch[160]; /* why its running worker's file queue has no inotify watch; "" */
+    char waiting[160];    /* "waiting for BOT" while its dependencies are not running */
+    char nowatch[160];    /* why its running worker's file queue has no inotify watch; "" */
+    long long oom_base;   /* OOM kills in its memory cgroup when its worker started */
+    struct event *oom_ev; /* cgroup v1: the OOM killer met the bot */
 };
 
 /* The table's index by id, for lookups without a scan. */
@@ -103,6 +105,7 @@ struct hive {
     void (*ready)(void *arg);
     void *ready_arg;
     struct cgtree *cgtree; /* a cgroup per bot; NULL: workers contain their tasks alone */
+    struct merge *merge;   /* the hive's event stream, fed by the workers' channels */
     TAILQ_HEAD(, hive_bot) retired;
     bool started, shutting_down, done_fired;
     void (*done)(void *arg);

@@ -56,6 +56,8 @@ struct logcap {
     int fd; /* the log file, -1 until the first line */
     off_t size;
     bool open_warned;
+    long max_bytes; /* rotate past this (the roster's log.max_bytes) */
+    int backups;    /* rotated files kept (log.backups); 0: the file starts over */
     struct logcap_echo *echo;
     LIST_HEAD(, logcap_stream) streams;
 };
@@ -179,7 +181,9 @@ static void logcap_rotate(struct logcap *cap)
 {
     close(cap->fd);
     cap->fd = -1;
-    for (int i = LOGCAP_KEEP; i >= 1; i--) {
+    if (cap->backups == 0 && unlink(cap->path) < 0 && errno != ENOENT)
+        log_warn("%s: cannot rotate %s: %s", cap->name, cap->path, strerror(errno));
+    for (int i = cap->backups; i >= 1; i--) {
         char *from = i == 1 ? xstrdup(cap->path) : xasprintf("%s.%d", cap->path, i - 1);
         char *to = xasprintf("%s.%d", cap->path, i);
         if (rename(from, to) < 0 && errno != ENOENT)
@@ -195,7 +199,7 @@ static void logcap_line(struct logcap *cap, const char *line, size_t len)
 {
     if (cap->fd < 0)
         logcap_open(cap);
-    if (cap->fd >= 0 && cap->size > 0 && cap->size + (off_t)len + 1 > LOGCAP_ROTATE_BYTES)
+    if (cap->fd >= 0 && cap->size > 0 && cap->size + (off_t)len + 1 > cap->max_bytes)
         logcap_rotate(cap);
     if (cap->fd >= 0) {
         struct iovec iov[2] = {{(void *)line, len}, {"\n", 1}};
@@ -282,6 +286,8 @@ struct logcap *logcap_new(struct event_base *base, const char *name, const char 
     cap->base = base;
     cap->name = xstrdup(name);
     cap->path = xstrdup(path);
+    cap->max_bytes = LOGCAP_ROTATE_BYTES;
+    cap->backups = LOGCAP_KEEP;
     cap->fd = -1;
     cap->echo = echo;
     LIST_INIT(&cap->streams);
@@ -321,6 +327,21 @@ void logcap_set_path(struct logcap *cap, const char *path)
 {
     free(cap->path);
     cap->path = xstrdup(path);
+    if (cap->fd >= 0)
+        close(cap->fd);
+    cap->fd = -1;
+}
+
+/* Rotate past MAX_BYTES, keeping BACKUPS files (see logcap.h). */
+void logcap_set_rotation(struct logcap *cap, long max_bytes, int backups)
+{
+    cap->max_bytes = max_bytes > 0 ? max_bytes : LOGCAP_ROTATE_BYTES;
+    cap->backups = backups >= 0 ? backups : LOGCAP_KEEP;
+}
+
+/* Close the log file; the next line opens PATH again (see logcap.h). */
+void logcap_reopen(struct logcap *cap)
+{
     if (cap->fd >= 0)
         close(cap->fd);
     cap->fd = -1;

@@ -17,8 +17,8 @@
 #include <stddef.h>
 
 #define LOGCAP_LINE_MAX (16u * 1024)
-#define LOGCAP_ROTATE_BYTES (10L * 1024 * 1024)
-#define LOGCAP_KEEP 3 /* rotated files kept: .log.1 .. .log.3 */
+#define LOGCAP_ROTATE_BYTES (10L * 1024 * 1024) /* the default of log.max_bytes */
+#define LOGCAP_KEEP 3                           /* default rotated files kept: .log.1 .. .log.3 */
 #define LOGCAP_ECHO_MAX (256u * 1024)
 
 struct logcap_echo;
@@ -39,5 +39,12 @@ void logcap_free(struct logcap *cap);
 void logcap_attach(struct logcap *cap, int fd);
 /* Write to PATH from the next line on (the work dir changed). */
 void logcap_set_path(struct logcap *cap, const char *path);
+
+/* Rotate when the file would grow past MAX_BYTES, keeping BACKUPS rotated
+ * files (.log.1 ..; 0 keeps none). Defaults: LOGCAP_ROTATE_BYTES, LOGCAP_KEEP. */
+void logcap_set_rotation(struct logcap *cap, long max_bytes, int backups);
+/* Close the log file so the next line opens its path again: after a
+ * logrotate that moved it away (SIGUSR1). */
+void logcap_reopen(struct logcap *cap);
 
 #endif

@@ -4,7 +4,7 @@
  * hive_new) every bot's port before anything starts — so every refusal is
  * immediate and names what is wrong — optionally detaches, then runs one
  * libevent loop until the last bot has stopped. `check` validates a roster.
- * Every other command is a client of a running hive (client.c).
+ * Every other command is a client of a running hive (cli/client.c).
  *
  * Exit status: 0 clean stop, 1 runtime failure (another hive holds the work
  * dir), 2 usage error, 78 configuration error (roster, a port in use).
@@ -18,15 +18,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "cli/client.h"
 #include "common/sdnotify.h"
 #include "common/util.h"
 #include "config/roster.h"
-#include "supervisor/client.h"
 #include "supervisor/front.h"
 #include "supervisor/hive.h"
 
@@ -39,17 +40,29 @@ static const char main_usage_text[] =
     "\n"
     "Run a hive of AI bot workers from a roster (hive.yaml).\n"
     "\n"
-    "  up [-f hive.yaml] [-d]         start the supervisor and every bot (-d: detach)\n"
-    "  down [-f hive.yaml]            stop a running hive\n"
-    "  status [-f hive.yaml] [--json] the bots: state, pid, port, uptime, restarts, ...\n"
-    "  send BOT TEXT... [--wait]      queue a task (--wait: stream it, exit 0/1)\n"
-    "  restart|stop|start BOT         control one bot (start also clears fatal)\n"
-    "  reload                         re-read hive.yaml and apply the difference\n"
-    "  logs BOT [-f]                  the bot's captured output\n"
-    "  check [-f hive.yaml]           validate the roster\n"
-    "  --help, --version\n"
+    "  up [-d|--detach]                      start the supervisor and every bot\n"
+    "  down                                  stop a running hive\n"
+    "  status [BOT...] [--json] [--watch]    the bots: state, pid, port, uptime, restarts,\n"
+    "                                        ... (exit 0: all listed running, 3: not)\n"
+    "  send BOT TEXT...|- [--wait]           queue a task (-: from stdin; --wait: stream it,\n"
+    "                                        exit 0/1 on its outcome)\n"
+    "  restart|stop|start BOT...|all         control bots (start also clears fatal)\n"
+    "  pause|resume|interrupt BOT...|all     pause, resume a bot, or kill its running task\n"
+    "  cancel BOT TASK-ID...                 cancel tasks: dequeue, or kill a running one\n"
+    "  reload                                re-read hive.yaml and apply the difference\n"
+    "  logs [BOT...] [-f|--follow] [-n|--tail N] [--since TIME] [--no-prefix]\n"
+    "                                        captured output, all bots interleaved in time\n"
+    "  events [BOT...] [--since CURSOR] [--count N]\n"
+    "                                        follow the hive's event stream, one line each\n"
+    "  check                                 validate the roster\n"
     "\n"
-    "Exit status: 0 ok, 1 runtime failure, 2 usage error, 78 configuration error.\n";
+    "  -f, --file FILE   the roster (default hive.yaml; for logs only --file)\n"
+    "  -h, --help        a command's usage (hive COMMAND --help)\n"
+    "  -V, --version     the version\n"
+    "\n"
+    "Options take their value as `--opt value` or `--opt=value`.\n"
+    "Exit status: 0 ok, 1 runtime failure, 2 usage error, 3 (status) a bot not running,\n"
+    "78 configuration error.\n";
 
 /* The options of `up` and `check`. */
 struct main_opts {
@@ -67,6 +80,8 @@ struct main_up {
     struct hive *hive;
     struct front *front;
     struct event *signals[3];
+    struct event *usr1_ev; /* SIGUSR1: reopen the log files */
+    int log_fd;            /* hive.log in the foreground (the log sink); -1 */
 };
 
 /* Make sure fds 0-2 are open, so no socket or pipe ever lands on them. */
@@ -322,6 +337,38 @@ static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+/* The log sink of the foreground: every line of ours into hive.log too,
+ * beside the bots' logs (detached, stderr is that file already). */
+static void main_log_sink(enum log_level level, const char *message, void *arg)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    struct main_up *up = arg;
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    if (up->log_fd < 0)
+        up->log_fd = open(up->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (up->log_fd < 0)
+        return;
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
+    dprintf(up->log_fd, "%s hive[%d] %s: %s\n", stamp, (int)getpid(),
+            (unsigned)level < 4 ? names[level] : "?", message);
+}
+
+/* SIGUSR1: open every log file again (logrotate moved them away). */
+static void main_usr1_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct main_up *up = arg;
+    (void)sig, (void)what;
+    if (up->log_fd >= 0)
+        close(up->log_fd);
+    up->log_fd = -1;
+    if (up->opts.detach)
+        main_redirect(up);
+    hive_reopen_logs(up->hive);
+    log_info("SIGUSR1: log files reopened");
+}
+
 /* The loop's signal events. */
 static void main_signals(struct main_up *up)
 {
@@ -330,6 +377,10 @@ static void main_signals(struct main_up *up)
         up->signals[i] = evsignal_new(up->base, sigs[i], main_signal_cb, up);
         event_add(up->signals[i], NULL);
     }
+    up->usr1_ev = evsignal_new(up->base, SIGUSR1, main_usr1_cb, up);
+    event_add(up->usr1_ev, NULL);
+    if (!up->opts.detach)
+        log_set_sink(LOG_LEVEL_INFO, main_log_sink, up);
 }
 
 /* Bind the supervisor's own port, the hive, the front door; 0 or the status. */
@@ -379,6 +430,11 @@ static void main_up_free(struct main_up *up)
     for (int i = 0; i < 3; i++)
         if (up->signals[i])
             event_free(up->signals[i]);
+    if (up->usr1_ev)
+        event_free(up->usr1_ev);
+    log_set_sink(LOG_LEVEL_INFO, NULL, NULL);
+    if (up->log_fd >= 0)
+        close(up->log_fd);
     front_free(up->front);
     hive_free(up->hive);
     if (up->base)
@@ -423,7 +479,7 @@ static int main_run(struct main_up *up)
 /* `hive up`. */
 static int main_up(int argc, char **argv)
 {
-    struct main_up up = {.lock_fd = -1, .listen_fd = -1, .ready_fd = -1};
+    struct main_up up = {.lock_fd = -1, .listen_fd = -1, .ready_fd = -1, .log_fd = -1};
     struct roster *roster = NULL;
     int rc = main_parse(argc, argv, true, &up.opts);
     if (rc != 0) {

@@ -199,10 +199,18 @@ struct proxy {
     LIST_HEAD(, proxy_exchange) exchanges, spare;
     LIST_HEAD(, proxy_tunnel) tunnels;
     size_t n_exchanges, n_spare, n_tunnels;
-    char scratch[PROXY_READ_MAX]; /* what one recv() from a worker brings */
+    unsigned long answered[PROXY_CODES]; /* requests answered, by status code */
+    char scratch[PROXY_READ_MAX];        /* what one recv() from a worker brings */
 };
 
 static int proxy_on_status(http_parser *, const char *, size_t);
+
+/* One request answered with CODE (hive_proxy_requests_total). */
+static void proxy_count(struct proxy *proxy, int code)
+{
+    if (code >= 100 && code < 100 + PROXY_CODES)
+        proxy->answered[code - 100]++;
+}
 static int proxy_on_header_field(http_parser *, const char *, size_t);
 static int proxy_on_header_value(http_parser *, const char *, size_t);
 static int proxy_on_headers_complete(http_parser *);
@@ -893,8 +901,10 @@ static void proxy_exchange_fail(struct proxy_exchange *ex, int status, const cha
                  ex->path, detail);
     if (conn && ex->began)
         http_respond_stream_end(conn, true);
-    else if (conn)
+    else if (conn) {
+        proxy_count(ex->proxy, status);
         http_respond_error(conn, status, detail, status == 503 ? "Retry-After: 1\r\n" : NULL);
+    }
     proxy_upstream_free(ex->up);
     ex->up = NULL;
     proxy_exchange_recycle(ex);
@@ -911,10 +921,11 @@ static void proxy_exchange_done(struct proxy_exchange *ex)
     if (ex->rechunk)
         http_respond_stream_write(ex->conn, "0\r\n\r\n", 5);
     struct http_conn *conn = proxy_exchange_release_client(ex);
-    if (ex->whole)
+    if (ex->whole) {
+        proxy_count(ex->proxy, ex->parser.status_code);
         http_respond(conn, ex->parser.status_code, NULL, ex->body.data, ex->body.len,
                      ex->head.data);
-    else
+    } else
         http_respond_stream_end(conn, false);
     ex->up = NULL;
     if (keep)
@@ -1255,6 +1266,7 @@ static void proxy_exchange_begin(struct proxy_exchange *ex)
         return;
     util_buf_add(&ex->head, ex->aside.data ? ex->aside.data : "", ex->aside.len);
     proxy_head_framing(ex);
+    proxy_count(ex->proxy, ex->parser.status_code);
     http_respond_stream_begin(ex->conn, ex->parser.status_code, ex->reason_len ? ex->reason : NULL,
                               ex->head.data ? ex->head.data : "");
     ex->began = true;
@@ -1352,6 +1364,7 @@ static void proxy_exchange_upgrade(struct proxy_exchange *ex, const char *rest, 
     evbuffer_add(out, ex->head.data ? ex->head.data : "", ex->head.len);
     evbuffer_add(out, "\r\n", 2);
     evbuffer_add(out, rest, len);
+    proxy_count(ex->proxy, 101);
     proxy_tunnel_new(ex->proxy, client, worker);
     proxy_exchange_recycle(ex);
 }
@@ -1543,15 +1556,18 @@ void proxy_forward(struct proxy *proxy, struct http_conn *conn, struct http_requ
     char err[200];
 
     if (!proxy_request_framing(req, &framing, &length)) {
+        proxy_count(proxy, 400);
         http_respond_error(conn, 400, "invalid request framing", NULL);
         return;
     }
     if (framing == PROXY_FRAME_LENGTH && length > proxy->max_body) {
+        proxy_count(proxy, 413);
         http_respond_error(conn, 413, "request body too large", NULL);
         return;
     }
     struct proxy_pool *pool = proxy_pool_get(proxy, target, err, sizeof err);
     if (!pool) {
+        proxy_count(proxy, 502);
         http_respond_error(conn, 502, err, NULL);
         return;
     }
@@ -1644,4 +1660,9 @@ size_t proxy_exchanges(const struct proxy *proxy)
 size_t proxy_tunnels(const struct proxy *proxy)
 {
     return proxy->n_tunnels;
+}
+
+unsigned long proxy_requests(const struct proxy *proxy, int code)
+{
+    return code >= 100 && code < 100 + PROXY_CODES ? proxy->answered[code - 100] : 0;
 }

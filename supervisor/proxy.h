@@ -50,4 +50,10 @@ void proxy_forward(struct proxy *proxy, struct http_conn *conn, struct http_requ
 size_t proxy_exchanges(const struct proxy *proxy);
 size_t proxy_tunnels(const struct proxy *proxy);
 
+/* Status codes 100..100+PROXY_CODES-1 are counted. */
+#define PROXY_CODES 500
+/* Requests the proxy answered with CODE (the worker's status, or its own
+ * 400/413/502/503), for hive_proxy_requests_total. */
+unsigned long proxy_requests(const struct proxy *proxy, int code);
+
 #endif

@@ -3,6 +3,7 @@
  * loader: the SPEC example, defaults and overrides, units, and every
  * validation error with its exact file:line:column message.
  */
+#include "common/cgroup.h"
 #include "config/roster.h"
 
 #include <check.h>
@@ -265,7 +266,8 @@ START_TEST(test_anchors_and_quoting)
                  "    id: a\n",
                  "t.yaml:3:5: unknown key '<<' in bots[0] (expected id, port, mode, adapter, "
                  "cooldown, timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, "
-                 "bind, allowed_origins, server_names, autostart, depends_on, stop_signal)");
+                 "bind, allowed_origins, server_names, autostart, depends_on, stop_signal, cwd, "
+                 "env, env_file, user, group, memory_max, cpu_max, tasks_max, log)");
 }
 END_TEST
 
@@ -308,8 +310,9 @@ END_TEST
 
 START_TEST(test_unknown_keys)
 {
-    expect_error("bots_x: []\nbots: []\n",
-                 "t.yaml:1:1: unknown key 'bots_x' in top level (expected hive, defaults, bots)");
+    expect_error(
+        "bots_x: []\nbots: []\n",
+        "t.yaml:1:1: unknown key 'bots_x' in top level (expected hive, defaults, bots, include)");
     expect_error("hive:\n  nmae: x\nbots: []\n",
                  "t.yaml:2:3: unknown key 'nmae' in hive (expected name, work_dir, listen, "
                  "base_port, token_env, allowed_origins, server_names, limits)");
@@ -319,7 +322,8 @@ START_TEST(test_unknown_keys)
     expect_error("defaults:\n  port: 1\nbots: []\n",
                  "t.yaml:2:3: unknown key 'port' in defaults (expected mode, adapter, cooldown, "
                  "timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, bind, "
-                 "allowed_origins, server_names, autostart, depends_on, stop_signal)");
+                 "allowed_origins, server_names, autostart, depends_on, stop_signal, cwd, env, "
+                 "env_file, user, group, memory_max, cpu_max, tasks_max, log)");
     expect_error("bots:\n  - id: a\n    adapter: {tpye: cli}\n",
                  "t.yaml:3:15: unknown key 'tpye' in bots[0].adapter (expected type, command, "
                  "env, env_remove, delay_ms, output_cap)");
@@ -360,8 +364,9 @@ START_TEST(test_wrong_types)
     expect_error("bots: [{id: a, adapter: {env_remove: [A-B]}}]\n",
                  "t.yaml:1:39: bad variable name 'A-B' in 'env_remove'");
     expect_error("bots: [{id: \"a\\0b\"}]\n", "t.yaml:1:13: 'id' contains a NUL character");
-    expect_error("bots: []\n\"hive\\0\": {}\n",
-                 "t.yaml:2:1: unknown key 'hive?' in top level (expected hive, defaults, bots)");
+    expect_error(
+        "bots: []\n\"hive\\0\": {}\n",
+        "t.yaml:2:1: unknown key 'hive?' in top level (expected hive, defaults, bots, include)");
 }
 END_TEST
 
@@ -866,6 +871,235 @@ START_TEST(test_load_file)
 }
 END_TEST
 
+START_TEST(test_process_keys_defaults)
+{
+    struct roster *r = load_ok("hive: {work_dir: /w}\nbots: [{id: a}]\n");
+    const struct roster_bot *b = &r->bots[0];
+    ck_assert_ptr_null(b->exec.cwd);
+    ck_assert_ptr_null(b->exec.env[0]);
+    ck_assert_ptr_null(b->exec.env_file);
+    ck_assert_ptr_null(b->exec.file_env[0]);
+    ck_assert_ptr_null(b->exec.user);
+    ck_assert_ptr_null(b->exec.group);
+    ck_assert_int_eq(b->rlimits.memory_max, 0);
+    ck_assert_int_eq(b->rlimits.cpu_max, 0);
+    ck_assert_int_eq(b->rlimits.tasks_max, 0);
+    ck_assert_int_eq(b->log.max_bytes, 10L * 1024 * 1024);
+    ck_assert_int_eq(b->log.backups, 3);
+    roster_free(r);
+
+    r = load_ok("hive: {work_dir: /w}\n"
+                "defaults: {cwd: sub, env: {A: '1', B: x}, log: {max_bytes: 1k}}\n"
+                "bots:\n"
+                "  - id: a\n"
+                "  - id: b\n"
+                "    cwd: /abs/../dir\n"
+                "    env: {C: '3'}\n"
+                "    log: {backups: 0}\n");
+    ck_assert_str_eq(r->bots[0].exec.cwd, "/w/sub");
+    ck_assert_str_eq(r->bots[0].exec.env[0], "A=1");
+    ck_assert_str_eq(r->bots[0].exec.env[1], "B=x");
+    ck_assert_int_eq(r->bots[0].log.max_bytes, 1024);
+    ck_assert_int_eq(r->bots[0].log.backups, 3);
+    ck_assert_str_eq(r->bots[1].exec.cwd, "/dir");
+    ck_assert_str_eq(r->bots[1].exec.env[0], "C=3");
+    ck_assert_ptr_null(r->bots[1].exec.env[1]);
+    ck_assert_int_eq(r->bots[1].log.max_bytes, 1024);
+    ck_assert_int_eq(r->bots[1].log.backups, 0);
+    ck_assert(!roster_bot_equal(&r->bots[0], &r->bots[1]));
+    roster_free(r);
+}
+END_TEST
+
+START_TEST(test_process_keys_errors)
+{
+    expect_error("bots: [{id: a, cwd: ''}]\n", "t.yaml:1:21: 'cwd' must not be empty");
+    expect_error("bots:\n  - id: a\n    env: [A]\n",
+                 "t.yaml:3:10: expected a mapping for 'env', got a sequence");
+    expect_error("bots:\n  - id: a\n    env: {1A: x}\n",
+                 "t.yaml:3:11: bad variable name '1A' in 'env'");
+    expect_error("bots:\n  - id: a\n    cpu_max: 50 %\n",
+                 "t.yaml:3:14: bad cpu_max '50 %' (expected a percentage of one CPU such as 50% "
+                 "or 150%, or a number of CPUs from 0.01 to 1024)");
+    expect_error("bots:\n  - id: a\n    tasks_max: 0\n",
+                 "t.yaml:3:16: 'tasks_max' must be at least 1, got 0");
+    expect_error("bots:\n  - id: a\n    memory_max: -5M\n",
+                 "t.yaml:3:17: 'memory_max' must not be negative");
+    expect_error("bots:\n  - id: a\n    log: {max_bytes: 0}\n",
+                 "t.yaml:3:22: 'max_bytes' must be more than 0");
+    expect_error("bots:\n  - id: a\n    log: {keep: 1}\n",
+                 "t.yaml:3:11: unknown key 'keep' in bots[0].log (expected max_bytes, backups)");
+    expect_error("bots:\n  - id: a\n    env_file: /nonexistent/x.env\n",
+                 "t.yaml:3:15: cannot read env_file /nonexistent/x.env: No such file or directory");
+    if (geteuid() == 0) {
+        expect_error("bots:\n  - id: a\n    user: no-such-user-xyz\n",
+                     "t.yaml:3:11: unknown user 'no-such-user-xyz' (no such user on this host)");
+        expect_error("bots:\n  - id: a\n    group: no-such-group-xyz\n",
+                     "t.yaml:3:12: unknown group 'no-such-group-xyz' (no such group on this host)");
+        struct roster *r = load_ok("bots: [{id: a, user: root, group: root}]\n");
+        ck_assert_str_eq(r->bots[0].exec.user, "root");
+        roster_free(r);
+    } else {
+        expect_error("bots:\n  - id: a\n    user: root\n",
+                     "t.yaml:3:11: 'user' needs hive to run as root (it runs as uid 1000)");
+    }
+}
+END_TEST
+
+START_TEST(test_limits_where_the_kernel_has_them)
+{
+    char why[600];
+    bool memory = cgroup_limit_api("memory", NULL, why, sizeof why) != CGROUP_API_NONE;
+    struct roster *r = load("bots: [{id: a, memory_max: 512M, cpu_max: 150%, tasks_max: 64}]\n");
+    if (memory && cgroup_limit_api("cpu", NULL, why, sizeof why) != CGROUP_API_NONE &&
+        cgroup_limit_api("pids", NULL, why, sizeof why) != CGROUP_API_NONE) {
+        ck_assert_msg(r != NULL, "%s", all_errors());
+        ck_assert_int_eq(r->bots[0].rlimits.memory_max, 512L << 20);
+        ck_assert_int_eq(r->bots[0].rlimits.cpu_max, 150);
+        ck_assert_int_eq(r->bots[0].rlimits.tasks_max, 64);
+        roster_free(r);
+        r = load_ok("bots: [{id: a, cpu_max: 0.5}]\n");
+        ck_assert_int_eq(r->bots[0].rlimits.cpu_max, 50);
+        roster_free(r);
+    } else {
+        /* Refused, not ignored, where the kernel cannot enforce them. */
+        ck_assert_ptr_null(r);
+        ck_assert_msg(strstr(all_errors(), "cannot be enforced here") != NULL, "%s", all_errors());
+    }
+}
+END_TEST
+
+START_TEST(test_interpolation)
+{
+    setenv("HIVE_T_NAME", "from-env", 1);
+    setenv("HIVE_T_EMPTY", "", 1);
+    unsetenv("HIVE_T_UNSET");
+    struct roster *r =
+        load_ok("hive: {name: '${HIVE_T_NAME}'}\n"
+                "bots:\n"
+                "  - id: a\n"
+                "    env: {A: 'x${HIVE_T_UNSET:-def}y', B: '$$HOME', C: '${HIVE_T_EMPTY:-e}',\n"
+                "          D: '${HIVE_T_EMPTY-e}', E: 'a$b', F: \"${HIVE_T_NAME}\"}\n"
+                "    port: ${HIVE_T_PORT:-9001}\n");
+    ck_assert_str_eq(r->name, "from-env");
+    ck_assert_str_eq(r->bots[0].exec.env[0], "A=xdefy");
+    ck_assert_str_eq(r->bots[0].exec.env[1], "B=$HOME");
+    ck_assert_str_eq(r->bots[0].exec.env[2], "C=e");
+    ck_assert_str_eq(r->bots[0].exec.env[3], "D=");
+    ck_assert_str_eq(r->bots[0].exec.env[4], "E=a$b");
+    ck_assert_str_eq(r->bots[0].exec.env[5], "F=from-env");
+    ck_assert_int_eq(r->bots[0].port, 9001);
+    roster_free(r);
+    expect_error("bots:\n  - id: a\n    cwd: pre/${HIVE_T_UNSET}\n",
+                 "t.yaml:3:14: variable HIVE_T_UNSET is not set (use ${HIVE_T_UNSET:-default} "
+                 "for a default)");
+    expect_error("bots:\n  - id: a\n    cwd: 'x${HIVE_T_NAME'\n",
+                 "t.yaml:3:12: unterminated '${' (expected '}')");
+    expect_error("bots:\n  - id: a\n    cwd: x${1A}\n",
+                 "t.yaml:3:11: bad variable reference '${1A}' (expected ${NAME} or "
+                 "${NAME:-default})");
+    unsetenv("HIVE_T_NAME");
+    unsetenv("HIVE_T_EMPTY");
+}
+END_TEST
+
+/* Write TEXT to DIR/NAME. */
+static void write_in(const char *dir, const char *name, const char *text)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    write_file(path, text);
+}
+
+/* Load DIR/hive.yaml. */
+static struct roster *load_in(const char *dir)
+{
+    char path[PATH_MAX];
+    struct roster *r = NULL;
+    snprintf(path, sizeof path, "%s/hive.yaml", dir);
+    roster_errors_free(&errs);
+    roster_load(path, &r, &errs);
+    return r;
+}
+
+START_TEST(test_env_file_and_include)
+{
+    char dir[] = "/tmp/check_roster_inc_XXXXXX", sub[PATH_MAX], msg[PATH_MAX + 200];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    write_in(dir, "a.env", "# comment\n\nA=1\nexport B='two words'\nC=3 # trailing\nD=\"q#\"\n");
+    write_in(dir, "sub/b.env", "X=sub\n");
+    write_in(dir, "sub/more.yaml", "bots:\n  - id: c\n    env_file: b.env\n");
+    write_in(dir, "hive.yaml",
+             "include: [sub/more.yaml]\nbots:\n  - id: a\n    env_file: a.env\n  - id: b\n");
+    struct roster *r = load_in(dir);
+    ck_assert_msg(r != NULL, "%s", all_errors());
+    ck_assert_int_eq(r->n_bots, 3);
+    ck_assert_str_eq(r->bots[0].exec.file_env[0], "A=1");
+    ck_assert_str_eq(r->bots[0].exec.file_env[1], "B=two words");
+    ck_assert_str_eq(r->bots[0].exec.file_env[2], "C=3");
+    ck_assert_str_eq(r->bots[0].exec.file_env[3], "D=q#");
+    ck_assert_ptr_null(r->bots[0].exec.file_env[4]);
+    ck_assert_str_eq(r->bots[2].id, "c");
+    ck_assert_str_eq(r->bots[2].exec.file_env[0], "X=sub");
+    ck_assert_int_eq(r->bots[2].port, 8003);
+    roster_free(r);
+
+    /* An error in an env file: its own file and line. */
+    write_in(dir, "a.env", "A=1\nnot a line\n");
+    r = load_in(dir);
+    ck_assert_ptr_null(r);
+    snprintf(msg, sizeof msg, "%s/hive.yaml:4:15: env_file %s/a.env:2: expected NAME=value", dir,
+             dir);
+    ck_assert_str_eq(errs.items[0], msg);
+    write_in(dir, "a.env", "A=1\n");
+
+    /* Errors in an included file name it, at the right line and column. */
+    write_in(dir, "sub/more.yaml", "bots:\n  - id: c\n    port: x\n  - id: a\n");
+    r = load_in(dir);
+    ck_assert_ptr_null(r);
+    snprintf(msg, sizeof msg, "%s/sub/more.yaml:3:11: expected an integer for 'port', got 'x'",
+             dir);
+    ck_assert_msg(errs.n == 2 && strcmp(errs.items[0], msg) == 0, "%s", all_errors());
+    snprintf(msg, sizeof msg, "%s/sub/more.yaml:4:9: duplicate bot id 'a' (first at line 3)", dir);
+    ck_assert_str_eq(errs.items[1], msg);
+
+    /* Only bots and include in an included file; cycles refused. */
+    write_in(dir, "sub/more.yaml", "hive: {name: x}\ninclude: [../hive.yaml]\n");
+    r = load_in(dir);
+    ck_assert_ptr_null(r);
+    snprintf(msg, sizeof msg,
+             "%s/sub/more.yaml:1:1: unknown key 'hive' in an included file (expected bots, "
+             "include)",
+             dir);
+    ck_assert_msg(errs.n == 2 && strcmp(errs.items[0], msg) == 0, "%s", all_errors());
+    snprintf(msg, sizeof msg,
+             "%s/sub/more.yaml:2:11: include cycle: %s/sub/../hive.yaml is already being included",
+             dir, dir);
+    ck_assert_str_eq(errs.items[1], msg);
+
+    write_in(dir, "hive.yaml", "include: [nope.yaml]\nbots: []\n");
+    r = load_in(dir);
+    ck_assert_ptr_null(r);
+    snprintf(msg, sizeof msg,
+             "%s/hive.yaml:1:11: cannot read included file %s/nope.yaml: No such file or "
+             "directory",
+             dir, dir);
+    ck_assert_str_eq(errs.items[0], msg);
+    roster_errors_free(&errs);
+
+    const char *names[] = {"a.env", "sub/b.env", "sub/more.yaml", "hive.yaml"};
+    for (size_t i = 0; i < 4; i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(sub);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_every_prefix)
 {
     size_t len = strlen(spec_example);
@@ -901,6 +1135,11 @@ static Suite *roster_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, NULL, roster_test_teardown);
     tcase_add_test(tc, test_spec_example);
+    tcase_add_test(tc, test_process_keys_defaults);
+    tcase_add_test(tc, test_process_keys_errors);
+    tcase_add_test(tc, test_limits_where_the_kernel_has_them);
+    tcase_add_test(tc, test_interpolation);
+    tcase_add_test(tc, test_env_file_and_include);
     tcase_add_test(tc, test_overrides);
     tcase_add_test(tc, test_mock_default_cli_bot);
     tcase_add_test(tc, test_anchors_and_quoting);

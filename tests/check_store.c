@@ -8,6 +8,7 @@
  */
 #include <check.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -516,6 +517,154 @@ START_TEST(test_pending_folder_recreated)
 }
 END_TEST
 
+START_TEST(test_temp_name_symlink_not_followed)
+{
+    /* SPEC §7: a link planted at the predictable temp name is replaced, its
+     * target untouched. */
+    struct task *t = check_claimed("L-1");
+    char *victim = xasprintf("%s/victim", check_dir);
+    FILE *f = fopen(victim, "w");
+    fputs("precious\n", f);
+    fclose(f);
+    char *tmp = xasprintf("%s/%s.pending.tmp", store_paths(check_st)->pending, t->file_name);
+    ck_assert_int_eq(symlink(victim, tmp), 0);
+    char *base;
+    size_t len;
+    char *text = check_response(t, &base, &len);
+    ck_assert_int_eq(store_finish(check_st, t, base, text, len), 0);
+    size_t vlen;
+    char *v = store_read_regular(victim, &vlen);
+    ck_assert_str_eq(v, "precious\n");
+    /* Reads never follow a link either. */
+    ck_assert_int_eq(symlink(victim, tmp), 0);
+    ck_assert_ptr_null(store_read_regular(tmp, NULL));
+    free(v), free(text), free(base), free(tmp), free(victim);
+    task_free(t);
+}
+END_TEST
+
+START_TEST(test_symlinked_folder_refused)
+{
+    char *archive = xasprintf("%s/.deia/hive/tasks/BOT-9/_archive", check_dir);
+    char *queue = xasprintf("%s/.deia/hive/tasks/BOT-9", check_dir);
+    ck_assert_int_eq(util_mkdirs(queue), 0);
+    ck_assert_int_eq(symlink("/tmp", archive), 0);
+    char err[512];
+    ck_assert_ptr_null(store_open(check_dir, "BOT-9", err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "symlink"));
+    free(archive), free(queue);
+}
+END_TEST
+
+START_TEST(test_folders_made_again)
+{
+    /* _active/ and _archive/ removed under the worker: the claim and the
+     * archive make them again, and nothing is left to run twice. */
+    struct task *t = check_rt_task("F-1");
+    bool ok = false;
+    store_persist_realtime(check_st, &t, 1, &ok);
+    ck_assert(ok);
+    ck_assert_int_eq(rmdir(store_paths(check_st)->active), 0);
+    ck_assert_int_eq(store_claim(check_st, t, "BOT-1"), 0);
+    ck_assert_int_eq(rmdir(store_paths(check_st)->archive), 0);
+    char *base;
+    size_t len;
+    char *text = check_response(t, &base, &len);
+    ck_assert_int_eq(store_finish(check_st, t, base, text, len), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 1);
+    ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
+    ck_assert(!t->claimed);
+    free(text), free(base);
+    task_free(t);
+}
+END_TEST
+
+/* Recovery callback: keep the one task handed over. */
+static void check_keep(struct task *t, void *arg)
+{
+    struct task **out = arg;
+    ck_assert_ptr_null(*out);
+    *out = t;
+}
+
+START_TEST(test_poison_after_three_deaths)
+{
+    /* The worker dies while it holds the task: deaths 1 and 2 put it back
+     * (counted durably in _active/), the third hands it over claimed, to be
+     * answered failed. */
+    struct task *t = check_claimed("P-1");
+    for (int death = 1; death <= 3; death++) {
+        struct task *got = NULL;
+        int n = store_recover(check_st, "BOT-1", check_keep, &got);
+        ck_assert_int_eq(n, 1);
+        ck_assert_ptr_nonnull(got);
+        ck_assert_str_eq(got->id, "P-1");
+        if (death < 3) {
+            ck_assert(!got->claimed);
+            ck_assert_ptr_null(got->parse_error);
+            ck_assert_int_eq(store_claim(check_st, got, "BOT-1"), 0);
+        } else {
+            ck_assert(got->claimed);
+            ck_assert_str_eq(got->parse_error, "worker died 3 times while running this task");
+            char *base;
+            size_t len;
+            char *text = check_response(got, &base, &len);
+            ck_assert_int_eq(store_finish(check_st, got, base, text, len), 0);
+            free(text), free(base);
+        }
+        task_free(got);
+    }
+    /* Answered: nothing left in _active/, markers included. */
+    ck_assert_int_eq(check_count(store_paths(check_st)->active, "."), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
+    int requeued = 0;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 0);
+    task_free(t);
+}
+END_TEST
+
+START_TEST(test_stale_death_marker_swept)
+{
+    /* Chaos run, 2026-12-03: a worker killed after a task's archive but
+     * before its death markers went left `.X.json.died-1` in _active/ for
+     * good. Recovery removes markers whose task is gone, keeps the others. */
+    const char *active = store_paths(check_st)->active;
+    char *stale = xasprintf("%s/.GONE-1.json.died-1", active);
+    int fd = open(stale, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    struct task *t = check_claimed("LIVE-1");
+    struct task *got = NULL;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_keep, &got), 1);
+    ck_assert_int_eq(access(stale, F_OK), -1);
+    ck_assert_int_eq(store_claim(check_st, got, "BOT-1"), 0);
+    char *live = xasprintf("%s/.%s.died-1", active, got->file_name);
+    ck_assert_int_eq(access(live, F_OK), 0); /* LIVE-1's own death counts on */
+    task_free(got), task_free(t);
+    free(stale), free(live);
+}
+END_TEST
+
+START_TEST(test_large_task_loads)
+{
+    /* Whatever was accepted comes back, whatever its size. */
+    struct task *t = check_rt_task("BIG-1");
+    free(t->content);
+    size_t n = 20u << 20;
+    t->content = xmalloc(n + 1);
+    memset(t->content, 'z', n);
+    t->content[n] = '\0';
+    bool ok = false;
+    store_persist_realtime(check_st, &t, 1, &ok);
+    ck_assert(ok);
+    struct task *l = store_load_realtime(check_st, store_paths(check_st)->realtime, "BIG-1.json");
+    ck_assert_ptr_nonnull(l);
+    ck_assert_uint_eq(strlen(l->content), n);
+    task_free(l);
+    task_free(t);
+}
+END_TEST
+
 static Suite *check_store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -538,6 +687,12 @@ static Suite *check_store_suite(void)
     tcase_add_test(tc, test_unclaim_keeps_newer_file);
     tcase_add_test(tc, test_pending_is_per_bot);
     tcase_add_test(tc, test_pending_folder_recreated);
+    tcase_add_test(tc, test_temp_name_symlink_not_followed);
+    tcase_add_test(tc, test_symlinked_folder_refused);
+    tcase_add_test(tc, test_folders_made_again);
+    tcase_add_test(tc, test_poison_after_three_deaths);
+    tcase_add_test(tc, test_stale_death_marker_swept);
+    tcase_add_test(tc, test_large_task_loads);
     suite_add_tcase(s, tc);
     return s;
 }

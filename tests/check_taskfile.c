@@ -71,9 +71,9 @@ START_TEST(test_front_matter_details)
     char err[256];
     /* Numeric priority kept as written, `...` closes, only one blank line is
      * stripped, empty and null values fall back to defaults, quoting works. */
-    const char *s = "--- \ntask_id: \"quoted id\"\npriority: 1\nfrom:\nto: ~\n...\n\n\nbody";
+    const char *s = "--- \ntask_id: \"quoted-id\"\npriority: 1\nfrom:\nto: ~\n...\n\n\nbody";
     ck_assert_int_eq(check_parse(s, &tf, err, sizeof err), 0);
-    ck_assert_str_eq(tf.task_id, "quoted id");
+    ck_assert_str_eq(tf.task_id, "quoted-id");
     ck_assert_str_eq(tf.priority, "1");
     ck_assert_int_eq(tf.priority_rank, 1);
     ck_assert_str_eq(tf.from, "unknown");
@@ -187,7 +187,9 @@ START_TEST(test_priority_rank)
     ck_assert_int_eq(taskfile_priority_rank(" P1 "), 1);
     ck_assert_int_eq(taskfile_priority_rank("P9"), 9);
     ck_assert_int_eq(taskfile_priority_rank("7"), 7);
-    ck_assert_int_eq(taskfile_priority_rank("P10"), 10);
+    ck_assert_int_eq(taskfile_priority_rank("P10"), 1);
+    ck_assert_int_eq(taskfile_priority_rank("P0 (BLOCKING - PROCESS ISSUE)"), 0);
+    ck_assert_int_eq(taskfile_priority_rank("P2-high"), 2);
     ck_assert_int_eq(taskfile_priority_rank("high"), 10);
     ck_assert_int_eq(taskfile_priority_rank(""), 10);
     ck_assert_int_eq(taskfile_priority_rank("P"), 10);
@@ -248,8 +250,12 @@ START_TEST(test_long_input)
     s[n] = '\0';
     struct taskfile tf;
     char err[256];
+    /* A 100,000-character id is parsed, then refused as an id. */
+    ck_assert_int_eq(taskfile_parse(s, n, "stem", "BOT-1", &tf, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "invalid task_id"));
+    memcpy(s, "---\nnote___: ", 13); /* an unknown key: the stem is the id */
     ck_assert_int_eq(taskfile_parse(s, n, "stem", "BOT-1", &tf, err, sizeof err), 0);
-    ck_assert_uint_eq(strlen(tf.task_id), 100000 - 13);
+    ck_assert_str_eq(tf.task_id, "stem");
     ck_assert_uint_eq(strlen(tf.content), n - 100005);
     taskfile_clear(&tf);
     /* The same bytes as one giant markdown line. */
@@ -320,14 +326,42 @@ START_TEST(test_corruptions)
 }
 END_TEST
 
+START_TEST(test_invalid_ids)
+{
+    /* SPEC §3: ids match [A-Za-z0-9_-][A-Za-z0-9._-]{0,63}, from the front
+     * matter or the file stem alike. */
+    struct taskfile tf;
+    char err[256];
+    const char *bad[] = {"---\ntask_id: .hidden\n---\nbody",
+                         "---\ntask_id: \"a\\n**Status:** forged\"\n---\nbody",
+                         "---\ntask_id: has space\n---\nbody"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(taskfile_parse(bad[i], strlen(bad[i]), "ok", "B", &tf, err, sizeof err),
+                         -1);
+        ck_assert_ptr_nonnull(strstr(err, "invalid task_id"));
+    }
+    ck_assert_int_eq(taskfile_parse("body", 4, ".x", "B", &tf, err, sizeof err), -1);
+    char stem[70];
+    memset(stem, 'a', 64);
+    stem[64] = '\0';
+    ck_assert_int_eq(taskfile_parse("body", 4, stem, "B", &tf, err, sizeof err), 0);
+    taskfile_clear(&tf);
+    stem[64] = 'a', stem[65] = '\0';
+    ck_assert_int_eq(taskfile_parse("body", 4, stem, "B", &tf, err, sizeof err), -1);
+    ck_assert_int_eq(taskfile_parse("body", 4, "a.b_c-D9", "B", &tf, err, sizeof err), 0);
+    taskfile_clear(&tf);
+}
+END_TEST
+
 START_TEST(test_null_stem_and_bot)
 {
     struct taskfile tf;
     char err[16];
-    ck_assert_int_eq(taskfile_parse("body", 4, NULL, NULL, &tf, err, sizeof err), 0);
-    ck_assert_str_eq(tf.task_id, "");
+    ck_assert_int_eq(taskfile_parse("body", 4, "s", NULL, &tf, err, sizeof err), 0);
     ck_assert_str_eq(tf.to, "");
     taskfile_clear(&tf);
+    /* No stem: no id, refused. */
+    ck_assert_int_eq(taskfile_parse("body", 4, NULL, NULL, &tf, err, sizeof err), -1);
     /* A tiny error buffer is truncated, not overrun. */
     ck_assert_int_eq(taskfile_parse("---\n", 4, "s", "b", &tf, err, sizeof err), -1);
     ck_assert_uint_eq(strlen(err), sizeof err - 1);
@@ -357,6 +391,7 @@ static Suite *check_taskfile_suite(void)
     tcase_add_test(tc, test_every_prefix);
     tcase_add_test(tc, test_corruptions);
     tcase_add_test(tc, test_null_stem_and_bot);
+    tcase_add_test(tc, test_invalid_ids);
     suite_add_tcase(s, tc);
     return s;
 }

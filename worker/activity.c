@@ -22,7 +22,9 @@ struct activity {
     int fd;
     char *bot_id;
     bool warned;
-    bool sink; /* the log's sink (activity_log_warnings) */
+    bool sink;     /* the log's sink (activity_log_warnings) */
+    char *task_id; /* the task the next warnings are about (activity_set_task) */
+    char *source;
 };
 
 struct activity *activity_open(const char *path, const char *bot_id)
@@ -40,14 +42,28 @@ static void activity_warning_sink(enum log_level level, const char *message, voi
 {
     if (level != LOG_LEVEL_WARN) /* errors have their own events, told by the engine */
         return;
-    struct activity_event ev = {.event_type = "warning", .operation = "Warning", .result = message};
-    activity_log(arg, &ev, NULL);
+    struct activity *a = arg;
+    struct activity_event ev = {.event_type = "warning",
+                                .operation = "Warning",
+                                .result = message,
+                                .error = message,
+                                .task_id = a->task_id,
+                                .source = a->source};
+    activity_log(a, &ev, NULL);
 }
 
 void activity_log_warnings(struct activity *a)
 {
     log_set_sink(LOG_LEVEL_WARN, activity_warning_sink, a);
     a->sink = true;
+}
+
+void activity_set_task(struct activity *a, const char *task_id, const char *source)
+{
+    free(a->task_id);
+    free(a->source);
+    a->task_id = task_id ? xstrdup(task_id) : NULL;
+    a->source = source ? xstrdup(source) : NULL;
 }
 
 void activity_close(struct activity *a)
@@ -59,6 +75,8 @@ void activity_close(struct activity *a)
     if (a->fd >= 0)
         close(a->fd);
     free(a->bot_id);
+    free(a->task_id);
+    free(a->source);
     free(a);
 }
 

@@ -25,6 +25,9 @@ void activity_close(struct activity *a);
 /* From now on every line logged at WARN is also a `warning` event of A (until
  * activity_close). */
 void activity_log_warnings(struct activity *a);
+/* The task (id and source; NULL: none) that the warnings logged from now on
+ * are about, so their events name it. */
+void activity_set_task(struct activity *a, const char *task_id, const char *source);
 /* Append one event; CONTEXT (may be NULL) is stolen. Failures are logged once. */
 void activity_log(struct activity *a, const struct activity_event *ev, json_t *context);
 

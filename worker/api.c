@@ -14,6 +14,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/ssehub.h"
 #include "common/utf8.h"
 #include "common/util.h"
 #include "worker/answers.h"
@@ -56,12 +57,22 @@ struct api {
     struct api_config cfg;
     struct http_server *http;
     struct engine *engine;
+    struct observe *observe; /* timeline and metrics routes; NULL: none */
     struct store *store;
     struct api_ws *sessions;
     pid_t pid;
     struct util_buf status; /* the last /status body, reused */
     struct api_clock now_clock, started_clock;
     struct guard_policy guard; /* the Host/Origin rule of every request */
+    struct events *events;     /* the bot's events (api_set_events) */
+    uint64_t events_sub;
+    struct ssehub *hub; /* the subscribers of GET /api/events */
+};
+
+/* A replay under way: its API and its reader. */
+struct api_replay {
+    struct api *api;
+    struct ssehub_sub *sub;
 };
 
 /* Current UTC time as a JSON string. */
@@ -258,11 +269,12 @@ static json_t *api_task_from_disk(struct api *api, const char *id)
     if (answers_load(store_answers(api->store), id, &a) < 0)
         return NULL;
     const struct response_view *v = &a.view;
+    enum task_state state = v->success ? TASK_DONE : v->cancelled ? TASK_CANCELLED : TASK_FAILED;
     json_t *o = json_pack("{s:s, s:s, s:s, s:{s:b, s:o, s:o, s:f, s:s}}", "task_id", id, "state",
-                          task_state_name(v->success ? TASK_DONE : TASK_FAILED), "source",
-                          task_source_name(v->source), "result", "success", v->success, "output",
-                          api_span_json(v->output), "error", api_span_json(v->error),
-                          "duration_seconds", v->duration_seconds, "response_file", a.name);
+                          task_state_name(state), "source", task_source_name(v->source), "result",
+                          "success", v->success, "output", api_span_json(v->output), "error",
+                          api_span_json(v->error), "duration_seconds", v->duration_seconds,
+                          "response_file", a.name);
     answers_entry_clear(&a);
     return o;
 }
@@ -305,7 +317,7 @@ static struct task *api_task_from_json(json_t *body, enum task_source src, const
         *detail = src == TASK_SOURCE_HTTP ? "command is required" : "Missing 'command' field";
         return NULL;
     }
-    if (jid && !json_is_null(jid) && !util_id_valid(json_get_str(body, "task_id"))) {
+    if (jid && !json_is_null(jid) && !task_id_valid(json_get_str(body, "task_id"))) {
         *detail = "invalid task_id";
         return NULL;
     }
@@ -411,6 +423,70 @@ static void api_post_task(struct api *api, struct http_conn *conn, struct http_r
     if (st != ENGINE_ACCEPTED) {
         api_http_refused(api, conn, st, t->id);
         task_free(t);
+    }
+}
+
+/* A cancel waiting for its task's answer: where to give the 200. */
+struct api_cancel {
+    struct api *api;
+    struct http_conn *conn;
+};
+
+/* The engine answered a cancelled task durably (T), or will not (NULL). */
+static void api_cancel_answered(const struct task *t, void *arg)
+{
+    struct api_cancel *c = arg;
+    json_t *o = t ? api_task_from_disk(c->api, t->id) : NULL;
+    if (o)
+        http_respond_json(c->conn, 200, o, NULL);
+    else
+        http_respond_error(c->conn, 503,
+                           t ? "the cancelled answer cannot be read back"
+                             : "the bot stopped before the task was cancelled; it stays queued",
+                           "Retry-After: 1\r\n");
+    free(c);
+}
+
+/* A cancel that cannot be done: 404, 409 (with the task's state), 503. */
+static void api_cancel_refused(struct api *api, struct http_conn *conn,
+                               enum engine_cancel_status st, const char *id)
+{
+    if (st == ENGINE_CANCEL_UNKNOWN) {
+        http_respond_error(conn, 404, "Not Found", NULL);
+    } else if (st == ENGINE_CANCEL_FINISHED) {
+        const char *state = engine_task_state(api->engine, id);
+        char detail[160];
+        snprintf(detail, sizeof detail, "task %s is already %s", id,
+                 state && strcmp(state, "running") != 0 ? state : "finishing");
+        http_respond_json(conn, 409,
+                          json_pack("{s:s, s:s, s:s}", "detail", detail, "task_id", id, "state",
+                                    state ? state : "running"),
+                          NULL);
+    } else if (st == ENGINE_CANCEL_BUSY) {
+        http_respond_error(conn, 503, "the task cannot be cancelled this instant; try again",
+                           "Retry-After: 1\r\n");
+    } else {
+        http_respond_error(conn, 503, "bot is stopping", "Retry-After: 1\r\n");
+    }
+}
+
+/* POST /api/task/<id>/cancel: answered once the task's cancelled answer is
+ * durable (so a cancel that was answered holds across a crash). A body is
+ * optional (curl -X POST sends none); one that is sent must be JSON. */
+static void api_cancel_task(struct api *api, struct http_conn *conn, struct http_request *req,
+                            const char *id)
+{
+    bool typed = http_request_header(req, "Content-Type") != NULL;
+    if ((typed || evbuffer_get_length(req->body) > 0) && !api_is_json(req))
+        return http_respond_error(conn, 415, "Content-Type must be application/json", NULL);
+    if (!task_id_valid(id))
+        return http_respond_error(conn, 400, "invalid task_id", NULL);
+    struct api_cancel *c = xmalloc(sizeof *c);
+    *c = (struct api_cancel){api, conn};
+    enum engine_cancel_status st = engine_cancel(api->engine, id, api_cancel_answered, c);
+    if (st != ENGINE_CANCEL_OK) {
+        free(c);
+        api_cancel_refused(api, conn, st, id);
     }
 }
 
@@ -685,31 +761,71 @@ static void api_ws_upgrade(struct api *api, struct http_conn *conn, struct http_
     api->sessions = s;
 }
 
-void api_task_started(struct api *api, const struct task *t)
+/* The WebSocket sink of the bot's events: a task's started, chunk and
+ * response messages (SPEC §5) go to the client that submitted it. */
+static void api_ws_event(struct api *api, const struct events_event *ev)
 {
-    if (t->ws_session)
+    const struct task *t = ev->task;
+    if (!t || !t->ws_session)
+        return;
+    if (strcmp(ev->type, "task_started") == 0)
         api_ws_send(api, t->ws_session,
                     json_pack("{s:s, s:s, s:o}", "type", "started", "task_id", t->id, "timestamp",
                               api_now()));
-}
-
-void api_task_chunk(struct api *api, const struct task *t, const char *data, size_t len)
-{
-    if (t->ws_session)
+    else if (strcmp(ev->type, "task_output") == 0)
         api_ws_send(api, t->ws_session,
                     json_pack("{s:s, s:s, s:o}", "type", "chunk", "task_id", t->id, "content",
-                              api_text(data, len)));
-}
-
-void api_task_finished(struct api *api, const struct task *t)
-{
-    if (t->ws_session)
+                              api_text(ev->chunk, ev->chunk_len)));
+    else if (strcmp(ev->type, "task_completed") == 0 || strcmp(ev->type, "task_failed") == 0 ||
+             strcmp(ev->type, "task_cancelled") == 0)
         api_ws_send(api, t->ws_session,
                     json_pack("{s:s, s:s, s:o, s:b, s:o, s:f, s:s, s:o}", "type", "response",
                               "task_id", t->id, "content", api_text(t->output, t->output_len),
                               "success", t->success, "error", api_text_or_null(t->error),
                               "duration_seconds", api_ms(t->duration_seconds), "source",
                               task_source_name(t->source), "timestamp", api_now()));
+}
+
+/* ----- the event stream (GET /api/events, SPEC §8) ----- */
+
+/* Every event of the bot: to its WebSocket client and the stream's
+ * subscribers (task_output, live only, has no id). */
+static void api_event_cb(const struct events_event *ev, void *arg)
+{
+    struct api *api = arg;
+    api_ws_event(api, ev);
+    char id[24] = "";
+    if (ev->seq)
+        snprintf(id, sizeof id, "%llu", (unsigned long long)ev->seq);
+    ssehub_publish(api->hub, ev->seq ? id : NULL, ev->type, api->cfg.bot_id, ev->json,
+                   ev->json_len);
+}
+
+/* Replay callback: one stored event (or the resync notice) to one reader. */
+static void api_replay_cb(const struct events_event *ev, void *arg)
+{
+    struct api_replay *r = arg;
+    char id[24] = "";
+    if (ev->seq)
+        snprintf(id, sizeof id, "%llu", (unsigned long long)ev->seq);
+    ssehub_send_to(r->sub, ev->seq ? id : NULL, ev->type, r->api->cfg.bot_id, ev->json,
+                   ev->json_len);
+}
+
+/* GET /api/events: what the cursor missed (from the events file), then live. */
+static void api_events(struct api *api, struct http_conn *conn, struct http_request *req)
+{
+    uint64_t since = 0;
+    int has = ssehub_cursor(req, &since);
+    if (has < 0)
+        return http_respond_error(conn, 400, "invalid cursor", NULL);
+    struct ssehub_sub *sub = ssehub_open(api->hub, conn, req);
+    if (!sub)
+        return;
+    struct api_replay r = {api, sub};
+    if (has)
+        events_replay(api->events, since, 0, api_replay_cb, &r);
+    ssehub_live(sub);
 }
 
 /* ----- routing ----- */
@@ -748,10 +864,25 @@ static void api_route(struct http_conn *conn, struct http_request *req, void *ar
         const struct util_buf *b = api_status_render(api, NULL);
         return http_respond(conn, 200, "application/json", b->data, b->len, NULL);
     }
+    if (strcmp(p, "/api/events") == 0) {
+        if (strcmp(m, "GET") != 0)
+            return api_method_not_allowed(conn, "GET");
+        return api_events(api, conn, req);
+    }
+    if (api->observe && observe_route(api->observe, conn, req))
+        return;
     if (strcmp(p, "/ws") == 0) {
         if (strcmp(m, "GET") != 0)
             return api_method_not_allowed(conn, "GET");
         return api_ws_upgrade(api, conn, req);
+    }
+    size_t plen = strlen(p);
+    if (strncmp(p, "/api/task/", 10) == 0 && plen > 17 && strcmp(p + plen - 7, "/cancel") == 0) {
+        if (!post)
+            return api_method_not_allowed(conn, "POST");
+        char id[80];
+        snprintf(id, sizeof id, "%.*s", (int)(plen - 17) < 79 ? (int)(plen - 17) : 79, p + 10);
+        return api_cancel_task(api, conn, req, id);
     }
     if (strncmp(p, "/api/task/", 10) == 0) {
         if (!get)
@@ -797,6 +928,7 @@ struct api *api_new(struct event_base *base, int listen_fd, const struct api_con
         free(api);
         return NULL;
     }
+    api->hub = ssehub_new(base, SSEHUB_MAX_PENDING, SSEHUB_KEEPALIVE_MS);
     return api;
 }
 
@@ -805,8 +937,26 @@ void api_set_engine(struct api *api, struct engine *engine)
     api->engine = engine;
 }
 
+size_t api_event_subscribers(void *arg)
+{
+    struct api *api = arg;
+    return api->hub ? ssehub_subscribers(api->hub) : 0;
+}
+
+void api_set_observe(struct api *api, struct observe *observe)
+{
+    api->observe = observe;
+}
+
+void api_set_events(struct api *api, struct events *events)
+{
+    api->events = events;
+    api->events_sub = events_subscribe(events, api_event_cb, api);
+}
+
 void api_close_sessions(struct api *api)
 {
+    ssehub_close_all(api->hub);
     for (struct api_ws *s = api->sessions; s; s = s->next)
         ws_close(s->ws, 1001, "going away");
 }
@@ -835,6 +985,9 @@ void api_free(struct api *api)
         api_ws_drop_held(s);
         free(s);
     }
+    if (api->events)
+        events_unsubscribe(api->events, api->events_sub);
+    ssehub_free(api->hub);
     http_server_free(api->http);
     free(api->status.data);
     free(api);

@@ -1,8 +1,9 @@
 /*
  * api: the bot's HTTP API (SPEC §4) and WebSocket protocol (SPEC §5). It
  * routes each request once, turns it into an engine call, and answers; it
- * also relays a task's started/chunk/response events to the WebSocket client
- * that submitted it, if that client is still connected.
+ * subscribes to the bot's events (events.h): a task's started/chunk/response
+ * go to the WebSocket client that submitted it, if still connected, and
+ * every event to the event stream GET /api/events (SPEC §8).
  */
 #ifndef HIVE_API_H
 #define HIVE_API_H
@@ -13,6 +14,8 @@
 #include "common/http.h"
 #include "common/ws.h"
 #include "worker/engine.h"
+#include "worker/events.h"
+#include "worker/observe.h"
 #include "worker/store.h"
 
 struct api;
@@ -34,7 +37,12 @@ struct api *api_new(struct event_base *base, int listen_fd, const struct api_con
                     struct store *store);
 /* The engine is made after the API (it reports to it); connect the two. */
 void api_set_engine(struct api *api, struct engine *engine);
-/* Close every WebSocket session (1001 going away); they leave one by one. */
+/* Clients of the event stream now (for hive_event_subscribers). */
+size_t api_event_subscribers(void *api);
+/* Serve observe's routes (timeline, WebSocket timeline, metrics) too. */
+void api_set_observe(struct api *api, struct observe *observe);
+/* Close every WebSocket session (1001 going away); they leave one by one.
+ * Event streams are closed at once. */
 void api_close_sessions(struct api *api);
 /* Number of WebSocket sessions still open. */
 size_t api_sessions(const struct api *api);
@@ -44,9 +52,8 @@ size_t api_sessions(const struct api *api);
  * the fd still the caller's. */
 int api_listen(struct api *api, int listen_fd);
 void api_free(struct api *api);
-/* Engine events, relayed to the WebSocket client that submitted TASK. */
-void api_task_started(struct api *api, const struct task *task);
-void api_task_chunk(struct api *api, const struct task *task, const char *data, size_t len);
-void api_task_finished(struct api *api, const struct task *task);
+/* Subscribe to the bot's events: a task's messages go to the WebSocket
+ * client that submitted it, and every event to GET /api/events. */
+void api_set_events(struct api *api, struct events *events);
 
 #endif

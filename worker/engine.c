@@ -10,10 +10,16 @@
  * Tasks run one at a time, but their answers are group-committed: a finished
  * task's response is written (not yet synced) and the next task starts at
  * once; the written responses are made durable together by one sync, then
- * linked and archived, and only then reported (WebSocket, GET, counters).
- * The commit comes on the next loop pass when the bot has nothing else to
- * start, else at most ENGINE_ANSWER_MS later or at ENGINE_ANSWER_MAX
- * answers.
+ * linked and archived, those names made durable by a second sync (of the
+ * folders), and only then reported (WebSocket, GET, counters): "done"
+ * survives a power cut. The commit comes on the next loop pass when the bot
+ * has nothing else to start, else at most ENGINE_ANSWER_MS later or at
+ * ENGINE_ANSWER_MAX answers. Every sync runs on the syncer's thread, never
+ * on the loop; while one runs, new submissions and answers gather for the
+ * next.
+ *
+ * A transient failure (out of descriptors, memory, disk) never fails a
+ * task: the task is held, first in line, and tried again by the retry timer.
  */
 #include "worker/engine.h"
 
@@ -28,6 +34,7 @@
 #include "worker/filequeue.h"
 #include "worker/queue.h"
 #include "worker/response.h"
+#include "worker/syncer.h"
 
 #define ENGINE_RETRY_MS 1000
 #define ENGINE_ANSWER_MS 5   /* longest a written answer waits for company */
@@ -36,8 +43,37 @@
 /* A finished task whose response is written but not yet durable. */
 struct engine_answer {
     struct task *task;
-    char *base; /* the response's name without suffix */
-    int fd;     /* its written file; -1: the commit failed, write it again */
+    char *base;      /* the response's name without suffix */
+    int fd;          /* its written file; -1: the commit failed, write it again */
+    bool committing; /* in the commit that runs */
+};
+
+/* A batch of submissions being made durable (the first N of pending). */
+struct engine_persist {
+    size_t n;
+    struct task **tasks;
+    int *fds;
+    bool *ok;
+};
+
+/* A batch of answers being committed (the answers marked committing):
+ * written, then (one sync) named and archived, then (the next sync, which
+ * also makes the next batch's data durable) reported. */
+struct engine_commit {
+    struct engine *engine;
+    size_t n;
+    struct task **tasks;
+    char **bases;
+    int *fds;
+    int *rc;
+    struct engine_commit *names; /* the batch whose names this sync makes durable */
+};
+
+/* A cancel waiting for its task's answer to be durable (engine_cancel). */
+struct engine_cancel {
+    const struct task *task; /* compared, never read: gone at a stop */
+    engine_cancel_cb cb;
+    void *arg;
 };
 
 /* A submitted realtime task waiting for its durable write. */
@@ -63,20 +99,38 @@ struct engine {
     struct engine_answer *answers; /* finished, waiting for the commit */
     size_t n_answers, cap_answers;
     bool stopping, stopped, cooling;
-    bool paused; /* the PAUSE file exists: read before each task start, kept
-                    fresh for /status by inotify on the controls folder */
+    bool paused;       /* the PAUSE file exists: read before each task start, kept
+                          fresh for /status by inotify on the controls folder */
+    bool paused_known; /* PAUSED was read once (later changes are events) */
+    struct events *events;
     unsigned long processed, failed;
-    struct event *commit_ev;   /* group commit of pending submissions */
-    struct event *kick_ev;     /* deferred look for work */
-    struct event *cooldown_ev; /* end of the pause after a task */
-    struct event *answer_ev;   /* group commit of written answers */
-    struct event *retry_ev;    /* retry of a response write that failed */
-    struct event *grace_ev;    /* end of the stop grace */
+    struct event *commit_ev;           /* group commit of pending submissions */
+    struct event *kick_ev;             /* deferred look for work */
+    struct event *cooldown_ev;         /* end of the pause after a task */
+    struct event *answer_ev;           /* group commit of written answers */
+    struct event *retry_ev;            /* retry of a response write that failed */
+    struct event *grace_ev;            /* end of the stop grace */
+    struct event *names_ev;            /* retry of a failed sync of a commit's names */
+    struct syncer *syncer;             /* runs every sync off the loop */
+    struct engine_persist *persisting; /* submissions whose sync runs */
+    struct engine_commit *committing;  /* the sync of answers that runs */
+    struct engine_commit *published;   /* named and archived, waiting for a sync */
+    struct queue *held;                /* claimed or next tasks that wait for a resource */
+    uint64_t held_seq;
+    bool waiting;                  /* a held task waits for the retry timer */
+    struct engine_cancel *cancels; /* cancels waiting for their answer */
+    size_t n_cancels, cap_cancels;
 };
 
 static void engine_run_next(struct engine *e);
+static void engine_commit_answers(struct engine *e);
+static void engine_cancelled(struct engine *e, struct task *t);
+static void engine_cancel_answer(struct engine *e, struct task *t);
+static void engine_cancel_flush(struct engine *e);
+static bool engine_answered_cancelled(struct engine *e, const char *id);
 
-/* Log one activity event about TASK. */
+/* Log one activity event about TASK that is not a task event of §8 (those
+ * are told through events.h, whose activity sink writes them). */
 static void engine_activity(struct engine *e, const char *type, const struct task *t,
                             const char *result, double dur, const char *error)
 {
@@ -87,6 +141,15 @@ static void engine_activity(struct engine *e, const char *type, const struct tas
                                 .task_id = t ? t->id : NULL,
                                 .source = t ? task_source_name(t->source) : NULL};
     activity_log(e->activity, &ev, NULL);
+}
+
+/* Log a warning about TASK, also as a `warning` activity event. */
+static void engine_warn(struct engine *e, const struct task *t, const char *what)
+{
+    /* The log's sink makes it a warning event (activity_log_warnings). */
+    activity_set_task(e->activity, t ? t->id : NULL, t ? task_source_name(t->source) : NULL);
+    log_warn("%s%s%s", t ? "task " : "", t ? t->id : "", what);
+    activity_set_task(e->activity, NULL, NULL);
 }
 
 /* Schedule a look for work on the next loop pass (never re-entrantly). */
@@ -101,10 +164,20 @@ const char *engine_task_state(struct engine *e, const char *id)
 {
     const struct task *t = engine_find(e, id);
     if (t)
-        return task_state_name(t->state);
+        return task_state_name(t->cancelled ? TASK_CANCELLED : t->state);
     char name[256];
     int answered = answers_find(store_answers(e->store), id, name, sizeof name);
-    return answered < 0 ? NULL : task_state_name(answered ? TASK_DONE : TASK_FAILED);
+    if (answered < 0)
+        return NULL;
+    return task_state_name(answered                           ? TASK_DONE
+                           : engine_answered_cancelled(e, id) ? TASK_CANCELLED
+                                                              : TASK_FAILED);
+}
+
+/* Match a task by id (queue_find_if predicate). */
+static bool engine_match_id(const void *task, const void *id)
+{
+    return strcmp(((const struct task *)task)->id, id) == 0;
 }
 
 enum engine_submit_status engine_submit(struct engine *e, struct task *t, engine_accept_cb cb,
@@ -133,36 +206,75 @@ enum engine_submit_status engine_submit(struct engine *e, struct task *t, engine
     return ENGINE_ACCEPTED;
 }
 
-/* Group commit: persist the batch, then queue and acknowledge each task. */
-static void engine_commit_cb(evutil_socket_t fd, short what, void *arg)
+/* On the sync thread: make a batch of submissions durable. */
+static int engine_persist_job(void *job)
 {
-    (void)fd, (void)what;
+    struct engine_persist *p = job;
+    return store_realtime_sync(p->fds, p->n);
+}
+
+/* Free a persist batch. */
+static void engine_persist_free(struct engine_persist *p)
+{
+    free(p->tasks);
+    free(p->fds);
+    free(p->ok);
+    free(p);
+}
+
+/* On the loop: the batch's sync is over; queue and acknowledge each task
+ * that made it (the others hear 500: they were never accepted). */
+static void engine_persisted_cb(int synced, void *arg)
+{
+    static const struct timeval zero = {0, 0};
     struct engine *e = arg;
-    size_t n = e->n_pending;
-    struct engine_pending *batch = e->pending;
-    struct task **tasks = xmalloc(n * sizeof *tasks);
-    bool *ok = xmalloc(n * sizeof *ok);
-    for (size_t i = 0; i < n; i++)
-        tasks[i] = batch[i].task;
-    store_persist_realtime(e->store, tasks, n, ok);
-    e->pending = NULL, e->n_pending = 0, e->cap_pending = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct task *t = tasks[i];
-        if (!ok[i]) {
-            log_error("cannot persist task %s: %s", t->id, strerror(errno));
+    struct engine_persist *p = e->persisting;
+    if (synced < 0)
+        log_error("cannot make %zu tasks durable: %s", p->n, strerror(-synced));
+    store_realtime_settle(e->store, p->tasks, p->n, p->fds, synced, p->ok);
+    struct engine_pending *batch = xmalloc(p->n * sizeof *batch);
+    memcpy(batch, e->pending, p->n * sizeof *batch);
+    e->n_pending -= p->n;
+    memmove(e->pending, e->pending + p->n, e->n_pending * sizeof *e->pending);
+    e->persisting = NULL;
+    for (size_t i = 0; i < p->n; i++) {
+        struct task *t = p->tasks[i];
+        if (!p->ok[i]) {
             batch[i].cb(NULL, 0, batch[i].arg);
             task_free(t);
             continue;
         }
         t->state = TASK_QUEUED;
         queue_push(e->realtime, t->id, t->rank, t->order, t);
-        engine_activity(e, "task_received", t, "success", 0, NULL);
-        batch[i].cb(t, queue_position(e->realtime, t->id), batch[i].arg);
+        size_t position = queue_position(e->realtime, t->id);
+        events_task_received(e->events, t, position);
+        batch[i].cb(t, position, batch[i].arg);
     }
     free(batch);
-    free(tasks);
-    free(ok);
+    engine_persist_free(p);
+    if (e->n_pending)
+        evtimer_add(e->commit_ev, &zero);
     engine_kick(e);
+}
+
+/* Group commit: write and name the batch on the loop, sync it on the
+ * thread; submissions that arrive meanwhile wait for the next batch. */
+static void engine_commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct engine *e = arg;
+    if (e->persisting || !e->n_pending)
+        return; /* its completion starts the next batch */
+    struct engine_persist *p = xcalloc(1, sizeof *p);
+    p->n = e->n_pending;
+    p->tasks = xmalloc(p->n * sizeof *p->tasks);
+    p->fds = xmalloc(p->n * sizeof *p->fds);
+    p->ok = xmalloc(p->n * sizeof *p->ok);
+    for (size_t i = 0; i < p->n; i++)
+        p->tasks[i] = e->pending[i].task;
+    store_realtime_prepare(e->store, p->tasks, p->n, p->fds, p->ok);
+    e->persisting = p;
+    syncer_run(e->syncer, engine_persist_job, p, engine_persisted_cb, e);
 }
 
 /* Render T's response and write it, not yet durable: the open descriptor
@@ -200,8 +312,17 @@ static void engine_arm_grace(struct engine *e)
  * full, read-only): nothing else starts meanwhile. */
 static void engine_answer_failed(struct engine *e, const struct task *t, int rc)
 {
-    log_error("cannot write the response of task %s: %s (retrying)", t->id, strerror(-rc));
-    engine_activity(e, "error", t, "failure", 0, "response write failed");
+    char what[200];
+    snprintf(what, sizeof what, "cannot write the response of task %s: %s (retrying)", t->id,
+             strerror(-rc));
+    if (store_transient(-rc) || rc == -ENOENT) { /* passes: a warning event, by the log's sink */
+        activity_set_task(e->activity, t->id, task_source_name(t->source));
+        log_warn("%s", what);
+        activity_set_task(e->activity, NULL, NULL);
+    } else {
+        log_error("%s", what);
+        engine_activity(e, "error", t, "failure", 0, "response write failed");
+    }
     struct timeval tv = {ENGINE_RETRY_MS / 1000, (ENGINE_RETRY_MS % 1000) * 1000};
     if (!evtimer_pending(e->retry_ev, NULL))
         evtimer_add(e->retry_ev, &tv);
@@ -213,7 +334,7 @@ static void engine_answer_failed(struct engine *e, const struct task *t, int rc)
 static bool engine_answers_stuck(const struct engine *e)
 {
     for (size_t i = 0; i < e->n_answers; i++)
-        if (e->answers[i].fd < 0)
+        if (e->answers[i].fd < 0 && !e->answers[i].committing)
             return true;
     return false;
 }
@@ -222,7 +343,7 @@ static bool engine_answers_stuck(const struct engine *e)
 static bool engine_answers_ready(const struct engine *e)
 {
     for (size_t i = 0; i < e->n_answers; i++)
-        if (e->answers[i].fd >= 0)
+        if (e->answers[i].fd >= 0 && !e->answers[i].committing)
             return true;
     return false;
 }
@@ -245,6 +366,17 @@ static void engine_schedule_answers(struct engine *e)
     }
 }
 
+/* Hand T's written answer (FD, or -1: written again by the retry timer) to
+ * the next commit. */
+static void engine_answer_add(struct engine *e, struct task *t, char *base, int fd)
+{
+    if (e->n_answers == e->cap_answers) {
+        e->cap_answers = e->cap_answers ? e->cap_answers * 2 : 16;
+        e->answers = xrealloc(e->answers, e->cap_answers * sizeof *e->answers);
+    }
+    e->answers[e->n_answers++] = (struct engine_answer){t, base, fd, false};
+}
+
 /* Write the current task's response and hand the task to the next commit;
  * on failure it stays current (retried later) and nothing else starts. */
 static bool engine_write_response(struct engine *e)
@@ -256,11 +388,7 @@ static bool engine_write_response(struct engine *e)
         engine_answer_failed(e, t, fd);
         return false;
     }
-    if (e->n_answers == e->cap_answers) {
-        e->cap_answers = e->cap_answers ? e->cap_answers * 2 : 16;
-        e->answers = xrealloc(e->answers, e->cap_answers * sizeof *e->answers);
-    }
-    e->answers[e->n_answers++] = (struct engine_answer){t, base, fd};
+    engine_answer_add(e, t, base, fd);
     e->current = NULL;
     e->result_unwritten = false;
     return true;
@@ -270,65 +398,158 @@ static bool engine_write_response(struct engine *e)
  * forget it (GET reads it back from its response file). */
 static void engine_complete(struct engine *e, struct task *t)
 {
-    t->state = t->success ? TASK_DONE : TASK_FAILED;
+    t->state = t->cancelled ? TASK_CANCELLED : t->success ? TASK_DONE : TASK_FAILED;
     e->processed++;
     if (!t->success)
         e->failed++;
-    engine_activity(e, t->success ? "task_completed" : "task_failed", t,
-                    t->success ? "success" : "failure", t->duration_seconds, t->error);
     log_info("task %s %s in %.1f s -> %s", t->id, t->success ? "done" : "failed",
              t->duration_seconds, t->response_file);
-    if (e->ev.task_finished)
-        e->ev.task_finished(t, e->ev.arg);
+    events_task_done(e->events, t);
+    if (t->cancelled)
+        engine_cancelled(e, t);
     task_free(t);
 }
 
-/* After a commit: report the answers that made it (RC, in order, covers
- * those that were written) and keep the others to be written again. */
-static void engine_settle_answers(struct engine *e, const int *rc)
+/* The answer of T is settled with RC: reported (0) or kept to be written
+ * again (-errno). */
+static void engine_settle_answer(struct engine *e, struct task *t, int rc)
 {
-    size_t kept = 0;
-    for (size_t i = 0, j = 0; i < e->n_answers; i++) {
-        struct engine_answer a = e->answers[i];
-        int r = a.fd >= 0 ? rc[j++] : 0;
-        if (a.fd >= 0 && r == 0) {
-            free(a.base);
-            engine_complete(e, a.task);
-            continue;
-        }
-        if (a.fd >= 0) {
-            engine_answer_failed(e, a.task, r);
-            a.fd = -1;
-        }
-        e->answers[kept++] = a;
+    size_t i = 0;
+    while (i < e->n_answers && e->answers[i].task != t)
+        i++;
+    if (i == e->n_answers)
+        return;
+    struct engine_answer *a = &e->answers[i];
+    if (rc != 0) {
+        engine_answer_failed(e, t, rc);
+        a->fd = -1;
+        a->committing = false;
+        return;
     }
-    e->n_answers = kept;
+    free(a->base);
+    memmove(a, a + 1, (e->n_answers - i - 1) * sizeof *a);
+    e->n_answers--;
+    engine_complete(e, t);
 }
 
-/* Group commit of the written answers: one sync for all, then each is
- * linked, archived and reported. An answer whose commit failed stays, to be
- * written again by the retry timer. */
-static void engine_commit_answers(struct engine *e)
+/* Free a commit batch (its descriptors are closed by then). */
+static void engine_commit_free(struct engine_commit *c)
 {
-    size_t n = 0, cap = e->n_answers + 1;
-    struct task **tasks = xmalloc(cap * sizeof *tasks);
-    char **bases = xmalloc(cap * sizeof *bases);
-    int *fds = xmalloc(cap * sizeof *fds), *rc = xmalloc(cap * sizeof *rc);
-    for (size_t i = 0; i < e->n_answers; i++) {
-        if (e->answers[i].fd < 0)
-            continue;
-        tasks[n] = e->answers[i].task, bases[n] = e->answers[i].base, fds[n] = e->answers[i].fd;
-        n++;
+    if (!c)
+        return;
+    engine_commit_free(c->names);
+    free(c->tasks);
+    free(c->bases);
+    free(c->fds);
+    free(c->rc);
+    free(c);
+}
+
+/* On the sync thread: make the new answers' data, and the names of the
+ * batch published before, durable, with one sync. */
+static int engine_sync_job(void *job)
+{
+    struct engine_commit *c = job;
+    return store_sync_commit(c->engine->store, c->fds, c->n, c->names != NULL);
+}
+
+/* After a failed sync: the new answers are written again (retry timer), the
+ * published batch waits for the next sync. */
+static void engine_sync_failed(struct engine *e, struct engine_commit *c, int result)
+{
+    char what[160];
+    snprintf(what, sizeof what, "cannot sync the answers: %s (retrying)", strerror(-result));
+    engine_warn(e, NULL, what);
+    store_publish_responses(e->store, c->tasks, c->bases, c->fds, c->n, result, c->rc);
+    for (size_t i = 0; i < c->n; i++)
+        engine_settle_answer(e, c->tasks[i], c->rc[i]);
+    e->published = c->names;
+    c->names = NULL;
+    engine_commit_free(c);
+    if (e->published) {
+        struct timeval tv = {ENGINE_RETRY_MS / 1000, (ENGINE_RETRY_MS % 1000) * 1000};
+        evtimer_add(e->names_ev, &tv);
     }
-    if (n)
-        store_commit_responses(e->store, tasks, bases, fds, n, rc);
-    engine_settle_answers(e, rc);
-    free(tasks);
-    free(bases);
-    free(fds);
-    free(rc);
+}
+
+/* On the loop: the sync is over. The batch published before is durable,
+ * names and all: report it. The new answers' data is durable: name and
+ * archive them; the next sync (started at once) makes that durable. */
+static void engine_synced_cb(int result, void *arg)
+{
+    struct engine *e = arg;
+    struct engine_commit *c = e->committing;
+    e->committing = NULL;
+    if (result < 0) {
+        engine_sync_failed(e, c, result);
+    } else {
+        if (c->names) {
+            store_release_responses(e->store, c->names->tasks, c->names->n, c->names->rc);
+            for (size_t i = 0; i < c->names->n; i++)
+                engine_settle_answer(e, c->names->tasks[i], c->names->rc[i]);
+            engine_commit_free(c->names);
+            c->names = NULL;
+        }
+        store_publish_responses(e->store, c->tasks, c->bases, c->fds, c->n, 0, c->rc);
+        bool any = false;
+        for (size_t i = 0; i < c->n; i++) {
+            if (c->rc[i] != 0)
+                engine_settle_answer(e, c->tasks[i], c->rc[i]);
+            any |= c->rc[i] == 0;
+        }
+        for (size_t i = 0; i < e->n_answers; i++)
+            if (e->answers[i].committing)
+                e->answers[i].fd = -1; /* closed by the publish */
+        if (any)
+            e->published = c;
+        else
+            engine_commit_free(c);
+    }
+    if (e->published && !evtimer_pending(e->names_ev, NULL))
+        engine_commit_answers(e); /* the names wait for no company */
+    else if (engine_answers_ready(e))
+        engine_schedule_answers(e);
     if (e->stopping)
         engine_run_next(e);
+    else
+        engine_kick(e);
+}
+
+/* Timer: sync a published batch's names again. */
+static void engine_names_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    engine_commit_answers(arg);
+}
+
+/* Group commit of the written answers: one sync for the data of all that
+ * are written and for the names of the batch published before. One sync
+ * runs at a time; answers written meanwhile wait for the next. An answer
+ * whose commit failed stays, to be written again by the retry timer. */
+static void engine_commit_answers(struct engine *e)
+{
+    if (e->committing || (!engine_answers_ready(e) && !e->published))
+        return;
+    struct engine_commit *c = xcalloc(1, sizeof *c);
+    size_t cap = e->n_answers + 1;
+    c->engine = e;
+    c->tasks = xmalloc(cap * sizeof *c->tasks);
+    c->bases = xmalloc(cap * sizeof *c->bases);
+    c->fds = xmalloc(cap * sizeof *c->fds);
+    c->rc = xmalloc(cap * sizeof *c->rc);
+    for (size_t i = 0; i < e->n_answers; i++) {
+        struct engine_answer *a = &e->answers[i];
+        if (a->fd < 0 || a->committing)
+            continue;
+        a->committing = true;
+        c->tasks[c->n] = a->task, c->bases[c->n] = a->base, c->fds[c->n] = a->fd;
+        c->n++;
+    }
+    c->names = e->published;
+    e->published = NULL;
+    evtimer_del(e->names_ev);
+    e->committing = c;
+    syncer_run(e->syncer, engine_sync_job, c, engine_synced_cb, e);
 }
 
 /* Timer: commit the written answers. */
@@ -358,6 +579,11 @@ static void engine_finish(struct engine *e, bool success, char *output, size_t o
                           char *error, double duration)
 {
     struct task *t = e->current;
+    if (t->cancelled) { /* killed by engine_cancel: whatever the kill made of it */
+        success = false;
+        free(error);
+        error = xstrdup(TASK_CANCEL_ERROR);
+    }
     t->success = success;
     free(t->output);
     t->output = output ? output : xstrdup("");
@@ -374,8 +600,8 @@ static void engine_finish(struct engine *e, bool success, char *output, size_t o
 static void engine_chunk_cb(const char *data, size_t len, void *arg)
 {
     struct engine *e = arg;
-    if (e->current && e->ev.task_chunk)
-        e->ev.task_chunk(e->current, data, len, e->ev.arg);
+    if (e->current)
+        events_task_output(e->events, e->current, data, len);
 }
 
 /* The adapter is done with the current task. */
@@ -395,9 +621,10 @@ static void engine_retry_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct engine *e = arg;
     bool rewritten = false;
+    e->waiting = false;
     for (size_t i = 0; i < e->n_answers; i++) {
         struct engine_answer *a = &e->answers[i];
-        if (a->fd >= 0)
+        if (a->fd >= 0 || a->committing)
             continue;
         free(a->base);
         a->fd = engine_write_answer(e, a->task, &a->base);
@@ -414,10 +641,21 @@ static void engine_retry_cb(evutil_socket_t fd, short what, void *arg)
     engine_kick(e);
 }
 
+/* The bot is now PAUSED (or not): a change is an event (the first look at
+ * start is not one). */
+static void engine_set_paused(struct engine *e, bool paused)
+{
+    bool changed = e->paused_known && paused != e->paused;
+    e->paused = paused;
+    e->paused_known = true;
+    if (changed)
+        events_bot_paused(e->events, paused);
+}
+
 /* Look whether the PAUSE file exists (SPEC: before every task start). */
 static bool engine_paused(struct engine *e)
 {
-    e->paused = access(store_paths(e->store)->pause, F_OK) == 0;
+    engine_set_paused(e, store_paused(e->store));
     return e->paused;
 }
 
@@ -448,68 +686,132 @@ static bool engine_answer_named(const struct engine *e, const char *file_name)
     return false;
 }
 
-/* Start TASK (already claimed) through the adapter. */
-static void engine_start_task(struct engine *e, struct task *t)
+/* Hold T (first in line) until the retry timer: a resource it needs is
+ * short now (ERR, -errno). Nothing else starts meanwhile, so order holds. */
+static void engine_hold(struct engine *e, struct task *t, int err, const char *step)
 {
-    char err[512];
+    char what[200];
+    snprintf(what, sizeof what, ": %s: %s; it waits and runs once that passes", step,
+             strerror(-err));
+    engine_warn(e, t, what);
+    t->state = TASK_QUEUED;
+    /* A realtime task goes back to its place in its queue, where GET
+     * /api/task and duplicate checks see it; a file task cannot (the file
+     * queue forgets a file that leaves its folder), it waits aside. */
+    if (t->source == TASK_SOURCE_FILE || queue_push(e->realtime, t->id, t->rank, t->order, t) < 0)
+        queue_push(e->held, t->file_name, 0, (int64_t)e->held_seq++, t);
+    struct timeval tv = {ENGINE_RETRY_MS / 1000, (ENGINE_RETRY_MS % 1000) * 1000};
+    e->waiting = true;
+    if (!evtimer_pending(e->retry_ev, NULL))
+        evtimer_add(e->retry_ev, &tv);
+}
+
+/* Mark T running and tell everyone. */
+static void engine_mark_started(struct engine *e, struct task *t)
+{
     e->current = t;
     t->state = TASK_RUNNING;
     t->started_wall_ns = util_wall_ns();
-    engine_activity(e, "task_started", t, "success", 0, NULL);
-    if (e->ev.task_started)
-        e->ev.task_started(t, e->ev.arg);
+    events_task_started(e->events, t);
+}
+
+/* Start TASK (already claimed) through the adapter. False when it could not
+ * start for now (held, see engine_hold). */
+static bool engine_start_task(struct engine *e, struct task *t)
+{
+    char err[512];
+    if (t->cancelled) { /* cancelled while held for a resource: never runs */
+        engine_cancel_answer(e, t);
+        return true;
+    }
     if (t->parse_error) {
+        engine_mark_started(e, t);
         engine_finish(e, false, NULL, 0, xstrdup(t->parse_error), 0);
-        return;
+        return true;
     }
     struct adapter_task at = {.task_id = t->id,
                               .bot_id = e->cfg.bot_id,
                               .source = task_source_name(t->source),
                               .content = t->content};
+    e->current = t; /* for chunks; the adapter calls back only later */
+    errno = 0;
     e->job = adapter_start(e->base, &e->cfg.adapter, &at, engine_chunk_cb, engine_done_cb, e, err,
                            sizeof err);
+    int saved = errno;
+    if (!e->job && saved && store_transient(saved)) {
+        e->current = NULL;
+        engine_hold(e, t, -saved, "cannot start the adapter");
+        return false;
+    }
+    engine_mark_started(e, t);
     if (!e->job)
         engine_finish(e, false, NULL, 0, xstrdup(err), 0);
+    return true;
 }
 
 /* Finish stopping once nothing runs and every answer is committed. */
 static void engine_maybe_stopped(struct engine *e)
 {
-    if (!e->stopping || e->current || e->stopped || e->n_pending || e->n_answers)
+    if (!e->stopping || e->current || e->stopped || e->n_pending || e->n_answers || e->committing ||
+        e->published)
         return;
     e->stopped = true;
+    engine_cancel_flush(e); /* cancels whose task was left queued */
     if (e->grace_ev)
         evtimer_del(e->grace_ev);
     if (e->ev.stopped)
         e->ev.stopped(e->ev.arg);
 }
 
+/* The next task to try: a held one first, else the next in order (taken
+ * from its queue). NULL when there is none. */
+static struct task *engine_take(struct engine *e)
+{
+    struct task *t = queue_pop(e->held);
+    return t ? t : engine_take_next(e);
+}
+
+/* Claim T and start it. False when it must wait (held). */
+static bool engine_claim_and_start(struct engine *e, struct task *t)
+{
+    int r = store_claim(e->store, t, e->cfg.bot_id);
+    if (r == 0)
+        return engine_start_task(e, t);
+    if (store_transient(-r)) {
+        engine_hold(e, t, r, t->claimed ? "cannot read its file" : "cannot claim it");
+        return false;
+    }
+    if (r == -EINVAL && t->source == TASK_SOURCE_FILE && e->files)
+        filequeue_not_regular(e->files, t->file_name);
+    else if (r == -EINVAL)
+        engine_warn(e, t, ": not a regular file (a link, FIFO, device or folder); left alone");
+    else
+        log_warn("cannot claim task %s: %s", t->id, strerror(-r));
+    task_free(t);
+    return true;
+}
+
 /* If the bot is free, claim and start the next task. */
 static void engine_run_next(struct engine *e)
 {
     if (e->stopping) {
-        if (engine_answers_ready(e))
-            engine_commit_answers(e); /* calls back here */
-        else
-            engine_maybe_stopped(e);
+        engine_commit_answers(e);
+        engine_maybe_stopped(e);
         return;
     }
-    while (!e->current && !e->cooling && !engine_answers_stuck(e) && !engine_paused(e)) {
-        const struct task *next = engine_peek_next(e);
+    while (!e->current && !e->cooling && !e->waiting && !engine_answers_stuck(e) &&
+           !engine_paused(e)) {
+        const struct task *next = queue_peek(e->held);
+        if (!next)
+            next = engine_peek_next(e);
         if (!next)
             return;
-        if (next->file_name && engine_answer_named(e, next->file_name)) {
-            engine_commit_answers(e);
-            continue;
+        if (next->file_name && !next->claimed && engine_answer_named(e, next->file_name)) {
+            engine_commit_answers(e); /* its completion kicks */
+            return;
         }
-        struct task *t = engine_take_next(e);
-        int r = store_claim(e->store, t, e->cfg.bot_id);
-        if (r < 0) {
-            log_warn("cannot claim task %s: %s", t->id, strerror(-r));
-            task_free(t);
-            continue;
-        }
-        engine_start_task(e, t);
+        if (!engine_claim_and_start(e, engine_take(e)))
+            return;
     }
 }
 
@@ -545,20 +847,52 @@ static void engine_grace_cb(evutil_socket_t fd, short what, void *arg)
         task_free(e->current);
         e->current = NULL;
     }
-    if (engine_answers_ready(e))
-        engine_commit_answers(e);
+    engine_commit_answers(e);
     /* Answers that could not be committed: their tasks stay claimed and
-     * run again at the next start. */
+     * run again at the next start. Those being committed (or waiting for
+     * the commit that runs) finish first. */
+    size_t kept = 0;
     for (size_t i = 0; i < e->n_answers; i++) {
-        if (e->answers[i].fd >= 0)
-            close(e->answers[i].fd);
+        struct engine_answer a = e->answers[i];
+        if (a.committing || a.fd >= 0) {
+            e->answers[kept++] = a;
+            continue;
+        }
         log_warn("task %s not answered before the stop; it runs again at the next start",
-                 e->answers[i].task->id);
-        free(e->answers[i].base);
-        task_free(e->answers[i].task);
+                 a.task->id);
+        free(a.base);
+        task_free(a.task);
     }
-    e->n_answers = 0;
+    e->n_answers = kept;
     engine_maybe_stopped(e);
+}
+
+/* A claimed task (queue_find_if predicate). */
+static bool engine_match_claimed(const void *task, const void *unused)
+{
+    (void)unused;
+    return ((const struct task *)task)->claimed;
+}
+
+/* Drop the held tasks at a stop: back to their queues, to run at the next
+ * start. */
+static void engine_release_held(struct engine *e)
+{
+    struct task *t;
+    while ((t = queue_pop(e->held))) {
+        if (t->claimed)
+            store_unclaim(e->store, t);
+        task_free(t);
+    }
+    /* Realtime tasks held in their queue: back to _realtime/, so that the
+     * next start does not count a death for them. */
+    const struct task *c;
+    while ((c = queue_find_if(e->realtime, engine_match_claimed, NULL))) {
+        t = queue_remove(e->realtime, c->id);
+        store_unclaim(e->store, t);
+        if (t->claimed || queue_push(e->realtime, t->id, t->rank, t->order, t) < 0)
+            task_free(t); /* left in _active/: recovery puts it back */
+    }
 }
 
 /* File queue or controls folder changed. */
@@ -570,15 +904,16 @@ static void engine_files_cb(void *arg)
 }
 
 struct engine *engine_new(struct event_base *base, const struct engine_config *cfg,
-                          struct store *store, struct activity *activity,
-                          const struct engine_events *events)
+                          struct store *store, struct activity *activity, struct events *events,
+                          const struct engine_events *callbacks)
 {
     struct engine *e = xcalloc(1, sizeof *e);
     e->base = base;
     e->cfg = *cfg;
     e->store = store;
     e->activity = activity;
-    e->ev = *events;
+    e->events = events;
+    e->ev = *callbacks;
     e->realtime = queue_new();
     e->commit_ev = evtimer_new(base, engine_commit_cb, e);
     e->kick_ev = evtimer_new(base, engine_kick_cb, e);
@@ -586,16 +921,46 @@ struct engine *engine_new(struct event_base *base, const struct engine_config *c
     e->answer_ev = evtimer_new(base, engine_answer_cb, e);
     e->retry_ev = evtimer_new(base, engine_retry_cb, e);
     e->grace_ev = evtimer_new(base, engine_grace_cb, e);
+    e->names_ev = evtimer_new(base, engine_names_cb, e);
+    e->held = queue_new();
+    e->syncer = syncer_new(base);
+    if (!e->syncer) { /* a thread and an eventfd: fails only at the system's limits */
+        log_error("cannot start the sync thread: %s", strerror(errno));
+        exit(1);
+    }
     return e;
 }
 
-/* Requeue a recovered realtime task. */
+/* Requeue a recovered realtime task; a claimed one (poison) is answered
+ * first. */
 static void engine_recovered_cb(struct task *t, void *arg)
 {
     struct engine *e = arg;
     t->state = TASK_QUEUED;
-    if (queue_push(e->realtime, t->id, t->rank, t->order, t) < 0)
+    if (t->claimed) {
+        events_task_received(e->events, t, 0);
+        queue_push(e->held, t->file_name, 0, (int64_t)e->held_seq++, t);
+    } else if (queue_push(e->realtime, t->id, t->rank, t->order, t) < 0) {
         task_free(t);
+    }
+}
+
+/* The file queue found a file that is not a regular file: say so once. */
+static void engine_not_regular_cb(const char *name, void *arg)
+{
+    char what[400];
+    snprintf(what, sizeof what,
+             "%s in the queue is not a regular file (a link, FIFO, device or "
+             "folder); it is never opened and left alone",
+             name);
+    engine_warn(arg, NULL, what);
+}
+
+/* The file queue found a new task. */
+static void engine_seen_cb(const struct task *t, void *arg)
+{
+    struct engine *e = arg;
+    events_task_received(e->events, t, 0);
 }
 
 int engine_start(struct engine *e, int inotify_fd)
@@ -606,6 +971,7 @@ int engine_start(struct engine *e, int inotify_fd)
     e->files =
         filequeue_new(e->base, store_paths(e->store), e->cfg.bot_id, inotify_fd, e->cfg.file_queue,
                       e->cfg.file_min_age_s, e->cfg.rescan_s, engine_files_cb, e);
+    filequeue_set_hooks(e->files, engine_not_regular_cb, engine_seen_cb, e);
     filequeue_rescan(e->files);
     engine_paused(e);
     engine_kick(e);
@@ -622,6 +988,26 @@ void engine_free(struct engine *e)
 {
     if (!e)
         return;
+    /* First: the syncs given finish and are reported (a submission is
+     * acknowledged, an answer reported, as they would have been), and no
+     * sync may run on what goes next. */
+    syncer_drain(e->syncer);
+    while (e->n_pending) { /* submissions not yet written: as the timer would */
+        engine_commit_cb(-1, 0, e);
+        syncer_drain(e->syncer);
+    }
+    syncer_free(e->syncer);
+    engine_cancel_flush(e);
+    free(e->cancels);
+    if (e->persisting) {
+        for (size_t i = 0; i < e->persisting->n; i++)
+            if (e->persisting->fds[i] >= 0)
+                close(e->persisting->fds[i]);
+        engine_persist_free(e->persisting);
+    }
+    engine_commit_free(e->committing);
+    engine_commit_free(e->published);
+    queue_free(e->held, engine_free_task);
     if (e->job)
         adapter_abandon(e->job);
     task_free(e->current);
@@ -643,6 +1029,7 @@ void engine_free(struct engine *e)
     event_free(e->answer_ev);
     event_free(e->retry_ev);
     event_free(e->grace_ev);
+    event_free(e->names_ev);
     free(e);
 }
 
@@ -657,9 +1044,33 @@ const struct task *engine_find(const struct engine *e, const char *id)
     for (size_t i = 0; !t && i < e->n_answers; i++)
         if (strcmp(e->answers[i].task->id, id) == 0)
             t = e->answers[i].task;
+    if (!t)
+        t = queue_find_if(e->held, engine_match_id, id);
     if (!t && e->files)
         t = filequeue_find(e->files, id);
     return t;
+}
+
+/* queue_find_if visitor: keep the earliest arrival in CTX, match nothing. */
+static bool engine_oldest_visit(const void *task, const void *ctx)
+{
+    const struct task *t = task;
+    int64_t *oldest = (int64_t *)ctx;
+    if (!*oldest || t->order < *oldest)
+        *oldest = t->order;
+    return false;
+}
+
+/* When the longest-waiting queued task arrived (realtime: accepted; file:
+ * its mtime, the file queue's order), or 0. */
+static int64_t engine_oldest(const struct engine *e)
+{
+    int64_t oldest = 0;
+    queue_find_if(e->realtime, engine_oldest_visit, &oldest);
+    const struct task *f = e->files ? filequeue_peek(e->files) : NULL;
+    if (f && (!oldest || f->order < oldest))
+        oldest = f->order;
+    return oldest;
 }
 
 void engine_status(struct engine *e, struct engine_status *st)
@@ -672,19 +1083,15 @@ void engine_status(struct engine *e, struct engine_status *st)
     st->file = e->files ? filequeue_len(e->files) : 0;
     st->processed = e->processed;
     st->failed = e->failed;
+    st->oldest_wall_ns = engine_oldest(e);
 }
 
 int engine_pause(struct engine *e, bool paused)
 {
-    const char *path = store_paths(e->store)->pause;
-    int r = 0;
-    if (paused)
-        r = util_write_file_atomic(path, "paused\n", 7);
-    else if (unlink(path) < 0 && errno != ENOENT)
-        r = -1;
+    int r = store_set_paused(e->store, paused);
     if (r < 0)
-        return -errno;
-    e->paused = paused;
+        return r;
+    engine_set_paused(e, paused);
     log_info("%s", paused ? "paused" : "resumed");
     engine_kick(e);
     return 0;
@@ -703,6 +1110,7 @@ void engine_stop(struct engine *e)
     if (e->stopping)
         return;
     e->stopping = true;
+    engine_release_held(e);
     if (e->current || engine_answers_stuck(e))
         engine_arm_grace(e);
     engine_kick(e);
@@ -711,4 +1119,178 @@ void engine_stop(struct engine *e)
 bool engine_stopping(const struct engine *e)
 {
     return e->stopping;
+}
+
+/* ----- cancel (SPEC §4): a queued task leaves its queue, a running one is
+ * killed; either ends through the normal answer path, failed with the error
+ * "cancelled", and the cancel is answered once that answer is durable. */
+
+/* True when ID's newest answer (it is a failed one) says it was cancelled:
+ * the response file tells, so this holds after a restart too. */
+static bool engine_answered_cancelled(struct engine *e, const char *id)
+{
+    struct answers_entry a;
+    if (answers_load(store_answers(e->store), id, &a) < 0)
+        return false;
+    bool cancelled = a.view.cancelled;
+    answers_entry_clear(&a);
+    return cancelled;
+}
+
+/* Remember that CB waits for T's cancelled answer. */
+static void engine_cancel_wait(struct engine *e, const struct task *t, engine_cancel_cb cb,
+                               void *arg)
+{
+    if (e->n_cancels == e->cap_cancels) {
+        e->cap_cancels = e->cap_cancels ? e->cap_cancels * 2 : 4;
+        e->cancels = xrealloc(e->cancels, e->cap_cancels * sizeof *e->cancels);
+    }
+    e->cancels[e->n_cancels++] = (struct engine_cancel){t, cb, arg};
+}
+
+/* End the wait of T's cancel: ANSWERED is T once its answer is durable, NULL
+ * when there will be none. */
+static void engine_cancel_notify(struct engine *e, const struct task *t,
+                                 const struct task *answered)
+{
+    for (size_t i = 0; i < e->n_cancels; i++) {
+        if (e->cancels[i].task != t)
+            continue;
+        struct engine_cancel c = e->cancels[i];
+        e->cancels[i] = e->cancels[--e->n_cancels];
+        c.cb(answered, c.arg);
+        return;
+    }
+}
+
+/* The bot stopped (or goes away) with cancels still waiting: their tasks
+ * were left queued, to run at the next start; each waiter hears NULL. */
+static void engine_cancel_flush(struct engine *e)
+{
+    while (e->n_cancels) {
+        struct engine_cancel c = e->cancels[--e->n_cancels];
+        c.cb(NULL, c.arg);
+    }
+}
+
+/* The one place where a task ends as cancelled: its answer (failed, error
+ * "cancelled") is durable, linked, indexed and archived, and it has been
+ * reported like any answer (engine_complete). */
+static void engine_cancelled(struct engine *e, struct task *t)
+{
+    log_info("task %s cancelled", t->id);
+    engine_cancel_notify(e, t, t);
+}
+
+/* Answer T, claimed and cancelled before it ran: a failed response with the
+ * error "cancelled", committed with the other answers. */
+static void engine_cancel_answer(struct engine *e, struct task *t)
+{
+    t->success = false;
+    free(t->output);
+    t->output = xstrdup("");
+    t->output_len = 0;
+    free(t->error);
+    t->error = xstrdup(TASK_CANCEL_ERROR);
+    t->duration_seconds = 0;
+    char *base = NULL;
+    int fd = engine_write_answer(e, t, &base);
+    if (fd < 0)
+        engine_answer_failed(e, t, fd); /* the retry timer writes it again */
+    engine_answer_add(e, t, base, fd);
+    engine_schedule_answers(e);
+}
+
+/* Cancel T, just taken out of its queue: claim it (its file leaves the
+ * queue or _realtime/ as for a run) and answer it. A resource that is short
+ * holds it (still cancelled: it is answered, never run, once it passes). */
+static void engine_cancel_queued(struct engine *e, struct task *t)
+{
+    t->cancelled = true;
+    int r = store_claim(e->store, t, e->cfg.bot_id);
+    if (r == 0) {
+        engine_cancel_answer(e, t);
+        return;
+    }
+    if (store_transient(-r)) {
+        engine_hold(e, t, r, t->claimed ? "cannot read its file to cancel it" : "cannot claim it");
+        return;
+    }
+    log_warn("cannot cancel task %s: %s", t->id, strerror(-r));
+    engine_cancel_notify(e, t, NULL);
+    task_free(t);
+}
+
+/* T (queued) from whichever queue holds it, or NULL when none does. */
+static struct task *engine_cancel_take(struct engine *e, const struct task *t)
+{
+    if (queue_find(e->realtime, t->id) == t)
+        return queue_remove(e->realtime, t->id);
+    if (queue_find_if(e->held, engine_match_id, t->id) == t)
+        return queue_remove(e->held, t->file_name);
+    if (e->files && filequeue_find(e->files, t->id) == t)
+        return filequeue_take(e->files, t);
+    return NULL;
+}
+
+/* True when T is a submission still being made durable. */
+static bool engine_cancel_storing(const struct engine *e, const struct task *t)
+{
+    for (size_t i = 0; i < e->n_pending; i++)
+        if (e->pending[i].task == t)
+            return true;
+    return false;
+}
+
+/* True when claiming T now would take the _active/ name of the running task
+ * or of an answer not yet committed (a new file of the same name). */
+static bool engine_cancel_collides(const struct engine *e, const struct task *t)
+{
+    if (t->claimed)
+        return false;
+    return engine_answer_named(e, t->file_name) ||
+           (e->current && strcmp(e->current->file_name, t->file_name) == 0);
+}
+
+/* Cancel the running task: kill its process tree (the adapter's interrupt
+ * path); its answer says "cancelled" (engine_finish). */
+static enum engine_cancel_status engine_cancel_running(struct engine *e, engine_cancel_cb cb,
+                                                       void *arg)
+{
+    if (!e->job || e->result_unwritten)
+        return ENGINE_CANCEL_FINISHED; /* its answer is being written */
+    e->current->cancelled = true;
+    engine_cancel_wait(e, e->current, cb, arg);
+    log_info("task %s: cancel asked, killing it", e->current->id);
+    adapter_interrupt(e->job); /* may finish the task at once (mock) */
+    return ENGINE_CANCEL_OK;
+}
+
+enum engine_cancel_status engine_cancel(struct engine *e, const char *id, engine_cancel_cb cb,
+                                        void *arg)
+{
+    if (e->stopping)
+        return ENGINE_CANCEL_STOPPING;
+    const struct task *found = engine_find(e, id);
+    if (!found)
+        return engine_task_state(e, id) ? ENGINE_CANCEL_FINISHED : ENGINE_CANCEL_UNKNOWN;
+    if (found->cancelled)
+        return ENGINE_CANCEL_FINISHED;
+    if (found == e->current)
+        return engine_cancel_running(e, cb, arg);
+    if (engine_cancel_storing(e, found) || engine_cancel_collides(e, found))
+        return ENGINE_CANCEL_BUSY;
+    struct task *t = engine_cancel_take(e, found);
+    if (!t)
+        return ENGINE_CANCEL_FINISHED; /* answered, its answer being committed */
+    engine_cancel_wait(e, t, cb, arg);
+    engine_cancel_queued(e, t);
+    return ENGINE_CANCEL_OK;
+}
+
+int64_t engine_oldest_waiting_ns(const struct engine *e)
+{
+    int64_t rt = queue_oldest_time(e->realtime),
+            file = e->files ? filequeue_oldest_ns(e->files) : 0;
+    return rt && file ? (rt < file ? rt : file) : rt ? rt : file;
 }

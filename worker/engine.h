@@ -4,7 +4,8 @@
  * tasks), run one at a time through the adapter, are answered with exactly
  * one response file, indexed by id and archived; GET /api/task/<id> of a
  * finished task reads its response file back (answers.h).
- * The engine never talks to clients: it reports through engine_events.
+ * The engine never talks to clients: it tells each fact of a task's life
+ * once through events.h, where the sinks subscribe.
  */
 #ifndef HIVE_ENGINE_H
 #define HIVE_ENGINE_H
@@ -12,9 +13,11 @@
 #include <event2/event.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "worker/activity.h"
 #include "worker/adapter.h"
+#include "worker/events.h"
 #include "worker/store.h"
 #include "worker/task.h"
 
@@ -31,10 +34,9 @@ struct engine_config {
     double rescan_s;       /* safety-net rescan of the queue folder */
 };
 
+/* What the engine tells its owner beside the events of events.h (a task's
+ * life is told there, once). */
 struct engine_events {
-    void (*task_started)(struct task *task, void *arg);
-    void (*task_chunk)(struct task *task, const char *data, size_t len, void *arg);
-    void (*task_finished)(struct task *task, void *arg);
     /* engine_stop() is complete: nothing runs any more. */
     void (*stopped)(void *arg);
     void *arg;
@@ -52,11 +54,12 @@ struct engine_status {
     size_t file;
     unsigned long processed;
     unsigned long failed;
+    int64_t oldest_wall_ns; /* when the longest-waiting queued task arrived; 0: none */
 };
 
 struct engine *engine_new(struct event_base *base, const struct engine_config *config,
-                          struct store *store, struct activity *activity,
-                          const struct engine_events *events);
+                          struct store *store, struct activity *activity, struct events *events,
+                          const struct engine_events *callbacks);
 void engine_free(struct engine *engine);
 /* Recover what a previous run left and start working; the file queue takes
  * over INOTIFY_FD, or makes its own instance when it is -1. Returns the
@@ -69,15 +72,39 @@ enum engine_submit_status engine_submit(struct engine *engine, struct task *task
 /* A task the engine holds (accepting, queued, running, or finished but not
  * yet durably answered), or NULL. */
 const struct task *engine_find(const struct engine *engine, const char *task_id);
-/* What TASK_ID is to this bot: "queued", "running", "done", "failed" (an
- * answered id, before a restart too), or NULL when it is unknown. */
+/* What TASK_ID is to this bot: "queued", "running", "done", "failed",
+ * "cancelled" (an answered id, before a restart too; or a cancel waiting for
+ * its answer), or NULL when it is unknown. */
 const char *engine_task_state(struct engine *engine, const char *task_id);
 /* What /status shows; no system call when inotify watches the controls. */
 void engine_status(struct engine *engine, struct engine_status *st);
 /* Pause or resume through the PAUSE file. 0 or -errno. */
 int engine_pause(struct engine *engine, bool paused);
+enum engine_cancel_status {
+    ENGINE_CANCEL_OK,       /* cancelled: the callback runs once it is answered */
+    ENGINE_CANCEL_UNKNOWN,  /* no task of that id */
+    ENGINE_CANCEL_FINISHED, /* answered already, or its answer is being committed */
+    ENGINE_CANCEL_BUSY,     /* not now: it is being stored, or its file's name is in use */
+    ENGINE_CANCEL_STOPPING
+};
+
+/* TASK is the cancelled task once its answer (failed, error "cancelled") is
+ * durable and reported; NULL when it will not be answered (the bot stopped
+ * first: the task stays queued, or its file went away). */
+typedef void (*engine_cancel_cb)(const struct task *task, void *arg);
+
+/* Cancel TASK_ID: a queued task (realtime, file or held) leaves its queue,
+ * a running one has its process tree killed; either is answered as failed
+ * with the error "cancelled" (state "cancelled") through the normal answer
+ * path, and CB runs once that answer is durable. CB runs only after
+ * ENGINE_CANCEL_OK, exactly once. */
+enum engine_cancel_status engine_cancel(struct engine *engine, const char *task_id,
+                                        engine_cancel_cb cb, void *arg);
 /* Kill the running task's process group; false when nothing runs. */
 bool engine_interrupt(struct engine *engine);
+/* When the longest-waiting queued task arrived (realtime: accepted; file:
+ * its mtime), wall ns; 0 when nothing waits. For the queue-age metric. */
+int64_t engine_oldest_waiting_ns(const struct engine *engine);
 /* Stop taking tasks; let the running one finish within the grace time or
  * kill it and leave it queued; then report stopped. */
 void engine_stop(struct engine *engine);

@@ -40,6 +40,10 @@ struct filequeue {
     struct event *recheck_ev; /* a young file becomes old enough */
     filequeue_cb cb;
     void *arg;
+    struct queue *strange; /* names that are not regular files, warned of once */
+    filequeue_name_cb not_regular;
+    filequeue_task_cb seen;
+    void *hook_arg;
 };
 
 /* True for names in the queue folder that are tasks. */
@@ -50,15 +54,19 @@ static bool filequeue_is_task_name(const char *name)
 }
 
 /* Read a ready file's id and priority to place it; the full parse happens at
- * claim time. */
+ * claim time. NULL when it cannot be read now (tried again later). */
 static struct task *filequeue_load(struct filequeue *fq, const char *name, const struct stat *st)
 {
     char *path = xasprintf("%s/%s", fq->paths->queue, name);
     size_t len;
-    char *text = util_read_file(path, 16u << 20, &len);
+    char *text = store_read_regular(path, &len);
     free(path);
+    if (!text && store_transient(errno))
+        return NULL;
     char *stem = xstrndup(name, strlen(name) - 3);
-    struct task *t = task_new(stem, TASK_SOURCE_FILE);
+    char *id = task_id_from_stem(stem);
+    struct task *t = task_new(id, TASK_SOURCE_FILE);
+    free(id);
     t->file_name = xstrdup(name);
     t->order = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
     t->rank = 10;
@@ -76,6 +84,16 @@ static struct task *filequeue_load(struct filequeue *fq, const char *name, const
     return t;
 }
 
+/* NAME is not a regular file: never opened, reported once. */
+void filequeue_not_regular(struct filequeue *fq, const char *name)
+{
+    if (queue_find(fq->strange, name))
+        return;
+    queue_push(fq->strange, name, 0, 0, NULL);
+    if (fq->not_regular)
+        fq->not_regular(name, fq->hook_arg);
+}
+
 /* Queue NAME if it is a complete task file; MOVED says it was renamed in. */
 static void filequeue_consider(struct filequeue *fq, const char *name, bool moved, bool *young)
 {
@@ -83,17 +101,79 @@ static void filequeue_consider(struct filequeue *fq, const char *name, bool move
         return;
     char *path = xasprintf("%s/%s", fq->paths->queue, name);
     struct stat st;
-    int r = stat(path, &st);
+    int r = lstat(path, &st); /* a link is not followed: its target is no task */
     free(path);
-    if (r < 0 || !S_ISREG(st.st_mode))
+    if (r < 0)
         return;
+    if (!S_ISREG(st.st_mode)) {
+        filequeue_not_regular(fq, name);
+        return;
+    }
+    free(queue_remove(fq->strange, name)); /* a regular file now: warn again if it changes */
     int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
     if (!moved && util_wall_ns() - mtime < fq->min_age_ns) {
         *young = true;
         return;
     }
     struct task *t = filequeue_load(fq, name, &st);
+    if (!t) {
+        *young = true; /* cannot be read now: look again soon */
+        return;
+    }
     queue_push(fq->ready, name, t->rank, t->order, t);
+    if (fq->seen)
+        fq->seen(t, fq->hook_arg);
+}
+
+/* Add the watch of the queue folder. */
+static void filequeue_watch_queue(struct filequeue *fq)
+{
+    if (fq->inotify_fd < 0 || !fq->watch_queue)
+        return;
+    fq->queue_wd = inotify_add_watch(fq->inotify_fd, fq->paths->queue,
+                                     IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_MODIFY |
+                                         IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF |
+                                         IN_ONLYDIR | IN_DONT_FOLLOW);
+}
+
+/* Add the watch of the controls folder. */
+static void filequeue_watch_controls(struct filequeue *fq)
+{
+    if (fq->inotify_fd < 0)
+        return;
+    fq->controls_wd =
+        inotify_add_watch(fq->inotify_fd, fq->paths->controls,
+                          IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE_SELF |
+                              IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW);
+}
+
+/* The queue folder was removed (or moved away) under the worker: make it
+ * again and watch the new one. True when it exists again. */
+static bool filequeue_remake(struct filequeue *fq)
+{
+    if (util_mkdirs(fq->paths->queue) < 0) {
+        log_warn("the queue folder %s was removed and cannot be made again: %s", fq->paths->queue,
+                 strerror(errno));
+        return false;
+    }
+    log_warn("the queue folder %s was removed; made again", fq->paths->queue);
+    if (fq->queue_wd >= 0)
+        inotify_rm_watch(fq->inotify_fd, fq->queue_wd);
+    fq->queue_wd = -1;
+    filequeue_watch_queue(fq);
+    return true;
+}
+
+/* The controls folder went: make it again and watch it. */
+static void filequeue_remake_controls(struct filequeue *fq)
+{
+    if (util_mkdirs(fq->paths->controls) < 0)
+        return;
+    log_warn("the controls folder %s was removed; made again", fq->paths->controls);
+    if (fq->controls_wd >= 0)
+        inotify_rm_watch(fq->inotify_fd, fq->controls_wd);
+    fq->controls_wd = -1;
+    filequeue_watch_controls(fq);
 }
 
 /* Arm the recheck for files that are still being written. */
@@ -110,6 +190,8 @@ void filequeue_rescan(struct filequeue *fq)
     if (!fq->watch_queue)
         return;
     DIR *d = opendir(fq->paths->queue);
+    if (!d && errno == ENOENT && filequeue_remake(fq))
+        d = opendir(fq->paths->queue);
     if (!d)
         return;
     size_t before = queue_len(fq->ready);
@@ -131,8 +213,18 @@ static bool filequeue_event(struct filequeue *fq, const struct inotify_event *ev
         filequeue_rescan(fq);
         return true; /* events were lost: the PAUSE file may have changed too */
     }
-    if (ev->wd >= 0 && ev->wd == fq->controls_wd)
+    bool gone = (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) != 0;
+    if (ev->wd >= 0 && ev->wd == fq->controls_wd) {
+        if (gone)
+            filequeue_remake_controls(fq);
         return true; /* controls folder: PAUSE created or removed */
+    }
+    if (gone && ev->wd >= 0 && ev->wd == fq->queue_wd) {
+        if (ev->mask & IN_IGNORED)
+            fq->queue_wd = -1; /* the kernel dropped the watch already */
+        filequeue_rescan(fq);  /* makes the folder again and watches it */
+        return true;
+    }
     if (ev->wd < 0 || ev->wd != fq->queue_wd) {
         /* A watch an earlier run of the bot added to an inherited instance
          * (not one of ours): stop it. */
@@ -144,6 +236,7 @@ static bool filequeue_event(struct filequeue *fq, const struct inotify_event *ev
         return false;
     if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) {
         task_free(queue_remove(fq->ready, ev->name));
+        queue_remove(fq->strange, ev->name); /* gone: a new one is reported anew */
         return false;
     }
     if (ev->mask & (IN_CREATE | IN_MODIFY)) {
@@ -153,6 +246,8 @@ static bool filequeue_event(struct filequeue *fq, const struct inotify_event *ev
             *young = true;
         return false;
     }
+    if (ev->mask & IN_MOVED_TO) /* renamed over a queued file: look again */
+        task_free(queue_remove(fq->ready, ev->name));
     size_t before = queue_len(fq->ready);
     filequeue_consider(fq, ev->name, (ev->mask & IN_MOVED_TO) != 0, young);
     return queue_len(fq->ready) != before;
@@ -214,13 +309,8 @@ static int filequeue_inotify_take(int fd)
 /* Add the watches: the queue folder (with WATCH_QUEUE) and the controls. */
 static void filequeue_add_watches(struct filequeue *fq)
 {
-    if (fq->watch_queue)
-        fq->queue_wd = inotify_add_watch(fq->inotify_fd, fq->paths->queue,
-                                         IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_MODIFY |
-                                             IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR);
-    fq->controls_wd =
-        inotify_add_watch(fq->inotify_fd, fq->paths->controls,
-                          IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ONLYDIR);
+    filequeue_watch_queue(fq);
+    filequeue_watch_controls(fq);
 }
 
 struct filequeue *filequeue_new(struct event_base *base, const struct store_paths *paths,
@@ -234,6 +324,7 @@ struct filequeue *filequeue_new(struct event_base *base, const struct store_path
     fq->queue_wd = fq->controls_wd = -1;
     fq->min_age_ns = (int64_t)(min_age_s * 1e9);
     fq->ready = queue_new();
+    fq->strange = queue_new();
     fq->cb = cb;
     fq->arg = arg;
     fq->inotify_fd = filequeue_inotify_take(inotify_fd);
@@ -271,6 +362,7 @@ void filequeue_free(struct filequeue *fq)
     event_free(fq->rescan_ev);
     event_free(fq->recheck_ev);
     queue_free(fq->ready, filequeue_free_task);
+    queue_free(fq->strange, NULL);
     free(fq->bot_id);
     free(fq);
 }
@@ -305,4 +397,22 @@ const struct task *filequeue_find(const struct filequeue *fq, const char *task_i
 {
     /* Queued files are keyed by file name; ids are looked up rarely. */
     return queue_find_if(fq->ready, filequeue_match_id, task_id);
+}
+
+struct task *filequeue_take(struct filequeue *fq, const struct task *task)
+{
+    return queue_remove(fq->ready, task->file_name);
+}
+
+void filequeue_set_hooks(struct filequeue *fq, filequeue_name_cb not_regular,
+                         filequeue_task_cb seen, void *arg)
+{
+    fq->not_regular = not_regular;
+    fq->seen = seen;
+    fq->hook_arg = arg;
+}
+
+int64_t filequeue_oldest_ns(const struct filequeue *fq)
+{
+    return queue_oldest_time(fq->ready);
 }

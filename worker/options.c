@@ -32,6 +32,7 @@ static const char options_usage_text[] =
     "  --token TOKEN          bearer token (default: $HIVE_TOKEN)\n"
     "  --allowed-origin O     a web Origin that may use the API, with CORS (repeatable)\n"
     "  --server-name NAME     a Host name to answer besides loopback ones (repeatable)\n"
+    "  --cwd DIR              the cli adapter's working directory (default: the work dir)\n"
     "  --env NAME=VALUE       set for the adapter (repeatable)\n"
     "  --env-remove NAME      remove from the adapter's environment (repeatable)\n"
     "  --mock-delay-ms N      the mock adapter answers after N ms (default 0)\n"
@@ -219,7 +220,10 @@ static int options_string(struct worker_options *o, const char *name, const char
         o->adapter.type = strcmp(v, "cli") ? ADAPTER_MOCK : ADAPTER_CLI;
     } else if (!strcmp(name, "--work-dir"))
         options_set_str(&o->work_dir, v);
-    else if (!strcmp(name, "--bind"))
+    else if (!strcmp(name, "--cwd")) {
+        free((char *)o->adapter.work_dir);
+        o->adapter.work_dir = xstrdup(v);
+    } else if (!strcmp(name, "--bind"))
         options_set_str(&o->bind, v);
     else if (!strcmp(name, "--token"))
         options_set_str(&o->token, v);
@@ -237,6 +241,20 @@ static int options_string(struct worker_options *o, const char *name, const char
         options_push(&o->adapter.env_remove, v);
     else
         return -2;
+    return 0;
+}
+
+/* Apply "--adapter-cmd=ARGV" (the value split on whitespace). 0 or -1. */
+static int options_adapter_cmd_inline(struct worker_options *o, const char *value, char *err,
+                                      size_t errlen)
+{
+    char *argv[2] = {"--adapter-cmd", (char *)value};
+    int i = 0;
+    if (!*value) {
+        snprintf(err, errlen, "option --adapter-cmd needs a value");
+        return -1;
+    }
+    options_take_argv(o, 2, argv, &i, true);
     return 0;
 }
 
@@ -301,7 +319,10 @@ int options_parse(int argc, char **argv, struct worker_options *o, char *err, si
             options_take_argv(o, argc, argv, &i, true);
         else if (!strcmp(a, "--adapter-cmd"))
             options_take_argv(o, argc, argv, &i, false);
-        else if (a[0] == '-') {
+        else if (!strncmp(a, "--adapter-cmd=", 14)) {
+            if (options_adapter_cmd_inline(o, a + 14, err, errlen) < 0)
+                return -1;
+        } else if (a[0] == '-') {
             if (options_valued(o, argc, argv, &i, err, errlen) < 0)
                 return -1;
         } else if (!o->bot_id)
@@ -336,4 +357,5 @@ void options_free(struct worker_options *o)
     options_free_list(o->adapter.argv);
     options_free_list(o->adapter.env_remove);
     options_free_list(o->adapter.env_set);
+    free((char *)o->adapter.work_dir);
 }

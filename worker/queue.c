@@ -300,3 +300,12 @@ size_t queue_len(const struct queue *q)
 {
     return q->len;
 }
+
+int64_t queue_oldest_time(const struct queue *q)
+{
+    int64_t oldest = 0;
+    for (size_t i = 0; i < q->len; i++)
+        if (i == 0 || q->heap[i]->time < oldest)
+            oldest = q->heap[i]->time;
+    return oldest;
+}

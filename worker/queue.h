@@ -33,5 +33,7 @@ void *queue_remove(struct queue *q, const char *key);
 /* 1-based position KEY would be popped at, or 0 when absent. */
 size_t queue_position(const struct queue *q, const char *key);
 size_t queue_len(const struct queue *q);
+/* The smallest TIME of any entry (a scan), or 0 when the queue is empty. */
+int64_t queue_oldest_time(const struct queue *q);
 
 #endif

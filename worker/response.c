@@ -127,16 +127,61 @@ char *response_pick_name(const char *dir, const char *base)
     return name;
 }
 
-/* The header lines, from the title to the timestamp. */
+/* Length of the line break or control character at S (N bytes left), 0
+ * when there is none: C0 controls, DEL, C1 controls (U+0080..U+009F) and the
+ * Unicode line and paragraph separators, all of which some reader takes as
+ * the end of a line or hides. */
+static size_t response_control_len(const unsigned char *s, size_t n)
+{
+    if (s[0] < 0x20 || s[0] == 0x7f)
+        return 1;
+    if (n >= 2 && s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f)
+        return 2;
+    if (n >= 3 && s[0] == 0xe2 && s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9))
+        return 3;
+    return 0;
+}
+
+char *response_header_value(const char *in)
+{
+    const unsigned char *s = (const unsigned char *)response_str(in);
+    size_t n = strlen((const char *)s);
+    char *out = xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n;) {
+        size_t c = response_control_len(s + i, n - i);
+        if (c) {
+            *o++ = ' ';
+            i += c;
+        } else {
+            *o++ = (char)s[i++];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Append "PREFIX<value>\n" to B, VALUE made one line (see
+ * response_header_value). */
+static void response_header_line(struct response_buf *b, const char *prefix, const char *value,
+                                 const char *suffix)
+{
+    char *v = response_header_value(value);
+    response_printf(b, "%s%s%s\n", prefix, v, suffix);
+    free(v);
+}
+
+/* The header lines, from the title to the timestamp. Every value that comes
+ * from input is one line, so no input can forge a header line that a reader
+ * (recovery among them) would take for the worker's. */
 static void response_render_header(struct response_buf *b, const struct response *r)
 {
     char utc[40];
     util_iso_utc(utc, sizeof utc, r->finished_wall_ns);
-    response_printf(b, "# RESPONSE: %s - %s\n\n", response_str(r->task_id),
-                    r->success ? "Complete" : "Failed");
-    response_printf(b, "**From:** %s\n", response_str(r->bot_id));
-    response_printf(b, "**To:** %s\n", response_str(r->to));
-    response_printf(b, "**Task:** %s\n", response_str(r->task_id));
+    response_header_line(b, "# RESPONSE: ", r->task_id,
+                         r->success ? " - Complete\n" : " - Failed\n");
+    response_header_line(b, "**From:** ", r->bot_id, "");
+    response_header_line(b, "**To:** ", r->to, "");
+    response_header_line(b, "**Task:** ", r->task_id, "");
     response_printf(b, "**Source:** %s\n", task_source_name(r->source));
     response_printf(b, "**Status:** %s\n", r->success ? "\u2713 SUCCESS" : "\u2717 FAILED");
     response_printf(b, "**Duration:** %.1f seconds\n", r->duration_seconds);
@@ -152,8 +197,16 @@ char *response_render(const struct response *r, size_t *len_out)
     response_printf(&b, "## Output\n\n");
     response_put(&b, r->output ? r->output : "", r->output ? r->output_len : 0);
     response_printf(&b, "\n\n## Files Modified\n\n- None\n\n");
-    if (r->error && r->error[0])
-        response_printf(&b, "## Error\n\n%s\n\n", r->error);
+    size_t elen = r->error ? strlen(r->error) : 0;
+    while (elen > 0 && (r->error[elen - 1] == '\n' || r->error[elen - 1] == '\r'))
+        elen--; /* exactly one blank line before the rule, as in SPEC §2.2 */
+    /* A failed task always has its Error section (the reader finds it from
+     * the end; without one, an output holding a forged one would be split
+     * there: found by fuzz_response). */
+    if (elen)
+        response_printf(&b, "## Error\n\n%.*s\n\n", (int)elen, r->error);
+    else if (!r->success)
+        response_printf(&b, "## Error\n\nunknown error\n\n");
     util_iso_local(local, sizeof local, r->finished_wall_ns);
     response_printf(&b, "---\n\n**Response generated:** %s\n", local);
     if (len_out)
@@ -371,6 +424,7 @@ int response_read_file(const char *text, size_t len, struct response_view *v)
     if (!cut)
         return -1;
     v->output = (struct response_span){sections.p, (size_t)(cut - sections.p)};
+    v->cancelled = response_span_is(v->error, TASK_CANCEL_ERROR);
     return 0;
 }
 
@@ -404,4 +458,25 @@ int response_name_outcome(const char *name, unsigned long *n)
         }
     }
     return -1;
+}
+
+int response_parse(const char *text, size_t len, struct response_header *h)
+{
+    memset(h, 0, sizeof *h);
+    struct response_view v;
+    /* A whole file only (a cut one is an answer never made durable), read
+     * by the one reader of the format, which no output or error can fool. */
+    if (!text || response_read_file(text, len, &v) != 0)
+        return -1;
+    h->to = xstrndup(v.to.p, v.to.len);
+    h->task_id = xstrndup(v.task_id.p, v.task_id.len);
+    h->success = v.success;
+    return 0;
+}
+
+void response_header_clear(struct response_header *h)
+{
+    free(h->to);
+    free(h->task_id);
+    memset(h, 0, sizeof *h);
 }

@@ -1,7 +1,8 @@
 /*
  * response: the response file of SPEC §2.2 — its name (timestamped,
- * sanitised, never overwriting) and its text. Pure apart from
- * response_pick_name(), which only looks at which names exist.
+ * sanitised, never overwriting), its text, and reading its header back (the
+ * one owner of the format). Pure apart from response_pick_name(), which only
+ * looks at which names exist.
  */
 #ifndef HIVE_RESPONSE_H
 #define HIVE_RESPONSE_H
@@ -37,6 +38,23 @@ char *response_name(const char *base, unsigned long n);
 char *response_pick_name(const char *dir, const char *base);
 /* The file's text per SPEC §2.2; *LEN_OUT gets its length. Caller frees. */
 char *response_render(const struct response *r, size_t *len_out);
+/* IN as a header value: one line, CR, LF and other control characters
+ * replaced by spaces. Caller frees. */
+char *response_header_value(const char *in);
+
+/* What a response file says about its task (the reader's side of
+ * response_render). */
+struct response_header {
+    char *task_id;
+    char *to;
+    bool success;
+};
+
+/* Read the header of a whole response file (TEXT, LEN bytes) into H (free
+ * with response_header_clear). -1 when it is cut (no trailer) or not one of
+ * ours. */
+int response_parse(const char *text, size_t len, struct response_header *h);
+void response_header_clear(struct response_header *h);
 
 /* ----- reading a response file back (the reader's side of response_render) ----- */
 
@@ -60,6 +78,8 @@ struct response_view {
     size_t body;                 /* offset of the output's first byte */
     struct response_span output; /* the "## Output" section (read_file only) */
     struct response_span error;  /* the "## Error" section; p NULL when none */
+    bool cancelled;              /* failed with the error "cancelled" exactly: the task was
+                                    cancelled (read_file only; state "cancelled") */
 };
 
 /* Read the header of a response file, from the title to the "## Output"

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +18,14 @@
 #include <unistd.h>
 
 #include "common/json.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "worker/answers.h"
 #include "worker/response.h"
 #include "worker/taskfile.h"
 
-#define STORE_TASKFILE_MAX (16u << 20)
+/* Deaths of a task's worker (while it held the task) that make it poison. */
+#define STORE_POISON_DEATHS 3
 
 /* How a realtime task file gets its name (see store_realtime_write). */
 enum store_publish {
@@ -52,11 +56,52 @@ static void store_build_paths(struct store_paths *p, const char *work_dir, const
     p->activity = xasprintf("%s/BOT-%s-activity.jsonl", p->logs, bot);
 }
 
+/* Refuse a folder of the layout that is not a real folder (a symlink would
+ * take the bot's files, and files written through it, elsewhere). */
+static int store_check_dir(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0 || S_ISDIR(st.st_mode))
+        return 0; /* made again later when missing */
+    snprintf(err, errlen, "%s is %s, not a folder; the worker never follows links in its layout",
+             path, S_ISLNK(st.st_mode) ? "a symlink" : "another kind of file");
+    return -1;
+}
+
+/* Check every folder of the layout, from .deia down. */
+static int store_check_layout(struct store *s, const char *work_dir, char *err, size_t errlen)
+{
+    char *deia = xasprintf("%s/.deia", work_dir), *hive = xasprintf("%s/.deia/hive", work_dir);
+    char *tasks = xasprintf("%s/.deia/hive/tasks", work_dir);
+    char *pending_all = xasprintf("%s/.pending", s->paths.responses);
+    const char *dirs[] = {deia,
+                          hive,
+                          tasks,
+                          s->paths.queue,
+                          s->paths.active,
+                          s->paths.archive,
+                          s->paths.realtime,
+                          s->paths.responses,
+                          pending_all,
+                          s->paths.pending,
+                          s->paths.controls,
+                          s->paths.logs};
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < sizeof dirs / sizeof dirs[0]; i++)
+        r = store_check_dir(dirs[i], err, errlen);
+    free(deia), free(hive), free(tasks), free(pending_all);
+    return r;
+}
+
 struct store *store_open(const char *work_dir, const char *bot_id, char *err, size_t errlen)
 {
     struct store *s = xcalloc(1, sizeof *s);
     s->bot_id = xstrdup(bot_id);
     store_build_paths(&s->paths, work_dir, bot_id);
+    if (store_check_layout(s, work_dir, err, errlen) < 0) {
+        store_free(s);
+        return NULL;
+    }
     const char *dirs[] = {s->paths.active,    s->paths.archive,  s->paths.realtime,
                           s->paths.responses, s->paths.controls, s->paths.logs};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
@@ -100,6 +145,108 @@ struct answers *store_answers(const struct store *s)
     return s->answers;
 }
 
+/* True when an operation on a path in DIR failed with ENOENT because DIR
+ * itself is gone (removed at runtime) and DIR could be made again. */
+static bool store_remade(int err, const char *dir)
+{
+    struct stat st;
+    if (err != ENOENT || stat(dir, &st) == 0)
+        return false;
+    if (util_mkdirs(dir) < 0)
+        return false;
+    log_warn("%s was removed while the worker ran; made again", dir);
+    return true;
+}
+
+/* rename(SRC, DST), making DST's folder DST_DIR again when it was removed.
+ * 0 or -errno. */
+static int store_rename_into(const char *src, const char *dst, const char *dst_dir)
+{
+    if (rename(src, dst) == 0)
+        return 0;
+    int e = errno;
+    if (!store_remade(e, dst_dir))
+        return -e;
+    return rename(src, dst) == 0 ? 0 : -errno;
+}
+
+/* Open PATH for reading only if it is a regular file: never through a
+ * symlink (O_NOFOLLOW), never blocking on a FIFO or device (O_NONBLOCK,
+ * then fstat). -1 with errno (ELOOP, or EINVAL for other kinds). */
+static int store_open_regular(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        int e = S_ISREG(st.st_mode) ? errno : EINVAL;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+char *store_read_regular(const char *path, size_t *len_out)
+{
+    int fd = store_open_regular(path);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    size_t cap = fstat(fd, &st) == 0 && st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, len = 0;
+    char *buf = xmalloc(cap + 1);
+    for (;;) {
+        if (len == cap) {
+            cap *= 2;
+            buf = xrealloc(buf, cap + 1);
+        }
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int e = errno;
+            close(fd);
+            if (r < 0) {
+                free(buf);
+                errno = e;
+                return NULL;
+            }
+            break;
+        }
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+    if (len_out)
+        *len_out = len;
+    return buf;
+}
+
+bool store_transient(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOSPC || err == EDQUOT ||
+           err == EAGAIN || err == EINTR || err == ENOBUFS;
+}
+
+/* Create PATH (in folder DIR, made again if it was removed) for writing,
+ * never through a symlink and never over a file: a leftover of the same
+ * name (a temp file of a killed worker, or a link planted there) is removed
+ * first. -1 with errno. */
+static int store_create(const char *path, const char *dir)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd >= 0)
+            return fd;
+        if (errno == EEXIST)
+            unlink(path); /* removes a link itself, never its target */
+        else if (!store_remade(errno, dir))
+            return -1;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
 /* Write LEN bytes to FD entirely. */
 static int store_write_all(int fd, const char *data, size_t len)
 {
@@ -136,14 +283,17 @@ static int store_realtime_write(struct store *s, struct task *t, char *tmp, size
     tmp[0] = '\0';
     if (s->publish != STORE_PUBLISH_RENAME) {
         fd = open(s->paths.realtime, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd < 0 && store_remade(errno, s->paths.realtime))
+            fd = open(s->paths.realtime, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
         if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL))
             s->publish = STORE_PUBLISH_RENAME;
         else if (fd < 0)
             return -1;
     }
     if (fd < 0) {
+        /* Ids never start with a dot, so this name is never a task's. */
         snprintf(tmp, cap, "%s/.%s.tmp", s->paths.realtime, t->id);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        fd = store_create(tmp, s->paths.realtime);
         if (fd < 0)
             return -1;
     }
@@ -152,9 +302,11 @@ static int store_realtime_write(struct store *s, struct task *t, char *tmp, size
     int r = store_write_all(fd, text, len);
     free(text);
     if (r < 0) {
+        int e = errno;
         close(fd);
         if (tmp[0])
             unlink(tmp);
+        errno = e;
         return -1;
     }
     return fd;
@@ -200,10 +352,7 @@ static int store_first_fd(const int *fds, size_t n)
     return -1;
 }
 
-/* Make the data of the files behind FDS (N of them, -1 for none) durable
- * with one call: fdatasync() for a single file, else syncfs() for the whole
- * batch (see store_persist_realtime). 0 or -1 with errno. */
-static int store_sync_batch(const int *fds, size_t n)
+int store_sync_batch(const int *fds, size_t n)
 {
     size_t open = 0;
     for (size_t i = 0; i < n; i++)
@@ -212,15 +361,21 @@ static int store_sync_batch(const int *fds, size_t n)
     return first < 0 ? 0 : open == 1 ? fdatasync(first) : syncfs(first);
 }
 
-void store_persist_realtime(struct store *s, struct task *const *tasks, size_t n, bool *ok)
+void store_realtime_prepare(struct store *s, struct task *const *tasks, size_t n, int *fds,
+                            bool *ok)
 {
-    int *fds = xcalloc(n, sizeof *fds);
     char tmp[4200], dst[4200];
     for (size_t i = 0; i < n; i++) {
         fds[i] = store_realtime_write(s, tasks[i], tmp, sizeof tmp);
         snprintf(dst, sizeof dst, "%s/%s.json", s->paths.realtime, tasks[i]->id);
         ok[i] = fds[i] >= 0 && store_realtime_name(s, fds[i], tmp, dst) == 0;
+        if (!ok[i])
+            log_warn("cannot store task %s: %s", tasks[i]->id, strerror(errno));
     }
+}
+
+int store_realtime_sync(const int *fds, size_t n)
+{
     /* One syncfs() makes the whole batch durable, data and names: no task
      * is acknowledged before it returns. Without a journal (ext4
      * ^has_journal, as on the bench machine) every fdatasync() is its own
@@ -231,17 +386,24 @@ void store_persist_realtime(struct store *s, struct task *const *tasks, size_t n
      * reports writeback errors since its descriptor was opened, which is why
      * the batch's first file is used. It also writes out unrelated dirty
      * data of the same file system, which costs time only when there is
-     * much of it. Naming before the sync is safe: a crash before it can
-     * leave a task file that was never acknowledged, whole (it then runs,
-     * as after a crash between the rename and the ack) or, after a power
-     * loss, cut (recovery sets it aside). */
+     * much of it (it runs off the event loop). Naming before the sync is
+     * safe: a crash before it can leave a task file that was never
+     * acknowledged, whole (it then runs, as after a crash between the
+     * rename and the ack) or, after a power loss, cut (recovery sets it
+     * aside). */
     int first = store_first_fd(fds, n);
-    bool synced = first < 0 || syncfs(first) == 0;
+    return first < 0 || syncfs(first) == 0 ? 0 : -errno;
+}
+
+void store_realtime_settle(struct store *s, struct task *const *tasks, size_t n, const int *fds,
+                           int synced, bool *ok)
+{
+    char dst[4200];
     for (size_t i = 0; i < n; i++) {
         if (fds[i] >= 0)
             close(fds[i]);
         snprintf(dst, sizeof dst, "%s/%s.json", s->paths.realtime, tasks[i]->id);
-        if (ok[i] && !synced) {
+        if (ok[i] && synced < 0) {
             unlink(dst);
             ok[i] = false;
         }
@@ -250,6 +412,13 @@ void store_persist_realtime(struct store *s, struct task *const *tasks, size_t n
             tasks[i]->file_name = xasprintf("%s.json", tasks[i]->id);
         }
     }
+}
+
+void store_persist_realtime(struct store *s, struct task *const *tasks, size_t n, bool *ok)
+{
+    int *fds = xcalloc(n, sizeof *fds);
+    store_realtime_prepare(s, tasks, n, fds, ok);
+    store_realtime_settle(s, tasks, n, fds, store_realtime_sync(fds, n), ok);
     free(fds);
 }
 
@@ -266,14 +435,14 @@ struct task *store_load_realtime(struct store *s, const char *dir, const char *n
     (void)s;
     char *path = xasprintf("%s/%s", dir, name);
     size_t len;
-    char *text = util_read_file(path, STORE_TASKFILE_MAX, &len);
+    char *text = store_read_regular(path, &len);
     free(path);
     if (!text)
         return NULL;
     json_t *o = json_parse_bytes(text, len, NULL, 0);
     free(text);
     const char *id = json_get_str(o, "task_id"), *cmd = json_get_str(o, "command");
-    if (!json_is_object(o) || !util_id_valid(id) || !cmd) {
+    if (!json_is_object(o) || !task_id_valid(id) || !cmd) {
         json_decref(o);
         return NULL;
     }
@@ -289,25 +458,35 @@ struct task *store_load_realtime(struct store *s, const char *dir, const char *n
     return t;
 }
 
-/* Fill a file task from its parsed text (after the claim). */
-static void store_parse_claimed(struct task *t, const char *path, const char *bot_id)
+/* T's file name without its extension (the default task id). */
+static char *store_stem(const struct task *t)
 {
-    size_t len;
-    char err[256];
-    char *text = util_read_file(path, STORE_TASKFILE_MAX, &len);
-    if (!text) {
-        free(t->parse_error);
-        t->parse_error =
-            xasprintf("cannot read task file: %s", errno == EFBIG ? "too large" : strerror(errno));
-        return;
-    }
     char *stem = xstrdup(t->file_name);
     char *dot = strrchr(stem, '.');
     if (dot)
         *dot = '\0';
+    return stem;
+}
+
+/* Fill a file task from its parsed text; a task that does not parse keeps
+ * the reason in T->parse_error (it is answered failed). 0, or -errno when
+ * the file cannot be read now (transient: try again later). */
+static int store_parse_claimed(struct task *t, const char *path, const char *bot_id)
+{
+    size_t len;
+    char err[256];
+    char *text = store_read_regular(path, &len);
+    if (!text && store_transient(errno))
+        return -errno;
+    free(t->parse_error);
+    t->parse_error = NULL;
+    if (!text) {
+        t->parse_error = xasprintf("cannot read task file: %s", strerror(errno));
+        return 0;
+    }
+    char *stem = store_stem(t);
     struct taskfile tf;
     if (taskfile_parse(text, len, stem, bot_id, &tf, err, sizeof err) < 0) {
-        free(t->parse_error);
         t->parse_error = xasprintf("cannot parse task file: %s", err);
     } else {
         free(t->id), free(t->from), free(t->to), free(t->priority), free(t->content);
@@ -318,17 +497,41 @@ static void store_parse_claimed(struct task *t, const char *path, const char *bo
     }
     free(stem);
     free(text);
+    return 0;
+}
+
+/* True when NAME in DIR is a regular file (not followed when a link). */
+static bool store_is_regular(const char *dir, const char *name)
+{
+    char *path = xasprintf("%s/%s", dir, name);
+    struct stat st;
+    bool r = lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+    free(path);
+    return r;
 }
 
 int store_claim(struct store *s, struct task *t, const char *bot_id)
 {
     const char *from_dir = t->source == TASK_SOURCE_FILE ? s->paths.queue : s->paths.realtime;
-    char *src = xasprintf("%s/%s", from_dir, t->file_name);
     char *dst = xasprintf("%s/%s", s->paths.active, t->file_name);
-    int r = rename(src, dst) < 0 ? -errno : 0;
-    if (r == 0 && t->source == TASK_SOURCE_FILE)
-        store_parse_claimed(t, dst, bot_id);
-    free(src);
+    int r = 0;
+    if (!t->claimed) {
+        char *src = xasprintf("%s/%s", from_dir, t->file_name);
+        if (!store_is_regular(from_dir, t->file_name))
+            r = access(src, F_OK) < 0 && errno == ENOENT ? -ENOENT : -EINVAL;
+        else
+            r = store_rename_into(src, dst, s->paths.active);
+        free(src);
+        t->claimed = r == 0;
+    }
+    if (r == 0 && !store_is_regular(s->paths.active, t->file_name)) {
+        /* Swapped for a FIFO, a link... between the look and the claim:
+         * give it back untouched. */
+        store_unclaim(s, t);
+        r = -EINVAL;
+    }
+    if (r == 0 && t->source == TASK_SOURCE_FILE && !t->content && !t->parse_error)
+        r = store_parse_claimed(t, dst, bot_id); /* not yet read (or not readable before) */
     free(dst);
     return r;
 }
@@ -339,6 +542,8 @@ int store_unclaim(struct store *s, struct task *t)
     char *src = xasprintf("%s/%s", s->paths.active, t->file_name);
     char *dst = xasprintf("%s/%s", to_dir, t->file_name);
     int r = renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) < 0 ? -errno : 0;
+    if (r == -ENOENT && store_remade(ENOENT, to_dir))
+        r = renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) < 0 ? -errno : 0;
     if (r == -EEXIST && t->source == TASK_SOURCE_FILE) {
         /* A new file of the same name arrived meanwhile: keep both. */
         char hex[9];
@@ -348,6 +553,8 @@ int store_unclaim(struct store *s, struct task *t)
         dst = xasprintf("%s/%.*s.recovered-%s.md", to_dir, (int)stem, t->file_name, hex);
         r = renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) < 0 ? -errno : 0;
     }
+    if (r == 0)
+        t->claimed = false;
     free(src);
     free(dst);
     return r;
@@ -367,7 +574,9 @@ static char *store_pending_path(struct store *s, const char *file_name)
 static int store_link_response(struct store *s, const char *pending, const char *base,
                                char **name_out)
 {
-    for (unsigned long n = 1; n <= 1000; n++) {
+    /* No cap: the names are tried until one is free (each taken one is a
+     * file that exists, so this ends). */
+    for (unsigned long n = 1; n < ULONG_MAX; n++) {
         char *name = response_name(base, n);
         char *path = xasprintf("%s/%s", s->paths.responses, name);
         int r = link(pending, path);
@@ -384,12 +593,31 @@ static int store_link_response(struct store *s, const char *pending, const char 
     return -EEXIST;
 }
 
-/* Move a claimed task from _active/ to _archive/. */
+/* The poison marker of a claimed task that the worker died with DEATHS
+ * times: an empty dot file in _active/ (never a task name, since task
+ * names never start with a dot) whose name holds the count. */
+static char *store_death_path(struct store *s, const char *file_name, int deaths)
+{
+    return xasprintf("%s/.%s.died-%d", s->paths.active, file_name, deaths);
+}
+
+/* Forget the deaths of a task that has been answered. */
+static void store_forget_deaths(struct store *s, const char *file_name)
+{
+    for (int n = 1; n < STORE_POISON_DEATHS; n++) {
+        char *p = store_death_path(s, file_name, n);
+        unlink(p);
+        free(p);
+    }
+}
+
+/* Move a claimed task from _active/ to _archive/ (made again if it was
+ * removed: a task left in _active/ after its answer would run again). */
 static int store_archive(struct store *s, const char *file_name)
 {
     char *src = xasprintf("%s/%s", s->paths.active, file_name);
     char *dst = xasprintf("%s/%s", s->paths.archive, file_name);
-    int r = rename(src, dst) < 0 ? -errno : 0;
+    int r = store_rename_into(src, dst, s->paths.archive);
     free(src);
     free(dst);
     return r;
@@ -400,10 +628,9 @@ int store_write_response(struct store *s, const struct task *t, const char *text
     char *pending = store_pending_path(s, t->file_name);
     char *tmp = xasprintf("%s.tmp", pending);
     /* The pending name only ever names a complete, durable response: it is
-     * written under a temp name and renamed once synced. */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 && errno == ENOENT && util_mkdirs(s->paths.pending) == 0)
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644); /* folder removed */
+     * written under a temp name and renamed once synced. The temp name is
+     * predictable, so it is created, never opened through what is there. */
+    int fd = store_create(tmp, s->paths.pending);
     int r = fd < 0 ? -errno : 0;
     if (r == 0 && store_write_all(fd, text, len) < 0) {
         r = -errno;
@@ -442,8 +669,8 @@ static int store_index_response(struct store *s, const struct task *t, char **na
 }
 
 /* T's response is durable under its temp name: give it its pending name,
- * then its final name, then archive T. 0, or -errno with nothing of the
- * response left. */
+ * then its final name, then archive T (T->claimed is cleared once it is).
+ * 0, or -errno with nothing of the response left. */
 static int store_publish_response(struct store *s, struct task *t, const char *base)
 {
     char *pending = store_pending_path(s, t->file_name);
@@ -460,24 +687,23 @@ static int store_publish_response(struct store *s, struct task *t, const char *b
     } else {
         free(t->response_file);
         t->response_file = name;
-        /* The archive before the pending name goes: a task still in
-         * _active/ without a pending file is one that must run again. If
-         * the archive fails, the linked pending file stays for recovery to
-         * archive the task: it is answered and must not be answered again. */
+        /* The pending name stays until the archive is durable (see
+         * store_release_responses): a task still in _active/ without a
+         * pending file is one that must run again. If the archive fails,
+         * the linked pending file stays for recovery to archive the task:
+         * it is answered and must not be answered again. */
         int a = store_archive(s, t->file_name);
         if (a == 0 || a == -ENOENT)
-            unlink(pending);
+            t->claimed = false;
     }
     free(tmp);
     free(pending);
     return r;
 }
 
-void store_commit_responses(struct store *s, struct task *const *tasks, char *const *bases,
-                            const int *fds, size_t n, int *rc)
+void store_publish_responses(struct store *s, struct task *const *tasks, char *const *bases,
+                             const int *fds, size_t n, int synced, int *rc)
 {
-    /* One syncfs() for all of them: see store_persist_realtime. */
-    int synced = store_sync_batch(fds, n) == 0 ? 0 : -errno;
     for (size_t i = 0; i < n; i++) {
         close(fds[i]);
         rc[i] = synced;
@@ -487,6 +713,63 @@ void store_commit_responses(struct store *s, struct task *const *tasks, char *co
             store_discard_response(s, tasks[i]);
     }
     answers_sync(s->answers);
+}
+
+/* fsync the folder PATH; 0 or -errno (a folder that is gone is no error:
+ * it holds nothing to keep). */
+static int store_fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    int r = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
+int store_sync_names(struct store *s)
+{
+    /* One syncfs() for the renames and links of the whole commit, in
+     * whichever folders they are: without a journal (as on the bench
+     * machine) an fsync of each of the four folders would be four device
+     * flushes, syncfs() is one; with a journal both are one commit. It runs
+     * on the syncer's thread, so unrelated dirty data it also writes out
+     * delays only the answers, never the loop. */
+    int fd = open(s->paths.responses, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? store_fsync_dir(s->paths.archive) : -errno;
+    int r = syncfs(fd) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
+int store_sync_commit(struct store *s, const int *fds, size_t n, bool names)
+{
+    if (!names)
+        return store_sync_batch(fds, n) == 0 ? 0 : -errno;
+    if (n == 0)
+        return store_sync_names(s);
+    return syncfs(fds[0]) == 0 ? 0 : -errno; /* data and names: all of it */
+}
+
+void store_release_responses(struct store *s, struct task *const *tasks, size_t n, const int *rc)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (rc[i] != 0 || tasks[i]->claimed)
+            continue;
+        char *pending = store_pending_path(s, tasks[i]->file_name);
+        unlink(pending);
+        free(pending);
+        store_forget_deaths(s, tasks[i]->file_name);
+    }
+}
+
+void store_commit_responses(struct store *s, struct task *const *tasks, char *const *bases,
+                            const int *fds, size_t n, int *rc)
+{
+    store_publish_responses(s, tasks, bases, fds, n, store_sync_commit(s, fds, n, false), rc);
+    store_sync_commit(s, NULL, 0, true);
+    store_release_responses(s, tasks, n, rc);
 }
 
 int store_finish(struct store *s, struct task *t, const char *base, const char *text, size_t len)
@@ -499,28 +782,11 @@ int store_finish(struct store *s, struct task *t, const char *base, const char *
     return rc;
 }
 
-/* Value of a "**Field:** value" line in a response text, or NULL. */
-static char *store_response_field(const char *text, const char *field)
+/* True for names that are ours but not tasks (temp files, markers, set
+ * aside files): task ids and task file names never start with a dot. */
+static bool store_skip_name(const char *name)
 {
-    const char *p = strstr(text, field);
-    if (!p)
-        return NULL;
-    p += strlen(field);
-    while (*p == ' ')
-        p++;
-    return xstrndup(p, strcspn(p, "\r\n"));
-}
-
-/* True when TEXT is a whole response file: its last line is the trailer. */
-static bool store_response_complete(const char *text, size_t len)
-{
-    static const char trailer[] = "**Response generated:** ";
-    if (len < 2 || text[len - 1] != '\n')
-        return false;
-    size_t i = len - 1;
-    while (i > 0 && text[i - 1] != '\n')
-        i--;
-    return len - i > sizeof trailer - 1 && memcmp(text + i, trailer, sizeof trailer - 1) == 0;
+    return name[0] == '.';
 }
 
 /* Give a pending response that was never linked its final name. False when
@@ -528,18 +794,18 @@ static bool store_response_complete(const char *text, size_t len)
 static bool store_link_orphan(struct store *s, const char *pending)
 {
     size_t len;
-    char *text = util_read_file(pending, 64u << 20, &len);
+    char *text = store_read_regular(pending, &len);
     struct stat st;
-    if (!text || stat(pending, &st) < 0 || !store_response_complete(text, len)) {
+    struct response_header h;
+    if (!text || stat(pending, &st) < 0 || response_parse(text, len, &h) < 0) {
         free(text);
         return false;
     }
-    char *id = store_response_field(text, "**Task:**");
-    char *to = store_response_field(text, "**To:**");
+    free(text);
     struct response r = {.bot_id = s->bot_id,
-                         .task_id = id ? id : "unknown",
-                         .to = to ? to : "unknown",
-                         .success = strstr(text, "- Complete\n") != NULL,
+                         .task_id = h.task_id,
+                         .to = h.to,
+                         .success = h.success,
                          .finished_wall_ns =
                              (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
     char *base = response_base_name(&r);
@@ -547,9 +813,7 @@ static bool store_link_orphan(struct store *s, const char *pending)
     bool linked = store_link_response(s, pending, base, &name) == 0;
     free(name);
     free(base);
-    free(id);
-    free(to);
-    free(text);
+    response_header_clear(&h);
     return linked;
 }
 
@@ -562,7 +826,7 @@ static bool store_settle_pending(struct store *s, const char *file_name)
     char *tmp = xasprintf("%s.tmp", pending);
     unlink(tmp); /* a response that was still being written: it runs again */
     struct stat st;
-    bool found = stat(pending, &st) == 0;
+    bool found = lstat(pending, &st) == 0 && S_ISREG(st.st_mode);
     if (found && st.st_nlink < 2)
         found = store_link_orphan(s, pending);
     if (!found || answers_recover(s->answers, pending) == 0)
@@ -572,34 +836,128 @@ static bool store_settle_pending(struct store *s, const char *file_name)
     return found;
 }
 
-/* True for names that are ours but not tasks (temp files, dot files). */
-static bool store_skip_name(const char *name)
+/* How many times the worker died while it held the task FILE_NAME (its
+ * marker in _active/), 0 when none. */
+static int store_deaths(struct store *s, const char *file_name)
 {
-    return name[0] == '.';
+    int deaths = 0;
+    for (int n = 1; n < STORE_POISON_DEATHS; n++) {
+        char *p = store_death_path(s, file_name, n);
+        if (access(p, F_OK) == 0)
+            deaths = n;
+        free(p);
+    }
+    return deaths;
 }
 
-/* Settle every task left in _active/: archive the answered ones, put the
- * others back where they came from. */
-static void store_recover_active(struct store *s)
+/* Count one more death of the worker that held FILE_NAME (DEATHS so far),
+ * durably before the task runs again: a crash right after still counts. */
+static void store_count_death(struct store *s, const char *file_name, int deaths)
+{
+    char *next = store_death_path(s, file_name, deaths + 1);
+    if (deaths > 0) {
+        char *prev = store_death_path(s, file_name, deaths);
+        rename(prev, next);
+        free(prev);
+    } else {
+        int fd = store_create(next, s->paths.active);
+        if (fd >= 0)
+            close(fd);
+    }
+    free(next);
+    store_fsync_dir(s->paths.active);
+}
+
+/* The task FILE_NAME in _active/ (SOURCE its kind) as a claimed task that
+ * is answered failed without running: its worker died with it too often.
+ * NULL when it cannot be read (it is then put back as any other). */
+static struct task *store_poison(struct store *s, const char *file_name, enum task_source source,
+                                 int deaths)
+{
+    struct task *t;
+    if (source == TASK_SOURCE_FILE) {
+        char *stem = xstrndup(file_name, strlen(file_name) - 3);
+        char *id = task_id_from_stem(stem);
+        t = task_new(id, TASK_SOURCE_FILE);
+        free(id);
+        free(stem);
+        t->file_name = xstrdup(file_name);
+        t->from = xstrdup("unknown");
+        char *path = xasprintf("%s/%s", s->paths.active, file_name);
+        store_parse_claimed(t, path, s->bot_id);
+        free(path);
+    } else if (!(t = store_load_realtime(s, s->paths.active, file_name))) {
+        return NULL;
+    }
+    t->claimed = true;
+    free(t->parse_error);
+    t->parse_error = xasprintf("worker died %d times while running this task", deaths);
+    log_warn("task %s: %s; answering it failed", t->id, t->parse_error);
+    return t;
+}
+
+/* The kind of task a name in _active/ holds. */
+static enum task_source store_active_source(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 5 && strcmp(name + n - 5, ".json") == 0 ? TASK_SOURCE_HTTP : TASK_SOURCE_FILE;
+}
+
+/* Remove the death markers in _active/ whose task is no longer there: a
+ * worker killed between a task's archive and its markers' removal leaves
+ * them (they would count against a later task of the same file name). */
+static void store_sweep_deaths(struct store *s)
 {
     DIR *d = opendir(s->paths.active);
     if (!d)
         return;
     struct dirent *e;
     while ((e = readdir(d))) {
+        const char *mark = strstr(e->d_name, ".died-");
+        if (e->d_name[0] != '.' || !mark || mark == e->d_name + 1)
+            continue;
+        char *task = xstrndup(e->d_name + 1, (size_t)(mark - e->d_name - 1));
+        if (faccessat(dirfd(d), task, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+            unlinkat(dirfd(d), e->d_name, 0);
+        free(task);
+    }
+    closedir(d);
+}
+
+/* Settle every task left in _active/: archive the answered ones, hand the
+ * poison ones to CB (claimed, to be answered failed), put the others back
+ * where they came from. Returns the number handed to CB. */
+static int store_recover_active(struct store *s, store_requeue_cb cb, void *arg)
+{
+    store_sweep_deaths(s); /* first: a task put back below leaves _active/ */
+    DIR *d = opendir(s->paths.active);
+    if (!d)
+        return 0;
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
         if (store_skip_name(e->d_name))
             continue;
         if (store_settle_pending(s, e->d_name)) {
-            store_archive(s, e->d_name);
+            if (store_archive(s, e->d_name) == 0)
+                store_forget_deaths(s, e->d_name);
             continue;
         }
-        struct task t = {.file_name = e->d_name};
-        size_t n = strlen(e->d_name);
-        t.source =
-            n > 5 && strcmp(e->d_name + n - 5, ".json") == 0 ? TASK_SOURCE_HTTP : TASK_SOURCE_FILE;
+        enum task_source source = store_active_source(e->d_name);
+        int deaths = store_deaths(s, e->d_name) + 1;
+        struct task *poison =
+            deaths >= STORE_POISON_DEATHS ? store_poison(s, e->d_name, source, deaths) : NULL;
+        if (poison) {
+            cb(poison, arg);
+            count++;
+            continue;
+        }
+        store_count_death(s, e->d_name, deaths - 1);
+        struct task t = {.file_name = e->d_name, .source = source};
         store_unclaim(s, &t);
     }
     closedir(d);
+    return count;
 }
 
 /* Settle pending responses whose task was archived already; a temp file
@@ -632,7 +990,7 @@ static void store_recover_orphans(struct store *s)
 static void store_set_aside(struct store *s, const char *name)
 {
     char *path = xasprintf("%s/%s", s->paths.realtime, name);
-    char *text = util_read_file(path, STORE_TASKFILE_MAX, NULL);
+    char *text = store_read_regular(path, NULL);
     if (text) {
         char *aside = xasprintf("%s/.%s.unreadable", s->paths.realtime, name);
         rename(path, aside);
@@ -645,12 +1003,11 @@ static void store_set_aside(struct store *s, const char *name)
 int store_recover(struct store *s, const char *bot_id, store_requeue_cb cb, void *arg)
 {
     (void)bot_id;
-    store_recover_active(s);
+    int count = store_recover_active(s, cb, arg);
     store_recover_orphans(s);
     DIR *d = opendir(s->paths.realtime);
     if (!d)
-        return 0;
-    int count = 0;
+        return count;
     struct dirent *e;
     while ((e = readdir(d))) {
         if (store_skip_name(e->d_name)) {
@@ -668,4 +1025,26 @@ int store_recover(struct store *s, const char *bot_id, store_requeue_cb cb, void
     }
     closedir(d);
     return count;
+}
+
+int store_set_paused(struct store *s, bool paused)
+{
+    if (!paused)
+        return unlink(s->paths.pause) < 0 && errno != ENOENT ? -errno : 0;
+    struct stat st;
+    if (lstat(s->paths.pause, &st) == 0 && S_ISREG(st.st_mode))
+        return 0;
+    /* Created, never written through what is there (store_create); no sync:
+     * a pause is a wish, not an answer, and the loop must not wait. */
+    int fd = store_create(s->paths.pause, s->paths.controls);
+    if (fd < 0)
+        return -errno;
+    int r = store_write_all(fd, "paused\n", 7) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
+bool store_paused(const struct store *s)
+{
+    return faccessat(AT_FDCWD, s->paths.pause, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }

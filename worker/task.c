@@ -4,9 +4,37 @@
  */
 #include "worker/task.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "common/util.h"
+
+/* A character of a task id. */
+static bool task_id_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
+}
+
+bool task_id_valid(const char *id)
+{
+    if (!id || !id[0] || id[0] == '.')
+        return false;
+    size_t n = 0;
+    for (; id[n]; n++)
+        if (n >= 64 || !task_id_char(id[n]))
+            return false;
+    return true;
+}
+
+char *task_id_from_stem(const char *stem)
+{
+    char id[65];
+    util_sanitize(stem, id, sizeof id);
+    if (id[0] == '.')
+        id[0] = '_';
+    return xstrdup(id);
+}
 
 /* "file", "http" or "websocket"; "file" for anything unknown. */
 const char *task_source_name(enum task_source source)
@@ -33,6 +61,8 @@ const char *task_state_name(enum task_state state)
         return "done";
     case TASK_FAILED:
         return "failed";
+    case TASK_CANCELLED:
+        return "cancelled";
     default:
         return "queued";
     }

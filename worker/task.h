@@ -12,7 +12,14 @@
 
 enum task_source { TASK_SOURCE_FILE, TASK_SOURCE_HTTP, TASK_SOURCE_WEBSOCKET };
 
-enum task_state { TASK_ACCEPTING, TASK_QUEUED, TASK_RUNNING, TASK_DONE, TASK_FAILED };
+enum task_state {
+    TASK_ACCEPTING,
+    TASK_QUEUED,
+    TASK_RUNNING,
+    TASK_DONE,
+    TASK_FAILED,
+    TASK_CANCELLED /* answered as failed with the error "cancelled" */
+};
 
 struct task {
     char *id;
@@ -35,11 +42,27 @@ struct task {
     char *error;
     double duration_seconds;
     char *response_file;
+    bool claimed;   /* its file is in _active/ */
+    bool cancelled; /* a cancel was asked: it never runs (again), its answer is
+                       failed with the error "cancelled" (TASK_CANCEL_ERROR) */
 };
 
+/* True when ID is a valid task id, [A-Za-z0-9_-][A-Za-z0-9._-]{0,63}: the
+ * one check of every door (HTTP, WebSocket, task files). No leading dot, so
+ * no id is ever one of the store's own temp or marker names. */
+bool task_id_valid(const char *id);
+/* A valid id made of a file stem (for a task file whose own id is not
+ * valid, so that logs and headers never carry what the name held):
+ * characters outside the set become '_', cut to 64. Caller frees. */
+char *task_id_from_stem(const char *stem);
 /* "file", "http" or "websocket". */
 const char *task_source_name(enum task_source source);
-/* "queued", "running", "done" or "failed" (accepting counts as queued). */
+/* The error text of a cancelled task's answer: how its response file (a
+ * DEIA -failed.md) tells a cancel from a failure. */
+#define TASK_CANCEL_ERROR "cancelled"
+
+/* "queued", "running", "done", "failed" or "cancelled" (accepting counts as
+ * queued). */
 const char *task_state_name(enum task_state state);
 /* A new task with ID and SOURCE, everything else empty. */
 struct task *task_new(const char *id, enum task_source source);

@@ -19,6 +19,7 @@
 #include <yaml.h>
 
 #include "common/util.h"
+#include "worker/task.h"
 
 /* The lines of a buffer are walked with this cursor. */
 struct taskfile_line {
@@ -431,6 +432,11 @@ int taskfile_parse(const char *data, size_t len, const char *stem, const char *b
         return -1;
     }
     taskfile_defaults(tf, stem, bot_id);
+    if (!task_id_valid(tf->task_id)) {
+        taskfile_clear(tf);
+        return taskfile_fail(err, errlen,
+                             "invalid task_id (ids match [A-Za-z0-9_-][A-Za-z0-9._-]{0,63})");
+    }
     return 0;
 }
 
@@ -449,7 +455,9 @@ void taskfile_clear(struct taskfile *tf)
     tf->priority_rank = 10;
 }
 
-/* "P0".."P9" or a bare digit, any case, blanks around: 0..9; else 10. */
+/* The digit right after the "P" (any case, leading blanks skipped), as DEIA
+ * reads it: "P0 (BLOCKING - PROCESS ISSUE)" is 0, "P10" is 1; a bare digit
+ * counts too. 10 when there is no digit there (such tasks run last). */
 int taskfile_priority_rank(const char *priority)
 {
     if (!priority)
@@ -460,9 +468,5 @@ int taskfile_priority_rank(const char *priority)
         priority++;
     if (!isdigit((unsigned char)priority[0]))
         return 10;
-    int rank = priority[0] - '0';
-    for (priority++; *priority; priority++)
-        if (!isspace((unsigned char)*priority))
-            return 10;
-    return rank;
+    return priority[0] - '0';
 }

@@ -13,7 +13,7 @@ struct taskfile {
     char *from;        /* default "unknown" */
     char *to;          /* default the bot id */
     char *priority;    /* as written, default "P2" */
-    int priority_rank; /* 0..9 from "P0".."P9" (case-insensitive), 10 when unreadable */
+    int priority_rank; /* the digit after "P" (any case), 10 when there is none */
     char *created_at;  /* NULL when absent */
     char *content;     /* body after the front matter, or the whole file */
 };
@@ -22,12 +22,13 @@ struct taskfile {
  * the default "to". A UTF-8 BOM is skipped and CRLF is accepted. Returns 0, or
  * -1 with a reason in ERR (invalid UTF-8, NUL bytes, malformed or non-mapping
  * front matter, an unterminated front matter, a field of the wrong type, an
- * empty task) and TF cleared. */
+ * empty task, a task id that task_id_valid() refuses) and TF cleared. */
 int taskfile_parse(const char *data, size_t len, const char *stem, const char *bot_id,
                    struct taskfile *tf, char *err, size_t errlen);
 /* Free the fields of TF. */
 void taskfile_clear(struct taskfile *tf);
-/* 0..9 for "P0".."P9" (also "p3", " P1 "), 10 otherwise. */
+/* The digit right after "P" (also "p3", " P1 ", "P0 (BLOCKING)"), 10 when
+ * there is none. */
 int taskfile_priority_rank(const char *priority);
 
 #endif

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/chan.h"
 #include "common/log.h"
 #include "common/sdnotify.h"
 #include "common/util.h"
@@ -25,14 +26,17 @@
 #include "worker/botlock.h"
 #include "worker/contain.h"
 #include "worker/engine.h"
+#include "worker/events.h"
 #include "worker/filequeue.h"
+#include "worker/observe.h"
 #include "worker/store.h"
+#include "worker/uplink.h"
 
-#define WORKER_EXIT_CONFIG 78
+#define WORKER_EXIT_CONFIG HIVE_EXIT_CONFIG
 #define WORKER_DRAIN_MS 1000
-#define WORKER_INOTIFY_NAME "inotify" /* its name in the fd store */
-#define WORKER_MORE_LISTEN_MAX 3      /* inherited listening sockets beside fd 3 */
-#define WORKER_NOTIFY_RETRY_MS 100    /* a state that must arrive is tried again */
+#define WORKER_INOTIFY_NAME HIVE_FD_STORE /* its name in the fd store */
+#define WORKER_MORE_LISTEN_MAX 3          /* inherited listening sockets beside fd 3 */
+#define WORKER_NOTIFY_RETRY_MS 100        /* a state that must arrive is tried again */
 
 /* The notifications that must arrive, in the order they are sent. */
 enum { WORKER_NOTIFY_READY = 1u << 0, WORKER_NOTIFY_STOPPING = 1u << 1 };
@@ -43,8 +47,12 @@ struct worker {
     struct event_base *base;
     struct store *store;
     struct activity *activity;
+    struct events *events; /* the bot's events; the API and the channel subscribe */
+    int chan_fd;           /* our end of the supervisor's channel (fd named "chan"); -1 */
+    struct uplink *uplink; /* what goes up that channel */
     struct api *api;
     struct engine *engine;
+    struct observe *observe; /* timeline and metrics */
     struct event *sigterm_ev, *sigint_ev, *sighup_ev, *watchdog_ev, *drain_ev, *notify_ev;
     unsigned notify_pending; /* WORKER_NOTIFY_* states still to be sent */
     int64_t drain_deadline_ms;
@@ -64,7 +72,7 @@ struct worker {
  * would leave them running). */
 static void worker_follow_parent(void)
 {
-    const char *sup = getenv("HIVE_SUPERVISOR_PID");
+    const char *sup = getenv(HIVE_ENV_SUPERVISOR_PID);
     if (!sup || !*sup)
         return;
     prctl(PR_SET_PDEATHSIG, SIGHUP);
@@ -169,6 +177,27 @@ static void worker_inotify(struct worker *w, int stored)
         log_warn("cannot hand the inotify instance to the fd store: %s", strerror(errno));
 }
 
+/* The descriptor the supervisor named HIVE_FD_CHAN, or -1; read before
+ * worker_listen() takes the LISTEN_* variables away. */
+static int worker_chan_fd(void)
+{
+    const char *pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
+    const char *names = getenv("LISTEN_FDNAMES");
+    if (!pid || !n || !names || atol(pid) != (long)getpid())
+        return -1;
+    int i = sdnotify_fdnames_index(names, atoi(n), HIVE_FD_CHAN);
+    if (i < 0)
+        return -1;
+    int fd = SDNOTIFY_LISTEN_FDS_START + i, type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) {
+        log_warn("fd %d named %s is not a stream socket; no channel to the supervisor", fd,
+                 HIVE_FD_CHAN);
+        return -1;
+    }
+    return fd;
+}
+
 /* Close the inherited listening sockets no server took. */
 static void worker_close_more(struct worker *w)
 {
@@ -248,6 +277,7 @@ static void worker_stopped_cb(void *arg)
     struct worker *w = arg;
     if (w->api)
         api_close_sessions(w->api);
+    observe_close_sessions(w->observe);
     w->drain_deadline_ms = util_mono_ms() + WORKER_DRAIN_MS;
     struct timeval tv = {0, 0};
     evtimer_add(w->drain_ev, &tv);
@@ -299,26 +329,29 @@ static void worker_contain(const struct worker_options *o)
     free(dir);
 }
 
-/* Engine events relayed to the API (WebSocket clients). */
-static void worker_task_started(struct task *t, void *arg)
+/* The bot's events file, .deia/bot-logs/<BOT-ID>-events.jsonl, beside its
+ * activity log. */
+static struct events *worker_events_open(struct worker *w)
 {
-    struct worker *w = arg;
-    if (w->api)
-        api_task_started(w->api, t);
+    char *path = xasprintf("%s/%s-events.jsonl", store_paths(w->store)->logs, w->o->bot_id);
+    struct events *ev = events_open(path, w->o->bot_id, w->activity);
+    free(path);
+    return ev;
 }
 
-static void worker_task_chunk(struct task *t, const char *data, size_t len, void *arg)
+/* The observe sink of the bot's events: the timeline's entry once a task's
+ * answer is durable, and the live messages of the WebSocket timeline. */
+static void worker_observe_event(const struct events_event *ev, void *arg)
 {
     struct worker *w = arg;
-    if (w->api)
-        api_task_chunk(w->api, t, data, len);
-}
-
-static void worker_task_finished(struct task *t, void *arg)
-{
-    struct worker *w = arg;
-    if (w->api)
-        api_task_finished(w->api, t);
+    bool done = !strcmp(ev->type, "task_completed") || !strcmp(ev->type, "task_failed") ||
+                !strcmp(ev->type, "task_cancelled");
+    if (done && ev->task)
+        observe_task_finished(w->observe, ev->task);
+    json_t *j = json_loadb(ev->json, ev->json_len, 0, NULL);
+    if (j)
+        observe_event(w->observe, j);
+    json_decref(j);
 }
 
 /* Build the engine from the options. */
@@ -333,10 +366,10 @@ static struct engine *worker_engine(struct worker *w)
                                .file_queue = o->mode != MODE_WEBSOCKET_ONLY,
                                .file_min_age_s = o->file_min_age_s,
                                .rescan_s = o->rescan_s};
-    ec.adapter.work_dir = o->work_dir;
-    struct engine_events ev = {worker_task_started, worker_task_chunk, worker_task_finished,
-                               worker_stopped_cb, w};
-    return engine_new(w->base, &ec, w->store, w->activity, &ev);
+    if (!ec.adapter.work_dir) /* --cwd */
+        ec.adapter.work_dir = o->work_dir;
+    struct engine_events ev = {worker_stopped_cb, w};
+    return engine_new(w->base, &ec, w->store, w->activity, w->events, &ev);
 }
 
 /* Build the HTTP/WebSocket API on FD. */
@@ -381,9 +414,11 @@ static void worker_events(struct worker *w)
 /* Free everything in the reverse order of building. */
 static void worker_teardown(struct worker *w)
 {
+    uplink_free(w->uplink);
     engine_free(w->engine);
     contain_shutdown(); /* after the engine ended its tasks */
     api_free(w->api);
+    observe_free(w->observe);
     if (w->watchdog_ev)
         event_free(w->watchdog_ev);
     if (w->sigterm_ev)
@@ -396,8 +431,11 @@ static void worker_teardown(struct worker *w)
         event_free(w->drain_ev);
     if (w->notify_ev)
         event_free(w->notify_ev);
+    if (w->chan_fd >= 0) /* no uplink took it */
+        close(w->chan_fd);
     if (w->inotify_fd >= 0) /* the engine never took it */
         close(w->inotify_fd);
+    events_close(w->events);
     activity_close(w->activity);
     store_free(w->store);
     if (w->base)
@@ -426,7 +464,7 @@ static void worker_announce(struct worker *w, int recovered)
 
 int worker_run(const struct worker_options *o)
 {
-    struct worker w = {.o = o, .port = -1, .inotify_fd = -1, .lock_fd = -1};
+    struct worker w = {.o = o, .port = -1, .inotify_fd = -1, .lock_fd = -1, .chan_fd = -1};
     int code = 1;
     char err[300];
     signal(SIGPIPE, SIG_IGN);
@@ -444,6 +482,7 @@ int worker_run(const struct worker_options *o)
         return WORKER_EXIT_CONFIG;
     }
     int stored = -1;
+    w.chan_fd = worker_chan_fd();
     int fd = worker_listen(&w, &code, &stored);
     if (fd == -1) {
         if (stored >= 0)
@@ -468,7 +507,9 @@ int worker_run(const struct worker_options *o)
     worker_inotify(&w, stored);
     w.activity = activity_open(store_paths(w.store)->activity, o->bot_id);
     activity_log_warnings(w.activity);
+    w.events = worker_events_open(&w);
     w.base = event_base_new();
+    w.observe = observe_new(w.store, o->bot_id, &o->ws);
     if (fd >= 0 && !(w.api = worker_api(&w, fd))) {
         log_error("cannot serve HTTP on the listening socket");
         worker_close_more(&w);
@@ -481,13 +522,25 @@ int worker_run(const struct worker_options *o)
             close(w.more_fds[i]);
         }
     w.n_more = 0; /* the server's now */
+    if (w.chan_fd >= 0 && (w.uplink = uplink_new(w.base, w.chan_fd, w.events)))
+        w.chan_fd = -1; /* the uplink's now */
     w.engine = worker_engine(&w);
-    if (w.api)
+    observe_set_engine(w.observe, w.engine);
+    events_subscribe(w.events, worker_observe_event, &w);
+    if (w.uplink)
+        uplink_set_engine(w.uplink, w.engine);
+    if (w.api) {
         api_set_engine(w.api, w.engine);
+        api_set_observe(w.api, w.observe);
+        observe_count_subscribers(w.observe, api_event_subscribers, w.api);
+        api_set_events(w.api, w.events);
+    }
     worker_events(&w);
     int inotify_fd = w.inotify_fd;
     w.inotify_fd = -1; /* the file queue's now */
-    worker_announce(&w, engine_start(w.engine, inotify_fd));
+    int recovered = engine_start(w.engine, inotify_fd);
+    observe_recover(w.observe);
+    worker_announce(&w, recovered);
     event_base_dispatch(w.base);
     struct activity_event ev = {.event_type = "shutdown"};
     activity_log(w.activity, &ev, NULL);

@@ -302,7 +302,9 @@ class FrontTest(HiveTestCase):
         self.assertEqual([b["id"] for b in st["bots"]], ["BOT-001", "BOT-002", "BOT-003"])
         for b in st["bots"]:
             self.assertEqual(set(b), {"id", "state", "pid", "port", "url", "proxy_url",
-                                      "restarts", "uptime_seconds", "reason", "last_exit"})
+                                      "restarts", "uptime_seconds", "reason", "last_exit",
+                                      "queue", "current_task", "tasks_processed",
+                                      "tasks_failed"})
             port = self.hive.bot_ports[b["id"]]
             self.assertEqual(b["port"], port)
             self.assertEqual(b["url"], "http://127.0.0.1:%d" % port)

@@ -721,7 +721,7 @@ class SupervisorTest(unittest.TestCase):
             stored[bot_id] = match[0]
             env = proc_env(worker)
             self.assertEqual((env.get("LISTEN_FDS"), env.get("LISTEN_FDNAMES")),
-                             ("2", "listen:proxy"))
+                             ("3", "listen:proxy:chan"))
             self.assert_only_handed_over(sup, worker)
         self.assertEqual(len(set(stored.values())), 3)
 
@@ -736,7 +736,7 @@ class SupervisorTest(unittest.TestCase):
         second = back["pid"]
         env = proc_env(second)
         self.assertEqual((env.get("LISTEN_FDS"), env.get("LISTEN_FDNAMES")),
-                         ("3", "listen:proxy:inotify"))
+                         ("4", "listen:proxy:inotify:chan"))
         self.assertEqual(inotify_fds(second), [5], fds_of(second))
         self.assertTrue(same_file(os.getpid(), mine, second, 5),
                         "the restarted worker has a new inotify instance")
@@ -762,7 +762,7 @@ class SupervisorTest(unittest.TestCase):
         os.kill(second, signal.SIGTERM)
         back = hive.wait_state("BOT-F", "running", pred=lambda b: b["pid"] != second)
         third = back["pid"]
-        self.assertEqual(proc_env(third).get("LISTEN_FDS"), "2")
+        self.assertEqual(proc_env(third).get("LISTEN_FDS"), "3")
         self.assertEqual(len(inotify_fds(third)), 1)
         self.assertFalse(same_file(os.getpid(), mine, third, inotify_fds(third)[0]))
         self.assertEqual(len(inotify_fds(sup)), 3, fds_of(sup))
@@ -780,7 +780,7 @@ class SupervisorTest(unittest.TestCase):
         rc, out, err = hive.run("restart", "-f", hive.roster, "BOT-G")
         self.assertEqual(rc, 0, err)
         back = hive.wait_state("BOT-G", "running", pred=lambda b: b["pid"] != g)
-        self.assertEqual(proc_env(back["pid"]).get("LISTEN_FDS"), "2")
+        self.assertEqual(proc_env(back["pid"]).get("LISTEN_FDS"), "3")
         self.assertFalse(same_file(os.getpid(), old_g, back["pid"],
                                    inotify_fds(back["pid"])[0]))
         self.assertFalse(any(same_file(os.getpid(), old_g, sup, h) for h in inotify_fds(sup)))
@@ -805,7 +805,7 @@ class SupervisorTest(unittest.TestCase):
         worker = hive.wait_running(["BOT-P"])["BOT-P"]["pid"]
         sup = hive.proc.pid
         require_kcmp(self, sup)
-        self.assertEqual(proc_env(worker).get("LISTEN_FDNAMES"), "listen:proxy")
+        self.assertEqual(proc_env(worker).get("LISTEN_FDNAMES"), "listen:proxy:chan")
         # fd 4: a listening abstract Unix socket, the supervisor's own.
         unix = unix_sockets()
         name, _, listening = unix.get(socket_inode(worker, 4), ("", "", False))
@@ -862,7 +862,7 @@ class SupervisorTest(unittest.TestCase):
         self.assertEqual(limits(hive.proc.pid), (hard, hard))
         for entry in up.values():
             self.assertEqual(limits(entry["pid"]), (hard, hard))
-            self.assertEqual(proc_env(entry["pid"]).get("LISTEN_FDS"), "2")
+            self.assertEqual(proc_env(entry["pid"]).get("LISTEN_FDS"), "3")
         drop_task(self.dir, "LIM-00", "T-ULIMIT")
         self.assert_answered_once(self.dir, "T-ULIMIT")
         name = responses_for(self.dir, "T-ULIMIT")[0]

@@ -1,6 +1,7 @@
 /*
  * client: the `hive` subcommands that talk to a running hive (SPEC §1):
- * down, status, send, restart, stop, start, reload, logs. It finds the hive
+ * down, status, send, restart, stop, start, pause, resume, interrupt,
+ * reload, and logs (which reads the captured files). It finds the hive
  * through hive.yaml's `listen` (and its token), speaks plain blocking
  * HTTP/1.1 (and, for `send --wait`, a WebSocket) to the front door, and
  * prints for people. No event loop: a CLI may block.
@@ -9,7 +10,8 @@
 #define HIVE_CLIENT_H
 
 /* Run subcommand ARGV[0] with its arguments; returns the exit code (0 ok,
- * 1 runtime failure such as no hive running, 2 usage, 78 configuration). */
+ * 1 runtime failure such as no hive running, 2 usage, 3 `status`: a listed
+ * bot is not running, 78 configuration). */
 int client_main(int argc, char **argv);
 
 #endif

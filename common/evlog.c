@@ -1,0 +1,233 @@
+/*
+ * evlog: owns the on-disk format of numbered event logs (two generations of
+ * JSON lines). Losing the newest lines to a power cut is acceptable (readers
+ * then resync); a half line is never left for a reader: a short write is cut
+ * back and a crash's unfinished line is cut at the next open.
+ */
+#include "common/evlog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+struct evlog {
+    char *path, *prev_path;
+    char *key;
+    int fd;
+    off_t size;
+    uint64_t last;
+    bool warned;
+};
+
+/* Read the whole file PATH (bounded); NULL when it cannot be read. */
+static char *evlog_slurp(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return NULL;
+    struct util_buf b = {0};
+    char chunk[65536];
+    ssize_t n;
+    while (b.len < 4 * (size_t)EVLOG_FILE_MAX && (n = read(fd, chunk, sizeof chunk)) > 0)
+        util_buf_add(&b, chunk, (size_t)n);
+    close(fd);
+    *len = b.len;
+    return b.data ? b.data : xstrdup("");
+}
+
+/* The number of LINE under KEY (0: none), with *OUT its object (caller
+ * decrefs) when it has one. */
+static uint64_t evlog_line_n(const char *key, const char *line, size_t len, json_t **out)
+{
+    json_t *o = json_loadb(line, len, 0, NULL);
+    json_t *s = json_object_get(o, key);
+    uint64_t n =
+        json_is_integer(s) && json_integer_value(s) > 0 ? (uint64_t)json_integer_value(s) : 0;
+    if (out && n)
+        *out = o;
+    else
+        json_decref(o);
+    return n;
+}
+
+/* Every complete numbered line of TEXT over SINCE to CB (up to *LEFT when
+ * it is not NULL); *FIRST gets the first number seen if unset. */
+static void evlog_each(const struct evlog *lg, const char *text, size_t len, uint64_t since,
+                       size_t *left, uint64_t *first, evlog_line_cb cb, void *arg)
+{
+    size_t i = 0;
+    while (i < len && (!left || *left)) {
+        const char *nl = memchr(text + i, '\n', len - i);
+        if (!nl)
+            break; /* unfinished: not a line yet */
+        size_t end = (size_t)(nl - text);
+        json_t *o = NULL;
+        uint64_t n = evlog_line_n(lg->key, text + i, end - i, &o);
+        if (n && first && !*first)
+            *first = n;
+        if (n > since && cb) {
+            cb(n, o, text + i, end - i, arg);
+            if (left)
+                --*left;
+        }
+        json_decref(o);
+        i = end + 1;
+    }
+}
+
+/* Track the last number while scanning. */
+static void evlog_scan_last(uint64_t n, json_t *obj, const char *line, size_t len, void *arg)
+{
+    (void)obj, (void)line, (void)len;
+    struct evlog *lg = arg;
+    lg->last = n;
+}
+
+/* The scan at open: both generations to the owner, the last number kept. */
+struct evlog_scan {
+    struct evlog *lg;
+    evlog_line_cb cb;
+    void *arg;
+};
+
+static void evlog_scan_cb(uint64_t n, json_t *obj, const char *line, size_t len, void *arg)
+{
+    struct evlog_scan *s = arg;
+    evlog_scan_last(n, obj, line, len, s->lg);
+    if (s->cb)
+        s->cb(n, obj, line, len, s->arg);
+}
+
+struct evlog *evlog_open(const char *path, const char *key, evlog_line_cb scan, void *arg)
+{
+    struct evlog *lg = xcalloc(1, sizeof *lg);
+    lg->path = xstrdup(path);
+    lg->prev_path = xasprintf("%s.1", path);
+    lg->key = xstrdup(key);
+    lg->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (lg->fd < 0)
+        log_warn("cannot open the events file %s: %s", path, strerror(errno));
+    struct evlog_scan s = {lg, scan, arg};
+    size_t len;
+    char *text = evlog_slurp(lg->prev_path, &len);
+    if (text)
+        evlog_each(lg, text, len, 0, NULL, NULL, evlog_scan_cb, &s);
+    free(text);
+    if ((text = evlog_slurp(lg->path, &len))) {
+        size_t whole = len;
+        while (whole > 0 && text[whole - 1] != '\n')
+            whole--;
+        if (whole < len && lg->fd >= 0 && ftruncate(lg->fd, (off_t)whole) < 0)
+            log_warn("cannot cut the unfinished last line of %s: %s", path, strerror(errno));
+        lg->size = (off_t)whole;
+        evlog_each(lg, text, whole, 0, NULL, NULL, evlog_scan_cb, &s);
+        free(text);
+    }
+    return lg;
+}
+
+void evlog_close(struct evlog *lg)
+{
+    if (!lg)
+        return;
+    if (lg->fd >= 0)
+        close(lg->fd);
+    free(lg->path);
+    free(lg->prev_path);
+    free(lg->key);
+    free(lg);
+}
+
+uint64_t evlog_last(const struct evlog *lg)
+{
+    return lg->last;
+}
+
+/* Start a new generation: the current file becomes the previous one. */
+static void evlog_rotate(struct evlog *lg)
+{
+    if (rename(lg->path, lg->prev_path) < 0) {
+        log_warn("cannot rotate %s: %s", lg->path, strerror(errno));
+        return;
+    }
+    close(lg->fd);
+    lg->fd = open(lg->path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (lg->fd < 0)
+        log_warn("cannot open the events file %s: %s", lg->path, strerror(errno));
+    lg->size = 0;
+}
+
+void evlog_append(struct evlog *lg, const char *line, size_t len, uint64_t n)
+{
+    lg->last = n;
+    if (lg->fd >= 0 && lg->size > 0 && lg->size + (off_t)len + 1 > (off_t)EVLOG_FILE_MAX)
+        evlog_rotate(lg);
+    struct iovec iov[2] = {{(void *)line, len}, {"\n", 1}};
+    ssize_t w = lg->fd >= 0 ? writev(lg->fd, iov, 2) : -1;
+    if (w == (ssize_t)len + 1) {
+        lg->size += w;
+        return;
+    }
+    int err = w < 0 ? errno : 0;
+    if (w > 0 && ftruncate(lg->fd, lg->size) < 0) /* no half line for readers */
+        err = errno;
+    if (!lg->warned) {
+        lg->warned = true;
+        log_warn("cannot write the events file %s: %s", lg->path,
+                 err ? strerror(err) : "short write");
+    }
+}
+
+void evlog_replay(struct evlog *lg, uint64_t since, size_t max, uint64_t *first, evlog_line_cb cb,
+                  void *arg)
+{
+    const char *paths[] = {lg->prev_path, lg->path};
+    size_t left = max;
+    *first = 0;
+    for (size_t k = 0; k < 2; k++) {
+        size_t len;
+        char *text = evlog_slurp(paths[k], &len);
+        if (text)
+            evlog_each(lg, text, len, since, max ? &left : NULL, first, cb, arg);
+        free(text);
+        if (max && !left)
+            break;
+    }
+}
+
+/* The number of the first numbered line among the first bytes of PATH. */
+static uint64_t evlog_first_in(const struct evlog *lg, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return 0;
+    char buf[65536];
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    uint64_t first = 0;
+    if (n > 0)
+        evlog_each(lg, buf, (size_t)n, 0, NULL, &first, NULL, NULL);
+    return first;
+}
+
+uint64_t evlog_first(const struct evlog *lg)
+{
+    uint64_t first = evlog_first_in(lg, lg->prev_path);
+    return first ? first : evlog_first_in(lg, lg->path);
+}
+
+bool evlog_must_resync(uint64_t since, uint64_t first, uint64_t last)
+{
+    if (since == 0)
+        return false;
+    if (since > last)
+        return true;
+    return first ? first > since + 1 : since < last;
+}

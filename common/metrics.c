@@ -1,0 +1,272 @@
+/*
+ * metrics: rendering of the Prometheus text format 0.0.4 (see metrics.h).
+ * Pure but for metrics_process(), which reads /proc/self.
+ */
+#include "common/metrics.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* From a mock task's milliseconds to a CLI agent's minutes. */
+const double metrics_bucket_bounds[METRICS_BUCKETS] = {0.005, 0.01, 0.05, 0.1, 0.5, 1,
+                                                       2.5,   5,    10,   30,  60,  300};
+
+/* Append a C string. */
+static void metrics_add(struct util_buf *b, const char *s)
+{
+    util_buf_add(b, s, strlen(s));
+}
+
+/* A HELP text: backslash and newline escaped. */
+static void metrics_add_help(struct util_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            metrics_add(b, "\\\\");
+        else if (*s == '\n')
+            metrics_add(b, "\\n");
+        else
+            util_buf_add(b, s, 1);
+    }
+}
+
+/* A label value: backslash, double quote and newline escaped (runs of
+ * plain characters copied whole: a scrape of a big hive is mostly this). */
+static void metrics_add_label_value(struct util_buf *b, const char *s)
+{
+    for (;;) {
+        size_t n = 0;
+        while (s[n] && s[n] != '\\' && s[n] != '"' && s[n] != '\n')
+            n++;
+        util_buf_add(b, s, n);
+        s += n;
+        if (!*s)
+            return;
+        metrics_add(b, *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : "\\n");
+        s++;
+    }
+}
+
+/* V >= 0 in decimal. */
+static void metrics_add_uint(struct util_buf *b, uint64_t v)
+{
+    char digits[24];
+    size_t i = sizeof digits;
+    do
+        digits[--i] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    util_buf_add(b, digits + i, sizeof digits - i);
+}
+
+/* A sample value: integers exactly, NaN and infinities by their names. */
+static void metrics_add_value(struct util_buf *b, double v)
+{
+    char num[40];
+    if (isnan(v))
+        snprintf(num, sizeof num, "NaN");
+    else if (isinf(v))
+        snprintf(num, sizeof num, v > 0 ? "+Inf" : "-Inf");
+    else if (v >= 0 && v < 9e15 && v == (double)(uint64_t)v)
+        return metrics_add_uint(b, (uint64_t)v);
+    else if (v == (double)(int64_t)v && fabs(v) < 9e15)
+        snprintf(num, sizeof num, "%lld", (long long)v);
+    else
+        snprintf(num, sizeof num, "%.17g", v);
+    metrics_add(b, num);
+}
+
+void metrics_family(struct util_buf *b, const char *name, const char *type, const char *help)
+{
+    metrics_add(b, "# HELP ");
+    metrics_add(b, name);
+    metrics_add(b, " ");
+    metrics_add_help(b, help);
+    metrics_add(b, "\n# TYPE ");
+    metrics_add(b, name);
+    metrics_add(b, " ");
+    metrics_add(b, type);
+    metrics_add(b, "\n");
+}
+
+/* The bucket bounds as "le" values, formatted once. */
+static const char *metrics_le(size_t i)
+{
+    static char text[METRICS_BUCKETS][24];
+    if (i >= METRICS_BUCKETS)
+        return "+Inf";
+    if (!text[i][0])
+        snprintf(text[i], sizeof text[i], "%g", metrics_bucket_bounds[i]);
+    return text[i];
+}
+
+/* NAME{LABELS[,EXTRA="EXTRA_VALUE"]} VALUE. */
+static void metrics_line(struct util_buf *b, const char *name, const struct metrics_label *labels,
+                         size_t n, const char *extra, const char *extra_value, double value)
+{
+    metrics_add(b, name);
+    if (n || extra) {
+        metrics_add(b, "{");
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                metrics_add(b, ",");
+            metrics_add(b, labels[i].name);
+            metrics_add(b, "=\"");
+            metrics_add_label_value(b, labels[i].value ? labels[i].value : "");
+            metrics_add(b, "\"");
+        }
+        if (extra) {
+            metrics_add(b, n ? "," : "");
+            metrics_add(b, extra);
+            metrics_add(b, "=\"");
+            metrics_add(b, extra_value);
+            metrics_add(b, "\"");
+        }
+        metrics_add(b, "}");
+    }
+    metrics_add(b, " ");
+    metrics_add_value(b, value);
+    metrics_add(b, "\n");
+}
+
+void metrics_sample(struct util_buf *b, const char *name, const struct metrics_label *labels,
+                    size_t n, double value)
+{
+    metrics_line(b, name, labels, n, NULL, NULL, value);
+}
+
+void metrics_histogram_observe(struct metrics_histogram *h, double v)
+{
+    size_t i = 0;
+    while (i < METRICS_BUCKETS && v > metrics_bucket_bounds[i])
+        i++;
+    h->buckets[i]++;
+    h->count++;
+    h->sum += v;
+}
+
+void metrics_histogram_add(struct metrics_histogram *into, const struct metrics_histogram *from)
+{
+    for (size_t i = 0; i <= METRICS_BUCKETS; i++)
+        into->buckets[i] += from->buckets[i];
+    into->count += from->count;
+    into->sum += from->sum;
+}
+
+void metrics_histogram_render(struct util_buf *b, const char *name,
+                              const struct metrics_label *labels, size_t n,
+                              const struct metrics_histogram *h)
+{
+    char series[200];
+    uint64_t cumulative = 0;
+    snprintf(series, sizeof series, "%s_bucket", name);
+    for (size_t i = 0; i <= METRICS_BUCKETS; i++) {
+        cumulative += h->buckets[i];
+        metrics_line(b, series, labels, n, "le", metrics_le(i), (double)cumulative);
+    }
+    snprintf(series, sizeof series, "%s_sum", name);
+    metrics_line(b, series, labels, n, NULL, NULL, h->sum);
+    snprintf(series, sizeof series, "%s_count", name);
+    metrics_line(b, series, labels, n, NULL, NULL, (double)h->count);
+}
+
+/* Fields 14, 15 (utime, stime in ticks) and 22 (start time in ticks after
+ * boot) of /proc/self/stat. 0, or -1. */
+static int metrics_proc_stat(double *cpu_s, double *start_after_boot_s)
+{
+    char text[1024];
+    FILE *f = fopen("/proc/self/stat", "re");
+    if (!f)
+        return -1;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *p = strrchr(text, ')'); /* the command may hold spaces */
+    unsigned long long utime, stime, start;
+    if (!p || sscanf(p + 2,
+                     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d "
+                     "%*d %llu",
+                     &utime, &stime, &start) != 3)
+        return -1;
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    *cpu_s = (double)(utime + stime) / hz;
+    *start_after_boot_s = (double)start / hz;
+    return 0;
+}
+
+/* The boot time, seconds since the epoch (btime of /proc/stat), or -1. */
+static double metrics_boot_time(void)
+{
+    char line[256];
+    double t = -1;
+    FILE *f = fopen("/proc/stat", "re");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "btime ", 6) == 0) {
+            t = atof(line + 6);
+            break;
+        }
+    fclose(f);
+    return t;
+}
+
+/* Resident set size in bytes (VmRSS of /proc/self/status), or -1. */
+static double metrics_rss(void)
+{
+    char line[256];
+    double kb = -1;
+    FILE *f = fopen("/proc/self/status", "re");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = atof(line + 6);
+            break;
+        }
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+/* Open descriptors (entries of /proc/self/fd, less the one reading it). */
+static double metrics_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    double n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n - 1;
+}
+
+void metrics_process(struct util_buf *b)
+{
+    double cpu, start, boot = metrics_boot_time(), rss = metrics_rss(), fds = metrics_open_fds();
+    bool stat_ok = metrics_proc_stat(&cpu, &start) == 0;
+    if (stat_ok) {
+        metrics_family(b, "process_cpu_seconds_total", "counter",
+                       "Total user and system CPU time spent in seconds.");
+        metrics_sample(b, "process_cpu_seconds_total", NULL, 0, cpu);
+    }
+    if (rss >= 0) {
+        metrics_family(b, "process_resident_memory_bytes", "gauge",
+                       "Resident memory size in bytes.");
+        metrics_sample(b, "process_resident_memory_bytes", NULL, 0, rss);
+    }
+    if (fds >= 0) {
+        metrics_family(b, "process_open_fds", "gauge", "Number of open file descriptors.");
+        metrics_sample(b, "process_open_fds", NULL, 0, fds);
+    }
+    if (stat_ok && boot >= 0) {
+        metrics_family(b, "process_start_time_seconds", "gauge",
+                       "Start time of the process since unix epoch in seconds.");
+        metrics_sample(b, "process_start_time_seconds", NULL, 0, boot + start);
+    }
+}

@@ -1,0 +1,268 @@
+/*
+ * merge: owns the supervisor's ends of the workers' channels, the merged
+ * events log and its subscribers. An event is written to the log before any
+ * subscriber sees it; a bot event whose seq is not above the last merged one
+ * of its bot is a repeat (a worker replaying from an older cursor) and is
+ * dropped, so each bot event appears once in the merge.
+ */
+#include "supervisor/merge.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/chan.h"
+#include "common/evlog.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/ssehub.h"
+#include "common/util.h"
+
+struct merge_bot {
+    struct merge *merge;
+    char *id;
+    uint64_t last_seq; /* the last of its seqs merged */
+    json_t *status;    /* its last CHAN_STATUS, or NULL */
+    struct bufferevent *bev;
+    struct chan_reader reader;
+};
+
+struct merge {
+    struct event_base *base;
+    struct evlog *log;
+    struct ssehub *hub;
+    struct merge_bot **bots;
+    size_t n_bots;
+};
+
+/* The record of bot ID, made when new. */
+static struct merge_bot *merge_bot(struct merge *m, const char *id)
+{
+    for (size_t i = 0; i < m->n_bots; i++)
+        if (strcmp(m->bots[i]->id, id) == 0)
+            return m->bots[i];
+    struct merge_bot *b = xcalloc(1, sizeof *b);
+    b->merge = m;
+    b->id = xstrdup(id);
+    m->bots = xrealloc(m->bots, (m->n_bots + 1) * sizeof *m->bots);
+    m->bots[m->n_bots++] = b;
+    return b;
+}
+
+/* At open: each kept line tells the last seq merged of its bot. */
+static void merge_scan_cb(uint64_t n, json_t *obj, const char *line, size_t len, void *arg)
+{
+    (void)n, (void)line, (void)len;
+    const char *bot = json_string_value(json_object_get(obj, "bot_id"));
+    json_t *seq = json_object_get(obj, "seq");
+    if (bot && json_is_integer(seq)) {
+        struct merge_bot *b = merge_bot(arg, bot);
+        if ((uint64_t)json_integer_value(seq) > b->last_seq)
+            b->last_seq = (uint64_t)json_integer_value(seq);
+    }
+}
+
+struct merge *merge_new(struct event_base *base, const char *path)
+{
+    struct merge *m = xcalloc(1, sizeof *m);
+    m->base = base;
+    m->log = evlog_open(path, "hive_seq", merge_scan_cb, m);
+    m->hub = ssehub_new(base, SSEHUB_MAX_PENDING, SSEHUB_KEEPALIVE_MS);
+    return m;
+}
+
+/* Drop BOT's channel. */
+static void merge_detach(struct merge_bot *b)
+{
+    if (b->bev)
+        bufferevent_free(b->bev);
+    b->bev = NULL;
+    chan_reader_free(&b->reader);
+}
+
+void merge_free(struct merge *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n_bots; i++) {
+        merge_detach(m->bots[i]);
+        json_decref(m->bots[i]->status);
+        free(m->bots[i]->id);
+        free(m->bots[i]);
+    }
+    free(m->bots);
+    ssehub_free(m->hub);
+    evlog_close(m->log);
+    free(m);
+}
+
+/* Number O (stolen), log it, hand it to the subscribers. */
+static void merge_store(struct merge *m, json_t *o)
+{
+    uint64_t n = evlog_last(m->log) + 1;
+    json_object_set_new(o, "hive_seq", json_integer((json_int_t)n));
+    size_t len;
+    char *text = json_dump_compact(o, &len);
+    evlog_append(m->log, text, len, n);
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)n);
+    ssehub_publish(m->hub, id, json_string_value(json_object_get(o, "type")),
+                   json_string_value(json_object_get(o, "bot_id")), text, len);
+    free(text);
+    json_decref(o);
+}
+
+/* One event of bot B: merged once (stored ones), or passed on live. */
+static void merge_event(struct merge_bot *b, const char *payload, size_t len)
+{
+    json_t *o = json_loadb(payload, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(o, "type"));
+    if (!json_is_object(o) || !type) {
+        json_decref(o);
+        return;
+    }
+    json_object_set_new(o, "bot_id", json_string(b->id)); /* the channel says whose */
+    json_t *seq = json_object_get(o, "seq");
+    if (!json_is_integer(seq)) { /* task_output: live only, no number */
+        size_t n;
+        char *text = json_dump_compact(o, &n);
+        ssehub_publish(b->merge->hub, NULL, type, b->id, text, n);
+        free(text);
+        json_decref(o);
+        return;
+    }
+    uint64_t s = (uint64_t)json_integer_value(seq);
+    if (s <= b->last_seq) {
+        json_decref(o);
+        return;
+    }
+    b->last_seq = s;
+    merge_store(b->merge, o);
+}
+
+/* A message from B's worker. */
+static void merge_msg_cb(enum chan_type type, const char *payload, size_t len, void *arg)
+{
+    struct merge_bot *b = arg;
+    if (type == CHAN_EVENT) {
+        merge_event(b, payload, len);
+    } else if (type == CHAN_STATUS) {
+        json_t *st = json_loadb(payload, len, 0, NULL);
+        if (json_is_object(st)) {
+            json_decref(b->status);
+            b->status = st;
+        } else {
+            json_decref(st);
+        }
+    }
+}
+
+static void merge_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct merge_bot *b = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t n = evbuffer_get_length(in);
+    enum chan_error err = chan_reader_feed(&b->reader, evbuffer_pullup(in, (ssize_t)n), n);
+    if (!b->bev) /* gone meanwhile */
+        return;
+    evbuffer_drain(in, n);
+    if (err != CHAN_OK) {
+        log_warn("%s: bad message on the worker's channel (%d); closing it", b->id, (int)err);
+        merge_detach(b);
+    }
+}
+
+static void merge_error_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev, (void)what;
+    merge_detach(arg);
+}
+
+void merge_attach(struct merge *m, const char *bot_id, int fd)
+{
+    struct merge_bot *b = merge_bot(m, bot_id);
+    merge_detach(b);
+    util_set_nonblock_cloexec(fd);
+    b->bev = bufferevent_socket_new(m->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!b->bev) {
+        close(fd);
+        return;
+    }
+    chan_reader_init(&b->reader, merge_msg_cb, b);
+    bufferevent_setcb(b->bev, merge_read_cb, NULL, merge_error_cb, b);
+    bufferevent_enable(b->bev, EV_READ | EV_WRITE);
+    char since[48];
+    int n = snprintf(since, sizeof since, "{\"since\":%llu}", (unsigned long long)b->last_seq);
+    struct util_buf f = {0};
+    chan_frame(&f, CHAN_RESUME, since, (size_t)n);
+    bufferevent_write(b->bev, f.data, f.len);
+    free(f.data);
+}
+
+void merge_bot_state(struct merge *m, const char *bot_id, const char *state, pid_t pid,
+                     const char *reason, unsigned restarts)
+{
+    struct merge_bot *b = merge_bot(m, bot_id);
+    if (strcmp(state, "running") != 0 && strcmp(state, "starting") != 0) {
+        json_decref(b->status); /* no worker: nothing it said holds */
+        b->status = NULL;
+    }
+    char ts[40];
+    util_iso_utc(ts, sizeof ts, util_wall_ns());
+    merge_store(m, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I}", "type", "bot_state", "bot_id",
+                             bot_id, "timestamp", ts, "state", state, "pid",
+                             pid > 0 ? json_integer(pid) : json_null(), "reason",
+                             reason && *reason ? json_string(reason) : json_null(), "restarts",
+                             (json_int_t)restarts));
+}
+
+void merge_close_streams(struct merge *m)
+{
+    ssehub_close_all(m->hub);
+}
+
+const json_t *merge_status(const struct merge *m, const char *bot_id)
+{
+    for (size_t i = 0; i < m->n_bots; i++)
+        if (strcmp(m->bots[i]->id, bot_id) == 0)
+            return m->bots[i]->status;
+    return NULL;
+}
+
+/* Replay: one kept line to one reader. */
+static void merge_replay_cb(uint64_t n, json_t *obj, const char *line, size_t len, void *arg)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)n);
+    const char *type = json_string_value(json_object_get(obj, "type"));
+    if (type)
+        ssehub_send_to(arg, id, type, json_string_value(json_object_get(obj, "bot_id")), line, len);
+}
+
+void merge_serve(struct merge *m, struct http_conn *conn, struct http_request *req)
+{
+    uint64_t since = 0;
+    int has = ssehub_cursor(req, &since);
+    if (has < 0)
+        return http_respond_error(conn, 400, "invalid cursor", NULL);
+    struct ssehub_sub *sub = ssehub_open(m->hub, conn, req);
+    if (!sub)
+        return;
+    if (has) {
+        uint64_t first = evlog_first(m->log), last = evlog_last(m->log);
+        if (evlog_must_resync(since, first, last)) {
+            char data[96];
+            int n = snprintf(data, sizeof data,
+                             "{\"type\":\"resync\",\"first_seq\":%llu,\"last_seq\":%llu}",
+                             (unsigned long long)first, (unsigned long long)last);
+            ssehub_send_to(sub, NULL, "resync", NULL, data, (size_t)n);
+            if (since > last)
+                since = 0;
+        }
+        evlog_replay(m->log, since, 0, &first, merge_replay_cb, sub);
+    }
+    ssehub_live(sub);
+}

@@ -1,0 +1,370 @@
+/*
+ * watch: the hive's timeline, WebSocket timeline and metrics (see watch.h).
+ *
+ * Counting: each bot's reader remembers how many entries it has counted
+ * (SEEN). A refresh that finds the timeline longer reads only the new
+ * entries, oldest first, a page at a time, and adds them to the counters
+ * and to the WebSocket subscribers as `update`s; a catch-up (the first read
+ * of a long timeline) is spread over ticks, WATCH_CATCHUP_MAX entries at a
+ * time, so the loop never stalls. A scrape then only formats numbers.
+ */
+#include "supervisor/watch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/util.h"
+#include "common/ws.h"
+#include "worker/timeline.h"
+#include "worker/tlws.h"
+
+#define WATCH_TICK_MS 1000
+#define WATCH_REOPEN_MS 2000    /* a bot without timeline files is tried again */
+#define WATCH_CATCHUP_MAX 20000 /* entries counted per tick over all bots */
+
+enum { WATCH_SUCCESS, WATCH_FAILURE, WATCH_CANCELLED, WATCH_OUTCOMES };
+static const char *const watch_outcomes[] = {"success", "failure", "cancelled"};
+static const char *const watch_sources[] = {"file", "http", "websocket"};
+static const char *const watch_states[] = {"starting", "running", "stopping",
+                                           "stopped",  "backoff", "fatal"};
+
+/* One bot's reader and counters. */
+struct watch_bot {
+    char *id;
+    struct timeline *tl; /* NULL until its files exist */
+    int64_t retry_ms;
+    size_t seen; /* entries counted */
+    bool live;   /* caught up once: what comes now is news (WebSocket updates) */
+    unsigned long tasks[3][WATCH_OUTCOMES];
+    struct metrics_histogram duration;
+};
+
+struct watch {
+    struct hive *hive;
+    const struct proxy *proxy;
+    struct event *tick;
+    struct tlws *ws;
+    struct watch_bot *bots;
+    size_t n_bots, cap_bots;
+    struct timeline **tls;  /* scratch for merged queries */
+    struct util_buf scrape; /* kept between scrapes: a big hive's is megabytes,
+                               and growing it again each time costs more than
+                               writing it */
+};
+
+static void watch_catch_up(struct watch *w, struct watch_bot *b, size_t *budget);
+
+/* BOT_ID's record, made when new. */
+static struct watch_bot *watch_bot(struct watch *w, const char *id)
+{
+    for (size_t i = 0; i < w->n_bots; i++)
+        if (strcmp(w->bots[i].id, id) == 0)
+            return &w->bots[i];
+    if (w->n_bots == w->cap_bots) {
+        w->cap_bots = w->cap_bots ? w->cap_bots * 2 : 16;
+        w->bots = xrealloc(w->bots, w->cap_bots * sizeof *w->bots);
+        w->tls = xrealloc(w->tls, w->cap_bots * sizeof *w->tls);
+    }
+    struct watch_bot *b = &w->bots[w->n_bots++];
+    *b = (struct watch_bot){.id = xstrdup(id)};
+    return b;
+}
+
+/* The record of the I-th bot of the roster, ID: where it usually is (the
+ * same index), else found or made. */
+static struct watch_bot *watch_bot_at(struct watch *w, size_t i, const char *id)
+{
+    if (i < w->n_bots && strcmp(w->bots[i].id, id) == 0)
+        return &w->bots[i];
+    return watch_bot(w, id);
+}
+
+/* Open B's timeline when it is not yet (throttled). */
+static struct timeline *watch_open(struct watch *w, struct watch_bot *b)
+{
+    int64_t now = util_mono_ms();
+    if (b->tl || now < b->retry_ms)
+        return b->tl;
+    char *dir = xasprintf("%s/.deia/bot-logs", hive_roster(w->hive)->work_dir), err[256];
+    b->tl = timeline_open(dir, b->id, false, err, sizeof err);
+    free(dir);
+    if (!b->tl)
+        b->retry_ms = now + WATCH_REOPEN_MS;
+    return b->tl;
+}
+
+/* The WebSocket timeline's look-up, as a client subscribes: the bot's
+ * entries are counted first, so that its initial entries are not sent
+ * again as updates. */
+static struct timeline *watch_lookup(void *arg, const char *bot_id)
+{
+    struct watch *w = arg;
+    struct hive_bot_info info;
+    if (!hive_bot_find(w->hive, bot_id, &info))
+        return NULL;
+    struct watch_bot *b = watch_bot(w, bot_id);
+    size_t budget = WATCH_CATCHUP_MAX;
+    if (watch_open(w, b))
+        watch_catch_up(w, b, &budget);
+    return b->tl;
+}
+
+/* Count one entry of B. */
+static void watch_count(struct watch_bot *b, const json_t *e)
+{
+    const char *src = json_string_value(json_object_get(e, "source"));
+    const char *state = json_string_value(json_object_get(e, "state"));
+    int s = 0;
+    while (s < 3 && (!src || strcmp(src, watch_sources[s]) != 0))
+        s++;
+    if (s == 3)
+        return;
+    int k = json_is_true(json_object_get(e, "success")) ? WATCH_SUCCESS
+            : state && strcmp(state, "cancelled") == 0  ? WATCH_CANCELLED
+                                                        : WATCH_FAILURE;
+    b->tasks[s][k]++;
+    metrics_histogram_observe(&b->duration,
+                              json_number_value(json_object_get(e, "duration_seconds")));
+}
+
+/* Count up to MAX of B's new entries, oldest first; how many were. */
+static size_t watch_follow(struct watch *w, struct watch_bot *b, size_t max)
+{
+    size_t total = timeline_count(b->tl);
+    if (total <= b->seen)
+        return 0;
+    size_t n = total - b->seen;
+    n = n < max ? n : max;
+    n = n < TIMELINE_LIMIT_MAX ? n : TIMELINE_LIMIT_MAX;
+    /* Newest first: the oldest N uncounted sit just before the counted. */
+    struct timeline_query q = {
+        .limit = n, .offset = total - b->seen - n, .source = -1, .success = -1};
+    json_t *page = timeline_query_run(&b->tl, 1, &q);
+    json_t *entries = json_object_get(page, "entries");
+    size_t got = json_array_size(entries);
+    if ((size_t)json_integer_value(json_object_get(page, "total_count")) != total || got != n) {
+        json_decref(page); /* it grew under us: next tick */
+        return 0;
+    }
+    for (size_t i = got; i-- > 0;) {
+        json_t *e = json_array_get(entries, i);
+        watch_count(b, e);
+        if (b->live)
+            tlws_entry(w->ws, e);
+    }
+    b->seen += got;
+    json_decref(page);
+    return got;
+}
+
+/* Count B's new entries within *BUDGET; B is live once it caught up. */
+static void watch_catch_up(struct watch *w, struct watch_bot *b, size_t *budget)
+{
+    size_t got;
+    if (timeline_refresh(b->tl) < 0)
+        return;
+    while (*budget && (got = watch_follow(w, b, *budget)) > 0)
+        *budget -= got;
+    if (b->seen == timeline_count(b->tl))
+        b->live = true;
+}
+
+void watch_refresh(struct watch *w)
+{
+    struct hive_bot_info info;
+    size_t budget = WATCH_CATCHUP_MAX;
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++) {
+        struct watch_bot *b = watch_bot_at(w, i, info.id);
+        if (watch_open(w, b))
+            watch_catch_up(w, b, &budget);
+    }
+}
+
+/* The tick: follow the timelines. */
+static void watch_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    watch_refresh(arg);
+}
+
+struct watch *watch_new(struct event_base *base, struct hive *hive, const struct proxy *proxy)
+{
+    struct watch *w = xcalloc(1, sizeof *w);
+    w->hive = hive;
+    w->proxy = proxy;
+    struct ws_config wc;
+    ws_config_default(&wc);
+    w->ws = tlws_new(&wc, watch_lookup, w);
+    w->tick = event_new(base, -1, EV_PERSIST, watch_tick_cb, w);
+    struct timeval tv = {WATCH_TICK_MS / 1000, WATCH_TICK_MS % 1000 * 1000};
+    event_add(w->tick, &tv);
+    return w;
+}
+
+void watch_free(struct watch *w)
+{
+    if (!w)
+        return;
+    event_free(w->tick);
+    tlws_free(w->ws);
+    for (size_t i = 0; i < w->n_bots; i++) {
+        timeline_close(w->bots[i].tl);
+        free(w->bots[i].id);
+    }
+    free(w->bots);
+    free(w->tls);
+    free(w->scrape.data);
+    free(w);
+}
+
+void watch_event(struct watch *w, const json_t *event)
+{
+    tlws_event(w->ws, event);
+}
+
+/* hive_bot_up, hive_bot_state and hive_bot_restarts_total. */
+static void watch_metrics_bots(struct watch *w, struct util_buf *b)
+{
+    struct hive_bot_info info;
+    metrics_family(b, "hive_bot_up", "gauge", "1 when the bot's worker is running.");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+        metrics_sample(b, "hive_bot_up", &(struct metrics_label){"bot", info.id}, 1, info.running);
+    metrics_family(b, "hive_bot_state", "gauge", "1 for the bot's current state.");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+        for (size_t s = 0; s < sizeof watch_states / sizeof *watch_states; s++) {
+            struct metrics_label l[] = {{"bot", info.id}, {"state", watch_states[s]}};
+            metrics_sample(b, "hive_bot_state", l, 2, strcmp(info.state, watch_states[s]) == 0);
+        }
+    metrics_family(b, "hive_bot_restarts_total", "counter", "Restarts of the bot's worker.");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+        metrics_sample(b, "hive_bot_restarts_total", &(struct metrics_label){"bot", info.id}, 1,
+                       info.restarts);
+}
+
+/* hive_tasks_total and hive_task_duration_seconds from the timelines. */
+static void watch_metrics_tasks(struct watch *w, struct util_buf *b)
+{
+    struct hive_bot_info info;
+    metrics_family(b, "hive_tasks_total", "counter",
+                   "Tasks finished, by source and outcome (from the durable timelines).");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++) {
+        struct watch_bot *bot = watch_bot_at(w, i, info.id);
+        for (int s = 0; s < 3; s++)
+            for (int k = 0; k < WATCH_OUTCOMES; k++) {
+                struct metrics_label l[] = {
+                    {"bot", info.id}, {"source", watch_sources[s]}, {"outcome", watch_outcomes[k]}};
+                metrics_sample(b, "hive_tasks_total", l, 3, (double)bot->tasks[s][k]);
+            }
+    }
+    metrics_family(b, "hive_task_duration_seconds", "histogram",
+                   "How long finished tasks ran, in seconds.");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+        metrics_histogram_render(b, "hive_task_duration_seconds",
+                                 &(struct metrics_label){"bot", info.id}, 1,
+                                 &watch_bot_at(w, i, info.id)->duration);
+}
+
+/* hive_proxy_requests_total: one series per code seen. */
+static void watch_metrics_proxy(struct watch *w, struct util_buf *b)
+{
+    metrics_family(b, "hive_proxy_requests_total", "counter",
+                   "Requests answered through /bots/<id>/, by status code.");
+    for (int code = 100; code < 100 + PROXY_CODES; code++) {
+        unsigned long n = w->proxy ? proxy_requests(w->proxy, code) : 0;
+        char text[8];
+        snprintf(text, sizeof text, "%d", code);
+        if (n)
+            metrics_sample(b, "hive_proxy_requests_total", &(struct metrics_label){"code", text}, 1,
+                           (double)n);
+    }
+}
+
+/* GET /metrics. */
+static void watch_metrics(struct watch *w, struct http_conn *conn)
+{
+    struct util_buf *b = &w->scrape;
+    b->len = 0;
+    watch_metrics_bots(w, b);
+    watch_metrics_tasks(w, b);
+    watch_metrics_proxy(w, b);
+    metrics_process(b);
+    http_respond(conn, 200, METRICS_CONTENT_TYPE, b->data, b->len, NULL);
+}
+
+/* The merged timeline of every bot of the roster (BOT: the seed's path). */
+static void watch_timeline(struct watch *w, struct http_conn *conn, struct http_request *req,
+                           const char *bot)
+{
+    struct hive_bot_info info;
+    size_t n = 0;
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++) {
+        struct watch_bot *b = watch_bot_at(w, i, info.id);
+        if (watch_open(w, b))
+            w->tls[n++] = b->tl;
+    }
+    char *body;
+    size_t len;
+    int status = timeline_answer_merged(w->tls, n, req->query, bot, &body, &len);
+    http_respond(conn, status, "application/json", body, len, NULL);
+    free(body);
+}
+
+/* The id of "/api/bot/<id>/timeline" into ID; true when PATH is one. */
+static bool watch_bot_path(const char *path, char *id, size_t cap)
+{
+    const char *prefix = "/api/bot/", *suffix = "/timeline";
+    size_t plen = strlen(prefix), slen = strlen(suffix), len = strlen(path);
+    if (strncmp(path, prefix, plen) != 0 || len <= plen + slen ||
+        strcmp(path + len - slen, suffix) != 0 || len - plen - slen >= cap)
+        return false;
+    memcpy(id, path + plen, len - plen - slen);
+    id[len - plen - slen] = '\0';
+    return !strchr(id, '/');
+}
+
+/* GET /ws/bot/<id>/timeline. */
+static void watch_upgrade(struct watch *w, struct http_conn *conn, struct http_request *req,
+                          const char *id)
+{
+    char detail[200];
+    int status = ws_upgrade_check(req, detail, sizeof detail);
+    if (status)
+        return http_respond_error(
+            conn, status, detail,
+            status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : NULL);
+    tlws_accept(w->ws, conn, req, id);
+}
+
+bool watch_route(struct watch *w, struct http_conn *conn, struct http_request *req)
+{
+    const char *p = req->path;
+    char id[TLWS_ID_MAX + 1] = "";
+    bool metrics = strcmp(p, "/metrics") == 0, all = strcmp(p, "/api/timeline") == 0;
+    bool ws = tlws_path_bot(p, id, sizeof id);
+    bool bot = !ws && !all && !metrics && watch_bot_path(p, id, sizeof id);
+    struct hive_bot_info info;
+    if (!metrics && !all && !ws && !bot)
+        return false;
+    if ((ws || bot) && !hive_bot_find(w->hive, id, &info)) {
+        char detail[TLWS_ID_MAX + 40];
+        snprintf(detail, sizeof detail, "unknown bot %s", id);
+        http_respond_error(conn, 404, detail, NULL);
+        return true;
+    }
+    bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    if (ws ? strcmp(req->method, "GET") != 0 : !get) {
+        http_respond_error(conn, 405, "Method Not Allowed",
+                           ws ? "Allow: GET\r\n" : "Allow: GET, HEAD\r\n");
+        return true;
+    }
+    if (ws)
+        watch_upgrade(w, conn, req, id);
+    else if (metrics)
+        watch_metrics(w, conn);
+    else
+        watch_timeline(w, conn, req, bot ? id : NULL);
+    return true;
+}

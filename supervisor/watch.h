@@ -1,0 +1,35 @@
+/*
+ * watch: what the supervisor shows of the whole hive beyond /status (SPEC
+ * §8, §9), read from the bots' durable timelines, never by asking workers
+ * over HTTP. It owns one read-only timeline per bot (opened when the bot's
+ * files exist), follows them once a second, keeps per-bot task counters and
+ * duration histograms up to date from what was appended (so a scrape costs
+ * no timeline query, and the counters survive worker restarts), and serves
+ * GET /api/timeline, GET /api/bot/<BOT-ID>/timeline,
+ * GET /ws/bot/<BOT-ID>/timeline and GET /metrics.
+ */
+#ifndef HIVE_WATCH_H
+#define HIVE_WATCH_H
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "common/http.h"
+#include "supervisor/hive.h"
+#include "supervisor/proxy.h"
+
+struct watch;
+
+struct watch *watch_new(struct event_base *base, struct hive *hive, const struct proxy *proxy);
+void watch_free(struct watch *w);
+/* Answer REQ when it is one of watch's routes (after the front door's token
+ * check); false when it is not. */
+bool watch_route(struct watch *w, struct http_conn *conn, struct http_request *req);
+/* One event of §8's vocabulary that came up from a worker, for the live
+ * messages of the WebSocket timeline (the events channel's sink calls it). */
+void watch_event(struct watch *w, const json_t *event);
+/* Follow the timelines now (the timer does it every second). */
+void watch_refresh(struct watch *w);
+
+#endif

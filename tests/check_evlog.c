@@ -1,0 +1,163 @@
+/*
+ * check_evlog: the numbered events log (common/evlog.c): numbers read back
+ * at open (across both generations), a last line cut by a crash removed,
+ * rotation at the bound keeping two generations, replay after a cursor (and
+ * bounded batches), and when a reader must resync.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/evlog.h"
+#include "common/util.h"
+
+static char dir[64];
+static char path[128];
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/check-evlog-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/ev.jsonl", dir);
+}
+
+static void teardown(void)
+{
+    char p[160];
+    snprintf(p, sizeof p, "%s.1", path);
+    unlink(p);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Append event N (with PAD bytes of padding). */
+static void add(struct evlog *lg, uint64_t n, size_t pad)
+{
+    char *fill = xcalloc(1, pad + 1);
+    memset(fill, 'p', pad);
+    char *line =
+        xasprintf("{\"type\":\"t\",\"seq\":%llu,\"pad\":\"%s\"}", (unsigned long long)n, fill);
+    evlog_append(lg, line, strlen(line), n);
+    free(line);
+    free(fill);
+}
+
+/* Replay collector: the numbers seen, in order. */
+struct seen {
+    uint64_t n[20000];
+    size_t len;
+};
+
+static void seen_cb(uint64_t n, json_t *obj, const char *line, size_t len, void *arg)
+{
+    struct seen *s = arg;
+    ck_assert(json_is_object(obj));
+    ck_assert(len > 0 && line[len] == '\n');
+    s->n[s->len++] = n;
+}
+
+START_TEST(test_reopen_and_cut_line)
+{
+    struct evlog *lg = evlog_open(path, "seq", NULL, NULL);
+    ck_assert_uint_eq(evlog_last(lg), 0);
+    for (uint64_t n = 1; n <= 5; n++)
+        add(lg, n, 10);
+    evlog_close(lg);
+    FILE *f = fopen(path, "a");
+    fputs("{\"type\":\"t\",\"se", f); /* a crash in the middle of a line */
+    fclose(f);
+    lg = evlog_open(path, "seq", NULL, NULL);
+    ck_assert_uint_eq(evlog_last(lg), 5);
+    add(lg, 6, 10);
+    struct seen *s = xcalloc(1, sizeof *s);
+    uint64_t first;
+    evlog_replay(lg, 3, 0, &first, seen_cb, s);
+    ck_assert_uint_eq(first, 1);
+    ck_assert_uint_eq(s->len, 3);
+    ck_assert_uint_eq(s->n[0], 4);
+    ck_assert_uint_eq(s->n[2], 6);
+    s->len = 0;
+    evlog_replay(lg, 0, 2, &first, seen_cb, s); /* a bounded batch */
+    ck_assert_uint_eq(s->len, 2);
+    ck_assert_uint_eq(s->n[1], 2);
+    free(s);
+    evlog_close(lg);
+}
+END_TEST
+
+START_TEST(test_rotation_keeps_two_generations)
+{
+    struct evlog *lg = evlog_open(path, "seq", NULL, NULL);
+    uint64_t n = 0;
+    while (n < 10000) /* ~1 KiB each: about 10 MiB, over two cuts */
+        add(lg, ++n, 1000);
+    evlog_close(lg);
+    lg = evlog_open(path, "seq", NULL, NULL);
+    ck_assert_uint_eq(evlog_last(lg), 10000);
+    uint64_t first = evlog_first(lg);
+    ck_assert(first > 1);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert(st.st_size <= EVLOG_FILE_MAX);
+    struct seen *s = xcalloc(1, sizeof *s);
+    uint64_t first2;
+    evlog_replay(lg, 0, 0, &first2, seen_cb, s);
+    ck_assert_uint_eq(first2, first);
+    ck_assert_uint_eq(s->len, 10000 - first + 1); /* kept: contiguous to the last */
+    for (size_t i = 0; i < s->len; i++)
+        ck_assert_uint_eq(s->n[i], first + i);
+    ck_assert(s->len * 1030 >= EVLOG_FILE_MAX); /* at least one whole generation */
+    free(s);
+    ck_assert(evlog_must_resync(first - 2, first, 10000));
+    ck_assert(!evlog_must_resync(first - 1, first, 10000));
+    ck_assert(!evlog_must_resync(0, first, 10000));
+    ck_assert(!evlog_must_resync(10000, first, 10000));
+    ck_assert(evlog_must_resync(10001, first, 10000));
+    ck_assert(evlog_must_resync(3, 0, 10)); /* nothing kept but numbered */
+    ck_assert(!evlog_must_resync(10, 0, 10));
+    evlog_close(lg);
+}
+END_TEST
+
+/* Scan callback: count the lines shown at open. */
+static void count_cb(uint64_t n, json_t *obj, const char *line, size_t len, void *arg)
+{
+    (void)n, (void)obj, (void)line, (void)len;
+    ++*(int *)arg;
+}
+
+START_TEST(test_scan_at_open)
+{
+    struct evlog *lg = evlog_open(path, "hive_seq", NULL, NULL);
+    const char *a = "{\"hive_seq\":1,\"bot_id\":\"A\",\"seq\":7}";
+    const char *b = "{\"no_number\":true}";
+    evlog_append(lg, a, strlen(a), 1);
+    evlog_append(lg, b, strlen(b), 1);
+    evlog_close(lg);
+    int count = 0;
+    lg = evlog_open(path, "hive_seq", count_cb, &count);
+    ck_assert_int_eq(count, 1); /* lines without the number are skipped */
+    ck_assert_uint_eq(evlog_last(lg), 1);
+    evlog_close(lg);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("evlog");
+    TCase *tc = tcase_create("evlog");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_reopen_and_cut_line);
+    tcase_add_test(tc, test_rotation_keeps_two_generations);
+    tcase_add_test(tc, test_scan_at_open);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

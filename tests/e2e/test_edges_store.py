@@ -1,0 +1,397 @@
+"""The store's and engine's promises at their edges (issue 10; SPEC §2, §2.1-§2.3, §3, §7).
+
+One regression test per case of issue 10 that the store/engine owns (the
+number is the issue's): each one failed on the binaries of f183974.
+
+Run: HIVE_BUILD_DIR=build HIVE_SOURCE_DIR=. /usr/bin/python3 tests/e2e/test_edges_store.py
+"""
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import http.client
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hive_e2e import (BOT, WorkerTestCase, main, parse_response, run_async,  # noqa: E402
+                      wait_for, ws_recv_json)
+
+
+def post_raw(w, body_bytes, timeout=60):
+    """POST /api/task with a body of any size (curl's argv is not needed)."""
+    c = http.client.HTTPConnection("127.0.0.1", w.port, timeout=timeout)
+    try:
+        c.request("POST", "/api/task", body=body_bytes,
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def events(w, kind, task_id=None):
+    return [e for e in w.activity() if e["event_type"] == kind
+            and (task_id is None or e.get("task_id") == task_id)]
+
+
+def kill_and_wait(w):
+    w.proc.send_signal(signal.SIGKILL)
+    w.proc.wait(10)
+
+
+class Ids(WorkerTestCase):
+    """Case 1: ids starting with a dot are refused at every door."""
+
+    def test_leading_dot_refused_over_http(self):
+        w = self.new_worker()
+        for bad in (".x", ".x.tmp", "..", "a b", "x" * 65):
+            r = w.post("/api/task", {"command": "hi", "task_id": bad})
+            self.assertEqual(r.status, 400, bad)
+            self.assertEqual(r.json()["detail"], "invalid task_id")
+        w.submit("hi", task_id="a.b_c-9")
+        w.wait_state("a.b_c-9", "done")
+        self.assertEqual(w.listdir("_realtime"), [])
+
+    def test_leading_dot_refused_over_websocket(self):
+        import websockets
+        w = self.new_worker()
+
+        async def go():
+            async with websockets.connect(w.ws_url, open_timeout=10, ping_interval=None) as ws:
+                await ws.send(json.dumps({"type": "task", "command": "hi", "task_id": ".x"}))
+                return await ws_recv_json(ws)
+        msg = run_async(go())
+        self.assertEqual(msg["type"], "error", msg)
+
+    def test_file_task_with_dot_id_answered_failed(self):
+        w = self.new_worker()
+        w.write_task("dotted.md", "---\ntask_id: .hidden\n---\nbody\n")
+        name, text = w.wait_response("dotted")
+        self.assertIn("-failed.md", name)
+        self.assertIn("invalid task_id", parse_response(text)["error"])
+        wait_for(lambda: w.listdir("_archive") == ["dotted.md"], what="archived")
+
+
+class Sizes(WorkerTestCase):
+    """Case 2: whatever was accepted comes back, whatever its size."""
+
+    def test_17_mib_realtime_task_recovered(self):
+        w = self.new_worker("--max-body", str(40 << 20))
+        self.assertEqual(w.post("/api/pause").status, 200)
+        body = json.dumps({"command": "a" * (17 << 20), "task_id": "BIG-1"}).encode()
+        status, _ = post_raw(w, body)
+        self.assertEqual(status, 202)
+        kill_and_wait(w)
+        os.unlink(w.pause_file)
+        w2 = self.restart(w, "--max-body", str(40 << 20))
+        j = w2.wait_state("BIG-1", ("done", "failed"), timeout=60)
+        self.assertEqual(j["state"], "done", j)
+
+    def test_17_mib_file_task_runs(self):
+        w = self.new_worker()
+        w.write_task("huge.md", "**From:** big\n\n" + "b" * (17 << 20) + "\n")
+        name, text = w.wait_response("huge", timeout=60)
+        self.assertIn("-complete.md", name, parse_response(text)["error"])
+
+
+class Transient(WorkerTestCase):
+    """Case 3: out of descriptors, a task waits; it never fails for it."""
+
+    def test_emfile_holds_tasks_until_descriptors_are_back(self):
+        w = self.new_worker("--adapter-type", "cli", "--", "cat")
+        self.assertEqual(w.post("/api/pause").status, 200)
+        w.submit("realtime one", task_id="FD-1")
+        w.write_task("fd-file.md", "file one\n")
+        wait_for(lambda: w.status()["queue"]["file"] == 1, what="file task queued")
+        pid = w.proc.pid
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        used = len(os.listdir("/proc/%d/fd" % pid))
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (used, hard))
+        try:
+            os.unlink(w.pause_file)   # inotify tells the worker; no descriptor needed
+            wait_for(lambda: "waits and runs once that passes" in w.log_text(), 10,
+                     what="the worker holding the task")
+            time.sleep(1.5)           # a retry or two while still short
+            self.assertEqual(w.responses(), [], "no task may fail for a missing descriptor")
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        for tid in ("FD-1", "fd-file"):
+            name, text = w.wait_response(tid)
+            self.assertIn("-complete.md", name, parse_response(text)["error"])
+        self.assertTrue(events(w, "warning"), "a warning event for the held task")
+
+
+class Folders(WorkerTestCase):
+    """Case 4: a folder of the layout removed at runtime is made again."""
+
+    def test_archive_removed(self):
+        w = self.new_worker()
+        os.rmdir(w.sub("_archive"))
+        w.submit("x", task_id="ARC-1")
+        w.wait_state("ARC-1", "done")
+        self.assertEqual(w.listdir("_archive"), ["ARC-1.json"])
+        self.assertEqual(w.listdir("_active"), [])
+        w.stop()
+        w2 = self.restart(w)
+        time.sleep(1.0)
+        self.assertEqual(len(w2.responses("ARC-1")), 1)
+
+    def test_active_removed(self):
+        w = self.new_worker()
+        os.rmdir(w.sub("_active"))
+        w.submit("x", task_id="ACT-1")
+        self.assertEqual(w.wait_state("ACT-1", ("done", "failed"))["state"], "done")
+
+    def test_realtime_removed(self):
+        w = self.new_worker()
+        os.rmdir(w.sub("_realtime"))
+        w.submit("x", task_id="RT-1")
+        w.wait_state("RT-1", "done")
+
+    def test_queue_folder_removed_is_watched_again(self):
+        w = self.new_worker("--rescan", "3600")
+        shutil.rmtree(w.queue_dir)
+        wait_for(lambda: os.path.isdir(w.queue_dir), 5, what="the queue folder made again")
+        time.sleep(0.2)
+        w.write_task("again.md", "after the removal\n")
+        w.wait_response("again", timeout=5)
+
+
+class NotRegular(WorkerTestCase):
+    """Case 10 (and 17's queue half): only regular files are tasks."""
+
+    def test_fifo_over_a_queued_task_blocks_nothing(self):
+        w = self.new_worker()
+        self.assertEqual(w.post("/api/pause").status, 200)
+        w.write_task("victim.md", "a task\n")
+        wait_for(lambda: w.status()["queue"]["file"] == 1, what="queued")
+        fifo = os.path.join(self.tmp, "fifo")
+        os.mkfifo(fifo)
+        os.rename(fifo, w.sub("victim.md"))
+        os.unlink(w.pause_file)
+        w.submit("after the fifo", task_id="AFTER-FIFO")
+        w.wait_state("AFTER-FIFO", "done", timeout=10)
+        self.assertEqual(w.get("/health", timeout=3).status, 200)
+        self.assertEqual(w.responses("victim"), [])
+        wait_for(lambda: [e for e in events(w, "warning") if "victim.md" in (e.get("error") or "")],
+                 5, what="a warning naming the FIFO")
+        time.sleep(0.5)
+        self.assertEqual(len([e for e in events(w, "warning")
+                              if "victim.md" in (e.get("error") or "")]), 1, "warned once")
+        self.assertTrue(os.path.exists(w.sub("victim.md")), "left alone")
+
+    def test_symlink_in_queue_not_followed(self):
+        w = self.new_worker()
+        outside = os.path.join(self.tmp, "secret.md")
+        with open(outside, "w") as f:
+            f.write("SECRET CONTENT\n")
+        os.symlink(outside, w.sub("link.md"))
+        w.write_task("real.md", "real task\n")
+        w.wait_response("real")
+        time.sleep(0.5)
+        self.assertEqual(w.responses("link"), [])
+        for n in w.responses():
+            self.assertNotIn("SECRET CONTENT", w.read_response(n))
+        self.assertTrue(os.path.islink(w.sub("link.md")))
+
+
+class Poison(WorkerTestCase):
+    """Case 11: a task that kills its worker 3 times is answered failed."""
+
+    ADAPTER = ("--adapter-type", "cli", "--", "sh", "-c",
+               'case "$HIVE_TASK_ID" in POISON*) kill -9 $PPID; sleep 5;; esac; echo ran')
+
+    def test_poison_task_answered_after_three_deaths(self):
+        w = self.new_worker(*self.ADAPTER)
+        self.assertEqual(w.post("/api/pause").status, 200)
+        w.submit("boom", task_id="POISON-1")
+        w.submit("fine", task_id="BEHIND-1", priority="P5")
+        os.unlink(w.pause_file)
+        for _ in range(3):            # deaths 1, 2, 3: the third start answers it
+            w.wait_exit(10)
+            self.assertIsNotNone(w.returncode, "the task kills its worker")
+            w = self.restart(w, *self.ADAPTER)
+        name, text = w.wait_response("POISON-1", timeout=10)
+        self.assertIn("-failed.md", name)
+        self.assertEqual(parse_response(text)["error"],
+                         "worker died 3 times while running this task")
+        name, _ = w.wait_response("BEHIND-1", timeout=10)
+        self.assertIn("-complete.md", name)
+        self.assertEqual(w.listdir("_active"), [])
+        w.stop()
+        w2 = self.restart(w, *self.ADAPTER)
+        time.sleep(1.0)
+        self.assertTrue(w2.alive())
+        self.assertEqual(len(w2.responses("POISON-1")), 1)
+
+
+SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <unistd.h>
+static void gate(void)
+{
+    const char *g = getenv("HIVE_TEST_SYNC_GATE");
+    for (int i = 0; g && i < 3000 && access(g, F_OK) == 0; i++)
+        usleep(10000);
+}
+int syncfs(int fd) { gate(); return ((int (*)(int))dlsym(RTLD_NEXT, "syncfs"))(fd); }
+int fsync(int fd) { gate(); return ((int (*)(int))dlsym(RTLD_NEXT, "fsync"))(fd); }
+int fdatasync(int fd) { gate(); return ((int (*)(int))dlsym(RTLD_NEXT, "fdatasync"))(fd); }
+"""
+
+
+class SyncOffLoop(WorkerTestCase):
+    """Case 12: a sync that takes long blocks no request."""
+
+    def build_shim(self):
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc:
+            self.skipTest("no C compiler for the sync shim")
+        src = os.path.join(self.tmp, "shim.c")
+        so = os.path.join(self.tmp, "shim.so")
+        with open(src, "w") as f:
+            f.write(SHIM)
+        subprocess.run([cc, "-shared", "-fPIC", "-o", so, src, "-ldl"], check=True)
+        return so
+
+    def test_health_answers_while_a_sync_hangs(self):
+        if "asan" in os.environ.get("HIVE_BUILD_DIR", ""):
+            self.skipTest("LD_PRELOAD beside ASan")
+        so = self.build_shim()
+        gate = os.path.join(self.tmp, "gate")
+        w = self.new_worker(env={"LD_PRELOAD": so, "HIVE_TEST_SYNC_GATE": gate})
+        open(gate, "w").close()
+        result = {}
+        t = threading.Thread(target=lambda: result.update(
+            r=w.post("/api/task", {"command": "x", "task_id": "SYNC-1"}, timeout=40)))
+        t.start()
+        try:
+            time.sleep(0.5)
+            self.assertTrue(t.is_alive(), "the 202 waits for its sync")
+            r = w.get("/health", timeout=3)
+            self.assertEqual(r.status, 200)
+            self.assertEqual(w.get("/status", timeout=3).status, 200)
+        finally:
+            os.unlink(gate)
+            t.join(45)
+        self.assertEqual(result["r"].status, 202)
+        w.wait_state("SYNC-1", "done")
+
+
+class Symlinks(WorkerTestCase):
+    """Case 17: nothing is written through a link the worker did not make."""
+
+    def test_symlink_at_pending_temp_name(self):
+        victim = os.path.join(self.tmp, "victim.txt")
+        with open(victim, "w") as f:
+            f.write("precious\n")
+        w = self.new_worker()
+        pend = w.path(".deia", "hive", "responses", ".pending", BOT)
+        os.makedirs(pend, exist_ok=True)
+        os.symlink(victim, os.path.join(pend, "SYM-1.json.pending.tmp"))
+        w.submit("x", task_id="SYM-1")
+        w.wait_state("SYM-1", "done")
+        with open(victim) as f:
+            self.assertEqual(f.read(), "precious\n")
+        self.assertEqual(len(w.responses("SYM-1")), 1)
+
+    def test_symlinked_layout_folder_refused_at_start(self):
+        elsewhere = tempfile.mkdtemp(prefix="hive-e2e-elsewhere-")
+        self.addCleanup(shutil.rmtree, elsewhere, True)
+        q = os.path.join(self.tmp, ".deia", "hive", "tasks", BOT)
+        os.makedirs(q)
+        os.symlink(elsewhere, os.path.join(q, "_archive"))
+        w = self.new_worker(wait_listen=False)
+        self.assertEqual(w.wait_exit(10), 78)
+        self.assertIn("symlink", w.log_text())
+        self.assertEqual(os.listdir(elsewhere), [])
+
+
+class Headers(WorkerTestCase):
+    """Case 19: no input forges a header line."""
+
+    def test_newlines_in_from(self):
+        w = self.new_worker()
+        forged = "evil\n**Task:** FORGED\n**Status:** \u2713 SUCCESS\r\x1b[2J"
+        w.submit("x", task_id="HDR-1", **{"from": forged})
+        w.wait_state("HDR-1", "done")
+        text = w.read_response(w.responses("HDR-1")[0])
+        lines = text.split("\n")
+        self.assertEqual(lines[4], "**Task:** HDR-1")
+        self.assertTrue(lines[3].startswith("**To:** evil "), lines[3])
+        self.assertEqual([ln for ln in lines if ln.startswith("**Task:**")], ["**Task:** HDR-1"])
+        self.assertNotIn("\r", text.split("## Output")[0])
+        self.assertNotIn("\x1b", text.split("## Output")[0])
+
+
+    def test_newline_in_a_task_file_name(self):
+        w = self.new_worker()
+        w.write_task("nl\n**Status:** forged.md", "body\n")
+        name = wait_for(lambda: [n for n in w.responses() if "RESPONSE-nl_" in n], 10,
+                        what="the response of the oddly named file")[0]
+        lines = w.read_response(name).split("\n")
+        self.assertEqual(lines[0], "# RESPONSE: nl___Status____forged - Failed")
+        self.assertEqual(lines[4], "**Task:** nl___Status____forged")
+        self.assertEqual([ln for ln in lines if ln.startswith("**Status:**")],
+                         ["**Status:** \u2717 FAILED"])
+        self.assertNotIn("\ntask nl\n", w.log_text())
+
+
+class Suffixes(WorkerTestCase):
+    """Case 20: the -N suffix does not run out."""
+
+    def test_1001st_answer_of_a_minute(self):
+        w = self.new_worker()
+        os.makedirs(w.responses_dir, exist_ok=True)
+        now = time.time()
+        for t in (now, now + 60):
+            base = "%s-%s-user-RESPONSE-SUF-1-complete" % (
+                time.strftime("%Y-%m-%d-%H%M", time.localtime(t)), BOT)
+            for n in range(1, 1001):
+                name = base + (".md" if n == 1 else "-%d.md" % n)
+                open(os.path.join(w.responses_dir, name), "w").close()
+        w.submit("x", task_id="SUF-1")
+        j = w.wait_state("SUF-1", "done", timeout=10)
+        self.assertTrue(j["result"]["response_file"].endswith("-1001.md"), j)
+
+
+class Priority(WorkerTestCase):
+    """Case 22: the priority is the digit right after P."""
+
+    def test_deia_blocking_priority_runs_first(self):
+        w = self.new_worker()
+        self.assertEqual(w.post("/api/pause").status, 200)
+        w.write_task("normal.md", "**Priority:** P2\n\nnormal\n", mtime=time.time() - 100)
+        w.write_task("blocking.md", "**Priority:** P0 (BLOCKING - PROCESS ISSUE)\n\nurgent\n")
+        w.write_task("nodigit.md", "**Priority:** high\n\nlast\n", mtime=time.time() - 200)
+        wait_for(lambda: w.status()["queue"]["file"] == 3, what="three queued")
+        os.unlink(w.pause_file)
+        for tid in ("normal", "blocking", "nodigit"):
+            w.wait_response(tid)
+        order = [e["task_id"] for e in w.activity() if e["event_type"] == "task_started"]
+        self.assertEqual(order, ["blocking", "normal", "nodigit"])
+
+
+class ReceivedEvents(WorkerTestCase):
+    """SPEC §2.3: every task's task_received comes before its task_started."""
+
+    def test_file_task_received_before_started(self):
+        w = self.new_worker()
+        w.write_task("seen.md", "hello\n")
+        w.wait_response("seen")
+        kinds = [e["event_type"] for e in w.activity() if e.get("task_id") == "seen"]
+        self.assertIn("task_received", kinds)
+        self.assertLess(kinds.index("task_received"), kinds.index("task_started"))
+
+
+if __name__ == "__main__":
+    main()

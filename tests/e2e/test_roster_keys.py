@@ -1,0 +1,283 @@
+"""End to end: the roster's process keys under a real `hive up` (issue 12).
+
+cwd, env, env_file, ${VAR} interpolation and include: are seen by a cli
+adapter that prints its environment and folder (`sh -c 'env; pwd'`); user:
+in /proc/<pid>/status of the worker (root only); memory_max by a bot whose
+adapter allocates past it and is killed by the OOM killer, the restart
+saying `out of memory` (only where a memory controller is writable);
+log.max_bytes/backups by the rotated files; SIGUSR1 by a log moved away and
+made again. Each test fails on a hive without these keys (exit 78: unknown
+key). Every wait is bounded; the processes started are killed by pid.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_supervisor_lifecycle import (CURL, HIVE_BIN, WORKER_BIN, Hive,  # noqa: E402
+                                       http_get, read_text, wait_for)
+
+TASK_TIMEOUT = 30.0
+
+
+def post_task(port, command, task_id):
+    """POST /api/task to a worker; the HTTP status."""
+    p = subprocess.run([CURL, "-sS", "--noproxy", "*", "--max-time", "5", "-o", "/dev/null",
+                        "-w", "%{http_code}", "-H", "Content-Type: application/json",
+                        "-d", json.dumps({"command": command, "task_id": task_id}),
+                        "http://127.0.0.1:%d/api/task" % port],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    return int(p.stdout.decode() or 0)
+
+
+def task_result(port, task_id, timeout=TASK_TIMEOUT):
+    """Wait for TASK_ID to finish on the worker at PORT; its result."""
+    def done():
+        code, body = http_get("http://127.0.0.1:%d/api/task/%s" % (port, task_id))
+        return body["result"] if code == 200 and body.get("state") in ("done", "failed") else None
+    return wait_for(done, timeout, "task %s" % task_id)
+
+
+def env_lines(output):
+    """NAME=value lines of `env` output as a dict."""
+    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+
+def memory_controller_usable():
+    """(True, "") when a memory controller is ours to write, as hive looks
+    for one (cgroup v2 offering it with a writable subtree_control, or our
+    group of a cgroup v1 memory hierarchy writable); else (False, why)."""
+    mounts = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fstype, _, opts = (right.split() + ["", "", ""])[:3]
+            mnt = left.split()[4]
+            if fstype == "cgroup2":
+                mounts["v2"] = mnt
+            elif fstype == "cgroup" and "memory" in opts.split(","):
+                mounts["v1"] = mnt
+    paths = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrl, path = line.rstrip("\n").split(":", 2)
+            if ctrl == "":
+                paths["v2"] = path
+            elif "memory" in ctrl.split(","):
+                paths["v1"] = path
+    if "v2" in mounts and "v2" in paths:
+        d = mounts["v2"] + paths["v2"].rstrip("/")
+        ctl = read_text(os.path.join(d, "cgroup.controllers")).split()
+        if "memory" in ctl and os.access(os.path.join(d, "cgroup.subtree_control"), os.W_OK):
+            return True, ""
+    if "v1" in mounts and "v1" in paths:
+        d = mounts["v1"] + paths["v1"].rstrip("/")
+        if os.access(d, os.W_OK):
+            return True, ""
+    return False, "neither cgroup v2 nor a writable cgroup v1 memory hierarchy"
+
+
+def controller_mount(controller):
+    """The mount point of the cgroup v1 hierarchy of CONTROLLER, or None."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            parts = right.split()
+            if len(parts) >= 3 and parts[0] == "cgroup" and controller in parts[2].split(","):
+                return left.split()[4]
+    return None
+
+
+def controller_dir(controller):
+    """Our writable cgroup v1 group of CONTROLLER, or None."""
+    mnt = controller_mount(controller)
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrl, path = line.rstrip("\n").split(":", 2)
+            if mnt and controller in ctrl.split(","):
+                d = mnt + path.rstrip("/")
+                return d if os.access(d, os.W_OK) else None
+    return None
+
+
+class RosterKeys(unittest.TestCase):
+    def setUp(self):
+        for b in (HIVE_BIN, WORKER_BIN):
+            if not os.path.exists(b):
+                self.fail("not built: %s" % b)
+        self.dir = tempfile.mkdtemp(prefix="hive-keys-e2e-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def hive(self, bots, text=None, env=None):
+        """A Hive for BOTS whose hive.yaml is TEXT (formatted with listen and
+        the bots' ports) when given."""
+        h = Hive(self, self.dir, bots, env=env)
+        if text is not None:
+            with open(h.roster, "w") as f:
+                f.write(text.format(listen=h.listen_port, **h.ports))
+        return h
+
+    def test_env_env_file_cwd_interpolation_include(self):
+        os.makedirs(os.path.join(self.dir, "sub"))
+        os.makedirs(os.path.join(self.dir, "more"))
+        with open(os.path.join(self.dir, "vars.env"), "w") as f:
+            f.write("# bot variables\nFILE_ONLY=f1\nOVER=from-file\nexport QUOTED=\"a b\"\n")
+        with open(os.path.join(self.dir, "more", "inc.env"), "w") as f:
+            f.write("INC_FILE=inc-file\n")
+        with open(os.path.join(self.dir, "more", "bots.yaml"), "w") as f:
+            f.write("bots:\n  - id: INC1\n    port: ${HIVE_T_INC_PORT}\n"
+                    "    env_file: inc.env\n"
+                    "    adapter: {type: cli, command: [sh, -c, 'env; pwd']}\n")
+        h = self.hive([{"id": "ENV1"}, {"id": "INC1"}], text=(
+            "hive: {{name: e2e, work_dir: ., listen: '127.0.0.1:{listen}'}}\n"
+            "include: [more/bots.yaml]\n"
+            "defaults: {{stop_timeout: 5}}\n"
+            "bots:\n"
+            "  - id: ENV1\n"
+            "    port: {ENV1}\n"
+            "    cwd: sub\n"
+            "    env_file: vars.env\n"
+            "    env: {{FROM_ENV: '${{HIVE_T_X}}', OVER: from-env, DOLLAR: 'a$$b',\n"
+            "           DEF: '${{HIVE_T_UNSET:-dflt}}'}}\n"
+            "    adapter: {{type: cli, command: [sh, -c, 'env; pwd']}}\n"))
+        h.env["HIVE_T_X"] = "from-hive-env"
+        h.env["HIVE_T_INC_PORT"] = str(h.ports["INC1"])
+        h.env.pop("HIVE_T_UNSET", None)
+        h.start()
+        h.wait_running(["ENV1", "INC1"])
+        self.assertEqual(post_task(h.ports["ENV1"], "hello", "T-ENV1"), 202)
+        self.assertEqual(post_task(h.ports["INC1"], "hello", "T-INC1"), 202)
+        out = task_result(h.ports["ENV1"], "T-ENV1")["output"]
+        env = env_lines(out)
+        self.assertEqual(env.get("FROM_ENV"), "from-hive-env", out)
+        self.assertEqual(env.get("FILE_ONLY"), "f1", out)
+        self.assertEqual(env.get("OVER"), "from-env", "env wins over env_file")
+        self.assertEqual(env.get("QUOTED"), "a b", out)
+        self.assertEqual(env.get("DOLLAR"), "a$b", out)
+        self.assertEqual(env.get("DEF"), "dflt", out)
+        self.assertEqual(out.strip().splitlines()[-1], os.path.join(os.path.realpath(self.dir), "sub"))
+        inc = task_result(h.ports["INC1"], "T-INC1")["output"]
+        self.assertEqual(env_lines(inc).get("INC_FILE"), "inc-file", inc)
+        self.assertEqual(inc.strip().splitlines()[-1], os.path.realpath(self.dir), "default cwd")
+
+    def test_errors_name_the_included_file(self):
+        os.makedirs(os.path.join(self.dir, "more"))
+        with open(os.path.join(self.dir, "more", "bots.yaml"), "w") as f:
+            f.write("bots:\n  - id: X1\n    cwd: ${HIVE_T_NOPE}\n")
+        h = self.hive([{"id": "A"}], text="include: [more/bots.yaml]\nbots: []\n")
+        h.env.pop("HIVE_T_NOPE", None)
+        rc, out, err = h.run("check", "-f", h.roster)
+        self.assertEqual(rc, 78, err)
+        self.assertIn("more/bots.yaml:3:10: variable HIVE_T_NOPE is not set", err)
+
+    def test_user_drop(self):
+        if os.geteuid() != 0:
+            self.skipTest("user: needs hive to run as root (this test runs as uid %d)"
+                          % os.geteuid())
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        os.chmod(self.dir, 0o755)  # mkdtemp's 0700 would keep that user out
+        h = self.hive([{"id": "USR1", "user": "nobody"}])
+        h.start()
+        entry = h.wait_state("USR1", "running")
+        status = read_text("/proc/%d/status" % entry["pid"])
+        uid_line = [line for line in status.splitlines() if line.startswith("Uid:")][0]
+        self.assertEqual(uid_line.split()[1:], [str(nobody.pw_uid)] * 4, status)
+        gid_line = [line for line in status.splitlines() if line.startswith("Gid:")][0]
+        self.assertEqual(gid_line.split()[1:], [str(nobody.pw_gid)] * 4, status)
+        # The bot works as that user: a task is answered.
+        self.assertEqual(post_task(h.ports["USR1"], "hi", "T-USR"), 202)
+        self.assertTrue(task_result(h.ports["USR1"], "T-USR")["success"])
+
+    def test_memory_max_oom_restarts_with_reason(self):
+        usable, why = memory_controller_usable()
+        if not usable:
+            self.skipTest("no writable memory controller here: %s" % why)
+        hog = "b = bytearray(512 << 20); import time; time.sleep(30)"
+        h = self.hive([{"id": "OOM1", "memory_max": "64M",
+                        "adapter": {"type": "cli", "command": ["/usr/bin/python3", "-c", hog]}}])
+        h.start()
+        first = h.wait_state("OOM1", "running")["pid"]
+        self.assertEqual(post_task(h.ports["OOM1"], "eat", "T-OOM"), 202)
+
+        def oom_reason():
+            h.alive()
+            code, body = http_get("http://127.0.0.1:%d/status" % h.listen_port)
+            bot = [b for b in (body or {}).get("bots", []) if b["id"] == "OOM1"]
+            return bot and bot[0]["reason"] == "out of memory" and bot[0]
+        # The task is queued again after each kill, so the bot meets the OOM
+        # killer again and again; its reason shows between kill and ready.
+        bot = wait_for(oom_reason, 40, "reason: out of memory in /status", interval=0.02)
+        self.assertEqual(bot["last_exit"].get("signal"), 9, bot)
+        wait_for(lambda: h.alive() and "out of memory" in h.log(), 10, "the kill in the log")
+        self.assertIn("OOM1: running -> ", h.log())
+        line = [x for x in h.log().splitlines() if "out of memory" in x and "->" in x][0]
+        self.assertIn("out of memory", line)
+        second = h.wait_state("OOM1", "running", pred=lambda b: b["pid"] != first)["pid"]
+        self.assertNotEqual(first, second)
+
+    def test_cpu_and_tasks_limits_in_the_bots_cgroup(self):
+        usable = [c for c in ("cpu", "pids") if controller_dir(c)]
+        if len(usable) < 2:
+            self.skipTest("no writable cgroup v1 cpu and pids hierarchies here (a hybrid host "
+                          "checks them; the cgroup v2 files are set the same way)")
+        h = self.hive([{"id": "LIM1", "cpu_max": "50%", "tasks_max": 64}])
+        h.start()
+        pid = h.wait_state("LIM1", "running")["pid"]
+        groups = dict((ctrl, path) for _, ctrl, path in
+                      (line.split(":", 2) for line in read_text("/proc/%d/cgroup" % pid)
+                       .splitlines()))
+        found = {}
+        for ctrl, path in groups.items():
+            for c in ctrl.split(","):
+                found[c] = path
+        self.assertTrue(found["cpu"].endswith("/LIM1"), found)
+        self.assertTrue(found["pids"].endswith("/LIM1"), found)
+        cpu = controller_mount("cpu") + found["cpu"]
+        pids = controller_mount("pids") + found["pids"]
+        self.assertEqual(read_text(cpu + "/cpu.cfs_quota_us").strip(), "50000")
+        self.assertEqual(read_text(cpu + "/cpu.cfs_period_us").strip(), "100000")
+        self.assertEqual(read_text(pids + "/pids.max").strip(), "64")
+
+    def test_log_rotation_by_max_bytes(self):
+        h = self.hive([{"id": "LOG1", "log": {"max_bytes": "1k", "backups": 2}}])
+        h.start()
+        h.wait_running(["LOG1"])
+        log = h.path("logs", "LOG1.log")
+        for i in range(40):
+            self.assertEqual(post_task(h.ports["LOG1"], "x", "T-%d" % i), 202)
+        task_result(h.ports["LOG1"], "T-39")
+        wait_for(lambda: os.path.exists(log + ".2"), 20, "LOG1.log.2")
+        self.assertFalse(os.path.exists(log + ".3"), "backups: 2 keeps two")
+        for p in (log, log + ".1", log + ".2"):
+            self.assertLessEqual(os.path.getsize(p), 1024, p)
+
+    def test_sigusr1_reopens_logs(self):
+        h = self.hive([{"id": "RO1"}])
+        h.start()
+        h.wait_running(["RO1"])
+        log = h.path("logs", "RO1.log")
+        self.assertEqual(post_task(h.ports["RO1"], "x", "T-A"), 202)
+        task_result(h.ports["RO1"], "T-A")
+        wait_for(lambda: "T-A" in read_text(log), 10, "T-A in RO1.log")
+        os.rename(log, log + ".old")
+        hive_log = h.path("logs", "hive.log")
+        os.rename(hive_log, hive_log + ".old")
+        h.signal(signal.SIGUSR1)
+        wait_for(lambda: "reopened" in read_text(hive_log), 10, "hive.log made again")
+        self.assertEqual(post_task(h.ports["RO1"], "x", "T-B"), 202)
+        task_result(h.ports["RO1"], "T-B")
+        wait_for(lambda: "T-B" in read_text(log), 10, "T-B in a new RO1.log")
+        self.assertNotIn("T-B", read_text(log + ".old"))
+        self.assertIn("hive e2e started", read_text(hive_log + ".old"))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,271 @@
+/*
+ * events: owns a bot's event vocabulary, its seq, its events file (kept by
+ * common/evlog.c)
+ * (.deia/bot-logs/<BOT-ID>-events.jsonl, and the generation before it as
+ * <...>.1) and the list of subscribers. The file is written with one
+ * write(2) per event and no fsync: kill -9 of the worker loses nothing the
+ * kernel took, and a power cut may lose the newest events (a resync then
+ * tells readers so). A line cut short by a crash is removed at start.
+ */
+#include "worker/events.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/evlog.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/utf8.h"
+#include "common/util.h"
+
+#define EVENTS_EXCERPT_MAX 1024
+
+struct events_sub {
+    uint64_t id; /* 0: unsubscribed, removed after the dispatch */
+    events_cb cb;
+    void *arg;
+};
+
+struct events {
+    struct evlog *log; /* the events file: numbers and keeps them */
+    char *bot_id;
+    struct activity *activity;
+    struct events_sub *subs;
+    size_t n_subs, cap_subs;
+    uint64_t next_sub;
+    int dispatching;
+};
+
+struct events *events_open(const char *path, const char *bot_id, struct activity *activity)
+{
+    struct events *ev = xcalloc(1, sizeof *ev);
+    ev->log = evlog_open(path, "seq", NULL, NULL);
+    ev->bot_id = xstrdup(bot_id);
+    ev->activity = activity;
+    ev->next_sub = 1;
+    return ev;
+}
+
+void events_close(struct events *ev)
+{
+    if (!ev)
+        return;
+    evlog_close(ev->log);
+    free(ev->bot_id);
+    free(ev->subs);
+    free(ev);
+}
+
+uint64_t events_last_seq(const struct events *ev)
+{
+    return evlog_last(ev->log);
+}
+
+uint64_t events_subscribe(struct events *ev, events_cb cb, void *arg)
+{
+    if (ev->n_subs == ev->cap_subs) {
+        ev->cap_subs = ev->cap_subs ? ev->cap_subs * 2 : 8;
+        ev->subs = xrealloc(ev->subs, ev->cap_subs * sizeof *ev->subs);
+    }
+    ev->subs[ev->n_subs++] = (struct events_sub){ev->next_sub, cb, arg};
+    return ev->next_sub++;
+}
+
+/* Drop the unsubscribed entries (never during a dispatch). */
+static void events_compact(struct events *ev)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < ev->n_subs; i++)
+        if (ev->subs[i].id)
+            ev->subs[j++] = ev->subs[i];
+    ev->n_subs = j;
+}
+
+void events_unsubscribe(struct events *ev, uint64_t id)
+{
+    for (size_t i = 0; i < ev->n_subs; i++)
+        if (ev->subs[i].id == id)
+            ev->subs[i].id = 0;
+    if (!ev->dispatching)
+        events_compact(ev);
+}
+
+/* Hand E to every subscriber (the list may change meanwhile). */
+static void events_dispatch(struct events *ev, const struct events_event *e)
+{
+    ev->dispatching++;
+    for (size_t i = 0; i < ev->n_subs; i++)
+        if (ev->subs[i].id)
+            ev->subs[i].cb(e, ev->subs[i].arg);
+    if (--ev->dispatching == 0)
+        events_compact(ev);
+}
+
+/* The activity log's line for a task event (SPEC §2.3: its own types). */
+static void events_activity(struct events *ev, const char *type, const struct task *t)
+{
+    if (!ev->activity || !t)
+        return;
+    bool end = strcmp(type, "task_completed") == 0 || strcmp(type, "task_failed") == 0 ||
+               strcmp(type, "task_cancelled") == 0;
+    struct activity_event a = {.event_type =
+                                   strcmp(type, "task_cancelled") == 0 ? "task_failed" : type,
+                               .result = end && !t->success ? "failure" : "success",
+                               .duration_seconds = end ? t->duration_seconds : 0,
+                               .error = end ? t->error : NULL,
+                               .task_id = t->id,
+                               .source = task_source_name(t->source)};
+    activity_log(ev->activity, &a, NULL);
+}
+
+/* A new event object of TYPE with the fields every event has. */
+static json_t *events_new(struct events *ev, const char *type, const struct task *t)
+{
+    char ts[40];
+    util_iso_utc(ts, sizeof ts, util_wall_ns());
+    json_t *o = json_pack("{s:s, s:s, s:s}", "type", type, "bot_id", ev->bot_id, "timestamp", ts);
+    if (t) {
+        json_object_set_new(o, "task_id", json_string(t->id));
+        json_object_set_new(o, "source", json_string(task_source_name(t->source)));
+    }
+    return o;
+}
+
+/* Number, store (unless live only), log and hand out event O (stolen). */
+static void events_emit(struct events *ev, json_t *o, const struct task *t, bool stored,
+                        const char *chunk, size_t chunk_len)
+{
+    const char *type = json_string_value(json_object_get(o, "type"));
+    struct events_event e = {.type = type, .task = t, .chunk = chunk, .chunk_len = chunk_len};
+    if (stored) {
+        e.seq = evlog_last(ev->log) + 1;
+        json_object_set_new(o, "seq", json_integer((json_int_t)e.seq));
+    }
+    size_t len;
+    char *text = json_dump_compact(o, &len);
+    if (stored) {
+        evlog_append(ev->log, text, len, e.seq);
+        events_activity(ev, type, t);
+    }
+    e.json = text;
+    e.json_len = len;
+    events_dispatch(ev, &e);
+    free(text);
+    json_decref(o);
+}
+
+/* LEN bytes of S as a JSON string, made valid UTF-8 first. */
+static json_t *events_text(const char *s, size_t len)
+{
+    char *clean = utf8_sanitize(s ? s : "", s ? len : 0, &len);
+    json_t *j = json_stringn(clean, len);
+    free(clean);
+    return j;
+}
+
+void events_task_received(struct events *ev, const struct task *t, size_t position)
+{
+    json_t *o = events_new(ev, "task_received", t);
+    json_object_set_new(o, "priority", t->priority ? json_string(t->priority) : json_null());
+    json_object_set_new(o, "from", t->from ? events_text(t->from, strlen(t->from)) : json_null());
+    json_object_set_new(o, "position", position ? json_integer((json_int_t)position) : json_null());
+    events_emit(ev, o, t, true, NULL, 0);
+}
+
+void events_task_started(struct events *ev, const struct task *t)
+{
+    char ts[40];
+    util_iso_utc(ts, sizeof ts, t->started_wall_ns ? t->started_wall_ns : util_wall_ns());
+    json_t *o = events_new(ev, "task_started", t);
+    json_object_set_new(o, "started_at", json_string(ts));
+    events_emit(ev, o, t, true, NULL, 0);
+}
+
+void events_task_output(struct events *ev, const struct task *t, const char *data, size_t len)
+{
+    json_t *o = events_new(ev, "task_output", t);
+    json_object_set_new(o, "content", events_text(data, len));
+    events_emit(ev, o, t, false, data, len);
+}
+
+/* The first KiB of the output, cut on a character boundary. */
+static json_t *events_excerpt(const struct task *t)
+{
+    size_t len = t->output_len < EVENTS_EXCERPT_MAX ? t->output_len : EVENTS_EXCERPT_MAX;
+    char *clean = utf8_sanitize(t->output ? t->output : "", t->output ? len : 0, &len);
+    json_t *j = json_stringn(clean, utf8_cut(clean, len, EVENTS_EXCERPT_MAX));
+    free(clean);
+    return j;
+}
+
+void events_task_done(struct events *ev, const struct task *t)
+{
+    const char *type = t->success                                       ? "task_completed"
+                       : t->error && strcmp(t->error, "cancelled") == 0 ? "task_cancelled"
+                                                                        : "task_failed";
+    json_t *o = events_new(ev, type, t);
+    json_object_set_new(o, "success", json_boolean(t->success));
+    json_object_set_new(o, "duration_seconds",
+                        json_real((double)(int64_t)(t->duration_seconds * 1000 + 0.5) / 1000));
+    json_object_set_new(o, "response_file",
+                        t->response_file ? json_string(t->response_file) : json_null());
+    json_object_set_new(o, "error",
+                        t->error ? events_text(t->error, strlen(t->error)) : json_null());
+    json_object_set_new(o, "files_modified", json_array());
+    json_object_set_new(o, "output_excerpt", events_excerpt(t));
+    events_emit(ev, o, t, true, NULL, 0);
+}
+
+void events_bot_paused(struct events *ev, bool paused)
+{
+    events_emit(ev, events_new(ev, paused ? "bot_paused" : "bot_resumed", NULL), NULL, true, NULL,
+                0);
+}
+
+/* Tell CB the reader missed events no longer kept (FIRST: the oldest kept). */
+static void events_resync(struct events *ev, uint64_t first, events_cb cb, void *arg)
+{
+    json_t *o = events_new(ev, "resync", NULL);
+    json_object_set_new(o, "first_seq", json_integer((json_int_t)first));
+    json_object_set_new(o, "last_seq", json_integer((json_int_t)evlog_last(ev->log)));
+    size_t len;
+    char *text = json_dump_compact(o, &len);
+    struct events_event e = {.type = "resync", .json = text, .json_len = len};
+    cb(&e, arg);
+    free(text);
+    json_decref(o);
+}
+
+/* A replay under way: whom to tell. */
+struct events_replaying {
+    events_cb cb;
+    void *arg;
+};
+
+/* One kept line as an event. */
+static void events_replay_line(uint64_t n, json_t *obj, const char *line, size_t len, void *arg)
+{
+    struct events_replaying *r = arg;
+    struct events_event e = {.type = json_string_value(json_object_get(obj, "type")),
+                             .seq = n,
+                             .json = line,
+                             .json_len = len};
+    if (e.type)
+        r->cb(&e, r->arg);
+}
+
+bool events_replay(struct events *ev, uint64_t since, size_t max, events_cb cb, void *arg)
+{
+    uint64_t first = evlog_first(ev->log), last = evlog_last(ev->log);
+    bool resync = evlog_must_resync(since, first, last);
+    if (resync) {
+        events_resync(ev, first, cb, arg);
+        if (since > last) /* the files were lost: all that is kept is new */
+            since = 0;
+    }
+    struct events_replaying r = {cb, arg};
+    evlog_replay(ev->log, since, max, &first, events_replay_line, &r);
+    return resync;
+}

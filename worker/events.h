@@ -1,0 +1,64 @@
+/*
+ * events: the one vocabulary of a bot's events (SPEC §8). The engine says
+ * each fact once here (task received, started, output, done; bot paused or
+ * resumed); every sink subscribes: the activity log (built in), WebSocket
+ * clients, the event stream, the channel to the supervisor. Each event but
+ * task_output gets the bot's next `seq` and is appended to the bot's events
+ * file before any subscriber hears of it, so a replay from the file and the
+ * live events meet without a gap.
+ */
+#ifndef HIVE_EVENTS_H
+#define HIVE_EVENTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker/activity.h"
+#include "worker/task.h"
+
+struct events;
+
+/* One event as subscribers see it. */
+struct events_event {
+    const char *type;
+    uint64_t seq;            /* 0: live only (task_output) */
+    const struct task *task; /* the task it is about; NULL for bot events and replays */
+    const char *json;        /* the whole event as compact JSON */
+    size_t json_len;
+    const char *chunk; /* task_output: the raw bytes of the adapter */
+    size_t chunk_len;
+};
+
+typedef void (*events_cb)(const struct events_event *ev, void *arg);
+
+/* Open (or start) the events file PATH of BOT_ID and read its last seq back.
+ * ACTIVITY (may be NULL) gets the task events in its own format. */
+struct events *events_open(const char *path, const char *bot_id, struct activity *activity);
+void events_close(struct events *events);
+/* The seq of the last stored event (0: none yet). */
+uint64_t events_last_seq(const struct events *events);
+
+/* Subscribe CB; the id to unsubscribe with. Subscribers may unsubscribe (any
+ * of them) from inside a callback. */
+uint64_t events_subscribe(struct events *events, events_cb cb, void *arg);
+void events_unsubscribe(struct events *events, uint64_t id);
+/* Hand CB the stored events after SINCE, in order, from the file. When
+ * events after SINCE are no longer kept (or SINCE is from the future, the
+ * files having been lost), CB first gets a `resync` event (no seq) and the
+ * answer is true; what is kept is handed all the same (all of it for a
+ * cursor from the future). At most MAX events (0: all). The file keeps the
+ * newest 4 to 8 MiB of events (common/evlog.h). */
+bool events_replay(struct events *events, uint64_t since, size_t max, events_cb cb, void *arg);
+
+/* The facts, told once each by the engine. POSITION 0: not known. */
+void events_task_received(struct events *events, const struct task *task, size_t position);
+void events_task_started(struct events *events, const struct task *task);
+void events_task_output(struct events *events, const struct task *task, const char *data,
+                        size_t len);
+/* The task's answer is durable: task_completed, task_failed, or
+ * task_cancelled (a failure whose error is "cancelled", SPEC §4). */
+void events_task_done(struct events *events, const struct task *task);
+void events_bot_paused(struct events *events, bool paused);
+
+#endif

@@ -1,0 +1,195 @@
+/*
+ * syncer: owns one thread and the two queues between it and the event loop:
+ * jobs go down under a mutex and a condition variable; finished jobs come
+ * up under the same mutex, announced by an eventfd that the loop watches.
+ * Only system calls run on the thread; everything else stays on the loop.
+ */
+#include "worker/syncer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+struct syncer_item {
+    syncer_job_fn fn;
+    void *job;
+    syncer_done_cb done;
+    void *arg;
+    int result;
+    struct syncer_item *next;
+};
+
+struct syncer {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_cond_t idle;                   /* a job finished */
+    bool busy;                             /* the thread runs a job */
+    struct syncer_item *todo, **todo_tail; /* for the thread */
+    struct syncer_item *done, **done_tail; /* for the loop */
+    bool quit;
+    int efd;
+    struct event *ev;
+};
+
+/* Take the first item of a list (HEAD, TAIL), or NULL. */
+static struct syncer_item *syncer_shift(struct syncer_item **head, struct syncer_item ***tail)
+{
+    struct syncer_item *it = *head;
+    if (it) {
+        *head = it->next;
+        if (!*head)
+            *tail = head;
+        it->next = NULL;
+    }
+    return it;
+}
+
+/* Append IT to a list (TAIL). */
+static void syncer_append(struct syncer_item ***tail, struct syncer_item *it)
+{
+    it->next = NULL;
+    **tail = it;
+    *tail = &it->next;
+}
+
+/* The thread: run jobs in order until told to quit. */
+static void *syncer_main(void *arg)
+{
+    struct syncer *sy = arg;
+    pthread_mutex_lock(&sy->lock);
+    for (;;) {
+        while (!sy->quit && !sy->todo)
+            pthread_cond_wait(&sy->wake, &sy->lock);
+        if (sy->quit)
+            break;
+        struct syncer_item *it = syncer_shift(&sy->todo, &sy->todo_tail);
+        sy->busy = true;
+        pthread_mutex_unlock(&sy->lock);
+        it->result = it->fn(it->job);
+        pthread_mutex_lock(&sy->lock);
+        sy->busy = false;
+        syncer_append(&sy->done_tail, it);
+        pthread_cond_broadcast(&sy->idle);
+        uint64_t one = 1;
+        /* An eventfd counter only overflows after 2^64-1 writes. */
+        ssize_t w = write(sy->efd, &one, sizeof one);
+        (void)w;
+    }
+    pthread_mutex_unlock(&sy->lock);
+    return NULL;
+}
+
+/* The loop side: call back every finished job, in order. */
+static void syncer_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct syncer *sy = arg;
+    uint64_t n;
+    ssize_t r = read(fd, &n, sizeof n); /* EAGAIN: already read, nothing lost */
+    (void)r;
+    for (;;) {
+        pthread_mutex_lock(&sy->lock);
+        struct syncer_item *it = syncer_shift(&sy->done, &sy->done_tail);
+        pthread_mutex_unlock(&sy->lock);
+        if (!it)
+            break;
+        it->done(it->result, it->arg);
+        free(it);
+    }
+}
+
+struct syncer *syncer_new(struct event_base *base)
+{
+    struct syncer *sy = xcalloc(1, sizeof *sy);
+    sy->todo_tail = &sy->todo;
+    sy->done_tail = &sy->done;
+    sy->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (sy->efd < 0) {
+        free(sy);
+        return NULL;
+    }
+    pthread_mutex_init(&sy->lock, NULL);
+    pthread_cond_init(&sy->wake, NULL);
+    pthread_cond_init(&sy->idle, NULL);
+    /* The thread is born with every signal blocked: signals are the loop's
+     * (a handler must never run on the sync thread, nor a default action
+     * be taken there for a signal the loop blocks). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int r = pthread_create(&sy->thread, NULL, syncer_main, sy);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) {
+        close(sy->efd);
+        pthread_mutex_destroy(&sy->lock);
+        pthread_cond_destroy(&sy->wake);
+        pthread_cond_destroy(&sy->idle);
+        free(sy);
+        errno = r;
+        return NULL;
+    }
+    sy->ev = event_new(base, sy->efd, EV_READ | EV_PERSIST, syncer_read_cb, sy);
+    event_add(sy->ev, NULL);
+    return sy;
+}
+
+/* Free every item of a list. */
+static void syncer_free_list(struct syncer_item *it)
+{
+    while (it) {
+        struct syncer_item *next = it->next;
+        free(it);
+        it = next;
+    }
+}
+
+void syncer_free(struct syncer *sy)
+{
+    if (!sy)
+        return;
+    pthread_mutex_lock(&sy->lock);
+    sy->quit = true;
+    pthread_cond_signal(&sy->wake);
+    pthread_mutex_unlock(&sy->lock);
+    pthread_join(sy->thread, NULL);
+    syncer_free_list(sy->todo);
+    syncer_free_list(sy->done);
+    event_free(sy->ev);
+    close(sy->efd);
+    pthread_mutex_destroy(&sy->lock);
+    pthread_cond_destroy(&sy->wake);
+    pthread_cond_destroy(&sy->idle);
+    free(sy);
+}
+
+void syncer_drain(struct syncer *sy)
+{
+    for (;;) {
+        pthread_mutex_lock(&sy->lock);
+        while (!sy->done && (sy->busy || sy->todo))
+            pthread_cond_wait(&sy->idle, &sy->lock);
+        bool empty = !sy->done;
+        pthread_mutex_unlock(&sy->lock);
+        if (empty)
+            return;
+        syncer_read_cb(sy->efd, EV_READ, sy); /* may queue more jobs */
+    }
+}
+
+void syncer_run(struct syncer *sy, syncer_job_fn fn, void *job, syncer_done_cb done, void *arg)
+{
+    struct syncer_item *it = xcalloc(1, sizeof *it);
+    it->fn = fn, it->job = job, it->done = done, it->arg = arg;
+    pthread_mutex_lock(&sy->lock);
+    syncer_append(&sy->todo_tail, it);
+    pthread_cond_signal(&sy->wake);
+    pthread_mutex_unlock(&sy->lock);
+}

@@ -1,0 +1,229 @@
+/*
+ * uplink: owns the worker's end of the channel: its bufferevent, the cursor
+ * of what went up (the seq of the last stored event sent) and whether it is
+ * behind. While behind, live stored events are not queued (they are in the
+ * events file and go up by replay); what waits in memory is bounded by
+ * UPLINK_MAX_QUEUED plus one replay batch.
+ */
+#include "worker/uplink.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/chan.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define UPLINK_MAX_QUEUED (256u << 10)
+#define UPLINK_BATCH 4096 /* events replayed per drain of the channel */
+#define UPLINK_STATUS_MS 1000
+
+struct uplink {
+    struct bufferevent *bev; /* NULL once the supervisor is gone */
+    struct events *events;
+    struct engine *engine;
+    uint64_t sub;
+    struct chan_reader reader;
+    bool resumed;  /* the supervisor said from where (CHAN_RESUME) */
+    bool behind;   /* stored events wait in the file, not in the channel */
+    bool lagged;   /* behind because the supervisor stopped reading (said once) */
+    uint64_t sent; /* the seq of the last stored event queued */
+    size_t replayed;
+    struct util_buf frame;
+    struct event *status_ev;
+};
+
+/* Bytes queued towards the supervisor. */
+static size_t uplink_queued(const struct uplink *u)
+{
+    return u->bev ? evbuffer_get_length(bufferevent_get_output(u->bev)) : 0;
+}
+
+/* Queue one message. */
+static void uplink_send(struct uplink *u, enum chan_type type, const char *payload, size_t len)
+{
+    u->frame.len = 0;
+    chan_frame(&u->frame, type, payload, len);
+    bufferevent_write(u->bev, u->frame.data, u->frame.len);
+}
+
+/* The status the supervisor's /status shows for us. */
+static void uplink_status(struct uplink *u)
+{
+    if (!u->bev || !u->engine || uplink_queued(u) > UPLINK_MAX_QUEUED)
+        return;
+    struct engine_status st;
+    engine_status(u->engine, &st);
+    json_t *cur = json_null();
+    if (st.current) {
+        char ts[40];
+        util_iso_utc(ts, sizeof ts, st.current->started_wall_ns);
+        cur = json_pack("{s:s, s:s, s:s}", "task_id", st.current->id, "source",
+                        task_source_name(st.current->source), "started_at", ts);
+    }
+    double age = st.oldest_wall_ns ? (double)(util_wall_ns() - st.oldest_wall_ns) / 1e9 : 0;
+    json_t *o =
+        json_pack("{s:s, s:{s:I, s:I}, s:o, s:I, s:I, s:f}", "status", st.state, "queue",
+                  "realtime", (json_int_t)st.realtime, "file", (json_int_t)st.file, "current_task",
+                  cur, "tasks_processed", (json_int_t)st.processed, "tasks_failed",
+                  (json_int_t)st.failed, "oldest_queued_age_seconds", age > 0 ? age : 0.0);
+    size_t len;
+    char *text = json_dump_compact(o, &len);
+    uplink_send(u, CHAN_STATUS, text, len);
+    free(text);
+    json_decref(o);
+}
+
+/* One stored event from the file, on the way up. */
+static void uplink_replay_cb(const struct events_event *ev, void *arg)
+{
+    struct uplink *u = arg;
+    u->replayed++;
+    if (!ev->seq) /* resync: the supervisor sees the gap in the seqs itself */
+        return;
+    uplink_send(u, CHAN_EVENT, ev->json, ev->json_len);
+    u->sent = ev->seq;
+}
+
+/* Send up what the file holds after the cursor, a batch at a time; live
+ * again once a batch leaves nothing behind it. */
+static void uplink_catch_up(struct uplink *u)
+{
+    if (!u->bev || !u->behind || uplink_queued(u) > UPLINK_MAX_QUEUED / 2)
+        return;
+    u->replayed = 0;
+    events_replay(u->events, u->sent, UPLINK_BATCH, uplink_replay_cb, u);
+    if (u->replayed < UPLINK_BATCH && u->sent >= events_last_seq(u->events)) {
+        u->behind = false;
+        if (u->lagged)
+            log_info("the supervisor's channel caught up (seq %llu)", (unsigned long long)u->sent);
+        u->lagged = false;
+    }
+}
+
+/* A bot event: up the channel unless it must wait in the file. */
+static void uplink_event_cb(const struct events_event *ev, void *arg)
+{
+    struct uplink *u = arg;
+    if (!u->bev || !u->resumed)
+        return;
+    if (!ev->seq) { /* task_output: live only, dropped when the channel lags */
+        if (!u->behind && uplink_queued(u) + ev->json_len <= UPLINK_MAX_QUEUED)
+            uplink_send(u, CHAN_EVENT, ev->json, ev->json_len);
+        return;
+    }
+    if (!u->behind && uplink_queued(u) + ev->json_len > UPLINK_MAX_QUEUED) {
+        u->behind = true;
+        u->lagged = true;
+        log_info("the supervisor is not reading its channel; events wait in the events file "
+                 "(from seq %llu)",
+                 (unsigned long long)ev->seq);
+    }
+    if (!u->behind) {
+        uplink_send(u, CHAN_EVENT, ev->json, ev->json_len);
+        u->sent = ev->seq;
+    }
+    uplink_status(u);
+}
+
+/* A message from the supervisor. */
+static void uplink_msg_cb(enum chan_type type, const char *payload, size_t len, void *arg)
+{
+    struct uplink *u = arg;
+    if (type != CHAN_RESUME)
+        return;
+    json_t *o = json_loadb(payload, len, 0, NULL);
+    json_t *since = json_object_get(o, "since");
+    u->sent = json_is_integer(since) && json_integer_value(since) > 0
+                  ? (uint64_t)json_integer_value(since)
+                  : 0;
+    json_decref(o);
+    u->resumed = u->behind = true;
+    uplink_catch_up(u);
+    uplink_status(u);
+}
+
+/* The supervisor is gone (or spoke nonsense): no more channel. */
+static void uplink_close(struct uplink *u)
+{
+    if (u->bev)
+        bufferevent_free(u->bev);
+    u->bev = NULL;
+}
+
+static void uplink_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct uplink *u = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t n = evbuffer_get_length(in);
+    enum chan_error err = chan_reader_feed(&u->reader, evbuffer_pullup(in, (ssize_t)n), n);
+    evbuffer_drain(in, n);
+    if (err != CHAN_OK) {
+        log_warn("channel to the supervisor: bad message (%d); closing it", (int)err);
+        uplink_close(u);
+    }
+}
+
+static void uplink_write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    uplink_catch_up(arg);
+}
+
+static void uplink_error_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev, (void)what;
+    uplink_close(arg);
+}
+
+static void uplink_status_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct uplink *u = arg;
+    if (u->resumed)
+        uplink_status(u);
+}
+
+struct uplink *uplink_new(struct event_base *base, int fd, struct events *events)
+{
+    struct uplink *u = xcalloc(1, sizeof *u);
+    util_set_nonblock_cloexec(fd);
+    u->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!u->bev) {
+        close(fd);
+        free(u);
+        return NULL;
+    }
+    u->events = events;
+    chan_reader_init(&u->reader, uplink_msg_cb, u);
+    bufferevent_setcb(u->bev, uplink_read_cb, uplink_write_cb, uplink_error_cb, u);
+    bufferevent_setwatermark(u->bev, EV_WRITE, UPLINK_MAX_QUEUED / 4, 0);
+    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    u->sub = events_subscribe(events, uplink_event_cb, u);
+    u->status_ev = event_new(base, -1, EV_PERSIST, uplink_status_cb, u);
+    struct timeval tv = {UPLINK_STATUS_MS / 1000, (UPLINK_STATUS_MS % 1000) * 1000};
+    event_add(u->status_ev, &tv);
+    return u;
+}
+
+void uplink_set_engine(struct uplink *u, struct engine *engine)
+{
+    u->engine = engine;
+}
+
+void uplink_free(struct uplink *u)
+{
+    if (!u)
+        return;
+    events_unsubscribe(u->events, u->sub);
+    uplink_close(u);
+    event_free(u->status_ev);
+    chan_reader_free(&u->reader);
+    free(u->frame.data);
+    free(u);
+}
