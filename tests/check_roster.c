@@ -678,6 +678,12 @@ START_TEST(test_bot_equal)
     ck_assert(!bots_equal("bots: [{id: a}]\n", "bots: [{id: a, allowed_origins: [http://x]}]\n"));
     ck_assert(!bots_equal("bots: [{id: a}]\n", "bots: [{id: a, server_names: [x.lan]}]\n"));
     ck_assert(bots_equal("bots: [{id: a}]\n", "bots: [{id: a, timeout: 5m, queue_max: 100}]\n"));
+    /* The process keys are rows too: their defaults and changes count. */
+    ck_assert(!bots_equal("bots: [{id: a}]\n", "bots: [{id: a, env: {K: v}}]\n"));
+    ck_assert(!bots_equal("bots: [{id: a}]\n", "bots: [{id: a, cwd: sub}]\n"));
+    ck_assert(!bots_equal("bots: [{id: a}]\n", "bots: [{id: a, log: {backups: 5}}]\n"));
+    ck_assert(bots_equal("bots: [{id: a}]\n",
+                         "bots: [{id: a, log: {max_bytes: 10MiB, backups: 3}, env: {}}]\n"));
 
     struct roster *a = load_ok("bots: []\n"),
                   *b = load_ok("hive: {limits: {max_body: 1MiB}}\nbots: []\n");
@@ -699,6 +705,31 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
+/* env_file's variables are a derived row: the same file name with other
+ * contents is another definition (a reload restarts the worker). */
+START_TEST(test_env_file_equal)
+{
+    char dir[] = "/tmp/check_roster_envXXXXXX", path[64], text[160];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/bot.env", dir);
+    snprintf(text, sizeof text, "bots: [{id: a, env_file: %s}]\n", path);
+    write_file(path, "K=1\n");
+    struct roster *a = load_ok(text);
+    ck_assert_str_eq(a->bots[0].exec.file_env[0], "K=1");
+    write_file(path, "K=2\n");
+    struct roster *b = load_ok(text);
+    ck_assert(!roster_bot_equal(&a->bots[0], &b->bots[0]));
+    roster_free(b);
+    write_file(path, "K=1\n");
+    b = load_ok(text);
+    ck_assert(roster_bot_equal(&a->bots[0], &b->bots[0]));
+    roster_free(a);
+    roster_free(b);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 /* The worker's argv comes from the table rows: every flag, "--" and the
  * command last. */
 START_TEST(test_worker_argv)
@@ -718,6 +749,15 @@ START_TEST(test_worker_argv)
                      "--allowed-origin http://a.example --max-header 16384 --max-body 1048576 "
                      "--max-message 1048576 --max-connections 1024 --header-timeout 10.000 "
                      "--idle-timeout 60.000 -- x -p");
+    roster_argv_free(argv);
+    roster_free(r);
+    /* cwd is a row with a flag: made absolute against the work dir. */
+    r = load_ok("hive: {work_dir: /w}\nbots: [{id: a, cwd: sub}]\n");
+    argv = roster_worker_argv(r, &r->bots[0], "/bin/hive-worker");
+    bool found = false;
+    for (char **p = argv; *p && p[1]; p++)
+        found |= strcmp(p[0], "--cwd") == 0 && strcmp(p[1], "/w/sub") == 0;
+    ck_assert(found);
     roster_argv_free(argv);
     roster_free(r);
 }
@@ -1159,6 +1199,7 @@ static Suite *roster_suite(void)
     tcase_add_test(tc, test_limits);
     tcase_add_test(tc, test_bot_equal);
     tcase_add_test(tc, test_worker_argv);
+    tcase_add_test(tc, test_env_file_equal);
     tcase_add_test(tc, test_lifecycle_keys);
     tcase_add_test(tc, test_depends_on);
     tcase_add_test(tc, test_bot_equal_live);
