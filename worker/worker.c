@@ -334,12 +334,12 @@ static void worker_observe_event(const struct events_event *ev, void *arg)
     struct worker *w = arg;
     bool done = !strcmp(ev->type, "task_completed") || !strcmp(ev->type, "task_failed") ||
                 !strcmp(ev->type, "task_cancelled");
-    if (done && ev->task)
-        observe_task_finished(w->observe, ev->task);
     json_t *j = json_loadb(ev->json, ev->json_len, 0, NULL);
-    if (j)
+    if (j) /* the live message first, then the entry's update */
         observe_event(w->observe, j);
     json_decref(j);
+    if (done && ev->task)
+        observe_task_finished(w->observe, ev->task);
 }
 
 /* Build the engine from the options. */

@@ -378,6 +378,7 @@ def stray_files(root, work_dir, bot, supervisor=False):
              r"\.deia/hive/controls/%s-PAUSE" % b,
              r"\.deia/bot-logs/BOT-%s-activity\.jsonl" % b,
              r"\.deia/bot-logs/%s-events\.jsonl(\.1)?" % b,  # the bot's event stream (events.c)
+             r"\.deia/bot-logs/%s-timeline\.(jsonl|idx)" % b,  # the bot's timeline (timeline.c)
              r"\.deia/hive/locks/%s\.lock" % b,
              r"\.deia/hive/run/%s\.procs" % b,  # what runs, for the next start (contain.c)
              r"worker-\d+\.stderr"]
@@ -390,7 +391,7 @@ def stray_files(root, work_dir, bot, supervisor=False):
     if supervisor:
         files += [r"hive\.yaml", r"hive-up\.log", r"\.deia/hive/(hive\.lock|hive\.pid)",
                   r"\.deia/hive/\.?registry\.json[^/]*", r"\.deia/hive/logs/%s\.log[^/]*" % b,
-                  r"\.deia/hive/logs/hive\.log[^/]*"  # the supervisor's own log
+                  r"\.deia/hive/logs/hive\.log[^/]*",  # the supervisor's own log
                   r"\.deia/hive/events\.jsonl(\.1)?"]  # the merged event stream (merge.c)
         dirs += [r"\.deia/hive/logs"]
     file_re = re.compile("^(%s)$" % "|".join(files))
