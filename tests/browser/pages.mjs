@@ -286,6 +286,62 @@ scenarios.token = async () => {
   await browser.close();
 };
 
+// Unit level, against tests/browser/fake_hive.py (an event stream as SPEC §8
+// words it, made up from the controls): rows, feed, output as text, the
+// controls' requests, a dropped stream resumed with Last-Event-ID, a resync.
+scenarios.unit = async () => {
+  const { browser, page, rec } = await openBrowser();
+  const fake = (path, method = 'GET') => curl(cfg.url + path, method, method === 'POST' ? {} : undefined).body;
+  await page.goto(cfg.url + '/#BOT-A');
+  await waitRowState(page, 'BOT-A', ['running']);
+  await waitRowState(page, 'BOT-B', ['running']);
+  await page.locator('#conn.live').waitFor({ timeout: TIMEOUT });
+  await page.locator('#bot-title', { hasText: 'BOT-A' }).waitFor({ timeout: TIMEOUT });
+  await page.locator('#timeline-rows tr[data-task="OLD-1"]').waitFor({ timeout: TIMEOUT });
+  assert.equal(await page.locator('#bot-rows tr[data-bot="BOT-A"] td.done').textContent(), '3');
+  await page.fill('#command', 'hello');
+  await page.click('#send button[type="submit"]');
+  const id = (await page.locator('#message', { hasText: 'queued' }).textContent()).match(/task: (\S+)/)[1];
+  await waitFeed(page, 'task_completed', id);
+  assert.equal(await page.locator('#output').textContent(), 'first <b>line</b>\nsecond line\n', 'output is text');
+  assert.equal(await page.locator('#output b').count(), 0, 'never parsed as HTML');
+  assert.equal(await page.locator('#bot-rows tr[data-bot="BOT-A"] td.done').textContent(), '4');
+  await page.locator('#timeline-rows tr[data-task="' + id + '"]').waitFor({ timeout: TIMEOUT });
+  if (cfg.screenshot) {
+    mkdirSync(dirname(cfg.screenshot), { recursive: true });
+    await page.screenshot({ path: cfg.screenshot, fullPage: true });
+  }
+  await page.click('button[data-action="pause"]');
+  await page.locator('#bot-rows tr[data-bot="BOT-A"] td.state', { hasText: 'paused' }).waitFor({ timeout: TIMEOUT });
+  await page.click('button[data-action="restart"]');
+  await waitRowState(page, 'BOT-A', ['backoff', 'starting']);
+  await waitRowState(page, 'BOT-A', ['running']);
+  assert.equal(await page.locator('#bot-rows tr[data-bot="BOT-A"] td.restarts').textContent(), '1');
+  // A dropped stream: the browser comes back with the last cursor.
+  const before = fake('/_fake/log').filter((r) => r.path.startsWith('/api/events')).length;
+  fake('/_fake/drop', 'POST');
+  await waitFor('the stream reopened', () => fake('/_fake/log').filter((r) => r.path.startsWith('/api/events')).length > before);
+  const again = fake('/_fake/log').filter((r) => r.path.startsWith('/api/events')).pop();
+  assert.ok(again.last_event_id || again.path.includes('since='), JSON.stringify(again));
+  await page.locator('#conn.live').waitFor({ timeout: TIMEOUT });
+  curl(cfg.url + '/bots/BOT-B/api/task', 'POST', { command: 'x', task_id: 'AFTER-DROP' });
+  await waitFeed(page, 'task_completed', 'AFTER-DROP');
+  // A resync: the status is read again.
+  const statuses = fake('/_fake/log').filter((r) => r.path === '/status').length;
+  fake('/_fake/resync', 'POST');
+  await page.locator('#events li[data-type="resync"]').waitFor({ timeout: TIMEOUT });
+  await waitFor('status read again', () => fake('/_fake/log').filter((r) => r.path === '/status').length > statuses);
+  // Every POST of the page is JSON (no form-post CSRF, SPEC §7).
+  for (const r of fake('/_fake/log')) if (r.method === 'POST' && !r.path.startsWith('/_fake')) assert.equal(r.type, 'application/json', r.path);
+  // A reload keeps the feed and resumes from the cursor.
+  await page.reload();
+  await page.locator('#events li[data-task="AFTER-DROP"]').first().waitFor({ timeout: TIMEOUT });
+  const last = fake('/_fake/log').filter((r) => r.path.startsWith('/api/events')).pop();
+  assert.match(last.path, /since=c\d+/);
+  assertClean(rec, 'unit');
+  await browser.close();
+};
+
 // Measure: first render of a hive's bots (report, not assert).
 scenarios.render = async () => {
   const { browser, page, rec } = await openBrowser();

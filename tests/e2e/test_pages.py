@@ -26,7 +26,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from hive_e2e import BUILD_DIR, Worker  # noqa: E402
+from hive_e2e import BUILD_DIR, Worker, curl  # noqa: E402
 from test_supervisor_front import Hive, worker_log_dump  # noqa: E402
 
 SOURCE_DIR = os.environ.get("HIVE_SOURCE_DIR",
@@ -118,11 +118,121 @@ class PagesTestCase(unittest.TestCase):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            proc.stdin.close()
+            proc.stdout.close()
         text = "".join(out)
         if rc != 0:
             logs = worker_log_dump(self.hive) if self.hive else ""
             self.fail("scenario %s: exit %s\n%s\n%s" % (name, rc, text[-6000:], logs[-3000:]))
         return text
+
+
+class TestRoutes(unittest.TestCase):
+    """The page and login routes with curl (no browser): GET / on the
+    supervisor, on a worker and through /bots/<id>/, the login cookie and
+    where it is accepted, logout, and the guard and method rules on them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="hive-e2e-pages-routes-")
+        cls.hive = Hive(cls.tmp, [{"id": "BOT-001"}], token=TOKEN)
+        cls.hive.start()
+        cls.bot_url = cls.hive.bot("BOT-001")["url"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.hive.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def assert_page(self, r, where):
+        self.assertEqual(r.status, 200, "%s: %r" % (where, r))
+        self.assertTrue(r.header("content-type").startswith("text/html"), where)
+        self.assertIn(b"<title>hive</title>", r.body, where)
+        self.assertLessEqual(len(r.body), 100 * 1024, where)
+        csp = r.header("content-security-policy") or ""
+        self.assertIn("connect-src 'self'", csp, where)
+        self.assertIn("script-src 'sha256-", csp, where)
+        self.assertNotIn("unsafe-inline", csp, where)
+        self.assertNotIn(TOKEN.encode(), r.body, where)
+
+    def test_pages_need_no_token(self):
+        """The page holds no data: served without the token everywhere."""
+        self.assert_page(curl(self.hive.url + "/"), "supervisor /")
+        self.assert_page(curl(self.bot_url + "/"), "worker /")
+        self.assert_page(curl(self.hive.url + "/bots/BOT-001/"), "/bots/BOT-001/")
+        self.assertEqual(curl(self.hive.url + "/", method="HEAD").status, 200)
+        # Everything else still needs it.
+        for url in (self.hive.url + "/status", self.bot_url + "/status",
+                    self.hive.url + "/bots/BOT-001/status"):
+            self.assertEqual(curl(url).status, 401, url)
+
+    def test_login_cookie_logout(self):
+        r = curl(self.hive.url + "/api/login", method="POST", body={"token": "wrong"})
+        self.assertEqual(r.status, 401, r)
+        self.assertIsNone(r.header("set-cookie"))
+        r = curl(self.hive.url + "/api/login", method="POST", body={"token": TOKEN})
+        self.assertEqual(r.status, 200, r)
+        cookie = r.header("set-cookie")
+        self.assertTrue(cookie.startswith("hive_token="), cookie)
+        for attr in ("HttpOnly", "SameSite=Strict", "Path=/"):
+            self.assertIn(attr, cookie)
+        pair = cookie.split(";")[0]
+        for url in (self.hive.url + "/status", self.bot_url + "/status",
+                    self.hive.url + "/bots/BOT-001/status"):
+            self.assertEqual(curl(url, headers=["Cookie: " + pair]).status, 200, url)
+            self.assertEqual(curl(url, headers=["Cookie: hive_token=nope"]).status, 401, url)
+        # The worker has its own login for its own page.
+        r = curl(self.bot_url + "/api/login", method="POST", body={"token": TOKEN})
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("HttpOnly", r.header("set-cookie"))
+        r = curl(self.hive.url + "/api/logout", method="POST", body={})
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("Max-Age=0", r.header("set-cookie"))
+
+    def test_login_rules(self):
+        url = self.hive.url + "/api/login"
+        self.assertEqual(curl(url).status, 405)
+        self.assertEqual(curl(url, method="POST", body='{"token":"%s"}' % TOKEN,
+                              content_type="text/plain").status, 415)
+        self.assertEqual(curl(url, method="POST", body="{nope").status, 400)
+        self.assertEqual(curl(url, method="POST", body={"token": 5}).status, 400)
+        # The Host/Origin guard applies to the page and the login as to all.
+        self.assertEqual(curl(self.hive.url + "/", headers=["Host: evil.example"]).status, 403)
+        r = curl(url, method="POST", body={"token": TOKEN}, headers=["Origin: http://evil.example"])
+        self.assertEqual(r.status, 403)
+        self.assertIsNone(r.header("set-cookie"))
+
+    def test_login_without_a_token(self):
+        """A hive without a token: the login says so and sets nothing."""
+        w = Worker(self.tmp, bot="BOT-NOTOKEN")
+        w.start()
+        try:
+            r = curl(w.url + "/api/login", method="POST", body={"token": "x"})
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["token"], False)
+            self.assertIsNone(r.header("set-cookie"))
+        finally:
+            w.stop()
+
+
+class TestPageUnit(PagesTestCase):
+
+    def test_page_against_a_scripted_stream(self):
+        """The page alone, against tests/browser/fake_hive.py (an event stream
+        as SPEC §8 words it): rows, feed, output shown as text, controls sent
+        as JSON, a dropped stream resumed from its cursor, a resync, a reload
+        that keeps the feed and the cursor."""
+        fake = subprocess.Popen([sys.executable, os.path.join(BROWSER_DIR, "fake_hive.py"),
+                                 SOURCE_DIR], stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(fake.stdout.readline().split()[1])
+            shot = os.path.join(BUILD_DIR, "artifacts", "page-unit.png")
+            self.run_scenario("unit", {"url": "http://127.0.0.1:%d" % port, "token": None,
+                                       "screenshot": shot})
+        finally:
+            fake.kill()
+            fake.wait()
+            fake.stdout.close()
 
 
 class TestDashboard(PagesTestCase):
