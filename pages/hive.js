@@ -29,7 +29,8 @@
     cursor: sessionStorage.getItem(STORE + ':cursor'),
     lastSeq: new Map(),   /* stream ("hive" or a bot id) -> last seq applied */
     es: null,
-    snapshot: false,      /* a status fetch is in flight: counters wait for it */
+    snapshot: false,      /* counters wait for a fresh status (see openStream) */
+    needSnapshot: false,  /* read the status when the stream (re)opens */
     retryMs: 500,
     retryTimer: null,
   };
@@ -124,7 +125,7 @@
     b.failed = s.tasks_failed || 0;
     b.queue = s.queue ? (s.queue.realtime || 0) + (s.queue.file || 0) : 0;
     b.current = s.current_task || null;
-    b.paused = s.status === 'paused';
+    b.paused = s.status === 'paused' || s.paused === true;
     if (page.mode === 'bot') {
       b.state = s.status;
       b.pid = s.pid;
@@ -303,15 +304,27 @@
   /* Open the stream from the cursor. The browser reconnects by itself after
    * a dropped connection (with Last-Event-ID); an answer that is not a
    * stream (503 while the bot restarts, 401, the server gone) closes it, and
-   * it is opened again here, after a growing pause. */
+   * it is opened again here, after a growing pause. A stream resumed from a
+   * cursor first replays what the page may have counted already: counters
+   * then wait for the status read once the stream is open again, so a task
+   * is never counted twice (only one that ends in the instant between the
+   * stream opening and the status being read could be missed). */
   function openStream() {
     closeStream();
     const url = 'api/events' + (page.cursor ? '?since=' + encodeURIComponent(page.cursor) : '');
     const es = new EventSource(url);
     page.es = es;
-    es.onopen = () => { page.retryMs = 500; setConn('live', 'events are live'); };
+    page.snapshot = page.needSnapshot = !!page.cursor;
+    es.onopen = () => {
+      page.retryMs = 500;
+      setConn('live', 'events are live');
+      if (page.needSnapshot) { page.needSnapshot = false; loadStatus(); }
+    };
     es.onerror = () => {
-      if (es.readyState === EventSource.CONNECTING) return setConn('reconnecting', 'the stream dropped; resuming');
+      if (es.readyState === EventSource.CONNECTING) {
+        page.snapshot = page.needSnapshot = true;
+        return setConn('reconnecting', 'the stream dropped; resuming');
+      }
       setConn('offline', 'no stream; retrying');
       es.close();
       page.retryTimer = setTimeout(reopen, page.retryMs);
@@ -325,7 +338,6 @@
     let r = null;
     try { r = await call('status'); } catch (e) { r = null; }
     if (r && r.status === 401) return;
-    if (r && r.status === 200) await loadStatus();
     openStream();
   }
 

@@ -95,7 +95,8 @@ static void pages_login(struct http_conn *conn, const struct http_request *req, 
 
     if (!given || strlen(given) > PAGES_TOKEN_MAX) {
         json_decref(body);
-        return http_respond_error(conn, 400, body ? "token is required" : "invalid JSON", NULL);
+        return http_respond_error(conn, 400, body ? "token is required (a string)" : "invalid JSON",
+                                  NULL);
     }
     if (!token || !*token) {
         json_decref(body);
