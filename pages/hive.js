@@ -18,7 +18,7 @@
     'task_failed', 'task_cancelled', 'task_stalled', 'bot_paused', 'bot_resumed', 'bot_state',
     'warning', 'resync', 'message'];
   const FEED_MAX = 300;        /* events kept in the feed */
-  const OUTPUT_MAX = 256 * 1024; /* characters of a task's output kept */
+  const OUTPUT_MAX = 64 * 1024; /* characters of a bot's running output kept (the tail) */
   const TIMELINE_LIMIT = 50;
   const STORE = 'hive:' + location.pathname; /* sessionStorage key prefix of this page */
 
@@ -371,13 +371,32 @@
     li.append(el('span', 't', (item.time.match(/T(\d\d:\d\d:\d\d)/) || ['', ''])[1]),
       el('b', 'b', item.bot), ' ', el('span', 'k', type), ' ', el('span', '', item.text));
     li.feed = item;
+    if (restoring) {
+      $('events').append(li);
+    } else {
+      /* Many events a second become one change of the page per frame. */
+      /* (A hidden tab runs no frames: only the newest FEED_MAX wait.) */
+      feedPending.push(li);
+      if (feedPending.length > FEED_MAX) feedPending.shift();
+      if (!feedScheduled) feedScheduled = requestAnimationFrame(flushFeed);
+    }
+  }
+
+  const feedPending = [];
+  let feedScheduled = 0;
+
+  function flushFeed() {
+    feedScheduled = 0;
     const list = $('events');
-    if (restoring) list.append(li); else list.prepend(li);
+    const frag = document.createDocumentFragment();
+    for (const li of feedPending.splice(0).slice(-FEED_MAX).reverse()) frag.append(li);
+    list.prepend(frag);
     while (list.childElementCount > FEED_MAX) list.lastElementChild.remove();
   }
 
   /* The feed outlives a reload (with the cursor, it resumes where it was). */
   function saveFeed() {
+    flushFeed();
     const items = [...$('events').children].slice(0, 100).map((li) => li.feed).filter(Boolean);
     sessionStorage.setItem(STORE + ':feed', JSON.stringify(items));
   }
