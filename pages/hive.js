@@ -208,7 +208,6 @@
       $('title').textContent = r.body.bot_id;
       $('subtitle').textContent = 'pid ' + r.body.pid + ' · ' + r.body.mode + ' · v' + r.body.version;
       applyWorkerStatus(b, r.body);
-      page.selected = b.id;
       renderAll();
     }
     return true;
@@ -475,6 +474,8 @@
       for (const b of page.bots.values()) running += b.state === 'running';
       $('bots-summary').textContent = running + ' of ' + page.bots.size + ' running';
       if (!page.selected && page.bots.has(wanted)) select(wanted);
+    } else if (!page.selected) {
+      select(page.bots.keys().next().value); /* the bot page: its one bot */
     }
     if (page.selected && page.bots.has(page.selected)) select(page.selected, true);
     else $('bot').hidden = true;

@@ -100,8 +100,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         self.record()
         path = self.path.split("?")[0]
-        if path == "/":
-            return self.send(200, page(), "text/html; charset=utf-8")
+        if path == "/" or (path.startswith("/bots/") and path.count("/") == 3 and path.endswith("/")):
+            return self.send(200, page(), "text/html; charset=utf-8")  # the dashboard, a bot page
         if path == "/status":
             bots = [dict(id=b, port=9000 + i, url="http://127.0.0.1:%d" % (9000 + i),
                          proxy_url="/bots/%s/" % b, uptime_seconds=5, reason=None,
@@ -114,7 +114,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, {"bot_id": bot, "status": "idle", "tasks_processed": 3,
                                    "tasks_failed": 1, "current_task": None,
                                    "queue": {"realtime": 0, "file": 0}, "pid": 1, "mode": "hybrid"})
-        if path == "/api/timeline":
+        if path == "/api/timeline" or path.endswith("/api/timeline"):
             return self.send(200, {"bot_id": None, "total_count": 1, "entries_count": 1,
                                    "offset": 0, "limit": 50, "has_more": False, "entries": [
                                        {"task_id": "OLD-1", "bot_id": "BOT-A", "source": "file",
@@ -123,13 +123,16 @@ class Handler(BaseHTTPRequestHandler):
                                         "duration_seconds": 1.5, "error": None}]})
         if path == "/api/events":
             return self.stream()
+        if path.startswith("/bots/") and path.endswith("/api/events"):
+            return self.stream(path.split("/")[2])  # a bot's own stream
         if path == "/_fake/log":
             with lock:
                 return self.send(200, log)
         self.send(404, {"detail": "Not Found"})
 
-    def stream(self):
+    def stream(self, bot=None):
         q = queue.Queue()
+        q.bot = bot
         with lock:
             subscribers.append(q)
         self.send_response(200)
@@ -144,6 +147,8 @@ class Handler(BaseHTTPRequestHandler):
                 if item is None:
                     break
                 cursor, type_, ev = item
+                if q.bot and (ev.get("bot_id") != q.bot or type_ == "bot_state"):
+                    continue
                 head = "event: %s\n" % type_ if type_ == "resync" else "id: %s\nevent: %s\n" % (cursor, type_)
                 self.wfile.write((head + "data: %s\n\n" % json.dumps(ev)).encode())
                 self.wfile.flush()

@@ -365,6 +365,24 @@ scenarios.unit = async () => {
   await page.locator('#events li[data-task="AFTER-DROP"]').first().waitFor({ timeout: TIMEOUT });
   const last = fake('/_fake/log').filter((r) => r.path.startsWith('/api/events')).pop();
   assert.match(last.path, /since=c\d+/);
+  // The bot page (as under /bots/<id>/): the bot alone, its own URLs.
+  await page.goto(cfg.url + '/bots/BOT-B/');
+  await page.locator('#bot-title', { hasText: 'BOT-B' }).waitFor({ timeout: TIMEOUT });
+  await page.locator('#conn.live').waitFor({ timeout: TIMEOUT });
+  assert.equal(await page.locator('#bots').isHidden(), true);
+  assert.equal(await page.locator('.hive-only').isHidden(), true);
+  assert.equal(await page.locator('#bot-state').textContent(), 'idle');
+  await page.fill('#command', 'on the bot page');
+  await page.click('#send button[type="submit"]');
+  const bid = (await page.locator('#message', { hasText: 'queued' }).textContent()).match(/task: (\S+)/)[1];
+  await waitFeed(page, 'task_completed', bid);
+  await page.locator('#output', { hasText: 'second line' }).waitFor({ timeout: TIMEOUT });
+  await page.click('button[data-action="pause"]');
+  await page.locator('#bot-state', { hasText: 'paused' }).waitFor({ timeout: TIMEOUT });
+  const mine = fake('/_fake/log').filter((r) => r.path.startsWith('/bots/BOT-B/'));
+  for (const p of ['/bots/BOT-B/status', '/bots/BOT-B/api/events', '/bots/BOT-B/api/task', '/bots/BOT-B/api/pause', '/bots/BOT-B/api/timeline']) {
+    assert.ok(mine.some((r) => r.path.startsWith(p)), 'the bot page asked for ' + p);
+  }
   assertClean(rec, 'unit');
   await browser.close();
 };
