@@ -10,6 +10,13 @@ request URL and console error of the page recorded. The scenario prints
 `ASK restart-supervisor` when it needs the supervisor restarted under the open
 page; this file does it and answers `ok`.
 
+What each class needs: TestRoutes (curl) and TestPageUnit (the page against
+tests/browser/fake_hive.py, a scripted SSE stand-in) need only this branch.
+TestDashboard, TestPrintedUrls, TestToken and TestRender drive the real
+programs and need the event stream of SPEC §8 (`/api/events` on the
+supervisor and the workers, with `bot_state` and `task_output`), the timeline
+routes, and, for TestDashboard, `POST /api/task/<id>/cancel` (SPEC §4).
+
 The screenshot of the dashboard goes to $HIVE_BUILD_DIR/artifacts/dashboard.png
 (CI's artefact). Measurements (first render of 200 bots, event → page delay)
 are printed, not asserted.
