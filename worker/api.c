@@ -15,8 +15,8 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/utf8.h"
-#include "pages/pages.h"
 #include "common/util.h"
+#include "pages/pages.h"
 #include "worker/answers.h"
 #include "worker/taskfile.h"
 
