@@ -276,7 +276,7 @@ char *http_query_param(const char *query, const char *name)
 }
 
 /* Compare GIVEN with SECRET in time that depends only on their lengths. */
-static bool http_token_equal(const char *given, const char *secret)
+bool http_token_equal(const char *given, const char *secret)
 {
     size_t glen = strlen(given), slen = strlen(secret);
     volatile unsigned char diff = glen != slen;
@@ -286,7 +286,27 @@ static bool http_token_equal(const char *given, const char *secret)
     return diff == 0;
 }
 
-/* True when TOKEN is unset, or sent as a Bearer header or as ?token=. */
+/* The percent-decoded value of cookie NAME in the Cookie header, or NULL;
+ * caller frees. Cookies are "a=b; c=d" (RFC 6265 §4.2.1). */
+static char *http_cookie_value(const struct http_request *req, const char *name)
+{
+    const char *p = http_request_header(req, "Cookie");
+    size_t nlen = strlen(name);
+
+    while (p && *p) {
+        p += strspn(p, " \t");
+        size_t n = strcspn(p, ";");
+        if (n > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=')
+            return http_decode(p + nlen + 1, n - nlen - 1);
+        p += n;
+        p += *p == ';';
+    }
+    return NULL;
+}
+
+/* True when TOKEN is unset, or sent as a Bearer header, as ?token= or as
+ * the hive_token cookie of the pages' login (SPEC §10: EventSource cannot
+ * send headers, and a token must stay out of the pages' URLs). */
 bool http_request_token_ok(const struct http_request *req, const char *token)
 {
     if (!token || !*token)
@@ -300,6 +320,11 @@ bool http_request_token_ok(const struct http_request *req, const char *token)
     }
     char *given = http_query_param(req->query, "token");
     bool ok = given && http_token_equal(given, token);
+    free(given);
+    if (ok)
+        return true;
+    given = http_cookie_value(req, "hive_token");
+    ok = given && http_token_equal(given, token);
     free(given);
     return ok;
 }

@@ -108,8 +108,11 @@ const char *http_request_header(const struct http_request *req, const char *name
 /* The percent-decoded value of query parameter NAME, or NULL; caller frees. */
 char *http_query_param(const char *query, const char *name);
 /* True when TOKEN is NULL/empty, or the request carries "Authorization: Bearer
- * TOKEN" or (for WebSocket clients) "?token=TOKEN". Constant-time compare. */
+ * TOKEN", (for WebSocket clients) "?token=TOKEN" or (for the pages, after
+ * their login) the cookie "hive_token=TOKEN". Constant-time compare. */
 bool http_request_token_ok(const struct http_request *req, const char *token);
+/* True when GIVEN equals SECRET, in time that depends only on their lengths. */
+bool http_token_equal(const char *given, const char *secret);
 /* The standard reason phrase for STATUS ("OK", "Not Found", ...). */
 const char *http_status_reason(int status);
 

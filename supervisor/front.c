@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/ws.h"
+#include "pages/pages.h"
 #include "supervisor/proxy.h"
 #include "supervisor/watch.h"
 
@@ -271,6 +272,8 @@ static void front_api(struct front *front, struct http_conn *conn, struct http_r
             return front_method_not_allowed(conn, "GET, HEAD");
         return http_respond_json(conn, 200, json_pack("{s:s}", "status", "ok"), NULL);
     }
+    if (pages_route(conn, req, hive_roster(front->hive)->token)) /* the dashboard, its login */
+        return;
     if (!http_request_token_ok(req, hive_roster(front->hive)->token))
         return front_unauthorized(conn);
     if (strcmp(p, "/status") == 0) {
@@ -343,10 +346,12 @@ static void front_bots(struct front *front, struct http_conn *conn, struct http_
     char id[FRONT_ID_MAX + 1];
     struct hive_bot_info info;
 
-    if (!http_request_token_ok(req, roster->token))
-        return front_unauthorized(conn);
     rest += *rest == '/';
     size_t n = front_bot_id(rest, id);
+    /* The bot's page needs no token (it holds no data; it asks for the login
+     * when the API answers 401); the proxy adds the token towards the worker. */
+    if (!(n > 0 && pages_is_page(req, rest + n)) && !http_request_token_ok(req, roster->token))
+        return front_unauthorized(conn);
     if (n == 0 && !*id)
         return http_respond_error(conn, 404, "Not Found", NULL);
     if (n == 0 || !hive_bot_find(front->hive, id, &info))

@@ -1648,6 +1648,27 @@ START_TEST(test_token)
 }
 END_TEST
 
+/* The pages' login cookie (SPEC §10): hive_token=TOKEN, percent-decoded,
+ * among other cookies; a look-alike name or a wrong value is not the token. */
+START_TEST(test_token_cookie)
+{
+    struct http_header headers[1] = {{"Cookie", "a=1; hive_token=s3cret; b=2"}};
+    struct http_request req = {.headers = headers, .n_headers = 1};
+    ck_assert(http_request_token_ok(&req, "s3cret"));
+    ck_assert(!http_request_token_ok(&req, "s3cre"));
+    headers[0].value = "hive_token=s3%3Bc%25ret";
+    ck_assert(http_request_token_ok(&req, "s3;c%ret"));
+    headers[0].value = "xhive_token=s3cret; hive_tokenx=s3cret";
+    ck_assert(!http_request_token_ok(&req, "s3cret"));
+    headers[0].value = "hive_token=wrong";
+    ck_assert(!http_request_token_ok(&req, "s3cret"));
+    headers[0].value = "hive_token=";
+    ck_assert(!http_request_token_ok(&req, "s3cret"));
+    ck_assert(http_token_equal("abc", "abc"));
+    ck_assert(!http_token_equal("abd", "abc"));
+}
+END_TEST
+
 START_TEST(test_status_reason)
 {
     ck_assert_str_eq(http_status_reason(200), "OK");
@@ -1776,6 +1797,7 @@ static Suite *check_http_suite(void)
     TCase *pure = tcase_create("helpers");
     tcase_add_test(pure, test_query_param);
     tcase_add_test(pure, test_token);
+    tcase_add_test(pure, test_token_cookie);
     tcase_add_test(pure, test_status_reason);
     tcase_add_test(pure, test_request_header_lookup);
     tcase_add_test(pure, test_util_listen_local);

@@ -17,6 +17,7 @@
 #include "common/ssehub.h"
 #include "common/utf8.h"
 #include "common/util.h"
+#include "pages/pages.h"
 #include "worker/answers.h"
 #include "worker/taskfile.h"
 
@@ -856,6 +857,8 @@ static void api_route(struct http_conn *conn, struct http_request *req, void *ar
                                            api->cfg.bot_id, "timestamp", api_now()),
                                  NULL);
     }
+    if (pages_route(conn, req, api->cfg.token)) /* the bot's page, its login */
+        return;
     if (!http_request_token_ok(req, api->cfg.token))
         return http_respond_error(conn, 401, "unauthorized", "WWW-Authenticate: Bearer\r\n");
     if (strcmp(p, "/status") == 0) {

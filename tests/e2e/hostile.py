@@ -1262,8 +1262,9 @@ class HostileCases(HostileBase):
                 self.assertEqual(ex.status, 200, ex)
                 self.assertIn(b'"status"', ex.first.body)
                 self.survived("absolute-form " + target)
-        with self.subTest(target="http://127.0.0.1:1/"):
-            ex = exchange(self.T.port, b"GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: 127.0.0.1:1"
+        # (/ is the page now, SPEC §10: an unknown path shows the 404 of this server.)
+        with self.subTest(target="http://127.0.0.1:1/nope"):
+            ex = exchange(self.T.port, b"GET http://127.0.0.1:1/nope HTTP/1.1\r\nHost: 127.0.0.1:1"
                                        b"\r\nConnection: close\r\n\r\n", want=1)
             self.assertEqual(ex.status, 404, ex)
             self.survived("absolute-form to another port")

@@ -344,7 +344,7 @@ class Routing(WorkerTestCase):
 
     def test_404_unknown_path(self):
         w = self.new_worker()
-        for path in ("/nope", "/api", "/api/tasks", "/status/x", "/"):
+        for path in ("/nope", "/api", "/api/tasks", "/status/x", "//"):  # "/": the page
             with self.subTest(path=path):
                 r = w.get(path)
                 self.assertEqual(r.status, 404, r)
