@@ -15,6 +15,7 @@
 #include "worker/activity.h"
 #include "worker/api.h"
 #include "worker/engine.h"
+#include "worker/events.h"
 #include "worker/store.h"
 
 #define FUZZ_BOT "FUZZ-BOT"
@@ -36,33 +37,17 @@ struct fuzz_worker {
     struct activity *activity;
     struct api *api;
     struct engine *engine;
+    struct events *events;
     struct sockaddr_un addr;
     socklen_t addr_len;
 };
 
-/* Engine events, relayed to the API as worker.c does. */
-static inline void fuzz_worker_task_started(struct task *t, void *arg)
+/* Every event of the bot's vocabulary counts as activity (the API
+ * subscribes on its own, as in worker.c). */
+static inline void fuzz_worker_event(const struct events_event *ev, void *arg)
 {
-    struct fuzz_worker *w = arg;
+    (void)ev, (void)arg;
     fuzz_activity++;
-    if (w->api)
-        api_task_started(w->api, t);
-}
-
-static inline void fuzz_worker_task_chunk(struct task *t, const char *data, size_t len, void *arg)
-{
-    struct fuzz_worker *w = arg;
-    fuzz_activity++;
-    if (w->api)
-        api_task_chunk(w->api, t, data, len);
-}
-
-static inline void fuzz_worker_task_finished(struct task *t, void *arg)
-{
-    struct fuzz_worker *w = arg;
-    fuzz_activity++;
-    if (w->api)
-        api_task_finished(w->api, t);
 }
 
 /* The engine stopped: say goodbye to the WebSocket clients (worker.c). */
@@ -113,10 +98,14 @@ static inline void fuzz_worker_new(struct fuzz_worker *w, const struct fuzz_work
         .queue_max = cfg->queue_max,
         .stop_grace_s = 0.5,
         .file_queue = false};
-    struct engine_events ev = {fuzz_worker_task_started, fuzz_worker_task_chunk,
-                               fuzz_worker_task_finished, fuzz_worker_stopped, w};
-    w->engine = engine_new(w->base, &ec, w->store, w->activity, &ev);
+    char *path = xasprintf("%s/%s-events.jsonl", store_paths(w->store)->logs, FUZZ_BOT);
+    w->events = events_open(path, FUZZ_BOT, w->activity);
+    free(path);
+    events_subscribe(w->events, fuzz_worker_event, w);
+    struct engine_events ev = {fuzz_worker_stopped, w};
+    w->engine = engine_new(w->base, &ec, w->store, w->activity, w->events, &ev);
     api_set_engine(w->api, w->engine);
+    api_set_events(w->api, w->events);
     engine_start(w->engine, -1);
 }
 
@@ -125,6 +114,7 @@ static inline void fuzz_worker_free(struct fuzz_worker *w)
 {
     engine_free(w->engine);
     api_free(w->api);
+    events_close(w->events);
     activity_close(w->activity);
     store_free(w->store);
     event_base_free(w->base);
