@@ -164,17 +164,33 @@ char *utf8_sanitize(const void *data, size_t len, size_t *out_len)
     return b.data;
 }
 
+/* Length of the well-formed character at S, or 0 (see utf8.h). */
+size_t utf8_char_len(const void *s, size_t avail)
+{
+    size_t n;
+    if (avail == 0 || utf8_step(s, avail, &n) != UTF8_CHAR)
+        return 0;
+    return n;
+}
+
+/* Offset of the first byte that is not part of a well-formed character. */
+size_t utf8_valid_prefix(const void *data, size_t len)
+{
+    const unsigned char *s = data;
+    size_t off = 0;
+    while (off < len) {
+        size_t n = utf8_char_len(s + off, len - off);
+        if (n == 0)
+            return off;
+        off += n;
+    }
+    return len;
+}
+
 /* True when DATA is valid UTF-8. */
 bool utf8_valid(const void *data, size_t len)
 {
-    const unsigned char *s = data;
-    for (size_t off = 0; off < len;) {
-        size_t n;
-        if (utf8_step(s + off, len - off, &n) != UTF8_CHAR)
-            return false;
-        off += n;
-    }
-    return true;
+    return utf8_valid_prefix(data, len) == len;
 }
 
 /* The longest prefix of S of at most MAX bytes that ends between characters. */

@@ -46,6 +46,12 @@ bool utf8_decoder_pending(const struct utf8_decoder *d);
 char *utf8_sanitize(const void *data, size_t len, size_t *out_len);
 /* True when the LEN bytes of DATA are valid UTF-8. */
 bool utf8_valid(const void *data, size_t len);
+/* Offset of the first byte of DATA (LEN bytes) that does not start a
+ * well-formed character (a cut one at the end included), or LEN. */
+size_t utf8_valid_prefix(const void *data, size_t len);
+/* Length of the well-formed character at S (AVAIL bytes left), or 0 when
+ * it is cut short, overlong, a surrogate or past U+10FFFF. */
+size_t utf8_char_len(const void *s, size_t avail);
 /* The longest prefix of the valid UTF-8 text S (LEN bytes) that is at most
  * MAX bytes and does not cut a character. */
 size_t utf8_cut(const char *s, size_t len, size_t max);

@@ -55,12 +55,6 @@ void util_sanitize(const char *in, char *out, size_t cap);
 /* Fill OUT with N random lowercase hex characters and a NUL. */
 void util_random_hex(char *out, size_t n);
 
-/* Length of the well-formed UTF-8 sequence at S (AVAIL bytes left), or 0
- * when it is truncated, overlong, a surrogate or past U+10FFFF. */
-size_t util_utf8_sequence(const unsigned char *s, size_t avail);
-/* Offset of the first byte that is not well-formed UTF-8, or LEN. */
-size_t util_utf8_check(const void *data, size_t len);
-
 /* mkdir -p with mode 0755; 0 or -1 with errno. */
 int util_mkdirs(const char *path);
 /* fsync a directory by path; 0 or -1 with errno. */

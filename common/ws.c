@@ -26,6 +26,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "common/utf8.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 /* How long we wait for the peer's close (or for our last bytes to drain). */
@@ -146,12 +147,6 @@ struct ws_session *ws_accept(struct http_conn *conn, const struct http_request *
                         "Sec-WebSocket-Accept: %s\r\n\r\n",
                         accept);
     return ws_session_new(bev, config, cbs, arg);
-}
-
-/* True when DATA is entirely well-formed UTF-8. */
-static bool ws_utf8_valid(const void *data, size_t len)
-{
-    return util_utf8_check(data, len) == len;
 }
 
 /* Release everything the session owns (the bufferevent closes the socket). */
@@ -365,7 +360,7 @@ static void ws_session_deliver(struct ws_session *ws, const uint8_t *msg, size_t
 {
     if (ws->close_queued)
         return;
-    if (!ws_utf8_valid(msg, len)) {
+    if (!utf8_valid(msg, len)) {
         ws_session_fail(ws, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8");
         return;
     }
@@ -507,7 +502,7 @@ struct ws_session *ws_session_new(struct bufferevent *bev, const struct ws_confi
 int ws_send_text(struct ws_session *ws, const char *data, size_t len)
 {
     struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)data, len};
-    if (ws->finishing || ws->close_queued || !ws_utf8_valid(data, len))
+    if (ws->finishing || ws->close_queued || !utf8_valid(data, len))
         return -1;
     if (ws_session_backlogged(ws) || wslay_event_queue_msg(ws->ctx, &msg) != 0)
         return -1;

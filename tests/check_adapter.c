@@ -10,6 +10,7 @@
 
 #include "common/cgroup.h"
 #include "common/util.h"
+#include "common/utf8.h"
 #include "worker/contain.h"
 
 #include <check.h>
@@ -79,7 +80,7 @@ static void run_chunk(const char *data, size_t len, void *arg)
     r->chunks_len += len;
     r->chunks[r->chunks_len] = '\0';
     r->nchunks++;
-    if (util_utf8_check(data, len) != len)
+    if (utf8_valid_prefix(data, len) != len)
         r->bad_chunks++;
     if (r->abandon_in_chunk && r->job) {
         adapter_abandon(r->job);

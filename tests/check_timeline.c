@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "common/utf8.h"
 #include "worker/timeline.h"
 
 static char check_dir[256];
@@ -918,7 +919,7 @@ START_TEST(test_response_cut_utf8)
     big[n * 3] = '\0';
     char *r = check_response_of(big, n * 3);
     ck_assert_uint_eq(strlen(r), TIMELINE_TEXT_MAX / 3 * 3);
-    ck_assert_uint_eq(util_utf8_check(r, strlen(r)), strlen(r));
+    ck_assert_uint_eq(utf8_valid_prefix(r, strlen(r)), strlen(r));
     free(r);
     free(big);
     /* Bytes that are not UTF-8 become U+FFFD; short text is whole. */

@@ -163,6 +163,46 @@ START_TEST(test_valid_and_cut)
 }
 END_TEST
 
+START_TEST(test_char_len_and_valid_prefix)
+{
+    /* One validator for the whole tree: the per-character length and the
+     * valid prefix agree with the decoder on every form Table 3-7 rules out. */
+    ck_assert_uint_eq(utf8_char_len("a", 1), 1);
+    ck_assert_uint_eq(utf8_char_len("\xC3\xA9", 2), 2);
+    ck_assert_uint_eq(utf8_char_len("\xE4\xB8\xAD", 3), 3);
+    ck_assert_uint_eq(utf8_char_len("\xF0\x9F\x98\x80", 4), 4);
+    ck_assert_uint_eq(utf8_char_len("\xE4\xB8", 2), 0);         /* cut short */
+    ck_assert_uint_eq(utf8_char_len("\xC0\x80", 2), 0);         /* overlong */
+    ck_assert_uint_eq(utf8_char_len("\xE0\x80\x80", 3), 0);     /* overlong */
+    ck_assert_uint_eq(utf8_char_len("\xED\xA0\x80", 3), 0);     /* surrogate */
+    ck_assert_uint_eq(utf8_char_len("\xF4\x90\x80\x80", 4), 0); /* past U+10FFFF */
+    ck_assert_uint_eq(utf8_char_len("\x80", 1), 0);
+    ck_assert_uint_eq(utf8_char_len("", 0), 0);
+    ck_assert_uint_eq(utf8_valid_prefix("ab\xE4\xB8\xAD"
+                                        "c",
+                                        6),
+                      6);
+    ck_assert_uint_eq(utf8_valid_prefix("ab\xE4\xB8", 4), 2);
+    ck_assert_uint_eq(utf8_valid_prefix("ab\xFF"
+                                        "cd",
+                                        5),
+                      2);
+    srand(7);
+    for (int round = 0; round < 2000; round++) {
+        unsigned char in[12];
+        size_t len = (size_t)(rand() % (int)sizeof in);
+        for (size_t i = 0; i < len; i++)
+            in[i] = (unsigned char)(rand() % 3 ? 0x80 + rand() % 0x80 : rand() % 0x80);
+        size_t off = utf8_valid_prefix(in, len), n;
+        ck_assert(utf8_valid(in, off));
+        ck_assert_int_eq(off == len, utf8_valid(in, len));
+        char *clean = utf8_sanitize(in, len, &n);
+        ck_assert(n >= off && memcmp(clean, in, off) == 0);
+        free(clean);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("utf8");
@@ -173,6 +213,7 @@ int main(void)
     tcase_add_test(tc, test_carry_across_feeds);
     tcase_add_test(tc, test_random_bytes_any_cut);
     tcase_add_test(tc, test_valid_and_cut);
+    tcase_add_test(tc, test_char_len_and_valid_prefix);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

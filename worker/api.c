@@ -133,7 +133,7 @@ static size_t api_buf_escape(struct util_buf *b, const unsigned char *p)
         util_buf_add(b, esc, 2);
         return 1;
     }
-    size_t n = util_utf8_sequence(p, strnlen((const char *)p, 4));
+    size_t n = utf8_char_len(p, strnlen((const char *)p, 4));
     uint32_t cp = n == 0 ? 0xfffd : n == 1 ? p[0] : p[0] & (0x7fu >> n);
     for (size_t i = 1; i < n; i++)
         cp = (cp << 6) | (p[i] & 0x3f);

@@ -19,6 +19,7 @@
 #include <yaml.h>
 
 #include "common/util.h"
+#include "common/utf8.h"
 #include "worker/task.h"
 
 /* The lines of a buffer are walked with this cursor. */
@@ -384,7 +385,7 @@ static int taskfile_check_bytes(const char *data, size_t len, char *err, size_t 
     const char *nul = memchr(data, '\0', len);
     if (nul)
         return taskfile_fail(err, errlen, "NUL byte at offset %zu", (size_t)(nul - data));
-    size_t bad = util_utf8_check(data, len);
+    size_t bad = utf8_valid_prefix(data, len);
     if (bad < len)
         return taskfile_fail(err, errlen, "invalid UTF-8 at offset %zu", bad);
     return 0;

@@ -55,6 +55,7 @@
 
 #include "common/json.h"
 #include "common/util.h"
+#include "common/utf8.h"
 
 #define TIMELINE_MAGIC "HIVETL\0\1"
 #define TIMELINE_VERSION 1
@@ -276,7 +277,7 @@ json_t *timeline_text(const char *s, size_t len, size_t max)
     struct util_buf b = {0};
     size_t i = 0;
     while (i < len) {
-        size_t n = util_utf8_sequence((const unsigned char *)s + i, len - i);
+        size_t n = utf8_char_len(s + i, len - i);
         const char *piece = n ? s + i : fffd;
         size_t plen = n ? n : 3;
         if (b.len + plen > max)
