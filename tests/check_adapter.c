@@ -12,6 +12,7 @@
 #include "common/util.h"
 #include "common/utf8.h"
 #include "worker/contain.h"
+#include "tests/check_support.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -946,33 +947,9 @@ static Suite *adapter_suite(void)
     return s;
 }
 
-/* Remove the cgroups named PREFIX<pid>... that earlier runs of this suite
- * left (a failed check ends its test process before its cleanup). */
-static void remove_stale_cgroups(const char *prefix)
-{
-    char err[256];
-    char *self = cgroup_self_dir(err, sizeof err);
-    DIR *d = self ? opendir(self) : NULL;
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
-            continue;
-        const char *num = strrchr(e->d_name, '-');
-        pid_t pid = num ? (pid_t)atoi(num + 1) : 0;
-        if (pid > 0 && kill(pid, 0) < 0 && errno == ESRCH) {
-            char *dir = xasprintf("%s/%s", self, e->d_name);
-            cgroup_remove(dir, 500);
-            free(dir);
-        }
-    }
-    if (d)
-        closedir(d);
-    free(self);
-}
-
 int main(void)
 {
-    remove_stale_cgroups("hive-BOT-CHECK-");
+    check_remove_stale_cgroups("hive-BOT-CHECK-");
     SRunner *sr = srunner_create(adapter_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -21,6 +21,7 @@
 
 #include "common/cgroup.h"
 #include "common/util.h"
+#include "tests/check_support.h"
 
 /* A fresh child cgroup of ours for one test, or NULL (reason printed). */
 static char *test_cgroup(const char *name)
@@ -194,33 +195,9 @@ START_TEST(test_make_outside_cgroupfs_fails)
 }
 END_TEST
 
-/* Remove the cgroups named PREFIX<pid>... that earlier runs of this suite
- * left (a failed check ends its test process before its cleanup). */
-static void remove_stale_cgroups(const char *prefix)
-{
-    char err[256];
-    char *self = cgroup_self_dir(err, sizeof err);
-    DIR *d = self ? opendir(self) : NULL;
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
-            continue;
-        const char *num = strrchr(e->d_name, '-');
-        pid_t pid = num ? (pid_t)atoi(num + 1) : 0;
-        if (pid > 0 && kill(pid, 0) < 0 && errno == ESRCH) {
-            char *dir = xasprintf("%s/%s", self, e->d_name);
-            cgroup_remove(dir, 500);
-            free(dir);
-        }
-    }
-    if (d)
-        closedir(d);
-    free(self);
-}
-
 int main(void)
 {
-    remove_stale_cgroups("hive-check-");
+    check_remove_stale_cgroups("hive-check-");
     Suite *s = suite_create("cgroup");
     TCase *tc = tcase_create("cgroup");
     tcase_set_timeout(tc, 30);

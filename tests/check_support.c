@@ -1,0 +1,36 @@
+/*
+ * check_support: helpers several Check suites share (see check_support.h).
+ */
+#include "tests/check_support.h"
+
+#include "common/cgroup.h"
+#include "common/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Remove PREFIX...-<pid> cgroups whose pid is gone (see check_support.h). */
+void check_remove_stale_cgroups(const char *prefix)
+{
+    char err[256];
+    char *self = cgroup_self_dir(err, sizeof err);
+    DIR *d = self ? opendir(self) : NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        const char *num = strrchr(e->d_name, '-');
+        pid_t pid = num ? (pid_t)atoi(num + 1) : 0;
+        if (pid > 0 && kill(pid, 0) < 0 && errno == ESRCH) {
+            char *dir = xasprintf("%s/%s", self, e->d_name);
+            cgroup_remove(dir, 500);
+            free(dir);
+        }
+    }
+    if (d)
+        closedir(d);
+    free(self);
+}
