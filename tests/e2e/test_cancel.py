@@ -203,27 +203,8 @@ class CancelWorkerTest(CancelCase):
         self.assertEqual(len(w2.responses("doomed")), 1)
 
 
-class CancelDiskFullTest(CancelCase):
+class CancelDiskFullTest(disk.DiskMounts, CancelCase):
     """The cancel's answer waits for a full disk (test_disk_trouble's mounts)."""
-
-    def setUp(self):
-        super().setUp()
-        self.responses = os.path.join(self.tmp, ".deia", "hive", "responses")
-        os.makedirs(self.responses)
-        self.mounted = 0
-
-    def tearDown(self):
-        try:
-            super().tearDown()
-        finally:
-            self.unmount_all()
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-    mount = disk.DiskTrouble.mount
-    unmount_all = disk.DiskTrouble.unmount_all
-    mount_small_tmpfs = disk.DiskTrouble.mount_small_tmpfs
-    fill = disk.DiskTrouble.fill
-    free = disk.DiskTrouble.free
 
     def test_cancel_answered_once_written(self):
         self.mount_small_tmpfs()

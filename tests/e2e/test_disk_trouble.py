@@ -38,7 +38,9 @@ def run(*argv):
                           stderr=subprocess.STDOUT, timeout=30)
 
 
-class DiskTrouble(WorkerTestCase):
+class DiskMounts:
+    """A responses folder on a mount of the test's own (a small tmpfs, a read-only
+    bind): mixed in before a test case class whose tearDown stops its workers."""
 
     def setUp(self):
         super().setUp()
@@ -125,6 +127,9 @@ class DiskTrouble(WorkerTestCase):
 
     def free(self):
         os.unlink(os.path.join(self.responses, FILLER))
+
+
+class DiskTrouble(DiskMounts, WorkerTestCase):
 
     # --- checks
     def names(self):
