@@ -355,12 +355,14 @@ static bool api_is_json(const struct http_request *req)
     return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
 }
 
-/* The engine made an HTTP task durable: answer 202. */
+/* The engine made an HTTP task durable: answer 202. A task it could not
+ * store (out of descriptors, memory or disk space) was never accepted: 503
+ * with Retry-After, as those pass, so a client retries instead of giving up. */
 static void api_http_accepted(struct task *t, size_t position, void *arg)
 {
     struct http_conn *conn = arg;
     if (!t) {
-        http_respond_error(conn, 500, "cannot store the task", NULL);
+        http_respond_error(conn, 503, "cannot store the task now", "Retry-After: 1\r\n");
         return;
     }
     http_respond_json(conn, 202,
@@ -654,7 +656,7 @@ static void api_ws_accepted(struct task *t, size_t position, void *arg)
     json_t *m = t ? json_pack("{s:s, s:s, s:s, s:o}", "type", "ack", "status", "queued", "task_id",
                               t->id, "timestamp", api_now())
                   : json_pack("{s:s, s:s, s:i}", "type", "error", "message",
-                              "cannot store the task", "status_code", 500);
+                              "cannot store the task now", "status_code", 503);
     size_t len;
     char *text = json_dump_compact(m, &len);
     json_decref(m);

@@ -128,6 +128,35 @@ class Transient(WorkerTestCase):
         self.assertTrue(events(w, "warning"), "a warning event for the held task")
 
 
+    def test_submission_without_descriptors_gets_503_retry_after(self):
+        """A realtime task the worker cannot store was never accepted: 503 with
+        Retry-After (a resource that comes back), not 500; the retry is accepted."""
+        w = self.new_worker()
+        conn = http.client.HTTPConnection("127.0.0.1", w.port, timeout=10)
+        body = json.dumps({"command": "x", "task_id": "NOFD-1"})
+        hdrs = {"Content-Type": "application/json"}
+        conn.request("GET", "/health")
+        conn.getresponse().read()         # the connection is open before the limit
+        pid = w.proc.pid
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        used = len(os.listdir("/proc/%d/fd" % pid))
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (used, hard))
+        try:
+            conn.request("POST", "/api/task", body, hdrs)
+            r = conn.getresponse()
+            data = json.loads(r.read())
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        conn.close()
+        self.assertEqual(r.status, 503, data)
+        self.assertEqual(r.getheader("Retry-After"), "1")
+        self.assertIn("cannot store the task", data["detail"])
+        self.assertEqual(w.task("NOFD-1").status, 404, "a refused task is not held")
+        w.submit("x", task_id="NOFD-1")
+        name, text = w.wait_response("NOFD-1")
+        self.assertIn("-complete.md", name, parse_response(text)["error"])
+
+
 class Folders(WorkerTestCase):
     """Case 4: a folder of the layout removed at runtime is made again."""
 
