@@ -187,11 +187,15 @@ class CancelWorkerTest(CancelCase):
 
     def test_never_runs_after_sigkill(self):
         w = self.start()
-        self.busy(w, script="sleep 1")
+        # The blocker holds the bot until the cancel is in (a fixed sleep lost
+        # that race on a loaded machine), and ends at once when run again.
+        go = os.path.join(self.tmp, "go")
+        self.busy(w, script="while [ ! -e %s ]; do sleep 0.05; done" % go)
         marker = os.path.join(self.tmp, "ran-after-kill")
         w.submit("touch %s" % marker, task_id="doomed")
         r = self.cancel(w, "doomed")
         self.assertEqual(r.status, 200, r)
+        open(go, "w").close()
         w.kill()
         w2 = self.restart(w, *SHELL)
         # The blocker (running at the kill) runs again; the cancelled task
