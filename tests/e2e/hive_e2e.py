@@ -202,6 +202,21 @@ def curl(url, method="GET", body=None, content_type="application/json", headers=
 
 # ---------------------------------------------------------------- raw HTTP
 
+def free_ports(n):
+    """N distinct loopback ports the kernel chose and that were free a moment
+    ago (all bound at once, so never the same port twice, then closed)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def raw_connect(port, timeout=5.0):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.settimeout(timeout)

@@ -37,7 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from hive_e2e import (BUILD_DIR, SANITIZER_MARKERS, Worker, descendants,  # noqa: E402
+from hive_e2e import (BUILD_DIR, SANITIZER_MARKERS, Worker, descendants, free_ports,  # noqa: E402
                       kill_exact, wait_for)
 
 HIVE_BIN = os.path.join(BUILD_DIR, "supervisor", "hive")
@@ -491,20 +491,6 @@ class WorkerTarget:
 
     def cleanup(self):
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def free_ports(n):
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 class HiveTarget:

@@ -31,7 +31,7 @@ import websockets
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hive_e2e import (BUILD_DIR, SANITIZER_MARKERS, WorkerTestCase, curl, main,  # noqa: E402
+from hive_e2e import (BUILD_DIR, SANITIZER_MARKERS, WorkerTestCase, curl, free_ports, main,  # noqa: E402
                       run_async, wait_for, ws_recv_json)
 
 HIVE_BIN = os.path.join(BUILD_DIR, "supervisor", "hive")
@@ -157,19 +157,6 @@ def mechanism(log):
     if "subreaper" in log:
         return "subreaper fallback"
     return "unknown (%s)" % ("no containment line" if log else "no log")
-
-
-def free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def read(path):

@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import websockets  # noqa: E402
 
-from hive_e2e import (BUILD_DIR, SANITIZER_MARKERS, curl, descendants, kill_exact,  # noqa: E402
+from hive_e2e import (BUILD_DIR, SANITIZER_MARKERS, curl, descendants, free_ports, kill_exact,  # noqa: E402
                       parse_response, raw_connect, read_http_response, run_async,
                       wait_for, ws_recv_until)
 
@@ -44,21 +44,6 @@ START_TIMEOUT = 20.0   # every bot running within this (ASan builds are slower)
 STOP_TIMEOUT = 20.0    # SIGTERM → exit
 TASK_TIMEOUT = 20.0
 TOKEN_VAR = "HIVE_E2E_FRONT_TOKEN"
-
-
-def free_ports(n):
-    """N distinct free loopback ports (bound to 0, read, closed)."""
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 def tcp_time_wait(port):

@@ -37,6 +37,9 @@ import threading
 import time
 import unittest
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hive_e2e import free_ports  # noqa: E402
+
 BUILD_DIR = os.environ.get(
     "HIVE_BUILD_DIR",
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build"))
@@ -110,20 +113,6 @@ def read_text(path):
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def free_ports(n):
-    """N distinct ports that were free a moment ago."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def proc_stat(pid):
