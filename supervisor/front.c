@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/ws.h"
+#include "common/route.h"
 #include "pages/pages.h"
 #include "supervisor/proxy.h"
 #include "supervisor/watch.h"
@@ -59,38 +60,6 @@ static void front_authority(char *out, size_t cap, const char *host, int port)
 static json_t *front_str_or_null(const char *s)
 {
     return s && *s ? json_string(s) : json_null();
-}
-
-/* True when the request declares a JSON body. */
-static bool front_is_json(const struct http_request *req)
-{
-    const char *ct = http_request_header(req, "Content-Type");
-    if (!ct)
-        return false;
-    size_t n = strcspn(ct, ";");
-    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
-        n--;
-    return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
-}
-
-/* True for GET and HEAD. */
-static bool front_is_get(const struct http_request *req)
-{
-    return strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
-}
-
-/* 405 with the methods that are allowed. */
-static void front_method_not_allowed(struct http_conn *conn, const char *allow)
-{
-    char hdr[64];
-    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
-    http_respond_error(conn, 405, "Method Not Allowed", hdr);
-}
-
-/* 401 for a missing or wrong token. */
-static void front_unauthorized(struct http_conn *conn)
-{
-    http_respond_error(conn, 401, "unauthorized", "WWW-Authenticate: Bearer\r\n");
 }
 
 /* 404 {"detail":"unknown bot ID"}. */
@@ -181,37 +150,16 @@ static json_t *front_status_json(const struct front *front)
 
 /* ---- control --------------------------------------------------------------- */
 
-/* True when a control request is a JSON POST; else it is answered here. */
-static bool front_post_ok(struct http_conn *conn, const struct http_request *req)
+/* POST /api/bots/<id>/restart|stop|start (the path's last segment says which). */
+static void front_control(struct http_conn *conn, struct http_request *req,
+                          const struct route_params *pp, void *arg)
 {
-    if (strcmp(req->method, "POST") != 0) {
-        front_method_not_allowed(conn, "POST");
-        return false;
-    }
-    if (!front_is_json(req)) {
-        http_respond_error(conn, 415, "Content-Type must be application/json", NULL);
-        return false;
-    }
-    return true;
-}
-
-/* POST /api/bots/<id>/restart|stop|start (REST is what follows /api/bots/). */
-static void front_control(struct front *front, struct http_conn *conn, struct http_request *req,
-                          const char *rest)
-{
+    struct front *front = arg;
     char id[FRONT_ID_MAX + 1];
-    size_t n = front_bot_id(rest, id);
-    const char *action = rest + n + 1;
+    const char *action = strrchr(req->path, '/') + 1;
 
-    if (n == 0 || rest[n] != '/' ||
-        (strcmp(action, "restart") != 0 && strcmp(action, "stop") != 0 &&
-         strcmp(action, "start") != 0)) {
-        http_respond_error(conn, 404, "Not Found", NULL);
-        return;
-    }
-    if (!front_post_ok(conn, req))
-        return;
-    int rc = hive_bot_control(front->hive, id, action);
+    snprintf(id, sizeof id, "%.*s", (int)pp->len[0], pp->s[0]);
+    int rc = pp->len[0] > FRONT_ID_MAX ? -ENOENT : hive_bot_control(front->hive, id, action);
     if (rc == -ENOENT) {
         front_unknown_bot(conn, id);
     } else if (rc < 0) {
@@ -226,10 +174,13 @@ static void front_control(struct front *front, struct http_conn *conn, struct ht
 }
 
 /* POST /api/reload: 202, or 400 with the roster's errors (one per line). */
-static void front_reload(struct front *front, struct http_conn *conn)
+static void front_reload(struct http_conn *conn, struct http_request *req,
+                         const struct route_params *pp, void *arg)
 {
+    struct front *front = arg;
     char err[8192];
 
+    (void)req, (void)pp;
     log_info("reload requested over HTTP");
     if (hive_reload(front->hive, err, sizeof err) < 0) {
         http_respond_error(conn, 400, err, NULL);
@@ -250,56 +201,72 @@ static void front_shutdown_fire(evutil_socket_t fd, short what, void *arg)
 }
 
 /* POST /api/shutdown: answer first, act from a zero timer. */
-static void front_shutdown(struct front *front, struct http_conn *conn)
+static void front_shutdown(struct http_conn *conn, struct http_request *req,
+                           const struct route_params *pp, void *arg)
 {
     static const struct timeval now = {0, 0};
+    struct front *front = arg;
 
+    (void)req, (void)pp;
     log_info("shutdown requested over HTTP");
     http_respond_json(conn, 202,
                       json_pack("{s:s, s:s}", "status", "accepted", "action", "shutdown"), NULL);
     evtimer_add(front->shutdown_ev, &now);
 }
 
+/* GET /health (no token). */
+static void front_health(struct http_conn *conn, struct http_request *req,
+                         const struct route_params *pp, void *arg)
+{
+    (void)req, (void)pp, (void)arg;
+    http_respond_json(conn, 200, json_pack("{s:s}", "status", "ok"), NULL);
+}
+
+/* GET /status. */
+static void front_status(struct http_conn *conn, struct http_request *req,
+                         const struct route_params *pp, void *arg)
+{
+    (void)req, (void)pp;
+    http_respond_json(conn, 200, front_status_json(arg), NULL);
+}
+
+/* GET /api/events: the merged stream. */
+static void front_events(struct http_conn *conn, struct http_request *req,
+                         const struct route_params *pp, void *arg)
+{
+    struct front *front = arg;
+    (void)pp;
+    merge_serve(hive_merge(front->hive), conn, req);
+}
+
+/* The supervisor's own routes (its timeline and metrics are watch.c's table). */
+static const struct route front_routes[] = {
+    {ROUTE_READ, "/health", ROUTE_PUBLIC, front_health},
+    {ROUTE_READ, "/status", 0, front_status},
+    {ROUTE_GET, "/api/events", 0, front_events},
+    {ROUTE_POST, "/api/bots/*/restart", ROUTE_JSON, front_control},
+    {ROUTE_POST, "/api/bots/*/stop", ROUTE_JSON, front_control},
+    {ROUTE_POST, "/api/bots/*/start", ROUTE_JSON, front_control},
+    {ROUTE_POST, "/api/reload", ROUTE_JSON, front_reload},
+    {ROUTE_POST, "/api/shutdown", ROUTE_JSON, front_shutdown},
+};
+
 /* The supervisor's own API: every path not under /bots/. */
 static void front_api(struct front *front, struct http_conn *conn, struct http_request *req)
 {
-    const char *p = req->path;
+    const char *token = hive_roster(front->hive)->token;
 
-    if (p[0] != '/') /* "*" (OPTIONS *) or authority-form: nothing here has such a name */
+    if (req->path[0] != '/') /* "*" (OPTIONS *) or authority-form: nothing has such a name */
         return http_respond_error(conn, 400, "invalid request target", NULL);
-    if (strcmp(p, "/health") == 0) {
-        if (!front_is_get(req))
-            return front_method_not_allowed(conn, "GET, HEAD");
-        return http_respond_json(conn, 200, json_pack("{s:s}", "status", "ok"), NULL);
-    }
-    if (pages_route(conn, req, hive_roster(front->hive)->token)) /* the dashboard, its login */
+    if (pages_route(conn, req, token)) /* the dashboard, its login */
         return;
-    if (!http_request_token_ok(req, hive_roster(front->hive)->token))
-        return front_unauthorized(conn);
-    if (strcmp(p, "/status") == 0) {
-        if (!front_is_get(req))
-            return front_method_not_allowed(conn, "GET, HEAD");
-        return http_respond_json(conn, 200, front_status_json(front), NULL);
-    }
-    if (strcmp(p, "/api/events") == 0) {
-        if (strcmp(req->method, "GET") != 0)
-            return front_method_not_allowed(conn, "GET");
-        return merge_serve(hive_merge(front->hive), conn, req);
-    }
-    if (watch_route(front->watch, conn, req))
+    if (route_dispatch(front_routes, sizeof front_routes / sizeof *front_routes, conn, req, token,
+                       front))
         return;
-    if (strncmp(p, "/api/bots/", 10) == 0)
-        return front_control(front, conn, req, p + 10);
-    if (strcmp(p, "/api/reload") == 0) {
-        if (front_post_ok(conn, req))
-            front_reload(front, conn);
+    if (watch_route(front->watch, conn, req, token))
         return;
-    }
-    if (strcmp(p, "/api/shutdown") == 0) {
-        if (front_post_ok(conn, req))
-            front_shutdown(front, conn);
-        return;
-    }
+    if (!http_request_token_ok(req, token)) /* no route tells what exists */
+        return route_unauthorized(conn);
     http_respond_error(conn, 404, "Not Found", NULL);
 }
 
@@ -351,7 +318,7 @@ static void front_bots(struct front *front, struct http_conn *conn, struct http_
     /* The bot's page needs no token (it holds no data; it asks for the login
      * when the API answers 401); the proxy adds the token towards the worker. */
     if (!(n > 0 && pages_is_page(req, rest + n)) && !http_request_token_ok(req, roster->token))
-        return front_unauthorized(conn);
+        return route_unauthorized(conn);
     if (n == 0 && !*id)
         return http_respond_error(conn, 404, "Not Found", NULL);
     if (n == 0 || !hive_bot_find(front->hive, id, &info))

@@ -18,6 +18,7 @@
 #include "common/metrics.h"
 #include "common/util.h"
 #include "common/ws.h"
+#include "common/route.h"
 #include "worker/timeline.h"
 #include "worker/tlws.h"
 
@@ -312,19 +313,6 @@ static void watch_timeline(struct watch *w, struct http_conn *conn, struct http_
     free(body);
 }
 
-/* The id of "/api/bot/<id>/timeline" into ID; true when PATH is one. */
-static bool watch_bot_path(const char *path, char *id, size_t cap)
-{
-    const char *prefix = "/api/bot/", *suffix = "/timeline";
-    size_t plen = strlen(prefix), slen = strlen(suffix), len = strlen(path);
-    if (strncmp(path, prefix, plen) != 0 || len <= plen + slen ||
-        strcmp(path + len - slen, suffix) != 0 || len - plen - slen >= cap)
-        return false;
-    memcpy(id, path + plen, len - plen - slen);
-    id[len - plen - slen] = '\0';
-    return !strchr(id, '/');
-}
-
 /* GET /ws/bot/<id>/timeline. */
 static void watch_upgrade(struct watch *w, struct http_conn *conn, struct http_request *req,
                           const char *id)
@@ -338,33 +326,65 @@ static void watch_upgrade(struct watch *w, struct http_conn *conn, struct http_r
     tlws_accept(w->ws, conn, req, id);
 }
 
-bool watch_route(struct watch *w, struct http_conn *conn, struct http_request *req)
+/* The <id> of a /api/bot/<id>/... or /ws/bot/<id>/... path into ID when it
+ * names a bot of the hive; else 404. */
+static bool watch_known_bot(struct watch *w, struct http_conn *conn, const struct route_params *pp,
+                            char id[TLWS_ID_MAX + 1])
 {
-    const char *p = req->path;
-    char id[TLWS_ID_MAX + 1] = "";
-    bool metrics = strcmp(p, "/metrics") == 0, all = strcmp(p, "/api/timeline") == 0;
-    bool ws = tlws_path_bot(p, id, sizeof id);
-    bool bot = !ws && !all && !metrics && watch_bot_path(p, id, sizeof id);
     struct hive_bot_info info;
-    if (!metrics && !all && !ws && !bot)
-        return false;
-    if ((ws || bot) && !hive_bot_find(w->hive, id, &info)) {
-        char detail[TLWS_ID_MAX + 40];
-        snprintf(detail, sizeof detail, "unknown bot %s", id);
-        http_respond_error(conn, 404, detail, NULL);
+    bool fits = route_param(pp, 0, id, TLWS_ID_MAX + 1);
+    if (fits && hive_bot_find(w->hive, id, &info))
         return true;
-    }
-    bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
-    if (ws ? strcmp(req->method, "GET") != 0 : !get) {
-        http_respond_error(conn, 405, "Method Not Allowed",
-                           ws ? "Allow: GET\r\n" : "Allow: GET, HEAD\r\n");
-        return true;
-    }
-    if (ws)
-        watch_upgrade(w, conn, req, id);
-    else if (metrics)
-        watch_metrics(w, conn);
-    else
-        watch_timeline(w, conn, req, bot ? id : NULL);
-    return true;
+    char detail[TLWS_ID_MAX + 40];
+    snprintf(detail, sizeof detail, "unknown bot %.*s", TLWS_ID_MAX, pp->s[0]);
+    http_respond_error(conn, 404, detail, NULL);
+    return false;
+}
+
+/* GET /metrics. */
+static void watch_route_metrics(struct http_conn *conn, struct http_request *req,
+                                const struct route_params *pp, void *arg)
+{
+    (void)req, (void)pp;
+    watch_metrics(arg, conn);
+}
+
+/* GET /api/timeline. */
+static void watch_route_timeline(struct http_conn *conn, struct http_request *req,
+                                 const struct route_params *pp, void *arg)
+{
+    (void)pp;
+    watch_timeline(arg, conn, req, NULL);
+}
+
+/* GET /api/bot/<id>/timeline (the seed's path). */
+static void watch_route_bot_timeline(struct http_conn *conn, struct http_request *req,
+                                     const struct route_params *pp, void *arg)
+{
+    char id[TLWS_ID_MAX + 1];
+    if (watch_known_bot(arg, conn, pp, id))
+        watch_timeline(arg, conn, req, id);
+}
+
+/* GET /ws/bot/<id>/timeline. */
+static void watch_route_ws(struct http_conn *conn, struct http_request *req,
+                           const struct route_params *pp, void *arg)
+{
+    char id[TLWS_ID_MAX + 1];
+    if (watch_known_bot(arg, conn, pp, id))
+        watch_upgrade(arg, conn, req, id);
+}
+
+static const struct route watch_routes[] = {
+    {ROUTE_READ, "/metrics", 0, watch_route_metrics},
+    {ROUTE_READ, "/api/timeline", 0, watch_route_timeline},
+    {ROUTE_READ, "/api/bot/*/timeline", 0, watch_route_bot_timeline},
+    {ROUTE_GET, "/ws/bot/*/timeline", 0, watch_route_ws},
+};
+
+bool watch_route(struct watch *w, struct http_conn *conn, struct http_request *req,
+                 const char *token)
+{
+    return route_dispatch(watch_routes, sizeof watch_routes / sizeof *watch_routes, conn, req,
+                          token, w);
 }

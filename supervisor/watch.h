@@ -23,9 +23,10 @@ struct watch;
 
 struct watch *watch_new(struct event_base *base, struct hive *hive, const struct proxy *proxy);
 void watch_free(struct watch *w);
-/* Answer REQ when it is one of watch's routes (after the front door's token
- * check); false when it is not. */
-bool watch_route(struct watch *w, struct http_conn *conn, struct http_request *req);
+/* Answer REQ when it is one of watch's routes (its /metrics and timeline
+ * rows, TOKEN checked as on every route); false when it is not. */
+bool watch_route(struct watch *w, struct http_conn *conn, struct http_request *req,
+                 const char *token);
 /* One event of §8's vocabulary that came up from a worker, for the live
  * messages of the WebSocket timeline (the events channel's sink calls it). */
 void watch_event(struct watch *w, const json_t *event);

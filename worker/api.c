@@ -15,6 +15,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/ssehub.h"
+#include "common/route.h"
 #include "common/utf8.h"
 #include "common/util.h"
 #include "pages/pages.h"
@@ -343,18 +344,6 @@ static struct task *api_task_from_json(json_t *body, enum task_source src, const
     return t;
 }
 
-/* True when the request declares a JSON body. */
-static bool api_is_json(const struct http_request *req)
-{
-    const char *ct = http_request_header(req, "Content-Type");
-    if (!ct)
-        return false;
-    size_t n = strcspn(ct, ";");
-    while (n > 0 && ct[n - 1] == ' ')
-        n--;
-    return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
-}
-
 /* The engine made an HTTP task durable: answer 202. A task it could not
  * store (out of descriptors, memory or disk space) was never accepted: 503
  * with Retry-After, as those pass, so a client retries instead of giving up. */
@@ -480,7 +469,7 @@ static void api_cancel_task(struct api *api, struct http_conn *conn, struct http
                             const char *id)
 {
     bool typed = http_request_header(req, "Content-Type") != NULL;
-    if ((typed || evbuffer_get_length(req->body) > 0) && !api_is_json(req))
+    if ((typed || evbuffer_get_length(req->body) > 0) && !route_is_json(req))
         return http_respond_error(conn, 415, "Content-Type must be application/json", NULL);
     if (!task_id_valid(id))
         return http_respond_error(conn, 400, "invalid task_id", NULL);
@@ -833,81 +822,109 @@ static void api_events(struct api *api, struct http_conn *conn, struct http_requ
 
 /* ----- routing ----- */
 
-/* Answer 405 with the allowed method. */
-static void api_method_not_allowed(struct http_conn *conn, const char *allow)
+/* GET /health (no token: it tells nothing but that the bot is up). */
+static void api_route_health(struct http_conn *conn, struct http_request *req,
+                             const struct route_params *pp, void *arg)
 {
-    char hdr[64];
-    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
-    http_respond_error(conn, 405, "Method Not Allowed", hdr);
+    (void)req, (void)pp;
+    struct api *api = arg;
+    http_respond_json(conn, 200,
+                      json_pack("{s:s, s:s, s:o}", "status", "ok", "bot_id", api->cfg.bot_id,
+                                "timestamp", api_now()),
+                      NULL);
 }
+
+/* GET /status. */
+static void api_route_status(struct http_conn *conn, struct http_request *req,
+                             const struct route_params *pp, void *arg)
+{
+    (void)req, (void)pp;
+    const struct util_buf *b = api_status_render(arg, NULL);
+    http_respond(conn, 200, "application/json", b->data, b->len, NULL);
+}
+
+/* GET /api/events. */
+static void api_route_events(struct http_conn *conn, struct http_request *req,
+                             const struct route_params *pp, void *arg)
+{
+    (void)pp;
+    api_events(arg, conn, req);
+}
+
+/* GET /ws. */
+static void api_route_ws(struct http_conn *conn, struct http_request *req,
+                         const struct route_params *pp, void *arg)
+{
+    (void)pp;
+    api_ws_upgrade(arg, conn, req);
+}
+
+/* GET /api/task/<id> (the id ends the path). */
+static void api_route_get_task(struct http_conn *conn, struct http_request *req,
+                               const struct route_params *pp, void *arg)
+{
+    (void)req;
+    api_get_task(arg, conn, pp->s[0]);
+}
+
+/* POST /api/task/<id>/cancel. */
+static void api_route_cancel(struct http_conn *conn, struct http_request *req,
+                             const struct route_params *pp, void *arg)
+{
+    char id[80];
+    if (!route_param(pp, 0, id, sizeof id))
+        return http_respond_error(conn, 400, "invalid task_id", NULL);
+    api_cancel_task(arg, conn, req, id);
+}
+
+/* POST /api/task. */
+static void api_route_post_task(struct http_conn *conn, struct http_request *req,
+                                const struct route_params *pp, void *arg)
+{
+    (void)pp;
+    struct api *api = arg;
+    if (engine_stopping(api->engine))
+        return http_respond_error(conn, 503, "bot is stopping", "Retry-After: 1\r\n");
+    api_post_task(api, conn, req);
+}
+
+/* POST /api/pause, /api/resume, /api/interrupt: the last segment says which. */
+static void api_route_control(struct http_conn *conn, struct http_request *req,
+                              const struct route_params *pp, void *arg)
+{
+    (void)pp;
+    api_control(arg, conn, req->path + strlen("/api/"));
+}
+
+/* The worker's routes (its timeline and metrics are observe.c's table). */
+static const struct route api_routes[] = {
+    {ROUTE_READ, "/health", ROUTE_PUBLIC, api_route_health},
+    {ROUTE_READ, "/status", 0, api_route_status},
+    {ROUTE_GET, "/api/events", 0, api_route_events},
+    {ROUTE_GET, "/ws", 0, api_route_ws},
+    {ROUTE_POST, "/api/task/*/cancel", 0, api_route_cancel}, /* a body is optional */
+    {ROUTE_READ, "/api/task/*", 0, api_route_get_task},
+    {ROUTE_POST, "/api/task", ROUTE_JSON, api_route_post_task},
+    {ROUTE_POST, "/api/pause", ROUTE_JSON, api_route_control},
+    {ROUTE_POST, "/api/resume", ROUTE_JSON, api_route_control},
+    {ROUTE_POST, "/api/interrupt", ROUTE_JSON, api_route_control},
+};
 
 /* The one routing step: every request ends in exactly one handler. */
 static void api_route(struct http_conn *conn, struct http_request *req, void *arg)
 {
     struct api *api = arg;
-    const char *p = req->path, *m = req->method;
-    bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
-    if (p[0] != '/') {
-        http_respond_error(conn, 400, "invalid request target", NULL);
-        return;
-    }
-    if (strcmp(p, "/health") == 0) {
-        if (!get)
-            return api_method_not_allowed(conn, "GET, HEAD");
-        return http_respond_json(conn, 200,
-                                 json_pack("{s:s, s:s, s:o}", "status", "ok", "bot_id",
-                                           api->cfg.bot_id, "timestamp", api_now()),
-                                 NULL);
-    }
+    if (req->path[0] != '/')
+        return http_respond_error(conn, 400, "invalid request target", NULL);
     if (pages_route(conn, req, api->cfg.token)) /* the bot's page, its login */
         return;
-    if (!http_request_token_ok(req, api->cfg.token))
-        return http_respond_error(conn, 401, "unauthorized", "WWW-Authenticate: Bearer\r\n");
-    if (strcmp(p, "/status") == 0) {
-        if (!get)
-            return api_method_not_allowed(conn, "GET, HEAD");
-        const struct util_buf *b = api_status_render(api, NULL);
-        return http_respond(conn, 200, "application/json", b->data, b->len, NULL);
-    }
-    if (strcmp(p, "/api/events") == 0) {
-        if (strcmp(m, "GET") != 0)
-            return api_method_not_allowed(conn, "GET");
-        return api_events(api, conn, req);
-    }
-    if (api->observe && observe_route(api->observe, conn, req))
+    if (route_dispatch(api_routes, sizeof api_routes / sizeof *api_routes, conn, req,
+                       api->cfg.token, api))
         return;
-    if (strcmp(p, "/ws") == 0) {
-        if (strcmp(m, "GET") != 0)
-            return api_method_not_allowed(conn, "GET");
-        return api_ws_upgrade(api, conn, req);
-    }
-    size_t plen = strlen(p);
-    if (strncmp(p, "/api/task/", 10) == 0 && plen > 17 && strcmp(p + plen - 7, "/cancel") == 0) {
-        if (!post)
-            return api_method_not_allowed(conn, "POST");
-        char id[80];
-        snprintf(id, sizeof id, "%.*s", (int)(plen - 17) < 79 ? (int)(plen - 17) : 79, p + 10);
-        return api_cancel_task(api, conn, req, id);
-    }
-    if (strncmp(p, "/api/task/", 10) == 0) {
-        if (!get)
-            return api_method_not_allowed(conn, "GET, HEAD");
-        return api_get_task(api, conn, p + 10);
-    }
-    const char *posts[] = {"/api/task", "/api/pause", "/api/resume", "/api/interrupt"};
-    for (size_t i = 0; i < 4; i++) {
-        if (strcmp(p, posts[i]) != 0)
-            continue;
-        if (!post)
-            return api_method_not_allowed(conn, "POST");
-        if (!api_is_json(req))
-            return http_respond_error(conn, 415, "Content-Type must be application/json", NULL);
-        if (i == 0 && engine_stopping(api->engine))
-            return http_respond_error(conn, 503, "bot is stopping", "Retry-After: 1\r\n");
-        if (i == 0)
-            return api_post_task(api, conn, req);
-        return api_control(api, conn, posts[i] + 5);
-    }
+    if (api->observe && observe_route(api->observe, conn, req, api->cfg.token))
+        return;
+    if (!http_request_token_ok(req, api->cfg.token)) /* no route tells what exists */
+        return route_unauthorized(conn);
     http_respond_error(conn, 404, "Not Found", NULL);
 }
 

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/util.h"
+#include "common/route.h"
 #include "worker/answers.h"
 #include "worker/timeline.h"
 #include "worker/tlws.h"
@@ -291,44 +292,59 @@ static void observe_upgrade(struct observe *o, struct http_conn *conn, struct ht
     tlws_accept(o->ws, conn, req, o->bot_id);
 }
 
-/* The id of "/api/bot/<id>/timeline" into ID; true when PATH is one. */
-static bool observe_bot_path(const char *path, char *id, size_t cap)
+/* True when the <id> of a /api/bot/<id>/... or /ws/bot/<id>/... path is this
+ * bot's; else 404 (another bot's timeline is not here). */
+static bool observe_own_bot(struct observe *o, struct http_conn *conn,
+                            const struct route_params *pp)
 {
-    const char *prefix = "/api/bot/", *suffix = "/timeline";
-    size_t plen = strlen(prefix), slen = strlen(suffix), len = strlen(path);
-    if (strncmp(path, prefix, plen) != 0 || len <= plen + slen ||
-        strcmp(path + len - slen, suffix) != 0 || len - plen - slen >= cap)
-        return false;
-    memcpy(id, path + plen, len - plen - slen);
-    id[len - plen - slen] = '\0';
-    return !strchr(id, '/');
+    if (pp->len[0] == strlen(o->bot_id) && memcmp(pp->s[0], o->bot_id, pp->len[0]) == 0)
+        return true;
+    http_respond_error(conn, 404, "Not Found", NULL);
+    return false;
 }
 
-bool observe_route(struct observe *o, struct http_conn *conn, struct http_request *req)
+/* GET /metrics. */
+static void observe_route_metrics(struct http_conn *conn, struct http_request *req,
+                                  const struct route_params *pp, void *arg)
 {
-    const char *p = req->path;
-    bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
-    char id[TLWS_ID_MAX + 1] = "";
-    bool metrics = strcmp(p, "/metrics") == 0, all = strcmp(p, "/api/timeline") == 0;
-    bool ws = tlws_path_bot(p, id, sizeof id);
-    bool bot = !ws && !all && !metrics && observe_bot_path(p, id, sizeof id);
-    if (!metrics && !all && !ws && !bot)
-        return false;
-    if ((ws || bot) && strcmp(id, o->bot_id) != 0) { /* another bot's: not here */
-        http_respond_error(conn, 404, "Not Found", NULL);
-        return true;
-    }
-    bool timeline = all || bot;
-    if (ws ? strcmp(req->method, "GET") != 0 : !get) {
-        http_respond_error(conn, 405, "Method Not Allowed",
-                           ws ? "Allow: GET\r\n" : "Allow: GET, HEAD\r\n");
-        return true;
-    }
-    if (ws)
-        observe_upgrade(o, conn, req);
-    else if (timeline)
-        observe_timeline(o, conn, req);
-    else
-        observe_metrics(o, conn);
-    return true;
+    (void)req, (void)pp;
+    observe_metrics(arg, conn);
+}
+
+/* GET /api/timeline. */
+static void observe_route_timeline(struct http_conn *conn, struct http_request *req,
+                                   const struct route_params *pp, void *arg)
+{
+    (void)pp;
+    observe_timeline(arg, conn, req);
+}
+
+/* GET /api/bot/<id>/timeline (the seed's path). */
+static void observe_route_bot_timeline(struct http_conn *conn, struct http_request *req,
+                                       const struct route_params *pp, void *arg)
+{
+    if (observe_own_bot(arg, conn, pp))
+        observe_timeline(arg, conn, req);
+}
+
+/* GET /ws/bot/<id>/timeline. */
+static void observe_route_ws(struct http_conn *conn, struct http_request *req,
+                             const struct route_params *pp, void *arg)
+{
+    if (observe_own_bot(arg, conn, pp))
+        observe_upgrade(arg, conn, req);
+}
+
+static const struct route observe_routes[] = {
+    {ROUTE_READ, "/metrics", 0, observe_route_metrics},
+    {ROUTE_READ, "/api/timeline", 0, observe_route_timeline},
+    {ROUTE_READ, "/api/bot/*/timeline", 0, observe_route_bot_timeline},
+    {ROUTE_GET, "/ws/bot/*/timeline", 0, observe_route_ws},
+};
+
+bool observe_route(struct observe *o, struct http_conn *conn, struct http_request *req,
+                   const char *token)
+{
+    return route_dispatch(observe_routes, sizeof observe_routes / sizeof *observe_routes, conn, req,
+                          token, o);
 }

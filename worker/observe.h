@@ -41,9 +41,11 @@ void observe_event(struct observe *o, const json_t *event);
 /* hive_event_subscribers: COUNT(ARG) says how many clients the event
  * stream has at the moment of a scrape. */
 void observe_count_subscribers(struct observe *o, size_t (*count)(void *arg), void *arg);
-/* Answer REQ when it is one of observe's routes (after the API's token
- * check); false when it is not (the caller routes it). */
-bool observe_route(struct observe *o, struct http_conn *conn, struct http_request *req);
+/* Answer REQ when it is one of observe's routes (its /metrics and timeline
+ * rows, TOKEN checked as on every route); false when it is not (the caller
+ * routes it). */
+bool observe_route(struct observe *o, struct http_conn *conn, struct http_request *req,
+                   const char *token);
 /* The worker is stopping: say goodbye to the timeline WebSocket clients. */
 void observe_close_sessions(struct observe *o);
 
