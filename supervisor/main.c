@@ -55,6 +55,8 @@ static const char main_usage_text[] =
     "  events [BOT...] [--since CURSOR] [--count N]\n"
     "                                        follow the hive's event stream, one line each\n"
     "  check                                 validate the roster\n"
+    "  export systemd [--user] [-o DIR] [--force]\n"
+    "                                        write the roster as systemd units\n"
     "\n"
     "  -f, --file FILE   the roster (default hive.yaml; for logs only --file)\n"
     "  -h, --help        a command's usage (hive COMMAND --help)\n"
