@@ -112,6 +112,15 @@ static const struct key_row key_rows[] = {
     KEY_CGROUP("memory_max", "memory_max: 64MiB", "MemoryMax=67108864\n"),
     KEY_CGROUP("cpu_max", "cpu_max: 50%", "CPUQuota=50%\n"),
     KEY_CGROUP("tasks_max", "tasks_max: 20", "TasksMax=20\n"),
+    /* A remote bot's keys (SPEC §11): it runs elsewhere, so it has no units;
+     * the front door's roster lists it with its own url. */
+    KEY_WHY("url", false, "a remote bot's"),
+    KEY_WHY("token_env", false, "a remote bot's"),
+    KEY_WHY("ca", false, "a remote bot's"),
+    KEY_WHY("health.interval", false, "a remote bot's"),
+    KEY_WHY("health.timeout", false, "a remote bot's"),
+    KEY_WHY("health.rise", false, "a remote bot's"),
+    KEY_WHY("health.fall", false, "a remote bot's"),
     KEY_WHY("log.max_bytes", false, "the supervisor's log rotation: under systemd, the journal's"),
     KEY_WHY("log.backups", false, "the supervisor's log rotation: under systemd, the journal's"),
 };
