@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli/api.h"
+#include "cli/export.h"
 #include "cli/logs.h"
 #include "cli/stream.h"
 #include "cli/status.h"
@@ -38,9 +39,11 @@
 struct client_args {
     const char *file;
     bool json, wait, follow, watch, no_prefix;
-    long tail;         /* logs -n; -1: all */
-    const char *since; /* logs --since */
-    char **rest;       /* positional arguments */
+    long tail;          /* logs -n; -1: all */
+    const char *since;  /* logs --since */
+    const char *output; /* export -o */
+    bool user, force;   /* export --user, --force */
+    char **rest;        /* positional arguments */
     int n_rest;
 };
 
@@ -409,6 +412,18 @@ static int client_cancel(struct api *c, struct client_args *a)
     return rc;
 }
 
+/* ---- hive export ----------------------------------------------------------- */
+
+/* hive export systemd [--user] [-o DIR] [--force]: export.c. */
+static int client_export(struct api *c, struct client_args *a)
+{
+    if (strcmp(a->rest[0], "systemd") != 0) {
+        fprintf(stderr, "hive export: unknown format '%s' (known: systemd)\n", a->rest[0]);
+        return CLI_EXIT_USAGE;
+    }
+    return export_systemd_main(c->roster, a->output ? a->output : ".", a->user, a->force);
+}
+
 static const struct client_command client_commands[] = {
     {"down", "hive down [-f hive.yaml]", 0, 0, client_down},
     {"status", "hive status [-f hive.yaml] [BOT...] [--json] [--watch]", 0, -1, client_status},
@@ -427,6 +442,8 @@ static const struct client_command client_commands[] = {
      0, -1, client_logs},
     {"events", "hive events [-f hive.yaml] [BOT...] [--since CURSOR] [--count N]", 0, -1,
      client_events},
+    {"export", "hive export systemd [-f hive.yaml] [--user] [-o|--output DIR] [--force]", 1, 1,
+     client_export},
 };
 
 /* The subcommand named NAME, or NULL. */
@@ -463,6 +480,20 @@ static int client_parse_tail(const char *s, long *out)
     return 0;
 }
 
+/* The option CH of `export` into A; -1 when it has no such option. */
+static int client_parse_export(int ch, struct client_args *a)
+{
+    if (ch == 'o')
+        a->output = optarg;
+    else if (ch == 'u')
+        a->user = true;
+    else if (ch == 'X')
+        a->force = true;
+    else
+        return -1;
+    return 0;
+}
+
 /* The option CH (from getopt_long) of command NAME into A; -1 when the
  * command has no such option. For logs -f means follow (the file is
  * --file); everywhere else -f is the file. */
@@ -487,6 +518,8 @@ static int client_parse_one(const char *name, int ch, struct client_args *a)
         a->watch = true;
     else if (ch == 'w' && strcmp(name, "send") == 0)
         a->wait = true;
+    else if (strcmp(name, "export") == 0)
+        return client_parse_export(ch, a);
     else
         return -1;
     return 0;
@@ -497,23 +530,21 @@ static int client_parse_one(const char *name, int ch, struct client_args *a)
 static int client_parse(const struct client_command *cmd, int argc, char **argv,
                         struct client_args *a)
 {
-    static const struct option opts[] = {{"file", required_argument, NULL, 'F'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"watch", no_argument, NULL, 'W'},
-                                         {"wait", no_argument, NULL, 'w'},
-                                         {"follow", no_argument, NULL, 'l'},
-                                         {"tail", required_argument, NULL, 'n'},
-                                         {"since", required_argument, NULL, 's'},
-                                         {"no-prefix", no_argument, NULL, 'p'},
-                                         {"count", required_argument, NULL, 'n'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"file", required_argument, NULL, 'F'},   {"json", no_argument, NULL, 'j'},
+        {"watch", no_argument, NULL, 'W'},        {"wait", no_argument, NULL, 'w'},
+        {"follow", no_argument, NULL, 'l'},       {"tail", required_argument, NULL, 'n'},
+        {"since", required_argument, NULL, 's'},  {"no-prefix", no_argument, NULL, 'p'},
+        {"count", required_argument, NULL, 'n'},  {"user", no_argument, NULL, 'u'},
+        {"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'X'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     bool logs = strcmp(cmd->name, "logs") == 0;
+    const char *shorts = logs ? ":fn:h" : strcmp(cmd->name, "export") == 0 ? ":f:o:h" : ":f:h";
     int ch;
 
     optind = 0;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, logs ? ":fn:h" : ":f:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
         if (ch == 'h')
             return 1;
         if (client_parse_one(cmd->name, ch, a) < 0)

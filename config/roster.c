@@ -1631,6 +1631,32 @@ void roster_argv_free(char **argv)
     free(argv);
 }
 
+/* Call CB with every key of T, PREFIX before it (a map's keys as "MAP.KEY"). */
+static void roster_table_keys(const struct roster_table *t, const char *prefix, roster_key_cb cb,
+                              void *arg)
+{
+    ROSTER_EACH_FIELD(t, part, f)
+    {
+        if (!f->name)
+            continue; /* derived, not a key */
+        char *key = xasprintf("%s%s", prefix, f->name);
+        if (f->kind == ROSTER_MAP) {
+            char *sub = xasprintf("%s.", key);
+            roster_table_keys(f->table, sub, cb, arg);
+            free(sub);
+        } else {
+            cb(key, f->flag || f->argv, arg);
+        }
+        free(key);
+    }
+}
+
+void roster_keys(roster_key_cb cb, void *arg)
+{
+    roster_table_keys(&roster_hive_table, "hive.", cb, arg);
+    roster_table_keys(&roster_bot_table, "", cb, arg);
+}
+
 /* ---- bots -------------------------------------------------------------- */
 
 /* Free what BOT owns and zero it. */

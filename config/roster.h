@@ -185,6 +185,13 @@ const struct roster_bot *roster_find_bot(const struct roster *roster, const char
 char **roster_worker_argv(const struct roster *r, const struct roster_bot *b,
                           const char *worker_path);
 void roster_argv_free(char **argv);
+/* Called by roster_keys for each key; ON_ARGV: the key reaches the worker
+ * through roster_worker_argv. */
+typedef void (*roster_key_cb)(const char *key, bool on_argv, void *arg);
+/* Every key of the tables, for tools that must follow them (hive export): the
+ * hive's as "hive.KEY" ("hive.limits.max_body"), a bot's as "KEY" or
+ * "MAP.KEY" ("adapter.type"); a map itself is not passed, its keys are. */
+void roster_keys(roster_key_cb cb, void *arg);
 /* The name of signal SIG without "SIG" ("TERM"), "?" when not a stop_signal. */
 const char *roster_signal_name(int sig);
 /* True when A and B define the same worker: every field but line/column and
