@@ -54,6 +54,7 @@ static const char main_usage_text[] =
     "                                        captured output, all bots interleaved in time\n"
     "  events [BOT...] [--since CURSOR] [--count N]\n"
     "                                        follow the hive's event stream, one line each\n"
+    "  top                                   live view of the bots and running tasks' output\n"
     "  check                                 validate the roster\n"
     "\n"
     "  -f, --file FILE   the roster (default hive.yaml; for logs only --file)\n"
