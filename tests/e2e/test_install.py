@@ -113,15 +113,27 @@ class DebTest(unittest.TestCase):
                  'echo "${COMPREPLY[*]}"\n'
                  'COMP_WORDS=(hive status --w); COMP_CWORD=2; _hive; echo "${COMPREPLY[*]}"\n'
                  'COMP_WORDS=(hive-worker B --mo); COMP_CWORD=2; _hive_worker; '
+                 'echo "${COMPREPLY[*]}"\n'
+                 'COMP_WORDS=(hive ""); COMP_CWORD=1; _hive; echo "${COMPREPLY[*]}"\n'
+                 'COMP_WORDS=(hive export s); COMP_CWORD=2; _hive; echo "${COMPREPLY[*]}"\n'
+                 'COMP_WORDS=(hive events --); COMP_CWORD=2; _hive; echo "${COMPREPLY[*]}"\n'
+                 'COMP_WORDS=(hive cancel --file "$3" BOT-00); COMP_CWORD=4; _hive; '
                  'echo "${COMPREPLY[*]}"\n')
         p = subprocess.run(["bash", "-c", probe, "probe", script, self.path("bin"), example],
                            capture_output=True, timeout=30, text=True)
         self.assertEqual(p.returncode, 0, p.stderr)
         lines = p.stdout.splitlines()
-        self.assertEqual(sorted(lines[0].split()), ["reload", "restart", "resume"])
+        self.assertEqual(sorted(lines[0].split()), ["reload", "reset", "restart", "resume"])
         self.assertEqual(sorted(lines[1].split()), ["BOT-001", "BOT-002", "BOT-003"])
         self.assertEqual(sorted(lines[2].split()), ["--watch"])
         self.assertEqual(sorted(lines[3].split()), ["--mock-delay-ms", "--mode"])
+        for command in ("up", "down", "status", "send", "restart", "stop", "start", "pause",
+                        "resume", "interrupt", "cancel", "reload", "logs", "events", "top",
+                        "check", "export", "reset", "prune"):  # every command of SPEC §1, §11, §12
+            self.assertIn(command, lines[4].split())
+        self.assertEqual(lines[5].split(), ["systemd"])
+        self.assertEqual(sorted(lines[6].split()), ["--count", "--file", "--help", "--since"])
+        self.assertEqual(sorted(lines[7].split()), ["BOT-001", "BOT-002", "BOT-003"])
 
     def test_units_verify(self):
         """The example units pass `systemd-analyze verify` (ExecStart pointed at the
