@@ -196,6 +196,43 @@ class RosterKeys(unittest.TestCase):
         self.assertEqual(post_task(h.ports["USR1"], "hi", "T-USR"), 202)
         self.assertTrue(task_result(h.ports["USR1"], "T-USR")["success"])
 
+    def test_clients_work_as_another_user_on_a_roster_with_user(self):
+        """Host checks (root for `user:`, the user database, cgroups) belong to
+        the commands that start bots: a non-root `hive status`, `send` or
+        `logs` on a roster with `user:` reaches the hive; a non-root `hive
+        check` still refuses it at file:line:column."""
+        if os.geteuid() != 0 or not shutil.which("setpriv"):
+            self.skipTest("needs root (to start the hive with user:) and setpriv")
+        os.chmod(self.dir, 0o755)  # mkdtemp's 0700 would keep that user out
+        h = self.hive([{"id": "USR2", "user": "nobody"}, {"id": "PLAIN"}])
+        h.start()
+        h.wait_running(["USR2", "PLAIN"])
+        os.chmod(h.roster, 0o644)
+
+        def as_nobody(*args):
+            p = subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup",
+                                "--clear-groups", HIVE_BIN] + list(args) + ["--file=" + h.roster],
+                               cwd="/", env=h.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=30, text=True)
+            return p.returncode, p.stdout, p.stderr
+        rc, out, err = as_nobody("status")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("USR2", out)
+        self.assertRegex(out, r"PLAIN\s+running")
+        rc, out, err = as_nobody("send", "PLAIN", "hello")
+        self.assertEqual(rc, 0, err)
+        rc, out, err = as_nobody("check")
+        self.assertEqual(rc, 78, out)
+        line = [n for n, text in enumerate(read_text(h.roster).splitlines(), 1)
+                if '"user"' in text][0]
+        self.assertRegex(err, r"hive\.yaml:%d:\d+: 'user' needs hive to run as root "
+                         r"\(it runs as uid \d+\)" % line)
+        # The supervisor's reload runs the host checks too: an unknown user is refused.
+        h.write_roster(h.bots + [{"id": "GHOST", "user": "no-such-user-xyz"}])
+        rc, out, err = h.run("reload", "--file=" + h.roster)
+        self.assertEqual(rc, 78, out)
+        self.assertIn("unknown user 'no-such-user-xyz' (no such user on this host)", err)
+
     def test_memory_max_oom_restarts_with_reason(self):
         usable, why = memory_controller_usable()
         if not usable:
