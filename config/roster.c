@@ -1089,8 +1089,7 @@ static void roster_argv_opt(struct roster_argv *a, const char *name, char *value
  * least 0.5 s): its running task must be ended before our SIGKILL. */
 static void roster_argv_stop_grace(struct roster_argv *a, const void *slot)
 {
-    double t = *(const double *)slot, grace = t - 1.0 < 0.5 ? 0.5 : t - 1.0;
-    roster_argv_opt(a, "--stop-grace", xasprintf("%.3f", grace));
+    roster_argv_opt(a, "--stop-grace", xasprintf("%.3f", roster_stop_grace(*(const double *)slot)));
 }
 
 /* adapter.command is the argv after "--", always last. */
@@ -2457,6 +2456,30 @@ void roster_free(struct roster *r)
     }
     free(r->needs);
     free(r);
+}
+
+double roster_stop_grace(double stop_timeout)
+{
+    /* a second before the supervisor's SIGKILL, to answer the task */
+    return stop_timeout - 1.0 < 0.5 ? 0.5 : stop_timeout - 1.0;
+}
+
+void roster_builtin_bot(struct roster_bot *b)
+{
+    struct roster *r = roster_new("(built-in)");
+    roster_bot_builtin(b, r);
+    roster_free(r);
+}
+
+void roster_builtin_bot_free(struct roster_bot *b)
+{
+    roster_bot_clear(b);
+}
+
+void roster_builtin_limits(struct roster_limits *l)
+{
+    memset(l, 0, sizeof *l);
+    roster_table_defaults(&roster_limits_table, l, NULL);
 }
 
 const struct roster_bot *roster_find_bot(const struct roster *r, const char *id)

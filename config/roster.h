@@ -204,6 +204,17 @@ const struct roster_bot *roster_find_bot(const struct roster *roster, const char
 char **roster_worker_argv(const struct roster *r, const struct roster_bot *b,
                           const char *worker_path);
 void roster_argv_free(char **argv);
+/* The built-in defaults of a bot — every row's default of the tables in
+ * roster.c, what a bot of a roster without `defaults:` gets — into B; also
+ * what hive-worker assumes for a flag it is not given (worker/options.c), so
+ * there is one copy. Free with roster_builtin_bot_free. */
+void roster_builtin_bot(struct roster_bot *b);
+void roster_builtin_bot_free(struct roster_bot *b);
+/* The built-in hive.limits into L (nothing to free). */
+void roster_builtin_limits(struct roster_limits *l);
+/* The worker's --stop-grace for a bot's stop_timeout: how long a running
+ * task may finish after SIGTERM, a second before the SIGKILL. */
+double roster_stop_grace(double stop_timeout);
 /* The name of signal SIG without "SIG" ("TERM"), "?" when not a stop_signal. */
 const char *roster_signal_name(int sig);
 /* True when A and B define the same worker: every field but line/column and
