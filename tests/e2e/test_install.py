@@ -177,6 +177,16 @@ class CmakeInstallTest(unittest.TestCase):
                         "share/doc/hive/examples/hive.yaml"):
                 self.assertTrue(os.path.exists(os.path.join(tmp, rel)), rel)
             self.assertTrue(os.access(os.path.join(tmp, "bin", "hive"), os.X_OK))
+            # the installed completion knows the commands added since, `top` among them
+            probe = ('source "$1"; for w in t ca ev ex res pr; do COMP_WORDS=(hive $w); '
+                     'COMP_CWORD=1; _hive; echo "${COMPREPLY[*]}"; done')
+            p = subprocess.run(["bash", "-c", probe, "probe",
+                                os.path.join(tmp, "share/bash-completion/completions/hive")],
+                               capture_output=True, timeout=30, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual([sorted(x.split()) for x in p.stdout.splitlines()],
+                             [["top"], ["cancel"], ["events"], ["export"],
+                              ["reset", "restart", "resume"], ["prune"]])
             p = subprocess.run([os.path.join(tmp, "bin", "hive"), "--version"],
                                capture_output=True, timeout=30, text=True)
             self.assertEqual(p.returncode, 0, p.stderr)

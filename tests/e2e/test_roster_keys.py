@@ -315,6 +315,40 @@ class RosterKeys(unittest.TestCase):
         self.assertNotIn("T-B", read_text(log + ".old"))
         self.assertIn("hive e2e started", read_text(hive_log + ".old"))
 
+    def test_stop_timeout_ends_in_sigkill(self):
+        """stop_timeout: a worker that does not stop on its stop_signal (here: frozen
+        with SIGSTOP, so SIGTERM stays pending) is SIGKILLed once stop_timeout has
+        passed, not before; the bot is then stopped."""
+        h = self.hive([{"id": "HUNG", "stop_timeout": 3}])
+        h.start()
+        pid = h.wait_state("HUNG", "running")["pid"]
+
+        def state():
+            code, body = http_get("http://127.0.0.1:%d/status" % h.listen_port)
+            return [b for b in body["bots"] if b["id"] == "HUNG"][0]["state"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            p = subprocess.run([HIVE_BIN, "stop", "HUNG", "--file=" + h.roster], env=h.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            time.sleep(1.0)
+            self.assertEqual(state(), "stopping", "stopped before stop_timeout")
+            wait_for(lambda: state() == "stopped", 20, "HUNG stopped after stop_timeout")
+        finally:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self.assertIn("HUNG: SIGKILL to pid %d (still running after SIGTERM)" % pid, h.log())
+
+    def test_max_restarts_has_no_small_cap(self):
+        """max_restarts: any positive number (it was capped at 100)."""
+        h = self.hive([{"id": "MANY", "restart": {"policy": "always", "max_restarts": 100000,
+                                                 "window": 60}}])
+        rc, out, err = h.run("check", "-f", h.roster)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("MANY", out)
+
 
 if __name__ == "__main__":
     unittest.main()
