@@ -242,6 +242,21 @@ class RosterKeys(unittest.TestCase):
                         "adapter": {"type": "cli", "command": ["/usr/bin/python3", "-c", hog]}}])
         h.start()
         first = h.wait_state("OOM1", "running")["pid"]
+        # The limit is the kernel's: the worker's memory cgroup (v2, or v1 on a
+        # hybrid host) is the bot's own, with 64 MiB written into it.
+        groups = {}
+        for line in read_text("/proc/%d/cgroup" % first).splitlines():
+            _, ctrl, path = line.split(":", 2)
+            for c in (ctrl.split(",") if ctrl else ["v2"]):
+                groups[c] = path
+        if "memory" in groups and controller_mount("memory"):
+            limit = controller_mount("memory") + groups["memory"] + "/memory.limit_in_bytes"
+        else:
+            v2 = [line.split()[4] for line in read_text("/proc/self/mountinfo").splitlines()
+                  if " - cgroup2 " in line][0]
+            limit = v2 + groups["v2"] + "/memory.max"
+        self.assertTrue(groups.get("memory", groups["v2"]).endswith("/OOM1"), groups)
+        self.assertEqual(read_text(limit).strip(), str(64 << 20), limit)
         self.assertEqual(post_task(h.ports["OOM1"], "eat", "T-OOM"), 202)
 
         def oom_reason():
