@@ -401,7 +401,8 @@ static void top_draw_table(const struct top *t, struct util_buf *out, double now
     }
     strftime(clock, sizeof clock, "%H:%M:%S", localtime(&wall));
     snprintf(line, sizeof line, "hive %s on %s: %zu of %zu bots running  %s%s", t->name, t->c->addr,
-             running, t->n_bots, clock, t->connected ? "" : "  (event stream lost; reconnecting)");
+             running, t->n_bots, clock,
+             t->connected || !t->tty ? "" : "  (event stream lost; reconnecting)");
     top_put_line(t, out, line);
     top_put_line(t, out, "");
     snprintf(line, sizeof line, "%s%-*s  %-8s  %7s  %7s  %8s  %5s  %5s  %6s  %s%s",
@@ -460,7 +461,8 @@ static void top_draw(struct top *t)
     if (t->tty)
         util_buf_add(&out, "\033[H", 3);
     top_draw_table(t, &out, now);
-    top_draw_output(t, &out, top_lines_per_task(t));
+    if (t->tty) /* a snapshot has no stream, so no output to show */
+        top_draw_output(t, &out, top_lines_per_task(t));
     if (t->tty) {
         top_put_line(t, &out, "");
         top_put_line(t, &out, "q: quit");

@@ -220,6 +220,7 @@ class TopTest(unittest.TestCase):
         self.assertIn("STATE", lines[2])
         self.assertTrue(any(line.startswith("BOT-001") and "running" in line for line in lines),
                         lines)
+        self.assertNotIn("reconnecting", p.stdout.decode())  # a snapshot follows no stream
 
     def test_no_hive_says_so(self):
         tmp = tempfile.mkdtemp(prefix="hive-e2e-top-none-")
