@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/logs.h"
 #include "common/json.h"
 #include "common/sse.h"
 #include "common/util.h"
@@ -132,6 +133,16 @@ static void top_set_str(char **dst, const char *src)
     *dst = src ? xstrdup(src) : NULL;
 }
 
+/* The monotonic time (NOW being now) of STARTED_AT, a task's start as
+ * ISO-8601 UTC; NOW when it says none. */
+static double top_started(const char *started_at, double now)
+{
+    double wall = (double)util_wall_ns() / 1e9, at;
+    if (!started_at || logs_parse_since(started_at, wall, &at) < 0 || at > wall)
+        return now;
+    return now - (wall - at);
+}
+
 /* Bot B from its entry of GET /status. */
 static void top_bot_from_status(struct top_bot *b, json_t *o, double now)
 {
@@ -147,7 +158,7 @@ static void top_bot_from_status(struct top_bot *b, json_t *o, double now)
     double up = json_number_value(json_object_get(o, "uptime_seconds"));
     b->up_since = strcmp(b->state, "running") == 0 ? now - up : 0;
     top_set_str(&b->task, json_get_str(cur, "task_id"));
-    b->task_since = now;
+    b->task_since = top_started(json_get_str(cur, "started_at"), now);
 }
 
 /* Take the bots of a GET /status document; output already seen of a bot
@@ -283,7 +294,7 @@ static bool top_apply(struct top *t, const char *type, json_t *d)
         if (b->queue > 0)
             b->queue--;
         top_set_str(&b->task, task);
-        b->task_since = top_now();
+        b->task_since = top_started(json_get_str(d, "started_at"), top_now());
         top_bot_clear_output(b);
     } else if (strcmp(type, "task_output") == 0) {
         top_bot_output(b, json_get_str(d, "content"));

@@ -12,6 +12,7 @@ process started here is stopped by pid.
 import fcntl
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -153,6 +154,15 @@ class TopTest(unittest.TestCase):
         try:
             t.read_until(lambda o: b"marker-42" in o, what="the task's output line")
             t.read_until(lambda o: b"T-TOP-1" in o, what="the running task's id")
+            # A top started later counts the task's time from its start, not its own.
+            time.sleep(2.2)
+            snap = subprocess.run([HIVE_BIN, "top", "--file=" + self.hive.yaml],
+                                  cwd=self.hive.work_dir, env=self.hive.env(),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  timeout=TIMEOUT, text=True).stdout
+            took = re.search(r"T-TOP-1 \((\d+)s\)", snap)
+            self.assertTrue(took, snap)
+            self.assertGreaterEqual(int(took.group(1)), 2, snap)
         finally:
             self.hive.post("/bots/BOT-TALK/api/interrupt")
         os.write(t.master, b"q")
