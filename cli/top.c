@@ -211,19 +211,28 @@ static int top_load_status(struct top *t)
     return CLI_EXIT_OK;
 }
 
-/* Keep LINE (LEN bytes) as the newest complete output line of B. */
-static void top_bot_push_line(struct top_bot *b, const char *line, size_t len)
+/* Keep the line being written as the newest complete output line of B. */
+static void top_bot_push_line(struct top_bot *b)
 {
     if (b->n_lines == TOP_LINES_MAX) {
         free(b->lines[0]);
         memmove(b->lines, b->lines + 1, (TOP_LINES_MAX - 1) * sizeof *b->lines);
         b->n_lines--;
     }
-    char *copy = xmalloc(len + 1);
-    for (size_t i = 0; i < len; i++) /* no escape of the adapter reaches the terminal */
-        copy[i] = (unsigned char)line[i] < 0x20 || line[i] == 0x7f ? ' ' : line[i];
-    copy[len] = '\0';
-    b->lines[b->n_lines++] = copy;
+    b->lines[b->n_lines++] = xstrndup(b->partial.len ? b->partial.data : "", b->partial.len);
+    b->partial.len = 0;
+}
+
+/* Add LEN bytes of output to the line being written of B (up to its
+ * bound), control characters as spaces: no escape of an adapter reaches
+ * the terminal. */
+static void top_bot_add(struct top_bot *b, const char *text, size_t len)
+{
+    size_t room = TOP_LINE_BYTES > b->partial.len ? TOP_LINE_BYTES - b->partial.len : 0;
+    for (size_t i = 0; i < len && i < room; i++) {
+        char c = (unsigned char)text[i] < 0x20 || text[i] == 0x7f ? ' ' : text[i];
+        util_buf_add(&b->partial, &c, 1);
+    }
 }
 
 /* A chunk of B's running task's output: split into lines, the last ones kept. */
@@ -232,15 +241,12 @@ static void top_bot_output(struct top_bot *b, const char *content)
     for (const char *p = content; p && *p;) {
         const char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        size_t room = TOP_LINE_BYTES > b->partial.len ? TOP_LINE_BYTES - b->partial.len : 0;
-        util_buf_add(&b->partial, p, n < room ? n : room);
+        if (nl && n > 0 && p[n - 1] == '\r')
+            n--;
+        top_bot_add(b, p, n);
         if (!nl)
             break;
-        size_t len = b->partial.len;
-        if (len && b->partial.data[len - 1] == '\r')
-            len--;
-        top_bot_push_line(b, b->partial.len ? b->partial.data : "", len);
-        b->partial.len = 0;
+        top_bot_push_line(b);
         p = nl + 1;
     }
 }
@@ -424,11 +430,27 @@ static void top_draw_table(const struct top *t, struct util_buf *out, double now
         top_draw_bot(t, out, &t->bots[i], idw, now);
 }
 
-/* The last output lines of each running task, in the rows left (PER lines
- * each at most). */
+/* The last PER lines of B's output, the line being written included. */
+static void top_draw_lines(const struct top *t, struct util_buf *out, const struct top_bot *b,
+                           int per)
+{
+    char line[TOP_LINE_BYTES + 8];
+    size_t shown = b->n_lines + (b->partial.len > 0);
+    if (shown == 0)
+        top_put_line(t, out, "  (no output yet)");
+    for (size_t k = shown > (size_t)per ? shown - (size_t)per : 0; k < shown; k++) {
+        if (k < b->n_lines)
+            snprintf(line, sizeof line, "  %s", b->lines[k]);
+        else
+            snprintf(line, sizeof line, "  %.*s", (int)b->partial.len, b->partial.data);
+        top_put_line(t, out, line);
+    }
+}
+
+/* The last output lines of each running task, PER lines each at most. */
 static void top_draw_output(const struct top *t, struct util_buf *out, int per)
 {
-    char line[TOP_LINE_BYTES + 200];
+    char line[200];
     for (size_t i = 0; i < t->n_bots; i++) {
         const struct top_bot *b = &t->bots[i];
         if (!b->task)
@@ -437,17 +459,7 @@ static void top_draw_output(const struct top *t, struct util_buf *out, int per)
         snprintf(line, sizeof line, "%s-- %s: %.100s --%s", t->colour ? "\033[1m" : "", b->id,
                  b->task, t->colour ? "\033[0m" : "");
         top_put_line(t, out, line);
-        size_t from = b->n_lines > (size_t)per ? b->n_lines - (size_t)per : 0;
-        for (size_t k = from; k < b->n_lines; k++) {
-            snprintf(line, sizeof line, "  %s", b->lines[k]);
-            top_put_line(t, out, line);
-        }
-        if (b->n_lines == 0) {
-            snprintf(line, sizeof line, "  %s", b->partial.len ? "" : "(no output yet)");
-            if (b->partial.len)
-                snprintf(line, sizeof line, "  %.*s", (int)b->partial.len, b->partial.data);
-            top_put_line(t, out, line);
-        }
+        top_draw_lines(t, out, b, per);
     }
 }
 

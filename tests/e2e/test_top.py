@@ -38,6 +38,11 @@ LEAVE_ALT = b"\x1b[?1049l"
 TALKER = '{type: cli, command: [sh, -c, "echo first; echo marker-$((40+2)); exec sleep 60"]}'
 
 
+# Echoes the task (without a final newline: a line still being written) and
+# runs on: the task's own text is its output.
+ECHO = '{type: cli, command: [sh, -c, "cat; exec sleep 60"]}'
+
+
 class TopOnATerminal:
     """One `hive top` on a pty: what it drew so far, keys, signals, size."""
 
@@ -101,7 +106,8 @@ class TopOnATerminal:
 
 
 class TopTest(unittest.TestCase):
-    BOTS = [{"id": "BOT-001"}, {"id": "BOT-TALK", "adapter": TALKER}]
+    BOTS = [{"id": "BOT-001"}, {"id": "BOT-TALK", "adapter": TALKER},
+            {"id": "BOT-ECHO", "adapter": ECHO}]
 
     @classmethod
     def setUpClass(cls):
@@ -169,6 +175,24 @@ class TopTest(unittest.TestCase):
         self.assertEqual(t.wait_exit(), 0)
         t.drain()
         self.assert_terminal_restored(t)
+
+    def test_output_cannot_drive_the_terminal(self):
+        """A task's output is shown with its control characters replaced: an escape
+        in it (here: set the window title; clear the screen) never reaches the
+        terminal. A line still being written is shown too."""
+        t = self.top()
+        t.read_until(lambda o: b"BOT-ECHO" in o.split(ENTER_ALT)[-1], what="the bots")
+        evil = "evil\x1b]0;PWNED\x07title\x1b[2Jend"
+        r = self.hive.post("/bots/BOT-ECHO/api/task", {"command": evil, "task_id": "T-EVIL"})
+        self.assertEqual(r.status, 202, r)
+        try:
+            t.read_until(lambda o: b"evil ]0;PWNED title [2Jend" in o, what="the sanitised line")
+        finally:
+            self.hive.post("/bots/BOT-ECHO/api/interrupt")
+        self.assertNotIn(b"\x1b]0;PWNED", t.out)
+        self.assertNotIn(b"\x1b[2Jend", t.out)
+        os.write(t.master, b"q")
+        self.assertEqual(t.wait_exit(), 0)
 
     def test_sigterm_restores_the_terminal(self):
         t = self.top()
