@@ -25,6 +25,7 @@
 #include "cli/logs.h"
 #include "cli/stream.h"
 #include "cli/status.h"
+#include "cli/top.h"
 #include "cli/wait.h"
 #include "common/json.h"
 #include "common/sse.h"
@@ -335,6 +336,15 @@ static int client_events(struct api *c, struct client_args *a)
     return stream_run(c, &o);
 }
 
+/* ---- hive top -------------------------------------------------------------- */
+
+/* hive top: top.c. */
+static int client_top(struct api *c, struct client_args *a)
+{
+    (void)a;
+    return top_run(c);
+}
+
 /* ---- the command line ------------------------------------------------------ */
 
 /* One subcommand: its name, positional arguments and handler. */
@@ -440,6 +450,7 @@ static const struct client_command client_commands[] = {
      "hive logs [--file hive.yaml] [BOT...] [-f|--follow] [-n|--tail N] [--since TIME] "
      "[--no-prefix]",
      0, -1, client_logs},
+    {"top", "hive top [-f hive.yaml]", 0, 0, client_top},
     {"events", "hive events [-f hive.yaml] [BOT...] [--since CURSOR] [--count N]", 0, -1,
      client_events},
     {"export", "hive export systemd [-f hive.yaml] [--user] [-o|--output DIR] [--force]", 1, 1,

@@ -12,11 +12,9 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <netinet/in.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,7 +24,6 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#include "common/cgroup.h"
 #include "common/guard.h"
 #include "common/util.h"
 #include "config/envfile.h"
@@ -1092,8 +1089,7 @@ static void roster_argv_opt(struct roster_argv *a, const char *name, char *value
  * least 0.5 s): its running task must be ended before our SIGKILL. */
 static void roster_argv_stop_grace(struct roster_argv *a, const void *slot)
 {
-    double t = *(const double *)slot, grace = t - 1.0 < 0.5 ? 0.5 : t - 1.0;
-    roster_argv_opt(a, "--stop-grace", xasprintf("%.3f", grace));
+    roster_argv_opt(a, "--stop-grace", xasprintf("%.3f", roster_stop_grace(*(const double *)slot)));
 }
 
 /* adapter.command is the argv after "--", always last. */
@@ -1164,69 +1160,64 @@ static void roster_read_env_file(struct roster_parse *p, yaml_node_t *n, void *b
     free(text);
 }
 
-/* user/group need hive to run as root: only root can become another user. */
-static bool roster_check_root(struct roster_parse *p, yaml_node_t *n, const char *key)
+/* Note that the host must provide VALUE (a user, a group or a cgroup
+ * controller, by KIND) for KEY, asked at node N. Checked later by
+ * hostcheck_roster, for the commands that run bots: the load itself probes
+ * nothing of the host, so `hive status` loads a roster with `user:` as any
+ * user. */
+static void roster_need(struct roster_parse *p, yaml_node_t *n, enum roster_need_kind kind,
+                        const char *key, const char *value)
 {
-    if (geteuid() == 0)
-        return true;
-    roster_error(p, n, "'%s' needs hive to run as root (it runs as uid %u)", key,
-                 (unsigned)geteuid());
-    return false;
+    const struct roster_source *src = roster_node_source(p, n);
+    char q[ROSTER_QUOTE_MAX + 8];
+    struct roster *r = p->r;
+
+    if (!r || !value)
+        return;
+    roster_quote(value, strlen(value), q, sizeof q);
+    r->needs = xrealloc(r->needs, (r->n_needs + 1) * sizeof *r->needs);
+    r->needs[r->n_needs++] =
+        (struct roster_need){.kind = kind,
+                             .key = xstrdup(key),
+                             .value = xstrdup(value),
+                             .shown = xstrdup(q),
+                             .where = xasprintf("%s:%zu:%zu", src ? src->name : p->name,
+                                                n->start_mark.line + 1, n->start_mark.column + 1)};
 }
 
-/* user: an existing user, and we are root. */
+/* user: the host must have it, and hive must be root (hostcheck.c). */
 static void roster_check_user(struct roster_parse *p, yaml_node_t *n, void *base)
 {
     struct roster_bot *b = base;
-    char q[ROSTER_QUOTE_MAX + 8];
-    if (!roster_check_root(p, n, "user") || getpwnam(b->exec.user))
-        return;
-    roster_quote(b->exec.user, strlen(b->exec.user), q, sizeof q);
-    roster_error(p, n, "unknown user %s (no such user on this host)", q);
+    roster_need(p, n, ROSTER_NEED_USER, "user", b->exec.user);
 }
 
-/* group: an existing group, and we are root. */
+/* group: likewise. */
 static void roster_check_group(struct roster_parse *p, yaml_node_t *n, void *base)
 {
     struct roster_bot *b = base;
-    char q[ROSTER_QUOTE_MAX + 8];
-    if (!roster_check_root(p, n, "group") || getgrnam(b->exec.group))
-        return;
-    roster_quote(b->exec.group, strlen(b->exec.group), q, sizeof q);
-    roster_error(p, n, "unknown group %s (no such group on this host)", q);
+    roster_need(p, n, ROSTER_NEED_GROUP, "group", b->exec.group);
 }
 
-/* A limit of KEY needs CONTROLLER in a cgroup we may write: refused, not
- * ignored, where there is none. */
-static void roster_check_controller(struct roster_parse *p, yaml_node_t *n, const char *key,
-                                    const char *controller)
-{
-    char why[600];
-    if (cgroup_limit_api(controller, NULL, why, sizeof why) != CGROUP_API_NONE)
-        return;
-    roster_error(p, n, "'%s' cannot be enforced here: no writable cgroup %s controller (%s)", key,
-                 controller, why);
-}
-
-/* memory_max: needs a memory controller. */
+/* memory_max: needs a writable memory controller (hostcheck.c). */
 static void roster_check_memory_max(struct roster_parse *p, yaml_node_t *n, void *base)
 {
     (void)base;
-    roster_check_controller(p, n, "memory_max", "memory");
+    roster_need(p, n, ROSTER_NEED_CGROUP, "memory_max", "memory");
 }
 
 /* tasks_max: needs a pids controller. */
 static void roster_check_tasks_max(struct roster_parse *p, yaml_node_t *n, void *base)
 {
     (void)base;
-    roster_check_controller(p, n, "tasks_max", "pids");
+    roster_need(p, n, ROSTER_NEED_CGROUP, "tasks_max", "pids");
 }
 
 /* cpu_max: needs a cpu controller. */
 static void roster_check_cpu_max(struct roster_parse *p, yaml_node_t *n, void *base)
 {
     (void)base;
-    roster_check_controller(p, n, "cpu_max", "cpu");
+    roster_need(p, n, ROSTER_NEED_CGROUP, "cpu_max", "cpu");
 }
 
 /* ---- tables ------------------------------------------------------------ */
@@ -2483,7 +2474,38 @@ void roster_free(struct roster *r)
     free(r->token);
     roster_strv_free(r->allowed_origins);
     roster_strv_free(r->server_names);
+    for (size_t i = 0; i < r->n_needs; i++) {
+        free(r->needs[i].key);
+        free(r->needs[i].value);
+        free(r->needs[i].shown);
+        free(r->needs[i].where);
+    }
+    free(r->needs);
     free(r);
+}
+
+double roster_stop_grace(double stop_timeout)
+{
+    /* a second before the supervisor's SIGKILL, to answer the task */
+    return stop_timeout - 1.0 < 0.5 ? 0.5 : stop_timeout - 1.0;
+}
+
+void roster_builtin_bot(struct roster_bot *b)
+{
+    struct roster *r = roster_new("(built-in)");
+    roster_bot_builtin(b, r);
+    roster_free(r);
+}
+
+void roster_builtin_bot_free(struct roster_bot *b)
+{
+    roster_bot_clear(b);
+}
+
+void roster_builtin_limits(struct roster_limits *l)
+{
+    memset(l, 0, sizeof *l);
+    roster_table_defaults(&roster_limits_table, l, NULL);
 }
 
 const struct roster_bot *roster_find_bot(const struct roster *r, const char *id)

@@ -51,6 +51,9 @@
  *   hive runs as root; they must exist). Limits, refused where no writable
  *   cgroup v2 or v1 controller can enforce them: memory_max (a size),
  *   cpu_max ("50%" of one CPU, or a number of CPUs such as 1.5), tasks_max.
+ *   Those host conditions (root, the user, the group, the controllers) are
+ *   not checked by the load but by hostcheck_roster, with the same
+ *   file:line:column messages (see struct roster_need).
  *   log: {max_bytes 10MiB, backups 3} rotates the captured output.
  * - `${VAR}`, `${VAR:-default}` (unset or empty), `${VAR-default}` (unset)
  *   and `$$` in any scalar value, from the environment at load time (see
@@ -151,6 +154,20 @@ struct roster_bot {
     struct roster_logcfg log;
 };
 
+/* What a roster asks of the host it runs on — a user, a group, a cgroup
+ * controller — and where it asks. The load only notes these (it does no
+ * host probe, so a client that needs the listen address loads a roster as
+ * any user); hostcheck_roster (config/hostcheck.h) checks them for `hive
+ * check`, `hive up` and the supervisor's reload. */
+enum roster_need_kind { ROSTER_NEED_USER, ROSTER_NEED_GROUP, ROSTER_NEED_CGROUP };
+struct roster_need {
+    enum roster_need_kind kind;
+    char *key;   /* the roster key: "user", "group", "memory_max", "cpu_max", "tasks_max" */
+    char *value; /* the user or group name, or the cgroup controller */
+    char *shown; /* VALUE quoted for a message (control bytes as '?') */
+    char *where; /* "file:line:column" of the value */
+};
+
 /* A whole hive.yaml. */
 struct roster {
     char *path; /* absolute path of the file (the name given to load_string) */
@@ -166,6 +183,8 @@ struct roster {
     struct roster_limits limits;
     struct roster_bot *bots;
     size_t n_bots;
+    struct roster_need *needs; /* host checks of hostcheck_roster, in file order */
+    size_t n_needs;
 };
 
 /* Load the roster at PATH. 0 with *OUT set, or -1 with *OUT NULL and every
@@ -192,6 +211,17 @@ typedef void (*roster_key_cb)(const char *key, bool on_argv, void *arg);
  * hive's as "hive.KEY" ("hive.limits.max_body"), a bot's as "KEY" or
  * "MAP.KEY" ("adapter.type"); a map itself is not passed, its keys are. */
 void roster_keys(roster_key_cb cb, void *arg);
+/* The built-in defaults of a bot — every row's default of the tables in
+ * roster.c, what a bot of a roster without `defaults:` gets — into B; also
+ * what hive-worker assumes for a flag it is not given (worker/options.c), so
+ * there is one copy. Free with roster_builtin_bot_free. */
+void roster_builtin_bot(struct roster_bot *b);
+void roster_builtin_bot_free(struct roster_bot *b);
+/* The built-in hive.limits into L (nothing to free). */
+void roster_builtin_limits(struct roster_limits *l);
+/* The worker's --stop-grace for a bot's stop_timeout: how long a running
+ * task may finish after SIGTERM, a second before the SIGKILL. */
+double roster_stop_grace(double stop_timeout);
 /* The name of signal SIG without "SIG" ("TERM"), "?" when not a stop_signal. */
 const char *roster_signal_name(int sig);
 /* True when A and B define the same worker: every field but line/column and

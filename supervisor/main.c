@@ -27,6 +27,7 @@
 #include "cli/client.h"
 #include "common/sdnotify.h"
 #include "common/util.h"
+#include "config/hostcheck.h"
 #include "config/roster.h"
 #include "supervisor/front.h"
 #include "supervisor/hive.h"
@@ -54,6 +55,7 @@ static const char main_usage_text[] =
     "                                        captured output, all bots interleaved in time\n"
     "  events [BOT...] [--since CURSOR] [--count N]\n"
     "                                        follow the hive's event stream, one line each\n"
+    "  top                                   live view of the bots and running tasks' output\n"
     "  check                                 validate the roster\n"
     "  export systemd [--user] [-o DIR] [--force]\n"
     "                                        write the roster as systemd units\n"
@@ -118,14 +120,17 @@ static int main_parse(int argc, char **argv, bool allow_detach, struct main_opts
     return optind == argc ? 0 : -1;
 }
 
-/* Load the roster at PATH, printing every problem; 0 or 78. */
+/* Load the roster at PATH and check that this host can run it (users,
+ * cgroup controllers: hostcheck.c), printing every problem; 0 or 78. */
 static int main_load(const char *path, struct roster **out)
 {
     struct roster_errors errs = {NULL, 0};
-    if (roster_load(path, out, &errs) == 0) {
+    if (roster_load(path, out, &errs) == 0 && hostcheck_roster(*out, &errs) == 0) {
         roster_errors_free(&errs);
         return 0;
     }
+    roster_free(*out);
+    *out = NULL;
     for (size_t i = 0; i < errs.n; i++)
         fprintf(stderr, "%s\n", errs.items[i]);
     fprintf(stderr, "hive: %s: %zu error(s); nothing started\n", path, errs.n);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "config/hostcheck.h"
 #include "supervisor/hive_internal.h"
 #include "supervisor/logcap.h"
 #include "supervisor/registry.h"
@@ -140,7 +141,8 @@ int reload_roster(struct hive *hive, char *err, size_t errlen)
         snprintf(err, errlen, "the hive is shutting down");
         return -1;
     }
-    if (roster_load(hive->roster->path, &next, &errs) < 0) {
+    if (roster_load(hive->roster->path, &next, &errs) < 0 || hostcheck_roster(next, &errs) > 0) {
+        roster_free(next);
         reload_join_errors(&errs, err, errlen);
         roster_errors_free(&errs);
         return -1;

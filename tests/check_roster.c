@@ -4,6 +4,7 @@
  * validation error with its exact file:line:column message.
  */
 #include "common/cgroup.h"
+#include "config/hostcheck.h"
 #include "config/roster.h"
 
 #include <check.h>
@@ -96,6 +97,18 @@ static struct roster *load_ok(const char *text)
     struct roster *r = load(text);
     ck_assert_msg(r != NULL, "did not load: %s", all_errors());
     return r;
+}
+
+/* TEXT loads (the load probes nothing of the host), and the host check
+ * (hostcheck.c) then finds exactly one problem, MSG. */
+static void expect_host_error(const char *text, const char *msg)
+{
+    struct roster *r = load_ok(text);
+    roster_errors_free(&errs);
+    size_t found = hostcheck_roster(r, &errs);
+    roster_free(r);
+    ck_assert_msg(found == 1 && errs.n == 1 && strcmp(errs.items[0], msg) == 0,
+                  "expected [%s], got %s", msg, all_errors());
 }
 
 START_TEST(test_spec_example)
@@ -972,17 +985,44 @@ START_TEST(test_process_keys_errors)
     expect_error("bots:\n  - id: a\n    env_file: /nonexistent/x.env\n",
                  "t.yaml:3:15: cannot read env_file /nonexistent/x.env: No such file or directory");
     if (geteuid() == 0) {
-        expect_error("bots:\n  - id: a\n    user: no-such-user-xyz\n",
-                     "t.yaml:3:11: unknown user 'no-such-user-xyz' (no such user on this host)");
-        expect_error("bots:\n  - id: a\n    group: no-such-group-xyz\n",
-                     "t.yaml:3:12: unknown group 'no-such-group-xyz' (no such group on this host)");
+        expect_host_error(
+            "bots:\n  - id: a\n    user: no-such-user-xyz\n",
+            "t.yaml:3:11: unknown user 'no-such-user-xyz' (no such user on this host)");
+        expect_host_error(
+            "bots:\n  - id: a\n    group: no-such-group-xyz\n",
+            "t.yaml:3:12: unknown group 'no-such-group-xyz' (no such group on this host)");
         struct roster *r = load_ok("bots: [{id: a, user: root, group: root}]\n");
         ck_assert_str_eq(r->bots[0].exec.user, "root");
+        ck_assert_uint_eq(hostcheck_roster(r, &errs), 0);
         roster_free(r);
     } else {
-        expect_error("bots:\n  - id: a\n    user: root\n",
-                     "t.yaml:3:11: 'user' needs hive to run as root (it runs as uid 1000)");
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "t.yaml:3:11: 'user' needs hive to run as root (it runs as uid %u)",
+                 (unsigned)geteuid());
+        expect_host_error("bots:\n  - id: a\n    user: root\n", msg);
     }
+}
+END_TEST
+
+/* The load notes what the roster asks of the host, with where, and checks
+ * none of it: a client loads a roster with users and limits as any user. */
+START_TEST(test_host_needs_noted_not_checked)
+{
+    struct roster *r = load_ok("defaults:\n  memory_max: 64M\nbots:\n"
+                               "  - id: a\n    user: no-such-user-xyz\n    group: \"g\\x01\"\n");
+    ck_assert_uint_eq(r->n_needs, 3);
+    ck_assert_int_eq(r->needs[0].kind, ROSTER_NEED_CGROUP);
+    ck_assert_str_eq(r->needs[0].key, "memory_max");
+    ck_assert_str_eq(r->needs[0].value, "memory");
+    ck_assert_str_eq(r->needs[0].where, "t.yaml:2:15");
+    ck_assert_int_eq(r->needs[1].kind, ROSTER_NEED_USER);
+    ck_assert_str_eq(r->needs[1].value, "no-such-user-xyz");
+    ck_assert_str_eq(r->needs[1].where, "t.yaml:5:11");
+    ck_assert_int_eq(r->needs[2].kind, ROSTER_NEED_GROUP);
+    ck_assert_str_eq(r->needs[2].shown, "'g?'"); /* quoted for messages */
+    ck_assert_str_eq(r->needs[2].where, "t.yaml:6:12");
+    roster_free(r);
 }
 END_TEST
 
@@ -990,10 +1030,11 @@ START_TEST(test_limits_where_the_kernel_has_them)
 {
     char why[600];
     bool memory = cgroup_limit_api("memory", NULL, why, sizeof why) != CGROUP_API_NONE;
-    struct roster *r = load("bots: [{id: a, memory_max: 512M, cpu_max: 150%, tasks_max: 64}]\n");
+    struct roster *r = load_ok("bots: [{id: a, memory_max: 512M, cpu_max: 150%, tasks_max: 64}]\n");
+    size_t problems = hostcheck_roster(r, &errs);
     if (memory && cgroup_limit_api("cpu", NULL, why, sizeof why) != CGROUP_API_NONE &&
         cgroup_limit_api("pids", NULL, why, sizeof why) != CGROUP_API_NONE) {
-        ck_assert_msg(r != NULL, "%s", all_errors());
+        ck_assert_msg(problems == 0, "%s", all_errors());
         ck_assert_int_eq(r->bots[0].rlimits.memory_max, 512L << 20);
         ck_assert_int_eq(r->bots[0].rlimits.cpu_max, 150);
         ck_assert_int_eq(r->bots[0].rlimits.tasks_max, 64);
@@ -1003,8 +1044,9 @@ START_TEST(test_limits_where_the_kernel_has_them)
         roster_free(r);
     } else {
         /* Refused, not ignored, where the kernel cannot enforce them. */
-        ck_assert_ptr_null(r);
+        ck_assert_uint_gt(problems, 0);
         ck_assert_msg(strstr(all_errors(), "cannot be enforced here") != NULL, "%s", all_errors());
+        roster_free(r);
     }
 }
 END_TEST
@@ -1178,6 +1220,7 @@ static Suite *roster_suite(void)
     tcase_add_test(tc, test_process_keys_defaults);
     tcase_add_test(tc, test_process_keys_errors);
     tcase_add_test(tc, test_limits_where_the_kernel_has_them);
+    tcase_add_test(tc, test_host_needs_noted_not_checked);
     tcase_add_test(tc, test_interpolation);
     tcase_add_test(tc, test_env_file_and_include);
     tcase_add_test(tc, test_overrides);

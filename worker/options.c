@@ -1,6 +1,8 @@
 /*
  * options: parses hive-worker's flags. Every flag the supervisor passes is
- * here, so a worker can be run by hand exactly as hive runs it.
+ * here, so a worker can be run by hand exactly as hive runs it. A flag not
+ * given takes the roster's built-in default (config/roster.c's tables), the
+ * same one `hive up` would pass: the defaults have one copy.
  */
 #include "worker/options.h"
 
@@ -10,7 +12,10 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "config/roster.h"
 
+/* The --help text; %s and %g are the defaults of the roster's table
+ * (options_usage fills them), so the text cannot drift from them. */
 static const char options_usage_text[] =
     "usage: hive-worker BOT-ID [options]\n"
     "\n"
@@ -19,32 +24,32 @@ static const char options_usage_text[] =
     "  --port N               TCP port for HTTP/WebSocket (needed by websocket-only and hybrid\n"
     "                         unless a socket is passed with LISTEN_FDS; 0: the kernel picks)\n"
     "  --mode MODE            cli-only (file queue only) | websocket-only (HTTP+WS only) |\n"
-    "                         hybrid (both) (default: hybrid with --port or a passed socket,\n"
+    "                         hybrid (both) (default: %s with --port or a passed socket,\n"
     "                         cli-only without, as DEIA's run_single_bot.py BOT-ID)\n"
     "  --work-dir DIR         folder holding .deia/ (default: current directory)\n"
-    "  --adapter-type TYPE    mock (default) | cli\n"
+    "  --adapter-type TYPE    mock | cli (default %s)\n"
     "  --adapter-cmd ARGV...  the cli adapter's command, up to the next --option\n"
     "  -- ARGV...             the same, taking every remaining argument\n"
-    "  --cooldown SECONDS     pause after each task (default 0)\n"
-    "  --timeout SECONDS      per task (default 300)\n"
-    "  --queue-max N          pending realtime tasks before 429 (default 100)\n"
-    "  --bind ADDR            listen address (default 127.0.0.1; others need a token)\n"
+    "  --cooldown SECONDS     pause after each task (default %g)\n"
+    "  --timeout SECONDS      per task (default %g)\n"
+    "  --queue-max N          pending realtime tasks before 429 (default %d)\n"
+    "  --bind ADDR            listen address (default %s; others need a token)\n"
     "  --token TOKEN          bearer token (default: $HIVE_TOKEN)\n"
     "  --allowed-origin O     a web Origin that may use the API, with CORS (repeatable)\n"
     "  --server-name NAME     a Host name to answer besides loopback ones (repeatable)\n"
     "  --cwd DIR              the cli adapter's working directory (default: the work dir)\n"
     "  --env NAME=VALUE       set for the adapter (repeatable)\n"
     "  --env-remove NAME      remove from the adapter's environment (repeatable)\n"
-    "  --mock-delay-ms N      the mock adapter answers after N ms (default 0)\n"
-    "  --output-cap BYTES     adapter output limit (default 8388608)\n"
-    "  --max-header BYTES     request line + headers (default 16384)\n"
-    "  --max-body BYTES       request body (default 1048576)\n"
-    "  --max-message BYTES    WebSocket message (default 1048576)\n"
-    "  --max-connections N    open connections (default 1024)\n"
-    "  --header-timeout S     to send a request head (default 10)\n"
-    "  --idle-timeout S       keep-alive idle (default 60)\n"
+    "  --mock-delay-ms N      the mock adapter answers after N ms (default %d)\n"
+    "  --output-cap BYTES     adapter output limit (default %ld)\n"
+    "  --max-header BYTES     request line + headers (default %zu)\n"
+    "  --max-body BYTES       request body (default %zu)\n"
+    "  --max-message BYTES    WebSocket message (default %zu)\n"
+    "  --max-connections N    open connections (default %d)\n"
+    "  --header-timeout S     to send a request head (default %g)\n"
+    "  --idle-timeout S       keep-alive idle (default %g)\n"
     "  --ws-ping-interval S   ping idle WebSocket clients (default 30)\n"
-    "  --stop-grace S         on SIGTERM, how long a running task may finish (default 9)\n"
+    "  --stop-grace S         on SIGTERM, how long a running task may finish (default %g)\n"
     "  --file-min-age S       a task file written in place must be this old (default 0.5)\n"
     "  --rescan S             safety-net rescan of the queue folder (default 30)\n"
     "  --log-level LEVEL      debug | info (default) | warn | error\n"
@@ -54,7 +59,20 @@ static const char options_usage_text[] =
 
 const char *options_usage(void)
 {
-    return options_usage_text;
+    static char text[sizeof options_usage_text + 512];
+    struct roster_bot d;
+    struct roster_limits l;
+
+    if (text[0])
+        return text;
+    roster_builtin_bot(&d);
+    roster_builtin_limits(&l);
+    snprintf(text, sizeof text, options_usage_text, d.mode, d.adapter.type, d.cooldown, d.timeout,
+             d.queue_max, d.bind, d.adapter.delay_ms, d.adapter.output_cap, l.max_header_bytes,
+             l.max_body, l.max_message, l.max_connections, l.header_timeout_ms / 1000.0,
+             l.idle_timeout_ms / 1000.0, roster_stop_grace(d.stop_timeout));
+    roster_builtin_bot_free(&d);
+    return text;
 }
 
 const char *options_mode_name(enum options_mode mode)
@@ -86,23 +104,47 @@ static int options_number(const char *s, double max, double *out)
     return 0;
 }
 
-/* Defaults before parsing. */
+/* The roster's built-in defaults (config/roster.c's tables: one copy for
+ * the supervisor and the worker) into O, with the limits of hive.limits. */
+static void options_roster_defaults(struct worker_options *o)
+{
+    struct roster_bot d;
+    struct roster_limits l;
+
+    roster_builtin_bot(&d);
+    roster_builtin_limits(&l);
+    for (int m = 0; m < 3; m++)
+        if (strcmp(d.mode, options_mode_name(m)) == 0)
+            o->mode = m;
+    o->bind = xstrdup(d.bind);
+    o->adapter.type = strcmp(d.adapter.type, "cli") == 0 ? ADAPTER_CLI : ADAPTER_MOCK;
+    o->adapter.timeout_s = d.timeout;
+    o->adapter.delay_ms = d.adapter.delay_ms;
+    o->adapter.output_cap = (size_t)d.adapter.output_cap;
+    o->cooldown_s = d.cooldown;
+    o->queue_max = (size_t)d.queue_max;
+    o->stop_grace_s = roster_stop_grace(d.stop_timeout);
+    o->limits.max_header_bytes = l.max_header_bytes;
+    o->limits.max_body = l.max_body;
+    o->limits.max_connections = l.max_connections;
+    o->limits.header_timeout_ms = l.header_timeout_ms;
+    o->limits.idle_timeout_ms = l.idle_timeout_ms;
+    o->ws.max_message = l.max_message;
+    roster_builtin_bot_free(&d);
+}
+
+/* Defaults before parsing: the roster's, and the worker's own settings
+ * that have no roster key (file_min_age, rescan, the ping interval). */
 static void options_defaults(struct worker_options *o)
 {
     memset(o, 0, sizeof *o);
     o->port = -1;
-    o->mode = MODE_HYBRID;
     o->work_dir = xstrdup(".");
-    o->bind = xstrdup("127.0.0.1");
-    o->adapter.type = ADAPTER_MOCK;
-    o->adapter.timeout_s = 300;
-    o->adapter.output_cap = 8u << 20;
-    o->queue_max = 100;
-    o->stop_grace_s = 9;
     o->file_min_age_s = 0.5;
     o->rescan_s = 30;
     http_limits_default(&o->limits);
     ws_config_default(&o->ws);
+    options_roster_defaults(o);
     o->log_level = xstrdup("info");
 }
 

@@ -23,12 +23,25 @@ _hive_bots()
     hive check -f "$(_hive_roster)" 2>/dev/null | awk 'NR > 1 && /^  / { print $1 }'
 }
 
+# How many arguments (not options, nor the value of --file/-f) come before
+# the word being completed, after the subcommand.
+_hive_positionals()
+{
+    local i n=0
+    for ((i = 2; i < COMP_CWORD; i++)); do
+        [[ ${COMP_WORDS[i]} != -* && ${COMP_WORDS[i - 1]} != --file &&
+            ! (${COMP_WORDS[i - 1]} == -f && ${COMP_WORDS[1]} != logs) ]] && ((n++))
+    done
+    echo $n
+}
+
 _hive()
 {
     local cur prev cmd words
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local commands="up down status send restart stop start pause resume interrupt reload logs check"
+    local commands="up down status send restart stop start pause resume interrupt cancel reload
+        logs events top check export reset prune"
     if ((COMP_CWORD == 1)); then
         COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
         return
@@ -42,7 +55,10 @@ _hive()
             fi
             ;;
         --tail | -n) COMPREPLY=($(compgen -W "10 100 all" -- "$cur")); return ;;
-        --since) COMPREPLY=($(compgen -W "10m 1h 1d" -- "$cur")); return ;;
+        --since) [[ $cmd == events ]] && words="0" || words="10m 1h 1d"
+            COMPREPLY=($(compgen -W "$words" -- "$cur"))
+            return ;;
+        --output | -o) COMPREPLY=($(compgen -d -- "$cur")); return ;;
     esac
     local opts="--file --help"
     case $cmd in
@@ -50,22 +66,20 @@ _hive()
         status) opts+=" --json --watch" ;;
         send) opts+=" --wait" ;;
         logs) opts+=" --follow --tail --since --no-prefix -n" ;;
+        events) opts+=" --since --count" ;;
+        export) opts+=" --user --output -o" ;;
     esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
         return
     fi
     case $cmd in
-        status | logs) words=$(_hive_bots) ;;
+        status | logs | events) words=$(_hive_bots) ;;
         restart | stop | start | pause | resume | interrupt) words="all $(_hive_bots)" ;;
-        send)
-            # the bot first, then the text (or - for stdin)
-            local i n=0
-            for ((i = 2; i < COMP_CWORD; i++)); do
-                [[ ${COMP_WORDS[i]} != -* && ${COMP_WORDS[i - 1]} != --file ]] && ((n++))
-            done
-            ((n == 0)) && words=$(_hive_bots) || words=-
-            ;;
+        reset) words=$(_hive_bots) ;;
+        export) (($(_hive_positionals) == 0)) && words=systemd ;;
+        cancel) (($(_hive_positionals) == 0)) && words=$(_hive_bots) ;; # then task ids
+        send) (($(_hive_positionals) == 0)) && words=$(_hive_bots) || words=- ;; # bot, text|-
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

@@ -210,6 +210,38 @@ class StatusTest(CliCase):
         self.assertGreaterEqual(len(frames), 3, out[-2000:])  # home + clear before each table
         self.assertIn(b"BOT-001", frames[1])
 
+    def test_watch_colours_on_a_terminal_only(self):
+        """--watch colours the states on a terminal, not with NO_COLOR, not in a pipe."""
+        def watch(env, tty):
+            master, slave = pty.openpty() if tty else os.pipe()
+            proc = subprocess.Popen([HIVE_BIN, "status", "--watch", "--file=" + self.hive.yaml],
+                                    cwd=self.hive.work_dir, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=slave, stderr=subprocess.DEVNULL)
+            os.close(slave)
+            out = b""
+            try:
+                deadline = time.monotonic() + TIMEOUT
+                while out.count(b"BOT-002") < 2 and time.monotonic() < deadline:
+                    ready, _, _ = select.select([master], [], [], 1)
+                    if ready:
+                        try:
+                            chunk = os.read(master, 4096)
+                        except OSError:
+                            break
+                        if not chunk:
+                            break
+                        out += chunk
+            finally:
+                proc.kill()
+                finish(proc)
+                os.close(master)
+            self.assertGreaterEqual(out.count(b"BOT-002"), 2, out)  # two tables drawn
+            return out
+        env = {k: v for k, v in self.hive.env().items() if k != "NO_COLOR"}
+        self.assertIn(b"\x1b[32mrunning", watch(env, True))
+        self.assertNotIn(b"\x1b[32m", watch(dict(env, NO_COLOR="1"), True))
+        self.assertNotIn(b"\x1b[", watch(env, False))
+
     def test_watch_redraws(self):
         proc = popen(["status", "--watch"], self.hive)
         try:

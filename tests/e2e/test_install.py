@@ -113,15 +113,27 @@ class DebTest(unittest.TestCase):
                  'echo "${COMPREPLY[*]}"\n'
                  'COMP_WORDS=(hive status --w); COMP_CWORD=2; _hive; echo "${COMPREPLY[*]}"\n'
                  'COMP_WORDS=(hive-worker B --mo); COMP_CWORD=2; _hive_worker; '
+                 'echo "${COMPREPLY[*]}"\n'
+                 'COMP_WORDS=(hive ""); COMP_CWORD=1; _hive; echo "${COMPREPLY[*]}"\n'
+                 'COMP_WORDS=(hive export s); COMP_CWORD=2; _hive; echo "${COMPREPLY[*]}"\n'
+                 'COMP_WORDS=(hive events --); COMP_CWORD=2; _hive; echo "${COMPREPLY[*]}"\n'
+                 'COMP_WORDS=(hive cancel --file "$3" BOT-00); COMP_CWORD=4; _hive; '
                  'echo "${COMPREPLY[*]}"\n')
         p = subprocess.run(["bash", "-c", probe, "probe", script, self.path("bin"), example],
                            capture_output=True, timeout=30, text=True)
         self.assertEqual(p.returncode, 0, p.stderr)
         lines = p.stdout.splitlines()
-        self.assertEqual(sorted(lines[0].split()), ["reload", "restart", "resume"])
+        self.assertEqual(sorted(lines[0].split()), ["reload", "reset", "restart", "resume"])
         self.assertEqual(sorted(lines[1].split()), ["BOT-001", "BOT-002", "BOT-003"])
         self.assertEqual(sorted(lines[2].split()), ["--watch"])
         self.assertEqual(sorted(lines[3].split()), ["--mock-delay-ms", "--mode"])
+        for command in ("up", "down", "status", "send", "restart", "stop", "start", "pause",
+                        "resume", "interrupt", "cancel", "reload", "logs", "events", "top",
+                        "check", "export", "reset", "prune"):  # every command of SPEC §1, §11, §12
+            self.assertIn(command, lines[4].split())
+        self.assertEqual(lines[5].split(), ["systemd"])
+        self.assertEqual(sorted(lines[6].split()), ["--count", "--file", "--help", "--since"])
+        self.assertEqual(sorted(lines[7].split()), ["BOT-001", "BOT-002", "BOT-003"])
 
     def test_units_verify(self):
         """The example units pass `systemd-analyze verify` (ExecStart pointed at the
@@ -165,6 +177,16 @@ class CmakeInstallTest(unittest.TestCase):
                         "share/doc/hive/examples/hive.yaml"):
                 self.assertTrue(os.path.exists(os.path.join(tmp, rel)), rel)
             self.assertTrue(os.access(os.path.join(tmp, "bin", "hive"), os.X_OK))
+            # the installed completion knows the commands added since, `top` among them
+            probe = ('source "$1"; for w in t ca ev ex res pr; do COMP_WORDS=(hive $w); '
+                     'COMP_CWORD=1; _hive; echo "${COMPREPLY[*]}"; done')
+            p = subprocess.run(["bash", "-c", probe, "probe",
+                                os.path.join(tmp, "share/bash-completion/completions/hive")],
+                               capture_output=True, timeout=30, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual([sorted(x.split()) for x in p.stdout.splitlines()],
+                             [["top"], ["cancel"], ["events"], ["export"],
+                              ["reset", "restart", "resume"], ["prune"]])
             p = subprocess.run([os.path.join(tmp, "bin", "hive"), "--version"],
                                capture_output=True, timeout=30, text=True)
             self.assertEqual(p.returncode, 0, p.stderr)

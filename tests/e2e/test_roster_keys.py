@@ -196,6 +196,43 @@ class RosterKeys(unittest.TestCase):
         self.assertEqual(post_task(h.ports["USR1"], "hi", "T-USR"), 202)
         self.assertTrue(task_result(h.ports["USR1"], "T-USR")["success"])
 
+    def test_clients_work_as_another_user_on_a_roster_with_user(self):
+        """Host checks (root for `user:`, the user database, cgroups) belong to
+        the commands that start bots: a non-root `hive status`, `send` or
+        `logs` on a roster with `user:` reaches the hive; a non-root `hive
+        check` still refuses it at file:line:column."""
+        if os.geteuid() != 0 or not shutil.which("setpriv"):
+            self.skipTest("needs root (to start the hive with user:) and setpriv")
+        os.chmod(self.dir, 0o755)  # mkdtemp's 0700 would keep that user out
+        h = self.hive([{"id": "USR2", "user": "nobody"}, {"id": "PLAIN"}])
+        h.start()
+        h.wait_running(["USR2", "PLAIN"])
+        os.chmod(h.roster, 0o644)
+
+        def as_nobody(*args):
+            p = subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup",
+                                "--clear-groups", HIVE_BIN] + list(args) + ["--file=" + h.roster],
+                               cwd="/", env=h.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=30, text=True)
+            return p.returncode, p.stdout, p.stderr
+        rc, out, err = as_nobody("status")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("USR2", out)
+        self.assertRegex(out, r"PLAIN\s+running")
+        rc, out, err = as_nobody("send", "PLAIN", "hello")
+        self.assertEqual(rc, 0, err)
+        rc, out, err = as_nobody("check")
+        self.assertEqual(rc, 78, out)
+        line = [n for n, text in enumerate(read_text(h.roster).splitlines(), 1)
+                if '"user"' in text][0]
+        self.assertRegex(err, r"hive\.yaml:%d:\d+: 'user' needs hive to run as root "
+                         r"\(it runs as uid \d+\)" % line)
+        # The supervisor's reload runs the host checks too: an unknown user is refused.
+        h.write_roster(h.bots + [{"id": "GHOST", "user": "no-such-user-xyz"}])
+        rc, out, err = h.run("reload", "--file=" + h.roster)
+        self.assertEqual(rc, 78, out)
+        self.assertIn("unknown user 'no-such-user-xyz' (no such user on this host)", err)
+
     def test_memory_max_oom_restarts_with_reason(self):
         usable, why = memory_controller_usable()
         if not usable:
@@ -205,6 +242,21 @@ class RosterKeys(unittest.TestCase):
                         "adapter": {"type": "cli", "command": ["/usr/bin/python3", "-c", hog]}}])
         h.start()
         first = h.wait_state("OOM1", "running")["pid"]
+        # The limit is the kernel's: the worker's memory cgroup (v2, or v1 on a
+        # hybrid host) is the bot's own, with 64 MiB written into it.
+        groups = {}
+        for line in read_text("/proc/%d/cgroup" % first).splitlines():
+            _, ctrl, path = line.split(":", 2)
+            for c in (ctrl.split(",") if ctrl else ["v2"]):
+                groups[c] = path
+        if "memory" in groups and controller_mount("memory"):
+            limit = controller_mount("memory") + groups["memory"] + "/memory.limit_in_bytes"
+        else:
+            v2 = [line.split()[4] for line in read_text("/proc/self/mountinfo").splitlines()
+                  if " - cgroup2 " in line][0]
+            limit = v2 + groups["v2"] + "/memory.max"
+        self.assertTrue(groups.get("memory", groups["v2"]).endswith("/OOM1"), groups)
+        self.assertEqual(read_text(limit).strip(), str(64 << 20), limit)
         self.assertEqual(post_task(h.ports["OOM1"], "eat", "T-OOM"), 202)
 
         def oom_reason():
@@ -277,6 +329,40 @@ class RosterKeys(unittest.TestCase):
         wait_for(lambda: "T-B" in read_text(log), 10, "T-B in a new RO1.log")
         self.assertNotIn("T-B", read_text(log + ".old"))
         self.assertIn("hive e2e started", read_text(hive_log + ".old"))
+
+    def test_stop_timeout_ends_in_sigkill(self):
+        """stop_timeout: a worker that does not stop on its stop_signal (here: frozen
+        with SIGSTOP, so SIGTERM stays pending) is SIGKILLed once stop_timeout has
+        passed, not before; the bot is then stopped."""
+        h = self.hive([{"id": "HUNG", "stop_timeout": 3}])
+        h.start()
+        pid = h.wait_state("HUNG", "running")["pid"]
+
+        def state():
+            code, body = http_get("http://127.0.0.1:%d/status" % h.listen_port)
+            return [b for b in body["bots"] if b["id"] == "HUNG"][0]["state"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            p = subprocess.run([HIVE_BIN, "stop", "HUNG", "--file=" + h.roster], env=h.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            time.sleep(1.0)
+            self.assertEqual(state(), "stopping", "stopped before stop_timeout")
+            wait_for(lambda: state() == "stopped", 20, "HUNG stopped after stop_timeout")
+        finally:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self.assertIn("HUNG: SIGKILL to pid %d (still running after SIGTERM)" % pid, h.log())
+
+    def test_max_restarts_has_no_small_cap(self):
+        """max_restarts: any positive number (it was capped at 100)."""
+        h = self.hive([{"id": "MANY", "restart": {"policy": "always", "max_restarts": 100000,
+                                                 "window": 60}}])
+        rc, out, err = h.run("check", "-f", h.roster)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("MANY", out)
 
 
 if __name__ == "__main__":
