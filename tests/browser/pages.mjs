@@ -415,6 +415,55 @@ scenarios.render = async () => {
   await browser.close();
 };
 
+// Measure for scripts/bench (bench/events.py, row E5): the first render of
+// every bot, then cfg.events tasks one at a time: the task_received event's own
+// timestamp → its feed line inserted (in the frame then painted), and the POST
+// sent → the same. Reports, never asserts a speed; the page must stay clean.
+scenarios.bench = async () => {
+  const { browser, page, rec } = await openBrowser();
+  await page.addInitScript((n) => {
+    window.__seen = {};
+    document.addEventListener('DOMContentLoaded', () => {
+      const rows = document.getElementById('bot-rows');
+      new MutationObserver(() => {
+        if (!window.__rendered && rows.children.length >= n) window.__rendered = performance.now();
+      }).observe(rows, { childList: true });
+      new MutationObserver((ms) => {
+        const now = Date.now();
+        for (const m of ms) for (const li of m.addedNodes) {
+          if (li.dataset && li.dataset.type === 'task_received' && !window.__seen[li.dataset.task]) {
+            window.__seen[li.dataset.task] = { shown: now, at: Date.parse(li.feed.time) };
+          }
+        }
+      }).observe(document.getElementById('events'), { childList: true });
+    });
+  }, cfg.bots.length);
+  await page.goto(cfg.url + '/');
+  await page.waitForFunction(() => window.__rendered, null, { timeout: TIMEOUT });
+  const first = await page.evaluate(() => window.__rendered);
+  log('MEASURE first_render_ms ' + first.toFixed(1) + ' bots=' + cfg.bots.length);
+  await page.locator('#conn.live').waitFor({ timeout: TIMEOUT });
+  const fromEvent = [], fromPost = [];
+  for (let i = 0; i < (cfg.events || 5); i++) {
+    const bot = cfg.bots[i % cfg.bots.length].id, id = 'BENCH-PAGE-' + Date.now() + '-' + i;
+    const sent = Date.now();
+    const r = await fetch(cfg.url + '/bots/' + bot + '/api/task', { method: 'POST',
+      headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ command: 'x', task_id: id }) });
+    assert.equal(r.status, 202);
+    const seen = await page.waitForFunction((t) => window.__seen[t], id, { timeout: TIMEOUT });
+    const s = await seen.jsonValue();
+    fromEvent.push(s.shown - s.at);
+    fromPost.push(s.shown - sent);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  const pct = (v, p) => { const a = [...v].sort((x, y) => x - y); return a[Math.min(a.length - 1, Math.round(p / 100 * (a.length - 1)))]; };
+  log('MEASURE event_to_page_p50_ms ' + pct(fromEvent, 50) + ' (event timestamp, ms resolution → feed line in)');
+  log('MEASURE event_to_page_p99_ms ' + pct(fromEvent, 99));
+  log('MEASURE post_to_page_p50_ms ' + pct(fromPost, 50) + ' (POST sent → feed line in, the durable write included)');
+  assertClean(rec, 'bench');
+  await browser.close();
+};
+
 const name = process.argv[2];
 if (!scenarios[name]) {
   console.error('usage: node pages.mjs ' + Object.keys(scenarios).join('|'));
