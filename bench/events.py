@@ -318,6 +318,7 @@ def e1_fanout(B, run, s, res, z):
 def e2_overhead(B, run, s, res, z):
     exe = compile_sseload(B)
     bare, subbed, ratios, got = [], [], [], []
+    cpu = {0: [], 100: []}
     conns, window, rounds = z.over_load
     for rep in range(z.over_reps):
         pair = {}
@@ -330,8 +331,10 @@ def e2_overhead(B, run, s, res, z):
                 if n:
                     sub = Sub(B, exe, w.port, "/api/events", n, 1, z.over_seconds + 120,
                               log_path=os.path.join(w.dir, "sseload.log"))
+                c0 = B.cpu_seconds([w.pid])
                 r = B.wsload(w.port, "/ws", conns, rounds, window, prefix="O%d%d" % (rep, n),
                              duration=z.over_seconds)
+                cpu[n].append((B.cpu_seconds([w.pid]) - c0) / max(1, r["responses"]) * 1e6)
                 pair[n] = r["rt_per_s"]
                 if sub:
                     rep_sub = sub.result(30, stop=True)
@@ -350,6 +353,8 @@ def e2_overhead(B, run, s, res, z):
                % (conns, window, z.over_seconds), "tasks/s", bare)
     res.figure("E2", "mock tasks/s, %d subscribers of the worker's /api/events" % z.over_subs,
                "tasks/s", subbed, "each got %s KiB" % " ".join("%.0f" % (g / 1024) for g in got))
+    res.figure("E2", "worker CPU per task, no subscriber", "µs", cpu[0])
+    res.figure("E2", "worker CPU per task, %d subscribers" % z.over_subs, "µs", cpu[100])
     res.target("E2", "tasks/s with %d subscribers ÷ without" % z.over_subs, ratios, ">=", 0.9)
 
 
