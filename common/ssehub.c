@@ -5,6 +5,13 @@
  * connection is aborted: the queued bytes are freed with it) or when the hub
  * is freed. Each published event is framed once per distinct filter result,
  * not once per subscriber.
+ *
+ * Published events are gathered per subscriber and written together: with
+ * many subscribers, one write per event and subscriber was most of what the
+ * stream cost the process serving it (a busy bot makes hundreds of events a
+ * second). A quiet stream writes at the next turn of the loop; one that
+ * wrote less than SSEHUB_BATCH_MS ago waits for the rest of that time, so
+ * a busy stream writes at most 1000 / SSEHUB_BATCH_MS times a second.
  */
 #include "common/ssehub.h"
 
@@ -16,6 +23,7 @@
 #include "common/util.h"
 
 #define SSEHUB_MAX_TYPES 16
+#define SSEHUB_BATCH_MS 5
 
 struct ssehub_sub {
     struct ssehub *hub;
@@ -25,6 +33,7 @@ struct ssehub_sub {
     size_t n_types;
     size_t ceiling; /* queued output beyond this: dropped */
     bool live;
+    struct util_buf batch;          /* published, not yet written */
     struct ssehub_sub *prev, *next; /* the hub's list (every open subscriber) */
 };
 
@@ -34,6 +43,8 @@ struct ssehub {
     size_t max_pending;
     uint64_t dropped;
     struct event *keepalive;
+    struct event *flush;   /* one-shot: write the batches */
+    int64_t flushed_ms;    /* when they were last written (monotonic) */
     struct util_buf frame; /* the last framed event, reused */
 };
 
@@ -47,10 +58,13 @@ static void ssehub_keepalive_cb(evutil_socket_t fd, short what, void *arg)
         http_respond_stream_write(s->conn, comment, sizeof comment - 1);
 }
 
+static void ssehub_flush_cb(evutil_socket_t fd, short what, void *arg);
+
 struct ssehub *ssehub_new(struct event_base *base, size_t max_pending, int keepalive_ms)
 {
     struct ssehub *hub = xcalloc(1, sizeof *hub);
     hub->max_pending = max_pending;
+    hub->flush = event_new(base, -1, 0, ssehub_flush_cb, hub);
     hub->keepalive = event_new(base, -1, EV_PERSIST, ssehub_keepalive_cb, hub);
     struct timeval tv = {keepalive_ms / 1000, (keepalive_ms % 1000) * 1000};
     event_add(hub->keepalive, &tv);
@@ -74,6 +88,7 @@ static void ssehub_remove(struct ssehub_sub *s)
     free(s->bot);
     for (size_t i = 0; i < s->n_types; i++)
         free(s->types[i]);
+    free(s->batch.data);
     free(s);
 }
 
@@ -84,6 +99,7 @@ void ssehub_free(struct ssehub *hub)
     while (hub->subs)
         ssehub_remove(hub->subs);
     event_free(hub->keepalive);
+    event_free(hub->flush);
     free(hub->frame.data);
     free(hub);
 }
@@ -196,31 +212,56 @@ void ssehub_live(struct ssehub_sub *s)
     s->ceiling = http_conn_output_pending(s->conn) + s->hub->max_pending;
 }
 
-void ssehub_publish(struct ssehub *hub, const char *id, const char *type, const char *bot,
-                    const char *json, size_t len)
+/* Write every subscriber's batch; drop those too far behind. */
+static void ssehub_flush(struct ssehub *hub)
 {
-    bool framed = false;
     struct ssehub_sub *next;
+    hub->flushed_ms = util_mono_ms();
     for (struct ssehub_sub *s = hub->subs; s; s = next) {
         next = s->next;
-        if (!s->live || !ssehub_wants(s, type, bot))
+        if (!s->batch.len)
             continue;
-        if (!framed)
-            ssehub_frame(hub, id, type, json, len);
-        framed = true;
-        if (http_conn_output_pending(s->conn) + hub->frame.len > s->ceiling) {
+        size_t n = s->batch.len;
+        s->batch.len = 0;
+        if (http_conn_output_pending(s->conn) + n > s->ceiling) {
             hub->dropped++;
             log_info("event stream of %s dropped: %zu bytes behind", http_conn_peer(s->conn),
                      http_conn_output_pending(s->conn));
             http_conn_abort(s->conn); /* its close callback removes it */
             continue;
         }
-        http_respond_stream_write(s->conn, hub->frame.data, hub->frame.len);
+        http_respond_stream_write(s->conn, s->batch.data, n);
     }
+}
+
+static void ssehub_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    ssehub_flush(arg);
+}
+
+void ssehub_publish(struct ssehub *hub, const char *id, const char *type, const char *bot,
+                    const char *json, size_t len)
+{
+    bool framed = false;
+    for (struct ssehub_sub *s = hub->subs; s; s = s->next) {
+        if (!s->live || !ssehub_wants(s, type, bot))
+            continue;
+        if (!framed)
+            ssehub_frame(hub, id, type, json, len);
+        framed = true;
+        util_buf_add(&s->batch, hub->frame.data, hub->frame.len);
+    }
+    if (!framed || event_pending(hub->flush, EV_TIMEOUT, NULL))
+        return;
+    int64_t wait = hub->flushed_ms + SSEHUB_BATCH_MS - util_mono_ms();
+    struct timeval tv = {0, wait > 0 ? (suseconds_t)wait * 1000 : 0};
+    event_add(hub->flush, &tv);
 }
 
 void ssehub_close_all(struct ssehub *hub)
 {
+    ssehub_flush(hub); /* what was published before the end goes out first */
     while (hub->subs) {
         struct ssehub_sub *s = hub->subs;
         http_conn_abort(s->conn); /* its close callback removes it */

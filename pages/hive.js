@@ -33,6 +33,9 @@
     needSnapshot: false,  /* read the status when the stream (re)opens */
     retryMs: 500,
     retryTimer: null,
+    /* The first GET status, asked before anything else is set up: the page
+     * shows nothing useful until it answers (see loadStatus). */
+    firstStatus: fetch('status', { credentials: 'same-origin' }),
   };
 
   const $ = (id) => document.getElementById(id);
@@ -57,7 +60,11 @@
       opts.headers['Content-Type'] = 'application/json';
       opts.body = JSON.stringify(body);
     }
-    const r = await fetch(url, opts);
+    return answer(await fetch(url, opts));
+  }
+
+  /* A fetch() response as {status, body}; the login on 401. */
+  async function answer(r) {
     let json = null;
     try { json = await r.json(); } catch (e) { json = null; }
     if (r.status === 401) showLogin();
@@ -188,9 +195,11 @@
   /* GET status: the snapshot the events then keep current. False on failure. */
   async function loadStatus() {
     page.snapshot = true;
+    const first = page.firstStatus;
+    page.firstStatus = null;
     let r;
     try {
-      r = await call('status');
+      r = first ? await answer(await first) : await call('status');
     } catch (e) {
       page.snapshot = false;
       return false;
@@ -266,7 +275,7 @@
       case 'task_output':
         if (b.outputTask !== d.task_id) { b.output = ''; b.outputTask = d.task_id; }
         b.output = (b.output + (d.content || '')).slice(-OUTPUT_MAX);
-        if (page.selected === b.id) renderOutput(b);
+        if (page.selected === b.id) scheduleOutput();
         return;
       case 'task_completed': case 'task_failed': case 'task_cancelled':
         if (b.queued.delete(d.task_id)) b.queue = Math.max(0, b.queue - 1);
@@ -422,22 +431,26 @@
 
   const ROW_CELLS = ['id', 'state', 'pid', 'uptime', 'restarts', 'queue', 'current', 'done', 'failed', 'open'];
 
+  /* One empty row, cloned for each bot (cheaper than building each). */
+  let rowTemplate = null;
+  function templateRow() {
+    if (!rowTemplate) {
+      rowTemplate = el('tr');
+      for (const c of ROW_CELLS) rowTemplate.append(el('td', c));
+      const a = el('a', '', 'open');
+      a.title = 'the bot\'s own page, through the supervisor';
+      rowTemplate.lastChild.append(a);
+    }
+    return rowTemplate.cloneNode(true);
+  }
+
   function makeRow(b) {
-    const tr = el('tr');
+    const tr = templateRow();
     tr.dataset.bot = b.id;
     tr.cells_ = {};
-    for (const c of ROW_CELLS) {
-      const td = el('td', c);
-      tr.cells_[c] = td;
-      tr.append(td);
-    }
+    for (let i = 0; i < ROW_CELLS.length; i++) tr.cells_[ROW_CELLS[i]] = tr.children[i];
     tr.cells_.id.textContent = b.id;
-    const a = el('a', '', 'open');
-    a.href = botBase(b.id);
-    a.title = 'the bot\'s own page, through the supervisor';
-    a.addEventListener('click', (ev) => ev.stopPropagation());
-    tr.cells_.open.append(a);
-    tr.addEventListener('click', () => select(b.id));
+    tr.cells_.open.firstChild.href = botBase(b.id);
     b.row = tr;
     return tr;
   }
@@ -468,7 +481,12 @@
     $('bots').hidden = page.mode !== 'hive';
     for (const e of document.querySelectorAll('.hive-only')) e.hidden = page.mode !== 'hive';
     const wanted = decodeURIComponent(location.hash.slice(1));
+    /* New rows are filled off the document, then go in at once: one
+     * insertion (and one layout) for a hive of hundreds of bots. */
+    const fresh = document.createDocumentFragment();
+    if (page.mode === 'hive') for (const b of page.bots.values()) if (!b.row) fresh.append(makeRow(b));
     for (const b of page.bots.values()) renderBot(b);
+    $('bot-rows').append(fresh);
     if (page.mode === 'hive') {
       let running = 0;
       for (const b of page.bots.values()) running += b.state === 'running';
@@ -503,6 +521,19 @@
       btn.addEventListener('click', () => cancel(b.id, t.task_id));
       li.append(btn);
       ul.append(li);
+    }
+  }
+
+  /* The selected bot's output, redrawn at most once a frame: a fast stream
+   * would otherwise force a layout (the scroll position) per chunk. */
+  let outputScheduled = 0;
+  function scheduleOutput() {
+    if (!outputScheduled) {
+      outputScheduled = requestAnimationFrame(() => {
+        outputScheduled = 0;
+        const b = page.bots.get(page.selected);
+        if (b) renderOutput(b);
+      });
     }
   }
 
@@ -616,6 +647,12 @@
     openStream();
   }
 
+  /* One listener for every row: a click selects the bot (the "open" link
+   * keeps its own job). */
+  $('bot-rows').addEventListener('click', (ev) => {
+    const tr = ev.target.closest('tr');
+    if (tr && !ev.target.closest('a')) select(tr.dataset.bot);
+  });
   $('login-form').addEventListener('submit', login);
   $('logout').addEventListener('click', logout);
   $('send').addEventListener('submit', send);

@@ -26,6 +26,7 @@ struct merge_bot {
     char *id;
     uint64_t last_seq; /* the last of its seqs merged */
     json_t *status;    /* its last CHAN_STATUS, or NULL */
+    int64_t status_ms; /* when it came (monotonic): queue ages grow from it */
     struct bufferevent *bev;
     struct chan_reader reader;
 };
@@ -36,6 +37,8 @@ struct merge {
     struct ssehub *hub;
     struct merge_bot **bots;
     size_t n_bots;
+    merge_sink_fn sink; /* told every event after the subscribers */
+    void *sink_arg;
 };
 
 /* The record of bot ID, made when new. */
@@ -112,6 +115,8 @@ static void merge_store(struct merge *m, json_t *o)
     ssehub_publish(m->hub, id, json_string_value(json_object_get(o, "type")),
                    json_string_value(json_object_get(o, "bot_id")), text, len);
     free(text);
+    if (m->sink)
+        m->sink(o, m->sink_arg);
     json_decref(o);
 }
 
@@ -131,6 +136,8 @@ static void merge_event(struct merge_bot *b, const char *payload, size_t len)
         char *text = json_dump_compact(o, &n);
         ssehub_publish(b->merge->hub, NULL, type, b->id, text, n);
         free(text);
+        if (b->merge->sink)
+            b->merge->sink(o, b->merge->sink_arg);
         json_decref(o);
         return;
     }
@@ -154,6 +161,7 @@ static void merge_msg_cb(enum chan_type type, const char *payload, size_t len, v
         if (json_is_object(st)) {
             json_decref(b->status);
             b->status = st;
+            b->status_ms = util_mono_ms();
         } else {
             json_decref(st);
         }
@@ -230,6 +238,30 @@ const json_t *merge_status(const struct merge *m, const char *bot_id)
         if (strcmp(m->bots[i]->id, bot_id) == 0)
             return m->bots[i]->status;
     return NULL;
+}
+
+double merge_queue_oldest_age(const struct merge *m, const char *bot_id)
+{
+    for (size_t i = 0; i < m->n_bots; i++) {
+        const struct merge_bot *b = m->bots[i];
+        if (strcmp(b->id, bot_id) != 0 || !b->status)
+            continue;
+        double age = json_number_value(json_object_get(b->status, "oldest_queued_age_seconds"));
+        /* The worker said how old it was then; it has waited since. */
+        return age > 0 ? age + (double)(util_mono_ms() - b->status_ms) / 1e3 : 0;
+    }
+    return 0;
+}
+
+void merge_set_sink(struct merge *m, merge_sink_fn fn, void *arg)
+{
+    m->sink = fn;
+    m->sink_arg = arg;
+}
+
+size_t merge_subscribers(const struct merge *m)
+{
+    return ssehub_subscribers(m->hub);
 }
 
 /* Replay: one kept line to one reader. */

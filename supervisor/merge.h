@@ -30,6 +30,17 @@ void merge_bot_state(struct merge *merge, const char *bot_id, const char *state,
                      const char *reason, unsigned restarts);
 /* The last status BOT_ID's worker sent up, or NULL (borrowed). */
 const json_t *merge_status(const struct merge *merge, const char *bot_id);
+/* How long BOT_ID's oldest queued task has waited, in seconds, from what
+ * its worker last said (0: none, or nothing said). */
+double merge_queue_oldest_age(const struct merge *merge, const char *bot_id);
+/* Every event merged (EVENT: its JSON as the stream has it, borrowed) and
+ * every live task_output goes to FN after the stream's subscribers; the
+ * supervisor's other sinks (the WebSocket timeline, counters) hang here.
+ * One sink; NULL removes it. */
+typedef void (*merge_sink_fn)(const json_t *event, void *arg);
+void merge_set_sink(struct merge *merge, merge_sink_fn fn, void *arg);
+/* Subscribers of GET /api/events now. */
+size_t merge_subscribers(const struct merge *merge);
 /* Close every event stream (the hive stops). */
 void merge_close_streams(struct merge *merge);
 /* Answer GET /api/events. */

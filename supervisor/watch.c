@@ -7,8 +7,17 @@
  * and to the WebSocket subscribers as `update`s; a catch-up (the first read
  * of a long timeline) is spread over ticks, WATCH_CATCHUP_MAX entries at a
  * time, so the loop never stalls. A scrape then only formats numbers.
+ *
+ * What drives it is the events that come up the workers' channels (merge.c
+ * hands each to watch_sink): a task's final event makes its bot's timeline
+ * be read at once, and every event is a live message of the WebSocket
+ * timeline. The worker may append the entry just after it sent the event,
+ * so a read that finds nothing new looks again WATCH_SOON_MS later; the
+ * slow tick is only the safety net (and paces a long catch-up).
  */
 #include "supervisor/watch.h"
+
+#include "supervisor/merge.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +31,8 @@
 #include "worker/timeline.h"
 #include "worker/tlws.h"
 
-#define WATCH_TICK_MS 1000
+#define WATCH_TICK_MS 5000      /* the safety net: events drive the reading */
+#define WATCH_SOON_MS 20        /* a final event came before its timeline entry */
 #define WATCH_REOPEN_MS 2000    /* a bot without timeline files is tried again */
 #define WATCH_CATCHUP_MAX 20000 /* entries counted per tick over all bots */
 
@@ -47,6 +57,7 @@ struct watch {
     struct hive *hive;
     const struct proxy *proxy;
     struct event *tick;
+    struct event *soon; /* one-shot: read again shortly (see above) */
     struct tlws *ws;
     struct watch_bot *bots;
     size_t n_bots, cap_bots;
@@ -173,6 +184,15 @@ static void watch_catch_up(struct watch *w, struct watch_bot *b, size_t *budget)
         b->live = true;
 }
 
+/* Read again in MS milliseconds (unless that is planned already). */
+static void watch_soon(struct watch *w, int ms)
+{
+    if (event_pending(w->soon, EV_TIMEOUT, NULL))
+        return;
+    struct timeval tv = {ms / 1000, ms % 1000 * 1000};
+    event_add(w->soon, &tv);
+}
+
 void watch_refresh(struct watch *w)
 {
     struct hive_bot_info info;
@@ -182,9 +202,35 @@ void watch_refresh(struct watch *w)
         if (watch_open(w, b))
             watch_catch_up(w, b, &budget);
     }
+    if (!budget) /* a long catch-up goes on at the next turn of the loop */
+        watch_soon(w, 0);
 }
 
-/* The tick: follow the timelines. */
+/* An event from a worker: a live WebSocket message, and after a task's end
+ * its bot's new timeline entries now (counters, `update`s). */
+static void watch_sink(const json_t *event, void *arg)
+{
+    struct watch *w = arg;
+    watch_event(w, event);
+    const char *type = json_string_value(json_object_get(event, "type"));
+    const char *bot = json_string_value(json_object_get(event, "bot_id"));
+    if (!type || !bot ||
+        (strcmp(type, "task_completed") != 0 && strcmp(type, "task_failed") != 0 &&
+         strcmp(type, "task_cancelled") != 0))
+        return;
+    struct hive_bot_info info;
+    if (!hive_bot_find(w->hive, bot, &info))
+        return;
+    struct watch_bot *b = watch_bot(w, bot);
+    b->retry_ms = 0; /* its files exist now, if they did not */
+    size_t budget = WATCH_CATCHUP_MAX, seen = b->seen;
+    if (watch_open(w, b))
+        watch_catch_up(w, b, &budget);
+    if (b->seen == seen || !budget)
+        watch_soon(w, budget ? WATCH_SOON_MS : 0);
+}
+
+/* The tick (and the one-shot): follow the timelines. */
 static void watch_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -200,8 +246,11 @@ struct watch *watch_new(struct event_base *base, struct hive *hive, const struct
     ws_config_default(&wc);
     w->ws = tlws_new(&wc, watch_lookup, w);
     w->tick = event_new(base, -1, EV_PERSIST, watch_tick_cb, w);
+    w->soon = event_new(base, -1, 0, watch_tick_cb, w);
     struct timeval tv = {WATCH_TICK_MS / 1000, WATCH_TICK_MS % 1000 * 1000};
     event_add(w->tick, &tv);
+    watch_soon(w, 0); /* the first read: what the timelines hold already */
+    merge_set_sink(hive_merge(hive), watch_sink, w);
     return w;
 }
 
@@ -209,7 +258,9 @@ void watch_free(struct watch *w)
 {
     if (!w)
         return;
+    merge_set_sink(hive_merge(w->hive), NULL, NULL);
     event_free(w->tick);
+    event_free(w->soon);
     tlws_free(w->ws);
     for (size_t i = 0; i < w->n_bots; i++) {
         timeline_close(w->bots[i].tl);
@@ -268,6 +319,35 @@ static void watch_metrics_tasks(struct watch *w, struct util_buf *b)
                                  &watch_bot_at(w, i, info.id)->duration);
 }
 
+/* hive_queue_depth, hive_queue_oldest_age_seconds (what each worker last
+ * said up its channel; 0 for a bot without a worker) and
+ * hive_event_subscribers (the supervisor's SSE and WebSocket timeline
+ * clients). */
+static void watch_metrics_queue(struct watch *w, struct util_buf *b)
+{
+    const struct merge *m = hive_merge(w->hive);
+    struct hive_bot_info info;
+    metrics_family(b, "hive_queue_depth", "gauge", "Tasks waiting, by queue.");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++) {
+        const json_t *q = json_object_get(merge_status(m, info.id), "queue");
+        struct metrics_label rt[] = {{"bot", info.id}, {"kind", "realtime"}};
+        struct metrics_label file[] = {{"bot", info.id}, {"kind", "file"}};
+        metrics_sample(b, "hive_queue_depth", rt, 2,
+                       (double)json_integer_value(json_object_get(q, "realtime")));
+        metrics_sample(b, "hive_queue_depth", file, 2,
+                       (double)json_integer_value(json_object_get(q, "file")));
+    }
+    metrics_family(b, "hive_queue_oldest_age_seconds", "gauge",
+                   "How long the longest-waiting task has waited, in seconds (0 when none).");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+        metrics_sample(b, "hive_queue_oldest_age_seconds", &(struct metrics_label){"bot", info.id},
+                       1, merge_queue_oldest_age(m, info.id));
+    metrics_family(b, "hive_event_subscribers", "gauge",
+                   "Clients of the event stream and of the WebSocket timeline.");
+    metrics_sample(b, "hive_event_subscribers", NULL, 0,
+                   (double)(merge_subscribers(m) + tlws_sessions(w->ws)));
+}
+
 /* hive_proxy_requests_total: one series per code seen. */
 static void watch_metrics_proxy(struct watch *w, struct util_buf *b)
 {
@@ -290,6 +370,7 @@ static void watch_metrics(struct watch *w, struct http_conn *conn)
     b->len = 0;
     watch_metrics_bots(w, b);
     watch_metrics_tasks(w, b);
+    watch_metrics_queue(w, b);
     watch_metrics_proxy(w, b);
     metrics_process(b);
     http_respond(conn, 200, METRICS_CONTENT_TYPE, b->data, b->len, NULL);

@@ -415,6 +415,115 @@ scenarios.render = async () => {
   await browser.close();
 };
 
+// The event stream read without EventSource: the page's own fetch() and a
+// stream reader, parsing the SSE text by hand (as a client that needs
+// headers or POST would); a task sent from outside shows up in order.
+scenarios.fetchstream = async () => {
+  const { browser, page, rec } = await openBrowser();
+  await page.goto(cfg.url + '/');
+  const head = await page.evaluate(async () => {
+    const r = await fetch('api/events?since=0', { credentials: 'same-origin' });
+    const reader = r.body.getReader();
+    const dec = new TextDecoder();
+    let buf = '';
+    window.__sse = [];
+    (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        for (let k = buf.indexOf('\n\n'); k >= 0; k = buf.indexOf('\n\n')) {
+          const block = buf.slice(0, k);
+          buf = buf.slice(k + 2);
+          let id = null, type = 'message';
+          const data = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith(':')) continue;
+            const c = line.indexOf(':');
+            const f = c < 0 ? line : line.slice(0, c);
+            let v = c < 0 ? '' : line.slice(c + 1);
+            if (v.startsWith(' ')) v = v.slice(1);
+            if (f === 'id') id = v; else if (f === 'event') type = v; else if (f === 'data') data.push(v);
+          }
+          if (data.length) window.__sse.push({ id, type, data: JSON.parse(data.join('\n')) });
+        }
+      }
+    })();
+    return r.status + ' ' + r.headers.get('content-type');
+  });
+  assert.equal(head, '200 text/event-stream');
+  const bot = cfg.bots[0].id;
+  const r = curl(cfg.url + '/bots/' + bot + '/api/task', 'POST', { command: 'read me by fetch', task_id: 'FETCH-1' });
+  assert.equal(r.status, 202, r.text);
+  await page.waitForFunction(() => window.__sse.some((e) => e.type === 'task_completed' && e.data.task_id === 'FETCH-1'),
+    null, { timeout: TIMEOUT });
+  const events = await page.evaluate(() => window.__sse);
+  const mine = events.filter((e) => e.data.task_id === 'FETCH-1');
+  const stored = mine.filter((e) => e.type !== 'task_output'); /* output: live only, no id */
+  assert.deepEqual(stored.map((e) => e.type), ['task_received', 'task_started', 'task_completed']);
+  assert.ok(mine.findIndex((e) => e.type === 'task_output') > 1, 'output after started');
+  for (const e of mine) {
+    assert.equal(e.data.type, e.type);
+    assert.equal(e.data.bot_id, bot);
+    if (e.type !== 'task_output') assert.equal(String(e.data.hive_seq), e.id, 'the id is the hive cursor');
+    else assert.equal(e.id, null);
+  }
+  const ids = events.filter((e) => e.id !== null).map((e) => Number(e.id));
+  assert.deepEqual(ids, ids.map((_, i) => ids[0] + i), 'no gap, no repeat');
+  log('fetch+stream: ' + events.length + ' events, ids ' + ids[0] + '..' + ids[ids.length - 1]);
+  assertClean(rec, 'fetchstream');
+  await browser.close();
+};
+
+// Measure for scripts/bench (bench/events.py, row E5): the first render of
+// every bot, then cfg.events tasks one at a time: the task_received event's own
+// timestamp → its feed line inserted (in the frame then painted), and the POST
+// sent → the same. Reports, never asserts a speed; the page must stay clean.
+scenarios.bench = async () => {
+  const { browser, page, rec } = await openBrowser();
+  await page.addInitScript((n) => {
+    window.__seen = {};
+    document.addEventListener('DOMContentLoaded', () => {
+      const rows = document.getElementById('bot-rows');
+      new MutationObserver(() => {
+        if (!window.__rendered && rows.children.length >= n) window.__rendered = performance.now();
+      }).observe(rows, { childList: true });
+      new MutationObserver((ms) => {
+        const now = Date.now();
+        for (const m of ms) for (const li of m.addedNodes) {
+          if (li.dataset && li.dataset.type === 'task_received' && !window.__seen[li.dataset.task]) {
+            window.__seen[li.dataset.task] = { shown: now, at: Date.parse(li.feed.time) };
+          }
+        }
+      }).observe(document.getElementById('events'), { childList: true });
+    });
+  }, cfg.bots.length);
+  await page.goto(cfg.url + '/');
+  await page.waitForFunction(() => window.__rendered, null, { timeout: TIMEOUT });
+  const first = await page.evaluate(() => window.__rendered);
+  log('MEASURE first_render_ms ' + first.toFixed(1) + ' bots=' + cfg.bots.length);
+  await page.locator('#conn.live').waitFor({ timeout: TIMEOUT });
+  const fromEvent = [], fromPost = [];
+  for (let i = 0; i < (cfg.events || 5); i++) {
+    const bot = cfg.bots[i % cfg.bots.length].id, id = 'BENCH-PAGE-' + Date.now() + '-' + i;
+    const sent = Date.now();
+    const r = await fetch(cfg.url + '/bots/' + bot + '/api/task', { method: 'POST',
+      headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ command: 'x', task_id: id }) });
+    assert.equal(r.status, 202);
+    const seen = await page.waitForFunction((t) => window.__seen[t], id, { timeout: TIMEOUT });
+    const s = await seen.jsonValue();
+    fromEvent.push(s.shown - s.at);
+    fromPost.push(s.shown - sent);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  const pct = (v, p) => { const a = [...v].sort((x, y) => x - y); return a[Math.min(a.length - 1, Math.round(p / 100 * (a.length - 1)))]; };
+  log('MEASURE event_to_page_p50_ms ' + pct(fromEvent, 50) + ' (event timestamp, ms resolution → feed line in)');
+  log('MEASURE event_to_page_p99_ms ' + pct(fromEvent, 99));
+  log('MEASURE post_to_page_p50_ms ' + pct(fromPost, 50) + ' (POST sent → feed line in, the durable write included)');
+  assertClean(rec, 'bench');
+  await browser.close();
+};
+
 const name = process.argv[2];
 if (!scenarios[name]) {
   console.error('usage: node pages.mjs ' + Object.keys(scenarios).join('|'));

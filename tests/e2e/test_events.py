@@ -9,6 +9,7 @@ Run: HIVE_BUILD_DIR=build /usr/bin/python3 tests/e2e/test_events.py
 """
 
 import asyncio
+import http.client
 import json
 import os
 import queue
@@ -127,6 +128,29 @@ class SSE:
         except OSError:
             pass
         self.sock.close()
+
+
+def parse_sse_text(text):
+    """Events of a whole SSE text (WHATWG rules, enough for hive's streams):
+    a list of (id, type, data-dict)."""
+    out, ev_id, ev_type, data = [], "", None, []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line:
+            if data:
+                out.append((ev_id, ev_type or "message", json.loads("\n".join(data))))
+            ev_type, data = None, []
+            continue
+        if line.startswith(":"):
+            continue
+        k, _, v = line.partition(":")
+        v = v[1:] if v.startswith(" ") else v
+        if k == "id":
+            ev_id = v
+        elif k == "event":
+            ev_type = v
+        elif k == "data":
+            data.append(v)
+    return out
 
 
 def stored(events):
@@ -404,6 +428,67 @@ class HiveEventsTest(unittest.TestCase):
         for bot, seqs in per_bot.items():
             self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))), bot)
         return per_bot
+
+    def check_order(self, events, tids):
+        """Each task of TIDS: received → started → output* → its end."""
+        for tid in tids:
+            mine = [t for i, t, d in events if d.get("task_id") == tid]
+            self.assertGreaterEqual(len(mine), 3, (tid, mine))
+            self.assertEqual(mine[:2], ["task_received", "task_started"], (tid, mine))
+            self.assertIn(mine[-1], TASK_END, (tid, mine))
+            self.assertEqual(set(mine[2:-1]) - {"task_output"}, set(), (tid, mine))
+
+    def test_stream_clients_curl_and_http_client(self):
+        """The supervisor's stream read by the clients people use: `curl -N`
+        (with ?since=0, a time-bounded run) and python's http.client reading
+        the chunked answer as it comes; both see each task's events in order
+        with the same ids, and http.client resumes with Last-Event-ID."""
+        tids = [self.post_task("BOT-A", "one"), self.post_task("BOT-B", "two")]
+        conn = http.client.HTTPConnection("127.0.0.1", self.hive.port, timeout=20)
+        conn.request("GET", "/api/events?since=0")
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        self.assertTrue(resp.getheader("Content-Type").startswith("text/event-stream"))
+        curl_out = os.path.join(self.tmp, "curl.out")
+        with open(curl_out, "wb") as out:
+            cp = subprocess.Popen(["curl", "-sN", "--max-time", "6",
+                                   "http://127.0.0.1:%d/api/events?since=0" % self.hive.port],
+                                  stdout=out, stderr=subprocess.DEVNULL)
+        tids.append(self.post_task("BOT-A", "three"))
+        text = ""
+        deadline = time.monotonic() + TASK_TIMEOUT
+        while time.monotonic() < deadline:
+            text += resp.read1(65536).decode()
+            got = parse_sse_text(text[:text.rfind("\n\n") + 2])
+            if sum(1 for i, t, d in got if t in TASK_END) >= 3:
+                break
+        self.check_order(got, tids)
+        self.check_merge(got)
+        resp.close()
+        conn.close()
+        cp.wait(timeout=20)
+        with open(curl_out) as f:
+            by_curl = parse_sse_text(f.read())
+        self.check_order(by_curl, tids)
+        self.check_merge(by_curl)
+        ids = [i for i, t, d in got if t != "task_output"]  # output: no id of its own
+        self.assertEqual([i for i, t, d in by_curl if t != "task_output"][:len(ids)], ids)
+        # Resume after the first task's end: exactly what followed it.
+        cut = next(i for i, t, d in got if t in TASK_END)
+        conn = http.client.HTTPConnection("127.0.0.1", self.hive.port, timeout=20)
+        conn.request("GET", "/api/events", headers={"Last-Event-ID": cut})
+        resp = conn.getresponse()
+        text = ""
+        want = [i for i in ids if int(i) > int(cut)]
+        def ids_in(text):
+            return [i for i, t, d in parse_sse_text(text[:text.rfind("\n\n") + 2])
+                    if t != "task_output"]
+        while len(ids_in(text)) < len(want):
+            text += resp.read1(65536).decode()
+        again = ids_in(text)
+        self.assertEqual(again[:len(want)], want)
+        resp.close()
+        conn.close()
 
     def test_every_door_through_the_supervisor(self):
         s = SSE(self.hive.port)

@@ -12,6 +12,7 @@ a few hundred real mock tasks run through every door.
 """
 
 import asyncio
+import http.client
 import json
 import os
 import shutil
@@ -326,7 +327,10 @@ class WorkerTimelineTest(WorkerTestCase):
 class SupervisorObserveTest(unittest.TestCase):
     """A hive of two mock bots: merged timeline, WebSocket timeline, metrics."""
 
-    BOTS = [{"id": "BOT-001"}, {"id": "BOT-002"}]
+    BOTS = [{"id": "BOT-001"}, {"id": "BOT-002"},
+            # Streams two lines of output: task_output events, WebSocket progress.
+            {"id": "BOT-CLI", "adapter": "{type: cli, command: [/bin/sh, -c, 'echo \"line one of "
+             "$HIVE_TASK_ID\"; sleep 0.3; echo line two']}"}]
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="hive-e2e-observe-")
@@ -406,6 +410,82 @@ class SupervisorObserveTest(unittest.TestCase):
                 await ws.send(json.dumps({"type": "ping"}))
                 self.assertEqual((await ws_recv_json(ws))["type"], "pong")
         run_async(session(), 60)
+
+    def test_websocket_timeline_live_messages(self):
+        """The supervisor's /ws/bot/<id>/timeline is fed by the events that
+        come up the workers' channels: task_started, a progress per chunk of
+        output, task_completed, then the entry's update — not only updates
+        read later from the timeline files."""
+        url = "ws://127.0.0.1:%d/ws/bot/BOT-CLI/timeline" % self.hive.port
+
+        async def session():
+            async with websockets.connect(url) as ws:
+                await ws.send(json.dumps({"type": "subscribe", "bot_id": "BOT-CLI"}))
+                self.assertEqual((await ws_recv_json(ws))["type"], "subscribed")
+                self.submit("BOT-001", "another bot's task")
+                tid = self.submit("BOT-CLI", "streamed")
+                got = await ws_recv_until(ws, lambda x: x.get("type") == "update")
+                kinds = [m["type"] for m in got]
+                self.assertIn("task_started", kinds, got)
+                self.assertIn("progress", kinds, got)
+                self.assertIn("task_completed", kinds, got)
+                self.assertLess(kinds.index("task_started"), kinds.index("progress"))
+                self.assertLess(kinds.index("progress"), kinds.index("task_completed"))
+                self.assertTrue(all(m.get("task_id", m.get("entry", {}).get("task_id")) == tid
+                                    for m in got), got)
+                text = "".join(m["message"] for m in got if m["type"] == "progress")
+                self.assertIn("line one of " + tid, text)
+                self.assertEqual(got[-1]["entry"]["task_id"], tid)
+        run_async(session(), 60)
+
+    def test_metrics_queue_and_subscribers_from_the_channel(self):
+        """hive_queue_depth and hive_queue_oldest_age_seconds come from what
+        each worker said up its channel and agree with /status;
+        hive_event_subscribers counts the supervisor's SSE (python
+        http.client) and WebSocket timeline (python3-websockets) clients."""
+        self.assertEqual(self.hive.post("/bots/BOT-001/api/pause", {}).status, 200)
+        for i in range(3):
+            self.submit("BOT-001", "waits %d" % i)
+
+        def queued():
+            b = self.hive.bot("BOT-001")
+            return b if b.get("queue", {}).get("realtime") == 3 else None
+        wait_for(queued, 20, what="/status: 3 queued on BOT-001")
+        time.sleep(0.2)
+        m = self.scrape()
+        st = {b["id"]: b for b in self.hive.status()["bots"]}
+        for bot in ("BOT-001", "BOT-002"):
+            for kind in ("realtime", "file"):
+                self.assertEqual(metric_sum(m, "hive_queue_depth", bot=bot, kind=kind),
+                                 st[bot]["queue"][kind], (bot, kind))
+        self.assertGreater(metric_sum(m, "hive_queue_oldest_age_seconds", bot="BOT-001"), 0)
+        self.assertEqual(metric_sum(m, "hive_queue_oldest_age_seconds", bot="BOT-002"), 0)
+        self.assertEqual(metric_sum(m, "hive_event_subscribers"), 0)
+
+        streams = []
+        for _ in range(2):
+            c = http.client.HTTPConnection("127.0.0.1", self.hive.port, timeout=10)
+            c.request("GET", "/api/events")
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.getheader("Content-Type"), "text/event-stream")
+            streams.append((c, r))   # the response holds the stream open
+        url = "ws://127.0.0.1:%d/ws/bot/BOT-002/timeline" % self.hive.port
+
+        async def with_ws():
+            async with websockets.connect(url) as ws:
+                await ws.send(json.dumps({"type": "subscribe", "bot_id": "BOT-002"}))
+                self.assertEqual((await ws_recv_json(ws))["type"], "subscribed")
+                return metric_sum(self.scrape(), "hive_event_subscribers")
+        self.assertEqual(run_async(with_ws(), 30), 3)
+        for c, r in streams:
+            r.close()
+            c.close()
+        wait_for(lambda: metric_sum(self.scrape(), "hive_event_subscribers") == 0 or None, 10,
+                 what="no subscriber left")
+        self.assertEqual(self.hive.post("/bots/BOT-001/api/resume", {}).status, 200)
+        wait_for(lambda: metric_sum(self.scrape(), "hive_queue_depth", bot="BOT-001") == 0
+                 or None, 20, what="the queue drained")
 
     def scrape(self):
         r = self.hive.get("/metrics")

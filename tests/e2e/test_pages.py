@@ -296,6 +296,17 @@ class TestToken(PagesTestCase):
         self.run_scenario("token", self.hive_config())
 
 
+class TestFetchStream(PagesTestCase):
+
+    def test_fetch_stream_parses_the_events(self):
+        """The supervisor's /api/events read in Chromium with fetch() and a
+        stream reader (no EventSource), parsed by hand: a task sent with
+        curl shows received → started → completed, ids = hive_seq, no gap."""
+        self.start_hive([{"id": "BOT-001"}])
+        text = self.run_scenario("fetchstream", self.hive_config())
+        self.assertIn("fetch+stream:", text)
+
+
 class TestRender(PagesTestCase):
 
     BOTS = int(os.environ.get("HIVE_PAGES_RENDER_BOTS", "200"))
