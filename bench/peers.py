@@ -1,3 +1,4 @@
+#!/usr/bin/python3
 """Side-by-side rows of scripts/bench (issue 14): hive, supervisord and PM2 each
 supervising the very same `hive-worker` binary, measured the same way.
 
