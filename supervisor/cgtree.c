@@ -119,17 +119,39 @@ void cgtree_free(struct cgtree *tree)
 /* The controllers behind the limits, in CGTREE_V1_MAX order. */
 static const char *const cgtree_controllers[CGTREE_V1_MAX] = {"memory", "cpu", "pids"};
 
+/* Which cgroup version limits CONTROLLER, and our v1 group of it (NULL but
+ * for v1), asked of the kernel once per process: each answer reads
+ * /proc/self/mountinfo and /proc/self/cgroup twice, and a restart asked
+ * about a dozen of them before the fork (~1 ms of a 10 ms restart). The
+ * mounts and our own groups do not change under a running supervisor. */
+static enum cgroup_api cgtree_api(const char *controller, const char **v1_self)
+{
+    static struct {
+        bool known;
+        enum cgroup_api api;
+        char *v1_self;
+    } cache[CGTREE_V1_MAX];
+    size_t i = 0;
+    while (i < CGTREE_V1_MAX - 1 && strcmp(cgtree_controllers[i], controller) != 0)
+        i++;
+    if (!cache[i].known) {
+        char why[512];
+        cache[i].api = cgroup_limit_api(controller, &cache[i].v1_self, why, sizeof why);
+        cache[i].known = true;
+    }
+    if (v1_self)
+        *v1_self = cache[i].api == CGROUP_API_V1 ? cache[i].v1_self : NULL;
+    return cache[i].api;
+}
+
 /* BOT_ID's group in the cgroup v1 hierarchy of CONTROLLER (caller frees), or
  * NULL when that hierarchy is not ours to use. */
 static char *cgtree_v1_path(const char *controller, const char *work_dir, const char *bot_id)
 {
-    char why[512], *self = NULL;
-    if (cgroup_limit_api(controller, &self, why, sizeof why) != CGROUP_API_V1)
+    const char *self = NULL;
+    if (cgtree_api(controller, &self) != CGROUP_API_V1)
         return NULL;
-    char *dir =
-        xasprintf("%s/hive-%016llx/%s", self, (unsigned long long)cgtree_hash(work_dir), bot_id);
-    free(self);
-    return dir;
+    return xasprintf("%s/hive-%016llx/%s", self, (unsigned long long)cgtree_hash(work_dir), bot_id);
 }
 
 /* The values for CONTROLLER's files: v1 first, v2 second; "" for none. */
@@ -243,10 +265,9 @@ int cgtree_bot_limit(struct cgtree *tree, const char *work_dir, const char *bot_
                      size_t errlen)
 {
     size_t n = 0;
-    char why[512];
     memset(v1_dirs, 0, (CGTREE_V1_MAX + 1) * sizeof *v1_dirs);
     for (size_t i = 0; i < CGTREE_V1_MAX; i++) {
-        enum cgroup_api api = cgroup_limit_api(cgtree_controllers[i], NULL, why, sizeof why);
+        enum cgroup_api api = cgtree_api(cgtree_controllers[i], NULL);
         int rc = api == CGROUP_API_V2
                      ? cgtree_limit_v2(tree, bot_id, i, lim, err, errlen)
                      : cgtree_limit_v1(work_dir, bot_id, i, lim, v1_dirs, &n, err, errlen);
@@ -262,9 +283,8 @@ int cgtree_bot_limit(struct cgtree *tree, const char *work_dir, const char *bot_
 /* OOM kills in BOT_ID's memory cgroup (see cgtree.h). */
 long long cgtree_bot_oom_kills(struct cgtree *tree, const char *work_dir, const char *bot_id)
 {
-    char why[512];
     long long n = -1;
-    if (cgroup_limit_api("memory", NULL, why, sizeof why) == CGROUP_API_V2 && tree) {
+    if (cgtree_api("memory", NULL) == CGROUP_API_V2 && tree) {
         char *dir = cgtree_path(tree, bot_id);
         n = cgroup_read_key(dir, "memory.events", "oom_kill");
         free(dir);

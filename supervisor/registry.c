@@ -19,6 +19,7 @@
 
 #define REGISTRY_REFRESH_S 60 /* DEIA calls an entry stale after 300 s */
 #define REGISTRY_READ_MAX (16 * 1024 * 1024)
+#define REGISTRY_GAP_MS 250   /* between writes: a 1,000-bot file is 233 KB */
 #define REGISTRY_OWNER "hive" /* metadata.managed_by of our entries */
 
 struct registry {
@@ -26,7 +27,8 @@ struct registry {
     void *arg;
     char *path;
     char *name;
-    json_t *foreign; /* the other tools' entries, as last read */
+    json_t *foreign;    /* the other tools' entries, as last read */
+    int64_t written_ms; /* monotonic time of the last write */
     bool warned;
     struct event *changed_ev, *refresh_ev;
 };
@@ -108,6 +110,7 @@ void registry_write(struct registry *reg)
     struct registry_entry e;
     if (!reg->path)
         return;
+    reg->written_ms = util_mono_ms();
     json_t *root = registry_read(reg);
     json_t *bots = json_object_get(root, "bots");
     for (size_t i = 0; reg->entry(reg->arg, i, &e); i++)
@@ -149,10 +152,19 @@ static void registry_changed_cb(evutil_socket_t fd, short what, void *arg)
     registry_write(arg);
 }
 
+/* A state change: written at the end of this loop pass, or REGISTRY_GAP_MS
+ * after the last write when that was sooner. A thousand bots starting change
+ * state thousands of times; a write each time (the whole file, every bot)
+ * made starting them quadratic. */
 void registry_changed(struct registry *reg)
 {
-    static const struct timeval now = {0, 0};
-    evtimer_add(reg->changed_ev, &now);
+    if (evtimer_pending(reg->changed_ev, NULL))
+        return;
+    int64_t wait = reg->written_ms + REGISTRY_GAP_MS - util_mono_ms();
+    if (wait < 0 || wait > REGISTRY_GAP_MS) /* never written, or the clock moved */
+        wait = 0;
+    struct timeval tv = {0, (long)wait * 1000};
+    evtimer_add(reg->changed_ev, &tv);
 }
 
 struct registry *registry_new(struct event_base *base, registry_entry_fn entry, void *arg)

@@ -5,6 +5,12 @@
  * folder replaced under us). The inotify instance may come from a previous
  * run of the bot (kept in the supervisor's fd store), so events are trusted
  * only for the watches added here.
+ *
+ * The first scan only lists the folder: a bot restarted with 100,000 queued
+ * files must say READY=1 and serve at once, not after reading each of them
+ * (~18 us a file). Their headers (id, priority) are read after READY, a
+ * slice per loop pass; no file task is handed out until all are read, so the
+ * first one is the first in SPEC 2.1's order, as when all were read before.
  */
 #include "worker/filequeue.h"
 
@@ -12,6 +18,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -25,6 +32,8 @@
 
 /* Read at most this many buffers of stale events from an inherited instance. */
 #define FILEQUEUE_STALE_READS 256
+/* Queued files whose headers are read per loop pass while indexing. */
+#define FILEQUEUE_INDEX_SLICE 256
 
 struct filequeue {
     const struct store_paths *paths;
@@ -44,6 +53,11 @@ struct filequeue {
     filequeue_name_cb not_regular;
     filequeue_task_cb seen;
     void *hook_arg;
+    bool listed;       /* the first scan listed the folder */
+    char **backlog;    /* names listed by it, not yet read (indexing) */
+    size_t n_backlog;  /* how many names */
+    size_t backlog_at; /* the next one to read */
+    struct event *index_ev;
 };
 
 /* True for names in the queue folder that are tasks. */
@@ -185,15 +199,78 @@ static void filequeue_arm_recheck(struct filequeue *fq)
         evtimer_add(fq->recheck_ev, &tv);
 }
 
+/* True while the names of the first scan are being read. */
+static bool filequeue_indexing(const struct filequeue *fq)
+{
+    return fq->backlog_at < fq->n_backlog;
+}
+
+/* The first scan: the task names of D, to be read by filequeue_index_cb. */
+static void filequeue_list(struct filequeue *fq, DIR *d)
+{
+    static const struct timeval now = {0, 0};
+    size_t cap = 0;
+    struct dirent *e;
+    fq->listed = true;
+    while ((e = readdir(d))) {
+        if (!filequeue_is_task_name(e->d_name))
+            continue;
+        if (fq->n_backlog == cap) {
+            cap = cap ? cap * 2 : 64;
+            fq->backlog = xrealloc(fq->backlog, cap * sizeof *fq->backlog);
+        }
+        fq->backlog[fq->n_backlog++] = xstrdup(e->d_name);
+    }
+    closedir(d);
+    if (fq->n_backlog)
+        evtimer_add(fq->index_ev, &now);
+}
+
+/* Read up to MAX names of the backlog; the last one done ends the index:
+ * what changed meanwhile is looked at in a normal rescan, then the engine
+ * hears of the queue. */
+static void filequeue_index(struct filequeue *fq, size_t max)
+{
+    bool young = false;
+    for (; max-- && filequeue_indexing(fq); fq->backlog_at++) {
+        filequeue_consider(fq, fq->backlog[fq->backlog_at], false, &young);
+        free(fq->backlog[fq->backlog_at]);
+    }
+    if (young)
+        filequeue_arm_recheck(fq);
+    if (filequeue_indexing(fq))
+        return;
+    free(fq->backlog);
+    fq->backlog = NULL;
+    fq->n_backlog = fq->backlog_at = 0;
+    filequeue_rescan(fq);
+    fq->cb(fq->arg);
+}
+
+/* Timer: one slice of the index per loop pass, so the bot serves meanwhile. */
+static void filequeue_index_cb(evutil_socket_t fd, short what, void *arg)
+{
+    static const struct timeval now = {0, 0};
+    struct filequeue *fq = arg;
+    (void)fd, (void)what;
+    filequeue_index(fq, FILEQUEUE_INDEX_SLICE);
+    if (filequeue_indexing(fq))
+        evtimer_add(fq->index_ev, &now);
+}
+
 void filequeue_rescan(struct filequeue *fq)
 {
-    if (!fq->watch_queue)
-        return;
+    if (!fq->watch_queue || filequeue_indexing(fq))
+        return; /* the index reads what is there; inotify what comes */
     DIR *d = opendir(fq->paths->queue);
     if (!d && errno == ENOENT && filequeue_remake(fq))
         d = opendir(fq->paths->queue);
     if (!d)
         return;
+    if (!fq->listed) {
+        filequeue_list(fq, d);
+        return;
+    }
     size_t before = queue_len(fq->ready);
     bool young = false;
     struct dirent *e;
@@ -342,6 +419,7 @@ struct filequeue *filequeue_new(struct event_base *base, const struct store_path
     if (watch_queue)
         event_add(fq->rescan_ev, &tv);
     fq->recheck_ev = evtimer_new(base, filequeue_timer_cb, fq);
+    fq->index_ev = evtimer_new(base, filequeue_index_cb, fq);
     return fq;
 }
 
@@ -361,20 +439,25 @@ void filequeue_free(struct filequeue *fq)
         close(fq->inotify_fd);
     event_free(fq->rescan_ev);
     event_free(fq->recheck_ev);
+    event_free(fq->index_ev);
+    for (size_t i = fq->backlog_at; i < fq->n_backlog; i++)
+        free(fq->backlog[i]);
+    free(fq->backlog);
     queue_free(fq->ready, filequeue_free_task);
     queue_free(fq->strange, NULL);
     free(fq->bot_id);
     free(fq);
 }
 
+/* Nothing is handed out while indexing: the first in order may be unread. */
 const struct task *filequeue_peek(const struct filequeue *fq)
 {
-    return queue_peek(fq->ready);
+    return filequeue_indexing(fq) ? NULL : queue_peek(fq->ready);
 }
 
 struct task *filequeue_pop(struct filequeue *fq)
 {
-    return queue_pop(fq->ready);
+    return filequeue_indexing(fq) ? NULL : queue_pop(fq->ready);
 }
 
 bool filequeue_watching(const struct filequeue *fq)
@@ -382,9 +465,10 @@ bool filequeue_watching(const struct filequeue *fq)
     return fq->inotify_fd >= 0;
 }
 
+/* The queued files, read or not yet. */
 size_t filequeue_len(const struct filequeue *fq)
 {
-    return queue_len(fq->ready);
+    return queue_len(fq->ready) + (fq->n_backlog - fq->backlog_at);
 }
 
 /* Match a task by id (queue_find_if predicate). */
@@ -393,8 +477,13 @@ static bool filequeue_match_id(const void *task, const void *id)
     return strcmp(((const struct task *)task)->id, id) == 0;
 }
 
-const struct task *filequeue_find(const struct filequeue *fq, const char *task_id)
+const struct task *filequeue_find(struct filequeue *fq, const char *task_id)
 {
+    /* A file's id may be in its header: an id asked for while indexing
+     * (a realtime task's, which must not share a queued file's) finishes
+     * the index first. */
+    if (filequeue_indexing(fq))
+        filequeue_index(fq, SIZE_MAX);
     /* Queued files are keyed by file name; ids are looked up rarely. */
     return queue_find_if(fq->ready, filequeue_match_id, task_id);
 }

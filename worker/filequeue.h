@@ -56,7 +56,7 @@ size_t filequeue_len(const struct filequeue *fq);
 /* The oldest ready file's mtime (wall ns), or 0 when none is ready. */
 int64_t filequeue_oldest_ns(const struct filequeue *fq);
 /* A queued file task with this task id, or NULL. */
-const struct task *filequeue_find(const struct filequeue *fq, const char *task_id);
+const struct task *filequeue_find(struct filequeue *fq, const char *task_id);
 /* Take TASK (one of filequeue_find's) out of the queue (caller owns it):
  * it is being cancelled. */
 struct task *filequeue_take(struct filequeue *fq, const struct task *task);

@@ -36,6 +36,7 @@ struct uplink {
     size_t replayed;
     struct util_buf frame;
     struct event *status_ev;
+    char *last_status; /* the status sent last: the same one is not sent again */
 };
 
 /* Bytes queued towards the supervisor. */
@@ -52,7 +53,21 @@ static void uplink_send(struct uplink *u, enum chan_type type, const char *paylo
     bufferevent_write(u->bev, u->frame.data, u->frame.len);
 }
 
-/* The status the supervisor's /status shows for us. */
+/* The once-a-second status runs only while something waits (its age moves);
+ * an idle bot's status changes only with an event, which sends it. A
+ * thousand idle workers woke every second for nothing. */
+static void uplink_status_tick(struct uplink *u, bool waiting)
+{
+    struct timeval tv = {UPLINK_STATUS_MS / 1000, (UPLINK_STATUS_MS % 1000) * 1000};
+    if (!waiting)
+        event_del(u->status_ev);
+    else if (!event_pending(u->status_ev, EV_TIMEOUT, NULL))
+        event_add(u->status_ev, &tv);
+}
+
+/* The status the supervisor's /status shows for us, when it changed: an
+ * idle bot's is the same every second, and a thousand bots sending theirs
+ * kept the supervisor parsing a thousand messages a second for nothing. */
 static void uplink_status(struct uplink *u)
 {
     if (!u->bev || !u->engine || uplink_queued(u) > UPLINK_MAX_QUEUED)
@@ -66,6 +81,7 @@ static void uplink_status(struct uplink *u)
         cur = json_pack("{s:s, s:s, s:s}", "task_id", st.current->id, "source",
                         task_source_name(st.current->source), "started_at", ts);
     }
+    uplink_status_tick(u, st.realtime + st.file > 0);
     double age = st.oldest_wall_ns ? (double)(util_wall_ns() - st.oldest_wall_ns) / 1e9 : 0;
     json_t *o =
         json_pack("{s:s, s:{s:I, s:I}, s:o, s:I, s:I, s:f}", "status", st.state, "queue",
@@ -74,9 +90,14 @@ static void uplink_status(struct uplink *u)
                   (json_int_t)st.failed, "oldest_queued_age_seconds", age > 0 ? age : 0.0);
     size_t len;
     char *text = json_dump_compact(o, &len);
-    uplink_send(u, CHAN_STATUS, text, len);
-    free(text);
     json_decref(o);
+    if (u->last_status && strcmp(u->last_status, text) == 0) {
+        free(text);
+        return;
+    }
+    uplink_send(u, CHAN_STATUS, text, len);
+    free(u->last_status);
+    u->last_status = text;
 }
 
 /* One stored event from the file, on the way up. */
@@ -145,6 +166,8 @@ static void uplink_msg_cb(enum chan_type type, const char *payload, size_t len, 
     json_decref(o);
     u->resumed = u->behind = true;
     uplink_catch_up(u);
+    free(u->last_status); /* the supervisor (re)starts listening: say it anyway */
+    u->last_status = NULL;
     uplink_status(u);
 }
 
@@ -225,5 +248,6 @@ void uplink_free(struct uplink *u)
     event_free(u->status_ev);
     chan_reader_free(&u->reader);
     free(u->frame.data);
+    free(u->last_status);
     free(u);
 }
