@@ -23,6 +23,7 @@
 #include "cli/api.h"
 #include "cli/logs.h"
 #include "cli/stream.h"
+#include "cli/sendpool.h"
 #include "cli/status.h"
 #include "cli/wait.h"
 #include "common/json.h"
@@ -122,7 +123,8 @@ static char *client_read_stdin(void)
     return b.data;
 }
 
-/* POST /bots/BOT/api/task and print the task id (or stream with --wait). */
+/* POST /bots/BOT/api/task and print the task id (or stream with --wait);
+ * @POOL: the supervisor's POST /api/task (sendpool.c). */
 static int client_send(struct api *c, struct client_args *a)
 {
     const char *bot = a->rest[0];
@@ -132,6 +134,11 @@ static int client_send(struct api *c, struct client_args *a)
 
     if (!text)
         return CLI_EXIT_FAIL;
+    if (bot[0] == '@') { /* a pool: the supervisor picks the bot */
+        rc = sendpool_send(c, bot + 1, text, a->wait);
+        free(text);
+        return rc;
+    }
     if (a->wait) {
         rc = wait_task(c, bot, text);
         free(text);
@@ -412,7 +419,7 @@ static int client_cancel(struct api *c, struct client_args *a)
 static const struct client_command client_commands[] = {
     {"down", "hive down [-f hive.yaml]", 0, 0, client_down},
     {"status", "hive status [-f hive.yaml] [BOT...] [--json] [--watch]", 0, -1, client_status},
-    {"send", "hive send [-f hive.yaml] [--wait] BOT TEXT...|-", 2, -1, client_send},
+    {"send", "hive send [-f hive.yaml] [--wait] BOT|@POOL TEXT...|-", 2, -1, client_send},
     {"restart", "hive restart [-f hive.yaml] BOT...|all", 1, -1, client_restart},
     {"stop", "hive stop [-f hive.yaml] BOT...|all", 1, -1, client_stop},
     {"start", "hive start [-f hive.yaml] BOT...|all", 1, -1, client_start},
@@ -533,8 +540,8 @@ static const char *client_check_args(const struct client_command *cmd, const str
     if (cmd->max_args >= 0 && a->n_rest > cmd->max_args)
         return "too many arguments";
     for (int i = 0; i < a->n_rest && (all_ids || i == 0); i++)
-        if (!util_id_valid(a->rest[i]))
-            return "invalid bot id";
+        if (!util_id_valid(a->rest[i] + (!all_ids && a->rest[i][0] == '@')))
+            return all_ids || a->rest[i][0] != '@' ? "invalid bot id" : "invalid pool name";
     if (cmd->min_args > 0 && a->n_rest > 1 && strcmp(cmd->name, "send") != 0)
         for (int i = 0; i < a->n_rest; i++)
             if (strcmp(a->rest[i], "all") == 0)

@@ -1013,6 +1013,30 @@ static void roster_check_id(struct roster_parse *p, yaml_node_t *n, void *base)
     roster_error(p, n, "bad bot id %s (expected 1 to 64 of A-Z a-z 0-9 . _ -, not . or ..)", q);
 }
 
+/* pool: a name as a bot id is (`hive send @POOL` and URLs carry it). */
+static void roster_check_pool(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    (void)base;
+    const char *s = (const char *)n->data.scalar.value;
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (util_id_valid(s))
+        return;
+    roster_quote(s, strlen(s), q, sizeof(q));
+    roster_error(p, n, "bad pool name %s (expected 1 to 64 of A-Z a-z 0-9 . _ -)", q);
+}
+
+/* A tags element: a name as a bot id is. */
+static bool roster_check_tag(struct roster_parse *p, yaml_node_t *item, const char *key)
+{
+    const char *s = (const char *)item->data.scalar.value;
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (util_id_valid(s))
+        return true;
+    roster_quote(s, strlen(s), q, sizeof(q));
+    roster_error(p, item, "bad tag %s in '%s' (expected 1 to 64 of A-Z a-z 0-9 . _ -)", q, key);
+    return false;
+}
+
 /* Split "host:port" or "[v6]:port"; false when TEXT is neither. */
 static bool roster_split_listen(const char *text, char **host, long *port)
 {
@@ -1333,6 +1357,11 @@ static const struct roster_field roster_defaults_fields[] = {
      .max = INT_MAX, .hook = roster_check_tasks_max},
     /* The rotation of its captured output (logcap.c). */
     {ROSTER_FIELD("log", ROSTER_MAP, struct roster_bot, log), .table = &roster_log_table},
+    /* The supervisor's routing of pool tasks (pool.c); the worker is never told. */
+    {ROSTER_FIELD("pool", ROSTER_STRING, struct roster_bot, pool), .hook = roster_check_pool,
+     .live = true},
+    {ROSTER_FIELD("tags", ROSTER_STRV, struct roster_bot, tags), .item_check = roster_check_tag,
+     .live = true},
 };
 static const struct roster_table roster_defaults_table = ROSTER_TABLE(roster_defaults_fields, NULL);
 

@@ -149,6 +149,8 @@ struct roster_bot {
     struct roster_exec exec;
     struct roster_rlimits rlimits;
     struct roster_logcfg log;
+    char *pool;  /* the pool POST /api/task {"pool"} picks from; NULL: none */
+    char **tags; /* what {"tags": [...]} matches; NULL-terminated, never NULL */
 };
 
 /* A whole hive.yaml. */

@@ -27,6 +27,7 @@
 #include "common/util.h"
 #include "common/ws.h"
 #include "pages/pages.h"
+#include "supervisor/pooltask.h"
 #include "supervisor/proxy.h"
 #include "supervisor/watch.h"
 
@@ -39,6 +40,7 @@ struct front {
     struct http_server *http;
     struct proxy *proxy;
     struct watch *watch;       /* timelines and metrics */
+    struct pooltask *pooltask; /* POST /api/task: pool and tags tasks */
     struct event *shutdown_ev; /* fires the shutdown callback after the 202 */
     void (*shutdown_cb)(void *arg);
     void *shutdown_arg;
@@ -290,6 +292,11 @@ static void front_api(struct front *front, struct http_conn *conn, struct http_r
         return;
     if (strncmp(p, "/api/bots/", 10) == 0)
         return front_control(front, conn, req, p + 10);
+    if (strcmp(p, "/api/task") == 0) {
+        if (front_post_ok(conn, req))
+            pooltask_serve(front->pooltask, conn, req);
+        return;
+    }
     if (strcmp(p, "/api/reload") == 0) {
         if (front_post_ok(conn, req))
             front_reload(front, conn);
@@ -446,6 +453,7 @@ struct front *front_new(struct event_base *base, struct hive *hive, int listen_f
     }
     front->proxy = proxy_new(base, lim->max_body, lim->idle_timeout_ms);
     front->watch = watch_new(base, hive, front->proxy);
+    front->pooltask = pooltask_new(base, hive);
     front->shutdown_ev = evtimer_new(base, front_shutdown_fire, front);
     return front;
 }
@@ -456,7 +464,8 @@ void front_free(struct front *front)
     if (!front)
         return;
     watch_free(front->watch);
-    proxy_free(front->proxy); /* answers what it still owed, before the server goes */
+    pooltask_free(front->pooltask); /* answers the pool tasks still on their way */
+    proxy_free(front->proxy);       /* answers what it still owed, before the server goes */
     http_server_free(front->http);
     event_free(front->shutdown_ev);
     free(front);

@@ -36,6 +36,8 @@ struct merge {
     struct ssehub *hub;
     struct merge_bot **bots;
     size_t n_bots;
+    merge_observer observer;
+    void *observer_arg;
 };
 
 /* The record of bot ID, made when new. */
@@ -154,6 +156,8 @@ static void merge_msg_cb(enum chan_type type, const char *payload, size_t len, v
         if (json_is_object(st)) {
             json_decref(b->status);
             b->status = st;
+            if (b->merge->observer)
+                b->merge->observer(b->merge->observer_arg, b->id, NULL, st);
         } else {
             json_decref(st);
         }
@@ -210,6 +214,8 @@ void merge_bot_state(struct merge *m, const char *bot_id, const char *state, pid
         json_decref(b->status); /* no worker: nothing it said holds */
         b->status = NULL;
     }
+    if (m->observer)
+        m->observer(m->observer_arg, bot_id, state, NULL);
     char ts[40];
     util_iso_utc(ts, sizeof ts, util_wall_ns());
     merge_store(m, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I}", "type", "bot_state", "bot_id",
@@ -217,6 +223,12 @@ void merge_bot_state(struct merge *m, const char *bot_id, const char *state, pid
                              pid > 0 ? json_integer(pid) : json_null(), "reason",
                              reason && *reason ? json_string(reason) : json_null(), "restarts",
                              (json_int_t)restarts));
+}
+
+void merge_set_observer(struct merge *m, merge_observer cb, void *arg)
+{
+    m->observer = cb;
+    m->observer_arg = arg;
 }
 
 void merge_close_streams(struct merge *m)
