@@ -5,7 +5,13 @@
  * task with `Connection: close`, read the whole short answer, and either
  * answer the client (the bot's 202, or its refusal of the task itself, each
  * with bot_id added) or move on to the next candidate (429, 503, 5xx, no
- * connection). The task body goes up without its pool/tags keys.
+ * connection). The task body goes up without its pool/tags keys, and with
+ * a task_id chosen here when it has none.
+ *
+ * A bot that took the connection and then went away without a whole answer
+ * may have stored the task (it is durable before the bot says 202): giving
+ * it to another bot could run it twice, so the client gets 502 naming the
+ * bot and the task id, and can ask that bot after it once it is back.
  *
  * The loads the choice reads come from the merge's news (merge.h) — each
  * worker's status over its channel and every bot_state — plus one count per
@@ -64,6 +70,8 @@ struct pooltask_fwd {
     size_t n_tried;
     long bot; /* the bot being asked, its index in the pool */
     char bot_id[80];
+    char task_id[80];
+    bool connected; /* the bot took the connection: the task may be there */
     struct bufferevent *bev;
     http_parser parser;
     struct util_buf answer;
@@ -155,6 +163,7 @@ static void pooltask_drop_bot(struct pooltask_fwd *f)
     f->bev = NULL;
     f->answer.len = 0;
     f->complete = false;
+    f->connected = false;
 }
 
 /* The client is answered: free F. */
@@ -230,9 +239,21 @@ static void pooltask_answered(struct pooltask_fwd *f, int status)
     pooltask_answer(f, status, o, NULL);
 }
 
-/* The bot could not be asked (WHY): the next one. */
+/* The bot could not be asked (WHY): the next one, unless it may have the
+ * task already. */
 static void pooltask_unreachable(struct pooltask_fwd *f, const char *why)
 {
+    if (f->connected) {
+        log_warn("pool task %s (%s): bot %s: %s after taking the task; not sent elsewhere",
+                 f->task_id, f->what, f->bot_id, why);
+        char detail[300];
+        snprintf(detail, sizeof detail,
+                 "bot %s went away before answering; the task may be stored there", f->bot_id);
+        return pooltask_answer(f, 502,
+                               json_pack("{s:s, s:s, s:s}", "detail", detail, "bot_id", f->bot_id,
+                                         "task_id", f->task_id),
+                               NULL);
+    }
     log_info("pool task (%s): bot %s: %s; trying the next one", f->what, f->bot_id, why);
     f->last_refusal = 502;
     pooltask_drop_bot(f);
@@ -266,8 +287,10 @@ static void pooltask_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     struct pooltask_fwd *f = arg;
-    if (what & BEV_EVENT_CONNECTED)
+    if (what & BEV_EVENT_CONNECTED) {
+        f->connected = true;
         return;
+    }
     if (what & BEV_EVENT_EOF)
         return pooltask_feed(f, NULL, 0);
     pooltask_unreachable(f, what & BEV_EVENT_TIMEOUT ? "timed out" : "connection failed");
@@ -337,6 +360,7 @@ static bool pooltask_connect(struct pooltask_fwd *f, const struct hive_bot_info 
             close(fd);
         return false;
     }
+    f->connected = fd >= 0; /* the private socket connects at once */
     if (fd < 0 && bufferevent_socket_connect(f->bev, (struct sockaddr *)&ss, (int)len) < 0) {
         bufferevent_free(f->bev);
         f->bev = NULL;
@@ -466,6 +490,15 @@ void pooltask_serve(struct pooltask *pt, struct http_conn *conn, struct http_req
     if (bad) {
         json_decref(o);
         return pooltask_fail(f, 400, bad, NULL);
+    }
+    json_t *jid = json_object_get(o, "task_id");
+    if (json_is_string(jid)) {
+        snprintf(f->task_id, sizeof f->task_id, "%s", json_string_value(jid));
+    } else if (!jid || json_is_null(jid)) { /* named here, so a 502 can name it */
+        char hex[9];
+        util_random_hex(hex, 8);
+        snprintf(f->task_id, sizeof f->task_id, "HTTP-%s", hex);
+        json_object_set_new(o, "task_id", json_string(f->task_id));
     }
     f->body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
