@@ -213,7 +213,11 @@ void events_task_done(struct events *ev, const struct task *t)
                         t->response_file ? json_string(t->response_file) : json_null());
     json_object_set_new(o, "error",
                         t->error ? events_text(t->error, strlen(t->error)) : json_null());
-    json_object_set_new(o, "files_modified", json_array());
+    json_t *files = json_array();
+    for (size_t i = 0; i < t->n_files_modified; i++)
+        json_array_append_new(files,
+                              events_text(t->files_modified[i], strlen(t->files_modified[i])));
+    json_object_set_new(o, "files_modified", files);
     json_object_set_new(o, "output_excerpt", events_excerpt(t));
     events_emit(ev, o, t, true, NULL, 0);
 }

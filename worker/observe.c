@@ -119,7 +119,9 @@ void observe_task_finished(struct observe *o, const struct task *t)
                                .output_len = t->output_len,
                                .error = t->error,
                                .duration_seconds = t->duration_seconds,
-                               .response_file = t->response_file};
+                               .response_file = t->response_file,
+                               .files_modified = (const char *const *)t->files_modified,
+                               .files_count = t->n_files_modified};
     if (observe_append(o, &e) == 0)
         observe_push_update(o, t->id);
 }
