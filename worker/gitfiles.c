@@ -125,11 +125,11 @@ int gitfiles_parse_status(const char *out, size_t len,
         if (n < 3 || rec[1] != ' ')
             return -1;
         if (rec[0] == '1')
-            path = gitfiles_v2_path(rec, 8, xy);
+            path = gitfiles_v2_path(rec, 7, xy);
         else if (rec[0] == '2')
-            path = gitfiles_v2_path(rec, 9, xy), skip_next = true;
+            path = gitfiles_v2_path(rec, 8, xy), skip_next = true;
         else if (rec[0] == 'u')
-            path = gitfiles_v2_path(rec, 10, xy);
+            path = gitfiles_v2_path(rec, 9, xy);
         else if (rec[0] == '?' || rec[0] == '!')
             path = rec + 2, snprintf(xy, sizeof xy, "%c%c", rec[0], rec[0]);
         else
