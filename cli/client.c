@@ -23,6 +23,7 @@
 #include "cli/api.h"
 #include "cli/logs.h"
 #include "cli/stream.h"
+#include "cli/prune.h"
 #include "cli/sendpool.h"
 #include "cli/status.h"
 #include "cli/wait.h"
@@ -38,7 +39,7 @@
 /* Parsed command line of one subcommand. */
 struct client_args {
     const char *file;
-    bool json, wait, follow, watch, no_prefix;
+    bool json, wait, follow, watch, no_prefix, force;
     long tail;         /* logs -n; -1: all */
     const char *since; /* logs --since */
     char **rest;       /* positional arguments */
@@ -416,9 +417,22 @@ static int client_cancel(struct api *c, struct client_args *a)
     return rc;
 }
 
+/* hive prune BOT...: each bot's worktree in turn; the worst exit code. */
+static int client_prune(struct api *c, struct client_args *a)
+{
+    int rc = CLI_EXIT_OK;
+    for (int i = 0; i < a->n_rest; i++) {
+        int one = prune_bot(c, a->rest[i], a->force);
+        if (one != CLI_EXIT_OK)
+            rc = one;
+    }
+    return rc;
+}
+
 static const struct client_command client_commands[] = {
     {"down", "hive down [-f hive.yaml]", 0, 0, client_down},
     {"status", "hive status [-f hive.yaml] [BOT...] [--json] [--watch]", 0, -1, client_status},
+    {"prune", "hive prune [-f hive.yaml] [--force] BOT...", 1, -1, client_prune},
     {"send", "hive send [-f hive.yaml] [--wait] BOT|@POOL TEXT...|-", 2, -1, client_send},
     {"restart", "hive restart [-f hive.yaml] BOT...|all", 1, -1, client_restart},
     {"stop", "hive stop [-f hive.yaml] BOT...|all", 1, -1, client_stop},
@@ -494,6 +508,8 @@ static int client_parse_one(const char *name, int ch, struct client_args *a)
         a->watch = true;
     else if (ch == 'w' && strcmp(name, "send") == 0)
         a->wait = true;
+    else if (ch == 'o' && strcmp(name, "prune") == 0)
+        a->force = true;
     else
         return -1;
     return 0;
@@ -504,17 +520,13 @@ static int client_parse_one(const char *name, int ch, struct client_args *a)
 static int client_parse(const struct client_command *cmd, int argc, char **argv,
                         struct client_args *a)
 {
-    static const struct option opts[] = {{"file", required_argument, NULL, 'F'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"watch", no_argument, NULL, 'W'},
-                                         {"wait", no_argument, NULL, 'w'},
-                                         {"follow", no_argument, NULL, 'l'},
-                                         {"tail", required_argument, NULL, 'n'},
-                                         {"since", required_argument, NULL, 's'},
-                                         {"no-prefix", no_argument, NULL, 'p'},
-                                         {"count", required_argument, NULL, 'n'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"file", required_argument, NULL, 'F'}, {"json", no_argument, NULL, 'j'},
+        {"watch", no_argument, NULL, 'W'},      {"wait", no_argument, NULL, 'w'},
+        {"force", no_argument, NULL, 'o'},      {"follow", no_argument, NULL, 'l'},
+        {"tail", required_argument, NULL, 'n'}, {"since", required_argument, NULL, 's'},
+        {"no-prefix", no_argument, NULL, 'p'},  {"count", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
     bool logs = strcmp(cmd->name, "logs") == 0;
     int ch;
 
