@@ -24,8 +24,9 @@
 struct merge_bot {
     struct merge *merge;
     char *id;
-    uint64_t last_seq; /* the last of its seqs merged */
-    json_t *status;    /* its last CHAN_STATUS, or NULL */
+    uint64_t last_seq;     /* the last of its seqs merged */
+    json_t *status;        /* its last CHAN_STATUS, or NULL */
+    unsigned long stalled; /* task_stalled events merged since we started */
     struct bufferevent *bev;
     struct chan_reader reader;
 };
@@ -142,6 +143,8 @@ static void merge_event(struct merge_bot *b, const char *payload, size_t len)
         return;
     }
     b->last_seq = s;
+    if (strcmp(type, "task_stalled") == 0)
+        b->stalled++;
     merge_store(b->merge, o);
 }
 
@@ -223,6 +226,14 @@ void merge_bot_state(struct merge *m, const char *bot_id, const char *state, pid
                              pid > 0 ? json_integer(pid) : json_null(), "reason",
                              reason && *reason ? json_string(reason) : json_null(), "restarts",
                              (json_int_t)restarts));
+}
+
+unsigned long merge_stalled(const struct merge *m, const char *bot_id)
+{
+    for (size_t i = 0; i < m->n_bots; i++)
+        if (strcmp(m->bots[i]->id, bot_id) == 0)
+            return m->bots[i]->stalled;
+    return 0;
 }
 
 void merge_set_observer(struct merge *m, merge_observer cb, void *arg)

@@ -28,6 +28,9 @@ void merge_attach(struct merge *merge, const char *bot_id, int fd);
 /* BOT_ID changed state: a bot_state event. PID 0: none; REASON "" none. */
 void merge_bot_state(struct merge *merge, const char *bot_id, const char *state, pid_t pid,
                      const char *reason, unsigned restarts);
+/* task_stalled events of BOT_ID merged since the supervisor started
+ * (hive_tasks_stalled_total). */
+unsigned long merge_stalled(const struct merge *merge, const char *bot_id);
 /* OBSERVER is told each bot's news as it comes: STATE (a bot_state, STATUS
  * NULL) or STATUS (what its worker sent up, STATE NULL); pool routing keeps
  * its loads from it. */

@@ -35,6 +35,7 @@
 #include "worker/gitfiles.h"
 #include "worker/queue.h"
 #include "worker/response.h"
+#include "worker/stall.h"
 #include "worker/syncer.h"
 
 #define ENGINE_RETRY_MS 1000
@@ -122,6 +123,7 @@ struct engine {
     struct engine_cancel *cancels; /* cancels waiting for their answer */
     size_t n_cancels, cap_cancels;
     struct gitfiles *git; /* the adapter's folder is a git checkout: files modified */
+    struct stall *stall;  /* stall_after: silent running tasks */
 };
 
 static void engine_run_next(struct engine *e);
@@ -613,11 +615,23 @@ static bool engine_git_baseline(struct engine *e)
     return false;
 }
 
+/* The running task has been silent SILENT_S: task_stalled. */
+static void engine_stalled_cb(double silent_s, void *arg)
+{
+    struct engine *e = arg;
+    if (!e->current || !e->job)
+        return;
+    log_info("task %s: no output for %.0f s (stalled)", e->current->id, silent_s);
+    events_task_stalled(e->events, e->current, silent_s);
+}
+
 /* Record the result of the current task and answer it. */
 static void engine_finish(struct engine *e, bool success, char *output, size_t output_len,
                           char *error, double duration)
 {
     struct task *t = e->current;
+    if (e->stall)
+        stall_stop(e->stall);
     if (t->cancelled) { /* killed by engine_cancel: whatever the kill made of it */
         success = false;
         free(error);
@@ -640,6 +654,8 @@ static void engine_finish(struct engine *e, bool success, char *output, size_t o
 static void engine_chunk_cb(const char *data, size_t len, void *arg)
 {
     struct engine *e = arg;
+    if (e->stall)
+        stall_output(e->stall);
     if (e->current)
         events_task_output(e->events, e->current, data, len);
 }
@@ -753,6 +769,8 @@ static void engine_mark_started(struct engine *e, struct task *t)
     t->state = TASK_RUNNING;
     t->started_wall_ns = util_wall_ns();
     events_task_started(e->events, t);
+    if (e->stall)
+        stall_start(e->stall);
 }
 
 /* Start TASK (already claimed) through the adapter. False when it could not
@@ -878,6 +896,8 @@ static void engine_grace_cb(evutil_socket_t fd, short what, void *arg)
     struct engine *e = arg;
     if (e->git)
         gitfiles_cancel(e->git); /* its callback would find the task gone */
+    if (e->stall)
+        stall_stop(e->stall);
     if (e->current) {
         log_warn("task %s did not finish within %.1f s; left queued", e->current->id,
                  e->cfg.stop_grace_s);
@@ -965,6 +985,8 @@ struct engine *engine_new(struct event_base *base, const struct engine_config *c
     e->grace_ev = evtimer_new(base, engine_grace_cb, e);
     e->names_ev = evtimer_new(base, engine_names_cb, e);
     e->held = queue_new();
+    if (cfg->stall_after_s > 0)
+        e->stall = stall_new(base, cfg->stall_after_s, engine_stalled_cb, e);
     if (cfg->adapter.type != ADAPTER_MOCK) /* mock touches no file */
         e->git = gitfiles_new(base, cfg->adapter.work_dir);
     e->syncer = syncer_new(base);
@@ -1055,6 +1077,7 @@ void engine_free(struct engine *e)
     if (e->job)
         adapter_abandon(e->job);
     gitfiles_free(e->git);
+    stall_free(e->stall);
     task_free(e->current);
     for (size_t i = 0; i < e->n_pending; i++)
         task_free(e->pending[i].task);

@@ -190,6 +190,14 @@ void events_task_output(struct events *ev, const struct task *t, const char *dat
     events_emit(ev, o, t, false, data, len);
 }
 
+void events_task_stalled(struct events *ev, const struct task *t, double silent_s)
+{
+    json_t *o = events_new(ev, "task_stalled", t);
+    json_object_set_new(o, "silent_seconds",
+                        json_real((double)(int64_t)(silent_s * 10 + 0.5) / 10));
+    events_emit(ev, o, t, true, NULL, 0);
+}
+
 /* The first KiB of the output, cut on a character boundary. */
 static json_t *events_excerpt(const struct task *t)
 {

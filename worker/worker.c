@@ -367,7 +367,8 @@ static struct engine *worker_engine(struct worker *w)
                                .stop_grace_s = o->stop_grace_s,
                                .file_queue = o->mode != MODE_WEBSOCKET_ONLY,
                                .file_min_age_s = o->file_min_age_s,
-                               .rescan_s = o->rescan_s};
+                               .rescan_s = o->rescan_s,
+                               .stall_after_s = o->stall_after_s};
     if (!ec.adapter.work_dir) /* --cwd */
         ec.adapter.work_dir = o->work_dir;
     if (w->workspace) /* --git-worktree: the worktree's root */
