@@ -25,13 +25,13 @@ static int bench_cmp(const void *a, const void *b)
 
 /* N bots: every one in pool "all", each tenth also in pool "tenth" with tag
  * "gpu", each bot tagged "t<i % 7>". */
-static struct pool *bench_pool(size_t n, char (*ids)[24], char (*tags)[8])
+static struct pool *bench_pool(size_t n, char (*ids)[32], char (*tags)[8])
 {
     static const char *none[] = {NULL};
     struct pool_bot_def *defs = xcalloc(n, sizeof *defs);
     const char *(*tv)[3] = xcalloc(n, sizeof *tv);
     for (size_t i = 0; i < n; i++) {
-        snprintf(ids[i], 24, "BOT-%04zu", i);
+        snprintf(ids[i], 32, "BOT-%04zu", i);
         snprintf(tags[i], 8, "t%u", (unsigned)(i % 7));
         tv[i][0] = tags[i];
         tv[i][1] = i % 10 == 0 ? "gpu" : NULL;
@@ -79,7 +79,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench-pool [BOTS [ROUNDS]]\n");
         return 2;
     }
-    char(*ids)[24] = xcalloc(n, sizeof *ids);
+    char(*ids)[32] = xcalloc(n, sizeof *ids);
     char(*tags)[8] = xcalloc(n, sizeof *tags);
     struct pool *p = bench_pool(n, ids, tags);
     const char *gpu[] = {"gpu"}, *two[] = {"t3", "gpu"};
