@@ -450,9 +450,9 @@ static void gitfiles_output(struct gitfiles *g, bool ok)
     gitfiles_snap_clear(s);
     s->valid = ok && gitfiles_parse_status(g->out.data ? g->out.data : "", g->out.len,
                                            gitfiles_snap_add, g) == 0;
-    if (s->valid)
+    if (s->valid && s->n) /* qsort wants a non-NULL array even for none */
         qsort(s->e, s->n, sizeof *s->e, gitfiles_entry_cmp);
-    else
+    else if (!s->valid)
         gitfiles_warn(g, "status");
     if (g->step == GITFILES_BASE) {
         g->ready = true;
