@@ -24,6 +24,8 @@
 #include "cli/export.h"
 #include "cli/logs.h"
 #include "cli/stream.h"
+#include "cli/prune.h"
+#include "cli/sendpool.h"
 #include "cli/status.h"
 #include "cli/top.h"
 #include "cli/wait.h"
@@ -126,7 +128,8 @@ static char *client_read_stdin(void)
     return b.data;
 }
 
-/* POST /bots/BOT/api/task and print the task id (or stream with --wait). */
+/* POST /bots/BOT/api/task and print the task id (or stream with --wait);
+ * @POOL: the supervisor's POST /api/task (sendpool.c). */
 static int client_send(struct api *c, struct client_args *a)
 {
     const char *bot = a->rest[0];
@@ -136,6 +139,11 @@ static int client_send(struct api *c, struct client_args *a)
 
     if (!text)
         return CLI_EXIT_FAIL;
+    if (bot[0] == '@') { /* a pool: the supervisor picks the bot */
+        rc = sendpool_send(c, bot + 1, text, a->wait);
+        free(text);
+        return rc;
+    }
     if (a->wait) {
         rc = wait_task(c, bot, text);
         free(text);
@@ -434,10 +442,23 @@ static int client_export(struct api *c, struct client_args *a)
     return export_systemd_main(c->roster, a->output ? a->output : ".", a->user, a->force);
 }
 
+/* hive prune BOT...: each bot's worktree in turn; the worst exit code. */
+static int client_prune(struct api *c, struct client_args *a)
+{
+    int rc = CLI_EXIT_OK;
+    for (int i = 0; i < a->n_rest; i++) {
+        int one = prune_bot(c, a->rest[i], a->force);
+        if (one != CLI_EXIT_OK)
+            rc = one;
+    }
+    return rc;
+}
+
 static const struct client_command client_commands[] = {
     {"down", "hive down [-f hive.yaml]", 0, 0, client_down},
     {"status", "hive status [-f hive.yaml] [BOT...] [--json] [--watch]", 0, -1, client_status},
-    {"send", "hive send [-f hive.yaml] [--wait] BOT TEXT...|-", 2, -1, client_send},
+    {"prune", "hive prune [-f hive.yaml] [--force] BOT...", 1, -1, client_prune},
+    {"send", "hive send [-f hive.yaml] [--wait] BOT|@POOL TEXT...|-", 2, -1, client_send},
     {"restart", "hive restart [-f hive.yaml] BOT...|all", 1, -1, client_restart},
     {"stop", "hive stop [-f hive.yaml] BOT...|all", 1, -1, client_stop},
     {"start", "hive start [-f hive.yaml] BOT...|all", 1, -1, client_start},
@@ -531,6 +552,8 @@ static int client_parse_one(const char *name, int ch, struct client_args *a)
         a->wait = true;
     else if (strcmp(name, "export") == 0)
         return client_parse_export(ch, a);
+    else if (ch == 'X' && strcmp(name, "prune") == 0)
+        a->force = true;
     else
         return -1;
     return 0;
@@ -575,8 +598,8 @@ static const char *client_check_args(const struct client_command *cmd, const str
     if (cmd->max_args >= 0 && a->n_rest > cmd->max_args)
         return "too many arguments";
     for (int i = 0; i < a->n_rest && (all_ids || i == 0); i++)
-        if (!util_id_valid(a->rest[i]))
-            return "invalid bot id";
+        if (!util_id_valid(a->rest[i] + (!all_ids && a->rest[i][0] == '@')))
+            return all_ids || a->rest[i][0] != '@' ? "invalid bot id" : "invalid pool name";
     if (cmd->min_args > 0 && a->n_rest > 1 && strcmp(cmd->name, "send") != 0)
         for (int i = 0; i < a->n_rest; i++)
             if (strcmp(a->rest[i], "all") == 0)

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 #include <unistd.h>
 #include <yaml.h>
@@ -1010,6 +1011,84 @@ static void roster_check_id(struct roster_parse *p, yaml_node_t *n, void *base)
     roster_error(p, n, "bad bot id %s (expected 1 to 64 of A-Z a-z 0-9 . _ -, not . or ..)", q);
 }
 
+/* True when the git branch name component NAME is well formed (git
+ * check-ref-format's rules for what a roster would hold). */
+static bool roster_branch_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 200 || s[0] == '-' || s[0] == '/' || s[n - 1] == '/' || s[n - 1] == '.' ||
+        strstr(s, "..") || strstr(s, "//") || strstr(s, "/.") || s[0] == '.' ||
+        (n >= 5 && strcmp(s + n - 5, ".lock") == 0))
+        return false;
+    for (const char *c = s; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '_' || *c == '-' || *c == '/'))
+            return false;
+    return true;
+}
+
+/* True when DIR or a folder above it holds .git (lexically: the work dir
+ * need not exist yet, then it is no repository). */
+static bool roster_in_git_repo(const char *dir)
+{
+    char *p = xstrdup(dir);
+    bool found = false;
+    for (;;) {
+        char *git = xasprintf("%s/.git", p);
+        struct stat st;
+        found = stat(git, &st) == 0;
+        free(git);
+        char *slash = strrchr(p, '/');
+        if (found || !slash || slash == p)
+            break;
+        *slash = '\0';
+    }
+    free(p);
+    return found;
+}
+
+/* workspace.git_worktree: a branch prefix, and the work dir a git repository. */
+static void roster_check_worktree(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    struct roster_workspace *w = base;
+    char q[ROSTER_QUOTE_MAX + 8];
+    roster_quote(w->git_worktree, strlen(w->git_worktree), q, sizeof q);
+    if (!roster_branch_valid(w->git_worktree))
+        roster_error(
+            p, n,
+            "bad branch prefix %s for git_worktree (A-Z a-z 0-9 . _ - /, a valid git branch name)",
+            q);
+    else if (!roster_in_git_repo(p->r->work_dir))
+        roster_error(p, n,
+                     "git_worktree needs the work dir %s to be a git repository (git init, or "
+                     "clone one there)",
+                     p->r->work_dir);
+}
+
+/* pool: a name as a bot id is (`hive send @POOL` and URLs carry it). */
+static void roster_check_pool(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    (void)base;
+    const char *s = (const char *)n->data.scalar.value;
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (util_id_valid(s))
+        return;
+    roster_quote(s, strlen(s), q, sizeof(q));
+    roster_error(p, n, "bad pool name %s (expected 1 to 64 of A-Z a-z 0-9 . _ -)", q);
+}
+
+/* A tags element: a name as a bot id is. */
+static bool roster_check_tag(struct roster_parse *p, yaml_node_t *item, const char *key)
+{
+    const char *s = (const char *)item->data.scalar.value;
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (util_id_valid(s))
+        return true;
+    roster_quote(s, strlen(s), q, sizeof(q));
+    roster_error(p, item, "bad tag %s in '%s' (expected 1 to 64 of A-Z a-z 0-9 . _ -)", q, key);
+    return false;
+}
+
 /* Split "host:port" or "[v6]:port"; false when TEXT is neither. */
 static bool roster_split_listen(const char *text, char **host, long *port)
 {
@@ -1268,6 +1347,14 @@ static const struct roster_field roster_log_fields[] = {
 };
 static const struct roster_table roster_log_table = ROSTER_TABLE(roster_log_fields, NULL);
 
+/* A bot's git worktree (the worker's workspace.c). */
+static const struct roster_field roster_workspace_fields[] = {
+    {ROSTER_FIELD("git_worktree", ROSTER_STRING, struct roster_workspace, git_worktree),
+     .hook = roster_check_worktree, .flag = "--git-worktree"},
+};
+static const struct roster_table roster_workspace_table =
+    ROSTER_TABLE(roster_workspace_fields, NULL);
+
 /* The keys of `defaults`, which every bot accepts too. */
 static const struct roster_field roster_defaults_fields[] = {
     {ROSTER_FIELD("mode", ROSTER_CHOICE, struct roster_bot, mode), .dflt = "hybrid",
@@ -1324,6 +1411,17 @@ static const struct roster_field roster_defaults_fields[] = {
      .max = INT_MAX, .hook = roster_check_tasks_max},
     /* The rotation of its captured output (logcap.c). */
     {ROSTER_FIELD("log", ROSTER_MAP, struct roster_bot, log), .table = &roster_log_table},
+    /* Its own git worktree; the adapter runs there. */
+    {ROSTER_FIELD("workspace", ROSTER_MAP, struct roster_bot, workspace),
+     .table = &roster_workspace_table},
+    /* A running task silent this long raises task_stalled; 0: off. */
+    {ROSTER_FIELD("stall_after", ROSTER_SECONDS, struct roster_bot, stall_after), .dflt = "0",
+     .flag = "--stall-after"},
+    /* The supervisor's routing of pool tasks (pool.c); the worker is never told. */
+    {ROSTER_FIELD("pool", ROSTER_STRING, struct roster_bot, pool), .hook = roster_check_pool,
+     .live = true},
+    {ROSTER_FIELD("tags", ROSTER_STRV, struct roster_bot, tags), .item_check = roster_check_tag,
+     .live = true},
 };
 static const struct roster_table roster_defaults_table = ROSTER_TABLE(roster_defaults_fields, NULL);
 

@@ -129,6 +129,11 @@ struct roster_logcfg {
     int backups;    /* rotated files kept (BOT.log.1 ..); 0: none */
 };
 
+/* A bot's own git worktree (SPEC §12). */
+struct roster_workspace {
+    char *git_worktree; /* the branch prefix (branch PREFIX/BOT-ID); NULL: none */
+};
+
 /* One bot, with the defaults already applied. */
 struct roster_bot {
     char *id;
@@ -152,6 +157,10 @@ struct roster_bot {
     struct roster_exec exec;
     struct roster_rlimits rlimits;
     struct roster_logcfg log;
+    struct roster_workspace workspace;
+    double stall_after; /* seconds of silence before task_stalled; 0 = off */
+    char *pool;         /* the pool POST /api/task {"pool"} picks from; NULL: none */
+    char **tags;        /* what {"tags": [...]} matches; NULL-terminated, never NULL */
 };
 
 /* What a roster asks of the host it runs on — a user, a group, a cgroup

@@ -28,6 +28,7 @@
 #include "common/ws.h"
 #include "common/route.h"
 #include "pages/pages.h"
+#include "supervisor/pooltask.h"
 #include "supervisor/proxy.h"
 #include "supervisor/watch.h"
 
@@ -40,6 +41,7 @@ struct front {
     struct http_server *http;
     struct proxy *proxy;
     struct watch *watch;       /* timelines and metrics */
+    struct pooltask *pooltask; /* POST /api/task: pool and tags tasks */
     struct event *shutdown_ev; /* fires the shutdown callback after the 202 */
     void (*shutdown_cb)(void *arg);
     void *shutdown_arg;
@@ -239,6 +241,15 @@ static void front_events(struct http_conn *conn, struct http_request *req,
     merge_serve(hive_merge(front->hive), conn, req);
 }
 
+/* POST /api/task: a task for a pool (or tags), given to its least busy bot. */
+static void front_pool_task(struct http_conn *conn, struct http_request *req,
+                            const struct route_params *pp, void *arg)
+{
+    struct front *front = arg;
+    (void)pp;
+    pooltask_serve(front->pooltask, conn, req);
+}
+
 /* The supervisor's own routes (its timeline and metrics are watch.c's table). */
 static const struct route front_routes[] = {
     {ROUTE_READ, "/health", ROUTE_PUBLIC, front_health},
@@ -247,6 +258,7 @@ static const struct route front_routes[] = {
     {ROUTE_POST, "/api/bots/*/restart", ROUTE_JSON, front_control},
     {ROUTE_POST, "/api/bots/*/stop", ROUTE_JSON, front_control},
     {ROUTE_POST, "/api/bots/*/start", ROUTE_JSON, front_control},
+    {ROUTE_POST, "/api/task", ROUTE_JSON, front_pool_task},
     {ROUTE_POST, "/api/reload", ROUTE_JSON, front_reload},
     {ROUTE_POST, "/api/shutdown", ROUTE_JSON, front_shutdown},
 };
@@ -413,6 +425,7 @@ struct front *front_new(struct event_base *base, struct hive *hive, int listen_f
     }
     front->proxy = proxy_new(base, lim->max_body, lim->idle_timeout_ms);
     front->watch = watch_new(base, hive, front->proxy);
+    front->pooltask = pooltask_new(base, hive);
     front->shutdown_ev = evtimer_new(base, front_shutdown_fire, front);
     return front;
 }
@@ -423,7 +436,8 @@ void front_free(struct front *front)
     if (!front)
         return;
     watch_free(front->watch);
-    proxy_free(front->proxy); /* answers what it still owed, before the server goes */
+    pooltask_free(front->pooltask); /* answers the pool tasks still on their way */
+    proxy_free(front->proxy);       /* answers what it still owed, before the server goes */
     http_server_free(front->http);
     event_free(front->shutdown_ev);
     free(front);

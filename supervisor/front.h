@@ -4,7 +4,8 @@
  * control API (GET /status, GET /health, POST /api/...), the token and Origin
  * rules at the door, and the hand-off of /bots/<id>/... to the proxy
  * (proxy.h). It reads the supervisor's state through hive.h and changes it
- * only through hive_bot_control() and hive_reload(); shutting the hive down is
+ * only through hive_bot_control() and hive_reload(); POST /api/task (pool and
+ * tags tasks) goes to pooltask.h; shutting the hive down is
  * left to whoever set the shutdown callback.
  */
 #ifndef HIVE_FRONT_H

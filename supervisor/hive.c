@@ -668,6 +668,12 @@ const struct roster *hive_roster(const struct hive *hive)
     return hive->roster;
 }
 
+/* Which roster hive_roster() is: changes at every reload. */
+unsigned hive_roster_gen(const struct hive *hive)
+{
+    return hive->roster_gen;
+}
+
 /* Bots in the table. */
 size_t hive_bot_count(const struct hive *hive)
 {

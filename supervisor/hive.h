@@ -60,6 +60,9 @@ void hive_set_ready_cb(struct hive *hive, void (*ready)(void *arg), void *arg);
 /* How many autostart bots gave up before READY (0: all of them run). */
 size_t hive_ready_failed(const struct hive *hive);
 const struct roster *hive_roster(const struct hive *hive);
+/* Which roster hive_roster() is: changes at every reload (indexes built from
+ * it are rebuilt when it does). */
+unsigned hive_roster_gen(const struct hive *hive);
 size_t hive_bot_count(const struct hive *hive);
 /* Info of the I-th bot (roster order); false when out of range. */
 bool hive_bot_at(const struct hive *hive, size_t i, struct hive_bot_info *out);

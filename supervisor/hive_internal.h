@@ -82,6 +82,7 @@ struct hive_named {
 struct hive {
     struct event_base *base;
     struct roster *roster;
+    unsigned roster_gen; /* counts reloads: who keeps roster-derived indexes rebuilds them */
     char *worker_path;
     char *logs_dir;
     struct notify *notify; /* NOTIFY_SOCKET: the workers' datagrams */

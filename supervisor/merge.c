@@ -24,9 +24,10 @@
 struct merge_bot {
     struct merge *merge;
     char *id;
-    uint64_t last_seq; /* the last of its seqs merged */
-    json_t *status;    /* its last CHAN_STATUS, or NULL */
-    int64_t status_ms; /* when it came (monotonic): queue ages grow from it */
+    uint64_t last_seq;     /* the last of its seqs merged */
+    json_t *status;        /* its last CHAN_STATUS, or NULL */
+    int64_t status_ms;     /* when it came (monotonic): queue ages grow from it */
+    unsigned long stalled; /* task_stalled events merged since we started */
     struct bufferevent *bev;
     struct chan_reader reader;
 };
@@ -39,6 +40,8 @@ struct merge {
     size_t n_bots;
     merge_sink_fn sink; /* told every event after the subscribers */
     void *sink_arg;
+    merge_observer observer;
+    void *observer_arg;
 };
 
 /* The record of bot ID, made when new. */
@@ -147,6 +150,8 @@ static void merge_event(struct merge_bot *b, const char *payload, size_t len)
         return;
     }
     b->last_seq = s;
+    if (strcmp(type, "task_stalled") == 0)
+        b->stalled++;
     merge_store(b->merge, o);
 }
 
@@ -162,6 +167,8 @@ static void merge_msg_cb(enum chan_type type, const char *payload, size_t len, v
             json_decref(b->status);
             b->status = st;
             b->status_ms = util_mono_ms();
+            if (b->merge->observer)
+                b->merge->observer(b->merge->observer_arg, b->id, NULL, st);
         } else {
             json_decref(st);
         }
@@ -218,6 +225,8 @@ void merge_bot_state(struct merge *m, const char *bot_id, const char *state, pid
         json_decref(b->status); /* no worker: nothing it said holds */
         b->status = NULL;
     }
+    if (m->observer)
+        m->observer(m->observer_arg, bot_id, state, NULL);
     char ts[40];
     util_iso_utc(ts, sizeof ts, util_wall_ns());
     merge_store(m, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I}", "type", "bot_state", "bot_id",
@@ -225,6 +234,20 @@ void merge_bot_state(struct merge *m, const char *bot_id, const char *state, pid
                              pid > 0 ? json_integer(pid) : json_null(), "reason",
                              reason && *reason ? json_string(reason) : json_null(), "restarts",
                              (json_int_t)restarts));
+}
+
+unsigned long merge_stalled(const struct merge *m, const char *bot_id)
+{
+    for (size_t i = 0; i < m->n_bots; i++)
+        if (strcmp(m->bots[i]->id, bot_id) == 0)
+            return m->bots[i]->stalled;
+    return 0;
+}
+
+void merge_set_observer(struct merge *m, merge_observer cb, void *arg)
+{
+    m->observer = cb;
+    m->observer_arg = arg;
 }
 
 void merge_close_streams(struct merge *m)

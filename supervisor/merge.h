@@ -28,6 +28,15 @@ void merge_attach(struct merge *merge, const char *bot_id, int fd);
 /* BOT_ID changed state: a bot_state event. PID 0: none; REASON "" none. */
 void merge_bot_state(struct merge *merge, const char *bot_id, const char *state, pid_t pid,
                      const char *reason, unsigned restarts);
+/* task_stalled events of BOT_ID merged since the supervisor started
+ * (hive_tasks_stalled_total). */
+unsigned long merge_stalled(const struct merge *merge, const char *bot_id);
+/* OBSERVER is told each bot's news as it comes: STATE (a bot_state, STATUS
+ * NULL) or STATUS (what its worker sent up, STATE NULL); pool routing keeps
+ * its loads from it. */
+typedef void (*merge_observer)(void *arg, const char *bot_id, const char *state,
+                               const json_t *status);
+void merge_set_observer(struct merge *merge, merge_observer cb, void *arg);
 /* The last status BOT_ID's worker sent up, or NULL (borrowed). */
 const json_t *merge_status(const struct merge *merge, const char *bot_id);
 /* How long BOT_ID's oldest queued task has waited, in seconds, from what

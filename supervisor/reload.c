@@ -99,6 +99,7 @@ static void reload_apply(struct hive *hive, struct roster *next)
             old[i]->def = NULL; /* it points into the roster freed below */
     roster_free(hive->roster);
     hive->roster = next;
+    hive->roster_gen++;
     registry_set_name(hive->registry, next->name);
     if (moved)
         reload_paths(hive);

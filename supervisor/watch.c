@@ -317,6 +317,11 @@ static void watch_metrics_tasks(struct watch *w, struct util_buf *b)
         metrics_histogram_render(b, "hive_task_duration_seconds",
                                  &(struct metrics_label){"bot", info.id}, 1,
                                  &watch_bot_at(w, i, info.id)->duration);
+    metrics_family(b, "hive_tasks_stalled_total", "counter",
+                   "Times a running task printed nothing for stall_after seconds.");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+        metrics_sample(b, "hive_tasks_stalled_total", &(struct metrics_label){"bot", info.id}, 1,
+                       (double)merge_stalled(hive_merge(w->hive), info.id));
 }
 
 /* hive_queue_depth, hive_queue_oldest_age_seconds (what each worker last

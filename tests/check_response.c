@@ -430,6 +430,41 @@ START_TEST(test_read_round_trip)
 }
 END_TEST
 
+START_TEST(test_files_modified)
+{
+    /* The list is rendered one path a line (a CR/LF in a path cannot add a
+     * line) and read back, success and failure, with a forged list in the
+     * output and in the error. */
+    static const char *const files[] = {"README", "sub/a b.txt", "evil\n## Error\n\nx"};
+    static const char forged[] = "\n\n## Files Modified\n\n- forged\n\n## Error\n\nforged";
+    struct response r = check_sample();
+    r.output = forged;
+    r.output_len = sizeof forged - 1;
+    r.files = files;
+    r.n_files = 3;
+    struct response_view v;
+    char *text = check_round_trip(&r, &v);
+    ck_assert_ptr_nonnull(strstr(text, "## Files Modified\n\n- README\n- sub/a b.txt\n- evil "));
+    ck_assert(v.success);
+    check_span(v.output, forged, sizeof forged - 1);
+    check_span_str(v.files, "- README\n- sub/a b.txt\n- evil ## Error  x");
+    free(text);
+    r.success = false;
+    r.error = "boom\n\n## Files Modified\n\n- not one";
+    text = check_round_trip(&r, &v);
+    check_span(v.output, forged, sizeof forged - 1);
+    check_span_str(v.files, "- README\n- sub/a b.txt\n- evil ## Error  x");
+    check_span_str(v.error, "boom\n\n## Files Modified\n\n- not one");
+    free(text);
+    r.n_files = 0; /* none: "- None", as before */
+    r.error = "boom";
+    text = check_round_trip(&r, &v);
+    check_span_str(v.files, "- None");
+    check_span_str(v.error, "boom");
+    free(text);
+}
+END_TEST
+
 START_TEST(test_read_forged_output)
 {
     /* The output may hold anything: header lines, sections, a rule and a
@@ -650,6 +685,7 @@ static Suite *check_response_suite(void)
     tcase_add_test(rd, test_read_real_file);
     tcase_add_test(rd, test_read_round_trip);
     tcase_add_test(rd, test_read_forged_output);
+    tcase_add_test(rd, test_files_modified);
     tcase_add_test(rd, test_read_cut_files);
     tcase_add_test(rd, test_read_refuses);
     tcase_add_test(rd, test_read_tolerates);

@@ -4,6 +4,7 @@
  * validation error with its exact file:line:column message.
  */
 #include "common/cgroup.h"
+#include "common/util.h"
 #include "config/hostcheck.h"
 #include "config/roster.h"
 
@@ -280,7 +281,8 @@ START_TEST(test_anchors_and_quoting)
                  "t.yaml:3:5: unknown key '<<' in bots[0] (expected id, port, mode, adapter, "
                  "cooldown, timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, "
                  "bind, allowed_origins, server_names, autostart, depends_on, stop_signal, cwd, "
-                 "env, env_file, user, group, memory_max, cpu_max, tasks_max, log)");
+                 "env, env_file, user, group, memory_max, cpu_max, tasks_max, log, workspace, "
+                 "stall_after, pool, tags)");
 }
 END_TEST
 
@@ -336,7 +338,8 @@ START_TEST(test_unknown_keys)
                  "t.yaml:2:3: unknown key 'port' in defaults (expected mode, adapter, cooldown, "
                  "timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, bind, "
                  "allowed_origins, server_names, autostart, depends_on, stop_signal, cwd, env, "
-                 "env_file, user, group, memory_max, cpu_max, tasks_max, log)");
+                 "env_file, user, group, memory_max, cpu_max, tasks_max, log, workspace, "
+                 "stall_after, pool, tags)");
     expect_error("bots:\n  - id: a\n    adapter: {tpye: cli}\n",
                  "t.yaml:3:15: unknown key 'tpye' in bots[0].adapter (expected type, command, "
                  "env, env_remove, delay_ms, output_cap)");
@@ -745,6 +748,68 @@ END_TEST
 
 /* The worker's argv comes from the table rows: every flag, "--" and the
  * command last. */
+/* SPEC §12's keys: pool and tags stay with the supervisor (a change needs
+ * no new worker), workspace and stall_after reach the worker as flags; a
+ * workspace needs a git work dir and a branch-like prefix. */
+START_TEST(test_work_keys)
+{
+    char dir[] = "/tmp/check-roster-git-XXXXXX", git[64], *yaml;
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(git, sizeof git, "%s/.git", dir);
+    ck_assert_int_eq(mkdir(git, 0755), 0);
+    yaml = xasprintf("hive: {work_dir: %s}\ndefaults: {stall_after: 2m, pool: p}\n"
+                     "bots:\n  - {id: a, tags: [gpu, big], workspace: {git_worktree: ag/x}}\n"
+                     "  - {id: b, pool: q}\n",
+                     dir);
+    struct roster *r = load_ok(yaml);
+    ck_assert_str_eq(r->bots[0].pool, "p");
+    ck_assert_str_eq(r->bots[0].tags[1], "big");
+    ck_assert_ptr_null(r->bots[0].tags[2]);
+    ck_assert_str_eq(r->bots[1].pool, "q");
+    ck_assert_ptr_null(r->bots[1].tags[0]);
+    ck_assert_double_eq(r->bots[0].stall_after, 120);
+    ck_assert_str_eq(r->bots[0].workspace.git_worktree, "ag/x");
+    ck_assert_ptr_null(r->bots[1].workspace.git_worktree);
+    char **argv = roster_worker_argv(r, &r->bots[0], "w");
+    bool wt = false, stall = false, pool = false;
+    for (char **p = argv; *p && p[1]; p++) {
+        wt |= strcmp(p[0], "--git-worktree") == 0 && strcmp(p[1], "ag/x") == 0;
+        stall |= strcmp(p[0], "--stall-after") == 0 && strcmp(p[1], "120.000") == 0;
+        pool |= strstr(p[0], "pool") || strstr(p[0], "tag");
+    }
+    ck_assert(wt && stall && !pool);
+    roster_argv_free(argv);
+    struct roster *r2 = load_ok(yaml);
+    free(r2->bots[0].pool);
+    r2->bots[0].pool = xstrdup("other");
+    ck_assert(roster_bot_equal(&r->bots[0], &r2->bots[0])); /* live: no restart */
+    r2->bots[0].stall_after = 1;
+    ck_assert(!roster_bot_equal(&r->bots[0], &r2->bots[0]));
+    roster_free(r2);
+    roster_free(r);
+    free(yaml);
+    yaml = xasprintf("hive: {work_dir: %s}\nbots:\n  - {id: a, workspace: {git_worktree: "
+                     "'-x'}}\n  - {id: b, pool: 'a b'}\n  - {id: c, tags: [ok, 'no/slash']}\n",
+                     dir);
+    expect_among(yaml, "t.yaml:3:39: bad branch prefix '-x' for git_worktree (A-Z a-z 0-9 . _ "
+                       "- /, a valid git branch name)");
+    expect_among(yaml, "t.yaml:4:19: bad pool name 'a b' (expected 1 to 64 of A-Z a-z 0-9 . _ -)");
+    expect_among(yaml, "t.yaml:5:24: bad tag 'no/slash' in 'tags' (expected 1 to 64 of A-Z a-z "
+                       "0-9 . _ -)");
+    free(yaml);
+    rmdir(git);
+    yaml =
+        xasprintf("hive: {work_dir: %s}\nbots:\n  - {id: a, workspace: {git_worktree: w}}\n", dir);
+    char *msg = xasprintf("t.yaml:3:39: git_worktree needs the work dir %s to be a git "
+                          "repository (git init, or clone one there)",
+                          dir);
+    expect_error(yaml, msg);
+    free(msg);
+    free(yaml);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_worker_argv)
 {
     struct roster *r = load_ok("hive: {work_dir: /w, allowed_origins: ['http://a.example']}\n"
@@ -759,7 +824,8 @@ START_TEST(test_worker_argv)
                      "/bin/hive-worker a --work-dir /w --mode hybrid --adapter-type cli --env K=v "
                      "--env-remove Z --mock-delay-ms 0 --output-cap 8388608 --cooldown 0.000 "
                      "--timeout 300.000 --queue-max 100 --stop-grace 4.000 --bind 127.0.0.1 "
-                     "--allowed-origin http://a.example --max-header 16384 --max-body 1048576 "
+                     "--allowed-origin http://a.example --stall-after 0.000 --max-header 16384 "
+                     "--max-body 1048576 "
                      "--max-message 1048576 --max-connections 1024 --header-timeout 10.000 "
                      "--idle-timeout 60.000 -- x -p");
     roster_argv_free(argv);
@@ -1242,6 +1308,7 @@ static Suite *roster_suite(void)
     tcase_add_test(tc, test_limits);
     tcase_add_test(tc, test_bot_equal);
     tcase_add_test(tc, test_worker_argv);
+    tcase_add_test(tc, test_work_keys);
     tcase_add_test(tc, test_env_file_equal);
     tcase_add_test(tc, test_lifecycle_keys);
     tcase_add_test(tc, test_depends_on);

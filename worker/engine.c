@@ -32,8 +32,10 @@
 #include "common/util.h"
 #include "worker/answers.h"
 #include "worker/filequeue.h"
+#include "worker/gitfiles.h"
 #include "worker/queue.h"
 #include "worker/response.h"
+#include "worker/stall.h"
 #include "worker/syncer.h"
 
 #define ENGINE_RETRY_MS 1000
@@ -120,6 +122,8 @@ struct engine {
     bool waiting;                  /* a held task waits for the retry timer */
     struct engine_cancel *cancels; /* cancels waiting for their answer */
     size_t n_cancels, cap_cancels;
+    struct gitfiles *git; /* the adapter's folder is a git checkout: files modified */
+    struct stall *stall;  /* stall_after: silent running tasks */
 };
 
 static void engine_run_next(struct engine *e);
@@ -290,6 +294,8 @@ static int engine_write_answer(struct engine *e, struct task *t, char **base)
                          .output = t->output,
                          .output_len = t->output_len,
                          .error = t->error,
+                         .files = (const char *const *)t->files_modified,
+                         .n_files = t->n_files_modified,
                          .finished_wall_ns = util_wall_ns()};
     size_t len;
     char *text = response_render(&r, &len);
@@ -574,11 +580,58 @@ static void engine_task_done(struct engine *e)
     engine_schedule_answers(e);
 }
 
+/* Write the current task's recorded result as its answer. */
+static void engine_answer_current(struct engine *e)
+{
+    e->result_unwritten = true;
+    if (engine_write_response(e))
+        engine_task_done(e);
+}
+
+/* git said what the current task changed: its answer can be written. */
+static void engine_git_changed_cb(void *arg)
+{
+    struct engine *e = arg;
+    struct task *t = e->current;
+    if (!t)
+        return;
+    t->files_modified = gitfiles_take(e->git, &t->n_files_modified);
+    engine_answer_current(e);
+}
+
+/* A baseline was taken: look for work again. */
+static void engine_git_ready_cb(void *arg)
+{
+    engine_kick(arg);
+}
+
+/* True when the next task may start: no git to ask, or a baseline of the
+ * folder was taken since the last task (else one is asked for; it kicks). */
+static bool engine_git_baseline(struct engine *e)
+{
+    if (!e->git || gitfiles_ready(e->git))
+        return true;
+    gitfiles_baseline(e->git, engine_git_ready_cb, e);
+    return false;
+}
+
+/* The running task has been silent SILENT_S: task_stalled. */
+static void engine_stalled_cb(double silent_s, void *arg)
+{
+    struct engine *e = arg;
+    if (!e->current || !e->job)
+        return;
+    log_info("task %s: no output for %.0f s (stalled)", e->current->id, silent_s);
+    events_task_stalled(e->events, e->current, silent_s);
+}
+
 /* Record the result of the current task and answer it. */
 static void engine_finish(struct engine *e, bool success, char *output, size_t output_len,
                           char *error, double duration)
 {
     struct task *t = e->current;
+    if (e->stall)
+        stall_stop(e->stall);
     if (t->cancelled) { /* killed by engine_cancel: whatever the kill made of it */
         success = false;
         free(error);
@@ -591,15 +644,18 @@ static void engine_finish(struct engine *e, bool success, char *output, size_t o
     free(t->error);
     t->error = error;
     t->duration_seconds = duration;
-    e->result_unwritten = true;
-    if (engine_write_response(e))
-        engine_task_done(e);
+    if (e->git) /* the answer lists what the task changed: ask git first */
+        gitfiles_changes(e->git, engine_git_changed_cb, e);
+    else
+        engine_answer_current(e);
 }
 
 /* Adapter output as it comes. */
 static void engine_chunk_cb(const char *data, size_t len, void *arg)
 {
     struct engine *e = arg;
+    if (e->stall)
+        stall_output(e->stall);
     if (e->current)
         events_task_output(e->events, e->current, data, len);
 }
@@ -713,6 +769,8 @@ static void engine_mark_started(struct engine *e, struct task *t)
     t->state = TASK_RUNNING;
     t->started_wall_ns = util_wall_ns();
     events_task_started(e->events, t);
+    if (e->stall)
+        stall_start(e->stall);
 }
 
 /* Start TASK (already claimed) through the adapter. False when it could not
@@ -810,7 +868,7 @@ static void engine_run_next(struct engine *e)
             engine_commit_answers(e); /* its completion kicks */
             return;
         }
-        if (!engine_claim_and_start(e, engine_take(e)))
+        if (!engine_git_baseline(e) || !engine_claim_and_start(e, engine_take(e)))
             return;
     }
 }
@@ -836,6 +894,10 @@ static void engine_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct engine *e = arg;
+    if (e->git)
+        gitfiles_cancel(e->git); /* its callback would find the task gone */
+    if (e->stall)
+        stall_stop(e->stall);
     if (e->current) {
         log_warn("task %s did not finish within %.1f s; left queued", e->current->id,
                  e->cfg.stop_grace_s);
@@ -923,6 +985,10 @@ struct engine *engine_new(struct event_base *base, const struct engine_config *c
     e->grace_ev = evtimer_new(base, engine_grace_cb, e);
     e->names_ev = evtimer_new(base, engine_names_cb, e);
     e->held = queue_new();
+    if (cfg->stall_after_s > 0)
+        e->stall = stall_new(base, cfg->stall_after_s, engine_stalled_cb, e);
+    if (cfg->adapter.type != ADAPTER_MOCK) /* mock touches no file */
+        e->git = gitfiles_new(base, cfg->adapter.work_dir);
     e->syncer = syncer_new(base);
     if (!e->syncer) { /* a thread and an eventfd: fails only at the system's limits */
         log_error("cannot start the sync thread: %s", strerror(errno));
@@ -1010,6 +1076,8 @@ void engine_free(struct engine *e)
     queue_free(e->held, engine_free_task);
     if (e->job)
         adapter_abandon(e->job);
+    gitfiles_free(e->git);
+    stall_free(e->stall);
     task_free(e->current);
     for (size_t i = 0; i < e->n_pending; i++)
         task_free(e->pending[i].task);

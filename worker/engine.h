@@ -32,6 +32,7 @@ struct engine_config {
     bool file_queue;       /* watch the file queue (modes cli-only, hybrid) */
     double file_min_age_s; /* a file written in place must be this old */
     double rescan_s;       /* safety-net rescan of the queue folder */
+    double stall_after_s;  /* a running task silent this long is stalled; 0: off */
 };
 
 /* What the engine tells its owner beside the events of events.h (a task's

@@ -190,6 +190,14 @@ void events_task_output(struct events *ev, const struct task *t, const char *dat
     events_emit(ev, o, t, false, data, len);
 }
 
+void events_task_stalled(struct events *ev, const struct task *t, double silent_s)
+{
+    json_t *o = events_new(ev, "task_stalled", t);
+    json_object_set_new(o, "silent_seconds",
+                        json_real((double)(int64_t)(silent_s * 10 + 0.5) / 10));
+    events_emit(ev, o, t, true, NULL, 0);
+}
+
 /* The first KiB of the output, cut on a character boundary. */
 static json_t *events_excerpt(const struct task *t)
 {
@@ -213,7 +221,11 @@ void events_task_done(struct events *ev, const struct task *t)
                         t->response_file ? json_string(t->response_file) : json_null());
     json_object_set_new(o, "error",
                         t->error ? events_text(t->error, strlen(t->error)) : json_null());
-    json_object_set_new(o, "files_modified", json_array());
+    json_t *files = json_array();
+    for (size_t i = 0; i < t->n_files_modified; i++)
+        json_array_append_new(files,
+                              events_text(t->files_modified[i], strlen(t->files_modified[i])));
+    json_object_set_new(o, "files_modified", files);
     json_object_set_new(o, "output_excerpt", events_excerpt(t));
     events_emit(ev, o, t, true, NULL, 0);
 }

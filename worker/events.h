@@ -54,6 +54,8 @@ bool events_replay(struct events *events, uint64_t since, size_t max, events_cb 
 /* The facts, told once each by the engine. POSITION 0: not known. */
 void events_task_received(struct events *events, const struct task *task, size_t position);
 void events_task_started(struct events *events, const struct task *task);
+/* The running TASK printed nothing for SILENT_S (stall_after; stored). */
+void events_task_stalled(struct events *events, const struct task *task, double silent_s);
 void events_task_output(struct events *events, const struct task *task, const char *data,
                         size_t len);
 /* The task's answer is durable: task_completed, task_failed, or

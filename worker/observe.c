@@ -36,6 +36,7 @@ struct observe {
     char tl_error[256];
     struct tlws *ws;
     unsigned long tasks[3][OBSERVE_OUTCOMES]; /* [source][outcome] */
+    unsigned long stalled;                    /* task_stalled events (hive_tasks_stalled_total) */
     struct metrics_histogram duration;
     size_t (*subscribers)(void *arg); /* clients of the event stream, asked per scrape */
     void *subscribers_arg;
@@ -120,7 +121,9 @@ void observe_task_finished(struct observe *o, const struct task *t)
                                .output_len = t->output_len,
                                .error = t->error,
                                .duration_seconds = t->duration_seconds,
-                               .response_file = t->response_file};
+                               .response_file = t->response_file,
+                               .files_modified = (const char *const *)t->files_modified,
+                               .files_count = t->n_files_modified};
     if (observe_append(o, &e) == 0)
         observe_push_update(o, t->id);
 }
@@ -199,6 +202,9 @@ int observe_recover(struct observe *o)
 
 void observe_event(struct observe *o, const json_t *event)
 {
+    const char *type = json_string_value(json_object_get(event, "type"));
+    if (type && strcmp(type, "task_stalled") == 0)
+        o->stalled++;
     tlws_event(o->ws, event);
 }
 
@@ -228,6 +234,9 @@ static void observe_metrics_tasks(struct observe *o, struct util_buf *b)
                    "How long finished tasks ran, in seconds.");
     struct metrics_label bot[] = {{"bot", o->bot_id}};
     metrics_histogram_render(b, "hive_task_duration_seconds", bot, 1, &o->duration);
+    metrics_family(b, "hive_tasks_stalled_total", "counter",
+                   "Times a running task printed nothing for stall_after seconds.");
+    metrics_sample(b, "hive_tasks_stalled_total", bot, 1, (double)o->stalled);
 }
 
 /* hive_queue_depth, hive_queue_oldest_age_seconds, hive_event_subscribers. */

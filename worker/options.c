@@ -38,6 +38,9 @@ static const char options_usage_text[] =
     "  --allowed-origin O     a web Origin that may use the API, with CORS (repeatable)\n"
     "  --server-name NAME     a Host name to answer besides loopback ones (repeatable)\n"
     "  --cwd DIR              the cli adapter's working directory (default: the work dir)\n"
+    "  --git-worktree PREFIX  run the adapter in the bot's own git worktree of the work dir's\n"
+    "                         repository, .deia/hive/worktrees/BOT-ID on branch PREFIX/BOT-ID\n"
+    "  --stall-after S        a task silent this long raises task_stalled (default 0: off)\n"
     "  --env NAME=VALUE       set for the adapter (repeatable)\n"
     "  --env-remove NAME      remove from the adapter's environment (repeatable)\n"
     "  --mock-delay-ms N      the mock adapter answers after N ms (default %d)\n"
@@ -196,7 +199,8 @@ static int options_numeric(struct worker_options *o, const char *name, const cha
                                           "--ws-ping-interval",
                                           "--stop-grace",
                                           "--file-min-age",
-                                          "--rescan"};
+                                          "--rescan",
+                                          "--stall-after"};
     bool known = false;
     for (size_t i = 0; i < sizeof numeric / sizeof numeric[0]; i++)
         known |= strcmp(name, numeric[i]) == 0;
@@ -239,6 +243,8 @@ static int options_numeric(struct worker_options *o, const char *name, const cha
         o->file_min_age_s = d;
     else if (!strcmp(name, "--rescan"))
         o->rescan_s = d > 0.1 ? d : 0.1;
+    else if (!strcmp(name, "--stall-after"))
+        o->stall_after_s = d;
     else
         return -2;
     return 0;
@@ -262,6 +268,8 @@ static int options_string(struct worker_options *o, const char *name, const char
         o->adapter.type = strcmp(v, "cli") ? ADAPTER_MOCK : ADAPTER_CLI;
     } else if (!strcmp(name, "--work-dir"))
         options_set_str(&o->work_dir, v);
+    else if (!strcmp(name, "--git-worktree"))
+        options_set_str(&o->git_worktree, v);
     else if (!strcmp(name, "--cwd")) {
         free((char *)o->adapter.work_dir);
         o->adapter.work_dir = xstrdup(v);
@@ -400,4 +408,5 @@ void options_free(struct worker_options *o)
     options_free_list(o->adapter.env_remove);
     options_free_list(o->adapter.env_set);
     free((char *)o->adapter.work_dir);
+    free(o->git_worktree);
 }

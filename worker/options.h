@@ -33,6 +33,8 @@ struct worker_options {
     struct http_limits limits;
     struct ws_config ws;
     char *log_level;
+    char *git_worktree;   /* --git-worktree: the branch prefix; NULL: none */
+    double stall_after_s; /* --stall-after: 0 off */
     bool help, version;
 };
 

@@ -188,6 +188,17 @@ static void response_render_header(struct response_buf *b, const struct response
     response_printf(b, "**Timestamp:** %s\n\n", utc);
 }
 
+/* The "- path" lines of "## Files Modified" (each one line, as header values
+ * are), or "- None"; then the blank line. */
+static void response_render_files(struct response_buf *b, const struct response *r)
+{
+    if (r->n_files == 0)
+        response_printf(b, "- None\n");
+    for (size_t i = 0; i < r->n_files; i++)
+        response_header_line(b, "- ", r->files[i], "");
+    response_printf(b, "\n");
+}
+
 /* The whole response file text; output is copied by length, NULs included. */
 char *response_render(const struct response *r, size_t *len_out)
 {
@@ -196,7 +207,8 @@ char *response_render(const struct response *r, size_t *len_out)
     response_render_header(&b, r);
     response_printf(&b, "## Output\n\n");
     response_put(&b, r->output ? r->output : "", r->output ? r->output_len : 0);
-    response_printf(&b, "\n\n## Files Modified\n\n- None\n\n");
+    response_printf(&b, "\n\n## Files Modified\n\n");
+    response_render_files(&b, r);
     size_t elen = r->error ? strlen(r->error) : 0;
     while (elen > 0 && (r->error[elen - 1] == '\n' || r->error[elen - 1] == '\r'))
         elen--; /* exactly one blank line before the rule, as in SPEC §2.2 */
@@ -216,8 +228,9 @@ char *response_render(const struct response *r, size_t *len_out)
 
 /* ----- reading a response file back ----- */
 
-/* What ends the "## Files Modified" section, and what opens "## Error". */
-#define RESPONSE_FILES_TAIL "\n\n## Files Modified\n\n- None"
+/* What opens the "## Files Modified" section (its "- " lines follow), and
+ * what opens "## Error". */
+#define RESPONSE_FILES_HEAD "\n\n## Files Modified\n\n"
 #define RESPONSE_ERROR_HEAD "\n\n## Error\n\n"
 /* What follows the last section: the rule, then the trailer line. */
 #define RESPONSE_RULE "\n\n---\n\n"
@@ -373,11 +386,60 @@ static const char *response_find_last(const char *p, size_t len, const char *nee
     return NULL;
 }
 
-/* True when the span S ends with LIT. */
-static bool response_span_ends(struct response_span s, const char *lit)
+/* True when [P, P + LEN) is one or more "- X" lines joined by LF. */
+static bool response_is_files_list(const char *p, size_t len)
 {
-    size_t n = strlen(lit);
-    return s.len >= n && memcmp(s.p + s.len - n, lit, n) == 0;
+    const char *end = p + len;
+    if (len == 0)
+        return false;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        if (stop - p < 3 || p[0] != '-' || p[1] != ' ')
+            return false;
+        p = nl ? nl + 1 : end;
+        if (nl && p == end)
+            return false; /* no empty last line */
+    }
+    return true;
+}
+
+/* The last "## Files Modified" heading in [START, END) whose list runs up
+ * to END, or NULL. */
+static const char *response_files_before(const char *start, const char *end)
+{
+    size_t hl = strlen(RESPONSE_FILES_HEAD), len = (size_t)(end - start);
+    while (len >= hl) {
+        const char *at = response_find_last(start, len, RESPONSE_FILES_HEAD);
+        if (!at)
+            return NULL;
+        if (response_is_files_list(at + hl, (size_t)(end - at - hl)))
+            return at;
+        len = (size_t)(at - start) + hl - 1; /* the ones that start before AT */
+    }
+    return NULL;
+}
+
+/* A failed task's sections: the last "## Error" heading right after a files
+ * list; its error into V. The files heading, or NULL. */
+static const char *response_files_and_error(struct response_span s, struct response_view *v)
+{
+    size_t eh = strlen(RESPONSE_ERROR_HEAD), len = s.len;
+    while (len >= eh) {
+        const char *err = response_find_last(s.p, len, RESPONSE_ERROR_HEAD);
+        if (!err)
+            return NULL;
+        const char *files = response_files_before(s.p, err);
+        if (files) {
+            const char *text = err + eh;
+            v->error = (struct response_span){text, (size_t)(s.p + s.len - text)};
+            v->files = (struct response_span){files + strlen(RESPONSE_FILES_HEAD),
+                                              (size_t)(err - files) - strlen(RESPONSE_FILES_HEAD)};
+            return files;
+        }
+        len = (size_t)(err - s.p) + eh - 1;
+    }
+    return NULL;
 }
 
 /* Where the sections end: the offset of the rule before the trailer line,
@@ -410,17 +472,11 @@ int response_read_file(const char *text, size_t len, struct response_view *v)
      * heading is the one split this cannot tell apart: the format has no
      * lengths.) */
     struct response_span sections = {text + v->body, end - v->body};
-    const char *cut = NULL;
-    if (!v->success) {
-        static const char both[] = RESPONSE_FILES_TAIL RESPONSE_ERROR_HEAD;
-        cut = response_find_last(sections.p, sections.len, both);
-        if (cut) {
-            const char *err = cut + sizeof both - 1;
-            v->error = (struct response_span){err, (size_t)(sections.p + sections.len - err)};
-        }
-    }
-    if (!cut && response_span_ends(sections, RESPONSE_FILES_TAIL))
-        cut = sections.p + sections.len - strlen(RESPONSE_FILES_TAIL);
+    const char *cut = v->success ? NULL : response_files_and_error(sections, v);
+    if (!cut && (cut = response_files_before(sections.p, sections.p + sections.len)))
+        v->files = (struct response_span){cut + strlen(RESPONSE_FILES_HEAD),
+                                          (size_t)(sections.p + sections.len - cut) -
+                                              strlen(RESPONSE_FILES_HEAD)};
     if (!cut)
         return -1;
     v->output = (struct response_span){sections.p, (size_t)(cut - sections.p)};

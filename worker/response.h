@@ -23,6 +23,8 @@ struct response {
     const char *output; /* adapter stdout, may be NULL */
     size_t output_len;
     const char *error;        /* NULL or empty when there is none */
+    const char *const *files; /* "## Files Modified": N_FILES paths; none: "- None" */
+    size_t n_files;
     int64_t finished_wall_ns; /* completion time, for the name and timestamps */
 };
 
@@ -78,6 +80,7 @@ struct response_view {
     size_t body;                 /* offset of the output's first byte */
     struct response_span output; /* the "## Output" section (read_file only) */
     struct response_span error;  /* the "## Error" section; p NULL when none */
+    struct response_span files;  /* the "- path" lines of "## Files Modified" ("- None") */
     bool cancelled;              /* failed with the error "cancelled" exactly: the task was
                                     cancelled (read_file only; state "cancelled") */
 };

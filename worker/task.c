@@ -93,5 +93,8 @@ void task_free(struct task *t)
     free(t->output);
     free(t->error);
     free(t->response_file);
+    for (size_t i = 0; i < t->n_files_modified; i++)
+        free(t->files_modified[i]);
+    free(t->files_modified);
     free(t);
 }

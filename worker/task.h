@@ -42,6 +42,8 @@ struct task {
     char *error;
     double duration_seconds;
     char *response_file;
+    char **files_modified; /* what it changed (gitfiles.h), NULL-terminated; NULL: none */
+    size_t n_files_modified;
     bool claimed;   /* its file is in _active/ */
     bool cancelled; /* a cancel was asked: it never runs (again), its answer is
                        failed with the error "cancelled" (TASK_CANCEL_ERROR) */

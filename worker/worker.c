@@ -31,6 +31,7 @@
 #include "worker/observe.h"
 #include "worker/store.h"
 #include "worker/uplink.h"
+#include "worker/workspace.h"
 
 #define WORKER_EXIT_CONFIG HIVE_EXIT_CONFIG
 #define WORKER_DRAIN_MS 1000
@@ -62,6 +63,7 @@ struct worker {
     int inotify_fd;      /* for the file queue, until engine_start takes it; -1 */
     bool inotify_stored; /* the service manager holds our inotify instance too */
     int lock_fd;         /* one worker per bot per work dir (botlock.c) */
+    char *workspace;     /* the bot's git worktree (workspace.h): the adapter's folder */
     /* READY=1, and HIVE_NOWATCH=why when the file queue has no inotify
      * instance (the supervisor shows it in /status); "" until known. */
     char ready_state[160];
@@ -365,9 +367,12 @@ static struct engine *worker_engine(struct worker *w)
                                .stop_grace_s = o->stop_grace_s,
                                .file_queue = o->mode != MODE_WEBSOCKET_ONLY,
                                .file_min_age_s = o->file_min_age_s,
-                               .rescan_s = o->rescan_s};
+                               .rescan_s = o->rescan_s,
+                               .stall_after_s = o->stall_after_s};
     if (!ec.adapter.work_dir) /* --cwd */
         ec.adapter.work_dir = o->work_dir;
+    if (w->workspace) /* --git-worktree: the worktree's root */
+        ec.adapter.work_dir = w->workspace;
     struct engine_events ev = {worker_stopped_cb, w};
     return engine_new(w->base, &ec, w->store, w->activity, w->events, &ev);
 }
@@ -438,6 +443,7 @@ static void worker_teardown(struct worker *w)
     events_close(w->events);
     activity_close(w->activity);
     store_free(w->store);
+    free(w->workspace);
     if (w->base)
         event_base_free(w->base);
     if (w->lock_fd >= 0) /* the last thing: the folders are free for the next worker */
@@ -479,6 +485,13 @@ int worker_run(const struct worker_options *o)
     w.lock_fd = botlock_take(o->work_dir, o->bot_id, &holder, err, sizeof err);
     if (w.lock_fd < 0) {
         log_error("%s", err);
+        return WORKER_EXIT_CONFIG;
+    }
+    char why[1024];
+    if (o->git_worktree &&
+        workspace_prepare(o->work_dir, o->bot_id, o->git_worktree, &w.workspace, why, sizeof why)) {
+        log_error("%s", why);
+        close(w.lock_fd);
         return WORKER_EXIT_CONFIG;
     }
     int stored = -1;
