@@ -485,6 +485,25 @@ static void export_front_hive(struct util_buf *b, const struct roster *r)
                   l->header_timeout_ms, l->idle_timeout_ms);
 }
 
+/* A bot's pool and tags in the front roster: the front door routes pool
+ * tasks (SPEC §12), so it must know them. */
+static void export_front_pool(struct util_buf *b, const struct roster_bot *bot)
+{
+    if (bot->pool) {
+        export_puts(b, "    pool: ");
+        export_yaml_str(b, bot->pool);
+        export_puts(b, "\n");
+    }
+    if (!bot->tags[0])
+        return;
+    export_puts(b, "    tags: [");
+    for (char **t = bot->tags; *t; t++) {
+        export_puts(b, t == bot->tags ? "" : ", ");
+        export_yaml_str(b, *t);
+    }
+    export_puts(b, "]\n");
+}
+
 /* hive-NAME.yaml: the front door's roster, every bot a remote bot on the
  * address its socket unit listens on (SPEC §11). */
 static void export_front_roster(struct export_set *s, const struct roster *r,
@@ -504,6 +523,7 @@ static void export_front_roster(struct export_set *s, const struct roster *r,
         export_puts(&b, "\n");
         if (r->token_env)
             export_printf(&b, "    token_env: %s\n", HIVE_ENV_TOKEN);
+        export_front_pool(&b, bots[i]);
         free(url);
     }
     char *prefix = export_prefix(r);
