@@ -33,6 +33,15 @@ struct worker_options {
     struct http_limits limits;
     struct ws_config ws;
     char *log_level;
+    /* agent CLIs (SPEC §12, worker/agent.h) */
+    char *agent_type;      /* --adapter-type claude|codex|gemini; NULL: mock or cli */
+    char *model;           /* --model */
+    char **agent_args;     /* --adapter-arg (repeatable), after the preset's */
+    bool session_continue; /* --session continue: resume the bot's last session */
+    bool auto_resume;      /* --auto-resume false: a usage limit pauses until `hive resume` */
+    double budget_usd;     /* --budget-usd per day; 0: none */
+    double budget_tokens;  /* --budget-tokens per day; 0: none */
+    int budget_reset_min;  /* --budget-reset HH:MM local, in minutes; 0: midnight */
     bool help, version;
 };
 

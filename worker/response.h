@@ -22,8 +22,9 @@ struct response {
     double duration_seconds;
     const char *output; /* adapter stdout, may be NULL */
     size_t output_len;
-    const char *error;        /* NULL or empty when there is none */
-    int64_t finished_wall_ns; /* completion time, for the name and timestamps */
+    const char *error;               /* NULL or empty when there is none */
+    int64_t finished_wall_ns;        /* completion time, for the name and timestamps */
+    const struct agent_usage *usage; /* an agent's tokens and cost, or NULL (SPEC §12) */
 };
 
 /* The name without suffix and extension:
