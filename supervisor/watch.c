@@ -28,6 +28,7 @@
 enum { WATCH_SUCCESS, WATCH_FAILURE, WATCH_CANCELLED, WATCH_OUTCOMES };
 static const char *const watch_outcomes[] = {"success", "failure", "cancelled"};
 static const char *const watch_sources[] = {"file", "http", "websocket"};
+static const char *const watch_token_kinds[] = {"input", "output", "cache_read", "cache_write"};
 static const char *const watch_states[] = {"starting", "running", "stopping",
                                            "stopped",  "backoff", "fatal"};
 
@@ -40,6 +41,8 @@ struct watch_bot {
     bool live;   /* caught up once: what comes now is news (WebSocket updates) */
     unsigned long tasks[3][WATCH_OUTCOMES];
     struct metrics_histogram duration;
+    double tokens[4]; /* an agent's tokens by kind (watch_token_kinds), SPEC §12 */
+    double cost_usd;
 };
 
 struct watch {
@@ -128,6 +131,10 @@ static void watch_count(struct watch_bot *b, const json_t *e)
     b->tasks[s][k]++;
     metrics_histogram_observe(&b->duration,
                               json_number_value(json_object_get(e, "duration_seconds")));
+    json_t *tokens = json_object_get(e, "tokens");
+    for (int t = 0; t < 4; t++)
+        b->tokens[t] += json_number_value(json_object_get(tokens, watch_token_kinds[t]));
+    b->cost_usd += json_number_value(json_object_get(e, "cost_usd"));
 }
 
 /* Count up to MAX of B's new entries, oldest first; how many were. */
@@ -267,6 +274,24 @@ static void watch_metrics_tasks(struct watch *w, struct util_buf *b)
                                  &watch_bot_at(w, i, info.id)->duration);
 }
 
+/* hive_tokens_total and hive_cost_usd_total from the timelines (SPEC §12). */
+static void watch_metrics_cost(struct watch *w, struct util_buf *b)
+{
+    struct hive_bot_info info;
+    metrics_family(b, "hive_tokens_total", "counter",
+                   "Tokens the bots' agents reported, by kind (from the durable timelines).");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+        for (int t = 0; t < 4; t++) {
+            struct metrics_label l[] = {{"bot", info.id}, {"kind", watch_token_kinds[t]}};
+            metrics_sample(b, "hive_tokens_total", l, 2, watch_bot_at(w, i, info.id)->tokens[t]);
+        }
+    metrics_family(b, "hive_cost_usd_total", "counter",
+                   "Cost the bots' agents reported, in USD (from the durable timelines).");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+        metrics_sample(b, "hive_cost_usd_total", &(struct metrics_label){"bot", info.id}, 1,
+                       watch_bot_at(w, i, info.id)->cost_usd);
+}
+
 /* hive_proxy_requests_total: one series per code seen. */
 static void watch_metrics_proxy(struct watch *w, struct util_buf *b)
 {
@@ -289,6 +314,7 @@ static void watch_metrics(struct watch *w, struct http_conn *conn)
     b->len = 0;
     watch_metrics_bots(w, b);
     watch_metrics_tasks(w, b);
+    watch_metrics_cost(w, b);
     watch_metrics_proxy(w, b);
     metrics_process(b);
     http_respond(conn, 200, METRICS_CONTENT_TYPE, b->data, b->len, NULL);
