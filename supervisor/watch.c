@@ -18,6 +18,7 @@
 #include "common/metrics.h"
 #include "common/util.h"
 #include "common/ws.h"
+#include "supervisor/hivebudget.h"
 #include "worker/timeline.h"
 #include "worker/tlws.h"
 
@@ -52,10 +53,11 @@ struct watch {
     struct tlws *ws;
     struct watch_bot *bots;
     size_t n_bots, cap_bots;
-    struct timeline **tls;  /* scratch for merged queries */
-    struct util_buf scrape; /* kept between scrapes: a big hive's is megabytes,
-                               and growing it again each time costs more than
-                               writing it */
+    struct timeline **tls;     /* scratch for merged queries */
+    struct hivebudget *budget; /* `hive: budget:`, NULL: none */
+    struct util_buf scrape;    /* kept between scrapes: a big hive's is megabytes,
+                                  and growing it again each time costs more than
+                                  writing it */
 };
 
 static void watch_catch_up(struct watch *w, struct watch_bot *b, size_t *budget);
@@ -159,6 +161,7 @@ static size_t watch_follow(struct watch *w, struct watch_bot *b, size_t max)
     for (size_t i = got; i-- > 0;) {
         json_t *e = json_array_get(entries, i);
         watch_count(b, e);
+        hivebudget_count(w->budget, e);
         if (b->live)
             tlws_entry(w->ws, e);
     }
@@ -194,7 +197,9 @@ void watch_refresh(struct watch *w)
 static void watch_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    watch_refresh(arg);
+    struct watch *w = arg;
+    watch_refresh(w);
+    hivebudget_tick(w->budget, hive_roster(w->hive));
 }
 
 struct watch *watch_new(struct event_base *base, struct hive *hive, const struct proxy *proxy)
@@ -205,6 +210,7 @@ struct watch *watch_new(struct event_base *base, struct hive *hive, const struct
     struct ws_config wc;
     ws_config_default(&wc);
     w->ws = tlws_new(&wc, watch_lookup, w);
+    w->budget = hivebudget_new(hive_roster(hive));
     w->tick = event_new(base, -1, EV_PERSIST, watch_tick_cb, w);
     struct timeval tv = {WATCH_TICK_MS / 1000, WATCH_TICK_MS % 1000 * 1000};
     event_add(w->tick, &tv);
@@ -216,6 +222,7 @@ void watch_free(struct watch *w)
     if (!w)
         return;
     event_free(w->tick);
+    hivebudget_free(w->budget);
     tlws_free(w->ws);
     for (size_t i = 0; i < w->n_bots; i++) {
         timeline_close(w->bots[i].tl);

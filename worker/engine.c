@@ -130,6 +130,7 @@ struct engine {
     struct event *hold_ev; /* looks whether hold_until has come */
     int64_t limit_backoff; /* seconds of the last backoff of a limit without a time */
     struct budget *budget; /* NULL: none */
+    char *pause_note;      /* the PAUSE file's reason, or NULL */
 };
 
 static void engine_run_next(struct engine *e);
@@ -659,15 +660,32 @@ static void engine_retry_cb(evutil_socket_t fd, short what, void *arg)
     engine_kick(e);
 }
 
+/* The reason a PAUSE file gives in its text (the hive's budget writes one;
+ * `hive pause` writes "paused", which is none). */
+static void engine_pause_note(struct engine *e)
+{
+    free(e->pause_note);
+    e->pause_note = util_read_file(store_paths(e->store)->pause, 512, NULL);
+    size_t len = e->pause_note ? strcspn(e->pause_note, "\r\n") : 0;
+    if (e->pause_note)
+        e->pause_note[len] = '\0';
+    if (len == 0 || strcmp(e->pause_note, "paused") == 0) {
+        free(e->pause_note);
+        e->pause_note = NULL;
+    }
+}
+
 /* The bot is now PAUSED (or not): a change is an event (the first look at
  * start is not one). */
 static void engine_set_paused(struct engine *e, bool paused)
 {
-    bool changed = e->paused_known && paused != e->paused;
+    bool changed = e->paused_known && paused != e->paused, first = !e->paused_known;
     e->paused = paused;
     e->paused_known = true;
+    if (paused && (changed || first))
+        engine_pause_note(e);
     if (changed)
-        events_bot_paused(e->events, paused);
+        events_bot_paused_why(e->events, paused, paused ? e->pause_note : NULL, 0);
 }
 
 /* Look whether the PAUSE file exists (SPEC: before every task start). */
@@ -1266,6 +1284,7 @@ void engine_free(struct engine *e)
     free(e->session);
     free(e->fresh_note);
     free(e->hold_reason);
+    free(e->pause_note);
     budget_free(e->budget);
     free(e);
 }
@@ -1322,7 +1341,7 @@ void engine_status(struct engine *e, struct engine_status *st)
     st->processed = e->processed;
     st->failed = e->failed;
     st->oldest_wall_ns = engine_oldest(e);
-    st->paused_reason = e->hold_reason;
+    st->paused_reason = e->hold_reason ? e->hold_reason : paused ? e->pause_note : NULL;
     st->paused_until = e->hold_until;
 }
 

@@ -312,19 +312,28 @@ class AgentHiveTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="hive-e2e-agent-")
         self.log = os.path.join(self.tmp, "argv.jsonl")
+        self.clock = os.path.join(self.tmp, "clock")
         os.environ["FAKE_CLAUDE_LOG"] = self.log
+        os.environ["HIVE_TEST_CLOCK_FILE"] = self.clock
+        self.hive = None
+
+    def start(self, hive_extra=""):
         bots = [{"id": "BOT-A", "adapter": "{type: claude, command: [%s]}" % FAKE},
                 {"id": "BOT-B", "adapter": "{type: claude, command: [%s]}" % FAKE}]
         self.hive = Hive(self.tmp, bots)
         self.hive.write_yaml(bots)
         with open(self.hive.yaml) as f:
             text = f.read()
+        text = text.replace("  - id: BOT-A\n", "  - id: BOT-A\n    session: continue\n")
         with open(self.hive.yaml, "w") as f:
-            f.write(text.replace("  - id: BOT-A\n", "  - id: BOT-A\n    session: continue\n"))
+            f.write(text.replace("hive:\n", "hive:\n" + hive_extra, 1))
         self.hive.start()
 
     def tearDown(self):
         os.environ.pop("FAKE_CLAUDE_LOG", None)
+        os.environ.pop("HIVE_TEST_CLOCK_FILE", None)
+        if not self.hive:
+            return
         code, killed = self.hive.stop()
         if not getattr(self._outcome, "success", True) or killed:
             sys.stderr.write(self.hive.log_text()[-6000:])
@@ -332,6 +341,7 @@ class AgentHiveTest(unittest.TestCase):
         self.assertFalse(killed)
 
     def test_hive_metrics_and_reset(self):
+        self.start()
         for bot in ("BOT-A", "BOT-B", "BOT-A"):
             r = self.hive.post("/bots/%s/api/task" % bot, {"command": "go"})
             self.assertEqual(r.status, 202, r)
@@ -355,6 +365,25 @@ class AgentHiveTest(unittest.TestCase):
         self.assertIn("BOT-A: reset", p.stdout)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, ".deia", "hive", "sessions",
                                                      "BOT-A.json")))
+
+
+    def test_hive_budget_pauses_every_bot_until_the_next_day(self):
+        self.start("  budget: {usd_per_day: 0.02}\n")
+        for bot in ("BOT-A", "BOT-B"):
+            self.assertEqual(self.hive.post("/bots/%s/api/task" % bot,
+                                            {"command": "go", "task_id": "h-" + bot}).status, 202)
+        reason = "budget: hive $0.02 of $0.02 used today"
+        for bot in ("BOT-A", "BOT-B"):
+            wait_for(lambda: self.hive.get("/bots/%s/status" % bot).json()["paused_reason"]
+                     == reason or None, TASK_TIMEOUT, what="%s paused by the hive budget" % bot)
+        self.assertEqual(self.hive.post("/bots/BOT-B/api/task",
+                                        {"command": "later", "task_id": "h-later"}).status, 202)
+        time.sleep(1.5)
+        self.assertEqual(self.hive.responses("BOT-B", "h-later"), [])
+        with open(self.clock, "w") as f:
+            f.write("86400")
+        self.hive.wait_response("BOT-B", "h-later")
+        self.assertIsNone(self.hive.get("/bots/BOT-A/status").json()["paused_reason"])
 
 
 if __name__ == "__main__":
