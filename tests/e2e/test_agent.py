@@ -376,6 +376,11 @@ class AgentHiveTest(unittest.TestCase):
         for bot in ("BOT-A", "BOT-B"):
             wait_for(lambda: self.hive.get("/bots/%s/status" % bot).json()["paused_reason"]
                      == reason or None, TASK_TIMEOUT, what="%s paused by the hive budget" % bot)
+        # The supervisor's /status and `hive status` show why.
+        wait_for(lambda: self.hive.bot("BOT-B").get("paused_reason") == reason or None,
+                 TASK_TIMEOUT, what="the supervisor's /status shows the reason")
+        p = self.hive.cli("status")
+        self.assertIn("paused: " + reason, p.stdout)
         self.assertEqual(self.hive.post("/bots/BOT-B/api/task",
                                         {"command": "later", "task_id": "h-later"}).status, 202)
         time.sleep(1.5)
