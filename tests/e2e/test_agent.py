@@ -73,6 +73,13 @@ class AgentWorkerTest(WorkerTestCase):
         return self.new_worker("--adapter-type", "claude", "--model", "sonnet", *args, "--",
                                FAKE, env=e, **kw)
 
+    def sse(self, w, path="/api/events"):
+        """An event stream reader of W, closed at the end of the test."""
+        s = SSE(w.port, path)
+        self.addCleanup(s.sock.close)
+        self.addCleanup(s.f.close)
+        return s
+
     def runs(self):
         """The fake's runs so far: [{"argv": [...], "prompt": ...}]."""
         try:
@@ -81,21 +88,9 @@ class AgentWorkerTest(WorkerTestCase):
         except FileNotFoundError:
             return []
 
-    def stored_events(self, w):
-        """Every stored event so far (GET /api/events?since=0 read to its end)."""
-        s = SSE(w.port, "/api/events?since=0")
-        out = []
-        try:
-            while True:
-                out.append(s.events.get(timeout=1.0))
-        except Exception:
-            pass
-        s.sock.close()
-        return [e[2] for e in out]
-
     def test_stream_chunks_tools_tokens_and_cost(self):
         w = self.agent()
-        sse = SSE(w.port, "/api/events")
+        sse = self.sse(w)
 
         async def session():
             async with websockets.connect(w.ws_url) as ws:
@@ -177,7 +172,7 @@ class AgentWorkerTest(WorkerTestCase):
 
     def test_usage_limit_requeues_pauses_and_resumes(self):
         w = self.agent()
-        sse = SSE(w.port, "/api/events")
+        sse = self.sse(w)
         w.submit("LIMIT_ONCE: a\nRESET_IN: 2\nfirst", task_id="t-limit")
         w.submit("second", task_id="t-next")
         ev = sse.take_until(lambda e: e[1] == "bot_paused")[-1][2]
@@ -272,7 +267,7 @@ class AgentWorkerTest(WorkerTestCase):
 
     def test_budget_warns_pauses_and_resumes_next_day(self):
         w = self.agent("--budget-usd", "1.00")
-        sse = SSE(w.port, "/api/events")
+        sse = self.sse(w)
         for i in range(3):
             w.submit("STREAM: cheap\n%d" % i, task_id="b%d" % i)
         w.submit("STREAM: cheap\nlater", task_id="b3")
@@ -294,7 +289,7 @@ class AgentWorkerTest(WorkerTestCase):
         w = self.restart(w, "--adapter-type", "claude", "--budget-usd", "1.00", "--", FAKE,
                          env={"FAKE_CLAUDE_LOG": self.argv_log,
                               "HIVE_TEST_CLOCK_FILE": self.clock})
-        sse = SSE(w.port, "/api/events")
+        sse = self.sse(w)
         self.assertEqual(w.status()["paused_reason"], "budget: $1.35 of $1.00 used today")
         time.sleep(0.5)
         self.assertEqual(w.responses("b3"), [])
