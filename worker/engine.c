@@ -1006,6 +1006,11 @@ static bool engine_run_fresh(struct engine *e, const struct adapter_result *res)
                               .tool = engine_tool_cb};
     e->job = adapter_start(e->base, &e->cfg.adapter, &at, engine_chunk_cb, engine_done_cb, e, err,
                            sizeof err);
+    if (!e->job) { /* the first run's answer stands */
+        log_warn("task %s: cannot start it again: %s", t->id, err);
+        free(e->fresh_note);
+        e->fresh_note = NULL;
+    }
     return e->job != NULL;
 }
 

@@ -23,7 +23,11 @@ the `claude` adapter end to end:
   says so in the output;
 - a daily budget: 80 % gives a `warning` event, 100 % pauses the bot with
   "budget: $X of $Y used today", the next day (test clock moved with
-  HIVE_TEST_CLOCK_FILE) resumes it — cheap.jsonl.
+  HIVE_TEST_CLOCK_FILE) resumes it — cheap.jsonl; the hive's budget
+  (`hive: budget:`) pauses every bot, shown in the supervisor's /status and
+  `hive status`, until the next day — text.jsonl;
+- the codex and gemini presets read their documented output — codex.jsonl,
+  gemini.json.
 """
 
 import asyncio
@@ -299,6 +303,28 @@ class AgentWorkerTest(WorkerTestCase):
         sse.take_until(lambda e: e[1] == "bot_resumed")
         w.wait_response("b3")
         self.assertIsNone(w.status()["paused_reason"])
+
+    def test_codex_and_gemini_presets(self):
+        """The presets' output readers, on their documented formats (the
+        recorded outputs stand in for the CLIs: the preset's own arguments
+        follow `sh -c SCRIPT` and are ignored)."""
+        streams = os.path.join(SOURCE_DIR, "tests", "agents", "streams")
+        w = self.new_worker("--adapter-type", "codex", "--", "sh", "-c",
+                            "cat %s/codex.jsonl" % streams, bot="BOT-CODEX")
+        w.submit("x", task_id="c1")
+        _, text = w.wait_response("c1")
+        r = parse_response(text)
+        self.assertIn("SUCCESS", r["Status"])
+        self.assertEqual(r["output"], "The repository has a README.")
+        self.assertEqual(r["Tokens"], "in 24763, out 122, cache read 24448, cache write 0")
+        self.assertNotIn("Cost", r)
+        w = self.new_worker("--adapter-type", "gemini", "--", "sh", "-c",
+                            "cat %s/gemini.json" % streams, bot="BOT-GEMINI")
+        w.submit("x", task_id="g1")
+        _, text = w.wait_response("g1")
+        r = parse_response(text)
+        self.assertEqual(r["output"], "The capital of France is Paris.")
+        self.assertEqual(r["Tokens"], "in 250, out 8, cache read 100, cache write 0")
 
 
 class AgentHiveTest(unittest.TestCase):
