@@ -267,7 +267,8 @@ START_TEST(test_anchors_and_quoting)
                  "t.yaml:3:5: unknown key '<<' in bots[0] (expected id, port, mode, adapter, "
                  "cooldown, timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, "
                  "bind, allowed_origins, server_names, autostart, depends_on, stop_signal, cwd, "
-                 "env, env_file, user, group, memory_max, cpu_max, tasks_max, log, session, auto_resume, budget)");
+                 "env, env_file, user, group, memory_max, cpu_max, tasks_max, log, session, "
+                 "auto_resume, budget)");
 }
 END_TEST
 
@@ -323,7 +324,8 @@ START_TEST(test_unknown_keys)
                  "t.yaml:2:3: unknown key 'port' in defaults (expected mode, adapter, cooldown, "
                  "timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, bind, "
                  "allowed_origins, server_names, autostart, depends_on, stop_signal, cwd, env, "
-                 "env_file, user, group, memory_max, cpu_max, tasks_max, log, session, auto_resume, budget)");
+                 "env_file, user, group, memory_max, cpu_max, tasks_max, log, session, "
+                 "auto_resume, budget)");
     expect_error("bots:\n  - id: a\n    adapter: {tpye: cli}\n",
                  "t.yaml:3:15: unknown key 'tpye' in bots[0].adapter (expected type, command, "
                  "env, env_remove, delay_ms, output_cap, args, model)");
