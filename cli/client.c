@@ -175,7 +175,7 @@ static int client_control_one(struct api *c, const char *action, const char *bot
 {
     struct api_response r;
     bool worker = strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0 ||
-                  strcmp(action, "interrupt") == 0;
+                  strcmp(action, "interrupt") == 0 || strcmp(action, "reset") == 0;
     char *target = worker ? xasprintf("/bots/%s/api/%s", bot, action)
                           : xasprintf("/api/bots/%s/%s", bot, action);
 
@@ -393,6 +393,12 @@ static int client_resume(struct api *c, struct client_args *a)
     return client_control(c, "resume", a);
 }
 
+/* hive reset BOT...|all: the bots' agents start a new session (SPEC §12). */
+static int client_reset(struct api *c, struct client_args *a)
+{
+    return client_control(c, "reset", a);
+}
+
 /* hive interrupt BOT...|all. */
 static int client_interrupt(struct api *c, struct client_args *a)
 {
@@ -466,6 +472,7 @@ static const struct client_command client_commands[] = {
     {"resume", "hive resume [-f hive.yaml] BOT...|all", 1, -1, client_resume},
     {"interrupt", "hive interrupt [-f hive.yaml] BOT...|all", 1, -1, client_interrupt},
     {"cancel", "hive cancel [-f hive.yaml] BOT TASK-ID...", 2, -1, client_cancel},
+    {"reset", "hive reset [-f hive.yaml] BOT...|all", 1, -1, client_reset},
     {"reload", "hive reload [-f hive.yaml]", 0, 0, client_reload},
     {"logs",
      "hive logs [--file hive.yaml] [BOT...] [-f|--follow] [-n|--tail N] [--since TIME] "

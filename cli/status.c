@@ -92,6 +92,11 @@ static void status_row(const struct status_opts *o, json_t *bot, int idw)
     const char *reason = json_get_str(bot, "reason");
     if (reason && *reason)
         printf("%-*s  reason: %s\n", idw, "", reason);
+    const char *paused = json_get_str(bot, "paused_reason");
+    const char *until = json_get_str(bot, "paused_until");
+    if (paused && *paused)
+        printf("%-*s  paused: %s%s%s\n", idw, "", paused, until ? " until " : "",
+               until ? until : "");
 }
 
 /* Print the table of GET /status (its "bots" already filtered). */

@@ -1178,6 +1178,29 @@ static void roster_argv_command(struct roster_argv *a, const void *slot)
     a->tail = cmd[0] ? cmd : NULL;
 }
 
+/* The agent settings reach the worker only when they differ from its
+ * defaults, so a bot without an agent keeps the argv it had. */
+static void roster_argv_session(struct roster_argv *a, const void *slot)
+{
+    const char *v = *(char *const *)slot;
+    if (v && strcmp(v, "continue") == 0)
+        roster_argv_opt(a, "--session", xstrdup(v));
+}
+
+/* auto_resume: false only (see roster_argv_session). */
+static void roster_argv_auto_resume(struct roster_argv *a, const void *slot)
+{
+    if (!*(const bool *)slot)
+        roster_argv_opt(a, "--auto-resume", xstrdup("false"));
+}
+
+/* budget.tokens_per_day: when set (see roster_argv_session). */
+static void roster_argv_budget_tokens(struct roster_argv *a, const void *slot)
+{
+    if (*(const int *)slot > 0)
+        roster_argv_opt(a, "--budget-tokens", xasprintf("%d", *(const int *)slot));
+}
+
 /* ---- the bot's process: folder, environment, user, limits -------------- */
 
 static char *roster_path_join(const char *dir, const char *rel);
@@ -1299,10 +1322,31 @@ static void roster_check_cpu_max(struct roster_parse *p, yaml_node_t *n, void *b
     roster_need(p, n, ROSTER_NEED_CGROUP, "cpu_max", "cpu");
 }
 
+/* budget.usd_per_day: a number of USD, 0 or more. */
+static void roster_check_usd(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    const char *v = ((struct roster_budget *)base)->usd_per_day;
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || !(d >= 0 && d < 1e12))
+        roster_error(p, n, "usd_per_day must be a number of USD, 0 or more");
+}
+
+/* budget.reset_at: "HH:MM", local time. */
+static void roster_check_clock(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    const char *v = ((struct roster_budget *)base)->reset_at;
+    int h, m, len = 0;
+    if (sscanf(v, "%2d:%2d%n", &h, &m, &len) != 2 || v[len] || h < 0 || h > 23 || m < 0 || m > 59)
+        roster_error(p, n, "reset_at must be a time of day, HH:MM");
+}
+
 /* ---- tables ------------------------------------------------------------ */
 
 static const char *const roster_modes[] = {"hybrid", "cli-only", "websocket-only", NULL};
-static const char *const roster_adapter_types[] = {"mock", "cli", NULL};
+static const char *const roster_adapter_types[] = {"mock",  "cli",    "claude",
+                                                   "codex", "gemini", NULL};
+static const char *const roster_sessions[] = {"new", "continue", NULL};
 static const char *const roster_policies[] = {"always", "on-failure", "never", NULL};
 
 /* The start of a row: its YAML key, kind and place in TYPE. The rest of a row
@@ -1327,8 +1371,22 @@ static const struct roster_field roster_adapter_fields[] = {
      .max = INT_MAX, .flag = "--mock-delay-ms"},
     {ROSTER_FIELD("output_cap", ROSTER_LSIZE, struct roster_adapter, output_cap), .dflt = "8MiB",
      .flag = "--output-cap"},
+    /* Agent CLIs (worker/agent.c): more arguments, the model. */
+    {ROSTER_FIELD("args", ROSTER_STRV, struct roster_adapter, args), .flag = "--adapter-arg"},
+    {ROSTER_FIELD("model", ROSTER_STRING, struct roster_adapter, model), .flag = "--model"},
 };
 static const struct roster_table roster_adapter_table = ROSTER_TABLE(roster_adapter_fields, NULL);
+
+/* A day's spend (the worker's budget.c; the hive's: the supervisor). */
+static const struct roster_field roster_budget_fields[] = {
+    {ROSTER_FIELD("usd_per_day", ROSTER_STRING, struct roster_budget, usd_per_day),
+     .hook = roster_check_usd, .flag = "--budget-usd"},
+    {ROSTER_FIELD("tokens_per_day", ROSTER_INT, struct roster_budget, tokens_per_day),
+     .max = INT_MAX, .argv = roster_argv_budget_tokens},
+    {ROSTER_FIELD("reset_at", ROSTER_STRING, struct roster_budget, reset_at),
+     .hook = roster_check_clock, .flag = "--budget-reset"},
+};
+static const struct roster_table roster_budget_table = ROSTER_TABLE(roster_budget_fields, NULL);
 
 /* The supervisor's own: the worker is never told. */
 static const struct roster_field roster_restart_fields[] = {
@@ -1422,6 +1480,12 @@ static const struct roster_field roster_defaults_fields[] = {
      .live = true},
     {ROSTER_FIELD("tags", ROSTER_STRV, struct roster_bot, tags), .item_check = roster_check_tag,
      .live = true},
+    /* Agent CLIs (SPEC §12): resume the last session; after a usage limit. */
+    {ROSTER_FIELD("session", ROSTER_CHOICE, struct roster_bot, session), .dflt = "new",
+     .choices = roster_sessions, .argv = roster_argv_session},
+    {ROSTER_FIELD("auto_resume", ROSTER_BOOL, struct roster_bot, auto_resume), .dflt = "true",
+     .argv = roster_argv_auto_resume},
+    {ROSTER_FIELD("budget", ROSTER_MAP, struct roster_bot, budget), .table = &roster_budget_table},
 };
 static const struct roster_table roster_defaults_table = ROSTER_TABLE(roster_defaults_fields, NULL);
 
@@ -1463,6 +1527,7 @@ static const struct roster_field roster_hive_fields[] = {
     {ROSTER_FIELD("server_names", ROSTER_STRV, struct roster, server_names),
      .item_check = roster_check_server_name},
     {ROSTER_FIELD("limits", ROSTER_MAP, struct roster, limits), .table = &roster_limits_table},
+    {ROSTER_FIELD("budget", ROSTER_MAP, struct roster, budget), .table = &roster_budget_table},
 };
 static const struct roster_table roster_hive_table = ROSTER_TABLE(roster_hive_fields, NULL);
 

@@ -90,12 +90,21 @@ struct roster_limits {
 
 /* How one bot's tasks are run. All vectors are NULL-terminated, never NULL. */
 struct roster_adapter {
-    char *type;        /* "mock" or "cli" */
+    char *type;        /* "mock", "cli", or an agent CLI: "claude", "codex", "gemini" */
     char **command;    /* argv; non-empty for "cli", may be empty for "mock" */
     char **env;        /* "NAME=value", in file order */
     char **env_remove; /* variable names */
     int delay_ms;      /* mock: answer after this long */
     long output_cap;   /* bytes of output kept */
+    char **args;       /* agent CLIs: arguments after the preset's */
+    char *model;       /* agent CLIs: the model, or NULL */
+};
+
+/* Spend per day (SPEC §12); 0 / NULL: no limit. */
+struct roster_budget {
+    char *usd_per_day; /* a number of USD, as written (checked) */
+    int tokens_per_day;
+    char *reset_at; /* "HH:MM" local: when the day starts; NULL midnight */
 };
 
 /* When the supervisor restarts an exited worker. */
@@ -161,6 +170,9 @@ struct roster_bot {
     double stall_after; /* seconds of silence before task_stalled; 0 = off */
     char *pool;         /* the pool POST /api/task {"pool"} picks from; NULL: none */
     char **tags;        /* what {"tags": [...]} matches; NULL-terminated, never NULL */
+    char *session;      /* agent CLIs: "new" or "continue" */
+    bool auto_resume;   /* after a usage limit, resume by itself */
+    struct roster_budget budget;
 };
 
 /* What a roster asks of the host it runs on — a user, a group, a cgroup
@@ -190,6 +202,7 @@ struct roster {
     char **allowed_origins; /* NULL-terminated, never NULL */
     char **server_names;    /* NULL-terminated, never NULL */
     struct roster_limits limits;
+    struct roster_budget budget; /* the whole hive's (the supervisor keeps it) */
     struct roster_bot *bots;
     size_t n_bots;
     struct roster_need *needs; /* host checks of hostcheck_roster, in file order */

@@ -106,7 +106,8 @@ static json_t *front_last_exit(const struct hive_bot_info *b)
 static void front_bot_live(const struct front *front, const char *id, json_t *bot)
 {
     const json_t *st = merge_status(hive_merge(front->hive), id);
-    static const char *const keys[] = {"queue", "current_task", "tasks_processed", "tasks_failed"};
+    static const char *const keys[] = {"queue",        "current_task",  "tasks_processed",
+                                       "tasks_failed", "paused_reason", "paused_until"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
         json_t *v = st ? json_object_get(st, keys[i]) : NULL;
         json_object_set_new(bot, keys[i], v ? json_deep_copy(v) : json_null());

@@ -51,6 +51,7 @@ static const char main_usage_text[] =
     "  restart|stop|start BOT...|all         control bots (start also clears fatal)\n"
     "  pause|resume|interrupt BOT...|all     pause, resume a bot, or kill its running task\n"
     "  cancel BOT TASK-ID...                 cancel tasks: dequeue, or kill a running one\n"
+    "  reset BOT...|all                      agent bots: start a new conversation (session)\n"
     "  reload                                re-read hive.yaml and apply the difference\n"
     "  prune [--force] BOT...                remove a stopped bot's git worktree (branch kept)\n"
     "  logs [BOT...] [-f|--follow] [-n|--tail N] [--since TIME] [--no-prefix]\n"

@@ -28,6 +28,7 @@
 #include "common/util.h"
 #include "common/ws.h"
 #include "common/route.h"
+#include "supervisor/hivebudget.h"
 #include "worker/timeline.h"
 #include "worker/tlws.h"
 
@@ -39,6 +40,7 @@
 enum { WATCH_SUCCESS, WATCH_FAILURE, WATCH_CANCELLED, WATCH_OUTCOMES };
 static const char *const watch_outcomes[] = {"success", "failure", "cancelled"};
 static const char *const watch_sources[] = {"file", "http", "websocket"};
+static const char *const watch_token_kinds[] = {"input", "output", "cache_read", "cache_write"};
 static const char *const watch_states[] = {"starting", "running", "stopping",
                                            "stopped",  "backoff", "fatal"};
 
@@ -51,6 +53,8 @@ struct watch_bot {
     bool live;   /* caught up once: what comes now is news (WebSocket updates) */
     unsigned long tasks[3][WATCH_OUTCOMES];
     struct metrics_histogram duration;
+    double tokens[4]; /* an agent's tokens by kind (watch_token_kinds), SPEC §12 */
+    double cost_usd;
 };
 
 struct watch {
@@ -61,10 +65,11 @@ struct watch {
     struct tlws *ws;
     struct watch_bot *bots;
     size_t n_bots, cap_bots;
-    struct timeline **tls;  /* scratch for merged queries */
-    struct util_buf scrape; /* kept between scrapes: a big hive's is megabytes,
-                               and growing it again each time costs more than
-                               writing it */
+    struct timeline **tls;     /* scratch for merged queries */
+    struct hivebudget *budget; /* `hive: budget:`, NULL: none */
+    struct util_buf scrape;    /* kept between scrapes: a big hive's is megabytes,
+                                  and growing it again each time costs more than
+                                  writing it */
 };
 
 static void watch_catch_up(struct watch *w, struct watch_bot *b, size_t *budget);
@@ -140,6 +145,10 @@ static void watch_count(struct watch_bot *b, const json_t *e)
     b->tasks[s][k]++;
     metrics_histogram_observe(&b->duration,
                               json_number_value(json_object_get(e, "duration_seconds")));
+    json_t *tokens = json_object_get(e, "tokens");
+    for (int t = 0; t < 4; t++)
+        b->tokens[t] += json_number_value(json_object_get(tokens, watch_token_kinds[t]));
+    b->cost_usd += json_number_value(json_object_get(e, "cost_usd"));
 }
 
 /* Count up to MAX of B's new entries, oldest first; how many were. */
@@ -164,6 +173,7 @@ static size_t watch_follow(struct watch *w, struct watch_bot *b, size_t max)
     for (size_t i = got; i-- > 0;) {
         json_t *e = json_array_get(entries, i);
         watch_count(b, e);
+        hivebudget_count(w->budget, e);
         if (b->live)
             tlws_entry(w->ws, e);
     }
@@ -234,7 +244,9 @@ static void watch_sink(const json_t *event, void *arg)
 static void watch_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    watch_refresh(arg);
+    struct watch *w = arg;
+    watch_refresh(w);
+    hivebudget_tick(w->budget, hive_roster(w->hive));
 }
 
 struct watch *watch_new(struct event_base *base, struct hive *hive, const struct proxy *proxy)
@@ -245,6 +257,7 @@ struct watch *watch_new(struct event_base *base, struct hive *hive, const struct
     struct ws_config wc;
     ws_config_default(&wc);
     w->ws = tlws_new(&wc, watch_lookup, w);
+    w->budget = hivebudget_new(hive_roster(hive));
     w->tick = event_new(base, -1, EV_PERSIST, watch_tick_cb, w);
     w->soon = event_new(base, -1, 0, watch_tick_cb, w);
     struct timeval tv = {WATCH_TICK_MS / 1000, WATCH_TICK_MS % 1000 * 1000};
@@ -261,6 +274,7 @@ void watch_free(struct watch *w)
     merge_set_sink(hive_merge(w->hive), NULL, NULL);
     event_free(w->tick);
     event_free(w->soon);
+    hivebudget_free(w->budget);
     tlws_free(w->ws);
     for (size_t i = 0; i < w->n_bots; i++) {
         timeline_close(w->bots[i].tl);
@@ -353,6 +367,24 @@ static void watch_metrics_queue(struct watch *w, struct util_buf *b)
                    (double)(merge_subscribers(m) + tlws_sessions(w->ws)));
 }
 
+/* hive_tokens_total and hive_cost_usd_total from the timelines (SPEC §12). */
+static void watch_metrics_cost(struct watch *w, struct util_buf *b)
+{
+    struct hive_bot_info info;
+    metrics_family(b, "hive_tokens_total", "counter",
+                   "Tokens the bots' agents reported, by kind (from the durable timelines).");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+        for (int t = 0; t < 4; t++) {
+            struct metrics_label l[] = {{"bot", info.id}, {"kind", watch_token_kinds[t]}};
+            metrics_sample(b, "hive_tokens_total", l, 2, watch_bot_at(w, i, info.id)->tokens[t]);
+        }
+    metrics_family(b, "hive_cost_usd_total", "counter",
+                   "Cost the bots' agents reported, in USD (from the durable timelines).");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+        metrics_sample(b, "hive_cost_usd_total", &(struct metrics_label){"bot", info.id}, 1,
+                       watch_bot_at(w, i, info.id)->cost_usd);
+}
+
 /* hive_proxy_requests_total: one series per code seen. */
 static void watch_metrics_proxy(struct watch *w, struct util_buf *b)
 {
@@ -376,6 +408,7 @@ static void watch_metrics(struct watch *w, struct http_conn *conn)
     watch_metrics_bots(w, b);
     watch_metrics_tasks(w, b);
     watch_metrics_queue(w, b);
+    watch_metrics_cost(w, b);
     watch_metrics_proxy(w, b);
     metrics_process(b);
     http_respond(conn, 200, METRICS_CONTENT_TYPE, b->data, b->len, NULL);

@@ -394,6 +394,43 @@ START_TEST(test_read_real_file)
 }
 END_TEST
 
+/* An agent's Tokens and Cost lines come right after Duration, and the
+ * reader takes files with them (and, as before, without them). */
+START_TEST(test_read_agent_usage)
+{
+    struct response r = check_sample();
+    struct agent_usage u = {.known = true,
+                            .input = 120,
+                            .output = 345,
+                            .cache_read = 15000,
+                            .cache_write = 2000,
+                            .cost_known = true,
+                            .cost_usd = 0.0123};
+    r.usage = &u;
+    size_t len;
+    char *text = response_render(&r, &len);
+    ck_assert_ptr_nonnull(strstr(text, "**Duration:** 1.3 seconds\n"
+                                       "**Tokens:** in 120, out 345, cache read 15000, cache "
+                                       "write 2000\n**Cost:** $0.0123\n**Timestamp:** "));
+    free(text);
+    struct response_view v;
+    text = check_round_trip(&r, &v);
+    ck_assert(v.success);
+    check_span_str(v.output, "hello\nworld");
+    ck_assert_double_eq_tol(v.duration_seconds, 1.3, 1e-9);
+    free(text);
+    u.known = false; /* cost only: no Tokens line */
+    text = response_render(&r, &len);
+    ck_assert_ptr_null(strstr(text, "**Tokens:**"));
+    ck_assert_ptr_nonnull(strstr(text, "**Cost:** $0.0123\n"));
+    free(text);
+    r.usage = NULL;
+    text = response_render(&r, &len);
+    ck_assert_ptr_null(strstr(text, "**Cost:**"));
+    free(text);
+}
+END_TEST
+
 START_TEST(test_read_round_trip)
 {
     struct response r = check_sample();
@@ -692,6 +729,7 @@ static Suite *check_response_suite(void)
     tcase_add_test(rd, test_read_large_output);
     tcase_add_test(rd, test_name_outcome);
     tcase_add_test(rd, test_read_cancelled);
+    tcase_add_test(rd, test_read_agent_usage);
     suite_add_tcase(s, rd);
     return s;
 }

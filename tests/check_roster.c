@@ -282,7 +282,7 @@ START_TEST(test_anchors_and_quoting)
                  "cooldown, timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, "
                  "bind, allowed_origins, server_names, autostart, depends_on, stop_signal, cwd, "
                  "env, env_file, user, group, memory_max, cpu_max, tasks_max, log, workspace, "
-                 "stall_after, pool, tags)");
+                 "stall_after, pool, tags, session, auto_resume, budget)");
 }
 END_TEST
 
@@ -330,7 +330,7 @@ START_TEST(test_unknown_keys)
         "t.yaml:1:1: unknown key 'bots_x' in top level (expected hive, defaults, bots, include)");
     expect_error("hive:\n  nmae: x\nbots: []\n",
                  "t.yaml:2:3: unknown key 'nmae' in hive (expected name, work_dir, listen, "
-                 "base_port, token_env, allowed_origins, server_names, limits)");
+                 "base_port, token_env, allowed_origins, server_names, limits, budget)");
     expect_error("hive:\n  limits: {max_bdy: 1}\nbots: []\n",
                  "t.yaml:2:12: unknown key 'max_bdy' in hive.limits (expected max_header_bytes, "
                  "max_body, max_message, max_connections, header_timeout, idle_timeout)");
@@ -339,10 +339,10 @@ START_TEST(test_unknown_keys)
                  "timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, bind, "
                  "allowed_origins, server_names, autostart, depends_on, stop_signal, cwd, env, "
                  "env_file, user, group, memory_max, cpu_max, tasks_max, log, workspace, "
-                 "stall_after, pool, tags)");
+                 "stall_after, pool, tags, session, auto_resume, budget)");
     expect_error("bots:\n  - id: a\n    adapter: {tpye: cli}\n",
                  "t.yaml:3:15: unknown key 'tpye' in bots[0].adapter (expected type, command, "
-                 "env, env_remove, delay_ms, output_cap)");
+                 "env, env_remove, delay_ms, output_cap, args, model)");
     expect_error("defaults:\n  restart:\n    polcy: never\nbots: []\n",
                  "t.yaml:3:5: unknown key 'polcy' in defaults.restart (expected policy, "
                  "max_restarts, window)");
@@ -520,7 +520,7 @@ START_TEST(test_values)
     expect_error("bots: [{id: a, mode: fast}]\n",
                  "t.yaml:1:22: unknown mode 'fast' (expected hybrid, cli-only, websocket-only)");
     expect_error("bots: [{id: a, adapter: {type: docker}}]\n",
-                 "t.yaml:1:32: unknown type 'docker' (expected mock, cli)");
+                 "t.yaml:1:32: unknown type 'docker' (expected mock, cli, claude, codex, gemini)");
     expect_error("bots:\n  - id: a\n    adapter: {type: cli}\n",
                  "t.yaml:3:14: bot 'a' uses the cli adapter without a command");
     expect_error("bots:\n  - id: a\n    adapter: {type: cli, command: []}\n",
@@ -583,7 +583,7 @@ START_TEST(test_many_errors)
     static const char *const want[] = {
         "t.yaml:2:11: bad listen address 'nope' (expected host:port or [v6]:port)",
         ("t.yaml:3:3: unknown key 'colour' in hive (expected name, work_dir, listen, base_port, "
-         "token_env, allowed_origins, server_names, limits)"),
+         "token_env, allowed_origins, server_names, limits, budget)"),
         "t.yaml:5:12: bad duration 'soon' for 'timeout' (seconds, or a number with ms, s, m or h)",
         "t.yaml:8:11: unknown mode 'fast' (expected hybrid, cli-only, websocket-only)",
         "t.yaml:9:5: bots[1] has no id",

@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/utf8.h"
 #include "common/util.h"
+#include "worker/agent.h"
 #include "worker/contain.h"
 
 #include <errno.h>
@@ -131,7 +132,11 @@ struct adapter_job {
     size_t err_len;
     struct adapter_sigchld *sigchld;
     struct contain_job *contain; /* every process of the task, not only its group */
-    struct adapter_job *next;    /* in adapter_jobs, while sigchld is set */
+    /* agent CLIs: stdout is their JSON stream, read by worker/agentstream.c */
+    struct agentstream *stream;
+    bool resumed; /* started with a session to resume */
+    void (*tool)(const char *name, const char *summary, void *arg);
+    struct adapter_job *next; /* in adapter_jobs, while sigchld is set */
 };
 
 /* What the forked child needs, all prepared before fork. */
@@ -326,6 +331,7 @@ static void adapter_job_free(struct adapter_job *job)
 {
     adapter_registry_remove(job);
     contain_job_free(job->contain);
+    agentstream_free(job->stream);
     struct event *events[] = {job->finish_ev, job->delay_ev,   job->in_ev,   job->out_ev,
                               job->err_ev,    job->timeout_ev, job->kill_ev, job->drain_ev};
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
@@ -419,6 +425,32 @@ static char *adapter_cli_error(const struct adapter_job *job)
     return error;
 }
 
+/* The outcome of an agent CLI or a plain command into RESULT: what its
+ * stream said (worker/agent.c decides), a usage limit in a plain command's
+ * error. False when a callback abandoned the job (freed here then). */
+static bool adapter_agent_outcome(struct adapter_job *job, struct adapter_result *result)
+{
+    struct agentstream_outcome o = {0};
+    char *tail = adapter_cli_stderr_tail(job);
+    bool stopped = job->stop != ADAPTER_STOP_NONE || job->error;
+    if (job->stream) {
+        job->in_callback = true;
+        agentstream_finish(job->stream, agent_now(), &o);
+        job->in_callback = false;
+        if (job->abandoned) {
+            agentstream_outcome_clear(&o);
+            free(tail);
+            free(result->error);
+            adapter_job_free(job);
+            return false;
+        }
+    }
+    agent_outcome(job->stream != NULL, stopped, job->resumed, &o, tail, job->output.data, result);
+    agentstream_outcome_clear(&o);
+    free(tail);
+    return true;
+}
+
 /* Next loop pass after adapter_finish: report the result once, free the job. */
 static void adapter_finish_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -430,6 +462,8 @@ static void adapter_finish_cb(evutil_socket_t fd, short what, void *arg)
         result.error = xstrdup(job->error);
     else if (job->type == ADAPTER_CLI)
         result.error = adapter_cli_error(job);
+    if (job->type == ADAPTER_CLI && !adapter_agent_outcome(job, &result))
+        return;
     result.success = result.error == NULL;
     result.output = job->output.data;
     result.output_len = job->output.len;
@@ -439,6 +473,7 @@ static void adapter_finish_cb(evutil_socket_t fd, short what, void *arg)
     job->done(&result, job->arg);
     free(result.output);
     free(result.error);
+    free(result.session_id);
     adapter_job_free(job);
 }
 
@@ -820,6 +855,8 @@ static int adapter_cli_spawn(struct adapter_job *job, const struct adapter_confi
     bool used_content = false;
     struct adapter_spawn sp = {.work_dir = config->work_dir};
     sp.argv = adapter_cli_argv(config->argv, task, &used_content);
+    if (config->dialect != AGENTSTREAM_NONE)
+        agent_resume_argv(&sp.argv, config->resume_flag, task->resume_session);
     sp.envp = adapter_cli_envp(config, task);
     int p[4][2];
     int rc = -1;
@@ -948,6 +985,52 @@ static bool adapter_cli_take(struct adapter_job *job, const struct util_buf *tex
     return true;
 }
 
+/* The agent's assistant text (the stream's sink): kept and passed on as
+ * the output, up to the cap, as adapter_cli_take does for plain stdout. */
+static void adapter_stream_text(void *arg, const char *data, size_t len)
+{
+    struct adapter_job *job = arg;
+    if (job->abandoned || job->stop == ADAPTER_STOP_CAP)
+        return;
+    size_t room = job->cap - job->output.len;
+    size_t keep = utf8_cut(data, len, room);
+    util_buf_add(&job->output, data, keep);
+    if (job->chunk && keep > 0) {
+        job->in_callback = true;
+        job->chunk(data, keep, job->arg);
+        job->in_callback = false;
+    }
+    if (len > room && !job->abandoned && !job->finishing)
+        adapter_cli_over_cap(job);
+}
+
+/* The agent used a tool (the stream's sink): tell the caller. */
+static void adapter_stream_tool(void *arg, const char *name, const char *summary)
+{
+    struct adapter_job *job = arg;
+    if (job->abandoned || !job->tool)
+        return;
+    job->in_callback = true;
+    job->tool(name, summary, job->arg);
+    job->in_callback = false;
+}
+
+/* Feed decoded stdout to the agent's stream reader; false when a callback
+ * abandoned the job (freed here then). A line over the cap ends the job. */
+static bool adapter_stream_take(struct adapter_job *job, const struct util_buf *text)
+{
+    int rc = text->len ? agentstream_feed(job->stream, text->data, text->len) : 0;
+    if (job->abandoned) {
+        adapter_job_free(job);
+        return false;
+    }
+    if (rc < 0 && !job->finishing && job->stop == ADAPTER_STOP_NONE) {
+        job->stop = ADAPTER_STOP_CAP;
+        adapter_cli_signal(job, SIGKILL);
+    }
+    return true;
+}
+
 /* stdout is readable: decode it (a character cut by the read waits for its
  * next bytes, bad bytes become U+FFFD) and take it; at EOF a dangling
  * character becomes U+FFFD. */
@@ -964,7 +1047,7 @@ static void adapter_cli_stdout_cb(evutil_socket_t fd, short what, void *arg)
         utf8_decoder_feed(&job->utf8, buf, (size_t)n, &text);
     else
         utf8_decoder_flush(&job->utf8, &text);
-    bool alive = adapter_cli_take(job, &text);
+    bool alive = job->stream ? adapter_stream_take(job, &text) : adapter_cli_take(job, &text);
     free(text.data);
     if (!alive || n > 0 || job->out_fd < 0)
         return;
@@ -1131,6 +1214,12 @@ static struct adapter_job *adapter_cli_new(struct event_base *base,
     job->timeout_s = config->timeout_s;
     job->grace_ms = config->kill_grace_ms > 0 ? config->kill_grace_ms : ADAPTER_DEFAULT_GRACE_MS;
     job->cap = config->output_cap > 0 ? config->output_cap : ADAPTER_DEFAULT_CAP;
+    if (config->dialect != AGENTSTREAM_NONE) {
+        struct agentstream_sink sink = {adapter_stream_text, adapter_stream_tool, job};
+        job->stream = agentstream_new(config->dialect, job->cap, &sink);
+        job->tool = task->tool;
+        job->resumed = task->resume_session && task->resume_session[0] && config->resume_flag;
+    }
     if (adapter_cli_spawn(job, config, task, err, errlen) < 0) {
         int saved = errno;
         adapter_job_free(job);

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "worker/agentstream.h"
+
 enum adapter_type { ADAPTER_MOCK, ADAPTER_CLI };
 
 struct adapter_config {
@@ -28,6 +30,9 @@ struct adapter_config {
     double timeout_s;     /* 0 = none; else SIGTERM at timeout */
     int kill_grace_ms;    /* SIGKILL this long after SIGTERM (default 2000 when 0) */
     size_t output_cap; /* output bytes kept (after UTF-8 repair); more fails the task (0 = 8 MiB) */
+    enum agentstream_dialect
+        dialect;             /* cli: an agent CLI whose stdout is parsed (worker/agent.h) */
+    const char *resume_flag; /* agent: the option that resumes a session, or NULL */
 };
 
 struct adapter_task {
@@ -35,6 +40,9 @@ struct adapter_task {
     const char *bot_id;
     const char *source; /* "file", "http", "websocket" */
     const char *content;
+    const char *resume_session; /* agent: resume this session (with resume_flag), or NULL */
+    /* agent: a tool use (name, one-line summary), called with the chunk's arg; may be NULL */
+    void (*tool)(const char *name, const char *summary, void *arg);
 };
 
 struct adapter_result {
@@ -44,6 +52,12 @@ struct adapter_result {
     char *error; /* NULL on success; "timed out after N s", "interrupted",
                     "exit status N: <stderr tail>", "killed by signal N", ... */
     double duration_seconds;
+    /* agent CLIs (dialect set) and usage limits */
+    struct agent_usage usage;
+    char *session_id;     /* the agent's session, NULL when it told none */
+    bool limited;         /* failed for a usage/rate limit: the task did not run */
+    int64_t limit_reset;  /* when the limit lifts (Unix seconds), 0 unknown */
+    bool resume_rejected; /* the CLI refused resume_session */
 };
 
 struct adapter_job;

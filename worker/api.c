@@ -228,7 +228,17 @@ static const struct util_buf *api_status_render(struct api *api, const char *typ
     api_buf_uint(b, st.realtime);
     api_buf_lit(b, ",\"file\":");
     api_buf_uint(b, st.file);
-    api_buf_lit(b, "},\"timestamp\":");
+    api_buf_lit(b, "},\"paused_reason\":");
+    if (st.paused_reason)
+        api_buf_str(b, st.paused_reason);
+    else
+        api_buf_lit(b, "null");
+    api_buf_lit(b, ",\"paused_until\":");
+    if (st.paused_reason && st.paused_until)
+        api_buf_time(b, &api->now_clock, st.paused_until * 1000000000LL);
+    else
+        api_buf_lit(b, "null");
+    api_buf_lit(b, ",\"timestamp\":");
     api_buf_time(b, &api->now_clock, util_wall_ns());
     api_buf_lit(b, ",\"version\":\"" HIVE_VERSION "\"");
     if (type) {
@@ -482,7 +492,19 @@ static void api_cancel_task(struct api *api, struct http_conn *conn, struct http
     }
 }
 
-/* POST /api/pause, /api/resume, /api/interrupt. */
+/* POST /api/reset: the next task of an agent bot starts a new session. */
+static void api_reset(struct api *api, struct http_conn *conn)
+{
+    int r = engine_reset_session(api->engine);
+    if (r < 0) {
+        char detail[200];
+        snprintf(detail, sizeof detail, "cannot reset the session: %s", strerror(-r));
+        return http_respond_error(conn, 500, detail, NULL);
+    }
+    http_respond_json(conn, 200, json_pack("{s:s}", "status", "reset"), NULL);
+}
+
+/* POST /api/pause, /api/resume, /api/interrupt, /api/reset. */
 static void api_control(struct api *api, struct http_conn *conn, const char *what)
 {
     if (strcmp(what, "interrupt") == 0) {
@@ -497,6 +519,8 @@ static void api_control(struct api *api, struct http_conn *conn, const char *wha
         free(id);
         return;
     }
+    if (strcmp(what, "reset") == 0)
+        return api_reset(api, conn);
     bool pause = strcmp(what, "pause") == 0;
     int r = engine_pause(api->engine, pause);
     if (r < 0) {
@@ -768,6 +792,8 @@ static void api_ws_event(struct api *api, const struct events_event *ev)
         api_ws_send(api, t->ws_session,
                     json_pack("{s:s, s:s, s:o}", "type", "chunk", "task_id", t->id, "content",
                               api_text(ev->chunk, ev->chunk_len)));
+    else if (strcmp(ev->type, "task_tool") == 0)
+        api_ws_send(api, t->ws_session, json_loadb(ev->json, ev->json_len, 0, NULL));
     else if (strcmp(ev->type, "task_completed") == 0 || strcmp(ev->type, "task_failed") == 0 ||
              strcmp(ev->type, "task_cancelled") == 0)
         api_ws_send(api, t->ws_session,
@@ -888,7 +914,7 @@ static void api_route_post_task(struct http_conn *conn, struct http_request *req
     api_post_task(api, conn, req);
 }
 
-/* POST /api/pause, /api/resume, /api/interrupt: the last segment says which. */
+/* POST /api/pause, /resume, /interrupt, /reset: the last segment says which. */
 static void api_route_control(struct http_conn *conn, struct http_request *req,
                               const struct route_params *pp, void *arg)
 {
@@ -908,6 +934,7 @@ static const struct route api_routes[] = {
     {ROUTE_POST, "/api/pause", ROUTE_JSON, api_route_control},
     {ROUTE_POST, "/api/resume", ROUTE_JSON, api_route_control},
     {ROUTE_POST, "/api/interrupt", ROUTE_JSON, api_route_control},
+    {ROUTE_POST, "/api/reset", ROUTE_JSON, api_route_control},
 };
 
 /* The one routing step: every request ends in exactly one handler. */

@@ -30,6 +30,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "worker/agent.h"
 #include "worker/answers.h"
 #include "worker/filequeue.h"
 #include "worker/gitfiles.h"
@@ -124,6 +125,16 @@ struct engine {
     size_t n_cancels, cap_cancels;
     struct gitfiles *git; /* the adapter's folder is a git checkout: files modified */
     struct stall *stall;  /* stall_after: silent running tasks */
+    /* Agent CLIs (SPEC §12) */
+    char *session;         /* session_continue: the session the next task resumes */
+    char *fresh_note;      /* the current task runs again in a new session: why */
+    char *hold_reason;     /* the bot paused itself (usage limit, budget); NULL: no */
+    int64_t hold_until;    /* ... until then (Unix seconds); 0: until resumed */
+    bool hold_budget;      /* ... for its budget */
+    struct event *hold_ev; /* looks whether hold_until has come */
+    int64_t limit_backoff; /* seconds of the last backoff of a limit without a time */
+    struct budget *budget; /* NULL: none */
+    char *pause_note;      /* the PAUSE file's reason, or NULL */
 };
 
 static void engine_run_next(struct engine *e);
@@ -132,6 +143,11 @@ static void engine_cancelled(struct engine *e, struct task *t);
 static void engine_cancel_answer(struct engine *e, struct task *t);
 static void engine_cancel_flush(struct engine *e);
 static bool engine_answered_cancelled(struct engine *e, const char *id);
+static bool engine_agent_done(struct engine *e, struct adapter_result *res);
+static void engine_tool_cb(const char *name, const char *summary, void *arg);
+static void engine_hold_set(struct engine *e, const char *reason, int64_t until, bool budget);
+static void engine_hold_clear(struct engine *e, const char *why);
+static void engine_budget_start(struct engine *e);
 
 /* Log one activity event about TASK that is not a task event of §8 (those
  * are told through events.h, whose activity sink writes them). */
@@ -296,7 +312,8 @@ static int engine_write_answer(struct engine *e, struct task *t, char **base)
                          .error = t->error,
                          .files = (const char *const *)t->files_modified,
                          .n_files = t->n_files_modified,
-                         .finished_wall_ns = util_wall_ns()};
+                         .finished_wall_ns = util_wall_ns(),
+                         .usage = &t->usage};
     size_t len;
     char *text = response_render(&r, &len);
     int fd = store_write_response(e->store, t, text, len);
@@ -665,6 +682,8 @@ static void engine_done_cb(struct adapter_result *res, void *arg)
 {
     struct engine *e = arg;
     e->job = NULL;
+    if (engine_agent_done(e, res))
+        return;
     char *output = res->output, *error = res->error;
     res->output = NULL, res->error = NULL;
     engine_finish(e, res->success, output, res->output_len, error, res->duration_seconds);
@@ -697,22 +716,39 @@ static void engine_retry_cb(evutil_socket_t fd, short what, void *arg)
     engine_kick(e);
 }
 
+/* The reason a PAUSE file gives in its text (the hive's budget writes one;
+ * `hive pause` writes "paused", which is none). */
+static void engine_pause_note(struct engine *e)
+{
+    free(e->pause_note);
+    e->pause_note = util_read_file(store_paths(e->store)->pause, 512, NULL);
+    size_t len = e->pause_note ? strcspn(e->pause_note, "\r\n") : 0;
+    if (e->pause_note)
+        e->pause_note[len] = '\0';
+    if (len == 0 || strcmp(e->pause_note, "paused") == 0) {
+        free(e->pause_note);
+        e->pause_note = NULL;
+    }
+}
+
 /* The bot is now PAUSED (or not): a change is an event (the first look at
  * start is not one). */
 static void engine_set_paused(struct engine *e, bool paused)
 {
-    bool changed = e->paused_known && paused != e->paused;
+    bool changed = e->paused_known && paused != e->paused, first = !e->paused_known;
     e->paused = paused;
     e->paused_known = true;
+    if (paused && (changed || first))
+        engine_pause_note(e);
     if (changed)
-        events_bot_paused(e->events, paused);
+        events_bot_paused_why(e->events, paused, paused ? e->pause_note : NULL, 0);
 }
 
 /* Look whether the PAUSE file exists (SPEC: before every task start). */
 static bool engine_paused(struct engine *e)
 {
     engine_set_paused(e, store_paused(e->store));
-    return e->paused;
+    return e->paused || e->hold_reason;
 }
 
 /* The next task in order, not taken, or NULL. */
@@ -790,7 +826,9 @@ static bool engine_start_task(struct engine *e, struct task *t)
     struct adapter_task at = {.task_id = t->id,
                               .bot_id = e->cfg.bot_id,
                               .source = task_source_name(t->source),
-                              .content = t->content};
+                              .content = t->content,
+                              .resume_session = e->session,
+                              .tool = engine_tool_cb};
     e->current = t; /* for chunks; the adapter calls back only later */
     errno = 0;
     e->job = adapter_start(e->base, &e->cfg.adapter, &at, engine_chunk_cb, engine_done_cb, e, err,
@@ -871,6 +909,217 @@ static void engine_run_next(struct engine *e)
         if (!engine_git_baseline(e) || !engine_claim_and_start(e, engine_take(e)))
             return;
     }
+}
+
+/* ---- agent CLIs: sessions, usage limits, budgets (SPEC §12) --------------- */
+
+#define ENGINE_LIMIT_BACKOFF_S 60     /* the first wait of a limit that names no time */
+#define ENGINE_LIMIT_BACKOFF_MAX 3600 /* the longest */
+
+/* The agent of the current task used a tool: a live event, as its output. */
+static void engine_tool_cb(const char *name, const char *summary, void *arg)
+{
+    struct engine *e = arg;
+    if (e->current)
+        events_task_tool(e->events, e->current, name, summary);
+}
+
+/* Keep SESSION (NULL: none) as the one the next task resumes, durably. */
+static void engine_session_set(struct engine *e, const char *session)
+{
+    if (!e->cfg.session_continue || (session && e->session && !strcmp(session, e->session)))
+        return;
+    free(e->session);
+    e->session = session ? xstrdup(session) : NULL;
+    if (e->cfg.work_dir && agent_session_save(e->cfg.work_dir, e->cfg.bot_id, session) < 0)
+        log_warn("cannot store the agent session of %s: %s", e->cfg.bot_id, strerror(errno));
+}
+
+/* Arm the look at hold_until: at most a second away, so a clock that jumps
+ * (a suspended machine, a test's clock) is noticed soon. */
+static void engine_hold_arm(struct engine *e)
+{
+    if (!e->hold_reason || !e->hold_until)
+        return;
+    int64_t left_ms = (e->hold_until - agent_now()) * 1000;
+    if (left_ms > 1000)
+        left_ms = 1000;
+    if (left_ms < 10)
+        left_ms = 10;
+    struct timeval tv = {(long)(left_ms / 1000), (long)(left_ms % 1000) * 1000};
+    evtimer_add(e->hold_ev, &tv);
+}
+
+/* The bot pauses itself for REASON until UNTIL (0: until resumed). */
+static void engine_hold_set(struct engine *e, const char *reason, int64_t until, bool budget)
+{
+    free(e->hold_reason);
+    e->hold_reason = xstrdup(reason);
+    e->hold_until = until;
+    e->hold_budget = budget;
+    char when[40] = "hive resume";
+    if (until)
+        util_iso_local(when, sizeof when, until * 1000000000LL);
+    log_warn("paused until %s: %s", when, reason);
+    events_bot_paused_why(e->events, true, reason, until);
+    evtimer_del(e->hold_ev);
+    engine_hold_arm(e);
+}
+
+/* The bot's own pause is over (WHY): back to work. */
+static void engine_hold_clear(struct engine *e, const char *why)
+{
+    free(e->hold_reason);
+    e->hold_reason = NULL;
+    e->hold_until = 0;
+    e->hold_budget = false;
+    evtimer_del(e->hold_ev);
+    log_info("resumed: %s", why);
+    events_bot_paused_why(e->events, false, why, 0);
+    engine_kick(e);
+}
+
+/* The hold's timer: over when hold_until has come, else look again. */
+static void engine_hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct engine *e = arg;
+    if (!e->hold_reason || !e->hold_until)
+        return;
+    if (agent_now() < e->hold_until)
+        return engine_hold_arm(e);
+    engine_hold_clear(e, e->hold_budget ? "budget: a new day" : "usage limit: reset time reached");
+}
+
+/* A budget spent already today (a restart) pauses the bot at once. */
+static void engine_budget_start(struct engine *e)
+{
+    int64_t now = agent_now();
+    if (!e->budget || budget_level(e->budget, now) != BUDGET_OVER)
+        return;
+    char reason[200];
+    budget_describe(e->budget, reason, sizeof reason);
+    engine_hold_set(e, reason, budget_day_end(e->budget, now), true);
+}
+
+/* Count what task T cost against the day's budget: warn at 80 %, pause at 100 %. */
+static void engine_budget_count(struct engine *e, const struct task *t)
+{
+    if (!e->budget)
+        return;
+    int64_t now = agent_now();
+    enum budget_level level = budget_add(e->budget, &t->usage, now);
+    char reason[200];
+    budget_describe(e->budget, reason, sizeof reason);
+    if (level == BUDGET_WARN) {
+        char msg[260];
+        snprintf(msg, sizeof msg, "80%% of the daily budget used (%s)", reason);
+        log_warn("%s", msg);
+        events_warning(e->events, msg);
+    } else if (level == BUDGET_OVER && !e->hold_reason) {
+        engine_hold_set(e, reason, budget_day_end(e->budget, now), true);
+    }
+}
+
+/* The current task met a usage limit: it goes back, first in line and not
+ * failed (no answer), and the bot pauses until the limit lifts. */
+static void engine_limit_requeue(struct engine *e, const struct adapter_result *res)
+{
+    struct task *t = e->current;
+    e->current = NULL;
+    free(e->fresh_note);
+    e->fresh_note = NULL;
+    t->state = TASK_QUEUED;
+    if (t->source == TASK_SOURCE_FILE || queue_push(e->realtime, t->id, t->rank, t->order, t) < 0)
+        queue_push(e->held, t->file_name, 0, (int64_t)e->held_seq++, t);
+    int64_t now = agent_now(), until = res->limit_reset;
+    if (until <= now) {
+        e->limit_backoff = e->limit_backoff ? e->limit_backoff * 2 : ENGINE_LIMIT_BACKOFF_S;
+        if (e->limit_backoff > ENGINE_LIMIT_BACKOFF_MAX)
+            e->limit_backoff = ENGINE_LIMIT_BACKOFF_MAX;
+        until = now + e->limit_backoff;
+    }
+    char reason[600];
+    snprintf(reason, sizeof reason, "usage limit: %.500s", res->error ? res->error : "reached");
+    engine_hold_set(e, reason, e->cfg.auto_resume ? until : 0, false);
+}
+
+/* The agent refused the session to resume: run the current task again, at
+ * once, in a new session, and say so in its output. False when it could not
+ * start (the caller answers the first run). */
+static bool engine_run_fresh(struct engine *e, const struct adapter_result *res)
+{
+    struct task *t = e->current;
+    char err[512];
+    e->fresh_note = xasprintf("[hive] The agent could not resume session %s (%s); this task ran "
+                              "in a new session.\n\n",
+                              e->session ? e->session : "?", res->error ? res->error : "refused");
+    log_warn("task %s: %s", t->id, e->fresh_note);
+    engine_session_set(e, NULL);
+    events_task_output(e->events, t, e->fresh_note, strlen(e->fresh_note));
+    struct adapter_task at = {.task_id = t->id,
+                              .bot_id = e->cfg.bot_id,
+                              .source = task_source_name(t->source),
+                              .content = t->content,
+                              .tool = engine_tool_cb};
+    e->job = adapter_start(e->base, &e->cfg.adapter, &at, engine_chunk_cb, engine_done_cb, e, err,
+                           sizeof err);
+    if (!e->job) { /* the first run's answer stands */
+        log_warn("task %s: cannot start it again: %s", t->id, err);
+        free(e->fresh_note);
+        e->fresh_note = NULL;
+    }
+    return e->job != NULL;
+}
+
+/* Put the note of a fresh run in front of RES's output. */
+static void engine_fresh_prefix(struct engine *e, struct adapter_result *res)
+{
+    if (!e->fresh_note)
+        return;
+    size_t n = strlen(e->fresh_note);
+    char *out = xmalloc(n + res->output_len + 1);
+    memcpy(out, e->fresh_note, n);
+    memcpy(out + n, res->output ? res->output : "", res->output_len);
+    out[n + res->output_len] = '\0';
+    free(res->output);
+    res->output = out;
+    res->output_len += n;
+    free(e->fresh_note);
+    e->fresh_note = NULL;
+}
+
+/* What an agent's result means beyond success: a usage limit (requeued,
+ * true), a refused resume (run again fresh, true), else its session, tokens
+ * and cost are kept and counted (false: answer it). */
+static bool engine_agent_done(struct engine *e, struct adapter_result *res)
+{
+    struct task *t = e->current;
+    bool live = !t->cancelled && !e->stopping;
+    if (res->limited && live) {
+        engine_limit_requeue(e, res);
+        return true;
+    }
+    if (res->resume_rejected && live && !e->fresh_note && engine_run_fresh(e, res))
+        return true;
+    if (!res->limited)
+        e->limit_backoff = 0;
+    engine_fresh_prefix(e, res);
+    t->usage = res->usage;
+    if (res->session_id)
+        engine_session_set(e, res->session_id);
+    engine_budget_count(e, t);
+    return false;
+}
+
+int engine_reset_session(struct engine *e)
+{
+    free(e->session);
+    e->session = NULL;
+    if (e->cfg.work_dir && agent_session_save(e->cfg.work_dir, e->cfg.bot_id, NULL) < 0)
+        return -errno;
+    log_info("agent session reset: the next task starts a new conversation");
+    return 0;
 }
 
 /* Deferred kick. */
@@ -984,11 +1233,16 @@ struct engine *engine_new(struct event_base *base, const struct engine_config *c
     e->retry_ev = evtimer_new(base, engine_retry_cb, e);
     e->grace_ev = evtimer_new(base, engine_grace_cb, e);
     e->names_ev = evtimer_new(base, engine_names_cb, e);
+    e->hold_ev = evtimer_new(base, engine_hold_cb, e);
     e->held = queue_new();
     if (cfg->stall_after_s > 0)
         e->stall = stall_new(base, cfg->stall_after_s, engine_stalled_cb, e);
     if (cfg->adapter.type != ADAPTER_MOCK) /* mock touches no file */
         e->git = gitfiles_new(base, cfg->adapter.work_dir);
+    if (cfg->session_continue && cfg->work_dir)
+        e->session = agent_session_load(cfg->work_dir, cfg->bot_id);
+    if (cfg->work_dir)
+        e->budget = budget_open(cfg->work_dir, cfg->bot_id, &cfg->budget);
     e->syncer = syncer_new(base);
     if (!e->syncer) { /* a thread and an eventfd: fails only at the system's limits */
         log_error("cannot start the sync thread: %s", strerror(errno));
@@ -1039,6 +1293,7 @@ int engine_start(struct engine *e, int inotify_fd)
                       e->cfg.file_min_age_s, e->cfg.rescan_s, engine_files_cb, e);
     filequeue_set_hooks(e->files, engine_not_regular_cb, engine_seen_cb, e);
     filequeue_rescan(e->files);
+    engine_budget_start(e);
     engine_paused(e);
     engine_kick(e);
     return n;
@@ -1098,6 +1353,12 @@ void engine_free(struct engine *e)
     event_free(e->retry_ev);
     event_free(e->grace_ev);
     event_free(e->names_ev);
+    event_free(e->hold_ev);
+    free(e->session);
+    free(e->fresh_note);
+    free(e->hold_reason);
+    free(e->pause_note);
+    budget_free(e->budget);
     free(e);
 }
 
@@ -1144,7 +1405,8 @@ static int64_t engine_oldest(const struct engine *e)
 void engine_status(struct engine *e, struct engine_status *st)
 {
     /* Without inotify nothing tells us of a PAUSE file dropped by hand. */
-    bool paused = e->files && filequeue_watching(e->files) ? e->paused : engine_paused(e);
+    bool paused =
+        e->files && filequeue_watching(e->files) ? e->paused || e->hold_reason : engine_paused(e);
     st->state = e->stopping ? "stopping" : e->current ? "busy" : paused ? "paused" : "idle";
     st->current = e->current;
     st->realtime = queue_len(e->realtime) + e->n_pending;
@@ -1152,6 +1414,8 @@ void engine_status(struct engine *e, struct engine_status *st)
     st->processed = e->processed;
     st->failed = e->failed;
     st->oldest_wall_ns = engine_oldest(e);
+    st->paused_reason = e->hold_reason ? e->hold_reason : paused ? e->pause_note : NULL;
+    st->paused_until = e->hold_until;
 }
 
 int engine_pause(struct engine *e, bool paused)
@@ -1160,6 +1424,11 @@ int engine_pause(struct engine *e, bool paused)
     if (r < 0)
         return r;
     engine_set_paused(e, paused);
+    if (!paused && e->hold_reason) {
+        if (e->hold_budget && e->budget)
+            budget_override(e->budget, agent_now());
+        engine_hold_clear(e, "resumed by hand");
+    }
     log_info("%s", paused ? "paused" : "resumed");
     engine_kick(e);
     return 0;

@@ -17,6 +17,7 @@
 
 #include "worker/activity.h"
 #include "worker/adapter.h"
+#include "worker/budget.h"
 #include "worker/events.h"
 #include "worker/store.h"
 #include "worker/task.h"
@@ -33,6 +34,11 @@ struct engine_config {
     double file_min_age_s; /* a file written in place must be this old */
     double rescan_s;       /* safety-net rescan of the queue folder */
     double stall_after_s;  /* a running task silent this long is stalled; 0: off */
+    /* Agent CLIs (SPEC §12, worker/agent.h) */
+    const char *work_dir;  /* where sessions/ and budget/ are kept */
+    bool session_continue; /* resume the bot's last session */
+    bool auto_resume;      /* a usage limit's pause ends by itself */
+    struct budget_config budget;
 };
 
 /* What the engine tells its owner beside the events of events.h (a task's
@@ -55,7 +61,9 @@ struct engine_status {
     size_t file;
     unsigned long processed;
     unsigned long failed;
-    int64_t oldest_wall_ns; /* when the longest-waiting queued task arrived; 0: none */
+    int64_t oldest_wall_ns;    /* when the longest-waiting queued task arrived; 0: none */
+    const char *paused_reason; /* the bot paused itself (usage limit, budget); NULL: no */
+    int64_t paused_until;      /* ... until then (Unix seconds); 0: until resumed */
 };
 
 struct engine *engine_new(struct event_base *base, const struct engine_config *config,
@@ -103,6 +111,8 @@ enum engine_cancel_status engine_cancel(struct engine *engine, const char *task_
                                         engine_cancel_cb cb, void *arg);
 /* Kill the running task's process group; false when nothing runs. */
 bool engine_interrupt(struct engine *engine);
+/* Forget the bot's agent session: the next task starts a new one. 0 or -errno. */
+int engine_reset_session(struct engine *engine);
 /* When the longest-waiting queued task arrived (realtime: accepted; file:
  * its mtime), wall ns; 0 when nothing waits. For the queue-age metric. */
 int64_t engine_oldest_waiting_ns(const struct engine *engine);

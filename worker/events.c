@@ -198,6 +198,20 @@ void events_task_stalled(struct events *ev, const struct task *t, double silent_
     events_emit(ev, o, t, true, NULL, 0);
 }
 
+/* An agent's cost on a task end event (SPEC §12): "tokens" and "cost_usd",
+ * when the agent told them. */
+static void events_usage(json_t *o, const struct agent_usage *u)
+{
+    if (u->known)
+        json_object_set_new(o, "tokens",
+                            json_pack("{s:I, s:I, s:I, s:I}", "input", (json_int_t)u->input,
+                                      "output", (json_int_t)u->output, "cache_read",
+                                      (json_int_t)u->cache_read, "cache_write",
+                                      (json_int_t)u->cache_write));
+    if (u->cost_known)
+        json_object_set_new(o, "cost_usd", json_real(u->cost_usd));
+}
+
 /* The first KiB of the output, cut on a character boundary. */
 static json_t *events_excerpt(const struct task *t)
 {
@@ -227,13 +241,42 @@ void events_task_done(struct events *ev, const struct task *t)
                               events_text(t->files_modified[i], strlen(t->files_modified[i])));
     json_object_set_new(o, "files_modified", files);
     json_object_set_new(o, "output_excerpt", events_excerpt(t));
+    events_usage(o, &t->usage);
     events_emit(ev, o, t, true, NULL, 0);
 }
 
 void events_bot_paused(struct events *ev, bool paused)
 {
-    events_emit(ev, events_new(ev, paused ? "bot_paused" : "bot_resumed", NULL), NULL, true, NULL,
-                0);
+    events_bot_paused_why(ev, paused, NULL, 0);
+}
+
+void events_bot_paused_why(struct events *ev, bool paused, const char *reason, int64_t until)
+{
+    json_t *o = events_new(ev, paused ? "bot_paused" : "bot_resumed", NULL);
+    if (reason)
+        json_object_set_new(o, "reason", events_text(reason, strlen(reason)));
+    if (paused && until > 0) {
+        char ts[40];
+        util_iso_utc(ts, sizeof ts, until * 1000000000LL);
+        json_object_set_new(o, "until", json_string(ts));
+    }
+    events_emit(ev, o, NULL, true, NULL, 0);
+}
+
+void events_task_tool(struct events *ev, const struct task *t, const char *name,
+                      const char *summary)
+{
+    json_t *o = events_new(ev, "task_tool", t);
+    json_object_set_new(o, "name", events_text(name, strlen(name)));
+    json_object_set_new(o, "summary", events_text(summary, strlen(summary)));
+    events_emit(ev, o, t, false, NULL, 0);
+}
+
+void events_warning(struct events *ev, const char *message)
+{
+    json_t *o = events_new(ev, "warning", NULL);
+    json_object_set_new(o, "message", events_text(message, strlen(message)));
+    events_emit(ev, o, NULL, true, NULL, 0);
 }
 
 /* Tell CB the reader missed events no longer kept (FIRST: the oldest kept). */

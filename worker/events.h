@@ -62,5 +62,15 @@ void events_task_output(struct events *events, const struct task *task, const ch
  * task_cancelled (a failure whose error is "cancelled", SPEC §4). */
 void events_task_done(struct events *events, const struct task *task);
 void events_bot_paused(struct events *events, bool paused);
+/* The same with why (REASON, may be NULL) and, when paused, until when
+ * (UNTIL, Unix seconds; 0 none: until `hive resume`). */
+void events_bot_paused_why(struct events *events, bool paused, const char *reason, int64_t until);
+/* The agent of TASK used a tool (task_tool): NAME and a one-line SUMMARY of
+ * its input. Live only, as task_output. */
+void events_task_tool(struct events *events, const struct task *task, const char *name,
+                      const char *summary);
+/* A `warning` event with MESSAGE (stored; the caller logs it at WARN, which
+ * the activity log keeps). */
+void events_warning(struct events *events, const char *message);
 
 #endif

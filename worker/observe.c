@@ -27,6 +27,7 @@
 enum { OBSERVE_SUCCESS, OBSERVE_FAILURE, OBSERVE_CANCELLED, OBSERVE_OUTCOMES };
 static const char *const observe_outcomes[] = {"success", "failure", "cancelled"};
 static const char *const observe_sources[] = {"file", "http", "websocket"};
+static const char *const observe_token_kinds[] = {"input", "output", "cache_read", "cache_write"};
 
 struct observe {
     struct store *store;
@@ -38,6 +39,8 @@ struct observe {
     unsigned long tasks[3][OBSERVE_OUTCOMES]; /* [source][outcome] */
     unsigned long stalled;                    /* task_stalled events (hive_tasks_stalled_total) */
     struct metrics_histogram duration;
+    uint64_t tokens[4];               /* hive_tokens_total by kind (observe_token_kinds) */
+    double cost_usd;                  /* hive_cost_usd_total */
     size_t (*subscribers)(void *arg); /* clients of the event stream, asked per scrape */
     void *subscribers_arg;
 };
@@ -107,11 +110,35 @@ static void observe_push_update(struct observe *o, const char *task_id)
     json_decref(entry);
 }
 
+/* Count an agent's cost U (SPEC §12) and give the timeline's fields for it
+ * ("tokens", "cost_usd"), or NULL when the agent told none. */
+static json_t *observe_usage(struct observe *o, const struct agent_usage *u)
+{
+    if (!u->known && !u->cost_known)
+        return NULL;
+    json_t *extra = json_object();
+    if (u->known) {
+        uint64_t n[4] = {u->input, u->output, u->cache_read, u->cache_write};
+        for (int k = 0; k < 4; k++)
+            o->tokens[k] += n[k];
+        json_object_set_new(extra, "tokens",
+                            json_pack("{s:I, s:I, s:I, s:I}", "input", (json_int_t)n[0], "output",
+                                      (json_int_t)n[1], "cache_read", (json_int_t)n[2],
+                                      "cache_write", (json_int_t)n[3]));
+    }
+    if (u->cost_known) {
+        o->cost_usd += u->cost_usd;
+        json_object_set_new(extra, "cost_usd", json_real(u->cost_usd));
+    }
+    return extra;
+}
+
 void observe_task_finished(struct observe *o, const struct task *t)
 {
     int outcome = observe_outcome(t->success, t->error);
     o->tasks[t->source][outcome]++;
     metrics_histogram_observe(&o->duration, t->duration_seconds);
+    json_t *extra = observe_usage(o, &t->usage);
     struct timeline_entry e = {.task_id = t->id,
                                .source = task_source_name(t->source),
                                .finished_wall_ns = util_wall_ns(),
@@ -123,9 +150,11 @@ void observe_task_finished(struct observe *o, const struct task *t)
                                .duration_seconds = t->duration_seconds,
                                .response_file = t->response_file,
                                .files_modified = (const char *const *)t->files_modified,
-                               .files_count = t->n_files_modified};
+                               .files_count = t->n_files_modified,
+                               .extra = extra};
     if (observe_append(o, &e) == 0)
         observe_push_update(o, t->id);
+    json_decref(extra);
 }
 
 /* Append the answer of TASK_ID (indexed at MTIME_NS) unless the timeline
@@ -261,11 +290,25 @@ static void observe_metrics_queue(struct observe *o, struct util_buf *b)
                    o->subscribers ? (double)o->subscribers(o->subscribers_arg) : 0);
 }
 
+/* hive_tokens_total and hive_cost_usd_total of this process (SPEC §12). */
+static void observe_metrics_cost(struct observe *o, struct util_buf *b)
+{
+    metrics_family(b, "hive_tokens_total", "counter", "Tokens the agent reported, by kind.");
+    for (int k = 0; k < 4; k++) {
+        struct metrics_label l[] = {{"bot", o->bot_id}, {"kind", observe_token_kinds[k]}};
+        metrics_sample(b, "hive_tokens_total", l, 2, (double)o->tokens[k]);
+    }
+    metrics_family(b, "hive_cost_usd_total", "counter", "Cost the agent reported, in USD.");
+    struct metrics_label bot[] = {{"bot", o->bot_id}};
+    metrics_sample(b, "hive_cost_usd_total", bot, 1, o->cost_usd);
+}
+
 /* GET /metrics. */
 static void observe_metrics(struct observe *o, struct http_conn *conn)
 {
     struct util_buf b = {0};
     observe_metrics_tasks(o, &b);
+    observe_metrics_cost(o, &b);
     observe_metrics_queue(o, &b);
     metrics_process(&b);
     http_respond(conn, 200, METRICS_CONTENT_TYPE, b.data, b.len, NULL);

@@ -13,6 +13,7 @@
 
 #include "common/util.h"
 #include "config/roster.h"
+#include "worker/agent.h"
 
 /* The --help text; %s and %g are the defaults of the roster's table
  * (options_usage fills them), so the text cannot drift from them. */
@@ -27,7 +28,14 @@ static const char options_usage_text[] =
     "                         hybrid (both) (default: %s with --port or a passed socket,\n"
     "                         cli-only without, as DEIA's run_single_bot.py BOT-ID)\n"
     "  --work-dir DIR         folder holding .deia/ (default: current directory)\n"
-    "  --adapter-type TYPE    mock | cli (default %s)\n"
+    "  --adapter-type TYPE    mock | cli | claude | codex | gemini (default %s)\n"
+    "  --model NAME           the agent CLI's model (claude, codex, gemini)\n"
+    "  --adapter-arg ARG      one more argument for the agent CLI (repeatable)\n"
+    "  --session MODE         new (default) | continue: resume the bot's last agent session\n"
+    "  --auto-resume BOOL     after a usage limit, resume by itself (default true)\n"
+    "  --budget-usd N         pause for the day once N USD were spent today (0: none)\n"
+    "  --budget-tokens N      pause for the day once N tokens were used today (0: none)\n"
+    "  --budget-reset HH:MM   when the budget's day starts, local time (default 00:00)\n"
     "  --adapter-cmd ARGV...  the cli adapter's command, up to the next --option\n"
     "  -- ARGV...             the same, taking every remaining argument\n"
     "  --cooldown SECONDS     pause after each task (default %g)\n"
@@ -149,6 +157,7 @@ static void options_defaults(struct worker_options *o)
     ws_config_default(&o->ws);
     options_roster_defaults(o);
     o->log_level = xstrdup("info");
+    o->auto_resume = true;
 }
 
 /* Replace a string option. */
@@ -250,6 +259,65 @@ static int options_numeric(struct worker_options *o, const char *name, const cha
     return 0;
 }
 
+/* Free a NULL-terminated list. */
+static void options_free_list(char **list)
+{
+    for (char **p = list; p && *p; p++)
+        free(*p);
+    free(list);
+}
+
+/* "HH:MM" into minutes after midnight; -1 when it is not one. */
+static int options_clock(const char *v)
+{
+    int h, m, n = 0;
+    if (sscanf(v, "%2d:%2d%n", &h, &m, &n) != 2 || v[n] || h < 0 || h > 23 || m < 0 || m > 59)
+        return -1;
+    return h * 60 + m;
+}
+
+/* Apply one option of the agent CLIs (worker/agent.h); -2 when NAME is not one. */
+static int options_agent(struct worker_options *o, const char *name, const char *v)
+{
+    double d;
+    if (!strcmp(name, "--adapter-type") && agent_preset_find(v))
+        options_set_str(&o->agent_type, v);
+    else if (!strcmp(name, "--model"))
+        options_set_str(&o->model, v);
+    else if (!strcmp(name, "--adapter-arg"))
+        options_push(&o->agent_args, v);
+    else if (!strcmp(name, "--session") && (!strcmp(v, "new") || !strcmp(v, "continue")))
+        o->session_continue = !strcmp(v, "continue");
+    else if (!strcmp(name, "--auto-resume") && (!strcmp(v, "true") || !strcmp(v, "false")))
+        o->auto_resume = !strcmp(v, "true");
+    else if (!strcmp(name, "--budget-usd") || !strcmp(name, "--budget-tokens")) {
+        if (options_number(v, 1e15, &d) < 0)
+            return -1;
+        *(!strcmp(name, "--budget-usd") ? &o->budget_usd : &o->budget_tokens) = d;
+    } else if (!strcmp(name, "--budget-reset")) {
+        if ((o->budget_reset_min = options_clock(v)) < 0)
+            return -1;
+    } else if (!strcmp(name, "--session") || !strcmp(name, "--auto-resume"))
+        return -1;
+    else
+        return -2;
+    return 0;
+}
+
+/* An agent type: the cli adapter with the preset's argv and dialect. */
+static void options_agent_finish(struct worker_options *o)
+{
+    const struct agent_preset *preset = agent_preset_find(o->agent_type);
+    if (!preset)
+        return;
+    char **argv = agent_preset_argv(preset, o->adapter.argv, o->model, o->agent_args);
+    options_free_list(o->adapter.argv);
+    o->adapter.argv = argv;
+    o->adapter.type = ADAPTER_CLI;
+    o->adapter.dialect = preset->dialect;
+    o->adapter.resume_flag = preset->resume_flag;
+}
+
 /* Apply one "--name value" option with a string value. */
 static int options_string(struct worker_options *o, const char *name, const char *v)
 {
@@ -262,10 +330,15 @@ static int options_string(struct worker_options *o, const char *name, const char
             }
         return -1;
     }
+    int agent = options_agent(o, name, v);
+    if (agent != -2)
+        return agent;
     if (!strcmp(name, "--adapter-type")) {
         if (strcmp(v, "mock") && strcmp(v, "cli"))
             return -1;
         o->adapter.type = strcmp(v, "cli") ? ADAPTER_MOCK : ADAPTER_CLI;
+        free(o->agent_type);
+        o->agent_type = NULL;
     } else if (!strcmp(name, "--work-dir"))
         options_set_str(&o->work_dir, v);
     else if (!strcmp(name, "--git-worktree"))
@@ -319,6 +392,7 @@ static int options_check(struct worker_options *o, char *err, size_t errlen)
         snprintf(err, errlen, "invalid BOT-ID '%s' (expected [A-Za-z0-9._-]{1,64})", o->bot_id);
         return -1;
     }
+    options_agent_finish(o);
     if (o->adapter.type == ADAPTER_CLI && !o->adapter.argv) {
         snprintf(err, errlen, "--adapter-type cli needs --adapter-cmd (or -- ARGV...)");
         return -1;
@@ -387,14 +461,6 @@ int options_parse(int argc, char **argv, struct worker_options *o, char *err, si
     return options_check(o, err, errlen);
 }
 
-/* Free a NULL-terminated list. */
-static void options_free_list(char **list)
-{
-    for (char **p = list; p && *p; p++)
-        free(*p);
-    free(list);
-}
-
 void options_free(struct worker_options *o)
 {
     free(o->bot_id);
@@ -405,6 +471,9 @@ void options_free(struct worker_options *o)
     options_free_list(o->allowed_origins);
     options_free_list(o->server_names);
     options_free_list(o->adapter.argv);
+    options_free_list(o->agent_args);
+    free(o->agent_type);
+    free(o->model);
     options_free_list(o->adapter.env_remove);
     options_free_list(o->adapter.env_set);
     free((char *)o->adapter.work_dir);

@@ -35,6 +35,15 @@ struct worker_options {
     char *log_level;
     char *git_worktree;   /* --git-worktree: the branch prefix; NULL: none */
     double stall_after_s; /* --stall-after: 0 off */
+    /* agent CLIs (SPEC §12, worker/agent.h) */
+    char *agent_type;      /* --adapter-type claude|codex|gemini; NULL: mock or cli */
+    char *model;           /* --model */
+    char **agent_args;     /* --adapter-arg (repeatable), after the preset's */
+    bool session_continue; /* --session continue: resume the bot's last session */
+    bool auto_resume;      /* --auto-resume false: a usage limit pauses until `hive resume` */
+    double budget_usd;     /* --budget-usd per day; 0: none */
+    double budget_tokens;  /* --budget-tokens per day; 0: none */
+    int budget_reset_min;  /* --budget-reset HH:MM local, in minutes; 0: midnight */
     bool help, version;
 };
 

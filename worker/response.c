@@ -170,6 +170,18 @@ static void response_header_line(struct response_buf *b, const char *prefix, con
     free(v);
 }
 
+/* An agent's tokens and cost (SPEC §12), after the duration, when known:
+ * additive lines that DEIA's readers and ours skip. */
+static void response_render_usage(struct response_buf *b, const struct agent_usage *u)
+{
+    if (u && u->known)
+        response_printf(b, "**Tokens:** in %llu, out %llu, cache read %llu, cache write %llu\n",
+                        (unsigned long long)u->input, (unsigned long long)u->output,
+                        (unsigned long long)u->cache_read, (unsigned long long)u->cache_write);
+    if (u && u->cost_known)
+        response_printf(b, "**Cost:** $%.4f\n", u->cost_usd);
+}
+
 /* The header lines, from the title to the timestamp. Every value that comes
  * from input is one line, so no input can forge a header line that a reader
  * (recovery among them) would take for the worker's. */
@@ -185,6 +197,7 @@ static void response_render_header(struct response_buf *b, const struct response
     response_printf(b, "**Source:** %s\n", task_source_name(r->source));
     response_printf(b, "**Status:** %s\n", r->success ? "\u2713 SUCCESS" : "\u2717 FAILED");
     response_printf(b, "**Duration:** %.1f seconds\n", r->duration_seconds);
+    response_render_usage(b, r->usage);
     response_printf(b, "**Timestamp:** %s\n\n", utc);
 }
 

@@ -25,7 +25,8 @@ struct response {
     const char *error;        /* NULL or empty when there is none */
     const char *const *files; /* "## Files Modified": N_FILES paths; none: "- None" */
     size_t n_files;
-    int64_t finished_wall_ns; /* completion time, for the name and timestamps */
+    int64_t finished_wall_ns;        /* completion time, for the name and timestamps */
+    const struct agent_usage *usage; /* an agent's tokens and cost, or NULL (SPEC §12) */
 };
 
 /* The name without suffix and extension:

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "worker/agentstream.h"
+
 enum task_source { TASK_SOURCE_FILE, TASK_SOURCE_HTTP, TASK_SOURCE_WEBSOCKET };
 
 enum task_state {
@@ -44,9 +46,10 @@ struct task {
     char *response_file;
     char **files_modified; /* what it changed (gitfiles.h), NULL-terminated; NULL: none */
     size_t n_files_modified;
-    bool claimed;   /* its file is in _active/ */
-    bool cancelled; /* a cancel was asked: it never runs (again), its answer is
-                       failed with the error "cancelled" (TASK_CANCEL_ERROR) */
+    struct agent_usage usage; /* what an agent CLI reported it cost (SPEC §12) */
+    bool claimed;             /* its file is in _active/ */
+    bool cancelled;           /* a cancel was asked: it never runs (again), its answer is
+                                 failed with the error "cancelled" (TASK_CANCEL_ERROR) */
 };
 
 /* True when ID is a valid task id, [A-Za-z0-9_-][A-Za-z0-9._-]{0,63}: the

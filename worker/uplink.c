@@ -53,6 +53,17 @@ static void uplink_send(struct uplink *u, enum chan_type type, const char *paylo
     bufferevent_write(u->bev, u->frame.data, u->frame.len);
 }
 
+/* Why the bot paused itself (SPEC §12), for the supervisor's /status. */
+static void uplink_status_paused(json_t *o, const struct engine_status *st)
+{
+    char until[40] = "";
+    if (st->paused_reason && st->paused_until)
+        util_iso_utc(until, sizeof until, st->paused_until * 1000000000LL);
+    json_object_set_new(o, "paused_reason",
+                        st->paused_reason ? json_string(st->paused_reason) : json_null());
+    json_object_set_new(o, "paused_until", until[0] ? json_string(until) : json_null());
+}
+
 /* The once-a-second status runs only while something waits (its age moves);
  * an idle bot's status changes only with an event, which sends it. A
  * thousand idle workers woke every second for nothing. */
@@ -88,6 +99,7 @@ static void uplink_status(struct uplink *u)
                   "realtime", (json_int_t)st.realtime, "file", (json_int_t)st.file, "current_task",
                   cur, "tasks_processed", (json_int_t)st.processed, "tasks_failed",
                   (json_int_t)st.failed, "oldest_queued_age_seconds", age > 0 ? age : 0.0);
+    uplink_status_paused(o, &st);
     size_t len;
     char *text = json_dump_compact(o, &len);
     json_decref(o);

@@ -368,7 +368,11 @@ static struct engine *worker_engine(struct worker *w)
                                .file_queue = o->mode != MODE_WEBSOCKET_ONLY,
                                .file_min_age_s = o->file_min_age_s,
                                .rescan_s = o->rescan_s,
-                               .stall_after_s = o->stall_after_s};
+                               .stall_after_s = o->stall_after_s,
+                               .work_dir = o->work_dir,
+                               .session_continue = o->session_continue,
+                               .auto_resume = o->auto_resume,
+                               .budget = {o->budget_usd, o->budget_tokens, o->budget_reset_min}};
     if (!ec.adapter.work_dir) /* --cwd */
         ec.adapter.work_dir = o->work_dir;
     if (w->workspace) /* --git-worktree: the worktree's root */

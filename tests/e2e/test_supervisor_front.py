@@ -289,7 +289,7 @@ class FrontTest(HiveTestCase):
             self.assertEqual(set(b), {"id", "state", "pid", "port", "url", "proxy_url",
                                       "restarts", "uptime_seconds", "reason", "last_exit",
                                       "queue", "current_task", "tasks_processed",
-                                      "tasks_failed"})
+                                      "tasks_failed", "paused_reason", "paused_until"})
             port = self.hive.bot_ports[b["id"]]
             self.assertEqual(b["port"], port)
             self.assertEqual(b["url"], "http://127.0.0.1:%d" % port)
