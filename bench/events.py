@@ -440,6 +440,7 @@ def e4_metrics(B, run, s, res, z):
     bots = [("BOT-%04d" % (i + 1), p) for i, p in enumerate(ports[1:])]
     h = make_hive(B, run, "metrics-running", bots, start_timeout=60 + n * 0.5, listen=ports[0])
     try:
+        time.sleep(2)   # the start's own work (every worker's first status) settles
         cpu, wall, series, size = scrape_cpu(B, h, z.metrics_scrapes)
     finally:
         h.stop()
