@@ -393,8 +393,13 @@ def e3_timeline(B, run, s, res, z):
 
 # ------------------------------------------------------------------ E4 /metrics
 
-def scrape_cpu(B, h, scrapes):
-    """Supervisor CPU ms per GET /metrics over SCRAPES, wall ms, series, bytes."""
+def scrape_cpu(B, h, scrapes, idle_s=2.0):
+    """Supervisor CPU ms per GET /metrics over SCRAPES, wall ms, series, bytes.
+    The supervisor's own background CPU (its workers' watchdog datagrams),
+    measured for IDLE_S before, is taken out."""
+    i0, t0 = B.cpu_seconds([h.pid]), time.monotonic()
+    time.sleep(idle_s)
+    idle_rate = (B.cpu_seconds([h.pid]) - i0) / (time.monotonic() - t0)
     c = http.client.HTTPConnection("127.0.0.1", h.listen, timeout=30)
     size = 0
     for _ in range(3):     # warm: the scrape buffer grows once
@@ -408,8 +413,9 @@ def scrape_cpu(B, h, scrapes):
         body = r.read()
         if r.status != 200:
             raise RuntimeError("/metrics: %d" % r.status)
-    wall = (time.monotonic() - t0) / scrapes * 1e3
-    cpu = (B.cpu_seconds([h.pid]) - c0) / scrapes * 1e3
+    spent = time.monotonic() - t0
+    wall = spent / scrapes * 1e3
+    cpu = max(0.0, B.cpu_seconds([h.pid]) - c0 - idle_rate * spent) / scrapes * 1e3
     c.close()
     series = sum(1 for line in body.decode().splitlines() if line and line[0] != "#")
     return cpu, wall, series, size
@@ -440,7 +446,7 @@ def e4_metrics(B, run, s, res, z):
     bots = [("BOT-%04d" % (i + 1), p) for i, p in enumerate(ports[1:])]
     h = make_hive(B, run, "metrics-running", bots, start_timeout=60 + n * 0.5, listen=ports[0])
     try:
-        time.sleep(2)   # the start's own work (every worker's first status) settles
+        time.sleep(1)   # the start's own work (every worker's first status) settles
         cpu, wall, series, size = scrape_cpu(B, h, z.metrics_scrapes)
     finally:
         h.stop()
