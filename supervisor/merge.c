@@ -263,17 +263,26 @@ const json_t *merge_status(const struct merge *m, const char *bot_id)
     return NULL;
 }
 
-double merge_queue_oldest_age(const struct merge *m, const char *bot_id)
+void merge_queue(const struct merge *m, const char *bot_id, size_t *hint, double *realtime,
+                 double *file, double *age)
 {
-    for (size_t i = 0; i < m->n_bots; i++) {
+    *realtime = *file = *age = 0;
+    for (size_t k = 0; k < m->n_bots; k++) {
+        size_t i = (*hint + k) % m->n_bots;
         const struct merge_bot *b = m->bots[i];
-        if (strcmp(b->id, bot_id) != 0 || !b->status)
+        if (strcmp(b->id, bot_id) != 0)
             continue;
-        double age = json_number_value(json_object_get(b->status, "oldest_queued_age_seconds"));
+        *hint = i + 1;
+        if (!b->status)
+            return;
+        const json_t *q = json_object_get(b->status, "queue");
+        *realtime = (double)json_integer_value(json_object_get(q, "realtime"));
+        *file = (double)json_integer_value(json_object_get(q, "file"));
+        double a = json_number_value(json_object_get(b->status, "oldest_queued_age_seconds"));
         /* The worker said how old it was then; it has waited since. */
-        return age > 0 ? age + (double)(util_mono_ms() - b->status_ms) / 1e3 : 0;
+        *age = a > 0 ? a + (double)(util_mono_ms() - b->status_ms) / 1e3 : 0;
+        return;
     }
-    return 0;
 }
 
 void merge_set_sink(struct merge *m, merge_sink_fn fn, void *arg)

@@ -39,9 +39,13 @@ typedef void (*merge_observer)(void *arg, const char *bot_id, const char *state,
 void merge_set_observer(struct merge *merge, merge_observer cb, void *arg);
 /* The last status BOT_ID's worker sent up, or NULL (borrowed). */
 const json_t *merge_status(const struct merge *merge, const char *bot_id);
-/* How long BOT_ID's oldest queued task has waited, in seconds, from what
- * its worker last said (0: none, or nothing said). */
-double merge_queue_oldest_age(const struct merge *merge, const char *bot_id);
+/* What BOT_ID's worker last said of its queue: tasks waiting in *REALTIME
+ * and *FILE, and how long the oldest has waited by now, in seconds (all 0
+ * when none, or nothing said). HINT: where to start looking; a loop over
+ * the roster passes the same variable (from 0) for each bot, which makes
+ * each look-up O(1) when the orders agree. */
+void merge_queue(const struct merge *merge, const char *bot_id, size_t *hint, double *realtime,
+                 double *file, double *age);
 /* Every event merged (EVENT: its JSON as the stream has it, borrowed) and
  * every live task_output goes to FN after the stream's subscribers; the
  * supervisor's other sinks (the WebSocket timeline, counters) hang here.

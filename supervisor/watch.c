@@ -346,21 +346,26 @@ static void watch_metrics_queue(struct watch *w, struct util_buf *b)
 {
     const struct merge *m = hive_merge(w->hive);
     struct hive_bot_info info;
+    size_t n = 0, hint = 0;
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+        n++;
+    /* One pass over what the workers said; the families are written after. */
+    double(*q)[3] = xcalloc(n ? n : 1, sizeof *q);
+    for (size_t i = 0; i < n && hive_bot_at(w->hive, i, &info); i++)
+        merge_queue(m, info.id, &hint, &q[i][0], &q[i][1], &q[i][2]);
     metrics_family(b, "hive_queue_depth", "gauge", "Tasks waiting, by queue.");
-    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++) {
-        const json_t *q = json_object_get(merge_status(m, info.id), "queue");
+    for (size_t i = 0; i < n && hive_bot_at(w->hive, i, &info); i++) {
         struct metrics_label rt[] = {{"bot", info.id}, {"kind", "realtime"}};
         struct metrics_label file[] = {{"bot", info.id}, {"kind", "file"}};
-        metrics_sample(b, "hive_queue_depth", rt, 2,
-                       (double)json_integer_value(json_object_get(q, "realtime")));
-        metrics_sample(b, "hive_queue_depth", file, 2,
-                       (double)json_integer_value(json_object_get(q, "file")));
+        metrics_sample(b, "hive_queue_depth", rt, 2, q[i][0]);
+        metrics_sample(b, "hive_queue_depth", file, 2, q[i][1]);
     }
     metrics_family(b, "hive_queue_oldest_age_seconds", "gauge",
                    "How long the longest-waiting task has waited, in seconds (0 when none).");
-    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+    for (size_t i = 0; i < n && hive_bot_at(w->hive, i, &info); i++)
         metrics_sample(b, "hive_queue_oldest_age_seconds", &(struct metrics_label){"bot", info.id},
-                       1, merge_queue_oldest_age(m, info.id));
+                       1, q[i][2]);
+    free(q);
     metrics_family(b, "hive_event_subscribers", "gauge",
                    "Clients of the event stream and of the WebSocket timeline.");
     metrics_sample(b, "hive_event_subscribers", NULL, 0,
