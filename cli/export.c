@@ -453,6 +453,24 @@ static void export_service(struct export_set *s, const struct roster *r,
 
 /* ---- the front door ------------------------------------------------------ */
 
+/* The hive's daily budget in the front roster: the front door keeps it (it
+ * reads the bots' timelines in the shared work dir, SPEC §12). */
+static void export_front_budget(struct util_buf *b, const struct roster_budget *bu)
+{
+    if (!bu->usd_per_day && !bu->tokens_per_day)
+        return;
+    export_puts(b, "  budget:\n");
+    if (bu->usd_per_day)
+        export_printf(b, "    usd_per_day: %s\n", bu->usd_per_day);
+    if (bu->tokens_per_day)
+        export_printf(b, "    tokens_per_day: %d\n", bu->tokens_per_day);
+    if (bu->reset_at) {
+        export_puts(b, "    reset_at: ");
+        export_yaml_str(b, bu->reset_at);
+        export_puts(b, "\n");
+    }
+}
+
 /* hive: of the front roster: the hive's own settings but its bots. */
 static void export_front_hive(struct util_buf *b, const struct roster *r)
 {
@@ -483,6 +501,7 @@ static void export_front_hive(struct util_buf *b, const struct roster *r)
                   "    max_connections: %d\n    header_timeout: %dms\n    idle_timeout: %dms\n",
                   l->max_header_bytes, l->max_body, l->max_message, l->max_connections,
                   l->header_timeout_ms, l->idle_timeout_ms);
+    export_front_budget(b, &r->budget);
 }
 
 /* A bot's pool and tags in the front roster: the front door routes pool
