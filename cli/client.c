@@ -571,17 +571,13 @@ static int client_parse_one(const char *name, int ch, struct client_args *a)
 static int client_parse(const struct client_command *cmd, int argc, char **argv,
                         struct client_args *a)
 {
-    static const struct option opts[] = {{"file", required_argument, NULL, 'F'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"watch", no_argument, NULL, 'W'},
-                                         {"wait", no_argument, NULL, 'w'},
-                                         {"follow", no_argument, NULL, 'l'},
-                                         {"tail", required_argument, NULL, 'n'},
-                                         {"since", required_argument, NULL, 's'},
-                                         {"no-prefix", no_argument, NULL, 'p'},
-                                         {"count", required_argument, NULL, 'n'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"file", required_argument, NULL, 'F'},  {"json", no_argument, NULL, 'j'},
+        {"watch", no_argument, NULL, 'W'},       {"wait", no_argument, NULL, 'w'},
+        {"follow", no_argument, NULL, 'l'},      {"tail", required_argument, NULL, 'n'},
+        {"since", required_argument, NULL, 's'}, {"no-prefix", no_argument, NULL, 'p'},
+        {"count", required_argument, NULL, 'n'}, {"force", no_argument, NULL, 'X'}, /* prune */
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     /* export's own: -o is its output, not a flag of the others. */
     static const struct option export_opts[] = {
         {"file", required_argument, NULL, 'F'},   {"user", no_argument, NULL, 'u'},

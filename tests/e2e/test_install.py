@@ -126,7 +126,7 @@ class DebTest(unittest.TestCase):
         self.assertEqual(sorted(lines[0].split()), ["reload", "reset", "restart", "resume"])
         self.assertEqual(sorted(lines[1].split()), ["BOT-001", "BOT-002", "BOT-003"])
         self.assertEqual(sorted(lines[2].split()), ["--watch"])
-        self.assertEqual(sorted(lines[3].split()), ["--mock-delay-ms", "--mode"])
+        self.assertEqual(sorted(lines[3].split()), ["--mock-delay-ms", "--mode", "--model"])
         for command in ("up", "down", "status", "send", "restart", "stop", "start", "pause",
                         "resume", "interrupt", "cancel", "reload", "logs", "events", "top",
                         "check", "export", "reset", "prune"):  # every command of SPEC §1, §11, §12
