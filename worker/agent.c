@@ -170,22 +170,16 @@ char *agent_session_load(const char *work_dir, const char *bot_id)
     return session;
 }
 
-int agent_session_save(const char *work_dir, const char *bot_id, const char *session)
+void agent_session_save(struct syncer *sy, const char *work_dir, const char *bot_id,
+                        const char *session)
 {
-    char *dir = xasprintf("%s/.deia/hive/sessions", work_dir);
     char *path = agent_session_path(work_dir, bot_id);
-    int rc = util_mkdirs(dir);
-    if (rc == 0 && !session) {
-        rc = unlink(path) < 0 && errno != ENOENT ? -1 : util_fsync_dir(dir);
-    } else if (rc == 0) {
-        json_t *doc = json_pack("{s:s, s:s, s:I}", "bot_id", bot_id, "session_id", session,
-                                "updated_at", (json_int_t)agent_now());
-        char *text = json_dumps(doc, JSON_COMPACT);
-        rc = util_write_file_atomic(path, text, strlen(text));
-        free(text);
-        json_decref(doc);
-    }
-    free(dir);
+    json_t *doc = json_pack("{s:s, s:o, s:I}", "bot_id", bot_id, "session_id",
+                            session ? json_string(session) : json_null(), "updated_at",
+                            (json_int_t)agent_now());
+    char *text = json_dumps(doc, JSON_COMPACT);
+    syncer_write_file(sy, path, text, strlen(text));
+    free(text);
+    json_decref(doc);
     free(path);
-    return rc;
 }

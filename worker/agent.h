@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "worker/adapter.h"
+#include "worker/syncer.h"
 #include "worker/agentstream.h"
 
 /* One agent CLI: how hive runs it. */
@@ -51,7 +52,9 @@ void agent_outcome(bool streamed, bool stopped, bool resumed, struct agentstream
 /* The session id stored for BOT in WORK_DIR (.deia/hive/sessions/<BOT>.json),
  * or NULL. Caller frees. */
 char *agent_session_load(const char *work_dir, const char *bot_id);
-/* Store SESSION (NULL: forget it) durably for BOT. 0 or -1 with errno. */
-int agent_session_save(const char *work_dir, const char *bot_id, const char *session);
+/* Store SESSION (NULL: forget it) for BOT, durably, on SY's thread (no sync
+ * on the loop, SPEC §3). */
+void agent_session_save(struct syncer *sy, const char *work_dir, const char *bot_id,
+                        const char *session);
 
 #endif

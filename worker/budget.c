@@ -21,6 +21,7 @@
 
 struct budget {
     struct budget_config cfg;
+    struct syncer *syncer; /* writes the state off the loop */
     char *dir, *path;
     char day[16]; /* YYYY-MM-DD of the budget's day */
     double usd, tokens;
@@ -54,14 +55,14 @@ static void budget_load(struct budget *b)
     json_decref(doc);
 }
 
-/* Write the state durably (temp file, fsync, rename, fsync of the folder). */
+/* Write the state durably (temp file, fsync, rename, fsync of the folder),
+ * on the syncer's thread: no sync on the loop. */
 static void budget_save(struct budget *b)
 {
     json_t *doc = json_pack("{s:s, s:f, s:f, s:b, s:b}", "day", b->day, "usd", b->usd, "tokens",
                             b->tokens, "warned", b->warned, "overridden", b->overridden);
     char *text = json_dumps(doc, JSON_COMPACT);
-    if (util_mkdirs(b->dir) < 0 || util_write_file_atomic(b->path, text, strlen(text)) < 0)
-        log_warn("budget: cannot write %s", b->path);
+    syncer_write_file(b->syncer, b->path, text, strlen(text));
     free(text);
     json_decref(doc);
 }
@@ -86,13 +87,14 @@ static double budget_share(const struct budget *b)
     return usd > tok ? usd : tok;
 }
 
-struct budget *budget_open(const char *work_dir, const char *bot_id,
+struct budget *budget_open(struct syncer *sy, const char *work_dir, const char *bot_id,
                            const struct budget_config *cfg)
 {
     if (!(cfg->usd_per_day > 0) && !(cfg->tokens_per_day > 0))
         return NULL;
     struct budget *b = xcalloc(1, sizeof *b);
     b->cfg = *cfg;
+    b->syncer = sy;
     b->dir = xasprintf("%s/.deia/hive/budget", work_dir);
     b->path = xasprintf("%s/%s.json", b->dir, bot_id);
     budget_load(b);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "worker/agentstream.h"
+#include "worker/syncer.h"
 
 struct budget_config {
     double usd_per_day;    /* 0: no limit */
@@ -28,7 +29,7 @@ enum budget_level {
 struct budget;
 
 /* The budget of BOT_ID under WORK_DIR; NULL when CFG sets no limit. */
-struct budget *budget_open(const char *work_dir, const char *bot_id,
+struct budget *budget_open(struct syncer *sy, const char *work_dir, const char *bot_id,
                            const struct budget_config *cfg);
 void budget_free(struct budget *b);
 /* Count a task's USAGE at NOW (Unix seconds): what the day's spend is now. */

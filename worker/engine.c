@@ -931,8 +931,8 @@ static void engine_session_set(struct engine *e, const char *session)
         return;
     free(e->session);
     e->session = session ? xstrdup(session) : NULL;
-    if (e->cfg.work_dir && agent_session_save(e->cfg.work_dir, e->cfg.bot_id, session) < 0)
-        log_warn("cannot store the agent session of %s: %s", e->cfg.bot_id, strerror(errno));
+    if (e->cfg.work_dir)
+        agent_session_save(e->syncer, e->cfg.work_dir, e->cfg.bot_id, session);
 }
 
 /* Arm the look at hold_until: at most a second away, so a clock that jumps
@@ -1116,8 +1116,8 @@ int engine_reset_session(struct engine *e)
 {
     free(e->session);
     e->session = NULL;
-    if (e->cfg.work_dir && agent_session_save(e->cfg.work_dir, e->cfg.bot_id, NULL) < 0)
-        return -errno;
+    if (e->cfg.work_dir)
+        agent_session_save(e->syncer, e->cfg.work_dir, e->cfg.bot_id, NULL);
     log_info("agent session reset: the next task starts a new conversation");
     return 0;
 }
@@ -1239,15 +1239,15 @@ struct engine *engine_new(struct event_base *base, const struct engine_config *c
         e->stall = stall_new(base, cfg->stall_after_s, engine_stalled_cb, e);
     if (cfg->adapter.type != ADAPTER_MOCK) /* mock touches no file */
         e->git = gitfiles_new(base, cfg->adapter.work_dir);
-    if (cfg->session_continue && cfg->work_dir)
-        e->session = agent_session_load(cfg->work_dir, cfg->bot_id);
-    if (cfg->work_dir)
-        e->budget = budget_open(cfg->work_dir, cfg->bot_id, &cfg->budget);
     e->syncer = syncer_new(base);
     if (!e->syncer) { /* a thread and an eventfd: fails only at the system's limits */
         log_error("cannot start the sync thread: %s", strerror(errno));
         exit(1);
     }
+    if (cfg->session_continue && cfg->work_dir)
+        e->session = agent_session_load(cfg->work_dir, cfg->bot_id);
+    if (cfg->work_dir)
+        e->budget = budget_open(e->syncer, cfg->work_dir, cfg->bot_id, &cfg->budget);
     return e;
 }
 

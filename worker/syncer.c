@@ -12,9 +12,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
 
 struct syncer_item {
@@ -192,4 +194,49 @@ void syncer_run(struct syncer *sy, syncer_job_fn fn, void *job, syncer_done_cb d
     syncer_append(&sy->todo_tail, it);
     pthread_cond_signal(&sy->wake);
     pthread_mutex_unlock(&sy->lock);
+}
+
+/* A small file to replace durably (syncer_write_file). */
+struct syncer_file {
+    char *path;
+    char *data;
+    size_t len;
+};
+
+/* On the thread: the folder, then the atomic durable replace. */
+static int syncer_file_job(void *job)
+{
+    struct syncer_file *f = job;
+    char *dir = xstrdup(f->path);
+    char *slash = strrchr(dir, '/');
+    int rc = 0;
+    if (slash && slash != dir) {
+        *slash = '\0';
+        rc = util_mkdirs(dir);
+    }
+    if (rc == 0)
+        rc = util_write_file_atomic(f->path, f->data, f->len);
+    free(dir);
+    return rc < 0 ? -errno : 0;
+}
+
+/* On the loop: say what failed, free the job. */
+static void syncer_file_done(int result, void *arg)
+{
+    struct syncer_file *f = arg;
+    if (result < 0)
+        log_warn("cannot write %s: %s", f->path, strerror(-result));
+    free(f->path);
+    free(f->data);
+    free(f);
+}
+
+void syncer_write_file(struct syncer *sy, const char *path, const void *data, size_t len)
+{
+    struct syncer_file *f = xmalloc(sizeof *f);
+    f->path = xstrdup(path);
+    f->data = xmalloc(len + 1);
+    memcpy(f->data, data, len);
+    f->len = len;
+    syncer_run(sy, syncer_file_job, f, syncer_file_done, f);
 }

@@ -30,5 +30,9 @@ void syncer_free(struct syncer *sy);
 void syncer_drain(struct syncer *sy);
 /* Queue FN(JOB) on the thread; DONE(result, ARG) follows on the loop. */
 void syncer_run(struct syncer *sy, syncer_job_fn fn, void *job, syncer_done_cb done, void *arg);
+/* Replace the small file PATH with LEN bytes of DATA (copied) durably, on
+ * the thread: its folder made when missing, a temp file synced and renamed,
+ * the folder synced. Writes run in the order given; a failure is logged. */
+void syncer_write_file(struct syncer *sy, const char *path, const void *data, size_t len);
 
 #endif

@@ -60,6 +60,16 @@ TEXT_OUTPUT = ("Let me look at the files first.\n\n"
 TOKENS = {"input": 120, "output": 345, "cache_read": 15000, "cache_write": 2000}
 
 
+
+def stored_session(path):
+    """The session id stored at PATH (a reset stores null; the write is done
+    off the worker's loop, so tests wait for it), or None."""
+    try:
+        with open(path) as f:
+            return json.load(f).get("session_id")
+    except (OSError, ValueError):
+        return None
+
 class AgentWorkerTest(WorkerTestCase):
     """A standalone worker with the claude adapter and the fake claude."""
 
@@ -237,7 +247,7 @@ class AgentWorkerTest(WorkerTestCase):
             first = json.load(f)["session_id"]
         self.assertEqual(runs[1]["argv"][-2:], ["--resume", first])
         self.assertEqual(w.post("/api/reset").json()["status"], "reset")
-        self.assertFalse(os.path.exists(path))
+        wait_for(lambda: stored_session(path) is None, what="the stored session forgotten")
         w.submit("three", task_id="s3")
         w.wait_response("s3")
         self.assertNotIn("--resume", self.runs()[2]["argv"])
@@ -384,8 +394,9 @@ class AgentHiveTest(unittest.TestCase):
         p = self.hive.cli("reset", "BOT-A")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("BOT-A: reset", p.stdout)
-        self.assertFalse(os.path.exists(os.path.join(self.tmp, ".deia", "hive", "sessions",
-                                                     "BOT-A.json")))
+        wait_for(lambda: stored_session(os.path.join(self.tmp, ".deia", "hive", "sessions",
+                                                     "BOT-A.json")) is None,
+                 what="BOT-A's stored session forgotten")
 
 
     def test_hive_budget_pauses_every_bot_until_the_next_day(self):
