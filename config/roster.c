@@ -1450,8 +1450,7 @@ static const struct roster_field roster_defaults_fields[] = {
     /* The rotation of its captured output (logcap.c). */
     {ROSTER_FIELD("log", ROSTER_MAP, struct roster_bot, log), .table = &roster_log_table},
     /* Remote bots (url:): how their /health is checked, the CAs of https:// ones. */
-    {ROSTER_FIELD("health", ROSTER_MAP, struct roster_bot, health), .table = &roster_health_table,
-     .live = true},
+    {ROSTER_FIELD("health", ROSTER_MAP, struct roster_bot, health), .table = &roster_health_table},
     {ROSTER_FIELD("ca", ROSTER_STRING, struct roster_bot, remote.ca), .hook = roster_check_ca},
 };
 static const struct roster_table roster_defaults_table = ROSTER_TABLE(roster_defaults_fields, NULL);
