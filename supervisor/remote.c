@@ -290,11 +290,16 @@ static void remote_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct remote *r = arg;
     (void)fd, (void)what;
-    if (!r->check) {
-        static const struct httpclient_callbacks cbs = {remote_check_done, NULL, NULL};
-        struct httpclient_request req = remote_request(r, "/health");
-        r->check = httpclient_send(r->hc, &req, &cbs, r);
+    if (r->check) { /* no answer within the interval: a failure, as HAProxy counts it */
+        httpclient_cancel(r->check);
+        r->check = NULL;
+        remote_verdict(r, false, "GET /health: no answer within the interval");
+        if (r->state == REMOTE_STOPPED)
+            return;
     }
+    static const struct httpclient_callbacks check_cbs = {remote_check_done, NULL, NULL};
+    struct httpclient_request req = remote_request(r, "/health");
+    r->check = httpclient_send(r->hc, &req, &check_cbs, r);
     if (!r->lookup)
         r->lookup = httpclient_resolve(r->hc, r->host, r->port, remote_resolved, r);
     if (r->state != REMOTE_RUNNING)

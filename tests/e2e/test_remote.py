@@ -1,0 +1,258 @@
+"""Remote bots (SPEC §11) on loopback: standalone hive-workers fronted by
+`hive up` through roster entries with `url:`. /status shows them (state, url,
+reason) and `hive status` exits by them; the proxy carries HTTP and WebSocket
+to them with each bot's own token; their events are merged into the hive's
+stream and resumed after a SIGKILL and restart of the worker, none lost and
+none twice; a SIGSTOPped worker is `unreachable` within fall x interval (plus
+one check's timeout), in /status, /metrics and a bot_state event, and running
+again by itself once it answers; their task metrics are scraped into the
+hive's /metrics with the bot's label.
+
+Run: HIVE_BUILD_DIR=build /usr/bin/python3 tests/e2e/test_remote.py
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import websockets
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hive_e2e import Worker, curl, main, run_async, wait_for, ws_recv_until  # noqa: E402
+from test_supervisor_front import HIVE_BIN, Hive, free_ports  # noqa: E402
+
+INTERVAL, TIMEOUT, RISE, FALL = 0.5, 0.5, 2, 3
+R2_TOKEN = "remote-two-secret"
+
+
+class RemoteHive(Hive):
+    """A `hive up` whose roster has one local bot and the given remote ones."""
+
+    def __init__(self, work_dir, remotes, extra_lines=()):
+        self.remotes = remotes
+        self.extra_lines = list(extra_lines)
+        super().__init__(work_dir, [{"id": "L1"}] + [{"id": r} for r in remotes])
+
+    def write_yaml(self, bots, extra=""):
+        port = free_ports(1)[0]
+        self.bot_ports["L1"] = port
+        lines = ["hive:", "  name: e2e-remote", "  work_dir: .",
+                 "  listen: 127.0.0.1:%d" % self.port,
+                 "defaults:", "  adapter: {type: mock}", "  stop_timeout: 5",
+                 "bots:", "  - id: L1", "    port: %d" % port]
+        for bot_id, url in self.remotes.items():
+            lines += ["  - id: %s" % bot_id, "    url: %s" % url,
+                      "    health: {interval: %s, timeout: %s, rise: %d, fall: %d}"
+                      % (INTERVAL, TIMEOUT, RISE, FALL)]
+            if bot_id == "R2":
+                lines.append("    token_env: HIVE_E2E_R2_TOKEN")
+        with open(self.yaml, "w") as f:
+            f.write("\n".join(lines + self.extra_lines) + "\n")
+
+    def env(self):
+        e = super().env()
+        e["HIVE_E2E_R2_TOKEN"] = R2_TOKEN
+        return e
+
+    def state(self, bot_id):
+        return self.bot(bot_id)["state"]
+
+
+class RemoteTest(unittest.TestCase):
+    maxDiff = 4000
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="hive-e2e-remote-")
+        self.workers = {}
+        for bot_id, args in (("R1", ()), ("R2", ("--token", R2_TOKEN))):
+            d = os.path.join(self.tmp, bot_id)
+            os.makedirs(d)
+            w = Worker(d, bot=bot_id)
+            w.start(*args)
+            self.workers[bot_id] = (w, args)
+        hive_dir = os.path.join(self.tmp, "hive")
+        os.makedirs(hive_dir)
+        self.hive = RemoteHive(hive_dir, {b: w.url for b, (w, _) in self.workers.items()})
+        self.stopped = []
+        try:
+            self.hive.start()
+        except BaseException:
+            self.tearDown()
+            raise
+
+    def tearDown(self):
+        for pid in self.stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+        code, killed = self.hive.stop()
+        for w, _ in self.workers.values():
+            w.stop()
+        log = self.hive.log_text()
+        reports = self.hive.sanitizer_reports()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if killed or reports or code not in (0, None):
+            sys.stderr.write(log[-6000:])
+        self.assertFalse(killed, "hive up needed SIGKILL")
+        self.assertEqual(reports, [])
+
+    # --- helpers
+    def events(self):
+        """Every event the hive merged, from its log (.deia/hive/events.jsonl)."""
+        path = os.path.join(self.hive.work_dir, ".deia", "hive", "events.jsonl")
+        with open(path, "rb") as f:
+            return [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
+
+    def stream(self, since=0, timeout=1.5):
+        """Every event of the hive's GET /api/events after SINCE, read for TIMEOUT s."""
+        r = curl(self.hive.url + "/api/events?since=%d" % since, timeout=timeout)
+        out = []
+        for block in r.body.decode().split("\n\n"):
+            data = [ln[6:] for ln in block.split("\n") if ln.startswith("data: ")]
+            if data:
+                out.append(json.loads("\n".join(data)))
+        return out
+
+    def completed(self, bot_id):
+        return [e["task_id"] for e in self.events()
+                if e.get("bot_id") == bot_id and e["type"] == "task_completed"]
+
+    def wait_state(self, bot_id, state, timeout):
+        t0 = time.time()
+        wait_for(lambda: self.hive.state(bot_id) == state, timeout=timeout,
+                 what="%s %s" % (bot_id, state))
+        return time.time() - t0
+
+    # --- tests
+    def test_status_shows_remote_bots(self):
+        st = self.hive.status()
+        bots = {b["id"]: b for b in st["bots"]}
+        self.assertEqual(st["hive"]["bots_running"], 3)
+        for bot_id in ("R1", "R2"):
+            w = self.workers[bot_id][0]
+            self.assertEqual(bots[bot_id]["state"], "running")
+            self.assertEqual(bots[bot_id]["url"], w.url)
+            self.assertEqual(bots[bot_id]["port"], w.port)
+            self.assertIsNone(bots[bot_id]["pid"])
+            self.assertIsNone(bots[bot_id]["reason"])
+        r = subprocess.run([HIVE_BIN, "status", "-f", self.hive.yaml], capture_output=True,
+                           env=self.hive.env(), timeout=20)
+        self.assertEqual(r.returncode, 0, r.stdout.decode() + r.stderr.decode())
+        self.assertIn(self.workers["R1"][0].url, r.stdout.decode())
+
+    def test_proxy_http_with_each_bots_token(self):
+        r = self.hive.get("/bots/R1/status")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["bot_id"], "R1")
+        # R2 demands its own token: the proxy sends it, the client need not.
+        self.assertEqual(curl(self.workers["R2"][0].url + "/status").status, 401)
+        r = self.hive.get("/bots/R2/status")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["bot_id"], "R2")
+        r = self.hive.post("/bots/R2/api/task", {"command": "through the front door"})
+        self.assertEqual(r.status, 202, r)
+        task = r.json()["task_id"]
+        wait_for(lambda: task in self.completed("R2"), what="R2's task_completed merged")
+
+    def test_proxy_websocket(self):
+        url = "ws://127.0.0.1:%d/bots/R1/ws" % self.hive.port
+
+        async def session():
+            async with websockets.connect(url) as ws:
+                await ws.send(json.dumps({"type": "task", "command": "over the tunnel"}))
+                return await ws_recv_until(ws, lambda m: m.get("type") == "response")
+        msgs = run_async(session())
+        self.assertEqual(msgs[0]["type"], "ack")
+        self.assertTrue(msgs[-1]["success"])
+        self.assertIn("over the tunnel", msgs[-1]["content"])
+        wait_for(lambda: msgs[0]["task_id"] in self.completed("R1"), what="ws task merged")
+
+    def test_unreachable_then_back(self):
+        w = self.workers["R1"][0]
+        os.kill(w.proc.pid, signal.SIGSTOP)
+        self.stopped.append(w.proc.pid)
+        took = self.wait_state("R1", "unreachable", timeout=30)
+        # fall failures, one interval apart, each within its timeout; plus the
+        # poll's own granularity.
+        self.assertLessEqual(took, FALL * INTERVAL + TIMEOUT + 1.0)
+        b = self.hive.bot("R1")
+        self.assertIn("health", b["reason"])
+        r = self.hive.get("/bots/R1/status")
+        self.assertEqual(r.status, 503)
+        self.assertEqual(r.json()["detail"], "bot R1 is unreachable")
+        m = self.hive.get("/metrics").body.decode()
+        self.assertIn('hive_bot_up{bot="R1"} 0', m)
+        self.assertIn('hive_bot_state{bot="R1",state="unreachable"} 1', m)
+        r = subprocess.run([HIVE_BIN, "status", "-f", self.hive.yaml], capture_output=True,
+                           env=self.hive.env(), timeout=20)
+        self.assertEqual(r.returncode, 3)
+        os.kill(w.proc.pid, signal.SIGCONT)
+        self.wait_state("R1", "running", timeout=RISE * INTERVAL + 10)
+        states = [e["state"] for e in self.events()
+                  if e["type"] == "bot_state" and e["bot_id"] == "R1"]
+        self.assertEqual(states[-2:], ["unreachable", "running"])
+        self.assertEqual(self.hive.get("/bots/R1/status").status, 200)
+
+    def test_events_resume_after_worker_sigkill(self):
+        w, args = self.workers["R1"]
+        before = []
+        for i in range(3):
+            r = self.hive.post("/bots/R1/api/task", {"command": "before %d" % i})
+            self.assertEqual(r.status, 202, r)
+            before.append(r.json()["task_id"])
+        wait_for(lambda: set(before) <= set(self.completed("R1")), what="first tasks merged")
+        port = w.port
+        w.kill()
+        w.start(*args, port=port)
+        after = [w.submit("after %d" % i)["task_id"] for i in range(5)]
+        wait_for(lambda: set(after) <= set(self.completed("R1")), timeout=30,
+                 what="tasks accepted while the stream was cut, merged")
+        evs = [e for e in self.stream() if e.get("bot_id") == "R1" and "seq" in e]
+        seqs = [e["seq"] for e in evs]
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)), "a gap or a repeat")
+        done = [e["task_id"] for e in evs if e["type"] == "task_completed"]
+        self.assertEqual(sorted(done), sorted(before + after))
+
+    def test_metrics_scraped_with_bot_label(self):
+        r = self.hive.post("/bots/R1/api/task", {"command": "count me"})
+        self.assertEqual(r.status, 202)
+
+        def counted():
+            m = self.hive.get("/metrics").body.decode()
+            return 'hive_tasks_total{bot="R1",source="http",outcome="success"} 1' in m
+        wait_for(counted, timeout=20, what="R1's task in the hive's /metrics")
+        m = self.hive.get("/metrics").body.decode()
+        self.assertIn('hive_task_duration_seconds_count{bot="R1"} 1', m)
+        self.assertEqual(m.count("# TYPE hive_tasks_total "), 1)
+        if shutil.which("promtool"):
+            p = subprocess.run(["promtool", "check", "metrics"], input=m.encode(),
+                               capture_output=True, timeout=20)
+            self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+
+
+class RemoteRosterTest(unittest.TestCase):
+    def test_process_keys_refused_on_remote_bot(self):
+        tmp = tempfile.mkdtemp(prefix="hive-e2e-remote-check-")
+        try:
+            path = os.path.join(tmp, "hive.yaml")
+            with open(path, "w") as f:
+                f.write("bots:\n  - id: R\n    url: http://127.0.0.1:1\n    adapter: {type: mock}\n")
+            r = subprocess.run([HIVE_BIN, "check", "-f", path], capture_output=True, timeout=20)
+            self.assertEqual(r.returncode, 78)
+            self.assertIn("hive.yaml:4:5: 'adapter' makes no sense for the remote bot 'R'",
+                          r.stderr.decode() + r.stdout.decode())
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
