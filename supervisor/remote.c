@@ -74,6 +74,12 @@ static void remote_set_state(struct remote *r, enum remote_state state, const ch
     enum remote_state from = r->state;
     r->state = state;
     r->since_ms = util_mono_ms();
+    if (state != REMOTE_RUNNING && r->stream) {
+        /* Its connection may be dead without knowing it yet (a cut link):
+         * a fresh stream resumes from the merge's cursor once it is back. */
+        httpclient_cancel(r->stream);
+        r->stream = NULL;
+    }
     if (state == REMOTE_UNREACHABLE)
         log_warn("%s: %s -> unreachable (%s)", r->id, remote_state_names[from], why);
     else
