@@ -46,6 +46,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -89,6 +91,24 @@ void bot_set_policy(struct hive_bot *bot)
 }
 
 /* Bind BOT's port unless it is bound; -1 with the reason in WHY. */
+/* Note the numeric address of BOT's listening socket: a bind given as a
+ * name is resolved once, here, and the proxy never resolves. */
+static void bot_bound_addr(struct hive_bot *bot)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    const void *in = NULL;
+    bot->bound_addr[0] = '\0';
+    if (getsockname(bot->listen_fd, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        in = &((struct sockaddr_in *)&ss)->sin_addr;
+    else if (ss.ss_family == AF_INET6)
+        in = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    if (!in || !inet_ntop(ss.ss_family, in, bot->bound_addr, sizeof bot->bound_addr))
+        bot->bound_addr[0] = '\0';
+}
+
 int bot_bind(struct hive_bot *bot, char *why, size_t cap)
 {
     char err[256];
@@ -102,6 +122,7 @@ int bot_bind(struct hive_bot *bot, char *why, size_t cap)
         free(bot->bound_bind);
         bot->bound_bind = xstrdup(bot->def->bind);
         bot->bound_port = bot->def->port;
+        bot_bound_addr(bot);
         return 0;
     }
     int saved = errno;

@@ -364,7 +364,7 @@ static void front_bots(struct front *front, struct http_conn *conn, struct http_
         return;
     struct proxy_target target = {
         .bot_id = info.id,
-        .host = info.bind,
+        .host = info.proxy_addr,
         .port = info.port,
         .local = info.proxy_socket,
         .path = rest + n,

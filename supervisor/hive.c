@@ -672,6 +672,7 @@ static void hive_bot_info_remote(const struct hive_bot *bot, struct hive_bot_inf
     out->uptime_seconds = remote_uptime(bot->remote);
     out->reason = bot->wanted && bot->waiting[0] ? bot->waiting : remote_reason(bot->remote);
     out->bind = remote_address(bot->remote);
+    out->proxy_addr = out->bind;
     out->port = remote_port(bot->remote);
     out->proxy_socket = "";
     out->url = bot->def->remote.url;
@@ -700,6 +701,7 @@ static void hive_bot_info_fill(const struct hive_bot *bot, struct hive_bot_info 
     out->pid = bot->pid;
     out->port = bot->def->port;
     out->bind = bot->def->bind;
+    out->proxy_addr = bot->bound_addr[0] ? bot->bound_addr : bot->def->bind;
     out->proxy_socket = bot->proxy_name;
     out->restarts = f->restarts;
     out->uptime_seconds = out->running ? (double)(now - f->since_ms) / 1000.0 : 0;

@@ -31,6 +31,7 @@ struct hive_bot_info {
     pid_t pid;         /* 0 when no worker process */
     int port;
     const char *bind;         /* the worker's address */
+    const char *proxy_addr;   /* the same, numeric (resolved without blocking): for the proxy */
     const char *proxy_socket; /* its private abstract Unix socket for the proxy; "" when none */
     unsigned restarts;
     double uptime_seconds; /* in the current state "running", else 0 */

@@ -53,7 +53,8 @@ struct hive_bot {
     int listen_fd;                /* -1: bound again at the next spawn */
     int bound_port;               /* the address of listen_fd */
     char *bound_bind;
-    int proxy_fd;                         /* the private socket for our proxy; -1: none */
+    char bound_addr[48]; /* listen_fd's address, numeric: what the proxy connects to */
+    int proxy_fd;        /* the private socket for our proxy; -1: none */
     char proxy_name[UTIL_LOCAL_NAME_MAX]; /* its abstract name; "" when none */
     pid_t pid;                            /* the worker (and its group), 0 when none */
     int stored_fd;           /* its inotify instance, kept across crashes (fd store); -1 */
