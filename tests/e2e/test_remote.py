@@ -42,7 +42,7 @@ class RemoteHive(Hive):
         super().__init__(work_dir, [{"id": "L1"}] + [{"id": r} for r in remotes])
 
     def write_yaml(self, bots, extra=""):
-        port = free_ports(1)[0]
+        port = self.bot_ports.get("L1") or free_ports(1)[0]
         self.bot_ports["L1"] = port
         lines = ["hive:", "  name: e2e-remote", "  work_dir: .",
                  "  listen: 127.0.0.1:%d" % self.port,
@@ -237,6 +237,52 @@ class RemoteTest(unittest.TestCase):
             p = subprocess.run(["promtool", "check", "metrics"], input=m.encode(),
                                capture_output=True, timeout=20)
             self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+
+
+class RemoteReloadTest(RemoteTest):
+    """Reloads: a remote bot removed and added back, its url moved, and a bot
+    that would turn from local to remote (refused, nothing changed)."""
+
+    test_status_shows_remote_bots = test_proxy_http_with_each_bots_token = None
+    test_proxy_websocket = test_unreachable_then_back = None
+    test_events_resume_after_worker_sigkill = test_metrics_scraped_with_bot_label = None
+
+    def reload(self, remotes, extra=()):
+        self.hive.remotes = remotes
+        self.hive.extra_lines = list(extra)
+        self.hive.write_yaml([])
+        return self.hive.post("/api/reload")
+
+    def test_remove_add_and_move(self):
+        r1, r2 = self.workers["R1"][0].url, self.workers["R2"][0].url
+        self.assertEqual(self.reload({"R2": r2}).status, 202)
+        wait_for(lambda: "R1" not in [b["id"] for b in self.hive.status()["bots"]],
+                 what="R1 removed")
+        self.assertEqual(self.hive.get("/bots/R1/status").status, 404)
+        self.assertEqual(self.reload({"R1": r1, "R2": r2}).status, 202)
+        self.wait_state("R1", "running", timeout=10)
+        self.assertEqual(self.hive.get("/bots/R1/status").json()["bot_id"], "R1")
+        # R1's url now names R2's worker (R1 has no token: R2's worker refuses it).
+        self.assertEqual(self.reload({"R1": r2, "R2": r2}).status, 202)
+        wait_for(lambda: self.hive.bot("R1")["url"] == r2, what="R1 moved")
+        self.wait_state("R1", "running", timeout=10)
+        self.assertEqual(self.hive.get("/bots/R1/status").status, 401)
+
+    def test_local_to_remote_refused(self):
+        r1, r2 = self.workers["R1"][0].url, self.workers["R2"][0].url
+        self.hive.remotes = {"R1": r1, "R2": r2}
+        self.hive.write_yaml([])
+        with open(self.hive.yaml) as f:
+            text = f.read()
+        port = self.hive.bot_ports["L1"]
+        with open(self.hive.yaml, "w") as f:
+            f.write(text.replace("  - id: L1\n    port: %d\n" % port,
+                                 "  - id: L1\n    url: %s\n" % r1))
+        r = self.hive.post("/api/reload")
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("bot L1 cannot turn remote by a reload", r.json()["detail"])
+        self.assertEqual(self.hive.bot("L1")["state"], "running")
+        self.assertIsNotNone(self.hive.bot("L1")["pid"])
 
 
 class RemoteRosterTest(unittest.TestCase):
