@@ -170,7 +170,7 @@ class RemoteNetnsTest(unittest.TestCase):
                              stderr=log, env=self.env())
         log.close()
         self.procs.append(p)
-        wait_for(lambda: all(b["state"] == "running" for b in self.status()["bots"]),
+        wait_for(lambda: [b["state"] for b in self.status()["bots"]] == ["running"] * HOSTS,
                  timeout=30, what="every remote bot running")
 
     def env(self):
