@@ -207,6 +207,11 @@ void merge_remote_event(struct merge *m, const char *bot_id, const char *json, s
     merge_event(merge_bot(m, bot_id), json, len);
 }
 
+void merge_remote_status(struct merge *m, const char *bot_id, const char *json, size_t len)
+{
+    merge_msg_cb(CHAN_STATUS, json, len, merge_bot(m, bot_id));
+}
+
 uint64_t merge_last_seq(struct merge *m, const char *bot_id)
 {
     return merge_bot(m, bot_id)->last_seq;

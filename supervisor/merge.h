@@ -29,6 +29,9 @@ void merge_attach(struct merge *merge, const char *bot_id, int fd);
 /* One event of remote bot BOT_ID, its JSON text as its own stream gave it:
  * merged as a channel's (a seq not above the last merged is a repeat). */
 void merge_remote_event(struct merge *merge, const char *bot_id, const char *json, size_t len);
+/* The status remote bot BOT_ID's GET /status last gave (JSON text): what
+ * merge_status() answers for it, as a worker's channel status. */
+void merge_remote_status(struct merge *merge, const char *bot_id, const char *json, size_t len);
 /* The last seq of BOT_ID merged: where a stream of its events resumes. */
 uint64_t merge_last_seq(struct merge *merge, const char *bot_id);
 /* BOT_ID changed state: a bot_state event. PID 0: none; REASON "" none. */

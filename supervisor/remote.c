@@ -4,8 +4,8 @@
  * runs from one timer, every health.interval: a check of GET /health (with
  * health.timeout for connecting and answering), a lookup of the url's host
  * (so a moved name is followed; the proxy is only ever given a numeric
- * address and never resolves), a scrape of /metrics while it runs, and a
- * new event stream when none is open. A check's verdict moves the state:
+ * address and never resolves), a scrape of /metrics and a read of /status
+ * while it runs, and a new event stream when none is open. A check's verdict moves the state:
  * the first success of a starting bot, or health.rise successes in a row
  * of an unreachable one, make it running; health.fall failures in a row
  * make it unreachable. Each change is a bot_state event in the hive's
@@ -56,7 +56,7 @@ struct remote {
     char reason[240];
     char address[INET6_ADDRSTRLEN];
     struct event *tick;
-    struct httpclient_call *check, *scrape, *stream;
+    struct httpclient_call *check, *scrape, *stream, *status;
     struct httpclient_lookup *lookup;
     struct sse_reader sse;
     bool stream_ok; /* the stream answered 200 */
@@ -230,6 +230,17 @@ void remote_metrics(const struct remote *r, const char *family, struct util_buf 
     }
 }
 
+/* Its GET /status: the counters and queue /status and the dashboard show. */
+static void remote_status_done(int err, const char *why, int status, const char *body, size_t len,
+                               void *arg)
+{
+    struct remote *r = arg;
+    (void)why;
+    r->status = NULL;
+    if (err == 0 && status == 200 && r->state == REMOTE_RUNNING)
+        merge_remote_status(r->merge, r->id, body, len);
+}
+
 /* ---- the event stream --------------------------------------------------- */
 
 /* One event of the remote's stream, into the merge. */
@@ -316,6 +327,11 @@ static void remote_tick_cb(evutil_socket_t fd, short what, void *arg)
         req.max_body = REMOTE_METRICS_MAX;
         r->scrape = httpclient_send(r->hc, &req, &cbs, r);
     }
+    if (!r->status) {
+        static const struct httpclient_callbacks cbs = {remote_status_done, NULL, NULL};
+        struct httpclient_request req = remote_request(r, "/status");
+        r->status = httpclient_send(r->hc, &req, &cbs, r);
+    }
     if (!r->stream)
         remote_stream_open(r);
 }
@@ -326,8 +342,9 @@ static void remote_calls_cancel(struct remote *r)
     httpclient_cancel(r->check);
     httpclient_cancel(r->scrape);
     httpclient_cancel(r->stream);
+    httpclient_cancel(r->status);
     httpclient_lookup_cancel(r->lookup);
-    r->check = r->scrape = r->stream = NULL;
+    r->check = r->scrape = r->stream = r->status = NULL;
     r->lookup = NULL;
 }
 

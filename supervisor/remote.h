@@ -4,7 +4,8 @@
  * (HAProxy's rise/fall counts), its address is resolved without blocking
  * for the proxy, its events are followed on GET /api/events and merged into
  * the hive's stream (resumed after the last seq merged), and its /metrics
- * are scraped on the same interval for the hive's own /metrics. States:
+ * and /status are read on the same interval for the hive's own /metrics and
+ * /status (tasks done, queue, current task). States:
  * stopped, starting (no verdict yet), running, unreachable.
  */
 #ifndef HIVE_REMOTE_H

@@ -230,6 +230,9 @@ class RemoteTest(unittest.TestCase):
             m = self.hive.get("/metrics").body.decode()
             return 'hive_tasks_total{bot="R1",source="http",outcome="success"} 1' in m
         wait_for(counted, timeout=20, what="R1's task in the hive's /metrics")
+        wait_for(lambda: self.hive.bot("R1")["tasks_processed"] == 1, timeout=20,
+                 what="R1's counters in the hive's /status")
+        self.assertEqual(self.hive.bot("R1")["queue"], {"realtime": 0, "file": 0})
         m = self.hive.get("/metrics").body.decode()
         self.assertIn('hive_task_duration_seconds_count{bot="R1"} 1', m)
         self.assertEqual(m.count("# TYPE hive_tasks_total "), 1)
