@@ -614,7 +614,7 @@ void hive_watch_room(struct hive *hive)
 {
     size_t watching = 0;
     for (size_t i = 0; i < hive->n_bots; i++)
-        watching += strcmp(hive->bots[i]->def->mode, "websocket-only") != 0;
+        watching += !hive->bots[i]->remote && strcmp(hive->bots[i]->def->mode, "websocket-only");
     watchlimit_ensure(WATCHLIMIT_PROC, watching);
 }
 
