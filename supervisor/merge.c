@@ -212,6 +212,11 @@ void merge_remote_status(struct merge *m, const char *bot_id, const char *json, 
     merge_msg_cb(CHAN_STATUS, json, len, merge_bot(m, bot_id));
 }
 
+void merge_remote_rewind(struct merge *m, const char *bot_id)
+{
+    merge_bot(m, bot_id)->last_seq = 0;
+}
+
 uint64_t merge_last_seq(struct merge *m, const char *bot_id)
 {
     return merge_bot(m, bot_id)->last_seq;

@@ -32,6 +32,9 @@ void merge_remote_event(struct merge *merge, const char *bot_id, const char *jso
 /* The status remote bot BOT_ID's GET /status last gave (JSON text): what
  * merge_status() answers for it, as a worker's channel status. */
 void merge_remote_status(struct merge *merge, const char *bot_id, const char *json, size_t len);
+/* Remote bot BOT_ID's own log started over (its last seq is below our
+ * cursor): merge its events from seq 1 again. */
+void merge_remote_rewind(struct merge *merge, const char *bot_id);
 /* The last seq of BOT_ID merged: where a stream of its events resumes. */
 uint64_t merge_last_seq(struct merge *merge, const char *bot_id);
 /* BOT_ID changed state: a bot_state event. PID 0: none; REASON "" none. */

@@ -19,6 +19,7 @@
 #include "supervisor/remote.h"
 
 #include <arpa/inet.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,12 +244,35 @@ static void remote_status_done(int err, const char *why, int status, const char 
 
 /* ---- the event stream --------------------------------------------------- */
 
+/* The remote kept fewer events than our cursor asked for. When its log is
+ * behind our cursor it started over (a new work dir): its numbers begin
+ * again, and so must our cursor, or its new events would all look like
+ * repeats. Otherwise the older ones are gone and the rest follow. */
+static void remote_resync(struct remote *r, const char *data, size_t len)
+{
+    json_t *o = json_loadb(data, len, 0, NULL);
+    json_t *last = json_object_get(o, "last_seq");
+    uint64_t cursor = merge_last_seq(r->merge, r->id);
+    if (json_is_integer(last) && (uint64_t)json_integer_value(last) < cursor) {
+        log_warn("%s: its events log is behind ours (seq %lld < %llu): it started over; "
+                 "merging its events from the start",
+                 r->id, (long long)json_integer_value(last), (unsigned long long)cursor);
+        merge_remote_rewind(r->merge, r->id);
+    } else {
+        log_warn("%s: events after seq %llu are no longer kept there; some are lost", r->id,
+                 (unsigned long long)cursor);
+    }
+    json_decref(o);
+}
+
 /* One event of the remote's stream, into the merge. */
 static void remote_sse_event(const struct sse_event *ev, void *arg)
 {
     struct remote *r = arg;
-    if (strcmp(ev->type, "resync") == 0 || !ev->data_len)
+    if (!ev->data_len)
         return;
+    if (strcmp(ev->type, "resync") == 0)
+        return remote_resync(r, ev->data, ev->data_len);
     merge_remote_event(r->merge, r->id, ev->data, ev->data_len);
 }
 

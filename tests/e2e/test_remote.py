@@ -222,6 +222,24 @@ class RemoteTest(unittest.TestCase):
         done = [e["task_id"] for e in evs if e["type"] == "task_completed"]
         self.assertEqual(sorted(done), sorted(before + after))
 
+    def test_remote_started_over(self):
+        """A remote worker whose work dir was wiped numbers its events from 1
+        again: the front door notices (resync) and merges them all the same."""
+        w, args = self.workers["R1"]
+        first = [self.hive.post("/bots/R1/api/task", {"command": "old %d" % i}).json()["task_id"]
+                 for i in range(2)]
+        wait_for(lambda: set(first) <= set(self.completed("R1")), what="first tasks merged")
+        port = w.port
+        w.kill()
+        shutil.rmtree(w.work_dir)
+        os.makedirs(w.work_dir)
+        w.logs = []
+        w.start(*args, port=port)
+        task = w.submit("in a new life")["task_id"]
+        wait_for(lambda: task in self.completed("R1"), timeout=30,
+                 what="the new life's task merged")
+        self.assertIn("started over", self.hive.log_text())
+
     def test_metrics_scraped_with_bot_label(self):
         r = self.hive.post("/bots/R1/api/task", {"command": "count me"})
         self.assertEqual(r.status, 202)
@@ -249,6 +267,7 @@ class RemoteReloadTest(RemoteTest):
     test_status_shows_remote_bots = test_proxy_http_with_each_bots_token = None
     test_proxy_websocket = test_unreachable_then_back = None
     test_events_resume_after_worker_sigkill = test_metrics_scraped_with_bot_label = None
+    test_remote_started_over = None
 
     def reload(self, remotes, extra=()):
         self.hive.remotes = remotes
