@@ -23,9 +23,11 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/util.h>
 #include <http_parser.h>
+#include <openssl/err.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +35,7 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include "common/tls.h"
 #include "common/util.h"
 
 #define HTTPCLIENT_IDLE_MAX 32            /* idle connections kept per host:port */
@@ -87,6 +90,7 @@ struct httpclient_call {
     char *method, *host, *path, *headers, *body;
     size_t body_len, max_body;
     int port;
+    SSL_CTX *tls;
     struct timeval read_tv, connect_tv;
     bool has_read_tv;
     struct event *deadline; /* lookup + connect; also delivers early failures */
@@ -211,9 +215,10 @@ void httpclient_lookup_cancel(struct httpclient_lookup *lk)
 
 /* The pool of HOST:PORT, made when new. */
 static struct httpclient_pool *httpclient_pool_get(struct httpclient *hc, const char *host,
-                                                   int port)
+                                                   int port, const SSL_CTX *tls)
 {
-    char *key = xasprintf("%s:%d", host, port);
+    char *key = tls ? xasprintf("https:%s:%d:%p", host, port, (const void *)tls)
+                    : xasprintf("%s:%d", host, port);
     struct httpclient_pool *pool;
     LIST_FOREACH(pool, &hc->pools, entry)
     if (strcmp(pool->key, key) == 0) {
@@ -450,7 +455,6 @@ static void httpclient_read_cb(struct bufferevent *bev, void *arg)
 static void httpclient_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct httpclient_call *call = arg;
-    (void)bev;
     if (what & BEV_EVENT_CONNECTED) {
         evtimer_del(call->deadline);
         bufferevent_set_timeouts(call->conn->bev, call->has_read_tv ? &call->read_tv : NULL, NULL);
@@ -472,7 +476,12 @@ static void httpclient_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     int err = EVUTIL_SOCKET_ERROR();
-    if (what & BEV_EVENT_TIMEOUT)
+    unsigned long tls_err = call->tls ? bufferevent_get_openssl_error(bev) : 0;
+    if (tls_err) {
+        char text[200];
+        ERR_error_string_n(tls_err, text, sizeof text);
+        httpclient_call_fail(call, "TLS with %s:%d: %s", call->host, call->port, text);
+    } else if (what & BEV_EVENT_TIMEOUT)
         httpclient_call_fail(call, "timeout (%s)", call->head_seen ? "reading" : "waiting");
     else if (what & BEV_EVENT_EOF)
         httpclient_call_fail(call, "connection closed by %s:%d", call->host, call->port);
@@ -504,9 +513,21 @@ static void httpclient_call_write(struct httpclient_call *call)
 static void httpclient_call_connect(struct httpclient_call *call)
 {
     struct httpclient *hc = call->hc;
-    struct bufferevent *bev = bufferevent_socket_new(hc->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev;
+    if (call->tls) {
+        SSL *ssl = tls_client_ssl(call->tls, call->host);
+        bev = ssl ? bufferevent_openssl_socket_new(hc->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                   BEV_OPT_CLOSE_ON_FREE)
+                  : NULL;
+        if (!bev && ssl)
+            SSL_free(ssl);
+        if (bev) /* a body delimited by the close may end without close_notify */
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else {
+        bev = bufferevent_socket_new(hc->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!bev)
-        return httpclient_call_fail(call, "out of sockets");
+        return httpclient_call_fail(call, "cannot set up a connection");
     call->conn = xcalloc(1, sizeof *call->conn);
     call->conn->hc = hc;
     call->conn->pool = call->pool;
@@ -585,7 +606,8 @@ struct httpclient_call *httpclient_send(struct httpclient *hc, const struct http
     call->collected = evbuffer_new();
     call->deadline = evtimer_new(hc->base, httpclient_deadline_cb, call);
     LIST_INSERT_HEAD(&hc->calls, call, entry);
-    call->pool = httpclient_pool_get(hc, call->host, call->port);
+    call->tls = req->tls;
+    call->pool = httpclient_pool_get(hc, call->host, call->port, call->tls);
     if (!*call->host || call->port < 1 || call->port > 65535) {
         snprintf(call->why, sizeof call->why, "bad address %s:%d", call->host, call->port);
         event_active(call->deadline, EV_TIMEOUT, 1);

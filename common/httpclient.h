@@ -5,7 +5,8 @@
  * addresses need no lookup), connections are kept alive and reused per
  * host:port, every call has a connect and a read timeout, and responses are
  * parsed with http-parser. A call either collects the whole body (bounded) or
- * streams it to a callback as it arrives (Server-Sent Events). Every call
+ * streams it to a callback as it arrives (Server-Sent Events). HTTPS goes
+ * over libevent's OpenSSL bufferevents with the peer verified. Every call
  * ends with exactly one done callback, unless cancelled first.
  */
 #ifndef HIVE_HTTPCLIENT_H
@@ -18,6 +19,7 @@
 
 struct httpclient;
 struct httpclient_call;
+struct ssl_ctx_st;
 
 /* One request. Strings are copied by httpclient_send(). */
 struct httpclient_request {
@@ -32,6 +34,8 @@ struct httpclient_request {
     int read_timeout_ms;    /* silence from the server; 0: none once streaming, else 30 s */
     size_t max_body;        /* a collected body over this fails the call; 0: 1 MiB */
     bool stream;            /* deliver the body to the chunk callback as it comes */
+    struct ssl_ctx_st *tls; /* NULL: plain HTTP; else HTTPS with this context (tls.h),
+                             * HOST's name or address verified */
 };
 
 /* The call ended: ERR 0 with the response's STATUS and (unless streamed)

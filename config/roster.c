@@ -1285,11 +1285,6 @@ static void roster_check_url(struct roster_parse *p, yaml_node_t *n, void *base)
     char q[ROSTER_QUOTE_MAX + 8], host[256];
     bool tls;
     int port;
-    if (roster_url_split(s, &tls, host, sizeof host, &port) && tls) {
-        roster_quote(s, strlen(s), q, sizeof(q));
-        roster_error(p, n, "url %s: https:// remote bots are not supported yet (use http://)", q);
-        return;
-    }
     if (roster_url_split(s, &tls, host, sizeof host, &port))
         return;
     roster_quote(s, strlen(s), q, sizeof(q));

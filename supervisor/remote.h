@@ -43,6 +43,9 @@ double remote_uptime(const struct remote *r);
 /* Its resolved address for the proxy ("" before the first lookup), and port. */
 const char *remote_address(const struct remote *r);
 int remote_port(const struct remote *r);
+/* An https:// bot's relay: the private socket name the proxy connects to
+ * (plain HTTP in, TLS out); "" for http:// bots. */
+const char *remote_relay(const struct remote *r);
 /* The token sent to it (NULL: none). */
 const char *remote_token(const struct remote *r);
 

@@ -348,9 +348,6 @@ START_TEST(test_remote_bots)
                  "t.yaml:4:5: 'port' makes no sense for the remote bot 'r' (it has a url)");
     expect_error("bots:\n  - id: l\n    token_env: X\n",
                  "t.yaml:3:5: 'token_env' is only for a remote bot (one with a url)");
-    expect_error("bots:\n  - id: r\n    url: https://h:1\n",
-                 "t.yaml:3:10: url 'https://h:1': https:// remote bots are not supported yet "
-                 "(use http://)");
     expect_error("bots:\n  - id: r\n    url: gopher://h:1\n",
                  "t.yaml:3:10: bad url 'gopher://h:1' (expected http://HOST:PORT or "
                  "https://HOST:PORT)");

@@ -307,6 +307,159 @@ class RemoteReloadTest(RemoteTest):
         self.assertIsNotNone(self.hive.bot("L1")["pid"])
 
 
+def make_certs(d):
+    """A CA and two server certificates signed by it, made with openssl in D:
+    good.pem names 127.0.0.1, wrong.pem only wrong.example."""
+    def ossl(*args):
+        subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True,
+                       timeout=60)
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+         "-subj", "/CN=hive e2e CA", "-days", "2")
+    for name, san in (("good", "IP:127.0.0.1"), ("wrong", "DNS:wrong.example")):
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write("subjectAltName=%s\n" % san)
+        ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out",
+             name + ".csr", "-subj", "/CN=" + name)
+        ossl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
+
+
+class TlsTerminator:
+    """A TLS front for a plain worker (what a remote host's TLS proxy is):
+    accepts TLS on 127.0.0.1 with CERT, pipes bytes to the worker's port."""
+
+    def __init__(self, cert, key, target_port):
+        import ssl
+        import threading
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.target = target_port
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.server = self.loop.run_until_complete(
+                asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=self.ctx))
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+            self.loop.run_forever()
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    async def handle(self, reader, writer):
+        try:
+            ur, uw = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(r, w):
+            try:
+                while True:
+                    data = await r.read(65536)
+                    if not data:
+                        break
+                    w.write(data)
+                    await w.drain()
+            except (OSError, ConnectionError):
+                pass
+            finally:
+                try:
+                    w.close()
+                except Exception:
+                    pass
+        await asyncio.gather(pipe(reader, uw), pipe(ur, writer))
+
+    def close(self):
+        def stop():
+            self.server.close()
+            self.loop.stop()
+        self.loop.call_soon_threadsafe(stop)
+        self.thread.join(10)
+
+
+class RemoteTlsTest(unittest.TestCase):
+    """https:// remote bots: verified against `ca:` (the chain and the name or
+    address), proxied over HTTP and WebSocket through the TLS relay; a bot
+    whose certificate the CA did not sign, or that names another host, is
+    unreachable and says why."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="hive-e2e-remote-tls-")
+        make_certs(self.tmp)
+        d = os.path.join(self.tmp, "w")
+        os.makedirs(d)
+        self.worker = Worker(d, bot="T1")
+        self.worker.start()
+        c = lambda n: os.path.join(self.tmp, n)  # noqa: E731
+        self.good = TlsTerminator(c("good.pem"), c("good.key"), self.worker.port)
+        self.wrong = TlsTerminator(c("wrong.pem"), c("wrong.key"), self.worker.port)
+        hive_dir = os.path.join(self.tmp, "hive")
+        os.makedirs(hive_dir)
+        ca = c("ca.pem")
+        extra = ["    ca: %s" % ca]
+        self.hive = RemoteHive(hive_dir, {})
+        lines = []
+        for bot, port, ca_lines in (("T1", self.good.port, extra),
+                                    ("NOCA", self.good.port, []),
+                                    ("WRONGNAME", self.wrong.port, extra)):
+            lines += ["  - id: %s" % bot, "    url: https://127.0.0.1:%d" % port,
+                      "    health: {interval: %s, timeout: %s, rise: %d, fall: %d}"
+                      % (INTERVAL, TIMEOUT, RISE, FALL)] + ca_lines
+        self.hive.extra_lines = lines
+        self.hive.write_yaml([])
+        self.hive.bots = ["L1", "T1"]
+        try:
+            self.hive.start()
+        except BaseException:
+            self.tearDown()
+            raise
+
+    def tearDown(self):
+        code, killed = self.hive.stop()
+        self.good.close()
+        self.wrong.close()
+        self.worker.stop()
+        log = self.hive.log_text()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if killed or code not in (0, None):
+            sys.stderr.write(log[-6000:])
+        self.assertFalse(killed)
+        self.assertEqual(self.hive.sanitizer_reports(), [])
+
+    def test_https_verified_and_proxied(self):
+        b = self.hive.bot("T1")
+        self.assertEqual(b["state"], "running")
+        self.assertEqual(b["url"], "https://127.0.0.1:%d" % self.good.port)
+        r = self.hive.get("/bots/T1/status")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["bot_id"], "T1")
+        url = "ws://127.0.0.1:%d/bots/T1/ws" % self.hive.port
+
+        async def session():
+            async with websockets.connect(url) as ws:
+                await ws.send(json.dumps({"type": "task", "command": "over TLS"}))
+                return await ws_recv_until(ws, lambda m: m.get("type") == "response")
+        msgs = run_async(session())
+        self.assertTrue(msgs[-1]["success"])
+        path = os.path.join(self.hive.work_dir, ".deia", "hive", "events.jsonl")
+
+        def merged():
+            with open(path) as f:
+                return any(json.loads(x).get("task_id") == msgs[0]["task_id"] and
+                           json.loads(x)["type"] == "task_completed" for x in f if x.strip())
+        wait_for(merged, timeout=20, what="the TLS bot's task merged")
+
+    def test_unverified_bots_unreachable(self):
+        for bot in ("NOCA", "WRONGNAME"):
+            wait_for(lambda: self.hive.bot(bot)["state"] == "unreachable", timeout=20,
+                     what=bot + " unreachable")
+            self.assertIn("certificate verify failed", self.hive.bot(bot)["reason"])
+            self.assertEqual(self.hive.get("/bots/%s/status" % bot).status, 503)
+
+
 class RemoteRosterTest(unittest.TestCase):
     def test_process_keys_refused_on_remote_bot(self):
         tmp = tempfile.mkdtemp(prefix="hive-e2e-remote-check-")
