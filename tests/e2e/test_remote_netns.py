@@ -10,7 +10,10 @@ WebSocket; a host cut off (its link set down) is `unreachable` within
 fall x interval (plus one check's timeout), comes back to `running` by itself
 once the link is up, and every task that host accepted — before the cut and
 during it, straight on the host — is merged into the front door's events,
-each once.
+each once. The TLS variant runs the same with https:// to every host (a TLS
+terminator in each host's namespace, certificates from the test's own CA
+naming each host's address); the front door's own listen is plain HTTP (TLS
+there is not built yet), reached only from inside its namespace.
 
 Run (as root): HIVE_BUILD_DIR=build /usr/bin/python3 tests/e2e/test_remote_netns.py
 """
@@ -57,6 +60,39 @@ def why_not_possible():
 REASON = why_not_possible()
 
 
+TERMINATOR = """
+import asyncio, ssl, sys
+cert, key, host, port, thost, tport = sys.argv[1:7]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+async def pipe(r, w):
+    try:
+        while True:
+            data = await r.read(65536)
+            if not data:
+                break
+            w.write(data)
+            await w.drain()
+    except (OSError, ConnectionError):
+        pass
+    finally:
+        w.close()
+async def handle(reader, writer):
+    try:
+        ur, uw = await asyncio.open_connection(thost, int(tport))
+    except OSError:
+        writer.close()
+        return
+    await asyncio.gather(pipe(reader, uw), pipe(ur, writer))
+async def main():
+    server = await asyncio.start_server(handle, host, int(port), ssl=ctx)
+    print("ready", flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"""
+TLS_PORT = 8443
+
+
 class Net:
     """The namespaces and links: front F, hosts H1..H3, a veth pair F<->Hn
     with 10.(base).n.1 on F's side and 10.(base).n.2 on the host's."""
@@ -100,6 +136,7 @@ class Net:
 @unittest.skipIf(REASON, "network namespaces: %s" % REASON)
 class RemoteNetnsTest(unittest.TestCase):
     maxDiff = 4000
+    TLS = False  # the variant below: TLS on every hop to the hosts
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="hive-e2e-netns-")
@@ -148,6 +185,37 @@ class RemoteNetnsTest(unittest.TestCase):
         self.procs.append(p)
         wait_for(lambda: self.ns_curl(ns, "http://%s:%d/health" % (addr, BOT_PORT))[0] == 200,
                  timeout=20, what="worker H%d listening" % n)
+        if self.TLS:
+            self.start_terminator(n, ns, addr)
+
+    def make_certs(self):
+        """A CA, and per host a certificate naming its address."""
+        if hasattr(self, "ca"):
+            return
+        self.ca = os.path.join(self.tmp, "ca.pem")
+
+        def ossl(*args):
+            run("openssl", *args, cwd=self.tmp, timeout=60)
+        ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+             "ca.pem", "-subj", "/CN=hive netns CA", "-days", "2")
+        for n in range(1, HOSTS + 1):
+            with open(os.path.join(self.tmp, "h%d.ext" % n), "w") as f:
+                f.write("subjectAltName=IP:%s\n" % self.net.host_addr(n))
+            ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "h%d.key" % n, "-out",
+                 "h%d.csr" % n, "-subj", "/CN=h%d" % n)
+            ossl("x509", "-req", "-in", "h%d.csr" % n, "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", "h%d.pem" % n, "-days", "2", "-extfile", "h%d.ext" % n)
+
+    def start_terminator(self, n, ns, addr):
+        """TLS on the host's address, in front of its worker (a host's TLS proxy)."""
+        self.make_certs()
+        c = lambda x: os.path.join(self.tmp, x)  # noqa: E731
+        p = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", TERMINATOR,
+                              c("h%d.pem" % n), c("h%d.key" % n), addr, str(TLS_PORT), addr,
+                              str(BOT_PORT)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        self.assertEqual(p.stdout.readline().strip(), b"ready")
 
     def start_front(self):
         d = os.path.join(self.tmp, "front")
@@ -157,8 +225,13 @@ class RemoteNetnsTest(unittest.TestCase):
         lines = ["hive:", "  name: e2e-netns", "  work_dir: .",
                  "  listen: 127.0.0.1:%d" % self.front_port, "bots:"]
         for n in range(1, HOSTS + 1):
-            lines += ["  - id: H%d" % n,
-                      "    url: http://%s:%d" % (self.net.host_addr(n), BOT_PORT),
+            url = ("https://%s:%d" % (self.net.host_addr(n), TLS_PORT) if self.TLS
+                   else "http://%s:%d" % (self.net.host_addr(n), BOT_PORT))
+            if self.TLS:
+                lines += ["  - id: H%d" % n, "    ca: %s" % self.ca]
+            else:
+                lines += ["  - id: H%d" % n]
+            lines += ["    url: %s" % url,
                       "    token_env: HIVE_NETNS_TOKEN_%d" % n,
                       "    health: {interval: %s, timeout: %s, rise: %d, fall: %d}"
                       % (INTERVAL, TIMEOUT, RISE, FALL)]
@@ -282,6 +355,13 @@ class RemoteNetnsTest(unittest.TestCase):
         done = [e["task_id"] for e in evs if e["type"] == "task_completed"]
         self.assertEqual(sorted(done), sorted(before + during))
         self.assertEqual(self.front("/bots/H2/status")[0], 200)
+
+
+@unittest.skipIf(REASON, "network namespaces: %s" % REASON)
+class RemoteNetnsTlsTest(RemoteNetnsTest):
+    """The same across namespaces with https:// to every host (verified
+    against the test's CA and each host's address)."""
+    TLS = True
 
 
 if __name__ == "__main__":
