@@ -3,11 +3,14 @@
  * libevent evhttp server in the same loop on 127.0.0.1: whole answers,
  * kept-alive connections reused, a connection the server closed retried
  * once, refused and silent servers reported (timeouts), names resolved
- * through evdns (localhost), bodies streamed chunk by chunk, and a call
- * cancelled from inside its own callback.
+ * through evdns (localhost), bodies streamed chunk by chunk, a call
+ * cancelled from inside its own callback, and HTTPS (certificates made with
+ * the openssl command): verified against the right CA, refused against the
+ * system's store and for an address the certificate does not name.
  */
 #include <check.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <netinet/in.h>
@@ -17,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/httpclient.h"
+#include "common/tls.h"
 #include "common/util.h"
 
 /* The loop, the server and what the callbacks saw. */
@@ -271,6 +275,69 @@ START_TEST(test_cancel_in_callback)
 }
 END_TEST
 
+/* The server's TLS: a context with CERT and KEY, and the bufferevent hook. */
+static struct bufferevent *fx_tls_bev(struct event_base *base, void *arg)
+{
+    return bufferevent_openssl_socket_new(base, -1, SSL_new(arg), BUFFEREVENT_SSL_ACCEPTING,
+                                          BEV_OPT_CLOSE_ON_FREE);
+}
+
+START_TEST(test_https)
+{
+    char dir[] = "/tmp/check-httpclient-XXXXXX", cmd[2048], ca[200], cert[200], key[200];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd,
+             "(cd %s && printf 'subjectAltName=IP:127.0.0.1\\n' > ext && "
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem "
+             "-subj /CN=check-ca -days 1 && "
+             "openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=srv && "
+             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out srv.pem -days 1 -extfile ext) >/dev/null 2>&1",
+             dir);
+    ck_assert_int_eq(system(cmd) == 0 ? 0 : 1, 0);
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    snprintf(cert, sizeof cert, "%s/srv.pem", dir);
+    snprintf(key, sizeof key, "%s/srv.key", dir);
+    SSL_CTX *server = SSL_CTX_new(TLS_server_method());
+    ck_assert_int_eq(SSL_CTX_use_certificate_chain_file(server, cert), 1);
+    ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(server, key, SSL_FILETYPE_PEM), 1);
+    struct fx fx;
+    fx_setup(&fx);
+    evhttp_set_bevcb(fx.http, fx_tls_bev, server);
+    /* The same server on 127.0.0.2, an address the certificate does not name. */
+    ck_assert_int_eq(evhttp_bind_socket(fx.http, "127.0.0.2", (ev_uint16_t)fx.port), 0);
+    char err[300];
+    SSL_CTX *good = tls_client_ctx(ca, err, sizeof err), *sys = tls_client_ctx(NULL, err, 300);
+    ck_assert_ptr_nonnull(good);
+    ck_assert_ptr_nonnull(sys);
+    struct httpclient_request r = {.host = "127.0.0.1", .port = fx.port, .path = "/hello"};
+    r.tls = good;
+    httpclient_send(fx.hc, &r, &fx_cbs, &fx);
+    event_base_dispatch(fx.base);
+    ck_assert_msg(fx.err == 0, "%s", fx.why);
+    ck_assert_int_eq(fx.status, 200);
+    ck_assert_int_eq(memcmp(fx.body.data, "hello get", 9), 0);
+    r.tls = sys; /* the test CA is not in the system's store */
+    fx.body.len = 0;
+    httpclient_send(fx.hc, &r, &fx_cbs, &fx);
+    event_base_dispatch(fx.base);
+    ck_assert_int_eq(fx.err, -1);
+    ck_assert_msg(strstr(fx.why, "certificate verify failed"), "%s", fx.why);
+    r.tls = good;
+    r.host = "127.0.0.2";
+    httpclient_send(fx.hc, &r, &fx_cbs, &fx);
+    event_base_dispatch(fx.base);
+    ck_assert_int_eq(fx.err, -1);
+    ck_assert_msg(strstr(fx.why, "certificate verify failed"), "%s", fx.why);
+    fx_teardown(&fx);
+    SSL_CTX_free(good);
+    SSL_CTX_free(sys);
+    SSL_CTX_free(server);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("httpclient");
@@ -283,6 +350,7 @@ int main(void)
     tcase_add_test(tc, test_resolve_name);
     tcase_add_test(tc, test_stream);
     tcase_add_test(tc, test_cancel_in_callback);
+    tcase_add_test(tc, test_https);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
