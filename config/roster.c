@@ -1263,18 +1263,29 @@ bool roster_url_split(const char *url, bool *tls, char *host, size_t hostcap, in
 
 static void roster_bot_label(const struct roster_bot *b, size_t i, char *buf, size_t cap);
 
-/* ca: a readable file, relative to the roster file that names it. */
-static void roster_check_ca(struct roster_parse *p, yaml_node_t *n, void *base)
+/* Make *CA (a path) absolute against the file naming it, and readable. */
+static void roster_resolve_ca(struct roster_parse *p, yaml_node_t *n, char **ca)
 {
-    struct roster_bot *b = base;
     const char *dir = roster_node_dir(p, n);
     char *cwd = dir ? NULL : roster_cwd();
-    char *path = roster_path_join(dir ? dir : cwd ? cwd : "/", b->remote.ca);
+    char *path = roster_path_join(dir ? dir : cwd ? cwd : "/", *ca);
     free(cwd);
-    free(b->remote.ca);
-    b->remote.ca = path;
+    free(*ca);
+    *ca = path;
     if (access(path, R_OK) != 0)
         roster_error(p, n, "cannot read ca %s: %s", path, strerror(errno));
+}
+
+/* A bot's ca: a readable file, relative to the roster file that names it. */
+static void roster_check_ca(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    roster_resolve_ca(p, n, &((struct roster_bot *)base)->remote.ca);
+}
+
+/* hive.ca: the same, the default of every remote bot. */
+static void roster_check_hive_ca(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    roster_resolve_ca(p, n, &((struct roster *)base)->ca);
 }
 
 /* url: http(s)://HOST:PORT of a bot the supervisor does not start. */
@@ -1326,6 +1337,8 @@ static void roster_bot_check_remote(struct roster_parse *p, size_t i, yaml_node_
         else if (!remote && roster_key_listed(roster_remote_only, key))
             roster_error(p, k, "'%s' is only for a remote bot (one with a url)", key);
     }
+    if (remote && !b->remote.ca && p->r->ca)
+        b->remote.ca = xstrdup(p->r->ca);
     if (remote && b->remote.token_env) {
         const char *token = getenv(b->remote.token_env);
         free(b->remote.token);
@@ -1499,6 +1512,8 @@ static const struct roster_field roster_hive_fields[] = {
     {ROSTER_FIELD("server_names", ROSTER_STRV, struct roster, server_names),
      .item_check = roster_check_server_name},
     {ROSTER_FIELD("limits", ROSTER_MAP, struct roster, limits), .table = &roster_limits_table},
+    /* The CAs of https:// remote bots without a ca of their own. */
+    {ROSTER_FIELD("ca", ROSTER_STRING, struct roster, ca), .hook = roster_check_hive_ca},
 };
 static const struct roster_table roster_hive_table = ROSTER_TABLE(roster_hive_fields, NULL);
 
@@ -2584,6 +2599,7 @@ void roster_free(struct roster *r)
     free(r->token);
     roster_strv_free(r->allowed_origins);
     roster_strv_free(r->server_names);
+    free(r->ca);
     free(r);
 }
 

@@ -181,6 +181,7 @@ struct roster {
     char *token;            /* the variable's value at load time; NULL if unset/empty */
     char **allowed_origins; /* NULL-terminated, never NULL */
     char **server_names;    /* NULL-terminated, never NULL */
+    char *ca;               /* the remote bots' default ca (absolute); NULL: the system's */
     struct roster_limits limits;
     struct roster_bot *bots;
     size_t n_bots;

@@ -332,6 +332,14 @@ START_TEST(test_remote_bots)
     ck_assert_int_eq(r->bots[1].health.fall, 4);
     ck_assert_int_eq(r->bots[2].port, 8003);
     roster_free(r);
+    r = load("hive: {ca: /dev/null}\n"
+             "bots:\n"
+             "  - {id: r, url: https://h:1}\n"
+             "  - {id: s, url: https://h:2, ca: /dev/zero}\n");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(r->bots[0].remote.ca, "/dev/null"); /* the hive's */
+    ck_assert_str_eq(r->bots[1].remote.ca, "/dev/zero"); /* its own */
+    roster_free(r);
     bool tls;
     char host[64];
     int port;
@@ -363,7 +371,7 @@ START_TEST(test_unknown_keys)
         "t.yaml:1:1: unknown key 'bots_x' in top level (expected hive, defaults, bots, include)");
     expect_error("hive:\n  nmae: x\nbots: []\n",
                  "t.yaml:2:3: unknown key 'nmae' in hive (expected name, work_dir, listen, "
-                 "base_port, token_env, allowed_origins, server_names, limits)");
+                 "base_port, token_env, allowed_origins, server_names, limits, ca)");
     expect_error("hive:\n  limits: {max_bdy: 1}\nbots: []\n",
                  "t.yaml:2:12: unknown key 'max_bdy' in hive.limits (expected max_header_bytes, "
                  "max_body, max_message, max_connections, header_timeout, idle_timeout)");
@@ -615,7 +623,7 @@ START_TEST(test_many_errors)
     static const char *const want[] = {
         "t.yaml:2:11: bad listen address 'nope' (expected host:port or [v6]:port)",
         ("t.yaml:3:3: unknown key 'colour' in hive (expected name, work_dir, listen, base_port, "
-         "token_env, allowed_origins, server_names, limits)"),
+         "token_env, allowed_origins, server_names, limits, ca)"),
         "t.yaml:5:12: bad duration 'soon' for 'timeout' (seconds, or a number with ms, s, m or h)",
         "t.yaml:8:11: unknown mode 'fast' (expected hybrid, cli-only, websocket-only)",
         "t.yaml:9:5: bots[1] has no id",
