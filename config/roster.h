@@ -143,6 +143,22 @@ struct roster_workspace {
     char *git_worktree; /* the branch prefix (branch PREFIX/BOT-ID); NULL: none */
 };
 
+/* How the supervisor checks a remote bot's /health (HAProxy's check). */
+struct roster_health {
+    double interval; /* seconds between checks */
+    double timeout;  /* seconds one check may take */
+    int rise;        /* successes in a row that make it running again */
+    int fall;        /* failures in a row that make it unreachable */
+};
+
+/* A bot the supervisor does not start: it runs elsewhere, at URL. */
+struct roster_remote {
+    char *url;       /* "http(s)://HOST:PORT"; NULL: a local bot */
+    char *token_env; /* NULL: no token sent to it */
+    char *token;     /* that variable's value at load time; NULL if unset/empty */
+    char *ca;        /* PEM file of the CAs its https:// certificate must chain to */
+};
+
 /* One bot, with the defaults already applied. */
 struct roster_bot {
     char *id;
@@ -173,6 +189,8 @@ struct roster_bot {
     char *session;      /* agent CLIs: "new" or "continue" */
     bool auto_resume;   /* after a usage limit, resume by itself */
     struct roster_budget budget;
+    struct roster_remote remote;
+    struct roster_health health;
 };
 
 /* What a roster asks of the host it runs on — a user, a group, a cgroup
@@ -201,6 +219,7 @@ struct roster {
     char *token;            /* the variable's value at load time; NULL if unset/empty */
     char **allowed_origins; /* NULL-terminated, never NULL */
     char **server_names;    /* NULL-terminated, never NULL */
+    char *ca;               /* the remote bots' default ca (absolute); NULL: the system's */
     struct roster_limits limits;
     struct roster_budget budget; /* the whole hive's (the supervisor keeps it) */
     struct roster_bot *bots;
@@ -252,6 +271,9 @@ bool roster_bot_equal(const struct roster_bot *a, const struct roster_bot *b);
 /* True when the hive-level settings every worker inherits (work_dir, token,
  * allowed_origins, limits) are the same; when false, reload restarts all. */
 bool roster_shared_equal(const struct roster *a, const struct roster *b);
+/* Split a remote bot's URL ("http(s)://HOST[:PORT][/]"): true with *TLS,
+ * HOST (without brackets) and *PORT (80/443 when not given). */
+bool roster_url_split(const char *url, bool *tls, char *host, size_t hostcap, int *port);
 /* Free the messages and zero ERRS. */
 void roster_errors_free(struct roster_errors *errs);
 

@@ -217,6 +217,26 @@ void merge_attach(struct merge *m, const char *bot_id, int fd)
     free(f.data);
 }
 
+void merge_remote_event(struct merge *m, const char *bot_id, const char *json, size_t len)
+{
+    merge_event(merge_bot(m, bot_id), json, len);
+}
+
+void merge_remote_status(struct merge *m, const char *bot_id, const char *json, size_t len)
+{
+    merge_msg_cb(CHAN_STATUS, json, len, merge_bot(m, bot_id));
+}
+
+void merge_remote_rewind(struct merge *m, const char *bot_id)
+{
+    merge_bot(m, bot_id)->last_seq = 0;
+}
+
+uint64_t merge_last_seq(struct merge *m, const char *bot_id)
+{
+    return merge_bot(m, bot_id)->last_seq;
+}
+
 void merge_bot_state(struct merge *m, const char *bot_id, const char *state, pid_t pid,
                      const char *reason, unsigned restarts)
 {

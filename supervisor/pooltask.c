@@ -335,13 +335,15 @@ static socklen_t pooltask_tcp_addr(const char *host, int port, struct sockaddr_s
     return len;
 }
 
-/* A connection to INFO's worker: its private socket when it takes us, else
- * its port. False when neither can even be tried. */
+/* A connection to INFO's worker: its private socket when it takes us (a
+ * remote https:// bot's is the supervisor's TLS relay), else its port at the
+ * numeric address it was bound or resolved to. False when neither can even
+ * be tried. */
 static bool pooltask_connect(struct pooltask_fwd *f, const struct hive_bot_info *info,
                              char *authority, size_t cap)
 {
     struct sockaddr_storage ss;
-    socklen_t len = pooltask_tcp_addr(info->bind, info->port, &ss, authority, cap);
+    socklen_t len = pooltask_tcp_addr(info->proxy_addr, info->port, &ss, authority, cap);
     int fd = -1;
     struct sockaddr_storage un;
     socklen_t un_len = info->proxy_socket ? util_local_addr(info->proxy_socket, &un) : 0;
@@ -375,7 +377,8 @@ static bool pooltask_send(struct pooltask_fwd *f, const struct hive_bot_info *in
     char authority[300];
     if (!pooltask_connect(f, info, authority, sizeof authority))
         return false;
-    const char *token = hive_roster(f->pt->hive)->token;
+    /* A remote bot takes its own token (token_env); local ones the hive's. */
+    const char *token = info->url ? info->token : hive_roster(f->pt->hive)->token;
     struct timeval tv = {POOLTASK_TIMEOUT_S, 0};
     http_parser_init(&f->parser, HTTP_RESPONSE);
     f->parser.data = f;

@@ -41,7 +41,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <http_parser.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
@@ -377,8 +376,8 @@ static bool proxy_request_framing(const struct http_request *req, enum proxy_fra
 
 /* ---- addresses and pools --------------------------------------------------- */
 
-/* Resolve HOST:PORT (wildcards mean loopback) into POOL's address and Host
- * header; -1 with a reason in ERR. */
+/* Parse the numeric HOST:PORT (wildcards mean loopback) into POOL's address
+ * and Host header; -1 with a reason in ERR. */
 static int proxy_pool_resolve(struct proxy_pool *pool, const char *host, int port, char *err,
                               size_t errlen)
 {
@@ -405,23 +404,10 @@ static int proxy_pool_resolve(struct proxy_pool *pool, const char *host, int por
         snprintf(pool->authority, sizeof pool->authority, "[%s]:%d", h, port);
         return 0;
     }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(h, NULL, &hints, &res);
-    if (rc != 0 || !res || res->ai_addrlen > sizeof pool->addr) {
-        snprintf(err, errlen, "cannot resolve %s: %s", h, rc ? gai_strerror(rc) : "no address");
-        if (res)
-            freeaddrinfo(res);
-        return -1;
-    }
-    memcpy(&pool->addr, res->ai_addr, res->ai_addrlen);
-    pool->addrlen = res->ai_addrlen;
-    if (res->ai_family == AF_INET6)
-        in6->sin6_port = htons((uint16_t)port);
-    else
-        in4->sin_port = htons((uint16_t)port);
-    freeaddrinfo(res);
-    snprintf(pool->authority, sizeof pool->authority, "%s:%d", h, port);
-    return 0;
+    /* Names are resolved before they get here (a bot's bound socket, evdns
+     * for remote bots): a lookup here would block the whole supervisor. */
+    snprintf(err, errlen, "no numeric address for %s yet", h);
+    return -1;
 }
 
 /* Close a worker connection (taking it out of its pool if it idles there). */

@@ -22,7 +22,8 @@ struct proxy;
  * (they normally point into the request itself). */
 struct proxy_target {
     const char *bot_id;
-    const char *host; /* the worker's bind address; wildcards mean loopback */
+    const char *host; /* the worker's numeric address (never resolved here); wildcards
+                       * mean loopback */
     int port;
     const char *local; /* NULL/"", or the worker's private abstract Unix socket:
                         * connected to instead of HOST:PORT while it takes us */

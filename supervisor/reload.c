@@ -133,6 +133,23 @@ static void reload_join_errors(const struct roster_errors *errs, char *err, size
     }
 }
 
+/* True (with the message in ERR) when a bot of NEXT would turn from local to
+ * remote or back: one executor cannot become the other in place. */
+static bool reload_kind_changed(struct hive *hive, const struct roster *next, char *err,
+                                size_t errlen)
+{
+    for (size_t j = 0; j < next->n_bots; j++) {
+        const struct hive_bot *bot = hive_bot_named(hive, next->bots[j].id);
+        if (bot && (bot->remote != NULL) != (next->bots[j].remote.url != NULL)) {
+            snprintf(err, errlen,
+                     "bot %s cannot turn %s by a reload: remove it, reload, then add it back",
+                     bot->id, bot->remote ? "local" : "remote");
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Re-read the roster file and apply the difference, or change nothing. */
 int reload_roster(struct hive *hive, char *err, size_t errlen)
 {
@@ -149,6 +166,10 @@ int reload_roster(struct hive *hive, char *err, size_t errlen)
         return -1;
     }
     roster_errors_free(&errs);
+    if (reload_kind_changed(hive, next, err, errlen)) {
+        roster_free(next);
+        return -1;
+    }
     reload_apply(hive, next);
     return 0;
 }

@@ -1,0 +1,479 @@
+"""Remote bots (SPEC §11) on loopback: standalone hive-workers fronted by
+`hive up` through roster entries with `url:`. /status shows them (state, url,
+reason) and `hive status` exits by them; the proxy carries HTTP and WebSocket
+to them with each bot's own token; their events are merged into the hive's
+stream and resumed after a SIGKILL and restart of the worker, none lost and
+none twice; a SIGSTOPped worker is `unreachable` within fall x interval (plus
+one check's timeout), in /status, /metrics and a bot_state event, and running
+again by itself once it answers; their task metrics are scraped into the
+hive's /metrics with the bot's label.
+
+Run: HIVE_BUILD_DIR=build /usr/bin/python3 tests/e2e/test_remote.py
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import websockets
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hive_e2e import Worker, curl, main, run_async, wait_for, ws_recv_until  # noqa: E402
+from test_supervisor_front import HIVE_BIN, Hive, free_ports  # noqa: E402
+
+INTERVAL, TIMEOUT, RISE, FALL = 0.5, 0.5, 2, 3
+R2_TOKEN = "remote-two-secret"
+
+
+class RemoteHive(Hive):
+    """A `hive up` whose roster has one local bot and the given remote ones."""
+
+    def __init__(self, work_dir, remotes, extra_lines=()):
+        self.remotes = remotes
+        self.extra_lines = list(extra_lines)
+        super().__init__(work_dir, [{"id": "L1"}] + [{"id": r} for r in remotes])
+
+    def write_yaml(self, bots, extra=""):
+        port = self.bot_ports.get("L1") or free_ports(1)[0]
+        self.bot_ports["L1"] = port
+        lines = ["hive:", "  name: e2e-remote", "  work_dir: .",
+                 "  listen: 127.0.0.1:%d" % self.port,
+                 "defaults:", "  adapter: {type: mock}", "  stop_timeout: 5",
+                 "bots:", "  - id: L1", "    port: %d" % port]
+        for bot_id, url in self.remotes.items():
+            lines += ["  - id: %s" % bot_id, "    url: %s" % url,
+                      "    health: {interval: %s, timeout: %s, rise: %d, fall: %d}"
+                      % (INTERVAL, TIMEOUT, RISE, FALL)]
+            if bot_id == "R2":
+                lines.append("    token_env: HIVE_E2E_R2_TOKEN")
+        with open(self.yaml, "w") as f:
+            f.write("\n".join(lines + self.extra_lines) + "\n")
+
+    def env(self):
+        e = super().env()
+        e["HIVE_E2E_R2_TOKEN"] = R2_TOKEN
+        return e
+
+    def state(self, bot_id):
+        return self.bot(bot_id)["state"]
+
+
+class RemoteTest(unittest.TestCase):
+    maxDiff = 4000
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="hive-e2e-remote-")
+        self.workers = {}
+        for bot_id, args in (("R1", ()), ("R2", ("--token", R2_TOKEN))):
+            d = os.path.join(self.tmp, bot_id)
+            os.makedirs(d)
+            w = Worker(d, bot=bot_id)
+            w.start(*args)
+            self.workers[bot_id] = (w, args)
+        hive_dir = os.path.join(self.tmp, "hive")
+        os.makedirs(hive_dir)
+        self.hive = RemoteHive(hive_dir, {b: w.url for b, (w, _) in self.workers.items()})
+        self.stopped = []
+        try:
+            self.hive.start()
+        except BaseException:
+            self.tearDown()
+            raise
+
+    def tearDown(self):
+        for pid in self.stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+        code, killed = self.hive.stop()
+        for w, _ in self.workers.values():
+            w.stop()
+        log = self.hive.log_text()
+        reports = self.hive.sanitizer_reports()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if killed or reports or code not in (0, None):
+            sys.stderr.write(log[-6000:])
+        self.assertFalse(killed, "hive up needed SIGKILL")
+        self.assertEqual(reports, [])
+
+    # --- helpers
+    def events(self):
+        """Every event the hive merged, from its log (.deia/hive/events.jsonl)."""
+        path = os.path.join(self.hive.work_dir, ".deia", "hive", "events.jsonl")
+        with open(path, "rb") as f:
+            return [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
+
+    def stream(self, since=0, timeout=1.5):
+        """Every event of the hive's GET /api/events after SINCE, read for TIMEOUT s."""
+        r = curl(self.hive.url + "/api/events?since=%d" % since, timeout=timeout)
+        out = []
+        for block in r.body.decode().split("\n\n"):
+            data = [ln[6:] for ln in block.split("\n") if ln.startswith("data: ")]
+            if data:
+                out.append(json.loads("\n".join(data)))
+        return out
+
+    def completed(self, bot_id):
+        return [e["task_id"] for e in self.events()
+                if e.get("bot_id") == bot_id and e["type"] == "task_completed"]
+
+    def wait_state(self, bot_id, state, timeout):
+        t0 = time.time()
+        wait_for(lambda: self.hive.state(bot_id) == state, timeout=timeout,
+                 what="%s %s" % (bot_id, state))
+        return time.time() - t0
+
+    # --- tests
+    def test_status_shows_remote_bots(self):
+        st = self.hive.status()
+        bots = {b["id"]: b for b in st["bots"]}
+        self.assertEqual(st["hive"]["bots_running"], 3)
+        for bot_id in ("R1", "R2"):
+            w = self.workers[bot_id][0]
+            self.assertEqual(bots[bot_id]["state"], "running")
+            self.assertEqual(bots[bot_id]["url"], w.url)
+            self.assertEqual(bots[bot_id]["port"], w.port)
+            self.assertIsNone(bots[bot_id]["pid"])
+            self.assertIsNone(bots[bot_id]["reason"])
+        r = subprocess.run([HIVE_BIN, "status", "-f", self.hive.yaml], capture_output=True,
+                           env=self.hive.env(), timeout=20)
+        self.assertEqual(r.returncode, 0, r.stdout.decode() + r.stderr.decode())
+        self.assertIn(self.workers["R1"][0].url, r.stdout.decode())
+
+    def test_proxy_http_with_each_bots_token(self):
+        r = self.hive.get("/bots/R1/status")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["bot_id"], "R1")
+        # R2 demands its own token: the proxy sends it, the client need not.
+        self.assertEqual(curl(self.workers["R2"][0].url + "/status").status, 401)
+        r = self.hive.get("/bots/R2/status")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["bot_id"], "R2")
+        r = self.hive.post("/bots/R2/api/task", {"command": "through the front door"})
+        self.assertEqual(r.status, 202, r)
+        task = r.json()["task_id"]
+        wait_for(lambda: task in self.completed("R2"), what="R2's task_completed merged")
+
+    def test_proxy_websocket(self):
+        url = "ws://127.0.0.1:%d/bots/R1/ws" % self.hive.port
+
+        async def session():
+            async with websockets.connect(url) as ws:
+                await ws.send(json.dumps({"type": "task", "command": "over the tunnel"}))
+                return await ws_recv_until(ws, lambda m: m.get("type") == "response")
+        msgs = run_async(session())
+        self.assertEqual(msgs[0]["type"], "ack")
+        self.assertTrue(msgs[-1]["success"])
+        self.assertIn("over the tunnel", msgs[-1]["content"])
+        wait_for(lambda: msgs[0]["task_id"] in self.completed("R1"), what="ws task merged")
+
+    def test_unreachable_then_back(self):
+        w = self.workers["R1"][0]
+        os.kill(w.proc.pid, signal.SIGSTOP)
+        self.stopped.append(w.proc.pid)
+        took = self.wait_state("R1", "unreachable", timeout=30)
+        # fall failures, one interval apart, each within its timeout; plus the
+        # poll's own granularity.
+        self.assertLessEqual(took, FALL * INTERVAL + TIMEOUT + 1.0)
+        b = self.hive.bot("R1")
+        self.assertIn("health", b["reason"])
+        r = self.hive.get("/bots/R1/status")
+        self.assertEqual(r.status, 503)
+        self.assertEqual(r.json()["detail"], "bot R1 is unreachable")
+        m = self.hive.get("/metrics").body.decode()
+        self.assertIn('hive_bot_up{bot="R1"} 0', m)
+        self.assertIn('hive_bot_state{bot="R1",state="unreachable"} 1', m)
+        r = subprocess.run([HIVE_BIN, "status", "-f", self.hive.yaml], capture_output=True,
+                           env=self.hive.env(), timeout=20)
+        self.assertEqual(r.returncode, 3)
+        os.kill(w.proc.pid, signal.SIGCONT)
+        self.wait_state("R1", "running", timeout=RISE * INTERVAL + 10)
+        states = [e["state"] for e in self.events()
+                  if e["type"] == "bot_state" and e["bot_id"] == "R1"]
+        self.assertEqual(states[-2:], ["unreachable", "running"])
+        self.assertEqual(self.hive.get("/bots/R1/status").status, 200)
+
+    def test_events_resume_after_worker_sigkill(self):
+        w, args = self.workers["R1"]
+        before = []
+        for i in range(3):
+            r = self.hive.post("/bots/R1/api/task", {"command": "before %d" % i})
+            self.assertEqual(r.status, 202, r)
+            before.append(r.json()["task_id"])
+        wait_for(lambda: set(before) <= set(self.completed("R1")), what="first tasks merged")
+        port = w.port
+        w.kill()
+        w.start(*args, port=port)
+        after = [w.submit("after %d" % i)["task_id"] for i in range(5)]
+        wait_for(lambda: set(after) <= set(self.completed("R1")), timeout=30,
+                 what="tasks accepted while the stream was cut, merged")
+        evs = [e for e in self.stream() if e.get("bot_id") == "R1" and "seq" in e]
+        seqs = [e["seq"] for e in evs]
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)), "a gap or a repeat")
+        done = [e["task_id"] for e in evs if e["type"] == "task_completed"]
+        self.assertEqual(sorted(done), sorted(before + after))
+
+    def test_remote_started_over(self):
+        """A remote worker whose work dir was wiped numbers its events from 1
+        again: the front door notices (resync) and merges them all the same."""
+        w, args = self.workers["R1"]
+        first = [self.hive.post("/bots/R1/api/task", {"command": "old %d" % i}).json()["task_id"]
+                 for i in range(2)]
+        wait_for(lambda: set(first) <= set(self.completed("R1")), what="first tasks merged")
+        port = w.port
+        w.kill()
+        shutil.rmtree(w.work_dir)
+        os.makedirs(w.work_dir)
+        w.logs = []
+        w.start(*args, port=port)
+        task = w.submit("in a new life")["task_id"]
+        wait_for(lambda: task in self.completed("R1"), timeout=30,
+                 what="the new life's task merged")
+        self.assertIn("started over", self.hive.log_text())
+
+    def test_metrics_scraped_with_bot_label(self):
+        r = self.hive.post("/bots/R1/api/task", {"command": "count me"})
+        self.assertEqual(r.status, 202)
+
+        def counted():
+            m = self.hive.get("/metrics").body.decode()
+            return 'hive_tasks_total{bot="R1",source="http",outcome="success"} 1' in m
+        wait_for(counted, timeout=20, what="R1's task in the hive's /metrics")
+        wait_for(lambda: self.hive.bot("R1")["tasks_processed"] == 1, timeout=20,
+                 what="R1's counters in the hive's /status")
+        self.assertEqual(self.hive.bot("R1")["queue"], {"realtime": 0, "file": 0})
+        m = self.hive.get("/metrics").body.decode()
+        self.assertIn('hive_task_duration_seconds_count{bot="R1"} 1', m)
+        self.assertEqual(m.count("# TYPE hive_tasks_total "), 1)
+        if shutil.which("promtool"):
+            p = subprocess.run(["promtool", "check", "metrics"], input=m.encode(),
+                               capture_output=True, timeout=20)
+            self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+
+
+class RemoteReloadTest(RemoteTest):
+    """Reloads: a remote bot removed and added back, its url moved, and a bot
+    that would turn from local to remote (refused, nothing changed)."""
+
+    test_status_shows_remote_bots = test_proxy_http_with_each_bots_token = None
+    test_proxy_websocket = test_unreachable_then_back = None
+    test_events_resume_after_worker_sigkill = test_metrics_scraped_with_bot_label = None
+    test_remote_started_over = None
+
+    def reload(self, remotes, extra=()):
+        self.hive.remotes = remotes
+        self.hive.extra_lines = list(extra)
+        self.hive.write_yaml([])
+        return self.hive.post("/api/reload")
+
+    def test_remove_add_and_move(self):
+        r1, r2 = self.workers["R1"][0].url, self.workers["R2"][0].url
+        self.assertEqual(self.reload({"R2": r2}).status, 202)
+        wait_for(lambda: "R1" not in [b["id"] for b in self.hive.status()["bots"]],
+                 what="R1 removed")
+        self.assertEqual(self.hive.get("/bots/R1/status").status, 404)
+        self.assertEqual(self.reload({"R1": r1, "R2": r2}).status, 202)
+        self.wait_state("R1", "running", timeout=10)
+        self.assertEqual(self.hive.get("/bots/R1/status").json()["bot_id"], "R1")
+        # R1's url now names R2's worker (R1 has no token: R2's worker refuses it).
+        self.assertEqual(self.reload({"R1": r2, "R2": r2}).status, 202)
+        wait_for(lambda: self.hive.bot("R1")["url"] == r2, what="R1 moved")
+        self.wait_state("R1", "running", timeout=10)
+        self.assertEqual(self.hive.get("/bots/R1/status").status, 401)
+
+    def test_local_to_remote_refused(self):
+        r1, r2 = self.workers["R1"][0].url, self.workers["R2"][0].url
+        self.hive.remotes = {"R1": r1, "R2": r2}
+        self.hive.write_yaml([])
+        with open(self.hive.yaml) as f:
+            text = f.read()
+        port = self.hive.bot_ports["L1"]
+        with open(self.hive.yaml, "w") as f:
+            f.write(text.replace("  - id: L1\n    port: %d\n" % port,
+                                 "  - id: L1\n    url: %s\n" % r1))
+        r = self.hive.post("/api/reload")
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("bot L1 cannot turn remote by a reload", r.json()["detail"])
+        self.assertEqual(self.hive.bot("L1")["state"], "running")
+        self.assertIsNotNone(self.hive.bot("L1")["pid"])
+
+
+def make_certs(d):
+    """A CA and two server certificates signed by it, made with openssl in D:
+    good.pem names 127.0.0.1, wrong.pem only wrong.example."""
+    def ossl(*args):
+        subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True,
+                       timeout=60)
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+         "-subj", "/CN=hive e2e CA", "-days", "2")
+    for name, san in (("good", "IP:127.0.0.1"), ("wrong", "DNS:wrong.example")):
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write("subjectAltName=%s\n" % san)
+        ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out",
+             name + ".csr", "-subj", "/CN=" + name)
+        ossl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
+
+
+class TlsTerminator:
+    """A TLS front for a plain worker (what a remote host's TLS proxy is):
+    accepts TLS on 127.0.0.1 with CERT, pipes bytes to the worker's port."""
+
+    def __init__(self, cert, key, target_port):
+        import ssl
+        import threading
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.target = target_port
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.server = self.loop.run_until_complete(
+                asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=self.ctx))
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+            self.loop.run_forever()
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    async def handle(self, reader, writer):
+        try:
+            ur, uw = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(r, w):
+            try:
+                while True:
+                    data = await r.read(65536)
+                    if not data:
+                        break
+                    w.write(data)
+                    await w.drain()
+            except (OSError, ConnectionError):
+                pass
+            finally:
+                try:
+                    w.close()
+                except Exception:
+                    pass
+        await asyncio.gather(pipe(reader, uw), pipe(ur, writer))
+
+    def close(self):
+        def stop():
+            self.server.close()
+            self.loop.stop()
+        self.loop.call_soon_threadsafe(stop)
+        self.thread.join(10)
+
+
+class RemoteTlsTest(unittest.TestCase):
+    """https:// remote bots: verified against `ca:` (the chain and the name or
+    address), proxied over HTTP and WebSocket through the TLS relay; a bot
+    whose certificate the CA did not sign, or that names another host, is
+    unreachable and says why."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="hive-e2e-remote-tls-")
+        make_certs(self.tmp)
+        d = os.path.join(self.tmp, "w")
+        os.makedirs(d)
+        self.worker = Worker(d, bot="T1")
+        self.worker.start()
+        c = lambda n: os.path.join(self.tmp, n)  # noqa: E731
+        self.good = TlsTerminator(c("good.pem"), c("good.key"), self.worker.port)
+        self.wrong = TlsTerminator(c("wrong.pem"), c("wrong.key"), self.worker.port)
+        hive_dir = os.path.join(self.tmp, "hive")
+        os.makedirs(hive_dir)
+        ca = c("ca.pem")
+        extra = ["    ca: %s" % ca]
+        self.hive = RemoteHive(hive_dir, {})
+        lines = []
+        for bot, port, ca_lines in (("T1", self.good.port, extra),
+                                    ("NOCA", self.good.port, []),
+                                    ("WRONGNAME", self.wrong.port, extra)):
+            lines += ["  - id: %s" % bot, "    url: https://127.0.0.1:%d" % port,
+                      "    health: {interval: %s, timeout: %s, rise: %d, fall: %d}"
+                      % (INTERVAL, TIMEOUT, RISE, FALL)] + ca_lines
+        self.hive.extra_lines = lines
+        self.hive.write_yaml([])
+        self.hive.bots = ["L1", "T1"]
+        try:
+            self.hive.start()
+        except BaseException:
+            self.tearDown()
+            raise
+
+    def tearDown(self):
+        code, killed = self.hive.stop()
+        self.good.close()
+        self.wrong.close()
+        self.worker.stop()
+        log = self.hive.log_text()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if killed or code not in (0, None):
+            sys.stderr.write(log[-6000:])
+        self.assertFalse(killed)
+        self.assertEqual(self.hive.sanitizer_reports(), [])
+
+    def test_https_verified_and_proxied(self):
+        b = self.hive.bot("T1")
+        self.assertEqual(b["state"], "running")
+        self.assertEqual(b["url"], "https://127.0.0.1:%d" % self.good.port)
+        r = self.hive.get("/bots/T1/status")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["bot_id"], "T1")
+        url = "ws://127.0.0.1:%d/bots/T1/ws" % self.hive.port
+
+        async def session():
+            async with websockets.connect(url) as ws:
+                await ws.send(json.dumps({"type": "task", "command": "over TLS"}))
+                return await ws_recv_until(ws, lambda m: m.get("type") == "response")
+        msgs = run_async(session())
+        self.assertTrue(msgs[-1]["success"])
+        path = os.path.join(self.hive.work_dir, ".deia", "hive", "events.jsonl")
+
+        def merged():
+            with open(path) as f:
+                return any(json.loads(x).get("task_id") == msgs[0]["task_id"] and
+                           json.loads(x)["type"] == "task_completed" for x in f if x.strip())
+        wait_for(merged, timeout=20, what="the TLS bot's task merged")
+
+    def test_unverified_bots_unreachable(self):
+        for bot in ("NOCA", "WRONGNAME"):
+            wait_for(lambda: self.hive.bot(bot)["state"] == "unreachable", timeout=20,
+                     what=bot + " unreachable")
+            self.assertIn("certificate verify failed", self.hive.bot(bot)["reason"])
+            self.assertEqual(self.hive.get("/bots/%s/status" % bot).status, 503)
+
+
+class RemoteRosterTest(unittest.TestCase):
+    def test_process_keys_refused_on_remote_bot(self):
+        tmp = tempfile.mkdtemp(prefix="hive-e2e-remote-check-")
+        try:
+            path = os.path.join(tmp, "hive.yaml")
+            with open(path, "w") as f:
+                f.write("bots:\n  - id: R\n    url: http://127.0.0.1:1\n    adapter: {type: mock}\n")
+            r = subprocess.run([HIVE_BIN, "check", "-f", path], capture_output=True, timeout=20)
+            self.assertEqual(r.returncode, 78)
+            self.assertIn("hive.yaml:4:5: 'adapter' makes no sense for the remote bot 'R'",
+                          r.stderr.decode() + r.stdout.decode())
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
