@@ -60,7 +60,7 @@ static const char *status_colour(bool colour, const char *state)
         return "";
     if (strcmp(state, "running") == 0)
         return "\033[32m";
-    if (strcmp(state, "fatal") == 0)
+    if (strcmp(state, "fatal") == 0 || strcmp(state, "unreachable") == 0)
         return "\033[1;31m";
     if (strcmp(state, "starting") == 0 || strcmp(state, "backoff") == 0)
         return "\033[33m";

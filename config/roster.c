@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <grp.h>
+#include <http_parser.h>
 #include <limits.h>
 #include <signal.h>
 #include <netinet/in.h>
@@ -1229,6 +1230,109 @@ static void roster_check_cpu_max(struct roster_parse *p, yaml_node_t *n, void *b
     roster_check_controller(p, n, "cpu_max", "cpu");
 }
 
+/* ---- remote bots ------------------------------------------------------- */
+
+bool roster_url_split(const char *url, bool *tls, char *host, size_t hostcap, int *port)
+{
+    struct http_parser_url u;
+    size_t len = strlen(url);
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(url, len, 0, &u) != 0 || !(u.field_set & (1 << UF_SCHEMA)) ||
+        !(u.field_set & (1 << UF_HOST)) || (u.field_set & (1 << UF_USERINFO)) ||
+        (u.field_set & (1 << UF_QUERY)) || (u.field_set & (1 << UF_FRAGMENT)))
+        return false;
+    const char *schema = url + u.field_data[UF_SCHEMA].off;
+    size_t slen = u.field_data[UF_SCHEMA].len;
+    if (slen == 5 && strncasecmp(schema, "https", 5) == 0)
+        *tls = true;
+    else if (slen == 4 && strncasecmp(schema, "http", 4) == 0)
+        *tls = false;
+    else
+        return false;
+    if ((u.field_set & (1 << UF_PATH)) &&
+        !(u.field_data[UF_PATH].len == 1 && url[u.field_data[UF_PATH].off] == '/'))
+        return false;
+    size_t hlen = u.field_data[UF_HOST].len;
+    if (hlen == 0 || hlen >= hostcap)
+        return false;
+    memcpy(host, url + u.field_data[UF_HOST].off, hlen);
+    host[hlen] = '\0';
+    *port = (u.field_set & (1 << UF_PORT)) ? u.port : *tls ? 443 : 80;
+    return *port > 0;
+}
+
+static void roster_bot_label(const struct roster_bot *b, size_t i, char *buf, size_t cap);
+
+/* ca: a readable file, relative to the roster file that names it. */
+static void roster_check_ca(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    struct roster_bot *b = base;
+    const char *dir = roster_node_dir(p, n);
+    char *cwd = dir ? NULL : roster_cwd();
+    char *path = roster_path_join(dir ? dir : cwd ? cwd : "/", b->remote.ca);
+    free(cwd);
+    free(b->remote.ca);
+    b->remote.ca = path;
+    if (access(path, R_OK) != 0)
+        roster_error(p, n, "cannot read ca %s: %s", path, strerror(errno));
+}
+
+/* url: http(s)://HOST:PORT of a bot the supervisor does not start. */
+static void roster_check_url(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    (void)base;
+    const char *s = (const char *)n->data.scalar.value;
+    char q[ROSTER_QUOTE_MAX + 8], host[256];
+    bool tls;
+    int port;
+    if (roster_url_split(s, &tls, host, sizeof host, &port))
+        return;
+    roster_quote(s, strlen(s), q, sizeof(q));
+    roster_error(p, n, "bad url %s (expected http://HOST:PORT or https://HOST:PORT)", q);
+}
+
+/* A remote bot's own keys that a local bot has no use for. */
+static const char *const roster_remote_only[] = {"url", "token_env", "health", "ca", NULL};
+/* The keys a remote bot may have (the rest describe a process we start). */
+static const char *const roster_remote_keys[] = {"id", "url",       "token_env",  "health",
+                                                 "ca", "autostart", "depends_on", NULL};
+
+/* True when KEY is one of LIST. */
+static bool roster_key_listed(const char *const *list, const char *key)
+{
+    for (; *list; list++)
+        if (strcmp(*list, key) == 0)
+            return true;
+    return false;
+}
+
+/* A remote bot (url:) refuses the keys of a started process; a local bot
+ * the keys of a remote one. Its token is read from token_env. */
+static void roster_bot_check_remote(struct roster_parse *p, size_t i, yaml_node_t *map)
+{
+    struct roster_bot *b = &p->r->bots[i];
+    bool remote = b->remote.url != NULL;
+    char label[80];
+    roster_bot_label(b, i, label, sizeof(label));
+    for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
+         pr++) {
+        yaml_node_t *k = yaml_document_get_node(&p->doc, pr->key);
+        if (!k || k->type != YAML_SCALAR_NODE)
+            continue;
+        const char *key = (const char *)k->data.scalar.value;
+        if (remote && !roster_key_listed(roster_remote_keys, key))
+            roster_error(p, k, "'%s' makes no sense for the remote bot %s (it has a url)", key,
+                         label);
+        else if (!remote && roster_key_listed(roster_remote_only, key))
+            roster_error(p, k, "'%s' is only for a remote bot (one with a url)", key);
+    }
+    if (remote && b->remote.token_env) {
+        const char *token = getenv(b->remote.token_env);
+        free(b->remote.token);
+        b->remote.token = token && *token ? xstrdup(token) : NULL;
+    }
+}
+
 /* ---- tables ------------------------------------------------------------ */
 
 static const char *const roster_modes[] = {"hybrid", "cli-only", "websocket-only", NULL};
@@ -1276,6 +1380,18 @@ static const struct roster_field roster_log_fields[] = {
     {ROSTER_FIELD("backups", ROSTER_INT, struct roster_logcfg, backups), .dflt = "3", .max = 1000},
 };
 static const struct roster_table roster_log_table = ROSTER_TABLE(roster_log_fields, NULL);
+
+/* The supervisor's own (remote.c): HAProxy's defaults but a 2 s interval. */
+static const struct roster_field roster_health_fields[] = {
+    {ROSTER_FIELD("interval", ROSTER_SECONDS, struct roster_health, interval), .dflt = "2",
+     .min = 1},
+    {ROSTER_FIELD("timeout", ROSTER_SECONDS, struct roster_health, timeout), .dflt = "1", .min = 1},
+    {ROSTER_FIELD("rise", ROSTER_INT, struct roster_health, rise), .dflt = "2", .min = 1,
+     .max = 1000},
+    {ROSTER_FIELD("fall", ROSTER_INT, struct roster_health, fall), .dflt = "3", .min = 1,
+     .max = 1000},
+};
+static const struct roster_table roster_health_table = ROSTER_TABLE(roster_health_fields, NULL);
 
 /* The keys of `defaults`, which every bot accepts too. */
 static const struct roster_field roster_defaults_fields[] = {
@@ -1333,6 +1449,9 @@ static const struct roster_field roster_defaults_fields[] = {
      .max = INT_MAX, .hook = roster_check_tasks_max},
     /* The rotation of its captured output (logcap.c). */
     {ROSTER_FIELD("log", ROSTER_MAP, struct roster_bot, log), .table = &roster_log_table},
+    /* Remote bots (url:): how their /health is checked, the CAs of https:// ones. */
+    {ROSTER_FIELD("health", ROSTER_MAP, struct roster_bot, health), .table = &roster_health_table},
+    {ROSTER_FIELD("ca", ROSTER_STRING, struct roster_bot, remote.ca), .hook = roster_check_ca},
 };
 static const struct roster_table roster_defaults_table = ROSTER_TABLE(roster_defaults_fields, NULL);
 
@@ -1341,6 +1460,12 @@ static const struct roster_table roster_defaults_table = ROSTER_TABLE(roster_def
 static const struct roster_field roster_bot_fields[] = {
     {ROSTER_FIELD("id", ROSTER_STRING, struct roster_bot, id), .hook = roster_check_id},
     {ROSTER_FIELD("port", ROSTER_INT, struct roster_bot, port), .min = 1, .max = ROSTER_MAX_PORT},
+    /* A remote bot: not started, reached at this URL (remote.c). */
+    {ROSTER_FIELD("url", ROSTER_STRING, struct roster_bot, remote.url), .hook = roster_check_url},
+    {ROSTER_FIELD("token_env", ROSTER_STRING, struct roster_bot, remote.token_env),
+     .hook = roster_check_token_env},
+    /* Not a key: token_env's value, read after the walk. */
+    {ROSTER_DERIVED(ROSTER_STRING, struct roster_bot, remote.token)},
 };
 static const struct roster_table roster_bot_table =
     ROSTER_TABLE(roster_bot_fields, &roster_defaults_table);
@@ -1729,7 +1854,9 @@ static void roster_bot_read(struct roster_parse *p, size_t i, yaml_node_t *node,
     roster_walk(p, node, ctx, &roster_bot_table, b);
     if (!roster_map_get(p, node, "id"))
         roster_error(p, node, "bots[%zu] has no id", i);
-    roster_bot_check_command(p, i, node);
+    roster_bot_check_remote(p, i, node);
+    if (!b->remote.url)
+        roster_bot_check_command(p, i, node);
 }
 
 /* Report bot ids used twice. */
@@ -1782,8 +1909,8 @@ static void roster_bots_check_ports(struct roster_parse *p, yaml_node_t **items)
         struct roster_bot *b = &r->bots[i];
         yaml_node_t *port = roster_map_get(p, items[i], "port");
         char label[80], derived[48] = "";
-        if (items[i]->type != YAML_MAPPING_NODE || (port && !b->port))
-            continue; /* already reported */
+        if (items[i]->type != YAML_MAPPING_NODE || (port && !b->port) || b->remote.url)
+            continue; /* already reported, or remote: no port of ours */
         if (!port && !roster_bot_derive_port(p, i, items[i]))
             continue;
         if (!port)

@@ -126,6 +126,22 @@ struct roster_logcfg {
     int backups;    /* rotated files kept (BOT.log.1 ..); 0: none */
 };
 
+/* How the supervisor checks a remote bot's /health (HAProxy's check). */
+struct roster_health {
+    double interval; /* seconds between checks */
+    double timeout;  /* seconds one check may take */
+    int rise;        /* successes in a row that make it running again */
+    int fall;        /* failures in a row that make it unreachable */
+};
+
+/* A bot the supervisor does not start: it runs elsewhere, at URL. */
+struct roster_remote {
+    char *url;       /* "http(s)://HOST:PORT"; NULL: a local bot */
+    char *token_env; /* NULL: no token sent to it */
+    char *token;     /* that variable's value at load time; NULL if unset/empty */
+    char *ca;        /* PEM file of the CAs its https:// certificate must chain to */
+};
+
 /* One bot, with the defaults already applied. */
 struct roster_bot {
     char *id;
@@ -149,6 +165,8 @@ struct roster_bot {
     struct roster_exec exec;
     struct roster_rlimits rlimits;
     struct roster_logcfg log;
+    struct roster_remote remote;
+    struct roster_health health;
 };
 
 /* A whole hive.yaml. */
@@ -200,6 +218,9 @@ bool roster_bot_equal(const struct roster_bot *a, const struct roster_bot *b);
 /* True when the hive-level settings every worker inherits (work_dir, token,
  * allowed_origins, limits) are the same; when false, reload restarts all. */
 bool roster_shared_equal(const struct roster *a, const struct roster *b);
+/* Split a remote bot's URL ("http(s)://HOST[:PORT][/]"): true with *TLS,
+ * HOST (without brackets) and *PORT (80/443 when not given). */
+bool roster_url_split(const char *url, bool *tls, char *host, size_t hostcap, int *port);
 /* Free the messages and zero ERRS. */
 void roster_errors_free(struct roster_errors *errs);
 

@@ -60,6 +60,7 @@
 #include "supervisor/logcap.h"
 #include "supervisor/merge.h"
 #include "supervisor/notify.h"
+#include "supervisor/remote.h"
 #include "supervisor/standin.h"
 
 #define BOT_STORE_NAME "inotify"  /* the one descriptor a worker may store */
@@ -91,7 +92,7 @@ void bot_set_policy(struct hive_bot *bot)
 int bot_bind(struct hive_bot *bot, char *why, size_t cap)
 {
     char err[256];
-    if (bot->listen_fd >= 0)
+    if (bot->listen_fd >= 0 || bot->remote) /* a remote bot listens elsewhere */
         return 0;
     bot->listen_fd = util_listen_tcp(bot->def->bind, bot->def->port, err, sizeof err);
     if (bot->listen_fd >= 0) {
@@ -473,6 +474,12 @@ static void bot_log_transition(const struct hive_bot *bot, enum fsm_state from, 
             detail);
 }
 
+/* Running: READY=1 from its worker, or a remote bot's health checks pass. */
+bool bot_running(const struct hive_bot *bot)
+{
+    return bot->remote ? remote_running(bot->remote) : bot->fsm.state == FSM_STATE_RUNNING;
+}
+
 /* Stopped or fatal with nothing left to reap. */
 bool bot_settled(const struct hive_bot *bot)
 {
@@ -516,10 +523,35 @@ static void bot_step(struct hive_bot *bot, const struct fsm_event *ev, const cha
 }
 
 /* Feed an event without details. */
+/* A remote bot: start or stop checking it (there is no process to drive). */
+static void bot_feed_remote(struct hive_bot *bot, enum fsm_event_type type)
+{
+    if (type == FSM_EV_START) {
+        remote_start(bot->remote);
+    } else if (type == FSM_EV_RESTART) {
+        remote_stop(bot->remote);
+        remote_start(bot->remote);
+    } else if (type == FSM_EV_STOP || type == FSM_EV_STOP_TIMEOUT) {
+        remote_stop(bot->remote);
+    }
+    hive_after_step(bot->hive, bot);
+}
+
 void bot_feed(struct hive_bot *bot, enum fsm_event_type type)
 {
     struct fsm_event ev = {type, 0, 0, NULL};
+    if (bot->remote)
+        return bot_feed_remote(bot, type);
     bot_step(bot, &ev, NULL);
+}
+
+/* A remote bot's state changed: bots waiting for it may go. */
+static void bot_remote_changed(bool running, void *arg)
+{
+    struct hive_bot *bot = arg;
+    hive_registry_changed(bot->hive);
+    if (running)
+        hive_bot_now_running(bot);
 }
 
 /* A bot for roster bot DEF, stopped, with no socket yet. */
@@ -547,6 +579,8 @@ struct hive_bot *bot_new(struct hive *hive, const struct roster_bot *def)
     bot->logcap = logcap_new(hive->base, def->id, log_path, hive->echo);
     logcap_set_rotation(bot->logcap, def->log.max_bytes, def->log.backups);
     free(log_path);
+    if (def->remote.url)
+        bot->remote = remote_new(hive->base, hive->http, hive->merge, def, bot_remote_changed, bot);
     return bot;
 }
 
@@ -562,6 +596,7 @@ void bot_free(struct hive_bot *bot)
         hive_pid_set(bot->hive, bot, 0);
     }
     hive_bot_unwant(bot);
+    remote_free(bot->remote);
     fsm_bot_free(&bot->fsm);
     cgtree_bot_remove(bot->hive->cgtree, bot->id);
     bot_oom_drop(bot);
@@ -664,6 +699,8 @@ void bot_redefine(struct hive_bot *bot, const struct roster_bot *def)
     }
     bot->def = def;
     bot->stop_signal = def->stop_signal;
+    if (bot->remote)
+        remote_redefine(bot->remote, def);
     logcap_set_rotation(bot->logcap, def->log.max_bytes, def->log.backups);
     bot_set_policy(bot);
     bot_standin_sync(bot);

@@ -145,11 +145,13 @@ static void front_bot_live(const struct front *front, const char *id, json_t *bo
 /* One bot of GET /status. */
 static json_t *front_bot_json(const struct front *front, const struct hive_bot_info *b)
 {
-    char addr[FRONT_ADDR_MAX], url[FRONT_ADDR_MAX + 8];
+    char addr[FRONT_ADDR_MAX], url[FRONT_ADDR_MAX + 300];
     char proxy_url[FRONT_ADDR_MAX + FRONT_ID_MAX + 16];
 
     front_authority(addr, sizeof addr, b->bind, b->port);
-    snprintf(url, sizeof url, "http://%s", addr);
+    snprintf(url, sizeof url, "%s", b->url ? b->url : "");
+    if (!b->url)
+        snprintf(url, sizeof url, "http://%s", addr);
     snprintf(proxy_url, sizeof proxy_url, "http://%s/bots/%s/", front->listen, b->id);
     json_t *bot = json_pack(
         "{s:s, s:s, s:o, s:i, s:s, s:s, s:I, s:f, s:o, s:o}", "id", b->id, "state", b->state, "pid",
@@ -367,7 +369,7 @@ static void front_bots(struct front *front, struct http_conn *conn, struct http_
         .local = info.proxy_socket,
         .path = rest + n,
         .query = req->query,
-        .token = roster->token,
+        .token = info.url ? info.token : roster->token, /* a remote bot's own */
     };
     proxy_forward(front->proxy, conn, req, &target);
 }

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/httpclient.h"
 #include "common/log.h"
 #include "common/sdnotify.h"
 #include "common/util.h"
@@ -39,6 +40,7 @@
 #include "supervisor/logcap.h"
 #include "supervisor/notify.h"
 #include "supervisor/registry.h"
+#include "supervisor/remote.h"
 #include "supervisor/standin.h"
 #include "supervisor/watchlimit.h"
 
@@ -81,7 +83,8 @@ static bool hive_registry_entry(void *arg, size_t i, struct registry_entry *out)
     *out = (struct registry_entry){.id = bot->id,
                                    .port = bot->def->port,
                                    .pid = bot->pid,
-                                   .status = fsm_state_name(bot->fsm.state),
+                                   .status = bot->remote ? remote_state(bot->remote)
+                                                         : fsm_state_name(bot->fsm.state),
                                    .restarts = bot->fsm.restarts,
                                    .reason = bot->fsm.reason,
                                    .registered_wall_ns = bot->registered_wall_ns,
@@ -225,7 +228,7 @@ static bool hive_bot_deps_running(struct hive_bot *bot)
 {
     for (char **d = bot->def->depends_on; *d; d++) {
         struct hive_bot *dep = hive_bot_named(bot->hive, *d);
-        if (!dep || dep->fsm.state != FSM_STATE_RUNNING) {
+        if (!dep || !bot_running(dep)) {
             snprintf(bot->waiting, sizeof bot->waiting, "waiting for %s", *d);
             return false;
         }
@@ -525,6 +528,15 @@ static void hive_cgroups(struct hive *hive)
                  desc);
 }
 
+/* The hive's event stream (before the bots: remote ones feed it). */
+static int hive_merge_open(struct hive *hive)
+{
+    char *events = xasprintf("%s/.deia/hive/events.jsonl", hive->roster->work_dir);
+    hive->merge = merge_new(hive->base, events);
+    free(events);
+    return 0;
+}
+
 /* Bind every port and build the table; NULL with one message (exit 78). */
 struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreground, char *err,
                       size_t errlen)
@@ -535,19 +547,17 @@ struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreg
     TAILQ_INIT(&hive->retired);
     TAILQ_INIT(&hive->pending);
     hive_events(hive);
+    hive->http = httpclient_new(base);
     if (foreground)
         hive->echo = logcap_echo_new(base, STDOUT_FILENO);
     hive->worker_path = child_worker_path(err, errlen);
     if (!hive->worker_path || hive_paths(hive, err, errlen) < 0 ||
         !(hive->notify = notify_new(base, hive_notified, hive, err, errlen)) ||
-        hive_bind_all(hive, err, errlen) < 0) {
+        hive_merge_open(hive) < 0 || hive_bind_all(hive, err, errlen) < 0) {
         hive_free(hive);
         return NULL;
     }
     hive_cgroups(hive);
-    char *events = xasprintf("%s/.deia/hive/events.jsonl", roster->work_dir);
-    hive->merge = merge_new(base, events);
-    free(events);
     return hive;
 }
 
@@ -576,6 +586,7 @@ void hive_free(struct hive *hive)
         bot_free(bot);
     }
     hive->n_bots = 0;
+    httpclient_free(hive->http);
     merge_free(hive->merge);
     cgtree_free(hive->cgtree);
     if (hive->started)
@@ -621,6 +632,10 @@ void hive_start_all(struct hive *hive)
             manual++;
             continue;
         }
+        if (bot->remote) { /* up or not, it is not ours to wait for */
+            hive_bot_want_start(bot);
+            continue;
+        }
         bot->counts_for_ready = true;
         hive->ready_left++;
         hive_bot_want_start(bot);
@@ -649,6 +664,30 @@ size_t hive_bot_count(const struct hive *hive)
     return hive->n_bots;
 }
 
+/* What the front door may know of a remote BOT. */
+static void hive_bot_info_remote(const struct hive_bot *bot, struct hive_bot_info *out)
+{
+    out->state = remote_state(bot->remote);
+    out->running = remote_running(bot->remote) && *remote_address(bot->remote);
+    out->uptime_seconds = remote_uptime(bot->remote);
+    out->reason = bot->wanted && bot->waiting[0] ? bot->waiting : remote_reason(bot->remote);
+    out->bind = remote_address(bot->remote);
+    out->port = remote_port(bot->remote);
+    out->proxy_socket = "";
+    out->url = bot->def->remote.url;
+    out->token = remote_token(bot->remote);
+    out->watch = true;
+    out->watch_reason = "";
+}
+
+/* The last reported samples of FAMILY of the I-th bot when it is remote. */
+void hive_bot_remote_metrics(const struct hive *hive, size_t i, const char *family,
+                             struct util_buf *b)
+{
+    if (i < hive->n_bots && hive->bots[i]->remote)
+        remote_metrics(hive->bots[i]->remote, family, b);
+}
+
 /* What the front door may know of BOT. */
 static void hive_bot_info_fill(const struct hive_bot *bot, struct hive_bot_info *out)
 {
@@ -674,6 +713,8 @@ static void hive_bot_info_fill(const struct hive_bot *bot, struct hive_bot_info 
     out->exit_signal = f->last_exit.signal;
     if (f->last_exit.valid)
         out->exit_at_wall_ns = util_wall_ns() - (now - f->last_exit.at_ms) * 1000000;
+    if (bot->remote)
+        hive_bot_info_remote(bot, out);
 }
 
 /* Info of the I-th bot in roster order. */

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/util.h"
 #include "config/roster.h"
 #include "supervisor/merge.h"
 
@@ -40,6 +41,8 @@ struct hive_bot_info {
     int64_t exit_at_wall_ns;
     bool watch;               /* false: its worker's file queue has no inotify watch */
     const char *watch_reason; /* why not ("" when watch); also the reason when there is none */
+    const char *url;          /* a remote bot's url (then BIND is its resolved address); NULL */
+    const char *token;        /* a remote bot's own token for the proxy to send; NULL: none */
 };
 
 /* Bind every bot's port and prepare the table. On failure returns NULL with
@@ -62,6 +65,10 @@ size_t hive_bot_count(const struct hive *hive);
 bool hive_bot_at(const struct hive *hive, size_t i, struct hive_bot_info *out);
 /* Info of bot ID; false when unknown. */
 bool hive_bot_find(const struct hive *hive, const char *id, struct hive_bot_info *out);
+/* Append the samples of metric FAMILY that the I-th bot (a remote one) last
+ * reported, labelled with its id; nothing for a local bot. */
+void hive_bot_remote_metrics(const struct hive *hive, size_t i, const char *family,
+                             struct util_buf *b);
 /* "start" (after its dependencies, which are started too), "stop" or "restart" bot ID: 0, -ENOENT
  * (unknown bot), -EINVAL (unknown action, or start/restart while the hive shuts down). */
 int hive_bot_control(struct hive *hive, const char *id, const char *action);

@@ -26,7 +26,9 @@ struct logcap_echo;
 struct notify;
 struct notify_msg;
 struct registry;
+struct remote;
 struct standin;
+struct httpclient;
 
 enum hive_timer_kind {
     HIVE_TIMER_START,
@@ -67,10 +69,11 @@ struct hive_bot {
     bool wanted;                 /* in hive->pending: to be started when its turn comes */
     bool counts_for_ready;       /* an autostart bot not yet running since `hive up` */
     TAILQ_ENTRY(hive_bot) pending_entry;
-    char waiting[160];    /* "waiting for BOT" while its dependencies are not running */
-    char nowatch[160];    /* why its running worker's file queue has no inotify watch; "" */
-    long long oom_base;   /* OOM kills in its memory cgroup when its worker started */
-    struct event *oom_ev; /* cgroup v1: the OOM killer met the bot */
+    char waiting[160];     /* "waiting for BOT" while its dependencies are not running */
+    char nowatch[160];     /* why its running worker's file queue has no inotify watch; "" */
+    long long oom_base;    /* OOM kills in its memory cgroup when its worker started */
+    struct event *oom_ev;  /* cgroup v1: the OOM killer met the bot */
+    struct remote *remote; /* a remote bot (url:): none of the above is used; NULL: local */
 };
 
 /* The table's index by id, for lookups without a scan. */
@@ -104,8 +107,9 @@ struct hive {
     size_t starting;   /* bots in state starting (the queue's in-flight count) */
     void (*ready)(void *arg);
     void *ready_arg;
-    struct cgtree *cgtree; /* a cgroup per bot; NULL: workers contain their tasks alone */
-    struct merge *merge;   /* the hive's event stream, fed by the workers' channels */
+    struct cgtree *cgtree;   /* a cgroup per bot; NULL: workers contain their tasks alone */
+    struct merge *merge;     /* the hive's event stream, fed by the workers' channels */
+    struct httpclient *http; /* the remote bots' checks, streams and scrapes */
     TAILQ_HEAD(, hive_bot) retired;
     bool started, shutting_down, done_fired;
     void (*done)(void *arg);
@@ -165,6 +169,8 @@ void bot_redefine(struct hive_bot *bot, const struct roster_bot *def);
 void bot_arm_watchdog(struct hive_bot *bot);
 /* A fresh watchdog or start-timeout period (the loop stood still). */
 void bot_fresh_period(struct hive_bot *bot);
+/* Running: its worker said READY=1, or a remote bot answers its health checks. */
+bool bot_running(const struct hive_bot *bot);
 /* Stopped or fatal with nothing left to reap. */
 bool bot_settled(const struct hive_bot *bot);
 /* Its sockets: the stand-in off, the private proxy socket closed. */

@@ -202,6 +202,16 @@ void merge_attach(struct merge *m, const char *bot_id, int fd)
     free(f.data);
 }
 
+void merge_remote_event(struct merge *m, const char *bot_id, const char *json, size_t len)
+{
+    merge_event(merge_bot(m, bot_id), json, len);
+}
+
+uint64_t merge_last_seq(struct merge *m, const char *bot_id)
+{
+    return merge_bot(m, bot_id)->last_seq;
+}
+
 void merge_bot_state(struct merge *m, const char *bot_id, const char *state, pid_t pid,
                      const char *reason, unsigned restarts)
 {

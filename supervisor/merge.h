@@ -13,6 +13,7 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/http.h"
@@ -25,6 +26,11 @@ void merge_free(struct merge *merge);
 /* A worker of BOT_ID was started; FD is the supervisor's end of its channel
  * (taken). A previous channel of that bot is dropped. */
 void merge_attach(struct merge *merge, const char *bot_id, int fd);
+/* One event of remote bot BOT_ID, its JSON text as its own stream gave it:
+ * merged as a channel's (a seq not above the last merged is a repeat). */
+void merge_remote_event(struct merge *merge, const char *bot_id, const char *json, size_t len);
+/* The last seq of BOT_ID merged: where a stream of its events resumes. */
+uint64_t merge_last_seq(struct merge *merge, const char *bot_id);
 /* BOT_ID changed state: a bot_state event. PID 0: none; REASON "" none. */
 void merge_bot_state(struct merge *merge, const char *bot_id, const char *state, pid_t pid,
                      const char *reason, unsigned restarts);

@@ -28,8 +28,8 @@
 enum { WATCH_SUCCESS, WATCH_FAILURE, WATCH_CANCELLED, WATCH_OUTCOMES };
 static const char *const watch_outcomes[] = {"success", "failure", "cancelled"};
 static const char *const watch_sources[] = {"file", "http", "websocket"};
-static const char *const watch_states[] = {"starting", "running", "stopping",
-                                           "stopped",  "backoff", "fatal"};
+static const char *const watch_states[] = {"starting", "running", "stopping",   "stopped",
+                                           "backoff",  "fatal",   "unreachable"};
 
 /* One bot's reader and counters. */
 struct watch_bot {
@@ -252,6 +252,10 @@ static void watch_metrics_tasks(struct watch *w, struct util_buf *b)
                    "Tasks finished, by source and outcome (from the durable timelines).");
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++) {
         struct watch_bot *bot = watch_bot_at(w, i, info.id);
+        if (info.url) { /* a remote bot: what its last scrape said */
+            hive_bot_remote_metrics(w->hive, i, "hive_tasks_total", b);
+            continue;
+        }
         for (int s = 0; s < 3; s++)
             for (int k = 0; k < WATCH_OUTCOMES; k++) {
                 struct metrics_label l[] = {
@@ -262,9 +266,12 @@ static void watch_metrics_tasks(struct watch *w, struct util_buf *b)
     metrics_family(b, "hive_task_duration_seconds", "histogram",
                    "How long finished tasks ran, in seconds.");
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
-        metrics_histogram_render(b, "hive_task_duration_seconds",
-                                 &(struct metrics_label){"bot", info.id}, 1,
-                                 &watch_bot_at(w, i, info.id)->duration);
+        if (info.url)
+            hive_bot_remote_metrics(w->hive, i, "hive_task_duration_seconds", b);
+        else
+            metrics_histogram_render(b, "hive_task_duration_seconds",
+                                     &(struct metrics_label){"bot", info.id}, 1,
+                                     &watch_bot_at(w, i, info.id)->duration);
 }
 
 /* hive_proxy_requests_total: one series per code seen. */

@@ -260,14 +260,16 @@ START_TEST(test_anchors_and_quoting)
     ck_assert_double_eq(r->bots[1].timeout, 1.5);
     ck_assert(roster_bot_equal(&r->bots[0], &r->bots[0]));
     roster_free(r);
-    expect_error("defaults: &d {mode: hybrid}\n"
-                 "bots:\n"
-                 "  - <<: *d\n"
-                 "    id: a\n",
-                 "t.yaml:3:5: unknown key '<<' in bots[0] (expected id, port, mode, adapter, "
-                 "cooldown, timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, "
-                 "bind, allowed_origins, server_names, autostart, depends_on, stop_signal, cwd, "
-                 "env, env_file, user, group, memory_max, cpu_max, tasks_max, log)");
+    expect_error(
+        "defaults: &d {mode: hybrid}\n"
+        "bots:\n"
+        "  - <<: *d\n"
+        "    id: a\n",
+        "t.yaml:3:5: unknown key '<<' in bots[0] (expected id, port, url, token_env, mode, "
+        "adapter, "
+        "cooldown, timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, "
+        "bind, allowed_origins, server_names, autostart, depends_on, stop_signal, cwd, "
+        "env, env_file, user, group, memory_max, cpu_max, tasks_max, log, health, ca)");
 }
 END_TEST
 
@@ -308,6 +310,52 @@ START_TEST(test_syntax_errors)
 }
 END_TEST
 
+START_TEST(test_remote_bots)
+{
+    setenv("CHECK_REMOTE_TOKEN", "s3cret", 1);
+    struct roster *r = load("hive: {listen: 127.0.0.1:8000}\n"
+                            "bots:\n"
+                            "  - id: a\n"
+                            "  - id: r\n"
+                            "    url: http://10.0.0.2:8001\n"
+                            "    token_env: CHECK_REMOTE_TOKEN\n"
+                            "    health: {interval: 1, fall: 4}\n"
+                            "  - id: b\n");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->bots[0].port, 8001);
+    ck_assert_ptr_null(r->bots[0].remote.url);
+    ck_assert_str_eq(r->bots[1].remote.url, "http://10.0.0.2:8001");
+    ck_assert_str_eq(r->bots[1].remote.token, "s3cret");
+    ck_assert_int_eq(r->bots[1].port, 0); /* no port of ours */
+    ck_assert(r->bots[1].health.interval == 1.0 && r->bots[1].health.timeout == 1.0);
+    ck_assert_int_eq(r->bots[1].health.rise, 2);
+    ck_assert_int_eq(r->bots[1].health.fall, 4);
+    ck_assert_int_eq(r->bots[2].port, 8003);
+    roster_free(r);
+    bool tls;
+    char host[64];
+    int port;
+    ck_assert(roster_url_split("https://[::1]:9443/", &tls, host, sizeof host, &port));
+    ck_assert(tls && port == 9443 && strcmp(host, "::1") == 0);
+    ck_assert(roster_url_split("http://bots.example", &tls, host, sizeof host, &port));
+    ck_assert(!tls && port == 80);
+    ck_assert(!roster_url_split("http://h:1/x", &tls, host, sizeof host, &port));
+    ck_assert(!roster_url_split("ws://h:1", &tls, host, sizeof host, &port));
+    ck_assert(!roster_url_split("http://u@h:1", &tls, host, sizeof host, &port));
+    expect_error("bots:\n  - id: r\n    url: http://h:1\n    mode: hybrid\n",
+                 "t.yaml:4:5: 'mode' makes no sense for the remote bot 'r' (it has a url)");
+    expect_error("bots:\n  - id: r\n    url: http://h:1\n    port: 8001\n",
+                 "t.yaml:4:5: 'port' makes no sense for the remote bot 'r' (it has a url)");
+    expect_error("bots:\n  - id: l\n    token_env: X\n",
+                 "t.yaml:3:5: 'token_env' is only for a remote bot (one with a url)");
+    expect_error("bots:\n  - id: r\n    url: gopher://h:1\n",
+                 "t.yaml:3:10: bad url 'gopher://h:1' (expected http://HOST:PORT or "
+                 "https://HOST:PORT)");
+    expect_error("bots:\n  - id: r\n    url: http://h:1\n    health: {rise: 0}\n",
+                 "t.yaml:4:20: 'rise' must be between 1 and 1000, got 0");
+}
+END_TEST
+
 START_TEST(test_unknown_keys)
 {
     expect_error(
@@ -323,7 +371,7 @@ START_TEST(test_unknown_keys)
                  "t.yaml:2:3: unknown key 'port' in defaults (expected mode, adapter, cooldown, "
                  "timeout, queue_max, restart, start_timeout, stop_timeout, watchdog, bind, "
                  "allowed_origins, server_names, autostart, depends_on, stop_signal, cwd, env, "
-                 "env_file, user, group, memory_max, cpu_max, tasks_max, log)");
+                 "env_file, user, group, memory_max, cpu_max, tasks_max, log, health, ca)");
     expect_error("bots:\n  - id: a\n    adapter: {tpye: cli}\n",
                  "t.yaml:3:15: unknown key 'tpye' in bots[0].adapter (expected type, command, "
                  "env, env_remove, delay_ms, output_cap)");
@@ -1186,6 +1234,7 @@ static Suite *roster_suite(void)
     tcase_add_test(tc, test_empty_and_documents);
     tcase_add_test(tc, test_syntax_errors);
     tcase_add_test(tc, test_unknown_keys);
+    tcase_add_test(tc, test_remote_bots);
     tcase_add_test(tc, test_wrong_types);
     tcase_add_test(tc, test_duplicate_keys);
     tcase_add_test(tc, test_bot_ids);

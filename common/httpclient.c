@@ -1,0 +1,671 @@
+/*
+ * httpclient: owns the client's name lookups, its pools of kept-alive
+ * connections (one pool per host:port) and its calls (see httpclient.h).
+ *
+ * A call goes: lookup (evdns, or none for a numeric address) -> an idle
+ * connection of its pool, or a new one -> the request written -> the
+ * response fed to http-parser -> done. A connection is returned to its pool
+ * only when the response was complete and both sides said keep-alive; a
+ * pooled connection that the server closed meanwhile is dropped when it
+ * says so, and a call that met such a connection before any byte of answer
+ * is retried once on a fresh one (the server may close an idle connection
+ * at any time; RFC 9112 §9.3.1). Results of a lookup are always handed over
+ * from the loop, so no callback ever runs inside httpclient_send().
+ *
+ * One timer per call bounds lookup plus connect; the bufferevent's read
+ * timeout bounds the server's silence afterwards. A callback may cancel its
+ * own call (or others): a call busy in a callback is only marked, and freed
+ * when the callback returns.
+ */
+#include "common/httpclient.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/util.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "common/util.h"
+
+#define HTTPCLIENT_IDLE_MAX 32            /* idle connections kept per host:port */
+#define HTTPCLIENT_IDLE_S 30              /* a pooled connection is closed after this */
+#define HTTPCLIENT_CONNECT_MS 10000       /* default connect timeout */
+#define HTTPCLIENT_READ_MS 30000          /* default read timeout of collected calls */
+#define HTTPCLIENT_MAX_BODY (1024 * 1024) /* default bound of a collected body */
+
+struct httpclient_pool;
+
+/* One connection: idle in its pool, or carrying one call. */
+struct httpclient_conn {
+    TAILQ_ENTRY(httpclient_conn) entry;
+    struct httpclient *hc;
+    struct httpclient_pool *pool;
+    struct bufferevent *bev;
+    struct httpclient_call *call; /* NULL while idle */
+};
+
+/* The idle connections to one host:port. */
+struct httpclient_pool {
+    LIST_ENTRY(httpclient_pool) entry;
+    char *key; /* "host:port" */
+    TAILQ_HEAD(httpclient_conn_list, httpclient_conn) idle;
+    size_t n_idle;
+};
+
+struct httpclient_lookup {
+    LIST_ENTRY(httpclient_lookup) entry;
+    struct httpclient *hc;
+    struct evdns_getaddrinfo_request *req; /* while evdns works on it */
+    struct event *deliver;                 /* hands the result over from the loop */
+    bool cancelled;
+    bool orphan; /* its client is gone: out of every list */
+    httpclient_resolved_cb cb;
+    void *arg;
+    int err;
+    char why[160];
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int port;
+};
+
+struct httpclient_call {
+    LIST_ENTRY(httpclient_call) entry;
+    struct httpclient *hc;
+    struct httpclient_pool *pool;
+    struct httpclient_conn *conn;
+    struct httpclient_lookup *lookup;
+    struct httpclient_callbacks cb;
+    void *arg;
+    char *method, *host, *path, *headers, *body;
+    size_t body_len, max_body;
+    int port;
+    struct timeval read_tv, connect_tv;
+    bool has_read_tv;
+    struct event *deadline; /* lookup + connect; also delivers early failures */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    http_parser parser;
+    struct evbuffer *collected;
+    int status;
+    bool head_seen, complete, keep_alive, answered, reused, retried;
+    bool busy, cancelled;
+    char why[200]; /* an early failure, delivered by DEADLINE */
+};
+
+struct httpclient {
+    struct event_base *base;
+    struct evdns_base *dns;
+    LIST_HEAD(, httpclient_pool) pools;
+    LIST_HEAD(, httpclient_call) calls;
+    LIST_HEAD(, httpclient_lookup) lookups;
+    struct timeval idle_tv;
+    size_t n_idle;
+    unsigned long opened;
+};
+
+static void httpclient_call_start(struct httpclient_call *call);
+static void httpclient_call_fail(struct httpclient_call *call, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- name lookups ------------------------------------------------------ */
+
+/* Free LK (its evdns request is over). */
+static void httpclient_lookup_free(struct httpclient_lookup *lk)
+{
+    if (!lk->orphan)
+        LIST_REMOVE(lk, entry);
+    event_free(lk->deliver);
+    free(lk);
+}
+
+/* Hand LK's result to its owner, from the loop. */
+static void httpclient_lookup_deliver_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct httpclient_lookup *lk = arg;
+    (void)fd, (void)what;
+    httpclient_resolved_cb cb = lk->cb;
+    void *cb_arg = lk->arg;
+    int err = lk->err;
+    char why[sizeof lk->why];
+    struct sockaddr_storage addr = lk->addr;
+    socklen_t len = lk->len;
+    memcpy(why, lk->why, sizeof why);
+    httpclient_lookup_free(lk);
+    cb(err, why, (struct sockaddr *)&addr, len, cb_arg);
+}
+
+/* evdns answered (possibly inside evdns_getaddrinfo itself). */
+static void httpclient_lookup_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct httpclient_lookup *lk = arg;
+    lk->req = NULL;
+    if (lk->cancelled) {
+        if (res)
+            evutil_freeaddrinfo(res);
+        httpclient_lookup_free(lk);
+        return;
+    }
+    if (result != 0 || !res || res->ai_addrlen > sizeof lk->addr) {
+        lk->err = -1;
+        snprintf(lk->why, sizeof lk->why, "cannot resolve: %s",
+                 result ? evutil_gai_strerror(result) : "no address");
+    } else {
+        memcpy(&lk->addr, res->ai_addr, res->ai_addrlen);
+        lk->len = (socklen_t)res->ai_addrlen;
+        if (res->ai_family == AF_INET6)
+            ((struct sockaddr_in6 *)&lk->addr)->sin6_port = htons((uint16_t)lk->port);
+        else
+            ((struct sockaddr_in *)&lk->addr)->sin_port = htons((uint16_t)lk->port);
+    }
+    if (res)
+        evutil_freeaddrinfo(res);
+    event_active(lk->deliver, EV_TIMEOUT, 1);
+}
+
+/* Resolve HOST:PORT without blocking. */
+struct httpclient_lookup *httpclient_resolve(struct httpclient *hc, const char *host, int port,
+                                             httpclient_resolved_cb cb, void *arg)
+{
+    struct httpclient_lookup *lk = xcalloc(1, sizeof *lk);
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    lk->hc = hc;
+    lk->cb = cb;
+    lk->arg = arg;
+    lk->port = port;
+    lk->deliver = evtimer_new(hc->base, httpclient_lookup_deliver_cb, lk);
+    LIST_INSERT_HEAD(&hc->lookups, lk, entry);
+    if (!hc->dns) {
+        lk->err = -1;
+        snprintf(lk->why, sizeof lk->why, "cannot resolve: no resolver");
+        event_active(lk->deliver, EV_TIMEOUT, 1);
+        return lk;
+    }
+    /* The callback may run before this returns (numeric addresses, hosts
+     * file); it then only arms DELIVER. */
+    lk->req = evdns_getaddrinfo(hc->dns, host, NULL, &hints, httpclient_lookup_cb, lk);
+    return lk;
+}
+
+/* Cancel LK: its callback never runs. */
+void httpclient_lookup_cancel(struct httpclient_lookup *lk)
+{
+    if (!lk)
+        return;
+    if (lk->req) { /* evdns calls back once more, with EVUTIL_EAI_CANCEL */
+        lk->cancelled = true;
+        evdns_getaddrinfo_cancel(lk->req);
+        return;
+    }
+    httpclient_lookup_free(lk);
+}
+
+/* ---- pools and connections ---------------------------------------------- */
+
+/* The pool of HOST:PORT, made when new. */
+static struct httpclient_pool *httpclient_pool_get(struct httpclient *hc, const char *host,
+                                                   int port)
+{
+    char *key = xasprintf("%s:%d", host, port);
+    struct httpclient_pool *pool;
+    LIST_FOREACH(pool, &hc->pools, entry)
+    if (strcmp(pool->key, key) == 0) {
+        free(key);
+        return pool;
+    }
+    pool = xcalloc(1, sizeof *pool);
+    pool->key = key;
+    TAILQ_INIT(&pool->idle);
+    LIST_INSERT_HEAD(&hc->pools, pool, entry);
+    return pool;
+}
+
+/* Close CONN, taking it out of its pool if it idles there. */
+static void httpclient_conn_free(struct httpclient_conn *conn)
+{
+    if (!conn)
+        return;
+    if (!conn->call) {
+        TAILQ_REMOVE(&conn->pool->idle, conn, entry);
+        conn->pool->n_idle--;
+        conn->hc->n_idle--;
+    }
+    bufferevent_free(conn->bev);
+    free(conn);
+}
+
+/* Anything from an idle connection (its close, a timeout, stray bytes) ends it. */
+static void httpclient_idle_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev, (void)what;
+    httpclient_conn_free(arg);
+}
+
+static void httpclient_idle_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    httpclient_conn_free(arg);
+}
+
+/* CONN's call is over and the connection may serve another: idle it. */
+static void httpclient_conn_put(struct httpclient_conn *conn)
+{
+    struct httpclient *hc = conn->hc;
+    conn->call = NULL;
+    if (conn->pool->n_idle >= HTTPCLIENT_IDLE_MAX) {
+        bufferevent_free(conn->bev);
+        free(conn);
+        return;
+    }
+    bufferevent_setcb(conn->bev, httpclient_idle_read_cb, NULL, httpclient_idle_event_cb, conn);
+    bufferevent_set_timeouts(conn->bev, &hc->idle_tv, NULL);
+    bufferevent_enable(conn->bev, EV_READ);
+    TAILQ_INSERT_TAIL(&conn->pool->idle, conn, entry);
+    conn->pool->n_idle++;
+    hc->n_idle++;
+}
+
+/* An idle connection of POOL taken for a call, or NULL. */
+static struct httpclient_conn *httpclient_conn_take(struct httpclient_pool *pool)
+{
+    struct httpclient_conn *conn = TAILQ_LAST(&pool->idle, httpclient_conn_list);
+    if (!conn)
+        return NULL;
+    TAILQ_REMOVE(&pool->idle, conn, entry);
+    pool->n_idle--;
+    conn->hc->n_idle--;
+    return conn;
+}
+
+/* ---- calls ---------------------------------------------------------------- */
+
+/* Free CALL and whatever it still holds (its connection is closed). */
+static void httpclient_call_free(struct httpclient_call *call)
+{
+    LIST_REMOVE(call, entry);
+    httpclient_lookup_cancel(call->lookup);
+    if (call->conn) {
+        bufferevent_free(call->conn->bev);
+        free(call->conn);
+    }
+    event_free(call->deadline);
+    evbuffer_free(call->collected);
+    free(call->method);
+    free(call->host);
+    free(call->path);
+    free(call->headers);
+    free(call->body);
+    free(call);
+}
+
+/* End CALL with one done callback: ERR 0 (a response) or -1 with WHY. A
+ * kept-alive connection goes back to its pool first. */
+static void httpclient_call_end(struct httpclient_call *call, int err, const char *why)
+{
+    if (call->conn && err == 0 && call->keep_alive) {
+        httpclient_conn_put(call->conn);
+        call->conn = NULL;
+    }
+    size_t len = evbuffer_get_length(call->collected);
+    const char *body = len ? (const char *)evbuffer_pullup(call->collected, -1) : "";
+    call->answered = true;
+    call->busy = true;
+    if (call->cb.done)
+        call->cb.done(err, why ? why : "", call->status, body, len, call->arg);
+    httpclient_call_free(call);
+}
+
+/* End CALL with a failure; the reason is formatted. */
+static void httpclient_call_fail(struct httpclient_call *call, const char *fmt, ...)
+{
+    char why[240];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    httpclient_call_end(call, -1, why);
+}
+
+/* Deliver a failure recorded before the loop ran (DEADLINE fired at once),
+ * or the connect deadline passed. */
+static void httpclient_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct httpclient_call *call = arg;
+    (void)fd, (void)what;
+    if (call->why[0])
+        httpclient_call_fail(call, "%s", call->why);
+    else
+        httpclient_call_fail(call, "timeout connecting to %s:%d", call->host, call->port);
+}
+
+/* http-parser: the response head is in. */
+static int httpclient_on_headers_complete(http_parser *p)
+{
+    struct httpclient_call *call = p->data;
+    call->status = p->status_code;
+    if (call->status >= 100 && call->status < 200 && call->status != 101)
+        return 0; /* an interim answer: its message completes, the real one follows */
+    call->head_seen = true;
+    if (call->cb.head && call->status) {
+        call->busy = true;
+        call->cb.head(call->status, call->arg);
+        call->busy = false;
+        if (call->cancelled)
+            return -1;
+    }
+    return strcmp(call->method, "HEAD") == 0 ? 1 : 0;
+}
+
+/* http-parser: a piece of the body. */
+static int httpclient_on_body(http_parser *p, const char *at, size_t len)
+{
+    struct httpclient_call *call = p->data;
+    if (call->cb.chunk) {
+        call->busy = true;
+        call->cb.chunk(at, len, call->arg);
+        call->busy = false;
+        return call->cancelled ? -1 : 0;
+    }
+    if (evbuffer_get_length(call->collected) + len > call->max_body)
+        return -1;
+    evbuffer_add(call->collected, at, len);
+    return 0;
+}
+
+/* http-parser: the response is complete (interim ones are skipped). */
+static int httpclient_on_message_complete(http_parser *p)
+{
+    struct httpclient_call *call = p->data;
+    if (!call->head_seen)
+        return 0;
+    call->complete = true;
+    call->keep_alive = http_should_keep_alive(p) != 0;
+    http_parser_pause(p, 1); /* bytes after it are not ours */
+    return 0;
+}
+
+static const http_parser_settings httpclient_settings = {
+    .on_headers_complete = httpclient_on_headers_complete,
+    .on_body = httpclient_on_body,
+    .on_message_complete = httpclient_on_message_complete,
+};
+
+/* Feed LEN bytes of response; -1 when the call was ended or cancelled. */
+static int httpclient_call_feed(struct httpclient_call *call, const char *data, size_t len)
+{
+    size_t used = http_parser_execute(&call->parser, &httpclient_settings, data, len);
+    if (call->cancelled) {
+        httpclient_call_free(call);
+        return -1;
+    }
+    enum http_errno e = HTTP_PARSER_ERRNO(&call->parser);
+    if (call->complete) {
+        if (used < len)
+            call->keep_alive = false; /* the server said more than it was asked */
+        httpclient_call_end(call, 0, NULL);
+        return -1;
+    }
+    if (e != HPE_OK) {
+        if (!call->cb.chunk && evbuffer_get_length(call->collected) + len > call->max_body)
+            httpclient_call_fail(call, "response body over %zu bytes", call->max_body);
+        else
+            httpclient_call_fail(call, "bad response: %s", http_errno_description(e));
+        return -1;
+    }
+    return 0;
+}
+
+/* The server's bytes. */
+static void httpclient_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct httpclient_call *call = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t len = evbuffer_get_length(in);
+    if (len == 0)
+        return;
+    call->answered = true; /* a byte came: never retried */
+    char *data = (char *)evbuffer_pullup(in, -1);
+    char copy[16384];
+    /* The parser's callbacks may free the connection (and IN): parse a copy
+     * a slice at a time. */
+    while (len > 0) {
+        size_t n = len < sizeof copy ? len : sizeof copy;
+        memcpy(copy, data, n);
+        evbuffer_drain(in, n);
+        if (httpclient_call_feed(call, copy, n) < 0)
+            return;
+        len = evbuffer_get_length(in);
+        data = (char *)evbuffer_pullup(in, -1);
+    }
+}
+
+/* Connected, closed, failed or timed out. */
+static void httpclient_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct httpclient_call *call = arg;
+    (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        evtimer_del(call->deadline);
+        bufferevent_set_timeouts(call->conn->bev, call->has_read_tv ? &call->read_tv : NULL, NULL);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && call->head_seen) {
+        /* A body delimited by the close ends here. */
+        if (httpclient_call_feed(call, NULL, 0) < 0)
+            return;
+    }
+    if (call->reused && !call->answered && !call->retried && !(what & BEV_EVENT_TIMEOUT)) {
+        /* A kept-alive connection the server had closed: once more, fresh. */
+        bufferevent_free(call->conn->bev);
+        free(call->conn);
+        call->conn = NULL;
+        call->retried = true;
+        evtimer_add(call->deadline, &call->connect_tv);
+        httpclient_call_start(call);
+        return;
+    }
+    int err = EVUTIL_SOCKET_ERROR();
+    if (what & BEV_EVENT_TIMEOUT)
+        httpclient_call_fail(call, "timeout (%s)", call->head_seen ? "reading" : "waiting");
+    else if (what & BEV_EVENT_EOF)
+        httpclient_call_fail(call, "connection closed by %s:%d", call->host, call->port);
+    else
+        httpclient_call_fail(call, "%s:%d: %s", call->host, call->port,
+                             evutil_socket_error_to_string(err));
+}
+
+/* Write CALL's request on its connection. */
+static void httpclient_call_write(struct httpclient_call *call)
+{
+    struct evbuffer *out = bufferevent_get_output(call->conn->bev);
+    bool v6 = strchr(call->host, ':') != NULL;
+    evbuffer_add_printf(out, "%s %s HTTP/1.1\r\nHost: %s%s%s:%d\r\n%s", call->method, call->path,
+                        v6 ? "[" : "", call->host, v6 ? "]" : "", call->port,
+                        call->headers ? call->headers : "");
+    if (call->body || strcmp(call->method, "GET") != 0)
+        evbuffer_add_printf(out, "Content-Length: %zu\r\n", call->body_len);
+    evbuffer_add(out, "\r\n", 2);
+    if (call->body_len)
+        evbuffer_add(out, call->body, call->body_len);
+    http_parser_init(&call->parser, HTTP_RESPONSE);
+    call->parser.data = call;
+    bufferevent_setcb(call->conn->bev, httpclient_read_cb, NULL, httpclient_event_cb, call);
+    bufferevent_enable(call->conn->bev, EV_READ | EV_WRITE);
+}
+
+/* Open a new connection for CALL to its resolved address. */
+static void httpclient_call_connect(struct httpclient_call *call)
+{
+    struct httpclient *hc = call->hc;
+    struct bufferevent *bev = bufferevent_socket_new(hc->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        return httpclient_call_fail(call, "out of sockets");
+    call->conn = xcalloc(1, sizeof *call->conn);
+    call->conn->hc = hc;
+    call->conn->pool = call->pool;
+    call->conn->bev = bev;
+    call->conn->call = call;
+    call->reused = false;
+    hc->opened++;
+    httpclient_call_write(call);
+    bufferevent_set_timeouts(bev, NULL, NULL);
+    if (bufferevent_socket_connect(bev, (struct sockaddr *)&call->addr, (int)call->addrlen) < 0)
+        httpclient_call_fail(call, "connect to %s:%d: %s", call->host, call->port,
+                             evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+/* The lookup for CALL is done. */
+static void httpclient_call_resolved(int err, const char *why, const struct sockaddr *addr,
+                                     socklen_t len, void *arg)
+{
+    struct httpclient_call *call = arg;
+    call->lookup = NULL;
+    if (err)
+        return httpclient_call_fail(call, "%s: %s", call->host, why);
+    memcpy(&call->addr, addr, len);
+    call->addrlen = len;
+    httpclient_call_connect(call);
+}
+
+/* Start (or retry) CALL: an idle connection of its pool, else a new one. */
+static void httpclient_call_start(struct httpclient_call *call)
+{
+    struct httpclient_conn *conn = call->retried ? NULL : httpclient_conn_take(call->pool);
+    if (conn) {
+        call->conn = conn;
+        conn->call = call;
+        call->reused = true;
+        evtimer_del(call->deadline);
+        bufferevent_set_timeouts(conn->bev, call->has_read_tv ? &call->read_tv : NULL, NULL);
+        httpclient_call_write(call);
+        return;
+    }
+    if (call->addrlen) {
+        httpclient_call_connect(call);
+        return;
+    }
+    call->lookup =
+        httpclient_resolve(call->hc, call->host, call->port, httpclient_call_resolved, call);
+}
+
+/* Start REQ. */
+struct httpclient_call *httpclient_send(struct httpclient *hc, const struct httpclient_request *req,
+                                        const struct httpclient_callbacks *cb, void *arg)
+{
+    struct httpclient_call *call = xcalloc(1, sizeof *call);
+    int cms = req->connect_timeout_ms > 0 ? req->connect_timeout_ms : HTTPCLIENT_CONNECT_MS;
+    int rms = req->read_timeout_ms > 0 ? req->read_timeout_ms
+              : req->stream            ? 0
+                                       : HTTPCLIENT_READ_MS;
+    call->hc = hc;
+    call->cb = *cb;
+    if (!req->stream)
+        call->cb.chunk = NULL, call->cb.head = NULL;
+    call->arg = arg;
+    call->method = xstrdup(req->method ? req->method : "GET");
+    call->host = xstrdup(req->host ? req->host : "");
+    call->port = req->port;
+    call->path = xstrdup(req->path ? req->path : "/");
+    call->headers = req->headers ? xstrdup(req->headers) : NULL;
+    if (req->body) {
+        call->body = xmalloc(req->body_len + 1);
+        memcpy(call->body, req->body, req->body_len);
+        call->body_len = req->body_len;
+    }
+    call->max_body = req->max_body ? req->max_body : HTTPCLIENT_MAX_BODY;
+    call->has_read_tv = rms > 0;
+    call->read_tv = (struct timeval){rms / 1000, rms % 1000 * 1000};
+    call->collected = evbuffer_new();
+    call->deadline = evtimer_new(hc->base, httpclient_deadline_cb, call);
+    LIST_INSERT_HEAD(&hc->calls, call, entry);
+    call->pool = httpclient_pool_get(hc, call->host, call->port);
+    if (!*call->host || call->port < 1 || call->port > 65535) {
+        snprintf(call->why, sizeof call->why, "bad address %s:%d", call->host, call->port);
+        event_active(call->deadline, EV_TIMEOUT, 1);
+        return call;
+    }
+    call->connect_tv = (struct timeval){cms / 1000, cms % 1000 * 1000};
+    evtimer_add(call->deadline, &call->connect_tv);
+    httpclient_call_start(call);
+    return call;
+}
+
+/* End CALL without a callback. */
+void httpclient_cancel(struct httpclient_call *call)
+{
+    if (!call)
+        return;
+    if (call->busy) { /* inside one of its callbacks: freed when it returns */
+        call->cancelled = true;
+        call->cb = (struct httpclient_callbacks){0};
+        return;
+    }
+    httpclient_call_free(call);
+}
+
+/* ---- the client ------------------------------------------------------------ */
+
+struct httpclient *httpclient_new(struct event_base *base)
+{
+    struct httpclient *hc = xcalloc(1, sizeof *hc);
+    hc->base = base;
+    hc->dns =
+        evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (!hc->dns) /* no resolv.conf: the hosts file and numeric addresses still work */
+        hc->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (hc->dns)
+        evdns_base_load_hosts(hc->dns, NULL);
+    hc->idle_tv = (struct timeval){HTTPCLIENT_IDLE_S, 0};
+    LIST_INIT(&hc->pools);
+    LIST_INIT(&hc->calls);
+    LIST_INIT(&hc->lookups);
+    return hc;
+}
+
+void httpclient_free(struct httpclient *hc)
+{
+    if (!hc)
+        return;
+    while (!LIST_EMPTY(&hc->calls))
+        httpclient_call_free(LIST_FIRST(&hc->calls));
+    struct httpclient_pool *pool;
+    while ((pool = LIST_FIRST(&hc->pools))) {
+        while (!TAILQ_EMPTY(&pool->idle))
+            httpclient_conn_free(TAILQ_FIRST(&pool->idle));
+        LIST_REMOVE(pool, entry);
+        free(pool->key);
+        free(pool);
+    }
+    /* A lookup evdns still works on gets one more callback (cancelled),
+     * which frees it: it leaves our list now. */
+    struct httpclient_lookup *lk;
+    while ((lk = LIST_FIRST(&hc->lookups))) {
+        if (lk->req) {
+            LIST_REMOVE(lk, entry);
+            lk->orphan = lk->cancelled = true;
+            evdns_getaddrinfo_cancel(lk->req);
+        } else {
+            httpclient_lookup_free(lk);
+        }
+    }
+    if (hc->dns)
+        evdns_base_free(hc->dns, 1);
+    free(hc);
+}
+
+size_t httpclient_idle(const struct httpclient *hc)
+{
+    return hc->n_idle;
+}
+
+unsigned long httpclient_opened(const struct httpclient *hc)
+{
+    return hc->opened;
+}
