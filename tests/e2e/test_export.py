@@ -174,6 +174,10 @@ class ExportTest(unittest.TestCase):
         p = subprocess.Popen(cmd + argv, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
         self.procs.append(p)
+        # Bound once it says so; a connection before would be refused.
+        wait_for(lambda: "Listening on " in self.log(bot) or p.poll() is not None,
+                 timeout=DEADLINE, what=bot + " socket bound")
+        self.assertIsNone(p.poll(), self.log(bot))
         return p, nsock, workdir
 
     def read_notify(self, nsock, want, timeout=DEADLINE):
