@@ -505,6 +505,8 @@ static void bot_step(struct hive_bot *bot, const struct fsm_event *ev, const cha
     if (bot->fsm.state != from || restarted) {
         if (bot->fsm.state == FSM_STATE_RUNNING)
             hive_bot_now_running(bot);
+        else if (bot->fsm.state == FSM_STATE_FATAL || bot->fsm.state == FSM_STATE_STOPPED)
+            hive_bot_gave_up(bot);
         bot_log_transition(bot, from, restarted);
         bot_emit_state(bot);
         hive_registry_changed(bot->hive);

@@ -298,6 +298,31 @@ void hive_bot_now_running(struct hive_bot *bot)
     hive_starter_kick(hive);
 }
 
+/* BOT became fatal or stopped before it ever ran (so did the bots that
+ * depend on it): `hive up` is as ready as it will get. Waiting on would leave a service manager
+ * without READY=1 until it kills the whole hive (TimeoutStartSec=), healthy bots included. */
+void hive_bot_gave_up(struct hive_bot *bot)
+{
+    struct hive *hive = bot->hive;
+    if (!bot->counts_for_ready)
+        return;
+    bot->counts_for_ready = false;
+    hive->ready_left--;
+    hive->ready_failed++;
+    /* Bots waiting for it will not start either until someone steps in. */
+    for (size_t i = 0; i < hive->n_bots; i++)
+        for (char *const *d = hive->bots[i]->def->depends_on; *d; d++)
+            if (strcmp(*d, bot->id) == 0)
+                hive_bot_gave_up(hive->bots[i]);
+    hive_ready_check(hive);
+}
+
+/* Autostart bots that gave up instead of running before `hive up` was ready. */
+size_t hive_ready_failed(const struct hive *hive)
+{
+    return hive->ready_failed;
+}
+
 /* Keep the count of starting bots across a change FROM -> TO; one fewer
  * starting lets the queue go on. */
 void hive_count_starting(struct hive *hive, enum fsm_state from, enum fsm_state to)

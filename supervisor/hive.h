@@ -56,9 +56,12 @@ struct merge *hive_merge(const struct hive *hive);
 /* Start every autostart bot: a slice per loop pass (the loop serves between
  * slices), each once its depends_on bots are running. */
 void hive_start_all(struct hive *hive);
-/* READY is called once, when every autostart bot is running (or at once
- * when there is none): `hive up` then says READY=1 to its own manager. */
+/* READY is called once, when every autostart bot is running or has given up
+ * (fatal, or stopped without a restart) — at once when there is none: `hive
+ * up` then says READY=1 to its own manager. */
 void hive_set_ready_cb(struct hive *hive, void (*ready)(void *arg), void *arg);
+/* How many autostart bots gave up before READY (0: all of them run). */
+size_t hive_ready_failed(const struct hive *hive);
 const struct roster *hive_roster(const struct hive *hive);
 size_t hive_bot_count(const struct hive *hive);
 /* Info of the I-th bot (roster order); false when out of range. */

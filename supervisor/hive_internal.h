@@ -103,8 +103,9 @@ struct hive {
      * meanwhile, and a bot waits here until its dependencies run. */
     TAILQ_HEAD(, hive_bot) pending;
     struct event *starter_ev;
-    size_t ready_left; /* autostart bots not running yet; READY once 0 */
-    size_t starting;   /* bots in state starting (the queue's in-flight count) */
+    size_t ready_left;   /* autostart bots not running yet; READY once 0 */
+    size_t ready_failed; /* of them, those that gave up instead (fatal, stopped) */
+    size_t starting;     /* bots in state starting (the queue's in-flight count) */
     void (*ready)(void *arg);
     void *ready_arg;
     struct cgtree *cgtree;   /* a cgroup per bot; NULL: workers contain their tasks alone */
@@ -126,6 +127,7 @@ void hive_bot_want_start(struct hive_bot *bot);
 void hive_bot_unwant(struct hive_bot *bot);
 /* BOT has just become running: bots waiting for it may go, `hive up` may be ready. */
 void hive_bot_now_running(struct hive_bot *bot);
+void hive_bot_gave_up(struct hive_bot *bot);
 /* The count of starting bots across a change FROM -> TO (the queue's in-flight). */
 void hive_count_starting(struct hive *hive, enum fsm_state from, enum fsm_state to);
 /* After a step of BOT: free retired bots later, finish a shutdown when all are done. */

@@ -452,13 +452,23 @@ static void main_up_free(struct main_up *up)
     free(up->log_path);
 }
 
-/* Every autostart bot runs: READY=1 to our own service manager (systemd's
- * Type=notify), when there is one. */
+/* Every autostart bot runs, or gave up: READY=1 to our own service manager
+ * (systemd's Type=notify), when there is one, with a STATUS= naming the
+ * failures (systemctl status shows it). */
 static void main_hive_ready(void *arg)
 {
-    (void)arg;
-    log_info("every autostart bot is running");
-    if (sdnotify_send("READY=1") < 0)
+    struct main_up *up = arg;
+    size_t failed = hive_ready_failed(up->hive);
+    char msg[160];
+    if (failed == 0) {
+        log_info("every autostart bot is running");
+        snprintf(msg, sizeof msg, "READY=1\nSTATUS=every autostart bot is running");
+    } else {
+        log_warn("%zu autostart bot(s) did not start (see hive status); ready without them",
+                 failed);
+        snprintf(msg, sizeof msg, "READY=1\nSTATUS=%zu autostart bot(s) did not start", failed);
+    }
+    if (sdnotify_send(msg) < 0)
         log_warn("cannot tell the service manager we are ready: %s", strerror(errno));
 }
 

@@ -330,6 +330,46 @@ class ExportTest(unittest.TestCase):
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=DEADLINE)
 
+    def test_hive_up_ready_under_systemd(self):
+        """`hive up` as a Type=notify service: READY=1 once every autostart
+        bot runs or has given up, with a STATUS= saying how many did not
+        start — never a start that hangs until systemd kills the whole hive
+        (TimeoutStartSec=) because one bot is fatal."""
+        wrapper = os.path.join(self.dir, "worker.sh")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\ncase \"$1\" in BAD) echo refused; exit 78 ;; esac\n"
+                    "exec %s \"$@\"\n" % shlex.quote(WORKER_BIN))
+        os.chmod(wrapper, 0o755)
+        with open(self.roster, "w") as f:
+            f.write("hive: {name: up, listen: 127.0.0.1:%d}\nbots:\n"
+                    "  - {id: GOOD, port: %d}\n  - {id: BAD, port: %d}\n"
+                    "  - {id: AFTER, port: %d, depends_on: [BAD]}\n"
+                    "  - {id: LATER, port: %d, autostart: false}\n"
+                    % (self.listen, free_port(), free_port(), free_port(), free_port()))
+        nsock, npath = self.notify_socket()
+        log = open(os.path.join(self.dir, "up.log"), "w")
+        self.addCleanup(log.close)
+        up = subprocess.Popen([HIVE_BIN, "up", "-f", self.roster], cwd=self.dir, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True,
+                              env=dict(os.environ, NOTIFY_SOCKET=npath, HIVE_WORKER_BIN=wrapper))
+        self.procs.append(up)
+        states = set()
+        deadline = time.monotonic() + DEADLINE
+        while not any(s.startswith(b"READY=1") for s in states) and time.monotonic() < deadline:
+            try:
+                states.add(nsock.recv(4096))
+            except socket.timeout:
+                self.assertIsNone(up.poll(), self.log("up"))
+        ready = [s for s in states if s.startswith(b"READY=1")]
+        self.assertTrue(ready, "hive up never said READY=1:\n" + self.log("up"))
+        self.assertIn(b"STATUS=2 autostart bot(s) did not start", ready[0].split(b"\n"))
+        status = curl("http://127.0.0.1:%d/status" % self.listen).json()
+        by_id = {b["id"]: b["state"] for b in status["bots"]}
+        self.assertEqual(by_id, {"GOOD": "running", "BAD": "fatal", "AFTER": "stopped",
+                                 "LATER": "stopped"})
+        up.send_signal(signal.SIGTERM)
+        self.assertEqual(up.wait(timeout=DEADLINE), 0, self.log("up"))
+
     def test_ipv6_bind(self):
         with open(self.roster, "a") as f:
             f.write("  - id: BOT-003\n    port: %d\n    bind: \"::1\"\n" % free_port())
