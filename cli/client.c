@@ -530,21 +530,30 @@ static int client_parse_one(const char *name, int ch, struct client_args *a)
 static int client_parse(const struct client_command *cmd, int argc, char **argv,
                         struct client_args *a)
 {
-    static const struct option opts[] = {
-        {"file", required_argument, NULL, 'F'},   {"json", no_argument, NULL, 'j'},
-        {"watch", no_argument, NULL, 'W'},        {"wait", no_argument, NULL, 'w'},
-        {"follow", no_argument, NULL, 'l'},       {"tail", required_argument, NULL, 'n'},
-        {"since", required_argument, NULL, 's'},  {"no-prefix", no_argument, NULL, 'p'},
-        {"count", required_argument, NULL, 'n'},  {"user", no_argument, NULL, 'u'},
+    static const struct option opts[] = {{"file", required_argument, NULL, 'F'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"watch", no_argument, NULL, 'W'},
+                                         {"wait", no_argument, NULL, 'w'},
+                                         {"follow", no_argument, NULL, 'l'},
+                                         {"tail", required_argument, NULL, 'n'},
+                                         {"since", required_argument, NULL, 's'},
+                                         {"no-prefix", no_argument, NULL, 'p'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    /* export's own: -o is its output, not a flag of the others. */
+    static const struct option export_opts[] = {
+        {"file", required_argument, NULL, 'F'},   {"user", no_argument, NULL, 'u'},
         {"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'X'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     bool logs = strcmp(cmd->name, "logs") == 0;
-    const char *shorts = logs ? ":fn:h" : strcmp(cmd->name, "export") == 0 ? ":f:o:h" : ":f:h";
+    bool export = strcmp(cmd->name, "export") == 0;
+    const char *shorts = logs ? ":fn:h" : export ? ":f:o:h" : ":f:h";
     int ch;
 
     optind = 0;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, shorts, export ? export_opts : opts, NULL)) != -1) {
         if (ch == 'h')
             return 1;
         if (client_parse_one(cmd->name, ch, a) < 0)
