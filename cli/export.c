@@ -332,6 +332,9 @@ static void export_service_unit(struct util_buf *b, const struct roster *r,
     export_printf(b, "Documentation=man:hive-worker(1) man:hive.yaml(5)\nRequires=%s\n", socket);
     export_printf(b, "After=network.target %s\n", socket);
     for (char *const *d = bot->depends_on; *d; d++) {
+        const struct roster_bot *other = roster_find_bot(r, *d);
+        if (other && other->remote.url)
+            continue; /* runs elsewhere: no unit to order after */
         char *dep = export_bot_unit(r, *d, ".service");
         export_printf(b, "Wants=%s\nAfter=%s\n", dep, dep);
         free(dep);
@@ -523,6 +526,26 @@ static void export_front_pool(struct util_buf *b, const struct roster_bot *bot)
     export_puts(b, "]\n");
 }
 
+/* A bot of the roster that is remote already: in the front roster as it is
+ * (its url, token variable, CA and health check), with no units of its own. */
+static void export_front_remote(struct util_buf *b, const struct roster_bot *bot)
+{
+    const struct roster_health *h = &bot->health;
+    export_printf(b, "  - id: %s\n    url: ", bot->id);
+    export_yaml_str(b, bot->remote.url);
+    if (bot->remote.token_env)
+        export_printf(b, "\n    token_env: %s", bot->remote.token_env);
+    if (bot->remote.ca) {
+        export_puts(b, "\n    ca: ");
+        export_yaml_str(b, bot->remote.ca);
+    }
+    export_puts(b, "\n    health: {interval: ");
+    export_span(b, h->interval);
+    export_puts(b, ", timeout: ");
+    export_span(b, h->timeout);
+    export_printf(b, ", rise: %d, fall: %d}\n", h->rise, h->fall);
+}
+
 /* hive-NAME.yaml: the front door's roster, every bot a remote bot on the
  * address its socket unit listens on (SPEC §11). */
 static void export_front_roster(struct export_set *s, const struct roster *r,
@@ -536,6 +559,10 @@ static void export_front_roster(struct export_set *s, const struct roster *r,
     export_front_hive(&b, r);
     export_puts(&b, n ? "bots:\n" : "bots: []\n");
     for (size_t i = 0; i < n; i++) {
+        if (bots[i]->remote.url) {
+            export_front_remote(&b, bots[i]);
+            continue;
+        }
         char *url = export_bot_url(bots[i]);
         export_printf(&b, "  - id: %s\n    url: ", bots[i]->id);
         export_yaml_str(&b, url);
@@ -562,6 +589,8 @@ static void export_front_service(struct export_set *s, const struct roster *r,
     export_unit_head(&b, r, "front door (proxy, dashboard, events)");
     export_puts(&b, "Documentation=man:hive(1) man:hive.yaml(5)\nAfter=network.target\n");
     for (size_t i = 0; i < n; i++) {
+        if (bots[i]->remote.url)
+            continue; /* no units: it runs elsewhere */
         char *socket = export_bot_unit(r, bots[i]->id, ".socket");
         export_printf(&b, "After=%s\n", socket);
         free(socket);
@@ -603,7 +632,7 @@ static void export_target(struct export_set *s, const struct roster *r,
                   ": every bot and the front door\nDocumentation=man:hive(1)\nWants=%s.service\n",
                   prefix);
     for (size_t i = 0; i < n; i++) {
-        if (!bots[i]->autostart)
+        if (!bots[i]->autostart || bots[i]->remote.url)
             continue;
         char *socket = export_bot_unit(r, bots[i]->id, ".socket");
         char *service = export_bot_unit(r, bots[i]->id, ".service");
@@ -642,6 +671,8 @@ int export_systemd_render(const struct roster *r, const struct export_opts *o,
     qsort(bots, r->n_bots, sizeof *bots, export_bot_cmp);
     int rc = 0;
     for (size_t i = 0; i < r->n_bots && rc == 0; i++) {
+        if (bots[i]->remote.url)
+            continue; /* runs elsewhere: only in the front roster */
         rc = export_socket(out, r, bots[i], err, errlen);
         if (rc == 0)
             export_service(out, r, bots[i], o);

@@ -372,6 +372,27 @@ START_TEST(test_env_overlap_warned)
 }
 END_TEST
 
+/* A remote bot (url:) gets no units; the front roster lists it as it is. */
+START_TEST(test_remote_bot_no_units)
+{
+    const char *text = "hive: {name: t}\nbots:\n  - {id: A, port: 18602, depends_on: [R]}\n"
+                       "  - id: R\n    url: http://10.0.0.9:8001\n    token_env: R_TOKEN\n"
+                       "    health: {interval: 5, fall: 4}\n";
+    char why[256];
+    setenv("R_TOKEN", "r", 1);
+    char *all = render(text, why, sizeof why);
+    ck_assert_msg(all != NULL, "%s", why);
+    ck_assert_ptr_null(strstr(all, "hive-t-R."));
+    ck_assert_ptr_null(strstr(all, "hive-t-R.service"));
+    ck_assert_ptr_nonnull(strstr(all,
+                                 "  - id: R\n    url: \"http://10.0.0.9:8001\"\n"
+                                 "    token_env: R_TOKEN\n"
+                                 "    health: {interval: 5s, timeout: 1s, rise: 2, fall: 4}\n"));
+    ck_assert_ptr_nonnull(strstr(all, "hive-t-A.service\n"));
+    free(all);
+}
+END_TEST
+
 static Suite *check_export_suite(void)
 {
     Suite *s = suite_create("export");
@@ -381,6 +402,7 @@ static Suite *check_export_suite(void)
     tcase_add_test(tc, test_deterministic);
     tcase_add_test(tc, test_bind_name_refused);
     tcase_add_test(tc, test_env_overlap_warned);
+    tcase_add_test(tc, test_remote_bot_no_units);
     suite_add_tcase(s, tc);
     return s;
 }
