@@ -520,13 +520,21 @@ static int client_parse_one(const char *name, int ch, struct client_args *a)
 static int client_parse(const struct client_command *cmd, int argc, char **argv,
                         struct client_args *a)
 {
-    static const struct option opts[] = {
-        {"file", required_argument, NULL, 'F'}, {"json", no_argument, NULL, 'j'},
-        {"watch", no_argument, NULL, 'W'},      {"wait", no_argument, NULL, 'w'},
-        {"force", no_argument, NULL, 'o'},      {"follow", no_argument, NULL, 'l'},
-        {"tail", required_argument, NULL, 'n'}, {"since", required_argument, NULL, 's'},
-        {"no-prefix", no_argument, NULL, 'p'},  {"count", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+    /* One option a line (clang-format would pack the table past eleven). */
+    /* clang-format off */
+    static const struct option opts[] = {{"file", required_argument, NULL, 'F'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"watch", no_argument, NULL, 'W'},
+                                         {"wait", no_argument, NULL, 'w'},
+                                         {"follow", no_argument, NULL, 'l'},
+                                         {"tail", required_argument, NULL, 'n'},
+                                         {"since", required_argument, NULL, 's'},
+                                         {"no-prefix", no_argument, NULL, 'p'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"force", no_argument, NULL, 'o'},
+                                         {NULL, 0, NULL, 0}};
+    /* clang-format on */
     bool logs = strcmp(cmd->name, "logs") == 0;
     int ch;
 
