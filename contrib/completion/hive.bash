@@ -28,7 +28,7 @@ _hive()
     local cur prev cmd words
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local commands="up down status send restart stop start pause resume interrupt reload logs check"
+    local commands="up down status send restart stop start pause resume interrupt reload prune logs check"
     if ((COMP_CWORD == 1)); then
         COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
         return
@@ -49,6 +49,7 @@ _hive()
         up) opts+=" --detach -d" ;;
         status) opts+=" --json --watch" ;;
         send) opts+=" --wait" ;;
+        prune) opts+=" --force" ;;
         logs) opts+=" --follow --tail --since --no-prefix -n" ;;
     esac
     if [[ $cur == -* ]]; then
@@ -56,7 +57,7 @@ _hive()
         return
     fi
     case $cmd in
-        status | logs) words=$(_hive_bots) ;;
+        status | logs | prune) words=$(_hive_bots) ;;
         restart | stop | start | pause | resume | interrupt) words="all $(_hive_bots)" ;;
         send)
             # the bot first, then the text (or - for stdin)
