@@ -332,18 +332,25 @@ class WorkspaceTest(HiveCase):
         return self.hive.wait_response(bot, task_id)
 
     def timeline_files(self, bot, task_id):
-        r = self.hive.get("/bots/%s/api/timeline" % bot)
-        self.assertEqual(r.status, 200, r)
-        for e in r.json()["entries"]:
-            if e["task_id"] == task_id:
-                return e["files_modified"]
-        raise AssertionError("no timeline entry of %s: %s" % (task_id, r.body[:500]))
+        """files_modified of TASK_ID's timeline entry (waited for, as the event)."""
+        def find():
+            r = self.hive.get("/bots/%s/api/timeline" % bot)
+            self.assertEqual(r.status, 200, r)
+            for e in r.json()["entries"]:
+                if e["task_id"] == task_id:
+                    return e
+            return None
+        return wait_for(find, 10, what="timeline entry of %s" % task_id)["files_modified"]
 
     def event_files(self, bot, task_id):
-        for e in stored_events(self.hive.work_dir, bot):
-            if e["type"] == "task_completed" and e.get("task_id") == task_id:
-                return e["files_modified"]
-        raise AssertionError("no task_completed event of %s" % task_id)
+        """files_modified of TASK_ID's task_completed event (waited for: the
+        event follows the response file once the answer is durable)."""
+        def find():
+            for e in stored_events(self.hive.work_dir, bot):
+                if e["type"] == "task_completed" and e.get("task_id") == task_id:
+                    return e
+            return None
+        return wait_for(find, 10, what="task_completed of %s" % task_id)["files_modified"]
 
     def test_worktree_bot_lists_its_modified_files(self):
         self.hive.wait_running()
@@ -353,7 +360,6 @@ class WorkspaceTest(HiveCase):
         self.assertTrue(os.path.isfile(os.path.join(wt, ".git")))
         self.assertIn("agents/WT-1", git(self.hive.work_dir, "branch", "--list", "agents/WT-1"))
         self.assertEqual(sorted(files_section(text)), ["README", "f-WT-A.txt"])
-        wait_for(lambda: self.event_files("WT-1", "WT-A"), 10, what="event")
         self.assertEqual(sorted(self.event_files("WT-1", "WT-A")), ["README", "f-WT-A.txt"])
         self.assertEqual(sorted(self.timeline_files("WT-1", "WT-A")), ["README", "f-WT-A.txt"])
         # The main checkout is untouched; the next task is not blamed for
@@ -379,7 +385,6 @@ class WorkspaceTest(HiveCase):
             f.write("not the task's\n")
         text = self.run_task("PL-1", "PL-A")
         self.assertEqual(files_section(text), ["sub/plain PL-A.txt"])
-        wait_for(lambda: self.event_files("PL-1", "PL-A"), 10, what="event")
         self.assertEqual(self.event_files("PL-1", "PL-A"), ["sub/plain PL-A.txt"])
         self.assertEqual(self.timeline_files("PL-1", "PL-A"), ["sub/plain PL-A.txt"])
 
