@@ -312,7 +312,6 @@ class WorkspaceTest(HiveCase):
 
     BOTS = [{"id": "WT-1", "adapter": WRITER, "lines": ["workspace: {git_worktree: agents}"]},
             {"id": "WT-C", "adapter": COMMITTER, "lines": ["workspace: {git_worktree: agents}"]},
-            {"id": "PL-1", "adapter": PLAIN},
             {"id": "ST-1", "adapter": SILENT, "lines": ["stall_after: 0.6"]}]
 
     @classmethod
@@ -379,15 +378,6 @@ class WorkspaceTest(HiveCase):
         self.assertEqual(files_section(text), ["c-WC-1.txt"])
         self.assertIn("WC-1", git(self.worktree("WT-C"), "log", "--oneline", "-1"))
 
-    def test_plain_checkout_lists_files_too(self):
-        self.hive.wait_running()
-        with open(os.path.join(self.hive.work_dir, "dirty-before.txt"), "w") as f:
-            f.write("not the task's\n")
-        text = self.run_task("PL-1", "PL-A")
-        self.assertEqual(files_section(text), ["sub/plain PL-A.txt"])
-        self.assertEqual(self.event_files("PL-1", "PL-A"), ["sub/plain PL-A.txt"])
-        self.assertEqual(self.timeline_files("PL-1", "PL-A"), ["sub/plain PL-A.txt"])
-
     def test_restart_keeps_the_worktree_and_prune_removes_it(self):
         self.hive.wait_running()
         wt = self.worktree("WT-1")
@@ -439,6 +429,29 @@ class WorkspaceTest(HiveCase):
         wait_for(lambda: 'hive_tasks_stalled_total{bot="ST-1"} 2'
                  in self.hive.get("/metrics").body.decode(), 10, what="supervisor metric")
         self.assertIn('hive_tasks_stalled_total{bot="WT-1"} 0', self.hive.get("/metrics").body.decode())
+
+
+class PlainCheckoutTest(WorkspaceTest):
+    """No worktree, no new roster key: a cli bot whose folder is a git
+    checkout lists what its task changed (before issue 13: always "- None")."""
+
+    BOTS = [{"id": "PL-1", "adapter": PLAIN}]
+
+    def test_plain_checkout_lists_files_too(self):
+        self.hive.wait_running()
+        with open(os.path.join(self.hive.work_dir, "dirty-before.txt"), "w") as f:
+            f.write("not the task's\n")
+        text = self.run_task("PL-1", "PL-A")
+        self.assertEqual(files_section(text), ["sub/plain PL-A.txt"])
+        self.assertEqual(self.event_files("PL-1", "PL-A"), ["sub/plain PL-A.txt"])
+        self.assertEqual(self.timeline_files("PL-1", "PL-A"), ["sub/plain PL-A.txt"])
+
+
+    # the worktree and stall tests belong to WorkspaceTest's hive
+    test_worktree_bot_lists_its_modified_files = None
+    test_commits_made_by_the_task_are_listed = None
+    test_restart_keeps_the_worktree_and_prune_removes_it = None
+    test_stall_event_and_metric = None
 
 
 class CheckTest(unittest.TestCase):
