@@ -4,8 +4,8 @@
  * paths with spaces, malformed records); then the whole thing against a
  * real repository on a real event loop: a baseline, changes by "the task"
  * (new, modified, deleted files, a commit), files dirty before it left
- * alone, hive's own .deia files, the cap of the list, and a folder that is
- * no checkout.
+ * alone, hive's own .deia files, the cap of the list, and folders that are
+ * no checkout or that git ignores.
  */
 #include "worker/gitfiles.h"
 
@@ -184,6 +184,15 @@ START_TEST(test_no_checkout_no_list)
     ck_assert_ptr_nonnull(mkdtemp(dir));
     ck_assert_ptr_null(gitfiles_new(base, dir));
     rmdir(dir);
+    /* a folder git ignores: nothing to list; a plain sub-folder: followed */
+    sh("echo out/ > .gitignore && mkdir -p out/x sub/y");
+    char path[128];
+    snprintf(path, sizeof path, "%s/out/x", repo);
+    ck_assert_ptr_null(gitfiles_new(base, path));
+    snprintf(path, sizeof path, "%s/sub/y", repo);
+    struct gitfiles *sub = gitfiles_new(base, path);
+    ck_assert_ptr_nonnull(sub);
+    gitfiles_free(sub);
     /* freed while git runs: killed, no callback */
     struct gitfiles *g = gitfiles_new(base, repo);
     gitfiles_baseline(g, done_cb, NULL);

@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "worker/workspace.h"
 
 #define GITFILES_MAX_OUTPUT (8u << 20) /* git status beyond this: too much to list */
 #define GITFILES_REAP_MS 2
@@ -491,14 +492,36 @@ static char *gitfiles_checkout_root(const char *dir)
     return NULL;
 }
 
+/* True when git ignores DIR, a folder below TOP (a build or scratch folder:
+ * nothing done there would be listed, so no git runs for it). Asked once,
+ * at the start, before the loop serves. */
+static bool gitfiles_ignored(const char *top, const char *dir)
+{
+    size_t n = strlen(top);
+    if (strncmp(dir, top, n) != 0 || (dir[n] != '/' && dir[n] != '\0') || !dir[n] || !dir[n + 1])
+        return false;
+    char *argv[] = {"git", "-C", (char *)top,         "check-ignore",
+                    "-q",  "--", (char *)dir + n + 1, NULL};
+    char err[256];
+    return workspace_git(argv, GITFILES_TIMEOUT_S, err, sizeof err) == 0;
+}
+
 struct gitfiles *gitfiles_new(struct event_base *base, const char *dir)
 {
-    char *top = dir ? gitfiles_checkout_root(dir) : NULL;
-    if (!top)
+    char *abs = dir ? realpath(dir, NULL) : NULL; /* "." walks up too */
+    char *top = abs ? gitfiles_checkout_root(abs) : NULL;
+    if (top && gitfiles_ignored(top, abs)) {
+        log_info("files modified: %s is ignored by git; nothing is listed", dir);
+        free(top);
+        top = NULL;
+    }
+    if (!top) {
+        free(abs);
         return NULL;
+    }
     struct gitfiles *g = xcalloc(1, sizeof *g);
     g->base = base;
-    g->dir = xstrdup(dir);
+    g->dir = abs;
     g->top = top;
     g->fd = -1;
     return g;

@@ -29,7 +29,8 @@ struct gitfiles;
 typedef void (*gitfiles_cb)(void *arg);
 
 /* Follow DIR, or NULL when DIR is not inside a git checkout (no .git in it
- * or above it) — a plain folder lists nothing, as before. */
+ * or above it) — a plain folder lists nothing, as before — or is a folder
+ * git ignores (asked once, here: call it before the loop serves). */
 struct gitfiles *gitfiles_new(struct event_base *base, const char *dir);
 /* Kill a git that runs (its callback is not called) and free. */
 void gitfiles_free(struct gitfiles *g);

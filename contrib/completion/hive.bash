@@ -65,6 +65,7 @@ _hive()
         up) opts+=" --detach -d" ;;
         status) opts+=" --json --watch" ;;
         send) opts+=" --wait" ;;
+        prune) opts+=" --force" ;;
         logs) opts+=" --follow --tail --since --no-prefix -n" ;;
         events) opts+=" --since --count" ;;
         export) opts+=" --user --output -o" ;;
@@ -74,7 +75,7 @@ _hive()
         return
     fi
     case $cmd in
-        status | logs | events) words=$(_hive_bots) ;;
+        status | logs | events | prune) words=$(_hive_bots) ;;
         restart | stop | start | pause | resume | interrupt) words="all $(_hive_bots)" ;;
         reset) words=$(_hive_bots) ;;
         export) (($(_hive_positionals) == 0)) && words=systemd ;;

@@ -312,7 +312,6 @@ class WorkspaceTest(HiveCase):
 
     BOTS = [{"id": "WT-1", "adapter": WRITER, "lines": ["workspace: {git_worktree: agents}"]},
             {"id": "WT-C", "adapter": COMMITTER, "lines": ["workspace: {git_worktree: agents}"]},
-            {"id": "PL-1", "adapter": PLAIN},
             {"id": "ST-1", "adapter": SILENT, "lines": ["stall_after: 0.6"]}]
 
     @classmethod
@@ -332,18 +331,25 @@ class WorkspaceTest(HiveCase):
         return self.hive.wait_response(bot, task_id)
 
     def timeline_files(self, bot, task_id):
-        r = self.hive.get("/bots/%s/api/timeline" % bot)
-        self.assertEqual(r.status, 200, r)
-        for e in r.json()["entries"]:
-            if e["task_id"] == task_id:
-                return e["files_modified"]
-        raise AssertionError("no timeline entry of %s: %s" % (task_id, r.body[:500]))
+        """files_modified of TASK_ID's timeline entry (waited for, as the event)."""
+        def find():
+            r = self.hive.get("/bots/%s/api/timeline" % bot)
+            self.assertEqual(r.status, 200, r)
+            for e in r.json()["entries"]:
+                if e["task_id"] == task_id:
+                    return e
+            return None
+        return wait_for(find, 10, what="timeline entry of %s" % task_id)["files_modified"]
 
     def event_files(self, bot, task_id):
-        for e in stored_events(self.hive.work_dir, bot):
-            if e["type"] == "task_completed" and e.get("task_id") == task_id:
-                return e["files_modified"]
-        raise AssertionError("no task_completed event of %s" % task_id)
+        """files_modified of TASK_ID's task_completed event (waited for: the
+        event follows the response file once the answer is durable)."""
+        def find():
+            for e in stored_events(self.hive.work_dir, bot):
+                if e["type"] == "task_completed" and e.get("task_id") == task_id:
+                    return e
+            return None
+        return wait_for(find, 10, what="task_completed of %s" % task_id)["files_modified"]
 
     def test_worktree_bot_lists_its_modified_files(self):
         self.hive.wait_running()
@@ -353,7 +359,6 @@ class WorkspaceTest(HiveCase):
         self.assertTrue(os.path.isfile(os.path.join(wt, ".git")))
         self.assertIn("agents/WT-1", git(self.hive.work_dir, "branch", "--list", "agents/WT-1"))
         self.assertEqual(sorted(files_section(text)), ["README", "f-WT-A.txt"])
-        wait_for(lambda: self.event_files("WT-1", "WT-A"), 10, what="event")
         self.assertEqual(sorted(self.event_files("WT-1", "WT-A")), ["README", "f-WT-A.txt"])
         self.assertEqual(sorted(self.timeline_files("WT-1", "WT-A")), ["README", "f-WT-A.txt"])
         # The main checkout is untouched; the next task is not blamed for
@@ -372,16 +377,6 @@ class WorkspaceTest(HiveCase):
         self.assertIn("**Status:** ✓ SUCCESS", text)
         self.assertEqual(files_section(text), ["c-WC-1.txt"])
         self.assertIn("WC-1", git(self.worktree("WT-C"), "log", "--oneline", "-1"))
-
-    def test_plain_checkout_lists_files_too(self):
-        self.hive.wait_running()
-        with open(os.path.join(self.hive.work_dir, "dirty-before.txt"), "w") as f:
-            f.write("not the task's\n")
-        text = self.run_task("PL-1", "PL-A")
-        self.assertEqual(files_section(text), ["sub/plain PL-A.txt"])
-        wait_for(lambda: self.event_files("PL-1", "PL-A"), 10, what="event")
-        self.assertEqual(self.event_files("PL-1", "PL-A"), ["sub/plain PL-A.txt"])
-        self.assertEqual(self.timeline_files("PL-1", "PL-A"), ["sub/plain PL-A.txt"])
 
     def test_restart_keeps_the_worktree_and_prune_removes_it(self):
         self.hive.wait_running()
@@ -434,6 +429,29 @@ class WorkspaceTest(HiveCase):
         wait_for(lambda: 'hive_tasks_stalled_total{bot="ST-1"} 2'
                  in self.hive.get("/metrics").body.decode(), 10, what="supervisor metric")
         self.assertIn('hive_tasks_stalled_total{bot="WT-1"} 0', self.hive.get("/metrics").body.decode())
+
+
+class PlainCheckoutTest(WorkspaceTest):
+    """No worktree, no new roster key: a cli bot whose folder is a git
+    checkout lists what its task changed (before issue 13: always "- None")."""
+
+    BOTS = [{"id": "PL-1", "adapter": PLAIN}]
+
+    def test_plain_checkout_lists_files_too(self):
+        self.hive.wait_running()
+        with open(os.path.join(self.hive.work_dir, "dirty-before.txt"), "w") as f:
+            f.write("not the task's\n")
+        text = self.run_task("PL-1", "PL-A")
+        self.assertEqual(files_section(text), ["sub/plain PL-A.txt"])
+        self.assertEqual(self.event_files("PL-1", "PL-A"), ["sub/plain PL-A.txt"])
+        self.assertEqual(self.timeline_files("PL-1", "PL-A"), ["sub/plain PL-A.txt"])
+
+
+    # the worktree and stall tests belong to WorkspaceTest's hive
+    test_worktree_bot_lists_its_modified_files = None
+    test_commits_made_by_the_task_are_listed = None
+    test_restart_keeps_the_worktree_and_prune_removes_it = None
+    test_stall_event_and_metric = None
 
 
 class CheckTest(unittest.TestCase):

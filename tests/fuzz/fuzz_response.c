@@ -57,7 +57,10 @@ static void fuzz_round_trip(const uint8_t *data, size_t size)
     const uint8_t *nul = memchr(data, 0, size);
     size_t out_len = nul ? (size_t)(nul - data) : size;
     char *error = nul ? xstrndup((const char *)nul + 1, size - out_len - 1) : NULL;
+    static const char *const files[] = {"src/a.c", "b c.txt"};
     struct response r = {.bot_id = "BOT-F",
+                         .files = files,
+                         .n_files = size % 3, /* none ("- None"), one or two paths */
                          .task_id = "T-1",
                          .to = "user",
                          .source = TASK_SOURCE_HTTP,
@@ -73,10 +76,15 @@ static void fuzz_round_trip(const uint8_t *data, size_t size)
     if (response_read_file(text, len, &v) != 0)
         fuzz_fail("a rendered response does not read back");
     /* The one split the format cannot tell: an error text that holds the
-     * whole heading of "Files Modified" and "Error" again. */
-    bool ambiguous = error && strstr(error, "## Files Modified\n\n- None\n\n## Error\n\n");
+     * whole heading of "Files Modified", a list and "Error" again. */
+    const char *forged = error ? strstr(error, "## Files Modified\n\n- ") : NULL;
+    bool ambiguous = forged && strstr(forged, "\n\n## Error\n\n");
     if (!ambiguous && (v.output.len != out_len || memcmp(v.output.p, data, out_len) != 0))
         fuzz_fail("the output read back is not the output written");
+    static const char *const lists[] = {"- None", "- src/a.c", "- src/a.c\n- b c.txt"};
+    const char *list = lists[r.n_files];
+    if (!ambiguous && (v.files.len != strlen(list) || memcmp(v.files.p, list, v.files.len) != 0))
+        fuzz_fail("the files read back are not the files written");
     if (v.success != r.success)
         fuzz_fail("the outcome read back is not the one written");
     free(text);
