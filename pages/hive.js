@@ -132,13 +132,20 @@
     b.failed = s.tasks_failed || 0;
     b.queue = s.queue ? (s.queue.realtime || 0) + (s.queue.file || 0) : 0;
     b.current = s.current_task || null;
-    b.paused = s.status === 'paused' || s.paused === true;
+    b.paused = s.status === 'paused' || s.paused === true || !!s.paused_reason;
+    b.pausedWhy = b.paused ? pausedWhy(s.paused_reason, s.paused_until) : null;
     if (page.mode === 'bot') {
       b.state = s.status;
       b.pid = s.pid;
       b.uptime = s.uptime_seconds || 0;
       b.uptimeAt = performance.now();
     }
+  }
+
+  /* Why a bot paused itself (a usage limit, a budget; SPEC §12), or null. */
+  function pausedWhy(reason, until) {
+    if (!reason) return null;
+    return until ? reason + ' until ' + new Date(until).toLocaleString() : reason;
   }
 
   /* A bot's state as the bot page shows it (a worker has no lifecycle state). */
@@ -283,8 +290,8 @@
         if (counters) { b.done++; if (type !== 'task_completed') b.failed++; }
         if (page.selected === b.id) addTimelineRow(timelineFromEvent(d), true);
         break;
-      case 'bot_paused': b.paused = true; break;
-      case 'bot_resumed': b.paused = false; break;
+      case 'bot_paused': b.paused = true; b.pausedWhy = pausedWhy(d.reason, d.until); break;
+      case 'bot_resumed': b.paused = false; b.pausedWhy = null; break;
       default: return;
     }
     renderBot(b);
@@ -462,7 +469,7 @@
       const c = tr.cells_;
       c.state.textContent = b.state + (b.paused ? ' (paused)' : '');
       c.state.className = 'state ' + b.state;
-      c.state.title = b.reason || '';
+      c.state.title = b.pausedWhy || b.reason || '';
       c.pid.textContent = b.pid || '–';
       c.uptime.textContent = fmtUptime(uptimeNow(b));
       c.restarts.textContent = b.restarts;
@@ -507,6 +514,7 @@
       'done ' + b.done, 'failed ' + b.failed];
     if (page.mode === 'hive') facts.splice(2, 0, 'restarts ' + b.restarts);
     if (b.reason) facts.push(b.reason);
+    if (b.paused && b.pausedWhy) facts.push('paused: ' + b.pausedWhy);
     $('bot-facts').textContent = facts.join(' · ');
     $('current').textContent = b.current ? b.current.task_id + ' (' + b.current.source + ')' : 'none';
     $('cancel-current').hidden = !b.current;

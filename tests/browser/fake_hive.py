@@ -177,7 +177,10 @@ class Handler(BaseHTTPRequestHandler):
             threading.Thread(target=run_task, args=(parts[2], tid), daemon=True).start()
             return self.send(202, {"status": "queued", "task_id": tid, "position": 1})
         if self.path.startswith("/bots/") and parts[-1] in ("pause", "resume"):
-            emit("bot_paused" if parts[-1] == "pause" else "bot_resumed", parts[2])
+            if parts[-1] == "pause":  # as a bot that paused itself says why (SPEC §12)
+                emit("bot_paused", parts[2], reason="budget: $1.00 of $1.00 used today")
+            else:
+                emit("bot_resumed", parts[2])
             return self.send(200, {"status": parts[-1] + "d"})
         if self.path.startswith("/api/bots/") and parts[-1] == "restart":
             threading.Thread(target=restart, args=(parts[3],), daemon=True).start()

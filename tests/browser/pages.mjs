@@ -343,6 +343,8 @@ scenarios.unit = async () => {
   }
   await page.click('button[data-action="pause"]');
   await page.locator('#bot-rows tr[data-bot="BOT-A"] td.state', { hasText: 'paused' }).waitFor({ timeout: TIMEOUT });
+  // Why the bot paused itself (a budget, a usage limit) is shown, not only that it is paused.
+  await page.locator('#bot-facts', { hasText: 'paused: budget: $1.00 of $1.00 used today' }).waitFor({ timeout: TIMEOUT });
   await page.click('button[data-action="restart"]');
   await waitRowState(page, 'BOT-A', ['backoff', 'starting']);
   await waitRowState(page, 'BOT-A', ['running']);
