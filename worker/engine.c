@@ -1044,6 +1044,22 @@ static void engine_limit_requeue(struct engine *e, const struct adapter_result *
     engine_hold_set(e, reason, e->cfg.auto_resume ? until : 0, false);
 }
 
+/* A usage limit while the bot stops: the task is not failed but left queued
+ * (unclaimed), as a task the stop grace cut short is, to run at the next
+ * start. */
+static void engine_limit_leave_queued(struct engine *e)
+{
+    log_warn("task %s hit a usage limit while the bot stops; left queued", e->current->id);
+    if (e->stall)
+        stall_stop(e->stall);
+    store_unclaim(e->store, e->current);
+    task_free(e->current);
+    e->current = NULL;
+    free(e->fresh_note);
+    e->fresh_note = NULL;
+    engine_maybe_stopped(e);
+}
+
 /* The agent refused the session to resume: run the current task again, at
  * once, in a new session, and say so in its output. False when it could not
  * start (the caller answers the first run). */
@@ -1098,6 +1114,10 @@ static bool engine_agent_done(struct engine *e, struct adapter_result *res)
     bool live = !t->cancelled && !e->stopping;
     if (res->limited && live) {
         engine_limit_requeue(e, res);
+        return true;
+    }
+    if (res->limited && !t->cancelled) { /* stopping: leave it queued for the next start */
+        engine_limit_leave_queued(e);
         return true;
     }
     if (res->resume_rejected && live && !e->fresh_note && engine_run_fresh(e, res))

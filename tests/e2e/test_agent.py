@@ -208,6 +208,24 @@ class AgentWorkerTest(WorkerTestCase):
         self.assertEqual(runs, ["first", "first", "second"], "the limited task runs first again")
         self.assertIsNone(w.status()["paused_reason"])
 
+    def test_usage_limit_while_stopping_leaves_the_task_queued(self):
+        """A limit that comes while the worker stops (its grace lets the task end)
+        is not a failed answer: the task stays queued and runs at the next start."""
+        w = self.agent("--stop-grace", "8")
+        w.submit("LIMIT_ONCE: stop\nDELAY: 1\nfirst", task_id="t-stop")
+        w.wait_state("t-stop", ("running",))
+        code, killed = w.stop()
+        self.assertFalse(killed, "the worker stopped within its grace")
+        self.assertIn("usage limit while the bot stops", w.log_text(), "the limit came in the grace")
+        self.assertEqual(w.responses("t-stop"), [], "not answered as failed")
+        w2 = self.restart(w, "--adapter-type", "claude", "--model", "sonnet", "--", FAKE,
+                          env={"FAKE_CLAUDE_LOG": self.argv_log,
+                               "FAKE_CLAUDE_STATE": self.state,
+                               "HIVE_TEST_CLOCK_FILE": self.clock})
+        name, _ = w2.wait_response("t-stop")
+        self.assertIn("-complete.md", name)
+        self.assertEqual(len(w2.responses("t-stop")), 1)
+
     def test_usage_limit_without_auto_resume_waits_for_resume(self):
         w = self.agent("--auto-resume", "false")
         w.submit("LIMIT_ONCE: b\nRESET_IN: 1\nx", task_id="t-manual")
