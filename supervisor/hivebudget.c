@@ -28,6 +28,7 @@ struct hivebudget {
     double usd, tokens; /* spent that day */
     char paused[16];    /* the day every bot was paused, "" none */
     char warned[16];    /* the day 80 % was told */
+    char *state;        /* .deia/hive/budget/.hive.json: the paused day, kept */
 };
 
 /* Now, as the workers' budgets see it (worker/agent.c agent_now). */
@@ -51,6 +52,34 @@ static void hivebudget_day(const struct hivebudget *b, int64_t t, char *out, siz
     strftime(out, cap, "%Y-%m-%d", &tm);
 }
 
+/* The day every bot was paused, as a previous supervisor kept it: a
+ * restart on that day does not pause again the bots resumed by hand, and
+ * the next day still lifts the pause it made. */
+static void hivebudget_load(struct hivebudget *b)
+{
+    char *text = util_read_file(b->state, 4096, NULL);
+    json_t *doc = text ? json_loads(text, 0, NULL) : NULL;
+    const char *day = json_string_value(json_object_get(doc, "paused"));
+    if (day && strlen(day) < sizeof b->paused)
+        snprintf(b->paused, sizeof b->paused, "%s", day);
+    json_decref(doc);
+    free(text);
+}
+
+/* Keep the paused day (once a day at most: a rename and its syncs). */
+static void hivebudget_save(const struct hivebudget *b)
+{
+    char *dir = xstrdup(b->state);
+    *strrchr(dir, '/') = '\0';
+    json_t *doc = json_pack("{s:s}", "paused", b->paused);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    if (util_mkdirs(dir) < 0 || util_write_file_atomic(b->state, text, strlen(text)) < 0)
+        log_warn("hive budget: cannot write %s: %s", b->state, strerror(errno));
+    free(text);
+    json_decref(doc);
+    free(dir);
+}
+
 struct hivebudget *hivebudget_new(const struct roster *roster)
 {
     const struct roster_budget *rb = &roster->budget;
@@ -63,11 +92,15 @@ struct hivebudget *hivebudget_new(const struct roster *roster)
     int h = 0, m = 0;
     if (rb->reset_at && sscanf(rb->reset_at, "%d:%d", &h, &m) == 2)
         b->reset_min = h * 60 + m;
+    b->state = xasprintf("%s/.deia/hive/budget/.hive.json", roster->work_dir);
+    hivebudget_load(b);
     return b;
 }
 
 void hivebudget_free(struct hivebudget *b)
 {
+    if (b)
+        free(b->state);
     free(b);
 }
 
@@ -168,6 +201,7 @@ void hivebudget_tick(struct hivebudget *b, const struct roster *r)
         log_info("hive budget: a new day, the bots resume");
         hivebudget_unpause_all(r);
         b->paused[0] = '\0';
+        hivebudget_save(b);
     }
     double share = hivebudget_share(b, today);
     if (b->usd_limit > 0 && b->usd / b->usd_limit >= share - 1e-12)
@@ -183,6 +217,7 @@ void hivebudget_tick(struct hivebudget *b, const struct roster *r)
     if (share >= 1.0 && strcmp(b->paused, today) != 0) {
         snprintf(b->paused, sizeof b->paused, "%s", today);
         log_warn("every bot pauses until the next day: %s", reason);
+        hivebudget_save(b);
         hivebudget_pause_all(r, reason);
     }
 }

@@ -435,6 +435,18 @@ class AgentHiveTest(unittest.TestCase):
                                         {"command": "later", "task_id": "h-later"}).status, 202)
         time.sleep(1.5)
         self.assertEqual(self.hive.responses("BOT-B", "h-later"), [])
+        # A bot resumed by hand stays resumed across a restart of the supervisor
+        # the same day (the old code paused it again), the others stay paused.
+        p = self.hive.cli("resume", "BOT-A")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        wait_for(lambda: self.hive.get("/bots/BOT-A/status").json()["paused_reason"] is None
+                 or None, TASK_TIMEOUT, what="BOT-A resumed by hand")
+        code, killed = self.hive.stop()
+        self.assertFalse(killed)
+        self.hive.start()
+        time.sleep(3)  # the budget's ticks after the start
+        self.assertIsNone(self.hive.get("/bots/BOT-A/status").json()["paused_reason"])
+        self.assertEqual(self.hive.get("/bots/BOT-B/status").json()["paused_reason"], reason)
         with open(self.clock, "w") as f:
             f.write("86400")
         self.hive.wait_response("BOT-B", "h-later")
