@@ -55,6 +55,9 @@ static const struct key_row key_rows[] = {
         "work_dir: \"/srv/w\""),
     KEY("hive.listen", true, "listen: 127.0.0.1:18555", "listen: \"127.0.0.1:18555\""),
     KEY_WHY("hive.base_port", true, "only derives the ports, exported as ListenStream="),
+    KEY_WHY(
+        "hive.ca", true,
+        "the remote bots' default ca, written into each remote bot's own ca in the front roster"),
     KEY("hive.token_env", true, "token_env: CHECK_EXPORT_TOKEN", "EnvironmentFile=%E/hive/t.token",
         "token_env: HIVE_TOKEN"),
     KEY("hive.allowed_origins", true, "allowed_origins: [\"http://a.example\"]",
