@@ -19,12 +19,12 @@
 
 #define STATUS_WATCH_MS 1000
 
-/* A duration for people: "-", "42s", "5m03s", "2h07m", "3d04h". */
-static void status_duration(char *out, size_t cap, double seconds)
+/* A duration for people (see status.h). */
+void status_duration(char *out, size_t cap, double seconds)
 {
     long s = (long)seconds;
 
-    if (seconds <= 0)
+    if (seconds < 0)
         snprintf(out, cap, "-");
     else if (s < 60)
         snprintf(out, cap, "%lds", s);
@@ -77,7 +77,8 @@ static void status_row(const struct status_opts *o, json_t *bot, int idw)
 
     if (json_is_integer(pid))
         snprintf(pids, sizeof pids, "%lld", (long long)json_integer_value(pid));
-    status_duration(up, sizeof up, json_number_value(json_object_get(bot, "uptime_seconds")));
+    double bot_up = json_number_value(json_object_get(bot, "uptime_seconds"));
+    status_duration(up, sizeof up, bot_up > 0 ? bot_up : -1); /* not running: "-" */
     if (state && strcmp(state, "running") == 0) {
         status_bot_counts(bot, tasks, queue, sizeof tasks);
     } else {
@@ -107,7 +108,8 @@ static void status_table(const struct api *c, const struct status_opts *o, json_
     size_t i;
     int idw = 2;
 
-    status_duration(up, sizeof up, json_number_value(json_object_get(hive, "uptime_seconds")));
+    double hive_up = json_number_value(json_object_get(hive, "uptime_seconds"));
+    status_duration(up, sizeof up, hive_up > 0 ? hive_up : -1);
     printf("hive %s on %s (pid %lld, up %s): %lld of %lld bots running\n",
            json_get_str(hive, "name") ? json_get_str(hive, "name") : "?", c->addr,
            (long long)json_integer_value(json_object_get(hive, "pid")), up,

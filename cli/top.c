@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "cli/logs.h"
+#include "cli/status.h"
 #include "common/json.h"
 #include "common/sse.h"
 #include "common/util.h"
@@ -315,22 +316,6 @@ static bool top_apply(struct top *t, const char *type, json_t *d)
 
 /* ---- drawing --------------------------------------------------------------- */
 
-/* A duration for people: "-", "42s", "5m03s", "2h07m", "3d04h". */
-static void top_duration(char *out, size_t cap, double seconds)
-{
-    long s = (long)seconds;
-    if (seconds < 0)
-        snprintf(out, cap, "-");
-    else if (s < 60)
-        snprintf(out, cap, "%lds", s);
-    else if (s < 3600)
-        snprintf(out, cap, "%ldm%02lds", s / 60, s % 60);
-    else if (s < 86400)
-        snprintf(out, cap, "%ldh%02ldm", s / 3600, s % 3600 / 60);
-    else
-        snprintf(out, cap, "%ldd%02ldh", s / 86400, s % 86400 / 3600);
-}
-
 /* The escape that colours STATE ("" without colour). */
 static const char *top_colour(const struct top *t, const char *state)
 {
@@ -387,13 +372,13 @@ static void top_draw_bot(const struct top *t, struct util_buf *out, const struct
     if (b->pid > 0)
         snprintf(pid, sizeof pid, "%lld", b->pid);
     if (b->up_since > 0)
-        top_duration(up, sizeof up, now - b->up_since);
+        status_duration(up, sizeof up, now - b->up_since);
     top_count(queue, sizeof queue, running ? b->queue : -1);
     top_count(done, sizeof done, running ? b->done : -1);
     top_count(failed, sizeof failed, running ? b->failed : -1);
     if (b->task) {
         char took[24];
-        top_duration(took, sizeof took, now - b->task_since);
+        status_duration(took, sizeof took, now - b->task_since);
         snprintf(task, sizeof task, "%.100s (%s)", b->task, took);
     } else if (b->reason && !running) {
         snprintf(task, sizeof task, "reason: %.100s", b->reason);
