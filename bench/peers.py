@@ -501,6 +501,9 @@ def scale_one(env, cls, n, idle_s, bound):
         mpids = m.manager_pids()
         wpids = [p for p in m.worker_pids_cached if p]
         rss = sum(rss_mib(p) or 0 for p in mpids)
+        # CPU seconds the manager spent to get there (it started with the
+        # run): the steadier figure on a shared machine than the wall time.
+        cpu_up = ticks(mpids)
         time.sleep(1.0)
         c0 = ticks(mpids + wpids)
         time.sleep(idle_s)
@@ -510,7 +513,7 @@ def scale_one(env, cls, n, idle_s, bound):
         if not wait_gone(wpids + mpids, bound):
             raise RuntimeError("%s: workers still alive %.0f s after stop" % (cls.name, bound))
         down = time.monotonic() - t0
-        return {"up": up, "rss": rss, "idle": idle, "down": down}
+        return {"up": up, "rss": rss, "idle": idle, "down": down, "cpu_up": cpu_up}
     finally:
         m.close()
 
@@ -545,11 +548,13 @@ def m_scale(env, res, log, mid="10"):
                            "% of a core")
                 res.target(mid, name + ": down", [r["down"]], "<", 2.0, "s")
             else:
-                res.figure(mid, name + ": up → all answering", "s", [r["up"]])
+                res.figure(mid, name + ": up → all answering", "s", [r["up"]],
+                           "load average %.1f" % os.getloadavg()[0])
                 res.figure(mid, name + ": manager RSS", "MiB", [r["rss"]])
                 res.figure(mid, name + ": idle CPU, manager + workers", "% of a core",
                            [r["idle"]])
                 res.figure(mid, name + ": down", "s", [r["down"]])
+            res.figure(mid, name + ": manager CPU from start to all up", "s", [r["cpu_up"]])
             if cls.name != "hive" and r["up"] + r["down"] > 60 and not env.quick:
                 slow = "skipped: %d bots took %.0f s up + %.0f s down" % (n, r["up"], r["down"])
 
