@@ -482,7 +482,11 @@ def m_restart(env, res, log, mid="9"):
                       " ".join("%.1f" % t for t in times)))
         if cls.name == "hive":
             res.target(mid, "hive: refused connections", [cl["refused"]], "<=", 0, "count")
-    if "hive" in p50:
+    if "hive" in p50 and env.quick:
+        # 0.3 s apart, hive's restart backoff (SPEC 6.2) is what shows: no target.
+        res.figure(mid, "hive restart p50 − bare start p50 (quick: backoff included)", "ms",
+                   [p50["hive"] - floor50])
+    elif "hive" in p50:
         res.target(mid, "hive restart p50 − bare start p50", [p50["hive"] - floor50], "<=", 2.0,
                    "ms")
         peers = [v for k, v in p50.items() if k != "hive"]
