@@ -66,6 +66,9 @@ class QueueIndexTest(WorkerTestCase):
                                "--port", "0", "--work-dir", self.tmp, "--stop-grace", "1"],
                               stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env)
         self.addCleanup(lambda: st.poll() is None and (st.kill(), st.wait(10)))
+        # Runs first (cleanups are LIFO): the traced worker itself, by pid,
+        # so a failed test leaves no worker behind a killed strace.
+        self.addCleanup(lambda: kill_exact(descendants(st.pid)))
         got = b""
         while b"READY=1" not in got:
             got = ns.recv(4096)
