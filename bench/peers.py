@@ -482,7 +482,11 @@ def m_restart(env, res, log, mid="9"):
                       " ".join("%.1f" % t for t in times)))
         if cls.name == "hive":
             res.target(mid, "hive: refused connections", [cl["refused"]], "<=", 0, "count")
-    if "hive" in p50:
+    if "hive" in p50 and env.quick:
+        # 0.3 s apart, hive's restart backoff (SPEC 6.2) is what shows: no target.
+        res.figure(mid, "hive restart p50 − bare start p50 (quick: backoff included)", "ms",
+                   [p50["hive"] - floor50])
+    elif "hive" in p50:
         res.target(mid, "hive restart p50 − bare start p50", [p50["hive"] - floor50], "<=", 2.0,
                    "ms")
         peers = [v for k, v in p50.items() if k != "hive"]
@@ -501,6 +505,9 @@ def scale_one(env, cls, n, idle_s, bound):
         mpids = m.manager_pids()
         wpids = [p for p in m.worker_pids_cached if p]
         rss = sum(rss_mib(p) or 0 for p in mpids)
+        # CPU seconds the manager spent to get there (it started with the
+        # run): the steadier figure on a shared machine than the wall time.
+        cpu_up = ticks(mpids)
         time.sleep(1.0)
         c0 = ticks(mpids + wpids)
         time.sleep(idle_s)
@@ -510,7 +517,7 @@ def scale_one(env, cls, n, idle_s, bound):
         if not wait_gone(wpids + mpids, bound):
             raise RuntimeError("%s: workers still alive %.0f s after stop" % (cls.name, bound))
         down = time.monotonic() - t0
-        return {"up": up, "rss": rss, "idle": idle, "down": down}
+        return {"up": up, "rss": rss, "idle": idle, "down": down, "cpu_up": cpu_up}
     finally:
         m.close()
 
@@ -545,11 +552,13 @@ def m_scale(env, res, log, mid="10"):
                            "% of a core")
                 res.target(mid, name + ": down", [r["down"]], "<", 2.0, "s")
             else:
-                res.figure(mid, name + ": up → all answering", "s", [r["up"]])
+                res.figure(mid, name + ": up → all answering", "s", [r["up"]],
+                           "load average %.1f" % os.getloadavg()[0])
                 res.figure(mid, name + ": manager RSS", "MiB", [r["rss"]])
                 res.figure(mid, name + ": idle CPU, manager + workers", "% of a core",
                            [r["idle"]])
                 res.figure(mid, name + ": down", "s", [r["down"]])
+            res.figure(mid, name + ": manager CPU from start to all up", "s", [r["cpu_up"]])
             if cls.name != "hive" and r["up"] + r["down"] > 60 and not env.quick:
                 slow = "skipped: %d bots took %.0f s up + %.0f s down" % (n, r["up"], r["down"])
 

@@ -45,12 +45,15 @@ def rss_mib(pid):
     return 0.0
 
 
-def status(port):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/status" % port, timeout=2) as r:
-            return json.load(r)
-    except Exception:
-        return None
+def status(port, tries=1):
+    """The front door's /status, or None (TRIES attempts of 10 s each)."""
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/status" % port, timeout=10) as r:
+                return json.load(r)
+        except Exception:
+            pass
+    return None
 
 
 def registry_writes(path, seconds):
@@ -150,7 +153,9 @@ def main():
                 raise SystemExit("hive exited: %s" % open(os.path.join(work, "hive.err")).read()[-2000:])
             time.sleep(0.02)
         rss = rss_mib(p.pid)
-        pids = [b["pid"] for b in status(a.listen)["bots"] if b["pid"]]
+        if up is None:
+            raise SystemExit("not all %d bots running after %.0f s" % (a.n, a.timeout))
+        pids = [b["pid"] for b in status(a.listen, 3)["bots"] if b["pid"]]
         hz = os.sysconf("SC_CLK_TCK")
         c0, w0 = ticks(p.pid), sum(ticks(q) for q in pids)
         time.sleep(a.idle)
