@@ -2787,6 +2787,8 @@ void roster_free(struct roster *r)
     }
     free(r->needs);
     free(r->ca);
+    free(r->budget.usd_per_day); /* the hive's own budget (a bot's is a row of its table) */
+    free(r->budget.reset_at);
     free(r);
 }
 
