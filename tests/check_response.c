@@ -418,7 +418,27 @@ START_TEST(test_read_agent_usage)
     ck_assert(v.success);
     check_span_str(v.output, "hello\nworld");
     ck_assert_double_eq_tol(v.duration_seconds, 1.3, 1e-9);
+    /* Read back too (recovery rebuilds timeline entries from the files). */
+    ck_assert(v.usage.known && v.usage.cost_known);
+    ck_assert_uint_eq(v.usage.input, 120);
+    ck_assert_uint_eq(v.usage.output, 345);
+    ck_assert_uint_eq(v.usage.cache_read, 15000);
+    ck_assert_uint_eq(v.usage.cache_write, 2000);
+    ck_assert_double_eq_tol(v.usage.cost_usd, 0.0123, 1e-9);
     free(text);
+    /* A Tokens or Cost line that is not ours, or one twice, is a forged header. */
+    struct response_view bad;
+    const char *forged[] = {"**Cost:** $1\n",
+                            "**Tokens:** in 1, out x, cache read 1, cache write 1\n",
+                            "**Cost:** 12\n", "**Cost:** $1\n**Cost:** $2\n"};
+    for (size_t i = 0; i < 4; i++) {
+        char *doc = xasprintf("# RESPONSE: T - Complete\n\n**From:** B\n**To:** u\n**Task:** "
+                              "T\n**Source:** http\n**Status:** \u2713 SUCCESS\n%s\n## "
+                              "Output\n\nx\n",
+                              forged[i]);
+        ck_assert_int_eq(response_read_header(doc, strlen(doc), &bad), i == 0 ? 0 : -1);
+        free(doc);
+    }
     u.known = false; /* cost only: no Tokens line */
     text = response_render(&r, &len);
     ck_assert_ptr_null(strstr(text, "**Tokens:**"));

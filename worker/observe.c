@@ -110,27 +110,35 @@ static void observe_push_update(struct observe *o, const char *task_id)
     json_decref(entry);
 }
 
-/* Count an agent's cost U (SPEC §12) and give the timeline's fields for it
- * ("tokens", "cost_usd"), or NULL when the agent told none. */
-static json_t *observe_usage(struct observe *o, const struct agent_usage *u)
+/* The timeline's fields for an agent's cost U (SPEC §12): "tokens",
+ * "cost_usd"; NULL when the agent told none. */
+static json_t *observe_usage_json(const struct agent_usage *u)
 {
     if (!u->known && !u->cost_known)
         return NULL;
     json_t *extra = json_object();
+    if (u->known)
+        json_object_set_new(extra, "tokens",
+                            json_pack("{s:I, s:I, s:I, s:I}", "input", (json_int_t)u->input,
+                                      "output", (json_int_t)u->output, "cache_read",
+                                      (json_int_t)u->cache_read, "cache_write",
+                                      (json_int_t)u->cache_write));
+    if (u->cost_known)
+        json_object_set_new(extra, "cost_usd", json_real(u->cost_usd));
+    return extra;
+}
+
+/* Count an agent's cost U in this worker's metrics; its timeline fields. */
+static json_t *observe_usage(struct observe *o, const struct agent_usage *u)
+{
     if (u->known) {
         uint64_t n[4] = {u->input, u->output, u->cache_read, u->cache_write};
         for (int k = 0; k < 4; k++)
             o->tokens[k] += n[k];
-        json_object_set_new(extra, "tokens",
-                            json_pack("{s:I, s:I, s:I, s:I}", "input", (json_int_t)n[0], "output",
-                                      (json_int_t)n[1], "cache_read", (json_int_t)n[2],
-                                      "cache_write", (json_int_t)n[3]));
     }
-    if (u->cost_known) {
+    if (u->cost_known)
         o->cost_usd += u->cost_usd;
-        json_object_set_new(extra, "cost_usd", json_real(u->cost_usd));
-    }
-    return extra;
+    return observe_usage_json(u);
 }
 
 void observe_task_finished(struct observe *o, const struct task *t)
@@ -155,6 +163,26 @@ void observe_task_finished(struct observe *o, const struct task *t)
     if (observe_append(o, &e) == 0)
         observe_push_update(o, t->id);
     json_decref(extra);
+}
+
+/* The paths of a response file's "## Files Modified" section ("- path"
+ * lines; "- None" is none) as an array (*N of them). Caller frees. */
+static char **observe_files(struct response_span span, size_t *n)
+{
+    char **files = NULL;
+    *n = 0;
+    const char *p = span.p, *end = span.p ? span.p + span.len : NULL;
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        if (stop - p > 2 && p[0] == '-' && p[1] == ' ' &&
+            !(stop - p == 6 && memcmp(p, "- None", 6) == 0)) {
+            files = xrealloc(files, (*n + 1) * sizeof *files);
+            files[(*n)++] = xstrndup(p + 2, (size_t)(stop - p - 2));
+        }
+        p = stop + 1;
+    }
+    return files;
 }
 
 /* Append the answer of TASK_ID (indexed at MTIME_NS) unless the timeline
@@ -182,7 +210,15 @@ static int observe_recover_one(struct observe *o, struct answers *a, const char 
                                    .error = error,
                                    .duration_seconds = v->duration_seconds,
                                    .response_file = ae.name};
+        char **files = observe_files(v->files, &e.files_count);
+        e.files_modified = (const char *const *)files;
+        json_t *extra = observe_usage_json(&v->usage); /* counted by the run that answered it */
+        e.extra = extra;
         added = observe_append(o, &e) == 0;
+        json_decref(extra);
+        for (size_t i = 0; i < e.files_count; i++)
+            free(files[i]);
+        free(files);
         free(error);
     }
     json_decref(have);

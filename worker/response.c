@@ -313,6 +313,47 @@ static double response_duration(struct response_span s)
     return end != buf && strcmp(end, " seconds") == 0 && d >= 0 ? d : -1;
 }
 
+/* "in N, out N, cache read N, cache write N" (response_render_usage) into
+ * U; 0, or -1 when it is not that (or seen twice). */
+static int response_tokens(struct response_span s, struct agent_usage *u)
+{
+    char buf[160];
+    unsigned long long n[4];
+    int used = 0;
+    if (u->known || s.len >= sizeof buf)
+        return -1;
+    memcpy(buf, s.p, s.len);
+    buf[s.len] = '\0';
+    if (sscanf(buf, "in %llu, out %llu, cache read %llu, cache write %llu%n", &n[0], &n[1], &n[2],
+               &n[3], &used) != 4 ||
+        (size_t)used != s.len)
+        return -1;
+    *u = (struct agent_usage){.known = true,
+                              .input = n[0],
+                              .output = n[1],
+                              .cache_read = n[2],
+                              .cache_write = n[3],
+                              .cost_known = u->cost_known,
+                              .cost_usd = u->cost_usd};
+    return 0;
+}
+
+/* "$0.0123" into U's cost; 0, or -1 when it is not that (or seen twice). */
+static int response_cost(struct response_span s, struct agent_usage *u)
+{
+    char buf[40], *end;
+    if (u->cost_known || s.len < 2 || s.len >= sizeof buf || s.p[0] != '$')
+        return -1;
+    memcpy(buf, s.p + 1, s.len - 1);
+    buf[s.len - 1] = '\0';
+    double d = strtod(buf, &end);
+    if (end == buf || *end || !(d >= 0))
+        return -1;
+    u->cost_known = true;
+    u->cost_usd = d;
+    return 0;
+}
+
 /* Take the value of LINE if it is one of the header fields: 0 taken, 1 not a
  * known field (left alone: a later writer may add some), -1 a field seen
  * twice or with a bad value (a forged header). */
@@ -346,6 +387,12 @@ static int response_read_field(struct response_span line, struct response_view *
     f = response_field(line, "Duration");
     if (f.p)
         return (v->duration_seconds = response_duration(f)) < 0 ? -1 : 0;
+    f = response_field(line, "Tokens");
+    if (f.p)
+        return response_tokens(f, &v->usage);
+    f = response_field(line, "Cost");
+    if (f.p)
+        return response_cost(f, &v->usage);
     return 1;
 }
 

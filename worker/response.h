@@ -84,6 +84,7 @@ struct response_view {
     struct response_span files;  /* the "- path" lines of "## Files Modified" ("- None") */
     bool cancelled;              /* failed with the error "cancelled" exactly: the task was
                                     cancelled (read_file only; state "cancelled") */
+    struct agent_usage usage;    /* **Tokens:** and **Cost:** when the file has them */
 };
 
 /* Read the header of a response file, from the title to the "## Output"

@@ -184,6 +184,25 @@ class AgentWorkerTest(WorkerTestCase):
         w.wait_response("t-after")
         self.assertTrue(w.alive())
 
+    def test_recovered_timeline_entry_keeps_tokens_and_cost(self):
+        """A power cut lost the timeline's last line (and its index): recovery
+        rebuilds the entry from the response file, tokens and cost included."""
+        w = self.agent()
+        w.submit("hello", task_id="rec-1")
+        wait_for(lambda: w.get("/api/timeline").json()["total_count"] == 1 or None)
+        before = w.get("/api/timeline").json()["entries"][0]
+        self.assertEqual(before["tokens"], TOKENS)
+        w.stop()
+        path = w.path(".deia", "bot-logs", w.bot + "-timeline.jsonl")
+        open(path, "w").close()
+        os.utime(path, (time.time() - 60, time.time() - 60))
+        os.unlink(w.path(".deia", "bot-logs", w.bot + "-timeline.idx"))
+        w2 = self.restart(w, "--adapter-type", "claude", "--", FAKE)
+        after = w2.get("/api/timeline").json()["entries"]
+        self.assertEqual([e["task_id"] for e in after], ["rec-1"])
+        self.assertEqual(after[0]["tokens"], TOKENS)
+        self.assertAlmostEqual(after[0]["cost_usd"], 0.0123)
+
     def test_usage_limit_requeues_pauses_and_resumes(self):
         w = self.agent()
         sse = self.sse(w)

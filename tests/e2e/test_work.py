@@ -446,6 +446,21 @@ class PlainCheckoutTest(WorkspaceTest):
         self.assertEqual(self.event_files("PL-1", "PL-A"), ["sub/plain PL-A.txt"])
         self.assertEqual(self.timeline_files("PL-1", "PL-A"), ["sub/plain PL-A.txt"])
 
+    def test_recovered_timeline_entry_keeps_its_files(self):
+        """A power cut lost the timeline (and its index): the entry rebuilt from
+        the response file lists the same files modified."""
+        self.hive.wait_running()
+        self.run_task("PL-1", "PL-R")
+        self.assertEqual(self.timeline_files("PL-1", "PL-R"), ["sub/plain PL-R.txt"])
+        code, killed = self.hive.stop()
+        self.assertFalse(killed)
+        logs = os.path.join(self.hive.work_dir, ".deia", "bot-logs")
+        open(os.path.join(logs, "PL-1-timeline.jsonl"), "w").close()
+        os.unlink(os.path.join(logs, "PL-1-timeline.idx"))
+        self.hive.start()
+        self.hive.wait_running()
+        self.assertEqual(self.timeline_files("PL-1", "PL-R"), ["sub/plain PL-R.txt"])
+
 
     # the worktree and stall tests belong to WorkspaceTest's hive
     test_worktree_bot_lists_its_modified_files = None
