@@ -46,6 +46,7 @@ SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file, char *err, 
     /* No renegotiation, no session tickets to keep keys for: each client
      * handshakes in full, which is fine for a front door of a few clients. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(ctx, 0);
     const char *bad = NULL;
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1)
         bad = cert_file;
