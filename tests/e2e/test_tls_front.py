@@ -164,6 +164,18 @@ class TlsFrontTest(unittest.TestCase):
         done = self.hive.wait_task("BOT-002", r.json()["task_id"])
         self.assertEqual(done["state"], "done")
 
+    def test_large_body_both_ways(self):
+        """A body near the limit in, a whole page out: the relay's back-pressure
+        loses nothing (the mock bot counts every byte of the command)."""
+        text = "".join(chr(0x61 + i % 26) for i in range(900 * 1024))
+        r = self.hive.post("/bots/BOT-001/api/task", {"command": text}, timeout=30)
+        self.assertEqual(r.status, 202, r)
+        done = self.hive.wait_task("BOT-001", r.json()["task_id"])
+        self.assertIn("**Size:** %d bytes" % len(text), done["result"]["output"])
+        page = self.hive.get("/")
+        self.assertEqual(page.status, 200, page)
+        self.assertEqual(len(page.body), int(page.header("content-length")))
+
     def test_guard_still_applies(self):
         """The Host rule sees the client, through the relay, as before."""
         r = self.hive.get("/status", headers=["Host: evil.example"])
