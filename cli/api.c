@@ -5,20 +5,33 @@
  * hang a command), one-shot HTTP/1.1 requests (the answer parsed with
  * http-parser, so Content-Length and chunked both work), and saying what
  * went wrong for people.
+ *
+ * A hive with hive.tls is reached over HTTPS: the handshake is done here,
+ * blocking, verified against hive.ca (or the system's store) with the
+ * listen host checked against the certificate; then a small helper process
+ * pumps bytes between the TLS connection and one end of a socketpair, and
+ * the command gets the other end. So every command (one-shot requests, the
+ * SSE followers, top's poll loop, send --wait's WebSocket) keeps using a
+ * plain socket as it does without TLS.
  */
 #include "cli/api.h"
 
 #include <errno.h>
 #include <http_parser.h>
 #include <netdb.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/json.h"
+#include "common/tls.h"
 #include "common/util.h"
 
 #define API_IO_TIMEOUT_S 30 /* a hive that does not answer a request in this long */
@@ -49,6 +62,160 @@ int api_load(struct api *c, const char *path)
     return CLI_EXIT_OK;
 }
 
+static bool api_tls_said; /* a TLS failure was explained: no "not running" after it */
+
+/* Write all LEN bytes of DATA to FD; false on error. */
+static bool api_write_all(int fd, const char *data, int len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, (size_t)len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        data += n;
+        len -= (int)n;
+    }
+    return true;
+}
+
+/* Wait until FD is ready for EVENTS; false on error. */
+static bool api_wait_fd(int fd, short events)
+{
+    struct pollfd p = {fd, events, 0};
+    while (poll(&p, 1, -1) < 0)
+        if (errno != EINTR)
+            return false;
+    return true;
+}
+
+/* SSL_write all LEN bytes of DATA over a non-blocking socket; false when the
+ * connection failed. */
+static bool api_tls_write_all(SSL *ssl, int tcp, const char *data, int len)
+{
+    while (len > 0) {
+        int n = SSL_write(ssl, data, len);
+        if (n > 0) {
+            data += n, len -= n;
+            continue;
+        }
+        int e = SSL_get_error(ssl, n);
+        if ((e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) ||
+            !api_wait_fd(tcp, e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN))
+            return false;
+    }
+    return true;
+}
+
+/* What came over TLS goes to PLAIN; false when the connection ended. A
+ * record without data (a session ticket) is no end: that is why TCP is
+ * non-blocking here, so reading it cannot wait for data that may never come
+ * while the command's request waits on the other side. */
+static bool api_tls_drain(SSL *ssl, int plain)
+{
+    char buf[16384];
+    do {
+        int n = SSL_read(ssl, buf, sizeof buf);
+        if (n <= 0)
+            return SSL_get_error(ssl, n) == SSL_ERROR_WANT_READ;
+        if (!api_write_all(plain, buf, n))
+            return false;
+    } while (SSL_pending(ssl));
+    return true;
+}
+
+/* The helper's loop: bytes between SSL (on TCP) and the plain socket PLAIN
+ * until either side ends. */
+static void api_tls_pump(SSL *ssl, int tcp, int plain)
+{
+    char buf[16384];
+    util_set_nonblock_cloexec(tcp);
+    for (;;) {
+        struct pollfd p[2] = {{tcp, POLLIN, 0}, {plain, POLLIN, 0}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        if (p[0].revents && !api_tls_drain(ssl, plain))
+            return;
+        if (p[1].revents) {
+            ssize_t n = read(plain, buf, sizeof buf);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                SSL_shutdown(ssl);
+                return;
+            }
+            if (!api_tls_write_all(ssl, tcp, buf, (int)n))
+                return;
+        }
+    }
+}
+
+/* Hand SSL on TCP to a helper process (a grandchild, so nothing is left to
+ * reap); the command's plain end of its socketpair, or -1. */
+static int api_tls_relay(SSL *ssl, int tcp)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        if (fork() == 0) {
+            struct timeval none = {0, 0}; /* a follower may be idle for long */
+            setsockopt(tcp, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+            signal(SIGPIPE, SIG_IGN);
+            api_tls_pump(ssl, tcp, sv[1]);
+            _exit(0);
+        }
+        _exit(0);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        return -1;
+    }
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    return sv[0];
+}
+
+/* TLS to the hive over the connected TCP: the plain end of its relay, or -1
+ * with the reason said once. */
+static int api_tls_connect(const struct api *c, int tcp)
+{
+    char err[512], why[200];
+    SSL_CTX *ctx = tls_client_ctx(c->roster->ca, err, sizeof err);
+    SSL *ssl = ctx ? tls_client_ssl(ctx, c->host) : NULL;
+    int fd = -1;
+    if (ssl && SSL_set_fd(ssl, tcp) == 1 && SSL_connect(ssl) == 1) {
+        fd = api_tls_relay(ssl, tcp);
+    } else if (ctx) {
+        long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+        snprintf(err, sizeof err, "TLS: %s",
+                 v != X509_V_OK ? X509_verify_cert_error_string(v) : tls_error(why, sizeof why));
+    }
+    if (fd < 0 && !api_tls_said) {
+        fprintf(stderr, "hive: cannot talk HTTPS to the hive on %s: %s%s\n", c->addr, err,
+                c->roster->ca ? "" : " (hive.ca names the CA of its certificate)");
+        api_tls_said = true;
+    }
+    if (ssl)
+        SSL_free(ssl);
+    if (ctx)
+        SSL_CTX_free(ctx);
+    close(tcp);
+    if (fd >= 0) {
+        struct timeval tv = {API_IO_TIMEOUT_S, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+    errno = fd < 0 ? EPROTO : 0;
+    return fd;
+}
+
 /* A connected blocking socket to the hive, or -1 with errno. */
 int api_connect(const struct api *c)
 {
@@ -75,6 +242,8 @@ int api_connect(const struct api *c)
         }
     }
     freeaddrinfo(res);
+    if (fd >= 0 && c->roster->tls.cert)
+        return api_tls_connect(c, fd);
     errno = err;
     return fd;
 }
@@ -82,6 +251,8 @@ int api_connect(const struct api *c)
 /* Say that nothing answers on the hive's address. */
 int api_not_running(const struct api *c)
 {
+    if (api_tls_said) /* something answers, but not as the hive: already said why */
+        return CLI_EXIT_FAIL;
     fprintf(stderr, "hive: no hive is running on %s\n", c->addr);
     return CLI_EXIT_FAIL;
 }
@@ -175,7 +346,8 @@ void api_response_free(struct api_response *r)
 }
 
 /* METHOD TARGET with an optional JSON BODY. 0 with R filled; -1 when no
- * hive answers (errno from connect); -2 when the exchange broke. */
+ * hive answers (errno from connect; EPROTO: TLS failed, already said); -2
+ * when the exchange broke. */
 int api_request(const struct api *c, const char *method, const char *target, const char *body,
                 struct api_response *r)
 {

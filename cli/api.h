@@ -37,7 +37,9 @@ struct api_response {
 
 /* Load hive.yaml from PATH into C; prints the problems and returns 78. */
 int api_load(struct api *c, const char *path);
-/* A connected blocking socket to the hive (with I/O timeouts), or -1. */
+/* A connected blocking socket to the hive (with I/O timeouts), or -1 with
+ * errno; EPROTO when its TLS failed (the reason is printed once). With
+ * hive.tls the socket is the plain end of a TLS relay (see api.c). */
 int api_connect(const struct api *c);
 /* Say that nothing answers on the hive's address; returns 1. */
 int api_not_running(const struct api *c);

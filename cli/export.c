@@ -487,6 +487,13 @@ static void export_front_hive(struct util_buf *b, const struct roster *r)
         r->listen_host, r->listen_port);
     if (r->token_env)
         export_printf(b, "  token_env: %s\n", HIVE_ENV_TOKEN);
+    if (r->tls.cert) { /* the front door serves HTTPS as `hive up` would */
+        export_puts(b, "  tls: {cert: ");
+        export_yaml_str(b, r->tls.cert);
+        export_puts(b, ", key: ");
+        export_yaml_str(b, r->tls.key);
+        export_puts(b, "}\n");
+    }
     const char *lists[] = {"allowed_origins", "server_names"};
     char *const *vals[] = {r->allowed_origins, r->server_names};
     for (size_t i = 0; i < 2; i++) {

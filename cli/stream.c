@@ -138,8 +138,8 @@ static int stream_head(int fd, struct sse_reader *r)
 static int stream_once(struct stream *s)
 {
     int fd = api_connect(s->c);
-    if (fd < 0)
-        return 0;
+    if (fd < 0) /* EPROTO: TLS failed (a CA that does not match): no retry helps */
+        return errno == EPROTO ? -1 : 0;
     struct timeval tv = {STREAM_READ_TIMEOUT_S, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     struct sse_reader r;

@@ -1372,8 +1372,9 @@ static void http_conn_local_format(struct http_conn *c, evutil_socket_t fd,
         http_peer_format((struct sockaddr *)&ss, c->local, sizeof c->local);
 }
 
-/* Set up a connection for an accepted socket. */
-static void http_conn_new(struct http_server *s, evutil_socket_t fd, struct sockaddr *sa)
+/* Set up a connection for an accepted socket; NULL (FD closed) on failure. */
+static struct http_conn *http_conn_new(struct http_server *s, evutil_socket_t fd,
+                                       const struct sockaddr *sa)
 {
     struct http_conn *c = xcalloc(1, sizeof *c);
     int one = 1;
@@ -1383,7 +1384,7 @@ static void http_conn_new(struct http_server *s, evutil_socket_t fd, struct sock
         log_warn("http: cannot set up a connection");
         close(fd);
         free(c);
-        return;
+        return NULL;
     }
     if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -1412,6 +1413,26 @@ static void http_conn_new(struct http_server *s, evutil_socket_t fd, struct sock
     LIST_INSERT_HEAD(&s->conns, c, entry);
     s->open++;
     http_conn_begin_head(c);
+    return c;
+}
+
+/* Serve FD, accepted elsewhere, as a client at PEER that reached LOCAL. */
+int http_server_adopt(struct http_server *s, int fd, const struct sockaddr *peer,
+                      const struct sockaddr *local)
+{
+    if (util_set_nonblock_cloexec(fd) < 0) {
+        close(fd);
+        return -1;
+    }
+    struct http_conn *c = http_conn_new(s, fd, peer);
+    if (!c)
+        return -1;
+    c->local[0] = '\0';
+    if (c->config.guard && local && (local->sa_family == AF_INET || local->sa_family == AF_INET6))
+        http_peer_format(local, c->local, sizeof c->local);
+    if (http_server_full(s))
+        http_server_pause(s);
+    return 0;
 }
 
 /* A new client; stop listening at the connection limit. */
@@ -1464,7 +1485,7 @@ struct http_server *http_server_new(struct event_base *base, int listen_fd,
     s->config = *config;
     LIST_INIT(&s->conns);
     s->accepting = true;
-    if (http_server_listen(s, listen_fd) < 0) {
+    if (listen_fd >= 0 && http_server_listen(s, listen_fd) < 0) {
         free(s);
         return NULL;
     }

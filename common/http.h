@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <stdint.h>
 
 #include "common/guard.h"
@@ -90,13 +91,21 @@ struct http_server_config {
 /* SPEC §7 defaults. */
 void http_limits_default(struct http_limits *limits);
 
-/* Serve HTTP on LISTEN_FD (already bound and listening; made non-blocking). */
+/* Serve HTTP on LISTEN_FD (already bound and listening; made non-blocking),
+ * or on no socket of its own when LISTEN_FD is -1 (a TLS acceptor hands it
+ * its connections with http_server_adopt). */
 struct http_server *http_server_new(struct event_base *base, int listen_fd,
                                     const struct http_server_config *config);
 /* Serve on LISTEN_FD too (another listening socket: a Unix one beside the
  * TCP port, say). 0, or -1 when it cannot be watched (the fd stays the
  * caller's then). Closed with the server. */
 int http_server_listen(struct http_server *server, int listen_fd);
+/* Serve FD, a connected stream socket accepted elsewhere (the plain end of
+ * a TLS relay), as a client at PEER that reached LOCAL: the guard and
+ * X-Forwarded-For see those addresses, not the relay's. 0, or -1 with FD
+ * closed. */
+int http_server_adopt(struct http_server *server, int fd, const struct sockaddr *peer,
+                      const struct sockaddr *local);
 /* Close the listeners (unless borrowed) and every connection, detached ones
  * excepted. */
 void http_server_free(struct http_server *server);

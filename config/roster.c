@@ -1375,8 +1375,9 @@ bool roster_url_split(const char *url, bool *tls, char *host, size_t hostcap, in
 
 static void roster_bot_label(const struct roster_bot *b, size_t i, char *buf, size_t cap);
 
-/* Make *CA (a path) absolute against the file naming it, and readable. */
-static void roster_resolve_ca(struct roster_parse *p, yaml_node_t *n, char **ca)
+/* Make *CA (a path; the key WHAT) absolute against the file naming it, and
+ * readable. */
+static void roster_resolve_ca(struct roster_parse *p, yaml_node_t *n, const char *what, char **ca)
 {
     const char *dir = roster_node_dir(p, n);
     char *cwd = dir ? NULL : roster_cwd();
@@ -1385,19 +1386,39 @@ static void roster_resolve_ca(struct roster_parse *p, yaml_node_t *n, char **ca)
     free(*ca);
     *ca = path;
     if (access(path, R_OK) != 0)
-        roster_error(p, n, "cannot read ca %s: %s", path, strerror(errno));
+        roster_error(p, n, "cannot read %s %s: %s", what, path, strerror(errno));
 }
 
 /* A bot's ca: a readable file, relative to the roster file that names it. */
 static void roster_check_ca(struct roster_parse *p, yaml_node_t *n, void *base)
 {
-    roster_resolve_ca(p, n, &((struct roster_bot *)base)->remote.ca);
+    roster_resolve_ca(p, n, "ca", &((struct roster_bot *)base)->remote.ca);
+}
+
+/* hive.tls.cert: a readable file, relative to the roster file. */
+static void roster_check_tls_cert(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    roster_resolve_ca(p, n, "cert", &((struct roster_tls *)base)->cert);
+}
+
+/* hive.tls.key: the same. */
+static void roster_check_tls_key(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    roster_resolve_ca(p, n, "key", &((struct roster_tls *)base)->key);
+}
+
+/* hive.tls: a certificate needs its key and the other way round. */
+static void roster_check_tls(struct roster_parse *p, yaml_node_t *n, void *base)
+{
+    const struct roster_tls *t = &((struct roster *)base)->tls;
+    if (!t->cert != !t->key)
+        roster_error(p, n, "tls needs both cert and key");
 }
 
 /* hive.ca: the same, the default of every remote bot. */
 static void roster_check_hive_ca(struct roster_parse *p, yaml_node_t *n, void *base)
 {
-    roster_resolve_ca(p, n, &((struct roster *)base)->ca);
+    roster_resolve_ca(p, n, "ca", &((struct roster *)base)->ca);
 }
 
 /* url: http(s)://HOST:PORT of a bot the supervisor does not start. */
@@ -1652,6 +1673,13 @@ static const struct roster_field roster_limits_fields[] = {
 };
 static const struct roster_table roster_limits_table = ROSTER_TABLE(roster_limits_fields, NULL);
 
+/* The front door's TLS (supervisor/front.c, common/tlsserve.c). */
+static const struct roster_field roster_tls_fields[] = {
+    {ROSTER_FIELD("cert", ROSTER_STRING, struct roster_tls, cert), .hook = roster_check_tls_cert},
+    {ROSTER_FIELD("key", ROSTER_STRING, struct roster_tls, key), .hook = roster_check_tls_key},
+};
+static const struct roster_table roster_tls_table = ROSTER_TABLE(roster_tls_fields, NULL);
+
 static const struct roster_field roster_hive_fields[] = {
     {ROSTER_FIELD("name", ROSTER_STRING, struct roster, name)},
     {ROSTER_FIELD("work_dir", ROSTER_STRING, struct roster, work_dir)},
@@ -1668,6 +1696,9 @@ static const struct roster_field roster_hive_fields[] = {
     {ROSTER_FIELD("budget", ROSTER_MAP, struct roster, budget), .table = &roster_budget_table},
     /* The CAs of https:// remote bots without a ca of their own. */
     {ROSTER_FIELD("ca", ROSTER_STRING, struct roster, ca), .hook = roster_check_hive_ca},
+    /* HTTPS on listen: a certificate chain and its key (PEM). */
+    {ROSTER_FIELD("tls", ROSTER_MAP, struct roster, tls), .table = &roster_tls_table,
+     .hook = roster_check_tls},
 };
 static const struct roster_table roster_hive_table = ROSTER_TABLE(roster_hive_fields, NULL);
 
@@ -2789,6 +2820,8 @@ void roster_free(struct roster *r)
     free(r->ca);
     free(r->budget.usd_per_day); /* the hive's own budget (a bot's is a row of its table) */
     free(r->budget.reset_at);
+    free(r->tls.cert);
+    free(r->tls.key);
     free(r);
 }
 

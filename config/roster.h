@@ -207,6 +207,12 @@ struct roster_need {
     char *where; /* "file:line:column" of the value */
 };
 
+/* The front door's TLS (hive.tls): both set, or neither (plain HTTP). */
+struct roster_tls {
+    char *cert; /* PEM certificate chain, absolute; NULL: no TLS */
+    char *key;  /* PEM private key, absolute */
+};
+
 /* A whole hive.yaml. */
 struct roster {
     char *path; /* absolute path of the file (the name given to load_string) */
@@ -220,6 +226,7 @@ struct roster {
     char **allowed_origins; /* NULL-terminated, never NULL */
     char **server_names;    /* NULL-terminated, never NULL */
     char *ca;               /* the remote bots' default ca (absolute); NULL: the system's */
+    struct roster_tls tls;  /* the front door's certificate and key */
     struct roster_limits limits;
     struct roster_budget budget; /* the whole hive's (the supervisor keeps it) */
     struct roster_bot *bots;

@@ -7,6 +7,10 @@
  * body; everything else (front_on_request) is the supervisor's own small JSON API, answered at once
  * from the hive's state.
  *
+ * With hive.tls the door speaks HTTPS: a TLS acceptor (common/tlsserve.c)
+ * owns the listening socket and hands each client, decrypted, to the same
+ * HTTP server, with the client's address for the guard and X-Forwarded-For.
+ *
  * `/bots/<id>` without a trailing slash is redirected (308) to `/bots/<id>/`,
  * the form every proxied path has; an unknown id is 404 either way.
  */
@@ -27,6 +31,8 @@
 #include "common/util.h"
 #include "common/ws.h"
 #include "common/route.h"
+#include "common/tls.h"
+#include "common/tlsserve.h"
 #include "pages/pages.h"
 #include "supervisor/pooltask.h"
 #include "supervisor/proxy.h"
@@ -39,6 +45,7 @@ struct front {
     struct event_base *base;
     struct hive *hive;
     struct http_server *http;
+    struct tlsserve *tls; /* hive.tls: the acceptor in front of HTTP; NULL: plain */
     struct proxy *proxy;
     struct watch *watch;       /* timelines and metrics */
     struct pooltask *pooltask; /* POST /api/task: pool and tags tasks */
@@ -124,7 +131,8 @@ static json_t *front_bot_json(const struct front *front, const struct hive_bot_i
     snprintf(url, sizeof url, "%s", b->url ? b->url : "");
     if (!b->url)
         snprintf(url, sizeof url, "http://%s", addr);
-    snprintf(proxy_url, sizeof proxy_url, "http://%s/bots/%s/", front->listen, b->id);
+    snprintf(proxy_url, sizeof proxy_url, "%s://%s/bots/%s/", front->tls ? "https" : "http",
+             front->listen, b->id);
     json_t *bot = json_pack(
         "{s:s, s:s, s:o, s:i, s:s, s:s, s:I, s:f, s:o, s:o}", "id", b->id, "state", b->state, "pid",
         b->pid > 0 ? json_integer(b->pid) : json_null(), "port", b->port, "url", url, "proxy_url",
@@ -401,6 +409,41 @@ static const struct guard_policy *front_guard(void *arg)
     return &front->guard;
 }
 
+/* A client of the TLS acceptor, decrypted: the HTTP server's now. */
+static int front_tls_adopt(int fd, const struct sockaddr *peer, const struct sockaddr *local,
+                           void *arg)
+{
+    struct front *front = arg;
+    return http_server_adopt(front->http, fd, peer, local);
+}
+
+/* HTTPS on LISTEN_FD with the roster's certificate: an HTTP server of no
+ * socket of its own behind a TLS acceptor. NULL with ERR. */
+static struct http_server *front_serve_tls(struct front *front, int listen_fd,
+                                           const struct http_server_config *hc, char *err,
+                                           size_t errlen)
+{
+    const struct roster *roster = hive_roster(front->hive);
+    SSL_CTX *ctx = tls_server_ctx(roster->tls.cert, roster->tls.key, err, errlen);
+    if (!ctx)
+        return NULL;
+    struct http_server *http = http_server_new(front->base, -1, hc);
+    struct tlsserve_config tc = {
+        .max_connections = hc->limits.max_connections,
+        .handshake_timeout_ms = hc->limits.header_timeout_ms,
+        .adopt = front_tls_adopt,
+        .arg = front,
+    };
+    front->tls = http ? tlsserve_new(front->base, listen_fd, ctx, &tc) : NULL;
+    if (!front->tls) {
+        SSL_CTX_free(ctx);
+        http_server_free(http);
+        snprintf(err, errlen, "cannot serve HTTPS on %s", front->listen);
+        return NULL;
+    }
+    return http;
+}
+
 /* Serve the front door on LISTEN_FD. */
 struct front *front_new(struct event_base *base, struct hive *hive, int listen_fd, char *err,
                         size_t errlen)
@@ -420,9 +463,12 @@ struct front *front_new(struct event_base *base, struct hive *hive, int listen_f
     front->hive = hive;
     front->started_mono_ns = util_mono_ns();
     front_listen_name(front, listen_fd);
-    front->http = http_server_new(base, listen_fd, &hc);
-    if (!front->http) {
+    if (hive_roster(hive)->tls.cert) {
+        front->http = front_serve_tls(front, listen_fd, &hc, err, errlen);
+    } else if (!(front->http = http_server_new(base, listen_fd, &hc))) {
         snprintf(err, errlen, "cannot serve HTTP on %s", front->listen);
+    }
+    if (!front->http) {
         free(front);
         return NULL;
     }
@@ -441,6 +487,7 @@ void front_free(struct front *front)
     watch_free(front->watch);
     pooltask_free(front->pooltask); /* answers the pool tasks still on their way */
     proxy_free(front->proxy);       /* answers what it still owed, before the server goes */
+    tlsserve_free(front->tls);      /* the clients' TLS sides; their plain ends follow */
     http_server_free(front->http);
     event_free(front->shutdown_ev);
     free(front);

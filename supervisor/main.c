@@ -295,13 +295,14 @@ static void main_banner(const struct hive *hive)
     const struct roster *r = hive_roster(hive);
     char lhost[80], bhost[80];
     struct hive_bot_info info;
+    const char *scheme = r->tls.cert ? "https" : "http";
     main_url_host(r->listen_host, lhost, sizeof lhost);
-    printf("hive %s: %zu bot(s), supervisor http://%s:%d/ (pid %d)\n", r->name, r->n_bots, lhost,
-           r->listen_port, (int)getpid());
+    printf("hive %s: %zu bot(s), supervisor %s://%s:%d/ (pid %d)\n", r->name, r->n_bots, scheme,
+           lhost, r->listen_port, (int)getpid());
     for (size_t i = 0; hive_bot_at(hive, i, &info); i++) {
         main_url_host(info.bind, bhost, sizeof bhost);
-        printf("  %-16s http://%s:%d  http://%s:%d/bots/%s/\n", info.id, bhost, info.port, lhost,
-               r->listen_port, info.id);
+        printf("  %-16s http://%s:%d  %s://%s:%d/bots/%s/\n", info.id, bhost, info.port, scheme,
+               lhost, r->listen_port, info.id);
     }
     fflush(stdout);
 }

@@ -76,6 +76,11 @@ static const struct key_row key_rows[] = {
         "--header-timeout 3.000", "header_timeout: 3000ms"),
     KEY("hive.limits.idle_timeout", true, "limits: {idle_timeout: 4s}", "--idle-timeout 4.000",
         "idle_timeout: 4000ms"),
+    /* Only readable at load: the front door's TLS goes into its roster. */
+    KEY("hive.tls.cert", true, "tls: {cert: /etc/passwd, key: /etc/group}",
+        "tls: {cert: \"/etc/passwd\", key: \"/etc/group\"}"),
+    KEY("hive.tls.key", true, "tls: {cert: /etc/group, key: /etc/passwd}",
+        "tls: {cert: \"/etc/group\", key: \"/etc/passwd\"}"),
     KEY("id", false, "", "ExecStart=/usr/bin/hive-worker BOT-1 ", "  - id: BOT-1"),
     KEY("port", false, "port: 18509", "ListenStream=127.0.0.1:18509",
         "url: \"http://127.0.0.1:18509\""),

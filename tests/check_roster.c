@@ -385,7 +385,7 @@ START_TEST(test_unknown_keys)
         "t.yaml:1:1: unknown key 'bots_x' in top level (expected hive, defaults, bots, include)");
     expect_error("hive:\n  nmae: x\nbots: []\n",
                  "t.yaml:2:3: unknown key 'nmae' in hive (expected name, work_dir, listen, "
-                 "base_port, token_env, allowed_origins, server_names, limits, budget, ca)");
+                 "base_port, token_env, allowed_origins, server_names, limits, budget, ca, tls)");
     expect_error("hive:\n  limits: {max_bdy: 1}\nbots: []\n",
                  "t.yaml:2:12: unknown key 'max_bdy' in hive.limits (expected max_header_bytes, "
                  "max_body, max_message, max_connections, header_timeout, idle_timeout)");
@@ -638,7 +638,7 @@ START_TEST(test_many_errors)
     static const char *const want[] = {
         "t.yaml:2:11: bad listen address 'nope' (expected host:port or [v6]:port)",
         ("t.yaml:3:3: unknown key 'colour' in hive (expected name, work_dir, listen, base_port, "
-         "token_env, allowed_origins, server_names, limits, budget, ca)"),
+         "token_env, allowed_origins, server_names, limits, budget, ca, tls)"),
         "t.yaml:5:12: bad duration 'soon' for 'timeout' (seconds, or a number with ms, s, m or h)",
         "t.yaml:8:11: unknown mode 'fast' (expected hybrid, cli-only, websocket-only)",
         "t.yaml:9:5: bots[1] has no id",
