@@ -10,8 +10,14 @@
  * many subscribers, one write per event and subscriber was most of what the
  * stream cost the process serving it (a busy bot makes hundreds of events a
  * second). A quiet stream writes at the next turn of the loop; one that
- * wrote less than SSEHUB_BATCH_MS ago waits for the rest of that time, so
- * a busy stream writes at most 1000 / SSEHUB_BATCH_MS times a second.
+ * wrote less than the batch interval ago waits for the rest of it. The
+ * interval is SSEHUB_BATCH_MIN_MS while batches carry an event or two (a
+ * tick every 20 ms is written at once), and doubles up to
+ * SSEHUB_BATCH_MAX_MS while they carry many: a write costs the same few
+ * microseconds for one event as for fifty, and at hundreds of events a
+ * second per subscriber those writes, not the bytes, were what the
+ * subscribers cost the bot (a busy stream's events then wait at most that
+ * long, which nobody watching sees).
  * A group's batch is one buffer, queued by reference (not copied) on the
  * connection of each of its subscribers and freed once the last has sent it.
  */
@@ -25,7 +31,9 @@
 #include "common/util.h"
 
 #define SSEHUB_MAX_TYPES 16
-#define SSEHUB_BATCH_MS 5
+#define SSEHUB_BATCH_MIN_MS 5
+#define SSEHUB_BATCH_MAX_MS 25
+#define SSEHUB_BATCH_BUSY 4 /* events in a batch that make the interval longer */
 
 /* The subscribers that asked for the same ?bot= and ?type= (most often
  * none): what they get is decided and gathered once for all of them. */
@@ -58,6 +66,8 @@ struct ssehub {
     struct event *keepalive;
     struct event *flush;   /* one-shot: write the batches */
     int64_t flushed_ms;    /* when they were last written (monotonic) */
+    int batch_ms;          /* the batch interval now */
+    size_t batch_events;   /* events gathered since the last write */
     struct util_buf frame; /* the last framed event, reused */
 };
 
@@ -84,6 +94,7 @@ struct ssehub *ssehub_new(struct event_base *base, size_t max_pending, int keepa
 {
     struct ssehub *hub = xcalloc(1, sizeof *hub);
     hub->max_pending = max_pending;
+    hub->batch_ms = SSEHUB_BATCH_MIN_MS;
     hub->flush = event_new(base, -1, 0, ssehub_flush_cb, hub);
     hub->keepalive = event_new(base, -1, EV_PERSIST, ssehub_keepalive_cb, hub);
     struct timeval tv = {keepalive_ms / 1000, (keepalive_ms % 1000) * 1000};
@@ -348,6 +359,13 @@ static void ssehub_flush_group(struct ssehub *hub, struct ssehub_group *g)
 static void ssehub_flush(struct ssehub *hub)
 {
     hub->flushed_ms = util_mono_ms();
+    if (hub->batch_events > SSEHUB_BATCH_BUSY && hub->batch_ms < SSEHUB_BATCH_MAX_MS)
+        hub->batch_ms =
+            hub->batch_ms * 2 < SSEHUB_BATCH_MAX_MS ? hub->batch_ms * 2 : SSEHUB_BATCH_MAX_MS;
+    else if (hub->batch_events <= 1 && hub->batch_ms > SSEHUB_BATCH_MIN_MS)
+        hub->batch_ms =
+            hub->batch_ms / 2 > SSEHUB_BATCH_MIN_MS ? hub->batch_ms / 2 : SSEHUB_BATCH_MIN_MS;
+    hub->batch_events = 0;
     hub->flushing = true;
     for (struct ssehub_group *g = hub->groups; g; g = g->next)
         if (g->batch.len)
@@ -379,9 +397,10 @@ void ssehub_publish(struct ssehub *hub, const char *id, const char *type, const 
         framed = true;
         util_buf_add(&g->batch, hub->frame.data, hub->frame.len);
     }
+    hub->batch_events += framed;
     if (!framed || event_pending(hub->flush, EV_TIMEOUT, NULL))
         return;
-    int64_t wait = hub->flushed_ms + SSEHUB_BATCH_MS - util_mono_ms();
+    int64_t wait = hub->flushed_ms + hub->batch_ms - util_mono_ms();
     struct timeval tv = {0, wait > 0 ? (suseconds_t)wait * 1000 : 0};
     event_add(hub->flush, &tv);
 }
