@@ -1618,6 +1618,19 @@ void http_respond_stream_write(struct http_conn *c, const void *data, size_t len
     }
 }
 
+/* Like http_respond_stream_write, but DATA is not copied: it is referenced
+ * until sent, then CLEANUP(DATA, LEN, ARG) runs (at once when not queued). */
+void http_respond_stream_write_ref(struct http_conn *c, const void *data, size_t len,
+                                   void (*cleanup)(const void *, size_t, void *), void *arg)
+{
+    if (!c->streaming || !c->bev || c->gone ||
+        evbuffer_add_reference(bufferevent_get_output(c->bev), data, len, cleanup, arg) != 0) {
+        cleanup(data, len, arg);
+        return;
+    }
+    http_conn_kick(c);
+}
+
 /* Finish a streamed answer; with CLOSE the connection closes once flushed. */
 void http_respond_stream_end(struct http_conn *c, bool close)
 {

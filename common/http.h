@@ -143,6 +143,10 @@ void http_respond_error(struct http_conn *conn, int status, const char *detail,
 void http_respond_stream_begin(struct http_conn *conn, int status, const char *reason,
                                const char *head_lines);
 void http_respond_stream_write(struct http_conn *conn, const void *data, size_t len);
+/* The same without a copy: DATA stays valid until CLEANUP(DATA, LEN, ARG),
+ * which runs once it is sent, or at once when it cannot be queued. */
+void http_respond_stream_write_ref(struct http_conn *conn, const void *data, size_t len,
+                                   void (*cleanup)(const void *, size_t, void *), void *arg);
 /* Finish the answer; with CLOSE the connection is closed once flushed. */
 void http_respond_stream_end(struct http_conn *conn, bool close);
 /* Bytes queued towards the client and not yet sent (for back-pressure). */

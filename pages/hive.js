@@ -207,6 +207,7 @@
     let r;
     try {
       r = first ? await answer(await first) : await call('status');
+      performance.mark('hive:status-read'); /* for the bench's breakdown (E5) */
     } catch (e) {
       page.snapshot = false;
       return false;
@@ -217,6 +218,7 @@
       page.mode = 'hive';
       const needDetails = applyHiveStatus(r.body);
       renderAll();
+      performance.mark('hive:rows-in');
       if (needDetails) fetchBotDetails();
     } else {
       page.mode = 'bot';

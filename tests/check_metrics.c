@@ -5,6 +5,7 @@
  * the process_* families read from /proc/self.
  */
 #include <check.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,35 @@ START_TEST(test_process)
 }
 END_TEST
 
+/* process_open_fds of a fresh rendering. */
+static double open_fds_now(void)
+{
+    struct util_buf b = {0};
+    metrics_process(&b);
+    const char *p = strstr(b.data, "\nprocess_open_fds ");
+    ck_assert_ptr_nonnull(p);
+    double n = atof(p + strlen("\nprocess_open_fds "));
+    free(b.data);
+    return n;
+}
+
+/* The count is exact: 40 more descriptors, 40 more counted, and back. */
+START_TEST(test_open_fds_exact)
+{
+    double before = open_fds_now();
+    ck_assert(before >= 3);
+    int fds[40];
+    for (int i = 0; i < 40; i++) {
+        fds[i] = open("/dev/null", O_RDONLY);
+        ck_assert_int_ge(fds[i], 0);
+    }
+    ck_assert(open_fds_now() == before + 40);
+    for (int i = 0; i < 40; i++)
+        close(fds[i]);
+    ck_assert(open_fds_now() == before);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("metrics");
@@ -110,6 +140,7 @@ int main(void)
     tcase_add_test(tc, test_special_values);
     tcase_add_test(tc, test_histogram);
     tcase_add_test(tc, test_process);
+    tcase_add_test(tc, test_open_fds_exact);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

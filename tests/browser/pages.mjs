@@ -504,6 +504,25 @@ scenarios.bench = async () => {
   await page.waitForFunction(() => window.__rendered, null, { timeout: TIMEOUT });
   const first = await page.evaluate(() => window.__rendered);
   log('MEASURE first_render_ms ' + first.toFixed(1) + ' bots=' + cfg.bots.length);
+  /* Where the time went: the document, its parse, the first GET status. */
+  const parts = await page.evaluate(() => {
+    const nav = performance.getEntriesByType('navigation')[0];
+    const st = performance.getEntriesByType('resource').find((r) => /\/status$/.test(r.name));
+    return { response_end: nav.responseEnd, dom_interactive: nav.domInteractive,
+      status_start: st ? st.startTime : -1, status_end: st ? st.responseEnd : -1,
+      marks: performance.getEntriesByType('mark').map((m) => m.name + '@' + m.startTime.toFixed(0)) };
+  });
+  log('first render parts (ms from navigation start): ' + JSON.stringify(parts));
+  /* The same page loaded again in the same browser: Chromium's own start
+   * (a fresh renderer, V8) is then out of the figure. */
+  const again = [];
+  for (let i = 0; i < 3; i++) {
+    await page.reload();
+    await page.waitForFunction(() => window.__rendered, null, { timeout: TIMEOUT });
+    again.push(await page.evaluate(() => window.__rendered));
+  }
+  again.sort((x, y) => x - y);
+  log('MEASURE reload_render_ms ' + again[1].toFixed(1) + ' (median of 3 reloads)');
   await page.locator('#conn.live').waitFor({ timeout: TIMEOUT });
   const fromEvent = [], fromPost = [];
   for (let i = 0; i < (cfg.events || 5); i++) {
