@@ -64,6 +64,34 @@ def tcp_time_wait(port):
     return n
 
 
+
+def start_class_hive(hive, tmp):
+    """Start HIVE for a test class; on failure stop it, show its log, remove TMP."""
+    try:
+        hive.start()
+    except BaseException:
+        hive.stop()
+        sys.stderr.write(hive.log_text()[-6000:])
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def stop_class_hive(hive, tmp):
+    """Stop a test class's HIVE and remove TMP; its logs are shown and the class
+    fails when it did not exit cleanly (killed, a sanitizer report, an exit code)."""
+    code, killed = hive.stop()
+    reports = hive.sanitizer_reports()
+    if killed or reports or code not in (0, None) or os.environ.get("HIVE_E2E_VERBOSE"):
+        sys.stderr.write("---- hive up log ----\n%s\n%s\n"
+                         % (hive.log_text()[-8000:], worker_log_dump(hive)))
+    shutil.rmtree(tmp, ignore_errors=True)
+    if killed:
+        raise AssertionError("hive up did not exit within %.0f s of SIGTERM" % STOP_TIMEOUT)
+    if reports:
+        raise AssertionError("sanitizer report in hive output: %s" % ", ".join(reports))
+    if code not in (0, None):
+        raise AssertionError("hive up exited %s after SIGTERM" % code)
+
 class Hive:
     """One `hive up` process on a temporary work dir."""
 
@@ -239,28 +267,11 @@ class HiveTestCase(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="hive-e2e-front-")
         cls.hive = Hive(cls.tmp, cls.BOTS, token=cls.TOKEN)
-        try:
-            cls.hive.start()
-        except BaseException:
-            cls.hive.stop()
-            sys.stderr.write(cls.hive.log_text()[-6000:])
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-            raise
+        start_class_hive(cls.hive, cls.tmp)
 
     @classmethod
     def tearDownClass(cls):
-        code, killed = cls.hive.stop()
-        reports = cls.hive.sanitizer_reports()
-        if killed or reports or code not in (0, None) or os.environ.get("HIVE_E2E_VERBOSE"):
-            sys.stderr.write("---- hive up log ----\n%s\n%s\n"
-                             % (cls.hive.log_text()[-8000:], worker_log_dump(cls.hive)))
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        if killed:
-            raise AssertionError("hive up did not exit within %.0f s of SIGTERM" % STOP_TIMEOUT)
-        if reports:
-            raise AssertionError("sanitizer report in hive output: %s" % ", ".join(reports))
-        if code not in (0, None):
-            raise AssertionError("hive up exited %s after SIGTERM" % code)
+        stop_class_hive(cls.hive, cls.tmp)
 
     def tearDown(self):
         self.hive.note_children()

@@ -31,7 +31,8 @@ import websockets  # noqa: E402
 
 from hive_e2e import free_ports, main, run_async, ws_recv_until  # noqa: E402
 from test_remote import make_certs  # noqa: E402
-from test_supervisor_front import HIVE_BIN, Hive, worker_log_dump  # noqa: E402
+from test_supervisor_front import (HIVE_BIN, Hive, start_class_hive,  # noqa: E402
+                                   stop_class_hive)
 
 
 class TlsHive(Hive):
@@ -82,28 +83,11 @@ class TlsFrontTest(unittest.TestCase):
         d = os.path.join(cls.tmp, "hive")
         os.makedirs(d)
         cls.hive = TlsHive(d, cls.BOTS, cls.certs)
-        try:
-            cls.hive.start()
-        except BaseException:
-            cls.hive.stop()
-            sys.stderr.write(cls.hive.log_text()[-6000:])
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-            raise
+        start_class_hive(cls.hive, cls.tmp)
 
     @classmethod
     def tearDownClass(cls):
-        code, killed = cls.hive.stop()
-        reports = cls.hive.sanitizer_reports()
-        if killed or reports or code not in (0, None) or os.environ.get("HIVE_E2E_VERBOSE"):
-            sys.stderr.write("---- hive up log ----\n%s\n%s\n"
-                             % (cls.hive.log_text()[-8000:], worker_log_dump(cls.hive)))
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        if killed:
-            raise AssertionError("hive up did not exit after SIGTERM")
-        if reports:
-            raise AssertionError("sanitizer report in hive output: %s" % ", ".join(reports))
-        if code not in (0, None):
-            raise AssertionError("hive up exited %s after SIGTERM" % code)
+        stop_class_hive(cls.hive, cls.tmp)
 
     def tearDown(self):
         self.hive.note_children()

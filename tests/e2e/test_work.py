@@ -26,7 +26,8 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hive_e2e import wait_for  # noqa: E402
-from test_supervisor_front import HIVE_BIN, Hive, worker_log_dump  # noqa: E402
+from test_supervisor_front import (HIVE_BIN, Hive, start_class_hive,  # noqa: E402
+                                   stop_class_hive)
 
 TASK_TIMEOUT = 60.0
 
@@ -84,25 +85,11 @@ class HiveCase(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="hive-e2e-work-")
         cls.prepare(cls.tmp)
         cls.hive = WorkHive(cls.tmp, cls.BOTS, cls.DEFAULTS)
-        try:
-            cls.hive.start()
-        except BaseException:
-            cls.hive.stop()
-            sys.stderr.write(cls.hive.log_text()[-6000:])
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-            raise
+        start_class_hive(cls.hive, cls.tmp)
 
     @classmethod
     def tearDownClass(cls):
-        code, killed = cls.hive.stop()
-        reports = cls.hive.sanitizer_reports()
-        if killed or reports or code not in (0, None) or os.environ.get("HIVE_E2E_VERBOSE"):
-            sys.stderr.write("---- hive up log ----\n%s\n%s\n"
-                             % (cls.hive.log_text()[-8000:], worker_log_dump(cls.hive)))
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        if killed or reports or code not in (0, None):
-            raise AssertionError("hive up: exit %s, killed %s, sanitizer %s"
-                                 % (code, killed, reports))
+        stop_class_hive(cls.hive, cls.tmp)
 
     def tearDown(self):
         self.hive.note_children()
