@@ -38,11 +38,62 @@ struct merge {
     struct ssehub *hub;
     struct merge_bot **bots;
     size_t n_bots;
-    merge_sink_fn sink; /* told every event after the subscribers */
-    void *sink_arg;
-    merge_observer observer;
-    void *observer_arg;
+    struct merge_listener *listeners; /* see merge_listen */
+    size_t n_listeners;
+    int next_id;
+    int telling; /* depth of merge_tell: removals wait for it */
 };
+
+struct merge_listener {
+    int id; /* 0: removed, compacted after the telling */
+    int filter;
+    merge_listener_fn fn;
+    void *arg;
+};
+
+/* Drop the removed listeners (none is being told). */
+static void merge_compact(struct merge *m)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->n_listeners; i++)
+        if (m->listeners[i].id)
+            m->listeners[k++] = m->listeners[i];
+    m->n_listeners = k;
+}
+
+/* Tell NOTE to the listeners that want it (the list may change meanwhile:
+ * one added is told from the next note on). */
+static void merge_tell(struct merge *m, const struct merge_note *note)
+{
+    m->telling++;
+    for (size_t i = 0, n = m->n_listeners; i < n; i++)
+        if (m->listeners[i].id && (m->listeners[i].filter & note->what))
+            m->listeners[i].fn(note, m->listeners[i].arg);
+    if (--m->telling == 0)
+        merge_compact(m);
+}
+
+int merge_listen(struct merge *m, int filter, merge_listener_fn fn, void *arg)
+{
+    m->listeners = xrealloc(m->listeners, (m->n_listeners + 1) * sizeof *m->listeners);
+    m->listeners[m->n_listeners++] = (struct merge_listener){++m->next_id, filter, fn, arg};
+    return m->next_id;
+}
+
+void merge_unlisten(struct merge *m, int id)
+{
+    for (size_t i = 0; i < m->n_listeners; i++)
+        if (m->listeners[i].id == id)
+            m->listeners[i].id = 0;
+    if (!m->telling)
+        merge_compact(m);
+}
+
+/* An event of BOT_ID to the listeners. */
+static void merge_tell_event(struct merge *m, const char *bot_id, const json_t *o)
+{
+    merge_tell(m, &(struct merge_note){.what = MERGE_NOTE_EVENT, .bot_id = bot_id, .event = o});
+}
 
 /* The record of bot ID, made when new. */
 static struct merge_bot *merge_bot(struct merge *m, const char *id)
@@ -100,6 +151,7 @@ void merge_free(struct merge *m)
         free(m->bots[i]);
     }
     free(m->bots);
+    free(m->listeners);
     ssehub_free(m->hub);
     evlog_close(m->log);
     free(m);
@@ -118,8 +170,7 @@ static void merge_store(struct merge *m, json_t *o)
     ssehub_publish(m->hub, id, json_string_value(json_object_get(o, "type")),
                    json_string_value(json_object_get(o, "bot_id")), text, len);
     free(text);
-    if (m->sink)
-        m->sink(o, m->sink_arg);
+    merge_tell_event(m, json_string_value(json_object_get(o, "bot_id")), o);
     json_decref(o);
 }
 
@@ -139,8 +190,7 @@ static void merge_event(struct merge_bot *b, const char *payload, size_t len)
         char *text = json_dump_compact(o, &n);
         ssehub_publish(b->merge->hub, NULL, type, b->id, text, n);
         free(text);
-        if (b->merge->sink)
-            b->merge->sink(o, b->merge->sink_arg);
+        merge_tell_event(b->merge, b->id, o);
         json_decref(o);
         return;
     }
@@ -167,8 +217,8 @@ static void merge_msg_cb(enum chan_type type, const char *payload, size_t len, v
             json_decref(b->status);
             b->status = st;
             b->status_ms = util_mono_ms();
-            if (b->merge->observer)
-                b->merge->observer(b->merge->observer_arg, b->id, NULL, st);
+            merge_tell(b->merge, &(struct merge_note){
+                                     .what = MERGE_NOTE_STATUS, .bot_id = b->id, .status = st});
         } else {
             json_decref(st);
         }
@@ -245,8 +295,7 @@ void merge_bot_state(struct merge *m, const char *bot_id, const char *state, pid
         json_decref(b->status); /* no worker: nothing it said holds */
         b->status = NULL;
     }
-    if (m->observer)
-        m->observer(m->observer_arg, bot_id, state, NULL);
+    merge_tell(m, &(struct merge_note){.what = MERGE_NOTE_STATE, .bot_id = bot_id, .state = state});
     char ts[40];
     util_iso_utc(ts, sizeof ts, util_wall_ns());
     merge_store(m, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I}", "type", "bot_state", "bot_id",
@@ -262,12 +311,6 @@ unsigned long merge_stalled(const struct merge *m, const char *bot_id)
         if (strcmp(m->bots[i]->id, bot_id) == 0)
             return m->bots[i]->stalled;
     return 0;
-}
-
-void merge_set_observer(struct merge *m, merge_observer cb, void *arg)
-{
-    m->observer = cb;
-    m->observer_arg = arg;
 }
 
 void merge_close_streams(struct merge *m)
@@ -303,12 +346,6 @@ void merge_queue(const struct merge *m, const char *bot_id, size_t *hint, double
         *age = a > 0 ? a + (double)(util_mono_ms() - b->status_ms) / 1e3 : 0;
         return;
     }
-}
-
-void merge_set_sink(struct merge *m, merge_sink_fn fn, void *arg)
-{
-    m->sink = fn;
-    m->sink_arg = arg;
 }
 
 size_t merge_subscribers(const struct merge *m)

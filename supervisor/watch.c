@@ -67,6 +67,7 @@ struct watch {
     size_t n_bots, cap_bots;
     struct timeline **tls;     /* scratch for merged queries */
     struct hivebudget *budget; /* `hive: budget:`, NULL: none */
+    int listener;              /* on the merge: its events */
     struct util_buf scrape;    /* kept between scrapes: a big hive's is megabytes,
                                   and growing it again each time costs more than
                                   writing it */
@@ -218,9 +219,10 @@ void watch_refresh(struct watch *w)
 
 /* An event from a worker: a live WebSocket message, and after a task's end
  * its bot's new timeline entries now (counters, `update`s). */
-static void watch_sink(const json_t *event, void *arg)
+static void watch_sink(const struct merge_note *note, void *arg)
 {
     struct watch *w = arg;
+    const json_t *event = note->event;
     watch_event(w, event);
     const char *type = json_string_value(json_object_get(event, "type"));
     const char *bot = json_string_value(json_object_get(event, "bot_id"));
@@ -263,7 +265,7 @@ struct watch *watch_new(struct event_base *base, struct hive *hive, const struct
     struct timeval tv = {WATCH_TICK_MS / 1000, WATCH_TICK_MS % 1000 * 1000};
     event_add(w->tick, &tv);
     watch_soon(w, 0); /* the first read: what the timelines hold already */
-    merge_set_sink(hive_merge(hive), watch_sink, w);
+    w->listener = merge_listen(hive_merge(hive), MERGE_NOTE_EVENT, watch_sink, w);
     return w;
 }
 
@@ -271,7 +273,7 @@ void watch_free(struct watch *w)
 {
     if (!w)
         return;
-    merge_set_sink(hive_merge(w->hive), NULL, NULL);
+    merge_unlisten(hive_merge(w->hive), w->listener);
     event_free(w->tick);
     event_free(w->soon);
     hivebudget_free(w->budget);
