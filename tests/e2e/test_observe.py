@@ -701,8 +701,12 @@ class TimelineLruTest(unittest.TestCase):
             self.hive.proc = subprocess.Popen([HIVE_BIN, "up", "-f", self.hive.yaml],
                                               cwd=self.tmp, stdin=subprocess.DEVNULL,
                                               stdout=out, stderr=out, env=self.hive.env())
-        wait_for(lambda: self.hive.get("/health").status == 200 or None, 30, interval=0.1,
-                 what="hive up answering")
+        def answering():
+            try:
+                return self.hive.get("/health").status == 200 or None
+            except AssertionError:   # not listening yet
+                return None
+        wait_for(answering, 30, interval=0.1, what="hive up answering")
 
     def tearDown(self):
         code, killed = self.hive.stop()
