@@ -24,10 +24,9 @@
 struct merge_bot {
     struct merge *merge;
     char *id;
-    uint64_t last_seq;     /* the last of its seqs merged */
-    json_t *status;        /* its last CHAN_STATUS, or NULL */
-    int64_t status_ms;     /* when it came (monotonic): queue ages grow from it */
-    unsigned long stalled; /* task_stalled events merged since we started */
+    uint64_t last_seq; /* the last of its seqs merged */
+    json_t *status;    /* its last CHAN_STATUS, or NULL */
+    int64_t status_ms; /* when it came (monotonic): queue ages grow from it */
     struct bufferevent *bev;
     struct chan_reader reader;
 };
@@ -200,8 +199,6 @@ static void merge_event(struct merge_bot *b, const char *payload, size_t len)
         return;
     }
     b->last_seq = s;
-    if (strcmp(type, "task_stalled") == 0)
-        b->stalled++;
     merge_store(b->merge, o);
 }
 
@@ -303,14 +300,6 @@ void merge_bot_state(struct merge *m, const char *bot_id, const char *state, pid
                              pid > 0 ? json_integer(pid) : json_null(), "reason",
                              reason && *reason ? json_string(reason) : json_null(), "restarts",
                              (json_int_t)restarts));
-}
-
-unsigned long merge_stalled(const struct merge *m, const char *bot_id)
-{
-    for (size_t i = 0; i < m->n_bots; i++)
-        if (strcmp(m->bots[i]->id, bot_id) == 0)
-            return m->bots[i]->stalled;
-    return 0;
 }
 
 void merge_close_streams(struct merge *m)

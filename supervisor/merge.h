@@ -40,9 +40,6 @@ uint64_t merge_last_seq(struct merge *merge, const char *bot_id);
 /* BOT_ID changed state: a bot_state event. PID 0: none; REASON "" none. */
 void merge_bot_state(struct merge *merge, const char *bot_id, const char *state, pid_t pid,
                      const char *reason, unsigned restarts);
-/* task_stalled events of BOT_ID merged since the supervisor started
- * (hive_tasks_stalled_total). */
-unsigned long merge_stalled(const struct merge *merge, const char *bot_id);
 /* What a listener is told (one of MERGE_NOTE_*; see merge_listen). */
 enum {
     MERGE_NOTE_EVENT = 1,  /* an event merged, or a live task_output */

@@ -72,6 +72,7 @@ struct watch_bot {
     struct metrics_histogram duration;
     double tokens[4]; /* an agent's tokens by kind (watch_token_kinds), SPEC §12 */
     double cost_usd;
+    unsigned long stalled; /* task_stalled events */
 };
 
 struct watch {
@@ -289,14 +290,22 @@ static void watch_sink(const struct merge_note *note, void *arg)
     watch_event(w, event);
     const char *type = json_string_value(json_object_get(event, "type"));
     const char *bot = note->bot_id;
-    if (!type || !bot ||
-        (strcmp(type, "task_completed") != 0 && strcmp(type, "task_failed") != 0 &&
-         strcmp(type, "task_cancelled") != 0))
+    if (!type || !bot)
+        return;
+    bool stalled = strcmp(type, "task_stalled") == 0;
+    if (!stalled && strcmp(type, "task_completed") != 0 && strcmp(type, "task_failed") != 0 &&
+        strcmp(type, "task_cancelled") != 0)
         return;
     struct hive_bot_info info;
-    if (!hive_bot_find(w->hive, bot, &info) || info.url) /* a remote bot counts itself */
+    if (!hive_bot_find(w->hive, bot, &info))
         return;
     struct watch_bot *b = watch_bot(w, bot);
+    if (stalled) {
+        b->stalled++;
+        return;
+    }
+    if (info.url) /* a remote bot counts itself (its /metrics is merged) */
+        return;
     watch_count(w, b, type, event);
     if (!b->followed || !tlws_sessions(w->ws))
         return;
@@ -445,7 +454,7 @@ static void watch_metrics_tasks(struct watch *w, struct util_buf *b)
                    "Times a running task printed nothing for stall_after seconds.");
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
         metrics_sample(b, "hive_tasks_stalled_total", &(struct metrics_label){"bot", info.id}, 1,
-                       (double)merge_stalled(hive_merge(w->hive), info.id));
+                       (double)watch_bot_at(w, i, info.id)->stalled);
 }
 
 /* hive_queue_depth, hive_queue_oldest_age_seconds (what each worker last
