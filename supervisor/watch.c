@@ -367,6 +367,12 @@ struct watch *watch_new(struct event_base *base, struct hive *hive, const struct
     ws_config_default(&wc);
     w->ws = tlws_new(&wc, watch_lookup, w);
     util_iso_utc(w->started, sizeof w->started, util_wall_ns());
+    /* The records in the roster's order: a scrape's loops over the roster
+     * then find each at its own index (watch_bot_at), not by a search;
+     * events would make them in the order bots first finish a task. */
+    struct hive_bot_info info;
+    for (size_t i = 0; hive_bot_at(hive, i, &info); i++)
+        watch_bot(w, info.id);
     w->budget = hivebudget_new(hive_roster(hive));
     if (w->budget)
         watch_budget_start(w);
