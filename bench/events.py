@@ -489,7 +489,7 @@ def e4_metrics(B, run, s, res, z):
     B.log("E4: /metrics of %d running mock bots (hive up)" % n)
     ports = fixed_ports(n + 1)
     bots = [("BOT-%04d" % (i + 1), p) for i, p in enumerate(ports[1:])]
-    h = make_hive(B, run, "metrics-running", bots, start_timeout=max(120.0, n * 0.2),
+    h = make_hive(B, run, "metrics-running", bots, start_timeout=max(120.0, n * 0.3),
                   listen=ports[0])
     try:
         up = h.up_seconds
