@@ -15,9 +15,9 @@ log, ... are reused, not copied). The rows, all with id "E" + a letter:
      /api/events attached vs none, alternating in the same run.
   E3 timeline: build/bench/bench-timeline (bench/timeline.c) at 1,000,000
      entries (--quick: 20,000): a filtered page of 100, the index rebuild.
-  E4 /metrics of 1,000 bots (--quick: 100) in a roster whose bots are not
-     started (1,000 workers do not start in minutes on this shared machine):
-     supervisor CPU per scrape; then a real hive of 200 running mock bots.
+  E4 /metrics of 1,000 running mock bots (--quick: 100) under a real
+     `hive up` (ports below the ephemeral range), one task each: supervisor
+     CPU per scrape, and its memory and fds at that size.
   E5 dashboard: tests/browser/pages.mjs `bench` scenario in headless
      Chromium against a hive of 200 bots: first render (Performance API) and
      event → visible in the page. Skipped, with the reason, without
@@ -32,6 +32,7 @@ import os
 import resource
 import select
 import shutil
+import socket
 import subprocess
 import time
 
@@ -55,7 +56,6 @@ class Sizes:
         self.over_seconds = 1.5 if quick else 6
         self.tl_entries = 20000 if quick else 1000000
         self.metrics_bots = 100 if quick else 1000
-        self.metrics_running = 20 if quick else 200
         self.metrics_scrapes = 20 if quick else 100
         self.page_bots = 200
         self.page_events = 5 if quick else 20
@@ -421,37 +421,109 @@ def scrape_cpu(B, h, scrapes, idle_s=2.0):
     return cpu, wall, series, size
 
 
+def fixed_ports(n, base=40000):
+    """N loopback ports free now, from BASE up, none in the kernel's
+    ephemeral range (ip_local_port_range): kernel-chosen ports of other
+    programs never collide with them. When BASE..BASE+N would reach into the
+    range (on this machine it is 32768-60999), they are taken just below it."""
+    lo, hi = (int(x) for x in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    if base + n + 200 > lo and base <= hi:
+        base = lo - n - 200
+    if base < 1024:
+        raise RuntimeError("no room for %d ports below the ephemeral range %d-%d" % (n, lo, hi))
+    socks, port = [], base
+    try:
+        while len(socks) < n and port < lo:
+            sk = socket.socket()
+            sk.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sk.bind(("127.0.0.1", port))
+                socks.append(sk)
+            except OSError:
+                sk.close()     # in use: the next one
+            port += 1
+        if len(socks) < n:
+            raise RuntimeError("only %d free ports in %d..%d" % (len(socks), base, lo - 1))
+        return [sk.getsockname()[1] for sk in socks]
+    finally:
+        for sk in socks:
+            sk.close()
+
+
+def proc_rss_fds(pid):
+    """(VmRSS in MiB, open fds, of them on timeline files) of PID."""
+    rss = 0.0
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024.0
+    fds = tl = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        fds += 1
+        try:
+            tl += "-timeline." in os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            pass
+    return rss, fds, tl
+
+
+def metrics_sum(port, name):
+    """The sum of every series of NAME on GET /metrics."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", "/metrics")
+    body = c.getresponse().read().decode()
+    c.close()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
 def e4_metrics(B, run, s, res, z):
-    """1,000 bots in the roster, not started (starting 1,000 workers takes
-    minutes on this shared machine): the supervisor writes every bot's
-    series as for running ones (the same families and labels; only values
-    differ). Then a real hive of running bots at the size that starts here."""
+    """1,000 running mock bots (--quick: 100) under a real `hive up`, ports
+    below the ephemeral range: all started and running, one task on each so
+    every counter series has a value, then the supervisor's CPU per scrape
+    (utime+stime over K scrapes ÷ K, its idle rate taken out), and its
+    memory and fds at that size (before and after a merged timeline query,
+    which opens every bot's timeline and keeps a few)."""
     raise_nofile()
     n = z.metrics_bots
-    B.log("E4: /metrics of %d bots in the roster (autostart: false)" % n)
-    ports = B.free_ports(n + 1)
-    bots = [("BOT-%04d" % (i + 1), p) for i, p in enumerate(ports[1:])]
-    h = make_hive(B, run, "metrics", bots, bot_yaml="adapter: {type: mock}\nautostart: false",
-                  listen=ports[0], running=0)
-    try:
-        cpu, wall, series, size = scrape_cpu(B, h, z.metrics_scrapes)
-    finally:
-        h.stop()
-    res.target("E4", "/metrics of %d bots (in the roster, not started): supervisor CPU per "
-               "scrape" % n, [cpu], "<=", 10.0, "ms", "%d series, %.0f KB, %.1f ms wall"
-               % (series, size / 1e3, wall))
-    n = z.metrics_running
     B.log("E4: /metrics of %d running mock bots (hive up)" % n)
-    ports = B.free_ports(n + 1)
+    ports = fixed_ports(n + 1)
     bots = [("BOT-%04d" % (i + 1), p) for i, p in enumerate(ports[1:])]
-    h = make_hive(B, run, "metrics-running", bots, start_timeout=60 + n * 0.5, listen=ports[0])
+    h = make_hive(B, run, "metrics-running", bots, start_timeout=max(120.0, n * 0.3),
+                  listen=ports[0])
     try:
-        time.sleep(1)   # the start's own work (every worker's first status) settles
+        up = h.up_seconds
+        t0 = time.monotonic()
+        for i, (bid, _) in enumerate(bots):
+            post_task(h.listen, bid, "E4-%04d" % i)
+        deadline = time.monotonic() + 120
+        while metrics_sum(h.listen, "hive_tasks_total") < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError("hive_tasks_total did not reach %d" % n)
+            time.sleep(0.5)
+        tasks_s = time.monotonic() - t0
+        time.sleep(1)   # what the tasks' ends set off settles
+        rss, fds, tl = proc_rss_fds(h.pid)
         cpu, wall, series, size = scrape_cpu(B, h, z.metrics_scrapes)
+        c = http.client.HTTPConnection("127.0.0.1", h.listen, timeout=60)
+        c.request("GET", "/api/timeline?limit=100")
+        r = c.getresponse()
+        page = json.loads(r.read())
+        c.close()
+        if r.status != 200 or page["total_count"] != n:
+            raise RuntimeError("/api/timeline: %d, total_count %s" % (r.status,
+                                                                     page.get("total_count")))
+        rss2, fds2, tl2 = proc_rss_fds(h.pid)
     finally:
         h.stop()
-    res.figure("E4", "/metrics of %d running mock bots (a real hive): supervisor CPU per scrape"
-               % n, "ms", [cpu], "%d series, %.0f KB, %.1f ms wall" % (series, size / 1e3, wall))
+    res.target("E4", "/metrics of %d running mock bots (hive up, one task each): supervisor "
+               "CPU per scrape" % n, [cpu], "<=", 10.0, "ms",
+               "%d series, %.0f KB, %.1f ms wall; all running in %.0f s, %d tasks counted in "
+               "%.0f s" % (series, size / 1e3, wall, up, n, tasks_s))
+    res.figure("E4", "supervisor of %d running bots: RSS, idle after the tasks" % n, "MiB", [rss],
+               "%d fds, %d on timeline files" % (fds, tl))
+    res.figure("E4", "supervisor of %d running bots: RSS after a merged /api/timeline" % n,
+               "MiB", [rss2], "%d fds, %d on timeline files" % (fds2, tl2))
 
 
 # ------------------------------------------------------------------ E5 dashboard

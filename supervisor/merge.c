@@ -24,10 +24,9 @@
 struct merge_bot {
     struct merge *merge;
     char *id;
-    uint64_t last_seq;     /* the last of its seqs merged */
-    json_t *status;        /* its last CHAN_STATUS, or NULL */
-    int64_t status_ms;     /* when it came (monotonic): queue ages grow from it */
-    unsigned long stalled; /* task_stalled events merged since we started */
+    uint64_t last_seq; /* the last of its seqs merged */
+    json_t *status;    /* its last CHAN_STATUS, or NULL */
+    int64_t status_ms; /* when it came (monotonic): queue ages grow from it */
     struct bufferevent *bev;
     struct chan_reader reader;
 };
@@ -38,11 +37,62 @@ struct merge {
     struct ssehub *hub;
     struct merge_bot **bots;
     size_t n_bots;
-    merge_sink_fn sink; /* told every event after the subscribers */
-    void *sink_arg;
-    merge_observer observer;
-    void *observer_arg;
+    struct merge_listener *listeners; /* see merge_listen */
+    size_t n_listeners;
+    int next_id;
+    int telling; /* depth of merge_tell: removals wait for it */
 };
+
+struct merge_listener {
+    int id; /* 0: removed, compacted after the telling */
+    int filter;
+    merge_listener_fn fn;
+    void *arg;
+};
+
+/* Drop the removed listeners (none is being told). */
+static void merge_compact(struct merge *m)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->n_listeners; i++)
+        if (m->listeners[i].id)
+            m->listeners[k++] = m->listeners[i];
+    m->n_listeners = k;
+}
+
+/* Tell NOTE to the listeners that want it (the list may change meanwhile:
+ * one added is told from the next note on). */
+static void merge_tell(struct merge *m, const struct merge_note *note)
+{
+    m->telling++;
+    for (size_t i = 0, n = m->n_listeners; i < n; i++)
+        if (m->listeners[i].id && (m->listeners[i].filter & note->what))
+            m->listeners[i].fn(note, m->listeners[i].arg);
+    if (--m->telling == 0)
+        merge_compact(m);
+}
+
+int merge_listen(struct merge *m, int filter, merge_listener_fn fn, void *arg)
+{
+    m->listeners = xrealloc(m->listeners, (m->n_listeners + 1) * sizeof *m->listeners);
+    m->listeners[m->n_listeners++] = (struct merge_listener){++m->next_id, filter, fn, arg};
+    return m->next_id;
+}
+
+void merge_unlisten(struct merge *m, int id)
+{
+    for (size_t i = 0; i < m->n_listeners; i++)
+        if (m->listeners[i].id == id)
+            m->listeners[i].id = 0;
+    if (!m->telling)
+        merge_compact(m);
+}
+
+/* An event of BOT_ID to the listeners. */
+static void merge_tell_event(struct merge *m, const char *bot_id, const json_t *o)
+{
+    merge_tell(m, &(struct merge_note){.what = MERGE_NOTE_EVENT, .bot_id = bot_id, .event = o});
+}
 
 /* The record of bot ID, made when new. */
 static struct merge_bot *merge_bot(struct merge *m, const char *id)
@@ -100,6 +150,7 @@ void merge_free(struct merge *m)
         free(m->bots[i]);
     }
     free(m->bots);
+    free(m->listeners);
     ssehub_free(m->hub);
     evlog_close(m->log);
     free(m);
@@ -118,8 +169,7 @@ static void merge_store(struct merge *m, json_t *o)
     ssehub_publish(m->hub, id, json_string_value(json_object_get(o, "type")),
                    json_string_value(json_object_get(o, "bot_id")), text, len);
     free(text);
-    if (m->sink)
-        m->sink(o, m->sink_arg);
+    merge_tell_event(m, json_string_value(json_object_get(o, "bot_id")), o);
     json_decref(o);
 }
 
@@ -139,8 +189,7 @@ static void merge_event(struct merge_bot *b, const char *payload, size_t len)
         char *text = json_dump_compact(o, &n);
         ssehub_publish(b->merge->hub, NULL, type, b->id, text, n);
         free(text);
-        if (b->merge->sink)
-            b->merge->sink(o, b->merge->sink_arg);
+        merge_tell_event(b->merge, b->id, o);
         json_decref(o);
         return;
     }
@@ -150,8 +199,6 @@ static void merge_event(struct merge_bot *b, const char *payload, size_t len)
         return;
     }
     b->last_seq = s;
-    if (strcmp(type, "task_stalled") == 0)
-        b->stalled++;
     merge_store(b->merge, o);
 }
 
@@ -167,8 +214,8 @@ static void merge_msg_cb(enum chan_type type, const char *payload, size_t len, v
             json_decref(b->status);
             b->status = st;
             b->status_ms = util_mono_ms();
-            if (b->merge->observer)
-                b->merge->observer(b->merge->observer_arg, b->id, NULL, st);
+            merge_tell(b->merge, &(struct merge_note){
+                                     .what = MERGE_NOTE_STATUS, .bot_id = b->id, .status = st});
         } else {
             json_decref(st);
         }
@@ -245,8 +292,7 @@ void merge_bot_state(struct merge *m, const char *bot_id, const char *state, pid
         json_decref(b->status); /* no worker: nothing it said holds */
         b->status = NULL;
     }
-    if (m->observer)
-        m->observer(m->observer_arg, bot_id, state, NULL);
+    merge_tell(m, &(struct merge_note){.what = MERGE_NOTE_STATE, .bot_id = bot_id, .state = state});
     char ts[40];
     util_iso_utc(ts, sizeof ts, util_wall_ns());
     merge_store(m, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I}", "type", "bot_state", "bot_id",
@@ -254,20 +300,6 @@ void merge_bot_state(struct merge *m, const char *bot_id, const char *state, pid
                              pid > 0 ? json_integer(pid) : json_null(), "reason",
                              reason && *reason ? json_string(reason) : json_null(), "restarts",
                              (json_int_t)restarts));
-}
-
-unsigned long merge_stalled(const struct merge *m, const char *bot_id)
-{
-    for (size_t i = 0; i < m->n_bots; i++)
-        if (strcmp(m->bots[i]->id, bot_id) == 0)
-            return m->bots[i]->stalled;
-    return 0;
-}
-
-void merge_set_observer(struct merge *m, merge_observer cb, void *arg)
-{
-    m->observer = cb;
-    m->observer_arg = arg;
 }
 
 void merge_close_streams(struct merge *m)
@@ -303,12 +335,6 @@ void merge_queue(const struct merge *m, const char *bot_id, size_t *hint, double
         *age = a > 0 ? a + (double)(util_mono_ms() - b->status_ms) / 1e3 : 0;
         return;
     }
-}
-
-void merge_set_sink(struct merge *m, merge_sink_fn fn, void *arg)
-{
-    m->sink = fn;
-    m->sink_arg = arg;
 }
 
 size_t merge_subscribers(const struct merge *m)

@@ -40,15 +40,28 @@ uint64_t merge_last_seq(struct merge *merge, const char *bot_id);
 /* BOT_ID changed state: a bot_state event. PID 0: none; REASON "" none. */
 void merge_bot_state(struct merge *merge, const char *bot_id, const char *state, pid_t pid,
                      const char *reason, unsigned restarts);
-/* task_stalled events of BOT_ID merged since the supervisor started
- * (hive_tasks_stalled_total). */
-unsigned long merge_stalled(const struct merge *merge, const char *bot_id);
-/* OBSERVER is told each bot's news as it comes: STATE (a bot_state, STATUS
- * NULL) or STATUS (what its worker sent up, STATE NULL); pool routing keeps
- * its loads from it. */
-typedef void (*merge_observer)(void *arg, const char *bot_id, const char *state,
-                               const json_t *status);
-void merge_set_observer(struct merge *merge, merge_observer cb, void *arg);
+/* What a listener is told (one of MERGE_NOTE_*; see merge_listen). */
+enum {
+    MERGE_NOTE_EVENT = 1,  /* an event merged, or a live task_output */
+    MERGE_NOTE_STATUS = 2, /* what a bot's worker sent up as its status */
+    MERGE_NOTE_STATE = 4,  /* a bot changed state (before its bot_state event) */
+    MERGE_NOTE_ALL = 7
+};
+struct merge_note {
+    int what;             /* one MERGE_NOTE_* */
+    const char *bot_id;   /* whose news */
+    const json_t *event;  /* EVENT: its JSON as the stream has it */
+    const json_t *status; /* STATUS */
+    const char *state;    /* STATE */
+};
+typedef void (*merge_listener_fn)(const struct merge_note *note, void *arg);
+/* FN is told, in the order they listen, each note of the kinds in FILTER (an
+ * or of MERGE_NOTE_*); events after the stream's own subscribers. The one
+ * hook of every other consumer of the merge (counters, the WebSocket
+ * timeline, pool routing). A positive id for merge_unlisten; a listener may
+ * stop listening (itself or another) while it is told. */
+int merge_listen(struct merge *merge, int filter, merge_listener_fn fn, void *arg);
+void merge_unlisten(struct merge *merge, int id);
 /* The last status BOT_ID's worker sent up, or NULL (borrowed). */
 const json_t *merge_status(const struct merge *merge, const char *bot_id);
 /* What BOT_ID's worker last said of its queue: tasks waiting in *REALTIME
@@ -58,12 +71,6 @@ const json_t *merge_status(const struct merge *merge, const char *bot_id);
  * each look-up O(1) when the orders agree. */
 void merge_queue(const struct merge *merge, const char *bot_id, size_t *hint, double *realtime,
                  double *file, double *age);
-/* Every event merged (EVENT: its JSON as the stream has it, borrowed) and
- * every live task_output goes to FN after the stream's subscribers; the
- * supervisor's other sinks (the WebSocket timeline, counters) hang here.
- * One sink; NULL removes it. */
-typedef void (*merge_sink_fn)(const json_t *event, void *arg);
-void merge_set_sink(struct merge *merge, merge_sink_fn fn, void *arg);
 /* Subscribers of GET /api/events now. */
 size_t merge_subscribers(const struct merge *merge);
 /* Close every event stream (the hive stops). */

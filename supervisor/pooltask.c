@@ -53,6 +53,7 @@ struct pooltask {
     struct pool *pool;
     unsigned gen; /* hive_roster_gen() the index was built from */
     bool built;
+    int listener; /* on the merge: bots' states and statuses */
     LIST_HEAD(, pooltask_fwd) fwds;
 };
 
@@ -127,9 +128,11 @@ static void pooltask_sync(struct pooltask *pt)
 }
 
 /* The merge's news of a bot: its state or its worker's status. */
-static void pooltask_observe(void *arg, const char *bot_id, const char *state, const json_t *status)
+static void pooltask_observe(const struct merge_note *note, void *arg)
 {
     struct pooltask *pt = arg;
+    const char *bot_id = note->bot_id, *state = note->state;
+    const json_t *status = note->status;
     if (!pt->built) /* the first request builds it, from the state as it is then */
         return;
     pooltask_sync(pt);
@@ -149,7 +152,8 @@ struct pooltask *pooltask_new(struct event_base *base, struct hive *hive)
     pt->hive = hive;
     pt->pool = pool_new();
     LIST_INIT(&pt->fwds);
-    merge_set_observer(hive_merge(hive), pooltask_observe, pt);
+    pt->listener =
+        merge_listen(hive_merge(hive), MERGE_NOTE_STATE | MERGE_NOTE_STATUS, pooltask_observe, pt);
     return pt;
 }
 
@@ -512,7 +516,7 @@ void pooltask_free(struct pooltask *pt)
 {
     if (!pt)
         return;
-    merge_set_observer(hive_merge(pt->hive), NULL, NULL);
+    merge_unlisten(hive_merge(pt->hive), pt->listener);
     struct pooltask_fwd *f;
     while ((f = LIST_FIRST(&pt->fwds)))
         pooltask_fail(f, 503, "the hive is stopping", NULL);

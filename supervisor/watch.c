@@ -1,19 +1,32 @@
 /*
  * watch: the hive's timeline, WebSocket timeline and metrics (see watch.h).
  *
- * Counting: each bot's reader remembers how many entries it has counted
- * (SEEN). A refresh that finds the timeline longer reads only the new
- * entries, oldest first, a page at a time, and adds them to the counters
- * and to the WebSocket subscribers as `update`s; a catch-up (the first read
- * of a long timeline) is spread over ticks, WATCH_CATCHUP_MAX entries at a
- * time, so the loop never stalls. A scrape then only formats numbers.
+ * Counting: the task counters (hive_tasks_total, the duration histogram,
+ * tokens and cost) and the hive budget's spend count the final events
+ * (task_completed, task_failed, task_cancelled) that come up the workers'
+ * channels: merge.c hands each bot event to its listeners once (a seq not
+ * above the last merged of its bot is a repeat and is dropped, and those
+ * cursors are read back from the merged log at start), so a worker that
+ * replays after a reconnect or a kill -9 is never counted twice. One event
+ * vocabulary feeds every sink; nothing re-reads the timelines to count.
  *
- * What drives it is the events that come up the workers' channels (merge.c
- * hands each to watch_sink): a task's final event makes its bot's timeline
- * be read at once, and every event is a live message of the WebSocket
- * timeline. The worker may append the entry just after it sent the event,
- * so a read that finds nothing new looks again WATCH_SOON_MS later; the
- * slow tick is only the safety net (and paces a long catch-up).
+ * A supervisor restart starts the counters again from zero (a Prometheus
+ * counter reset: process_start_time_seconds tells it, and rate()/increase()
+ * take it in); from then they count every final event this process merges,
+ * those its workers replay from while it was down included. They keep
+ * counting across worker restarts (SPEC §9). The hive budget is a day's
+ * spend, not a counter: at start it is read once from the timelines (only
+ * when a hive budget is set), and then only events stamped after the start
+ * are added to it.
+ *
+ * Timelines are opened only when a query needs one (GET /api/timeline, the
+ * WebSocket timeline's subscribe and its `update`s of a bot someone
+ * follows), kept open for the next query in a small LRU of WATCH_OPEN_MAX
+ * and closed after WATCH_IDLE_MS unused: an idle supervisor holds no
+ * timeline and does no per-bot work. A followed bot's final event makes its
+ * new entries be read at once; the worker may append the entry just after
+ * it sent the event, so a read that finds nothing new looks again
+ * WATCH_SOON_MS later (WATCH_SOON_TRIES times).
  */
 #include "supervisor/watch.h"
 
@@ -22,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "common/metrics.h"
@@ -32,10 +46,12 @@
 #include "worker/timeline.h"
 #include "worker/tlws.h"
 
-#define WATCH_TICK_MS 5000      /* the safety net: events drive the reading */
-#define WATCH_SOON_MS 20        /* a final event came before its timeline entry */
-#define WATCH_REOPEN_MS 2000    /* a bot without timeline files is tried again */
-#define WATCH_CATCHUP_MAX 20000 /* entries counted per tick over all bots */
+#define WATCH_TICK_MS 5000   /* the hive budget's clock; idle timelines closed */
+#define WATCH_SOON_MS 20     /* a final event came before its timeline entry */
+#define WATCH_SOON_TRIES 100 /* ... for at most 2 s; the next event reads it */
+#define WATCH_OPEN_MAX 16    /* timelines kept open between queries */
+#define WATCH_IDLE_MS 30000  /* a timeline unused this long is closed */
+#define WATCH_BUDGET_DAYS 2  /* the start's read of the day's spend goes this far back */
 
 enum { WATCH_SUCCESS, WATCH_FAILURE, WATCH_CANCELLED, WATCH_OUTCOMES };
 static const char *const watch_outcomes[] = {"success", "failure", "cancelled"};
@@ -44,35 +60,40 @@ static const char *const watch_token_kinds[] = {"input", "output", "cache_read",
 static const char *const watch_states[] = {"starting", "running", "stopping",   "stopped",
                                            "backoff",  "fatal",   "unreachable"};
 
-/* One bot's reader and counters. */
+/* One bot's counters, and its timeline while a query needs it. */
 struct watch_bot {
     char *id;
-    struct timeline *tl; /* NULL until its files exist */
-    int64_t retry_ms;
-    size_t seen; /* entries counted */
-    bool live;   /* caught up once: what comes now is news (WebSocket updates) */
+    struct timeline *tl; /* NULL unless in the open list */
+    int64_t used_ms;     /* when TL was last used */
+    bool followed;       /* a WebSocket timeline client subscribed to it */
+    bool pending;        /* followed: a final event came, its entry not read yet */
+    size_t seen;         /* followed: entries its clients have (initial or update) */
     unsigned long tasks[3][WATCH_OUTCOMES];
     struct metrics_histogram duration;
     double tokens[4]; /* an agent's tokens by kind (watch_token_kinds), SPEC §12 */
     double cost_usd;
+    unsigned long stalled; /* task_stalled events */
 };
 
 struct watch {
     struct hive *hive;
     const struct proxy *proxy;
     struct event *tick;
-    struct event *soon; /* one-shot: read again shortly (see above) */
+    struct event *soon; /* one-shot: read the pending bots again */
+    int soon_tries;
     struct tlws *ws;
     struct watch_bot *bots;
     size_t n_bots, cap_bots;
+    size_t *open; /* indexes into BOTS of the open timelines, least recently used first */
+    size_t n_open;
     struct timeline **tls;     /* scratch for merged queries */
     struct hivebudget *budget; /* `hive: budget:`, NULL: none */
+    char started[40];          /* ISO time of the start: budget events after it count */
+    int listener;              /* on the merge: its events */
     struct util_buf scrape;    /* kept between scrapes: a big hive's is megabytes,
                                   and growing it again each time costs more than
                                   writing it */
 };
-
-static void watch_catch_up(struct watch *w, struct watch_bot *b, size_t *budget);
 
 /* BOT_ID's record, made when new. */
 static struct watch_bot *watch_bot(struct watch *w, const char *id)
@@ -84,6 +105,7 @@ static struct watch_bot *watch_bot(struct watch *w, const char *id)
         w->cap_bots = w->cap_bots ? w->cap_bots * 2 : 16;
         w->bots = xrealloc(w->bots, w->cap_bots * sizeof *w->bots);
         w->tls = xrealloc(w->tls, w->cap_bots * sizeof *w->tls);
+        w->open = xrealloc(w->open, w->cap_bots * sizeof *w->open);
     }
     struct watch_bot *b = &w->bots[w->n_bots++];
     *b = (struct watch_bot){.id = xstrdup(id)};
@@ -99,99 +121,89 @@ static struct watch_bot *watch_bot_at(struct watch *w, size_t i, const char *id)
     return watch_bot(w, id);
 }
 
-/* Open B's timeline when it is not yet (throttled). */
+/* Close the K-th open timeline. */
+static void watch_close_at(struct watch *w, size_t k)
+{
+    struct watch_bot *b = &w->bots[w->open[k]];
+    timeline_close(b->tl);
+    b->tl = NULL;
+    memmove(&w->open[k], &w->open[k + 1], (w->n_open - k - 1) * sizeof *w->open);
+    w->n_open--;
+}
+
+/* Keep at most WATCH_OPEN_MAX timelines open: the least recently used go. */
+static void watch_trim(struct watch *w)
+{
+    while (w->n_open > WATCH_OPEN_MAX)
+        watch_close_at(w, 0);
+}
+
+/* B's timeline, opened when it is not (and made the most recently used);
+ * NULL when its files do not exist (yet). Open ones are trimmed by
+ * watch_trim() once the query is done. */
 static struct timeline *watch_open(struct watch *w, struct watch_bot *b)
 {
-    int64_t now = util_mono_ms();
-    if (b->tl || now < b->retry_ms)
+    size_t i = (size_t)(b - w->bots);
+    b->used_ms = util_mono_ms();
+    if (b->tl) {
+        for (size_t k = 0; k < w->n_open; k++)
+            if (w->open[k] == i) {
+                memmove(&w->open[k], &w->open[k + 1], (w->n_open - k - 1) * sizeof *w->open);
+                w->open[w->n_open - 1] = i;
+                break;
+            }
         return b->tl;
+    }
     char *dir = xasprintf("%s/.deia/bot-logs", hive_roster(w->hive)->work_dir), err[256];
     b->tl = timeline_open(dir, b->id, false, err, sizeof err);
     free(dir);
-    if (!b->tl)
-        b->retry_ms = now + WATCH_REOPEN_MS;
+    if (b->tl)
+        w->open[w->n_open++] = i;
     return b->tl;
 }
 
-/* The WebSocket timeline's look-up, as a client subscribes: the bot's
- * entries are counted first, so that its initial entries are not sent
- * again as updates. */
-static struct timeline *watch_lookup(void *arg, const char *bot_id)
+/* Close the timelines unused for WATCH_IDLE_MS. */
+static void watch_close_idle(struct watch *w)
 {
-    struct watch *w = arg;
-    struct hive_bot_info info;
-    if (!hive_bot_find(w->hive, bot_id, &info))
-        return NULL;
-    struct watch_bot *b = watch_bot(w, bot_id);
-    size_t budget = WATCH_CATCHUP_MAX;
-    if (watch_open(w, b))
-        watch_catch_up(w, b, &budget);
-    return b->tl;
+    int64_t now = util_mono_ms();
+    while (w->n_open && now - w->bots[w->open[0]].used_ms >= WATCH_IDLE_MS)
+        watch_close_at(w, 0);
 }
 
-/* Count one entry of B. */
-static void watch_count(struct watch_bot *b, const json_t *e)
+/* A followed bot B: its entries past SEEN as `update`s, oldest first. True
+ * when it is read to the end (or cannot be read: nothing to wait for). */
+static bool watch_follow(struct watch *w, struct watch_bot *b)
 {
-    const char *src = json_string_value(json_object_get(e, "source"));
-    const char *state = json_string_value(json_object_get(e, "state"));
-    int s = 0;
-    while (s < 3 && (!src || strcmp(src, watch_sources[s]) != 0))
-        s++;
-    if (s == 3)
-        return;
-    int k = json_is_true(json_object_get(e, "success")) ? WATCH_SUCCESS
-            : state && strcmp(state, "cancelled") == 0  ? WATCH_CANCELLED
-                                                        : WATCH_FAILURE;
-    b->tasks[s][k]++;
-    metrics_histogram_observe(&b->duration,
-                              json_number_value(json_object_get(e, "duration_seconds")));
-    json_t *tokens = json_object_get(e, "tokens");
-    for (int t = 0; t < 4; t++)
-        b->tokens[t] += json_number_value(json_object_get(tokens, watch_token_kinds[t]));
-    b->cost_usd += json_number_value(json_object_get(e, "cost_usd"));
-}
-
-/* Count up to MAX of B's new entries, oldest first; how many were. */
-static size_t watch_follow(struct watch *w, struct watch_bot *b, size_t max)
-{
-    size_t total = timeline_count(b->tl);
-    if (total <= b->seen)
-        return 0;
-    size_t n = total - b->seen;
-    n = n < max ? n : max;
-    n = n < TIMELINE_LIMIT_MAX ? n : TIMELINE_LIMIT_MAX;
-    /* Newest first: the oldest N uncounted sit just before the counted. */
-    struct timeline_query q = {
-        .limit = n, .offset = total - b->seen - n, .source = -1, .success = -1};
-    json_t *page = timeline_query_run(&b->tl, 1, &q);
-    json_t *entries = json_object_get(page, "entries");
-    size_t got = json_array_size(entries);
-    if ((size_t)json_integer_value(json_object_get(page, "total_count")) != total || got != n) {
-        json_decref(page); /* it grew under us: next tick */
-        return 0;
+    struct timeline *tl = watch_open(w, b);
+    if (!tl || timeline_refresh(tl) < 0)
+        return true;
+    for (int round = 0; round < 100; round++) {
+        size_t total = timeline_count(tl);
+        if (total <= b->seen) {
+            if (total < b->seen) /* the files were rebuilt shorter: start from here */
+                b->seen = total;
+            return false;
+        }
+        size_t n = total - b->seen;
+        n = n < TIMELINE_LIMIT_MAX ? n : TIMELINE_LIMIT_MAX;
+        /* Newest first: the oldest N not sent sit just before the sent. */
+        struct timeline_query q = {
+            .limit = n, .offset = total - b->seen - n, .source = -1, .success = -1};
+        json_t *page = timeline_query_run(&tl, 1, &q);
+        json_t *entries = json_object_get(page, "entries");
+        size_t got = json_array_size(entries);
+        if ((size_t)json_integer_value(json_object_get(page, "total_count")) != total || got != n) {
+            json_decref(page); /* it grew under us: again soon */
+            return false;
+        }
+        for (size_t k = got; k-- > 0;)
+            tlws_entry(w->ws, json_array_get(entries, k));
+        b->seen += got;
+        json_decref(page);
+        if (b->seen == total)
+            return true;
     }
-    for (size_t i = got; i-- > 0;) {
-        json_t *e = json_array_get(entries, i);
-        watch_count(b, e);
-        hivebudget_count(w->budget, e);
-        if (b->live)
-            tlws_entry(w->ws, e);
-    }
-    b->seen += got;
-    json_decref(page);
-    return got;
-}
-
-/* Count B's new entries within *BUDGET; B is live once it caught up. */
-static void watch_catch_up(struct watch *w, struct watch_bot *b, size_t *budget)
-{
-    size_t got;
-    if (timeline_refresh(b->tl) < 0)
-        return;
-    while (*budget && (got = watch_follow(w, b, *budget)) > 0)
-        *budget -= got;
-    if (b->seen == timeline_count(b->tl))
-        b->live = true;
+    return false;
 }
 
 /* Read again in MS milliseconds (unless that is planned already). */
@@ -203,50 +215,147 @@ static void watch_soon(struct watch *w, int ms)
     event_add(w->soon, &tv);
 }
 
-void watch_refresh(struct watch *w)
-{
-    struct hive_bot_info info;
-    size_t budget = WATCH_CATCHUP_MAX;
-    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++) {
-        struct watch_bot *b = watch_bot_at(w, i, info.id);
-        if (watch_open(w, b))
-            watch_catch_up(w, b, &budget);
-    }
-    if (!budget) /* a long catch-up goes on at the next turn of the loop */
-        watch_soon(w, 0);
-}
-
-/* An event from a worker: a live WebSocket message, and after a task's end
- * its bot's new timeline entries now (counters, `update`s). */
-static void watch_sink(const json_t *event, void *arg)
+/* The WebSocket timeline's look-up, as a client subscribes: the bot is
+ * followed from now on. Entries its other clients have not had yet go to
+ * them first, so the new one's initial entries are never sent again as
+ * updates. */
+static struct timeline *watch_lookup(void *arg, const char *bot_id)
 {
     struct watch *w = arg;
+    struct hive_bot_info info;
+    if (!hive_bot_find(w->hive, bot_id, &info))
+        return NULL;
+    struct watch_bot *b = watch_bot(w, bot_id);
+    if (b->followed)
+        watch_follow(w, b);
+    struct timeline *tl = watch_open(w, b);
+    if (!tl || timeline_refresh(tl) < 0)
+        return NULL;
+    b->seen = timeline_count(tl);
+    b->followed = true;
+    b->pending = false;
+    return tl;
+}
+
+/* Count one final event E of B (merged once). */
+static void watch_count(struct watch *w, struct watch_bot *b, const char *type, const json_t *e)
+{
+    const char *src = json_string_value(json_object_get(e, "source"));
+    int s = 0;
+    while (s < 3 && (!src || strcmp(src, watch_sources[s]) != 0))
+        s++;
+    if (s == 3)
+        return;
+    int k = strcmp(type, "task_completed") == 0   ? WATCH_SUCCESS
+            : strcmp(type, "task_cancelled") == 0 ? WATCH_CANCELLED
+                                                  : WATCH_FAILURE;
+    b->tasks[s][k]++;
+    metrics_histogram_observe(&b->duration,
+                              json_number_value(json_object_get(e, "duration_seconds")));
+    json_t *tokens = json_object_get(e, "tokens");
+    for (int t = 0; t < 4; t++)
+        b->tokens[t] += json_number_value(json_object_get(tokens, watch_token_kinds[t]));
+    b->cost_usd += json_number_value(json_object_get(e, "cost_usd"));
+    const char *ts = json_string_value(json_object_get(e, "timestamp"));
+    if (w->budget && ts && strcmp(ts, w->started) >= 0) /* older: in the start's read */
+        hivebudget_count(w->budget, e);
+}
+
+/* The followed bots whose final event came before their entry: read again. */
+static void watch_soon_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct watch *w = arg;
+    bool waiting = false;
+    for (size_t i = 0; i < w->n_bots; i++) {
+        struct watch_bot *b = &w->bots[i];
+        if (b->pending && (!tlws_sessions(w->ws) || watch_follow(w, b)))
+            b->pending = false;
+        waiting |= b->pending;
+    }
+    watch_trim(w);
+    if (waiting && ++w->soon_tries < WATCH_SOON_TRIES)
+        watch_soon(w, WATCH_SOON_MS);
+    else
+        for (size_t i = 0; i < w->n_bots; i++) /* given up: the next event reads them */
+            w->bots[i].pending = false;
+}
+
+/* An event from the merge: a live WebSocket message; a task's final event
+ * is counted, and a followed bot's new timeline entries are read. */
+static void watch_sink(const struct merge_note *note, void *arg)
+{
+    struct watch *w = arg;
+    const json_t *event = note->event;
     watch_event(w, event);
     const char *type = json_string_value(json_object_get(event, "type"));
-    const char *bot = json_string_value(json_object_get(event, "bot_id"));
-    if (!type || !bot ||
-        (strcmp(type, "task_completed") != 0 && strcmp(type, "task_failed") != 0 &&
-         strcmp(type, "task_cancelled") != 0))
+    const char *bot = note->bot_id;
+    if (!type || !bot)
+        return;
+    bool stalled = strcmp(type, "task_stalled") == 0;
+    if (!stalled && strcmp(type, "task_completed") != 0 && strcmp(type, "task_failed") != 0 &&
+        strcmp(type, "task_cancelled") != 0)
         return;
     struct hive_bot_info info;
     if (!hive_bot_find(w->hive, bot, &info))
         return;
     struct watch_bot *b = watch_bot(w, bot);
-    b->retry_ms = 0; /* its files exist now, if they did not */
-    size_t budget = WATCH_CATCHUP_MAX, seen = b->seen;
-    if (watch_open(w, b))
-        watch_catch_up(w, b, &budget);
-    if (b->seen == seen || !budget)
-        watch_soon(w, budget ? WATCH_SOON_MS : 0);
+    if (stalled) {
+        b->stalled++;
+        return;
+    }
+    if (info.url) /* a remote bot counts itself (its /metrics is merged) */
+        return;
+    watch_count(w, b, type, event);
+    if (!b->followed || !tlws_sessions(w->ws))
+        return;
+    if (!watch_follow(w, b)) {
+        b->pending = true;
+        w->soon_tries = 0;
+        watch_soon(w, WATCH_SOON_MS);
+    }
+    watch_trim(w);
 }
 
-/* The tick (and the one-shot): follow the timelines. */
+/* The tick: the hive budget's clock; timelines unused for a while closed. */
 static void watch_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct watch *w = arg;
-    watch_refresh(w);
+    watch_close_idle(w);
     hivebudget_tick(w->budget, hive_roster(w->hive));
+}
+
+/* A hive budget's spend so far today, from the timelines, read once at the
+ * start (each bot's entries of the last WATCH_BUDGET_DAYS days; the budget
+ * keeps today's). */
+static void watch_budget_start(struct watch *w)
+{
+    struct hive_bot_info info;
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++) {
+        struct watch_bot *b = watch_bot_at(w, i, info.id);
+        struct timeline *tl = info.url ? NULL : watch_open(w, b);
+        for (size_t off = 0; tl;) {
+            struct timeline_query q = {.limit = TIMELINE_LIMIT_MAX,
+                                       .offset = off,
+                                       .source = -1,
+                                       .success = -1,
+                                       .has_start = true,
+                                       .start = (int64_t)time(NULL) - WATCH_BUDGET_DAYS * 86400};
+            json_t *page = timeline_query_run(&tl, 1, &q);
+            json_t *entries = json_object_get(page, "entries");
+            for (size_t k = 0; k < json_array_size(entries); k++)
+                hivebudget_count(w->budget, json_array_get(entries, k));
+            size_t got = json_array_size(entries);
+            json_decref(page);
+            if (got < TIMELINE_LIMIT_MAX)
+                break;
+            off += got;
+        }
+        watch_trim(w);
+    }
+    while (w->n_open) /* a start's read is not a query to keep them for */
+        watch_close_at(w, 0);
 }
 
 struct watch *watch_new(struct event_base *base, struct hive *hive, const struct proxy *proxy)
@@ -257,13 +366,21 @@ struct watch *watch_new(struct event_base *base, struct hive *hive, const struct
     struct ws_config wc;
     ws_config_default(&wc);
     w->ws = tlws_new(&wc, watch_lookup, w);
+    util_iso_utc(w->started, sizeof w->started, util_wall_ns());
+    /* The records in the roster's order: a scrape's loops over the roster
+     * then find each at its own index (watch_bot_at), not by a search;
+     * events would make them in the order bots first finish a task. */
+    struct hive_bot_info info;
+    for (size_t i = 0; hive_bot_at(hive, i, &info); i++)
+        watch_bot(w, info.id);
     w->budget = hivebudget_new(hive_roster(hive));
+    if (w->budget)
+        watch_budget_start(w);
     w->tick = event_new(base, -1, EV_PERSIST, watch_tick_cb, w);
-    w->soon = event_new(base, -1, 0, watch_tick_cb, w);
+    w->soon = event_new(base, -1, 0, watch_soon_cb, w);
     struct timeval tv = {WATCH_TICK_MS / 1000, WATCH_TICK_MS % 1000 * 1000};
     event_add(w->tick, &tv);
-    watch_soon(w, 0); /* the first read: what the timelines hold already */
-    merge_set_sink(hive_merge(hive), watch_sink, w);
+    w->listener = merge_listen(hive_merge(hive), MERGE_NOTE_EVENT, watch_sink, w);
     return w;
 }
 
@@ -271,7 +388,7 @@ void watch_free(struct watch *w)
 {
     if (!w)
         return;
-    merge_set_sink(hive_merge(w->hive), NULL, NULL);
+    merge_unlisten(hive_merge(w->hive), w->listener);
     event_free(w->tick);
     event_free(w->soon);
     hivebudget_free(w->budget);
@@ -281,6 +398,7 @@ void watch_free(struct watch *w)
         free(w->bots[i].id);
     }
     free(w->bots);
+    free(w->open);
     free(w->tls);
     free(w->scrape.data);
     free(w);
@@ -310,12 +428,12 @@ static void watch_metrics_bots(struct watch *w, struct util_buf *b)
                        info.restarts);
 }
 
-/* hive_tasks_total and hive_task_duration_seconds from the timelines. */
+/* hive_tasks_total and hive_task_duration_seconds from the final events. */
 static void watch_metrics_tasks(struct watch *w, struct util_buf *b)
 {
     struct hive_bot_info info;
     metrics_family(b, "hive_tasks_total", "counter",
-                   "Tasks finished, by source and outcome (from the durable timelines).");
+                   "Tasks finished, by source and outcome (from their final events).");
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++) {
         struct watch_bot *bot = watch_bot_at(w, i, info.id);
         if (info.url) { /* a remote bot: what its last scrape said */
@@ -342,7 +460,7 @@ static void watch_metrics_tasks(struct watch *w, struct util_buf *b)
                    "Times a running task printed nothing for stall_after seconds.");
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
         metrics_sample(b, "hive_tasks_stalled_total", &(struct metrics_label){"bot", info.id}, 1,
-                       (double)merge_stalled(hive_merge(w->hive), info.id));
+                       (double)watch_bot_at(w, i, info.id)->stalled);
 }
 
 /* hive_queue_depth, hive_queue_oldest_age_seconds (what each worker last
@@ -379,19 +497,19 @@ static void watch_metrics_queue(struct watch *w, struct util_buf *b)
                    (double)(merge_subscribers(m) + tlws_sessions(w->ws)));
 }
 
-/* hive_tokens_total and hive_cost_usd_total from the timelines (SPEC §12). */
+/* hive_tokens_total and hive_cost_usd_total from the final events (SPEC §12). */
 static void watch_metrics_cost(struct watch *w, struct util_buf *b)
 {
     struct hive_bot_info info;
     metrics_family(b, "hive_tokens_total", "counter",
-                   "Tokens the bots' agents reported, by kind (from the durable timelines).");
+                   "Tokens the bots' agents reported, by kind (from the task events).");
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
         for (int t = 0; t < 4; t++) {
             struct metrics_label l[] = {{"bot", info.id}, {"kind", watch_token_kinds[t]}};
             metrics_sample(b, "hive_tokens_total", l, 2, watch_bot_at(w, i, info.id)->tokens[t]);
         }
     metrics_family(b, "hive_cost_usd_total", "counter",
-                   "Cost the bots' agents reported, in USD (from the durable timelines).");
+                   "Cost the bots' agents reported, in USD (from the task events).");
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
         metrics_sample(b, "hive_cost_usd_total", &(struct metrics_label){"bot", info.id}, 1,
                        watch_bot_at(w, i, info.id)->cost_usd);
@@ -434,12 +552,13 @@ static void watch_timeline(struct watch *w, struct http_conn *conn, struct http_
     size_t n = 0;
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++) {
         struct watch_bot *b = watch_bot_at(w, i, info.id);
-        if (watch_open(w, b))
+        if ((!bot || strcmp(bot, info.id) == 0) && watch_open(w, b))
             w->tls[n++] = b->tl;
     }
     char *body;
     size_t len;
     int status = timeline_answer_merged(w->tls, n, req->query, bot, &body, &len);
+    watch_trim(w);
     http_respond(conn, status, "application/json", body, len, NULL);
     free(body);
 }

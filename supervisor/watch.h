@@ -1,11 +1,12 @@
 /*
  * watch: what the supervisor shows of the whole hive beyond /status (SPEC
- * §8, §9), read from the bots' durable timelines, never by asking workers
- * over HTTP. It owns one read-only timeline per bot (opened when the bot's
- * files exist), follows them once a second, keeps per-bot task counters and
- * duration histograms up to date from what was appended (so a scrape costs
- * no timeline query, and the counters survive worker restarts), and serves
- * GET /api/timeline, GET /api/bot/<BOT-ID>/timeline,
+ * §8, §9), never by asking workers over HTTP. Its task counters and
+ * duration histograms count the final events that come up the workers'
+ * channels (merge.c's listeners: each bot event once), so a scrape costs no
+ * timeline query and the counters survive worker restarts; a supervisor
+ * restart starts them again (see watch.c). It opens a bot's read-only
+ * timeline only when a query needs it (a small LRU, closed when idle) and
+ * serves GET /api/timeline, GET /api/bot/<BOT-ID>/timeline,
  * GET /ws/bot/<BOT-ID>/timeline and GET /metrics.
  */
 #ifndef HIVE_WATCH_H
@@ -30,7 +31,5 @@ bool watch_route(struct watch *w, struct http_conn *conn, struct http_request *r
 /* One event of §8's vocabulary that came up from a worker, for the live
  * messages of the WebSocket timeline (the events channel's sink calls it). */
 void watch_event(struct watch *w, const json_t *event);
-/* Follow the timelines now (the timer does it every second). */
-void watch_refresh(struct watch *w);
 
 #endif

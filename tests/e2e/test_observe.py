@@ -31,7 +31,7 @@ import websockets  # noqa: E402
 
 from hive_e2e import (WorkerTestCase, curl, run_async, wait_for, ws_frame,  # noqa: E402
                       ws_raw_handshake, ws_read_frame, ws_recv_json, ws_recv_until)
-from test_supervisor_front import Hive, free_ports  # noqa: E402
+from test_supervisor_front import HIVE_BIN, Hive, free_ports  # noqa: E402
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -539,6 +539,96 @@ class SupervisorObserveTest(unittest.TestCase):
         wm = parse_metrics(self.hive.get("/bots/BOT-001/metrics").body.decode())
         self.assertEqual(metric_sum(wm, "hive_tasks_total"), 1)
 
+    def final_events(self, since):
+        """The final task events of the supervisor's stream after SINCE (a
+        hive_seq), read until none is new for a moment: {bot: n}."""
+        c = http.client.HTTPConnection("127.0.0.1", self.hive.port, timeout=2)
+        c.request("GET", "/api/events?since=%d" % since)
+        r = c.getresponse()
+        counts, buf = {}, b""
+        try:
+            while True:
+                chunk = r.fp.read1(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        except (TimeoutError, OSError):
+            pass
+        c.close()
+        for block in buf.decode().split("\n\n"):
+            data = [l[5:].strip() for l in block.splitlines() if l.startswith("data:")]
+            if data:
+                d = json.loads(data[0])
+                if d.get("type") in ("task_completed", "task_failed", "task_cancelled"):
+                    counts[d["bot_id"]] = counts.get(d["bot_id"], 0) + 1
+        return counts
+
+    def test_counters_count_final_events_once(self):
+        """hive_tasks_total counts the final events that came up the channels,
+        once each: a worker's kill -9 and restart (it resumes from the
+        supervisor's cursor) adds nothing twice; a supervisor restart starts
+        the counters again (a Prometheus counter reset), it does not re-read
+        the timelines (the old code counted the 7 earlier tasks again)."""
+        for i in range(4):
+            self.submit("BOT-001", "ok %d" % i)
+        self.submit("BOT-001", "bad\nMOCK-FAIL\n")
+        self.submit("BOT-002", "ok")
+        self.wait_total(6)
+        pid = self.hive.bot("BOT-001")["pid"]
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: (lambda b: b["state"] == "running" and b["pid"] != pid)(
+            self.hive.bot("BOT-001")) or None, 30, what="BOT-001 restarted")
+        self.hive.note_children()
+        self.submit("BOT-001", "after the worker's restart")
+        self.wait_total(7)
+        m = wait_for(lambda: (lambda m: m if metric_sum(m, "hive_tasks_total") == 7 else None)(
+            self.scrape()), 10, interval=0.3, what="hive_tasks_total 7")
+        self.assertEqual(metric_sum(m, "hive_tasks_total", bot="BOT-001"), 6)
+        self.assertEqual(metric_sum(m, "hive_tasks_total", bot="BOT-001", outcome="failure"), 1)
+        self.assertEqual(metric_sum(m, "hive_task_duration_seconds_count", bot="BOT-001"), 6)
+        self.assertEqual(metric_sum(m, "hive_tasks_total", bot="BOT-002"), 1)
+        self.assertEqual(self.final_events(0), {"BOT-001": 6, "BOT-002": 1})
+        # The supervisor restarted: the counters start again and count only
+        # what this process merges.
+        code, killed = self.hive.stop()
+        self.assertEqual((code, killed), (0, False))
+        self.hive.start()
+        m = self.scrape()
+        self.assertEqual(metric_sum(m, "hive_tasks_total"), 0)
+        self.submit("BOT-002", "after the hive's restart")
+        self.submit("BOT-002", "bad\nMOCK-FAIL\n")
+        self.wait_total(9)
+        m = wait_for(lambda: (lambda m: m if metric_sum(m, "hive_tasks_total") == 2 else None)(
+            self.scrape()), 10, interval=0.3, what="hive_tasks_total 2")
+        self.assertEqual(metric_sum(m, "hive_tasks_total", bot="BOT-002", outcome="failure"), 1)
+        self.assertEqual(metric_sum(m, "hive_tasks_total", bot="BOT-001"), 0)
+        # The timeline still has everything.
+        self.assertEqual(self.hive.get("/api/bot/BOT-001/timeline").json()["total_count"], 6)
+
+    def timeline_fds(self):
+        """The supervisor's open fds on timeline files."""
+        d = "/proc/%d/fd" % self.hive.proc.pid
+        out = []
+        for fd in os.listdir(d):
+            try:
+                target = os.readlink(os.path.join(d, fd))
+            except OSError:
+                continue
+            if "-timeline." in target:
+                out.append(target)
+        return out
+
+    def test_timelines_open_only_for_a_query(self):
+        """The supervisor holds no bot's timeline until a query needs it (the
+        old code kept every bot's open and re-read them on every tick)."""
+        for bot in ("BOT-001", "BOT-002"):
+            self.hive.wait_task(bot, self.submit(bot, "ok"))
+        time.sleep(0.5)   # what the old code did after a task's end is done
+        self.assertEqual(self.timeline_fds(), [])
+        self.assertEqual(self.hive.get("/api/timeline").json()["total_count"], 2)
+        self.assertTrue(self.timeline_fds())   # kept for the next query ...
+        self.assertLessEqual(len(self.timeline_fds()), 3 * 2)   # three bots: .jsonl, .idx
+
     def test_real_prometheus_scrapes_the_hive(self):
         for i in range(4):
             self.submit("BOT-001", "p %d" % i)
@@ -582,6 +672,66 @@ class SupervisorObserveTest(unittest.TestCase):
                 prom.kill()
                 prom.wait(10)
             log.close()
+
+
+class TimelineLruTest(unittest.TestCase):
+    """Thirty bots with timelines on disk, not started: a merged query opens
+    them all and keeps only a few open after (the old code kept every one)."""
+
+    N = 30
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="hive-e2e-observe-lru-")
+        bots = [{"id": "BOT-%02d" % i} for i in range(self.N)]
+        self.hive = Hive(self.tmp, bots)
+        with open(self.hive.yaml) as f:
+            text = f.read()
+        with open(self.hive.yaml, "w") as f:
+            f.write(text.replace("defaults:\n", "defaults:\n  autostart: false\n", 1))
+        logs = os.path.join(self.tmp, ".deia", "bot-logs")
+        os.makedirs(logs)
+        for i, b in enumerate(bots):
+            entry = {"task_id": "T-%02d" % i, "bot_id": b["id"], "source": "http",
+                     "timestamp": "2026-01-01T00:00:%02d.000Z" % i, "success": True,
+                     "response": "done", "files_modified": [], "duration_seconds": 0.1,
+                     "error": None}
+            with open(os.path.join(logs, b["id"] + "-timeline.jsonl"), "w") as f:
+                f.write(json.dumps(entry) + "\n")
+        with open(self.hive.log, "ab") as out:
+            self.hive.proc = subprocess.Popen([HIVE_BIN, "up", "-f", self.hive.yaml],
+                                              cwd=self.tmp, stdin=subprocess.DEVNULL,
+                                              stdout=out, stderr=out, env=self.hive.env())
+        def answering():
+            try:
+                return self.hive.get("/health").status == 200 or None
+            except AssertionError:   # not listening yet
+                return None
+        wait_for(answering, 30, interval=0.1, what="hive up answering")
+
+    def tearDown(self):
+        code, killed = self.hive.stop()
+        reports = self.hive.sanitizer_reports()
+        if not getattr(self._outcome, "success", True) or killed or reports:
+            sys.stderr.write(self.hive.log_text()[-6000:])
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.assertFalse(killed, "hive up did not exit on SIGTERM")
+        self.assertEqual(reports, [])
+        self.assertEqual(code, 0)
+
+    def test_merged_query_then_a_few_kept(self):
+        fds = SupervisorObserveTest.timeline_fds
+        self.assertEqual(fds(self), [])
+        page = self.hive.get("/api/timeline?limit=1000").json()
+        self.assertEqual(page["total_count"], self.N)
+        self.assertEqual(page["entries"][0]["task_id"], "T-%02d" % (self.N - 1))
+        kept = {os.path.basename(p).split("-timeline")[0] for p in fds(self)}
+        self.assertTrue(kept)
+        self.assertLess(len(kept), self.N)
+        # One bot's query: right answer, whatever was kept.
+        page = self.hive.get("/api/bot/BOT-00/timeline").json()
+        self.assertEqual([e["task_id"] for e in page["entries"]], ["T-00"])
+        self.assertLess(len({os.path.basename(p).split("-timeline")[0] for p in fds(self)}),
+                        self.N)
 
 
 if __name__ == "__main__":
