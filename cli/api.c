@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/json.h"
+#include "common/sse.h"
 #include "common/tls.h"
 #include "common/util.h"
 
@@ -255,6 +256,30 @@ int api_not_running(const struct api *c)
         return CLI_EXIT_FAIL;
     fprintf(stderr, "hive: no hive is running on %s\n", c->addr);
     return CLI_EXIT_FAIL;
+}
+
+/* An event stream's answer head from FD; what follows it goes to R. */
+int api_stream_head(int fd, struct sse_reader *r)
+{
+    struct util_buf b = {0};
+    char chunk[4096];
+    int status = -1;
+    while (b.len < 65536) {
+        ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+        if (n <= 0)
+            break;
+        util_buf_add(&b, chunk, (size_t)n);
+        char *end = strstr(b.data, "\r\n\r\n");
+        if (!end)
+            continue;
+        if (sscanf(b.data, "HTTP/1.%*d %d", &status) != 1)
+            status = -1;
+        else if (status == 200)
+            sse_reader_feed(r, end + 4, b.len - (size_t)(end + 4 - b.data));
+        break;
+    }
+    free(b.data);
+    return status;
 }
 
 /* Send all LEN bytes of DATA; -1 on error. */

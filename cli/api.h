@@ -45,6 +45,10 @@ int api_connect(const struct api *c);
 int api_not_running(const struct api *c);
 /* Send all LEN bytes of DATA; -1 on error. */
 int api_send_all(int fd, const char *data, size_t len);
+/* Read the head of an event stream's answer from FD (at most 64 KiB); the
+ * bytes after it go to R when the status is 200. The HTTP status, or -1. */
+struct sse_reader;
+int api_stream_head(int fd, struct sse_reader *r);
 /* Append LEN bytes of body to R. */
 void api_response_append(struct api_response *r, const char *at, size_t len);
 /* Free the body of R. */

@@ -106,33 +106,6 @@ static int stream_request(struct stream *s, int fd)
     return rc;
 }
 
-/* Read the answer's head from FD; the bytes after it go to R. The status,
- * or -1. */
-static int stream_head(int fd, struct sse_reader *r)
-{
-    struct util_buf b = {0};
-    char chunk[4096];
-    int status = -1;
-    while (b.len < 65536) {
-        ssize_t n = recv(fd, chunk, sizeof chunk, 0);
-        if (n <= 0)
-            break;
-        util_buf_add(&b, chunk, (size_t)n);
-        char *end = strstr(b.data, "\r\n\r\n");
-        if (!end)
-            continue;
-        if (sscanf(b.data, "HTTP/1.%*d %d", &status) != 1)
-            status = -1;
-        else if (status == 200)
-            sse_reader_feed(r, end + 4, b.len - (size_t)(end + 4 - b.data));
-        else
-            fprintf(stderr, "hive events: the hive answered %d\n", status);
-        break;
-    }
-    free(b.data);
-    return status;
-}
-
 /* One connection: follow until it breaks. -1 when the hive refused (no
  * retry), 0 when to reconnect, 1 when done (--count reached). */
 static int stream_once(struct stream *s)
@@ -148,7 +121,9 @@ static int stream_once(struct stream *s)
     if (stream_request(s, fd) < 0) {
         rc = 0;
     } else {
-        int status = stream_head(fd, &r);
+        int status = api_stream_head(fd, &r);
+        if (status != 200 && status != -1)
+            fprintf(stderr, "hive events: the hive answered %d\n", status);
         if (status != 200 && status != -1)
             rc = -1;
         char chunk[65536];

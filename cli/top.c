@@ -576,31 +576,6 @@ static void top_disconnect(struct top *t)
     t->connected = false;
 }
 
-/* Read the answer's head on T's stream; the bytes after it go to the
- * reader. The HTTP status, or -1. */
-static int top_stream_head(struct top *t)
-{
-    struct util_buf b = {0};
-    char chunk[4096];
-    int status = -1;
-    while (b.len < 65536) {
-        ssize_t n = recv(t->fd, chunk, sizeof chunk, 0);
-        if (n <= 0)
-            break;
-        util_buf_add(&b, chunk, (size_t)n);
-        char *end = strstr(b.data, "\r\n\r\n");
-        if (!end)
-            continue;
-        if (sscanf(b.data, "HTTP/1.%*d %d", &status) != 1)
-            status = -1;
-        else if (status == 200)
-            sse_reader_feed(&t->reader, end + 4, b.len - (size_t)(end + 4 - b.data));
-        break;
-    }
-    free(b.data);
-    return status;
-}
-
 /* Open the event stream, resuming after the cursor when there is one.
  * 0, -1 when nothing answers, or the HTTP status the hive refused with. */
 static int top_connect(struct top *t)
@@ -614,7 +589,8 @@ static int top_connect(struct top *t)
     char *head = xasprintf("GET /api/events HTTP/1.1\r\nHost: %s\r\nUser-Agent: hive/%s\r\n"
                            "Accept: text/event-stream\r\n%s%s\r\n",
                            t->c->addr, HIVE_VERSION, auth, resume);
-    int status = api_send_all(t->fd, head, strlen(head)) < 0 ? -1 : top_stream_head(t);
+    int status =
+        api_send_all(t->fd, head, strlen(head)) < 0 ? -1 : api_stream_head(t->fd, &t->reader);
     free(auth);
     free(resume);
     free(head);

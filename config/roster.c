@@ -81,6 +81,7 @@ enum roster_kind {
 struct roster_parse;
 struct roster_table;
 struct roster_argv;
+struct roster_word;
 typedef void (*roster_hook)(struct roster_parse *p, yaml_node_t *node, void *base);
 typedef bool (*roster_item_check)(struct roster_parse *p, yaml_node_t *item, const char *key);
 typedef void (*roster_argv_hook)(struct roster_argv *a, const void *slot);
@@ -98,13 +99,14 @@ struct roster_field {
     long min, max;
     const char *const *choices;
     const struct roster_table *table;
-    roster_hook hook;             /* NODE: reads; others: checks after a good read */
-    roster_item_check item_check; /* STRV: each element */
-    const char *dflt;             /* the default as YAML text ("300", "8MiB"); NULL: 0/empty */
-    bool from_hive;               /* the default is the hive's key of the same name */
-    const char *flag;             /* the hive-worker flag carrying it; NULL: none */
-    roster_argv_hook argv;        /* instead of flag: writes its own arguments */
-    bool live;                    /* a change needs no new worker (reload takes it as it is) */
+    roster_hook hook;               /* NODE: reads; others: checks after a good read */
+    roster_item_check item_check;   /* STRV: each element */
+    const struct roster_word *word; /* STRING: the value, STRV: each element must be one */
+    const char *dflt;               /* the default as YAML text ("300", "8MiB"); NULL: 0/empty */
+    bool from_hive;                 /* the default is the hive's key of the same name */
+    const char *flag;               /* the hive-worker flag carrying it; NULL: none */
+    roster_argv_hook argv;          /* instead of flag: writes its own arguments */
+    bool live;                      /* a change needs no new worker (reload takes it as it is) */
 };
 
 /* The allowed keys of one mapping: FIELDS, then those of MORE. */
@@ -397,6 +399,44 @@ static bool roster_env_name_valid(const char *s)
     return true;
 }
 
+/* A kind of name a value must be (a variable, a bot id, a pool, a tag):
+ * its test and the words of the message when a value is not one. */
+struct roster_word {
+    const char *what;             /* "bad WHAT 'value'" */
+    bool (*valid)(const char *s); /* true for a good value */
+    const char *single;           /* a STRING key's value: "for 'key'" after it, or NULL */
+    const char *expected;         /* appended: "" or " (expected ...)" */
+};
+
+#define ROSTER_ID_CHARS "1 to 64 of A-Z a-z 0-9 . _ -"
+static const struct roster_word roster_word_variable = {"variable name", roster_env_name_valid,
+                                                        "for", ""};
+static const struct roster_word roster_word_bot_id = {
+    "bot id", util_id_valid, NULL, " (expected " ROSTER_ID_CHARS ", not . or ..)"};
+/* depends_on: whether it names a bot of the roster is checked once all bots are read. */
+static const struct roster_word roster_word_dep_id = {"bot id", util_id_valid, NULL, ""};
+/* pool and tags: names as bot ids are (`hive send @POOL` and URLs carry them). */
+static const struct roster_word roster_word_pool = {"pool name", util_id_valid, NULL,
+                                                    " (expected " ROSTER_ID_CHARS ")"};
+static const struct roster_word roster_word_tag = {"tag", util_id_valid, NULL,
+                                                   " (expected " ROSTER_ID_CHARS ")"};
+
+/* True when S (at node N) is a W; otherwise say so, naming KEY after PREP
+ * ("in" for an element of KEY, W->single for KEY's value, NULL: not at all). */
+static bool roster_word_check(struct roster_parse *p, yaml_node_t *n, const char *s,
+                              const struct roster_word *w, const char *prep, const char *key)
+{
+    char q[ROSTER_QUOTE_MAX + 8];
+    if (w->valid(s))
+        return true;
+    roster_quote(s, strlen(s), q, sizeof(q));
+    if (prep)
+        roster_error(p, n, "bad %s %s %s '%s'%s", w->what, q, prep, key, w->expected);
+    else
+        roster_error(p, n, "bad %s %s%s", w->what, q, w->expected);
+    return false;
+}
+
 /* True for a loopback host: 127.0.0.0/8, ::1 (also v4-mapped) or localhost. */
 static bool roster_loopback(const char *host)
 {
@@ -662,7 +702,8 @@ static bool roster_read_strv(struct roster_parse *p, yaml_node_t *n, const struc
          it++) {
         yaml_node_t *item = yaml_document_get_node(&p->doc, *it);
         const char *s = roster_scalar(p, item, "a string", f->name);
-        if (s && (!f->item_check || f->item_check(p, item, f->name)))
+        if (s && (!f->word || roster_word_check(p, item, s, f->word, "in", f->name)) &&
+            (!f->item_check || f->item_check(p, item, f->name)))
             v[k++] = xstrdup(s);
         else
             ok = false;
@@ -709,12 +750,8 @@ static bool roster_read_env(struct roster_parse *p, yaml_node_t *n, const struct
         yaml_node_t *key = yaml_document_get_node(&p->doc, n->data.mapping.pairs.start[i].key);
         yaml_node_t *val = yaml_document_get_node(&p->doc, n->data.mapping.pairs.start[i].value);
         const char *name = roster_scalar(p, key, "a variable name", f->name);
-        if (name && !roster_env_name_valid(name)) {
-            char q[ROSTER_QUOTE_MAX + 8];
-            roster_quote(name, strlen(name), q, sizeof(q));
-            roster_error(p, key, "bad variable name %s in '%s'", q, f->name);
+        if (name && !roster_word_check(p, key, name, &roster_word_variable, "in", f->name))
             name = NULL;
-        }
         const char *value = roster_scalar(p, val, "a string", name ? name : f->name);
         if (name)
             names[n_names++] = (struct roster_named){name, i};
@@ -827,6 +864,9 @@ static void roster_field_read(struct roster_parse *p, const struct roster_field 
             *(yaml_node_t **)slot = val;
         return;
     }
+    if (ok && f->word && f->kind == ROSTER_STRING)
+        ok = roster_word_check(p, val, (const char *)val->data.scalar.value, f->word,
+                               f->word->single, f->name);
     if (ok && f->hook)
         f->hook(p, val, base);
 }
@@ -891,43 +931,6 @@ static void roster_walk(struct roster_parse *p, yaml_node_t *map, const char *ct
 }
 
 /* ---- hooks ------------------------------------------------------------- */
-
-/* A token_env must name a variable. */
-static void roster_check_token_env(struct roster_parse *p, yaml_node_t *n, void *base)
-{
-    (void)base;
-    const char *s = (const char *)n->data.scalar.value;
-    char q[ROSTER_QUOTE_MAX + 8];
-    if (roster_env_name_valid(s))
-        return;
-    roster_quote(s, strlen(s), q, sizeof(q));
-    roster_error(p, n, "bad variable name %s for 'token_env'", q);
-}
-
-/* An env_remove element must name a variable. */
-static bool roster_check_env_name(struct roster_parse *p, yaml_node_t *item, const char *key)
-{
-    const char *s = (const char *)item->data.scalar.value;
-    char q[ROSTER_QUOTE_MAX + 8];
-    if (roster_env_name_valid(s))
-        return true;
-    roster_quote(s, strlen(s), q, sizeof(q));
-    roster_error(p, item, "bad variable name %s in '%s'", q, key);
-    return false;
-}
-
-/* A depends_on element must be a bot id (whether it names a bot of the
- * roster is checked once all bots are read). */
-static bool roster_check_dep_id(struct roster_parse *p, yaml_node_t *item, const char *key)
-{
-    const char *s = (const char *)item->data.scalar.value;
-    char q[ROSTER_QUOTE_MAX + 8];
-    if (util_id_valid(s))
-        return true;
-    roster_quote(s, strlen(s), q, sizeof(q));
-    roster_error(p, item, "bad bot id %s in '%s'", q, key);
-    return false;
-}
 
 /* An origin is scheme://host[:port], without a path (browsers send exactly
  * that, so anything else could never match). */
@@ -1000,18 +1003,6 @@ static void roster_check_bind(struct roster_parse *p, yaml_node_t *n, void *base
     roster_error(p, n, "bad bind address %s (expected an address such as 127.0.0.1 or ::1)", q);
 }
 
-/* A bot id must be valid for file names and URLs. */
-static void roster_check_id(struct roster_parse *p, yaml_node_t *n, void *base)
-{
-    (void)base;
-    const char *s = (const char *)n->data.scalar.value;
-    char q[ROSTER_QUOTE_MAX + 8];
-    if (util_id_valid(s))
-        return;
-    roster_quote(s, strlen(s), q, sizeof(q));
-    roster_error(p, n, "bad bot id %s (expected 1 to 64 of A-Z a-z 0-9 . _ -, not . or ..)", q);
-}
-
 /* True when the git branch name component NAME is well formed (git
  * check-ref-format's rules for what a roster would hold). */
 static bool roster_branch_valid(const char *s)
@@ -1064,30 +1055,6 @@ static void roster_check_worktree(struct roster_parse *p, yaml_node_t *n, void *
                      "git_worktree needs the work dir %s to be a git repository (git init, or "
                      "clone one there)",
                      p->r->work_dir);
-}
-
-/* pool: a name as a bot id is (`hive send @POOL` and URLs carry it). */
-static void roster_check_pool(struct roster_parse *p, yaml_node_t *n, void *base)
-{
-    (void)base;
-    const char *s = (const char *)n->data.scalar.value;
-    char q[ROSTER_QUOTE_MAX + 8];
-    if (util_id_valid(s))
-        return;
-    roster_quote(s, strlen(s), q, sizeof(q));
-    roster_error(p, n, "bad pool name %s (expected 1 to 64 of A-Z a-z 0-9 . _ -)", q);
-}
-
-/* A tags element: a name as a bot id is. */
-static bool roster_check_tag(struct roster_parse *p, yaml_node_t *item, const char *key)
-{
-    const char *s = (const char *)item->data.scalar.value;
-    char q[ROSTER_QUOTE_MAX + 8];
-    if (util_id_valid(s))
-        return true;
-    roster_quote(s, strlen(s), q, sizeof(q));
-    roster_error(p, item, "bad tag %s in '%s' (expected 1 to 64 of A-Z a-z 0-9 . _ -)", q, key);
-    return false;
 }
 
 /* Split "host:port" or "[v6]:port"; false when TEXT is neither. */
@@ -1505,7 +1472,7 @@ static const struct roster_field roster_adapter_fields[] = {
      .argv = roster_argv_command},
     {ROSTER_FIELD("env", ROSTER_ENV, struct roster_adapter, env), .flag = "--env"},
     {ROSTER_FIELD("env_remove", ROSTER_STRV, struct roster_adapter, env_remove),
-     .item_check = roster_check_env_name, .flag = "--env-remove"},
+     .word = &roster_word_variable, .flag = "--env-remove"},
     {ROSTER_FIELD("delay_ms", ROSTER_INT, struct roster_adapter, delay_ms), .dflt = "0",
      .max = INT_MAX, .flag = "--mock-delay-ms"},
     {ROSTER_FIELD("output_cap", ROSTER_LSIZE, struct roster_adapter, output_cap), .dflt = "8MiB",
@@ -1595,7 +1562,7 @@ static const struct roster_field roster_defaults_fields[] = {
      .live = true},
     /* Started once these are running; checked after the walk (ids, cycles). */
     {ROSTER_FIELD("depends_on", ROSTER_STRV, struct roster_bot, depends_on),
-     .item_check = roster_check_dep_id, .live = true},
+     .word = &roster_word_dep_id, .live = true},
     /* The signal a stop sends the worker's group first; SIGKILL follows at stop_timeout. */
     {ROSTER_FIELD("stop_signal", ROSTER_SIGNAL, struct roster_bot, stop_signal), .dflt = "TERM"},
     /* The bot's process. The adapters' folder, relative to the work dir. */
@@ -1626,9 +1593,9 @@ static const struct roster_field roster_defaults_fields[] = {
     {ROSTER_FIELD("stall_after", ROSTER_SECONDS, struct roster_bot, stall_after), .dflt = "0",
      .flag = "--stall-after"},
     /* The supervisor's routing of pool tasks (pool.c); the worker is never told. */
-    {ROSTER_FIELD("pool", ROSTER_STRING, struct roster_bot, pool), .hook = roster_check_pool,
+    {ROSTER_FIELD("pool", ROSTER_STRING, struct roster_bot, pool), .word = &roster_word_pool,
      .live = true},
-    {ROSTER_FIELD("tags", ROSTER_STRV, struct roster_bot, tags), .item_check = roster_check_tag,
+    {ROSTER_FIELD("tags", ROSTER_STRV, struct roster_bot, tags), .word = &roster_word_tag,
      .live = true},
     /* Agent CLIs (SPEC §12): resume the last session; after a usage limit. */
     {ROSTER_FIELD("session", ROSTER_CHOICE, struct roster_bot, session), .dflt = "new",
@@ -1645,12 +1612,12 @@ static const struct roster_table roster_defaults_table = ROSTER_TABLE(roster_def
 /* A bot's own keys; the rest are those of `defaults`. The id is the worker's
  * first argument; the port reaches it as the listening socket (fd 3). */
 static const struct roster_field roster_bot_fields[] = {
-    {ROSTER_FIELD("id", ROSTER_STRING, struct roster_bot, id), .hook = roster_check_id},
+    {ROSTER_FIELD("id", ROSTER_STRING, struct roster_bot, id), .word = &roster_word_bot_id},
     {ROSTER_FIELD("port", ROSTER_INT, struct roster_bot, port), .min = 1, .max = ROSTER_MAX_PORT},
     /* A remote bot: not started, reached at this URL (remote.c). */
     {ROSTER_FIELD("url", ROSTER_STRING, struct roster_bot, remote.url), .hook = roster_check_url},
     {ROSTER_FIELD("token_env", ROSTER_STRING, struct roster_bot, remote.token_env),
-     .hook = roster_check_token_env},
+     .word = &roster_word_variable},
     /* Not a key: token_env's value, read after the walk. */
     {ROSTER_DERIVED(ROSTER_STRING, struct roster_bot, remote.token)},
 };
@@ -1687,7 +1654,7 @@ static const struct roster_field roster_hive_fields[] = {
     {ROSTER_FIELD("base_port", ROSTER_INT, struct roster, base_port), .min = 1,
      .max = ROSTER_MAX_PORT},
     {ROSTER_FIELD("token_env", ROSTER_STRING, struct roster, token_env),
-     .hook = roster_check_token_env},
+     .word = &roster_word_variable},
     {ROSTER_FIELD("allowed_origins", ROSTER_STRV, struct roster, allowed_origins),
      .item_check = roster_check_origin},
     {ROSTER_FIELD("server_names", ROSTER_STRV, struct roster, server_names),

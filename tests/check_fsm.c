@@ -352,6 +352,19 @@ static void fsm_test_crash_at(struct fsm_bot *bot, const int64_t *at, size_t n)
     }
 }
 
+/* BOT afresh under P, started at 0, then crashed N times STEP ms apart. */
+static void fsm_test_crash_every(struct fsm_bot *bot, const struct fsm_policy *p, size_t n,
+                                 int64_t step)
+{
+    int64_t at[64];
+    ck_assert_uint_le(n, 64);
+    for (size_t i = 0; i < n; i++)
+        at[i] = (int64_t)i * step;
+    fsm_bot_init(bot, p);
+    fsm_test_send(bot, FSM_EV_START, 0);
+    fsm_test_crash_at(bot, at, n);
+}
+
 START_TEST(test_intensity_fatal)
 {
     struct fsm_policy p = fsm_test_policy();
@@ -389,39 +402,22 @@ START_TEST(test_intensity_window_slides)
 {
     struct fsm_policy p = fsm_test_policy();
     struct fsm_bot bot;
-    int64_t at[40];
 
     /* One crash every 6.5 s: never more than 10 within any 60 s. */
-    for (size_t i = 0; i < 40; i++)
-        at[i] = (int64_t)i * 6500;
-    fsm_bot_init(&bot, &p);
-    fsm_test_send(&bot, FSM_EV_START, 0);
-    fsm_test_crash_at(&bot, at, 40);
+    fsm_test_crash_every(&bot, &p, 40, 6500);
     ck_assert_int_eq(bot.state, FSM_STATE_BACKOFF);
     ck_assert_uint_eq(bot.restarts, 40);
 
     /* Eleven crashes spread over just more than the window. */
-    for (size_t i = 0; i < 11; i++)
-        at[i] = (int64_t)i * 6001;
-    fsm_bot_init(&bot, &p);
-    fsm_test_send(&bot, FSM_EV_START, 0);
-    fsm_test_crash_at(&bot, at, 11);
+    fsm_test_crash_every(&bot, &p, 11, 6001);
     ck_assert_int_eq(bot.state, FSM_STATE_BACKOFF);
 
     /* A restart exactly window_ms old has left the window. */
-    for (size_t i = 0; i < 11; i++)
-        at[i] = (int64_t)i * 6000;
-    fsm_bot_init(&bot, &p);
-    fsm_test_send(&bot, FSM_EV_START, 0);
-    fsm_test_crash_at(&bot, at, 11);
+    fsm_test_crash_every(&bot, &p, 11, 6000);
     ck_assert_int_eq(bot.state, FSM_STATE_BACKOFF);
 
     /* The same within less than the window is one too many. */
-    for (size_t i = 0; i < 11; i++)
-        at[i] = (int64_t)i * 5999;
-    fsm_bot_init(&bot, &p);
-    fsm_test_send(&bot, FSM_EV_START, 0);
-    fsm_test_crash_at(&bot, at, 11);
+    fsm_test_crash_every(&bot, &p, 11, 5999);
     ck_assert_int_eq(bot.state, FSM_STATE_FATAL);
 
     /* max_restarts 0: the first failure is fatal; window 0: no limit at all. */
@@ -432,11 +428,7 @@ START_TEST(test_intensity_window_slides)
     ck_assert_int_eq(bot.state, FSM_STATE_FATAL);
     ck_assert_str_eq(bot.reason, "more than 0 restarts within 60 s (last: exit status 1)");
     p.window_ms = 0;
-    for (size_t i = 0; i < 40; i++)
-        at[i] = (int64_t)i;
-    fsm_bot_init(&bot, &p);
-    fsm_test_send(&bot, FSM_EV_START, 0);
-    fsm_test_crash_at(&bot, at, 40);
+    fsm_test_crash_every(&bot, &p, 40, 1);
     ck_assert_int_eq(bot.state, FSM_STATE_BACKOFF);
 
     /* Any limit is honoured, far above the inline ring (issue 12): 1000

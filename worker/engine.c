@@ -915,6 +915,7 @@ static void engine_run_next(struct engine *e)
 
 #define ENGINE_LIMIT_BACKOFF_S 60     /* the first wait of a limit that names no time */
 #define ENGINE_LIMIT_BACKOFF_MAX 3600 /* the longest */
+#define ENGINE_LIMIT_LATE_S 5         /* a reset time this recently past lifts at once */
 
 /* The agent of the current task used a tool: a live event, as its output. */
 static void engine_tool_cb(const char *name, const char *summary, void *arg)
@@ -1033,6 +1034,10 @@ static void engine_limit_requeue(struct engine *e, const struct adapter_result *
     if (t->source == TASK_SOURCE_FILE || queue_push(e->realtime, t->id, t->rank, t->order, t) < 0)
         queue_push(e->held, t->file_name, 0, (int64_t)e->held_seq++, t);
     int64_t now = agent_now(), until = res->limit_reset;
+    /* "try again in 1 s" read at the end of a second is past by the time it
+     * gets here: it lifts now, it is not a limit without a time. */
+    if (until > 0 && until <= now && now - until < ENGINE_LIMIT_LATE_S)
+        until = now + 1;
     if (until <= now) {
         e->limit_backoff = e->limit_backoff ? e->limit_backoff * 2 : ENGINE_LIMIT_BACKOFF_S;
         if (e->limit_backoff > ENGINE_LIMIT_BACKOFF_MAX)

@@ -265,11 +265,35 @@ class AgentWorkerTest(WorkerTestCase):
                     "echo done\n" % (self.state, self.state))
         os.chmod(script, 0o755)
         w = self.new_worker("--adapter-type", "cli", "--", script)
+        # The pause lasts a second at most: polling /api/status for it can miss
+        # it on a loaded machine, the event stream (opened first) cannot.
+        sse = self.sse(w)
         w.submit("x", task_id="t-cli")
-        w.wait_status(lambda s: s["paused_reason"], what="paused")
+        paused = sse.take_until(lambda e: e[1] == "bot_paused")[-1][2]
+        self.assertIn("usage limit", paused["reason"])
+        sse.take_until(lambda e: e[1] == "bot_resumed")
         _, text = w.wait_response("t-cli")
         self.assertIn("SUCCESS", parse_response(text)["Status"])
         self.assertEqual(len(w.responses("t-cli")), 1)
+
+    def test_limit_reset_just_passed_resumes_at_once(self):
+        """A reset time already reached when the task is requeued ("try again
+        in 1 s" read at the end of a second, here "in 0 s") lifts at once; it
+        was taken for a limit without a time and held the bot 60 s."""
+        script = os.path.join(self.tmp, "limited0.sh")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\nif [ ! -e %s/once0 ]; then touch %s/once0; "
+                    "echo 'Error: usage limit reached, try again in 0 s' >&2; exit 1; fi\n"
+                    "echo done\n" % (self.state, self.state))
+        os.chmod(script, 0o755)
+        w = self.new_worker("--adapter-type", "cli", "--", script)
+        sse = self.sse(w)
+        w.submit("x", task_id="t-late")
+        paused = sse.take_until(lambda e: e[1] == "bot_paused")[-1][2]
+        self.assertIn("try again in 0 s", paused["reason"])
+        sse.take_until(lambda e: e[1] == "bot_resumed")
+        _, text = w.wait_response("t-late")
+        self.assertIn("SUCCESS", parse_response(text)["Status"])
 
     def test_session_continue_reset_and_restart(self):
         w = self.agent("--session", "continue")

@@ -181,11 +181,24 @@ class FileTasks(WorkerTestCase):
         self.assertIn("Part two", out)
 
     def test_task_dropped_while_running_is_picked_up(self):
-        w = self.new_worker("--mock-delay-ms", "500")
+        # "first" runs until the test lets it go, so it is surely still running
+        # when "second" lands and while the worker queues it (a fixed delay
+        # could be over before a loaded machine's poll saw "running").
+        # Without an inotify instance (the per-user limit, reached when a
+        # machine runs ~1000 bots as one user) the worker sees new files only
+        # at its rescan, 30 s by default: longer than the waits here.
+        gate = os.path.join(self.tmp, "let-first-finish")
+        w = self.new_worker("--rescan", "1", "--adapter-type", "cli", "--", "sh", "-c",
+                            'cat >/dev/null; if [ "$HIVE_TASK_ID" = first ]; then '
+                            'while [ ! -e "$0" ]; do sleep 0.05; done; fi; echo done', gate)
         w.write_task("first.md", "first\n")
         w.wait_state("first", "running")
         w.write_task("second.md", "second\n")
-        w.wait_response("second", timeout=10)
+        w.wait_state("second", "queued")
+        self.assertEqual(w.task("first").json()["state"], "running")
+        open(gate, "w").close()
+        w.wait_response("first")
+        w.wait_response("second")
 
 
 class Order(WorkerTestCase):
