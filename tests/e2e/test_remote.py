@@ -506,6 +506,26 @@ class Upstream:
             def do_GET(self):
                 if self.path == "/health":
                     return self.answer(200, b'{"status":"ok"}')
+                if self.path == "/echo":   # the request's headers, as they came
+                    return self.answer(200, json.dumps(self.headers.items()).encode())
+                if self.path == "/hop":    # hop-by-hop headers in the answer
+                    self.send_response(200)
+                    for name, value in (("Connection", "X-Private"), ("X-Private", "secret"),
+                                        ("Keep-Alive", "timeout=5"), ("Trailer", "X-T"),
+                                        ("Proxy-Authenticate", "Basic"), ("X-Kept", "yes"),
+                                        ("Content-Length", "2")):
+                        self.send_header(name, value)
+                    self.end_headers()
+                    return self.wfile.write(b"{}")
+                if self.path == "/garbage":   # no HTTP at all
+                    self.close_connection = True
+                    return self.wfile.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+                if self.path in ("/cut", "/cut-big"):  # promised, a part sent, closed
+                    big = self.path == "/cut-big"
+                    self.close_connection = True
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"
+                                     % (4 << 20 if big else 1000))
+                    return self.wfile.write(Upstream.pattern(1 << 20) if big else b"0123456789")
                 if self.path != "/big":
                     return self.answer(404, b'{"detail":"no"}')
                 self.send_response(200)
@@ -601,6 +621,52 @@ class RemoteBigBodyTest(unittest.TestCase):
         if killed or reports:
             sys.stderr.write(log[-6000:])
         assert not killed and not reports, (killed, reports)
+
+    def test_forwarded_and_hop_by_hop_headers(self):
+        r = self.hive.get("/bots/F1/echo", headers=[
+            "X-Forwarded-For: 203.0.113.9", "Connection: X-Mine, keep-alive", "X-Mine: drop me",
+            "Keep-Alive: timeout=9", "Proxy-Authorization: Basic eA==", "TE: trailers",
+            "X-Other: kept"])
+        self.assertEqual(r.status, 200, r)
+        got = {}
+        for name, value in r.json():
+            got.setdefault(name.lower(), []).append(value)
+        self.assertEqual(got["x-forwarded-for"], ["203.0.113.9, 127.0.0.1"])
+        self.assertEqual(got["x-other"], ["kept"])
+        self.assertEqual(got["host"], [self.up.url[len("http://"):]])
+        self.assertEqual(got["x-forwarded-proto"], ["http"])
+        for hop in ("x-mine", "keep-alive", "proxy-authorization", "te"):
+            self.assertNotIn(hop, got)
+        self.assertNotIn("close", got.get("connection", [""])[0].lower())
+        r = self.hive.get("/bots/F1/hop")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("x-kept"), "yes")
+        for hop in ("x-private", "keep-alive", "trailer", "proxy-authenticate"):
+            self.assertIsNone(r.header(hop), hop)
+
+    def test_broken_answers_are_502_or_a_cut(self):
+        import socket
+        r = self.hive.get("/bots/F1/garbage")
+        self.assertEqual(r.status, 502, r)
+        # A small answer cut short: it is relayed whole or not at all, so 502.
+        r = self.hive.get("/bots/F1/cut")
+        self.assertEqual(r.status, 502, r)
+        # A big one cut short once streaming: the client's connection is cut
+        # too (its Content-Length is never met), never a short answer that
+        # looks whole.
+        with socket.create_connection(("127.0.0.1", self.hive.port), timeout=20) as s:
+            s.sendall(b"GET /bots/F1/cut-big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIn(b"content-length: %d" % (4 << 20), head.lower())
+        self.assertEqual(body, Upstream.pattern(1 << 20))
+        self.assertEqual(self.hive.get("/bots/F1/health").status, 200)
 
     def test_slow_reader_of_a_big_answer_holds_the_remote_back(self):
         import socket
