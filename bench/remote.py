@@ -42,6 +42,16 @@ INTERVAL, TIMEOUT, RISE, FALL = 1.0, 0.5, 2, 3
 TOKEN_VAR = "HIVE_BENCH_REMOTE_TOKEN"
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid):
+    """utime + stime of PID (`ip netns exec` execs the program: same pid)."""
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12])
+
+
 def sh(*argv, check=True, timeout=30):
     return subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           timeout=timeout, check=check)
@@ -185,7 +195,7 @@ class Bench:
                           "    token_env: %s" % TOKEN_VAR,
                           "    health: {interval: %s, timeout: %s, rise: %d, fall: %d}"
                           % (INTERVAL, TIMEOUT, RISE, FALL)]
-        self.start(self.net.front, os.path.join(self.tmp, "front"), lines)
+        return self.start(self.net.front, os.path.join(self.tmp, "front"), lines)
 
     def states(self):
         st = self.status(self.net.front)
@@ -229,7 +239,7 @@ class Bench:
                                .get("bots_running")) == self.bots, 120)
         self.log("  12: %d bots running on %d hosts after %.1f s"
                  % (total, HOSTS, time.monotonic() - t0))
-        self.start_front()
+        self.front_pid = self.start_front().pid
         self.wait("front door: %d remote bots running" % total,
                   lambda: list(self.states().values()).count("running") == total, 120)
         bot = self.bot_id(1, 1)
@@ -245,11 +255,15 @@ class Bench:
                     % ids)
         out = {"direct_p99": [], "front_p99": [], "overhead_p99": [], "direct_p50": [],
                "front_p50": [], "rotate_p99": [], "lost_s": [],
-               "lost_first_s": [], "lost_last_s": []}
+               "lost_first_s": [], "lost_last_s": [], "front_cpu_us": []}
         self.wrk(direct, token=True)   # warm-up: connections, pools, caches
         self.wrk(front)
         for _ in range(reps):
-            d, f = self.wrk(direct, token=True), self.wrk(front)
+            d = self.wrk(direct, token=True)
+            c0 = cpu_ticks(self.front_pid)
+            f = self.wrk(front)
+            out["front_cpu_us"].append((cpu_ticks(self.front_pid) - c0) / CLK_TCK * 1e6
+                                       / max(1, f["requests"]))
             r = self.wrk("http://127.0.0.1:%d/" % FRONT, script=script)
             out["direct_p99"].append(d["p99"])
             out["front_p99"].append(f["p99"])
@@ -327,6 +341,9 @@ def m12_remote(res, build_dir, reps, quick, log):
     res.figure("12", "GET /bots/<id>/status p99, through the front door", "ms", out["front_p99"])
     res.figure("12", "GET status p50, worker direct", "ms", out["direct_p50"])
     res.figure("12", "GET /bots/<id>/status p50, through the front door", "ms", out["front_p50"])
+    res.figure("12", "front door supervisor CPU per proxied GET status (its whole process: "
+               "proxy, and the checks of %d bots meanwhile)" % (HOSTS * bots), "µs",
+               out["front_cpu_us"])
     res.figure("12", "front door p99, each request to the next of all %d bots" % (HOSTS * bots),
                "ms", out["rotate_p99"])
     res.target("12", "host link down → its %d bots unreachable in the front's /status "
