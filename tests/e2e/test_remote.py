@@ -578,10 +578,11 @@ def peak_rss_kib(pid):
 def sanitized_build():
     """True for an ASan build: its quarantine holds freed memory, so RSS says
     nothing about what the proxy keeps."""
-    cache = os.path.join(os.environ.get("HIVE_BUILD_DIR", "build"), "CMakeCache.txt")
+    cache = os.path.join(os.path.dirname(os.path.dirname(HIVE_BIN)), "CMakeCache.txt")
     try:
         with open(cache) as f:
-            return "fsanitize=address" in f.read()
+            text = f.read()
+        return "HIVE_SANITIZE:BOOL=ON" in text or "fsanitize=address" in text
     except OSError:
         return False
 
