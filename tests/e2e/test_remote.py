@@ -603,7 +603,8 @@ class RemoteBigBodyTest(unittest.TestCase):
         with open(cls.hive.yaml) as f:
             text = f.read()
         with open(cls.hive.yaml, "w") as f:   # room for the 100 MiB upload
-            f.write(text.replace("  work_dir: .\n", "  work_dir: .\n  limits: {max_body: 128MiB}\n", 1))
+            f.write(text.replace("  work_dir: .\n",
+                                 "  work_dir: .\n  limits: {max_body: 128MiB}\n", 1))
         try:
             cls.hive.start()
         except BaseException:
