@@ -358,6 +358,7 @@ static void front_bots(struct front *front, struct http_conn *conn, struct http_
         .path = rest + n,
         .query = req->query,
         .token = info.url ? info.token : roster->token, /* a remote bot's own */
+        .https = front->tls != NULL,
     };
     proxy_forward(front->proxy, conn, req, &target);
 }

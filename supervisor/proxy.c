@@ -156,6 +156,7 @@ struct proxy_exchange {
     unsigned long long req_length;
     size_t received;    /* response bytes parsed */
     bool upgrade;       /* a WebSocket upgrade: own connection, may become a tunnel */
+    bool https;         /* the client came over TLS: X-Forwarded-Proto says so */
     bool head_only;     /* a HEAD request: the response has no body */
     bool reused;        /* the connection came from the pool */
     bool body_sent;     /* some request body bytes went up */
@@ -1007,7 +1008,10 @@ static void proxy_write_forwarded(struct proxy_exchange *ex, struct util_buf *b,
     util_buf_add(b, "\r\n", 2);
     if (host)
         proxy_write_header(b, "X-Forwarded-Host", host);
-    util_buf_add(b, "X-Forwarded-Proto: http\r\n", 25);
+    if (ex->https)
+        util_buf_add(b, "X-Forwarded-Proto: https\r\n", 26);
+    else
+        util_buf_add(b, "X-Forwarded-Proto: http\r\n", 25);
 }
 
 /* Append the framing of the request body, and the upgrade headers, to B. */
@@ -1563,6 +1567,7 @@ void proxy_forward(struct proxy *proxy, struct http_conn *conn, struct http_requ
     ex->pool = pool;
     ex->path = target->path;
     ex->query = target->query;
+    ex->https = target->https;
     ex->req_framing = framing;
     ex->req_length = length;
     ex->upgrade = req->upgrade;

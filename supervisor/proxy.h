@@ -11,6 +11,7 @@
 #define HIVE_PROXY_H
 
 #include <event2/event.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/http.h"
@@ -30,6 +31,7 @@ struct proxy_target {
     const char *path;  /* the worker's path, starting with '/' */
     const char *query; /* NULL or the query without '?'; "token" is dropped */
     const char *token; /* NULL, or the bearer token sent to the worker */
+    bool https;        /* the client came over TLS (hive.tls): X-Forwarded-Proto https */
 };
 
 /* A proxy on BASE. MAX_BODY is the largest request body accepted (413

@@ -4,7 +4,7 @@
  * kept-alive connections reused, a connection the server closed retried
  * once, refused and silent servers reported (timeouts), names resolved
  * through evdns (localhost), bodies streamed chunk by chunk, a call
- * cancelled from inside its own callback, and HTTPS (certificates made with
+ * cancelled from inside its own callback, 200 pools found again, and HTTPS (certificates made with
  * the openssl command): verified against the right CA, refused against the
  * system's store and for an address the certificate does not name.
  */
@@ -152,6 +152,30 @@ START_TEST(test_get_and_reuse)
     fx_call(&fx, "127.0.0.1", fx.port, "/hello", false, 0);
     ck_assert_int_eq(fx.status, 200);
     ck_assert_uint_eq(httpclient_opened(fx.hc), 1); /* one connection for all three */
+    fx_teardown(&fx);
+}
+END_TEST
+
+/* 200 pools (the server on 127.0.0.2 to .201, one port): past the client's
+ * first table sizes, every call still finds its own pool again. */
+START_TEST(test_many_pools)
+{
+    struct fx fx;
+    char host[32];
+    fx_setup(&fx);
+    for (int i = 2; i < 202; i++) {
+        snprintf(host, sizeof host, "127.0.0.%d", i);
+        ck_assert_int_eq(evhttp_bind_socket(fx.http, host, (ev_uint16_t)fx.port), 0);
+    }
+    for (int round = 0; round < 2; round++)
+        for (int i = 2; i < 202; i++) {
+            snprintf(host, sizeof host, "127.0.0.%d", i);
+            fx_call(&fx, host, fx.port, "/hello", false, 0);
+            ck_assert_int_eq(fx.done, 1);
+            ck_assert_int_eq(fx.status, 200);
+        }
+    ck_assert_uint_eq(httpclient_opened(fx.hc), 200); /* the second round reused them all */
+    ck_assert_uint_eq(httpclient_idle(fx.hc), 200);
     fx_teardown(&fx);
 }
 END_TEST
@@ -344,6 +368,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_get_and_reuse);
+    tcase_add_test(tc, test_many_pools);
     tcase_add_test(tc, test_post_body);
     tcase_add_test(tc, test_server_closes);
     tcase_add_test(tc, test_refused_and_timeout);

@@ -475,5 +475,276 @@ class RemoteRosterTest(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class Upstream:
+    """A plain HTTP/1.1 server standing in for a remote bot, to see what the
+    proxy does with big bodies: GET /big answers BIG bytes (a known pattern)
+    and counts what it has handed to its socket; POST /upload reads the body
+    and answers its length and sha256; /health answers 200, anything else
+    404 (the hive's event stream and scrapes of it just fail)."""
+
+    BIG = 64 * 1024 * 1024
+    PIECE = 64 * 1024
+
+    def __init__(self):
+        import http.server
+        outer = self
+        self.sent = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self, code, body):
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path == "/health":
+                    return self.answer(200, b'{"status":"ok"}')
+                if self.path == "/echo":   # the request's headers, as they came
+                    return self.answer(200, json.dumps(self.headers.items()).encode())
+                if self.path == "/hop":    # hop-by-hop headers in the answer
+                    self.send_response(200)
+                    for name, value in (("Connection", "X-Private"), ("X-Private", "secret"),
+                                        ("Keep-Alive", "timeout=5"), ("Trailer", "X-T"),
+                                        ("Proxy-Authenticate", "Basic"), ("X-Kept", "yes"),
+                                        ("Content-Length", "2")):
+                        self.send_header(name, value)
+                    self.end_headers()
+                    return self.wfile.write(b"{}")
+                if self.path == "/garbage":   # no HTTP at all
+                    self.close_connection = True
+                    return self.wfile.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+                if self.path in ("/cut", "/cut-big"):  # promised, a part sent, closed
+                    big = self.path == "/cut-big"
+                    self.close_connection = True
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"
+                                     % (4 << 20 if big else 1000))
+                    return self.wfile.write(Upstream.pattern(1 << 20) if big else b"0123456789")
+                if self.path != "/big":
+                    return self.answer(404, b'{"detail":"no"}')
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(outer.BIG))
+                self.end_headers()
+                piece = Upstream.pattern(outer.PIECE)
+                for _ in range(outer.BIG // outer.PIECE):
+                    self.wfile.write(piece)
+                    outer.sent += len(piece)
+
+            def do_POST(self):
+                import hashlib
+                n, h = int(self.headers.get("Content-Length", "0")), hashlib.sha256()
+                got = 0
+                while got < n:
+                    data = self.rfile.read(min(1 << 20, n - got))
+                    if not data:
+                        break
+                    h.update(data)
+                    got += len(data)
+                self.answer(200, json.dumps({"received": got, "sha256": h.hexdigest()}).encode())
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        import threading
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def pattern(n):
+        return bytes(range(256)) * (n // 256)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def peak_rss_kib(pid):
+    """VmHWM and VmRSS of PID in KiB."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(("VmHWM:", "VmRSS:")):
+                out[line.split(":")[0]] = int(line.split()[1])
+    return out
+
+
+def sanitized_build():
+    """True for an ASan build: its quarantine holds freed memory, so RSS says
+    nothing about what the proxy keeps."""
+    cache = os.path.join(os.path.dirname(os.path.dirname(HIVE_BIN)), "CMakeCache.txt")
+    try:
+        with open(cache) as f:
+            text = f.read()
+        return "HIVE_SANITIZE:BOOL=ON" in text or "fsanitize=address" in text
+    except OSError:
+        return False
+
+
+class RemoteBigBodyTest(unittest.TestCase):
+    """SPEC §6.3, bodies streamed both ways with back-pressure, to a remote bot:
+    a client that reads nothing of a 64 MiB answer stops the remote's writes
+    (the proxy does not buffer the answer), and a 100 MiB upload passes through
+    whole while the supervisor's peak memory stays far below its size."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="hive-e2e-bigbody-")
+        cls.up = Upstream()
+        hive_dir = os.path.join(cls.tmp, "hive")
+        os.makedirs(hive_dir)
+        cls.hive = RemoteHive(hive_dir, {"F1": cls.up.url})
+        with open(cls.hive.yaml) as f:
+            text = f.read()
+        with open(cls.hive.yaml, "w") as f:   # room for the 100 MiB upload
+            f.write(text.replace("  work_dir: .\n",
+                                 "  work_dir: .\n  limits: {max_body: 128MiB}\n", 1))
+        try:
+            cls.hive.start()
+        except BaseException:
+            cls.hive.stop()
+            cls.up.stop()
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        code, killed = cls.hive.stop()
+        reports = cls.hive.sanitizer_reports()
+        log = cls.hive.log_text()
+        cls.up.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        if killed or reports:
+            sys.stderr.write(log[-6000:])
+        assert not killed and not reports, (killed, reports)
+
+    def test_forwarded_and_hop_by_hop_headers(self):
+        r = self.hive.get("/bots/F1/echo", headers=[
+            "X-Forwarded-For: 203.0.113.9", "Connection: X-Mine, keep-alive", "X-Mine: drop me",
+            "Keep-Alive: timeout=9", "Proxy-Authorization: Basic eA==", "TE: trailers",
+            "X-Other: kept"])
+        self.assertEqual(r.status, 200, r)
+        got = {}
+        for name, value in r.json():
+            got.setdefault(name.lower(), []).append(value)
+        self.assertEqual(got["x-forwarded-for"], ["203.0.113.9, 127.0.0.1"])
+        self.assertEqual(got["x-other"], ["kept"])
+        self.assertEqual(got["host"], [self.up.url[len("http://"):]])
+        self.assertEqual(got["x-forwarded-proto"], ["http"])
+        for hop in ("x-mine", "keep-alive", "proxy-authorization", "te"):
+            self.assertNotIn(hop, got)
+        self.assertNotIn("close", got.get("connection", [""])[0].lower())
+        r = self.hive.get("/bots/F1/hop")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("x-kept"), "yes")
+        for hop in ("x-private", "keep-alive", "trailer", "proxy-authenticate"):
+            self.assertIsNone(r.header(hop), hop)
+
+    def test_broken_answers_are_502_or_a_cut(self):
+        import socket
+        r = self.hive.get("/bots/F1/garbage")
+        self.assertEqual(r.status, 502, r)
+        # A small answer cut short: it is relayed whole or not at all, so 502.
+        r = self.hive.get("/bots/F1/cut")
+        self.assertEqual(r.status, 502, r)
+        # A big one cut short once streaming: the client's connection is cut
+        # too (its Content-Length is never met), never a short answer that
+        # looks whole.
+        with socket.create_connection(("127.0.0.1", self.hive.port), timeout=20) as s:
+            s.sendall(b"GET /bots/F1/cut-big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIn(b"content-length: %d" % (4 << 20), head.lower())
+        self.assertEqual(body, Upstream.pattern(1 << 20))
+        self.assertEqual(self.hive.get("/bots/F1/health").status, 200)
+
+    def test_slow_reader_of_a_big_answer_holds_the_remote_back(self):
+        import socket
+        pid = self.hive.proc.pid
+        before = peak_rss_kib(pid)["VmRSS"]
+        s = socket.create_connection(("127.0.0.1", self.hive.port), timeout=30)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            s.sendall(b"GET /bots/F1/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            # Wait (bounded) until the remote's writes stop: the sockets and
+            # the proxy's own bounded buffer are full.
+            last, still = -1, 0
+            for _ in range(200):
+                time.sleep(0.1)
+                now = self.up.sent
+                still = still + 1 if now == last else 0
+                last = now
+                if still >= 10:
+                    break
+            self.assertGreaterEqual(still, 10, "the remote kept writing: %d bytes" % last)
+            self.assertLess(last, 24 * 1024 * 1024,
+                            "%d bytes of the answer taken while the client read nothing" % last)
+            if not sanitized_build():
+                grew = peak_rss_kib(pid)["VmRSS"] - before
+                self.assertLess(grew, 16 * 1024, "supervisor RSS grew %d KiB" % grew)
+            # Then everything arrives, intact.
+            f = s.makefile("rb")
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                c = f.read(1)
+                self.assertTrue(c, "closed inside the head")
+                head += c
+            self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+            self.assertIn(b"content-length: %d" % Upstream.BIG, head.lower())
+            piece, got = Upstream.pattern(Upstream.PIECE), 0
+            while got < Upstream.BIG:
+                data = f.read(Upstream.PIECE)
+                self.assertEqual(len(data), Upstream.PIECE)
+                self.assertEqual(data, piece)
+                got += len(data)
+        finally:
+            s.close()
+
+    def test_upload_of_100_mib_streams_through(self):
+        import hashlib
+        import socket
+        pid = self.hive.proc.pid
+        hwm = peak_rss_kib(pid)["VmHWM"]
+        size, piece = 100 * 1024 * 1024, os.urandom(1 << 20)
+        h = hashlib.sha256()
+        s = socket.create_connection(("127.0.0.1", self.hive.port), timeout=60)
+        try:
+            s.sendall(b"POST /bots/F1/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Content-Type: application/octet-stream\r\n"
+                      b"Content-Length: %d\r\n\r\n" % size)
+            for _ in range(size // len(piece)):
+                s.sendall(piece)
+                h.update(piece)
+            f = s.makefile("rb")
+            line = f.readline()
+            self.assertTrue(line.startswith(b"HTTP/1.1 200"), line)
+            length = 0
+            while True:
+                hl = f.readline()
+                if hl in (b"\r\n", b""):
+                    break
+                if hl.lower().startswith(b"content-length:"):
+                    length = int(hl.split(b":")[1])
+            body = json.loads(f.read(length))
+        finally:
+            s.close()
+        self.assertEqual(body, {"received": size, "sha256": h.hexdigest()})
+        if not sanitized_build():
+            grew = peak_rss_kib(pid)["VmHWM"] - hwm
+            self.assertLess(grew, 16 * 1024, "supervisor peak RSS grew %d KiB" % grew)
+
+
 if __name__ == "__main__":
     main()

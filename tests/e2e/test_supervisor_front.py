@@ -15,7 +15,9 @@ Not covered, and why:
   next one (SPEC §6.2) and the bot is reported as not running (503) instead;
   the remaining 502 path, a worker that never answers, takes the proxy's 30 s
   read timeout, too slow for this suite.
-- X-Forwarded-For: the worker neither logs nor echoes request headers.
+- X-Forwarded-For, hop-by-hop headers both ways, 502 on a broken answer and
+  the big bodies: the worker neither logs nor echoes request headers, so
+  test_remote.RemoteBigBodyTest checks them on a remote bot that does.
 """
 
 import asyncio

@@ -9,9 +9,8 @@ hive with `hive.ca` set (and fails clearly with a CA that did not sign the
 certificate). A plain-HTTP request and bytes that are no ClientHello get a
 closed connection, and the door keeps serving.
 
-Not covered, and why:
-- X-Forwarded-For with the client's address: the worker neither logs nor
-  echoes request headers (as in test_supervisor_front.py).
+X-Forwarded-For and X-Forwarded-Proto are read from a remote bot that echoes
+the headers it gets (test_remote.Upstream).
 """
 
 import json
@@ -30,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import websockets  # noqa: E402
 
 from hive_e2e import free_ports, main, run_async, ws_recv_until  # noqa: E402
-from test_remote import make_certs  # noqa: E402
+from test_remote import Upstream, make_certs  # noqa: E402
 from test_supervisor_front import (HIVE_BIN, Hive, start_class_hive,  # noqa: E402
                                    stop_class_hive)
 
@@ -38,11 +37,14 @@ from test_supervisor_front import (HIVE_BIN, Hive, start_class_hive,  # noqa: E4
 class TlsHive(Hive):
     """A hive whose front door speaks HTTPS with the certificates in CERTS."""
 
-    def __init__(self, work_dir, bots, certs):
+    def __init__(self, work_dir, bots, certs, remotes=None):
         self.certs = certs
+        self.remotes = remotes or {}
         super().__init__(work_dir, bots)
+        self.bots += list(self.remotes)   # started and waited for with the rest
 
     def write_yaml(self, bots, extra=""):
+        extra += "".join("  - id: %s\n    url: %s\n" % r for r in self.remotes.items())
         super().write_yaml(bots, extra)
         with open(self.yaml) as f:
             text = f.read()
@@ -82,11 +84,17 @@ class TlsFrontTest(unittest.TestCase):
         make_certs(cls.certs)
         d = os.path.join(cls.tmp, "hive")
         os.makedirs(d)
-        cls.hive = TlsHive(d, cls.BOTS, cls.certs)
-        start_class_hive(cls.hive, cls.tmp)
+        cls.up = Upstream()   # a remote bot that echoes the headers it gets
+        cls.hive = TlsHive(d, cls.BOTS, cls.certs, remotes={"F1": cls.up.url})
+        try:
+            start_class_hive(cls.hive, cls.tmp)
+        except BaseException:
+            cls.up.stop()
+            raise
 
     @classmethod
     def tearDownClass(cls):
+        cls.up.stop()
         stop_class_hive(cls.hive, cls.tmp)
 
     def tearDown(self):
@@ -122,7 +130,7 @@ class TlsFrontTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json(), {"status": "ok"})
         st = self.hive.status()
-        self.assertEqual(st["hive"]["bots_running"], 2)
+        self.assertEqual(st["hive"]["bots_running"], 3)   # BOT-001, BOT-002 and remote F1
         b = [x for x in st["bots"] if x["id"] == "BOT-001"][0]
         self.assertEqual(b["proxy_url"], "https://127.0.0.1:%d/bots/BOT-001/" % self.hive.port)
 
@@ -138,6 +146,17 @@ class TlsFrontTest(unittest.TestCase):
                            timeout=20)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("certificate", p.stderr)
+
+    def test_forwarded_headers_say_https(self):
+        """X-Forwarded-Proto is what the client spoke to the door (it said
+        "http" on a TLS door before), X-Forwarded-For its address."""
+        r = self.hive.get("/bots/F1/echo")
+        self.assertEqual(r.status, 200, r)
+        got = {}
+        for name, value in r.json():
+            got.setdefault(name.lower(), []).append(value)
+        self.assertEqual(got["x-forwarded-proto"], ["https"])
+        self.assertEqual(got["x-forwarded-for"], ["127.0.0.1"])
 
     def test_proxy_status_and_task(self):
         r = self.hive.get("/bots/BOT-001/status")
