@@ -102,6 +102,7 @@ struct httpclient_call {
     http_parser parser;
     struct evbuffer *collected;
     int status;
+    bool bad_status; /* a status line without a real code (under 100) */
     bool head_seen, complete, keep_alive, answered, reused, retried;
     bool busy, cancelled;
     char why[200]; /* an early failure, delivered by DEADLINE */
@@ -395,10 +396,14 @@ static int httpclient_on_headers_complete(http_parser *p)
 {
     struct httpclient_call *call = p->data;
     call->status = p->status_code;
+    if (call->status < 100) {
+        call->bad_status = true; /* no head to give, so no body either */
+        return -1;
+    }
     if (call->status >= 100 && call->status < 200 && call->status != 101)
         return 0; /* an interim answer: its message completes, the real one follows */
     call->head_seen = true;
-    if (call->cb.head && call->status) {
+    if (call->cb.head) {
         call->busy = true;
         call->cb.head(call->status, call->arg);
         call->busy = false;
@@ -458,7 +463,9 @@ static int httpclient_call_feed(struct httpclient_call *call, const char *data, 
         return -1;
     }
     if (e != HPE_OK) {
-        if (!call->cb.chunk && evbuffer_get_length(call->collected) + len > call->max_body)
+        if (call->bad_status)
+            httpclient_call_fail(call, "bad response: status %d", call->status);
+        else if (!call->cb.chunk && evbuffer_get_length(call->collected) + len > call->max_body)
             httpclient_call_fail(call, "response body over %zu bytes", call->max_body);
         else
             httpclient_call_fail(call, "bad response: %s", http_errno_description(e));
