@@ -175,6 +175,9 @@ void util_random_hex(char *out, size_t n)
     out[n] = '\0';
 }
 
+/* mkdir -p: the leaf is tried first and parents are made only when it is
+ * missing, so a path whose parents exist costs one mkdir, not one per
+ * component (a worker's layout is a dozen folders deep under the work dir). */
 int util_mkdirs(const char *path)
 {
     char buf[4096];
@@ -182,14 +185,20 @@ int util_mkdirs(const char *path)
         errno = ENAMETOOLONG;
         return -1;
     }
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
+    size_t len = strlen(buf);
+    while (len > 1 && buf[len - 1] == '/')
+        buf[--len] = '\0';
+    if (mkdir(buf, 0755) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return -1;
+    char *slash = strrchr(buf, '/');
+    if (slash == NULL || slash == buf)
+        return -1;
+    *slash = '\0';
+    if (util_mkdirs(buf) < 0)
+        return -1;
+    *slash = '/';
     if (mkdir(buf, 0755) < 0 && errno != EEXIST)
         return -1;
     return 0;
