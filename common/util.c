@@ -350,31 +350,51 @@ int util_listen_tcp(const char *host, int port, char *err, size_t errlen)
         memmove(name, name + 1, n - 2);
         name[n - 2] = '\0';
     }
+    /* A numeric address (the default 127.0.0.1, any --bind a supervisor
+     * passes) needs no resolver: getaddrinfo's set-up is a cost at every
+     * worker start. A name still goes through it. */
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct addrinfo numeric = {.ai_socktype = SOCK_STREAM};
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
-    int gai = getaddrinfo(name, service, &hints, &ai);
+    int gai = 0;
+    if (port >= 0 && port <= 65535 && inet_pton(AF_INET, name, &sin.sin_addr) == 1) {
+        numeric.ai_family = AF_INET;
+        numeric.ai_addr = (struct sockaddr *)&sin;
+        numeric.ai_addrlen = sizeof sin;
+    } else if (port >= 0 && port <= 65535 && inet_pton(AF_INET6, name, &sin6.sin6_addr) == 1) {
+        numeric.ai_family = AF_INET6;
+        numeric.ai_addr = (struct sockaddr *)&sin6;
+        numeric.ai_addrlen = sizeof sin6;
+    } else {
+        gai = getaddrinfo(name, service, &hints, &ai);
+    }
     if (gai != 0) {
         snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(gai));
         errno = EINVAL;
         return -1;
     }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const struct addrinfo *use = ai ? ai : &numeric;
+    int fd = socket(use->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd >= 0)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 511) < 0) {
+    if (fd < 0 || bind(fd, use->ai_addr, use->ai_addrlen) < 0 || listen(fd, 511) < 0) {
         int saved = errno;
         snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port,
                  saved == EADDRINUSE ? "address already in use" : strerror(saved));
         if (fd >= 0)
             close(fd);
-        freeaddrinfo(ai);
+        if (ai)
+            freeaddrinfo(ai);
         errno = saved;
         return -1;
     }
-    freeaddrinfo(ai);
+    if (ai)
+        freeaddrinfo(ai);
     return fd;
 }
 

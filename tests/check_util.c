@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,6 +68,47 @@ START_TEST(test_mkdirs)
 }
 END_TEST
 
+/* The family and port FD listens on. */
+static int listen_family(int fd, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        ck_assert_uint_eq(ntohl(in->sin_addr.s_addr), INADDR_LOOPBACK);
+        *port = ntohs(in->sin_port);
+    } else {
+        *port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return ss.ss_family;
+}
+
+START_TEST(test_listen_tcp)
+{
+    char err[256] = "";
+    int port = 0;
+    int fd = util_listen_tcp("127.0.0.1", 0, err, sizeof err); /* numeric: no resolver */
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(listen_family(fd, &port), AF_INET);
+    ck_assert_int_gt(port, 0);
+    char taken[256] = "";
+    ck_assert_int_eq(util_listen_tcp("127.0.0.1", port, taken, sizeof taken), -1);
+    ck_assert_ptr_nonnull(strstr(taken, "address already in use"));
+    close(fd);
+    int fd6 = util_listen_tcp("[::1]", 0, err, sizeof err);
+    if (fd6 >= 0) { /* a machine without IPv6 has no ::1 to bind */
+        ck_assert_int_eq(listen_family(fd6, &port), AF_INET6);
+        close(fd6);
+    }
+    int byname = util_listen_tcp("localhost", 0, err, sizeof err); /* a name: resolved */
+    ck_assert_int_ge(byname, 0);
+    close(byname);
+    ck_assert_int_eq(util_listen_tcp("no-such-host.invalid", 0, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "cannot resolve"));
+}
+END_TEST
+
 START_TEST(test_digest_loaded_lazily)
 {
     /* This suite links no libcrypto symbol: nothing maps it before a hash. */
@@ -103,6 +147,7 @@ int main(void)
     TCase *tc = tcase_create("util");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_mkdirs);
+    tcase_add_test(tc, test_listen_tcp);
     tcase_add_test(tc, test_digest_loaded_lazily);
     tcase_add_test(tc, test_digest_vectors);
     suite_add_tcase(s, tc);
