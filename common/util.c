@@ -175,6 +175,9 @@ void util_random_hex(char *out, size_t n)
     out[n] = '\0';
 }
 
+/* mkdir -p: the leaf is tried first and parents are made only when it is
+ * missing, so a path whose parents exist costs one mkdir, not one per
+ * component (a worker's layout is a dozen folders deep under the work dir). */
 int util_mkdirs(const char *path)
 {
     char buf[4096];
@@ -182,14 +185,20 @@ int util_mkdirs(const char *path)
         errno = ENAMETOOLONG;
         return -1;
     }
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
+    size_t len = strlen(buf);
+    while (len > 1 && buf[len - 1] == '/')
+        buf[--len] = '\0';
+    if (mkdir(buf, 0755) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return -1;
+    char *slash = strrchr(buf, '/');
+    if (slash == NULL || slash == buf)
+        return -1;
+    *slash = '\0';
+    if (util_mkdirs(buf) < 0)
+        return -1;
+    *slash = '/';
     if (mkdir(buf, 0755) < 0 && errno != EEXIST)
         return -1;
     return 0;
@@ -341,31 +350,51 @@ int util_listen_tcp(const char *host, int port, char *err, size_t errlen)
         memmove(name, name + 1, n - 2);
         name[n - 2] = '\0';
     }
+    /* A numeric address (the default 127.0.0.1, any --bind a supervisor
+     * passes) needs no resolver: getaddrinfo's set-up is a cost at every
+     * worker start. A name still goes through it. */
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct addrinfo numeric = {.ai_socktype = SOCK_STREAM};
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
-    int gai = getaddrinfo(name, service, &hints, &ai);
+    int gai = 0;
+    if (port >= 0 && port <= 65535 && inet_pton(AF_INET, name, &sin.sin_addr) == 1) {
+        numeric.ai_family = AF_INET;
+        numeric.ai_addr = (struct sockaddr *)&sin;
+        numeric.ai_addrlen = sizeof sin;
+    } else if (port >= 0 && port <= 65535 && inet_pton(AF_INET6, name, &sin6.sin6_addr) == 1) {
+        numeric.ai_family = AF_INET6;
+        numeric.ai_addr = (struct sockaddr *)&sin6;
+        numeric.ai_addrlen = sizeof sin6;
+    } else {
+        gai = getaddrinfo(name, service, &hints, &ai);
+    }
     if (gai != 0) {
         snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(gai));
         errno = EINVAL;
         return -1;
     }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const struct addrinfo *use = ai ? ai : &numeric;
+    int fd = socket(use->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd >= 0)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 511) < 0) {
+    if (fd < 0 || bind(fd, use->ai_addr, use->ai_addrlen) < 0 || listen(fd, 511) < 0) {
         int saved = errno;
         snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port,
                  saved == EADDRINUSE ? "address already in use" : strerror(saved));
         if (fd >= 0)
             close(fd);
-        freeaddrinfo(ai);
+        if (ai)
+            freeaddrinfo(ai);
         errno = saved;
         return -1;
     }
-    freeaddrinfo(ai);
+    if (ai)
+        freeaddrinfo(ai);
     return fd;
 }
 

@@ -16,14 +16,13 @@
 #include "common/ws.h"
 
 #include <event2/buffer.h>
-#include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <wslay/wslay.h>
 
+#include "common/digest.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/utf8.h"
@@ -67,11 +66,11 @@ void ws_config_default(struct ws_config *config)
 
 void ws_accept_key(const char *client_key, char out[29])
 {
-    unsigned char digest[SHA_DIGEST_LENGTH];
+    unsigned char digest[DIGEST_SHA1_LEN];
     char *joined = xasprintf("%s%s", client_key, WS_GUID);
-    SHA1((const unsigned char *)joined, strlen(joined), digest);
+    digest_sha1(joined, strlen(joined), digest);
     free(joined);
-    EVP_EncodeBlock((unsigned char *)out, digest, sizeof digest);
+    digest_base64(out, digest, sizeof digest);
 }
 
 /* True when the comma-separated header VALUE lists TOKEN (any case). */

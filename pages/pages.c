@@ -8,11 +8,11 @@
 #include "pages/pages.h"
 
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "common/digest.h"
 #include "common/util.h"
 
 extern const unsigned char pages_index_html[], pages_script[], pages_style[];
@@ -25,12 +25,11 @@ extern const size_t pages_index_html_len, pages_script_len, pages_style_len;
 /* "sha256-BASE64" of LEN bytes at DATA, the form CSP hash sources take. */
 static void pages_csp_hash(char out[64], const unsigned char *data, size_t len)
 {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int dlen = 0;
+    unsigned char digest[DIGEST_SHA256_LEN];
 
-    EVP_Digest(data, len, digest, &dlen, EVP_sha256(), NULL);
+    digest_sha256(data, len, digest);
     memcpy(out, "sha256-", 7);
-    EVP_EncodeBlock((unsigned char *)out + 7, digest, (int)dlen);
+    digest_base64(out + 7, digest, sizeof digest);
 }
 
 /* The header lines of the page, made once: the script and style are allowed

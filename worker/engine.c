@@ -1265,7 +1265,7 @@ struct engine *engine_new(struct event_base *base, const struct engine_config *c
     if (cfg->adapter.type != ADAPTER_MOCK) /* mock touches no file */
         e->git = gitfiles_new(base, cfg->adapter.work_dir);
     e->syncer = syncer_new(base);
-    if (!e->syncer) { /* a thread and an eventfd: fails only at the system's limits */
+    if (!e->syncer) { /* an eventfd (the thread starts with the first job) */
         log_error("cannot start the sync thread: %s", strerror(errno));
         exit(1);
     }

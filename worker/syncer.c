@@ -3,6 +3,8 @@
  * jobs go down under a mutex and a condition variable; finished jobs come
  * up under the same mutex, announced by an eventfd that the loop watches.
  * Only system calls run on the thread; everything else stays on the loop.
+ * The thread starts with the first job: a worker that is started and stopped
+ * without a task to make durable never pays for it.
  */
 #include "worker/syncer.h"
 
@@ -30,6 +32,7 @@ struct syncer_item {
 
 struct syncer {
     pthread_t thread;
+    bool started; /* the thread runs (from the first job on) */
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_cond_t idle;                   /* a job finished */
@@ -108,6 +111,21 @@ static void syncer_read_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Start the thread; 0 or an errno value. */
+static int syncer_start(struct syncer *sy)
+{
+    /* The thread is born with every signal blocked: signals are the loop's
+     * (a handler must never run on the sync thread, nor a default action
+     * be taken there for a signal the loop blocks). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int r = pthread_create(&sy->thread, NULL, syncer_main, sy);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    sy->started = r == 0;
+    return r;
+}
+
 struct syncer *syncer_new(struct event_base *base)
 {
     struct syncer *sy = xcalloc(1, sizeof *sy);
@@ -121,23 +139,6 @@ struct syncer *syncer_new(struct event_base *base)
     pthread_mutex_init(&sy->lock, NULL);
     pthread_cond_init(&sy->wake, NULL);
     pthread_cond_init(&sy->idle, NULL);
-    /* The thread is born with every signal blocked: signals are the loop's
-     * (a handler must never run on the sync thread, nor a default action
-     * be taken there for a signal the loop blocks). */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int r = pthread_create(&sy->thread, NULL, syncer_main, sy);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (r != 0) {
-        close(sy->efd);
-        pthread_mutex_destroy(&sy->lock);
-        pthread_cond_destroy(&sy->wake);
-        pthread_cond_destroy(&sy->idle);
-        free(sy);
-        errno = r;
-        return NULL;
-    }
     sy->ev = event_new(base, sy->efd, EV_READ | EV_PERSIST, syncer_read_cb, sy);
     event_add(sy->ev, NULL);
     return sy;
@@ -161,7 +162,8 @@ void syncer_free(struct syncer *sy)
     sy->quit = true;
     pthread_cond_signal(&sy->wake);
     pthread_mutex_unlock(&sy->lock);
-    pthread_join(sy->thread, NULL);
+    if (sy->started)
+        pthread_join(sy->thread, NULL);
     syncer_free_list(sy->todo);
     syncer_free_list(sy->done);
     event_free(sy->ev);
@@ -190,6 +192,18 @@ void syncer_run(struct syncer *sy, syncer_job_fn fn, void *job, syncer_done_cb d
 {
     struct syncer_item *it = xcalloc(1, sizeof *it);
     it->fn = fn, it->job = job, it->done = done, it->arg = arg;
+    int r = sy->started ? 0 : syncer_start(sy);
+    if (r != 0) { /* no thread to be had: sync on the loop, answer as the thread would */
+        log_warn("cannot start the sync thread (%s); syncing on the event loop", strerror(r));
+        it->result = fn(job);
+        pthread_mutex_lock(&sy->lock);
+        syncer_append(&sy->done_tail, it);
+        uint64_t one = 1;
+        ssize_t w = write(sy->efd, &one, sizeof one);
+        (void)w;
+        pthread_mutex_unlock(&sy->lock);
+        return;
+    }
     pthread_mutex_lock(&sy->lock);
     syncer_append(&sy->todo_tail, it);
     pthread_cond_signal(&sy->wake);

@@ -18,8 +18,9 @@ typedef int (*syncer_job_fn)(void *job);
 /* Runs on the loop with the job's result. */
 typedef void (*syncer_done_cb)(int result, void *arg);
 
-/* A syncer whose completions run on BASE. NULL with errno when the thread
- * or its wake-up descriptor cannot be made. */
+/* A syncer whose completions run on BASE; its thread starts with the first
+ * job (when it cannot, jobs run on the loop). NULL with errno when its
+ * wake-up descriptor cannot be made. */
 struct syncer *syncer_new(struct event_base *base);
 /* Wait for the job that runs (queued ones are dropped, their callbacks not
  * called), then free everything. */

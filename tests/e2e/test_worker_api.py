@@ -3,6 +3,8 @@
 Run: HIVE_BUILD_DIR=build-e2e /usr/bin/python3 tests/e2e/test_worker_api.py
 """
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -581,6 +583,57 @@ class Auth(WorkerTestCase):
     def test_401_with_hive_token_env(self):
         w = self.new_worker(env={"HIVE_TOKEN": "env-token"})
         self.check_token(w, "env-token")
+
+
+class LeanStart(WorkerTestCase):
+    """What a worker does not pay for until it needs it (issue 14): libcrypto is
+    mapped at the first WebSocket handshake, the sync thread starts with the
+    first task to make durable."""
+
+    @staticmethod
+    def maps_libcrypto(pid):
+        with open("/proc/%d/maps" % pid) as f:
+            return "libcrypto" in f.read()
+
+    @staticmethod
+    def threads(pid):
+        with open("/proc/%d/status" % pid) as f:
+            return int(re.search(r"^Threads:\s+(\d+)", f.read(), re.M).group(1))
+
+    def ws_accept(self, port):
+        """A raw handshake; the Sec-WebSocket-Accept header the worker sent."""
+        s = raw_connect(port)
+        try:
+            key = base64.b64encode(os.urandom(16)).decode()
+            s.sendall(("GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n" % (port, key)).encode())
+            f = s.makefile("rb")
+            self.assertIn(b" 101 ", f.readline())
+            accept = None
+            for line in iter(f.readline, b"\r\n"):
+                name, _, value = line.decode().partition(":")
+                if name.strip().lower() == "sec-websocket-accept":
+                    accept = value.strip()
+            guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+            want = base64.b64encode(hashlib.sha1((key + guid).encode()).digest()).decode()
+            return accept, want
+        finally:
+            s.close()
+
+    def test_libcrypto_and_sync_thread_come_with_first_use(self):
+        w = self.new_worker()
+        self.assertEqual(w.status()["status"], "idle")
+        self.assertFalse(self.maps_libcrypto(w.proc.pid), "libcrypto mapped at start")
+        self.assertEqual(self.threads(w.proc.pid), 1, "a thread besides the loop at start")
+        t = w.submit("lean start")["task_id"]
+        self.assertEqual(w.wait_state(t, ("done", "failed"))["state"], "done")
+        self.assertEqual(self.threads(w.proc.pid), 2)
+        accept, want = self.ws_accept(w.port)
+        self.assertEqual(accept, want)
+        self.assertTrue(self.maps_libcrypto(w.proc.pid))
+        accept, want = self.ws_accept(w.port)  # loaded once, still right
+        self.assertEqual(accept, want)
 
 
 if __name__ == "__main__":

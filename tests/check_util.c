@@ -1,0 +1,160 @@
+/*
+ * check_util: common/util.c's util_mkdirs (mkdir -p made leaf first) and
+ * common/digest.c (libcrypto loaded on first use): known vectors, and that a
+ * program that has not hashed yet has not mapped libcrypto.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/digest.h"
+#include "common/util.h"
+
+/* True when /proc/self/maps names a libcrypto. */
+static bool libcrypto_mapped(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, "libcrypto") != NULL;
+    fclose(f);
+    return found;
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+START_TEST(test_mkdirs)
+{
+    char base[] = "/tmp/check_util.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(base));
+    char *deep = xasprintf("%s/a/b/c/d", base);
+    ck_assert_int_eq(util_mkdirs(deep), 0);
+    ck_assert(is_dir(deep));
+    ck_assert_int_eq(util_mkdirs(deep), 0); /* already there */
+    char *slash = xasprintf("%s/a/x/y/", base);
+    ck_assert_int_eq(util_mkdirs(slash), 0); /* trailing slash */
+    char *y = xasprintf("%s/a/x/y", base);
+    ck_assert(is_dir(y));
+    char *file = xasprintf("%s/f", base);
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    char *under = xasprintf("%s/f/g/h", base);
+    errno = 0;
+    ck_assert_int_eq(util_mkdirs(under), -1); /* a file on the way */
+    ck_assert_int_eq(errno, ENOTDIR);
+    char *rel = xasprintf("%s/r", base);
+    ck_assert_int_eq(chdir(base), 0);
+    ck_assert_int_eq(util_mkdirs("r/s/t"), 0); /* relative */
+    char *t = xasprintf("%s/r/s/t", base);
+    ck_assert(is_dir(t));
+    char *cmd = xasprintf("rm -rf '%s'", base);
+    ck_assert_int_eq(system(cmd), 0);
+    free(deep), free(slash), free(y), free(file), free(under), free(rel), free(t), free(cmd);
+}
+END_TEST
+
+/* The family and port FD listens on. */
+static int listen_family(int fd, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        ck_assert_uint_eq(ntohl(in->sin_addr.s_addr), INADDR_LOOPBACK);
+        *port = ntohs(in->sin_port);
+    } else {
+        *port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return ss.ss_family;
+}
+
+START_TEST(test_listen_tcp)
+{
+    char err[256] = "";
+    int port = 0;
+    int fd = util_listen_tcp("127.0.0.1", 0, err, sizeof err); /* numeric: no resolver */
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(listen_family(fd, &port), AF_INET);
+    ck_assert_int_gt(port, 0);
+    char taken[256] = "";
+    ck_assert_int_eq(util_listen_tcp("127.0.0.1", port, taken, sizeof taken), -1);
+    ck_assert_ptr_nonnull(strstr(taken, "address already in use"));
+    close(fd);
+    int fd6 = util_listen_tcp("[::1]", 0, err, sizeof err);
+    if (fd6 >= 0) { /* a machine without IPv6 has no ::1 to bind */
+        ck_assert_int_eq(listen_family(fd6, &port), AF_INET6);
+        close(fd6);
+    }
+    int byname = util_listen_tcp("localhost", 0, err, sizeof err); /* a name: resolved */
+    ck_assert_int_ge(byname, 0);
+    close(byname);
+    ck_assert_int_eq(util_listen_tcp("no-such-host.invalid", 0, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "cannot resolve"));
+}
+END_TEST
+
+START_TEST(test_digest_loaded_lazily)
+{
+    /* This suite links no libcrypto symbol: nothing maps it before a hash. */
+    ck_assert(!libcrypto_mapped());
+    unsigned char d[DIGEST_SHA1_LEN];
+    digest_sha1("abc", 3, d);
+    ck_assert(libcrypto_mapped());
+    char b64[29];
+    ck_assert_int_eq(digest_base64(b64, d, sizeof d), 28);
+    ck_assert_str_eq(b64, "qZk+NkcGgWq6PiVxeFDCbJzQ2J0="); /* base64(SHA1("abc")) */
+}
+END_TEST
+
+START_TEST(test_digest_vectors)
+{
+    unsigned char d[DIGEST_SHA256_LEN];
+    char b64[45];
+    digest_sha256("abc", 3, d);
+    ck_assert_int_eq(digest_base64(b64, d, sizeof d), 44);
+    ck_assert_str_eq(b64, "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=");
+    /* RFC 6455 §1.3's handshake example. */
+    const char *joined = "dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char s[DIGEST_SHA1_LEN];
+    char acc[29];
+    digest_sha1(joined, strlen(joined), s);
+    digest_base64(acc, s, sizeof s);
+    ck_assert_str_eq(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    ck_assert_int_eq(digest_base64(b64, (const unsigned char *)"", 0), 0);
+    ck_assert_str_eq(b64, "");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("util");
+    TCase *tc = tcase_create("util");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_mkdirs);
+    tcase_add_test(tc, test_listen_tcp);
+    tcase_add_test(tc, test_digest_loaded_lazily);
+    tcase_add_test(tc, test_digest_vectors);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_FORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
