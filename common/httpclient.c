@@ -37,6 +37,7 @@
 #include <sys/queue.h>
 
 #include "common/tls.h"
+#include "common/strmap.h"
 #include "common/util.h"
 
 #define HTTPCLIENT_IDLE_MAX 32            /* idle connections kept per host:port */
@@ -59,9 +60,7 @@ struct httpclient_conn {
 /* The idle connections to one host:port. */
 struct httpclient_pool {
     LIST_ENTRY(httpclient_pool) entry;
-    struct httpclient_pool *next; /* in its bucket of the client's table */
-    uint32_t hash;                /* of KEY */
-    char *key;                    /* "host:port" */
+    char *key; /* "host:port" */
     TAILQ_HEAD(httpclient_conn_list, httpclient_conn) idle;
     size_t n_idle;
 };
@@ -114,8 +113,7 @@ struct httpclient {
     LIST_HEAD(, httpclient_pool) pools;
     /* The pools by key: every call finds its pool here, so a supervisor
      * checking N remote bots does not compare N keys per call. */
-    struct httpclient_pool **buckets;
-    size_t n_buckets, n_pools; /* N_BUCKETS: 0 or a power of two */
+    struct strmap *by_key;
     LIST_HEAD(, httpclient_call) calls;
     LIST_HEAD(, httpclient_lookup) lookups;
     struct timeval idle_tv;
@@ -221,55 +219,22 @@ void httpclient_lookup_cancel(struct httpclient_lookup *lk)
 
 /* ---- pools and connections ---------------------------------------------- */
 
-static uint32_t httpclient_hash(const char *s)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
-}
-
-/* Twice as many buckets (64 at first), every pool rehashed. */
-static void httpclient_pools_grow(struct httpclient *hc)
-{
-    size_t n = hc->n_buckets ? hc->n_buckets * 2 : 64;
-    struct httpclient_pool *pool;
-    free(hc->buckets);
-    hc->buckets = xcalloc(n, sizeof *hc->buckets);
-    hc->n_buckets = n;
-    LIST_FOREACH(pool, &hc->pools, entry)
-    {
-        struct httpclient_pool **b = &hc->buckets[pool->hash & (n - 1)];
-        pool->next = *b;
-        *b = pool;
-    }
-}
-
 /* The pool of HOST:PORT, made when new. */
 static struct httpclient_pool *httpclient_pool_get(struct httpclient *hc, const char *host,
                                                    int port, const SSL_CTX *tls)
 {
     char *key = tls ? xasprintf("https:%s:%d:%p", host, port, (const void *)tls)
                     : xasprintf("%s:%d", host, port);
-    uint32_t h = httpclient_hash(key);
-    struct httpclient_pool *pool = hc->n_buckets ? hc->buckets[h & (hc->n_buckets - 1)] : NULL;
-    for (; pool; pool = pool->next)
-        if (pool->hash == h && strcmp(pool->key, key) == 0) {
-            free(key);
-            return pool;
-        }
+    struct httpclient_pool *pool = strmap_get(hc->by_key, key);
+    if (pool) {
+        free(key);
+        return pool;
+    }
     pool = xcalloc(1, sizeof *pool);
     pool->key = key;
-    pool->hash = h;
     TAILQ_INIT(&pool->idle);
     LIST_INSERT_HEAD(&hc->pools, pool, entry);
-    if (++hc->n_pools > hc->n_buckets) {
-        httpclient_pools_grow(hc); /* places the new pool too */
-    } else {
-        struct httpclient_pool **b = &hc->buckets[h & (hc->n_buckets - 1)];
-        pool->next = *b;
-        *b = pool;
-    }
+    strmap_put(hc->by_key, key, pool);
     return pool;
 }
 
@@ -693,6 +658,7 @@ struct httpclient *httpclient_new(struct event_base *base)
         evdns_base_load_hosts(hc->dns, NULL);
     hc->idle_tv = (struct timeval){HTTPCLIENT_IDLE_S, 0};
     LIST_INIT(&hc->pools);
+    hc->by_key = strmap_new();
     LIST_INIT(&hc->calls);
     LIST_INIT(&hc->lookups);
     return hc;
@@ -726,7 +692,7 @@ void httpclient_free(struct httpclient *hc)
     }
     if (hc->dns)
         evdns_base_free(hc->dns, 1);
-    free(hc->buckets);
+    strmap_free(hc->by_key);
     free(hc);
 }
 
