@@ -24,9 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/cgroup.h"
@@ -254,6 +256,7 @@ enum child_stage {
     CHILD_FDS,       /* could not place the descriptors */
     CHILD_DROP,      /* could not become the user */
     CHILD_EXEC,      /* execve failed */
+    CHILD_UNSHARE,   /* close_range(CLOSE_RANGE_UNSHARE) refused: spawn again without */
 };
 
 /* Everything the child does, prepared by the parent: the child shares our
@@ -272,6 +275,11 @@ struct child_plan {
     int v1_errno[CHILD_V1_MAX];
     size_t n_v1;
     const struct child_ident *id;
+    /* Shared descriptor table (CLONE_FILES): the child first takes a copy
+     * of only the descriptors below UNSHARE_BELOW (ours from the reserved
+     * slots down), so a spawn never touches the supervisor's thousands of
+     * others. 0: the child has a whole copy of ours, closed from fd 3 up. */
+    int unshare_below;
     /* Written by the child. */
     enum child_stage stage;
     int err, cg_err;
@@ -294,12 +302,13 @@ static int child_setup_fds(const struct child_plan *p)
 {
     int moved[CHILD_FDS_MAX];
     int first_free = 3 + (int)p->n_fds;
+    int out_of_way = first_free > p->unshare_below ? first_free : p->unshare_below;
     if (dup2(p->null_fd, STDIN_FILENO) < 0 || dup2(p->out_w, STDOUT_FILENO) < 0 ||
         dup2(p->out_w, STDERR_FILENO) < 0)
         return -1;
     /* All out of the way first, so none is overwritten by another's dup2. */
     for (size_t i = 0; i < p->n_fds; i++)
-        if ((moved[i] = fcntl(p->fds[i], F_DUPFD_CLOEXEC, first_free)) < 0)
+        if ((moved[i] = fcntl(p->fds[i], F_DUPFD_CLOEXEC, out_of_way)) < 0)
             return -1;
     for (size_t i = 0; i < p->n_fds; i++)
         if (child_place_fd(moved[i], 3 + (int)i) < 0)
@@ -344,6 +353,16 @@ __attribute__((no_sanitize("address"))) static int child_main(void *arg)
             p->err = p->v1_fds[i] < 0 ? p->v1_errno[i] : errno;
             _exit(CHILD_EXIT_NOEXEC);
         }
+    /* Our own descriptor table, with only the low descriptors in it (the
+     * stdio and the reserved slots); before any dup2 or close, which would
+     * until then be the supervisor's too (the cgroup writes above use the
+     * shared table as it is). */
+    if (p->unshare_below > 0 &&
+        close_range((unsigned)p->unshare_below, ~0u, CLOSE_RANGE_UNSHARE) < 0) {
+        p->stage = CHILD_UNSHARE;
+        p->err = errno;
+        _exit(1);
+    }
     /* Signals back to their defaults (our handlers must never run here, on
      * our memory), then nothing blocked. */
     struct sigaction dfl = {.sa_handler = SIG_DFL};
@@ -401,6 +420,60 @@ static void child_delegate_cgroup(const struct child_spec *spec, const struct ch
     }
 }
 
+/* The reserved slots (child_reserve_fds): low descriptor numbers that hold
+ * a placeholder (/dev/null) between spawns and, during one, the descriptors
+ * the worker gets (its stdin, its output pipe, the handed-over ones). */
+#define CHILD_SLOTS (CHILD_FDS_MAX + 2)
+static int child_slot[CHILD_SLOTS];
+static int child_placeholder = -1;
+static int child_slots_end; /* one above the highest slot; 0: no slots */
+
+void child_reserve_fds(void)
+{
+    if (child_slots_end > 0)
+        return;
+    int ph = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (ph < 0)
+        return;
+    int end = ph + 1;
+    for (size_t i = 0; i < CHILD_SLOTS; i++) {
+        if ((child_slot[i] = fcntl(ph, F_DUPFD_CLOEXEC, 3)) < 0) {
+            while (i-- > 0)
+                close(child_slot[i]);
+            close(ph);
+            return;
+        }
+        if (child_slot[i] + 1 > end)
+            end = child_slot[i] + 1;
+    }
+    child_placeholder = ph;
+    child_slots_end = end;
+}
+
+/* Put the worker's descriptors of PLAN into the slots (the plan then names
+ * the slots); -1 if one cannot be. */
+static int child_slots_fill(struct child_plan *p)
+{
+    int *want[CHILD_SLOTS] = {&p->null_fd, &p->out_w};
+    size_t n = 2;
+    for (size_t i = 0; i < p->n_fds; i++)
+        want[n++] = &p->fds[i];
+    for (size_t i = 0; i < n; i++) {
+        if (dup3(*want[i], child_slot[i], O_CLOEXEC) < 0)
+            return -1;
+        *want[i] = child_slot[i];
+    }
+    p->unshare_below = child_slots_end;
+    return 0;
+}
+
+/* Back to placeholders, so that no reference of the worker's is kept. */
+static void child_slots_clear(void)
+{
+    for (size_t i = 0; i < CHILD_SLOTS; i++)
+        dup3(child_placeholder, child_slot[i], O_CLOEXEC);
+}
+
 /* After the child: say into its output why it did not become the worker
  * (or that it runs outside its cgroup), as the worker's first lines. */
 static void child_report(const struct child_spec *spec, const struct child_plan *p, int out_w,
@@ -412,6 +485,7 @@ static void child_report(const struct child_spec *spec, const struct child_plan 
                 spec->cgroup_dir, strerror(cg_err));
     switch (p->stage) {
     case CHILD_OK:
+    case CHILD_UNSHARE: /* spawned again without */
         break;
     case CHILD_CGROUP_V1:
         dprintf(out_w, "hive: cannot enter cgroup %s: %s\n", spec->cgroup_v1_dirs[p->v1_failed],
@@ -474,9 +548,26 @@ pid_t child_spawn(const struct child_spec *spec, int *out_fd, char *err, size_t 
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
-    pid_t pid = clone(child_main, child_stack + sizeof child_stack,
-                      CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
-    int clone_errno = errno;
+    pid_t pid = -1;
+    int clone_errno = 0;
+    struct child_plan whole = plan;
+    if (child_slots_end > 0 && child_slots_fill(&plan) == 0) {
+        pid = clone(child_main, child_stack + sizeof child_stack,
+                    CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD, &plan);
+        clone_errno = errno;
+        child_slots_clear();
+        if (pid > 0 && plan.stage == CHILD_UNSHARE) { /* an old kernel: never again */
+            child_slots_end = 0;
+            waitpid(pid, NULL, 0);
+            pid = -1;
+        }
+    }
+    if (pid < 0 && child_slots_end == 0) {
+        plan = whole;
+        pid = clone(child_main, child_stack + sizeof child_stack, CLONE_VM | CLONE_VFORK | SIGCHLD,
+                    &plan);
+        clone_errno = errno;
+    }
     sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid > 0)
         child_report(spec, &plan, p[1], cg_open_errno);
