@@ -349,13 +349,16 @@ class PM2(Manager):
 class Env:
     """Binaries, run folder and the helpers' settings shared by every row."""
 
-    def __init__(self, run_dir, build_dir, connloop, quick):
+    def __init__(self, run_dir, build_dir, connloop, quick, base_port=21000):
         self.run_dir = run_dir
+        # Ports used: base-10 .. base+max size (below the ephemeral range by
+        # default); two benches at once need different bases.
+        self.base_port = base_port
         self.worker_bin = os.path.join(build_dir, "worker", "hive-worker")
         self.hive_bin = os.path.join(build_dir, "supervisor", "hive")
         self.connloop = connloop
         self.quick = quick
-        self.listen_port = 20999
+        self.listen_port = base_port - 1
 
     def reasons(self):
         """{manager: reason it is skipped} for the peers that are not installed."""
@@ -456,7 +459,7 @@ def m_restart(env, res, log, mid="9"):
     kills = int(os.environ.get("PEERS_KILLS", 0)) or (3 if env.quick else 20)
     spacing = 0.3 if env.quick else 10.5
     skip = env.reasons()
-    fl = floor_start(env, 20990, 5 if env.quick else 20)
+    fl = floor_start(env, env.base_port - 10, 5 if env.quick else 20)
     floor50 = statistics.median(fl)
     res.figure(mid, "bare hive-worker: spawn → /health answers (%d starts) p50" % len(fl), "ms",
                [floor50], "p90 %.1f ms" % pct(fl, 0.9))
@@ -466,7 +469,7 @@ def m_restart(env, res, log, mid="9"):
             res.skip(mid, "%s restart" % cls.name, skip[cls.name])
             continue
         log("%s: %s, %d SIGKILLs %.1f s apart" % (mid, cls.name, kills, spacing))
-        m, _ = start_manager(env, cls, "restart", [("R001", 20991)], 60)
+        m, _ = start_manager(env, cls, "restart", [("R001", env.base_port - 9)], 60)
         try:
             times, cl = restart_kills(env, m, kills, spacing)
         finally:
@@ -499,7 +502,7 @@ def m_restart(env, res, log, mid="9"):
 
 def scale_one(env, cls, n, idle_s, bound):
     """One manager with N bots: dict of up, rss, idle CPU, down."""
-    bots = [("S%04d" % i, 21000 + 1 + i) for i in range(n)]
+    bots = [("S%04d" % i, env.base_port + 1 + i) for i in range(n)]
     m, up = start_manager(env, cls, "scale%d" % n, bots, bound)
     try:
         mpids = m.manager_pids()
@@ -602,6 +605,8 @@ def main():
     ap.add_argument("--sizes", help="bot counts of 10 (default 200,500,1000; quick 50)")
     ap.add_argument("--build-dir", default=os.path.join(os.path.dirname(HERE), "build"))
     ap.add_argument("--connloop", default=None)
+    ap.add_argument("--base-port", type=int, default=21000,
+                    help="ports base-10 .. base+N are used (default 21000)")
     a = ap.parse_args()
     global MANAGERS
     MANAGERS = tuple(c for c in (HiveManager, PM2, Supervisord) if c.name in a.managers.split(","))
@@ -610,7 +615,7 @@ def main():
     if not os.access(connloop, os.X_OK):
         connloop = os.path.join(run, "connloop")
         subprocess.run(["cc", "-O2", "-o", connloop, os.path.join(HERE, "connloop.c")], check=True)
-    env = Env(run, os.path.abspath(a.build_dir), connloop, a.quick)
+    env = Env(run, os.path.abspath(a.build_dir), connloop, a.quick, a.base_port)
     if a.sizes:
         env.sizes = [int(x) for x in a.sizes.split(",")]
     try:

@@ -1,11 +1,15 @@
 /*
- * child: fork and exec of a worker. Everything the worker inherits is decided
- * here, between fork and exec, so that nothing of the supervisor leaks into
- * it (descriptors, signal dispositions, a stale NOTIFY_SOCKET or HIVE_TOKEN,
- * the roster's token variable), so that it starts in its bot's cgroup, and
- * so that it finds exactly what sdnotify.c expects. The child side only
- * calls async-signal-safe functions plus setenv, which is safe because the
- * supervisor is single-threaded.
+ * child: spawn and exec of a worker. Everything the worker inherits is
+ * decided here, so that nothing of the supervisor leaks into it (descriptors,
+ * signal dispositions, a stale NOTIFY_SOCKET or HIVE_TOKEN, the roster's
+ * token variable), so that it starts in its bot's cgroup, and so that it
+ * finds exactly what sdnotify.c expects. The parent prepares all of it (the
+ * environment array, the descriptor plan, the cgroup.procs descriptors, the
+ * user) and starts the child with clone(CLONE_VM | CLONE_VFORK): the child
+ * shares the supervisor's memory, so a fork's copy of the page tables and the
+ * copy-on-write faults after it (which grow with the supervisor, and so with
+ * the number of bots) never happen. The child side therefore only makes
+ * system calls on prepared data.
  */
 #include "supervisor/child.h"
 
@@ -14,13 +18,17 @@
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/cgroup.h"
@@ -70,98 +78,8 @@ char *child_worker_path(char *err, size_t errlen)
     return path;
 }
 
-/* Close every descriptor from FIRST up. */
-static void child_close_from(int first)
-{
-    if (close_range((unsigned)first, ~0u, 0) == 0)
-        return;
-    struct rlimit rl;
-    int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
-    for (int fd = first; fd < max; fd++)
-        close(fd);
-}
-
-/* Child side: signals back to their defaults, nothing blocked. */
-static void child_reset_signals(void)
-{
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            signal(sig, SIG_DFL);
-}
-
-/* Child side: FD as TARGET, kept across exec (dup2 onto itself would keep
- * close-on-exec). */
-static int child_place_fd(int fd, int target)
-{
-    if (fd != target && dup2(fd, target) < 0)
-        return -1;
-    int fl = fcntl(target, F_GETFD);
-    return fl < 0 || fcntl(target, F_SETFD, fl & ~FD_CLOEXEC) < 0 ? -1 : 0;
-}
-
-/* Child side: stdin /dev/null, stdout+stderr the pipe, the handed-over
- * descriptors from fd 3 up, and nothing else. */
-static int child_setup_fds(const struct child_spec *spec, int out_w)
-{
-    int moved[CHILD_FDS_MAX];
-    int first_free = 3 + (int)spec->n_fds;
-    int null_fd = open("/dev/null", O_RDONLY);
-    if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0)
-        return -1;
-    if (dup2(out_w, STDOUT_FILENO) < 0 || dup2(out_w, STDERR_FILENO) < 0)
-        return -1;
-    /* All out of the way first, so none is overwritten by another's dup2. */
-    for (size_t i = 0; i < spec->n_fds; i++)
-        if ((moved[i] = fcntl(spec->fds[i].fd, F_DUPFD_CLOEXEC, first_free)) < 0)
-            return -1;
-    for (size_t i = 0; i < spec->n_fds; i++)
-        if (child_place_fd(moved[i], 3 + (int)i) < 0)
-            return -1;
-    child_close_from(first_free);
-    return 0;
-}
-
-/* Child side: the variables of the systemd protocols and the hive's own. */
-static void child_setup_env(const struct child_spec *spec, pid_t supervisor)
-{
-    char num[32];
-    snprintf(num, sizeof num, "%d", (int)getpid());
-    setenv("LISTEN_PID", num, 1);
-    char names[CHILD_FDS_MAX * 64] = "";
-    size_t used = 0;
-    for (size_t i = 0; i < spec->n_fds && used < sizeof names; i++)
-        used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i ? ":" : "",
-                                 spec->fds[i].name);
-    snprintf(num, sizeof num, "%zu", spec->n_fds);
-    setenv("LISTEN_FDS", num, 1);
-    setenv("LISTEN_FDNAMES", names, 1);
-    setenv("NOTIFY_SOCKET", spec->notify_socket, 1);
-    /* The fd store keeps one descriptor per worker. */
-    setenv("FDSTORE", "1", 1);
-    unsetenv("WATCHDOG_PID");
-    if (spec->watchdog_usec > 0) {
-        snprintf(num, sizeof num, "%llu", (unsigned long long)spec->watchdog_usec);
-        setenv("WATCHDOG_USEC", num, 1);
-    } else {
-        unsetenv("WATCHDOG_USEC");
-    }
-    snprintf(num, sizeof num, "%d", (int)supervisor);
-    setenv("HIVE_SUPERVISOR_PID", num, 1);
-    if (spec->token)
-        setenv("HIVE_TOKEN", spec->token, 1);
-    else
-        unsetenv("HIVE_TOKEN");
-    /* The worker has the token as HIVE_TOKEN; under its roster name it would
-     * only reach the worker's adapters. */
-    if (spec->token_env && strcmp(spec->token_env, "HIVE_TOKEN") != 0)
-        unsetenv(spec->token_env);
-}
-
-/* The user a worker becomes, looked up before the fork (NSS is not for a
- * forked child). */
+/* The user a worker becomes, looked up before the spawn (NSS is not for a
+ * child that shares our memory). */
 struct child_ident {
     bool drop;
     uid_t uid;
@@ -202,44 +120,292 @@ static int child_ident_resolve(const struct child_spec *spec, struct child_ident
     return 0;
 }
 
-/* Child side: become ID's user for good (groups, then gid, then uid, so
- * nothing of root is kept), with its HOME, USER and LOGNAME. */
-static int child_drop(const struct child_ident *id)
+/* The worker's environment, built before the spawn: pointers into ours, and
+ * the strings made here (OWN, freed after). */
+struct child_env {
+    char **v;
+    size_t n, cap;
+    char **own;
+    size_t n_own, cap_own;
+};
+
+/* The index of NAME (LEN bytes) in ENV, or -1. */
+static ssize_t child_env_find(const struct child_env *env, const char *name, size_t len)
 {
-    if (!id->drop)
-        return 0;
-    if (setgroups((size_t)id->n_groups, id->groups) < 0 || setgid(id->gid) < 0 ||
-        setuid(id->uid) < 0)
-        return -1;
-    if (setuid(0) == 0) { /* must not be able to come back */
-        errno = EPERM;
-        return -1;
+    for (size_t i = 0; i < env->n; i++)
+        if (strncmp(env->v[i], name, len) == 0 && env->v[i][len] == '=')
+            return (ssize_t)i;
+    return -1;
+}
+
+/* Drop NAME from ENV. */
+static void child_env_del(struct child_env *env, const char *name)
+{
+    ssize_t i = child_env_find(env, name, strlen(name));
+    if (i >= 0)
+        env->v[i] = env->v[--env->n];
+}
+
+/* Set "NAME=value" ENTRY (kept as is) in ENV, replacing NAME's entry. */
+static void child_env_put(struct child_env *env, char *entry)
+{
+    const char *eq = strchr(entry, '=');
+    ssize_t i = child_env_find(env, entry, (size_t)(eq - entry));
+    if (i >= 0) {
+        env->v[i] = entry;
+        return;
     }
-    setenv("HOME", id->home, 1);
-    setenv("USER", id->name, 1);
-    setenv("LOGNAME", id->name, 1);
+    if (env->n + 2 > env->cap) {
+        env->cap = env->cap ? env->cap * 2 : 64;
+        env->v = xrealloc(env->v, env->cap * sizeof *env->v);
+    }
+    env->v[env->n++] = entry;
+    env->v[env->n] = NULL;
+}
+
+/* Set NAME to VALUE in ENV with a string of our own; returns it. */
+static char *child_env_set(struct child_env *env, const char *name, const char *value)
+{
+    if (env->n_own == env->cap_own) {
+        env->cap_own = env->cap_own ? env->cap_own * 2 : 16;
+        env->own = xrealloc(env->own, env->cap_own * sizeof *env->own);
+    }
+    char *entry = xasprintf("%s=%s", name, value);
+    env->own[env->n_own++] = entry;
+    child_env_put(env, entry);
+    return entry;
+}
+
+static void child_env_free(struct child_env *env)
+{
+    for (size_t i = 0; i < env->n_own; i++)
+        free(env->own[i]);
+    free(env->own);
+    free(env->v);
+}
+
+/* Room for the child to write its own pid into "LISTEN_PID=...". */
+#define CHILD_PID_ROOM "                    "
+
+/* Build the worker's environment: ours, then the bot's own variables
+ * (env_file's, then env's), then the systemd protocols' and the hive's, which
+ * win. Returns where the child writes its pid (after "LISTEN_PID="). */
+static char *child_env_build(struct child_env *env, const struct child_spec *spec,
+                             const struct child_ident *id, pid_t supervisor)
+{
+    extern char **environ;
+    char num[32];
+    memset(env, 0, sizeof *env);
+    for (char **e = environ; e && *e; e++)
+        if (strchr(*e, '='))
+            child_env_put(env, *e);
+    if (!env->v) { /* an empty environment is still an array */
+        env->cap = 64;
+        env->v = xcalloc(env->cap, sizeof *env->v);
+    }
+    for (char *const *e = spec->env; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        char name[256];
+        if (!eq || (size_t)(eq - *e) >= sizeof name || eq == *e)
+            continue;
+        memcpy(name, *e, (size_t)(eq - *e));
+        name[eq - *e] = '\0';
+        child_env_set(env, name, eq + 1);
+    }
+    char *pid_slot = child_env_set(env, "LISTEN_PID", CHILD_PID_ROOM) + strlen("LISTEN_PID=");
+    char names[CHILD_FDS_MAX * 64] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < spec->n_fds && used < sizeof names; i++)
+        used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i ? ":" : "",
+                                 spec->fds[i].name);
+    snprintf(num, sizeof num, "%zu", spec->n_fds);
+    child_env_set(env, "LISTEN_FDS", num);
+    child_env_set(env, "LISTEN_FDNAMES", names);
+    child_env_set(env, "NOTIFY_SOCKET", spec->notify_socket);
+    /* The fd store keeps one descriptor per worker. */
+    child_env_set(env, "FDSTORE", "1");
+    child_env_del(env, "WATCHDOG_PID");
+    if (spec->watchdog_usec > 0) {
+        snprintf(num, sizeof num, "%llu", (unsigned long long)spec->watchdog_usec);
+        child_env_set(env, "WATCHDOG_USEC", num);
+    } else {
+        child_env_del(env, "WATCHDOG_USEC");
+    }
+    snprintf(num, sizeof num, "%d", (int)supervisor);
+    child_env_set(env, "HIVE_SUPERVISOR_PID", num);
+    if (spec->token)
+        child_env_set(env, "HIVE_TOKEN", spec->token);
+    else
+        child_env_del(env, "HIVE_TOKEN");
+    /* The worker has the token as HIVE_TOKEN; under its roster name it would
+     * only reach the worker's adapters. */
+    if (spec->token_env && strcmp(spec->token_env, "HIVE_TOKEN") != 0)
+        child_env_del(env, spec->token_env);
+    if (id->drop) {
+        child_env_set(env, "HOME", id->home);
+        child_env_set(env, "USER", id->name);
+        child_env_set(env, "LOGNAME", id->name);
+    }
+    return pid_slot;
+}
+
+/* Where the child stopped, for the parent to say why. */
+enum child_stage {
+    CHILD_OK,
+    CHILD_CGROUP_V1, /* could not enter a limit group: no start */
+    CHILD_FDS,       /* could not place the descriptors */
+    CHILD_DROP,      /* could not become the user */
+    CHILD_EXEC,      /* execve failed */
+    CHILD_UNSHARE,   /* close_range(CLOSE_RANGE_UNSHARE) refused: spawn again without */
+};
+
+/* Everything the child does, prepared by the parent: the child shares our
+ * memory (CLONE_VM) while we wait (CLONE_VFORK), so it only makes system
+ * calls on this, and writes back where and why it stopped. */
+struct child_plan {
+    const char *path;
+    char *const *argv;
+    char **envp;
+    char *pid_slot; /* LISTEN_PID's value, written by the child */
+    int null_fd, out_w;
+    int fds[CHILD_FDS_MAX];
+    size_t n_fds;
+    int cg_fd;                /* the v2 cgroup.procs, or -1 */
+    int v1_fds[CHILD_V1_MAX]; /* the v1 limit groups' cgroup.procs (-1: unopenable) */
+    int v1_errno[CHILD_V1_MAX];
+    size_t n_v1;
+    const struct child_ident *id;
+    /* Shared descriptor table (CLONE_FILES): the child first takes a copy
+     * of only the descriptors below UNSHARE_BELOW (ours from the reserved
+     * slots down), so a spawn never touches the supervisor's thousands of
+     * others. 0: the child has a whole copy of ours, closed from fd 3 up. */
+    int unshare_below;
+    /* Written by the child. */
+    enum child_stage stage;
+    int err, cg_err;
+    size_t v1_failed;
+};
+
+/* Child side: FD as TARGET, kept across exec (dup2 onto itself would keep
+ * close-on-exec). */
+static int child_place_fd(int fd, int target)
+{
+    if (fd != target && dup2(fd, target) < 0)
+        return -1;
+    int fl = fcntl(target, F_GETFD);
+    return fl < 0 || fcntl(target, F_SETFD, fl & ~FD_CLOEXEC) < 0 ? -1 : 0;
+}
+
+/* Child side: stdin /dev/null, stdout+stderr the pipe, the handed-over
+ * descriptors from fd 3 up, and nothing else. */
+static int child_setup_fds(const struct child_plan *p)
+{
+    int moved[CHILD_FDS_MAX];
+    int first_free = 3 + (int)p->n_fds;
+    int out_of_way = first_free > p->unshare_below ? first_free : p->unshare_below;
+    if (dup2(p->null_fd, STDIN_FILENO) < 0 || dup2(p->out_w, STDOUT_FILENO) < 0 ||
+        dup2(p->out_w, STDERR_FILENO) < 0)
+        return -1;
+    /* All out of the way first, so none is overwritten by another's dup2. */
+    for (size_t i = 0; i < p->n_fds; i++)
+        if ((moved[i] = fcntl(p->fds[i], F_DUPFD_CLOEXEC, out_of_way)) < 0)
+            return -1;
+    for (size_t i = 0; i < p->n_fds; i++)
+        if (child_place_fd(moved[i], 3 + (int)i) < 0)
+            return -1;
+    if (close_range((unsigned)first_free, ~0u, 0) == 0)
+        return 0;
+    for (int fd = first_free; fd < 65536; fd++)
+        close(fd);
     return 0;
 }
 
-/* Child side: into the bot's cgroups (v2, then the v1 limit groups). */
-static void child_enter_cgroups(const struct child_spec *spec, int out_w)
+/* Child side: PID in decimal at SLOT (the room CHILD_PID_ROOM leaves). */
+static void child_put_pid(char *slot, pid_t pid)
 {
-    /* Into the bot's cgroup before it can start anything: all it and its
-     * tasks start is then inside, and killed with it. */
-    if (spec->cgroup_dir && cgroup_enter(spec->cgroup_dir, 0) < 0)
-        dprintf(out_w, "hive: cannot enter cgroup %s: %s; the worker runs outside it\n",
-                spec->cgroup_dir, strerror(errno));
-    /* The limits are the kernel's only if the worker is inside: no start. */
-    for (size_t i = 0; spec->cgroup_v1_dirs[i]; i++)
-        if (cgroup_enter(spec->cgroup_v1_dirs[i], 0) < 0) {
-            dprintf(out_w, "hive: cannot enter cgroup %s: %s\n", spec->cgroup_v1_dirs[i],
-                    strerror(errno));
-            _exit(CHILD_EXIT_NOEXEC);
-        }
+    char digits[24];
+    size_t n = 0;
+    unsigned long v = (unsigned long)pid;
+    do
+        digits[n++] = (char)('0' + v % 10);
+    while ((v /= 10) && n < sizeof digits);
+    for (size_t i = 0; i < n; i++)
+        slot[i] = digits[n - 1 - i];
+    slot[n] = '\0';
 }
 
-/* Child side: hand the bot's cgroup v2 to ID's user, as systemd's Delegate=
- * does, so its worker can still nest its tasks' cgroups in it. */
+/* Child side: become the worker, or exit with the reason in the plan. Only
+ * system calls here (no malloc, no stdio, no setenv, and the raw set*id
+ * calls: glibc's would broadcast them to threads of ours). */
+__attribute__((no_sanitize("address"))) static int child_main(void *arg)
+{
+    struct child_plan *p = arg;
+    setpgid(0, 0);
+    /* Into the bot's cgroup before it can start anything: all it and its
+     * tasks start is then inside, and killed with it. */
+    if (p->cg_fd >= 0 && cgroup_enter_fd(p->cg_fd) < 0)
+        p->cg_err = errno;
+    /* The limits are the kernel's only if the worker is inside: no start. */
+    for (size_t i = 0; i < p->n_v1; i++)
+        if (p->v1_fds[i] < 0 || cgroup_enter_fd(p->v1_fds[i]) < 0) {
+            p->stage = CHILD_CGROUP_V1;
+            p->v1_failed = i;
+            p->err = p->v1_fds[i] < 0 ? p->v1_errno[i] : errno;
+            _exit(CHILD_EXIT_NOEXEC);
+        }
+    /* Our own descriptor table, with only the low descriptors in it (the
+     * stdio and the reserved slots); before any dup2 or close, which would
+     * until then be the supervisor's too (the cgroup writes above use the
+     * shared table as it is). */
+    if (p->unshare_below > 0 &&
+        close_range((unsigned)p->unshare_below, ~0u, CLOSE_RANGE_UNSHARE) < 0) {
+        p->stage = CHILD_UNSHARE;
+        p->err = errno;
+        _exit(1);
+    }
+    /* Signals back to their defaults (our handlers must never run here, on
+     * our memory), then nothing blocked. */
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (child_setup_fds(p) < 0) {
+        p->stage = CHILD_FDS;
+        p->err = errno;
+        _exit(1);
+    }
+    child_put_pid(p->pid_slot, getpid());
+    util_nofile_restore();
+    if (p->id->drop) {
+        const struct child_ident *id = p->id;
+        if (syscall(SYS_setgroups, (size_t)id->n_groups, id->groups) < 0 ||
+            syscall(SYS_setresgid, id->gid, id->gid, id->gid) < 0 ||
+            syscall(SYS_setresuid, id->uid, id->uid, id->uid) < 0) {
+            p->stage = CHILD_DROP;
+            p->err = errno;
+            _exit(CHILD_EXIT_NOEXEC);
+        }
+        if (syscall(SYS_setuid, 0) == 0) { /* must not be able to come back */
+            p->stage = CHILD_DROP;
+            p->err = EPERM;
+            _exit(CHILD_EXIT_NOEXEC);
+        }
+    }
+    execve(p->path, p->argv, p->envp);
+    p->stage = CHILD_EXEC;
+    p->err = errno;
+    _exit(p->err == ENOENT || p->err == EACCES || p->err == ENOEXEC ? CHILD_EXIT_NOEXEC : 1);
+}
+
+/* The child's stack: it runs while we wait, one at a time. */
+#define CHILD_STACK_SIZE (64 * 1024)
+static _Alignas(64) char child_stack[CHILD_STACK_SIZE];
+
+/* Hand the bot's cgroup v2 to ID's user, as systemd's Delegate= does, so its
+ * worker can still nest its tasks' cgroups in it. */
 static void child_delegate_cgroup(const struct child_spec *spec, const struct child_ident *id)
 {
     static const char *const files[] = {"", "/cgroup.procs", "/cgroup.subtree_control",
@@ -254,70 +420,170 @@ static void child_delegate_cgroup(const struct child_spec *spec, const struct ch
     }
 }
 
-/* Child side: the bot's own variables (env_file's, then env's). */
-static void child_bot_env(const struct child_spec *spec)
+/* The reserved slots (child_reserve_fds): low descriptor numbers that hold
+ * a placeholder (/dev/null) between spawns and, during one, the descriptors
+ * the worker gets (its stdin, its output pipe, the handed-over ones). */
+#define CHILD_SLOTS (CHILD_FDS_MAX + 2)
+static int child_slot[CHILD_SLOTS];
+static int child_placeholder = -1;
+static int child_slots_end; /* one above the highest slot; 0: no slots */
+
+void child_reserve_fds(void)
 {
-    for (char *const *e = spec->env; e && *e; e++) {
-        const char *eq = strchr(*e, '=');
-        char name[256];
-        if (!eq || (size_t)(eq - *e) >= sizeof name)
-            continue;
-        memcpy(name, *e, (size_t)(eq - *e));
-        name[eq - *e] = '\0';
-        setenv(name, eq + 1, 1);
+    if (child_slots_end > 0)
+        return;
+    int ph = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (ph < 0)
+        return;
+    int end = ph + 1;
+    for (size_t i = 0; i < CHILD_SLOTS; i++) {
+        if ((child_slot[i] = fcntl(ph, F_DUPFD_CLOEXEC, 3)) < 0) {
+            while (i-- > 0)
+                close(child_slot[i]);
+            close(ph);
+            return;
+        }
+        if (child_slot[i] + 1 > end)
+            end = child_slot[i] + 1;
+    }
+    child_placeholder = ph;
+    child_slots_end = end;
+}
+
+/* Put the worker's descriptors of PLAN into the slots (the plan then names
+ * the slots); -1 if one cannot be. */
+static int child_slots_fill(struct child_plan *p)
+{
+    int *want[CHILD_SLOTS] = {&p->null_fd, &p->out_w};
+    size_t n = 2;
+    for (size_t i = 0; i < p->n_fds; i++)
+        want[n++] = &p->fds[i];
+    for (size_t i = 0; i < n; i++) {
+        if (dup3(*want[i], child_slot[i], O_CLOEXEC) < 0)
+            return -1;
+        *want[i] = child_slot[i];
+    }
+    p->unshare_below = child_slots_end;
+    return 0;
+}
+
+/* Back to placeholders, so that no reference of the worker's is kept. */
+static void child_slots_clear(void)
+{
+    for (size_t i = 0; i < CHILD_SLOTS; i++)
+        dup3(child_placeholder, child_slot[i], O_CLOEXEC);
+}
+
+/* After the child: say into its output why it did not become the worker
+ * (or that it runs outside its cgroup), as the worker's first lines. */
+static void child_report(const struct child_spec *spec, const struct child_plan *p, int out_w,
+                         int cg_open_errno)
+{
+    int cg_err = cg_open_errno ? cg_open_errno : p->cg_err;
+    if (spec->cgroup_dir && cg_err)
+        dprintf(out_w, "hive: cannot enter cgroup %s: %s; the worker runs outside it\n",
+                spec->cgroup_dir, strerror(cg_err));
+    switch (p->stage) {
+    case CHILD_OK:
+    case CHILD_UNSHARE: /* spawned again without */
+        break;
+    case CHILD_CGROUP_V1:
+        dprintf(out_w, "hive: cannot enter cgroup %s: %s\n", spec->cgroup_v1_dirs[p->v1_failed],
+                strerror(p->err));
+        break;
+    case CHILD_FDS:
+        dprintf(out_w, "hive: cannot set up the worker's descriptors: %s\n", strerror(p->err));
+        break;
+    case CHILD_DROP:
+        dprintf(out_w, "hive: cannot become user %s: %s\n", spec->user, strerror(p->err));
+        break;
+    case CHILD_EXEC:
+        dprintf(out_w, "hive: cannot run %s: %s\n", spec->path, strerror(p->err));
+        break;
     }
 }
 
-/* Child side: become the worker, or exit saying why not (into the pipe). */
-static void child_exec(const struct child_spec *spec, const struct child_ident *id, int out_w,
-                       pid_t supervisor)
-{
-    setpgid(0, 0);
-    child_enter_cgroups(spec, out_w);
-    child_delegate_cgroup(spec, id);
-    child_reset_signals();
-    if (child_setup_fds(spec, out_w) < 0) {
-        dprintf(STDERR_FILENO, "hive: cannot set up the worker's descriptors: %s\n",
-                strerror(errno));
-        _exit(1);
-    }
-    child_bot_env(spec);
-    child_setup_env(spec, supervisor);
-    util_nofile_restore();
-    if (child_drop(id) < 0) {
-        dprintf(STDERR_FILENO, "hive: cannot become user %s: %s\n", spec->user, strerror(errno));
-        _exit(CHILD_EXIT_NOEXEC);
-    }
-    execv(spec->path, spec->argv);
-    int e = errno;
-    dprintf(STDERR_FILENO, "hive: cannot run %s: %s\n", spec->path, strerror(e));
-    _exit(e == ENOENT || e == EACCES || e == ENOEXEC ? CHILD_EXIT_NOEXEC : 1);
-}
-
-/* Fork; the child becomes the worker, the parent gets its pid and pipe. */
+/* Spawn without copying the supervisor: the child shares our memory and we
+ * wait until it has exec'd (or exited), so no page table is copied and no
+ * page of ours is faulted in copy-on-write; it costs the same at a thousand
+ * bots as at one. */
 pid_t child_spawn(const struct child_spec *spec, int *out_fd, char *err, size_t errlen)
 {
     int p[2];
     struct child_ident id;
     if (child_ident_resolve(spec, &id, err, errlen) < 0)
         return -1;
+    /* The worker's own /dev/null: it shares no open file with us but the
+     * descriptors handed over. */
+    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd < 0) {
+        snprintf(err, errlen, "cannot open /dev/null: %s", strerror(errno));
+        return -1;
+    }
     if (pipe2(p, O_CLOEXEC) < 0) {
         snprintf(err, errlen, "cannot create a pipe: %s", strerror(errno));
+        close(null_fd);
         return -1;
     }
-    pid_t supervisor = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(err, errlen, "cannot fork: %s", strerror(errno));
-        close(p[0]);
-        close(p[1]);
-        return -1;
+    struct child_plan plan = {.path = spec->path,
+                              .argv = spec->argv,
+                              .null_fd = null_fd,
+                              .out_w = p[1],
+                              .n_fds = spec->n_fds,
+                              .cg_fd = -1,
+                              .id = &id};
+    for (size_t i = 0; i < spec->n_fds; i++)
+        plan.fds[i] = spec->fds[i].fd;
+    int cg_open_errno = 0;
+    if (spec->cgroup_dir && (plan.cg_fd = cgroup_procs_open(spec->cgroup_dir)) < 0)
+        cg_open_errno = errno;
+    for (size_t i = 0; i < CHILD_V1_MAX && spec->cgroup_v1_dirs[i]; i++, plan.n_v1++)
+        if ((plan.v1_fds[i] = cgroup_procs_open(spec->cgroup_v1_dirs[i])) < 0)
+            plan.v1_errno[i] = errno;
+    child_delegate_cgroup(spec, &id);
+    struct child_env env;
+    plan.pid_slot = child_env_build(&env, spec, &id, getpid());
+    plan.envp = env.v;
+    /* No handler of ours may run in the child before it has reset them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    pid_t pid = -1;
+    int clone_errno = 0;
+    struct child_plan whole = plan;
+    if (child_slots_end > 0 && child_slots_fill(&plan) == 0) {
+        pid = clone(child_main, child_stack + sizeof child_stack,
+                    CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD, &plan);
+        clone_errno = errno;
+        child_slots_clear();
+        if (pid > 0 && plan.stage == CHILD_UNSHARE) { /* an old kernel: never again */
+            child_slots_end = 0;
+            waitpid(pid, NULL, 0);
+            pid = -1;
+        }
     }
-    if (pid == 0)
-        child_exec(spec, &id, p[1], supervisor);
-    /* Both sides set the group, so it exists whichever runs first. */
-    setpgid(pid, pid);
+    if (pid < 0 && child_slots_end == 0) {
+        plan = whole;
+        pid = clone(child_main, child_stack + sizeof child_stack, CLONE_VM | CLONE_VFORK | SIGCHLD,
+                    &plan);
+        clone_errno = errno;
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid > 0)
+        child_report(spec, &plan, p[1], cg_open_errno);
+    child_env_free(&env);
+    if (plan.cg_fd >= 0)
+        close(plan.cg_fd);
+    for (size_t i = 0; i < plan.n_v1; i++)
+        if (plan.v1_fds[i] >= 0)
+            close(plan.v1_fds[i]);
     close(p[1]);
+    close(null_fd);
+    if (pid < 0) {
+        snprintf(err, errlen, "cannot start a process: %s", strerror(clone_errno));
+        close(p[0]);
+        return -1;
+    }
     util_set_nonblock_cloexec(p[0]);
     *out_fd = p[0];
     return pid;

@@ -57,6 +57,13 @@ struct child_spec {
  * else ../worker/ of it (the build tree). Caller frees; NULL with the places
  * tried in ERR. */
 char *child_worker_path(char *err, size_t errlen);
+/* Reserve a few low descriptor numbers for child_spawn, early (before the
+ * bots' descriptors): a spawn then hands the worker its descriptors through
+ * them and the child copies only the descriptors below them, not the
+ * supervisor's whole table (a spawn's cost no longer grows with the number
+ * of bots). Without it (or on a kernel without CLOSE_RANGE_UNSHARE) a
+ * spawn copies the table and closes all of it in the child. */
+void child_reserve_fds(void);
 /* Fork and exec SPEC in a new process group. Returns the pid with *OUT_FD the
  * read end of its output pipe (non-blocking, close-on-exec), or -1 with a
  * reason in ERR. */

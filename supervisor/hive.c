@@ -173,8 +173,20 @@ void hive_after_step(struct hive *hive, struct hive_bot *bot)
         evtimer_add(hive->sweep_ev, &now);
     if (!hive->shutting_down || hive->done_fired)
         return;
-    for (size_t i = 0; i < hive->n_bots && all; i++)
-        all = bot_settled(hive->bots[i]);
+    /* Each exit of a shutdown used to look at every bot: O(N^2) for a
+     * thousand. Look on from the first bot not yet settled, and once at all
+     * of them when that reaches the end (a bot may have moved meanwhile). */
+    size_t i = hive->settled_upto;
+    while (i < hive->n_bots && bot_settled(hive->bots[i]))
+        i++;
+    hive->settled_upto = i;
+    if (i < hive->n_bots)
+        return;
+    for (i = 0; i < hive->n_bots && all; i++)
+        if (!bot_settled(hive->bots[i])) {
+            hive->settled_upto = i;
+            all = false;
+        }
     struct hive_bot *r;
     TAILQ_FOREACH(r, &hive->retired, entry)
     all = all && bot_settled(r);
@@ -844,6 +856,7 @@ void hive_shutdown(struct hive *hive, void (*done)(void *arg), void *arg)
     hive->done_arg = arg;
     if (!hive->shutting_down) {
         hive->shutting_down = true;
+        hive->settled_upto = 0;
         log_info("stopping %zu bot(s)", hive->n_bots);
         while (!TAILQ_EMPTY(&hive->pending))
             hive_bot_unwant(TAILQ_FIRST(&hive->pending));

@@ -115,6 +115,9 @@ struct hive {
     struct httpclient *http; /* the remote bots' checks, streams and scrapes */
     TAILQ_HEAD(, hive_bot) retired;
     bool started, shutting_down, done_fired;
+    /* During a shutdown, bots[0 .. settled_upto) were settled when last
+     * looked at: each step looks on from there, not at every bot again. */
+    size_t settled_upto;
     void (*done)(void *arg);
     void *done_arg;
 };

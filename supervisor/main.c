@@ -29,6 +29,7 @@
 #include "common/util.h"
 #include "config/hostcheck.h"
 #include "config/roster.h"
+#include "supervisor/child.h"
 #include "supervisor/front.h"
 #include "supervisor/hive.h"
 
@@ -530,6 +531,8 @@ static int main_up(int argc, char **argv)
         rc = main_lock(&up, roster);
     if (rc == 0 && up.opts.detach)
         rc = main_detach(&up);
+    if (rc == 0)
+        child_reserve_fds(); /* low numbers, before the bots' descriptors */
     if (rc == 0)
         rc = main_build(&up, roster); /* takes the roster */
     else

@@ -1,0 +1,172 @@
+/*
+ * check_child: child_spawn starts a program the way the worker expects
+ * (LISTEN_PID its own pid, the handed-over descriptor on fd 3 and nothing
+ * else of ours, the hive's variables winning over the bot's, the token
+ * variables removed), and says why into the output when it cannot (a
+ * missing program: "hive: cannot run ..." and exit 78), both with the
+ * reserved descriptor slots and without them.
+ */
+#include "supervisor/child.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* All of FD's output until EOF (bounded: 10 s, 64 KiB) into BUF. */
+static void child_test_read_all(int fd, char *buf, size_t cap)
+{
+    size_t have = 0;
+    for (int rounds = 0; rounds < 1000 && have + 1 < cap; rounds++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 10) < 0)
+            break;
+        ssize_t n = read(fd, buf + have, cap - 1 - have);
+        if (n == 0)
+            break;
+        if (n > 0)
+            have += (size_t)n;
+        else if (errno != EAGAIN && errno != EINTR)
+            break;
+    }
+    buf[have] = '\0';
+}
+
+/* Run SCRIPT with /bin/sh as a worker would be; its output and exit status. */
+static int child_test_run(const char *path, const char *script, char *out, size_t cap)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    /* Descriptors of ours that must not reach the child. */
+    int extra[8];
+    for (size_t i = 0; i < 8; i++)
+        extra[i] = open("/dev/null", O_RDONLY | (i % 2 ? O_CLOEXEC : 0));
+    char *argv[] = {(char *)"sh", (char *)"-c", (char *)script, NULL};
+    char *env[] = {(char *)"BOT_OWN=mine", (char *)"NOTIFY_SOCKET=@bot-wrong",
+                   (char *)"ROSTER_TOKEN=leak", NULL};
+    setenv("HIVE_TOKEN", "old", 1);
+    setenv("ROSTER_TOKEN", "leak", 1);
+    setenv("WATCHDOG_PID", "1", 1);
+    struct child_spec spec = {.path = path,
+                              .argv = argv,
+                              .fds = {{sv[0], "listen"}},
+                              .n_fds = 1,
+                              .notify_socket = "@hive-test",
+                              .token = NULL,
+                              .token_env = "ROSTER_TOKEN",
+                              .env = env};
+    char err[256] = "";
+    int out_fd = -1;
+    pid_t pid = child_spawn(&spec, &out_fd, err, sizeof err);
+    ck_assert_msg(pid > 0, "spawn: %s", err);
+    child_test_read_all(out_fd, out, cap);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    close(out_fd);
+    close(sv[0]);
+    close(sv[1]);
+    for (size_t i = 0; i < 8; i++)
+        close(extra[i]);
+    char want[64];
+    snprintf(want, sizeof want, "pid=%d\n", (int)pid);
+    if (strcmp(path, "/bin/sh") == 0)
+        ck_assert_msg(strstr(out, want), "no %s in: %s", want, out);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static const char child_test_script[] =
+    "echo pid=$LISTEN_PID; echo fds=$LISTEN_FDS names=$LISTEN_FDNAMES;"
+    "echo notify=$NOTIFY_SOCKET own=$BOT_OWN store=$FDSTORE;"
+    "echo token=${HIVE_TOKEN-unset} roster=${ROSTER_TOKEN-unset} wd=${WATCHDOG_PID-unset};"
+    "echo sup=$HIVE_SUPERVISOR_PID;"
+    /* The shell's own descriptors: the listing's directory fd is the
+     * highest, so everything up to 3 and one more. */
+    "echo open=$(ls /proc/$$/fd | sort -n | tr '\\n' ' ');"
+    "[ -S /proc/self/fd/3 ] || test -e /proc/self/fd/3 && echo fd3=yes; exit 7";
+
+/* The whole contract of a successful spawn, in OUT. */
+static void child_test_check_out(const char *out)
+{
+    ck_assert_msg(strstr(out, "fds=1 names=listen\n"), "%s", out);
+    ck_assert_msg(strstr(out, "notify=@hive-test own=mine store=1\n"), "%s", out);
+    ck_assert_msg(strstr(out, "token=unset roster=unset wd=unset\n"), "%s", out);
+    char sup[64];
+    snprintf(sup, sizeof sup, "sup=%d\n", (int)getpid());
+    ck_assert_msg(strstr(out, sup), "%s", out);
+    ck_assert_msg(strstr(out, "open=0 1 2 3 "), "%s", out);
+    ck_assert_msg(strstr(out, "fd3=yes"), "%s", out);
+    /* Nothing but 0-3 and the listing's own (one more). */
+    const char *open = strstr(out, "open=0 1 2 3 ");
+    int more = 0;
+    for (const char *p = open + strlen("open=0 1 2 3 "); *p && *p != '\n'; p++)
+        if (*p == ' ')
+            more++;
+    ck_assert_msg(more <= 1, "descriptors leaked: %s", out);
+}
+
+START_TEST(test_spawn_whole_table)
+{
+    char out[4096];
+    ck_assert_int_eq(child_test_run("/bin/sh", child_test_script, out, sizeof out), 7);
+    child_test_check_out(out);
+}
+END_TEST
+
+START_TEST(test_spawn_reserved_slots)
+{
+    child_reserve_fds();
+    /* Many descriptors of ours above the slots, as a big hive has. */
+    int many[200];
+    for (size_t i = 0; i < 200; i++)
+        many[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    char out[4096];
+    for (int round = 0; round < 3; round++) {
+        ck_assert_int_eq(child_test_run("/bin/sh", child_test_script, out, sizeof out), 7);
+        child_test_check_out(out);
+    }
+    for (size_t i = 0; i < 200; i++)
+        close(many[i]);
+}
+END_TEST
+
+START_TEST(test_spawn_cannot_run)
+{
+    char out[4096];
+    child_reserve_fds();
+    int rc = child_test_run("/nonexistent/hive-worker", "exit 0", out, sizeof out);
+    ck_assert_int_eq(rc, CHILD_EXIT_NOEXEC);
+    ck_assert_msg(strstr(out, "hive: cannot run /nonexistent/hive-worker: No such file or "
+                              "directory\n"),
+                  "%s", out);
+}
+END_TEST
+
+static Suite *child_suite(void)
+{
+    Suite *s = suite_create("child");
+    TCase *tc = tcase_create("spawn");
+    /* Each test in its own process (Check's fork mode): the reserved slots
+     * are per process. */
+    tcase_add_test(tc, test_spawn_whole_table);
+    tcase_add_test(tc, test_spawn_reserved_slots);
+    tcase_add_test(tc, test_spawn_cannot_run);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(child_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
