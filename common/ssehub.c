@@ -62,8 +62,10 @@ struct ssehub {
     size_t n_live;
     size_t max_pending;
     uint64_t dropped;
-    bool flushing; /* a group left empty is freed after the flush */
-    struct event *keepalive;
+    bool flushing;           /* a group left empty is freed after the flush */
+    struct event *keepalive; /* armed only while there are subscribers */
+    struct timeval keepalive_tv;
+    size_t n_subs;         /* live or replaying */
     struct event *flush;   /* one-shot: write the batches */
     int64_t flushed_ms;    /* when they were last written (monotonic) */
     int batch_ms;          /* the batch interval now */
@@ -97,8 +99,7 @@ struct ssehub *ssehub_new(struct event_base *base, size_t max_pending, int keepa
     hub->batch_ms = SSEHUB_BATCH_MIN_MS;
     hub->flush = event_new(base, -1, 0, ssehub_flush_cb, hub);
     hub->keepalive = event_new(base, -1, EV_PERSIST, ssehub_keepalive_cb, hub);
-    struct timeval tv = {keepalive_ms / 1000, (keepalive_ms % 1000) * 1000};
-    event_add(hub->keepalive, &tv);
+    hub->keepalive_tv = (struct timeval){keepalive_ms / 1000, (keepalive_ms % 1000) * 1000};
     return hub;
 }
 
@@ -142,6 +143,10 @@ static void ssehub_remove(struct ssehub_sub *s)
     http_conn_set_close_cb(s->conn, NULL, NULL);
     http_respond_stream_end(s->conn, true);
     free(s);
+    /* An idle bot with no one listening must not wake for nobody: at 1,000
+     * bots each wake-up of an idle worker is most of the hive's idle CPU. */
+    if (--hub->n_subs == 0)
+        event_del(hub->keepalive);
     if (!g->subs && !hub->flushing)
         ssehub_group_free(hub, g);
 }
@@ -268,6 +273,8 @@ struct ssehub_sub *ssehub_open(struct ssehub *hub, struct http_conn *conn,
     if (g->subs)
         g->subs->prev = s;
     g->subs = s;
+    if (hub->n_subs++ == 0)
+        event_add(hub->keepalive, &hub->keepalive_tv);
     return s;
 }
 
