@@ -1550,7 +1550,7 @@ static const struct roster_field roster_defaults_fields[] = {
     {ROSTER_FIELD("stop_timeout", ROSTER_SECONDS, struct roster_bot, stop_timeout), .dflt = "10",
      .argv = roster_argv_stop_grace},
     /* Reaches the worker as WATCHDOG_USEC (the systemd protocol); 0 = off. */
-    {ROSTER_FIELD("watchdog", ROSTER_SECONDS, struct roster_bot, watchdog), .dflt = "30"},
+    {ROSTER_FIELD("watchdog", ROSTER_SECONDS, struct roster_bot, watchdog), .dflt = "60"},
     {ROSTER_FIELD("bind", ROSTER_STRING, struct roster_bot, bind), .dflt = "127.0.0.1",
      .hook = roster_check_bind, .flag = "--bind"},
     {ROSTER_FIELD("allowed_origins", ROSTER_STRV, struct roster_bot, allowed_origins),

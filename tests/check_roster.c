@@ -154,7 +154,7 @@ START_TEST(test_spec_example)
     ck_assert_double_eq(a->restart.window, 60);
     ck_assert_double_eq(a->start_timeout, 10);
     ck_assert_double_eq(a->stop_timeout, 10);
-    ck_assert_double_eq(a->watchdog, 30);
+    ck_assert_double_eq(a->watchdog, 60);
     ck_assert_str_eq(a->bind, "127.0.0.1");
     ck_assert_ptr_null(a->allowed_origins[0]);
 
@@ -923,7 +923,7 @@ START_TEST(test_lifecycle_keys)
     ck_assert(r->bots[0].autostart);
     ck_assert_int_eq(r->bots[0].stop_signal, SIGTERM);
     ck_assert(r->bots[0].start_timeout == 10 && r->bots[0].stop_timeout == 10);
-    ck_assert(r->bots[0].watchdog == 30);
+    ck_assert(r->bots[0].watchdog == 60);
     roster_free(r);
 
     expect_error("bots: [{id: a, autostart: maybe}]\n",
