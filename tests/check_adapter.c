@@ -950,9 +950,5 @@ static Suite *adapter_suite(void)
 int main(void)
 {
     check_remove_stale_cgroups("hive-BOT-CHECK-");
-    SRunner *sr = srunner_create(adapter_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(adapter_suite());
 }

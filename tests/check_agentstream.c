@@ -16,6 +16,8 @@
 #include "common/util.h"
 #include "worker/agentstream.h"
 
+#include "tests/check_support.h"
+
 #define NOW 1767225600 /* 2026-01-01T00:00:00Z */
 
 /* What a run of the reader gave: the callbacks' record and the outcome. */
@@ -328,9 +330,5 @@ int main(void)
     tcase_add_test(tc, test_gemini);
     tcase_add_test(tc, test_limit_texts);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

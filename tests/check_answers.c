@@ -22,6 +22,8 @@
 #include "worker/answers.h"
 #include "worker/response.h"
 
+#include "tests/check_support.h"
+
 static char check_dir[256];   /* the responses folder */
 static char check_index[300]; /* its .index/BOT-1 */
 static const char *check_bot = "BOT-1";
@@ -411,9 +413,5 @@ static Suite *check_answers_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(check_answers_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(check_answers_suite());
 }

@@ -207,9 +207,5 @@ int main(void)
     tcase_add_test(tc, test_remove_tree_and_missing);
     tcase_add_test(tc, test_make_outside_cgroupfs_fails);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

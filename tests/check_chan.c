@@ -11,6 +11,8 @@
 
 #include "common/chan.h"
 
+#include "tests/check_support.h"
+
 /* The messages read, flattened as "type:payload;". */
 static void got_cb(enum chan_type type, const char *payload, size_t len, void *arg)
 {
@@ -108,9 +110,5 @@ int main(void)
     tcase_add_test(tc, test_byte_by_byte);
     tcase_add_test(tc, test_bad_headers);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/check_support.h"
+
 /* All of FD's output until EOF (bounded: 10 s, 64 KiB) into BUF. */
 static void child_test_read_all(int fd, char *buf, size_t cap)
 {
@@ -162,11 +164,5 @@ static Suite *child_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(child_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(child_suite());
 }

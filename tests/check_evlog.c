@@ -14,6 +14,8 @@
 #include "common/evlog.h"
 #include "common/util.h"
 
+#include "tests/check_support.h"
+
 static char dir[64];
 static char path[128];
 
@@ -155,9 +157,5 @@ int main(void)
     tcase_add_test(tc, test_rotation_keeps_two_generations);
     tcase_add_test(tc, test_scan_at_open);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/check_support.h"
+
 #define ALL_ACTIONS 0xffu
 
 /* The jitter source the tests control; 0.5 means no jitter. */
@@ -970,11 +972,5 @@ static Suite *fsm_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(fsm_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(fsm_suite());
 }

@@ -19,6 +19,8 @@
 
 #include "common/util.h"
 
+#include "tests/check_support.h"
+
 /* ---- the parser ---- */
 
 struct seen {
@@ -216,9 +218,5 @@ int main(void)
     tcase_add_test(rt, test_list_is_capped);
     tcase_add_test(rt, test_no_checkout_no_list);
     suite_add_tcase(s, rt);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

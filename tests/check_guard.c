@@ -10,6 +10,8 @@
 
 #include "common/guard.h"
 
+#include "tests/check_support.h"
+
 static const char *const names[] = {"hive.lan", "192.168.1.5", "[fe80::1]", "Trailing.Dot.", NULL};
 static const char *const allowed[] = {"https://app.example.com", "http://localhost:3000", NULL};
 static const struct guard_policy none = {NULL, NULL, NULL};
@@ -263,9 +265,5 @@ static Suite *check_guard_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(check_guard_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(check_guard_suite());
 }

@@ -26,6 +26,8 @@
 #include "common/http.h"
 #include "common/util.h"
 
+#include "tests/check_support.h"
+
 #define DEADLINE_MS 5000
 #define BIG_SIZE (1024 * 1024)
 
@@ -1808,9 +1810,5 @@ static Suite *check_http_suite(void)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the programs do */
-    SRunner *sr = srunner_create(check_http_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(check_http_suite());
 }

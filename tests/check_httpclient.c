@@ -23,6 +23,8 @@
 #include "common/tls.h"
 #include "common/util.h"
 
+#include "tests/check_support.h"
+
 /* The loop, the server and what the callbacks saw. */
 struct fx {
     struct event_base *base;
@@ -377,9 +379,5 @@ int main(void)
     tcase_add_test(tc, test_cancel_in_callback);
     tcase_add_test(tc, test_https);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -11,6 +11,8 @@
 
 #include "cli/logs.h"
 
+#include "tests/check_support.h"
+
 /* The stamp of the worker's logger, with and without milliseconds. */
 START_TEST(test_line_time)
 {
@@ -104,9 +106,5 @@ int main(void)
 {
     setenv("TZ", "UTC", 1);
     tzset();
-    SRunner *sr = srunner_create(check_logs_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(check_logs_suite());
 }

@@ -16,6 +16,8 @@
 
 #include "common/util.h"
 
+#include "tests/check_support.h"
+
 /* What the listeners heard, one line per note: "<tag>:<kind>:<bot>:<detail>". */
 static char heard[4096];
 
@@ -130,9 +132,5 @@ int main(void)
     tcase_add_test(tc, test_filters_and_order);
     tcase_add_test(tc, test_unlisten_while_told);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -15,6 +15,8 @@
 
 #include "common/metrics.h"
 
+#include "tests/check_support.h"
+
 START_TEST(test_family_and_samples)
 {
     struct util_buf b = {0};
@@ -142,9 +144,5 @@ int main(void)
     tcase_add_test(tc, test_process);
     tcase_add_test(tc, test_open_fds_exact);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -12,6 +12,8 @@
 #include "config/roster.h"
 #include "worker/options.h"
 
+#include "tests/check_support.h"
+
 /* Parse ARGV (NULL-terminated) into O; fails the test on a usage error. */
 static void parse_ok(char **argv, struct worker_options *o)
 {
@@ -144,9 +146,5 @@ int main(void)
     tcase_add_test(tc, test_usage_shows_the_defaults);
     tcase_add_test(tc, test_mode_follows_port);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/check_support.h"
+
 static const char *gpu[] = {"gpu", NULL}, *gpu_big[] = {"gpu", "big", NULL};
 
 /* A-1..A-3 in pool "a" (A-2 tagged gpu, A-3 gpu and big), B-1 in pool "b",
@@ -192,9 +194,5 @@ int main(void)
     tcase_add_test(tc, test_reindex_keeps_loads);
     tcase_add_test(tc, test_many_bots);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -24,6 +24,8 @@
 #include "common/util.h"
 #include "supervisor/proxy.h"
 
+#include "tests/check_support.h"
+
 #define DEADLINE_MS 5000
 #define FLOOD_BYTES (4 * 1024 * 1024)
 
@@ -704,9 +706,5 @@ static Suite *check_proxy_suite(void)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the programs do */
-    SRunner *sr = srunner_create(check_proxy_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(check_proxy_suite());
 }

@@ -12,6 +12,8 @@
 #include "common/util.h"
 #include "worker/queue.h"
 
+#include "tests/check_support.h"
+
 /* Push KEY with its own name as payload (static strings: nothing to free). */
 static void check_push(struct queue *q, const char *key, int rank, int64_t time)
 {
@@ -305,9 +307,5 @@ static Suite *check_queue_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(check_queue_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(check_queue_suite());
 }

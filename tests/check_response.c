@@ -17,6 +17,8 @@
 #include "common/util.h"
 #include "worker/response.h"
 
+#include "tests/check_support.h"
+
 /* 2026-01-02 03:04:05.678 UTC */
 #define CHECK_WHEN (1767323045LL * 1000000000LL + 678000000LL)
 
@@ -758,9 +760,5 @@ int main(void)
 {
     setenv("TZ", "UTC", 1);
     tzset();
-    SRunner *sr = srunner_create(check_response_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(check_response_suite());
 }

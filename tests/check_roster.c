@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/check_support.h"
+
 /* SPEC §6.1, verbatim. */
 static const char spec_example[] =
     "hive:\n"
@@ -1377,11 +1379,5 @@ static Suite *roster_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(roster_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(roster_suite());
 }

@@ -16,6 +16,8 @@
 #include "common/route.h"
 #include "common/util.h"
 
+#include "tests/check_support.h"
+
 START_TEST(test_match_segments_and_params)
 {
     struct route_params pp;
@@ -175,9 +177,5 @@ int main(void)
     tcase_add_test(tc, test_dispatch_answers);
     tcase_add_test(tc, test_dispatch_token);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -19,6 +19,8 @@
 
 #include "common/sdnotify.h"
 
+#include "tests/check_support.h"
+
 START_TEST(test_fdnames_index)
 {
     ck_assert_int_eq(sdnotify_fdnames_index("listen:inotify", 2, "inotify"), 1);
@@ -233,9 +235,5 @@ static Suite *check_sdnotify_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(check_sdnotify_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(check_sdnotify_suite());
 }

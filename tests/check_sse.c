@@ -10,6 +10,8 @@
 
 #include "common/sse.h"
 
+#include "tests/check_support.h"
+
 /* What the reader handed over, flattened: "id|type|data;" per event. */
 struct got {
     struct util_buf text;
@@ -129,9 +131,5 @@ int main(void)
     tcase_add_test(tc, test_too_long);
     tcase_add_test(tc, test_cursor);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

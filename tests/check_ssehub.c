@@ -11,6 +11,8 @@
 #include <event2/event.h>
 #include <stdlib.h>
 
+#include "tests/check_support.h"
+
 START_TEST(test_no_timer_without_subscribers)
 {
     struct event_base *base = event_base_new();
@@ -28,9 +30,5 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_no_timer_without_subscribers);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -20,6 +20,8 @@
 #include "worker/response.h"
 #include "worker/store.h"
 
+#include "tests/check_support.h"
+
 static char check_dir[256];
 static struct store *check_st;
 
@@ -699,9 +701,5 @@ static Suite *check_store_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(check_store_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(check_store_suite());
 }

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "tests/check_support.h"
+
 START_TEST(test_put_get_replace_remove)
 {
     struct strmap *m = strmap_new();
@@ -61,9 +63,5 @@ int main(void)
     tcase_add_test(tc, test_put_get_replace_remove);
     tcase_add_test(tc, test_grows_and_keeps_every_key);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -6,6 +6,7 @@
 #include "common/cgroup.h"
 #include "common/util.h"
 
+#include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -33,4 +34,13 @@ void check_remove_stale_cgroups(const char *prefix)
     if (d)
         closedir(d);
     free(self);
+}
+
+int check_run(struct Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -10,4 +10,10 @@
  * process before its cleanup. */
 void check_remove_stale_cgroups(const char *prefix);
 
+struct Suite;
+
+/* Run every test of S (Check's default fork mode), free it; the exit status
+ * of the suite's main: EXIT_SUCCESS when none failed. */
+int check_run(struct Suite *s);
+
 #endif

@@ -10,6 +10,8 @@
 #include "common/util.h"
 #include "worker/taskfile.h"
 
+#include "tests/check_support.h"
+
 /* Parse the NUL-terminated S with stem "stem" and bot "BOT-1". */
 static int check_parse(const char *s, struct taskfile *tf, char *err, size_t errlen)
 {
@@ -398,9 +400,5 @@ static Suite *check_taskfile_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(check_taskfile_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(check_taskfile_suite());
 }

@@ -19,6 +19,8 @@
 #include "common/utf8.h"
 #include "worker/timeline.h"
 
+#include "tests/check_support.h"
+
 static char check_dir[256];
 static void check_reset(void);
 
@@ -1054,9 +1056,5 @@ static Suite *check_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(check_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(check_suite());
 }

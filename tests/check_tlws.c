@@ -19,6 +19,8 @@
 #include "common/util.h"
 #include "worker/tlws.h"
 
+#include "tests/check_support.h"
+
 #define BOT "BOT-T"
 
 struct client {
@@ -291,9 +293,5 @@ int main(void)
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_path);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

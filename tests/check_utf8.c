@@ -13,6 +13,8 @@
 
 #include "common/utf8.h"
 
+#include "tests/check_support.h"
+
 #define R UTF8_REPLACEMENT
 
 /* Decode the LEN bytes of IN fed in pieces cut at CUTS[0..NCUTS) (sorted). */
@@ -215,9 +217,5 @@ int main(void)
     tcase_add_test(tc, test_valid_and_cut);
     tcase_add_test(tc, test_char_len_and_valid_prefix);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

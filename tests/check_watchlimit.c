@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/check_support.h"
+
 static char path[64];
 
 /* A temporary knob holding TEXT. */
@@ -77,9 +79,5 @@ int main(void)
     tcase_add_test(tc, test_short_is_raised);
     tcase_add_test(tc, test_short_and_fixed_is_reported);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

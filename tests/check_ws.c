@@ -21,6 +21,8 @@
 #include "common/util.h"
 #include "common/ws.h"
 
+#include "tests/check_support.h"
+
 enum {
     OP_CONT = 0x0,
     OP_TEXT = 0x1,
@@ -1443,9 +1445,5 @@ int main(void)
 {
     /* The sessions under test write to sockets the test closes. */
     signal(SIGPIPE, SIG_IGN);
-    SRunner *sr = srunner_create(check_ws_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(check_ws_suite());
 }
