@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 sys.dont_write_bytecode = True
@@ -329,10 +328,11 @@ class RemoteNetnsTest(unittest.TestCase):
         wait_for(lambda: set(before) <= set(self.completed("H2")), timeout=20,
                  what="tasks before the cut merged")
         self.net.cut(2)
-        t0 = time.time()
+        # How soon is bench row 12's figure (fall x interval + timeout); a
+        # wall-clock bound here failed under ASan on a loaded CI machine.
         wait_for(lambda: self.state("H2") == "unreachable", timeout=30, what="H2 unreachable")
-        took = time.time() - t0
-        self.assertLessEqual(took, FALL * INTERVAL + TIMEOUT + 1.5)
+        h2 = {b["id"]: b for b in self.status()["bots"]}["H2"]
+        self.assertIn("/health", h2.get("reason") or "", h2)
         self.assertEqual(self.state("H1"), "running")
         self.assertEqual(self.front("/bots/H2/status")[0], 503)
         # Accepted on the host while the front door cannot see it.
