@@ -180,9 +180,10 @@ class RemoteTest(unittest.TestCase):
         w = self.workers["R1"][0]
         os.kill(w.proc.pid, signal.SIGSTOP)
         self.stopped.append(w.proc.pid)
-        # How soon (fall x interval + timeout) is bench row 12's figure, not a
-        # wall-clock bound here: the CI machine is shared and noisy.
-        self.wait_state("R1", "unreachable", timeout=30)
+        # How soon (fall x interval + timeout = 2 s here) is bench row 12's
+        # figure: the CI machine is shared and noisy. The loose bound catches
+        # checks that never time out (a stopped process still accepts).
+        self.assertLess(self.wait_state("R1", "unreachable", timeout=30), 15)
         b = self.hive.bot("R1")
         self.assertIn("health", b["reason"])
         r = self.hive.get("/bots/R1/status")
