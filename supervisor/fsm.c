@@ -152,9 +152,43 @@ static bool fsm_restart_limit_hit(struct fsm_bot *bot, int64_t now)
     return recent + 1 > (size_t)bot->policy.max_restarts;
 }
 
-/* Count a restart at NOW, keeping the newest restart_cap times. */
+/* The most restart times the limit ever needs: the newest max_restarts. */
+static size_t fsm_ring_limit(const struct fsm_bot *bot)
+{
+    return bot->policy.max_restarts > 0 ? (size_t)bot->policy.max_restarts : 1;
+}
+
+/* Lay the ring out again in CAP slots (inline when they fit), keeping the
+ * newest times that fit. False, with nothing changed, when out of memory. */
+static bool fsm_ring_relayout(struct fsm_bot *bot, size_t cap)
+{
+    size_t keep = bot->restart_len < cap ? bot->restart_len : cap;
+    int64_t tmp[FSM_RESTARTS_INLINE];
+    int64_t *heap = cap > FSM_RESTARTS_INLINE ? calloc(cap, sizeof *heap) : NULL;
+    int64_t *dst = heap ? heap : tmp;
+    const int64_t *old = fsm_ring(bot);
+
+    if (cap > FSM_RESTARTS_INLINE && !heap)
+        return false;
+    for (size_t i = 0; i < keep; i++)
+        dst[i] = old[(bot->restart_head + bot->restart_len - keep + i) % bot->restart_cap];
+    if (!heap)
+        memcpy(bot->restart_inline, tmp, keep * sizeof *tmp);
+    free(bot->restart_heap);
+    bot->restart_heap = heap;
+    bot->restart_cap = cap;
+    bot->restart_head = 0;
+    bot->restart_len = keep;
+    return true;
+}
+
+/* Count a restart at NOW. A full ring smaller than the limit needs doubles
+ * first; at the limit (or out of memory) the oldest time makes room. */
 static void fsm_record_restart(struct fsm_bot *bot, int64_t now)
 {
+    size_t limit = fsm_ring_limit(bot);
+    if (bot->restart_len == bot->restart_cap && bot->restart_cap < limit)
+        fsm_ring_relayout(bot, bot->restart_cap * 2 < limit ? bot->restart_cap * 2 : limit);
     int64_t *ring = fsm_ring(bot);
     if (bot->restart_len < bot->restart_cap) {
         ring[(bot->restart_head + bot->restart_len) % bot->restart_cap] = now;
@@ -166,29 +200,17 @@ static void fsm_record_restart(struct fsm_bot *bot, int64_t now)
     bot->restarts++;
 }
 
-/* Size the ring for max_restarts, keeping the newest times that fit. */
+/* Fit the ring to the policy's limit: larger than the limit needs, keep only
+ * the newest; smaller than what fits inline, use the inline slots. A ring
+ * between the two grows with the restarts (fsm_record_restart). */
 static void fsm_ring_resize(struct fsm_bot *bot)
 {
-    size_t cap = bot->policy.max_restarts > 0 ? (size_t)bot->policy.max_restarts : 1;
-    size_t keep = bot->restart_len < cap ? bot->restart_len : cap;
-    int64_t *old = fsm_ring(bot), *heap = NULL, *copy = calloc(keep + 1, sizeof *copy);
-    if (cap == bot->restart_cap || !copy) {
-        free(copy);
-        return;
-    }
-    for (size_t i = 0; i < keep; i++)
-        copy[i] = old[(bot->restart_head + bot->restart_len - keep + i) % bot->restart_cap];
-    if (cap > FSM_RESTARTS_INLINE && !(heap = calloc(cap, sizeof *heap))) {
-        free(copy);
-        return; /* out of memory: the old ring stays, and the limit with it */
-    }
-    free(bot->restart_heap);
-    bot->restart_heap = heap;
-    bot->restart_cap = cap;
-    bot->restart_head = 0;
-    bot->restart_len = keep;
-    memcpy(fsm_ring(bot), copy, keep * sizeof *copy);
-    free(copy);
+    size_t limit = fsm_ring_limit(bot);
+    size_t inline_cap = limit < FSM_RESTARTS_INLINE ? limit : FSM_RESTARTS_INLINE;
+    if (bot->restart_cap > limit)
+        fsm_ring_relayout(bot, limit); /* out of memory: the old ring stays, larger */
+    else if (bot->restart_cap < inline_cap)
+        fsm_ring_relayout(bot, inline_cap);
 }
 
 /* BASE spread by +-jitter_pct % with the policy's random source, in [1, max]. */

@@ -54,9 +54,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Restart times kept inside struct fsm_bot; a larger max_restarts keeps them
- * on the heap (fsm_bot_free releases it). */
-#define FSM_RESTARTS_INLINE 100
+/* Restart times kept inside struct fsm_bot (the default limit, 10, fits);
+ * past that the ring moves to the heap and grows with the restarts that
+ * happen, up to max_restarts (fsm_bot_free releases it). Sized up front for
+ * max_restarts, a roster with `max_restarts: 1000` cost 8 KB per bot: 8 MiB
+ * of a 1,000-bot supervisor's 24. */
+#define FSM_RESTARTS_INLINE 16
 /* The exit status of a permanent failure (EX_CONFIG): never retried. */
 #define FSM_EXIT_PERMANENT 78
 
@@ -148,8 +151,8 @@ struct fsm_bot {
     bool killing;         /* a start/watchdog timeout SIGKILLed it; reason says which */
     char reason[128];     /* why it is in backoff, fatal or stopped; "" if none */
     int64_t restart_inline[FSM_RESTARTS_INLINE]; /* ring of recent restart times */
-    int64_t *restart_heap; /* the ring instead, when max_restarts > FSM_RESTARTS_INLINE */
-    size_t restart_cap;    /* the ring's size: max_restarts, at least 1 */
+    int64_t *restart_heap; /* the ring instead, once it outgrew restart_inline */
+    size_t restart_cap;    /* the ring's size now: grows up to max_restarts (at least 1) */
     size_t restart_head;   /* index of the oldest entry */
     size_t restart_len;    /* entries in use */
 };

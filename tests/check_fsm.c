@@ -439,11 +439,17 @@ START_TEST(test_intensity_window_slides)
     p.max_restarts = 1000;
     fsm_bot_init(&bot, &p);
     ck_assert_int_eq(bot.policy.max_restarts, 1000);
+    /* ... with no room taken for them before they happen: 8 KB a bot up
+     * front was a third of a 1,000-bot supervisor's memory. */
+    ck_assert_ptr_null(bot.restart_heap);
+    ck_assert_uint_le(bot.restart_cap, FSM_RESTARTS_INLINE);
     fsm_test_send(&bot, FSM_EV_START, 0);
     for (int i = 0; i < 1000; i++) {
         fsm_test_crash_at(&bot, &(int64_t){i}, 1);
         ck_assert_int_eq(bot.state, FSM_STATE_BACKOFF);
+        ck_assert_uint_le(bot.restart_cap, 2 * (size_t)(i + 1) + FSM_RESTARTS_INLINE);
     }
+    ck_assert_uint_eq(bot.restart_cap, 1000);
     fsm_test_crash_at(&bot, &(int64_t){1000}, 1);
     ck_assert_int_eq(bot.state, FSM_STATE_FATAL);
     ck_assert_str_eq(bot.reason, "more than 1000 restarts within 1500 ms (last: exit status 1)");
@@ -470,8 +476,9 @@ START_TEST(test_intensity_ring_wraps)
     int64_t t;
 
     /* A restart every 10 ms with 100 allowed per second: always just under the
-     * limit, through several laps of the ring; one more crash tips it over. */
-    p.max_restarts = FSM_RESTARTS_INLINE;
+     * limit, through several laps of the ring (grown from the inline slots to
+     * the heap on the way); one more crash tips it over. */
+    p.max_restarts = 100;
     p.window_ms = 1000;
     fsm_bot_init(&bot, &p);
     fsm_test_send(&bot, FSM_EV_START, 0);
@@ -483,6 +490,7 @@ START_TEST(test_intensity_ring_wraps)
     t = 5005;
     fsm_test_crash_at(&bot, &t, 1);
     ck_assert_int_eq(bot.state, FSM_STATE_FATAL);
+    fsm_bot_free(&bot);
 }
 END_TEST
 
