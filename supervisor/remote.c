@@ -2,15 +2,24 @@
  * remote: owns a remote bot's timer, its health check, its address lookup,
  * its event stream and its last metrics scrape (see remote.h). Everything
  * runs from one timer, every health.interval (each bot's ticks at a phase of
- * its own, so a hive's bots are not all checked at one instant): a check of GET /health (with
- * health.timeout for connecting and answering), a lookup of the url's host
- * (so a moved name is followed; the proxy is only ever given a numeric
- * address and never resolves), a scrape of /metrics and a read of /status
- * while it runs, and a new event stream when none is open. A check's verdict moves the state:
- * the first success of a starting bot, or health.rise successes in a row
- * of an unreachable one, make it running; health.fall failures in a row
- * make it unreachable. Each change is a bot_state event in the hive's
- * stream.
+ * its own, so a hive's bots are not all checked at one instant): a check of
+ * GET /health (with health.timeout for connecting and answering), a lookup
+ * of the url's host (so a moved name is followed; the proxy is only ever
+ * given a numeric address and never resolves), a scrape of /metrics and a
+ * read of /status while it runs and they may have changed, and a new event
+ * stream when none is open.
+ *
+ * What /status and /metrics give the hive (queue, current task, counts,
+ * pause, task counters and durations) changes only with the bot's events,
+ * so they are read again after an event came, while tasks wait, while the
+ * stream is down, and every REMOTE_REFRESH_TICKS ticks besides: at 300 idle
+ * bots, 600 requests (and 300 JSON parses) a second fewer for the front
+ * door's loop than reading both at every tick.
+ *
+ * A check's verdict moves the state: the first success of a starting bot, or
+ * health.rise successes in a row of an unreachable one, make it running;
+ * health.fall failures in a row make it unreachable. Each change is a
+ * bot_state event in the hive's stream.
  *
  * The event stream asks for everything after the last seq of this bot the
  * merge holds (the merge reads that back from its own log, so a cut of the
@@ -45,6 +54,7 @@
 #define REMOTE_SSE_SILENCE_MS 45000           /* the bot comments every 15 s: 3 missed = gone */
 #define REMOTE_METRICS_MAX (8 * 1024 * 1024)  /* a scrape larger than this is refused */
 #define REMOTE_PIPE_HIGH (256 * 1024)         /* a relay stops reading above this */
+#define REMOTE_REFRESH_TICKS 10               /* /status and /metrics read at least this often */
 
 enum remote_state { REMOTE_STOPPED, REMOTE_STARTING, REMOTE_RUNNING, REMOTE_UNREACHABLE };
 static const char *const remote_state_names[] = {"stopped", "starting", "running", "unreachable"};
@@ -83,7 +93,10 @@ struct remote {
     struct httpclient_call *check, *scrape, *stream, *status;
     struct httpclient_lookup *lookup;
     struct sse_reader sse;
-    bool stream_ok; /* the stream answered 200 */
+    bool stream_ok;       /* the stream answered 200 */
+    bool stale;           /* /status and /metrics may have changed since they were read */
+    bool waiting;         /* its last /status had tasks queued */
+    unsigned quiet_ticks; /* ticks since they were last read */
     /* https:// only: the context, and the relay the proxy connects to (the
      * proxy speaks plain HTTP on a private socket; the relay adds TLS). */
     SSL_CTX *tls;
@@ -101,6 +114,7 @@ struct remote {
 static void remote_set_state(struct remote *r, enum remote_state state, const char *why)
 {
     snprintf(r->reason, sizeof r->reason, "%s", state == REMOTE_RUNNING ? "" : why);
+    r->stale = true; /* read /status and /metrics at the next tick */
     if (state == r->state)
         return;
     enum remote_state from = r->state;
@@ -324,8 +338,10 @@ static void remote_scrape_done(int err, const char *why, int status, const char 
     struct remote *r = arg;
     (void)why;
     r->scrape = NULL;
-    if (err != 0 || status != 200)
-        return; /* the last good scrape stays until a new one */
+    if (err != 0 || status != 200) {
+        r->stale = true; /* the last good scrape stays until a new one */
+        return;
+    }
     r->metrics.len = 0;
     util_buf_add(&r->metrics, body, len);
 }
@@ -399,8 +415,17 @@ static void remote_status_done(int err, const char *why, int status, const char 
     struct remote *r = arg;
     (void)why;
     r->status = NULL;
-    if (err == 0 && status == 200 && r->state == REMOTE_RUNNING)
-        merge_remote_status(r->merge, r->id, body, len);
+    if (err != 0 || status != 200) {
+        r->stale = true; /* not read: read again at the next tick */
+        return;
+    }
+    if (r->state != REMOTE_RUNNING)
+        return;
+    merge_remote_status(r->merge, r->id, body, len);
+    const json_t *q = json_object_get(merge_status(r->merge, r->id), "queue");
+    r->waiting = json_integer_value(json_object_get(q, "realtime")) +
+                     json_integer_value(json_object_get(q, "file")) >
+                 0;
 }
 
 /* ---- the event stream --------------------------------------------------- */
@@ -432,6 +457,7 @@ static void remote_sse_event(const struct sse_event *ev, void *arg)
     struct remote *r = arg;
     if (!ev->data_len)
         return;
+    r->stale = true;
     if (strcmp(ev->type, "resync") == 0)
         return remote_resync(r, ev->data, ev->data_len);
     merge_remote_event(r->merge, r->id, ev->data, ev->data_len);
@@ -529,16 +555,20 @@ static void remote_tick_cb(evutil_socket_t fd, short what, void *arg)
         r->lookup = httpclient_resolve(r->hc, r->host, r->port, remote_resolved, r);
     if (r->state != REMOTE_RUNNING)
         return;
-    if (!r->scrape) {
-        static const struct httpclient_callbacks cbs = {remote_scrape_done, NULL, NULL};
-        struct httpclient_request req = remote_request(r, "/metrics");
-        req.max_body = REMOTE_METRICS_MAX;
-        r->scrape = httpclient_send(r->hc, &req, &cbs, r);
-    }
-    if (!r->status) {
-        static const struct httpclient_callbacks cbs = {remote_status_done, NULL, NULL};
-        struct httpclient_request req = remote_request(r, "/status");
-        r->status = httpclient_send(r->hc, &req, &cbs, r);
+    /* Read /status and /metrics again when they may have changed (both
+     * calls done: one still in flight may predate what made them stale). */
+    bool live = r->stream && r->stream_ok;
+    bool due = r->stale || r->waiting || !live || ++r->quiet_ticks >= REMOTE_REFRESH_TICKS;
+    if (due && !r->scrape && !r->status) {
+        static const struct httpclient_callbacks scrape_cbs = {remote_scrape_done, NULL, NULL};
+        static const struct httpclient_callbacks status_cbs = {remote_status_done, NULL, NULL};
+        struct httpclient_request scrape = remote_request(r, "/metrics");
+        struct httpclient_request status = remote_request(r, "/status");
+        scrape.max_body = REMOTE_METRICS_MAX;
+        r->stale = false;
+        r->quiet_ticks = 0;
+        r->scrape = httpclient_send(r->hc, &scrape, &scrape_cbs, r);
+        r->status = httpclient_send(r->hc, &status, &status_cbs, r);
     }
     if (!r->stream)
         remote_stream_open(r);

@@ -746,5 +746,154 @@ class RemoteBigBodyTest(unittest.TestCase):
             self.assertLess(grew, 16 * 1024, "supervisor peak RSS grew %d KiB" % grew)
 
 
+class CountingRemote:
+    """A stand-in remote bot that counts the supervisor's reads of its
+    /status and /metrics and pushes events down its /api/events stream when
+    the test says so. /health answers 200; the status and metrics it serves
+    say QUEUE tasks wait and PROCESSED were done."""
+
+    def __init__(self, bot_id):
+        import http.server
+        import queue
+        import threading
+        outer = self
+        self.bot_id = bot_id
+        self.reads = {"/status": 0, "/metrics": 0}
+        self.queue_depth = 0
+        self.processed = 0
+        self.events = queue.Queue()
+        self.seq = 0
+        self.closing = False
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self, body, ctype="application/json"):
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                if path in outer.reads:
+                    with outer.lock:
+                        outer.reads[path] += 1
+                if path == "/health":
+                    return self.answer(b'{"status":"ok"}')
+                if path == "/status":
+                    return self.answer(json.dumps({
+                        "bot_id": outer.bot_id, "status": "idle",
+                        "queue": {"realtime": outer.queue_depth, "file": 0},
+                        "current_task": None, "tasks_processed": outer.processed,
+                        "tasks_failed": 0}).encode())
+                if path == "/metrics":
+                    return self.answer((
+                        "# TYPE hive_tasks_total counter\n"
+                        'hive_tasks_total{bot="%s",source="http",outcome="completed"} %d\n'
+                        % (outer.bot_id, outer.processed)).encode(), "text/plain")
+                if path != "/api/events":
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                self.wfile.flush()
+                while not outer.closing:
+                    try:
+                        ev = outer.events.get(timeout=0.2)
+                    except queue.Empty:
+                        continue
+                    try:
+                        self.wfile.write(("id: %d\nevent: %s\ndata: %s\n\n"
+                                          % (ev["seq"], ev["type"], json.dumps(ev))).encode())
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                self.close_connection = True
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def count(self, path):
+        with self.lock:
+            return self.reads[path]
+
+    def push(self, kind, task_id):
+        self.seq += 1
+        self.events.put({"seq": self.seq, "type": kind, "bot_id": self.bot_id,
+                         "task_id": task_id, "timestamp": "2026-12-04T00:00:00.000Z"})
+
+    def stop(self):
+        self.closing = True
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class RemoteReadsTest(unittest.TestCase):
+    """What a remote bot's /status and /metrics give the hive changes only
+    with its events: they are read again after an event and while tasks
+    wait, not at every health check of an idle bot (at 300 remote bots that
+    was 600 requests a second the front door's proxied requests waited
+    behind) -- and a change still shows in the front door's /status and
+    /metrics right after its event."""
+
+    TICK = 0.2
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="hive-e2e-remote-reads-")
+        self.remote = CountingRemote("C1")
+        self.hive = RemoteHive(self.tmp, {})
+        self.hive.extra_lines = [
+            "  - id: C1", "    url: %s" % self.remote.url,
+            "    health: {interval: %s, timeout: 1, rise: 1, fall: 3}" % self.TICK]
+        self.hive.write_yaml([])
+        self.hive.bots = ["L1", "C1"]
+        try:
+            self.hive.start()
+        except BaseException:
+            self.tearDown()
+            raise
+
+    def tearDown(self):
+        if self.hive.proc:
+            self.hive.stop()
+        self.remote.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_idle_bot_read_again_only_after_an_event_or_while_tasks_wait(self):
+        wait_for(lambda: self.remote.count("/status") >= 1, timeout=20, what="first read")
+        time.sleep(2 * self.TICK)   # the stream is open; the first reads are done
+        before = self.remote.count("/status"), self.remote.count("/metrics")
+        time.sleep(15 * self.TICK)  # 15 health checks of an idle bot
+        reads = (self.remote.count("/status") - before[0],
+                 self.remote.count("/metrics") - before[1])
+        # At most the slow refresh (every 10 ticks), where every tick read both.
+        self.assertLessEqual(max(reads), 3, reads)
+        # An event: read again, and what it changed shows at the front door.
+        self.remote.queue_depth, self.remote.processed = 2, 5
+        self.remote.push("task_received", "T-1")
+        wait_for(lambda: (self.hive.bot("C1").get("queue") or {}).get("realtime") == 2,
+                 timeout=10, what="the queue after the event")
+        wait_for(lambda: 'hive_tasks_total{bot="C1",source="http",outcome="completed"} 5'
+                 in self.hive.get("/metrics").body.decode(), timeout=10,
+                 what="the counter after the event")
+        # Tasks wait (their age moves): read at every tick meanwhile.
+        n = self.remote.count("/status")
+        time.sleep(10 * self.TICK)
+        self.assertGreaterEqual(self.remote.count("/status") - n, 3)
+
+
 if __name__ == "__main__":
     main()
