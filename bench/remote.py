@@ -12,7 +12,10 @@ Measured, from inside the front door's namespace, with the same client (wrk,
   (a) proxy overhead: p99 of `GET /bots/<id>/status` through the front door
       minus p99 of `GET /status` on that worker directly (target <= 1 ms);
       also the front door's p99 with every request to the next of all
-      3 x BOTS bots (a figure);
+      3 x BOTS bots (a figure), and side by side in the same run the same
+      request through nginx (Debian's, in the front's namespace, proxying to
+      the same worker with a kept-alive upstream and the same headers): what
+      a user would put in front instead;
   (b) a lost host: host 1's link set down; seconds until the front door's
       /status shows every bot of that host `unreachable` (target <= 5 s, with
       health {interval: 1, timeout: 500ms, fall: 3}).
@@ -38,6 +41,7 @@ import time
 HOSTS = 3
 HOST_API = 8000   # each host hive's own port (loopback of its namespace)
 FRONT = 8000      # the front door (loopback of the front namespace)
+NGINX = 8080      # nginx beside it, the same proxy job for one bot (side by side)
 INTERVAL, TIMEOUT, RISE, FALL = 1.0, 0.5, 2, 3
 TOKEN_VAR = "HIVE_BENCH_REMOTE_TOKEN"
 
@@ -197,6 +201,57 @@ class Bench:
                           % (INTERVAL, TIMEOUT, RISE, FALL)]
         return self.start(self.net.front, os.path.join(self.tmp, "front"), lines)
 
+    def start_nginx(self, addr, port, bot):
+        """nginx (Debian's) in the front namespace, proxying /bots/BOT/ to the
+        worker at ADDR:PORT the way the front door does: HTTP/1.1 kept alive
+        upstream, the bot's token and the same X-Forwarded-* headers added.
+        None when nginx is not installed."""
+        nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
+                                          else None)
+        if not nginx:
+            return None
+        prefix = os.path.join(self.tmp, "nginx")
+        os.makedirs(os.path.join(prefix, "tmp"))
+        conf = os.path.join(prefix, "nginx.conf")
+        t = os.path.join(prefix, "tmp")
+        with open(conf, "w") as f:
+            f.write("""worker_processes 1;
+daemon off;
+master_process on;
+pid %(p)s/nginx.pid;
+error_log %(p)s/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path %(t)s/body; proxy_temp_path %(t)s/proxy;
+    fastcgi_temp_path %(t)s/fastcgi; uwsgi_temp_path %(t)s/uwsgi; scgi_temp_path %(t)s/scgi;
+    keepalive_requests 100000000;
+    upstream bot { server %(addr)s:%(port)d; keepalive 64; keepalive_requests 100000000; }
+    server {
+        listen 127.0.0.1:%(listen)d;
+        location /bots/%(bot)s/ {
+            proxy_pass http://bot/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header Authorization "Bearer %(token)s";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Host $http_host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }
+    }
+}
+""" % {"p": prefix, "t": t, "addr": addr, "port": port, "listen": NGINX, "bot": bot,
+               "token": self.token})
+        log = open(os.path.join(prefix, "stderr.log"), "ab")
+        p = subprocess.Popen(["ip", "netns", "exec", self.net.front, nginx, "-p", prefix + "/",
+                              "-c", conf], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+        self.procs.append(p)
+        url = "http://127.0.0.1:%d/bots/%s/status" % (NGINX, bot)
+        self.wait("nginx answering", lambda: self.curl(self.net.front, url)[0] == 200, 20)
+        return url
+
     def states(self):
         st = self.status(self.net.front)
         return {b["id"]: b["state"] for b in st["bots"]} if st else {}
@@ -255,9 +310,15 @@ class Bench:
                     % ids)
         out = {"direct_p99": [], "front_p99": [], "overhead_p99": [], "direct_p50": [],
                "front_p50": [], "rotate_p99": [], "lost_s": [],
-               "lost_first_s": [], "lost_last_s": [], "front_cpu_us": []}
+               "lost_first_s": [], "lost_last_s": [], "front_cpu_us": [],
+               "nginx_p99": [], "nginx_p50": [], "nginx_overhead_p99": []}
+        ngx = self.start_nginx(self.net.host_addr(1), HOST_API + 1, bot)
+        if not ngx:
+            self.log("  12: nginx not installed: no side-by-side proxy figures")
         self.wrk(direct, token=True)   # warm-up: connections, pools, caches
         self.wrk(front)
+        if ngx:
+            self.wrk(ngx)
         for _ in range(reps):
             d = self.wrk(direct, token=True)
             c0 = cpu_ticks(self.front_pid)
@@ -271,6 +332,11 @@ class Bench:
             out["front_p50"].append(f["p50"])
             out["overhead_p99"].append(f["p99"] - d["p99"])
             out["rotate_p99"].append(r["p99"])
+            if ngx:
+                g = self.wrk(ngx)
+                out["nginx_p99"].append(g["p99"])
+                out["nginx_p50"].append(g["p50"])
+                out["nginx_overhead_p99"].append(g["p99"] - d["p99"])
         # (b) once: host 1 cut off.
         mine = [self.bot_id(1, i) for i in range(1, self.bots + 1)]
         self.net.cut(1)
@@ -339,6 +405,13 @@ def m12_remote(res, build_dir, reps, quick, log):
                out["overhead_p99"], "<=", 1.0, "ms")
     res.figure("12", "GET status p99, worker direct", "ms", out["direct_p99"])
     res.figure("12", "GET /bots/<id>/status p99, through the front door", "ms", out["front_p99"])
+    if out["nginx_p99"]:
+        res.figure("12", "the same through nginx in the same run (keep-alive upstream, same "
+                   "headers): p99 minus worker direct", "ms", out["nginx_overhead_p99"])
+        res.figure("12", "GET /bots/<id>/status p99, through nginx", "ms", out["nginx_p99"])
+        res.figure("12", "GET /bots/<id>/status p50, through nginx", "ms", out["nginx_p50"])
+    else:
+        res.skip("12", "nginx side by side", "nginx is not installed")
     res.figure("12", "GET status p50, worker direct", "ms", out["direct_p50"])
     res.figure("12", "GET /bots/<id>/status p50, through the front door", "ms", out["front_p50"])
     res.figure("12", "front door supervisor CPU per proxied GET status (its whole process: "
