@@ -164,21 +164,59 @@ void metrics_histogram_add(struct metrics_histogram *into, const struct metrics_
     into->sum += from->sum;
 }
 
+/* NAME{LABELS} VALUE, the labels already rendered (LAB, LEN bytes). */
+static void metrics_line_rendered(struct util_buf *b, const char *name, size_t name_len,
+                                  const char *lab, size_t len, double value)
+{
+    util_buf_add(b, name, name_len);
+    if (len) {
+        metrics_add(b, "{");
+        util_buf_add(b, lab, len);
+        metrics_add(b, "}");
+    }
+    metrics_add(b, " ");
+    metrics_add_value(b, value);
+    metrics_add(b, "\n");
+}
+
 void metrics_histogram_render(struct util_buf *b, const char *name,
                               const struct metrics_label *labels, size_t n,
                               const struct metrics_histogram *h)
 {
+    /* The labels are the same on every line of the series: rendered once,
+     * not once per bucket (a big hive's scrape is mostly these lines). */
+    struct util_buf lab = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            metrics_add(&lab, ",");
+        metrics_add(&lab, labels[i].name);
+        metrics_add(&lab, "=\"");
+        metrics_add_label_value(&lab, labels[i].value ? labels[i].value : "");
+        metrics_add(&lab, "\"");
+    }
     char series[200];
+    int len = snprintf(series, sizeof series, "%s_bucket", name);
+    size_t series_len = len < 0 ? 0 : (size_t)len < sizeof series ? (size_t)len : sizeof series - 1;
     uint64_t cumulative = 0;
-    snprintf(series, sizeof series, "%s_bucket", name);
     for (size_t i = 0; i <= METRICS_BUCKETS; i++) {
         cumulative += h->buckets[i];
-        metrics_line(b, series, labels, n, "le", metrics_le(i), (double)cumulative);
+        util_buf_add(b, series, series_len);
+        metrics_add(b, "{");
+        if (lab.len)
+            util_buf_add(b, lab.data, lab.len);
+        metrics_add(b, lab.len ? ",le=\"" : "le=\"");
+        metrics_add(b, metrics_le(i));
+        metrics_add(b, "\"} ");
+        metrics_add_value(b, (double)cumulative);
+        metrics_add(b, "\n");
     }
-    snprintf(series, sizeof series, "%s_sum", name);
-    metrics_line(b, series, labels, n, NULL, NULL, h->sum);
-    snprintf(series, sizeof series, "%s_count", name);
-    metrics_line(b, series, labels, n, NULL, NULL, (double)h->count);
+    len = snprintf(series, sizeof series, "%s_sum", name);
+    series_len = len < 0 ? 0 : (size_t)len < sizeof series ? (size_t)len : sizeof series - 1;
+    metrics_line_rendered(b, series, series_len, lab.data, lab.len, h->sum);
+    len = snprintf(series, sizeof series, "%s_count", name);
+    series_len = len < 0 ? 0 : (size_t)len < sizeof series ? (size_t)len : sizeof series - 1;
+    metrics_line_rendered(b, series, series_len, lab.data, lab.len, (double)h->count);
+    free(lab.data);
 }
 
 /* Fields 14, 15 (utime, stime in ticks) and 22 (start time in ticks after
