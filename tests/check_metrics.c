@@ -81,6 +81,19 @@ START_TEST(test_histogram)
     for (const char *p = b.data; (p = strstr(p, "_bucket{")); p++)
         lines++;
     ck_assert_uint_eq(lines, METRICS_BUCKETS + 1);
+    /* No labels: le alone in the braces, none on the sum and count; two,
+     * escaped, on every line alike. */
+    b.len = 0;
+    metrics_histogram_render(&b, "d_seconds", NULL, 0, &h);
+    ck_assert_ptr_nonnull(strstr(b.data, "d_seconds_bucket{le=\"0.005\"} 2\n"));
+    ck_assert_ptr_nonnull(strstr(b.data, "\nd_seconds_sum 1002.506\nd_seconds_count 4\n"));
+    b.len = 0;
+    struct metrics_label l2[] = {{"bot", "a\"b\\c\nd"}, {"source", "http"}};
+    metrics_histogram_render(&b, "d_seconds", l2, 2, &h);
+    ck_assert_ptr_nonnull(strstr(
+        b.data, "d_seconds_bucket{bot=\"a\\\"b\\\\c\\nd\",source=\"http\",le=\"+Inf\"} 4\n"));
+    ck_assert_ptr_nonnull(
+        strstr(b.data, "d_seconds_count{bot=\"a\\\"b\\\\c\\nd\",source=\"http\"} 4\n"));
     free(b.data);
 }
 END_TEST
