@@ -366,7 +366,8 @@ static int httpclient_on_headers_complete(http_parser *p)
         return -1;
     }
     if (call->status >= 100 && call->status < 200 && call->status != 101)
-        return 0; /* an interim answer: its message completes, the real one follows */
+        return 1; /* an interim answer: it ends with its head (RFC 9110 §15.2,
+                   * whatever length it claims), the real one follows */
     call->head_seen = true;
     if (call->cb.head) {
         call->busy = true;
@@ -382,6 +383,8 @@ static int httpclient_on_headers_complete(http_parser *p)
 static int httpclient_on_body(http_parser *p, const char *at, size_t len)
 {
     struct httpclient_call *call = p->data;
+    if (!call->head_seen)
+        return -1; /* no body comes before the final answer's head */
     if (call->cb.chunk) {
         call->busy = true;
         call->cb.chunk(at, len, call->arg);

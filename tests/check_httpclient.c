@@ -4,7 +4,8 @@
  * kept-alive connections reused, a connection the server closed retried
  * once, refused and silent servers reported (timeouts), names resolved
  * through evdns (localhost), bodies streamed chunk by chunk, a call
- * cancelled from inside its own callback, 200 pools found again, and HTTPS (certificates made with
+ * cancelled from inside its own callback, 200 pools found again, an
+ * interim 1xx answer skipped, and HTTPS (certificates made with
  * the openssl command): verified against the right CA, refused against the
  * system's store and for an address the certificate does not name.
  */
@@ -13,6 +14,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,6 +366,56 @@ START_TEST(test_https)
 }
 END_TEST
 
+/* A raw server for answers evhttp will not send: each connection gets
+ * CANNED at once and stays open (the last one, until the test frees it). */
+static struct bufferevent *fx_canned_bev;
+
+static void fx_canned_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                             int len, void *arg)
+{
+    (void)l, (void)sa, (void)len;
+    struct bufferevent *bev =
+        bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_write(bev, arg, strlen(arg));
+    bufferevent_enable(bev, EV_READ); /* the request is read and ignored */
+    if (fx_canned_bev)
+        bufferevent_free(fx_canned_bev);
+    fx_canned_bev = bev;
+}
+
+/* An interim 1xx answer ends with its head, whatever length it claims (RFC
+ * 9110 §15.2): the final answer after it is the one delivered, collected or
+ * streamed (fuzz_httpclient found its claimed body taken for the call's). */
+START_TEST(test_interim_answer_skipped)
+{
+    static char canned[] = "HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n"
+                           "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    for (int stream = 0; stream < 2; stream++) {
+        struct fx fx;
+        fx_setup(&fx);
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        struct evconnlistener *l =
+            evconnlistener_new_bind(fx.base, fx_canned_accept, canned, LEV_OPT_CLOSE_ON_FREE, -1,
+                                    (struct sockaddr *)&sin, sizeof sin);
+        ck_assert_ptr_nonnull(l);
+        socklen_t len = sizeof sin;
+        getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&sin, &len);
+        fx_call(&fx, "127.0.0.1", ntohs(sin.sin_port), "/", stream, 0);
+        ck_assert_int_eq(fx.done, 1);
+        ck_assert_msg(fx.err == 0, "%s", fx.why);
+        ck_assert_int_eq(fx.status, 200);
+        ck_assert_int_eq(fx.heads, stream ? 1 : 0);
+        ck_assert_uint_eq(fx.body.len, 2);
+        ck_assert_int_eq(memcmp(fx.body.data, "ok", 2), 0);
+        evconnlistener_free(l);
+        if (fx_canned_bev)
+            bufferevent_free(fx_canned_bev);
+        fx_canned_bev = NULL;
+        fx_teardown(&fx);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("httpclient");
@@ -378,6 +430,7 @@ int main(void)
     tcase_add_test(tc, test_stream);
     tcase_add_test(tc, test_cancel_in_callback);
     tcase_add_test(tc, test_https);
+    tcase_add_test(tc, test_interim_answer_skipped);
     suite_add_tcase(s, tc);
     return check_run(s);
 }
