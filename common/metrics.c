@@ -111,6 +111,19 @@ static const char *metrics_le(size_t i)
     return text[i];
 }
 
+/* NAME="VALUE" pairs, comma-separated, values escaped. */
+static void metrics_add_labels(struct util_buf *b, const struct metrics_label *labels, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            metrics_add(b, ",");
+        metrics_add(b, labels[i].name);
+        metrics_add(b, "=\"");
+        metrics_add_label_value(b, labels[i].value ? labels[i].value : "");
+        metrics_add(b, "\"");
+    }
+}
+
 /* NAME{LABELS[,EXTRA="EXTRA_VALUE"]} VALUE. */
 static void metrics_line(struct util_buf *b, const char *name, const struct metrics_label *labels,
                          size_t n, const char *extra, const char *extra_value, double value)
@@ -118,14 +131,7 @@ static void metrics_line(struct util_buf *b, const char *name, const struct metr
     metrics_add(b, name);
     if (n || extra) {
         metrics_add(b, "{");
-        for (size_t i = 0; i < n; i++) {
-            if (i)
-                metrics_add(b, ",");
-            metrics_add(b, labels[i].name);
-            metrics_add(b, "=\"");
-            metrics_add_label_value(b, labels[i].value ? labels[i].value : "");
-            metrics_add(b, "\"");
-        }
+        metrics_add_labels(b, labels, n);
         if (extra) {
             metrics_add(b, n ? "," : "");
             metrics_add(b, extra);
@@ -164,14 +170,15 @@ void metrics_histogram_add(struct metrics_histogram *into, const struct metrics_
     into->sum += from->sum;
 }
 
-/* NAME{LABELS} VALUE, the labels already rendered (LAB, LEN bytes). */
-static void metrics_line_rendered(struct util_buf *b, const char *name, size_t name_len,
-                                  const char *lab, size_t len, double value)
+/* NAME SUFFIX{LABELS} VALUE, the labels already rendered (LAB). */
+static void metrics_line_rendered(struct util_buf *b, const char *name, const char *suffix,
+                                  const struct util_buf *lab, double value)
 {
-    util_buf_add(b, name, name_len);
-    if (len) {
+    metrics_add(b, name);
+    metrics_add(b, suffix);
+    if (lab->len) {
         metrics_add(b, "{");
-        util_buf_add(b, lab, len);
+        util_buf_add(b, lab->data, lab->len);
         metrics_add(b, "}");
     }
     metrics_add(b, " ");
@@ -186,22 +193,12 @@ void metrics_histogram_render(struct util_buf *b, const char *name,
     /* The labels are the same on every line of the series: rendered once,
      * not once per bucket (a big hive's scrape is mostly these lines). */
     struct util_buf lab = {0};
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            metrics_add(&lab, ",");
-        metrics_add(&lab, labels[i].name);
-        metrics_add(&lab, "=\"");
-        metrics_add_label_value(&lab, labels[i].value ? labels[i].value : "");
-        metrics_add(&lab, "\"");
-    }
-    char series[200];
-    int len = snprintf(series, sizeof series, "%s_bucket", name);
-    size_t series_len = len < 0 ? 0 : (size_t)len < sizeof series ? (size_t)len : sizeof series - 1;
+    metrics_add_labels(&lab, labels, n);
     uint64_t cumulative = 0;
     for (size_t i = 0; i <= METRICS_BUCKETS; i++) {
         cumulative += h->buckets[i];
-        util_buf_add(b, series, series_len);
-        metrics_add(b, "{");
+        metrics_add(b, name);
+        metrics_add(b, "_bucket{");
         if (lab.len)
             util_buf_add(b, lab.data, lab.len);
         metrics_add(b, lab.len ? ",le=\"" : "le=\"");
@@ -210,12 +207,8 @@ void metrics_histogram_render(struct util_buf *b, const char *name,
         metrics_add_value(b, (double)cumulative);
         metrics_add(b, "\n");
     }
-    len = snprintf(series, sizeof series, "%s_sum", name);
-    series_len = len < 0 ? 0 : (size_t)len < sizeof series ? (size_t)len : sizeof series - 1;
-    metrics_line_rendered(b, series, series_len, lab.data, lab.len, h->sum);
-    len = snprintf(series, sizeof series, "%s_count", name);
-    series_len = len < 0 ? 0 : (size_t)len < sizeof series ? (size_t)len : sizeof series - 1;
-    metrics_line_rendered(b, series, series_len, lab.data, lab.len, (double)h->count);
+    metrics_line_rendered(b, name, "_sum", &lab, h->sum);
+    metrics_line_rendered(b, name, "_count", &lab, (double)h->count);
     free(lab.data);
 }
 
