@@ -32,7 +32,7 @@ struct engine_config {
     double stop_grace_s;   /* how long a running task may finish on stop */
     bool file_queue;       /* watch the file queue (modes cli-only, hybrid) */
     double file_min_age_s; /* a file written in place must be this old */
-    double rescan_s;       /* safety-net rescan of the queue folder */
+    double rescan_s;       /* safety-net rescan of the queue folder (0: by the watch) */
     double stall_after_s;  /* a running task silent this long is stalled; 0: off */
     /* Agent CLIs (SPEC §12, worker/agent.h) */
     const char *work_dir;  /* where sessions/ and budget/ are kept */

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -34,6 +35,13 @@
 #define FILEQUEUE_STALE_READS 256
 /* Queued files whose headers are read per loop pass while indexing. */
 #define FILEQUEUE_INDEX_SLICE 256
+/* The safety-net rescan when none is given: without a reliable watch it is
+ * what sees new files; with one, inotify does, and the rescan only guards
+ * against what it could miss. An idle bot wakes for nothing else, and at a
+ * thousand bots those wake-ups (a directory read costs ~350 us on a
+ * paravirtualised machine) were most of an idle hive's CPU. */
+#define FILEQUEUE_RESCAN_UNWATCHED_S 30.0
+#define FILEQUEUE_RESCAN_WATCHED_S 300.0
 
 struct filequeue {
     const struct store_paths *paths;
@@ -46,6 +54,8 @@ struct filequeue {
     int controls_wd;
     struct event *inotify_ev;
     struct event *rescan_ev;  /* periodic safety net */
+    double rescan_s;          /* its period as given, or 0: chosen by the watch */
+    double rescan_now_s;      /* the period it is armed with */
     struct event *recheck_ev; /* a young file becomes old enough */
     filequeue_cb cb;
     void *arg;
@@ -139,6 +149,63 @@ static void filequeue_consider(struct filequeue *fq, const char *name, bool move
         fq->seen(t, fq->hook_arg);
 }
 
+/* True when the file system of PATH is one whose changes made elsewhere
+ * inotify does not see (network and user-space file systems, as coreutils'
+ * tail decides whether it may trust inotify). */
+static bool filequeue_remote_fs(const char *path)
+{
+    static const unsigned long remote[] = {
+        0x6969,     /* NFS */
+        0x517B,     /* SMB */
+        0xFF534D42, /* CIFS */
+        0xFE534D42, /* SMB2 */
+        0x73757245, /* Coda */
+        0x5346414F, /* AFS */
+        0x6B414653, /* kAFS */
+        0x01021997, /* 9p */
+        0x65735546, /* FUSE (sshfs and the like) */
+        0x00C36400, /* Ceph */
+        0x01161970, /* GFS2 */
+        0x7461636F, /* OCFS2 */
+        0x0BD00BD0, /* Lustre */
+        0x47504653, /* GPFS */
+        0xAAD7AAEA, /* PanFS */
+        0x786F4256, /* VirtualBox shared folders */
+        0x564C,     /* NCP */
+    };
+    struct statfs sf;
+    if (statfs(path, &sf) < 0)
+        return false;
+    for (size_t i = 0; i < sizeof remote / sizeof remote[0]; i++)
+        if ((unsigned long)(uint32_t)sf.f_type == remote[i])
+            return true;
+    return false;
+}
+
+/* (Re)arm the safety-net rescan for the watch as it now is. */
+static void filequeue_arm_rescan(struct filequeue *fq)
+{
+    if (!fq->watch_queue || !fq->rescan_ev)
+        return;
+    double s = fq->rescan_s;
+    const char *why = "--rescan";
+    if (s <= 0) {
+        bool remote = filequeue_remote_fs(fq->paths->queue);
+        s = fq->queue_wd >= 0 && !remote ? FILEQUEUE_RESCAN_WATCHED_S
+                                         : FILEQUEUE_RESCAN_UNWATCHED_S;
+        why = fq->queue_wd < 0 ? "no inotify watch"
+              : remote         ? "a network file system: inotify misses other machines' writes"
+                               : "inotify watches it";
+    }
+    if (s == fq->rescan_now_s && event_pending(fq->rescan_ev, EV_TIMEOUT, NULL))
+        return;
+    if (s != fq->rescan_now_s)
+        log_info("queue folder: safety-net rescan every %g s (%s)", s, why);
+    fq->rescan_now_s = s;
+    struct timeval tv = {.tv_sec = (long)s, .tv_usec = (long)((s - (long)s) * 1e6)};
+    event_add(fq->rescan_ev, &tv);
+}
+
 /* Add the watch of the queue folder. */
 static void filequeue_watch_queue(struct filequeue *fq)
 {
@@ -148,6 +215,7 @@ static void filequeue_watch_queue(struct filequeue *fq)
                                      IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_MODIFY |
                                          IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF |
                                          IN_ONLYDIR | IN_DONT_FOLLOW);
+    filequeue_arm_rescan(fq);
 }
 
 /* Add the watch of the controls folder. */
@@ -300,6 +368,7 @@ static bool filequeue_event(struct filequeue *fq, const struct inotify_event *ev
         if (ev->mask & IN_IGNORED)
             fq->queue_wd = -1; /* the kernel dropped the watch already */
         filequeue_rescan(fq);  /* makes the folder again and watches it */
+        filequeue_arm_rescan(fq);
         return true;
     }
     if (ev->wd < 0 || ev->wd != fq->queue_wd) {
@@ -413,11 +482,9 @@ struct filequeue *filequeue_new(struct event_base *base, const struct store_path
     } else {
         log_warn("inotify unavailable (%s); relying on the rescan", strerror(errno));
     }
+    fq->rescan_s = rescan_s;
     fq->rescan_ev = event_new(base, -1, EV_PERSIST, filequeue_timer_cb, fq);
-    struct timeval tv = {.tv_sec = (long)rescan_s,
-                         .tv_usec = (long)((rescan_s - (long)rescan_s) * 1e6)};
-    if (watch_queue)
-        event_add(fq->rescan_ev, &tv);
+    filequeue_arm_rescan(fq);
     fq->recheck_ev = evtimer_new(base, filequeue_timer_cb, fq);
     fq->index_ev = evtimer_new(base, filequeue_index_cb, fq);
     return fq;

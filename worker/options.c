@@ -62,7 +62,8 @@ static const char options_usage_text[] =
     "  --ws-ping-interval S   ping idle WebSocket clients (default 30)\n"
     "  --stop-grace S         on SIGTERM, how long a running task may finish (default %g)\n"
     "  --file-min-age S       a task file written in place must be this old (default 0.5)\n"
-    "  --rescan S             safety-net rescan of the queue folder (default 30)\n"
+    "  --rescan S             safety-net rescan of the queue folder (default 300\n"
+    "                         with an inotify watch on a local file system, else 30)\n"
     "  --log-level LEVEL      debug | info (default) | warn | error\n"
     "  --help, --version\n"
     "\n"
@@ -152,7 +153,7 @@ static void options_defaults(struct worker_options *o)
     o->port = -1;
     o->work_dir = xstrdup(".");
     o->file_min_age_s = 0.5;
-    o->rescan_s = 30;
+    o->rescan_s = 0; /* chosen by the watch (filequeue.c) */
     http_limits_default(&o->limits);
     ws_config_default(&o->ws);
     options_roster_defaults(o);

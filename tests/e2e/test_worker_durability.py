@@ -10,12 +10,14 @@ Run: HIVE_BUILD_DIR=build-e2e /usr/bin/python3 tests/e2e/test_worker_durability.
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hive_e2e import (ACTIVITY_EVENTS, ACTIVITY_KEYS, BOT, WorkerTestCase,  # noqa: E402
+from hive_e2e import (ACTIVITY_EVENTS, ACTIVITY_KEYS, BOT, WORKER_BIN, WorkerTestCase,  # noqa: E402
                       descendants, main, parse_response, run_async, wait_for, ws_recv_json)
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -257,6 +259,33 @@ class Order(WorkerTestCase):
         name, text = w.wait_response("cli-only")
         self.assertIn("**Source:** file", text)
         self.assertNotIn("listening on", w.log_text())
+
+    def test_safety_net_rescan_follows_the_watch(self):
+        # With inotify watching a local folder the rescan is only a guard
+        # (300 s: an idle bot wakes for nothing); without a watch it is what
+        # sees new files (30 s); --rescan is taken as given.
+        w = self.new_worker()
+        self.assertIn("queue folder: safety-net rescan every 300 s (inotify watches it)",
+                      w.log_text())
+        w.write_task("watched.md", "seen by inotify\n")
+        w.wait_response("watched")
+        w.stop()
+        w = self.new_worker("--rescan", "0.5")
+        self.assertIn("safety-net rescan every 0.5 s (--rescan)", w.log_text())
+        w.stop()
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc:
+            self.skipTest("no C compiler for the inotify shim")
+        if "asan" in os.path.basename(os.path.abspath(os.path.join(WORKER_BIN, "../.."))):
+            self.skipTest("LD_PRELOAD before the ASan runtime is refused")
+        shim_c, shim = os.path.join(self.tmp, "noinotify.c"), os.path.join(self.tmp, "noinotify.so")
+        with open(shim_c, "w") as f:
+            f.write("#include <errno.h>\nint inotify_init1(int flags)\n"
+                    "{ (void)flags; errno = EMFILE; return -1; }\n")
+        subprocess.run([cc, "-shared", "-fPIC", "-o", shim, shim_c], check=True, timeout=60)
+        w = self.new_worker(env={"LD_PRELOAD": shim})
+        self.assertIn("queue folder: safety-net rescan every 30 s (no inotify watch)",
+                      w.log_text())
 
     def test_websocket_only_mode_ignores_files(self):
         w = self.new_worker("--mode", "websocket-only", "--rescan", "0.3")
