@@ -43,7 +43,16 @@ enum chan_type {
     /* up: {"queue":{"realtime","file"},"current_task","tasks_processed",
      * "tasks_failed","oldest_queued_age_seconds"} */
     CHAN_STATUS = 3,
-    CHAN_TYPE_MAX = CHAN_STATUS
+    /* down: {}: the supervisor looks for itself whether the worker's event
+     * loop is asleep waiting for work (/proc), so the worker sends
+     * WATCHDOG=1 only while it has work and wakes for nothing when idle */
+    CHAN_IDLE_WATCH = 4,
+    /* up: {"parked": BOOL}: after CHAN_IDLE_WATCH, true with the last
+     * WATCHDOG=1 before the worker stops sending them (no task runs), false
+     * when it starts again. Only a parked worker is looked at instead of
+     * judged: one that stops sending without saying so is killed. */
+    CHAN_PARKED = 5,
+    CHAN_TYPE_MAX = CHAN_PARKED
 };
 
 enum chan_error { CHAN_OK = 0, CHAN_BAD_TYPE = -1, CHAN_TOO_BIG = -2, CHAN_BAD_HEADER = -3 };

@@ -65,8 +65,9 @@
 #include "supervisor/remote.h"
 #include "supervisor/standin.h"
 
-#define BOT_STORE_NAME "inotify"  /* the one descriptor a worker may store */
-#define BOT_PROXY_FD_NAME "proxy" /* the private socket's LISTEN_FDNAMES name */
+#define BOT_STORE_NAME "inotify"      /* the one descriptor a worker may store */
+#define BOT_PROXY_FD_NAME "proxy"     /* the private socket's LISTEN_FDNAMES name */
+#define BOT_WATCH_SECOND_LOOK_MS 1000 /* a worker found busy at its watchdog is looked at again */
 
 static void bot_step(struct hive_bot *bot, const struct fsm_event *ev, const char *why);
 
@@ -134,6 +135,8 @@ int bot_bind(struct hive_bot *bot, char *why, size_t cap)
     return -1;
 }
 
+static bool bot_watch_alive(struct hive_bot *bot);
+
 /* Fire a timer: feed its event. A worker is not judged (watchdog, start
  * timeout) on a period during which we ourselves were not running. */
 static void bot_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -143,6 +146,8 @@ static void bot_timer_cb(evutil_socket_t fd, short what, void *arg)
     if ((t->fires == FSM_EV_WATCHDOG_TIMEOUT || t->fires == FSM_EV_START_TIMEOUT) &&
         hive_loop_gap(t->bot->hive))
         return;
+    if (t->fires == FSM_EV_WATCHDOG_TIMEOUT && bot_watch_alive(t->bot))
+        return;
     bot_feed(t->bot, t->fires);
 }
 
@@ -151,6 +156,33 @@ static void bot_arm(struct hive_bot *bot, enum hive_timer_kind kind, int64_t ms)
 {
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000)};
     evtimer_add(bot->timers[kind].ev, &tv);
+}
+
+/* BOT's worker said it parked (CHAN_PARKED: no task, no more WATCHDOG=1
+ * until it has one) and its watchdog period ended: look before judging. Asleep in its event loop's
+ * epoll_wait, it waits for work and is not hung: a fresh period, and that
+ * counts as a heartbeat. Found busy (a request being served, or hung), it
+ * gets one more look shortly: a loop that went to sleep again meanwhile
+ * turns, and only a worker stuck in one place is judged. True when it was
+ * found alive (or is being looked at again). */
+static bool bot_watch_alive(struct hive_bot *bot)
+{
+    if (!bot->pid || !merge_parked(bot->hive->merge, bot->id))
+        return false;
+    enum child_look look = child_look(bot->pid);
+    if (look == CHILD_WAITING ||
+        (bot->watch_second_look && child_sleeps(bot->pid) != bot->watch_sleeps)) {
+        bot->heartbeat_wall_ns = util_wall_ns();
+        bot_arm_watchdog(bot);
+        return true;
+    }
+    if (look == CHILD_BUSY && !bot->watch_second_look) {
+        bot->watch_second_look = true;
+        bot->watch_sleeps = child_sleeps(bot->pid);
+        bot_arm(bot, HIVE_TIMER_WATCHDOG, BOT_WATCH_SECOND_LOOK_MS);
+        return true;
+    }
+    return false;
 }
 
 /* Cancel every timer of BOT. */
@@ -163,6 +195,7 @@ static void bot_cancel_timers(struct hive_bot *bot)
 /* (Re)arm the watchdog of a running BOT, when it has one. */
 void bot_arm_watchdog(struct hive_bot *bot)
 {
+    bot->watch_second_look = false;
     if (bot->def && bot->def->watchdog > 0 && bot->fsm.state == FSM_STATE_RUNNING)
         bot_arm(bot, HIVE_TIMER_WATCHDOG, (int64_t)(bot->def->watchdog * 1000));
 }
@@ -693,6 +726,16 @@ static void bot_watch(struct hive_bot *bot, const char *nowatch)
              bot->nowatch);
 }
 
+/* BOT's worker just said READY=1: when we may look at it in /proc (the
+ * right to ptrace our own child), tell it so, and it stops waking every
+ * half watchdog period while it has no work (at a thousand idle bots those
+ * wake-ups were most of the hive's idle CPU). */
+static void bot_idle_watch(struct hive_bot *bot)
+{
+    if (bot->def && bot->def->watchdog > 0 && bot->pid && child_look(bot->pid) != CHILD_UNSEEN)
+        merge_send_down(bot->hive->merge, bot->id, CHAN_IDLE_WATCH, "{}", 2);
+}
+
 /* One datagram from BOT's worker. */
 void bot_notified(struct hive_bot *bot, struct notify_msg *n)
 {
@@ -701,6 +744,7 @@ void bot_notified(struct hive_bot *bot, struct notify_msg *n)
     if (n->ready) {
         bot->heartbeat_wall_ns = util_wall_ns();
         bot_watch(bot, n->nowatch);
+        bot_idle_watch(bot);
         bot_feed(bot, FSM_EV_READY);
     }
     if (n->watchdog) {

@@ -651,3 +651,65 @@ int child_hand_over_layout(const char *work_dir, const char *bot_id, const char 
     }
     return rc;
 }
+
+/* Read /proc/PID/NAME into BUF (NUL-terminated). Its length, or -1 with errno. */
+static ssize_t child_proc_read(pid_t pid, const char *name, char *buf, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return n;
+}
+
+/* True when system call number NR is one an event loop sleeps in. */
+static bool child_epoll_call(long nr)
+{
+#ifdef SYS_epoll_wait
+    if (nr == SYS_epoll_wait)
+        return true;
+#endif
+#ifdef SYS_epoll_pwait2
+    if (nr == SYS_epoll_pwait2)
+        return true;
+#endif
+    return nr == SYS_epoll_pwait;
+}
+
+enum child_look child_look(pid_t pid)
+{
+    char buf[512];
+    /* The state first: a stopped worker (SIGSTOP, a debugger) still shows
+     * the call it was in, and it is not waiting for work. */
+    if (child_proc_read(pid, "stat", buf, sizeof buf) < 0)
+        return errno == ENOENT || errno == ESRCH ? CHILD_BUSY : CHILD_UNSEEN;
+    const char *close_paren = strrchr(buf, ')');
+    if (!close_paren || close_paren[1] != ' ' || close_paren[2] != 'S')
+        return CHILD_BUSY;
+    /* /proc/PID/syscall: "NR args..." while in a call, "running" or "-1 ..."
+     * otherwise. Reading it takes the right to ptrace the process. */
+    if (child_proc_read(pid, "syscall", buf, sizeof buf) < 0)
+        return errno == ENOENT || errno == ESRCH ? CHILD_BUSY : CHILD_UNSEEN;
+    char *end;
+    long nr = strtol(buf, &end, 10);
+    if (end == buf || *end != ' ')
+        return CHILD_BUSY;
+    return child_epoll_call(nr) ? CHILD_WAITING : CHILD_BUSY;
+}
+
+long long child_sleeps(pid_t pid)
+{
+    char buf[4096];
+    if (child_proc_read(pid, "status", buf, sizeof buf) < 0)
+        return -1;
+    const char *p = strstr(buf, "\nvoluntary_ctxt_switches:");
+    return p ? strtoll(p + sizeof "\nvoluntary_ctxt_switches:" - 1, NULL, 10) : -1;
+}

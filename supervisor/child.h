@@ -77,4 +77,17 @@ pid_t child_spawn(const struct child_spec *spec, int *out_fd, char *err, size_t 
 int child_hand_over_layout(const char *work_dir, const char *bot_id, const char *user,
                            const char *group, char *err, size_t errlen);
 
+/* What /proc shows of process PID's main thread right now. */
+enum child_look {
+    CHILD_UNSEEN = -1, /* we may not look (ptrace rules, hidepid) */
+    CHILD_BUSY = 0,    /* running, in another call, stopped, or gone */
+    CHILD_WAITING = 1, /* asleep in epoll_wait: its event loop waits for work */
+};
+/* Look at PID: a worker that is asleep in its event loop's epoll_wait is
+ * not hung, whether or not it sent a keep-alive lately. */
+enum child_look child_look(pid_t pid);
+/* How many times PID's main thread went to sleep of its own accord
+ * (voluntary context switches): it moves while an event loop turns; -1. */
+long long child_sleeps(pid_t pid);
+
 #endif

@@ -63,7 +63,12 @@ struct hive_bot {
     struct hive_timer timers[HIVE_TIMER_COUNT];
     struct logcap *logcap;
     int64_t registered_wall_ns; /* when the current worker was started */
-    int64_t heartbeat_wall_ns;  /* its last READY=1 or WATCHDOG=1 */
+    int64_t heartbeat_wall_ns;  /* its last READY=1 or WATCHDOG=1 (or seen waiting) */
+    /* Its worker may park (CHAN_IDLE_WATCH): a parked one sends no
+     * WATCHDOG=1, and at the end of its period we look whether its loop
+     * waits for work (bot_watch_alive). */
+    bool watch_second_look; /* the first look found it busy: one more, shortly */
+    long long watch_sleeps; /* its voluntary context switches at that first look */
     bool retired;
     TAILQ_ENTRY(hive_bot) entry; /* in hive->retired */
     int stop_signal;             /* of its definition (kept once retired) */

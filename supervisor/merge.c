@@ -29,6 +29,7 @@ struct merge_bot {
     int64_t status_ms; /* when it came (monotonic): queue ages grow from it */
     struct bufferevent *bev;
     struct chan_reader reader;
+    bool parked; /* its worker said it stopped its keep-alives (CHAN_PARKED) */
 };
 
 struct merge {
@@ -208,6 +209,10 @@ static void merge_msg_cb(enum chan_type type, const char *payload, size_t len, v
     struct merge_bot *b = arg;
     if (type == CHAN_EVENT) {
         merge_event(b, payload, len);
+    } else if (type == CHAN_PARKED) {
+        json_t *o = json_loadb(payload, len, 0, NULL);
+        b->parked = json_is_true(json_object_get(o, "parked"));
+        json_decref(o);
     } else if (type == CHAN_STATUS) {
         json_t *st = json_loadb(payload, len, 0, NULL);
         if (json_is_object(st)) {
@@ -247,6 +252,7 @@ void merge_attach(struct merge *m, const char *bot_id, int fd)
 {
     struct merge_bot *b = merge_bot(m, bot_id);
     merge_detach(b);
+    b->parked = false; /* a new worker */
     util_set_nonblock_cloexec(fd);
     b->bev = bufferevent_socket_new(m->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!b->bev) {
@@ -262,6 +268,27 @@ void merge_attach(struct merge *m, const char *bot_id, int fd)
     chan_frame(&f, CHAN_RESUME, since, (size_t)n);
     bufferevent_write(b->bev, f.data, f.len);
     free(f.data);
+}
+
+bool merge_send_down(struct merge *m, const char *bot_id, enum chan_type type, const char *payload,
+                     size_t len)
+{
+    struct merge_bot *b = merge_bot(m, bot_id);
+    if (!b->bev)
+        return false;
+    struct util_buf f = {0};
+    chan_frame(&f, type, payload, len);
+    int r = bufferevent_write(b->bev, f.data, f.len);
+    free(f.data);
+    return r == 0;
+}
+
+bool merge_parked(const struct merge *m, const char *bot_id)
+{
+    for (size_t i = 0; i < m->n_bots; i++)
+        if (strcmp(m->bots[i]->id, bot_id) == 0)
+            return m->bots[i]->parked && m->bots[i]->bev;
+    return false;
 }
 
 void merge_remote_event(struct merge *m, const char *bot_id, const char *json, size_t len)

@@ -13,9 +13,11 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/chan.h"
 #include "common/http.h"
 
 struct merge;
@@ -26,6 +28,12 @@ void merge_free(struct merge *merge);
 /* A worker of BOT_ID was started; FD is the supervisor's end of its channel
  * (taken). A previous channel of that bot is dropped. */
 void merge_attach(struct merge *merge, const char *bot_id, int fd);
+/* True when BOT_ID's worker said (CHAN_PARKED) that it sends no more
+ * WATCHDOG=1 until it has work. */
+bool merge_parked(const struct merge *merge, const char *bot_id);
+/* Send one message down BOT_ID's channel. False when it has none. */
+bool merge_send_down(struct merge *merge, const char *bot_id, enum chan_type type,
+                     const char *payload, size_t len);
 /* One event of remote bot BOT_ID, its JSON text as its own stream gave it:
  * merged as a channel's (a seq not above the last merged is a repeat). */
 void merge_remote_event(struct merge *merge, const char *bot_id, const char *json, size_t len);

@@ -4,7 +4,10 @@
  * else of ours, the hive's variables winning over the bot's, the token
  * variables removed), and says why into the output when it cannot (a
  * missing program: "hive: cannot run ..." and exit 78), both with the
- * reserved descriptor slots and without them.
+ * reserved descriptor slots and without them. child_look tells a process
+ * asleep in epoll_wait (an event loop waiting for work) from one that runs,
+ * sleeps elsewhere, is stopped or is gone; child_sleeps moves only while a
+ * process goes to sleep again and again.
  */
 #include "supervisor/child.h"
 
@@ -12,9 +15,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -149,6 +156,97 @@ START_TEST(test_spawn_cannot_run)
 }
 END_TEST
 
+/* A child that does WHAT for ever: 'e' epoll_wait, 's' spin, 'n' nanosleep
+ * again and again, 'p' pause. */
+static pid_t child_doing(char what)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int ep = epoll_create1(0);
+        struct epoll_event ev;
+        volatile unsigned long n = 0;
+        for (;;) {
+            if (what == 'e')
+                epoll_wait(ep, &ev, 1, -1);
+            else if (what == 'n')
+                nanosleep(&(struct timespec){0, 1000000}, NULL);
+            else if (what == 'p')
+                pause();
+            else
+                n++;
+        }
+    }
+    return pid;
+}
+
+static void child_end(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* Poll child_look(PID) until it says WANT (up to ~10 s). */
+static bool child_look_becomes(pid_t pid, enum child_look want)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (child_look(pid) == want)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+START_TEST(test_look_waiting_in_epoll)
+{
+    pid_t pid = child_doing('e');
+    ck_assert(child_look_becomes(pid, CHILD_WAITING));
+    long long a = child_sleeps(pid);
+    ck_assert_int_ge(a, 0);
+    usleep(50000);
+    ck_assert_int_eq(child_sleeps(pid), a); /* asleep: no more switches */
+    /* Stopped where it waited: not waiting for work any more. */
+    kill(pid, SIGSTOP);
+    ck_assert(child_look_becomes(pid, CHILD_BUSY));
+    kill(pid, SIGCONT);
+    ck_assert(child_look_becomes(pid, CHILD_WAITING));
+    child_end(pid);
+    /* Gone (reaped): busy, never "waiting" nor "unseen". */
+    ck_assert_int_eq(child_look(pid), CHILD_BUSY);
+    ck_assert_int_eq(child_sleeps(pid), -1);
+}
+END_TEST
+
+START_TEST(test_look_busy_elsewhere)
+{
+    /* Spinning: never waiting, and it does not go to sleep by itself. */
+    pid_t spin = child_doing('s');
+    usleep(20000);
+    long long a = child_sleeps(spin);
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq(child_look(spin), CHILD_BUSY);
+        usleep(5000);
+    }
+    ck_assert_int_eq(child_sleeps(spin), a);
+    child_end(spin);
+    /* Asleep, but not in epoll_wait (as one stuck on a lock or a pipe). */
+    pid_t paused = child_doing('p');
+    usleep(50000);
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq(child_look(paused), CHILD_BUSY);
+        usleep(5000);
+    }
+    child_end(paused);
+    /* Sleeping again and again: its count of sleeps moves. */
+    pid_t napper = child_doing('n');
+    usleep(20000);
+    long long b = child_sleeps(napper);
+    usleep(100000);
+    ck_assert_int_gt(child_sleeps(napper), b);
+    child_end(napper);
+}
+END_TEST
+
 static Suite *child_suite(void)
 {
     Suite *s = suite_create("child");
@@ -159,6 +257,11 @@ static Suite *child_suite(void)
     tcase_add_test(tc, test_spawn_reserved_slots);
     tcase_add_test(tc, test_spawn_cannot_run);
     suite_add_tcase(s, tc);
+    TCase *look = tcase_create("look");
+    tcase_set_timeout(look, 60);
+    tcase_add_test(look, test_look_waiting_in_epoll);
+    tcase_add_test(look, test_look_busy_elsewhere);
+    suite_add_tcase(s, look);
     return s;
 }
 

@@ -37,6 +37,8 @@ struct uplink {
     struct util_buf frame;
     struct event *status_ev;
     char *last_status; /* the status sent last: the same one is not sent again */
+    void (*idle_watch_cb)(void *arg);
+    void *idle_watch_arg;
 };
 
 /* Bytes queued towards the supervisor. */
@@ -168,6 +170,8 @@ static void uplink_event_cb(const struct events_event *ev, void *arg)
 static void uplink_msg_cb(enum chan_type type, const char *payload, size_t len, void *arg)
 {
     struct uplink *u = arg;
+    if (type == CHAN_IDLE_WATCH && u->idle_watch_cb)
+        u->idle_watch_cb(u->idle_watch_arg);
     if (type != CHAN_RESUME)
         return;
     json_t *o = json_loadb(payload, len, 0, NULL);
@@ -249,6 +253,21 @@ struct uplink *uplink_new(struct event_base *base, int fd, struct events *events
 void uplink_set_engine(struct uplink *u, struct engine *engine)
 {
     u->engine = engine;
+}
+
+bool uplink_parked(struct uplink *u, bool parked)
+{
+    if (!u->bev)
+        return false;
+    const char *msg = parked ? "{\"parked\":true}" : "{\"parked\":false}";
+    uplink_send(u, CHAN_PARKED, msg, strlen(msg));
+    return true;
+}
+
+void uplink_on_idle_watch(struct uplink *u, void (*cb)(void *arg), void *arg)
+{
+    u->idle_watch_cb = cb;
+    u->idle_watch_arg = arg;
 }
 
 void uplink_free(struct uplink *u)

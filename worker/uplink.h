@@ -9,6 +9,8 @@
 #ifndef HIVE_UPLINK_H
 #define HIVE_UPLINK_H
 
+#include <stdbool.h>
+
 #include <event2/event.h>
 
 #include "worker/engine.h"
@@ -20,6 +22,12 @@ struct uplink;
  * later (uplink_set_engine). */
 struct uplink *uplink_new(struct event_base *base, int fd, struct events *events);
 void uplink_set_engine(struct uplink *uplink, struct engine *engine);
+/* Tell the supervisor that the worker stops (PARKED) or starts again its
+ * WATCHDOG=1 keep-alives (CHAN_PARKED). False when it cannot hear it. */
+bool uplink_parked(struct uplink *uplink, bool parked);
+/* CB(ARG) runs when the supervisor says it looks at the idle worker itself
+ * (CHAN_IDLE_WATCH). */
+void uplink_on_idle_watch(struct uplink *uplink, void (*cb)(void *arg), void *arg);
 void uplink_free(struct uplink *uplink);
 
 #endif

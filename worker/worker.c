@@ -55,6 +55,11 @@ struct worker {
     struct engine *engine;
     struct observe *observe; /* timeline and metrics */
     struct event *sigterm_ev, *sigint_ev, *sighup_ev, *watchdog_ev, *drain_ev, *notify_ev;
+    struct timeval watchdog_tv; /* half the supervisor's watchdog period */
+    /* The supervisor sees for itself that an idle loop waits for work
+     * (CHAN_IDLE_WATCH): WATCHDOG=1 only while a task runs. */
+    bool idle_watch;
+    bool parked;             /* said so (CHAN_PARKED) and stopped the keep-alives */
     unsigned notify_pending; /* WORKER_NOTIFY_* states still to be sent */
     int64_t drain_deadline_ms;
     int port;
@@ -253,11 +258,41 @@ static void worker_notify(struct worker *w, unsigned state)
 }
 
 /* Send WATCHDOG=1 (at half the interval the supervisor asked for). One the
- * socket cannot take now is dropped: the next one says the same. */
+ * socket cannot take now is dropped: the next one says the same. When the
+ * supervisor looks for itself (CHAN_IDLE_WATCH) and no task runs, this is
+ * the last one until the bot has work again (worker_watchdog_wake): an idle
+ * bot then wakes for nothing. */
 static void worker_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
-    (void)fd, (void)what, (void)arg;
+    struct worker *w = arg;
+    (void)fd, (void)what;
     sdnotify_send("WATCHDOG=1");
+    if (w->idle_watch && w->engine && w->uplink) {
+        struct engine_status st;
+        engine_status(w->engine, &st);
+        if (!st.current && uplink_parked(w->uplink, true)) {
+            w->parked = true;
+            event_del(w->watchdog_ev);
+        }
+    }
+}
+
+/* Something happened to the bot (an event): keep-alives again, from now. */
+static void worker_watchdog_wake(struct worker *w)
+{
+    if (!w->parked)
+        return;
+    w->parked = false;
+    uplink_parked(w->uplink, false);
+    sdnotify_send("WATCHDOG=1");
+    event_add(w->watchdog_ev, &w->watchdog_tv);
+}
+
+/* The supervisor said it looks at an idle worker itself. */
+static void worker_idle_watch_cb(void *arg)
+{
+    struct worker *w = arg;
+    w->idle_watch = true;
 }
 
 /* Leave the loop once the WebSocket clients are gone (or after a while). */
@@ -346,6 +381,7 @@ static struct events *worker_events_open(struct worker *w)
 static void worker_observe_event(const struct events_event *ev, void *arg)
 {
     struct worker *w = arg;
+    worker_watchdog_wake(w);
     bool done = !strcmp(ev->type, "task_completed") || !strcmp(ev->type, "task_failed") ||
                 !strcmp(ev->type, "task_cancelled");
     json_t *j = json_loadb(ev->json, ev->json_len, 0, NULL);
@@ -415,8 +451,8 @@ static void worker_events(struct worker *w)
     uint64_t usec = sdnotify_watchdog_usec();
     if (usec) {
         w->watchdog_ev = event_new(w->base, -1, EV_PERSIST, worker_watchdog_cb, w);
-        struct timeval tv = {(long)(usec / 2 / 1000000), (long)(usec / 2 % 1000000)};
-        event_add(w->watchdog_ev, &tv);
+        w->watchdog_tv = (struct timeval){(long)(usec / 2 / 1000000), (long)(usec / 2 % 1000000)};
+        event_add(w->watchdog_ev, &w->watchdog_tv);
     }
 }
 
@@ -544,8 +580,10 @@ int worker_run(const struct worker_options *o)
     w.engine = worker_engine(&w);
     observe_set_engine(w.observe, w.engine);
     events_subscribe(w.events, worker_observe_event, &w);
-    if (w.uplink)
+    if (w.uplink) {
         uplink_set_engine(w.uplink, w.engine);
+        uplink_on_idle_watch(w.uplink, worker_idle_watch_cb, &w);
+    }
     if (w.api) {
         api_set_engine(w.api, w.engine);
         api_set_observe(w.api, w.observe);

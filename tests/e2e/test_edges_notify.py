@@ -10,7 +10,11 @@
   with exit 78 naming the holder; under `hive up` a worker restarted after a
   SIGKILL takes the lock at once, and no adapter holds it;
 - case 19 (log): a newline in a task id cannot forge a line of the log;
-- every line the worker logs at WARN is also a `warning` activity event.
+- every line the worker logs at WARN is also a `warning` activity event;
+- an idle worker wakes for nothing: with a watchdog of 1 s it sends no
+  WATCHDOG=1 while it has no task (the supervisor sees in /proc that its loop
+  waits in epoll_wait) and is not restarted; a task wakes it and runs; a
+  worker stopped with SIGSTOP is still killed at its watchdog.
 
 Run with /usr/bin/python3; the binaries come from $HIVE_BUILD_DIR.
 """
@@ -166,6 +170,52 @@ class StoppedSupervisorTest(unittest.TestCase):
         self.assertEqual(entry["pid"], worker, "the worker was killed: %s" % entry)
         self.assertEqual(entry["status"], "running")
         self.assertNotIn("watchdog timeout", hive.log())
+
+
+def sleeps(pid):
+    """Voluntary context switches of PID's main thread: one per wake-up."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches for %d" % pid)
+
+
+class IdleWatchdogTest(unittest.TestCase):
+    """An idle worker under a watchdog sleeps; a stuck one is still judged."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="hive-edges-idle-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def test_an_idle_worker_wakes_for_nothing_and_a_stopped_one_is_killed(self):
+        hive = Hive(self, self.dir, [{"id": "IDLE"}], defaults={"watchdog": 1})
+        hive.start()
+        pid = hive.wait_running(["IDLE"])["IDLE"]["pid"]
+        port = hive.ports["IDLE"]
+        time.sleep(1.5)  # its last keep-alive: the supervisor said it looks itself
+        before = sleeps(pid)
+        time.sleep(4.0)  # eight half-periods: eight WATCHDOG=1 before
+        woke = sleeps(pid) - before
+        self.assertLessEqual(woke, 2, "an idle worker woke %d times in 4 s" % woke)
+        entry = hive.bot("IDLE")
+        self.assertEqual((entry["status"], entry["pid"]), ("running", pid), entry)
+        # Work wakes it, and it keeps its keep-alives while the task runs.
+        self.assertEqual(post_tasks(port, ["T1"]), ["T1"])
+        wait_for(lambda: task_state(port, "T1") == "done", 20, "T1 done")
+        self.assertEqual(hive.bot("IDLE")["pid"], pid)
+        self.assertNotIn("watchdog timeout", hive.log())
+        # Stopped where it waited: not waiting for work, judged.
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: "IDLE: SIGKILL to pid %d (watchdog timeout)" % pid in hive.log(),
+                     15, "the stopped worker killed at its watchdog")
+        finally:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+        hive.wait_state("IDLE", "running", pred=lambda e: e["pid"] != pid)
 
 
 class BotLockTest(WorkerTestCase):
