@@ -267,7 +267,7 @@ static void worker_watchdog_cb(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
     (void)fd, (void)what;
     sdnotify_send("WATCHDOG=1");
-    if (w->idle_watch && w->engine && w->uplink) {
+    if (w->idle_watch && !w->parked && w->engine && w->uplink) {
         struct engine_status st;
         engine_status(w->engine, &st);
         if (!st.current && uplink_parked(w->uplink, true)) {
@@ -293,6 +293,8 @@ static void worker_idle_watch_cb(void *arg)
 {
     struct worker *w = arg;
     w->idle_watch = true;
+    if (w->watchdog_ev) /* idle already: park now, not half a period later */
+        worker_watchdog_cb(-1, 0, w);
 }
 
 /* Leave the loop once the WebSocket clients are gone (or after a while). */
