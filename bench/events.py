@@ -51,7 +51,7 @@ class Sizes:
         self.fan_gap_ms = 20
         self.fan_reps = 1 if quick else 3
         self.over_subs = 100
-        self.over_reps = 1 if quick else 3
+        self.over_reps = 1 if quick else 5  # a median of 5 pairs: one pair swings 0.6-1.5x here
         self.over_load = (4, 16, 25 if quick else 2500)   # conns, window, rounds each
         self.over_seconds = 1.5 if quick else 6
         self.tl_entries = 20000 if quick else 1000000
