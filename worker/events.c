@@ -6,6 +6,12 @@
  * write(2) per event and no fsync: kill -9 of the worker loses nothing the
  * kernel took, and a power cut may lose the newest events (a resync then
  * tells readers so). A line cut short by a crash is removed at start.
+ *
+ * Order across tasks (SPEC §2.3): a task's end comes before the next task's
+ * task_started. The engine starts the next task as soon as an answer is
+ * written and reports the end once the answer is durable (a group commit a
+ * few ms later), so the events of a task that started while an earlier one
+ * has not ended are held here, in order, and go out right after that end.
  */
 #include "worker/events.h"
 
@@ -21,6 +27,16 @@
 #include "common/util.h"
 
 #define EVENTS_EXCERPT_MAX 1024
+#define EVENTS_HELD_OUTPUT_MAX (1u << 20) /* live output held at most; more is dropped */
+
+/* An event of a task that started before the task ahead of it ended. */
+struct events_held {
+    json_t *o;
+    const struct task *t;
+    bool stored;
+    char *chunk;
+    size_t chunk_len;
+};
 
 struct events_sub {
     uint64_t id; /* 0: unsubscribed, removed after the dispatch */
@@ -36,6 +52,11 @@ struct events {
     size_t n_subs, cap_subs;
     uint64_t next_sub;
     int dispatching;
+    const struct task **open; /* started and not ended, in the order they started */
+    size_t n_open, cap_open;
+    struct events_held *held; /* events of open[1..] waiting for the ends ahead */
+    size_t n_held, cap_held;
+    size_t held_output; /* bytes of live output among them */
 };
 
 struct events *events_open(const char *path, const char *bot_id, struct activity *activity)
@@ -53,6 +74,12 @@ void events_close(struct events *ev)
     if (!ev)
         return;
     evlog_close(ev->log);
+    for (size_t i = 0; i < ev->n_held; i++) {
+        json_decref(ev->held[i].o);
+        free(ev->held[i].chunk);
+    }
+    free(ev->held);
+    free(ev->open);
     free(ev->bot_id);
     free(ev->subs);
     free(ev);
@@ -156,6 +183,61 @@ static void events_emit(struct events *ev, json_t *o, const struct task *t, bool
     json_decref(o);
 }
 
+/* Where T is among the open tasks, or -1. */
+static ssize_t events_open_at(const struct events *ev, const struct task *t)
+{
+    for (size_t i = 0; i < ev->n_open; i++)
+        if (ev->open[i] == t)
+            return (ssize_t)i;
+    return -1;
+}
+
+/* Emit T's event O, or hold it while a task that started before T has not
+ * ended. Live output beyond EVENTS_HELD_OUTPUT_MAX is dropped (as a
+ * subscriber that lags loses it). */
+static void events_emit_task(struct events *ev, json_t *o, const struct task *t, bool stored,
+                             const char *chunk, size_t chunk_len)
+{
+    if (events_open_at(ev, t) <= 0) {
+        events_emit(ev, o, t, stored, chunk, chunk_len);
+        return;
+    }
+    if (!stored && ev->held_output + chunk_len > EVENTS_HELD_OUTPUT_MAX) {
+        json_decref(o);
+        return;
+    }
+    if (ev->n_held == ev->cap_held) {
+        ev->cap_held = ev->cap_held ? ev->cap_held * 2 : 16;
+        ev->held = xrealloc(ev->held, ev->cap_held * sizeof *ev->held);
+    }
+    char *copy = NULL;
+    if (chunk) {
+        copy = xmalloc(chunk_len + 1);
+        memcpy(copy, chunk, chunk_len);
+        copy[chunk_len] = '\0';
+        ev->held_output += chunk_len;
+    }
+    ev->held[ev->n_held++] = (struct events_held){o, t, stored, copy, chunk_len};
+}
+
+/* Emit, in order, every held event of T. */
+static void events_release(struct events *ev, const struct task *t)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < ev->n_held; i++) {
+        struct events_held h = ev->held[i];
+        if (h.t != t) {
+            ev->held[j++] = h;
+            continue;
+        }
+        if (h.chunk)
+            ev->held_output -= h.chunk_len;
+        events_emit(ev, h.o, h.t, h.stored, h.chunk, h.chunk_len);
+        free(h.chunk);
+    }
+    ev->n_held = j;
+}
+
 /* LEN bytes of S as a JSON string, made valid UTF-8 first. */
 static json_t *events_text(const char *s, size_t len)
 {
@@ -180,14 +262,21 @@ void events_task_started(struct events *ev, const struct task *t)
     util_iso_utc(ts, sizeof ts, t->started_wall_ns ? t->started_wall_ns : util_wall_ns());
     json_t *o = events_new(ev, "task_started", t);
     json_object_set_new(o, "started_at", json_string(ts));
-    events_emit(ev, o, t, true, NULL, 0);
+    if (events_open_at(ev, t) < 0) {
+        if (ev->n_open == ev->cap_open) {
+            ev->cap_open = ev->cap_open ? ev->cap_open * 2 : 4;
+            ev->open = xrealloc(ev->open, ev->cap_open * sizeof *ev->open);
+        }
+        ev->open[ev->n_open++] = t;
+    }
+    events_emit_task(ev, o, t, true, NULL, 0);
 }
 
 void events_task_output(struct events *ev, const struct task *t, const char *data, size_t len)
 {
     json_t *o = events_new(ev, "task_output", t);
     json_object_set_new(o, "content", events_text(data, len));
-    events_emit(ev, o, t, false, data, len);
+    events_emit_task(ev, o, t, false, data, len);
 }
 
 void events_task_stalled(struct events *ev, const struct task *t, double silent_s)
@@ -195,7 +284,7 @@ void events_task_stalled(struct events *ev, const struct task *t, double silent_
     json_t *o = events_new(ev, "task_stalled", t);
     json_object_set_new(o, "silent_seconds",
                         json_real((double)(int64_t)(silent_s * 10 + 0.5) / 10));
-    events_emit(ev, o, t, true, NULL, 0);
+    events_emit_task(ev, o, t, true, NULL, 0);
 }
 
 /* An agent's cost on a task end event (SPEC §12): "tokens" and "cost_usd",
@@ -242,7 +331,19 @@ void events_task_done(struct events *ev, const struct task *t)
     json_object_set_new(o, "files_modified", files);
     json_object_set_new(o, "output_excerpt", events_excerpt(t));
     events_usage(o, &t->usage);
+    /* Its own held events first (it ends before a task ahead of it only
+     * when that one's answer is being written again), then its end, then
+     * the next task's held events. */
+    ssize_t at = events_open_at(ev, t);
+    if (at > 0)
+        events_release(ev, t);
     events_emit(ev, o, t, true, NULL, 0);
+    if (at >= 0) {
+        memmove(ev->open + at, ev->open + at + 1, (ev->n_open - (size_t)at - 1) * sizeof *ev->open);
+        ev->n_open--;
+    }
+    if (at == 0 && ev->n_open)
+        events_release(ev, ev->open[0]);
 }
 
 void events_bot_paused(struct events *ev, bool paused)
@@ -269,7 +370,7 @@ void events_task_tool(struct events *ev, const struct task *t, const char *name,
     json_t *o = events_new(ev, "task_tool", t);
     json_object_set_new(o, "name", events_text(name, strlen(name)));
     json_object_set_new(o, "summary", events_text(summary, strlen(summary)));
-    events_emit(ev, o, t, false, NULL, 0);
+    events_emit_task(ev, o, t, false, NULL, 0);
 }
 
 void events_warning(struct events *ev, const char *message)

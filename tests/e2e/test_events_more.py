@@ -120,6 +120,28 @@ class WorkerEventsMoreTest(WorkerTestCase, CancelScenario):
         self.assertEqual(again.quiet(0.3), [])
         again.close()
 
+    def test_a_task_ends_before_the_next_starts(self):
+        # SPEC 2.3: a task's end comes before the next task's task_started,
+        # on the stream and in the activity log. The next task starts as soon
+        # as an answer is written, before its group commit reports the end:
+        # the new task's events wait for that end.
+        w = self.new_worker("--mode", "websocket-only", "--mock-delay-ms", "50")
+        ids = [w.submit("order %d" % i)["task_id"] for i in range(12)]
+        w.wait_state(ids[-1], ("done",))
+        reader = SSE(w.port, path="/api/events?since=0")
+        got = reader.take_until(lambda e: e[1] in TASK_END and e[2]["task_id"] == ids[-1],
+                                timeout=30)
+        reader.close()
+        lives = [(t, d["task_id"]) for i, t, d in got if t in ("task_started",) + TASK_END]
+        want = []
+        for tid in ids:
+            want += [("task_started", tid), ("task_completed", tid)]
+        self.assertEqual(lives, want)
+        check_lives(self, got, ids)
+        acts = [(a["event_type"], a.get("task_id")) for a in w.activity()
+                if a["event_type"] in ("task_started", "task_completed")]
+        self.assertEqual(acts, want)
+
     def test_resume_across_sigkill_200_tasks(self):
         w = self.new_worker("--mode", "websocket-only")
         witness = SSE(w.port)   # stays connected until the kill
