@@ -159,9 +159,9 @@ static void bot_arm(struct hive_bot *bot, enum hive_timer_kind kind, int64_t ms)
 }
 
 /* BOT's worker said it parked (CHAN_PARKED: no task, no more WATCHDOG=1
- * until it has one) and its watchdog period ended: look before judging. Asleep in its event loop's
- * epoll_wait, it waits for work and is not hung: a fresh period, and that
- * counts as a heartbeat. Found busy (a request being served, or hung), it
+ * until it has one) and its watchdog period ended: look before judging.
+ * Asleep in its event loop's epoll_wait, it waits for work and is not hung:
+ * a fresh period, and that counts as a heartbeat. Found busy (a request being served, or hung), it
  * gets one more look shortly: a loop that went to sleep again meanwhile
  * turns, and only a worker stuck in one place is judged. True when it was
  * found alive (or is being looked at again). */

@@ -652,22 +652,19 @@ int child_hand_over_layout(const char *work_dir, const char *bot_id, const char 
     return rc;
 }
 
-/* Read /proc/PID/NAME into BUF (NUL-terminated). Its length, or -1 with errno. */
-static ssize_t child_proc_read(pid_t pid, const char *name, char *buf, size_t cap)
+/* /proc/PID/NAME, NUL-terminated (caller frees), or NULL with errno. */
+static char *child_proc_read(pid_t pid, const char *name)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, cap - 1);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    if (n < 0)
-        return -1;
-    buf[n] = '\0';
-    return n;
+    return util_read_file(path, 1 << 16, NULL);
+}
+
+/* What a failed read of /proc/PID says: gone (busy, never waiting) or not
+ * ours to look at. */
+static enum child_look child_look_failed(void)
+{
+    return errno == ENOENT || errno == ESRCH ? CHILD_BUSY : CHILD_UNSEEN;
 }
 
 /* True when system call number NR is one an event loop sleeps in. */
@@ -686,30 +683,35 @@ static bool child_epoll_call(long nr)
 
 enum child_look child_look(pid_t pid)
 {
-    char buf[512];
     /* The state first: a stopped worker (SIGSTOP, a debugger) still shows
      * the call it was in, and it is not waiting for work. */
-    if (child_proc_read(pid, "stat", buf, sizeof buf) < 0)
-        return errno == ENOENT || errno == ESRCH ? CHILD_BUSY : CHILD_UNSEEN;
-    const char *close_paren = strrchr(buf, ')');
-    if (!close_paren || close_paren[1] != ' ' || close_paren[2] != 'S')
+    char *stat = child_proc_read(pid, "stat");
+    if (!stat)
+        return child_look_failed();
+    const char *close_paren = strrchr(stat, ')');
+    bool sleeping = close_paren && close_paren[1] == ' ' && close_paren[2] == 'S';
+    free(stat);
+    if (!sleeping)
         return CHILD_BUSY;
     /* /proc/PID/syscall: "NR args..." while in a call, "running" or "-1 ..."
      * otherwise. Reading it takes the right to ptrace the process. */
-    if (child_proc_read(pid, "syscall", buf, sizeof buf) < 0)
-        return errno == ENOENT || errno == ESRCH ? CHILD_BUSY : CHILD_UNSEEN;
+    char *call = child_proc_read(pid, "syscall");
+    if (!call)
+        return child_look_failed();
     char *end;
-    long nr = strtol(buf, &end, 10);
-    if (end == buf || *end != ' ')
-        return CHILD_BUSY;
-    return child_epoll_call(nr) ? CHILD_WAITING : CHILD_BUSY;
+    long nr = strtol(call, &end, 10);
+    bool in_call = end != call && *end == ' ';
+    free(call);
+    return in_call && child_epoll_call(nr) ? CHILD_WAITING : CHILD_BUSY;
 }
 
 long long child_sleeps(pid_t pid)
 {
-    char buf[4096];
-    if (child_proc_read(pid, "status", buf, sizeof buf) < 0)
+    char *status = child_proc_read(pid, "status");
+    if (!status)
         return -1;
-    const char *p = strstr(buf, "\nvoluntary_ctxt_switches:");
-    return p ? strtoll(p + sizeof "\nvoluntary_ctxt_switches:" - 1, NULL, 10) : -1;
+    const char *p = strstr(status, "\nvoluntary_ctxt_switches:");
+    long long n = p ? strtoll(p + sizeof "\nvoluntary_ctxt_switches:" - 1, NULL, 10) : -1;
+    free(status);
+    return n;
 }

@@ -95,12 +95,21 @@ static void merge_tell_event(struct merge *m, const char *bot_id, const json_t *
     merge_tell(m, &(struct merge_note){.what = MERGE_NOTE_EVENT, .bot_id = bot_id, .event = o});
 }
 
-/* The record of bot ID, made when new. */
-static struct merge_bot *merge_bot(struct merge *m, const char *id)
+/* The record of bot ID, or NULL. */
+static struct merge_bot *merge_find(const struct merge *m, const char *id)
 {
     for (size_t i = 0; i < m->n_bots; i++)
         if (strcmp(m->bots[i]->id, id) == 0)
             return m->bots[i];
+    return NULL;
+}
+
+/* The record of bot ID, made when new. */
+static struct merge_bot *merge_bot(struct merge *m, const char *id)
+{
+    struct merge_bot *found = merge_find(m, id);
+    if (found)
+        return found;
     struct merge_bot *b = xcalloc(1, sizeof *b);
     b->merge = m;
     b->id = xstrdup(id);
@@ -285,10 +294,8 @@ bool merge_send_down(struct merge *m, const char *bot_id, enum chan_type type, c
 
 bool merge_parked(const struct merge *m, const char *bot_id)
 {
-    for (size_t i = 0; i < m->n_bots; i++)
-        if (strcmp(m->bots[i]->id, bot_id) == 0)
-            return m->bots[i]->parked && m->bots[i]->bev;
-    return false;
+    const struct merge_bot *b = merge_find(m, bot_id);
+    return b && b->parked && b->bev;
 }
 
 void merge_remote_event(struct merge *m, const char *bot_id, const char *json, size_t len)
@@ -336,10 +343,8 @@ void merge_close_streams(struct merge *m)
 
 const json_t *merge_status(const struct merge *m, const char *bot_id)
 {
-    for (size_t i = 0; i < m->n_bots; i++)
-        if (strcmp(m->bots[i]->id, bot_id) == 0)
-            return m->bots[i]->status;
-    return NULL;
+    const struct merge_bot *b = merge_find(m, bot_id);
+    return b ? b->status : NULL;
 }
 
 void merge_queue(const struct merge *m, const char *bot_id, size_t *hint, double *realtime,
