@@ -64,6 +64,18 @@ def wait_for(predicate, timeout=TASK_TIMEOUT, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def proc_status(pid, field, default=None):
+    """The number of FIELD ("VmRSS", "VmHWM", "voluntary_ctxt_switches"...)
+    in /proc/PID/status; DEFAULT when it has none (AssertionError if None)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    if default is None:
+        raise AssertionError("no %s for pid %d" % (field, pid))
+    return default
+
+
 def write_atomic(path, data):
     """Write DATA (str or bytes) elsewhere, then rename it in (SPEC §2.1 writers)."""
     if isinstance(data, str):

@@ -31,7 +31,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hive_e2e import (BOT, WorkerTestCase, main, run_async, wait_for,  # noqa: E402
+from hive_e2e import (BOT, WorkerTestCase, main, proc_status, run_async, wait_for,  # noqa: E402
                       ws_recv_json)
 
 try:
@@ -52,11 +52,7 @@ def response_text(bot, task_id, output, to="user"):
 
 
 def vm_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
+    return proc_status(pid, "VmRSS")
 
 
 class IdempotencyKeys(WorkerTestCase):

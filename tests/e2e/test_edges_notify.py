@@ -32,7 +32,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from hive_e2e import WorkerTestCase, write_atomic  # noqa: E402
+from hive_e2e import WorkerTestCase, proc_status, write_atomic  # noqa: E402
 from test_supervisor_lifecycle import (WORKER_BIN, Hive, http_get, proc_stat,  # noqa: E402
                                        read_text, wait_for)
 
@@ -174,11 +174,7 @@ class StoppedSupervisorTest(unittest.TestCase):
 
 def sleeps(pid):
     """Voluntary context switches of PID's main thread: one per wake-up."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    raise AssertionError("no voluntary_ctxt_switches for %d" % pid)
+    return proc_status(pid, "voluntary_ctxt_switches")
 
 
 class IdleWatchdogTest(unittest.TestCase):

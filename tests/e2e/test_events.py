@@ -28,7 +28,7 @@ import websockets
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hive_e2e import (BOT, TASK_TIMEOUT, WORKER_BIN, WorkerTestCase, curl, main,  # noqa: E402
-                      run_async, wait_for)
+                      proc_status, run_async, wait_for)
 from test_supervisor_front import Hive, worker_log_dump  # noqa: E402
 
 TASK_END = ("task_completed", "task_failed", "task_cancelled")
@@ -338,13 +338,7 @@ class EventStreamTest(WorkerTestCase):
         w.submit("warm")
         reader.take_until(lambda e: e[1] in TASK_END)
         rss0 = rss_kb(w.proc.pid)
-        sleepers = []
-        for _ in range(50):
-            c = socket.socket()
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            c.connect(("127.0.0.1", w.port))
-            c.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            sleepers.append(c)
+        sleeping = sleepers(w.port, 50)
         time.sleep(0.5)
         ids = [w.submit("t%d" % i)["task_id"] for i in range(40)]
         got = reader.take_until(lambda e: e[1] in TASK_END and e[2]["task_id"] == ids[-1],
@@ -356,17 +350,8 @@ class EventStreamTest(WorkerTestCase):
         # (ASan keeps freed memory in quarantine: RSS says nothing there.)
         if not asan_build():
             self.assertLess(rss1, rss0 * 4 + 80 * 1024, (rss0, rss1))
-        dropped = 0
-        for c in sleepers:
-            c.settimeout(10)
-            try:
-                while c.recv(1 << 20):
-                    pass
-                dropped += 1
-            except ConnectionResetError:
-                dropped += 1
-            except socket.timeout:
-                pass
+        dropped = closed_by_server(sleeping)
+        for c in sleeping:
             c.close()
         self.assertEqual(dropped, 50)
         reader.close()
@@ -659,11 +644,35 @@ def asan_build():
 
 
 def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return proc_status(pid, "VmRSS", 0)
+
+
+def sleepers(port, n):
+    """N clients of PORT's GET /api/events (4 KiB receive buffers) that never read."""
+    socks = []
+    for _ in range(n):
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.connect(("127.0.0.1", port))
+        c.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        socks.append(c)
+    return socks
+
+
+def closed_by_server(socks):
+    """How many of SOCKS the server closed (read to the end within 10 s each)."""
+    closed = 0
+    for c in socks:
+        c.settimeout(10)
+        try:
+            while c.recv(1 << 20):
+                pass
+            closed += 1
+        except ConnectionResetError:
+            closed += 1
+        except socket.timeout:
+            pass
+    return closed
 
 
 if __name__ == "__main__":

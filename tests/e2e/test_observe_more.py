@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -35,23 +34,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import websockets  # noqa: E402
 
-from hive_e2e import BOT, Worker, WorkerTestCase, run_async, wait_for  # noqa: E402
+from hive_e2e import (BOT, Worker, WorkerTestCase, proc_status, run_async,  # noqa: E402
+                      wait_for)
 import test_events  # noqa: E402
-from test_events import SSE, TASK_END, asan_build, rss_kb  # noqa: E402
+from test_events import SSE, TASK_END, asan_build, closed_by_server, rss_kb, sleepers  # noqa: E402
 from test_observe import check_page, metric_sum, parse_metrics  # noqa: E402
 from test_supervisor_front import Hive, worker_log_dump  # noqa: E402
 
 SSEHUB_MAX_PENDING = 1 << 20   # common/ssehub.h: how far behind a subscriber may fall
 OUTPUT_BYTES = 400000          # each task of the slow-subscriber test prints this much
-
-
-def peak_rss_kb(pid):
-    """The high-water mark of PID's resident memory (VmHWM), in KiB."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmHWM for pid %d" % pid)
 
 
 class SupervisorSlowSubscriberTest(unittest.TestCase):
@@ -118,12 +109,7 @@ class SupervisorSlowSubscriberTest(unittest.TestCase):
         self.collect_ends(reader, {("BOT-A", warm)}, 60)
         wait_for(lambda: self.subscribers() == 1 or None, 20, what="one subscriber")
         rss0 = rss_kb(self.hive.proc.pid)
-        for _ in range(self.SLEEPERS):
-            c = socket.socket()
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            c.connect(("127.0.0.1", self.hive.port))
-            c.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            self.sockets.append(c)
+        self.sockets += sleepers(self.hive.port, self.SLEEPERS)
         wait_for(lambda: self.subscribers() == self.SLEEPERS + 1 or None, 20,
                  what="%d subscribers" % (self.SLEEPERS + 1))
         ids = {b: [] for b in self.BOTS}
@@ -156,7 +142,7 @@ class SupervisorSlowSubscriberTest(unittest.TestCase):
         replay.close()
         # The sleepers were dropped by the supervisor (not by us hanging up).
         wait_for(lambda: self.subscribers() == 1 or None, 30, what="the sleepers dropped")
-        peak = peak_rss_kb(self.hive.proc.pid)
+        peak = proc_status(self.hive.proc.pid, "VmHWM")  # the high-water mark
         if not asan_build():   # ASan's quarantine keeps freed memory: RSS says nothing there
             self.assertLess(peak, rss0 * 4 + 80 * 1024, (rss0, peak))
         log = self.hive.log_text()
@@ -166,18 +152,7 @@ class SupervisorSlowSubscriberTest(unittest.TestCase):
         # Dropped once a bounded amount behind: what it had queued when it went
         # live (a few bytes) plus the hub's 1 MiB ceiling.
         self.assertTrue(all(n <= SSEHUB_MAX_PENDING + 64 * 1024 for n in behind), behind)
-        dropped = 0
-        for c in self.sockets:
-            c.settimeout(10)
-            try:
-                while c.recv(1 << 20):
-                    pass
-                dropped += 1
-            except ConnectionResetError:
-                dropped += 1
-            except socket.timeout:
-                pass
-        self.assertEqual(dropped, self.SLEEPERS)
+        self.assertEqual(closed_by_server(self.sockets), self.SLEEPERS)
         # The reader is still live.
         late = self.submit("BOT-B", "after the drops")
         self.collect_ends(reader, {("BOT-B", late)}, 60)
