@@ -241,6 +241,8 @@ class WorkerCompatTest(WorkerTestCase):
             os.utime(path, (now - 60 + i, now - 60 + i))
         w.post("/api/resume")
         wait_for(lambda: all(w.responses(n) for n, _ in tasks), 30, what="all answered")
+        for name, _ in tasks:  # reported (and logged) once durable, after the files
+            w.wait_state(name, ("done",))
         started = [e["task_id"] for e in w.activity() if e["event_type"] == "task_started"]
         self.assertEqual(started, ["BLOCKER", "SOON", "LATER"])
 

@@ -406,6 +406,7 @@ class Priority(WorkerTestCase):
         os.unlink(w.pause_file)
         for tid in ("normal", "blocking", "nodigit"):
             w.wait_response(tid)
+            w.wait_state(tid, ("done",))  # logged once durable (SPEC 2.3)
         order = [e["task_id"] for e in w.activity() if e["event_type"] == "task_started"]
         self.assertEqual(order, ["blocking", "normal", "nodigit"])
 

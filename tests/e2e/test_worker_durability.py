@@ -225,6 +225,7 @@ class Order(WorkerTestCase):
         os.unlink(w.pause_file)
         for tid in ("prio-bad", "prio-p2", "prio-p2b", "prio-p0", "e-p1"):
             w.wait_response(tid)
+            w.wait_state(tid, ("done", "failed"))  # logged once durable (SPEC 2.3)
         self.assertEqual(started_order(w), ["prio-p0", "e-p1", "prio-p2", "prio-p2b",
                                             "prio-bad"])
 
@@ -240,6 +241,10 @@ class Order(WorkerTestCase):
         self.assertEqual(w.post("/api/resume").status, 200)
         for tid in ("file-p0", "rt-p2", "rt-p0"):
             w.wait_response(tid)
+            # Reported (and logged) once durable: a response file is there
+            # a group commit earlier, and the next task's start is logged
+            # after the end before it (SPEC 2.3).
+            w.wait_state(tid, ("done",))
         self.assertEqual(started_order(w), ["rt-p0", "rt-p2", "file-p0"])
 
     def test_cooldown_between_tasks(self):
