@@ -126,9 +126,13 @@ static void filequeue_consider(struct filequeue *fq, const char *name, bool move
     char *path = xasprintf("%s/%s", fq->paths->queue, name);
     struct stat st;
     int r = lstat(path, &st); /* a link is not followed: its target is no task */
+    int err = errno;
     free(path);
-    if (r < 0)
+    if (r < 0) {
+        if (store_transient(err))
+            *young = true; /* look again soon */
         return;
+    }
     if (!S_ISREG(st.st_mode)) {
         filequeue_not_regular(fq, name);
         return;
@@ -258,11 +262,26 @@ static void filequeue_remake_controls(struct filequeue *fq)
     filequeue_watch_controls(fq);
 }
 
-/* Arm the recheck for files that are still being written. */
+/* The soonest look again after a look that could not be made (no
+ * descriptor, no memory): often enough to serve soon after the shortage,
+ * seldom enough not to spin through it. */
+#define FILEQUEUE_RETRY_NS 100000000
+
+/* Arm the recheck for files that are still being written (or that could not
+ * be read now). */
 static void filequeue_arm_recheck(struct filequeue *fq)
 {
-    struct timeval tv = {.tv_sec = fq->min_age_ns / 1000000000,
-                         .tv_usec = (fq->min_age_ns % 1000000000) / 1000 + 1000};
+    int64_t ns = fq->min_age_ns + 1000000;
+    struct timeval tv = {.tv_sec = ns / 1000000000, .tv_usec = (ns % 1000000000) / 1000};
+    if (!evtimer_pending(fq->recheck_ev, NULL))
+        evtimer_add(fq->recheck_ev, &tv);
+}
+
+/* Arm the recheck after a look that failed for a passing shortage. */
+static void filequeue_arm_retry(struct filequeue *fq)
+{
+    int64_t ns = fq->min_age_ns > FILEQUEUE_RETRY_NS ? fq->min_age_ns : FILEQUEUE_RETRY_NS;
+    struct timeval tv = {.tv_sec = ns / 1000000000, .tv_usec = (ns % 1000000000) / 1000};
     if (!evtimer_pending(fq->recheck_ev, NULL))
         evtimer_add(fq->recheck_ev, &tv);
 }
@@ -333,8 +352,14 @@ void filequeue_rescan(struct filequeue *fq)
     DIR *d = opendir(fq->paths->queue);
     if (!d && errno == ENOENT && filequeue_remake(fq))
         d = opendir(fq->paths->queue);
-    if (!d)
+    if (!d) {
+        /* Short of descriptors or memory: look again soon. A young file
+         * whose recheck this was (or the first listing) has no inotify
+         * event left to bring it back; the safety net is minutes away. */
+        if (store_transient(errno))
+            filequeue_arm_retry(fq);
         return;
+    }
     if (!fq->listed) {
         filequeue_list(fq, d);
         return;

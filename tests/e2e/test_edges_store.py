@@ -127,6 +127,27 @@ class Transient(WorkerTestCase):
             self.assertIn("-complete.md", name, parse_response(text)["error"])
         self.assertTrue(events(w, "warning"), "a warning event for the held task")
 
+    def test_file_written_in_place_while_short_of_descriptors_is_seen(self):
+        """A file written in place is seen by inotify, found too young, and
+        looked at again half a second later. When that look cannot open the
+        folder (EMFILE), it must be tried again, not left to the safety-net
+        rescan (300 s). Found by scripts/chaos (seed 1980832775): a task
+        written slowly sat in its queue through the 60 s settle."""
+        w = self.new_worker()
+        path = os.path.join(w.queue_dir, "fd-young.md")
+        pid = w.proc.pid
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        with open(path, "w") as f:
+            f.write("written in place\n")
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (0, hard))
+        try:
+            time.sleep(1.5)           # the young-file look (0.5 s) falls in here
+            self.assertEqual(w.responses(), [])
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        name, text = w.wait_response("fd-young", timeout=10)
+        self.assertIn("-complete.md", name, parse_response(text)["error"])
+
 
     def test_submission_without_descriptors_gets_503_retry_after(self):
         """A realtime task the worker cannot store was never accepted: 503 with
