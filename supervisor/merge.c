@@ -19,6 +19,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/ssehub.h"
+#include "common/strmap.h"
 #include "common/util.h"
 
 struct merge_bot {
@@ -37,7 +38,8 @@ struct merge {
     struct evlog *log;
     struct ssehub *hub;
     struct merge_bot **bots;
-    size_t n_bots;
+    size_t n_bots, cap_bots;
+    struct strmap *by_id;             /* id -> bot: /status asks once per bot */
     struct merge_listener *listeners; /* see merge_listen */
     size_t n_listeners;
     int next_id;
@@ -98,10 +100,7 @@ static void merge_tell_event(struct merge *m, const char *bot_id, const json_t *
 /* The record of bot ID, or NULL. */
 static struct merge_bot *merge_find(const struct merge *m, const char *id)
 {
-    for (size_t i = 0; i < m->n_bots; i++)
-        if (strcmp(m->bots[i]->id, id) == 0)
-            return m->bots[i];
-    return NULL;
+    return strmap_get(m->by_id, id);
 }
 
 /* The record of bot ID, made when new. */
@@ -113,8 +112,12 @@ static struct merge_bot *merge_bot(struct merge *m, const char *id)
     struct merge_bot *b = xcalloc(1, sizeof *b);
     b->merge = m;
     b->id = xstrdup(id);
-    m->bots = xrealloc(m->bots, (m->n_bots + 1) * sizeof *m->bots);
+    if (m->n_bots == m->cap_bots) {
+        m->cap_bots = m->cap_bots ? 2 * m->cap_bots : 16;
+        m->bots = xrealloc(m->bots, m->cap_bots * sizeof *m->bots);
+    }
     m->bots[m->n_bots++] = b;
+    strmap_put(m->by_id, b->id, b);
     return b;
 }
 
@@ -135,6 +138,7 @@ struct merge *merge_new(struct event_base *base, const char *path)
 {
     struct merge *m = xcalloc(1, sizeof *m);
     m->base = base;
+    m->by_id = strmap_new();
     m->log = evlog_open(path, "hive_seq", merge_scan_cb, m);
     m->hub = ssehub_new(base, SSEHUB_MAX_PENDING, SSEHUB_KEEPALIVE_MS);
     return m;
@@ -160,6 +164,7 @@ void merge_free(struct merge *m)
         free(m->bots[i]);
     }
     free(m->bots);
+    strmap_free(m->by_id);
     free(m->listeners);
     ssehub_free(m->hub);
     evlog_close(m->log);
