@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +29,8 @@ struct registry {
     char *path;
     char *name;
     json_t *foreign;    /* the other tools' entries, as last read */
+    json_t *base;       /* the file as we last wrote it, without our entries */
+    struct stat wrote;  /* the file we last wrote, as stat() saw it then */
     int64_t written_ms; /* monotonic time of the last write */
     bool warned;
     struct event *changed_ev, *refresh_ev;
@@ -78,6 +81,18 @@ static bool registry_is_ours(json_t *entry)
  * an entry is never dropped because of a torn read. */
 static json_t *registry_read(struct registry *reg)
 {
+    /* Still the file we wrote (no other tool replaced or rewrote it since):
+     * what it holds besides our entries is what we kept of it. Reading and
+     * parsing it again was a fifth of the supervisor's CPU while a
+     * thousand bots started (a 233 KB file every 250 ms). */
+    struct stat st;
+    if (reg->base && stat(reg->path, &st) == 0 && st.st_ino == reg->wrote.st_ino &&
+        st.st_dev == reg->wrote.st_dev && st.st_size == reg->wrote.st_size &&
+        st.st_mtim.tv_sec == reg->wrote.st_mtim.tv_sec &&
+        st.st_mtim.tv_nsec == reg->wrote.st_mtim.tv_nsec &&
+        st.st_ctim.tv_sec == reg->wrote.st_ctim.tv_sec &&
+        st.st_ctim.tv_nsec == reg->wrote.st_ctim.tv_nsec)
+        return json_deep_copy(reg->base);
     size_t len;
     char *text = util_read_file(reg->path, REGISTRY_READ_MAX, &len);
     json_t *root = text ? json_loadb(text, len, 0, NULL) : NULL;
@@ -113,6 +128,9 @@ void registry_write(struct registry *reg)
     reg->written_ms = util_mono_ms();
     json_t *root = registry_read(reg);
     json_t *bots = json_object_get(root, "bots");
+    json_decref(reg->base);
+    reg->base = NULL;
+    json_t *base = json_deep_copy(root); /* before our entries go in */
     for (size_t i = 0; reg->entry(reg->arg, i, &e); i++)
         json_object_set_new(bots, e.id, registry_bot(reg, &e));
     json_object_set_new(root, "updated_at", registry_time(util_wall_ns()));
@@ -123,9 +141,15 @@ void registry_write(struct registry *reg)
     /* Atomic but not fsynced: the registry is a snapshot of live state, stale
      * after a crash whatever the disk kept, and a flush would stall the loop
      * (proxy, READY handling, API) at every state change. */
-    if (util_replace_file(reg->path, text, len + 1, false) < 0 && !reg->warned) {
-        log_warn("cannot write %s: %s", reg->path, strerror(errno));
+    if (util_replace_file(reg->path, text, len + 1, false) < 0) {
+        if (!reg->warned)
+            log_warn("cannot write %s: %s", reg->path, strerror(errno));
         reg->warned = true;
+        json_decref(base);
+    } else if (stat(reg->path, &reg->wrote) == 0 && reg->wrote.st_size == (off_t)(len + 1)) {
+        reg->base = base; /* (a file of another size is another tool's, written meanwhile) */
+    } else {
+        json_decref(base);
     }
     free(text);
     json_decref(root);
@@ -184,6 +208,8 @@ void registry_set_path(struct registry *reg, const char *path)
 {
     free(reg->path);
     reg->path = xstrdup(path);
+    json_decref(reg->base); /* what we wrote elsewhere says nothing of this file */
+    reg->base = NULL;
 }
 
 void registry_set_name(struct registry *reg, const char *hive_name)
@@ -199,6 +225,7 @@ void registry_free(struct registry *reg)
     event_free(reg->changed_ev);
     event_free(reg->refresh_ev);
     json_decref(reg->foreign);
+    json_decref(reg->base);
     free(reg->path);
     free(reg->name);
     free(reg);
