@@ -116,8 +116,11 @@ static void front_bot_live(const struct front *front, const char *id, json_t *bo
     static const char *const keys[] = {"queue",        "current_task",  "tasks_processed",
                                        "tasks_failed", "paused_reason", "paused_until"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        /* Shared, not copied: the merge replaces a status whole, never
+         * changes one, and this document is written out and gone before
+         * the loop reads the channel again. */
         json_t *v = st ? json_object_get(st, keys[i]) : NULL;
-        json_object_set_new(bot, keys[i], v ? json_deep_copy(v) : json_null());
+        json_object_set_new(bot, keys[i], v ? json_incref(v) : json_null());
     }
 }
 
