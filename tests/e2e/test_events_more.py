@@ -260,6 +260,63 @@ class HiveEventsMoreTest(HiveCase, CancelScenario):
         for s in (own, merged):
             s.close()
 
+    def test_output_the_channel_dropped_is_told(self):
+        # The supervisor stopped while BOT-A prints 3 MB: the worker's
+        # channel fills, and what does not fit is dropped (live only, as for
+        # any reader that lags) -- but told on the merge as
+        # task_output_dropped, in its place, so chunks + dropped = output.
+        merged = SSE(self.hive.port)
+        loud, n = "loud-x", 3 << 20
+        url = "http://127.0.0.1:%d/api/task/" % self.hive.bot_ports["BOT-A"]
+        self.hive.proc.send_signal(signal.SIGSTOP)
+        try:
+            self.post_task("BOT-A", "head -c %d /dev/zero | tr '\\0' a" % n, direct=True,
+                           task_id=loud)
+            self.post_task("BOT-A", "echo after", direct=True, task_id="after-x")
+            wait_for(lambda: curl(url + "after-x").json().get("state") == "done", 60,
+                     what="both tasks done while the supervisor is stopped")
+        finally:
+            self.hive.proc.send_signal(signal.SIGCONT)
+        got = merged.take_until(lambda e: e[1] in TASK_END and e[2]["task_id"] == "after-x",
+                                timeout=60)
+        self.check_merge(got)
+        self.check_order(got, [loud, "after-x"])
+        drops = [(i, d) for i, t, d in got if t == "task_output_dropped"]
+        self.assertTrue(drops, shape(got))
+        for i, d in drops:  # live only: no seq, no hive_seq
+            self.assertEqual(set(d), {"type", "bot_id", "timestamp", "task_id", "source",
+                                      "dropped_events", "dropped_bytes"})
+            self.assertEqual((d["type"], d["bot_id"], d["task_id"], d["source"]),
+                             ("task_output_dropped", "BOT-A", loud, "http"))
+            self.assertRegex(d["timestamp"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+            self.assertGreater(d["dropped_events"], 0)
+        self.assertEqual(len(output_of(got, loud)) + sum(d["dropped_bytes"] for i, d in drops),
+                         n)
+        # In its place: after the task started, before it ended.
+        kinds = [(t, d.get("task_id")) for i, t, d in got]
+        first = kinds.index(("task_output_dropped", loud))
+        self.assertLess(kinds.index(("task_started", loud)), first)
+        self.assertLess(first, kinds.index(("task_completed", loud)))
+        self.assertNotIn(("task_output_dropped", "after-x"), kinds)
+        # Never stored: the merge's log replays the rest, none of them.
+        since = int(stored(got)[0]) - 1
+        again = SSE(self.hive.port, "/api/events?since=%d" % since)
+        want = [e for e in got if e[1] not in te.LIVE]
+        self.assertEqual(again.take(len(want)), want)
+        self.assertEqual(again.quiet(0.3), [])
+        # Printed fast while the supervisor reads: whatever did not fit is
+        # told, so the sum holds all the same.
+        fast, m = "fast-x", 2 << 20
+        self.post_task("BOT-A", "head -c %d /dev/zero | tr '\\0' b" % m, task_id=fast)
+        got = merged.take_until(lambda e: e[1] in TASK_END and e[2]["task_id"] == fast,
+                                timeout=60)
+        self.check_order(got, [fast])
+        self.assertEqual(len(output_of(got, fast))
+                         + sum(d["dropped_bytes"] for i, t, d in got
+                               if t == "task_output_dropped" and d["task_id"] == fast), m)
+        for s in (merged, again):
+            s.close()
+
     def test_resume_across_supervisor_sigkill_200_tasks(self):
         # 100 tasks merged while a reader watches; 100 more while the
         # supervisor is stopped (so only the workers' files hold their
