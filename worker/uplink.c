@@ -320,6 +320,10 @@ struct uplink *uplink_new(struct event_base *base, int fd, struct events *events
     chan_reader_init(&u->reader, uplink_msg_cb, u);
     bufferevent_setcb(u->bev, uplink_read_cb, uplink_write_cb, uplink_error_cb, u);
     bufferevent_setwatermark(u->bev, EV_WRITE, UPLINK_MAX_QUEUED / 4, 0);
+    /* libevent writes 16 KiB a pass by default, while the adapter's output
+     * comes 64 KiB a read: the queue then grew with a supervisor that kept
+     * up, and fast output was dropped for nothing. */
+    bufferevent_set_max_single_write(u->bev, UPLINK_MAX_QUEUED);
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
     u->sub = events_subscribe(events, uplink_event_cb, u);
     u->status_ev = event_new(base, -1, EV_PERSIST, uplink_status_cb, u);
