@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -354,6 +355,11 @@ class EventStreamTest(WorkerTestCase):
         if not asan_build():
             self.assertLess(rss1, rss0 * 4 + 80 * 1024, (rss0, rss1))
         dropped = closed_by_server(sleeping)
+        # The log names each dropped client with its port (several local
+        # clients share the address).
+        named = re.findall(r"event stream of (\S+) dropped: \d+ bytes behind", w.log_text())
+        self.assertEqual(sorted(named),
+                         sorted("127.0.0.1:%d" % c.getsockname()[1] for c in sleeping))
         for c in sleeping:
             c.close()
         self.assertEqual(dropped, 50)
