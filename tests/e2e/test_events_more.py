@@ -15,11 +15,13 @@ tasks are sent and cancelled with curl (hive_e2e.curl).
 Run: HIVE_BUILD_DIR=build /usr/bin/python3 tests/e2e/test_events_more.py
 """
 
+import datetime
 import json
 import os
 import signal
 import sys
 import tempfile
+import time
 import unittest
 
 sys.dont_write_bytecode = True
@@ -452,6 +454,18 @@ class HiveResyncTest(HiveCase):
         s.close()
         return e
 
+    def check_resync(self, d, first, last, last_max=None):
+        """A resync is an event like the others (SPEC §8): type, bot_id (null:
+        it is about the whole merge, no bot's), timestamp (now, UTC, Z); and
+        what is kept, FIRST to LAST (or up to LAST_MAX)."""
+        if last_max is not None and last <= d.get("last_seq", 0) <= last_max:
+            last = d["last_seq"]
+        self.assertEqual(d, {"type": "resync", "bot_id": None, "timestamp": d.get("timestamp"),
+                             "first_seq": first, "last_seq": last})
+        self.assertRegex(d["timestamp"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+        when = datetime.datetime.fromisoformat(d["timestamp"].replace("Z", "+00:00"))
+        self.assertLess(abs(when.timestamp() - time.time()), 60, d)
+
     def test_stale_and_future_cursors_resync(self):
         K, N = self.K, self.N
         # Everything seeded is kept: an old cursor resumes without a resync.
@@ -477,7 +491,7 @@ class HiveResyncTest(HiveCase):
         self.assertEqual((rs_id, rs_type, rs["type"]), ("", "resync", "resync"))
         body = [e for e in got[1:] if e[1] != "task_output"]
         self.assertEqual(stored(body), list(range(K + 1, K + 1 + len(body))))
-        self.assertEqual(rs["first_seq"], K + 1)
+        self.check_resync(rs, K + 1, N, int(body[-1][0]))
         self.assertEqual([d for i, t, d in body[:N - K]],
                          [self.seeded[k] for k in range(K + 1, N + 1)])  # as kept
         self.check_merge(got[1:])
@@ -497,10 +511,19 @@ class HiveResyncTest(HiveCase):
         for cursor, how in ((K - 1, "since"), (1, "header"), (1, "since")):
             e = self.first_event(cursor, how)
             self.assertEqual([(i, t) for i, t, d in e], [("", "resync"), oldest], (cursor, how))
+            self.check_resync(e[0][2], K + 1, last + 3)
         # A cursor from the future (a log lost or replaced behind the client's
         # back): resync, then everything kept.
         e = self.first_event(last + 1000)
         self.assertEqual([(i, t) for i, t, d in e], [("", "resync"), oldest])
+        self.check_resync(e[0][2], K + 1, last + 3)
+        # A stream of one bot gets it too, the same: no bot's, the whole merge's.
+        s = SSE(self.hive.port, "/api/events?bot=BOT-A&since=1")
+        e = s.take(2)
+        s.close()
+        self.assertEqual(e[0][1], "resync")
+        self.check_resync(e[0][2], K + 1, last + 3)
+        self.assertEqual(e[1][2]["bot_id"], "BOT-A")
 
 
 if __name__ == "__main__":
