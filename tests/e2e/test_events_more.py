@@ -319,6 +319,58 @@ class HiveEventsMoreTest(HiveCase, CancelScenario):
         for s in (merged, again):
             s.close()
 
+    def test_a_task_rerun_after_its_worker_died_starts_again(self):
+        # SIGKILL of BOT-A's worker while a task runs: the task is run again
+        # when the worker is back (SPEC §3: nothing accepted is lost; the
+        # poison rule counts such runs), and each run is told with its own
+        # task_started (docs/api.md). The cut run has no end; the task ends
+        # once. An HTTP task is not told task_received again, a file task is
+        # (it is found again in the queue).
+        merged = SSE(self.hive.port)
+        cmd = ("if [ -e %s.mark ]; then echo second; else touch %s.mark; echo first; "
+               "sleep 60; fi")
+        queue_dir = os.path.join(self.tmp, ".deia", "hive", "tasks", "BOT-A")
+        for tid, source in (("rerun-http", "http"), ("rerun-file", "file")):
+            if source == "http":
+                self.post_task("BOT-A", cmd % (tid, tid), task_id=tid)
+            else:
+                write_atomic(os.path.join(queue_dir, tid + ".md"), cmd % (tid, tid))
+            got = merged.take_until(lambda e: e[1] == "task_output" and e[2]["task_id"] == tid)
+            pid = self.hive.bot("BOT-A")["pid"]
+            os.kill(pid, signal.SIGKILL)
+            got += merged.take_until(lambda e: e[1] in TASK_END and e[2]["task_id"] == tid,
+                                     timeout=60)
+            self.check_merge(got)
+            mine = [(t, d) for i, t, d in got if d.get("task_id") == tid]
+            kinds = [t for t, d in mine if t != "task_output"]
+            again = ["task_received"] if source == "file" else []
+            self.assertEqual(kinds, ["task_received", "task_started"] + again
+                             + ["task_started", "task_completed"], (tid, kinds))
+            self.assertEqual(output_of(got, tid), "first\nsecond\n")
+            starts = [d["started_at"] for t, d in mine if t == "task_started"]
+            self.assertLess(starts[0], starts[1])  # the new run's own start
+            self.assertEqual({d["source"] for t, d in mine}, {source})
+            # The second run is the new worker's: after the restart began.
+            order = [(t, d.get("state")) for i, t, d in got
+                     if t in ("bot_state", "task_started") and d["bot_id"] == "BOT-A"]
+            self.assertEqual(order[0], ("task_started", None))
+            self.assertEqual(order[-1], ("task_started", None))
+            self.assertIn(("bot_state", "starting"), order[1:-1], order)
+            self.assertNotEqual(self.hive.bot("BOT-A")["pid"], pid)
+            self.assertEqual(len(self.hive.responses("BOT-A", tid)), 1)
+        # The worker's own stream, replayed from its file: the same, by seq.
+        own = SSE(self.hive.bot_ports["BOT-A"], "/api/events?since=0")
+        lives = own.take_until(lambda e: e[1] in TASK_END and e[2]["task_id"] == "rerun-file")
+        self.assertEqual([(t, d["task_id"]) for i, t, d in lives],
+                         [("task_received", "rerun-http"), ("task_started", "rerun-http"),
+                          ("task_started", "rerun-http"), ("task_completed", "rerun-http"),
+                          ("task_received", "rerun-file"), ("task_started", "rerun-file"),
+                          ("task_received", "rerun-file"), ("task_started", "rerun-file"),
+                          ("task_completed", "rerun-file")])
+        self.assertEqual(stored(lives), list(range(1, 10)))
+        for r in (merged, own):
+            r.close()
+
     def test_resume_across_supervisor_sigkill_200_tasks(self):
         # 100 tasks merged while a reader watches; 100 more while the
         # supervisor is stopped (so only the workers' files hold their
