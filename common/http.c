@@ -105,6 +105,8 @@ struct http_conn {
     http_parser parser;
     enum http_conn_state state;
     char peer[INET6_ADDRSTRLEN];
+    /* The peer with its port, for log lines: "ADDR:PORT", "[V6]:PORT", "local". */
+    char peer_name[INET6_ADDRSTRLEN + 8];
     char local[INET6_ADDRSTRLEN]; /* the address the client connected to; "" for Unix */
     int depth;                    /* our callbacks on the stack */
     bool doomed;                  /* free when depth is back to 0 */
@@ -360,6 +362,20 @@ static void http_peer_format(const struct sockaddr *sa, char *out, size_t cap)
     } else {
         snprintf(out, cap, "local");
     }
+}
+
+/* The peer for a log line: PEER (as http_peer_format made it) and the port
+ * of SA, "ADDR:PORT" or "[V6]:PORT"; only PEER when SA has no port. */
+static void http_peer_name_format(const struct sockaddr *sa, const char *peer, char *out,
+                                  size_t cap)
+{
+    if (sa->sa_family == AF_INET)
+        snprintf(out, cap, "%s:%u", peer, ntohs(((const struct sockaddr_in *)sa)->sin_port));
+    else if (sa->sa_family == AF_INET6)
+        snprintf(out, cap, strchr(peer, ':') ? "[%s]:%u" : "%s:%u", peer,
+                 ntohs(((const struct sockaddr_in6 *)sa)->sin6_port));
+    else
+        snprintf(out, cap, "%s", peer);
 }
 
 void http_bev_write_now(struct bufferevent *bev)
@@ -1398,6 +1414,7 @@ static struct http_conn *http_conn_new(struct http_server *s, evutil_socket_t fd
     c->reparse = event_new(s->base, -1, 0, http_conn_reparse_cb, c);
     c->req.body = evbuffer_new();
     http_peer_format(sa, c->peer, sizeof c->peer);
+    http_peer_name_format(sa, c->peer, c->peer_name, sizeof c->peer_name);
     http_conn_local_format(c, fd, sa);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
@@ -1718,6 +1735,12 @@ void http_conn_close_after(struct http_conn *c)
 const char *http_conn_peer(const struct http_conn *c)
 {
     return c->peer;
+}
+
+/* Client address and port, e.g. "127.0.0.1:50312" or "[::1]:50312". */
+const char *http_conn_peer_name(const struct http_conn *c)
+{
+    return c->peer_name;
 }
 
 /* Hand the connection over (Upgrade): its bufferevent, bare (callbacks,

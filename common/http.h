@@ -173,6 +173,9 @@ void http_conn_abort(struct http_conn *conn);
 void http_conn_close_after(struct http_conn *conn);
 /* Client address, e.g. "127.0.0.1". */
 const char *http_conn_peer(const struct http_conn *conn);
+/* Client address and port for a log line: "127.0.0.1:50312", "[::1]:50312"
+ * (a v4-mapped address as IPv4), or "local" (a Unix socket). */
+const char *http_conn_peer_name(const struct http_conn *conn);
 
 /* Write what BEV's output holds straight to its socket (one writev, no epoll
  * change) unless its write event is on already; what the socket does not

@@ -351,7 +351,7 @@ static void ssehub_flush_group(struct ssehub *hub, struct ssehub_group *g)
         size_t n = len - from;
         if (http_conn_output_pending(s->conn) + n > s->ceiling) {
             hub->dropped++;
-            log_info("event stream of %s dropped: %zu bytes behind", http_conn_peer(s->conn),
+            log_info("event stream of %s dropped: %zu bytes behind", http_conn_peer_name(s->conn),
                      http_conn_output_pending(s->conn));
             http_conn_abort(s->conn); /* its close callback removes it */
             continue;

@@ -389,6 +389,22 @@ static void merge_replay_cb(uint64_t n, json_t *obj, const char *line, size_t le
         ssehub_send_to(arg, id, type, json_string_value(json_object_get(obj, "bot_id")), line, len);
 }
 
+/* Tell SUB that events it asked for are no longer kept (FIRST..LAST are).
+ * An event like every other (SPEC §8): about the whole merge, so of no bot
+ * (bot_id null, as the merged timeline's top-level bot_id). */
+static void merge_resync(struct ssehub_sub *sub, uint64_t first, uint64_t last)
+{
+    char ts[40];
+    util_iso_utc(ts, sizeof ts, util_wall_ns());
+    json_t *o = json_pack("{s:s, s:n, s:s, s:I, s:I}", "type", "resync", "bot_id", "timestamp", ts,
+                          "first_seq", (json_int_t)first, "last_seq", (json_int_t)last);
+    size_t len;
+    char *text = json_dump_compact(o, &len);
+    ssehub_send_to(sub, NULL, "resync", NULL, text, len);
+    free(text);
+    json_decref(o);
+}
+
 void merge_serve(struct merge *m, struct http_conn *conn, struct http_request *req)
 {
     uint64_t since = 0;
@@ -401,11 +417,7 @@ void merge_serve(struct merge *m, struct http_conn *conn, struct http_request *r
     if (has) {
         uint64_t first = evlog_first(m->log), last = evlog_last(m->log);
         if (evlog_must_resync(since, first, last)) {
-            char data[96];
-            int n = snprintf(data, sizeof data,
-                             "{\"type\":\"resync\",\"first_seq\":%llu,\"last_seq\":%llu}",
-                             (unsigned long long)first, (unsigned long long)last);
-            ssehub_send_to(sub, NULL, "resync", NULL, data, (size_t)n);
+            merge_resync(sub, first, last);
             if (since > last)
                 since = 0;
         }

@@ -47,6 +47,7 @@ struct snap {
     bool chunked;
     long long content_length;
     char peer[64];
+    char peer_name[80];
 };
 
 /* The server side of a test and everything its callbacks recorded. */
@@ -113,6 +114,7 @@ static void record(struct http_conn *conn, struct http_request *req)
     copy_str(s->query, sizeof s->query, req->query);
     copy_str(s->x_test, sizeof s->x_test, http_request_header(req, "x-TEST"));
     copy_str(s->peer, sizeof s->peer, http_conn_peer(conn));
+    copy_str(s->peer_name, sizeof s->peer_name, http_conn_peer_name(conn));
     s->body_len = evbuffer_copyout(req->body, s->body, sizeof s->body);
     s->n_headers = req->n_headers;
     s->version_minor = req->version_minor;
@@ -1490,6 +1492,9 @@ START_TEST(test_ipv6_peers)
     server_start_at((struct sockaddr *)&any, sizeof any); /* dual stack */
     exchange("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r, false);
     ck_assert_str_eq(fx.last.peer, "127.0.0.1"); /* v4-mapped, shown as IPv4 */
+    ck_assert_msg(strncmp(fx.last.peer_name, "127.0.0.1:", 10) == 0 &&
+                      atoi(fx.last.peer_name + 10) > 0,
+                  "%s", fx.last.peer_name);
     lo.sin6_port = htons((uint16_t)fx.port);
     struct client c = {.fd = socket(AF_INET6, SOCK_STREAM, 0)};
     ck_assert_int_eq(connect(c.fd, (struct sockaddr *)&lo, sizeof lo), 0);
@@ -1497,6 +1502,12 @@ START_TEST(test_ipv6_peers)
     client_send_str(&c, "GET /6 HTTP/1.1\r\nHost: a\r\n\r\n");
     ck_assert_int_eq(wait_responses(&c, &r, 1), 1);
     ck_assert_str_eq(fx.last.peer, "::1");
+    struct sockaddr_in6 me;
+    socklen_t me_len = sizeof me;
+    ck_assert_int_eq(getsockname(c.fd, (struct sockaddr *)&me, &me_len), 0);
+    char want[32];
+    snprintf(want, sizeof want, "[::1]:%u", ntohs(me.sin6_port));
+    ck_assert_str_eq(fx.last.peer_name, want); /* the port says which client */
     client_close(&c);
 }
 END_TEST
@@ -1513,6 +1524,7 @@ START_TEST(test_local_listener)
     ck_assert_str_eq(r.body, "POST /unix q=1 3\nabc");
     ck_assert_ptr_nonnull(strstr(r.head, "\r\nConnection: keep-alive\r\n"));
     ck_assert_str_eq(fx.last.peer, "local");
+    ck_assert_str_eq(fx.last.peer_name, "local");
 
     /* Kept alive over the Unix socket; the TCP port still serves beside it. */
     client_send_str(&u, "GET /again HTTP/1.1\r\nHost: a\r\n\r\n");

@@ -380,6 +380,21 @@ void events_warning(struct events *ev, const char *message)
     events_emit(ev, o, NULL, true, NULL, 0);
 }
 
+char *events_dropped_json(const struct events *ev, const char *task_id, const char *source,
+                          uint64_t n_events, uint64_t bytes, int64_t at_ns, size_t *len)
+{
+    char ts[40];
+    util_iso_utc(ts, sizeof ts, at_ns);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:I, s:I}", "type", "task_output_dropped",
+                          "bot_id", ev->bot_id, "timestamp", ts, "task_id",
+                          task_id ? events_text(task_id, strlen(task_id)) : json_null(), "source",
+                          source ? json_string(source) : json_null(), "dropped_events",
+                          (json_int_t)n_events, "dropped_bytes", (json_int_t)bytes);
+    char *text = json_dump_compact(o, len);
+    json_decref(o);
+    return text;
+}
+
 /* Tell CB the reader missed events no longer kept (FIRST: the oldest kept). */
 static void events_resync(struct events *ev, uint64_t first, events_cb cb, void *arg)
 {

@@ -73,4 +73,13 @@ void events_task_tool(struct events *events, const struct task *task, const char
  * the activity log keeps). */
 void events_warning(struct events *events, const char *message);
 
+/* The compact JSON (free it; *LEN its length) of a task_output_dropped
+ * event: N_EVENTS live events (task_output, task_tool) of TASK_ID from SOURCE,
+ * BYTES of output among them, that one sink could not pass on, the first at
+ * AT_NS (wall). Neither stored nor told to subscribers: the sink that
+ * dropped them sends it in their place. TASK_ID, SOURCE NULL: of several
+ * tasks. */
+char *events_dropped_json(const struct events *events, const char *task_id, const char *source,
+                          uint64_t n_events, uint64_t bytes, int64_t at_ns, size_t *len);
+
 #endif

@@ -4,6 +4,15 @@
  * behind. While behind, live stored events are not queued (they are in the
  * events file and go up by replay); what waits in memory is bounded by
  * UPLINK_MAX_QUEUED plus one replay batch.
+ *
+ * Live-only events (task_output, task_tool) that do not fit are dropped, as
+ * for any subscriber that lags, but not silently: the supervisor's stream
+ * has no other way to learn that it lacks output the worker's own stream
+ * had. Each run of drops of one task becomes a gap, sent up as one
+ * task_output_dropped event in the place of what it stands for: right
+ * after the last stored event that went before it, before any event after
+ * it. At most UPLINK_MAX_GAPS wait; beyond, the newest one takes the drops
+ * of every further task (and names none).
  */
 #include "worker/uplink.h"
 
@@ -22,6 +31,16 @@
 #define UPLINK_MAX_QUEUED (256u << 10)
 #define UPLINK_BATCH 4096 /* events replayed per drain of the channel */
 #define UPLINK_STATUS_MS 1000
+#define UPLINK_MAX_GAPS 64
+
+/* Live events of one task that did not go up. */
+struct uplink_gap {
+    char *task_id; /* NULL: of several tasks (the list was full) */
+    const char *source;
+    uint64_t after; /* the seq of the last stored event before them */
+    uint64_t events, bytes;
+    int64_t at_ns; /* when the first was dropped */
+};
 
 struct uplink {
     struct bufferevent *bev; /* NULL once the supervisor is gone */
@@ -39,6 +58,9 @@ struct uplink {
     char *last_status; /* the status sent last: the same one is not sent again */
     void (*idle_watch_cb)(void *arg);
     void *idle_watch_arg;
+    struct uplink_gap gaps[UPLINK_MAX_GAPS]; /* oldest first */
+    size_t n_gaps;
+    char *told_task; /* the last task whose drops were logged */
 };
 
 /* Bytes queued towards the supervisor. */
@@ -53,6 +75,52 @@ static void uplink_send(struct uplink *u, enum chan_type type, const char *paylo
     u->frame.len = 0;
     chan_frame(&u->frame, type, payload, len);
     bufferevent_write(u->bev, u->frame.data, u->frame.len);
+}
+
+/* Send up, in order, the gaps whose place has come: those after no stored
+ * event later than the last one sent. Small, so they go even over the
+ * budget. */
+static void uplink_gaps_flush(struct uplink *u)
+{
+    size_t k = 0;
+    while (u->bev && k < u->n_gaps && u->gaps[k].after <= u->sent) {
+        struct uplink_gap *g = &u->gaps[k++];
+        size_t len;
+        char *text = events_dropped_json(u->events, g->task_id, g->task_id ? g->source : NULL,
+                                         g->events, g->bytes, g->at_ns, &len);
+        uplink_send(u, CHAN_EVENT, text, len);
+        free(text);
+        free(g->task_id);
+    }
+    u->n_gaps -= k;
+    memmove(u->gaps, u->gaps + k, u->n_gaps * sizeof *u->gaps);
+}
+
+/* Live event EV did not go up: count it in its task's gap. */
+static void uplink_gap_add(struct uplink *u, const struct events_event *ev)
+{
+    const struct task *t = ev->task;
+    struct uplink_gap *g = u->n_gaps ? &u->gaps[u->n_gaps - 1] : NULL;
+    bool same = g && g->task_id && t && strcmp(g->task_id, t->id) == 0;
+    if (t && (!u->told_task || strcmp(u->told_task, t->id) != 0)) { /* once a task */
+        log_info("task %s: the supervisor's channel is full; its live output that does "
+                 "not fit goes up as task_output_dropped",
+                 t->id);
+        free(u->told_task);
+        u->told_task = xstrdup(t->id);
+    }
+    if (!same && u->n_gaps < UPLINK_MAX_GAPS) {
+        g = &u->gaps[u->n_gaps++];
+        *g = (struct uplink_gap){.task_id = t ? xstrdup(t->id) : NULL,
+                                 .source = t ? task_source_name(t->source) : NULL,
+                                 .after = events_last_seq(u->events),
+                                 .at_ns = util_wall_ns()};
+    } else if (!same) { /* full: the newest gap takes it, naming no task */
+        free(g->task_id);
+        g->task_id = NULL;
+    }
+    g->events++;
+    g->bytes += ev->chunk_len;
 }
 
 /* Why the bot paused itself (SPEC §12), for the supervisor's /status. */
@@ -121,6 +189,7 @@ static void uplink_replay_cb(const struct events_event *ev, void *arg)
     u->replayed++;
     if (!ev->seq) /* resync: the supervisor sees the gap in the seqs itself */
         return;
+    uplink_gaps_flush(u);
     uplink_send(u, CHAN_EVENT, ev->json, ev->json_len);
     u->sent = ev->seq;
 }
@@ -133,6 +202,7 @@ static void uplink_catch_up(struct uplink *u)
         return;
     u->replayed = 0;
     events_replay(u->events, u->sent, UPLINK_BATCH, uplink_replay_cb, u);
+    uplink_gaps_flush(u);
     if (u->replayed < UPLINK_BATCH && u->sent >= events_last_seq(u->events)) {
         u->behind = false;
         if (u->lagged)
@@ -148,8 +218,12 @@ static void uplink_event_cb(const struct events_event *ev, void *arg)
     if (!u->bev || !u->resumed)
         return;
     if (!ev->seq) { /* task_output: live only, dropped when the channel lags */
-        if (!u->behind && uplink_queued(u) + ev->json_len <= UPLINK_MAX_QUEUED)
+        if (!u->behind && uplink_queued(u) + ev->json_len <= UPLINK_MAX_QUEUED) {
+            uplink_gaps_flush(u);
             uplink_send(u, CHAN_EVENT, ev->json, ev->json_len);
+        } else {
+            uplink_gap_add(u, ev);
+        }
         return;
     }
     if (!u->behind && uplink_queued(u) + ev->json_len > UPLINK_MAX_QUEUED) {
@@ -160,6 +234,7 @@ static void uplink_event_cb(const struct events_event *ev, void *arg)
                  (unsigned long long)ev->seq);
     }
     if (!u->behind) {
+        uplink_gaps_flush(u);
         uplink_send(u, CHAN_EVENT, ev->json, ev->json_len);
         u->sent = ev->seq;
     }
@@ -211,7 +286,10 @@ static void uplink_read_cb(struct bufferevent *bev, void *arg)
 static void uplink_write_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
-    uplink_catch_up(arg);
+    struct uplink *u = arg;
+    if (!u->behind) /* a gap at the end of a run of output goes now */
+        uplink_gaps_flush(u);
+    uplink_catch_up(u);
 }
 
 static void uplink_error_cb(struct bufferevent *bev, short what, void *arg)
@@ -242,6 +320,10 @@ struct uplink *uplink_new(struct event_base *base, int fd, struct events *events
     chan_reader_init(&u->reader, uplink_msg_cb, u);
     bufferevent_setcb(u->bev, uplink_read_cb, uplink_write_cb, uplink_error_cb, u);
     bufferevent_setwatermark(u->bev, EV_WRITE, UPLINK_MAX_QUEUED / 4, 0);
+    /* libevent writes 16 KiB a pass by default, while the adapter's output
+     * comes 64 KiB a read: the queue then grew with a supervisor that kept
+     * up, and fast output was dropped for nothing. */
+    bufferevent_set_max_single_write(u->bev, UPLINK_MAX_QUEUED);
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
     u->sub = events_subscribe(events, uplink_event_cb, u);
     u->status_ev = event_new(base, -1, EV_PERSIST, uplink_status_cb, u);
@@ -278,6 +360,9 @@ void uplink_free(struct uplink *u)
     uplink_close(u);
     event_free(u->status_ev);
     chan_reader_free(&u->reader);
+    for (size_t i = 0; i < u->n_gaps; i++)
+        free(u->gaps[i].task_id);
+    free(u->told_task);
     free(u->frame.data);
     free(u->last_status);
     free(u);

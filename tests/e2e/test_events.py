@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -32,6 +33,9 @@ from hive_e2e import (BOT, TASK_TIMEOUT, WORKER_BIN, WorkerTestCase, curl, main,
 from test_supervisor_front import Hive, worker_log_dump  # noqa: E402
 
 TASK_END = ("task_completed", "task_failed", "task_cancelled")
+# Live only, no id: a task's output, and on the supervisor's merge the output
+# a worker's channel had no room for.
+LIVE = ("task_output", "task_output_dropped")
 
 
 class SSE:
@@ -154,8 +158,8 @@ def parse_sse_text(text):
 
 
 def stored(events):
-    """The events that carry a seq (all but task_output), as seq ints."""
-    return [int(i) for i, t, d in events if t != "task_output"]
+    """The events that carry a seq (all but the LIVE ones), as seq ints."""
+    return [int(i) for i, t, d in events if t not in LIVE]
 
 
 def check_lives(testcase, events, task_ids):
@@ -351,6 +355,11 @@ class EventStreamTest(WorkerTestCase):
         if not asan_build():
             self.assertLess(rss1, rss0 * 4 + 80 * 1024, (rss0, rss1))
         dropped = closed_by_server(sleeping)
+        # The log names each dropped client with its port (several local
+        # clients share the address).
+        named = re.findall(r"event stream of (\S+) dropped: \d+ bytes behind", w.log_text())
+        self.assertEqual(sorted(named),
+                         sorted("127.0.0.1:%d" % c.getsockname()[1] for c in sleeping))
         for c in sleeping:
             c.close()
         self.assertEqual(dropped, 50)
@@ -404,7 +413,7 @@ class HiveEventsTest(unittest.TestCase):
         self.assertEqual(ids, list(range(ids[0], ids[0] + len(ids))), "hive_seq gap/duplicate")
         per_bot = {}
         for i, t, d in events:
-            if t == "task_output":
+            if t in LIVE:
                 self.assertNotIn("hive_seq", d)
                 continue
             self.assertEqual(d["hive_seq"], int(i))
@@ -421,7 +430,7 @@ class HiveEventsTest(unittest.TestCase):
             self.assertGreaterEqual(len(mine), 3, (tid, mine))
             self.assertEqual(mine[:2], ["task_received", "task_started"], (tid, mine))
             self.assertIn(mine[-1], TASK_END, (tid, mine))
-            self.assertEqual(set(mine[2:-1]) - {"task_output"}, set(), (tid, mine))
+            self.assertEqual(set(mine[2:-1]) - set(LIVE), set(), (tid, mine))
 
     def test_stream_clients_curl_and_http_client(self):
         """The supervisor's stream read by the clients people use: `curl -N`

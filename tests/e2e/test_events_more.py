@@ -15,11 +15,13 @@ tasks are sent and cancelled with curl (hive_e2e.curl).
 Run: HIVE_BUILD_DIR=build /usr/bin/python3 tests/e2e/test_events_more.py
 """
 
+import datetime
 import json
 import os
 import signal
 import sys
 import tempfile
+import time
 import unittest
 
 sys.dont_write_bytecode = True
@@ -260,6 +262,115 @@ class HiveEventsMoreTest(HiveCase, CancelScenario):
         for s in (own, merged):
             s.close()
 
+    def test_output_the_channel_dropped_is_told(self):
+        # The supervisor stopped while BOT-A prints 3 MB: the worker's
+        # channel fills, and what does not fit is dropped (live only, as for
+        # any reader that lags) -- but told on the merge as
+        # task_output_dropped, in its place, so chunks + dropped = output.
+        merged = SSE(self.hive.port)
+        loud, n = "loud-x", 3 << 20
+        url = "http://127.0.0.1:%d/api/task/" % self.hive.bot_ports["BOT-A"]
+        self.hive.proc.send_signal(signal.SIGSTOP)
+        try:
+            self.post_task("BOT-A", "head -c %d /dev/zero | tr '\\0' a" % n, direct=True,
+                           task_id=loud)
+            self.post_task("BOT-A", "echo after", direct=True, task_id="after-x")
+            wait_for(lambda: curl(url + "after-x").json().get("state") == "done", 60,
+                     what="both tasks done while the supervisor is stopped")
+        finally:
+            self.hive.proc.send_signal(signal.SIGCONT)
+        got = merged.take_until(lambda e: e[1] in TASK_END and e[2]["task_id"] == "after-x",
+                                timeout=60)
+        self.check_merge(got)
+        self.check_order(got, [loud, "after-x"])
+        drops = [(i, d) for i, t, d in got if t == "task_output_dropped"]
+        self.assertTrue(drops, shape(got))
+        for i, d in drops:  # live only: no seq, no hive_seq
+            self.assertEqual(set(d), {"type", "bot_id", "timestamp", "task_id", "source",
+                                      "dropped_events", "dropped_bytes"})
+            self.assertEqual((d["type"], d["bot_id"], d["task_id"], d["source"]),
+                             ("task_output_dropped", "BOT-A", loud, "http"))
+            self.assertRegex(d["timestamp"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+            self.assertGreater(d["dropped_events"], 0)
+        self.assertEqual(len(output_of(got, loud)) + sum(d["dropped_bytes"] for i, d in drops),
+                         n)
+        # In its place: after the task started, before it ended.
+        kinds = [(t, d.get("task_id")) for i, t, d in got]
+        first = kinds.index(("task_output_dropped", loud))
+        self.assertLess(kinds.index(("task_started", loud)), first)
+        self.assertLess(first, kinds.index(("task_completed", loud)))
+        self.assertNotIn(("task_output_dropped", "after-x"), kinds)
+        # Never stored: the merge's log replays the rest, none of them.
+        since = int(stored(got)[0]) - 1
+        again = SSE(self.hive.port, "/api/events?since=%d" % since)
+        want = [e for e in got if e[1] not in te.LIVE]
+        self.assertEqual(again.take(len(want)), want)
+        self.assertEqual(again.quiet(0.3), [])
+        # Printed fast while the supervisor reads: whatever did not fit is
+        # told, so the sum holds all the same.
+        fast, m = "fast-x", 2 << 20
+        self.post_task("BOT-A", "head -c %d /dev/zero | tr '\\0' b" % m, task_id=fast)
+        got = merged.take_until(lambda e: e[1] in TASK_END and e[2]["task_id"] == fast,
+                                timeout=60)
+        self.check_order(got, [fast])
+        self.assertEqual(len(output_of(got, fast))
+                         + sum(d["dropped_bytes"] for i, t, d in got
+                               if t == "task_output_dropped" and d["task_id"] == fast), m)
+        for s in (merged, again):
+            s.close()
+
+    def test_a_task_rerun_after_its_worker_died_starts_again(self):
+        # SIGKILL of BOT-A's worker while a task runs: the task is run again
+        # when the worker is back (SPEC §3: nothing accepted is lost; the
+        # poison rule counts such runs), and each run is told with its own
+        # task_started (docs/api.md). The cut run has no end; the task ends
+        # once. An HTTP task is not told task_received again, a file task is
+        # (it is found again in the queue).
+        merged = SSE(self.hive.port)
+        cmd = ("if [ -e %s.mark ]; then echo second; else touch %s.mark; echo first; "
+               "sleep 60; fi")
+        queue_dir = os.path.join(self.tmp, ".deia", "hive", "tasks", "BOT-A")
+        for tid, source in (("rerun-http", "http"), ("rerun-file", "file")):
+            if source == "http":
+                self.post_task("BOT-A", cmd % (tid, tid), task_id=tid)
+            else:
+                write_atomic(os.path.join(queue_dir, tid + ".md"), cmd % (tid, tid))
+            got = merged.take_until(lambda e: e[1] == "task_output" and e[2]["task_id"] == tid)
+            pid = self.hive.bot("BOT-A")["pid"]
+            os.kill(pid, signal.SIGKILL)
+            got += merged.take_until(lambda e: e[1] in TASK_END and e[2]["task_id"] == tid,
+                                     timeout=60)
+            self.check_merge(got)
+            mine = [(t, d) for i, t, d in got if d.get("task_id") == tid]
+            kinds = [t for t, d in mine if t != "task_output"]
+            again = ["task_received"] if source == "file" else []
+            self.assertEqual(kinds, ["task_received", "task_started"] + again
+                             + ["task_started", "task_completed"], (tid, kinds))
+            self.assertEqual(output_of(got, tid), "first\nsecond\n")
+            starts = [d["started_at"] for t, d in mine if t == "task_started"]
+            self.assertLess(starts[0], starts[1])  # the new run's own start
+            self.assertEqual({d["source"] for t, d in mine}, {source})
+            # The second run is the new worker's: after the restart began.
+            order = [(t, d.get("state")) for i, t, d in got
+                     if t in ("bot_state", "task_started") and d["bot_id"] == "BOT-A"]
+            self.assertEqual(order[0], ("task_started", None))
+            self.assertEqual(order[-1], ("task_started", None))
+            self.assertIn(("bot_state", "starting"), order[1:-1], order)
+            self.assertNotEqual(self.hive.bot("BOT-A")["pid"], pid)
+            self.assertEqual(len(self.hive.responses("BOT-A", tid)), 1)
+        # The worker's own stream, replayed from its file: the same, by seq.
+        own = SSE(self.hive.bot_ports["BOT-A"], "/api/events?since=0")
+        lives = own.take_until(lambda e: e[1] in TASK_END and e[2]["task_id"] == "rerun-file")
+        self.assertEqual([(t, d["task_id"]) for i, t, d in lives],
+                         [("task_received", "rerun-http"), ("task_started", "rerun-http"),
+                          ("task_started", "rerun-http"), ("task_completed", "rerun-http"),
+                          ("task_received", "rerun-file"), ("task_started", "rerun-file"),
+                          ("task_received", "rerun-file"), ("task_started", "rerun-file"),
+                          ("task_completed", "rerun-file")])
+        self.assertEqual(stored(lives), list(range(1, 10)))
+        for r in (merged, own):
+            r.close()
+
     def test_resume_across_supervisor_sigkill_200_tasks(self):
         # 100 tasks merged while a reader watches; 100 more while the
         # supervisor is stopped (so only the workers' files hold their
@@ -395,6 +506,18 @@ class HiveResyncTest(HiveCase):
         s.close()
         return e
 
+    def check_resync(self, d, first, last, last_max=None):
+        """A resync is an event like the others (SPEC §8): type, bot_id (null:
+        it is about the whole merge, no bot's), timestamp (now, UTC, Z); and
+        what is kept, FIRST to LAST (or up to LAST_MAX)."""
+        if last_max is not None and last <= d.get("last_seq", 0) <= last_max:
+            last = d["last_seq"]
+        self.assertEqual(d, {"type": "resync", "bot_id": None, "timestamp": d.get("timestamp"),
+                             "first_seq": first, "last_seq": last})
+        self.assertRegex(d["timestamp"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+        when = datetime.datetime.fromisoformat(d["timestamp"].replace("Z", "+00:00"))
+        self.assertLess(abs(when.timestamp() - time.time()), 60, d)
+
     def test_stale_and_future_cursors_resync(self):
         K, N = self.K, self.N
         # Everything seeded is kept: an old cursor resumes without a resync.
@@ -420,7 +543,7 @@ class HiveResyncTest(HiveCase):
         self.assertEqual((rs_id, rs_type, rs["type"]), ("", "resync", "resync"))
         body = [e for e in got[1:] if e[1] != "task_output"]
         self.assertEqual(stored(body), list(range(K + 1, K + 1 + len(body))))
-        self.assertEqual(rs["first_seq"], K + 1)
+        self.check_resync(rs, K + 1, N, int(body[-1][0]))
         self.assertEqual([d for i, t, d in body[:N - K]],
                          [self.seeded[k] for k in range(K + 1, N + 1)])  # as kept
         self.check_merge(got[1:])
@@ -440,10 +563,19 @@ class HiveResyncTest(HiveCase):
         for cursor, how in ((K - 1, "since"), (1, "header"), (1, "since")):
             e = self.first_event(cursor, how)
             self.assertEqual([(i, t) for i, t, d in e], [("", "resync"), oldest], (cursor, how))
+            self.check_resync(e[0][2], K + 1, last + 3)
         # A cursor from the future (a log lost or replaced behind the client's
         # back): resync, then everything kept.
         e = self.first_event(last + 1000)
         self.assertEqual([(i, t) for i, t, d in e], [("", "resync"), oldest])
+        self.check_resync(e[0][2], K + 1, last + 3)
+        # A stream of one bot gets it too, the same: no bot's, the whole merge's.
+        s = SSE(self.hive.port, "/api/events?bot=BOT-A&since=1")
+        e = s.take(2)
+        s.close()
+        self.assertEqual(e[0][1], "resync")
+        self.check_resync(e[0][2], K + 1, last + 3)
+        self.assertEqual(e[1][2]["bot_id"], "BOT-A")
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ class SupervisorSlowSubscriberTest(unittest.TestCase):
                             for i, t, d in got if t in TASK_END))
         self.assertTrue(any(t == "task_output" for i, t, d in got), "no output streamed")
         # ... and what it saw is exactly what the supervisor stored meanwhile.
-        mine = [(i, t, d.get("task_id")) for i, t, d in got if t != "task_output"]
+        mine = [(i, t, d.get("task_id")) for i, t, d in got if t not in test_events.LIVE]
         replay = SSE(self.hive.port, headers=["Last-Event-ID: %d" % (int(mine[0][0]) - 1)])
         again = [(i, t, d.get("task_id")) for i, t, d in replay.take(len(mine), 60)]
         self.assertEqual(again, mine)
@@ -146,9 +146,12 @@ class SupervisorSlowSubscriberTest(unittest.TestCase):
         if not asan_build():   # ASan's quarantine keeps freed memory: RSS says nothing there
             self.assertLess(peak, rss0 * 4 + 80 * 1024, (rss0, peak))
         log = self.hive.log_text()
-        behind = [int(n) for n in re.findall(r"\[hive\] event stream of \S+ dropped: "
-                                             r"(\d+) bytes behind", log)]
+        drops = re.findall(r"\[hive\] event stream of (\S+) dropped: (\d+) bytes behind", log)
+        behind = [int(n) for peer, n in drops]
         self.assertEqual(len(behind), self.SLEEPERS, log[-3000:])
+        # Each line names its client by address and port: one line per sleeper.
+        self.assertEqual(sorted(peer for peer, n in drops),
+                         sorted("127.0.0.1:%d" % c.getsockname()[1] for c in self.sockets))
         # Dropped once a bounded amount behind: what it had queued when it went
         # live (a few bytes) plus the hub's 1 MiB ceiling.
         self.assertTrue(all(n <= SSEHUB_MAX_PENDING + 64 * 1024 for n in behind), behind)
