@@ -92,6 +92,11 @@ class CliCase(unittest.TestCase):
                                                               worker_log_dump(self.hive)))
         # leave every bot running and unpaused for the next test
         run(["resume", "all"], self.hive)
+        # `hive stop` returns once asked (202), not once stopped: a bot a test
+        # stopped may still be finishing its task (its stop grace), and one
+        # started now would be refused. Wait for it to be stopped first.
+        wait_for(lambda: all(self.hive.bot(b)["state"] != "stopping" for b in self.hive.bots),
+                 TIMEOUT, what="no bot stopping")
         for bot in self.hive.bots:
             if self.hive.bot(bot)["state"] in ("stopped", "fatal"):
                 run(["start", bot], self.hive)
