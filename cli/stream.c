@@ -61,6 +61,10 @@ static void stream_details(const char *type, json_t *d, char *out, size_t cap)
     } else if (strcmp(type, "task_output") == 0) {
         const char *content = json_get_str(d, "content");
         snprintf(out, cap, "%zu bytes", content ? strlen(content) : 0);
+    } else if (strcmp(type, "task_output_dropped") == 0) {
+        snprintf(out, cap, "%lld bytes in %lld chunks not relayed (the hive's channel was full)",
+                 (long long)json_integer_value(json_object_get(d, "dropped_bytes")),
+                 (long long)json_integer_value(json_object_get(d, "dropped_events")));
     }
 }
 

@@ -19,15 +19,17 @@ import datetime
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hive_e2e import WorkerTestCase, curl, main, wait_for, write_atomic  # noqa: E402
-from test_supervisor_front import Hive  # noqa: E402
+from test_supervisor_front import HIVE_BIN, Hive  # noqa: E402
 import test_events as te  # noqa: E402  (module import: its TestCases are not re-run here)
 
 SSE, TASK_END, stored, check_lives = te.SSE, te.TASK_END, te.stored, te.check_lives
@@ -270,6 +272,17 @@ class HiveEventsMoreTest(HiveCase, CancelScenario):
         merged = SSE(self.hive.port)
         loud, n = "loud-x", 3 << 20
         url = "http://127.0.0.1:%d/api/task/" % self.hive.bot_ports["BOT-A"]
+        # `hive events` following the stream too: it prints the gap's size.
+        follow = subprocess.Popen([HIVE_BIN, "events", "BOT-A", "--since", "0", "--file",
+                                   self.hive.yaml], cwd=self.hive.work_dir, env=self.hive.env(),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(follow.wait, 10)
+        self.addCleanup(follow.kill)
+        bound = threading.Timer(90, follow.kill)  # a missing line fails, never hangs
+        bound.start()
+        self.addCleanup(bound.cancel)
+        self.assertIn(" BOT-A bot_state ", follow.stdout.readline())  # connected
         self.hive.proc.send_signal(signal.SIGSTOP)
         try:
             self.post_task("BOT-A", "head -c %d /dev/zero | tr '\\0' a" % n, direct=True,
@@ -300,6 +313,15 @@ class HiveEventsMoreTest(HiveCase, CancelScenario):
         self.assertLess(kinds.index(("task_started", loud)), first)
         self.assertLess(first, kinds.index(("task_completed", loud)))
         self.assertNotIn(("task_output_dropped", "after-x"), kinds)
+        told = []
+        while not told:
+            line = follow.stdout.readline()
+            self.assertTrue(line, "hive events ended without the gap")
+            if " task_output_dropped %s " % loud in line:
+                told.append(line)
+        self.assertRegex(told[0], r" %d bytes in %d chunks not relayed" % (
+            drops[0][1]["dropped_bytes"], drops[0][1]["dropped_events"]))
+        follow.kill()
         # Never stored: the merge's log replays the rest, none of them.
         since = int(stored(got)[0]) - 1
         again = SSE(self.hive.port, "/api/events?since=%d" % since)
