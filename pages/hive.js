@@ -14,7 +14,8 @@
  */
 'use strict';
 (function () {
-  const EVENT_TYPES = ['task_received', 'task_started', 'task_output', 'task_completed',
+  const EVENT_TYPES = ['task_received', 'task_started', 'task_output', 'task_output_dropped',
+    'task_completed',
     'task_failed', 'task_cancelled', 'task_stalled', 'bot_paused', 'bot_resumed', 'bot_state',
     'warning', 'resync', 'message'];
   const FEED_MAX = 300;        /* events kept in the feed */
@@ -253,7 +254,7 @@
       page.lastSeq.set(stream, seq);
     }
     applyEvent(type, d);
-    if (type !== 'task_output') addFeed(type, d);
+    if (type !== 'task_output' && type !== 'task_output_dropped') addFeed(type, d);
   }
 
   /* What an event changes in its bot. */
@@ -284,6 +285,13 @@
       case 'task_output':
         if (b.outputTask !== d.task_id) { b.output = ''; b.outputTask = d.task_id; }
         b.output = (b.output + (d.content || '')).slice(-OUTPUT_MAX);
+        if (page.selected === b.id) scheduleOutput();
+        return;
+      case 'task_output_dropped': /* a gap the hive could not relay live: said where it was */
+        if (!d.task_id) return;
+        if (b.outputTask !== d.task_id) { b.output = ''; b.outputTask = d.task_id; }
+        b.output = (b.output + (b.output && !b.output.endsWith('\n') ? '\n' : '') + '[' +
+          d.dropped_bytes + ' bytes of output not relayed live; the response has them]\n').slice(-OUTPUT_MAX);
         if (page.selected === b.id) scheduleOutput();
         return;
       case 'task_completed': case 'task_failed': case 'task_cancelled':

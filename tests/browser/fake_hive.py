@@ -48,7 +48,7 @@ def emit(type_, bot, **fields):
         if type_ == "bot_state":
             seq["hive"] += 1
             ev["hive_seq"] = seq["hive"]
-        elif type_ not in ("task_output", "resync"):
+        elif type_ not in ("task_output", "task_output_dropped", "resync"):
             seq["bots"][bot] += 1
             ev["seq"] = seq["bots"][bot]
         cursor = "c%d" % seq["n"]
@@ -62,6 +62,8 @@ def run_task(bot, tid):
     emit("task_started", bot, task_id=tid, source="http", started_at=now())
     emit("task_output", bot, task_id=tid, source="http", content="first <b>line</b>\n")
     time.sleep(0.3)
+    emit("task_output_dropped", bot, task_id=tid, source="http", dropped_events=2,
+         dropped_bytes=1234)
     emit("task_output", bot, task_id=tid, source="http", content="second line\n")
     emit("task_completed", bot, task_id=tid, source="http", success=True, duration_seconds=0.4,
          response_file="x.md", error=None, files_modified=[], output_excerpt="first line")
