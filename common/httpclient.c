@@ -1,33 +1,32 @@
 /*
- * httpclient: owns the client's name lookups, its pools of kept-alive
- * connections (one pool per host:port) and its calls (see httpclient.h).
+ * httpclient: owns the client's name lookups and its calls (see
+ * httpclient.h); the connections, their pools (one per host:port, and TLS
+ * context for https) and their reuse are httpconn.c's, the layer the proxy
+ * uses too.
  *
  * A call goes: lookup (evdns, or none for a numeric address) -> an idle
- * connection of its pool, or a new one -> the request written -> the
- * response fed to http-parser -> done. A connection is returned to its pool
- * only when the response was complete and both sides said keep-alive; a
- * pooled connection that the server closed meanwhile is dropped when it
- * says so, and a call that met such a connection before any byte of answer
- * is retried once on a fresh one (the server may close an idle connection
- * at any time; RFC 9112 §9.3.1). Results of a lookup are always handed over
+ * connection of its pool, or a new one -> the request written (one send()
+ * when the connection is up) -> the response fed to http-parser where it
+ * was read -> done. A connection goes back to its pool only when the
+ * response was complete and both sides said keep-alive; a call that met a
+ * pooled connection the server had closed, before any byte of answer, is
+ * retried once on a fresh one (the server may close an idle connection at
+ * any time; RFC 9112 §9.3.1). Results of a lookup are always handed over
  * from the loop, so no callback ever runs inside httpclient_send().
  *
- * One timer per call bounds lookup plus connect; the bufferevent's read
- * timeout bounds the server's silence afterwards. A callback may cancel its
- * own call (or others): a call busy in a callback is only marked, and freed
- * when the callback returns.
+ * One timer per call bounds lookup plus connect (and a TLS handshake); the
+ * connection's read timeout bounds the server's silence afterwards. A
+ * callback may cancel its own call (or others): a call busy in a callback
+ * is only marked, and freed when the callback returns.
  */
 #include "common/httpclient.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/util.h>
 #include <http_parser.h>
-#include <openssl/err.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -36,34 +35,14 @@
 #include <string.h>
 #include <sys/queue.h>
 
-#include "common/tls.h"
-#include "common/strmap.h"
+#include "common/httpconn.h"
 #include "common/util.h"
 
 #define HTTPCLIENT_IDLE_MAX 32            /* idle connections kept per host:port */
-#define HTTPCLIENT_IDLE_S 30              /* a pooled connection is closed after this */
+#define HTTPCLIENT_IDLE_MS 30000          /* a pooled connection is closed after this */
 #define HTTPCLIENT_CONNECT_MS 10000       /* default connect timeout */
 #define HTTPCLIENT_READ_MS 30000          /* default read timeout of collected calls */
 #define HTTPCLIENT_MAX_BODY (1024 * 1024) /* default bound of a collected body */
-
-struct httpclient_pool;
-
-/* One connection: idle in its pool, or carrying one call. */
-struct httpclient_conn {
-    TAILQ_ENTRY(httpclient_conn) entry;
-    struct httpclient *hc;
-    struct httpclient_pool *pool;
-    struct bufferevent *bev;
-    struct httpclient_call *call; /* NULL while idle */
-};
-
-/* The idle connections to one host:port. */
-struct httpclient_pool {
-    LIST_ENTRY(httpclient_pool) entry;
-    char *key; /* "host:port" */
-    TAILQ_HEAD(httpclient_conn_list, httpclient_conn) idle;
-    size_t n_idle;
-};
 
 struct httpclient_lookup {
     LIST_ENTRY(httpclient_lookup) entry;
@@ -84,15 +63,15 @@ struct httpclient_lookup {
 struct httpclient_call {
     LIST_ENTRY(httpclient_call) entry;
     struct httpclient *hc;
-    struct httpclient_pool *pool;
-    struct httpclient_conn *conn;
+    struct httpconn_pool *pool; /* held while the call lives */
+    struct httpconn *conn;
     struct httpclient_lookup *lookup;
     struct httpclient_callbacks cb;
     void *arg;
     char *method, *host, *path, *headers, *body;
     size_t body_len, max_body;
     int port;
-    SSL_CTX *tls;
+    struct ssl_ctx_st *tls;
     struct timeval read_tv, connect_tv;
     bool has_read_tv;
     struct event *deadline; /* lookup + connect; also delivers early failures */
@@ -102,7 +81,7 @@ struct httpclient_call {
     struct evbuffer *collected;
     int status;
     bool bad_status; /* a status line without a real code (under 100) */
-    bool head_seen, complete, keep_alive, answered, reused, retried;
+    bool head_seen, complete, keep_alive, answered, reused, retried, connected;
     bool busy, cancelled;
     char why[200]; /* an early failure, delivered by DEADLINE */
 };
@@ -110,15 +89,11 @@ struct httpclient_call {
 struct httpclient {
     struct event_base *base;
     struct evdns_base *dns;
-    LIST_HEAD(, httpclient_pool) pools;
-    /* The pools by key: every call finds its pool here, so a supervisor
-     * checking N remote bots does not compare N keys per call. */
-    struct strmap *by_key;
+    struct httpconn_set *conns;
+    bool own_conns; /* made by httpclient_new(), freed with the client */
     LIST_HEAD(, httpclient_call) calls;
     LIST_HEAD(, httpclient_lookup) lookups;
-    struct timeval idle_tv;
-    size_t n_idle;
-    unsigned long opened;
+    struct util_buf request; /* a request laid out before it is sent */
 };
 
 static void httpclient_call_start(struct httpclient_call *call);
@@ -217,84 +192,6 @@ void httpclient_lookup_cancel(struct httpclient_lookup *lk)
     httpclient_lookup_free(lk);
 }
 
-/* ---- pools and connections ---------------------------------------------- */
-
-/* The pool of HOST:PORT, made when new. */
-static struct httpclient_pool *httpclient_pool_get(struct httpclient *hc, const char *host,
-                                                   int port, const SSL_CTX *tls)
-{
-    char *key = tls ? xasprintf("https:%s:%d:%p", host, port, (const void *)tls)
-                    : xasprintf("%s:%d", host, port);
-    struct httpclient_pool *pool = strmap_get(hc->by_key, key);
-    if (pool) {
-        free(key);
-        return pool;
-    }
-    pool = xcalloc(1, sizeof *pool);
-    pool->key = key;
-    TAILQ_INIT(&pool->idle);
-    LIST_INSERT_HEAD(&hc->pools, pool, entry);
-    strmap_put(hc->by_key, key, pool);
-    return pool;
-}
-
-/* Close CONN, taking it out of its pool if it idles there. */
-static void httpclient_conn_free(struct httpclient_conn *conn)
-{
-    if (!conn)
-        return;
-    if (!conn->call) {
-        TAILQ_REMOVE(&conn->pool->idle, conn, entry);
-        conn->pool->n_idle--;
-        conn->hc->n_idle--;
-    }
-    bufferevent_free(conn->bev);
-    free(conn);
-}
-
-/* Anything from an idle connection (its close, a timeout, stray bytes) ends it. */
-static void httpclient_idle_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    (void)bev, (void)what;
-    httpclient_conn_free(arg);
-}
-
-static void httpclient_idle_read_cb(struct bufferevent *bev, void *arg)
-{
-    (void)bev;
-    httpclient_conn_free(arg);
-}
-
-/* CONN's call is over and the connection may serve another: idle it. */
-static void httpclient_conn_put(struct httpclient_conn *conn)
-{
-    struct httpclient *hc = conn->hc;
-    conn->call = NULL;
-    if (conn->pool->n_idle >= HTTPCLIENT_IDLE_MAX) {
-        bufferevent_free(conn->bev);
-        free(conn);
-        return;
-    }
-    bufferevent_setcb(conn->bev, httpclient_idle_read_cb, NULL, httpclient_idle_event_cb, conn);
-    bufferevent_set_timeouts(conn->bev, &hc->idle_tv, NULL);
-    bufferevent_enable(conn->bev, EV_READ);
-    TAILQ_INSERT_TAIL(&conn->pool->idle, conn, entry);
-    conn->pool->n_idle++;
-    hc->n_idle++;
-}
-
-/* An idle connection of POOL taken for a call, or NULL. */
-static struct httpclient_conn *httpclient_conn_take(struct httpclient_pool *pool)
-{
-    struct httpclient_conn *conn = TAILQ_LAST(&pool->idle, httpclient_conn_list);
-    if (!conn)
-        return NULL;
-    TAILQ_REMOVE(&pool->idle, conn, entry);
-    pool->n_idle--;
-    conn->hc->n_idle--;
-    return conn;
-}
-
 /* ---- calls ---------------------------------------------------------------- */
 
 /* Free CALL and whatever it still holds (its connection is closed). */
@@ -302,10 +199,8 @@ static void httpclient_call_free(struct httpclient_call *call)
 {
     LIST_REMOVE(call, entry);
     httpclient_lookup_cancel(call->lookup);
-    if (call->conn) {
-        bufferevent_free(call->conn->bev);
-        free(call->conn);
-    }
+    httpconn_close(call->conn);
+    httpconn_pool_release(call->pool);
     event_free(call->deadline);
     evbuffer_free(call->collected);
     free(call->method);
@@ -321,7 +216,7 @@ static void httpclient_call_free(struct httpclient_call *call)
 static void httpclient_call_end(struct httpclient_call *call, int err, const char *why)
 {
     if (call->conn && err == 0 && call->keep_alive) {
-        httpclient_conn_put(call->conn);
+        httpconn_put(call->conn);
         call->conn = NULL;
     }
     size_t len = evbuffer_get_length(call->collected);
@@ -442,119 +337,109 @@ static int httpclient_call_feed(struct httpclient_call *call, const char *data, 
     return 0;
 }
 
-/* The server's bytes. */
-static void httpclient_read_cb(struct bufferevent *bev, void *arg)
+/* The connection is up (and, with TLS, the handshake done): the connect
+ * deadline is over, the server's silence is bounded from here. */
+static void httpclient_call_connected(struct httpclient_call *call)
 {
-    struct httpclient_call *call = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    size_t len = evbuffer_get_length(in);
-    if (len == 0)
-        return;
-    call->answered = true; /* a byte came: never retried */
-    char *data = (char *)evbuffer_pullup(in, -1);
-    char copy[16384];
-    /* The parser's callbacks may free the connection (and IN): parse a copy
-     * a slice at a time. */
-    while (len > 0) {
-        size_t n = len < sizeof copy ? len : sizeof copy;
-        memcpy(copy, data, n);
-        evbuffer_drain(in, n);
-        if (httpclient_call_feed(call, copy, n) < 0)
-            return;
-        len = evbuffer_get_length(in);
-        data = (char *)evbuffer_pullup(in, -1);
-    }
+    call->connected = true;
+    evtimer_del(call->deadline);
+    httpconn_watch(call->conn, call->has_read_tv ? &call->read_tv : NULL);
 }
 
-/* Connected, closed, failed or timed out. */
-static void httpclient_event_cb(struct bufferevent *bev, short what, void *arg)
+/* The server's bytes, parsed where they were read. */
+static void httpclient_conn_data(struct httpconn *conn, const char *data, size_t len, void *arg)
 {
     struct httpclient_call *call = arg;
-    if (what & BEV_EVENT_CONNECTED) {
-        evtimer_del(call->deadline);
-        bufferevent_set_timeouts(call->conn->bev, call->has_read_tv ? &call->read_tv : NULL, NULL);
-        return;
-    }
-    if ((what & BEV_EVENT_EOF) && call->head_seen) {
+    (void)conn;
+    call->answered = true; /* a byte came: never retried */
+    httpclient_call_feed(call, data, len);
+}
+
+/* The request went out: the first time, the connection is up. */
+static void httpclient_conn_written(struct httpconn *conn, size_t pending, void *arg)
+{
+    struct httpclient_call *call = arg;
+    (void)conn, (void)pending;
+    if (!call->connected)
+        httpclient_call_connected(call);
+}
+
+/* Closed, failed or timed out. */
+static void httpclient_conn_ended(struct httpconn *conn, const struct httpconn_end *end, void *arg)
+{
+    struct httpclient_call *call = arg;
+    (void)conn;
+    if (end->eof && call->head_seen) {
         /* A body delimited by the close ends here. */
         if (httpclient_call_feed(call, NULL, 0) < 0)
             return;
     }
-    if (call->reused && !call->answered && !call->retried && !(what & BEV_EVENT_TIMEOUT)) {
+    if (call->reused && !call->answered && !call->retried && !end->timeout) {
         /* A kept-alive connection the server had closed: once more, fresh. */
-        bufferevent_free(call->conn->bev);
-        free(call->conn);
+        httpconn_close(call->conn);
         call->conn = NULL;
         call->retried = true;
+        call->connected = false;
         evtimer_add(call->deadline, &call->connect_tv);
         httpclient_call_start(call);
         return;
     }
-    int err = EVUTIL_SOCKET_ERROR();
-    unsigned long tls_err = call->tls ? bufferevent_get_openssl_error(bev) : 0;
-    if (tls_err) {
-        char text[200];
-        ERR_error_string_n(tls_err, text, sizeof text);
-        httpclient_call_fail(call, "TLS with %s:%d: %s", call->host, call->port, text);
-    } else if (what & BEV_EVENT_TIMEOUT)
+    if (end->tls)
+        httpclient_call_fail(call, "TLS with %s:%d: %s", call->host, call->port, end->tls);
+    else if (end->timeout)
         httpclient_call_fail(call, "timeout (%s)", call->head_seen ? "reading" : "waiting");
-    else if (what & BEV_EVENT_EOF)
+    else if (end->eof)
         httpclient_call_fail(call, "connection closed by %s:%d", call->host, call->port);
     else
         httpclient_call_fail(call, "%s:%d: %s", call->host, call->port,
-                             evutil_socket_error_to_string(err));
+                             evutil_socket_error_to_string(end->err));
 }
 
-/* Write CALL's request on its connection. */
+static const struct httpconn_handler httpclient_conn_handler = {
+    .data = httpclient_conn_data,
+    .written = httpclient_conn_written,
+    .ended = httpclient_conn_ended,
+};
+
+/* Lay out CALL's request and send it on its connection. */
 static void httpclient_call_write(struct httpclient_call *call)
 {
-    struct evbuffer *out = bufferevent_get_output(call->conn->bev);
-    bool v6 = strchr(call->host, ':') != NULL;
-    evbuffer_add_printf(out, "%s %s HTTP/1.1\r\nHost: %s%s%s:%d\r\n%s", call->method, call->path,
-                        v6 ? "[" : "", call->host, v6 ? "]" : "", call->port,
-                        call->headers ? call->headers : "");
-    if (call->body || strcmp(call->method, "GET") != 0)
-        evbuffer_add_printf(out, "Content-Length: %zu\r\n", call->body_len);
-    evbuffer_add(out, "\r\n", 2);
+    struct util_buf *b = &call->hc->request;
+    char length[64];
+    b->len = 0;
+    util_buf_add(b, call->method, strlen(call->method));
+    util_buf_add(b, " ", 1);
+    util_buf_add(b, call->path, strlen(call->path));
+    util_buf_add(b, " HTTP/1.1\r\nHost: ", 17);
+    const char *authority = httpconn_pool_authority(call->pool);
+    util_buf_add(b, authority, strlen(authority));
+    util_buf_add(b, "\r\n", 2);
+    if (call->headers)
+        util_buf_add(b, call->headers, strlen(call->headers));
+    if (call->body || strcmp(call->method, "GET") != 0) {
+        int n = snprintf(length, sizeof length, "Content-Length: %zu\r\n", call->body_len);
+        util_buf_add(b, length, (size_t)n);
+    }
+    util_buf_add(b, "\r\n", 2);
     if (call->body_len)
-        evbuffer_add(out, call->body, call->body_len);
+        util_buf_add(b, call->body, call->body_len);
     http_parser_init(&call->parser, HTTP_RESPONSE);
     call->parser.data = call;
-    bufferevent_setcb(call->conn->bev, httpclient_read_cb, NULL, httpclient_event_cb, call);
-    bufferevent_enable(call->conn->bev, EV_READ | EV_WRITE);
+    httpconn_send(call->conn, b->data, b->len);
 }
 
 /* Open a new connection for CALL to its resolved address. */
 static void httpclient_call_connect(struct httpclient_call *call)
 {
-    struct httpclient *hc = call->hc;
-    struct bufferevent *bev;
-    if (call->tls) {
-        SSL *ssl = tls_client_ssl(call->tls, call->host);
-        bev = ssl ? bufferevent_openssl_socket_new(hc->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                   BEV_OPT_CLOSE_ON_FREE)
-                  : NULL;
-        if (!bev && ssl)
-            SSL_free(ssl);
-        if (bev) /* a body delimited by the close may end without close_notify */
-            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    } else {
-        bev = bufferevent_socket_new(hc->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    }
-    if (!bev)
-        return httpclient_call_fail(call, "cannot set up a connection");
-    call->conn = xcalloc(1, sizeof *call->conn);
-    call->conn->hc = hc;
-    call->conn->pool = call->pool;
-    call->conn->bev = bev;
-    call->conn->call = call;
+    char err[200];
+    call->conn = httpconn_open(call->pool, (struct sockaddr *)&call->addr, call->addrlen,
+                               &httpclient_conn_handler, call, err, sizeof err);
+    if (!call->conn)
+        return httpclient_call_fail(call, "connect to %s:%d: %s", call->host, call->port, err);
     call->reused = false;
-    hc->opened++;
     httpclient_call_write(call);
-    bufferevent_set_timeouts(bev, NULL, NULL);
-    if (bufferevent_socket_connect(bev, (struct sockaddr *)&call->addr, (int)call->addrlen) < 0)
-        httpclient_call_fail(call, "connect to %s:%d: %s", call->host, call->port,
-                             evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    if (!httpconn_connecting(call->conn))
+        httpclient_call_connected(call);
 }
 
 /* The lookup for CALL is done. */
@@ -573,13 +458,10 @@ static void httpclient_call_resolved(int err, const char *why, const struct sock
 /* Start (or retry) CALL: an idle connection of its pool, else a new one. */
 static void httpclient_call_start(struct httpclient_call *call)
 {
-    struct httpclient_conn *conn = call->retried ? NULL : httpclient_conn_take(call->pool);
-    if (conn) {
-        call->conn = conn;
-        conn->call = call;
+    call->conn = call->retried ? NULL : httpconn_take(call->pool, &httpclient_conn_handler, call);
+    if (call->conn) {
         call->reused = true;
-        evtimer_del(call->deadline);
-        bufferevent_set_timeouts(conn->bev, call->has_read_tv ? &call->read_tv : NULL, NULL);
+        httpclient_call_connected(call);
         httpclient_call_write(call);
         return;
     }
@@ -622,12 +504,16 @@ struct httpclient_call *httpclient_send(struct httpclient *hc, const struct http
     call->deadline = evtimer_new(hc->base, httpclient_deadline_cb, call);
     LIST_INSERT_HEAD(&hc->calls, call, entry);
     call->tls = req->tls;
-    call->pool = httpclient_pool_get(hc, call->host, call->port, call->tls);
     if (!*call->host || call->port < 1 || call->port > 65535) {
         snprintf(call->why, sizeof call->why, "bad address %s:%d", call->host, call->port);
         event_active(call->deadline, EV_TIMEOUT, 1);
         return call;
     }
+    bool v6 = strchr(call->host, ':') != NULL;
+    char *authority = xasprintf("%s%s%s:%d", v6 ? "[" : "", call->host, v6 ? "]" : "", call->port);
+    struct httpconn_dest dest = {.authority = authority, .tls = call->tls, .tls_host = call->host};
+    call->pool = httpconn_pool_get(hc->conns, &dest);
+    free(authority);
     call->connect_tv = (struct timeval){cms / 1000, cms % 1000 * 1000};
     evtimer_add(call->deadline, &call->connect_tv);
     httpclient_call_start(call);
@@ -649,7 +535,7 @@ void httpclient_cancel(struct httpclient_call *call)
 
 /* ---- the client ------------------------------------------------------------ */
 
-struct httpclient *httpclient_new(struct event_base *base)
+struct httpclient *httpclient_new(struct event_base *base, struct httpconn_set *conns)
 {
     struct httpclient *hc = xcalloc(1, sizeof *hc);
     hc->base = base;
@@ -659,9 +545,13 @@ struct httpclient *httpclient_new(struct event_base *base)
         hc->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (hc->dns)
         evdns_base_load_hosts(hc->dns, NULL);
-    hc->idle_tv = (struct timeval){HTTPCLIENT_IDLE_S, 0};
-    LIST_INIT(&hc->pools);
-    hc->by_key = strmap_new();
+    hc->own_conns = conns == NULL;
+    if (!conns) {
+        struct httpconn_limits lim = {.idle_max = HTTPCLIENT_IDLE_MAX,
+                                      .idle_timeout_ms = HTTPCLIENT_IDLE_MS};
+        conns = httpconn_set_new(base, &lim);
+    }
+    hc->conns = conns;
     LIST_INIT(&hc->calls);
     LIST_INIT(&hc->lookups);
     return hc;
@@ -673,14 +563,8 @@ void httpclient_free(struct httpclient *hc)
         return;
     while (!LIST_EMPTY(&hc->calls))
         httpclient_call_free(LIST_FIRST(&hc->calls));
-    struct httpclient_pool *pool;
-    while ((pool = LIST_FIRST(&hc->pools))) {
-        while (!TAILQ_EMPTY(&pool->idle))
-            httpclient_conn_free(TAILQ_FIRST(&pool->idle));
-        LIST_REMOVE(pool, entry);
-        free(pool->key);
-        free(pool);
-    }
+    if (hc->own_conns)
+        httpconn_set_free(hc->conns);
     /* A lookup evdns still works on gets one more callback (cancelled),
      * which frees it: it leaves our list now. */
     struct httpclient_lookup *lk;
@@ -695,16 +579,16 @@ void httpclient_free(struct httpclient *hc)
     }
     if (hc->dns)
         evdns_base_free(hc->dns, 1);
-    strmap_free(hc->by_key);
+    free(hc->request.data);
     free(hc);
 }
 
 size_t httpclient_idle(const struct httpclient *hc)
 {
-    return hc->n_idle;
+    return httpconn_set_idle(hc->conns);
 }
 
 unsigned long httpclient_opened(const struct httpclient *hc)
 {
-    return hc->opened;
+    return httpconn_set_opened(hc->conns);
 }

@@ -3,8 +3,9 @@
  * supervisor's talks with remote bots (health checks, event streams, metric
  * scrapes). Names are resolved without blocking (evdns_getaddrinfo; numeric
  * addresses need no lookup), connections are kept alive and reused per
- * host:port, every call has a connect and a read timeout, and responses are
- * parsed with http-parser. A call either collects the whole body (bounded) or
+ * host:port (httpconn.h: the connection layer the proxy draws on too),
+ * every call has a connect and a read timeout, and responses are parsed
+ * with http-parser. A call either collects the whole body (bounded) or
  * streams it to a callback as it arrives (Server-Sent Events). HTTPS goes
  * over libevent's OpenSSL bufferevents with the peer verified. Every call
  * ends with exactly one done callback, unless cancelled first.
@@ -19,6 +20,7 @@
 
 struct httpclient;
 struct httpclient_call;
+struct httpconn_set;
 struct ssl_ctx_st;
 
 /* One request. Strings are copied by httpclient_send(). */
@@ -54,9 +56,11 @@ struct httpclient_callbacks {
     httpclient_chunk_cb chunk; /* streamed calls */
 };
 
-/* A client on BASE (with its own evdns base for name lookups). */
-struct httpclient *httpclient_new(struct event_base *base);
-/* Cancel every call (no callbacks) and close every connection. */
+/* A client on BASE (with its own evdns base for name lookups), drawing its
+ * connections from CONNS, or from a set of its own when NULL. */
+struct httpclient *httpclient_new(struct event_base *base, struct httpconn_set *conns);
+/* Cancel every call (no callbacks) and close every connection it holds
+ * (and the idle ones, when the set is its own). */
 void httpclient_free(struct httpclient *hc);
 
 /* Start REQ; the callbacks get ARG. Never NULL: a failure to even begin is
@@ -67,7 +71,8 @@ struct httpclient_call *httpclient_send(struct httpclient *hc, const struct http
  * closed, never reused. */
 void httpclient_cancel(struct httpclient_call *call);
 
-/* Connections idle in the pools (for tests), and those ever opened. */
+/* Connections idle in the pools of its set (for tests), and those ever
+ * opened. */
 size_t httpclient_idle(const struct httpclient *hc);
 unsigned long httpclient_opened(const struct httpclient *hc);
 

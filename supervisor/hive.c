@@ -584,7 +584,7 @@ struct hive *hive_new(struct event_base *base, struct roster *roster, bool foreg
     TAILQ_INIT(&hive->retired);
     TAILQ_INIT(&hive->pending);
     hive_events(hive);
-    hive->http = httpclient_new(base);
+    hive->http = httpclient_new(base, NULL);
     if (foreground)
         hive->echo = logcap_echo_new(base, STDOUT_FILENO);
     hive->worker_path = child_worker_path(err, errlen);

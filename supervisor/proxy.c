@@ -2,9 +2,12 @@
  * proxy: forwards requests from the front door to the workers (SPEC §6.3).
  * It owns three kinds of object, each created and released here only:
  *
- * - pools (one per bot): the worker's address and up to PROXY_IDLE_MAX idle
- *   kept-alive connections, dropped when the worker closes them, when they
- *   sit idle too long, or when the bot's address changes on reload;
+ * - routes (one per bot): the worker's address as the front gave it, and
+ *   the pool of connections to it (common/httpconn.h, the connection layer
+ *   httpclient.c draws on too: up to PROXY_IDLE_MAX idle kept-alive
+ *   connections, dropped when the worker closes them or when they sit idle
+ *   too long). When the bot's address changes on reload the route takes
+ *   the pool of the new address and closes the idle ones of the old;
  * - exchanges (one per proxied request): a client request streamed up to a
  *   worker connection and the worker's response, parsed with http-parser,
  *   streamed back. Each direction stops reading when the other side's output
@@ -17,16 +20,14 @@
  *   half-close; proxy_tunnel_free() is the one place that tears a tunnel
  *   down.
  *
- * A worker connection is a socket with two events of its own rather than a
- * bufferevent: the request head is laid out in one buffer and sent with one
- * send(), and the answer is read with one recv() into a scratch buffer and
- * parsed where it lies (a bufferevent would add an ioctl(FIONREAD) and a
- * copy through an evbuffer to every read). The reading event stays armed for
- * the connection's whole life, pooled or not, so a kept-alive request costs
- * no epoll change; the writing event is armed only while request bytes wait.
- * Response headers are sorted as they arrive: hop-by-hop ones and the
- * worker's framing are never stored. A connection that becomes a tunnel is
- * handed to a bufferevent then.
+ * A worker connection is httpconn's plain socket with two events: the
+ * request head is laid out in one buffer and sent with one send(), and the
+ * answer is read with one recv() into a scratch buffer and parsed where it
+ * lies; the reading event stays armed for the connection's whole life,
+ * pooled or not, so a kept-alive request costs no epoll change. Response
+ * headers are sorted as they arrive: hop-by-hop ones and the worker's
+ * framing are never stored. A connection that becomes a tunnel is handed to
+ * a bufferevent then.
  *
  * The framing we send is always our own: the request goes up with the
  * client's Content-Length or re-chunked, as http.c's parser read them (never
@@ -37,12 +38,10 @@
 #include "supervisor/proxy.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <http_parser.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,8 +49,8 @@
 #include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
+#include "common/httpconn.h"
 #include "common/log.h"
 #include "common/strmap.h"
 #include "common/util.h"
@@ -65,7 +64,6 @@
 #define PROXY_LINGER_MS 2000            /* then waits this long for the peer's EOF */
 #define PROXY_REASON_MAX 64             /* bytes of a status line's reason kept */
 #define PROXY_WHOLE_MAX (64 * 1024)     /* answers up to this size are relayed whole */
-#define PROXY_READ_MAX (64 * 1024)      /* bytes read from a worker at a time */
 
 /* How a message body is delimited. */
 enum proxy_framing { PROXY_FRAME_NONE, PROXY_FRAME_LENGTH, PROXY_FRAME_CHUNKED };
@@ -90,39 +88,16 @@ enum proxy_header {
     PROXY_H_SERVER,         /* response: likewise */
 };
 
-/* A growable byte buffer, kept NUL-terminated, reused across requests. */
-struct proxy_upstream;
-
-/* One bot's address and its idle connections. */
-struct proxy_pool {
-    LIST_ENTRY(proxy_pool) entry;
+/* One bot's address and the pool of connections to it. */
+struct proxy_route {
+    LIST_ENTRY(proxy_route) entry;
     struct proxy *proxy;
     char *bot_id;
-    char *host; /* as the front gave it (the bot's bind address) */
+    char *host; /* as the front gave it (the bot's bind address); NULL: none yet */
     int port;
+    char *local;                           /* the worker's private abstract socket; "" when none */
+    struct httpconn_pool *conns;           /* NULL until HOST is a numeric address */
     char authority[INET6_ADDRSTRLEN + 16]; /* the Host header: "127.0.0.1:8001" */
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    char *local; /* the worker's private abstract socket; "" when none */
-    struct sockaddr_storage local_addr;
-    socklen_t local_len; /* 0: connect to ADDR */
-    TAILQ_HEAD(, proxy_upstream) idle;
-    size_t n_idle;
-};
-
-/* One connection to a worker: idle in its pool, or carrying one exchange. */
-struct proxy_upstream {
-    TAILQ_ENTRY(proxy_upstream) entry;
-    struct proxy_pool *pool;
-    int fd;
-    struct event *rev;            /* readable (or its timeout), armed while watched */
-    struct event *wev;            /* writable, armed while OUT holds bytes or connecting */
-    struct evbuffer *out;         /* request bytes the socket has not taken yet */
-    const struct timeval *rev_tv; /* the read timeout armed (NULL: none) */
-    struct proxy_exchange *ex;    /* NULL while idle */
-    bool watched;                 /* REV is armed */
-    bool pooled;
-    bool connected;
 };
 
 /* One proxied request and its response. */
@@ -142,8 +117,8 @@ struct proxy_exchange {
     /* Per request. */
     struct http_conn *conn; /* NULL once answered */
     struct http_request *req;
-    struct proxy_pool *pool;
-    struct proxy_upstream *up;
+    struct proxy_route *route;
+    struct httpconn *up; /* the worker connection */
     const char *path, *query;
     bool has_token;
     http_parser parser;
@@ -194,15 +169,16 @@ struct proxy_tunnel {
 struct proxy {
     struct event_base *base;
     size_t max_body;
-    const struct timeval *idle_tv, *stall_tv, *io_tv; /* common timeouts of BASE */
+    const struct timeval *stall_tv, *io_tv; /* common timeouts of BASE */
     struct timeval flush_tv, linger_tv;
-    LIST_HEAD(, proxy_pool) pools;
-    struct strmap *pools_by_bot; /* the same pools, by bot id */
+    struct httpconn_set *conns; /* the worker connections */
+    bool own_conns;             /* made by proxy_new(), freed with the proxy */
+    LIST_HEAD(, proxy_route) routes;
+    struct strmap *routes_by_bot; /* the same routes, by bot id */
     LIST_HEAD(, proxy_exchange) exchanges, spare;
     LIST_HEAD(, proxy_tunnel) tunnels;
     size_t n_exchanges, n_spare, n_tunnels;
     unsigned long answered[PROXY_CODES]; /* requests answered, by status code */
-    char scratch[PROXY_READ_MAX];        /* what one recv() from a worker brings */
 };
 
 static int proxy_on_status(http_parser *, const char *, size_t);
@@ -228,10 +204,9 @@ static const http_parser_settings proxy_settings = {
     .on_message_complete = proxy_on_message_complete,
 };
 
-static void proxy_upstream_read_cb(evutil_socket_t, short, void *);
-static void proxy_upstream_write_cb(evutil_socket_t, short, void *);
 static void proxy_exchange_fail(struct proxy_exchange *, int, const char *);
 static void proxy_exchange_lost(struct proxy_exchange *, const char *);
+static struct httpconn *proxy_exchange_connect(struct proxy_exchange *, char *, size_t);
 
 /* ---- buffers and header rules ---------------------------------------------- */
 
@@ -377,254 +352,98 @@ static bool proxy_request_framing(const struct http_request *req, enum proxy_fra
     return true;
 }
 
-/* ---- addresses and pools --------------------------------------------------- */
+/* ---- addresses and routes -------------------------------------------------- */
 
-/* Parse the numeric HOST:PORT (wildcards mean loopback) into POOL's address
- * and Host header; -1 with a reason in ERR. */
-static int proxy_pool_resolve(struct proxy_pool *pool, const char *host, int port, char *err,
-                              size_t errlen)
+/* Parse the numeric HOST:PORT (wildcards mean loopback) into ADDR and
+ * ROUTE's Host header; its length, or 0 with a reason in ERR. */
+static socklen_t proxy_route_resolve(struct proxy_route *route, struct sockaddr_storage *addr,
+                                     char *err, size_t errlen)
 {
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&pool->addr;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&pool->addr;
-    const char *h = host;
+    struct sockaddr_in *in4 = (struct sockaddr_in *)addr;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)addr;
+    const char *h = route->host;
+    int port = route->port;
 
     if (!*h || strcmp(h, "0.0.0.0") == 0 || strcasecmp(h, "localhost") == 0)
         h = "127.0.0.1";
     else if (strcmp(h, "::") == 0)
         h = "::1";
-    memset(&pool->addr, 0, sizeof pool->addr);
+    memset(addr, 0, sizeof *addr);
     if (inet_pton(AF_INET, h, &in4->sin_addr) == 1) {
         in4->sin_family = AF_INET;
         in4->sin_port = htons((uint16_t)port);
-        pool->addrlen = sizeof *in4;
-        snprintf(pool->authority, sizeof pool->authority, "%s:%d", h, port);
-        return 0;
+        snprintf(route->authority, sizeof route->authority, "%s:%d", h, port);
+        return sizeof *in4;
     }
     if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons((uint16_t)port);
-        pool->addrlen = sizeof *in6;
-        snprintf(pool->authority, sizeof pool->authority, "[%s]:%d", h, port);
-        return 0;
+        snprintf(route->authority, sizeof route->authority, "[%s]:%d", h, port);
+        return sizeof *in6;
     }
     /* Names are resolved before they get here (a bot's bound socket, evdns
      * for remote bots): a lookup here would block the whole supervisor. */
     snprintf(err, errlen, "no numeric address for %s yet", h);
-    return -1;
+    return 0;
 }
 
-/* Close a worker connection (taking it out of its pool if it idles there). */
-static void proxy_upstream_free(struct proxy_upstream *up)
+/* Forget ROUTE's address: its pool is let go and the idle connections to
+ * the old address are closed. */
+static void proxy_route_forget(struct proxy_route *route)
 {
-    if (!up)
-        return;
-    if (up->pooled) {
-        TAILQ_REMOVE(&up->pool->idle, up, entry);
-        up->pool->n_idle--;
+    if (route->conns) {
+        httpconn_pool_flush(route->conns);
+        httpconn_pool_release(route->conns);
     }
-    event_free(up->rev);
-    event_free(up->wev);
-    evbuffer_free(up->out);
-    if (up->fd >= 0)
-        close(up->fd);
-    free(up);
+    route->conns = NULL;
+    free(route->host);
+    free(route->local);
+    route->host = route->local = NULL;
 }
 
-/* Close every idle connection of POOL. */
-static void proxy_pool_flush(struct proxy_pool *pool)
+/* The pool of ROUTE's address; NULL with ERR while it has no numeric one. */
+static struct httpconn_pool *proxy_route_pool(struct proxy_route *route, char *err, size_t errlen)
 {
-    struct proxy_upstream *up;
-    while ((up = TAILQ_FIRST(&pool->idle)))
-        proxy_upstream_free(up);
+    struct sockaddr_storage addr;
+    socklen_t len;
+    if (route->conns)
+        return route->conns;
+    if (!(len = proxy_route_resolve(route, &addr, err, errlen)))
+        return NULL;
+    struct httpconn_dest dest = {.authority = route->authority,
+                                 .addr = (struct sockaddr *)&addr,
+                                 .addrlen = len,
+                                 .local = route->local};
+    route->conns = httpconn_pool_get(route->proxy->conns, &dest);
+    return route->conns;
 }
 
-/* The pool of TARGET's bot, made or re-addressed as needed; NULL with ERR.
- * Found by the bot's id in the table: a request costs the same at 1,000 bots
- * as at one. */
-static struct proxy_pool *proxy_pool_get(struct proxy *proxy, const struct proxy_target *target,
-                                         char *err, size_t errlen)
+/* The route of TARGET's bot, made or re-addressed as needed; NULL with ERR
+ * while its address is not a numeric one. Found by the bot's id in the
+ * table: a request costs the same at 1,000 bots as at one. */
+static struct proxy_route *proxy_route_get(struct proxy *proxy, const struct proxy_target *target,
+                                           char *err, size_t errlen)
 {
     const char *local = target->local ? target->local : "";
-    struct proxy_pool *pool = strmap_get(proxy->pools_by_bot, target->bot_id);
+    struct proxy_route *route = strmap_get(proxy->routes_by_bot, target->bot_id);
 
-    if (pool && pool->host &&
-        (pool->port != target->port || strcmp(pool->host, target->host) != 0 ||
-         strcmp(pool->local, local) != 0)) {
-        proxy_pool_flush(pool); /* reloaded onto another address or socket */
-        free(pool->host);
-        free(pool->local);
-        pool->host = NULL;
+    if (route && route->host &&
+        (route->port != target->port || strcmp(route->host, target->host) != 0 ||
+         strcmp(route->local, local) != 0))
+        proxy_route_forget(route); /* reloaded onto another address or socket */
+    if (!route) {
+        route = xcalloc(1, sizeof *route);
+        route->proxy = proxy;
+        route->bot_id = xstrdup(target->bot_id);
+        LIST_INSERT_HEAD(&proxy->routes, route, entry);
+        strmap_put(proxy->routes_by_bot, route->bot_id, route);
     }
-    if (!pool) {
-        pool = xcalloc(1, sizeof *pool);
-        pool->proxy = proxy;
-        pool->bot_id = xstrdup(target->bot_id);
-        TAILQ_INIT(&pool->idle);
-        LIST_INSERT_HEAD(&proxy->pools, pool, entry);
-        strmap_put(proxy->pools_by_bot, pool->bot_id, pool);
+    if (!route->host) {
+        route->host = xstrdup(target->host);
+        route->port = target->port;
+        route->local = xstrdup(local);
     }
-    if (!pool->host) {
-        pool->host = xstrdup(target->host);
-        pool->port = target->port;
-        pool->local = xstrdup(local);
-        pool->local_len = util_local_addr(local, &pool->local_addr);
-        pool->addrlen = 0;
-    }
-    if (pool->addrlen == 0 && proxy_pool_resolve(pool, pool->host, pool->port, err, errlen) < 0)
-        return NULL;
-    return pool;
-}
-
-/* ---- worker connections ---------------------------------------------------- */
-
-/* Watch UP for reading with timeout TV (NULL: none); nothing changes when
- * that is what is armed already. */
-static void proxy_upstream_watch(struct proxy_upstream *up, const struct timeval *tv)
-{
-    if (up->watched && up->rev_tv == tv)
-        return;
-    event_add(up->rev, tv);
-    up->rev_tv = tv;
-    up->watched = true;
-}
-
-/* Stop reading UP (back-pressure). */
-static void proxy_upstream_unwatch(struct proxy_upstream *up)
-{
-    if (!up->watched)
-        return;
-    event_del(up->rev);
-    up->watched = false;
-}
-
-/* Open a new connection to POOL's worker; NULL with ERR. */
-static struct proxy_upstream *proxy_upstream_connect(struct proxy_pool *pool, char *err,
-                                                     size_t errlen)
-{
-    struct proxy *proxy = pool->proxy;
-    int one = 1, rc = -1, fd = -1;
-    /* The private socket first; when its backlog is full (a Unix connect
-     * says EAGAIN where TCP would wait) or it is gone, the port. */
-    if (pool->local_len) {
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd >= 0 &&
-            (rc = connect(fd, (struct sockaddr *)&pool->local_addr, pool->local_len)) < 0) {
-            log_debug("proxy: bot %s: private socket: %s; using port %d", pool->bot_id,
-                      strerror(errno), pool->port);
-            close(fd);
-            fd = -1;
-        }
-    }
-    if (fd < 0) {
-        fd = socket(pool->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            snprintf(err, errlen, "cannot reach bot %s: %s", pool->bot_id, strerror(errno));
-            return NULL;
-        }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        rc = connect(fd, (struct sockaddr *)&pool->addr, pool->addrlen);
-    }
-    if (rc < 0 && errno != EINPROGRESS) {
-        snprintf(err, errlen, "cannot reach bot %s at %s: %s", pool->bot_id, pool->authority,
-                 strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    struct proxy_upstream *up = xcalloc(1, sizeof *up);
-    up->pool = pool;
-    up->fd = fd;
-    up->connected = rc == 0;
-    up->out = evbuffer_new();
-    up->rev = event_new(proxy->base, fd, EV_READ | EV_PERSIST, proxy_upstream_read_cb, up);
-    up->wev = event_new(proxy->base, fd, EV_WRITE | EV_PERSIST, proxy_upstream_write_cb, up);
-    if (!up->out || !up->rev || !up->wev) {
-        snprintf(err, errlen, "cannot reach bot %s: out of resources", pool->bot_id);
-        proxy_upstream_free(up);
-        return NULL;
-    }
-    if (!up->connected)
-        event_add(up->wev, proxy->io_tv); /* writable once connected, or failed */
-    return up;
-}
-
-/* Queue LEN bytes of DATA towards the worker. With nothing queued before
- * them on a connected socket they go straight out; the rest waits for the
- * writing event, which also reports a failed socket. */
-static void proxy_upstream_send(struct proxy_upstream *up, const char *data, size_t len)
-{
-    if (up->connected && evbuffer_get_length(up->out) == 0) {
-        ssize_t n = send(up->fd, data, len, MSG_NOSIGNAL);
-        if (n == (ssize_t)len)
-            return;
-        if (n > 0) {
-            data += n;
-            len -= (size_t)n;
-        }
-    }
-    evbuffer_add(up->out, data, len);
-    if (!event_pending(up->wev, EV_WRITE, NULL))
-        event_add(up->wev, up->pool->proxy->io_tv);
-}
-
-/* Write what OUT holds, unless the writing event is on it already. */
-static void proxy_upstream_flush(struct proxy_upstream *up)
-{
-    if (!up->connected || evbuffer_get_length(up->out) == 0 ||
-        event_pending(up->wev, EV_WRITE, NULL))
-        return;
-    evbuffer_write(up->out, up->fd);
-    if (evbuffer_get_length(up->out) > 0)
-        event_add(up->wev, up->pool->proxy->io_tv); /* also the path for errors */
-}
-
-/* The most recently used idle connection of POOL, or NULL. */
-static struct proxy_upstream *proxy_pool_take(struct proxy_pool *pool)
-{
-    struct proxy_upstream *up = TAILQ_FIRST(&pool->idle);
-    if (!up)
-        return NULL;
-    TAILQ_REMOVE(&pool->idle, up, entry);
-    pool->n_idle--;
-    up->pooled = false;
-    return up;
-}
-
-/* Keep a finished connection for the next request (or close it if the
- * pool is full). Its reading event stays armed: an idle connection that
- * becomes readable was closed by the worker. */
-static void proxy_pool_put(struct proxy_upstream *up)
-{
-    struct proxy_pool *pool = up->pool;
-
-    up->ex = NULL;
-    if (pool->n_idle >= PROXY_IDLE_MAX) {
-        proxy_upstream_free(up);
-        return;
-    }
-    TAILQ_INSERT_HEAD(&pool->idle, up, entry);
-    pool->n_idle++;
-    up->pooled = true;
-    proxy_upstream_watch(up, pool->proxy->idle_tv);
-}
-
-/* Hand UP's socket over to a bufferevent (the worker side of a tunnel),
- * with the request bytes still queued; UP is freed. NULL on failure. */
-static struct bufferevent *proxy_upstream_detach(struct proxy_upstream *up)
-{
-    struct event_base *base = up->pool->proxy->base;
-    int fd = up->fd;
-
-    event_del(up->rev);
-    event_del(up->wev);
-    struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
-        proxy_upstream_free(up);
-        return NULL;
-    }
-    evbuffer_add_buffer(bufferevent_get_output(bev), up->out);
-    up->fd = -1;
-    proxy_upstream_free(up);
-    return bev;
+    return proxy_route_pool(route, err, errlen) ? route : NULL;
 }
 
 /* ---- tunnels --------------------------------------------------------------- */
@@ -825,7 +644,7 @@ static struct proxy_exchange *proxy_exchange_new(struct proxy *proxy)
     proxy_buf_clear(&ex->listed);
     ex->conn = NULL;
     ex->req = NULL;
-    ex->pool = NULL;
+    ex->route = NULL;
     ex->up = NULL;
     ex->reason_len = ex->received = 0;
     ex->field = PROXY_FIELD_NONE;
@@ -879,7 +698,7 @@ static void proxy_exchange_fail(struct proxy_exchange *ex, int status, const cha
     struct http_conn *conn = proxy_exchange_release_client(ex);
 
     if (conn && !http_conn_is_closed(conn))
-        log_warn("proxy: %s: %s %s: %s", ex->pool ? ex->pool->bot_id : "?", ex->req->method,
+        log_warn("proxy: %s: %s %s: %s", ex->route ? ex->route->bot_id : "?", ex->req->method,
                  ex->path, detail);
     if (conn && ex->began)
         http_respond_stream_end(conn, true);
@@ -887,7 +706,7 @@ static void proxy_exchange_fail(struct proxy_exchange *ex, int status, const cha
         proxy_count(ex->proxy, status);
         http_respond_error(conn, status, detail, status == 503 ? "Retry-After: 1\r\n" : NULL);
     }
-    proxy_upstream_free(ex->up);
+    httpconn_close(ex->up);
     ex->up = NULL;
     proxy_exchange_recycle(ex);
 }
@@ -896,9 +715,9 @@ static void proxy_exchange_fail(struct proxy_exchange *ex, int status, const cha
  * if the worker does and nothing is left over on it. */
 static void proxy_exchange_done(struct proxy_exchange *ex)
 {
-    struct proxy_upstream *up = ex->up;
+    struct httpconn *up = ex->up;
     bool keep = ex->keep_alive && ex->request_done && !ex->upgrade && !ex->eof && !ex->trailing &&
-                evbuffer_get_length(up->out) == 0;
+                httpconn_pending(up) == 0;
 
     if (ex->rechunk)
         http_respond_stream_write(ex->conn, "0\r\n\r\n", 5);
@@ -911,9 +730,9 @@ static void proxy_exchange_done(struct proxy_exchange *ex)
         http_respond_stream_end(conn, false);
     ex->up = NULL;
     if (keep)
-        proxy_pool_put(up);
+        httpconn_put(up);
     else
-        proxy_upstream_free(up);
+        httpconn_close(up);
     proxy_exchange_recycle(ex);
 }
 
@@ -1039,7 +858,7 @@ static void proxy_exchange_send_head(struct proxy_exchange *ex)
     proxy_buf_str(b, ex->path);
     proxy_write_query(b, ex->query);
     util_buf_add(b, " HTTP/1.1\r\nHost: ", 17);
-    proxy_buf_str(b, ex->pool->authority);
+    proxy_buf_str(b, ex->route->authority);
     util_buf_add(b, "\r\n", 2);
     const char *host = proxy_write_client_headers(ex, b, &xff);
     proxy_write_forwarded(ex, b, host, xff);
@@ -1053,8 +872,8 @@ static void proxy_exchange_send_head(struct proxy_exchange *ex)
     /* The worker owes us an answer once the whole request is up; until then
      * the client's own timeouts apply to its body. */
     bool bodyless = ex->req_framing == PROXY_FRAME_NONE;
-    proxy_upstream_watch(ex->up, ex->request_done || bodyless ? ex->proxy->io_tv : NULL);
-    proxy_upstream_send(ex->up, b->data, b->len);
+    httpconn_watch(ex->up, ex->request_done || bodyless ? ex->proxy->io_tv : NULL);
+    httpconn_send(ex->up, b->data, b->len);
 }
 
 /* A piece of the client's body (LAST: the body is complete): up it goes. */
@@ -1062,7 +881,7 @@ static void proxy_exchange_body_cb(struct http_conn *conn, const void *data, siz
                                    void *arg)
 {
     struct proxy_exchange *ex = arg;
-    struct evbuffer *out = ex->up->out;
+    struct evbuffer *out = httpconn_output(ex->up);
     bool chunked = ex->req_framing == PROXY_FRAME_CHUNKED;
 
     if (len > 0) {
@@ -1080,9 +899,9 @@ static void proxy_exchange_body_cb(struct http_conn *conn, const void *data, siz
         }
         ex->request_done = true;
         if (ex->req_framing != PROXY_FRAME_NONE)
-            proxy_upstream_watch(ex->up, ex->proxy->io_tv);
+            httpconn_watch(ex->up, ex->proxy->io_tv);
     }
-    proxy_upstream_flush(ex->up);
+    httpconn_flush(ex->up);
     if (!ex->client_paused && evbuffer_get_length(out) > PROXY_PENDING_HIGH) {
         ex->client_paused = true;
         http_conn_pause_read(conn, true);
@@ -1100,13 +919,12 @@ static void proxy_exchange_lost(struct proxy_exchange *ex, const char *detail)
         proxy_exchange_fail(ex, 502, detail);
         return;
     }
-    proxy_upstream_free(ex->up);
-    ex->up = proxy_upstream_connect(ex->pool, err, sizeof err);
+    httpconn_close(ex->up);
+    ex->up = proxy_exchange_connect(ex, err, sizeof err);
     if (!ex->up) {
         proxy_exchange_fail(ex, 502, err);
         return;
     }
-    ex->up->ex = ex;
     ex->reused = false;
     ex->eof = false;
     proxy_exchange_send_head(ex);
@@ -1335,10 +1153,10 @@ static void proxy_exchange_upgrade(struct proxy_exchange *ex, const char *rest, 
         proxy_exchange_fail(ex, 502, "client went away");
         return;
     }
-    struct bufferevent *worker = proxy_upstream_detach(ex->up);
+    struct bufferevent *worker = httpconn_detach(ex->up);
     ex->up = NULL;
     if (!worker) {
-        log_warn("proxy: %s: cannot set up a tunnel: out of resources", ex->pool->bot_id);
+        log_warn("proxy: %s: cannot set up a tunnel: out of resources", ex->route->bot_id);
         bufferevent_free(client);
         proxy_exchange_recycle(ex);
         return;
@@ -1360,7 +1178,7 @@ static void proxy_exchange_throttle(struct proxy_exchange *ex)
     if (ex->worker_paused || http_conn_output_pending(ex->conn) <= PROXY_PENDING_HIGH)
         return;
     ex->worker_paused = true;
-    proxy_upstream_unwatch(ex->up);
+    httpconn_pause(ex->up);
     evtimer_add(ex->stall, ex->proxy->stall_tv);
 }
 
@@ -1416,7 +1234,7 @@ static void proxy_exchange_drain_cb(struct http_conn *conn, void *arg)
         return;
     ex->worker_paused = false;
     evtimer_del(ex->stall);
-    proxy_upstream_watch(ex->up, ex->up->rev_tv);
+    httpconn_resume(ex->up);
 }
 
 /* The client went away before its answer was complete. */
@@ -1428,97 +1246,81 @@ static void proxy_exchange_close_cb(struct http_conn *conn, void *arg)
 
 /* ---- worker connection callbacks ------------------------------------------- */
 
-/* UP failed with ERR (connecting, reading or writing). */
-static void proxy_upstream_broken(struct proxy_upstream *up, int err)
+/* EX's worker connection failed with ERR (connecting, reading or writing). */
+static void proxy_upstream_broken(struct proxy_exchange *ex, int err)
 {
-    struct proxy_exchange *ex = up->ex;
     char detail[200];
 
-    if (!ex) {
-        proxy_upstream_free(up);
-        return;
-    }
-    snprintf(detail, sizeof detail, "cannot reach bot %s at %s: %s", ex->pool->bot_id,
-             ex->pool->authority, err ? strerror(err) : "connection failed");
+    snprintf(detail, sizeof detail, "cannot reach bot %s at %s: %s", ex->route->bot_id,
+             ex->route->authority, err ? strerror(err) : "connection failed");
     proxy_exchange_lost(ex, detail);
 }
 
-/* A timeout of UP: idle too long in the pool, or a worker that does not
- * answer (or take its request). */
-static void proxy_upstream_timeout(struct proxy_upstream *up)
+/* EX's worker does not answer (or take its request). */
+static void proxy_upstream_timeout(struct proxy_exchange *ex)
 {
-    struct proxy_exchange *ex = up->ex;
     char detail[200];
 
-    if (!ex) {
-        proxy_upstream_free(up);
-        return;
-    }
-    snprintf(detail, sizeof detail, "bot %s did not answer within %d s", ex->pool->bot_id,
+    snprintf(detail, sizeof detail, "bot %s did not answer within %d s", ex->route->bot_id,
              PROXY_IO_TIMEOUT_S);
     proxy_exchange_fail(ex, 502, detail);
 }
 
-/* The worker's side is readable: one recv() goes straight to the parser. On
- * an idle connection anything (its EOF, or bytes out of turn) ends it. */
-static void proxy_upstream_read_cb(evutil_socket_t fd, short what, void *arg)
+/* What one recv() from the worker brought goes straight to the parser. */
+static void proxy_upstream_data(struct httpconn *up, const char *data, size_t len, void *arg)
 {
-    struct proxy_upstream *up = arg;
-    struct proxy_exchange *ex = up->ex;
-
-    if (what & EV_TIMEOUT) {
-        proxy_upstream_timeout(up);
-        return;
-    }
-    if (!ex) {
-        proxy_upstream_free(up);
-        return;
-    }
-    char *buf = ex->proxy->scratch;
-    ssize_t n = recv(fd, buf, sizeof ex->proxy->scratch, 0);
-    if (n > 0)
-        proxy_exchange_feed(ex, buf, (size_t)n);
-    else if (n == 0)
-        proxy_exchange_eof(ex);
-    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        proxy_upstream_broken(up, errno);
+    (void)up;
+    proxy_exchange_feed(arg, data, len);
 }
 
-/* The worker's side is writable: the connection is made (or failed), and
- * queued request bytes go on; once they are down to the low mark, the
+/* Queued request bytes went out: once they are down to the low mark, the
  * client's body is read again. */
-static void proxy_upstream_write_cb(evutil_socket_t fd, short what, void *arg)
+static void proxy_upstream_written(struct httpconn *up, size_t pending, void *arg)
 {
-    struct proxy_upstream *up = arg;
-    struct proxy_exchange *ex = up->ex;
-    int err = 0;
-    socklen_t errlen = sizeof err;
+    struct proxy_exchange *ex = arg;
+    (void)up;
 
-    if (what & EV_TIMEOUT) {
-        proxy_upstream_timeout(up);
-        return;
-    }
-    if (!up->connected) {
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0)
-            err = errno;
-        if (err) {
-            proxy_upstream_broken(up, err);
-            return;
-        }
-        up->connected = true;
-    }
-    if (evbuffer_get_length(up->out) > 0 && evbuffer_write(up->out, fd) < 0 && errno != EAGAIN &&
-        errno != EWOULDBLOCK && errno != EINTR) {
-        proxy_upstream_broken(up, errno);
-        return;
-    }
-    size_t pending = evbuffer_get_length(up->out);
-    if (pending == 0)
-        event_del(up->wev);
-    if (ex && ex->client_paused && pending <= PROXY_PENDING_LOW) {
+    if (ex->client_paused && pending <= PROXY_PENDING_LOW) {
         ex->client_paused = false;
         http_conn_pause_read(ex->conn, false);
     }
+}
+
+/* The worker closed its side, went silent too long, or failed. */
+static void proxy_upstream_ended(struct httpconn *up, const struct httpconn_end *end, void *arg)
+{
+    (void)up;
+    if (end->timeout)
+        proxy_upstream_timeout(arg);
+    else if (end->eof)
+        proxy_exchange_eof(arg);
+    else
+        proxy_upstream_broken(arg, end->err);
+}
+
+static const struct httpconn_handler proxy_upstream_handler = {
+    .data = proxy_upstream_data,
+    .written = proxy_upstream_written,
+    .ended = proxy_upstream_ended,
+};
+
+/* A new connection to EX's worker (its private socket first); NULL with ERR. */
+static struct httpconn *proxy_exchange_connect(struct proxy_exchange *ex, char *err, size_t errlen)
+{
+    struct proxy_route *route = ex->route;
+    char why[160];
+    if (!route->conns) { /* re-addressed meanwhile, to no numeric address */
+        snprintf(err, errlen, "no numeric address for bot %s yet", route->bot_id);
+        return NULL;
+    }
+    struct httpconn *up =
+        httpconn_open(route->conns, NULL, 0, &proxy_upstream_handler, ex, why, sizeof why);
+    if (!up)
+        snprintf(err, errlen, "cannot reach bot %s at %s: %.100s", route->bot_id, route->authority,
+                 why);
+    else if (why[0])
+        log_debug("proxy: bot %s: %s; using port %d", route->bot_id, why, route->port);
+    return up;
 }
 
 /* ---- the API --------------------------------------------------------------- */
@@ -1550,8 +1352,8 @@ void proxy_forward(struct proxy *proxy, struct http_conn *conn, struct http_requ
         http_respond_error(conn, 413, "request body too large", NULL);
         return;
     }
-    struct proxy_pool *pool = proxy_pool_get(proxy, target, err, sizeof err);
-    if (!pool) {
+    struct proxy_route *route = proxy_route_get(proxy, target, err, sizeof err);
+    if (!route) {
         proxy_count(proxy, 502);
         http_respond_error(conn, 502, err, NULL);
         return;
@@ -1559,7 +1361,7 @@ void proxy_forward(struct proxy *proxy, struct http_conn *conn, struct http_requ
     struct proxy_exchange *ex = proxy_exchange_new(proxy);
     ex->conn = conn;
     ex->req = req;
-    ex->pool = pool;
+    ex->route = route;
     ex->path = target->path;
     ex->query = target->query;
     ex->https = target->https;
@@ -1568,15 +1370,14 @@ void proxy_forward(struct proxy *proxy, struct http_conn *conn, struct http_requ
     ex->upgrade = req->upgrade;
     ex->head_only = req->method_id == HTTP_HEAD;
     proxy_exchange_set_token(ex, target->token);
-    ex->up = ex->upgrade ? NULL : proxy_pool_take(pool);
+    ex->up = ex->upgrade ? NULL : httpconn_take(route->conns, &proxy_upstream_handler, ex);
     ex->reused = ex->up != NULL;
     if (!ex->up)
-        ex->up = proxy_upstream_connect(pool, err, sizeof err);
+        ex->up = proxy_exchange_connect(ex, err, sizeof err);
     if (!ex->up) {
         proxy_exchange_fail(ex, 502, err);
         return;
     }
-    ex->up->ex = ex;
     http_conn_set_close_cb(conn, proxy_exchange_close_cb, ex);
     http_conn_set_drain_cb(conn, proxy_exchange_drain_cb, ex);
     http_conn_stream_body(conn, proxy_exchange_body_cb, ex, 0);
@@ -1584,25 +1385,32 @@ void proxy_forward(struct proxy *proxy, struct http_conn *conn, struct http_requ
 }
 
 /* A proxy on BASE. */
-struct proxy *proxy_new(struct event_base *base, size_t max_body, int idle_timeout_ms)
+struct proxy *proxy_new(struct event_base *base, struct httpconn_set *conns, size_t max_body,
+                        int idle_timeout_ms)
 {
     struct proxy *proxy = xcalloc(1, sizeof *proxy);
     int idle = idle_timeout_ms > 0 ? idle_timeout_ms : 60 * 1000;
-    int pool_idle = idle / 2 > 1000 ? idle / 2 : 1000;
-    struct timeval idle_tv = {pool_idle / 1000, (pool_idle % 1000) * 1000};
     struct timeval stall_tv = {idle / 1000, (idle % 1000) * 1000};
     struct timeval io_tv = {PROXY_IO_TIMEOUT_S, 0};
 
     proxy->base = base;
     proxy->max_body = max_body;
     /* Common timeouts: re-arming one costs a list move, not a heap update. */
-    proxy->idle_tv = event_base_init_common_timeout(base, &idle_tv);
     proxy->stall_tv = event_base_init_common_timeout(base, &stall_tv);
     proxy->io_tv = event_base_init_common_timeout(base, &io_tv);
     proxy->flush_tv = (struct timeval){PROXY_FLUSH_TIMEOUT_S, 0};
     proxy->linger_tv = (struct timeval){PROXY_LINGER_MS / 1000, (PROXY_LINGER_MS % 1000) * 1000};
-    LIST_INIT(&proxy->pools);
-    proxy->pools_by_bot = strmap_new();
+    proxy->own_conns = conns == NULL;
+    if (!conns) {
+        /* A pooled connection is let go well before the worker would. */
+        struct httpconn_limits lim = {.idle_max = PROXY_IDLE_MAX,
+                                      .idle_timeout_ms = idle / 2 > 1000 ? idle / 2 : 1000,
+                                      .io_timeout_ms = PROXY_IO_TIMEOUT_S * 1000};
+        conns = httpconn_set_new(base, &lim);
+    }
+    proxy->conns = conns;
+    LIST_INIT(&proxy->routes);
+    proxy->routes_by_bot = strmap_new();
     LIST_INIT(&proxy->exchanges);
     LIST_INIT(&proxy->spare);
     LIST_INIT(&proxy->tunnels);
@@ -1614,7 +1422,7 @@ void proxy_free(struct proxy *proxy)
 {
     struct proxy_tunnel *t;
     struct proxy_exchange *ex;
-    struct proxy_pool *pool;
+    struct proxy_route *route;
 
     if (!proxy)
         return;
@@ -1626,15 +1434,17 @@ void proxy_free(struct proxy *proxy)
         LIST_REMOVE(ex, entry);
         proxy_exchange_destroy(ex);
     }
-    while ((pool = LIST_FIRST(&proxy->pools))) {
-        LIST_REMOVE(pool, entry);
-        proxy_pool_flush(pool);
-        free(pool->bot_id);
-        free(pool->host);
-        free(pool->local);
-        free(pool);
+    while ((route = LIST_FIRST(&proxy->routes))) {
+        LIST_REMOVE(route, entry);
+        httpconn_pool_release(route->conns);
+        free(route->bot_id);
+        free(route->host);
+        free(route->local);
+        free(route);
     }
-    strmap_free(proxy->pools_by_bot);
+    strmap_free(proxy->routes_by_bot);
+    if (proxy->own_conns)
+        httpconn_set_free(proxy->conns);
     free(proxy);
 }
 

@@ -1,9 +1,10 @@
 /*
  * proxy: the supervisor's reverse proxy to its workers (SPEC §6.3). It owns
- * the upstream side of every proxied request: a small pool of kept-alive
- * HTTP/1.1 connections per bot, the exchanges that stream a request body up
- * and a response back with back-pressure both ways, and the byte tunnels that
- * WebSocket upgrades become once the worker has answered 101. The front door
+ * the upstream side of every proxied request: each bot's route to a pool of
+ * kept-alive HTTP/1.1 connections (common/httpconn.h, shared with
+ * httpclient), the exchanges that stream a request body up and a response
+ * back with back-pressure both ways, and the byte tunnels that WebSocket
+ * upgrades become once the worker has answered 101. The front door
  * (front.h) decides what may be proxied and where to; this file only moves
  * bytes, and answers 502 when the worker cannot be reached.
  */
@@ -17,6 +18,7 @@
 #include "common/http.h"
 
 struct proxy;
+struct httpconn_set;
 
 /* Where one request goes. Strings are copied or used before proxy_forward()
  * returns, except PATH and QUERY, which must stay valid while the request is
@@ -34,11 +36,15 @@ struct proxy_target {
     bool https;        /* the client came over TLS (hive.tls): X-Forwarded-Proto https */
 };
 
-/* A proxy on BASE. MAX_BODY is the largest request body accepted (413
- * beyond it); IDLE_TIMEOUT_MS bounds how long a pooled connection waits
- * (keep it below the workers' own idle timeout). */
-struct proxy *proxy_new(struct event_base *base, size_t max_body, int idle_timeout_ms);
-/* Tear down every exchange, tunnel and pooled connection. */
+/* A proxy on BASE, drawing its worker connections from CONNS, or from a set
+ * of its own when NULL. MAX_BODY is the largest request body accepted (413
+ * beyond it); IDLE_TIMEOUT_MS is the clients' idle limit, which a client
+ * that stops reading an answer may take, and (halved, with a set of its
+ * own) how long a pooled connection waits, below the workers' own. */
+struct proxy *proxy_new(struct event_base *base, struct httpconn_set *conns, size_t max_body,
+                        int idle_timeout_ms);
+/* Tear down every exchange and tunnel, and the pooled connections when the
+ * set is its own. */
 void proxy_free(struct proxy *proxy);
 
 /* Forward the request whose head just arrived on CONN (call it from the

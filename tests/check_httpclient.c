@@ -6,8 +6,9 @@
  * through evdns (localhost), bodies streamed chunk by chunk, a call
  * cancelled from inside its own callback, 200 pools found again, an
  * interim 1xx answer skipped, and HTTPS (certificates made with
- * the openssl command): verified against the right CA, refused against the
- * system's store and for an address the certificate does not name.
+ * the openssl command): verified against the right CA and kept alive,
+ * refused against the system's store and for an address the certificate
+ * does not name.
  */
 #include <check.h>
 #include <event2/buffer.h>
@@ -84,7 +85,7 @@ static void fx_setup(struct fx *fx)
     socklen_t len = sizeof sin;
     getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&sin, &len);
     fx->port = ntohs(sin.sin_port);
-    fx->hc = httpclient_new(fx->base);
+    fx->hc = httpclient_new(fx->base, NULL);
 }
 
 static void fx_teardown(struct fx *fx)
@@ -345,6 +346,13 @@ START_TEST(test_https)
     ck_assert_msg(fx.err == 0, "%s", fx.why);
     ck_assert_int_eq(fx.status, 200);
     ck_assert_int_eq(memcmp(fx.body.data, "hello get", 9), 0);
+    ck_assert_uint_eq(httpclient_idle(fx.hc), 1);
+    fx.body.len = 0; /* the TLS connection is kept alive and reused */
+    httpclient_send(fx.hc, &r, &fx_cbs, &fx);
+    event_base_dispatch(fx.base);
+    ck_assert_msg(fx.err == 0, "%s", fx.why);
+    ck_assert_int_eq(memcmp(fx.body.data, "hello get", 9), 0);
+    ck_assert_uint_eq(httpclient_opened(fx.hc), 1);
     r.tls = sys; /* the test CA is not in the system's store */
     fx.body.len = 0;
     httpclient_send(fx.hc, &r, &fx_cbs, &fx);

@@ -5,7 +5,9 @@
  * socket, which the proxy tries first), byte by byte: the test sees
  * exactly what the proxy sends up, and can answer, reset or half-close as
  * a real or a broken worker would. Everything is non-blocking and the loop
- * is turned until the bytes expected have arrived, under a deadline.
+ * is turned until the bytes expected have arrived, under a deadline. One
+ * test gives the proxy and an httpclient one connection set (httpconn.h)
+ * and sees them carry each other's requests on one worker connection.
  */
 #include <check.h>
 #include <errno.h>
@@ -21,6 +23,8 @@
 #include <unistd.h>
 
 #include "common/http.h"
+#include "common/httpclient.h"
+#include "common/httpconn.h"
 #include "common/util.h"
 #include "supervisor/proxy.h"
 
@@ -51,6 +55,9 @@ static struct {
     int local_listen[2]; /* workers' private sockets, -1 when none */
     int front_port;
     int heads;
+    size_t max_body;
+    struct httpconn_set *conns; /* NULL, or a set the proxy shares with HC */
+    struct httpclient *hc;
 } fx;
 
 /* Every request head goes to the worker as it is. */
@@ -102,13 +109,16 @@ static void setup(void)
     fx.worker_listen = listen_loopback(&fx.worker_port);
     fx.server = http_server_new(fx.base, listen_loopback(&fx.front_port), &config);
     ck_assert_ptr_nonnull(fx.server);
-    fx.proxy = proxy_new(fx.base, config.limits.max_body, 5000);
+    fx.max_body = config.limits.max_body;
+    fx.proxy = proxy_new(fx.base, NULL, fx.max_body, 5000);
 }
 
 /* Free the proxy, the server and the loop. */
 static void teardown(void)
 {
+    httpclient_free(fx.hc);
     proxy_free(fx.proxy);
+    httpconn_set_free(fx.conns); /* after both of its users */
     http_server_free(fx.server);
     if (fx.worker_listen >= 0)
         close(fx.worker_listen);
@@ -602,6 +612,75 @@ START_TEST(test_private_socket_change_flushes_pool)
 }
 END_TEST
 
+/* What the httpclient's calls ended with. */
+struct hc_result {
+    int done, err, status;
+    char body[64];
+};
+
+static void hc_done(int err, const char *why, int status, const char *body, size_t len, void *arg)
+{
+    struct hc_result *r = arg;
+    (void)why;
+    r->done++;
+    r->err = err;
+    r->status = status;
+    snprintf(r->body, sizeof r->body, "%.*s", (int)len, body);
+}
+
+/* Send GET PATH to the worker's port with the httpclient. */
+static void hc_get(struct hc_result *r, const char *path)
+{
+    static const struct httpclient_callbacks cbs = {hc_done, NULL, NULL};
+    struct httpclient_request req = {.host = "127.0.0.1", .port = fx.worker_port, .path = path};
+    httpclient_send(fx.hc, &req, &cbs, r);
+}
+
+START_TEST(test_connections_shared_with_httpclient)
+{
+    static const struct httpconn_limits lim = {
+        .idle_max = 4, .idle_timeout_ms = 5000, .io_timeout_ms = 5000};
+    struct hc_result r = {0};
+    proxy_free(fx.proxy);
+    fx.conns = httpconn_set_new(fx.base, &lim);
+    fx.proxy = proxy_new(fx.base, fx.conns, fx.max_body, 5000);
+    fx.hc = httpclient_new(fx.base, fx.conns);
+
+    /* The client's call opens the connection and leaves it idle... */
+    hc_get(&r, "/from-client");
+    struct peer w = worker_accept();
+    WAIT_FOR(&w, peer_has(&w, "GET /from-client ") && peer_has(&w, "\r\n\r\n"));
+    ck_assert(peer_has(&w, "\r\nHost: 127.0.0.1:"));
+    peer_send(&w, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+    WAIT_FOR(NULL, r.done == 1);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "hi");
+    ck_assert_uint_eq(httpconn_set_idle(fx.conns), 1);
+
+    /* ...the proxy's request to that worker takes it... */
+    struct peer c = client_open();
+    peer_forget(&w);
+    peer_send(&c, "GET /from-proxy HTTP/1.1\r\nHost: x\r\n\r\n");
+    WAIT_FOR(&w, peer_has(&w, "GET /from-proxy ") && peer_has(&w, "\r\n\r\n"));
+    ck_assert(nothing_to_accept(fx.worker_listen));
+    peer_send(&w, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nyo");
+    WAIT_FOR(&c, peer_has(&c, "\r\n\r\nyo"));
+    WAIT_FOR(NULL, httpconn_set_idle(fx.conns) == 1);
+
+    /* ...and gives it back for the client's next call. */
+    peer_forget(&w);
+    hc_get(&r, "/again");
+    WAIT_FOR(&w, peer_has(&w, "GET /again ") && peer_has(&w, "\r\n\r\n"));
+    peer_send(&w, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    WAIT_FOR(NULL, r.done == 2);
+    ck_assert_str_eq(r.body, "ok");
+    ck_assert(nothing_to_accept(fx.worker_listen));
+    ck_assert_uint_eq(httpconn_set_opened(fx.conns), 1);
+    peer_close(&w);
+    peer_close(&c);
+}
+END_TEST
+
 /* A client whose upgrade the worker accepted, and that worker's side. */
 static void tunnel_open(struct peer *c, struct peer *w)
 {
@@ -696,6 +775,7 @@ static Suite *check_proxy_suite(void)
     tcase_add_test(tc, test_private_socket_gone_uses_port);
     tcase_add_test(tc, test_private_socket_full_uses_port);
     tcase_add_test(tc, test_private_socket_change_flushes_pool);
+    tcase_add_test(tc, test_connections_shared_with_httpclient);
     tcase_add_test(tc, test_tunnel_relays_in_both_directions);
     tcase_add_test(tc, test_tunnel_last_words_survive_a_reset);
     tcase_add_test(tc, test_tunnel_worker_closes_cleanly);

@@ -119,7 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_hc.answer_len = in.len;
     fuzz_clock_freeze();
     struct event_base *base = event_base_new();
-    struct httpclient *hc = httpclient_new(base);
+    struct httpclient *hc = httpclient_new(base, NULL);
     struct httpclient_request req = {.host = "127.0.0.1",
                                      .port = port,
                                      .path = "/health",
