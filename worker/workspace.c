@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -138,6 +139,23 @@ static void workspace_mkdirs(const char *dir)
     free(p);
 }
 
+/* Hold the work dir's worktree lock (.deia/hive/locks/worktrees.lock): its
+ * descriptor, or -1 when it cannot be had (then unlocked, as before). */
+static int workspace_lock(const char *work_dir)
+{
+    char *dir = xasprintf("%s/.deia/hive/locks", work_dir);
+    workspace_mkdirs(dir);
+    char *path = xasprintf("%s/worktrees.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
+            ;
+    }
+    free(path);
+    free(dir);
+    return fd;
+}
+
 /* git -C WORK_DIR worktree add [-b BRANCH] PATH [HEAD|BRANCH]. */
 static int workspace_add(const char *work_dir, const char *path, const char *branch, char *err,
                          size_t errlen)
@@ -175,6 +193,13 @@ int workspace_prepare(const char *work_dir, const char *bot_id, const char *pref
         char *prune[] = {"git", "-C", (char *)work_dir, "worktree", "prune", NULL};
         char *remove[] = {"git", "-C", (char *)work_dir, "worktree", "remove", "--force",
                           dir,   NULL};
+        /* One bot at a time in the repository's worktree bookkeeping: a
+         * prune run by one bot while another's add is under way removes
+         * that add's half-made entry (.git/worktrees/ID without its
+         * gitdir yet), and the add fails ("could not open
+         * .git/worktrees/ID/gitdir"), as when a hive starts its bots. The
+         * lock goes with the process if it dies; each git call is bounded. */
+        int lock = workspace_lock(work_dir);
         unlink(ready);
         if (workspace_exists(dir)) /* an add cut short: start again */
             workspace_git(remove, WORKSPACE_TIMEOUT_S, why, sizeof why);
@@ -192,6 +217,8 @@ int workspace_prepare(const char *work_dir, const char *bot_id, const char *pref
                 close(fd);
             log_info("workspace: made the worktree %s on branch %s", dir, branch);
         }
+        if (lock >= 0)
+            close(lock);
     }
     free(ready);
     if (rc == 0)

@@ -294,6 +294,31 @@ PLAIN = "{type: cli, command: [sh, -c, 'mkdir -p sub && echo p > \"sub/plain $HI
 SILENT = "{type: cli, command: [sh, -c, 'echo a; sleep 1.6; echo b; sleep 1.6; echo c']}"
 
 
+class ManyWorktreesTest(HiveCase):
+    """Eight bots with worktrees of one repository start at once: each gets
+    its worktree. Their prunes and adds used to interleave, and one bot's
+    prune removed another's half-made entry (.git/worktrees/ID without its
+    gitdir): that bot went fatal ("could not open .git/worktrees/WT-1/gitdir",
+    seen in CI). The start itself is the test: setUpClass waits for every bot
+    to run."""
+
+    BOTS = [{"id": "MW-%d" % i, "adapter": "{type: mock}",
+             "lines": ["workspace: {git_worktree: agents}"]} for i in range(8)]
+
+    @classmethod
+    def prepare(cls, work_dir):
+        WorkspaceTest.prepare(work_dir)
+
+    def test_every_bot_has_its_worktree(self):
+        for b in self.BOTS:
+            self.assertEqual(self.hive.bot(b["id"])["state"], "running")
+            wt = os.path.join(self.hive.work_dir, ".deia", "hive", "worktrees", b["id"])
+            self.assertTrue(os.path.isfile(os.path.join(wt, "README")), wt)
+        out = subprocess.run(["git", "-C", self.hive.work_dir, "worktree", "list"],
+                             capture_output=True, text=True, check=True).stdout
+        self.assertEqual(sum("[agents/MW-" in ln for ln in out.splitlines()), 8, out)
+
+
 class WorkspaceTest(HiveCase):
     """A git work dir: bots with worktrees, one without, one that stalls."""
 
