@@ -267,23 +267,26 @@ static void filequeue_remake_controls(struct filequeue *fq)
  * seldom enough not to spin through it. */
 #define FILEQUEUE_RETRY_NS 100000000
 
-/* Arm the recheck for files that are still being written (or that could not
- * be read now). */
-static void filequeue_arm_recheck(struct filequeue *fq)
+/* Arm the recheck NS from now, unless it is armed already. */
+static void filequeue_arm_recheck_in(struct filequeue *fq, int64_t ns)
 {
-    int64_t ns = fq->min_age_ns + 1000000;
     struct timeval tv = {.tv_sec = ns / 1000000000, .tv_usec = (ns % 1000000000) / 1000};
     if (!evtimer_pending(fq->recheck_ev, NULL))
         evtimer_add(fq->recheck_ev, &tv);
 }
 
+/* Arm the recheck for files that are still being written (or that could not
+ * be read now). */
+static void filequeue_arm_recheck(struct filequeue *fq)
+{
+    filequeue_arm_recheck_in(fq, fq->min_age_ns + 1000000);
+}
+
 /* Arm the recheck after a look that failed for a passing shortage. */
 static void filequeue_arm_retry(struct filequeue *fq)
 {
-    int64_t ns = fq->min_age_ns > FILEQUEUE_RETRY_NS ? fq->min_age_ns : FILEQUEUE_RETRY_NS;
-    struct timeval tv = {.tv_sec = ns / 1000000000, .tv_usec = (ns % 1000000000) / 1000};
-    if (!evtimer_pending(fq->recheck_ev, NULL))
-        evtimer_add(fq->recheck_ev, &tv);
+    filequeue_arm_recheck_in(fq, fq->min_age_ns > FILEQUEUE_RETRY_NS ? fq->min_age_ns
+                                                                     : FILEQUEUE_RETRY_NS);
 }
 
 /* True while the names of the first scan are being read. */
