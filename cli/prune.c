@@ -85,6 +85,9 @@ int prune_bot(const struct api *c, const char *bot, bool force)
         char *rm[] = {"git", "-C", (char *)work_dir, "worktree", "remove", dir, NULL};
         char *rmf[] = {"git", "-C", (char *)work_dir, "worktree", "remove", "--force", dir, NULL};
         char *pr[] = {"git", "-C", (char *)work_dir, "worktree", "prune", NULL};
+        /* As the workers do: our prune must not take a starting bot's
+         * half-made worktree entry for a stale one. */
+        int lock = util_worktrees_lock(work_dir);
         if (prune_git(force ? rmf : rm) != 0) {
             fprintf(stderr, "hive: cannot remove %s's worktree%s\n", bot,
                     force ? "" : " (uncommitted changes? --force removes them too)");
@@ -94,6 +97,8 @@ int prune_bot(const struct api *c, const char *bot, bool force)
             prune_git(pr);
             printf("%s: removed the worktree %s (its branch is kept)\n", bot, dir);
         }
+        if (lock >= 0)
+            close(lock);
     }
     free(ready);
     free(dir);

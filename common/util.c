@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -178,6 +179,25 @@ void util_random_hex(char *out, size_t n)
 /* mkdir -p: the leaf is tried first and parents are made only when it is
  * missing, so a path whose parents exist costs one mkdir, not one per
  * component (a worker's layout is a dozen folders deep under the work dir). */
+int util_worktrees_lock(const char *work_dir)
+{
+    char *dir = xasprintf("%s/.deia/hive/locks", work_dir);
+    char *path = xasprintf("%s/worktrees.lock", dir);
+    int fd =
+        util_mkdirs(dir) < 0 ? -1 : open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    while (fd >= 0 && flock(fd, LOCK_EX) < 0) {
+        if (errno != EINTR) {
+            int e = errno;
+            close(fd);
+            fd = -1;
+            errno = e;
+        }
+    }
+    free(path);
+    free(dir);
+    return fd;
+}
+
 int util_mkdirs(const char *path)
 {
     char buf[4096];

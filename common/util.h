@@ -57,6 +57,13 @@ void util_random_hex(char *out, size_t n);
 
 /* mkdir -p with mode 0755; 0 or -1 with errno. */
 int util_mkdirs(const char *path);
+/* The lock every hive process takes around git's worktree bookkeeping of
+ * WORK_DIR's repository (`git worktree add`, `remove`, `prune`): one
+ * writer's prune would remove another's half-made entry. It waits for the
+ * lock (.deia/hive/locks/worktrees.lock, an flock released with its holder
+ * even when killed); close the descriptor to release it. -1 with errno when
+ * it cannot be had (the caller then goes on unlocked). */
+int util_worktrees_lock(const char *work_dir);
 /* fsync a directory by path; 0 or -1 with errno. */
 int util_fsync_dir(const char *path);
 /* Write DATA to PATH through a temp file in the same folder, fsync, rename

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -139,23 +138,6 @@ static void workspace_mkdirs(const char *dir)
     free(p);
 }
 
-/* Hold the work dir's worktree lock (.deia/hive/locks/worktrees.lock): its
- * descriptor, or -1 when it cannot be had (then unlocked, as before). */
-static int workspace_lock(const char *work_dir)
-{
-    char *dir = xasprintf("%s/.deia/hive/locks", work_dir);
-    workspace_mkdirs(dir);
-    char *path = xasprintf("%s/worktrees.lock", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-        while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
-            ;
-    }
-    free(path);
-    free(dir);
-    return fd;
-}
-
 /* git -C WORK_DIR worktree add [-b BRANCH] PATH [HEAD|BRANCH]. */
 static int workspace_add(const char *work_dir, const char *path, const char *branch, char *err,
                          size_t errlen)
@@ -197,9 +179,9 @@ int workspace_prepare(const char *work_dir, const char *bot_id, const char *pref
          * prune run by one bot while another's add is under way removes
          * that add's half-made entry (.git/worktrees/ID without its
          * gitdir yet), and the add fails ("could not open
-         * .git/worktrees/ID/gitdir"), as when a hive starts its bots. The
-         * lock goes with the process if it dies; each git call is bounded. */
-        int lock = workspace_lock(work_dir);
+         * .git/worktrees/ID/gitdir"), as when a hive starts its bots.
+         * Each git call is bounded, so the wait is too. */
+        int lock = util_worktrees_lock(work_dir);
         unlink(ready);
         if (workspace_exists(dir)) /* an add cut short: start again */
             workspace_git(remove, WORKSPACE_TIMEOUT_S, why, sizeof why);
