@@ -21,7 +21,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 import threading
@@ -39,7 +38,7 @@ from hive_e2e import (BOT, Worker, WorkerTestCase, proc_status, run_async,  # no
 import test_events  # noqa: E402
 from test_events import SSE, TASK_END, asan_build, closed_by_server, rss_kb, sleepers  # noqa: E402
 from test_observe import check_page, metric_sum, parse_metrics  # noqa: E402
-from test_supervisor_front import Hive, worker_log_dump  # noqa: E402
+from test_supervisor_front import Hive, stop_class_hive  # noqa: E402
 
 SSEHUB_MAX_PENDING = 1 << 20   # common/ssehub.h: how far behind a subscriber may fall
 OUTPUT_BYTES = 400000          # each task of the slow-subscriber test prints this much
@@ -64,15 +63,7 @@ class SupervisorSlowSubscriberTest(unittest.TestCase):
     def tearDown(self):
         for s in self.sockets:
             s.close()
-        code, killed = self.hive.stop()
-        reports = self.hive.sanitizer_reports()
-        if not getattr(self._outcome, "success", True) or killed or reports:
-            sys.stderr.write("---- hive up log ----\n%s\n%s\n"
-                             % (self.hive.log_text()[-6000:], worker_log_dump(self.hive)))
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.assertFalse(killed, "hive up did not stop on SIGTERM")
-        self.assertEqual(reports, [])
-        self.assertEqual(code, 0)
+        stop_class_hive(self.hive, self.tmp, show=not getattr(self._outcome, "success", True))
 
     check_merge = test_events.HiveEventsTest.check_merge
     check_order = test_events.HiveEventsTest.check_order

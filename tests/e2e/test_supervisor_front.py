@@ -78,12 +78,13 @@ def start_class_hive(hive, tmp):
         raise
 
 
-def stop_class_hive(hive, tmp):
-    """Stop a test class's HIVE and remove TMP; its logs are shown and the class
-    fails when it did not exit cleanly (killed, a sanitizer report, an exit code)."""
+def stop_class_hive(hive, tmp, show=False):
+    """Stop a test class's HIVE and remove TMP; its logs are shown (also when
+    SHOW: the test failed) and the class fails when it did not exit cleanly
+    (killed, a sanitizer report, an exit code)."""
     code, killed = hive.stop()
     reports = hive.sanitizer_reports()
-    if killed or reports or code not in (0, None) or os.environ.get("HIVE_E2E_VERBOSE"):
+    if show or killed or reports or code not in (0, None) or os.environ.get("HIVE_E2E_VERBOSE"):
         sys.stderr.write("---- hive up log ----\n%s\n%s\n"
                          % (hive.log_text()[-8000:], worker_log_dump(hive)))
     shutil.rmtree(tmp, ignore_errors=True)
