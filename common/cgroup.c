@@ -201,6 +201,12 @@ int cgroup_remove(const char *dir, int wait_ms)
     return cgroup_rmdir_tree(dir, 0);
 }
 
+/* Remove what of DIR is empty (see cgroup.h). */
+int cgroup_prune(const char *dir)
+{
+    return cgroup_rmdir_tree(dir, 0);
+}
+
 /* Write TEXT to DIR/NAME (see cgroup.h). */
 int cgroup_set(const char *dir, const char *name, const char *text)
 {

@@ -39,6 +39,9 @@ bool cgroup_populated(const char *dir);
 /* Kill everything in DIR, wait up to WAIT_MS for it to empty, and remove it
  * and its sub-cgroups. 0 when gone (or never there), -1 with errno. */
 int cgroup_remove(const char *dir, int wait_ms);
+/* Remove DIR and its sub-cgroups, those that are empty: nothing is killed
+ * or waited for. 0 when DIR is gone (or never was), -1 with errno. */
+int cgroup_prune(const char *dir);
 
 /* Where a limit of a controller can be set for the processes we start. */
 enum cgroup_api { CGROUP_API_NONE, CGROUP_API_V1, CGROUP_API_V2 };

@@ -274,7 +274,7 @@ void bot_standin_sync(struct hive_bot *bot)
 /* BOT's cgroup for its next worker (caller frees), or NULL (logged). */
 static char *bot_cgroup(struct hive_bot *bot, char *why, size_t cap)
 {
-    char *dir = cgtree_bot_dir(bot->hive->cgtree, bot->id, why, cap);
+    char *dir = cgtree_worker_dir(bot->hive->cgtree, bot->id, why, cap);
     if (!dir && bot->hive->cgtree)
         log_warn("%s: %s; its worker runs without a cgroup of its own", bot->id, why);
     return dir;

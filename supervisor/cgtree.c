@@ -22,6 +22,7 @@
 
 struct cgtree {
     char *dir;
+    unsigned long runs; /* worker cgroups made: the next one's number */
 };
 
 /* FNV-1a of S: a short stable name for a work dir. */
@@ -71,16 +72,59 @@ static char *cgtree_path(const struct cgtree *tree, const char *bot_id)
     return xasprintf("%s/%s", tree->dir, bot_id);
 }
 
-/* BOT_ID's cgroup, made if needed. */
-char *cgtree_bot_dir(struct cgtree *tree, const char *bot_id, char *err, size_t errlen)
+/* BOT_ID's cgroup, made if needed (caller frees); NULL with a reason in ERR. */
+static char *cgtree_bot_dir(struct cgtree *tree, const char *bot_id, char *err, size_t errlen)
 {
-    if (!tree)
-        return NULL;
     char *dir = cgtree_path(tree, bot_id);
     if (cgroup_make(dir, err, errlen) < 0) {
         free(dir);
         return NULL;
     }
+    return dir;
+}
+
+/* Remove the cgroups of BOT_DIR's earlier runs that are empty now. */
+static void cgtree_prune_runs(const char *bot_dir)
+{
+    DIR *d = opendir(bot_dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_type == DT_DIR && strncmp(e->d_name, "run-", 4) == 0) {
+            char *run = xasprintf("%s/%s", bot_dir, e->d_name);
+            cgroup_prune(run);
+            free(run);
+        }
+    closedir(d);
+}
+
+/* A new cgroup for BOT_ID's next worker (see cgtree.h). */
+char *cgtree_worker_dir(struct cgtree *tree, const char *bot_id, char *err, size_t errlen)
+{
+    if (!tree)
+        return NULL;
+    char *bot_dir = cgtree_bot_dir(tree, bot_id, err, errlen);
+    if (!bot_dir)
+        return NULL;
+    cgtree_prune_runs(bot_dir);
+    char *dir = NULL;
+    for (int tries = 0; !dir && tries < 100; tries++) {
+        dir = xasprintf("%s/run-%lu", bot_dir, tree->runs++);
+        if (mkdir(dir, 0755) == 0)
+            break;
+        if (errno != EEXIST) {
+            snprintf(err, errlen, "cannot make cgroup %s: %s", dir, strerror(errno));
+            free(dir);
+            free(bot_dir);
+            return NULL;
+        }
+        free(dir);
+        dir = NULL;
+    }
+    if (!dir)
+        snprintf(err, errlen, "cannot make a new cgroup in %s: every name is taken", bot_dir);
+    free(bot_dir);
     return dir;
 }
 

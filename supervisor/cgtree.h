@@ -1,8 +1,8 @@
 /*
  * cgtree: the hive's cgroup v2 tree, so that no process of a bot outlives
  * its worker: "hive-<hash of the work dir>" under the supervisor's own
- * cgroup, and in it one cgroup per bot that its worker is started in (the
- * worker nests its tasks' cgroups inside). When a worker dies — SIGKILL
+ * cgroup, in it one cgroup per bot (its limits), and in that one per start
+ * of its worker (the worker nests its tasks' cgroups inside). When a worker dies — SIGKILL
  * included — cgtree_bot_kill ends everything it and its tasks started,
  * daemonised and setsid descendants included. The tree's name depends only
  * on the work dir, so the tree a SIGKILLed supervisor left behind is found,
@@ -20,9 +20,15 @@ struct cgtree;
  * $HIVE_CONTAIN=subreaper asks for the fallback (tests; the workers see it
  * too). DESC gets one line saying what is in force (and why not). */
 struct cgtree *cgtree_open(const char *work_dir, char *desc, size_t desclen);
-/* The cgroup of BOT_ID, made if needed (caller frees); NULL with a reason in
- * ERR. TREE may be NULL (then NULL, no reason). */
-char *cgtree_bot_dir(struct cgtree *tree, const char *bot_id, char *err, size_t errlen);
+/* A new cgroup for BOT_ID's next worker, "run-<n>" inside the bot's cgroup
+ * (both made as needed; caller frees), or NULL with a reason in ERR. TREE
+ * may be NULL (then NULL, no reason). The worker is started right inside
+ * it (clone3 CLONE_INTO_CGROUP: no migration, which costs a lone restart
+ * 8-20 ms), and each start gets a new one because Linux 6.x kills at birth
+ * a process cloned into a cgroup that was once cgroup.kill'ed, which the
+ * bot's last run's was. The bot's earlier runs' cgroups are removed here
+ * once they are empty. */
+char *cgtree_worker_dir(struct cgtree *tree, const char *bot_id, char *err, size_t errlen);
 /* SIGKILL everything in BOT_ID's cgroup (its worker is gone). NULL TREE is fine. */
 void cgtree_bot_kill(struct cgtree *tree, const char *bot_id);
 /* Kill and remove BOT_ID's cgroup. NULL TREE is fine. */

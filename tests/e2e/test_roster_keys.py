@@ -250,12 +250,17 @@ class RosterKeys(unittest.TestCase):
             for c in (ctrl.split(",") if ctrl else ["v2"]):
                 groups[c] = path
         if "memory" in groups and controller_mount("memory"):
-            limit = controller_mount("memory") + groups["memory"] + "/memory.limit_in_bytes"
+            bot_group = groups["memory"]
+            limit = controller_mount("memory") + bot_group + "/memory.limit_in_bytes"
         else:
+            # cgroup v2: each start of the worker has a cgroup of its own
+            # (run-<n>) inside the bot's, which holds the limit.
+            self.assertRegex(groups["v2"], r"/OOM1/run-\d+$")
+            bot_group = groups["v2"].rsplit("/", 1)[0]
             v2 = [line.split()[4] for line in read_text("/proc/self/mountinfo").splitlines()
                   if " - cgroup2 " in line][0]
-            limit = v2 + groups["v2"] + "/memory.max"
-        self.assertTrue(groups.get("memory", groups["v2"]).endswith("/OOM1"), groups)
+            limit = v2 + bot_group + "/memory.max"
+        self.assertTrue(bot_group.endswith("/OOM1"), groups)
         self.assertEqual(read_text(limit).strip(), str(64 << 20), limit)
         self.assertEqual(post_task(h.ports["OOM1"], "eat", "T-OOM"), 202)
 
