@@ -21,6 +21,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,7 +281,9 @@ struct child_plan {
      * slots down), so a spawn never touches the supervisor's thousands of
      * others. 0: the child has a whole copy of ours, closed from fd 3 up. */
     int unshare_below;
+    bool in_cgroup; /* started inside the v2 cgroup already (clone3 CLONE_INTO_CGROUP) */
     /* Written by the child. */
+    bool ran; /* its first instruction ran */
     enum child_stage stage;
     int err, cg_err;
     size_t v1_failed;
@@ -340,10 +343,11 @@ static void child_put_pid(char *slot, pid_t pid)
 __attribute__((no_sanitize("address"))) static int child_main(void *arg)
 {
     struct child_plan *p = arg;
+    p->ran = true;
     setpgid(0, 0);
     /* Into the bot's cgroup before it can start anything: all it and its
      * tasks start is then inside, and killed with it. */
-    if (p->cg_fd >= 0 && cgroup_enter_fd(p->cg_fd) < 0)
+    if (!p->in_cgroup && p->cg_fd >= 0 && cgroup_enter_fd(p->cg_fd) < 0)
         p->cg_err = errno;
     /* The limits are the kernel's only if the worker is inside: no start. */
     for (size_t i = 0; i < p->n_v1; i++)
@@ -403,6 +407,110 @@ __attribute__((no_sanitize("address"))) static int child_main(void *arg)
 /* The child's stack: it runs while we wait, one at a time. */
 #define CHILD_STACK_SIZE (64 * 1024)
 static _Alignas(64) char child_stack[CHILD_STACK_SIZE];
+
+/* clone3(2) with CLONE_INTO_CGROUP: the child starts inside its bot's cgroup
+ * v2 instead of moving there. A move (a write to cgroup.procs) takes the
+ * cgroup threadgroup lock for writing, which waits for an RCU grace period
+ * unless one has just passed: 8-20 ms for a lone restart on a VM, most of
+ * a restart's time (bench/README.md, the fourth round). glibc has no clone3
+ * wrapper, and with CLONE_VM the child must start on its own stack, so the
+ * entry is a few instructions: the system call, then, in the child, FN(ARG)
+ * and exit. Elsewhere than x86-64 and arm64 it reports ENOSYS and the spawn
+ * moves the child as before. */
+struct child_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+};
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+long child_clone3_raw(struct child_clone_args *args, size_t size, int (*fn)(void *), void *arg);
+#if defined(__x86_64__) && defined(SYS_clone3)
+__asm__(".text\n"
+        ".globl child_clone3_raw\n"
+        ".hidden child_clone3_raw\n"
+        ".type child_clone3_raw,@function\n"
+        "child_clone3_raw:\n"
+        "  endbr64\n"
+        "  mov %rdx, %r8\n" /* FN and ARG where the system call keeps them */
+        "  mov %rcx, %r9\n"
+        "  mov $435, %eax\n" /* SYS_clone3 */
+        "  syscall\n"
+        "  test %rax, %rax\n"
+        "  jnz 1f\n"
+        "  xor %ebp, %ebp\n" /* the child, on its stack: FN(ARG), then exit */
+        "  mov %r9, %rdi\n"
+        "  call *%r8\n"
+        "  mov %eax, %edi\n"
+        "  mov $60, %eax\n" /* SYS_exit */
+        "  syscall\n"
+        "  hlt\n"
+        "1: ret\n"
+        ".size child_clone3_raw, .-child_clone3_raw\n");
+#elif defined(__aarch64__) && defined(SYS_clone3)
+__asm__(".text\n"
+        ".globl child_clone3_raw\n"
+        ".hidden child_clone3_raw\n"
+        ".type child_clone3_raw,%function\n"
+        "child_clone3_raw:\n"
+        "  mov x9, x2\n"
+        "  mov x10, x3\n"
+        "  mov x8, #435\n"
+        "  svc #0\n"
+        "  cbnz x0, 1f\n"
+        "  mov x29, #0\n"
+        "  mov x0, x10\n"
+        "  blr x9\n"
+        "  mov x8, #93\n"
+        "  svc #0\n"
+        "1: ret\n"
+        ".size child_clone3_raw, .-child_clone3_raw\n");
+#else
+long child_clone3_raw(struct child_clone_args *args, size_t size, int (*fn)(void *), void *arg)
+{
+    (void)args, (void)size, (void)fn, (void)arg;
+    return -ENOSYS;
+}
+#endif
+
+/* False once the kernel said it has no clone3 or no CLONE_INTO_CGROUP. */
+static bool child_clone3_usable = true;
+
+/* Start child_main(P) on our memory, CLONE_VM | CLONE_VFORK | EXTRA: inside
+ * the cgroup CG_DIR (a descriptor of its folder, or -1) from the start when
+ * the kernel can, else moved there by the child. -1 with errno. */
+static pid_t child_clone(struct child_plan *p, unsigned long extra, int cg_dir)
+{
+    if (cg_dir >= 0 && child_clone3_usable) {
+        struct child_clone_args args = {
+            .flags = CLONE_VM | CLONE_VFORK | extra | CLONE_INTO_CGROUP,
+            .exit_signal = SIGCHLD,
+            .stack = (uint64_t)(uintptr_t)child_stack,
+            .stack_size = sizeof child_stack,
+            .cgroup = (uint64_t)cg_dir,
+        };
+        p->in_cgroup = true;
+        p->ran = false;
+        long r = child_clone3_raw(&args, sizeof args, child_main, p);
+        if (r > 0 && p->ran)
+            return (pid_t)r;
+        p->in_cgroup = false;
+        if (r > 0) {
+            /* Killed before its first instruction: a kernel that kills what
+             * is cloned into a cgroup once cgroup.kill'ed (cgtree gives each
+             * start a new cgroup for this) or that otherwise disagrees.
+             * Never again here: moved, as before. */
+            waitpid((pid_t)r, NULL, 0);
+            child_clone3_usable = false;
+        } else if (r == -ENOSYS || r == -EINVAL || r == -E2BIG || r == -EPERM) {
+            child_clone3_usable = false; /* an older kernel: moved, as before */
+        }
+        /* Any other refusal (a cgroup that takes no process, say): the
+         * child's own move then says why, as before. */
+    }
+    return clone(child_main, child_stack + sizeof child_stack,
+                 (int)(CLONE_VM | CLONE_VFORK | extra | SIGCHLD), p);
+}
 
 /* Hand the bot's cgroup v2 to ID's user, as systemd's Delegate= does, so its
  * worker can still nest its tasks' cgroups in it. */
@@ -537,6 +645,7 @@ pid_t child_spawn(const struct child_spec *spec, int *out_fd, char *err, size_t 
     int cg_open_errno = 0;
     if (spec->cgroup_dir && (plan.cg_fd = cgroup_procs_open(spec->cgroup_dir)) < 0)
         cg_open_errno = errno;
+    int cg_dir = plan.cg_fd >= 0 ? open(spec->cgroup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     for (size_t i = 0; i < CHILD_V1_MAX && spec->cgroup_v1_dirs[i]; i++, plan.n_v1++)
         if ((plan.v1_fds[i] = cgroup_procs_open(spec->cgroup_v1_dirs[i])) < 0)
             plan.v1_errno[i] = errno;
@@ -552,8 +661,7 @@ pid_t child_spawn(const struct child_spec *spec, int *out_fd, char *err, size_t 
     int clone_errno = 0;
     struct child_plan whole = plan;
     if (child_slots_end > 0 && child_slots_fill(&plan) == 0) {
-        pid = clone(child_main, child_stack + sizeof child_stack,
-                    CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD, &plan);
+        pid = child_clone(&plan, CLONE_FILES, cg_dir);
         clone_errno = errno;
         child_slots_clear();
         if (pid > 0 && plan.stage == CHILD_UNSHARE) { /* an old kernel: never again */
@@ -564,8 +672,7 @@ pid_t child_spawn(const struct child_spec *spec, int *out_fd, char *err, size_t 
     }
     if (pid < 0 && child_slots_end == 0) {
         plan = whole;
-        pid = clone(child_main, child_stack + sizeof child_stack, CLONE_VM | CLONE_VFORK | SIGCHLD,
-                    &plan);
+        pid = child_clone(&plan, 0, cg_dir);
         clone_errno = errno;
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
@@ -574,6 +681,8 @@ pid_t child_spawn(const struct child_spec *spec, int *out_fd, char *err, size_t 
     child_env_free(&env);
     if (plan.cg_fd >= 0)
         close(plan.cg_fd);
+    if (cg_dir >= 0)
+        close(cg_dir);
     for (size_t i = 0; i < plan.n_v1; i++)
         if (plan.v1_fds[i] >= 0)
             close(plan.v1_fds[i]);

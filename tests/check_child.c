@@ -7,9 +7,14 @@
  * reserved descriptor slots and without them. child_look tells a process
  * asleep in epoll_wait (an event loop waiting for work) from one that runs,
  * sleeps elsewhere, is stopped or is gone; child_sleeps moves only while a
- * process goes to sleep again and again.
+ * process goes to sleep again and again. A worker is started right inside
+ * its cgroup v2 (clone3 CLONE_INTO_CGROUP), also inside one that was once
+ * cgroup.kill'ed (which Linux 6.x kills at birth: the spawn sees it and
+ * moves the child instead), and cgtree gives each start a new cgroup in
+ * the bot's, removing the bot's earlier ones once they are empty.
  */
 #include "supervisor/child.h"
+#include "supervisor/cgtree.h"
 
 #include <check.h>
 #include <errno.h>
@@ -23,9 +28,12 @@
 #include <time.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/cgroup.h"
+#include "common/util.h"
 #include "tests/check_support.h"
 
 /* All of FD's output until EOF (bounded: 10 s, 64 KiB) into BUF. */
@@ -47,8 +55,10 @@ static void child_test_read_all(int fd, char *buf, size_t cap)
     buf[have] = '\0';
 }
 
-/* Run SCRIPT with /bin/sh as a worker would be; its output and exit status. */
-static int child_test_run(const char *path, const char *script, char *out, size_t cap)
+/* Run SCRIPT with /bin/sh as a worker would be, in the cgroup v2 CGROUP
+ * (NULL: ours); its output and exit status. */
+static int child_test_run_in(const char *path, const char *script, const char *cgroup, char *out,
+                             size_t cap)
 {
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -69,7 +79,8 @@ static int child_test_run(const char *path, const char *script, char *out, size_
                               .notify_socket = "@hive-test",
                               .token = NULL,
                               .token_env = "ROSTER_TOKEN",
-                              .env = env};
+                              .env = env,
+                              .cgroup_dir = cgroup};
     char err[256] = "";
     int out_fd = -1;
     pid_t pid = child_spawn(&spec, &out_fd, err, sizeof err);
@@ -87,6 +98,11 @@ static int child_test_run(const char *path, const char *script, char *out, size_
     if (strcmp(path, "/bin/sh") == 0)
         ck_assert_msg(strstr(out, want), "no %s in: %s", want, out);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int child_test_run(const char *path, const char *script, char *out, size_t cap)
+{
+    return child_test_run_in(path, script, NULL, out, cap);
 }
 
 static const char child_test_script[] =
@@ -153,6 +169,119 @@ START_TEST(test_spawn_cannot_run)
     ck_assert_msg(strstr(out, "hive: cannot run /nonexistent/hive-worker: No such file or "
                               "directory\n"),
                   "%s", out);
+}
+END_TEST
+
+/* A new cgroup v2 of ours for one test (caller frees), or NULL (said why). */
+static char *child_test_cgroup(const char *name)
+{
+    char err[512];
+    char *self = cgroup_self_dir(err, sizeof err);
+    if (!self) {
+        printf("no cgroup v2 here (%s): skipped\n", err);
+        return NULL;
+    }
+    char *dir = xasprintf("%s/hive-check-%s-%d", self, name, (int)getpid());
+    free(self);
+    if (cgroup_make(dir, err, sizeof err) < 0) {
+        printf("cannot make a cgroup here (%s): skipped\n", err);
+        free(dir);
+        return NULL;
+    }
+    return dir;
+}
+
+/* The "0::" path of the child's cgroup, as /proc/<pid>/cgroup says it, is
+ * the end of DIR. */
+static void child_test_check_in(const char *out, const char *dir)
+{
+    const char *line = strstr(out, "cg=0::");
+    ck_assert_msg(line, "%s", out);
+    line += strlen("cg=0::");
+    size_t n = strcspn(line, "\n");
+    ck_assert_msg(n > 1 && strlen(dir) >= n && strncmp(dir + strlen(dir) - n, line, n) == 0,
+                  "child in %.*s, not in %s", (int)n, line, dir);
+}
+
+static const char child_test_cg_script[] = "echo pid=$LISTEN_PID; echo cg=$(grep ^0:: "
+                                           "/proc/self/cgroup); exit 7";
+
+START_TEST(test_spawn_into_cgroup)
+{
+    char *dir = child_test_cgroup("spawn");
+    if (!dir)
+        return;
+    char out[4096];
+    child_reserve_fds();
+    for (int round = 0; round < 2; round++) {
+        ck_assert_int_eq(child_test_run_in("/bin/sh", child_test_cg_script, dir, out, sizeof out),
+                         7);
+        child_test_check_in(out, dir);
+        ck_assert_msg(!strstr(out, "hive: cannot enter"), "%s", out);
+    }
+    cgroup_remove(dir, 1000);
+    free(dir);
+}
+END_TEST
+
+/* Linux 6.x (6.18 seen) kills at birth what clone3(CLONE_INTO_CGROUP) puts
+ * into a cgroup that was cgroup.kill'ed once: the spawn must see that and
+ * start the worker all the same, inside. */
+START_TEST(test_spawn_into_cgroup_once_killed)
+{
+    char *dir = child_test_cgroup("killed");
+    if (!dir)
+        return;
+    char out[4096];
+    ck_assert_int_eq(child_test_run_in("/bin/sh", child_test_cg_script, dir, out, sizeof out), 7);
+    ck_assert_int_eq(cgroup_kill(dir), 0);
+    for (int round = 0; round < 2; round++) {
+        ck_assert_int_eq(child_test_run_in("/bin/sh", child_test_cg_script, dir, out, sizeof out),
+                         7);
+        child_test_check_in(out, dir);
+    }
+    cgroup_remove(dir, 1000);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_cgtree_new_cgroup_per_start)
+{
+    char tmp[] = "/tmp/check_child_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(tmp));
+    char desc[512], err[512] = "";
+    struct cgtree *tree = cgtree_open(tmp, desc, sizeof desc);
+    if (!tree) {
+        printf("%s: skipped\n", desc);
+        rmdir(tmp);
+        return;
+    }
+    char *first = cgtree_worker_dir(tree, "BOT-1", err, sizeof err);
+    ck_assert_msg(first, "%s", err);
+    char out[4096];
+    ck_assert_int_eq(child_test_run_in("/bin/sh", child_test_cg_script, first, out, sizeof out),
+                     7);
+    child_test_check_in(out, first);
+    /* The bot's cgroup is killed when its worker dies: the next start gets
+     * a new cgroup beside, and the emptied one goes. */
+    char *bot = xstrdup(first);
+    *strrchr(bot, '/') = '\0';
+    ck_assert_int_eq(cgroup_kill(bot), 0);
+    char *second = cgtree_worker_dir(tree, "BOT-1", err, sizeof err);
+    ck_assert_msg(second, "%s", err);
+    ck_assert_str_ne(first, second);
+    ck_assert_int_eq(strncmp(second, bot, strlen(bot)), 0);
+    struct stat st;
+    ck_assert_msg(stat(first, &st) < 0 && errno == ENOENT, "%s is still there", first);
+    ck_assert_int_eq(child_test_run_in("/bin/sh", child_test_cg_script, second, out, sizeof out),
+                     7);
+    child_test_check_in(out, second);
+    cgtree_free(tree);
+    ck_assert_msg(stat(bot, &st) < 0 && errno == ENOENT, "%s is still there", bot);
+    free(first);
+    free(second);
+    free(bot);
+    rmdir(tmp);
 }
 END_TEST
 
@@ -256,6 +385,9 @@ static Suite *child_suite(void)
     tcase_add_test(tc, test_spawn_whole_table);
     tcase_add_test(tc, test_spawn_reserved_slots);
     tcase_add_test(tc, test_spawn_cannot_run);
+    tcase_add_test(tc, test_spawn_into_cgroup);
+    tcase_add_test(tc, test_spawn_into_cgroup_once_killed);
+    tcase_add_test(tc, test_cgtree_new_cgroup_per_start);
     suite_add_tcase(s, tc);
     TCase *look = tcase_create("look");
     tcase_set_timeout(look, 60);
