@@ -22,6 +22,7 @@ import json
 import os
 import random
 import signal
+import stat
 import socket
 import subprocess
 import sys
@@ -352,6 +353,11 @@ class Orphans(WorkerTestCase):
         drop_task(self.tmp, w.bot, "ORPH-2")
         first = self.wait_three("the task's three sleeps")
         self.assert_contained(first, w.log_text(), "/hive-%s-%d/" % (w.bot, w.proc.pid))
+        # The record of what runs, for the next start: written in place, one
+        # file (inode) from start to start, ended by a line "end".
+        record = os.path.join(self.tmp, ".deia", "hive", "run", w.bot + ".procs")
+        ino = os.stat(record).st_ino
+        self.assertTrue(read(record).endswith("end\n"), read(record))
         w.proc.kill()
         w.proc.wait(timeout=10)
         w2 = self.restart(w, "--mode", "cli-only", "--adapter-type", "cli", "--", *cmd,
@@ -359,9 +365,13 @@ class Orphans(WorkerTestCase):
         self.assert_all_gone(set(first), "the task of a SIGKILLed standalone worker")
         # The re-run task is ended with a clean stop too.
         self.wait_three("the re-run task's sleeps")
+        self.assertEqual(os.stat(record).st_ino, ino, "the record was made anew")
+        self.assertTrue(read(record).endswith("end\n"), read(record))
         w2.proc.send_signal(signal.SIGTERM)
         w2.proc.wait(timeout=20)
         self.assert_all_gone(None, "the task of a stopped standalone worker")
+        st = os.stat(record)
+        self.assertEqual((st.st_ino, st.st_size), (ino, 0), "a clean stop empties the record")
         return w2
 
     def test_standalone_worker_sigkilled_and_restarted(self):
@@ -371,6 +381,35 @@ class Orphans(WorkerTestCase):
         self.want_cgroup = False
         w = self.standalone({"HIVE_CONTAIN": "subreaper"})
         self.assertIn("fallback: child subreaper", w.all_logs())
+
+
+class Record(WorkerTestCase):
+    """The record of what runs (.deia/hive/run/<BOT>.procs) is written in place but
+    never through a link: a symlink or a FIFO planted there is replaced."""
+
+    def test_planted_symlink_and_fifo_replaced(self):
+        run = os.path.join(self.tmp, ".deia", "hive", "run")
+        os.makedirs(run, exist_ok=True)
+        outside = os.path.join(self.tmp, "outside.txt")
+        with open(outside, "w") as f:
+            f.write("keep me\n")
+        for plant in ("symlink", "fifo"):
+            bot = "BOT-REC%s" % plant.upper()
+            record = os.path.join(run, bot + ".procs")
+            if plant == "symlink":
+                os.symlink(outside, record)
+            else:
+                os.mkfifo(record)
+            w = self.new_worker("--mode", "cli-only", "--adapter-type", "mock", port=None,
+                                wait_listen=False, bot=bot)
+            wait_for(lambda: "watching the file queue" in w.log_text(), UP_TIMEOUT,
+                     what="the worker's start")
+            st = os.lstat(record)
+            self.assertTrue(stat.S_ISREG(st.st_mode), "%s: the record is no plain file" % plant)
+            self.assertTrue(read(record).endswith("end\n"), read(record))
+            self.assertEqual(read(outside), "keep me\n", "written through the " + plant)
+            w.proc.send_signal(signal.SIGTERM)
+            w.proc.wait(timeout=20)
 
 
 class Utf8Output(WorkerTestCase):
