@@ -73,6 +73,8 @@ struct watch_bot {
     double tokens[4]; /* an agent's tokens by kind (watch_token_kinds), SPEC §12 */
     double cost_usd;
     unsigned long stalled; /* task_stalled events */
+    /* Live output its worker could not send up (task_output_dropped). */
+    double dropped_events, dropped_bytes;
 };
 
 struct watch {
@@ -293,8 +295,9 @@ static void watch_sink(const struct merge_note *note, void *arg)
     if (!type || !bot)
         return;
     bool stalled = strcmp(type, "task_stalled") == 0;
-    if (!stalled && strcmp(type, "task_completed") != 0 && strcmp(type, "task_failed") != 0 &&
-        strcmp(type, "task_cancelled") != 0)
+    bool dropped = strcmp(type, "task_output_dropped") == 0;
+    if (!stalled && !dropped && strcmp(type, "task_completed") != 0 &&
+        strcmp(type, "task_failed") != 0 && strcmp(type, "task_cancelled") != 0)
         return;
     struct hive_bot_info info;
     if (!hive_bot_find(w->hive, bot, &info))
@@ -302,6 +305,13 @@ static void watch_sink(const struct merge_note *note, void *arg)
     struct watch_bot *b = watch_bot(w, bot);
     if (stalled) {
         b->stalled++;
+        return;
+    }
+    if (dropped) { /* live only, never replayed: each counted once */
+        json_t *n = json_object_get(event, "dropped_events");
+        json_t *bytes = json_object_get(event, "dropped_bytes");
+        b->dropped_events += json_is_integer(n) ? (double)json_integer_value(n) : 0;
+        b->dropped_bytes += json_is_integer(bytes) ? (double)json_integer_value(bytes) : 0;
         return;
     }
     if (info.url) /* a remote bot counts itself (its /metrics is merged) */
@@ -461,6 +471,19 @@ static void watch_metrics_tasks(struct watch *w, struct util_buf *b)
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
         metrics_sample(b, "hive_tasks_stalled_total", &(struct metrics_label){"bot", info.id}, 1,
                        (double)watch_bot_at(w, i, info.id)->stalled);
+    metrics_family(b, "hive_task_output_dropped_events_total", "counter",
+                   "Live output chunks a worker did not send up to the supervisor because its "
+                   "channel was behind (told as task_output_dropped).");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+        metrics_sample(b, "hive_task_output_dropped_events_total",
+                       &(struct metrics_label){"bot", info.id}, 1,
+                       watch_bot_at(w, i, info.id)->dropped_events);
+    metrics_family(b, "hive_task_output_dropped_bytes_total", "counter",
+                   "Bytes of those chunks.");
+    for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
+        metrics_sample(b, "hive_task_output_dropped_bytes_total",
+                       &(struct metrics_label){"bot", info.id}, 1,
+                       watch_bot_at(w, i, info.id)->dropped_bytes);
 }
 
 /* hive_queue_depth, hive_queue_oldest_age_seconds (what each worker last

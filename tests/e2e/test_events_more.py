@@ -338,8 +338,22 @@ class HiveEventsMoreTest(HiveCase, CancelScenario):
         self.assertEqual(len(output_of(got, fast))
                          + sum(d["dropped_bytes"] for i, t, d in got
                                if t == "task_output_dropped" and d["task_id"] == fast), m)
+        # /metrics counts every drop told on the merge, of both tasks.
+        told = [d for i, t, d in self.drops_seen(drops, got)]
+        body = curl("http://127.0.0.1:%d/metrics" % self.hive.port).body.decode()
+        for name, key in (("hive_task_output_dropped_events_total", "dropped_events"),
+                          ("hive_task_output_dropped_bytes_total", "dropped_bytes")):
+            line = [x for x in body.splitlines() if x.startswith(name + '{bot="BOT-A"}')]
+            self.assertEqual(len(line), 1, body)
+            self.assertEqual(float(line[0].split()[-1]), sum(d[key] for d in told), line)
         for s in (merged, again):
             s.close()
+
+    @staticmethod
+    def drops_seen(first, got):
+        """The task_output_dropped events of both tasks: FIRST as (i, d), GOT's as events."""
+        return [(i, "task_output_dropped", d) for i, d in first] + \
+            [e for e in got if e[1] == "task_output_dropped"]
 
     def test_a_task_rerun_after_its_worker_died_starts_again(self):
         # SIGKILL of BOT-A's worker while a task runs: the task is run again
