@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -105,6 +106,59 @@ static void evlog_scan_cb(uint64_t n, json_t *obj, const char *line, size_t len,
         s->cb(n, obj, line, len, s->arg);
 }
 
+/* Where the whole lines of the file FD end: after its last '\n' (0 when it
+ * has none), found by reading back from its end in chunks. -1 when it
+ * cannot be read. */
+static off_t evlog_whole_end(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -1;
+    char chunk[4096];
+    for (off_t end = st.st_size; end > 0;) {
+        size_t want = end > (off_t)sizeof chunk ? sizeof chunk : (size_t)end;
+        if (pread(fd, chunk, want, end - (off_t)want) != (ssize_t)want)
+            return -1;
+        const char *nl = memrchr(chunk, '\n', want);
+        if (nl)
+            return end - (off_t)want + (nl - chunk) + 1;
+        end -= (off_t)want;
+    }
+    return 0;
+}
+
+/* The number of the last numbered line among the first END bytes of FD
+ * (whole lines), 0 when none: read back from END, a window at a time, the
+ * window doubled until it holds a whole numbered line. A busy bot's log is
+ * megabytes, and every start of its worker only needs this. */
+static uint64_t evlog_last_in(const struct evlog *lg, int fd, off_t end)
+{
+    for (size_t win = 65536; end > 0; win *= 2) {
+        off_t start = end > (off_t)win ? end - (off_t)win : 0;
+        size_t len = (size_t)(end - start);
+        char *buf = xmalloc(len);
+        if (pread(fd, buf, len, start) != (ssize_t)len) {
+            free(buf);
+            return 0;
+        }
+        uint64_t n = 0;
+        size_t stop = len; /* BUF[..stop) holds the lines not looked at yet */
+        while (!n && stop > 0) {
+            const char *nl = stop > 1 ? memrchr(buf, '\n', stop - 1) : NULL;
+            if (!nl && start > 0)
+                break; /* the window starts inside this line: a bigger one */
+            size_t from = nl ? (size_t)(nl - buf) + 1 : 0;
+            n = evlog_line_n(lg->key, buf + from, stop - 1 - from, NULL);
+            stop = from;
+        }
+        free(buf);
+        if (n || start == 0 || stop == 0)
+            return n;
+        end = start + (off_t)stop; /* what is left to look at, whole lines */
+    }
+    return 0;
+}
+
 struct evlog *evlog_open(const char *path, const char *key, evlog_line_cb scan, void *arg)
 {
     struct evlog *lg = xcalloc(1, sizeof *lg);
@@ -114,22 +168,36 @@ struct evlog *evlog_open(const char *path, const char *key, evlog_line_cb scan, 
     lg->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (lg->fd < 0)
         log_warn("cannot open the events file %s: %s", path, strerror(errno));
-    struct evlog_scan s = {lg, scan, arg};
-    size_t len;
-    char *text = evlog_slurp(lg->prev_path, &len);
-    if (text)
-        evlog_each(lg, text, len, 0, NULL, NULL, evlog_scan_cb, &s);
-    free(text);
-    if ((text = evlog_slurp(lg->path, &len))) {
-        size_t whole = len;
-        while (whole > 0 && text[whole - 1] != '\n')
-            whole--;
-        if (whole < len && lg->fd >= 0 && ftruncate(lg->fd, (off_t)whole) < 0)
-            log_warn("cannot cut the unfinished last line of %s: %s", path, strerror(errno));
-        lg->size = (off_t)whole;
-        evlog_each(lg, text, whole, 0, NULL, NULL, evlog_scan_cb, &s);
+    int rd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    off_t whole = rd >= 0 ? evlog_whole_end(rd) : -1;
+    struct stat st;
+    if (whole >= 0 && fstat(rd, &st) == 0 && whole < st.st_size && lg->fd >= 0 &&
+        ftruncate(lg->fd, whole) < 0) /* a crash's unfinished last line */
+        log_warn("cannot cut the unfinished last line of %s: %s", path, strerror(errno));
+    lg->size = whole > 0 ? whole : 0;
+    if (scan) { /* every line, oldest first, to the owner */
+        struct evlog_scan s = {lg, scan, arg};
+        size_t len;
+        char *text = evlog_slurp(lg->prev_path, &len);
+        if (text)
+            evlog_each(lg, text, len, 0, NULL, NULL, evlog_scan_cb, &s);
         free(text);
+        if ((text = evlog_slurp(lg->path, &len))) {
+            evlog_each(lg, text, len < (size_t)lg->size ? len : (size_t)lg->size, 0, NULL, NULL,
+                       evlog_scan_cb, &s);
+            free(text);
+        }
+    } else { /* only the last number: the newest lines */
+        lg->last = rd >= 0 ? evlog_last_in(lg, rd, lg->size) : 0;
+        int prev = lg->last ? -1 : open(lg->prev_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        off_t prev_end = prev >= 0 ? evlog_whole_end(prev) : -1;
+        if (prev_end > 0)
+            lg->last = evlog_last_in(lg, prev, prev_end);
+        if (prev >= 0)
+            close(prev);
     }
+    if (rd >= 0)
+        close(rd);
     return lg;
 }
 

@@ -2,7 +2,11 @@
  * check_evlog: the numbered events log (common/evlog.c): numbers read back
  * at open (across both generations), a last line cut by a crash removed,
  * rotation at the bound keeping two generations, replay after a cursor (and
- * bounded batches), and when a reader must resync.
+ * bounded batches), and when a reader must resync. Without a scan the open
+ * reads only the newest lines, back from the end: the last number must be
+ * the same whatever the lines' lengths (windows of 64 KiB and more, lines
+ * across them, longer than them, unnumbered ones at the end, an empty
+ * current generation).
  */
 #include <check.h>
 #include <stdio.h>
@@ -147,6 +151,64 @@ START_TEST(test_scan_at_open)
 }
 END_TEST
 
+/* Append raw TEXT (a line without its '\n') to FILE. */
+static void raw_line(const char *file, const char *text)
+{
+    FILE *f = fopen(file, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s\n", text);
+    fclose(f);
+}
+
+START_TEST(test_last_read_back_from_the_end)
+{
+    /* Line lengths around the window (64 KiB) and its doublings. */
+    static const size_t pads[] = {0, 10, 65000, 65536, 70000, 131072, 140000, 300000, 5};
+    uint64_t n = 0;
+    srand(7);
+    for (size_t round = 0; round < 40; round++) {
+        struct evlog *lg = evlog_open(path, "seq", NULL, NULL);
+        ck_assert_uint_eq(evlog_last(lg), n);
+        size_t lines = 1 + (size_t)rand() % 3;
+        for (size_t i = 0; i < lines; i++)
+            add(lg, ++n, pads[(size_t)rand() % (sizeof pads / sizeof *pads)]);
+        evlog_close(lg);
+        if (round % 5 == 4) /* unnumbered lines after the last numbered one */
+            for (size_t i = 0; i < 1 + (size_t)rand() % 2; i++)
+                raw_line(path, round % 10 == 4 ? "{\"type\":\"note\"}" : "");
+    }
+    struct evlog *lg = evlog_open(path, "seq", NULL, NULL);
+    ck_assert_uint_eq(evlog_last(lg), n);
+    evlog_close(lg);
+    /* The current generation empty (just cut): the previous one says. */
+    char prev[160];
+    snprintf(prev, sizeof prev, "%s.1", path);
+    ck_assert_int_eq(rename(path, prev), 0);
+    lg = evlog_open(path, "seq", NULL, NULL);
+    ck_assert_uint_eq(evlog_last(lg), n);
+    add(lg, n + 1, 100);
+    evlog_close(lg);
+    lg = evlog_open(path, "seq", NULL, NULL);
+    ck_assert_uint_eq(evlog_last(lg), n + 1);
+    evlog_close(lg);
+    /* A line cut by a crash, longer than a window: cut, the one before says. */
+    FILE *f = fopen(path, "a");
+    fputs("{\"type\":\"t\",\"seq\":99999,\"pad\":\"", f);
+    for (int i = 0; i < 200000; i++)
+        fputc('p', f);
+    fclose(f);
+    lg = evlog_open(path, "seq", NULL, NULL);
+    ck_assert_uint_eq(evlog_last(lg), n + 1);
+    evlog_close(lg);
+    /* The same numbers when every line is scanned. */
+    int count = 0;
+    lg = evlog_open(path, "seq", count_cb, &count);
+    ck_assert_uint_eq(evlog_last(lg), n + 1);
+    ck_assert_int_gt(count, 1); /* the previous generation's lines, and the last */
+    evlog_close(lg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("evlog");
@@ -156,6 +218,7 @@ int main(void)
     tcase_add_test(tc, test_reopen_and_cut_line);
     tcase_add_test(tc, test_rotation_keeps_two_generations);
     tcase_add_test(tc, test_scan_at_open);
+    tcase_add_test(tc, test_last_read_back_from_the_end);
     suite_add_tcase(s, tc);
     return check_run(s);
 }
