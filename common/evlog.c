@@ -159,7 +159,86 @@ static uint64_t evlog_last_in(const struct evlog *lg, int fd, off_t end)
     return 0;
 }
 
+/* The text of PATH after MARK (caller frees; *LEN its length) when PATH is
+ * the file MARK names: its inode, at least that long, and its last line
+ * before the mark numbered as the mark says (an inode number is reused
+ * once its file is gone). NULL otherwise, with *SAME false. */
+static char *evlog_slurp_after(const struct evlog *lg, const char *path,
+                               const struct evlog_mark *mark, size_t *len, bool *same)
+{
+    *same = false;
+    if (!mark || mark->size < 0)
+        return NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (fd < 0)
+        return NULL;
+    if (fstat(fd, &st) < 0 || (unsigned long long)st.st_ino != mark->ino ||
+        st.st_size < mark->size || evlog_last_in(lg, fd, (off_t)mark->size) != mark->last) {
+        close(fd);
+        return NULL;
+    }
+    struct util_buf b = {0};
+    util_buf_add(&b, "", 0);
+    char chunk[65536];
+    off_t at = (off_t)mark->size;
+    ssize_t n;
+    while (b.len < 4 * (size_t)EVLOG_FILE_MAX && (n = pread(fd, chunk, sizeof chunk, at)) > 0) {
+        util_buf_add(&b, chunk, (size_t)n);
+        at += n;
+    }
+    close(fd);
+    *same = true;
+    *len = b.len;
+    return b.data;
+}
+
+/* The scan at open: every line, or those after MARK (evlog_open_after). */
+static bool evlog_scan_open(struct evlog *lg, const struct evlog_mark *mark, evlog_line_cb scan,
+                            void *arg)
+{
+    struct evlog_scan s = {lg, scan, arg};
+    size_t len = 0;
+    bool in_prev = false, in_cur = false;
+    char *prev = evlog_slurp_after(lg, lg->prev_path, mark, &len, &in_prev);
+    if (prev) { /* cut since the mark: the rest of that file, then all of the new */
+        evlog_each(lg, prev, len, 0, NULL, NULL, evlog_scan_cb, &s);
+        free(prev);
+    }
+    char *cur = in_prev ? NULL : evlog_slurp_after(lg, lg->path, mark, &len, &in_cur);
+    if (!in_prev && !in_cur) { /* no mark, or the log moved on past it: all */
+        if ((prev = evlog_slurp(lg->prev_path, &len))) {
+            evlog_each(lg, prev, len, 0, NULL, NULL, evlog_scan_cb, &s);
+            free(prev);
+        }
+    }
+    size_t from = in_cur ? (size_t)mark->size : 0;
+    if (!in_cur)
+        cur = evlog_slurp(lg->path, &len);
+    if (cur) {
+        size_t whole = (size_t)lg->size > from ? (size_t)lg->size - from : 0;
+        evlog_each(lg, cur, len < whole ? len : whole, 0, NULL, NULL, evlog_scan_cb, &s);
+        free(cur);
+    }
+    return in_prev || in_cur;
+}
+
+bool evlog_mark(const struct evlog *lg, struct evlog_mark *out)
+{
+    struct stat st;
+    if (lg->fd < 0 || fstat(lg->fd, &st) < 0)
+        return false;
+    *out = (struct evlog_mark){(unsigned long long)st.st_ino, (long long)lg->size, lg->last};
+    return true;
+}
+
 struct evlog *evlog_open(const char *path, const char *key, evlog_line_cb scan, void *arg)
+{
+    return evlog_open_after(path, key, NULL, scan, arg, NULL);
+}
+
+struct evlog *evlog_open_after(const char *path, const char *key, const struct evlog_mark *mark,
+                               evlog_line_cb scan, void *arg, bool *after)
 {
     struct evlog *lg = xcalloc(1, sizeof *lg);
     lg->path = xstrdup(path);
@@ -175,19 +254,10 @@ struct evlog *evlog_open(const char *path, const char *key, evlog_line_cb scan, 
         ftruncate(lg->fd, whole) < 0) /* a crash's unfinished last line */
         log_warn("cannot cut the unfinished last line of %s: %s", path, strerror(errno));
     lg->size = whole > 0 ? whole : 0;
-    if (scan) { /* every line, oldest first, to the owner */
-        struct evlog_scan s = {lg, scan, arg};
-        size_t len;
-        char *text = evlog_slurp(lg->prev_path, &len);
-        if (text)
-            evlog_each(lg, text, len, 0, NULL, NULL, evlog_scan_cb, &s);
-        free(text);
-        if ((text = evlog_slurp(lg->path, &len))) {
-            evlog_each(lg, text, len < (size_t)lg->size ? len : (size_t)lg->size, 0, NULL, NULL,
-                       evlog_scan_cb, &s);
-            free(text);
-        }
-    } else { /* only the last number: the newest lines */
+    bool skipped = scan && evlog_scan_open(lg, mark, scan, arg); /* oldest first */
+    if (after)
+        *after = skipped;
+    if (!lg->last) { /* the last number from the newest lines */
         lg->last = rd >= 0 ? evlog_last_in(lg, rd, lg->size) : 0;
         int prev = lg->last ? -1 : open(lg->prev_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         off_t prev_end = prev >= 0 ? evlog_whole_end(prev) : -1;

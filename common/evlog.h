@@ -25,6 +25,22 @@ typedef void (*evlog_line_cb)(uint64_t n, json_t *obj, const char *line, size_t 
  * crash is removed. Every line kept is shown to SCAN first (may be NULL),
  * oldest first, so the owner can rebuild what it derives from them. */
 struct evlog *evlog_open(const char *path, const char *key, evlog_line_cb scan, void *arg);
+/* A point in the log: the file holding it (inode), how far into it, and
+ * the number of the line just before it. */
+struct evlog_mark {
+    unsigned long long ino;
+    long long size;
+    uint64_t last; /* the number of the last line before it */
+};
+/* evlog_open, but SCAN is shown only the lines after MARK when the log
+ * still holds that point (its file is the current or the previous
+ * generation, at least that long, numbered as MARK says; *AFTER true);
+ * else every line, as evlog_open (*AFTER false). The owner then rebuilds
+ * from what it kept at MARK plus those lines. MARK may be NULL. */
+struct evlog *evlog_open_after(const char *path, const char *key, const struct evlog_mark *mark,
+                               evlog_line_cb scan, void *arg, bool *after);
+/* Where the log ends now (for evlog_open_after); false when unknown. */
+bool evlog_mark(const struct evlog *log, struct evlog_mark *out);
 void evlog_close(struct evlog *log);
 /* The number of the last line (0: none). */
 uint64_t evlog_last(const struct evlog *log);

@@ -51,6 +51,18 @@ static void add(struct evlog *lg, uint64_t n, size_t pad)
     free(fill);
 }
 
+/* Append merged event N (numbered hive_seq) with PAD bytes of padding. */
+static void add_hive(struct evlog *lg, uint64_t n, size_t pad)
+{
+    char *fill = xcalloc(1, pad + 1);
+    memset(fill, 'p', pad);
+    char *line = xasprintf("{\"type\":\"t\",\"hive_seq\":%llu,\"pad\":\"%s\"}",
+                           (unsigned long long)n, fill);
+    evlog_append(lg, line, strlen(line), n);
+    free(line);
+    free(fill);
+}
+
 /* Replay collector: the numbers seen, in order. */
 struct seen {
     uint64_t n[20000];
@@ -209,6 +221,68 @@ START_TEST(test_last_read_back_from_the_end)
 }
 END_TEST
 
+/* Scan callback: the numbers shown at open. */
+static void shown_cb(uint64_t n, json_t *obj, const char *line, size_t len, void *arg)
+{
+    (void)obj, (void)line, (void)len;
+    struct seen *s = arg;
+    s->n[s->len++] = n;
+}
+
+START_TEST(test_open_after_a_mark)
+{
+    struct evlog *lg = evlog_open(path, "hive_seq", NULL, NULL);
+    for (uint64_t n = 1; n <= 3; n++)
+        add_hive(lg, n, 10);
+    struct evlog_mark mark;
+    ck_assert(evlog_mark(lg, &mark));
+    ck_assert_uint_eq(mark.last, 3);
+    add_hive(lg, 4, 10);
+    add_hive(lg, 5, 10);
+    evlog_close(lg);
+    struct seen *s = xcalloc(1, sizeof *s);
+    bool after = false;
+    lg = evlog_open_after(path, "hive_seq", &mark, shown_cb, s, &after);
+    ck_assert(after);
+    ck_assert_uint_eq(s->len, 2); /* only the lines after the mark */
+    ck_assert_uint_eq(s->n[0], 4);
+    ck_assert_uint_eq(evlog_last(lg), 5);
+    /* Cut into two generations since: the rest of the marked one, then all
+     * of the new one. */
+    uint64_t n = 5;
+    while (n < 6000)
+        add_hive(lg, ++n, 1000);
+    evlog_close(lg);
+    struct stat st;
+    char prev[160];
+    snprintf(prev, sizeof prev, "%s.1", path);
+    ck_assert_int_eq(stat(prev, &st), 0);
+    ck_assert_uint_eq((unsigned long long)st.st_ino, mark.ino); /* once cut */
+    s->len = 0;
+    lg = evlog_open_after(path, "hive_seq", &mark, shown_cb, s, &after);
+    ck_assert(after);
+    ck_assert_uint_eq(s->len, 6000 - 3);
+    ck_assert_uint_eq(s->n[0], 4);
+    ck_assert_uint_eq(s->n[s->len - 1], 6000);
+    ck_assert_uint_eq(evlog_last(lg), 6000);
+    evlog_close(lg);
+    /* A mark that does not match: its number, its file, its length. */
+    struct evlog_mark bad[3] = {mark, mark, mark};
+    bad[0].last = 2;
+    bad[1].ino += 1000003;
+    bad[2].size = (long long)st.st_size + 1;
+    for (size_t i = 0; i < 3; i++) {
+        s->len = 0;
+        lg = evlog_open_after(path, "hive_seq", &bad[i], shown_cb, s, &after);
+        ck_assert(!after);
+        ck_assert_uint_eq(s->len, 6000); /* every line (both generations hold all) */
+        ck_assert_uint_eq(s->n[0], 1);
+        evlog_close(lg);
+    }
+    free(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("evlog");
@@ -219,6 +293,7 @@ int main(void)
     tcase_add_test(tc, test_rotation_keeps_two_generations);
     tcase_add_test(tc, test_scan_at_open);
     tcase_add_test(tc, test_last_read_back_from_the_end);
+    tcase_add_test(tc, test_open_after_a_mark);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

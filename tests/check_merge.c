@@ -3,7 +3,10 @@
  * listener gets only the kinds of news it asked for, in the order they
  * listen, a bot's state before its bot_state event; events also after a
  * repeat is dropped only once; a listener may stop listening (itself or
- * another) while it is told.
+ * another) while it is told. Each bot's cursor survives a restart: from
+ * the cursors kept at exit plus the lines after them, from every line when
+ * those are stale (the log moved on) or gone, and after a kill -9 (no new
+ * cursors kept) from the old ones plus the lines since.
  */
 #include "supervisor/merge.h"
 
@@ -66,10 +69,70 @@ static void fixture_close(struct fixture *f)
 {
     merge_free(f->m);
     event_base_free(f->base);
+    char *more[] = {xasprintf("%s.cursors", f->path), xasprintf("%s.1", f->path)};
+    for (size_t i = 0; i < 2; i++) {
+        unlink(more[i]);
+        free(more[i]);
+    }
     unlink(f->path);
     free(f->path);
     rmdir(f->dir);
 }
+
+/* Merge event SEQ of BOT. */
+static void merge_seq(struct merge *m, const char *bot, int seq)
+{
+    char *e = xasprintf("{\"type\":\"task_received\",\"seq\":%d,\"task_id\":\"T\"}", seq);
+    merge_remote_event(m, bot, e, strlen(e));
+    free(e);
+}
+
+START_TEST(test_cursors_across_restarts)
+{
+    struct fixture f;
+    fixture_open(&f);
+    merge_seq(f.m, "BOT-A", 5);
+    merge_seq(f.m, "BOT-B", 9);
+    merge_free(f.m); /* a clean exit keeps the cursors */
+    char *cursors = xasprintf("%s.cursors", f.path);
+    ck_assert_int_eq(access(cursors, F_OK), 0);
+    f.m = merge_new(f.base, f.path);
+    ck_assert_uint_eq(merge_last_seq(f.m, "BOT-A"), 5);
+    ck_assert_uint_eq(merge_last_seq(f.m, "BOT-B"), 9);
+    merge_seq(f.m, "BOT-A", 5); /* a repeat */
+    merge_seq(f.m, "BOT-A", 6);
+    merge_seq(f.m, "BOT-C", 1);
+    /* A kill -9 now: no new cursors; the old ones and the lines since. */
+    char *old = util_read_file(cursors, 1 << 20, NULL);
+    ck_assert_ptr_nonnull(old);
+    merge_free(f.m);
+    FILE *w = fopen(cursors, "w");
+    fputs(old, w);
+    fclose(w);
+    f.m = merge_new(f.base, f.path);
+    ck_assert_uint_eq(merge_last_seq(f.m, "BOT-A"), 6);
+    ck_assert_uint_eq(merge_last_seq(f.m, "BOT-B"), 9);
+    ck_assert_uint_eq(merge_last_seq(f.m, "BOT-C"), 1);
+    merge_free(f.m);
+    /* Kept cursors that do not match the log (it was replaced): every line. */
+    w = fopen(cursors, "w");
+    fputs("{\"ino\":1,\"size\":10,\"last\":3,\"bots\":{\"BOT-A\":99,\"BOT-Z\":7}}", w);
+    fclose(w);
+    f.m = merge_new(f.base, f.path);
+    ck_assert_uint_eq(merge_last_seq(f.m, "BOT-A"), 6);
+    ck_assert_uint_eq(merge_last_seq(f.m, "BOT-Z"), 0);
+    merge_free(f.m);
+    /* Garbage there: every line as well. */
+    w = fopen(cursors, "w");
+    fputs("{\"ino\":", w);
+    fclose(w);
+    f.m = merge_new(f.base, f.path);
+    ck_assert_uint_eq(merge_last_seq(f.m, "BOT-B"), 9);
+    free(old);
+    free(cursors);
+    fixture_close(&f);
+}
+END_TEST
 
 START_TEST(test_filters_and_order)
 {
@@ -131,6 +194,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_filters_and_order);
     tcase_add_test(tc, test_unlisten_while_told);
+    tcase_add_test(tc, test_cursors_across_restarts);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

@@ -392,7 +392,7 @@ def stray_files(root, work_dir, bot, supervisor=False):
         files += [r"hive\.yaml", r"hive-up\.log", r"\.deia/hive/(hive\.lock|hive\.pid)",
                   r"\.deia/hive/\.?registry\.json[^/]*", r"\.deia/hive/logs/%s\.log[^/]*" % b,
                   r"\.deia/hive/logs/hive\.log[^/]*",  # the supervisor's own log
-                  r"\.deia/hive/events\.jsonl(\.1)?"]  # the merged event stream (merge.c)
+                  r"\.deia/hive/events\.jsonl(\.1|\.cursors)?"]  # the merged event stream (merge.c)
         dirs += [r"\.deia/hive/logs"]
     file_re = re.compile("^(%s)$" % "|".join(files))
     dir_re = re.compile("^(%s)$" % "|".join(dirs))
