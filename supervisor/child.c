@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "common/cgroup.h"
+#include "common/spawn.h"
 #include "common/util.h"
 
 /* The directory of this executable, or NULL. Caller frees. */
@@ -283,7 +284,7 @@ struct child_plan {
     int unshare_below;
     bool in_cgroup; /* started inside the v2 cgroup already (clone3 CLONE_INTO_CGROUP) */
     /* Written by the child. */
-    bool ran; /* its first instruction ran */
+    volatile bool ran; /* its first instruction ran */
     enum child_stage stage;
     int err, cg_err;
     size_t v1_failed;
@@ -408,105 +409,19 @@ __attribute__((no_sanitize("address"))) static int child_main(void *arg)
 #define CHILD_STACK_SIZE (64 * 1024)
 static _Alignas(64) char child_stack[CHILD_STACK_SIZE];
 
-/* clone3(2) with CLONE_INTO_CGROUP: the child starts inside its bot's cgroup
- * v2 instead of moving there. A move (a write to cgroup.procs) takes the
- * cgroup threadgroup lock for writing, which waits for an RCU grace period
- * unless one has just passed: 8-20 ms for a lone restart on a VM, most of
- * a restart's time (bench/README.md, the fourth round). glibc has no clone3
- * wrapper, and with CLONE_VM the child must start on its own stack, so the
- * entry is a few instructions: the system call, then, in the child, FN(ARG)
- * and exit. Elsewhere than x86-64 and arm64 it reports ENOSYS and the spawn
- * moves the child as before. */
-struct child_clone_args {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
-        set_tid_size, cgroup;
-};
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
-#endif
-long child_clone3_raw(struct child_clone_args *args, size_t size, int (*fn)(void *), void *arg);
-#if defined(__x86_64__) && defined(SYS_clone3)
-__asm__(".text\n"
-        ".globl child_clone3_raw\n"
-        ".hidden child_clone3_raw\n"
-        ".type child_clone3_raw,@function\n"
-        "child_clone3_raw:\n"
-        "  endbr64\n"
-        "  mov %rdx, %r8\n" /* FN and ARG where the system call keeps them */
-        "  mov %rcx, %r9\n"
-        "  mov $435, %eax\n" /* SYS_clone3 */
-        "  syscall\n"
-        "  test %rax, %rax\n"
-        "  jnz 1f\n"
-        "  xor %ebp, %ebp\n" /* the child, on its stack: FN(ARG), then exit */
-        "  mov %r9, %rdi\n"
-        "  call *%r8\n"
-        "  mov %eax, %edi\n"
-        "  mov $60, %eax\n" /* SYS_exit */
-        "  syscall\n"
-        "  hlt\n"
-        "1: ret\n"
-        ".size child_clone3_raw, .-child_clone3_raw\n");
-#elif defined(__aarch64__) && defined(SYS_clone3)
-__asm__(".text\n"
-        ".globl child_clone3_raw\n"
-        ".hidden child_clone3_raw\n"
-        ".type child_clone3_raw,%function\n"
-        "child_clone3_raw:\n"
-        "  mov x9, x2\n"
-        "  mov x10, x3\n"
-        "  mov x8, #435\n"
-        "  svc #0\n"
-        "  cbnz x0, 1f\n"
-        "  mov x29, #0\n"
-        "  mov x0, x10\n"
-        "  blr x9\n"
-        "  mov x8, #93\n"
-        "  svc #0\n"
-        "1: ret\n"
-        ".size child_clone3_raw, .-child_clone3_raw\n");
-#else
-long child_clone3_raw(struct child_clone_args *args, size_t size, int (*fn)(void *), void *arg)
-{
-    (void)args, (void)size, (void)fn, (void)arg;
-    return -ENOSYS;
-}
-#endif
-
-/* False once the kernel said it has no clone3 or no CLONE_INTO_CGROUP. */
-static bool child_clone3_usable = true;
-
 /* Start child_main(P) on our memory, CLONE_VM | CLONE_VFORK | EXTRA: inside
  * the cgroup CG_DIR (a descriptor of its folder, or -1) from the start when
- * the kernel can, else moved there by the child. -1 with errno. */
+ * the kernel can (common/spawn.c), else moved there by the child. -1 with
+ * errno. */
 static pid_t child_clone(struct child_plan *p, unsigned long extra, int cg_dir)
 {
-    if (cg_dir >= 0 && child_clone3_usable) {
-        struct child_clone_args args = {
-            .flags = CLONE_VM | CLONE_VFORK | extra | CLONE_INTO_CGROUP,
-            .exit_signal = SIGCHLD,
-            .stack = (uint64_t)(uintptr_t)child_stack,
-            .stack_size = sizeof child_stack,
-            .cgroup = (uint64_t)cg_dir,
-        };
+    if (cg_dir >= 0 && spawn_into_cgroup_usable()) {
         p->in_cgroup = true;
-        p->ran = false;
-        long r = child_clone3_raw(&args, sizeof args, child_main, p);
-        if (r > 0 && p->ran)
-            return (pid_t)r;
-        p->in_cgroup = false;
-        if (r > 0) {
-            /* Killed before its first instruction: a kernel that kills what
-             * is cloned into a cgroup once cgroup.kill'ed (cgtree gives each
-             * start a new cgroup for this) or that otherwise disagrees.
-             * Never again here: moved, as before. */
-            waitpid((pid_t)r, NULL, 0);
-            child_clone3_usable = false;
-        } else if (r == -ENOSYS || r == -EINVAL || r == -E2BIG || r == -EPERM) {
-            child_clone3_usable = false; /* an older kernel: moved, as before */
-        }
-        /* Any other refusal (a cgroup that takes no process, say): the
-         * child's own move then says why, as before. */
+        pid_t pid = spawn_into_cgroup(cg_dir, extra, child_stack, sizeof child_stack, child_main,
+                                      p, &p->ran);
+        if (pid > 0)
+            return pid;
+        p->in_cgroup = false; /* the child's own move then says why, if it fails */
     }
     return clone(child_main, child_stack + sizeof child_stack,
                  (int)(CLONE_VM | CLONE_VFORK | extra | SIGCHLD), p);
