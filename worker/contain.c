@@ -49,6 +49,7 @@
 struct contain_job {
     char *dir; /* its cgroup; NULL without */
     int procs_fd;
+    int dir_fd; /* DIR's folder, for a child started inside (clone3) */
     pid_t pid;
     char *task_id;
     struct contain_job *next;
@@ -433,12 +434,15 @@ void contain_shutdown(void)
 struct contain_job *contain_job_new(const char *task_id)
 {
     struct contain_job *job = xcalloc(1, sizeof *job);
-    job->procs_fd = -1;
+    job->procs_fd = job->dir_fd = -1;
     job->task_id = xstrdup(task_id && *task_id ? task_id : "-");
     if (contain.mode == CONTAIN_CGROUP) {
         job->dir = xasprintf("%s/job-%lu", contain.dir, ++contain.next_job);
-        if (mkdir(job->dir, 0755) < 0 || (job->procs_fd = cgroup_procs_open(job->dir)) < 0) {
+        if (mkdir(job->dir, 0755) < 0 || (job->procs_fd = cgroup_procs_open(job->dir)) < 0 ||
+            (job->dir_fd = open(job->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
             int saved = errno;
+            if (job->procs_fd >= 0)
+                close(job->procs_fd);
             rmdir(job->dir);
             free(job->dir);
             free(job->task_id);
@@ -458,6 +462,12 @@ int contain_job_fd(const struct contain_job *job)
     return job ? job->procs_fd : -1;
 }
 
+/* The task's cgroup's folder, for a child started inside; -1 without. */
+int contain_job_dir_fd(const struct contain_job *job)
+{
+    return job ? job->dir_fd : -1;
+}
+
 /* The task's first process runs: record it. */
 void contain_job_started(struct contain_job *job, pid_t pid)
 {
@@ -466,7 +476,9 @@ void contain_job_started(struct contain_job *job, pid_t pid)
     job->pid = pid;
     if (job->procs_fd >= 0)
         close(job->procs_fd);
-    job->procs_fd = -1;
+    if (job->dir_fd >= 0)
+        close(job->dir_fd);
+    job->procs_fd = job->dir_fd = -1;
     if (!contain.dir)
         contain_record_write();
 }
@@ -493,6 +505,8 @@ void contain_job_free(struct contain_job *job)
         contain_sweep(job, false);
     if (job->procs_fd >= 0)
         close(job->procs_fd);
+    if (job->dir_fd >= 0)
+        close(job->dir_fd);
     for (struct contain_job **p = &contain.jobs; *p; p = &(*p)->next) {
         if (*p == job) {
             *p = job->next;

@@ -45,6 +45,9 @@ struct contain_job *contain_job_new(const char *task_id);
 /* The descriptor the child writes itself into (cgroup_enter_fd) between fork
  * and exec; -1 when there is no cgroup. */
 int contain_job_fd(const struct contain_job *job);
+/* The task's cgroup's folder, open, for a child started right inside it
+ * (common/spawn.h), so that it need not move; -1 when there is no cgroup. */
+int contain_job_dir_fd(const struct contain_job *job);
 /* The task's first process PID (its process group) runs: record it. */
 void contain_job_started(struct contain_job *job, pid_t pid);
 /* Kill every process of the task but its first one's zombie, which the
