@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -667,6 +668,39 @@ START_TEST(test_large_task_loads)
 }
 END_TEST
 
+/* Recovery without a descriptor to spare (EMFILE everywhere) hands over
+ * nothing and changes nothing, says it is undone, and the next call does
+ * it all, each task once. It used to skip them until the next start. */
+START_TEST(test_recover_short_of_descriptors)
+{
+    struct task *q = check_rt_task("RQ-1");
+    bool ok = false;
+    store_persist_realtime(check_st, &q, 1, &ok);
+    ck_assert(ok);
+    struct task *a = check_claimed("RA-1");
+    struct rlimit saved, none;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    none = (struct rlimit){0, saved.rlim_max};
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
+    int requeued = 0;
+    int n = store_recover(check_st, "BOT-1", check_requeue, &requeued);
+    bool undone = store_recover_incomplete(check_st);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    ck_assert_int_eq(n, 0);
+    ck_assert_int_eq(requeued, 0);
+    ck_assert(undone);
+    ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 1);
+    ck_assert_int_eq(check_count(store_paths(check_st)->realtime, ""), 1);
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 2);
+    ck_assert_int_eq(requeued, 2);
+    ck_assert(!store_recover_incomplete(check_st));
+    ck_assert_int_eq(check_count(store_paths(check_st)->active, ""), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->realtime, ""), 2);
+    task_free(a);
+    task_free(q);
+}
+END_TEST
+
 static Suite *check_store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -674,6 +708,7 @@ static Suite *check_store_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, check_setup, check_teardown);
     tcase_add_test(tc, test_persist_and_load);
+    tcase_add_test(tc, test_recover_short_of_descriptors);
     tcase_add_test(tc, test_finish_once);
     tcase_add_test(tc, test_crash_while_writing_response);
     tcase_add_test(tc, test_commit_batch);

@@ -42,6 +42,11 @@
 #define ENGINE_RETRY_MS 1000
 #define ENGINE_ANSWER_MS 5   /* longest a written answer waits for company */
 #define ENGINE_ANSWER_MAX 64 /* answers per commit */
+/* A recovery a passing shortage left undone is tried again after 100 ms,
+ * then twice as long each time, at most 1.6 s apart: soon after the
+ * shortage, without spinning through it. */
+#define ENGINE_RECOVER_MS 100
+#define ENGINE_RECOVER_MAX_MS 1600
 
 /* A finished task whose response is written but not yet durable. */
 struct engine_answer {
@@ -135,6 +140,11 @@ struct engine {
     int64_t limit_backoff; /* seconds of the last backoff of a limit without a time */
     struct budget *budget; /* NULL: none */
     char *pause_note;      /* the PAUSE file's reason, or NULL */
+
+    /* Crash recovery a passing shortage left undone (store_recover) */
+    bool recovering;          /* store_recover left something undone: nothing starts */
+    int recover_ms;           /* the wait before its next try */
+    struct event *recover_ev; /* ... which this timer makes */
 };
 
 static void engine_run_next(struct engine *e);
@@ -148,6 +158,7 @@ static void engine_tool_cb(const char *name, const char *summary, void *arg);
 static void engine_hold_set(struct engine *e, const char *reason, int64_t until, bool budget);
 static void engine_hold_clear(struct engine *e, const char *why);
 static void engine_budget_start(struct engine *e);
+static void engine_recover_cb(evutil_socket_t fd, short what, void *arg);
 
 /* Log one activity event about TASK that is not a task event of §8 (those
  * are told through events.h, whose activity sink writes them). */
@@ -895,8 +906,10 @@ static void engine_run_next(struct engine *e)
         engine_maybe_stopped(e);
         return;
     }
-    while (!e->current && !e->cooling && !e->waiting && !engine_answers_stuck(e) &&
-           !engine_paused(e)) {
+    /* Nothing is claimed (nor answered) before recovery is done: it takes
+     * what is in _active/ for what a dead worker left. */
+    while (!e->current && !e->cooling && !e->waiting && !e->recovering &&
+           !engine_answers_stuck(e) && !engine_paused(e)) {
         const struct task *next = queue_peek(e->held);
         if (!next)
             next = engine_peek_next(e);
@@ -1259,6 +1272,7 @@ struct engine *engine_new(struct event_base *base, const struct engine_config *c
     e->grace_ev = evtimer_new(base, engine_grace_cb, e);
     e->names_ev = evtimer_new(base, engine_names_cb, e);
     e->hold_ev = evtimer_new(base, engine_hold_cb, e);
+    e->recover_ev = evtimer_new(base, engine_recover_cb, e);
     e->held = queue_new();
     if (cfg->stall_after_s > 0)
         e->stall = stall_new(base, cfg->stall_after_s, engine_stalled_cb, e);
@@ -1276,11 +1290,25 @@ struct engine *engine_new(struct event_base *base, const struct engine_config *c
     return e;
 }
 
+/* True when a realtime task of id ID is queued or being stored. */
+static bool engine_knows_submission(const struct engine *e, const char *id)
+{
+    for (size_t i = 0; i < e->n_pending; i++)
+        if (strcmp(e->pending[i].task->id, id) == 0)
+            return true;
+    return queue_find(e->realtime, id) != NULL;
+}
+
 /* Requeue a recovered realtime task; a claimed one (poison) is answered
- * first. */
+ * first. A recovery tried again hands over the tasks submitted meanwhile
+ * too: those are known already. */
 static void engine_recovered_cb(struct task *t, void *arg)
 {
     struct engine *e = arg;
+    if (!t->claimed && engine_knows_submission(e, t->id)) {
+        task_free(t);
+        return;
+    }
     t->state = TASK_QUEUED;
     if (t->claimed) {
         events_task_received(e->events, t, 0);
@@ -1308,9 +1336,43 @@ static void engine_seen_cb(const struct task *t, void *arg)
     events_task_received(e->events, t, 0);
 }
 
+/* Arm the next try of a recovery left undone. */
+static void engine_recover_arm(struct engine *e)
+{
+    e->recover_ms = e->recover_ms ? e->recover_ms * 2 : ENGINE_RECOVER_MS;
+    if (e->recover_ms > ENGINE_RECOVER_MAX_MS)
+        e->recover_ms = ENGINE_RECOVER_MAX_MS;
+    struct timeval tv = {e->recover_ms / 1000, (e->recover_ms % 1000) * 1000};
+    evtimer_add(e->recover_ev, &tv);
+}
+
+/* Try again the recovery a passing shortage left undone; once done, the
+ * tasks it put back in the queue folder are looked for (inotify may be
+ * missing for the same shortage) and work starts. */
+static void engine_recover_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct engine *e = arg;
+    if (e->stopping)
+        return;
+    int n = store_recover(e->store, e->cfg.bot_id, engine_recovered_cb, e);
+    if (store_recover_incomplete(e->store)) {
+        engine_recover_arm(e);
+        return;
+    }
+    log_info("recovery done: %d more task(s) recovered", n);
+    e->recovering = false;
+    if (e->files)
+        filequeue_rescan(e->files);
+    engine_kick(e);
+}
+
 int engine_start(struct engine *e, int inotify_fd)
 {
     int n = store_recover(e->store, e->cfg.bot_id, engine_recovered_cb, e);
+    e->recovering = store_recover_incomplete(e->store);
+    if (e->recovering)
+        engine_recover_arm(e);
     /* Without a file queue (websocket-only) this watches the controls
      * folder only, for the PAUSE file. */
     e->files =
@@ -1379,6 +1441,7 @@ void engine_free(struct engine *e)
     event_free(e->grace_ev);
     event_free(e->names_ev);
     event_free(e->hold_ev);
+    event_free(e->recover_ev);
     free(e->session);
     free(e->fresh_note);
     free(e->hold_reason);
@@ -1472,6 +1535,7 @@ void engine_stop(struct engine *e)
     if (e->stopping)
         return;
     e->stopping = true;
+    evtimer_del(e->recover_ev); /* what it left undone waits for the next start */
     engine_release_held(e);
     if (e->current || engine_answers_stuck(e))
         engine_arm_grace(e);
@@ -1640,7 +1704,8 @@ enum engine_cancel_status engine_cancel(struct engine *e, const char *id, engine
         return ENGINE_CANCEL_FINISHED;
     if (found == e->current)
         return engine_cancel_running(e, cb, arg);
-    if (engine_cancel_storing(e, found) || engine_cancel_collides(e, found))
+    /* While recovery is undone nothing is claimed, a cancel's claim neither. */
+    if (e->recovering || engine_cancel_storing(e, found) || engine_cancel_collides(e, found))
         return ENGINE_CANCEL_BUSY;
     struct task *t = engine_cancel_take(e, found);
     if (!t)

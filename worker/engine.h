@@ -93,7 +93,8 @@ enum engine_cancel_status {
     ENGINE_CANCEL_OK,       /* cancelled: the callback runs once it is answered */
     ENGINE_CANCEL_UNKNOWN,  /* no task of that id */
     ENGINE_CANCEL_FINISHED, /* answered already, or its answer is being committed */
-    ENGINE_CANCEL_BUSY,     /* not now: it is being stored, or its file's name is in use */
+    ENGINE_CANCEL_BUSY,     /* not now: it is being stored, its file's name is in use, or
+                               recovery is not done */
     ENGINE_CANCEL_STOPPING
 };
 

@@ -19,6 +19,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/strmap.h"
 #include "common/util.h"
 #include "worker/answers.h"
 #include "worker/response.h"
@@ -39,7 +40,18 @@ struct store {
     char *bot_id;
     enum store_publish publish; /* the first that works here, found once */
     struct answers *answers;    /* the index of answered ids */
+    /* A recovery that a passing shortage left undone (store_recover runs
+     * again): what it did already, by "a/" or "r/" and the name in _active/
+     * or _realtime/, so that nothing is handed over or counted twice. NULL
+     * when no recovery is under way. */
+    struct strmap *recovering;
+    bool active_listed; /* _active/ was listed once by this recovery */
+    bool incomplete;    /* the last pass left something to do again */
+    bool warned;        /* ... and said so */
 };
+
+/* Marks in store.recovering: a task handed to the callback; a death counted. */
+static char store_mark_handed, store_mark_counted;
 
 /* Build the path table for BOT_ID under WORK_DIR. */
 static void store_build_paths(struct store_paths *p, const char *work_dir, const char *bot)
@@ -127,6 +139,7 @@ void store_free(struct store *s)
         free(p[i]);
     free(s->bot_id);
     answers_free(s->answers);
+    strmap_free(s->recovering);
     free(s);
 }
 
@@ -444,6 +457,7 @@ struct task *store_load_realtime(struct store *s, const char *dir, const char *n
     const char *id = json_get_str(o, "task_id"), *cmd = json_get_str(o, "command");
     if (!json_is_object(o) || !task_id_valid(id) || !cmd) {
         json_decref(o);
+        errno = EINVAL; /* never a passing error: it will not parse later either */
         return NULL;
     }
     struct task *t = task_new(id, store_source_parse(json_get_str(o, "source")));
@@ -789,17 +803,34 @@ static bool store_skip_name(const char *name)
     return name[0] == '.';
 }
 
-/* Give a pending response that was never linked its final name. False when
- * it is not a whole response (then the task must run again). */
-static bool store_link_orphan(struct store *s, const char *pending)
+/* A step of recovery failed with ERR (an errno) on WHAT. True when it is a
+ * passing shortage (store_transient): the step is left for the next pass,
+ * said once. False for anything else (the caller does what it always did). */
+static bool store_shortage(struct store *s, int err, const char *what)
+{
+    if (!store_transient(err))
+        return false;
+    if (!s->warned)
+        log_warn("recovery: %s: %s; tried again soon", what, strerror(err));
+    s->warned = true;
+    s->incomplete = true;
+    return true;
+}
+
+/* Give a pending response that was never linked its final name. 1 done, 0
+ * when it is not a whole response (then the task must run again), -errno
+ * when it cannot be read or linked now (a passing shortage: try again). */
+static int store_link_orphan(struct store *s, const char *pending)
 {
     size_t len;
     char *text = store_read_regular(pending, &len);
+    if (!text && store_transient(errno))
+        return -errno;
     struct stat st;
     struct response_header h;
     if (!text || stat(pending, &st) < 0 || response_parse(text, len, &h) < 0) {
         free(text);
-        return false;
+        return 0;
     }
     free(text);
     struct response r = {.bot_id = s->bot_id,
@@ -810,30 +841,49 @@ static bool store_link_orphan(struct store *s, const char *pending)
                              (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
     char *base = response_base_name(&r);
     char *name = NULL;
-    bool linked = store_link_response(s, pending, base, &name) == 0;
+    int linked = store_link_response(s, pending, base, &name);
     free(name);
     free(base);
     response_header_clear(&h);
-    return linked;
+    return linked == 0 ? 1 : store_transient(-linked) ? linked : 0;
 }
 
-/* Finish a response whose task died mid-way: link it if needed. True when a
- * whole pending response existed for FILE_NAME (the task then counts as
- * done); anything less is removed and the task runs again. */
-static bool store_settle_pending(struct store *s, const char *file_name)
+/* Finish a response whose task died mid-way: link it if needed. 1 when a
+ * whole pending response exists for FILE_NAME (the task counts as done; its
+ * pending name stays for store_release_pending, after the archive); 0 when
+ * none does (anything less is removed and the task runs again); -errno when
+ * that cannot be told now (a passing shortage: nothing was changed). */
+static int store_settle_pending(struct store *s, const char *file_name)
 {
     char *pending = store_pending_path(s, file_name);
     char *tmp = xasprintf("%s.tmp", pending);
     unlink(tmp); /* a response that was still being written: it runs again */
     struct stat st;
-    bool found = lstat(pending, &st) == 0 && S_ISREG(st.st_mode);
-    if (found && st.st_nlink < 2)
-        found = store_link_orphan(s, pending);
-    if (!found || answers_recover(s->answers, pending) == 0)
-        unlink(pending); /* else kept: indexed at the next start */
+    int r = 0;
+    if (lstat(pending, &st) == 0)
+        r = S_ISREG(st.st_mode);
+    else if (store_transient(errno))
+        r = -errno;
+    if (r == 1 && st.st_nlink < 2)
+        r = store_link_orphan(s, pending);
+    if (r == 0)
+        unlink(pending);
     free(tmp);
     free(pending);
-    return found;
+    return r;
+}
+
+/* Index the answer behind FILE_NAME's pending name (store_settle_pending
+ * found it whole), then drop that name. 0, or -errno with the pending name
+ * kept (indexed by a later pass, or at the next start). */
+static int store_release_pending(struct store *s, const char *file_name)
+{
+    char *pending = store_pending_path(s, file_name);
+    int r = answers_recover(s->answers, pending);
+    if (r == 0)
+        unlink(pending);
+    free(pending);
+    return r;
 }
 
 /* How many times the worker died while it held the task FILE_NAME (its
@@ -850,27 +900,29 @@ static int store_deaths(struct store *s, const char *file_name)
     return deaths;
 }
 
-/* Count one more death of the worker that held FILE_NAME (DEATHS so far),
- * durably before the task runs again: a crash right after still counts. */
-static void store_count_death(struct store *s, const char *file_name, int deaths)
+/* Count one more death of the worker that held FILE_NAME (DEATHS so far);
+ * the caller makes it durable (store_fsync_dir) before the task runs
+ * again: a crash right after still counts. 0 or -errno. */
+static int store_count_death(struct store *s, const char *file_name, int deaths)
 {
     char *next = store_death_path(s, file_name, deaths + 1);
+    int r = 0;
     if (deaths > 0) {
         char *prev = store_death_path(s, file_name, deaths);
-        rename(prev, next);
+        r = rename(prev, next) < 0 ? -errno : 0;
         free(prev);
     } else {
         int fd = store_create(next, s->paths.active);
-        if (fd >= 0)
-            close(fd);
+        r = fd < 0 ? -errno : close(fd);
     }
     free(next);
-    store_fsync_dir(s->paths.active);
+    return r;
 }
 
 /* The task FILE_NAME in _active/ (SOURCE its kind) as a claimed task that
  * is answered failed without running: its worker died with it too often.
- * NULL when it cannot be read (it is then put back as any other). */
+ * NULL with errno when it cannot be read (a passing shortage: try again;
+ * else it is put back as any other). */
 static struct task *store_poison(struct store *s, const char *file_name, enum task_source source,
                                  int deaths)
 {
@@ -884,8 +936,13 @@ static struct task *store_poison(struct store *s, const char *file_name, enum ta
         t->file_name = xstrdup(file_name);
         t->from = xstrdup("unknown");
         char *path = xasprintf("%s/%s", s->paths.active, file_name);
-        store_parse_claimed(t, path, s->bot_id);
+        int r = store_parse_claimed(t, path, s->bot_id);
         free(path);
+        if (r < 0) {
+            task_free(t);
+            errno = -r;
+            return NULL;
+        }
     } else if (!(t = store_load_realtime(s, s->paths.active, file_name))) {
         return NULL;
     }
@@ -905,12 +962,13 @@ static enum task_source store_active_source(const char *name)
 
 /* Remove the death markers in _active/ whose task is no longer there: a
  * worker killed between a task's archive and its markers' removal leaves
- * them (they would count against a later task of the same file name). */
-static void store_sweep_deaths(struct store *s)
+ * them (they would count against a later task of the same file name).
+ * -errno when the folder cannot be read now (a passing shortage). */
+static int store_sweep_deaths(struct store *s)
 {
     DIR *d = opendir(s->paths.active);
     if (!d)
-        return;
+        return store_transient(errno) ? -errno : 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         const char *mark = strstr(e->d_name, ".died-");
@@ -922,6 +980,74 @@ static void store_sweep_deaths(struct store *s)
         free(task);
     }
     closedir(d);
+    return 0;
+}
+
+/* NAME in _active/ was answered: archive it, then drop its pending name.
+ * Its pending name stays until the archive is done: a task still in
+ * _active/ without one runs again. 0 or -errno (a passing shortage). */
+static int store_recover_answered(struct store *s, const char *name)
+{
+    int r = store_archive(s, name);
+    if (r < 0 && store_transient(-r))
+        return r;
+    if (r < 0) /* kept answered: the next start archives it */
+        return 0;
+    store_forget_deaths(s, name);
+    r = store_release_pending(s, name);
+    return r < 0 && store_transient(-r) ? r : 0;
+}
+
+/* NAME in _active/ (KEY its key in s->recovering) was not answered: when
+ * its worker died with it too often, hand it to CB (claimed, to be answered
+ * failed); else count this death (COUNTED: a pass before did) and put it
+ * back where it came from. 1 when handed to CB, 0, or -errno (a passing
+ * shortage: the next pass goes on from there). */
+static int store_recover_unanswered(struct store *s, const char *name, const char *key,
+                                    bool counted, store_requeue_cb cb, void *arg)
+{
+    enum task_source source = store_active_source(name);
+    int deaths = store_deaths(s, name) + !counted;
+    if (deaths >= STORE_POISON_DEATHS) {
+        struct task *poison = store_poison(s, name, source, deaths);
+        if (!poison && store_transient(errno))
+            return -errno;
+        if (poison) {
+            strmap_put(s->recovering, key, &store_mark_handed);
+            cb(poison, arg);
+            return 1;
+        }
+    }
+    if (!counted) {
+        int r = store_count_death(s, name, deaths - 1);
+        if (r < 0 && store_transient(-r))
+            return r;
+        strmap_put(s->recovering, key, &store_mark_counted);
+    }
+    int r = store_fsync_dir(s->paths.active); /* the death is durable before it runs */
+    if (r < 0 && store_transient(-r))
+        return r;
+    struct task t = {.file_name = (char *)name, .source = source};
+    r = store_unclaim(s, &t);
+    return r < 0 && store_transient(-r) ? r : 0;
+}
+
+/* Settle the task NAME left in _active/: 1 when handed to CB, 0 when
+ * settled otherwise, -errno when a passing shortage left it to a later
+ * pass. A task a pass before handed over is left alone. */
+static int store_recover_one(struct store *s, const char *name, store_requeue_cb cb, void *arg)
+{
+    char *key = xasprintf("a/%s", name);
+    void *mark = strmap_get(s->recovering, key);
+    int r = 0;
+    if (mark != &store_mark_handed)
+        r = store_settle_pending(s, name);
+    if (r > 0)
+        r = store_recover_answered(s, name);
+    else if (r == 0 && mark != &store_mark_handed)
+        r = store_recover_unanswered(s, name, key, mark == &store_mark_counted, cb, arg);
+    free(key);
+    return r;
 }
 
 /* Settle every task left in _active/: archive the answered ones, hand the
@@ -929,44 +1055,52 @@ static void store_sweep_deaths(struct store *s)
  * where they came from. Returns the number handed to CB. */
 static int store_recover_active(struct store *s, store_requeue_cb cb, void *arg)
 {
-    store_sweep_deaths(s); /* first: a task put back below leaves _active/ */
-    DIR *d = opendir(s->paths.active);
-    if (!d)
+    /* The sweep first (a task put back below leaves _active/), and only
+     * until _active/ was listed: after that it would take the markers of
+     * the tasks put back for stale ones. */
+    int r = s->active_listed ? 0 : store_sweep_deaths(s);
+    if (r < 0 && store_shortage(s, -r, s->paths.active))
         return 0;
+    DIR *d = opendir(s->paths.active);
+    if (!d) {
+        store_shortage(s, errno, s->paths.active);
+        return 0;
+    }
+    s->active_listed = true;
     int count = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         if (store_skip_name(e->d_name))
             continue;
-        if (store_settle_pending(s, e->d_name)) {
-            if (store_archive(s, e->d_name) == 0)
-                store_forget_deaths(s, e->d_name);
-            continue;
-        }
-        enum task_source source = store_active_source(e->d_name);
-        int deaths = store_deaths(s, e->d_name) + 1;
-        struct task *poison =
-            deaths >= STORE_POISON_DEATHS ? store_poison(s, e->d_name, source, deaths) : NULL;
-        if (poison) {
-            cb(poison, arg);
-            count++;
-            continue;
-        }
-        store_count_death(s, e->d_name, deaths - 1);
-        struct task t = {.file_name = e->d_name, .source = source};
-        store_unclaim(s, &t);
+        r = store_recover_one(s, e->d_name, cb, arg);
+        if (r < 0)
+            store_shortage(s, -r, e->d_name);
+        count += r > 0;
     }
     closedir(d);
     return count;
 }
 
+/* True unless FILE_NAME is known to be absent from _active/. */
+static bool store_maybe_active(struct store *s, const char *file_name)
+{
+    char *path = xasprintf("%s/%s", s->paths.active, file_name);
+    bool r = faccessat(AT_FDCWD, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT;
+    free(path);
+    return r;
+}
+
 /* Settle pending responses whose task was archived already; a temp file
- * left now belongs to no claimed task and goes. */
+ * left now belongs to no claimed task and goes. The pending response of a
+ * task still in _active/ is left to store_recover_active: it says the task
+ * was answered. */
 static void store_recover_orphans(struct store *s)
 {
     DIR *d = opendir(s->paths.pending);
-    if (!d)
+    if (!d) {
+        store_shortage(s, errno, s->paths.pending);
         return;
+    }
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t n = strlen(e->d_name);
@@ -977,7 +1111,11 @@ static void store_recover_orphans(struct store *s)
         if (n < 9 || strcmp(e->d_name + n - 8, ".pending") != 0)
             continue;
         char *file_name = xstrndup(e->d_name, n - 8);
-        store_settle_pending(s, file_name);
+        int r = store_maybe_active(s, file_name) ? 0 : store_settle_pending(s, file_name);
+        if (r > 0)
+            r = store_release_pending(s, file_name);
+        if (r < 0)
+            store_shortage(s, -r, e->d_name);
         free(file_name);
     }
     closedir(d);
@@ -986,11 +1124,13 @@ static void store_recover_orphans(struct store *s)
 /* A realtime task file that reads but does not parse was cut by a power
  * loss before its batch's sync, so it was never acknowledged: rename it to
  * a dot name (not a task) instead of reading it at every start. One that
- * cannot be read now is left alone. */
-static void store_set_aside(struct store *s, const char *name)
+ * cannot be read is left alone. 0, or -errno when it cannot be read now (a
+ * passing shortage: try again). */
+static int store_set_aside(struct store *s, const char *name)
 {
     char *path = xasprintf("%s/%s", s->paths.realtime, name);
     char *text = store_read_regular(path, NULL);
+    int r = !text && store_transient(errno) ? -errno : 0;
     if (text) {
         char *aside = xasprintf("%s/.%s.unreadable", s->paths.realtime, name);
         rename(path, aside);
@@ -998,33 +1138,77 @@ static void store_set_aside(struct store *s, const char *name)
     }
     free(text);
     free(path);
+    return r;
+}
+
+/* Hand the task NAME in _realtime/ (KEY its key in s->recovering) to CB: 1
+ * when it was, 0 when it cannot be read now (a later pass tries again) or
+ * does not parse (set aside). */
+static int store_recover_queued(struct store *s, const char *name, const char *key,
+                                store_requeue_cb cb, void *arg)
+{
+    struct task *t = store_load_realtime(s, s->paths.realtime, name);
+    if (t) {
+        strmap_put(s->recovering, key, &store_mark_handed);
+        cb(t, arg);
+        return 1;
+    }
+    if (store_shortage(s, errno, name))
+        return 0;
+    int r = store_set_aside(s, name);
+    if (r < 0)
+        store_shortage(s, -r, name);
+    return 0;
+}
+
+/* Hand every task in _realtime/ to CB that no pass before handed over. At
+ * the FIRST pass only, temp files go: later ones run beside the worker's
+ * own submissions, whose temp files those may be. */
+static int store_recover_realtime(struct store *s, bool first, store_requeue_cb cb, void *arg)
+{
+    DIR *d = opendir(s->paths.realtime);
+    if (!d) {
+        store_shortage(s, errno, s->paths.realtime);
+        return 0;
+    }
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (store_skip_name(e->d_name)) {
+            if (first && strstr(e->d_name, ".tmp")) /* never acknowledged */
+                unlinkat(dirfd(d), e->d_name, 0);
+            continue;
+        }
+        char *key = xasprintf("r/%s", e->d_name);
+        if (!strmap_get(s->recovering, key))
+            count += store_recover_queued(s, e->d_name, key, cb, arg);
+        free(key);
+    }
+    closedir(d);
+    return count;
 }
 
 int store_recover(struct store *s, const char *bot_id, store_requeue_cb cb, void *arg)
 {
     (void)bot_id;
+    bool first = !s->recovering;
+    if (first)
+        s->recovering = strmap_new();
+    s->incomplete = false;
     int count = store_recover_active(s, cb, arg);
     store_recover_orphans(s);
-    DIR *d = opendir(s->paths.realtime);
-    if (!d)
-        return count;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (store_skip_name(e->d_name)) {
-            if (strstr(e->d_name, ".tmp")) /* never acknowledged */
-                unlinkat(dirfd(d), e->d_name, 0);
-            continue;
-        }
-        struct task *t = store_load_realtime(s, s->paths.realtime, e->d_name);
-        if (t) {
-            cb(t, arg);
-            count++;
-        } else {
-            store_set_aside(s, e->d_name);
-        }
+    count += store_recover_realtime(s, first, cb, arg);
+    if (!s->incomplete) { /* done: the next call is a new recovery */
+        strmap_free(s->recovering);
+        s->recovering = NULL;
+        s->active_listed = s->warned = false;
     }
-    closedir(d);
     return count;
+}
+
+bool store_recover_incomplete(const struct store *s)
+{
+    return s->recovering != NULL;
 }
 
 int store_set_paused(struct store *s, bool paused)

@@ -121,8 +121,16 @@ typedef void (*store_requeue_cb)(struct task *task, void *arg);
  * that does not parse is renamed to a dot name). A task the worker died
  * with 3 times in a row (counted durably in _active/) is poison: it stays
  * claimed and goes to CB to be answered failed. Returns the number of tasks
- * handed over. */
+ * handed over. What a passing shortage (store_transient: no descriptor, no
+ * memory) kept it from doing is left for the next call, while
+ * store_recover_incomplete() says so: each call goes on from there, never
+ * handing a task over twice nor counting a death twice. Until it is done,
+ * nothing may be claimed or answered (the next call takes what is in
+ * _active/ for what a dead worker left); tasks persisted meanwhile in
+ * _realtime/ are handed over too (the caller knows them already). */
 int store_recover(struct store *store, const char *bot_id, store_requeue_cb cb, void *arg);
+/* True while the last store_recover() left something to do again. */
+bool store_recover_incomplete(const struct store *store);
 
 /* The index of this bot's answers by task id (answers.h): kept by the
  * commit and by recovery, read by look-ups. */

@@ -178,6 +178,101 @@ class Transient(WorkerTestCase):
         self.assertIn("-complete.md", name, parse_response(text)["error"])
 
 
+RECOVERY_GATE_SHIM = r"""
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+/* The worker's first look at _active/ (recovery's first step) waits while
+ * the gate file exists, saying so with a folder (no descriptor). */
+DIR *opendir(const char *name)
+{
+    const char *g = getenv("HIVE_TEST_RECOVERY_GATE");
+    size_t n = strlen(name);
+    if (g && n > 8 && strcmp(name + n - 8, "/_active") == 0 && access(g, F_OK) == 0) {
+        char reached[4096];
+        snprintf(reached, sizeof reached, "%s.reached", g);
+        mkdir(reached, 0700);
+        for (int i = 0; i < 3000 && access(g, F_OK) == 0; i++)
+            usleep(10000);
+    }
+    return ((DIR *(*)(const char *))dlsym(RTLD_NEXT, "opendir"))(name);
+}
+"""
+
+
+class RecoveryShortage(WorkerTestCase):
+    """Recovery at start short of descriptors: what a killed worker left in
+    _active/ and _realtime/ (accepted, not answered) is recovered as soon as
+    descriptors are back, each task answered exactly once. It was skipped
+    (opendir failed with EMFILE) and waited for the next restart.
+
+    The limit is lowered across the moment of recovery: the worker raises its
+    soft limit to the hard one first thing, and a hard limit cannot be raised
+    again without CAP_SYS_RESOURCE, so it cannot be started with a tiny one.
+    A shim holds its first opendir of _active/ while the test lowers its soft
+    limit to the descriptors it holds (prlimit); every open of recovery then
+    fails with a real EMFILE until the test gives the limit back."""
+
+    def build_shim(self):
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc:
+            self.skipTest("no C compiler for the shim")
+        src = os.path.join(self.tmp, "gate.c")
+        so = os.path.join(self.tmp, "gate.so")
+        with open(src, "w") as f:
+            f.write(RECOVERY_GATE_SHIM)
+        subprocess.run([cc, "-shared", "-fPIC", "-o", so, src, "-ldl"], check=True)
+        return so
+
+    def test_recovery_short_of_descriptors_is_tried_again(self):
+        so = self.build_shim()
+        w = self.new_worker()
+        self.assertEqual(w.post("/api/pause").status, 200)
+        for tid in ("REC-Q", "REC-RUN"):
+            w.submit("left " + tid, task_id=tid)
+        w.write_task("rec-file.md", "left running\n")
+        wait_for(lambda: w.status()["queue"]["file"] == 1, what="file task queued")
+        kill_and_wait(w)
+        # As the killed worker would have left them running: claimed.
+        os.rename(w.sub("_realtime/REC-RUN.json"), w.sub("_active/REC-RUN.json"))
+        os.rename(w.sub("rec-file.md"), w.sub("_active/rec-file.md"))
+        os.unlink(w.pause_file)
+        gate = os.path.join(self.tmp, "gate")
+        open(gate, "w").close()
+        # The shim comes before ASan's runtime: ASan is told that is fine.
+        env = {"LD_PRELOAD": so, "HIVE_TEST_RECOVERY_GATE": gate,
+               "ASAN_OPTIONS": "verify_asan_link_order=0:detect_leaks=1:abort_on_error=0"}
+        w2 = self.restart(w, env=env, wait_listen=False)
+        try:
+            wait_for(lambda: os.path.isdir(gate + ".reached"), 20, what="recovery starting")
+            pid = w2.proc.pid
+            soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+            used = len(os.listdir("/proc/%d/fd" % pid))
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (used, hard))
+            try:
+                os.unlink(gate)
+                w2.wait_listening()   # recovery has run, short of descriptors
+                self.assertEqual(w2.responses(), [])
+            finally:
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        finally:
+            if os.path.exists(gate):
+                os.unlink(gate)
+        for tid in ("REC-Q", "REC-RUN", "rec-file"):
+            name, text = w2.wait_response(tid, timeout=15)
+            self.assertIn("-complete.md", name, parse_response(text)["error"])
+        self.assertIn("recovery: ", w2.log_text(), "recovery was short of descriptors")
+        wait_for(lambda: w2.listdir("_active") == [], what="nothing left claimed")
+        self.assertEqual(w2.listdir("_realtime"), [])
+        for tid in ("REC-Q", "REC-RUN", "rec-file"):
+            self.assertEqual(len(w2.responses(tid)), 1, tid)
+
+
 class Folders(WorkerTestCase):
     """Case 4: a folder of the layout removed at runtime is made again."""
 
