@@ -20,6 +20,15 @@
  * long, which nobody watching sees).
  * A group's batch is one buffer, queued by reference (not copied) on the
  * connection of each of its subscribers and freed once the last has sent it.
+ *
+ * What 100 subscribers cost a busy worker (bench E2, perf): ~25-35 µs per
+ * mock task, nearly all of it in the kernel copying the ~1.2 KB of events a
+ * task makes into each subscriber's socket (_copy_from_iter under writev,
+ * ~115 KB per subscriber per 25 ms batch at 4,000 tasks/s); the hub's own
+ * code (framing, groups, references) is under 1% of the samples. A longer
+ * interval (100 ms) saves nothing more, and tee(2)+splice(2) of one pipe
+ * into every socket (no copy per subscriber) was no cheaper than writev in a
+ * stand-alone test on the bench machine: the bytes are the cost.
  */
 #include "common/ssehub.h"
 
