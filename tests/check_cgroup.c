@@ -23,25 +23,6 @@
 #include "common/util.h"
 #include "tests/check_support.h"
 
-/* A fresh child cgroup of ours for one test, or NULL (reason printed). */
-static char *test_cgroup(const char *name)
-{
-    char err[512];
-    char *self = cgroup_self_dir(err, sizeof err);
-    if (!self) {
-        printf("no cgroup v2 here (%s): skipped\n", err);
-        return NULL;
-    }
-    char *dir = xasprintf("%s/hive-check-%s-%d", self, name, (int)getpid());
-    free(self);
-    if (cgroup_make(dir, err, sizeof err) < 0) {
-        printf("cannot make a cgroup here (%s): skipped\n", err);
-        free(dir);
-        return NULL;
-    }
-    return dir;
-}
-
 /* Wait for PID (our child) and return its status. */
 static int reap(pid_t pid)
 {
@@ -86,7 +67,7 @@ END_TEST
 
 START_TEST(test_kill_reaches_setsid_grandchild)
 {
-    char *dir = test_cgroup("kill");
+    char *dir = check_cgroup_new("kill");
     if (!dir)
         return;
     int p[2];
@@ -134,7 +115,7 @@ END_TEST
 
 START_TEST(test_enter_by_fd_before_exec)
 {
-    char *dir = test_cgroup("fd");
+    char *dir = check_cgroup_new("fd");
     if (!dir)
         return;
     int fd = cgroup_procs_open(dir);
@@ -163,7 +144,7 @@ END_TEST
 
 START_TEST(test_remove_tree_and_missing)
 {
-    char *dir = test_cgroup("tree");
+    char *dir = check_cgroup_new("tree");
     if (!dir)
         return;
     char *sub = xasprintf("%s/hive-sub", dir);

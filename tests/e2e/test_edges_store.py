@@ -46,6 +46,19 @@ def kill_and_wait(w):
     w.proc.wait(10)
 
 
+
+def build_shim(test, source, name):
+    """SOURCE compiled as TEST.tmp/NAME.so, for LD_PRELOAD; skips TEST without a compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        test.skipTest("no C compiler for the %s shim" % name)
+    src = os.path.join(test.tmp, name + ".c")
+    so = os.path.join(test.tmp, name + ".so")
+    with open(src, "w") as f:
+        f.write(source)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", so, src, "-ldl"], check=True)
+    return so
+
 class Ids(WorkerTestCase):
     """Case 1: ids starting with a dot are refused at every door."""
 
@@ -219,15 +232,7 @@ class RecoveryShortage(WorkerTestCase):
     fails with a real EMFILE until the test gives the limit back."""
 
     def build_shim(self):
-        cc = shutil.which("cc") or shutil.which("gcc")
-        if not cc:
-            self.skipTest("no C compiler for the shim")
-        src = os.path.join(self.tmp, "gate.c")
-        so = os.path.join(self.tmp, "gate.so")
-        with open(src, "w") as f:
-            f.write(RECOVERY_GATE_SHIM)
-        subprocess.run([cc, "-shared", "-fPIC", "-o", so, src, "-ldl"], check=True)
-        return so
+        return build_shim(self, RECOVERY_GATE_SHIM, "gate")
 
     def test_recovery_short_of_descriptors_is_tried_again(self):
         so = self.build_shim()
@@ -398,15 +403,7 @@ class SyncOffLoop(WorkerTestCase):
     """Case 12: a sync that takes long blocks no request."""
 
     def build_shim(self):
-        cc = shutil.which("cc") or shutil.which("gcc")
-        if not cc:
-            self.skipTest("no C compiler for the sync shim")
-        src = os.path.join(self.tmp, "shim.c")
-        so = os.path.join(self.tmp, "shim.so")
-        with open(src, "w") as f:
-            f.write(SHIM)
-        subprocess.run([cc, "-shared", "-fPIC", "-o", so, src, "-ldl"], check=True)
-        return so
+        return build_shim(self, SHIM, "shim")
 
     def test_health_answers_while_a_sync_hangs(self):
         if "asan" in os.environ.get("HIVE_BUILD_DIR", ""):
