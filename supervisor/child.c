@@ -417,8 +417,8 @@ static pid_t child_clone(struct child_plan *p, unsigned long extra, int cg_dir)
 {
     if (cg_dir >= 0 && spawn_into_cgroup_usable()) {
         p->in_cgroup = true;
-        pid_t pid = spawn_into_cgroup(cg_dir, extra, child_stack, sizeof child_stack, child_main,
-                                      p, &p->ran);
+        pid_t pid = spawn_into_cgroup(cg_dir, extra, child_stack, sizeof child_stack, child_main, p,
+                                      &p->ran);
         if (pid > 0)
             return pid;
         p->in_cgroup = false; /* the child's own move then says why, if it fails */

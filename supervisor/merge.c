@@ -196,7 +196,8 @@ struct merge *merge_new(struct event_base *base, const char *path)
     m->log = evlog_open_after(path, "hive_seq", kept ? &mark : NULL, merge_scan_cb, m, &after);
     const char *id;
     json_t *seq;
-    json_object_foreach (after ? kept : NULL, id, seq) { /* what came before the mark */
+    json_object_foreach(after ? kept : NULL, id, seq)
+    { /* what came before the mark */
         struct merge_bot *b = merge_bot(m, id);
         if (json_is_integer(seq) && (uint64_t)json_integer_value(seq) > b->last_seq)
             b->last_seq = (uint64_t)json_integer_value(seq);

@@ -478,8 +478,7 @@ static void watch_metrics_tasks(struct watch *w, struct util_buf *b)
         metrics_sample(b, "hive_task_output_dropped_events_total",
                        &(struct metrics_label){"bot", info.id}, 1,
                        watch_bot_at(w, i, info.id)->dropped_events);
-    metrics_family(b, "hive_task_output_dropped_bytes_total", "counter",
-                   "Bytes of those chunks.");
+    metrics_family(b, "hive_task_output_dropped_bytes_total", "counter", "Bytes of those chunks.");
     for (size_t i = 0; hive_bot_at(w->hive, i, &info); i++)
         metrics_sample(b, "hive_task_output_dropped_bytes_total",
                        &(struct metrics_label){"bot", info.id}, 1,

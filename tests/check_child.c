@@ -240,8 +240,7 @@ START_TEST(test_cgtree_new_cgroup_per_start)
     char *first = cgtree_worker_dir(tree, "BOT-1", err, sizeof err);
     ck_assert_msg(first, "%s", err);
     char out[4096];
-    ck_assert_int_eq(child_test_run_in("/bin/sh", child_test_cg_script, first, out, sizeof out),
-                     7);
+    ck_assert_int_eq(child_test_run_in("/bin/sh", child_test_cg_script, first, out, sizeof out), 7);
     child_test_check_in(out, first);
     /* The bot's cgroup is killed when its worker dies: the next start gets
      * a new cgroup beside, and the emptied one goes. */

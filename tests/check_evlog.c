@@ -56,8 +56,8 @@ static void add_hive(struct evlog *lg, uint64_t n, size_t pad)
 {
     char *fill = xcalloc(1, pad + 1);
     memset(fill, 'p', pad);
-    char *line = xasprintf("{\"type\":\"t\",\"hive_seq\":%llu,\"pad\":\"%s\"}",
-                           (unsigned long long)n, fill);
+    char *line =
+        xasprintf("{\"type\":\"t\",\"hive_seq\":%llu,\"pad\":\"%s\"}", (unsigned long long)n, fill);
     evlog_append(lg, line, strlen(line), n);
     free(line);
     free(fill);

@@ -247,8 +247,7 @@ static void contain_record_replay(void)
 {
     const char *name;
     int dfd = contain_record_dir(&name);
-    int fd = dfd < 0 ? -1
-                     : openat(dfd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+    int fd = dfd < 0 ? -1 : openat(dfd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     if (dfd >= 0)
         close(dfd);
     struct stat st;
