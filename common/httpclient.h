@@ -6,10 +6,11 @@
  * connections are kept alive and reused per host:port and private socket
  * (httpconn.h: the connection layer the proxy draws on too, so a client on
  * the proxy's set shares its connections), every call has a connect and a
- * read timeout, and responses are parsed with http-parser. A call either collects the whole body (bounded) or
- * streams it to a callback as it arrives (Server-Sent Events). HTTPS goes
- * over libevent's OpenSSL bufferevents with the peer verified. Every call
- * ends with exactly one done callback, unless cancelled first.
+ * read timeout, and responses are parsed with http-parser. A call either
+ * collects the whole body (bounded) or streams it to a callback as it
+ * arrives (Server-Sent Events). HTTPS goes over libevent's OpenSSL
+ * bufferevents with the peer verified. Every call ends with exactly one
+ * done callback, unless cancelled first.
  */
 #ifndef HIVE_HTTPCLIENT_H
 #define HIVE_HTTPCLIENT_H
