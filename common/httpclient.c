@@ -5,7 +5,8 @@
  * uses too.
  *
  * A call goes: lookup (evdns, or none for a numeric address) -> an idle
- * connection of its pool, or a new one -> the request written (one send()
+ * connection of its pool, or a new one (to the server's private socket
+ * first, when the request names one) -> the request written (one send()
  * when the connection is up) -> the response fed to http-parser where it
  * was read -> done. A connection goes back to its pool only when the
  * response was complete and both sides said keep-alive; a call that met a
@@ -68,7 +69,7 @@ struct httpclient_call {
     struct httpclient_lookup *lookup;
     struct httpclient_callbacks cb;
     void *arg;
-    char *method, *host, *path, *headers, *body;
+    char *method, *host, *path, *headers, *body, *local;
     size_t body_len, max_body;
     int port;
     struct ssl_ctx_st *tls;
@@ -82,6 +83,7 @@ struct httpclient_call {
     int status;
     bool bad_status; /* a status line without a real code (under 100) */
     bool head_seen, complete, keep_alive, answered, reused, retried, connected;
+    bool sent; /* a connection was up with the request on it (never cleared) */
     bool busy, cancelled;
     char why[200]; /* an early failure, delivered by DEADLINE */
 };
@@ -208,6 +210,7 @@ static void httpclient_call_free(struct httpclient_call *call)
     free(call->path);
     free(call->headers);
     free(call->body);
+    free(call->local);
     free(call);
 }
 
@@ -342,6 +345,7 @@ static int httpclient_call_feed(struct httpclient_call *call, const char *data, 
 static void httpclient_call_connected(struct httpclient_call *call)
 {
     call->connected = true;
+    call->sent = true; /* the request is queued before, or written right after */
     evtimer_del(call->deadline);
     httpconn_watch(call->conn, call->has_read_tv ? &call->read_tv : NULL);
 }
@@ -492,6 +496,7 @@ struct httpclient_call *httpclient_send(struct httpclient *hc, const struct http
     call->port = req->port;
     call->path = xstrdup(req->path ? req->path : "/");
     call->headers = req->headers ? xstrdup(req->headers) : NULL;
+    call->local = req->local && *req->local ? xstrdup(req->local) : NULL;
     if (req->body) {
         call->body = xmalloc(req->body_len + 1);
         memcpy(call->body, req->body, req->body_len);
@@ -511,7 +516,8 @@ struct httpclient_call *httpclient_send(struct httpclient *hc, const struct http
     }
     bool v6 = strchr(call->host, ':') != NULL;
     char *authority = xasprintf("%s%s%s:%d", v6 ? "[" : "", call->host, v6 ? "]" : "", call->port);
-    struct httpconn_dest dest = {.authority = authority, .tls = call->tls, .tls_host = call->host};
+    struct httpconn_dest dest = {
+        .authority = authority, .local = call->local, .tls = call->tls, .tls_host = call->host};
     call->pool = httpconn_pool_get(hc->conns, &dest);
     free(authority);
     call->connect_tv = (struct timeval){cms / 1000, cms % 1000 * 1000};
@@ -531,6 +537,12 @@ void httpclient_cancel(struct httpclient_call *call)
         return;
     }
     httpclient_call_free(call);
+}
+
+/* Whether CALL's request may have reached the server. */
+bool httpclient_call_sent(const struct httpclient_call *call)
+{
+    return call->sent;
 }
 
 /* ---- the client ------------------------------------------------------------ */

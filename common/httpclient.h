@@ -1,14 +1,16 @@
 /*
  * httpclient: an asynchronous HTTP/1.1 client on a libevent base, for the
  * supervisor's talks with remote bots (health checks, event streams, metric
- * scrapes). Names are resolved without blocking (evdns_getaddrinfo; numeric
- * addresses need no lookup), connections are kept alive and reused per
- * host:port (httpconn.h: the connection layer the proxy draws on too),
- * every call has a connect and a read timeout, and responses are parsed
- * with http-parser. A call either collects the whole body (bounded) or
- * streams it to a callback as it arrives (Server-Sent Events). HTTPS goes
- * over libevent's OpenSSL bufferevents with the peer verified. Every call
- * ends with exactly one done callback, unless cancelled first.
+ * scrapes) and the pool tasks it hands to workers. Names are resolved
+ * without blocking (evdns_getaddrinfo; numeric addresses need no lookup),
+ * connections are kept alive and reused per host:port and private socket
+ * (httpconn.h: the connection layer the proxy draws on too, so a client on
+ * the proxy's set shares its connections), every call has a connect and a
+ * read timeout, and responses are parsed with http-parser. A call either
+ * collects the whole body (bounded) or streams it to a callback as it
+ * arrives (Server-Sent Events). HTTPS goes over libevent's OpenSSL
+ * bufferevents with the peer verified. Every call ends with exactly one
+ * done callback, unless cancelled first.
  */
 #ifndef HIVE_HTTPCLIENT_H
 #define HIVE_HTTPCLIENT_H
@@ -28,6 +30,9 @@ struct httpclient_request {
     const char *method; /* "GET" when NULL */
     const char *host;   /* a name or a numeric address (IPv6 without brackets) */
     int port;
+    const char *local;   /* NULL/"", or the server's private abstract Unix socket, tried
+                          * before HOST:PORT (httpconn.h); its connections are pooled
+                          * apart from HOST:PORT's own */
     const char *path;    /* with its query; "/" when NULL */
     const char *headers; /* NULL, or extra "Name: value\r\n" lines */
     const char *body;    /* NULL: none */
@@ -70,6 +75,12 @@ struct httpclient_call *httpclient_send(struct httpclient *hc, const struct http
 /* End CALL without any further callback (NULL is fine). Its connection is
  * closed, never reused. */
 void httpclient_cancel(struct httpclient_call *call);
+/* Whether CALL's request may have reached the server: a connection to it
+ * was up with the request on it (a kept-alive one the server had closed
+ * counts: the request may have been read before that). A call that failed
+ * with this false never got to the server, so it is safe to send elsewhere;
+ * one that failed with it true may have been acted upon. For done callbacks. */
+bool httpclient_call_sent(const struct httpclient_call *call);
 
 /* Connections idle in the pools of its set (for tests), and those ever
  * opened. */

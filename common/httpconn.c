@@ -343,7 +343,7 @@ struct httpconn *httpconn_open(struct httpconn_pool *pool, const struct sockaddr
 {
     int fd = -1, rc = 0;
     err[0] = '\0';
-    if (!addr && pool->local_len)
+    if (pool->local_len)
         fd = httpconn_connect_local(pool, err, errlen);
     bool local = fd >= 0;
     if (!local) {

@@ -1,7 +1,7 @@
 /*
  * httpconn: client connections to HTTP/1.1 servers, pooled for reuse — the
  * one connection layer under both of the supervisor's clients, httpclient.c
- * (remote bots' health, events, metrics) and the proxy (supervisor/proxy.c).
+ * (remote bots' health, events, metrics; pool tasks) and the proxy (supervisor/proxy.c).
  * It knows sockets, not HTTP: its users write their requests and parse the
  * answers themselves, and say when a connection may carry another request.
  *
@@ -107,10 +107,10 @@ const char *httpconn_pool_authority(const struct httpconn_pool *pool);
  * still read with the idle timeout until httpconn_watch() says otherwise. */
 struct httpconn *httpconn_take(struct httpconn_pool *pool, const struct httpconn_handler *h,
                                void *arg);
-/* A new connection of POOL to ADDR (NULL: the pool's own address, or its
- * private socket), being connected; nothing is read until httpconn_watch().
- * NULL with the reason in ERR; on success ERR is empty, or says why the
- * private socket was passed over. */
+/* A new connection of POOL, being connected: to its private socket when it
+ * has one that takes us, else to ADDR (NULL: the pool's own address);
+ * nothing is read until httpconn_watch(). NULL with the reason in ERR; on
+ * success ERR is empty, or says why the private socket was passed over. */
 struct httpconn *httpconn_open(struct httpconn_pool *pool, const struct sockaddr *addr,
                                socklen_t addrlen, const struct httpconn_handler *h, void *arg,
                                char *err, size_t errlen);

@@ -478,7 +478,7 @@ struct front *front_new(struct event_base *base, struct hive *hive, int listen_f
     }
     front->proxy = proxy_new(base, NULL, lim->max_body, lim->idle_timeout_ms);
     front->watch = watch_new(base, hive, front->proxy);
-    front->pooltask = pooltask_new(base, hive);
+    front->pooltask = pooltask_new(base, hive, proxy_conns(front->proxy));
     front->shutdown_ev = evtimer_new(base, front_shutdown_fire, front);
     return front;
 }

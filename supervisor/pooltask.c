@@ -1,17 +1,25 @@
 /*
  * pooltask: the supervisor's POST /api/task. One forward per client request:
- * choose a bot (pool.c), open a connection of its own to that bot's worker
- * (its private socket first, as the proxy does, else its port), send the
- * task with `Connection: close`, read the whole short answer, and either
- * answer the client (the bot's 202, or its refusal of the task itself, each
- * with bot_id added) or move on to the next candidate (429, 503, 5xx, no
+ * choose a bot (pool.c), send it the task with the supervisor's one HTTP
+ * client (common/httpclient.h) over the proxy's connections to the workers
+ * (a kept-alive one when there is one, else a new one to the bot's private
+ * socket first, as the proxy does, else its port; each step bounded by
+ * POOLTASK_TIMEOUT_S), read the whole short answer, and either answer the
+ * client (the bot's 202, or its refusal of the task itself, each with
+ * bot_id added) or move on to the next candidate (429, 503, 5xx, no
  * connection). The task body goes up without its pool/tags keys, and with
  * a task_id chosen here when it has none.
  *
- * A bot that took the connection and then went away without a whole answer
+ * A bot that may have read the task (httpclient_call_sent: a connection to
+ * it was up with the task on it) and then went away without a whole answer
  * may have stored the task (it is durable before the bot says 202): giving
  * it to another bot could run it twice, so the client gets 502 naming the
- * bot and the task id, and can ask that bot after it once it is back.
+ * bot and the task id, and can ask that bot after it once it is back. That
+ * holds for a kept-alive connection the bot closed just as the task went
+ * up, too: we cannot tell whether it read it. httpclient then tries once
+ * more on a new connection to the same bot, which is safe because the task
+ * id is the bot's idempotency key (a second copy gets 409, never a second
+ * run).
  *
  * The loads the choice reads come from the merge's news (merge.h) — each
  * worker's status over its channel and every bot_state — plus one count per
@@ -19,22 +27,14 @@
  */
 #include "supervisor/pooltask.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <http_parser.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
+#include "common/httpclient.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -48,8 +48,8 @@
 struct pooltask_fwd;
 
 struct pooltask {
-    struct event_base *base;
     struct hive *hive;
+    struct httpclient *http; /* on the proxy's connections to the workers */
     struct pool *pool;
     unsigned gen; /* hive_roster_gen() the index was built from */
     bool built;
@@ -72,12 +72,8 @@ struct pooltask_fwd {
     long bot; /* the bot being asked, its index in the pool */
     char bot_id[80];
     char task_id[80];
-    bool connected; /* the bot took the connection: the task may be there */
-    struct bufferevent *bev;
-    http_parser parser;
-    struct util_buf answer;
-    bool complete;
-    int last_refusal; /* the last 429/503/502 met; 0: none */
+    struct httpclient_call *call; /* the exchange with that bot */
+    int last_refusal;             /* the last 429/503/502 met; 0: none */
 };
 
 static void pooltask_next(struct pooltask_fwd *f);
@@ -145,11 +141,12 @@ static void pooltask_observe(const struct merge_note *note, void *arg)
         pooltask_note_status(pt, i, status);
 }
 
-struct pooltask *pooltask_new(struct event_base *base, struct hive *hive)
+struct pooltask *pooltask_new(struct event_base *base, struct hive *hive,
+                              struct httpconn_set *conns)
 {
     struct pooltask *pt = xcalloc(1, sizeof *pt);
-    pt->base = base;
     pt->hive = hive;
+    pt->http = httpclient_new(base, conns);
     pt->pool = pool_new();
     LIST_INIT(&pt->fwds);
     pt->listener =
@@ -159,15 +156,11 @@ struct pooltask *pooltask_new(struct event_base *base, struct hive *hive)
 
 /* ---- one forward ----------------------------------------------------------- */
 
-/* Close the connection to the bot being asked. */
+/* Stop asking the bot being asked (its connection is closed, never reused). */
 static void pooltask_drop_bot(struct pooltask_fwd *f)
 {
-    if (f->bev)
-        bufferevent_free(f->bev);
-    f->bev = NULL;
-    f->answer.len = 0;
-    f->complete = false;
-    f->connected = false;
+    httpclient_cancel(f->call);
+    f->call = NULL;
 }
 
 /* The client is answered: free F. */
@@ -181,7 +174,6 @@ static void pooltask_fwd_free(struct pooltask_fwd *f)
     free(f->pool);
     free(f->what);
     free(f->body);
-    free(f->answer.data);
     free(f);
 }
 
@@ -199,40 +191,18 @@ static void pooltask_fail(struct pooltask_fwd *f, int status, const char *detail
     pooltask_fwd_free(f);
 }
 
-static int pooltask_on_body(http_parser *p, const char *at, size_t len)
-{
-    struct pooltask_fwd *f = p->data;
-    if (f->answer.len + len > POOLTASK_MAX_ANSWER)
-        return -1;
-    util_buf_add(&f->answer, at, len);
-    return 0;
-}
-
-static int pooltask_on_complete(http_parser *p)
-{
-    struct pooltask_fwd *f = p->data;
-    f->complete = true;
-    return 0;
-}
-
-static const http_parser_settings pooltask_parser = {
-    .on_body = pooltask_on_body,
-    .on_message_complete = pooltask_on_complete,
-};
-
-/* The bot answered STATUS with the bytes in f->answer. */
-static void pooltask_answered(struct pooltask_fwd *f, int status)
+/* The bot answered STATUS with BODY. */
+static void pooltask_answered(struct pooltask_fwd *f, int status, const char *body, size_t len)
 {
     struct pooltask *pt = f->pt;
     if (status == 429 || status == 503 || status >= 500) {
         log_info("pool task (%s): bot %s answered %d; trying the next one", f->what, f->bot_id,
                  status);
         f->last_refusal = status;
-        pooltask_drop_bot(f);
         pooltask_next(f);
         return;
     }
-    json_t *o = json_loadb(f->answer.data ? f->answer.data : "", f->answer.len, 0, NULL);
+    json_t *o = json_loadb(body, len, 0, NULL);
     if (!json_is_object(o)) {
         json_decref(o);
         o = json_pack("{s:s}", "detail", "the bot's answer was not JSON");
@@ -243,11 +213,11 @@ static void pooltask_answered(struct pooltask_fwd *f, int status)
     pooltask_answer(f, status, o, NULL);
 }
 
-/* The bot could not be asked (WHY): the next one, unless it may have the
- * task already. */
-static void pooltask_unreachable(struct pooltask_fwd *f, const char *why)
+/* The bot could not be asked (WHY): the next one, unless the task went up
+ * (SENT) and the bot may have it already. */
+static void pooltask_unreachable(struct pooltask_fwd *f, const char *why, bool sent)
 {
-    if (f->connected) {
+    if (sent) {
         log_warn("pool task %s (%s): bot %s: %s after taking the task; not sent elsewhere",
                  f->task_id, f->what, f->bot_id, why);
         char detail[300];
@@ -260,142 +230,52 @@ static void pooltask_unreachable(struct pooltask_fwd *f, const char *why)
     }
     log_info("pool task (%s): bot %s: %s; trying the next one", f->what, f->bot_id, why);
     f->last_refusal = 502;
-    pooltask_drop_bot(f);
     pooltask_next(f);
 }
 
-/* Feed LEN bytes (0: the end) of the bot's answer. */
-static void pooltask_feed(struct pooltask_fwd *f, const char *data, size_t len)
+/* The exchange with the bot ended: its answer, or why there is none. */
+static void pooltask_bot_done(int err, const char *why, int status, const char *body, size_t len,
+                              void *arg)
 {
-    size_t n = http_parser_execute(&f->parser, &pooltask_parser, data, len);
-    if (f->complete)
-        return pooltask_answered(f, (int)f->parser.status_code);
-    if (n != len || f->parser.http_errno != HPE_OK || len == 0)
-        pooltask_unreachable(f, len ? "a bad answer" : "no whole answer");
-}
-
-static void pooltask_read_cb(struct bufferevent *bev, void *arg)
-{
-    struct evbuffer *in = bufferevent_get_input(bev);
-    size_t len = evbuffer_get_length(in);
-    char *data = (char *)evbuffer_pullup(in, (ssize_t)len);
-    /* copy first: the feed may free the connection */
-    char *copy = xmalloc(len + 1);
-    memcpy(copy, data, len);
-    evbuffer_drain(in, len);
-    pooltask_feed(arg, copy, len);
-    free(copy);
-}
-
-static void pooltask_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    (void)bev;
     struct pooltask_fwd *f = arg;
-    if (what & BEV_EVENT_CONNECTED) {
-        f->connected = true;
-        return;
-    }
-    if (what & BEV_EVENT_EOF)
-        return pooltask_feed(f, NULL, 0);
-    pooltask_unreachable(f, what & BEV_EVENT_TIMEOUT ? "timed out" : "connection failed");
+    bool sent = httpclient_call_sent(f->call);
+    f->call = NULL; /* httpclient frees it when this returns */
+    if (err)
+        return pooltask_unreachable(f, why, sent);
+    pooltask_answered(f, status, body, len);
 }
 
-/* TCP address of HOST:PORT (wildcards mean loopback) and its authority. */
-static socklen_t pooltask_tcp_addr(const char *host, int port, struct sockaddr_storage *ss,
-                                   char *authority, size_t cap)
+/* Send the task to bot INFO, over its private socket when it takes us (a
+ * remote https:// bot's is the supervisor's TLS relay), else its port at
+ * the numeric address it was bound or resolved to. */
+static void pooltask_send(struct pooltask_fwd *f, const struct hive_bot_info *info)
 {
-    const char *h = host && *host ? host : "127.0.0.1";
-    if (strcmp(h, "0.0.0.0") == 0 || strcasecmp(h, "localhost") == 0)
-        h = "127.0.0.1";
-    else if (strcmp(h, "::") == 0)
-        h = "::1";
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    snprintf(authority, cap, strchr(h, ':') ? "[%s]:%d" : "%s:%d", h, port);
-    if (inet_pton(AF_INET, h, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)port);
-        return sizeof *in4;
-    }
-    if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        return sizeof *in6;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (getaddrinfo(h, NULL, &hints, &res) != 0 || !res || res->ai_addrlen > sizeof *ss) {
-        if (res)
-            freeaddrinfo(res);
-        return 0;
-    }
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    socklen_t len = res->ai_addrlen;
-    if (res->ai_family == AF_INET6)
-        in6->sin6_port = htons((uint16_t)port);
-    else
-        in4->sin_port = htons((uint16_t)port);
-    freeaddrinfo(res);
-    return len;
-}
-
-/* A connection to INFO's worker: its private socket when it takes us (a
- * remote https:// bot's is the supervisor's TLS relay), else its port at the
- * numeric address it was bound or resolved to. False when neither can even
- * be tried. */
-static bool pooltask_connect(struct pooltask_fwd *f, const struct hive_bot_info *info,
-                             char *authority, size_t cap)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = pooltask_tcp_addr(info->proxy_addr, info->port, &ss, authority, cap);
-    int fd = -1;
-    struct sockaddr_storage un;
-    socklen_t un_len = info->proxy_socket ? util_local_addr(info->proxy_socket, &un) : 0;
-    if (un_len) {
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&un, un_len) < 0) {
-            close(fd);
-            fd = -1;
-        }
-    }
-    if (fd < 0 && len == 0)
-        return false;
-    f->bev = bufferevent_socket_new(f->pt->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!f->bev) {
-        if (fd >= 0)
-            close(fd);
-        return false;
-    }
-    f->connected = fd >= 0; /* the private socket connects at once */
-    if (fd < 0 && bufferevent_socket_connect(f->bev, (struct sockaddr *)&ss, (int)len) < 0) {
-        bufferevent_free(f->bev);
-        f->bev = NULL;
-        return false;
-    }
-    return true;
-}
-
-/* Send the task to bot INFO; false when it cannot be reached at all. */
-static bool pooltask_send(struct pooltask_fwd *f, const struct hive_bot_info *info)
-{
-    char authority[300];
-    if (!pooltask_connect(f, info, authority, sizeof authority))
-        return false;
+    static const struct httpclient_callbacks cbs = {pooltask_bot_done, NULL, NULL};
+    /* Wildcards mean loopback, as for the proxy: the same Host, so the same
+     * pool of connections. */
+    const char *host = info->proxy_addr && *info->proxy_addr ? info->proxy_addr : "127.0.0.1";
+    if (strcmp(host, "0.0.0.0") == 0 || strcasecmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    else if (strcmp(host, "::") == 0)
+        host = "::1";
     /* A remote bot takes its own token (token_env); local ones the hive's. */
     const char *token = info->url ? info->token : hive_roster(f->pt->hive)->token;
-    struct timeval tv = {POOLTASK_TIMEOUT_S, 0};
-    http_parser_init(&f->parser, HTTP_RESPONSE);
-    f->parser.data = f;
-    bufferevent_setcb(f->bev, pooltask_read_cb, NULL, pooltask_event_cb, f);
-    bufferevent_set_timeouts(f->bev, &tv, &tv);
-    bufferevent_enable(f->bev, EV_READ | EV_WRITE);
-    evbuffer_add_printf(bufferevent_get_output(f->bev),
-                        "POST /api/task HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                        "Content-Length: %zu\r\nConnection: close\r\n%s%s%s\r\n",
-                        authority, strlen(f->body), token ? "Authorization: Bearer " : "",
-                        token ? token : "", token ? "\r\n" : "");
-    bufferevent_write(f->bev, f->body, strlen(f->body));
-    return true;
+    char *headers =
+        xasprintf("Content-Type: application/json\r\n%s%s%s", token ? "Authorization: Bearer " : "",
+                  token ? token : "", token ? "\r\n" : "");
+    struct httpclient_request req = {.method = "POST",
+                                     .host = host,
+                                     .port = info->port,
+                                     .local = info->proxy_socket,
+                                     .path = "/api/task",
+                                     .headers = headers,
+                                     .body = f->body,
+                                     .body_len = strlen(f->body),
+                                     .connect_timeout_ms = POOLTASK_TIMEOUT_S * 1000,
+                                     .read_timeout_ms = POOLTASK_TIMEOUT_S * 1000,
+                                     .max_body = POOLTASK_MAX_ANSWER};
+    f->call = httpclient_send(f->pt->http, &req, &cbs, f);
+    free(headers);
 }
 
 /* No candidate is left: why, to the client. */
@@ -438,9 +318,7 @@ static void pooltask_next(struct pooltask_fwd *f)
         f->tried[f->n_tried++] = (size_t)i;
         f->bot = i;
         snprintf(f->bot_id, sizeof f->bot_id, "%s", id);
-        if (pooltask_send(f, &info))
-            return;
-        f->last_refusal = 502;
+        return pooltask_send(f, &info);
     }
 }
 
@@ -520,6 +398,7 @@ void pooltask_free(struct pooltask *pt)
     struct pooltask_fwd *f;
     while ((f = LIST_FIRST(&pt->fwds)))
         pooltask_fail(f, 503, "the hive is stopping", NULL);
+    httpclient_free(pt->http);
     pool_free(pt->pool);
     free(pt);
 }

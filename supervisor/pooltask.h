@@ -18,7 +18,12 @@
 
 struct pooltask;
 
-struct pooltask *pooltask_new(struct event_base *base, struct hive *hive);
+struct httpconn_set;
+
+/* Pool tasks of HIVE on BASE, sent to the workers over connections drawn
+ * from CONNS (the proxy's, so both reuse the same ones). */
+struct pooltask *pooltask_new(struct event_base *base, struct hive *hive,
+                              struct httpconn_set *conns);
 /* Answer every forward still in flight (503) and free. */
 void pooltask_free(struct pooltask *pt);
 /* Answer POST /api/task (a complete request, after the token check). */

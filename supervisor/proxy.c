@@ -1448,6 +1448,12 @@ void proxy_free(struct proxy *proxy)
     free(proxy);
 }
 
+/* The set of its worker connections. */
+struct httpconn_set *proxy_conns(const struct proxy *proxy)
+{
+    return proxy->conns;
+}
+
 /* Requests being forwarded. */
 size_t proxy_exchanges(const struct proxy *proxy)
 {

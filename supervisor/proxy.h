@@ -46,6 +46,9 @@ struct proxy *proxy_new(struct event_base *base, struct httpconn_set *conns, siz
 /* Tear down every exchange and tunnel, and the pooled connections when the
  * set is its own. */
 void proxy_free(struct proxy *proxy);
+/* The set its worker connections come from, for another client of the
+ * workers (pooltask) to share; valid until proxy_free(). */
+struct httpconn_set *proxy_conns(const struct proxy *proxy);
 
 /* Forward the request whose head just arrived on CONN (call it from the
  * server's on_headers callback: the body is streamed, and on_request must

@@ -5,10 +5,11 @@
  * once, refused and silent servers reported (timeouts), names resolved
  * through evdns (localhost), bodies streamed chunk by chunk, a call
  * cancelled from inside its own callback, 200 pools found again, an
- * interim 1xx answer skipped, and HTTPS (certificates made with
- * the openssl command): verified against the right CA and kept alive,
- * refused against the system's store and for an address the certificate
- * does not name.
+ * interim 1xx answer skipped, a failure told apart by whether the request
+ * may have reached the server, a server's private socket tried first, and
+ * HTTPS (certificates made with the openssl command): verified against the
+ * right CA and kept alive, refused against the system's store and for an
+ * address the certificate does not name.
  */
 #include <check.h>
 #include <event2/buffer.h>
@@ -17,6 +18,7 @@
 #include <event2/http.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -40,6 +42,7 @@ struct fx {
     struct evhttp_request *held; /* a request the server leaves unanswered */
     struct httpclient_call *call;
     bool cancel_in_chunk;
+    bool sent; /* httpclient_call_sent() in the done callback */
 };
 
 /* Server: /hello answers "hello"; /close answers and closes; /stream sends
@@ -424,8 +427,144 @@ START_TEST(test_interim_answer_skipped)
 }
 END_TEST
 
+/* A raw server that reads a request head and closes without a word: what a
+ * server that dies mid-exchange looks like from here. */
+static void fx_drop_read(struct bufferevent *bev, void *arg)
+{
+    (void)arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    if (evbuffer_search(in, "\r\n\r\n", 4, NULL).pos >= 0) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        bufferevent_free(bev);
+    }
+}
+
+static void fx_drop_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                           int len, void *arg)
+{
+    (void)sa, (void)len, (void)arg;
+    struct bufferevent *bev =
+        bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_setcb(bev, fx_drop_read, NULL, NULL, NULL);
+    bufferevent_enable(bev, EV_READ);
+}
+
+/* The done callback, noting whether the request may have reached the server. */
+static void fx_done_sent(int err, const char *why, int status, const char *body, size_t len,
+                         void *arg)
+{
+    struct fx *fx = arg;
+    fx->sent = httpclient_call_sent(fx->call);
+    fx_done(err, why, status, body, len, arg);
+}
+
+static const struct httpclient_callbacks fx_sent_cbs = {fx_done_sent, NULL, NULL};
+
+/* Send POST PATH to 127.0.0.1:PORT (private socket LOCAL first) and run the
+ * loop until the call ends (or 5 s). */
+static void fx_post(struct fx *fx, int port, const char *local, const char *path)
+{
+    struct httpclient_request r = {.method = "POST",
+                                   .host = "127.0.0.1",
+                                   .port = port,
+                                   .local = local,
+                                   .path = path,
+                                   .body = "{}",
+                                   .body_len = 2};
+    fx->done = 0;
+    fx->sent = false;
+    fx->body.len = 0;
+    fx->call = httpclient_send(fx->hc, &r, &fx_sent_cbs, fx);
+    struct timeval limit = {5, 0};
+    event_base_loopexit(fx->base, &limit);
+    event_base_dispatch(fx->base);
+}
+
+/* A failed call says whether its request may have reached the server: not
+ * when nobody took the connection, but when the server read it and went
+ * away without an answer (the caller must not send it elsewhere then). */
+START_TEST(test_sent_or_not)
+{
+    struct fx fx;
+    fx_setup(&fx);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sin;
+    bind(s, (struct sockaddr *)&sin, sizeof sin);
+    getsockname(s, (struct sockaddr *)&sin, &len);
+    close(s); /* a port nobody listens on */
+    fx_post(&fx, ntohs(sin.sin_port), NULL, "/");
+    ck_assert_int_eq(fx.done, 1);
+    ck_assert_int_eq(fx.err, -1);
+    ck_assert(!fx.sent);
+
+    struct evconnlistener *l =
+        evconnlistener_new_bind(fx.base, fx_drop_accept, NULL, LEV_OPT_CLOSE_ON_FREE, -1,
+                                (struct sockaddr *)&sin, sizeof sin);
+    ck_assert_ptr_nonnull(l);
+    len = sizeof sin;
+    getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&sin, &len);
+    fx_post(&fx, ntohs(sin.sin_port), NULL, "/");
+    ck_assert_int_eq(fx.done, 1);
+    ck_assert_int_eq(fx.err, -1);
+    ck_assert(fx.sent);
+    evconnlistener_free(l);
+
+    fx_post(&fx, fx.port, NULL, "/hello");
+    ck_assert_int_eq(fx.err, 0);
+    ck_assert(fx.sent);
+    fx_teardown(&fx);
+}
+END_TEST
+
+/* The private socket's own server: it says so. */
+static void fx_serve_local(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "local");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+/* A request naming the server's private socket goes there first, its
+ * connections kept in a pool of their own; once that socket is gone, to
+ * HOST:PORT. A dropped connection on it is reported as sent too. */
+START_TEST(test_private_socket_first)
+{
+    struct fx fx;
+    char name[UTIL_LOCAL_NAME_MAX];
+    fx_setup(&fx);
+    int lfd = util_listen_local(name);
+    ck_assert_int_ge(lfd, 0);
+    struct evhttp *local = evhttp_new(fx.base);
+    evhttp_set_gencb(local, fx_serve_local, NULL);
+    evhttp_set_allowed_methods(local, EVHTTP_REQ_POST);
+    struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(local, lfd);
+    ck_assert_ptr_nonnull(bound);
+    for (int i = 0; i < 2; i++) {
+        fx_post(&fx, fx.port, name, "/hello");
+        ck_assert_msg(fx.err == 0, "%s", fx.why);
+        ck_assert_uint_eq(fx.body.len, 5);
+        ck_assert_int_eq(memcmp(fx.body.data, "local", 5), 0);
+    }
+    ck_assert_uint_eq(httpclient_opened(fx.hc), 1); /* kept alive and reused */
+    fx_post(&fx, fx.port, NULL, "/hello");          /* HOST:PORT's own pool */
+    ck_assert_int_eq(memcmp(fx.body.data, "hello post", 10), 0);
+    ck_assert_uint_eq(httpclient_opened(fx.hc), 2);
+    ck_assert_uint_eq(httpclient_idle(fx.hc), 2);
+
+    evhttp_free(local); /* closes the socket and its kept-alive connection */
+    fx_post(&fx, fx.port, name, "/hello");
+    ck_assert_msg(fx.err == 0, "%s", fx.why);
+    ck_assert_int_eq(memcmp(fx.body.data, "hello post", 10), 0);
+    fx_teardown(&fx);
+}
+END_TEST
+
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* as the programs do: a server gone mid-request */
     Suite *s = suite_create("httpclient");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 30);
@@ -439,6 +578,8 @@ int main(void)
     tcase_add_test(tc, test_cancel_in_callback);
     tcase_add_test(tc, test_https);
     tcase_add_test(tc, test_interim_answer_skipped);
+    tcase_add_test(tc, test_sent_or_not);
+    tcase_add_test(tc, test_private_socket_first);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

@@ -374,6 +374,15 @@ START_TEST(test_private_socket_first)
     ck_assert(nothing_to_accept(fx.lfd));
     httpconn_close(u.conn);
     close(sfd);
+    /* An address given (httpclient's, once resolved) comes after it too. */
+    u.conn = httpconn_open(fx.pool, (struct sockaddr *)&fx.sin, sizeof fx.sin, &user_handler, &u,
+                           err, sizeof err);
+    ck_assert_ptr_nonnull(u.conn);
+    ck_assert(httpconn_is_local(u.conn));
+    sfd = server_accept(&fx, local);
+    ck_assert(nothing_to_accept(fx.lfd));
+    httpconn_close(u.conn);
+    close(sfd);
 
     /* The private socket is gone: the port, with a note saying why. */
     close(local);

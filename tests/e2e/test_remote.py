@@ -6,7 +6,9 @@ stream and resumed after a SIGKILL and restart of the worker, none lost and
 none twice; a SIGSTOPped worker is `unreachable` within fall x interval (plus
 one check's timeout), in /status, /metrics and a bot_state event, and running
 again by itself once it answers; their task metrics are scraped into the
-hive's /metrics with the bot's label.
+hive's /metrics with the bot's label. Pool tasks to remote bots: a bot that
+read the task and went away is a 502 naming it, never a second bot; a busy
+one is skipped; kept-alive connections carry them.
 
 Run: HIVE_BUILD_DIR=build /usr/bin/python3 tests/e2e/test_remote.py
 """
@@ -893,6 +895,143 @@ class RemoteReadsTest(unittest.TestCase):
         n = self.remote.count("/status")
         time.sleep(10 * self.TICK)
         self.assertGreaterEqual(self.remote.count("/status") - n, 3)
+
+
+class TaskRemote:
+    """A stand-in remote bot for pool tasks: /health answers 200, and POST
+    /api/task is noted (task id, the connection it came on), then answered
+    as MODE says: "take" 202 (kept alive), "busy" 503, "drop" not at all
+    (the connection is closed once the task is read, as a bot dying right
+    after storing it would)."""
+
+    def __init__(self, mode):
+        import http.server
+        import threading
+        outer = self
+        self.tasks = []   # (task_id, client port)
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self, code, body):
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path == "/health":
+                    return self.answer(200, b'{"status":"ok"}')
+                return self.answer(404, b'{"detail":"no"}')
+
+            def do_POST(self):
+                task = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                with outer.lock:
+                    outer.tasks.append((task["task_id"], self.client_address[1]))
+                if mode == "drop":
+                    self.close_connection = True
+                    return
+                if mode == "busy":
+                    return self.answer(503, b'{"detail":"busy"}')
+                self.answer(202, json.dumps({"task_id": task["task_id"],
+                                             "status": "queued"}).encode())
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def task_ids(self):
+        with self.lock:
+            return [t for t, _ in self.tasks]
+
+    def connections(self):
+        with self.lock:
+            return {port for _, port in self.tasks}
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class RemotePoolTest(unittest.TestCase):
+    """Pool tasks (POST /api/task with tags) to remote bots: a bot that read
+    the task and went away without an answer gets the client a 502 naming it
+    and the task id, and the task is never given to another bot; a busy one
+    (503) is skipped for the next; the bot that takes tasks gets them over
+    kept-alive connections."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="hive-e2e-remote-pool-")
+        self.remotes = {"D1": TaskRemote("drop"), "G1": TaskRemote("take"),
+                        "B1": TaskRemote("busy")}
+        tags = {"D1": "[drop, far]", "G1": "[far, busy]", "B1": "[busy]"}
+        self.hive = RemoteHive(self.tmp, {})
+        for bot_id, remote in self.remotes.items():
+            self.hive.extra_lines += [
+                "  - id: %s" % bot_id, "    url: %s" % remote.url, "    tags: %s" % tags[bot_id],
+                "    health: {interval: 0.2, timeout: 1, rise: 1, fall: 3}"]
+        self.hive.write_yaml([])
+        self.hive.bots = ["L1"] + list(self.remotes)
+        try:
+            self.hive.start()
+        except BaseException:
+            self.tearDown()
+            raise
+
+    def tearDown(self):
+        code, killed = self.hive.stop() if self.hive.proc else (None, False)
+        reports = self.hive.sanitizer_reports()
+        log = self.hive.log_text()
+        for remote in self.remotes.values():
+            remote.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if killed or reports:
+            sys.stderr.write(log[-6000:])
+        self.assertFalse(killed, "hive up needed SIGKILL")
+        self.assertEqual(reports, [])
+
+    def post_task(self, tag, task_id):
+        return self.hive.post("/api/task", {"tags": [tag], "command": "x", "task_id": task_id})
+
+    def test_dropped_after_the_task_is_502_never_another_bot(self):
+        r = self.post_task("drop", "DROP-1")
+        self.assertEqual(r.status, 502, r)
+        self.assertEqual(r.json()["bot_id"], "D1")
+        self.assertEqual(r.json()["task_id"], "DROP-1")
+        self.assertIn("may be stored", r.json()["detail"])
+        self.assertEqual(self.remotes["D1"].task_ids(), ["DROP-1"])
+        # D1 or G1 may be chosen; whichever took the task is the only one
+        # that ever saw it.
+        outcomes = {}
+        for i in range(6):
+            tid = "FAR-%d" % i
+            r = self.post_task("far", tid)
+            self.assertIn(r.status, (202, 502), r)
+            outcomes[tid] = r.json()["bot_id"]
+            self.assertEqual(outcomes[tid], "G1" if r.status == 202 else "D1", r)
+        self.assertIn("D1", outcomes.values())
+        for tid, bot in outcomes.items():
+            other = "G1" if bot == "D1" else "D1"
+            self.assertEqual(self.remotes[bot].task_ids().count(tid), 1, (tid, bot))
+            self.assertNotIn(tid, self.remotes[other].task_ids(), (tid, bot))
+
+    def test_busy_bot_skipped_and_connections_kept_alive(self):
+        for i in range(5):
+            r = self.post_task("busy", "BUSY-%d" % i)
+            self.assertEqual(r.status, 202, r)
+            self.assertEqual(r.json()["bot_id"], "G1")
+            self.assertEqual(r.json()["task_id"], "BUSY-%d" % i)
+        self.assertGreaterEqual(len(self.remotes["B1"].task_ids()), 1)
+        self.assertEqual(self.remotes["G1"].task_ids(), ["BUSY-%d" % i for i in range(5)])
+        # One after the other, the tasks reuse the kept-alive connection.
+        self.assertLess(len(self.remotes["G1"].connections()), 5)
 
 
 if __name__ == "__main__":
