@@ -42,8 +42,18 @@ class SSE:
     """A reader of one event stream (raw socket + the WHATWG parsing rules),
     in a thread: events land in a queue as (id, type, data-dict)."""
 
-    def __init__(self, port, path="/api/events", headers=()):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def __init__(self, port, path="/api/events", headers=(), rcvbuf=0):
+        # RCVBUF: a receive buffer that big, for a reader of megabytes of
+        # output on a busy machine: the server drops a subscriber a bounded
+        # amount behind, and a stalled test thread must not be one.
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, 33, rcvbuf)  # SO_RCVBUFFORCE (root)
+            except OSError:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", port))
         req = "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n" % path
         for h in headers:
             req += h + "\r\n"
@@ -107,7 +117,10 @@ class SSE:
         while True:
             left = deadline - time.time()
             if left <= 0:
-                raise AssertionError("no matching event; got %s" % out[-5:])
+                raise AssertionError("no matching event%s; got %s" % (
+                    " (the server ended the stream)" if self.closed.is_set() else "",
+                    [(i, t, dict(d, content=d["content"][:40]) if "content" in d else d)
+                     for i, t, d in out[-5:]]))
             try:
                 e = self.events.get(timeout=left)
             except queue.Empty:

@@ -269,7 +269,7 @@ class HiveEventsMoreTest(HiveCase, CancelScenario):
         # channel fills, and what does not fit is dropped (live only, as for
         # any reader that lags) -- but told on the merge as
         # task_output_dropped, in its place, so chunks + dropped = output.
-        merged = SSE(self.hive.port)
+        merged = SSE(self.hive.port, rcvbuf=16 << 20)
         loud, n = "loud-x", 3 << 20
         url = "http://127.0.0.1:%d/api/task/" % self.hive.bot_ports["BOT-A"]
         # `hive events` following the stream too: it prints the gap's size.
@@ -296,23 +296,30 @@ class HiveEventsMoreTest(HiveCase, CancelScenario):
                                 timeout=60)
         self.check_merge(got)
         self.check_order(got, [loud, "after-x"])
-        drops = [(i, d) for i, t, d in got if t == "task_output_dropped"]
-        self.assertTrue(drops, shape(got))
-        for i, d in drops:  # live only: no seq, no hive_seq
+        every = [(i, d) for i, t, d in got if t == "task_output_dropped"]
+        for i, d in every:  # live only: no seq, no hive_seq
             self.assertEqual(set(d), {"type", "bot_id", "timestamp", "task_id", "source",
                                       "dropped_events", "dropped_bytes"})
-            self.assertEqual((d["type"], d["bot_id"], d["task_id"], d["source"]),
-                             ("task_output_dropped", "BOT-A", loud, "http"))
+            self.assertEqual((d["type"], d["bot_id"], d["source"]),
+                             ("task_output_dropped", "BOT-A", "http"))
+            self.assertIn(d["task_id"], (loud, "after-x"))
             self.assertRegex(d["timestamp"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
             self.assertGreater(d["dropped_events"], 0)
-        self.assertEqual(len(output_of(got, loud)) + sum(d["dropped_bytes"] for i, d in drops),
-                         n)
-        # In its place: after the task started, before it ended.
+        drops = [(i, d) for i, d in every if d["task_id"] == loud]
+        self.assertTrue(drops, shape(got))
+        # Each task's own: chunks + dropped = its output. The second task's
+        # few bytes go up when the full channel still has room for them,
+        # else they are told dropped too.
+        for task, size in ((loud, n), ("after-x", len("after\n"))):
+            self.assertEqual(len(output_of(got, task)) + sum(
+                d["dropped_bytes"] for i, d in every if d["task_id"] == task), size, task)
+        # In their place: after their task started, before it ended.
         kinds = [(t, d.get("task_id")) for i, t, d in got]
-        first = kinds.index(("task_output_dropped", loud))
-        self.assertLess(kinds.index(("task_started", loud)), first)
-        self.assertLess(first, kinds.index(("task_completed", loud)))
-        self.assertNotIn(("task_output_dropped", "after-x"), kinds)
+        for task in (loud, "after-x"):
+            at = [k for k, x in enumerate(kinds) if x == ("task_output_dropped", task)]
+            for k in at:
+                self.assertLess(kinds.index(("task_started", task)), k)
+                self.assertLess(k, kinds.index(("task_completed", task)))
         told = []
         while not told:
             line = follow.stdout.readline()
@@ -339,7 +346,7 @@ class HiveEventsMoreTest(HiveCase, CancelScenario):
                          + sum(d["dropped_bytes"] for i, t, d in got
                                if t == "task_output_dropped" and d["task_id"] == fast), m)
         # /metrics counts every drop told on the merge, of both tasks.
-        told = [d for i, t, d in self.drops_seen(drops, got)]
+        told = [d for i, t, d in self.drops_seen(every, got)]
         body = curl("http://127.0.0.1:%d/metrics" % self.hive.port).body.decode()
         for name, key in (("hive_task_output_dropped_events_total", "dropped_events"),
                           ("hive_task_output_dropped_bytes_total", "dropped_bytes")):
