@@ -187,6 +187,8 @@ class Hive:
                 st = self.status()
             except AssertionError:
                 return None
+            if "bots" not in st:  # not ours: the port was taken between its choice and our bind
+                return None
             states = {b["id"]: b for b in st["bots"]}
             if all(states.get(b, {}).get("state") == "running" for b in bots):
                 self.note_children()
