@@ -83,7 +83,8 @@ struct httpclient_call {
     int status;
     bool bad_status; /* a status line without a real code (under 100) */
     bool head_seen, complete, keep_alive, answered, reused, retried, connected;
-    bool sent; /* a connection was up with the request on it (never cleared) */
+    bool fresh; /* never an idle connection (httpclient_request.fresh) */
+    bool sent;  /* a connection was up with the request on it (never cleared) */
     bool busy, cancelled;
     char why[200]; /* an early failure, delivered by DEADLINE */
 };
@@ -462,7 +463,9 @@ static void httpclient_call_resolved(int err, const char *why, const struct sock
 /* Start (or retry) CALL: an idle connection of its pool, else a new one. */
 static void httpclient_call_start(struct httpclient_call *call)
 {
-    call->conn = call->retried ? NULL : httpconn_take(call->pool, &httpclient_conn_handler, call);
+    call->conn = call->retried || call->fresh
+                     ? NULL
+                     : httpconn_take(call->pool, &httpclient_conn_handler, call);
     if (call->conn) {
         call->reused = true;
         httpclient_call_connected(call);
@@ -509,6 +512,7 @@ struct httpclient_call *httpclient_send(struct httpclient *hc, const struct http
     call->deadline = evtimer_new(hc->base, httpclient_deadline_cb, call);
     LIST_INSERT_HEAD(&hc->calls, call, entry);
     call->tls = req->tls;
+    call->fresh = req->fresh;
     if (!*call->host || call->port < 1 || call->port > 65535) {
         snprintf(call->why, sizeof call->why, "bad address %s:%d", call->host, call->port);
         event_active(call->deadline, EV_TIMEOUT, 1);

@@ -41,6 +41,9 @@ struct httpclient_request {
     int read_timeout_ms;    /* silence from the server; 0: none once streaming, else 30 s */
     size_t max_body;        /* a collected body over this fails the call; 0: 1 MiB */
     bool stream;            /* deliver the body to the chunk callback as it comes */
+    bool fresh;             /* on a new connection, so never sent twice: a kept-alive one
+                             * found closed is otherwise tried once more, fresh — for a
+                             * request whose repeat is not harmless (a task) */
     struct ssl_ctx_st *tls; /* NULL: plain HTTP; else HTTPS with this context (tls.h),
                              * HOST's name or address verified */
 };

@@ -1,25 +1,25 @@
 /*
  * pooltask: the supervisor's POST /api/task. One forward per client request:
  * choose a bot (pool.c), send it the task with the supervisor's one HTTP
- * client (common/httpclient.h) over the proxy's connections to the workers
- * (a kept-alive one when there is one, else a new one to the bot's private
- * socket first, as the proxy does, else its port; each step bounded by
- * POOLTASK_TIMEOUT_S), read the whole short answer, and either answer the
- * client (the bot's 202, or its refusal of the task itself, each with
- * bot_id added) or move on to the next candidate (429, 503, 5xx, no
- * connection). The task body goes up without its pool/tags keys, and with
- * a task_id chosen here when it has none.
+ * client (common/httpclient.h) on a new connection of the proxy's set (to
+ * the bot's private socket first, as the proxy does, else its port; each
+ * step bounded by POOLTASK_TIMEOUT_S; kept alive after for the proxy), read
+ * the whole short answer, and either answer the client (the bot's 202, or
+ * its refusal of the task itself, each with bot_id added) or move on to the
+ * next candidate (429, 503, 5xx, no connection). The task body goes up
+ * without its pool/tags keys, and with a task_id chosen here when it has
+ * none.
  *
  * A bot that may have read the task (httpclient_call_sent: a connection to
  * it was up with the task on it) and then went away without a whole answer
  * may have stored the task (it is durable before the bot says 202): giving
  * it to another bot could run it twice, so the client gets 502 naming the
- * bot and the task id, and can ask that bot after it once it is back. That
- * holds for a kept-alive connection the bot closed just as the task went
- * up, too: we cannot tell whether it read it. httpclient then tries once
- * more on a new connection to the same bot, which is safe because the task
- * id is the bot's idempotency key (a second copy gets 409, never a second
- * run).
+ * bot and the task id, and can ask that bot after it once it is back. A
+ * task is never sent on a kept-alive connection: one the bot closed as the
+ * task went up would have to be sent again, and a worker killed after
+ * storing it is back in a few ms — the copy sent again met the restarted
+ * worker, which rightly answered 409 (already queued) for the client's own
+ * task (seen in test_work's pool test under a SIGKILL).
  *
  * The loads the choice reads come from the merge's news (merge.h) — each
  * worker's status over its channel and every bot_state — plus one count per
@@ -267,6 +267,7 @@ static void pooltask_send(struct pooltask_fwd *f, const struct hive_bot_info *in
                                      .host = host,
                                      .port = info->port,
                                      .local = info->proxy_socket,
+                                     .fresh = true,
                                      .path = "/api/task",
                                      .headers = headers,
                                      .body = f->body,

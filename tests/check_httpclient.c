@@ -42,7 +42,8 @@ struct fx {
     struct evhttp_request *held; /* a request the server leaves unanswered */
     struct httpclient_call *call;
     bool cancel_in_chunk;
-    bool sent; /* httpclient_call_sent() in the done callback */
+    bool sent;  /* httpclient_call_sent() in the done callback */
+    bool fresh; /* the next fx_call asks for a new connection */
 };
 
 /* Server: /hello answers "hello"; /close answers and closes; /stream sends
@@ -134,8 +135,12 @@ static const struct httpclient_callbacks fx_cbs = {fx_done, fx_head, fx_chunk};
 static void fx_call(struct fx *fx, const char *host, int port, const char *path, bool stream,
                     int read_ms)
 {
-    struct httpclient_request r = {
-        .host = host, .port = port, .path = path, .stream = stream, .read_timeout_ms = read_ms};
+    struct httpclient_request r = {.host = host,
+                                   .port = port,
+                                   .path = path,
+                                   .stream = stream,
+                                   .read_timeout_ms = read_ms,
+                                   .fresh = fx->fresh};
     fx->done = 0;
     fx->body.len = 0;
     fx->call = httpclient_send(fx->hc, &r, &fx_cbs, fx);
@@ -160,6 +165,29 @@ START_TEST(test_get_and_reuse)
     fx_call(&fx, "127.0.0.1", fx.port, "/hello", false, 0);
     ck_assert_int_eq(fx.status, 200);
     ck_assert_uint_eq(httpclient_opened(fx.hc), 1); /* one connection for all three */
+    fx_teardown(&fx);
+}
+END_TEST
+
+/* A fresh call never takes the idle connection (a task must not be sent
+ * again on a second one if a kept-alive one turns out closed); its own is
+ * kept alive after, for the others. */
+START_TEST(test_fresh_takes_no_idle_connection)
+{
+    struct fx fx;
+    fx_setup(&fx);
+    fx_call(&fx, "127.0.0.1", fx.port, "/hello", false, 0);
+    ck_assert_uint_eq(httpclient_opened(fx.hc), 1);
+    fx.fresh = true;
+    fx_call(&fx, "127.0.0.1", fx.port, "/hello", false, 0);
+    ck_assert_int_eq(fx.status, 200);
+    ck_assert_uint_eq(httpclient_opened(fx.hc), 2);
+    fx_call(&fx, "127.0.0.1", fx.port, "/hello", false, 0);
+    ck_assert_uint_eq(httpclient_opened(fx.hc), 3);
+    ck_assert_uint_eq(httpclient_idle(fx.hc), 3);
+    fx.fresh = false;
+    fx_call(&fx, "127.0.0.1", fx.port, "/hello", false, 0);
+    ck_assert_uint_eq(httpclient_opened(fx.hc), 3); /* the others reuse them */
     fx_teardown(&fx);
 }
 END_TEST
@@ -569,6 +597,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_get_and_reuse);
+    tcase_add_test(tc, test_fresh_takes_no_idle_connection);
     tcase_add_test(tc, test_many_pools);
     tcase_add_test(tc, test_post_body);
     tcase_add_test(tc, test_server_closes);
