@@ -39,28 +39,27 @@ static void teardown(void)
     rmdir(dir);
 }
 
-/* Append event N (with PAD bytes of padding). */
-static void add(struct evlog *lg, uint64_t n, size_t pad)
+/* Append event N, numbered under KEY, with PAD bytes of padding. */
+static void add_keyed(struct evlog *lg, const char *key, uint64_t n, size_t pad)
 {
     char *fill = xcalloc(1, pad + 1);
     memset(fill, 'p', pad);
     char *line =
-        xasprintf("{\"type\":\"t\",\"seq\":%llu,\"pad\":\"%s\"}", (unsigned long long)n, fill);
+        xasprintf("{\"type\":\"t\",\"%s\":%llu,\"pad\":\"%s\"}", key, (unsigned long long)n, fill);
     evlog_append(lg, line, strlen(line), n);
     free(line);
     free(fill);
 }
 
-/* Append merged event N (numbered hive_seq) with PAD bytes of padding. */
+/* A worker's event N; a merged one (numbered hive_seq). */
+static void add(struct evlog *lg, uint64_t n, size_t pad)
+{
+    add_keyed(lg, "seq", n, pad);
+}
+
 static void add_hive(struct evlog *lg, uint64_t n, size_t pad)
 {
-    char *fill = xcalloc(1, pad + 1);
-    memset(fill, 'p', pad);
-    char *line =
-        xasprintf("{\"type\":\"t\",\"hive_seq\":%llu,\"pad\":\"%s\"}", (unsigned long long)n, fill);
-    evlog_append(lg, line, strlen(line), n);
-    free(line);
-    free(fill);
+    add_keyed(lg, "hive_seq", n, pad);
 }
 
 /* Replay collector: the numbers seen, in order. */

@@ -14,6 +14,7 @@ Run: HIVE_BUILD_DIR=build /usr/bin/python3 tests/e2e/test_remote.py
 """
 
 import asyncio
+import http.server
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -332,7 +334,6 @@ class TlsTerminator:
 
     def __init__(self, cert, key, target_port):
         import ssl
-        import threading
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
         self.target = target_port
@@ -477,7 +478,38 @@ class RemoteRosterTest(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-class Upstream:
+class StandinHandler(http.server.BaseHTTPRequestHandler):
+    """The requests of a stand-in remote bot: HTTP/1.1 kept alive, quiet."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, code, body, ctype="application/json"):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class Standin:
+    """A stand-in remote bot: HANDLER served on a kernel-chosen loopback port
+    by a thread (serve), until stop."""
+
+    def serve(self, handler):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Upstream(Standin):
     """A plain HTTP/1.1 server standing in for a remote bot, to see what the
     proxy does with big bodies: GET /big answers BIG bytes (a known pattern)
     and counts what it has handed to its socket; POST /upload reads the body
@@ -488,23 +520,10 @@ class Upstream:
     PIECE = 64 * 1024
 
     def __init__(self):
-        import http.server
         outer = self
         self.sent = 0
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def answer(self, code, body):
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(StandinHandler):
             def do_GET(self):
                 if self.path == "/health":
                     return self.answer(200, b'{"status":"ok"}')
@@ -551,20 +570,11 @@ class Upstream:
                     got += len(data)
                 self.answer(200, json.dumps({"received": got, "sha256": h.hexdigest()}).encode())
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        import threading
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.serve(Handler)
 
     @staticmethod
     def pattern(n):
         return bytes(range(256)) * (n // 256)
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def peak_rss_kib(pid):
@@ -748,16 +758,14 @@ class RemoteBigBodyTest(unittest.TestCase):
             self.assertLess(grew, 16 * 1024, "supervisor peak RSS grew %d KiB" % grew)
 
 
-class CountingRemote:
+class CountingRemote(Standin):
     """A stand-in remote bot that counts the supervisor's reads of its
     /status and /metrics and pushes events down its /api/events stream when
     the test says so. /health answers 200; the status and metrics it serves
     say QUEUE tasks wait and PROCESSED were done."""
 
     def __init__(self, bot_id):
-        import http.server
         import queue
-        import threading
         outer = self
         self.bot_id = bot_id
         self.reads = {"/status": 0, "/metrics": 0}
@@ -768,34 +776,22 @@ class CountingRemote:
         self.closing = False
         self.lock = threading.Lock()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def answer(self, body, ctype="application/json"):
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(StandinHandler):
             def do_GET(self):
                 path = self.path.split("?")[0]
                 if path in outer.reads:
                     with outer.lock:
                         outer.reads[path] += 1
                 if path == "/health":
-                    return self.answer(b'{"status":"ok"}')
+                    return self.answer(200, b'{"status":"ok"}')
                 if path == "/status":
-                    return self.answer(json.dumps({
+                    return self.answer(200, json.dumps({
                         "bot_id": outer.bot_id, "status": "idle",
                         "queue": {"realtime": outer.queue_depth, "file": 0},
                         "current_task": None, "tasks_processed": outer.processed,
                         "tasks_failed": 0}).encode())
                 if path == "/metrics":
-                    return self.answer((
+                    return self.answer(200, (
                         "# TYPE hive_tasks_total counter\n"
                         'hive_tasks_total{bot="%s",source="http",outcome="completed"} %d\n'
                         % (outer.bot_id, outer.processed)).encode(), "text/plain")
@@ -822,11 +818,7 @@ class CountingRemote:
                         return
                 self.close_connection = True
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.serve(Handler)
 
     def count(self, path):
         with self.lock:
@@ -839,8 +831,7 @@ class CountingRemote:
 
     def stop(self):
         self.closing = True
-        self.server.shutdown()
-        self.server.server_close()
+        super().stop()
 
 
 class RemoteReadsTest(unittest.TestCase):
@@ -897,7 +888,7 @@ class RemoteReadsTest(unittest.TestCase):
         self.assertGreaterEqual(self.remote.count("/status") - n, 3)
 
 
-class TaskRemote:
+class TaskRemote(Standin):
     """A stand-in remote bot for pool tasks: /health answers 200, and POST
     /api/task is noted (task id, the connection it came on), then answered
     as MODE says: "take" 202 (kept alive), "busy" 503, "drop" not at all
@@ -905,25 +896,11 @@ class TaskRemote:
     after storing it would)."""
 
     def __init__(self, mode):
-        import http.server
-        import threading
         outer = self
         self.tasks = []   # (task_id, client port)
         self.lock = threading.Lock()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def answer(self, code, body):
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(StandinHandler):
             def do_GET(self):
                 if self.path == "/health":
                     return self.answer(200, b'{"status":"ok"}')
@@ -941,11 +918,7 @@ class TaskRemote:
                 self.answer(202, json.dumps({"task_id": task["task_id"],
                                              "status": "queued"}).encode())
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.serve(Handler)
 
     def task_ids(self):
         with self.lock:
@@ -954,10 +927,6 @@ class TaskRemote:
     def connections(self):
         with self.lock:
             return {port for _, port in self.tasks}
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class RemotePoolTest(unittest.TestCase):
