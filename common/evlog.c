@@ -30,7 +30,7 @@ struct evlog {
 /* Read the whole file PATH (bounded); NULL when it cannot be read. */
 static char *evlog_slurp(const char *path, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return NULL;
     struct util_buf b = {0};
@@ -169,7 +169,7 @@ static char *evlog_slurp_after(const struct evlog *lg, const char *path,
     *same = false;
     if (!mark || mark->size < 0)
         return NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     struct stat st;
     if (fd < 0)
         return NULL;
@@ -247,7 +247,7 @@ struct evlog *evlog_open_after(const char *path, const char *key, const struct e
     lg->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (lg->fd < 0)
         log_warn("cannot open the events file %s: %s", path, strerror(errno));
-    int rd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     off_t whole = rd >= 0 ? evlog_whole_end(rd) : -1;
     struct stat st;
     if (whole >= 0 && fstat(rd, &st) == 0 && whole < st.st_size && lg->fd >= 0 &&
@@ -259,7 +259,8 @@ struct evlog *evlog_open_after(const char *path, const char *key, const struct e
         *after = skipped;
     if (!lg->last) { /* the last number from the newest lines */
         lg->last = rd >= 0 ? evlog_last_in(lg, rd, lg->size) : 0;
-        int prev = lg->last ? -1 : open(lg->prev_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        int prev =
+            lg->last ? -1 : open(lg->prev_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
         off_t prev_end = prev >= 0 ? evlog_whole_end(prev) : -1;
         if (prev_end > 0)
             lg->last = evlog_last_in(lg, prev, prev_end);
@@ -343,7 +344,7 @@ void evlog_replay(struct evlog *lg, uint64_t since, size_t max, uint64_t *first,
 /* The number of the first numbered line among the first bytes of PATH. */
 static uint64_t evlog_first_in(const struct evlog *lg, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return 0;
     char buf[65536];

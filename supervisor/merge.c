@@ -8,11 +8,13 @@
 #include "supervisor/merge.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/chan.h"
@@ -140,10 +142,19 @@ static void merge_scan_cb(uint64_t n, json_t *obj, const char *line, size_t len,
  * can be read; *MARK where the log ended then. */
 static json_t *merge_kept_cursors(const char *path, struct evlog_mark *mark)
 {
-    size_t len;
-    char *text = util_read_file(path, 16u << 20, &len);
-    json_t *o = text ? json_loadb(text, len, 0, NULL) : NULL;
-    free(text);
+    /* Only a plain file: a FIFO or a link planted there must not hold up
+     * the start (an open for reading of a FIFO waits for a writer). */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    json_t *o = NULL;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= (16 << 20)) {
+        char *text = xmalloc((size_t)st.st_size + 1);
+        ssize_t n = read(fd, text, (size_t)st.st_size);
+        o = n == st.st_size ? json_loadb(text, (size_t)n, 0, NULL) : NULL;
+        free(text);
+    }
+    if (fd >= 0)
+        close(fd);
     json_t *ino = json_object_get(o, "ino"), *size = json_object_get(o, "size");
     json_t *last = json_object_get(o, "last"), *bots = json_object_get(o, "bots");
     if (!json_is_integer(ino) || !json_is_integer(size) || !json_is_integer(last) ||
