@@ -64,6 +64,19 @@ def wait_for(predicate, timeout=TASK_TIMEOUT, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def read_jsonl(path):
+    """The complete lines of a JSON-lines file another process is appending
+    to, as dicts. A reader can meet the tail of a line whose write is still
+    under way: a line with no newline yet is left for the next read."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    lines = data.split(b"\n")[:-1]
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def proc_status(pid, field, default=None):
     """The number of FIELD ("VmRSS", "VmHWM", "voluntary_ctxt_switches"...)
     in /proc/PID/status; DEFAULT when it has none (AssertionError if None)."""
@@ -610,11 +623,7 @@ class Worker:
             return []
 
     def activity(self):
-        try:
-            with open(self.activity_file, encoding="utf-8") as f:
-                return [json.loads(line) for line in f if line.strip()]
-        except FileNotFoundError:
-            return []
+        return read_jsonl(self.activity_file)
 
     def sanitizer_reports(self):
         text = self.all_logs()

@@ -30,13 +30,9 @@ the `claude` adapter end to end:
   gemini.json.
 """
 
-import asyncio
 import json
 import os
-import re
 import shutil
-import stat
-import subprocess
 import sys
 import tempfile
 import time

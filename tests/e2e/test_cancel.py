@@ -27,7 +27,6 @@ Every process a test starts is stopped by pid. Run with /usr/bin/python3.
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import sys

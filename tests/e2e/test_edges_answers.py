@@ -18,7 +18,6 @@
 Run: HIVE_BUILD_DIR=build /usr/bin/python3 tests/e2e/test_edges_answers.py
 """
 
-import asyncio
 import json
 import os
 import re

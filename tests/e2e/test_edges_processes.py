@@ -23,7 +23,6 @@ import os
 import random
 import signal
 import stat
-import socket
 import subprocess
 import sys
 import time

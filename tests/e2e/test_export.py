@@ -19,7 +19,6 @@ way systemd would use them, without needing systemd as PID 1.
 """
 
 import glob
-import json
 import os
 import re
 import shlex

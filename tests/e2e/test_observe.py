@@ -11,7 +11,6 @@ Pagination at a million entries is the unit suite's (check_timeline); here
 a few hundred real mock tasks run through every door.
 """
 
-import asyncio
 import http.client
 import json
 import os

@@ -30,7 +30,8 @@ import websockets
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hive_e2e import Worker, curl, main, run_async, wait_for, ws_recv_until  # noqa: E402
+from hive_e2e import (Worker, curl, main, read_jsonl, run_async, wait_for,  # noqa: E402
+                      ws_recv_until)
 from test_supervisor_front import HIVE_BIN, Hive, free_ports  # noqa: E402
 
 INTERVAL, TIMEOUT, RISE, FALL = 0.5, 0.5, 2, 3
@@ -112,9 +113,7 @@ class RemoteTest(unittest.TestCase):
     # --- helpers
     def events(self):
         """Every event the hive merged, from its log (.deia/hive/events.jsonl)."""
-        path = os.path.join(self.hive.work_dir, ".deia", "hive", "events.jsonl")
-        with open(path, "rb") as f:
-            return [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
+        return read_jsonl(os.path.join(self.hive.work_dir, ".deia", "hive", "events.jsonl"))
 
     def stream(self, since=0, timeout=1.5):
         """Every event of the hive's GET /api/events after SINCE, read for TIMEOUT s."""

@@ -11,7 +11,6 @@ Run: HIVE_BUILD_DIR=build /usr/bin/python3 tests/e2e/test_work.py
 """
 
 import concurrent.futures
-import json
 import os
 import re
 import shutil
@@ -25,7 +24,7 @@ import unittest
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hive_e2e import wait_for  # noqa: E402
+from hive_e2e import read_jsonl, wait_for  # noqa: E402
 from test_supervisor_front import (HIVE_BIN, Hive, start_class_hive,  # noqa: E402
                                    stop_class_hive)
 
@@ -278,12 +277,7 @@ def files_section(text):
 
 def stored_events(work_dir, bot):
     """The bot's stored events (its events file), as dicts."""
-    path = os.path.join(work_dir, ".deia", "bot-logs", "%s-events.jsonl" % bot)
-    try:
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except FileNotFoundError:
-        return []
+    return read_jsonl(os.path.join(work_dir, ".deia", "bot-logs", "%s-events.jsonl" % bot))
 
 
 WRITER = ("{type: cli, command: [sh, -c, 'echo $HIVE_TASK_ID > f-$HIVE_TASK_ID.txt; "
