@@ -23,6 +23,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_supervisor_lifecycle import (CURL, HIVE_BIN, WORKER_BIN, Hive,  # noqa: E402
                                        http_get, read_text, wait_for)
+from hive_e2e import read_jsonl  # noqa: E402
 
 TASK_TIMEOUT = 30.0
 
@@ -266,12 +267,17 @@ class RosterKeys(unittest.TestCase):
 
         def oom_reason():
             h.alive()
-            code, body = http_get("http://127.0.0.1:%d/status" % h.listen_port)
-            bot = [b for b in (body or {}).get("bots", []) if b["id"] == "OOM1"]
-            return bot and bot[0]["reason"] == "out of memory" and bot[0]
+            return [e for e in read_jsonl(events)
+                    if e.get("type") == "bot_state" and e.get("bot_id") == "OOM1"
+                    and e.get("reason") == "out of memory"]
         # The task is queued again after each kill, so the bot meets the OOM
-        # killer again and again; its reason shows between kill and ready.
-        bot = wait_for(oom_reason, 40, "reason: out of memory in /status", interval=0.02)
+        # killer again and again. Its reason is the bot's between kill and
+        # ready, which a restart at the floor makes a few milliseconds: the
+        # bot_state events of the hive's stream keep every one of them.
+        events = os.path.join(h.work_dir, ".deia", "hive", "events.jsonl")
+        wait_for(oom_reason, 40, "a bot_state event with reason: out of memory")
+        code, body = http_get("http://127.0.0.1:%d/status" % h.listen_port)
+        bot = [b for b in body["bots"] if b["id"] == "OOM1"][0]
         self.assertEqual(bot["last_exit"].get("signal"), 9, bot)
         wait_for(lambda: h.alive() and "out of memory" in h.log(), 10, "the kill in the log")
         self.assertIn("OOM1: running -> ", h.log())
