@@ -22,6 +22,9 @@
 #include "worker/answers.h"
 #include "worker/taskfile.h"
 
+/* Why a submission is refused while the last run's tasks are read back. */
+#define API_RECOVERING "bot is recovering the tasks of its last run; try again"
+
 /* A reply to a WebSocket client held back behind an ack that is not sent
  * yet (SPEC §5: replies come in the order of the client's messages). */
 struct api_ws_reply {
@@ -397,6 +400,9 @@ static void api_http_refused(struct api *api, struct http_conn *conn, enum engin
         http_respond_error(conn, 429, "Task queue full - too many pending tasks",
                            "Retry-After: 1\r\n");
         break;
+    case ENGINE_RECOVERING:
+        http_respond_error(conn, 503, API_RECOVERING, "Retry-After: 1\r\n");
+        break;
     default:
         http_respond_error(conn, 503, "bot is stopping", "Retry-After: 1\r\n");
         break;
@@ -695,8 +701,9 @@ static void api_ws_task(struct api *api, struct api_ws *s, json_t *msg)
         api_ws_duplicate(api, s->id, t->id);
     else
         api_ws_error(api, s->id,
-                     st == ENGINE_FULL ? "Task queue full - too many pending tasks"
-                                       : "bot is stopping",
+                     st == ENGINE_FULL         ? "Task queue full - too many pending tasks"
+                     : st == ENGINE_RECOVERING ? API_RECOVERING
+                                               : "bot is stopping",
                      st == ENGINE_FULL ? 429 : 503);
     task_free(t);
 }

@@ -217,6 +217,10 @@ enum engine_submit_status engine_submit(struct engine *e, struct task *t, engine
     static const struct timeval zero = {0, 0};
     if (e->stopping)
         return ENGINE_STOPPING;
+    /* A task of the last run not yet read back may carry this id: taking it
+     * now would replace that task's file in _realtime/ (same name). */
+    if (e->recovering)
+        return ENGINE_RECOVERING;
     /* An id is an idempotency key: queued (from any source), running or
      * answered, before a restart too, it is not accepted again. */
     if (engine_task_state(e, t->id))

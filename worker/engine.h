@@ -49,7 +49,16 @@ struct engine_events {
     void *arg;
 };
 
-enum engine_submit_status { ENGINE_ACCEPTED, ENGINE_DUPLICATE, ENGINE_FULL, ENGINE_STOPPING };
+/* ENGINE_RECOVERING: recovery of the last run's tasks is unfinished (it met
+ * a passing shortage and is tried again soon); until it is done an id cannot
+ * be checked against the tasks still on disk, so nothing new is taken. */
+enum engine_submit_status {
+    ENGINE_ACCEPTED,
+    ENGINE_DUPLICATE,
+    ENGINE_FULL,
+    ENGINE_STOPPING,
+    ENGINE_RECOVERING
+};
 
 /* TASK is NULL when it could not be made durable; POSITION is 1-based. */
 typedef void (*engine_accept_cb)(struct task *task, size_t position, void *arg);

@@ -21,7 +21,7 @@ import http.client
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hive_e2e import (BOT, WorkerTestCase, main, parse_response, run_async,  # noqa: E402
-                      wait_for, ws_recv_json)
+                      wait_for, ws_recv_json, ws_recv_until)
 
 
 def post_raw(w, body_bytes, timeout=60):
@@ -276,6 +276,80 @@ class RecoveryShortage(WorkerTestCase):
         self.assertEqual(w2.listdir("_realtime"), [])
         for tid in ("REC-Q", "REC-RUN", "rec-file"):
             self.assertEqual(len(w2.responses(tid)), 1, tid)
+
+
+RECOVERY_SHORT_SHIM = r"""
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+/* Recovery's look at _active/ meets "Too many open files" while the file
+ * $HIVE_TEST_SHORT exists; every other open works as ever. */
+DIR *opendir(const char *name)
+{
+    const char *g = getenv("HIVE_TEST_SHORT");
+    size_t n = strlen(name);
+    if (g && n > 8 && strcmp(name + n - 8, "/_active") == 0 && access(g, F_OK) == 0) {
+        errno = EMFILE;
+        return NULL;
+    }
+    return ((DIR *(*)(const char *))dlsym(RTLD_NEXT, "opendir"))(name);
+}
+"""
+
+
+class RecoveryWindow(WorkerTestCase):
+    """While recovery is unfinished, a submission is refused (503 with
+    Retry-After), at both doors: until the last run's tasks are read back,
+    an id cannot be checked against them. It was accepted: a new task with the
+    id of one the killed worker was running (in _active/, not yet read back)
+    was taken as new, and the id had two tasks."""
+
+    def test_submission_during_unfinished_recovery_is_refused(self):
+        so = build_shim(self, RECOVERY_SHORT_SHIM, "short")
+        w = self.new_worker()
+        self.assertEqual(w.post("/api/pause").status, 200)
+        w.submit("left first", task_id="WIN-1")
+        kill_and_wait(w)
+        # As the killed worker would have left it running: claimed.
+        os.rename(w.sub("_realtime/WIN-1.json"), w.sub("_active/WIN-1.json"))
+        os.unlink(w.pause_file)
+        short = os.path.join(self.tmp, "short")
+        open(short, "w").close()
+        env = {"LD_PRELOAD": so, "HIVE_TEST_SHORT": short,
+               "ASAN_OPTIONS": "verify_asan_link_order=0:detect_leaks=1:abort_on_error=0"}
+        w2 = self.restart(w, env=env)
+        try:
+            wait_for(lambda: "recovery: " in w2.log_text(), what="recovery short of descriptors")
+            for tid in ("WIN-1", "WIN-2"):
+                r = w2.post("/api/task", {"command": "second " + tid, "task_id": tid})
+                self.assertEqual(r.status, 503, r)
+                self.assertIn("recovering", r.json()["detail"])
+                self.assertEqual(r.header("Retry-After"), "1", r)
+
+            async def over_ws():
+                import websockets
+                async with websockets.connect(w2.ws_url, open_timeout=10, ping_interval=None) as ws:
+                    await ws.send(json.dumps({"type": "task", "task_id": "WIN-1",
+                                              "command": "second over ws"}))
+                    return await ws_recv_until(ws, lambda m: m.get("type") == "error", 10)
+            err = run_async(over_ws())[-1]
+            self.assertEqual(err.get("status_code"), 503, err)
+            self.assertIn("recovering", err["message"])
+            self.assertEqual(w2.responses(), [])
+        finally:
+            os.unlink(short)
+        name, text = w2.wait_response("WIN-1", timeout=15)
+        self.assertIn("left first", text)
+        self.assertNotIn("second WIN-1", text)
+        w2.submit("after", task_id="WIN-2")
+        w2.wait_response("WIN-2")
+        self.assertEqual(len(w2.responses("WIN-1")), 1)
+        self.assertEqual(w2.post("/api/task", {"command": "again", "task_id": "WIN-1"}).status,
+                         409)
 
 
 class Folders(WorkerTestCase):
