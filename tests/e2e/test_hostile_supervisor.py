@@ -23,7 +23,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from hive_e2e import wait_for  # noqa: E402
+from hive_e2e import read_jsonl, wait_for  # noqa: E402
 from hostile import (LIMITS, HiveTarget, HostileCases, TokenCases, chunked,  # noqa: E402
                      connect, exchange, http_get, http_json, post)
 
@@ -51,17 +51,8 @@ class SupervisorHostile(HostileCases, unittest.TestCase):
     def received(self):
         """task_received events in the worker's activity log, by task id."""
         path = os.path.join(self.T.work_dir, ".deia", "bot-logs", "BOT-" + self.T.bot + "-activity.jsonl")
-        out = []
-        try:
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    if line.strip():
-                        ev = json.loads(line)
-                        if ev.get("event_type") == "task_received":
-                            out.append(ev.get("task_id"))
-        except FileNotFoundError:
-            pass
-        return out
+        return [ev.get("task_id") for ev in read_jsonl(path)
+                if ev.get("event_type") == "task_received"]
 
     def victims(self, what):
         """Ordinary clients after an attack get their own answers, not a smuggled one's

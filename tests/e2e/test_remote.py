@@ -449,9 +449,8 @@ class RemoteTlsTest(unittest.TestCase):
         path = os.path.join(self.hive.work_dir, ".deia", "hive", "events.jsonl")
 
         def merged():
-            with open(path) as f:
-                return any(json.loads(x).get("task_id") == msgs[0]["task_id"] and
-                           json.loads(x)["type"] == "task_completed" for x in f if x.strip())
+            return any(e.get("task_id") == msgs[0]["task_id"] and e["type"] == "task_completed"
+                       for e in read_jsonl(path))
         wait_for(merged, timeout=20, what="the TLS bot's task merged")
 
     def test_unverified_bots_unreachable(self):

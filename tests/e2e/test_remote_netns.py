@@ -31,7 +31,7 @@ import unittest
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hive_e2e import BUILD_DIR, WORKER_BIN, main, wait_for  # noqa: E402
+from hive_e2e import BUILD_DIR, WORKER_BIN, main, read_jsonl, wait_for  # noqa: E402
 
 HIVE_BIN = os.path.join(BUILD_DIR, "supervisor", "hive")
 HOSTS = 3
@@ -286,9 +286,7 @@ class RemoteNetnsTest(unittest.TestCase):
         return json.loads(text)["task_id"]
 
     def merged(self):
-        path = os.path.join(self.front_dir, ".deia", "hive", "events.jsonl")
-        with open(path, "rb") as f:
-            return [json.loads(x) for x in f.read().decode().splitlines() if x.strip()]
+        return read_jsonl(os.path.join(self.front_dir, ".deia", "hive", "events.jsonl"))
 
     def completed(self, bot):
         return [e["task_id"] for e in self.merged()
