@@ -244,7 +244,7 @@ struct evlog *evlog_open_after(const char *path, const char *key, const struct e
     lg->path = xstrdup(path);
     lg->prev_path = xasprintf("%s.1", path);
     lg->key = xstrdup(key);
-    lg->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    lg->fd = util_open_append(path, O_WRONLY, 0644);
     if (lg->fd < 0)
         log_warn("cannot open the events file %s: %s", path, strerror(errno));
     int rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);

@@ -22,6 +22,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/log.h"
+
 /* Abort with a message: there is no sane way on from out-of-memory. */
 static void util_oom(void)
 {
@@ -286,6 +288,61 @@ int util_replace_file(const char *path, const void *data, size_t len, bool durab
 int util_write_file_atomic(const char *path, const void *data, size_t len)
 {
     return util_replace_file(path, data, len, true);
+}
+
+/* What kind of thing MODE is, for a warning. */
+static const char *util_file_kind(mode_t mode)
+{
+    if (S_ISLNK(mode))
+        return "a symlink";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "a device";
+    return NULL; /* a regular file or a folder: nothing to replace */
+}
+
+/* PATH, whose open with FLAGS failed with errno or gave FD (closed here)
+ * that is no regular file: when what is there is something to replace,
+ * remove it and make a new file. -1 with errno otherwise. */
+static int util_open_replace(const char *path, int flags, mode_t mode, int fd)
+{
+    int e = errno;
+    struct stat st;
+    bool seen = fd >= 0 ? fstat(fd, &st) == 0 : lstat(path, &st) == 0;
+    if (fd >= 0)
+        close(fd);
+    const char *kind = seen ? util_file_kind(st.st_mode) : NULL;
+    if (!kind) { /* a folder, a file we may not open, nothing at all: the open's error */
+        errno = e;
+        return -1;
+    }
+    log_warn("%s was %s, not a file of ours: replaced by a new file, not written through", path,
+             kind);
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -1;
+    flags &= ~(O_NONBLOCK | O_TRUNC);
+    return open(path, flags | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+}
+
+int util_open_append(const char *path, int flags, mode_t mode)
+{
+    int fd = -1;
+    for (int tries = 0; tries < 2 && fd < 0; tries++) { /* once more when one raced us */
+        fd = open(path, flags | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+            break;
+        fd = util_open_replace(path, flags, mode, fd);
+        if (fd < 0 && errno != EEXIST)
+            return -1;
+    }
+    int fl = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+    if (fl >= 0 && (fl & O_NONBLOCK))
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
 }
 
 char *util_read_file(const char *path, size_t max, size_t *len_out)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <time.h>
 
 void *xmalloc(size_t n);
@@ -71,6 +72,14 @@ int util_fsync_dir(const char *path);
 int util_write_file_atomic(const char *path, const void *data, size_t len);
 /* The same; with DURABLE false, without the fsyncs (atomic, not durable). */
 int util_replace_file(const char *path, const void *data, size_t len, bool durable);
+/* Open PATH for appending (O_APPEND | O_CREAT, MODE) with FLAGS (O_WRONLY
+ * or O_RDWR, and any others), never through what someone else planted
+ * there: a symlink, FIFO, socket or device at PATH is removed (the entry,
+ * never what it points to) with a warning naming it, and a new regular file
+ * made with O_EXCL in its place. Opening never blocks (a FIFO waits for no
+ * reader); the descriptor returned is blocking and close-on-exec. -1 with
+ * errno when no regular file can be had (a directory is there, say). */
+int util_open_append(const char *path, int flags, mode_t mode);
 /* Read a whole file (at most MAX bytes, else -1 with EFBIG); NUL-terminated. */
 char *util_read_file(const char *path, size_t max, size_t *len_out);
 /* True for 127.0.0.0/8, ::1, [::1] and "localhost". */

@@ -164,7 +164,7 @@ static void logcap_echo_line(struct logcap_echo *echo, const char *name, const c
 static int logcap_open(struct logcap *cap)
 {
     struct stat st;
-    cap->fd = open(cap->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    cap->fd = util_open_append(cap->path, O_WRONLY, 0644);
     if (cap->fd < 0) {
         if (!cap->open_warned)
             log_warn("%s: cannot open %s: %s", cap->name, cap->path, strerror(errno));

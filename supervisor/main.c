@@ -262,7 +262,7 @@ static void main_ready(struct main_up *up, int code)
 /* -d, once started: stdout and stderr to hive.log, stdin from /dev/null. */
 static void main_redirect(struct main_up *up)
 {
-    int out = open(up->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int out = util_open_append(up->log_path, O_WRONLY, 0644);
     int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
     fflush(NULL);
     if (in >= 0)
@@ -359,7 +359,7 @@ static void main_log_sink(enum log_level level, const char *message, void *arg)
     time_t now = time(NULL);
     struct tm tm;
     if (up->log_fd < 0)
-        up->log_fd = open(up->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        up->log_fd = util_open_append(up->log_path, O_WRONLY, 0644);
     if (up->log_fd < 0)
         return;
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));

@@ -973,12 +973,45 @@ START_TEST(test_open_errors)
     ck_assert_uint_eq(timeline_count(r), 2);
     timeline_close(w);
     timeline_close(r);
-    /* A symlinked JSONL is not followed. */
+    /* A symlinked JSONL is not followed: the writer replaces the link. */
     char *link = check_path("BOT-L", "jsonl");
     ck_assert_int_eq(symlink("/etc/passwd", link), 0);
-    ck_assert_ptr_null(timeline_open(check_dir, "BOT-L", true, err, sizeof err));
+    w = check_open("BOT-L", true);
+    ck_assert_uint_eq(timeline_count(w), 0);
+    struct stat st;
+    ck_assert(lstat(link, &st) == 0 && S_ISREG(st.st_mode));
+    timeline_close(w);
     free(link);
     free(missing);
+}
+END_TEST
+
+/* A FIFO where a file belongs: no open waits for a writer or a reader. */
+START_TEST(test_planted_fifos)
+{
+    char *jsonl = check_path("BOT-F", "jsonl"), *idx = check_path("BOT-F", "idx");
+    ck_assert_int_eq(mkfifo(jsonl, 0644), 0);
+    struct timeline *r = check_open("BOT-F", false); /* a reader: no file yet */
+    ck_assert_uint_eq(timeline_count(r), 0);
+    struct timeline *w = check_open("BOT-F", true); /* the writer: a file of its own */
+    struct stat st;
+    ck_assert(lstat(jsonl, &st) == 0 && S_ISREG(st.st_mode));
+    check_add(w, 0, CHECK_T0, 0, true, "first");
+    timeline_close(w);
+    ck_assert_int_eq(unlink(idx), 0);
+    ck_assert_int_eq(mkfifo(idx, 0644), 0);
+    ck_assert_int_eq(timeline_refresh(r), 0); /* reads the JSONL itself */
+    ck_assert_uint_eq(timeline_count(r), 1);
+    w = check_open("BOT-F", true); /* the index is rebuilt over the FIFO */
+    ck_assert_uint_eq(timeline_count(w), 1);
+    ck_assert(lstat(idx, &st) == 0 && S_ISREG(st.st_mode));
+    check_add(w, 0, CHECK_T0 + 1, 0, true, "second");
+    ck_assert_int_eq(timeline_refresh(r), 0);
+    ck_assert_uint_eq(timeline_count(r), 2);
+    timeline_close(w);
+    timeline_close(r);
+    free(jsonl);
+    free(idx);
 }
 END_TEST
 
@@ -1049,6 +1082,7 @@ static Suite *check_suite(void)
     tcase_add_test(tc, test_response_cut_utf8);
     tcase_add_test(tc, test_clock_step_back);
     tcase_add_test(tc, test_open_errors);
+    tcase_add_test(tc, test_planted_fifos);
     tcase_add_test(tc, test_reader_follows_rebuild);
     suite_add_tcase(s, tc);
     return s;

@@ -1,10 +1,12 @@
 /*
- * check_util: common/util.c's util_mkdirs (mkdir -p made leaf first) and
+ * check_util: common/util.c's util_mkdirs (mkdir -p made leaf first),
+ * util_open_append (a symlink, FIFO or folder at a log's path) and
  * common/digest.c (libcrypto loaded on first use): known vectors, and that a
  * program that has not hashed yet has not mapped libcrypto.
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,80 @@ START_TEST(test_mkdirs)
     char *cmd = xasprintf("rm -rf '%s'", base);
     ck_assert_int_eq(system(cmd), 0);
     free(deep), free(slash), free(y), free(file), free(under), free(rel), free(t), free(cmd);
+}
+END_TEST
+
+/* The whole of PATH (at most 255 bytes), as a string. */
+static char *slurp(const char *path)
+{
+    static char buf[256];
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+/* Append "line\n" through FD, which must be blocking, then close it. */
+static void append_line(int fd)
+{
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+    ck_assert_int_ne(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
+    ck_assert_int_eq(write(fd, "line\n", 5), 5);
+    close(fd);
+}
+
+/* True when PATH is a regular file (not followed). */
+static bool is_regular(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+START_TEST(test_open_append)
+{
+    char base[] = "/tmp/check_util.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(base));
+    char *log = xasprintf("%s/log", base), *outside = xasprintf("%s/outside", base);
+    append_line(util_open_append(log, O_WRONLY, 0644)); /* new */
+    append_line(util_open_append(log, O_RDWR, 0644));   /* appended to */
+    ck_assert_str_eq(slurp(log), "line\nline\n");
+
+    FILE *f = fopen(outside, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("precious\n", f);
+    fclose(f);
+    ck_assert_int_eq(unlink(log), 0);
+    ck_assert_int_eq(symlink(outside, log), 0);
+    append_line(util_open_append(log, O_WRONLY, 0644)); /* the link is replaced */
+    ck_assert(is_regular(log));
+    ck_assert_str_eq(slurp(log), "line\n");
+    ck_assert_str_eq(slurp(outside), "precious\n");
+
+    ck_assert_int_eq(unlink(log), 0);
+    ck_assert_int_eq(symlink("/nonexistent/dangling", log), 0); /* not created there */
+    append_line(util_open_append(log, O_WRONLY, 0644));
+    ck_assert(is_regular(log));
+
+    for (int rdwr = 0; rdwr < 2; rdwr++) { /* O_WRONLY fails (ENXIO), O_RDWR opens one */
+        ck_assert_int_eq(unlink(log), 0);
+        ck_assert_int_eq(mkfifo(log, 0644), 0);
+        append_line(util_open_append(log, rdwr ? O_RDWR : O_WRONLY, 0644)); /* no wait */
+        ck_assert(is_regular(log));
+        ck_assert_str_eq(slurp(log), "line\n");
+    }
+
+    char *dir = xasprintf("%s/dir", base);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    errno = 0;
+    ck_assert_int_eq(util_open_append(dir, O_WRONLY, 0644), -1); /* a folder stays */
+    ck_assert_int_eq(errno, EISDIR);
+    ck_assert(is_dir(dir));
+    char *cmd = xasprintf("rm -rf '%s'", base);
+    ck_assert_int_eq(system(cmd), 0);
+    free(log), free(outside), free(dir), free(cmd);
 }
 END_TEST
 
@@ -148,6 +224,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_mkdirs);
     tcase_add_test(tc, test_listen_tcp);
+    tcase_add_test(tc, test_open_append);
     tcase_add_test(tc, test_digest_loaded_lazily);
     tcase_add_test(tc, test_digest_vectors);
     suite_add_tcase(s, tc);

@@ -31,7 +31,7 @@ struct activity *activity_open(const char *path, const char *bot_id)
 {
     struct activity *a = xcalloc(1, sizeof *a);
     a->bot_id = xstrdup(bot_id);
-    a->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    a->fd = util_open_append(path, O_WRONLY, 0644);
     if (a->fd < 0)
         log_warn("cannot open activity log %s: %s", path, strerror(errno));
     return a;

@@ -886,12 +886,28 @@ static void timeline_unload(struct timeline *tl)
     timeline_cum_reset(tl);
 }
 
+/* The JSONL, opened: the writer's is always a regular file of its own (a
+ * symlink or FIFO planted there is replaced); a reader takes nothing else
+ * (anything else reads as no file, and its open waits for no FIFO writer). */
+static int timeline_open_jsonl(const struct timeline *tl)
+{
+    if (tl->writer)
+        return util_open_append(tl->jsonl_path, O_RDWR, 0644);
+    int fd = open(tl->jsonl_path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+        close(fd);
+        errno = ENOENT;
+        return -1;
+    }
+    return fd;
+}
+
 /* Open the files and bring the index in line with the JSONL. 0, or -1 with
  * errno when the JSONL cannot be opened (a reader without one is empty). */
 static int timeline_load(struct timeline *tl)
 {
-    int flags = tl->writer ? O_RDWR | O_APPEND | O_CREAT : O_RDONLY;
-    tl->jsonl_fd = open(tl->jsonl_path, flags | O_NOFOLLOW | O_CLOEXEC, 0644);
+    tl->jsonl_fd = timeline_open_jsonl(tl);
     struct stat st;
     if (tl->jsonl_fd < 0 || fstat(tl->jsonl_fd, &st) != 0) {
         int e = errno;
@@ -904,8 +920,13 @@ static int timeline_load(struct timeline *tl)
     uint64_t size = (uint64_t)st.st_size;
     if (tl->writer && timeline_cut_torn(tl->jsonl_fd, &size) != 0)
         return -1;
-    tl->idx_fd = open(tl->idx_path, (tl->writer ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
+    tl->idx_fd =
+        open(tl->idx_path, (tl->writer ? O_RDWR : O_RDONLY) | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
     tl->idx_seen_ok = tl->idx_fd >= 0 && fstat(tl->idx_fd, &tl->idx_seen) == 0;
+    if (tl->idx_seen_ok && !S_ISREG(tl->idx_seen.st_mode)) { /* a FIFO, say: rebuilt over */
+        close(tl->idx_fd);
+        tl->idx_fd = -1;
+    }
     if (tl->idx_fd < 0 || timeline_load_index(tl, size) != 0)
         timeline_rebuild(tl, size);
     else if (tl->writer && tl->jsonl_size < size)
