@@ -534,6 +534,76 @@ class Symlinks(WorkerTestCase):
         self.assertEqual(os.listdir(elsewhere), [])
 
 
+class PlantedLogs(WorkerTestCase):
+    """SPEC §7: a symlink or FIFO planted where a log of the worker belongs (its
+    activity log, events log, timeline) is replaced by a file of its own: nothing
+    is written through the link, and a FIFO holds up no start."""
+
+    LOGS = {"activity": "BOT-%s-activity.jsonl", "events": "%s-events.jsonl",
+            "timeline": "%s-timeline.jsonl"}
+
+    def planted(self, log, plant):
+        """A worker started once (so its layout is made), stopped, PLANT(path)
+        done at LOG's path, and started again without waiting for it."""
+        w = self.new_worker()
+        w.submit("before", task_id="BEFORE-1")
+        w.wait_response("BEFORE-1")
+        w.stop()
+        path = w.path(".deia", "bot-logs", self.LOGS[log] % BOT)
+        if os.path.lexists(path):
+            os.unlink(path)
+        plant(path)
+        w = self.restart(w, wait_listen=False)
+        w.wait_listening(timeout=8)
+        self.assertEqual(w.get("/health", timeout=3).status, 200)
+        return w, path
+
+    def answered_into(self, w, path, task_id):
+        """TASK_ID is answered, and the file at PATH is a regular one that names it."""
+        w.submit("a task after the plant", task_id=task_id)
+        w.wait_response(task_id)
+
+        def logged():
+            with open(path, "rb") as f:
+                return task_id.encode() in f.read()
+        wait_for(lambda: not os.path.islink(path) and os.path.isfile(path) and logged(), 10,
+                 what="%s as a regular file holding %s" % (path, task_id))
+
+    def symlink_case(self, log):
+        outside = os.path.join(self.tmp, "outside.txt")
+        with open(outside, "w") as f:
+            f.write("precious\n")
+        w, path = self.planted(log, lambda p: os.symlink(outside, p))
+        self.answered_into(w, path, "LINKED-1")
+        time.sleep(0.3)
+        with open(outside) as f:
+            self.assertEqual(f.read(), "precious\n", "nothing written through the link")
+        self.assertIn("was a symlink", w.log_text())
+
+    def fifo_case(self, log):
+        w, path = self.planted(log, os.mkfifo)
+        self.answered_into(w, path, "FIFO-1")
+        self.assertIn("was a FIFO", w.log_text())
+
+    def test_symlink_at_activity_log(self):
+        self.symlink_case("activity")
+
+    def test_symlink_at_events_log(self):
+        self.symlink_case("events")
+
+    def test_symlink_at_timeline(self):
+        self.symlink_case("timeline")
+
+    def test_fifo_at_activity_log(self):
+        self.fifo_case("activity")
+
+    def test_fifo_at_events_log(self):
+        self.fifo_case("events")
+
+    def test_fifo_at_timeline(self):
+        self.fifo_case("timeline")
+
+
 class Headers(WorkerTestCase):
     """Case 19: no input forges a header line."""
 

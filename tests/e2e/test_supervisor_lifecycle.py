@@ -612,6 +612,34 @@ class SupervisorTest(unittest.TestCase):
                          "a worker started before the refusal")
         self.assertFalse(can_connect(hive.ports["BOT-A"]))
 
+    def test_planted_fifo_and_symlinks_at_its_logs_hold_up_nothing(self):
+        """SPEC §7: a FIFO at a bot's captured log and symlinks at the events log
+        and hive.log are replaced by files of the hive's own: `hive up` starts
+        the bot, and nothing is written through a link."""
+        hive = Hive(self, self.dir, [{"id": "BOT-P"}])
+        os.makedirs(hive.path("logs"))
+        bot_log, events, hive_log = (hive.path("logs", "BOT-P.log"), hive.path("events.jsonl"),
+                                     hive.path("logs", "hive.log"))
+        os.mkfifo(bot_log)
+        outside = os.path.join(self.dir, "outside.txt")
+        with open(outside, "w") as f:
+            f.write("precious\n")
+        os.symlink(outside, events)
+        os.symlink(outside, hive_log)
+        hive.start()
+        hive.wait_running(["BOT-P"], timeout=10)
+
+        def plain(path):  # checked before a read: a read of the FIFO would wait
+            return os.path.isfile(path) and not os.path.islink(path)
+        wait_for(lambda: plain(bot_log) and "listening on" in read_text(bot_log), 10,
+                 "the bot's own lines in a new BOT-P.log")
+        wait_for(lambda: plain(events) and "BOT-P" in read_text(events), 10,
+                 "the bot's events in a new events.jsonl")
+        self.assertTrue(plain(hive_log), hive_log)
+        self.assertEqual(read_text(outside), "precious\n", "nothing written through a link")
+        self.assertIn("was a FIFO", hive.log())
+        self.assertIn("was a symlink", hive.log())
+
     def test_failing_workers_end_fatal_while_others_serve(self):
         restart = {"policy": "always", "max_restarts": 2, "window": 60}
         bots = [{"id": "GOOD-1"},
