@@ -89,14 +89,17 @@ def proc_status(pid, field, default=None):
     return default
 
 
-def write_atomic(path, data):
-    """Write DATA (str or bytes) elsewhere, then rename it in (SPEC §2.1 writers)."""
+def write_atomic(path, data, mtime=None):
+    """Write DATA (str or bytes) elsewhere, then rename it in (SPEC §2.1
+    writers); with MTIME, the file has that time before it is there."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     d = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=".e2e-", suffix=".tmp", dir=os.path.dirname(d))
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+    if mtime is not None:
+        os.utime(tmp, (mtime, mtime))
     os.rename(tmp, path)
 
 
@@ -589,9 +592,9 @@ class Worker:
         """Drop a task file into the queue (written elsewhere, renamed in)."""
         os.makedirs(self.queue_dir, exist_ok=True)
         dst = os.path.join(self.queue_dir, name)
-        write_atomic(dst, text)
-        if mtime is not None:
-            os.utime(dst, (mtime, mtime))
+        # The time is set before the rename: a running worker may claim the
+        # file (move it to _active/) as soon as it is in the queue.
+        write_atomic(dst, text, mtime)
         return dst
 
     def responses(self, task_id=None):
