@@ -290,9 +290,13 @@ int util_write_file_atomic(const char *path, const void *data, size_t len)
     return util_replace_file(path, data, len, true);
 }
 
-/* What kind of thing MODE is, for a warning. */
-static const char *util_file_kind(mode_t mode)
+/* What kind of thing ST is, for a warning; NULL when it is ours to use (a
+ * regular file of one name) or not to be replaced (a folder). */
+static const char *util_file_kind(const struct stat *st)
 {
+    mode_t mode = st->st_mode;
+    if (S_ISREG(mode))
+        return st->st_nlink > 1 ? "a file with another name (a hard link)" : NULL;
     if (S_ISLNK(mode))
         return "a symlink";
     if (S_ISFIFO(mode))
@@ -301,7 +305,7 @@ static const char *util_file_kind(mode_t mode)
         return "a socket";
     if (S_ISCHR(mode) || S_ISBLK(mode))
         return "a device";
-    return NULL; /* a regular file or a folder: nothing to replace */
+    return NULL; /* a folder: nothing to replace */
 }
 
 /* PATH, whose open with FLAGS failed with errno or gave FD (closed here)
@@ -314,7 +318,7 @@ static int util_open_replace(const char *path, int flags, mode_t mode, int fd)
     bool seen = fd >= 0 ? fstat(fd, &st) == 0 : lstat(path, &st) == 0;
     if (fd >= 0)
         close(fd);
-    const char *kind = seen ? util_file_kind(st.st_mode) : NULL;
+    const char *kind = seen ? util_file_kind(&st) : NULL;
     if (!kind) { /* a folder, a file we may not open, nothing at all: the open's error */
         errno = e;
         return -1;
@@ -333,7 +337,7 @@ int util_open_append(const char *path, int flags, mode_t mode)
     for (int tries = 0; tries < 2 && fd < 0; tries++) { /* once more when one raced us */
         fd = open(path, flags | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
         struct stat st;
-        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1)
             break;
         fd = util_open_replace(path, flags, mode, fd);
         if (fd < 0 && errno != EEXIST)

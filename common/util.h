@@ -74,7 +74,8 @@ int util_write_file_atomic(const char *path, const void *data, size_t len);
 int util_replace_file(const char *path, const void *data, size_t len, bool durable);
 /* Open PATH for appending (O_APPEND | O_CREAT, MODE) with FLAGS (O_WRONLY
  * or O_RDWR, and any others), never through what someone else planted
- * there: a symlink, FIFO, socket or device at PATH is removed (the entry,
+ * there: a symlink, FIFO, socket, device or hard link (a regular file with
+ * another name too) at PATH is removed (the entry,
  * never what it points to) with a warning naming it, and a new regular file
  * made with O_EXCL in its place. Opening never blocks (a FIFO waits for no
  * reader); the descriptor returned is blocking and close-on-exec. -1 with

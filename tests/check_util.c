@@ -132,6 +132,14 @@ START_TEST(test_open_append)
         ck_assert_str_eq(slurp(log), "line\n");
     }
 
+    ck_assert_int_eq(unlink(log), 0); /* a hard link: the other name keeps its text */
+    ck_assert_int_eq(link(outside, log), 0);
+    append_line(util_open_append(log, O_WRONLY, 0644));
+    ck_assert_str_eq(slurp(log), "line\n");
+    ck_assert_str_eq(slurp(outside), "precious\n");
+    append_line(util_open_append(log, O_WRONLY, 0644)); /* its own file now: appended to */
+    ck_assert_str_eq(slurp(log), "line\nline\n");
+
     char *dir = xasprintf("%s/dir", base);
     ck_assert_int_eq(mkdir(dir, 0755), 0);
     errno = 0;
