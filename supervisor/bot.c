@@ -289,6 +289,10 @@ static void bot_oom_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (read(fd, &n, sizeof n) == (ssize_t)sizeof n && bot->pid > 0) {
         log_warn("%s: out of memory (memory_max); ending its worker", bot->id);
+        /* The event comes when the group is under OOM, before the kernel
+         * kills anything: ended now, the worker may take the OOM with it and
+         * the group's oom_kill count stays the same. */
+        bot->oom_ended = true;
         kill(bot->pid, SIGKILL);
     }
 }
@@ -343,6 +347,7 @@ static int bot_exec_setup(struct hive_bot *bot, struct child_spec *spec, char *w
     for (size_t i = 0; i <= CGTREE_V1_MAX; i++)
         spec->cgroup_v1_dirs[i] = v1[i];
     bot->oom_base = cgtree_bot_oom_kills(bot->hive->cgtree, wd, def->id);
+    bot->oom_ended = false;
     bot_oom_drop(bot);
     int efd = v1[0] && lim.memory_max > 0 ? cgtree_bot_oom_watch(wd, def->id) : -1;
     if (efd >= 0) {
@@ -671,7 +676,8 @@ void bot_free(struct hive_bot *bot)
 }
 
 /* A worker was reaped with STATUS. When its cgroup counts an OOM kill more
- * than at its start, the FSM is told why ("out of memory"), not only how. */
+ * than at its start, or it was ended for an OOM (cgroup v1), the FSM is told
+ * why ("out of memory"), not only how. */
 void bot_exited(struct hive_bot *bot, int status)
 {
     struct fsm_event ev = {FSM_EV_EXITED, 0, 0, NULL};
@@ -682,7 +688,8 @@ void bot_exited(struct hive_bot *bot, int status)
     hive_pid_set(bot->hive, bot, 0);
     long long ooms = cgtree_bot_oom_kills(bot->hive->cgtree, bot->hive->roster->work_dir, bot->id);
     bot_oom_drop(bot);
-    bot_step(bot, &ev, ooms > bot->oom_base && bot->oom_base >= 0 ? "out of memory" : NULL);
+    bool oom = bot->oom_ended || (ooms > bot->oom_base && bot->oom_base >= 0);
+    bot_step(bot, &ev, oom ? "out of memory" : NULL);
 }
 
 /* FDSTORE=1 or FDSTOREREMOVE=1 from BOT's worker: keep its one inotify

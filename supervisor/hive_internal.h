@@ -79,6 +79,7 @@ struct hive_bot {
     char nowatch[160];     /* why its running worker's file queue has no inotify watch; "" */
     long long oom_base;    /* OOM kills in its memory cgroup when its worker started */
     struct event *oom_ev;  /* cgroup v1: the OOM killer met the bot */
+    bool oom_ended;        /* cgroup v1: its worker was ended for that (bot_oom_cb) */
     struct remote *remote; /* a remote bot (url:): none of the above is used; NULL: local */
 };
 
