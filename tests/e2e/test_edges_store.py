@@ -59,6 +59,14 @@ def build_shim(test, source, name):
     subprocess.run([cc, "-shared", "-fPIC", "-o", so, src, "-ldl"], check=True)
     return so
 
+def preload_env(so, **env):
+    """The environment of a worker run with the shim SO preloaded, and ENV.
+    The shim comes before ASan's runtime: ASan is told that is fine."""
+    env.update(LD_PRELOAD=so,
+               ASAN_OPTIONS="verify_asan_link_order=0:detect_leaks=1:abort_on_error=0")
+    return env
+
+
 class Ids(WorkerTestCase):
     """Case 1: ids starting with a dot are refused at every door."""
 
@@ -249,10 +257,8 @@ class RecoveryShortage(WorkerTestCase):
         os.unlink(w.pause_file)
         gate = os.path.join(self.tmp, "gate")
         open(gate, "w").close()
-        # The shim comes before ASan's runtime: ASan is told that is fine.
-        env = {"LD_PRELOAD": so, "HIVE_TEST_RECOVERY_GATE": gate,
-               "ASAN_OPTIONS": "verify_asan_link_order=0:detect_leaks=1:abort_on_error=0"}
-        w2 = self.restart(w, env=env, wait_listen=False)
+        w2 = self.restart(w, env=preload_env(so, HIVE_TEST_RECOVERY_GATE=gate),
+                          wait_listen=False)
         try:
             wait_for(lambda: os.path.isdir(gate + ".reached"), 20, what="recovery starting")
             pid = w2.proc.pid
@@ -319,9 +325,7 @@ class RecoveryWindow(WorkerTestCase):
         os.unlink(w.pause_file)
         short = os.path.join(self.tmp, "short")
         open(short, "w").close()
-        env = {"LD_PRELOAD": so, "HIVE_TEST_SHORT": short,
-               "ASAN_OPTIONS": "verify_asan_link_order=0:detect_leaks=1:abort_on_error=0"}
-        w2 = self.restart(w, env=env)
+        w2 = self.restart(w, env=preload_env(so, HIVE_TEST_SHORT=short))
         try:
             wait_for(lambda: "recovery: " in w2.log_text(), what="recovery short of descriptors")
             for tid in ("WIN-1", "WIN-2"):
