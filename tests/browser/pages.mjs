@@ -227,11 +227,15 @@ scenarios.dashboard = async () => {
   assert.equal(r3.status, 202, r3.text);
   await waitFeed(page, 'task_completed', 'PAGE-AFTER-1');
   assert.ok(await page.evaluate(() => window.__sameDocument === true), 'no reload across the restart');
-  // A reload keeps the feed and the cursor.
+  // A reload keeps the feed and the cursor. The feed is shown from
+  // sessionStorage before the new page opens its stream: wait for the
+  // stream's request (checked at once, it was sometimes not made yet).
+  const streamsBefore = rec.urls.filter((u) => u.includes('/api/events')).length;
   await page.reload();
   await page.locator('#events li[data-task="PAGE-AFTER-1"]').first().waitFor({ timeout: TIMEOUT });
-  const urls = rec.urls.filter((u) => u.includes('/api/events'));
-  assert.ok(urls.some((u) => u.includes('since=')), 'the reload resumed from the cursor: ' + urls.join(' '));
+  await waitFor('the reloaded dashboard resuming its stream from the cursor (?since=)',
+    () => rec.urls.filter((u) => u.includes('/api/events')).slice(streamsBefore)
+      .some((u) => u.includes('since=')));
 
   assertClean(rec, 'dashboard');
   assert.ok(rec.urls.every((u) => u.startsWith(cfg.url + '/')), 'no request elsewhere: ' + rec.urls.filter((u) => !u.startsWith(cfg.url)));
