@@ -131,6 +131,19 @@ static void fx_chunk(const char *data, size_t len, void *arg)
 
 static const struct httpclient_callbacks fx_cbs = {fx_done, fx_head, fx_chunk};
 
+/* Send R with CBS and run the loop until the call ends (or 5 s). */
+static void fx_run(struct fx *fx, const struct httpclient_request *r,
+                   const struct httpclient_callbacks *cbs)
+{
+    fx->done = 0;
+    fx->sent = false;
+    fx->body.len = 0;
+    fx->call = httpclient_send(fx->hc, r, cbs, fx);
+    struct timeval limit = {5, 0};
+    event_base_loopexit(fx->base, &limit);
+    event_base_dispatch(fx->base);
+}
+
 /* Send METHOD PATH to HOST and run the loop until the call ends (or 5 s). */
 static void fx_call(struct fx *fx, const char *host, int port, const char *path, bool stream,
                     int read_ms)
@@ -141,12 +154,7 @@ static void fx_call(struct fx *fx, const char *host, int port, const char *path,
                                    .stream = stream,
                                    .read_timeout_ms = read_ms,
                                    .fresh = fx->fresh};
-    fx->done = 0;
-    fx->body.len = 0;
-    fx->call = httpclient_send(fx->hc, &r, &fx_cbs, fx);
-    struct timeval limit = {5, 0};
-    event_base_loopexit(fx->base, &limit);
-    event_base_dispatch(fx->base);
+    fx_run(fx, &r, &fx_cbs);
 }
 
 START_TEST(test_get_and_reuse)
@@ -499,13 +507,7 @@ static void fx_post(struct fx *fx, int port, const char *local, const char *path
                                    .path = path,
                                    .body = "{}",
                                    .body_len = 2};
-    fx->done = 0;
-    fx->sent = false;
-    fx->body.len = 0;
-    fx->call = httpclient_send(fx->hc, &r, &fx_sent_cbs, fx);
-    struct timeval limit = {5, 0};
-    event_base_loopexit(fx->base, &limit);
-    event_base_dispatch(fx->base);
+    fx_run(fx, &r, &fx_sent_cbs);
 }
 
 /* A failed call says whether its request may have reached the server: not
