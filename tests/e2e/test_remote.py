@@ -38,6 +38,16 @@ INTERVAL, TIMEOUT, RISE, FALL = 0.5, 0.5, 2, 3
 R2_TOKEN = "remote-two-secret"
 
 
+def start_or_tear_down(test):
+    """Start TEST.hive; when that fails, tearDown (setUp's failure skips it)
+    stops what setUp had started, then the failure goes on."""
+    try:
+        test.hive.start()
+    except BaseException:
+        test.tearDown()
+        raise
+
+
 class RemoteHive(Hive):
     """A `hive up` whose roster has one local bot and the given remote ones."""
 
@@ -87,11 +97,7 @@ class RemoteTest(unittest.TestCase):
         os.makedirs(hive_dir)
         self.hive = RemoteHive(hive_dir, {b: w.url for b, (w, _) in self.workers.items()})
         self.stopped = []
-        try:
-            self.hive.start()
-        except BaseException:
-            self.tearDown()
-            raise
+        start_or_tear_down(self)
 
     def tearDown(self):
         for pid in self.stopped:
@@ -413,11 +419,7 @@ class RemoteTlsTest(unittest.TestCase):
         self.hive.extra_lines = lines
         self.hive.write_yaml([])
         self.hive.bots = ["L1", "T1"]
-        try:
-            self.hive.start()
-        except BaseException:
-            self.tearDown()
-            raise
+        start_or_tear_down(self)
 
     def tearDown(self):
         code, killed = self.hive.stop()
@@ -851,11 +853,7 @@ class RemoteReadsTest(unittest.TestCase):
             "    health: {interval: %s, timeout: 1, rise: 1, fall: 3}" % self.TICK]
         self.hive.write_yaml([])
         self.hive.bots = ["L1", "C1"]
-        try:
-            self.hive.start()
-        except BaseException:
-            self.tearDown()
-            raise
+        start_or_tear_down(self)
 
     def tearDown(self):
         if self.hive.proc:
@@ -946,11 +944,7 @@ class RemotePoolTest(unittest.TestCase):
                 "    health: {interval: 0.2, timeout: 1, rise: 1, fall: 3}"]
         self.hive.write_yaml([])
         self.hive.bots = ["L1"] + list(self.remotes)
-        try:
-            self.hive.start()
-        except BaseException:
-            self.tearDown()
-            raise
+        start_or_tear_down(self)
 
     def tearDown(self):
         code, killed = self.hive.stop() if self.hive.proc else (None, False)
