@@ -22,9 +22,6 @@
 #include "worker/answers.h"
 #include "worker/taskfile.h"
 
-/* Why a submission is refused while the last run's tasks are read back. */
-#define API_RECOVERING "bot is recovering the tasks of its last run; try again"
-
 /* A reply to a WebSocket client held back behind an ack that is not sent
  * yet (SPEC §5: replies come in the order of the client's messages). */
 struct api_ws_reply {
@@ -388,25 +385,32 @@ static json_t *api_duplicate_json(struct api *api, const char *id)
     return json_pack("{s:s, s:s, s:s}", "detail", detail, "task_id", id, "state", state);
 }
 
+/* Why a submission was refused, other than a duplicate, and the status that
+ * says so (both doors): each is worth trying again soon. */
+static const char *api_refusal(enum engine_submit_status st, int *code)
+{
+    *code = st == ENGINE_FULL ? 429 : 503;
+    switch (st) {
+    case ENGINE_FULL:
+        return "Task queue full - too many pending tasks";
+    case ENGINE_RECOVERING:
+        return "bot is recovering the tasks of its last run; try again";
+    default:
+        return "bot is stopping";
+    }
+}
+
 /* Answer a refused submission (HTTP). */
 static void api_http_refused(struct api *api, struct http_conn *conn, enum engine_submit_status st,
                              const char *id)
 {
-    switch (st) {
-    case ENGINE_DUPLICATE:
+    if (st == ENGINE_DUPLICATE) {
         http_respond_json(conn, 409, api_duplicate_json(api, id), NULL);
-        break;
-    case ENGINE_FULL:
-        http_respond_error(conn, 429, "Task queue full - too many pending tasks",
-                           "Retry-After: 1\r\n");
-        break;
-    case ENGINE_RECOVERING:
-        http_respond_error(conn, 503, API_RECOVERING, "Retry-After: 1\r\n");
-        break;
-    default:
-        http_respond_error(conn, 503, "bot is stopping", "Retry-After: 1\r\n");
-        break;
+        return;
     }
+    int code;
+    const char *why = api_refusal(st, &code);
+    http_respond_error(conn, code, why, "Retry-After: 1\r\n");
 }
 
 /* POST /api/task. */
@@ -697,14 +701,13 @@ static void api_ws_task(struct api *api, struct api_ws *s, json_t *msg)
     if (st == ENGINE_ACCEPTED)
         return;
     api_ws_fill(probe, NULL, 0);
-    if (st == ENGINE_DUPLICATE)
+    if (st == ENGINE_DUPLICATE) {
         api_ws_duplicate(api, s->id, t->id);
-    else
-        api_ws_error(api, s->id,
-                     st == ENGINE_FULL         ? "Task queue full - too many pending tasks"
-                     : st == ENGINE_RECOVERING ? API_RECOVERING
-                                               : "bot is stopping",
-                     st == ENGINE_FULL ? 429 : 503);
+    } else {
+        int code;
+        const char *why = api_refusal(st, &code);
+        api_ws_error(api, s->id, why, code);
+    }
     task_free(t);
 }
 

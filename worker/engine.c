@@ -217,8 +217,8 @@ enum engine_submit_status engine_submit(struct engine *e, struct task *t, engine
     static const struct timeval zero = {0, 0};
     if (e->stopping)
         return ENGINE_STOPPING;
-    /* A task of the last run not yet read back may carry this id: taking it
-     * now would replace that task's file in _realtime/ (same name). */
+    /* A task of the last run not yet read back (in _active/ or _realtime/)
+     * may carry this id: taking it now would give the id a second task. */
     if (e->recovering)
         return ENGINE_RECOVERING;
     /* An id is an idempotency key: queued (from any source), running or
