@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -205,6 +206,80 @@ int cgroup_remove(const char *dir, int wait_ms)
 int cgroup_prune(const char *dir)
 {
     return cgroup_rmdir_tree(dir, 0);
+}
+
+#define CGROUP_OWNER_XATTR "user.hive.owner"
+
+/* The start time of process PID (clock ticks after boot, field 22 of its
+ * stat), or 0 when there is no such process. */
+static unsigned long long cgroup_start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command may hold spaces and parentheses */
+    if (!p)
+        return 0;
+    /* After ") ": state is field 3, the start time field 22. */
+    p += 2;
+    for (int field = 3; field < 22 && p; field++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    return p ? strtoull(p, NULL, 10) : 0;
+}
+
+/* Mark DIR as ours (see cgroup.h). */
+void cgroup_own(const char *dir)
+{
+    char owner[64];
+    pid_t self = getpid();
+    int n = snprintf(owner, sizeof owner, "%d %llu", (int)self, cgroup_start_time(self));
+    setxattr(dir, CGROUP_OWNER_XATTR, owner, (size_t)n, 0);
+}
+
+/* True when DIR has an owner recorded and it no longer runs. */
+static bool cgroup_owner_gone(const char *dir)
+{
+    char owner[64];
+    ssize_t n = getxattr(dir, CGROUP_OWNER_XATTR, owner, sizeof owner - 1);
+    if (n <= 0)
+        return false;
+    owner[n] = '\0';
+    int pid;
+    unsigned long long start;
+    if (sscanf(owner, "%d %llu", &pid, &start) != 2 || pid <= 0)
+        return false;
+    return cgroup_start_time(pid) != start;
+}
+
+/* Remove what dead owners left under PARENT (see cgroup.h). */
+size_t cgroup_sweep(const char *parent, const char *prefix, const char *skip)
+{
+    DIR *d = opendir(parent);
+    if (!d)
+        return 0;
+    size_t removed = 0, plen = strlen(prefix);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_type != DT_DIR || strncmp(e->d_name, prefix, plen) != 0)
+            continue;
+        char *dir = xasprintf("%s/%s", parent, e->d_name);
+        if ((!skip || strcmp(dir, skip) != 0) && cgroup_owner_gone(dir) && !cgroup_populated(dir) &&
+            cgroup_rmdir_tree(dir, 0) == 0)
+            removed++;
+        free(dir);
+    }
+    closedir(d);
+    return removed;
 }
 
 /* Write TEXT to DIR/NAME (see cgroup.h). */

@@ -42,6 +42,17 @@ int cgroup_remove(const char *dir, int wait_ms);
 /* Remove DIR and its sub-cgroups, those that are empty: nothing is killed
  * or waited for. 0 when DIR is gone (or never was), -1 with errno. */
 int cgroup_prune(const char *dir);
+/* Record in DIR (an xattr, user.hive.owner: our pid and its start time)
+ * that this process owns it, for cgroup_sweep in a later one. Best effort:
+ * where the file system takes no xattr, DIR is never swept. */
+void cgroup_own(const char *dir);
+/* Remove the cgroups under PARENT whose names start with PREFIX that a
+ * process killed before it could remove them left behind: the owner
+ * cgroup_own recorded is no longer running (its pid is gone or is another
+ * process now) and nothing runs in them. One with no owner recorded, or
+ * still populated, is left alone (nothing is ever killed); so is SKIP.
+ * Returns how many were removed. */
+size_t cgroup_sweep(const char *parent, const char *prefix, const char *skip);
 
 /* Where a limit of a controller can be set for the processes we start. */
 enum cgroup_api { CGROUP_API_NONE, CGROUP_API_V1, CGROUP_API_V2 };

@@ -3,9 +3,9 @@
  * kernel: our own cgroup found from /proc, a child cgroup made, processes
  * moved in by pid and by a child writing itself in between fork and exec,
  * cgroup.kill ending a process and the one it forked into a new session,
- * and removal of a tree. Where the machine gives no writable cgroup v2 the
- * tests that need one say so and pass (what they cover then is the
- * fallback, tested in check_adapter).
+ * removal of a tree, and the sweep of what killed owners left. Where the machine gives no writable
+ * cgroup v2 the tests that need one say so and pass (what they cover then is the fallback, tested
+ * in check_adapter).
  */
 #include <check.h>
 #include <dirent.h>
@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "common/cgroup.h"
@@ -176,6 +177,98 @@ START_TEST(test_make_outside_cgroupfs_fails)
 }
 END_TEST
 
+/* A cgroup NAME under PARENT (caller frees). */
+static char *sub_cgroup(const char *parent, const char *name)
+{
+    char err[512];
+    char *dir = xasprintf("%s/%s", parent, name);
+    ck_assert_msg(cgroup_make(dir, err, sizeof err) == 0, "%s", err);
+    return dir;
+}
+
+/* cgroup_own(DIR) from a child that then exits: an owner that is gone. */
+static void own_then_die(const char *dir)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        cgroup_own(dir);
+        _exit(0);
+    }
+    reap(pid);
+}
+
+/* What killed owners left goes, empty and with its sub-cgroups; what a
+ * living owner holds, what has no owner recorded, what still runs a
+ * process, another prefix and the one skipped stay. */
+START_TEST(test_sweep_removes_only_what_dead_owners_left_empty)
+{
+    char *top = check_cgroup_new("sweep");
+    if (!top)
+        return;
+    char *dead = sub_cgroup(top, "hive-dead");
+    char *dead_bot = sub_cgroup(dead, "BOT-1");
+    own_then_die(dead);
+    char buf[64];
+    if (getxattr(dead, "user.hive.owner", buf, sizeof buf) < 0) {
+        printf("no user xattrs on this cgroup file system (%s): skipped\n", strerror(errno));
+        cgroup_remove(top, 1000);
+        free(dead_bot), free(dead), free(top);
+        return;
+    }
+    char *mine = sub_cgroup(top, "hive-mine");
+    cgroup_own(mine);
+    char *nobody = sub_cgroup(top, "hive-nobody");
+    char *other = sub_cgroup(top, "other-dead");
+    own_then_die(other);
+    char *skipped = sub_cgroup(top, "hive-skipped");
+    own_then_die(skipped);
+    /* Our pid, another start time: the pid was reused, the owner is gone. */
+    char *reused = sub_cgroup(top, "hive-reused");
+    char owner[64];
+    int n = snprintf(owner, sizeof owner, "%d 1", (int)getpid());
+    ck_assert_int_eq(setxattr(reused, "user.hive.owner", owner, (size_t)n, 0), 0);
+    /* A dead owner's cgroup that still runs something. */
+    char *busy = sub_cgroup(top, "hive-busy");
+    own_then_die(busy);
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    pid_t runner = fork();
+    ck_assert_int_ge(runner, 0);
+    if (runner == 0) {
+        close(go[1]);
+        if (cgroup_enter(busy, 0) < 0)
+            _exit(1);
+        char c;
+        if (read(go[0], &c, 1) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    close(go[0]);
+    for (int i = 0; i < 1000 && !cgroup_populated(busy); i++)
+        usleep(1000);
+    ck_assert(cgroup_populated(busy));
+
+    ck_assert_uint_eq(cgroup_sweep(top, "hive-", skipped), 2); /* dead, reused */
+    ck_assert_int_lt(access(dead, F_OK), 0);
+    ck_assert_int_lt(access(reused, F_OK), 0);
+    const char *kept[] = {mine, nobody, other, skipped, busy};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+        ck_assert_msg(access(kept[i], F_OK) == 0, "%s was removed", kept[i]);
+    /* Once its process is gone, the busy one goes too. */
+    close(go[1]);
+    ck_assert_int_eq(reap(runner), 0);
+    for (int i = 0; i < 1000 && cgroup_populated(busy); i++)
+        usleep(1000);
+    ck_assert_uint_eq(cgroup_sweep(top, "hive-", skipped), 1);
+    ck_assert_int_lt(access(busy, F_OK), 0);
+    ck_assert_int_eq(access(mine, F_OK), 0);
+    ck_assert_int_eq(cgroup_remove(top, 1000), 0);
+    free(dead_bot), free(dead), free(mine), free(nobody), free(other), free(skipped);
+    free(reused), free(busy), free(top);
+}
+END_TEST
+
 int main(void)
 {
     check_remove_stale_cgroups("hive-check-");
@@ -187,6 +280,7 @@ int main(void)
     tcase_add_test(tc, test_enter_by_fd_before_exec);
     tcase_add_test(tc, test_remove_tree_and_missing);
     tcase_add_test(tc, test_make_outside_cgroupfs_fails);
+    tcase_add_test(tc, test_sweep_removes_only_what_dead_owners_left_empty);
     suite_add_tcase(s, tc);
     return check_run(s);
 }
