@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/cgroup.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #define CGTREE_REMOVE_WAIT_MS 1000
@@ -52,14 +53,22 @@ struct cgtree *cgtree_open(const char *work_dir, char *desc, size_t desclen)
         return NULL;
     }
     char *dir = xasprintf("%s/hive-%016llx", self, (unsigned long long)cgtree_hash(work_dir));
-    free(self);
     /* What a supervisor killed before us left: end it. */
     cgroup_remove(dir, CGTREE_REMOVE_WAIT_MS);
     if (cgroup_make(dir, why, sizeof why) < 0) {
         snprintf(desc, desclen, "no usable cgroup v2 (%s)", why);
         free(dir);
+        free(self);
         return NULL;
     }
+    /* Ours while we run; what hives of other work dirs (and standalone
+     * workers) killed before they could clean up left beside it, empty, goes. */
+    cgroup_own(dir);
+    size_t swept = cgroup_sweep(self, "hive-", dir);
+    if (swept)
+        log_info("removed %zu empty cgroup(s) that killed hives or workers left in %s", swept,
+                 self);
+    free(self);
     struct cgtree *tree = xcalloc(1, sizeof *tree);
     tree->dir = dir;
     snprintf(desc, desclen, "cgroup v2: a cgroup per bot under %s, ended by cgroup.kill", dir);

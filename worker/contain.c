@@ -343,11 +343,15 @@ static bool contain_try_cgroup(char *why, size_t whylen)
     if (!self)
         return false;
     char *dir = xasprintf("%s/hive-%s-%d", self, contain.label, (int)getpid());
-    free(self);
     if (cgroup_make(dir, why, whylen) < 0) {
         free(dir);
+        free(self);
         return false;
     }
+    /* Ours while we run: if we are killed, the next start of this bot ends
+     * it (the record), and a `hive up` beside it removes it once empty. */
+    cgroup_own(dir);
+    free(self);
     contain.dir = dir;
     return true;
 }

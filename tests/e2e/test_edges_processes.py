@@ -382,6 +382,69 @@ class Orphans(WorkerTestCase):
         self.assertIn("fallback: child subreaper", w.all_logs())
 
 
+class StaleCgroups(WorkerTestCase):
+    """A supervisor or a standalone worker SIGKILLed cannot remove its cgroup
+    (the next start in the same work dir does); the next `hive up` of any
+    work dir beside it removes what is left empty, whose recorded owner no
+    longer runs."""
+
+    def setUp(self):
+        super().setUp()
+        if not cgroup_usable():
+            self.skipTest("no killable cgroup v2 for this process here")
+        self.parent = cgroup2_mount() + own_cgroup(os.getpid()).rstrip("/")
+
+    def tree_of(self, work_dir):
+        return os.path.join(self.parent, "hive-%016x" % fnv1a64(os.path.realpath(work_dir)))
+
+    def populated(self, cg):
+        try:
+            return "populated 1" in read(os.path.join(cg, "cgroup.events"))
+        except OSError:
+            return False
+
+    def test_a_killed_hives_tree_goes_at_the_next_up_beside_it(self):
+        first = os.path.join(self.tmp, "first")
+        os.makedirs(first)
+        a = Hive(self, first, "BOT-SWEEPA", {"type": "mock"})
+        a.start()
+        a.wait_running()
+        tree = self.tree_of(first)
+        self.addCleanup(remove_cgroups, lambda name: name == os.path.basename(tree))
+        self.assertTrue(os.path.isdir(tree))
+        a.proc.kill()
+        a.proc.wait(timeout=10)
+        # Its worker follows it (it watches its supervisor); then the tree is
+        # empty, and nothing of hive is left to remove it.
+        wait_for(lambda: not self.populated(tree) or None, GONE_TIMEOUT, what="tree emptied")
+        time.sleep(0.3)
+        self.assertTrue(os.path.isdir(tree), "the killed hive's tree went by itself")
+        second = os.path.join(self.tmp, "second")
+        os.makedirs(second)
+        b = Hive(self, second, "BOT-SWEEPB", {"type": "mock"})
+        b.start()
+        b.wait_running()
+        self.assertFalse(os.path.exists(tree), "the killed hive's empty tree is still there")
+        self.assertIn("empty cgroup(s) that killed hives or workers left", b.log())
+        self.assertTrue(os.path.isdir(self.tree_of(second)), "the running hive's own tree")
+
+    def test_a_killed_standalone_workers_cgroup_goes_at_an_up_beside_it(self):
+        bot = "BOT-SWEEP%04d" % random.randrange(10 ** 4)
+        self.addCleanup(remove_cgroups, lambda name: name.startswith("hive-%s-" % bot))
+        w = self.new_worker(bot=bot)
+        mine = os.path.join(self.parent, "hive-%s-%d" % (bot, w.proc.pid))
+        self.assertTrue(os.path.isdir(mine), mine)
+        w.kill()
+        time.sleep(0.3)
+        self.assertTrue(os.path.isdir(mine), "the killed worker's cgroup went by itself")
+        other = os.path.join(self.tmp, "hive")
+        os.makedirs(other)
+        h = Hive(self, other, "BOT-SWEEPC", {"type": "mock"})
+        h.start()
+        h.wait_running()
+        self.assertFalse(os.path.exists(mine), "the killed worker's empty cgroup is still there")
+
+
 class Record(WorkerTestCase):
     """The record of what runs (.deia/hive/run/<BOT>.procs) is written in place but
     never through a link: a symlink or a FIFO planted there is replaced."""
