@@ -81,9 +81,26 @@ static char *cgtree_path(const struct cgtree *tree, const char *bot_id)
     return xasprintf("%s/%s", tree->dir, bot_id);
 }
 
+/* The tree itself, made again if someone removed it: another hive's
+ * cgroup_sweep that could not see our pid (another pid namespace, a /proc
+ * with hidepid) takes an idle tree for a dead one's. */
+static void cgtree_ensure(struct cgtree *tree)
+{
+    char why[512];
+    if (!tree || access(tree->dir, F_OK) == 0 || errno != ENOENT)
+        return;
+    if (cgroup_make(tree->dir, why, sizeof why) < 0) {
+        log_warn("%s", why);
+        return;
+    }
+    cgroup_own(tree->dir);
+    log_warn("the hive's cgroup %s had been removed by another process; made again", tree->dir);
+}
+
 /* BOT_ID's cgroup, made if needed (caller frees); NULL with a reason in ERR. */
 static char *cgtree_bot_dir(struct cgtree *tree, const char *bot_id, char *err, size_t errlen)
 {
+    cgtree_ensure(tree);
     char *dir = cgtree_path(tree, bot_id);
     if (cgroup_make(dir, err, errlen) < 0) {
         free(dir);
@@ -319,6 +336,7 @@ int cgtree_bot_limit(struct cgtree *tree, const char *work_dir, const char *bot_
 {
     size_t n = 0;
     memset(v1_dirs, 0, (CGTREE_V1_MAX + 1) * sizeof *v1_dirs);
+    cgtree_ensure(tree);
     for (size_t i = 0; i < CGTREE_V1_MAX; i++) {
         enum cgroup_api api = cgtree_api(cgtree_controllers[i], NULL);
         int rc = api == CGROUP_API_V2
