@@ -1075,6 +1075,7 @@ static void engine_limit_leave_queued(struct engine *e)
     if (e->stall)
         stall_stop(e->stall);
     store_unclaim(e->store, e->current);
+    events_task_forget(e->events, e->current);
     task_free(e->current);
     e->current = NULL;
     free(e->fresh_note);
@@ -1197,6 +1198,9 @@ static void engine_grace_cb(evutil_socket_t fd, short what, void *arg)
         e->job = NULL;
         if (!e->result_unwritten)
             store_unclaim(e->store, e->current);
+        /* Its events held behind an answer still being committed must not
+         * wait for it (it is freed): found by fuzz_json_task under ASan. */
+        events_task_forget(e->events, e->current);
         task_free(e->current);
         e->current = NULL;
     }
@@ -1214,6 +1218,7 @@ static void engine_grace_cb(evutil_socket_t fd, short what, void *arg)
         log_warn("task %s not answered before the stop; it runs again at the next start",
                  a.task->id);
         free(a.base);
+        events_task_forget(e->events, a.task);
         task_free(a.task);
     }
     e->n_answers = kept;
@@ -1424,6 +1429,7 @@ void engine_free(struct engine *e)
         adapter_abandon(e->job);
     gitfiles_free(e->git);
     stall_free(e->stall);
+    events_task_forget_all(e->events); /* the tasks it holds are freed below */
     task_free(e->current);
     for (size_t i = 0; i < e->n_pending; i++)
         task_free(e->pending[i].task);

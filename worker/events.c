@@ -346,6 +346,45 @@ void events_task_done(struct events *ev, const struct task *t)
         events_release(ev, ev->open[0]);
 }
 
+void events_task_forget(struct events *ev, const struct task *t)
+{
+    if (!ev)
+        return;
+    ssize_t at = events_open_at(ev, t);
+    if (at < 0)
+        return;
+    size_t j = 0;
+    for (size_t i = 0; i < ev->n_held; i++) {
+        struct events_held h = ev->held[i];
+        if (h.t != t) {
+            ev->held[j++] = h;
+            continue;
+        }
+        if (h.chunk)
+            ev->held_output -= h.chunk_len;
+        json_decref(h.o);
+        free(h.chunk);
+    }
+    ev->n_held = j;
+    memmove(ev->open + at, ev->open + at + 1, (ev->n_open - (size_t)at - 1) * sizeof *ev->open);
+    ev->n_open--;
+    if (at == 0 && ev->n_open)
+        events_release(ev, ev->open[0]);
+}
+
+void events_task_forget_all(struct events *ev)
+{
+    if (!ev)
+        return;
+    for (size_t i = 0; i < ev->n_held; i++) {
+        json_decref(ev->held[i].o);
+        free(ev->held[i].chunk);
+    }
+    ev->n_held = 0;
+    ev->held_output = 0;
+    ev->n_open = 0;
+}
+
 void events_bot_paused(struct events *ev, bool paused)
 {
     events_bot_paused_why(ev, paused, NULL, 0);

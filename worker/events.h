@@ -61,6 +61,15 @@ void events_task_output(struct events *events, const struct task *task, const ch
 /* The task's answer is durable: task_completed, task_failed, or
  * task_cancelled (a failure whose error is "cancelled", SPEC §4). */
 void events_task_done(struct events *events, const struct task *task);
+/* TASK ends without an end of its own (the stop's grace ran out, or a limit
+ * was hit while stopping: it is left queued for the next start) and is about
+ * to be freed: the events module lets go of it. Its events held back behind
+ * an earlier task are dropped (none of them was numbered), and the tasks
+ * after it no longer wait for it. Nothing for a task it does not hold. */
+void events_task_forget(struct events *events, const struct task *task);
+/* The same for every task it holds, without releasing anything (the engine
+ * is being freed). */
+void events_task_forget_all(struct events *events);
 void events_bot_paused(struct events *events, bool paused);
 /* The same with why (REASON, may be NULL) and, when paused, until when
  * (UNTIL, Unix seconds; 0 none: until `hive resume`). */

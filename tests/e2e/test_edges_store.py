@@ -509,6 +509,35 @@ class SyncOffLoop(WorkerTestCase):
         w.wait_state("SYNC-1", "done")
 
 
+class StopWhileAnAnswerSyncs(WorkerTestCase):
+    """The stop's grace runs out for a running task while the answer of the
+    task before it is still being made durable: the running one is left
+    queued and freed, and the answer that lands afterwards must not reach it
+    (its events waited behind that answer). fuzz_json_task found this under
+    ASan: a heap-use-after-free in events_activity; in an ASan build the old
+    code aborts here."""
+
+    def test_answer_lands_after_the_grace_freed_the_next_task(self):
+        so = build_shim(self, SHIM, "shim")
+        gate = os.path.join(self.tmp, "gate")
+        w = self.new_worker("--stop-grace", "0.5", "--adapter-type", "cli", "--",
+                            "sh", "-c", "{content}",
+                            env=preload_env(so, HIVE_TEST_SYNC_GATE=gate))
+        for tid, cmd in (("ANS-A", "sleep 1; echo a"), ("RUN-B", "sleep 30")):
+            self.assertEqual(w.post("/api/task", {"command": cmd, "task_id": tid}).status, 202)
+        open(gate, "w").close()  # A's answer waits in its sync from now on
+        w.wait_state("RUN-B", "running")  # B started while A's answer syncs
+        w.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.5)  # the grace ran out: B was left queued and freed
+        self.assertTrue(w.alive(), "the worker must wait for A's answer")
+        os.unlink(gate)
+        code = w.proc.wait(30)
+        self.assertEqual(w.sanitizer_reports(), [], w.all_logs()[-3000:])
+        self.assertEqual(code, 0, w.all_logs()[-3000:])
+        self.assertEqual(len(w.responses("ANS-A")), 1)
+        self.assertEqual(w.responses("RUN-B"), [])
+
+
 class Symlinks(WorkerTestCase):
     """Case 17: nothing is written through a link the worker did not make."""
 
