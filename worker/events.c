@@ -220,8 +220,8 @@ static void events_emit_task(struct events *ev, json_t *o, const struct task *t,
     ev->held[ev->n_held++] = (struct events_held){o, t, stored, copy, chunk_len};
 }
 
-/* Emit, in order, every held event of T. */
-static void events_release(struct events *ev, const struct task *t)
+/* Take every held event of T out: emitted in order (EMIT), or dropped. */
+static void events_take_held(struct events *ev, const struct task *t, bool emit)
 {
     size_t j = 0;
     for (size_t i = 0; i < ev->n_held; i++) {
@@ -232,10 +232,29 @@ static void events_release(struct events *ev, const struct task *t)
         }
         if (h.chunk)
             ev->held_output -= h.chunk_len;
-        events_emit(ev, h.o, h.t, h.stored, h.chunk, h.chunk_len);
+        if (emit)
+            events_emit(ev, h.o, h.t, h.stored, h.chunk, h.chunk_len);
+        else
+            json_decref(h.o);
         free(h.chunk);
     }
     ev->n_held = j;
+}
+
+/* Emit, in order, every held event of T. */
+static void events_release(struct events *ev, const struct task *t)
+{
+    events_take_held(ev, t, true);
+}
+
+/* The open task at AT has ended (or is forgotten): the first one left, if
+ * it was the first, no longer waits. */
+static void events_unopen(struct events *ev, ssize_t at)
+{
+    memmove(ev->open + at, ev->open + at + 1, (ev->n_open - (size_t)at - 1) * sizeof *ev->open);
+    ev->n_open--;
+    if (at == 0 && ev->n_open)
+        events_release(ev, ev->open[0]);
 }
 
 /* LEN bytes of S as a JSON string, made valid UTF-8 first. */
@@ -338,12 +357,8 @@ void events_task_done(struct events *ev, const struct task *t)
     if (at > 0)
         events_release(ev, t);
     events_emit(ev, o, t, true, NULL, 0);
-    if (at >= 0) {
-        memmove(ev->open + at, ev->open + at + 1, (ev->n_open - (size_t)at - 1) * sizeof *ev->open);
-        ev->n_open--;
-    }
-    if (at == 0 && ev->n_open)
-        events_release(ev, ev->open[0]);
+    if (at >= 0)
+        events_unopen(ev, at);
 }
 
 void events_task_forget(struct events *ev, const struct task *t)
@@ -353,23 +368,8 @@ void events_task_forget(struct events *ev, const struct task *t)
     ssize_t at = events_open_at(ev, t);
     if (at < 0)
         return;
-    size_t j = 0;
-    for (size_t i = 0; i < ev->n_held; i++) {
-        struct events_held h = ev->held[i];
-        if (h.t != t) {
-            ev->held[j++] = h;
-            continue;
-        }
-        if (h.chunk)
-            ev->held_output -= h.chunk_len;
-        json_decref(h.o);
-        free(h.chunk);
-    }
-    ev->n_held = j;
-    memmove(ev->open + at, ev->open + at + 1, (ev->n_open - (size_t)at - 1) * sizeof *ev->open);
-    ev->n_open--;
-    if (at == 0 && ev->n_open)
-        events_release(ev, ev->open[0]);
+    events_take_held(ev, t, false);
+    events_unopen(ev, at);
 }
 
 void events_task_forget_all(struct events *ev)
