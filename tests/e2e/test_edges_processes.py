@@ -411,12 +411,18 @@ class StaleCgroups(WorkerTestCase):
         except OSError:
             return False
 
+    def up_in(self, name, bot):
+        """A running `hive up` of one mock BOT in a new folder NAME of tmp."""
+        work_dir = os.path.join(self.tmp, name)
+        os.makedirs(work_dir)
+        h = Hive(self, work_dir, bot, {"type": "mock"})
+        h.start()
+        h.wait_running()
+        return h
+
     def test_a_killed_hives_tree_goes_at_the_next_up_beside_it(self):
         first = os.path.join(self.tmp, "first")
-        os.makedirs(first)
-        a = Hive(self, first, "BOT-SWEEPA", {"type": "mock"})
-        a.start()
-        a.wait_running()
+        a = self.up_in("first", "BOT-SWEEPA")
         tree = self.tree_of(first)
         self.addCleanup(remove_cgroups, lambda name: name == os.path.basename(tree))
         self.assertTrue(os.path.isdir(tree))
@@ -427,13 +433,9 @@ class StaleCgroups(WorkerTestCase):
         # (The `hive up` of a test running beside this one may remove it
         # first: that is the same sweep.)
         wait_for(lambda: not self.populated(tree) or None, GONE_TIMEOUT, what="tree emptied")
-        second = os.path.join(self.tmp, "second")
-        os.makedirs(second)
-        b = Hive(self, second, "BOT-SWEEPB", {"type": "mock"})
-        b.start()
-        b.wait_running()
+        b = self.up_in("second", "BOT-SWEEPB")
         self.assertFalse(os.path.exists(tree), "the killed hive's empty tree is still there")
-        self.assertTrue(os.path.isdir(self.tree_of(second)), "the running hive's own tree")
+        self.assertTrue(os.path.isdir(self.tree_of(b.work_dir)), "the running hive's own tree")
 
     def test_a_killed_standalone_workers_cgroup_goes_at_an_up_beside_it(self):
         bot = "BOT-SWEEP%04d" % random.randrange(10 ** 4)
@@ -442,11 +444,7 @@ class StaleCgroups(WorkerTestCase):
         mine = os.path.join(self.parent, "hive-%s-%d" % (bot, w.proc.pid))
         self.assertTrue(os.path.isdir(mine), mine)
         w.kill()
-        other = os.path.join(self.tmp, "hive")
-        os.makedirs(other)
-        h = Hive(self, other, "BOT-SWEEPC", {"type": "mock"})
-        h.start()
-        h.wait_running()
+        self.up_in("hive", "BOT-SWEEPC")
         self.assertFalse(os.path.exists(mine), "the killed worker's empty cgroup is still there")
 
     def test_a_removed_tree_is_made_again(self):
