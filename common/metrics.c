@@ -216,22 +216,11 @@ void metrics_histogram_render(struct util_buf *b, const char *name,
  * boot) of /proc/self/stat. 0, or -1. */
 static int metrics_proc_stat(double *cpu_s, double *start_after_boot_s)
 {
-    char text[1024];
-    FILE *f = fopen("/proc/self/stat", "re");
-    if (!f)
-        return -1;
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
-    const char *p = strrchr(text, ')'); /* the command may hold spaces */
-    unsigned long long utime, stime, start;
-    if (!p || sscanf(p + 2,
-                     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d "
-                     "%*d %llu",
-                     &utime, &stime, &start) != 3)
+    unsigned long long cpu, start;
+    if (util_proc_stat(0, &cpu, &start) < 0)
         return -1;
     double hz = (double)sysconf(_SC_CLK_TCK);
-    *cpu_s = (double)(utime + stime) / hz;
+    *cpu_s = (double)cpu / hz;
     *start_after_boot_s = (double)start / hz;
     return 0;
 }

@@ -349,6 +349,35 @@ int util_open_append(const char *path, int flags, mode_t mode)
     return fd;
 }
 
+int util_proc_stat(pid_t pid, unsigned long long *cpu, unsigned long long *start)
+{
+    char path[64], text[1024];
+    if (pid)
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/stat");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    text[n] = '\0';
+    const char *p = strrchr(text, ')'); /* the command may hold spaces and parentheses */
+    unsigned long long utime, stime, begun;
+    if (!p || sscanf(p + 2,
+                     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d "
+                     "%*d %llu",
+                     &utime, &stime, &begun) != 3)
+        return -1;
+    if (cpu)
+        *cpu = utime + stime;
+    if (start)
+        *start = begun;
+    return 0;
+}
+
 char *util_read_file(const char *path, size_t max, size_t *len_out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

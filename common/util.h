@@ -83,6 +83,10 @@ int util_replace_file(const char *path, const void *data, size_t len, bool durab
 int util_open_append(const char *path, int flags, mode_t mode);
 /* Read a whole file (at most MAX bytes, else -1 with EFBIG); NUL-terminated. */
 char *util_read_file(const char *path, size_t max, size_t *len_out);
+/* From /proc/PID/stat (PID 0: this process), in clock ticks: the CPU it used
+ * (utime + stime) into *CPU and when it started, after boot, into *START
+ * (either may be NULL). 0, or -1 (no such process, unreadable). */
+int util_proc_stat(pid_t pid, unsigned long long *cpu, unsigned long long *start);
 /* True for 127.0.0.0/8, ::1, [::1] and "localhost". */
 bool util_addr_is_loopback(const char *host);
 /* Bind and listen on HOST:PORT (PORT 0: the kernel picks), non-blocking and

@@ -14,7 +14,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/digest.h"
@@ -225,12 +227,50 @@ START_TEST(test_digest_vectors)
 }
 END_TEST
 
+/* /proc/PID/stat read for a process whose name holds spaces and
+ * parentheses: the same start time as for PID 0 in it; a pid that is gone
+ * reads as -1. */
+START_TEST(test_proc_stat)
+{
+    unsigned long long cpu = 0, start = 0, self_start = 0;
+    ck_assert_int_eq(util_proc_stat(0, &cpu, &self_start), 0);
+    ck_assert_uint_gt(self_start, 0);
+    ck_assert_int_eq(util_proc_stat(getpid(), NULL, &start), 0);
+    ck_assert_uint_eq(start, self_start);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        close(p[0]);
+        prctl(PR_SET_NAME, "a) b (c) 1 2");
+        unsigned long long mine = 0;
+        int ok = util_proc_stat(0, NULL, &mine) == 0 && mine > 0;
+        ssize_t w = write(p[1], &mine, sizeof mine);
+        (void)w;
+        _exit(ok ? 0 : 1);
+    }
+    close(p[1]);
+    unsigned long long told = 0, seen = 0;
+    ck_assert_int_eq(read(p[0], &told, sizeof told), (ssize_t)sizeof told);
+    int status = 0;
+    /* Read while the child is alive or a zombie: its stat is still there. */
+    ck_assert_int_eq(util_proc_stat(child, NULL, &seen), 0);
+    ck_assert_uint_eq(seen, told);
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(p[0]);
+    ck_assert_int_eq(util_proc_stat(child, NULL, &seen), -1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("util");
     TCase *tc = tcase_create("util");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_mkdirs);
+    tcase_add_test(tc, test_proc_stat);
     tcase_add_test(tc, test_listen_tcp);
     tcase_add_test(tc, test_open_append);
     tcase_add_test(tc, test_digest_loaded_lazily);
