@@ -210,39 +210,25 @@ int cgroup_prune(const char *dir)
 
 #define CGROUP_OWNER_XATTR "user.hive.owner"
 
-/* The start time of process PID (clock ticks after boot, field 22 of its
- * stat), or 0 when there is no such process. */
+/* The start time of process PID (clock ticks after boot), or 0 when there
+ * is no such process (or it cannot be read). */
 static unsigned long long cgroup_start_time(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the command may hold spaces and parentheses */
-    if (!p)
-        return 0;
-    /* After ") ": state is field 3, the start time field 22. */
-    p += 2;
-    for (int field = 3; field < 22 && p; field++) {
-        p = strchr(p, ' ');
-        if (p)
-            p++;
-    }
-    return p ? strtoull(p, NULL, 10) : 0;
+    unsigned long long start;
+    return util_proc_stat(pid, NULL, &start) == 0 ? start : 0;
 }
 
-/* Mark DIR as ours (see cgroup.h). */
+/* Mark DIR as ours (see cgroup.h). Without our start time (no descriptor
+ * to read it with, say) nothing is recorded: a later sweep would take us
+ * for a dead owner while we run. */
 void cgroup_own(const char *dir)
 {
     char owner[64];
     pid_t self = getpid();
-    int n = snprintf(owner, sizeof owner, "%d %llu", (int)self, cgroup_start_time(self));
+    unsigned long long start = cgroup_start_time(self);
+    if (start == 0)
+        return;
+    int n = snprintf(owner, sizeof owner, "%d %llu", (int)self, start);
     setxattr(dir, CGROUP_OWNER_XATTR, owner, (size_t)n, 0);
 }
 
