@@ -292,6 +292,7 @@ static int cgtree_limit_v2(struct cgtree *tree, const char *bot_id, size_t i,
                  cgtree_controllers[i]);
         return -1;
     }
+    cgtree_ensure(tree); /* the enable below writes into the tree itself */
     if (cgtree_v2_enable(tree, cgtree_controllers[i], err, errlen) < 0)
         return -1;
     char *dir = cgtree_bot_dir(tree, bot_id, err, errlen);
@@ -336,7 +337,6 @@ int cgtree_bot_limit(struct cgtree *tree, const char *work_dir, const char *bot_
 {
     size_t n = 0;
     memset(v1_dirs, 0, (CGTREE_V1_MAX + 1) * sizeof *v1_dirs);
-    cgtree_ensure(tree);
     for (size_t i = 0; i < CGTREE_V1_MAX; i++) {
         enum cgroup_api api = cgtree_api(cgtree_controllers[i], NULL);
         int rc = api == CGROUP_API_V2
