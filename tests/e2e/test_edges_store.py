@@ -527,6 +527,8 @@ class StopWhileAnAnswerSyncs(WorkerTestCase):
             self.assertEqual(w.post("/api/task", {"command": cmd, "task_id": tid}).status, 202)
         open(gate, "w").close()  # A's answer waits in its sync from now on
         w.wait_state("RUN-B", "running")  # B started while A's answer syncs
+        self.assertNotIn(w.get("/api/task/ANS-A").json().get("state"), ("done", "failed"),
+                         "A's answer went through before the gate: nothing was tested")
         w.proc.send_signal(signal.SIGTERM)
         time.sleep(1.5)  # the grace ran out: B was left queued and freed
         self.assertTrue(w.alive(), "the worker must wait for A's answer")
