@@ -256,7 +256,8 @@ class RosterKeys(unittest.TestCase):
             _, ctrl, path = line.split(":", 2)
             for c in (ctrl.split(",") if ctrl else ["v2"]):
                 groups[c] = path
-        if "memory" in groups and controller_mount("memory"):
+        v1 = "memory" in groups and bool(controller_mount("memory"))
+        if v1:
             bot_group = groups["memory"]
             limit = controller_mount("memory") + bot_group + "/memory.limit_in_bytes"
         else:
@@ -297,10 +298,36 @@ class RosterKeys(unittest.TestCase):
         # group's oom_kill count did not always move: the second death was
         # told as "killed by signal 9".)
         wait_for(lambda: len(w_answers(h)) == 1, 30, "the task failed after its third death")
-        backoffs = [e["reason"] for e in read_jsonl(events)
+        answer = read_text(os.path.join(h.work_dir, ".deia", "hive", "responses",
+                                        w_answers(h)[0]))
+        # Under cgroup v1 the kernel kills the hog as the group's OOM event
+        # reaches the supervisor: a worker that reaps its adapter before the
+        # supervisor's SIGKILL lands answers the third run itself ("killed by
+        # signal 9", seen once in CI), and is ended a moment later. Under v2
+        # (memory.oom.group) the fourth start answers it as poison.
+        reasons = ["worker died 3 times while running this task"]
+        if v1:
+            reasons.append("killed by signal 9")
+        self.assertTrue(any(r in answer for r in reasons), answer)
+
+        def backoffs():
+            return [e["reason"] for e in read_jsonl(events)
                     if e.get("type") == "bot_state" and e.get("bot_id") == "OOM1"
                     and e.get("state") == "backoff"]
-        self.assertEqual(backoffs, ["out of memory"] * 3, backoffs)
+        if reasons[0] in answer:
+            wait_for(lambda: len(backoffs()) >= 3, 10, "the third death's backoff")
+            self.assertEqual(backoffs(), ["out of memory"] * 3, backoffs())
+        else:
+            # The run that answered is ended all the same; every death told
+            # is an OOM, and there were at most three.
+            def settled():
+                states = [e["state"] for e in read_jsonl(events)
+                          if e.get("type") == "bot_state" and e.get("bot_id") == "OOM1"]
+                return (states[-1:] == ["running"]
+                        and states.count("running") == states.count("backoff") + 1)
+            wait_for(settled, 10, "the bot running again after its last death")
+            told = backoffs()
+            self.assertTrue(1 <= len(told) <= 3 and set(told) == {"out of memory"}, told)
 
     def test_cpu_and_tasks_limits_in_the_bots_cgroup(self):
         usable = [c for c in ("cpu", "pids") if controller_dir(c)]
