@@ -9,8 +9,8 @@
  * states, so taking a connection from the pool or putting it back changes
  * no callback and, for a plain one, no event but its read timeout.
  *
- * A pool is found by its key (authority, private socket, TLS context) in a
- * table, so a set of 1,000 destinations finds each at the cost of one. It
+ * A pool is found by its key (authority, private socket, TLS context and
+ * name) in a table, so a set of 1,000 destinations finds each at the cost of one. It
  * is freed once nobody holds it and no connection of it is left, so a
  * worker restarted onto a new private socket leaves no pool behind.
  */
@@ -152,6 +152,8 @@ static void httpconn_pool_free(struct httpconn_pool *pool)
     free(pool->key);
     free(pool->authority);
     free(pool->tls_host);
+    if (pool->tls)
+        SSL_CTX_free(pool->tls);
     free(pool);
 }
 
@@ -165,8 +167,10 @@ static void httpconn_pool_check(struct httpconn_pool *pool)
 struct httpconn_pool *httpconn_pool_get(struct httpconn_set *set, const struct httpconn_dest *dest)
 {
     const char *local = dest->local ? dest->local : "";
-    char *key = dest->tls ? xasprintf("%s|%s|%p", dest->authority, local, (void *)dest->tls)
-                          : xasprintf("%s|%s", dest->authority, local);
+    const char *tls_host = dest->tls_host ? dest->tls_host : "";
+    char *key = dest->tls
+                    ? xasprintf("%s|%s|%p|%s", dest->authority, local, (void *)dest->tls, tls_host)
+                    : xasprintf("%s|%s", dest->authority, local);
     struct httpconn_pool *pool = strmap_get(set->by_key, key);
     if (pool) {
         free(key);
@@ -175,8 +179,13 @@ struct httpconn_pool *httpconn_pool_get(struct httpconn_set *set, const struct h
         pool->set = set;
         pool->key = key;
         pool->authority = xstrdup(dest->authority);
+        /* Its own reference: the context stays while the pool does, even
+         * after its maker (a remote bot redefined) let go of it; and its
+         * address, part of the key, cannot be reused meanwhile. */
+        if (dest->tls)
+            SSL_CTX_up_ref(dest->tls);
         pool->tls = dest->tls;
-        pool->tls_host = dest->tls ? xstrdup(dest->tls_host ? dest->tls_host : "") : NULL;
+        pool->tls_host = dest->tls ? xstrdup(tls_host) : NULL;
         pool->local_len = util_local_addr(local, &pool->local_addr);
         TAILQ_INIT(&pool->idle);
         LIST_INSERT_HEAD(&set->pools, pool, entry);
@@ -406,16 +415,24 @@ void httpconn_put(struct httpconn *conn)
 
 struct bufferevent *httpconn_detach(struct httpconn *conn)
 {
-    struct bufferevent *bev = NULL;
-    if (!conn->bev && conn->fd >= 0) {
+    struct bufferevent *bev = conn->bev;
+    if (bev) {
+        /* TLS: its bufferevent goes as it is, quiet until the new owner
+         * sets it up; what it read and did not deliver yet stays in its
+         * input. Called from DATA, the read loop stops at the close. */
+        bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+        bufferevent_disable(bev, EV_READ | EV_WRITE);
+        bufferevent_set_timeouts(bev, NULL, NULL);
+        conn->bev = NULL;
+    } else if (conn->fd >= 0) {
         event_del(conn->rev);
         event_del(conn->wev);
         bev = bufferevent_socket_new(conn->pool->set->base, conn->fd, BEV_OPT_CLOSE_ON_FREE);
+        if (bev)
+            conn->fd = -1;
     }
-    if (bev) {
+    if (bev)
         evbuffer_add_buffer(bufferevent_get_output(bev), conn->out);
-        conn->fd = -1;
-    }
     httpconn_close(conn);
     return bev;
 }

@@ -7,7 +7,7 @@
  *
  * A set holds pools, one per destination: the Host authority the requests
  * name, optionally a private abstract Unix socket tried before the TCP
- * address, optionally a TLS context. Connections of one pool are
+ * address, optionally a TLS context and the name it verifies. Connections of one pool are
  * interchangeable. A pool keeps the idle ones (the most recently used is
  * taken first), at most idle_max of them, each for at most idle_timeout;
  * an idle connection the server closes, or that says anything out of turn,
@@ -60,7 +60,8 @@ struct httpconn_dest {
     socklen_t addrlen;           /* of ADDR */
     const char *local;           /* NULL/"", or an abstract Unix socket tried first; the
                                   * TCP address when it is gone or its backlog full */
-    struct ssl_ctx_st *tls;      /* NULL: plain; else TLS with this context (tls.h) */
+    struct ssl_ctx_st *tls;      /* NULL: plain; else TLS with this context (tls.h), which
+                                  * the pool holds a reference to while it lives */
     const char *tls_host;        /* with TLS: the name or address verified (and sent as SNI) */
 };
 
@@ -119,8 +120,10 @@ struct httpconn *httpconn_open(struct httpconn_pool *pool, const struct sockaddr
 void httpconn_put(struct httpconn *conn);
 /* Close CONN (NULL is fine). */
 void httpconn_close(struct httpconn *conn);
-/* Hand CONN's socket over to a new bufferevent, with the bytes still queued;
- * CONN is freed. NULL (and CONN closed) on failure or for TLS. */
+/* Hand CONN over as a bufferevent with the bytes still queued (a plain
+ * socket gets a new one; a TLS connection gives its own, callbacks cleared,
+ * with what it read and did not deliver yet in its input); CONN is freed.
+ * NULL (and CONN closed) on failure. */
 struct bufferevent *httpconn_detach(struct httpconn *conn);
 
 /* Queue LEN bytes of DATA: with nothing queued before them on a connected

@@ -9,10 +9,15 @@
  * maximum; a refused connect and one that never completes (a listener whose
  * backlog is full) end with the reason; the private socket is preferred
  * and passed over, with a note, when it is gone; a pool let go lives on
- * while it has idle connections.
+ * while it has idle connections; a TLS connection detached from inside its
+ * data callback hands over its own bufferevent, which goes on talking, and
+ * its pool keeps the TLS context alive after its maker let go of it.
  */
 #include <check.h>
 #include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -23,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/httpconn.h"
+#include "common/tls.h"
 #include "common/util.h"
 
 #include "tests/check_support.h"
@@ -397,6 +403,103 @@ START_TEST(test_private_socket_first)
 }
 END_TEST
 
+/* A holder that takes its connection over (a tunnel) at the first bytes. */
+struct taker {
+    struct util_buf got;
+    struct bufferevent *bev;
+    int ended;
+};
+
+static void taker_data(struct httpconn *conn, const char *data, size_t len, void *arg)
+{
+    struct taker *t = arg;
+    util_buf_add(&t->got, data, len);
+    if (!t->bev)
+        t->bev = httpconn_detach(conn);
+}
+
+static void taker_ended(struct httpconn *conn, const struct httpconn_end *end, void *arg)
+{
+    struct taker *t = arg;
+    (void)end;
+    t->ended++;
+    httpconn_close(conn);
+}
+
+static const struct httpconn_handler taker_handler = {taker_data, NULL, taker_ended};
+
+/* True when BEV's input holds TEXT. */
+static bool bev_has(struct bufferevent *bev, const char *text)
+{
+    struct evbuffer *in = bufferevent_get_input(bev);
+    return evbuffer_search(in, text, strlen(text), NULL).pos >= 0;
+}
+
+START_TEST(test_tls_detach)
+{
+    static const struct httpconn_limits lim = {.idle_max = 2, .idle_timeout_ms = 5000};
+    char dir[] = "/tmp/check-httpconn-XXXXXX", cmd[2048], path[3][200], err[300];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd,
+             "(cd %s && printf 'subjectAltName=IP:127.0.0.1\\n' > ext && "
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem "
+             "-subj /CN=check-ca -days 1 && "
+             "openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=srv && "
+             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out srv.pem -days 1 -extfile ext) >/dev/null 2>&1",
+             dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(path[0], sizeof path[0], "%s/ca.pem", dir);
+    snprintf(path[1], sizeof path[1], "%s/srv.pem", dir);
+    snprintf(path[2], sizeof path[2], "%s/srv.key", dir);
+    SSL_CTX *server = tls_server_ctx(path[1], path[2], err, sizeof err);
+    SSL_CTX *client = tls_client_ctx(path[0], err, sizeof err);
+    ck_assert_msg(server && client, "%s", err);
+
+    struct fx fx;
+    fx_setup(&fx, &lim, NULL);
+    struct httpconn_dest dest = {.authority = fx.authority,
+                                 .addr = (struct sockaddr *)&fx.sin,
+                                 .addrlen = sizeof fx.sin,
+                                 .tls = client,
+                                 .tls_host = "127.0.0.1"};
+    struct httpconn_pool *pool = httpconn_pool_get(fx.set, &dest);
+    SSL_CTX_free(client); /* the pool's reference keeps it */
+    struct taker t = {0};
+    struct httpconn *conn = httpconn_open(pool, NULL, 0, &taker_handler, &t, err, sizeof err);
+    ck_assert_msg(conn != NULL, "%s", err);
+    httpconn_watch(conn, NULL);
+    httpconn_send(conn, "ask", 3);
+    int sfd = server_accept(&fx, fx.lfd);
+    struct bufferevent *srv = bufferevent_openssl_socket_new(
+        fx.base, sfd, SSL_new(server), BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    ck_assert_ptr_nonnull(srv);
+    bufferevent_enable(srv, EV_READ | EV_WRITE);
+    WAIT_FOR(&fx, bev_has(srv, "ask"));
+    bufferevent_write(srv, "answer", 6);
+    WAIT_FOR(&fx, t.bev != NULL);
+    ck_assert(has(&t.got, "answer"));
+    ck_assert_uint_eq(httpconn_set_idle(fx.set), 0);
+
+    /* The bufferevent carries the same TLS session on, both ways. */
+    bufferevent_enable(t.bev, EV_READ | EV_WRITE);
+    bufferevent_write(t.bev, "more", 4);
+    WAIT_FOR(&fx, bev_has(srv, "more"));
+    bufferevent_write(srv, "after", 5);
+    WAIT_FOR(&fx, bev_has(t.bev, "after"));
+    ck_assert_int_eq(t.ended, 0);
+
+    bufferevent_free(t.bev);
+    bufferevent_free(srv);
+    httpconn_pool_release(pool);
+    fx_teardown(&fx);
+    SSL_CTX_free(server);
+    free(t.got.data);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("httpconn");
@@ -409,6 +512,7 @@ int main(void)
     tcase_add_test(tc, test_connect_refused);
     tcase_add_test(tc, test_connect_timeout);
     tcase_add_test(tc, test_private_socket_first);
+    tcase_add_test(tc, test_tls_detach);
     suite_add_tcase(s, tc);
     return check_run(s);
 }
