@@ -69,7 +69,7 @@ struct httpclient_call {
     struct httpclient_lookup *lookup;
     struct httpclient_callbacks cb;
     void *arg;
-    char *method, *host, *path, *headers, *body, *local;
+    char *method, *host, *path, *headers, *body, *local, *tls_host;
     size_t body_len, max_body;
     int port;
     struct ssl_ctx_st *tls;
@@ -212,6 +212,7 @@ static void httpclient_call_free(struct httpclient_call *call)
     free(call->headers);
     free(call->body);
     free(call->local);
+    free(call->tls_host);
     free(call);
 }
 
@@ -512,6 +513,7 @@ struct httpclient_call *httpclient_send(struct httpclient *hc, const struct http
     call->deadline = evtimer_new(hc->base, httpclient_deadline_cb, call);
     LIST_INSERT_HEAD(&hc->calls, call, entry);
     call->tls = req->tls;
+    call->tls_host = req->tls && req->tls_host ? xstrdup(req->tls_host) : NULL;
     call->fresh = req->fresh;
     if (!*call->host || call->port < 1 || call->port > 65535) {
         snprintf(call->why, sizeof call->why, "bad address %s:%d", call->host, call->port);
@@ -520,8 +522,10 @@ struct httpclient_call *httpclient_send(struct httpclient *hc, const struct http
     }
     bool v6 = strchr(call->host, ':') != NULL;
     char *authority = xasprintf("%s%s%s:%d", v6 ? "[" : "", call->host, v6 ? "]" : "", call->port);
-    struct httpconn_dest dest = {
-        .authority = authority, .local = call->local, .tls = call->tls, .tls_host = call->host};
+    struct httpconn_dest dest = {.authority = authority,
+                                 .local = call->local,
+                                 .tls = call->tls,
+                                 .tls_host = call->tls_host ? call->tls_host : call->host};
     call->pool = httpconn_pool_get(hc->conns, &dest);
     free(authority);
     call->connect_tv = (struct timeval){cms / 1000, cms % 1000 * 1000};

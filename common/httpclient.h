@@ -46,6 +46,8 @@ struct httpclient_request {
                              * request whose repeat is not harmless (a task) */
     struct ssl_ctx_st *tls; /* NULL: plain HTTP; else HTTPS with this context (tls.h),
                              * HOST's name or address verified */
+    const char *tls_host;   /* NULL, or the name verified instead of HOST (HOST being the
+                             * address it was resolved to) */
 };
 
 /* The call ended: ERR 0 with the response's STATUS and (unless streamed)

@@ -358,6 +358,8 @@ static void front_bots(struct front *front, struct http_conn *conn, struct http_
         .host = info.proxy_addr,
         .port = info.port,
         .local = info.proxy_socket,
+        .tls = info.tls,
+        .tls_host = info.tls_host,
         .path = rest + n,
         .query = req->query,
         .token = info.url ? info.token : roster->token, /* a remote bot's own */

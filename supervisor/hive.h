@@ -21,6 +21,7 @@
 #include "supervisor/merge.h"
 
 struct hive;
+struct ssl_ctx_st;
 
 /* What the front door may know of one bot. Strings live until the next call
  * into hive that changes state (copy them if kept). */
@@ -32,7 +33,8 @@ struct hive_bot_info {
     int port;
     const char *bind;         /* the worker's address */
     const char *proxy_addr;   /* the same, numeric (resolved without blocking): for the proxy */
-    const char *proxy_socket; /* its private abstract Unix socket for the proxy; "" when none */
+    const char *proxy_socket; /* its private abstract Unix socket for the proxy; "" or NULL
+                               * when none (remote bots) */
     unsigned restarts;
     double uptime_seconds; /* in the current state "running", else 0 */
     const char *reason;    /* "" when none */
@@ -44,6 +46,8 @@ struct hive_bot_info {
     const char *watch_reason; /* why not ("" when watch); also the reason when there is none */
     const char *url;          /* a remote bot's url (then BIND is its resolved address); NULL */
     const char *token;        /* a remote bot's own token for the proxy to send; NULL: none */
+    struct ssl_ctx_st *tls;   /* an https:// remote bot's TLS context for the proxy; NULL */
+    const char *tls_host;     /* with TLS: the url's host, which its certificate must name */
 };
 
 /* Bind every bot's port and prepare the table. On failure returns NULL with

@@ -245,9 +245,9 @@ static void pooltask_bot_done(int err, const char *why, int status, const char *
     pooltask_answered(f, status, body, len);
 }
 
-/* Send the task to bot INFO, over its private socket when it takes us (a
- * remote https:// bot's is the supervisor's TLS relay), else its port at
- * the numeric address it was bound or resolved to. */
+/* Send the task to bot INFO, over its private socket when it takes us, else
+ * its port at the numeric address it was bound or resolved to (with TLS,
+ * verifying the url's host, for a remote https:// bot). */
 static void pooltask_send(struct pooltask_fwd *f, const struct hive_bot_info *info)
 {
     static const struct httpclient_callbacks cbs = {pooltask_bot_done, NULL, NULL};
@@ -267,6 +267,8 @@ static void pooltask_send(struct pooltask_fwd *f, const struct hive_bot_info *in
                                      .host = host,
                                      .port = info->port,
                                      .local = info->proxy_socket,
+                                     .tls = info->tls,
+                                     .tls_host = info->tls_host,
                                      .fresh = true,
                                      .path = "/api/task",
                                      .headers = headers,

@@ -17,8 +17,8 @@
  * - tunnels: a WebSocket upgrade the worker accepted with 101 becomes a pair
  *   of bufferevents copying bytes both ways with the same back-pressure.
  *   When one side ends, the other still gets everything it said, then a
- *   half-close; proxy_tunnel_free() is the one place that tears a tunnel
- *   down.
+ *   half-close (close_notify on TLS); proxy_tunnel_free() is the one place
+ *   that tears a tunnel down.
  *
  * A worker connection is httpconn's plain socket with two events: the
  * request head is laid out in one buffer and sent with one send(), and the
@@ -27,7 +27,9 @@
  * pooled or not, so a kept-alive request costs no epoll change. Response
  * headers are sorted as they arrive: hop-by-hop ones and the worker's
  * framing are never stored. A connection that becomes a tunnel is handed to
- * a bufferevent then.
+ * a bufferevent then. An https:// remote bot's route carries its TLS
+ * context and name, and its connections speak TLS themselves (httpconn's
+ * OpenSSL bufferevent, which a tunnel then takes over as it is).
  *
  * The framing we send is always our own: the request goes up with the
  * client's Content-Length or re-chunked, as http.c's parser read them (never
@@ -40,8 +42,11 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <http_parser.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +101,8 @@ struct proxy_route {
     char *host; /* as the front gave it (the bot's bind address); NULL: none yet */
     int port;
     char *local;                           /* the worker's private abstract socket; "" when none */
+    struct ssl_ctx_st *tls;                /* NULL, or TLS with this context */
+    char *tls_host;                        /* the name verified with TLS; "" when none */
     struct httpconn_pool *conns;           /* NULL until HOST is a numeric address */
     char authority[INET6_ADDRSTRLEN + 16]; /* the Host header: "127.0.0.1:8001" */
 };
@@ -398,7 +405,9 @@ static void proxy_route_forget(struct proxy_route *route)
     route->conns = NULL;
     free(route->host);
     free(route->local);
-    route->host = route->local = NULL;
+    free(route->tls_host);
+    route->host = route->local = route->tls_host = NULL;
+    route->tls = NULL;
 }
 
 /* The pool of ROUTE's address; NULL with ERR while it has no numeric one. */
@@ -413,7 +422,9 @@ static struct httpconn_pool *proxy_route_pool(struct proxy_route *route, char *e
     struct httpconn_dest dest = {.authority = route->authority,
                                  .addr = (struct sockaddr *)&addr,
                                  .addrlen = len,
-                                 .local = route->local};
+                                 .local = route->local,
+                                 .tls = route->tls,
+                                 .tls_host = route->tls_host};
     route->conns = httpconn_pool_get(route->proxy->conns, &dest);
     return route->conns;
 }
@@ -425,12 +436,14 @@ static struct proxy_route *proxy_route_get(struct proxy *proxy, const struct pro
                                            char *err, size_t errlen)
 {
     const char *local = target->local ? target->local : "";
+    const char *tls_host = target->tls && target->tls_host ? target->tls_host : "";
     struct proxy_route *route = strmap_get(proxy->routes_by_bot, target->bot_id);
 
     if (route && route->host &&
         (route->port != target->port || strcmp(route->host, target->host) != 0 ||
-         strcmp(route->local, local) != 0))
-        proxy_route_forget(route); /* reloaded onto another address or socket */
+         strcmp(route->local, local) != 0 || route->tls != target->tls ||
+         strcmp(route->tls_host, tls_host) != 0))
+        proxy_route_forget(route); /* reloaded onto another address, socket or TLS */
     if (!route) {
         route = xcalloc(1, sizeof *route);
         route->proxy = proxy;
@@ -442,6 +455,8 @@ static struct proxy_route *proxy_route_get(struct proxy *proxy, const struct pro
         route->host = xstrdup(target->host);
         route->port = target->port;
         route->local = xstrdup(local);
+        route->tls = target->tls;
+        route->tls_host = xstrdup(tls_host);
     }
     return proxy_route_pool(route, err, errlen) ? route : NULL;
 }
@@ -484,6 +499,29 @@ static void proxy_tunnel_read_cb(struct bufferevent *bev, void *arg)
         bufferevent_disable(bev, EV_READ);
 }
 
+/* Tell BEV's peer that nothing more comes; false when there is then no
+ * point waiting for its end. A socket is half-closed. TLS cannot be: a FIN
+ * under OpenSSL's records reads, to the peer, as a connection cut short
+ * (no close_notify), and libevent has no half-close of its own. So a TLS
+ * side (an https:// remote bot) gets close_notify, TLS's own end of our
+ * sending, and is read on like a half-closed socket: TLS 1.3 lets the peer
+ * go on talking, and its close_notify or EOF ends the linger as a FIN
+ * would. It is sent straight from the SSL, once the bufferevent's output is
+ * empty (so no record of ours is half out); when even that small alert
+ * cannot go out, the tunnel just closes. */
+static bool proxy_tunnel_half_close(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    if (!ssl) {
+        shutdown(bufferevent_getfd(bev), SHUT_WR);
+        return true;
+    }
+    if (SSL_shutdown(ssl) >= 0)
+        return true;
+    ERR_clear_error(); /* not left for the next reader of this thread's errors */
+    return false;
+}
+
 /* Move the closing tunnel on: once the side that ended has nothing more
  * to read and the other side has all of it, half-close that side and wait
  * for its EOF (or free the tunnel when it closed already). */
@@ -502,7 +540,10 @@ static void proxy_tunnel_advance(struct proxy_tunnel *t)
     }
     t->lingering = true;
     bufferevent_disable(to, EV_WRITE);
-    shutdown(bufferevent_getfd(to), SHUT_WR);
+    if (!proxy_tunnel_half_close(to)) {
+        proxy_tunnel_free(t);
+        return;
+    }
     evtimer_add(t->timer, &t->proxy->linger_tv);
 }
 
@@ -1440,6 +1481,7 @@ void proxy_free(struct proxy *proxy)
         free(route->bot_id);
         free(route->host);
         free(route->local);
+        free(route->tls_host);
         free(route);
     }
     strmap_free(proxy->routes_by_bot);

@@ -19,6 +19,7 @@
 
 struct proxy;
 struct httpconn_set;
+struct ssl_ctx_st;
 
 /* Where one request goes. Strings are copied or used before proxy_forward()
  * returns, except PATH and QUERY, which must stay valid while the request is
@@ -28,12 +29,15 @@ struct proxy_target {
     const char *host; /* the worker's numeric address (never resolved here); wildcards
                        * mean loopback */
     int port;
-    const char *local; /* NULL/"", or the worker's private abstract Unix socket:
-                        * connected to instead of HOST:PORT while it takes us */
-    const char *path;  /* the worker's path, starting with '/' */
-    const char *query; /* NULL or the query without '?'; "token" is dropped */
-    const char *token; /* NULL, or the bearer token sent to the worker */
-    bool https;        /* the client came over TLS (hive.tls): X-Forwarded-Proto https */
+    const char *local;      /* NULL/"", or the worker's private abstract Unix socket:
+                             * connected to instead of HOST:PORT while it takes us */
+    struct ssl_ctx_st *tls; /* NULL, or TLS to HOST:PORT with this context (an https://
+                             * remote bot; common/tls.h) */
+    const char *tls_host;   /* with TLS: the name or address its certificate must show */
+    const char *path;       /* the worker's path, starting with '/' */
+    const char *query;      /* NULL or the query without '?'; "token" is dropped */
+    const char *token;      /* NULL, or the bearer token sent to the worker */
+    bool https;             /* the client came over TLS (hive.tls): X-Forwarded-Proto https */
 };
 
 /* A proxy on BASE, drawing its worker connections from CONNS, or from a set

@@ -29,20 +29,11 @@
 #include "supervisor/remote.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/listener.h>
 #include <jansson.h>
-#include <openssl/err.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "common/httpclient.h"
 #include "common/log.h"
@@ -53,22 +44,10 @@
 #define REMOTE_SSE_LINE_MAX (4 * 1024 * 1024) /* an event's data line (a 1 MiB body, escaped) */
 #define REMOTE_SSE_SILENCE_MS 45000           /* the bot comments every 15 s: 3 missed = gone */
 #define REMOTE_METRICS_MAX (8 * 1024 * 1024)  /* a scrape larger than this is refused */
-#define REMOTE_PIPE_HIGH (256 * 1024)         /* a relay stops reading above this */
 #define REMOTE_REFRESH_TICKS 10               /* /status and /metrics read at least this often */
 
 enum remote_state { REMOTE_STOPPED, REMOTE_STARTING, REMOTE_RUNNING, REMOTE_UNREACHABLE };
 static const char *const remote_state_names[] = {"stopped", "starting", "running", "unreachable"};
-
-struct remote;
-
-/* One connection of the TLS relay: the proxy's plain one and ours to the
- * remote over TLS, bytes copied both ways. */
-struct remote_pipe {
-    LIST_ENTRY(remote_pipe) entry;
-    struct remote *r;
-    struct bufferevent *bev[2]; /* the proxy's side, the remote's */
-    bool closing;               /* one side ended: the other flushes, then both go */
-};
 
 struct remote {
     struct event_base *base;
@@ -97,14 +76,9 @@ struct remote {
     bool stale;           /* /status and /metrics may have changed since they were read */
     bool waiting;         /* its last /status had tasks queued */
     unsigned quiet_ticks; /* ticks since they were last read */
-    /* https:// only: the context, and the relay the proxy connects to (the
-     * proxy speaks plain HTTP on a private socket; the relay adds TLS). */
+    /* https:// only: the context of its checks, scrapes and stream, and of
+     * the proxy's connections (which verify HOST with it themselves). */
     SSL_CTX *tls;
-    struct evconnlistener *relay;
-    char relay_name[UTIL_LOCAL_NAME_MAX];
-    struct sockaddr_storage addr; /* the last address resolved */
-    socklen_t addrlen;
-    LIST_HEAD(, remote_pipe) pipes;
     struct util_buf metrics;
 };
 
@@ -199,135 +173,6 @@ static void remote_resolved(int err, const char *why, const struct sockaddr *add
                          ? (const void *)&((const struct sockaddr_in6 *)addr)->sin6_addr
                          : (const void *)&((const struct sockaddr_in *)addr)->sin_addr;
     inet_ntop(addr->sa_family, in, r->address, sizeof r->address);
-    if (len <= sizeof r->addr) {
-        memcpy(&r->addr, addr, len);
-        r->addrlen = len;
-    }
-}
-
-/* ---- the TLS relay (https:// bots) ---------------------------------------- */
-
-/* Tear a relayed connection down: both ends. */
-static void remote_pipe_free(struct remote_pipe *p)
-{
-    LIST_REMOVE(p, entry);
-    for (int i = 0; i < 2; i++)
-        if (p->bev[i])
-            bufferevent_free(p->bev[i]);
-    free(p);
-}
-
-/* The side of P that BEV is. */
-static int remote_pipe_side(const struct remote_pipe *p, const struct bufferevent *bev)
-{
-    return p->bev[1] == bev;
-}
-
-/* Bytes from one side go to the other; reading stops while it is full. */
-static void remote_pipe_read_cb(struct bufferevent *bev, void *arg)
-{
-    struct remote_pipe *p = arg;
-    struct bufferevent *other = p->bev[!remote_pipe_side(p, bev)];
-    bufferevent_write_buffer(other, bufferevent_get_input(bev));
-    if (evbuffer_get_length(bufferevent_get_output(other)) > REMOTE_PIPE_HIGH)
-        bufferevent_disable(bev, EV_READ);
-}
-
-/* One side took our output: the other may read again, or a closing pipe ends. */
-static void remote_pipe_write_cb(struct bufferevent *bev, void *arg)
-{
-    struct remote_pipe *p = arg;
-    if (p->closing) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            remote_pipe_free(p);
-        return;
-    }
-    bufferevent_enable(p->bev[!remote_pipe_side(p, bev)], EV_READ);
-}
-
-/* A side connected (the TLS handshake is done), ended or failed. */
-static void remote_pipe_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct remote_pipe *p = arg;
-    int side = remote_pipe_side(p, bev);
-    struct bufferevent *other = p->bev[!side];
-    if (what & BEV_EVENT_CONNECTED)
-        return;
-    if (side == 1 && (what & BEV_EVENT_ERROR)) {
-        unsigned long e = bufferevent_get_openssl_error(bev);
-        char text[160] = "connection failed";
-        if (e)
-            ERR_error_string_n(e, text, sizeof text);
-        log_warn("%s: relay to %s:%d: %s", p->r->id, p->r->host, p->r->port, text);
-    }
-    bufferevent_write_buffer(other, bufferevent_get_input(bev));
-    bufferevent_disable(bev, EV_READ | EV_WRITE);
-    if (p->closing || evbuffer_get_length(bufferevent_get_output(other)) == 0)
-        return remote_pipe_free(p);
-    p->closing = true; /* the other side gets what was said, then both close */
-    bufferevent_disable(other, EV_READ);
-}
-
-/* The proxy connected to the relay: open a TLS connection to the remote. */
-static void remote_relay_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
-                                   struct sockaddr *sa, int socklen, void *arg)
-{
-    struct remote *r = arg;
-    (void)l, (void)sa, (void)socklen;
-    SSL *ssl = r->addrlen ? tls_client_ssl(r->tls, r->host) : NULL;
-    if (!ssl) {
-        close(fd);
-        return;
-    }
-    struct remote_pipe *p = xcalloc(1, sizeof *p);
-    p->r = r;
-    p->bev[0] = bufferevent_socket_new(r->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    p->bev[1] = bufferevent_openssl_socket_new(r->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                               BEV_OPT_CLOSE_ON_FREE);
-    LIST_INSERT_HEAD(&r->pipes, p, entry);
-    if (!p->bev[0] || !p->bev[1]) {
-        if (!p->bev[0])
-            close(fd);
-        if (!p->bev[1])
-            SSL_free(ssl);
-        return remote_pipe_free(p);
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(p->bev[1], 1);
-    for (int i = 0; i < 2; i++) {
-        bufferevent_setcb(p->bev[i], remote_pipe_read_cb, remote_pipe_write_cb,
-                          remote_pipe_event_cb, p);
-        bufferevent_enable(p->bev[i], EV_READ | EV_WRITE);
-    }
-    if (bufferevent_socket_connect(p->bev[1], (struct sockaddr *)&r->addr, (int)r->addrlen) < 0)
-        remote_pipe_free(p);
-}
-
-/* Open the relay's private socket. */
-static void remote_relay_open(struct remote *r)
-{
-    int fd = util_listen_local(r->relay_name);
-    if (fd < 0) {
-        log_warn("%s: no private socket for the TLS relay: %s", r->id, strerror(errno));
-        r->relay_name[0] = '\0';
-        return;
-    }
-    r->relay = evconnlistener_new(r->base, remote_relay_accept_cb, r,
-                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-    if (!r->relay) {
-        close(fd);
-        r->relay_name[0] = '\0';
-    }
-}
-
-/* Close the relay and every connection through it. */
-static void remote_relay_close(struct remote *r)
-{
-    while (!LIST_EMPTY(&r->pipes))
-        remote_pipe_free(LIST_FIRST(&r->pipes));
-    if (r->relay)
-        evconnlistener_free(r->relay);
-    r->relay = NULL;
-    r->relay_name[0] = '\0';
 }
 
 /* ---- metrics ------------------------------------------------------------ */
@@ -598,14 +443,11 @@ static void remote_take_def(struct remote *r, const struct roster_bot *def)
     char err[300];
     if (!roster_url_split(def->remote.url, &tls, r->host, sizeof r->host, &r->port))
         r->host[0] = '\0'; /* the roster refused it already */
-    remote_relay_close(r);
     if (r->tls)
-        SSL_CTX_free(r->tls);
+        SSL_CTX_free(r->tls); /* pools still using it hold references of their own */
     r->tls = NULL;
     if (tls && !(r->tls = tls_client_ctx(def->remote.ca, err, sizeof err)))
         log_warn("%s: %s", r->id, err); /* its checks fail, and say so */
-    if (r->tls)
-        remote_relay_open(r);
     free(r->headers);
     r->headers =
         def->remote.token ? xasprintf("Authorization: Bearer %s\r\n", def->remote.token) : NULL;
@@ -622,7 +464,6 @@ struct remote *remote_new(struct event_base *base, struct httpclient *hc, struct
     r->changed = changed;
     r->changed_arg = arg;
     r->tick = evtimer_new(base, remote_tick_cb, r);
-    LIST_INIT(&r->pipes);
     sse_reader_init(&r->sse, REMOTE_SSE_LINE_MAX, remote_sse_event, r);
     remote_take_def(r, def);
     snprintf(r->reason, sizeof r->reason, "not started");
@@ -634,7 +475,6 @@ void remote_free(struct remote *r)
     if (!r)
         return;
     remote_calls_cancel(r);
-    remote_relay_close(r);
     if (r->tls)
         SSL_CTX_free(r->tls);
     event_free(r->tick);
@@ -709,9 +549,14 @@ int remote_port(const struct remote *r)
     return r->port;
 }
 
-const char *remote_relay(const struct remote *r)
+struct ssl_ctx_st *remote_tls(const struct remote *r)
 {
-    return r->relay_name;
+    return r->tls;
+}
+
+const char *remote_host(const struct remote *r)
+{
+    return r->host;
 }
 
 const char *remote_token(const struct remote *r)

@@ -20,6 +20,7 @@
 struct httpclient;
 struct merge;
 struct remote;
+struct ssl_ctx_st;
 
 /* Told when the remote's state changed; RUNNING: it is running now. */
 typedef void (*remote_changed_cb)(bool running, void *arg);
@@ -43,9 +44,12 @@ double remote_uptime(const struct remote *r);
 /* Its resolved address for the proxy ("" before the first lookup), and port. */
 const char *remote_address(const struct remote *r);
 int remote_port(const struct remote *r);
-/* An https:// bot's relay: the private socket name the proxy connects to
- * (plain HTTP in, TLS out); "" for http:// bots. */
-const char *remote_relay(const struct remote *r);
+/* An https:// bot's TLS context for connections to it, verifying its
+ * certificate (NULL for http:// bots); valid until the next remote_redefine()
+ * or remote_free() (a connection pool takes a reference of its own). */
+struct ssl_ctx_st *remote_tls(const struct remote *r);
+/* The host of its url (without brackets): the name TLS verifies. */
+const char *remote_host(const struct remote *r);
 /* The token sent to it (NULL: none). */
 const char *remote_token(const struct remote *r);
 

@@ -335,13 +335,16 @@ def make_certs(d):
 
 class TlsTerminator:
     """A TLS front for a plain worker (what a remote host's TLS proxy is):
-    accepts TLS on 127.0.0.1 with CERT, pipes bytes to the worker's port."""
+    accepts TLS on 127.0.0.1 with CERT, pipes bytes to the worker's port.
+    TUNNELS counts its connections open that began with a WebSocket
+    upgrade."""
 
     def __init__(self, cert, key, target_port):
         import ssl
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
         self.target = target_port
+        self.tunnels = 0
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
 
@@ -352,6 +355,13 @@ class TlsTerminator:
             self.port = self.server.sockets[0].getsockname()[1]
             ready.set()
             self.loop.run_forever()
+            # Connections still open (the hive's health checks, its event
+            # stream) end here rather than as pending tasks collected later.
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.close()
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
         ready.wait(10)
@@ -362,13 +372,18 @@ class TlsTerminator:
         except OSError:
             writer.close()
             return
+        upgraded = False
 
-        async def pipe(r, w):
+        async def pipe(r, w, from_client=False):
+            nonlocal upgraded
             try:
                 while True:
                     data = await r.read(65536)
                     if not data:
                         break
+                    if from_client and not upgraded and b"upgrade: websocket" in data.lower():
+                        upgraded = True
+                        self.tunnels += 1
                     w.write(data)
                     await w.drain()
             except (OSError, ConnectionError):
@@ -378,7 +393,11 @@ class TlsTerminator:
                     w.close()
                 except Exception:
                     pass
-        await asyncio.gather(pipe(reader, uw), pipe(ur, writer))
+        try:
+            await asyncio.gather(pipe(reader, uw, True), pipe(ur, writer))
+        finally:
+            if upgraded:
+                self.tunnels -= 1
 
     def close(self):
         def stop():
@@ -388,11 +407,34 @@ class TlsTerminator:
         self.thread.join(10)
 
 
+def listening_abstract_sockets(pid):
+    """The abstract Unix sockets process PID listens on (/proc/net/unix:
+    the listening flag, a path starting with '@', an inode among its fds)."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    names = []
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            cols = line.split()  # Num RefCount Protocol Flags Type St Inode Path
+            if (len(cols) >= 8 and cols[6] in inodes and int(cols[3], 16) & 0x10000
+                    and cols[7].startswith("@")):
+                names.append(cols[7])
+    return names
+
+
 class RemoteTlsTest(unittest.TestCase):
     """https:// remote bots: verified against `ca:` (the chain and the name or
-    address), proxied over HTTP and WebSocket through the TLS relay; a bot
-    whose certificate the CA did not sign, or that names another host, is
-    unreachable and says why."""
+    address), proxied over HTTP and WebSocket by the proxy speaking TLS to
+    them itself (no private socket, no relay); a bot whose certificate the
+    CA did not sign, or that names another host, is unreachable and says
+    why."""
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="hive-e2e-remote-tls-")
@@ -454,6 +496,41 @@ class RemoteTlsTest(unittest.TestCase):
             return any(e.get("task_id") == msgs[0]["task_id"] and e["type"] == "task_completed"
                        for e in read_jsonl(path))
         wait_for(merged, timeout=20, what="the TLS bot's task merged")
+
+    def test_websocket_cut_by_the_client_ends_at_the_remote(self):
+        """The tunnel's far side is the proxy's own TLS connection, detached
+        from its pool at the 101. A client that cuts its side without a
+        close frame: what it said last still reaches the bot, the bot's TLS
+        side is told the end (close_notify: TLS cannot be half-closed), and
+        both ends close well before the proxy's 2 s linger would."""
+        url = "ws://127.0.0.1:%d/bots/T1/ws" % self.hive.port
+
+        async def session():
+            async with websockets.connect(url) as ws:
+                await ws.send(json.dumps({"type": "task", "command": "first"}))
+                await ws_recv_until(ws, lambda m: m.get("type") == "response")
+                self.assertEqual(self.good.tunnels, 1)
+                await ws.send(json.dumps({"type": "task", "command": "last words",
+                                          "task_id": "tls-cut-last"}))
+                t0 = time.monotonic()
+                ws.transport.write_eof()
+                await asyncio.wait_for(ws.wait_closed(), 5)
+                return time.monotonic() - t0
+        took = run_async(session())
+        self.assertLess(took, 1.5)
+        wait_for(lambda: self.good.tunnels == 0, timeout=1.5,
+                 what="the remote's end of the tunnel closed")
+        path = os.path.join(self.hive.work_dir, ".deia", "hive", "events.jsonl")
+        wait_for(lambda: any(e.get("task_id") == "tls-cut-last" and e["type"] == "task_completed"
+                             for e in read_jsonl(path)),
+                 timeout=20, what="the task sent just before the cut, done")
+        self.assertEqual(self.hive.get("/bots/T1/status").status, 200)
+
+    def test_no_private_socket_for_https_bots(self):
+        """The supervisor listens on one private socket per local bot (L1)
+        and none for its three https:// bots: the proxy no longer reaches
+        them through a relay of its own."""
+        self.assertEqual(len(listening_abstract_sockets(self.hive.proc.pid)), 1)
 
     def test_unverified_bots_unreachable(self):
         for bot in ("NOCA", "WRONGNAME"):
