@@ -450,9 +450,10 @@ class RemoteTlsTest(unittest.TestCase):
         os.makedirs(hive_dir)
         ca = c("ca.pem")
         extra = ["    ca: %s" % ca]
+        tagged = extra + ["    tags: [tls]"]
         self.hive = RemoteHive(hive_dir, {})
         lines = []
-        for bot, port, ca_lines in (("T1", self.good.port, extra),
+        for bot, port, ca_lines in (("T1", self.good.port, tagged),
                                     ("NOCA", self.good.port, []),
                                     ("WRONGNAME", self.wrong.port, extra)):
             lines += ["  - id: %s" % bot, "    url: https://127.0.0.1:%d" % port,
@@ -525,6 +526,18 @@ class RemoteTlsTest(unittest.TestCase):
                              for e in read_jsonl(path)),
                  timeout=20, what="the task sent just before the cut, done")
         self.assertEqual(self.hive.get("/bots/T1/status").status, 200)
+
+    def test_pool_task_over_tls(self):
+        """A pool task goes to the https bot's resolved address over TLS,
+        its certificate verified against the url's host."""
+        r = self.hive.post("/api/task", {"tags": ["tls"], "command": "pooled",
+                                         "task_id": "TLS-POOL-1"})
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(r.json()["bot_id"], "T1")
+        path = os.path.join(self.hive.work_dir, ".deia", "hive", "events.jsonl")
+        wait_for(lambda: any(e.get("task_id") == "TLS-POOL-1" and e["type"] == "task_completed"
+                             for e in read_jsonl(path)),
+                 timeout=20, what="the pool task done on the TLS bot")
 
     def test_no_private_socket_for_https_bots(self):
         """The supervisor listens on one private socket per local bot (L1)
