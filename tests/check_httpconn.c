@@ -440,15 +440,7 @@ START_TEST(test_tls_detach)
     static const struct httpconn_limits lim = {.idle_max = 2, .idle_timeout_ms = 5000};
     char dir[] = "/tmp/check-httpconn-XXXXXX", cmd[2048], path[3][200], err[300];
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(cmd, sizeof cmd,
-             "(cd %s && printf 'subjectAltName=IP:127.0.0.1\\n' > ext && "
-             "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem "
-             "-subj /CN=check-ca -days 1 && "
-             "openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=srv && "
-             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-             "-out srv.pem -days 1 -extfile ext) >/dev/null 2>&1",
-             dir);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert(check_make_certs(dir));
     snprintf(path[0], sizeof path[0], "%s/ca.pem", dir);
     snprintf(path[1], sizeof path[1], "%s/srv.pem", dir);
     snprintf(path[2], sizeof path[2], "%s/srv.key", dir);

@@ -5,6 +5,8 @@
 #ifndef HIVE_CHECK_SUPPORT_H
 #define HIVE_CHECK_SUPPORT_H
 
+#include <stdbool.h>
+
 /* Remove the cgroups named PREFIX...-<pid> under our own cgroup whose pid is
  * gone: what earlier runs of a suite left when a failed check ended its test
  * process before its cleanup. */
@@ -14,6 +16,11 @@ void check_remove_stale_cgroups(const char *prefix);
  * (caller frees, and removes it); NULL when the machine gives none here,
  * the reason printed: the test then has nothing to check. */
 char *check_cgroup_new(const char *name);
+
+/* Make, in the existing folder DIR, a CA (ca.pem, ca.key) and a server
+ * certificate it signed for IP 127.0.0.1 (srv.pem, srv.key), with the
+ * openssl command; false when it failed. */
+bool check_make_certs(const char *dir);
 
 struct Suite;
 
