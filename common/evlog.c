@@ -24,6 +24,7 @@ struct evlog {
     int fd;
     off_t size;
     uint64_t last;
+    bool made; /* the write descriptor was tried (at open, or the first append) */
     bool warned;
 };
 
@@ -232,6 +233,25 @@ bool evlog_mark(const struct evlog *lg, struct evlog_mark *out)
     return true;
 }
 
+/* True when nothing at all is at PATH (not even a link): the file is then
+ * made by the first append, so that a log nothing was written to costs no
+ * inode (on an ext4 without a journal each new one is slow; a hive's first
+ * start makes one per bot). Absent reads as empty everywhere. */
+static bool evlog_absent(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) < 0 && errno == ENOENT;
+}
+
+/* Open the file for appending (made when missing; never through a link). */
+static void evlog_open_write(struct evlog *lg)
+{
+    lg->made = true;
+    lg->fd = util_open_append(lg->path, O_WRONLY, 0644);
+    if (lg->fd < 0)
+        log_warn("cannot open the events file %s: %s", lg->path, strerror(errno));
+}
+
 struct evlog *evlog_open(const char *path, const char *key, evlog_line_cb scan, void *arg)
 {
     return evlog_open_after(path, key, NULL, scan, arg, NULL);
@@ -244,9 +264,9 @@ struct evlog *evlog_open_after(const char *path, const char *key, const struct e
     lg->path = xstrdup(path);
     lg->prev_path = xasprintf("%s.1", path);
     lg->key = xstrdup(key);
-    lg->fd = util_open_append(path, O_WRONLY, 0644);
-    if (lg->fd < 0)
-        log_warn("cannot open the events file %s: %s", path, strerror(errno));
+    lg->fd = -1;
+    if (!evlog_absent(path))
+        evlog_open_write(lg);
     int rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     off_t whole = rd >= 0 ? evlog_whole_end(rd) : -1;
     struct stat st;
@@ -306,6 +326,8 @@ static void evlog_rotate(struct evlog *lg)
 void evlog_append(struct evlog *lg, const char *line, size_t len, uint64_t n)
 {
     lg->last = n;
+    if (!lg->made) /* the first line of a log that did not exist: made now */
+        evlog_open_write(lg);
     if (lg->fd >= 0 && lg->size > 0 && lg->size + (off_t)len + 1 > (off_t)EVLOG_FILE_MAX)
         evlog_rotate(lg);
     struct iovec iov[2] = {{(void *)line, len}, {"\n", 1}};

@@ -22,7 +22,8 @@ struct evlog;
 typedef void (*evlog_line_cb)(uint64_t n, json_t *obj, const char *line, size_t len, void *arg);
 
 /* Open (or start) the log at PATH numbered by KEY; a last line cut by a
- * crash is removed. Every line kept is shown to SCAN first (may be NULL),
+ * crash is removed. A log that does not exist is made by the first append,
+ * not here (absent reads as empty). Every line kept is shown to SCAN first (may be NULL),
  * oldest first, so the owner can rebuild what it derives from them. */
 struct evlog *evlog_open(const char *path, const char *key, evlog_line_cb scan, void *arg);
 /* A point in the log: the file holding it (inode), how far into it, and

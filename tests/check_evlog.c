@@ -6,7 +6,8 @@
  * reads only the newest lines, back from the end: the last number must be
  * the same whatever the lines' lengths (windows of 64 KiB and more, lines
  * across them, longer than them, unnumbered ones at the end, an empty
- * current generation).
+ * current generation). A log that does not exist is made by the first
+ * append, not by the open.
  */
 #include <check.h>
 #include <stdio.h>
@@ -102,6 +103,42 @@ START_TEST(test_reopen_and_cut_line)
     ck_assert_uint_eq(s->n[1], 2);
     free(s);
     evlog_close(lg);
+}
+END_TEST
+
+/* A log that does not exist is not made by the open (an inode costs a
+ * worker's start dearly on an ext4 without a journal): it reads as empty,
+ * a cursor from elsewhere resyncs, and the first append makes it. */
+START_TEST(test_made_by_the_first_append)
+{
+    struct stat st;
+    struct evlog *lg = evlog_open(path, "seq", NULL, NULL);
+    ck_assert_int_eq(lstat(path, &st), -1);
+    ck_assert_uint_eq(evlog_last(lg), 0);
+    ck_assert_uint_eq(evlog_first(lg), 0);
+    ck_assert(evlog_must_resync(3, evlog_first(lg), evlog_last(lg)));
+    struct seen *s = xcalloc(1, sizeof *s);
+    uint64_t first = 9;
+    evlog_replay(lg, 0, 0, &first, seen_cb, s);
+    ck_assert_uint_eq(s->len, 0);
+    ck_assert_uint_eq(first, 0);
+    struct evlog_mark mark;
+    ck_assert(!evlog_mark(lg, &mark));
+    evlog_close(lg);
+    ck_assert_int_eq(lstat(path, &st), -1); /* nor by the close */
+    lg = evlog_open(path, "seq", NULL, NULL);
+    add(lg, 1, 10);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert(evlog_mark(lg, &mark));
+    evlog_replay(lg, 0, 0, &first, seen_cb, s);
+    ck_assert_uint_eq(s->len, 1);
+    ck_assert_uint_eq(first, 1);
+    evlog_close(lg);
+    lg = evlog_open(path, "seq", NULL, NULL);
+    ck_assert_uint_eq(evlog_last(lg), 1);
+    add(lg, 2, 10);
+    evlog_close(lg);
+    free(s);
 }
 END_TEST
 
@@ -289,6 +326,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_reopen_and_cut_line);
+    tcase_add_test(tc, test_made_by_the_first_append);
     tcase_add_test(tc, test_rotation_keeps_two_generations);
     tcase_add_test(tc, test_scan_at_open);
     tcase_add_test(tc, test_last_read_back_from_the_end);
