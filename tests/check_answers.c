@@ -5,7 +5,8 @@
  * (newest answer per id, other bots' and non-response files ignored, FIFOs
  * and links never opened), and recovery indexes a response that was linked
  * but not indexed when its worker died. Crash leftovers (a temp link, a
- * half-built folder) are staged by hand.
+ * half-built folder) are staged by hand. A bot without answers gets no
+ * index until its first record.
  */
 #include <check.h>
 #include <dirent.h>
@@ -99,10 +100,12 @@ static int check_entries(const char *path)
 START_TEST(test_record_find_load)
 {
     struct answers *a = answers_open(check_dir, check_bot);
-    ck_assert_int_eq(check_entries(check_index), 0); /* made at open */
+    /* No answer of the bot: the index is not made at open... */
+    ck_assert_int_eq(check_entries(check_index), -1);
     int outcome;
     ck_assert_str_eq(check_find(a, "T-1", &outcome), "");
     ck_assert_int_eq(outcome, -1);
+    ck_assert_int_eq(check_entries(check_index), -1); /* ...nor by a look-up */
     check_response("2026-01-01-0000-BOT-1-user-RESPONSE-T-1-complete.md", check_bot, "T-1", "first",
                    true, 0);
     ck_assert_int_eq(
@@ -150,11 +153,14 @@ START_TEST(test_ids_not_indexed)
         ck_assert_int_eq(answers_record(a, ids[i], "2026-x-RESPONSE-y-complete.md"), 0);
         ck_assert_str_eq(check_find(a, ids[i], NULL), "");
     }
-    ck_assert_int_eq(check_entries(check_index), 0);
+    ck_assert_int_eq(check_entries(check_index), -1); /* nothing made */
     /* A link someone else made that names a path is not trusted. */
+    ck_assert_int_eq(util_mkdirs(check_index), 0);
     char *entry = xasprintf("%s/EVIL", check_index);
     ck_assert_int_eq(symlink("../../../etc/passwd", entry), 0);
     free(entry);
+    answers_free(a);
+    a = answers_open(check_dir, check_bot);
     ck_assert_str_eq(check_find(a, "EVIL", NULL), "");
     struct answers_entry e;
     ck_assert_int_eq(answers_load(a, "EVIL", &e), -ENOENT);
@@ -262,6 +268,7 @@ END_TEST
 
 START_TEST(test_rebuild_when_removed)
 {
+    ck_assert_int_eq(util_mkdirs(check_index), 0); /* the index of a bot that answered */
     struct answers *a = answers_open(check_dir, check_bot);
     check_rebuild_fixture();
     ck_assert_str_eq(check_find(a, "A", NULL), ""); /* not recorded: no scan */
@@ -285,6 +292,7 @@ END_TEST
 
 START_TEST(test_stale_temp_link)
 {
+    ck_assert_int_eq(util_mkdirs(check_index), 0);
     struct answers *a = answers_open(check_dir, check_bot);
     /* A crash between the temp link and its rename left "T~". */
     char *tmp = xasprintf("%s/T~", check_index);
@@ -357,7 +365,7 @@ START_TEST(test_recover_not_a_response)
     fputs("not a response\n", f);
     fclose(f);
     ck_assert_int_eq(answers_recover(a, pending), 0);
-    ck_assert_int_eq(check_entries(check_index), 0);
+    ck_assert_int_eq(check_entries(check_index), -1); /* nothing to index: not made */
     unlink(pending);
     ck_assert_int_eq(answers_recover(a, pending), 0); /* gone: nothing to do */
     free(pending);
@@ -392,6 +400,56 @@ START_TEST(test_index_cannot_be_made)
 }
 END_TEST
 
+/* The index of a bot without answers is made by its first record, not at
+ * open: other bots' answers, other files and a missing responses folder
+ * make none; more names than a start should read again make it anyway. */
+START_TEST(test_made_by_the_first_record)
+{
+    char *cmd = xasprintf("rm -rf '%s'", check_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    free(cmd);
+    struct answers *a = answers_open(check_dir, check_bot); /* no responses folder */
+    ck_assert_str_eq(check_find(a, "A", NULL), "");
+    answers_free(a);
+    ck_assert_int_eq(util_mkdirs(check_dir), 0);
+    check_response("2026-01-01-0000-BOT-2-user-RESPONSE-C-complete.md", "BOT-2", "C", "c", true, 0);
+    check_response("2026-01-01-0000-BOT-1-user-RESPONSE-E-complete.md", "BOT-9", "E", "e", true, 0);
+    a = answers_open(check_dir, check_bot);
+    ck_assert_str_eq(check_find(a, "C", NULL), "");
+    ck_assert_str_eq(check_find(a, "E", NULL), "");
+    struct answers_entry e;
+    ck_assert_int_eq(answers_load(a, "C", &e), -ENOENT);
+    ck_assert_int_eq(answers_sync(a), 0);
+    ck_assert_int_eq(check_entries(check_index), -1);
+    /* The first record makes it (a rebuild: built aside, synced, renamed),
+     * and it holds what the folder says besides. */
+    check_response("2026-01-01-0000-BOT-1-user-RESPONSE-A-complete.md", check_bot, "A", "a", true,
+                   0);
+    ck_assert_int_eq(answers_record(a, "A", "2026-01-01-0000-BOT-1-user-RESPONSE-A-complete.md"),
+                     0);
+    ck_assert_int_eq(answers_sync(a), 0);
+    ck_assert_int_eq(check_entries(check_index), 1);
+    ck_assert_str_eq(check_find(a, "A", NULL), "2026-01-01-0000-BOT-1-user-RESPONSE-A-complete.md");
+    answers_free(a);
+    a = answers_open(check_dir, check_bot);
+    ck_assert_str_eq(check_find(a, "A", NULL), "2026-01-01-0000-BOT-1-user-RESPONSE-A-complete.md");
+    answers_free(a);
+    /* A big folder without answers of another bot: made at its open. */
+    for (int i = 0; i < 1001; i++) {
+        char *p = xasprintf("%s/other-%d.md", check_dir, i);
+        FILE *f = fopen(p, "w");
+        ck_assert_ptr_nonnull(f);
+        fclose(f);
+        free(p);
+    }
+    char *other = xasprintf("%s/.index/BOT-3", check_dir);
+    a = answers_open(check_dir, "BOT-3");
+    ck_assert_int_eq(check_entries(other), 0);
+    answers_free(a);
+    free(other);
+}
+END_TEST
+
 /* All answers tests in one suite. */
 static Suite *check_answers_suite(void)
 {
@@ -407,6 +465,7 @@ static Suite *check_answers_suite(void)
     tcase_add_test(tc, test_recover_linked_not_indexed);
     tcase_add_test(tc, test_recover_not_a_response);
     tcase_add_test(tc, test_index_cannot_be_made);
+    tcase_add_test(tc, test_made_by_the_first_record);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -25,6 +25,12 @@
 #define ANSWERS_HEAD_READ 4096
 /* Marks a name in the index that is not an entry: ids never hold it. */
 #define ANSWERS_TEMP_MARK "~"
+/* A missing index is made at open only when the responses folder holds an
+ * answer of the bot, or more names than this: an empty one costs a start two
+ * inodes and two fsyncs (each slow on an ext4 without a journal), a scan of
+ * a few names costs nothing, but a big folder is not to be read at every
+ * start of a bot that never answered. */
+#define ANSWERS_SCAN_KEEP 1000
 
 struct answers {
     char *responses; /* .deia/hive/responses */
@@ -32,6 +38,8 @@ struct answers {
     char *root;  /* responses/.index */
     char *dir;   /* responses/.index/<BOT> */
     int fd;      /* DIR, or -1 until it exists */
+    bool none;   /* DIR is missing and the bot has no answer: absent is
+                    empty, until the first record makes it */
     bool dirty;  /* entries written since the last answers_sync() */
     bool broken; /* the index could not be opened or rebuilt: look-ups do
                     not try again (a scan each), the next record does */
@@ -227,6 +235,38 @@ static int answers_build_scan(struct answers *a, int build)
     return 0;
 }
 
+/* True when the responses folder holds no answer of the bot and at most
+ * ANSWERS_SCAN_KEEP names (a missing one holds none): the missing index is
+ * then empty and need not be made yet. */
+static bool answers_none_to_index(const struct answers *a)
+{
+    DIR *d = opendir(a->responses);
+    if (!d)
+        return errno == ENOENT;
+    bool none = true;
+    size_t names = 0;
+    struct dirent *e;
+    while (none && (e = readdir(d))) {
+        if (++names > ANSWERS_SCAN_KEEP + 2) { /* "." and ".." */
+            none = false;
+            break;
+        }
+        if ((e->d_type != DT_REG && e->d_type != DT_UNKNOWN) ||
+            !answers_maybe_ours(e->d_name, a->bot_id))
+            continue;
+        struct stat st;
+        int fd = answers_open_file(dirfd(d), e->d_name, &st);
+        if (fd < 0)
+            continue;
+        char *id = answers_id_of(fd, &st, a->bot_id);
+        close(fd);
+        none = !id;
+        free(id);
+    }
+    closedir(d);
+    return none;
+}
+
 /* Remove the folder PATH and the entries in it (a build a crash left). */
 static void answers_remove_dir(const char *path)
 {
@@ -278,15 +318,25 @@ static bool answers_removed(const struct answers *a)
 }
 
 /* Have the index folder open: open it, or rebuild it when it is missing (or
- * the one we held was removed). 0 or -errno. */
-static int answers_ensure(struct answers *a)
+ * the one we held was removed). Unless MAKE (a record), a missing index of a
+ * bot without answers is not made: -ENOENT, and a->none says it is empty.
+ * 0 or -errno. */
+static int answers_ensure(struct answers *a, bool make)
 {
     if (a->fd >= 0 && !answers_removed(a))
         return 0;
     if (a->fd >= 0)
         close(a->fd);
+    else if (a->none && !make)
+        return -ENOENT;
+    a->none = false;
     a->fd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int r = a->fd < 0 ? -errno : 0;
+    if (r == -ENOENT && !make && answers_none_to_index(a)) {
+        a->none = true;
+        a->broken = false;
+        return r;
+    }
     if (r == -ENOENT) {
         r = answers_rebuild(a);
         a->fd = r == 0 ? open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
@@ -305,7 +355,7 @@ struct answers *answers_open(const char *responses_dir, const char *bot_id)
     a->root = xasprintf("%s/.index", responses_dir);
     a->dir = xasprintf("%s/%s", a->root, bot_id);
     a->fd = -1;
-    answers_ensure(a); /* else at the first record or look-up */
+    answers_ensure(a, false); /* else at the first record or look-up */
     return a;
 }
 
@@ -327,11 +377,11 @@ int answers_record(struct answers *a, const char *task_id, const char *name)
     if (!answers_key_ok(task_id))
         return 0;
     a->broken = false;
-    int r = answers_ensure(a);
+    int r = answers_ensure(a, true);
     if (r == 0)
         r = answers_put(a->fd, task_id, name);
     if (r == -ENOENT && answers_removed(a)) { /* removed under us: rebuilt */
-        r = answers_ensure(a);
+        r = answers_ensure(a, true);
         if (r == 0)
             r = answers_put(a->fd, task_id, name);
     }
@@ -399,7 +449,7 @@ int answers_recover(struct answers *a, const char *pending_path)
     int r = 0;
     if (id) {
         a->broken = false;
-        r = answers_ensure(a);
+        r = answers_ensure(a, true);
     }
     if (id && r == 0)
         r = answers_settle(a, id, &st);
@@ -409,11 +459,11 @@ int answers_recover(struct answers *a, const char *pending_path)
 
 int answers_find(struct answers *a, const char *task_id, char *name, size_t cap)
 {
-    if (!answers_key_ok(task_id) || (a->fd < 0 && (a->broken || answers_ensure(a) < 0)))
+    if (!answers_key_ok(task_id) || (a->fd < 0 && (a->broken || answers_ensure(a, false) < 0)))
         return -1;
     int r = answers_target(a->fd, task_id, name, cap);
     /* A miss costs one more fstat: was the folder removed under us? */
-    if (r == -ENOENT && answers_removed(a) && answers_ensure(a) == 0)
+    if (r == -ENOENT && answers_removed(a) && answers_ensure(a, false) == 0)
         r = answers_target(a->fd, task_id, name, cap);
     return r < 0 ? -1 : response_name_outcome(name, NULL) == 1;
 }

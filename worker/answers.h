@@ -12,7 +12,9 @@
  * commit, so a crash between the two leaves the pending file for recovery,
  * which indexes it again (answers_recover). A missing index (first start,
  * or removed) is rebuilt from the responses folder, built aside and renamed
- * into place, so a crash while rebuilding leaves no partial index.
+ * into place, so a crash while rebuilding leaves no partial index. A bot
+ * that has no answer there has no index until its first record makes it
+ * (absent is empty), so that its start makes no folder.
  */
 #ifndef HIVE_ANSWERS_H
 #define HIVE_ANSWERS_H
@@ -32,9 +34,10 @@ struct answers_entry {
     struct response_view view; /* spans into TEXT */
 };
 
-/* The index of BOT_ID's answers in RESPONSES_DIR, made or rebuilt now if it
- * is missing; when it cannot be (a read-only folder), it is tried again at
- * the next record or look-up. */
+/* The index of BOT_ID's answers in RESPONSES_DIR, rebuilt now if it is
+ * missing and the folder holds answers of the bot (else made by the first
+ * record); when it cannot be (a read-only folder), it is tried again at the
+ * next record or look-up. */
 struct answers *answers_open(const char *responses_dir, const char *bot_id);
 void answers_free(struct answers *a);
 /* TASK_ID's newest answer is now the response file NAME: point its entry
