@@ -4,10 +4,13 @@
  * leaves behind, then recovery must end with one response per task, the task
  * archived or requeued, and no pending file left. Answers are committed in
  * batches (written, then one sync, then renamed, linked, archived each), so
- * crashes before and inside a batch's commit are staged too.
+ * crashes before and inside a batch's commit are staged too. _archive/ and
+ * the pending folder are made by the first answer, quietly (absent is
+ * empty), and made again, with a warning, when removed after that.
  */
 #include <check.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "worker/answers.h"
 #include "worker/response.h"
@@ -45,10 +49,13 @@ static void check_teardown(void)
     free(cmd);
 }
 
-/* Number of entries in DIR whose name starts with PREFIX ("" = all but dots). */
+/* Number of entries in DIR whose name starts with PREFIX ("" = all but
+ * dots); a missing folder (made on first use) has none. */
 static int check_count(const char *dir, const char *prefix)
 {
     DIR *d = opendir(dir);
+    if (!d && errno == ENOENT)
+        return 0;
     ck_assert_ptr_nonnull(d);
     int n = 0;
     struct dirent *e;
@@ -175,6 +182,7 @@ static char *check_write_pending(struct task *t)
     size_t len;
     char *text = check_response(t, &base, &len);
     char *pending = xasprintf("%s/%s.pending", store_paths(check_st)->pending, t->file_name);
+    ck_assert_int_eq(util_mkdirs(store_paths(check_st)->pending), 0); /* an earlier answer's */
     FILE *f = fopen(pending, "w");
     ck_assert_ptr_nonnull(f);
     fwrite(text, 1, len, f);
@@ -413,6 +421,7 @@ START_TEST(test_crash_after_archive)
     ck_assert_int_eq(link(pending, final), 0);
     char *a = xasprintf("%s/B-3.json", store_paths(check_st)->active);
     char *b = xasprintf("%s/B-3.json", store_paths(check_st)->archive);
+    ck_assert_int_eq(util_mkdirs(store_paths(check_st)->archive), 0);
     ck_assert_int_eq(rename(a, b), 0);
     int requeued = 0;
     store_recover(check_st, "BOT-1", check_requeue, &requeued);
@@ -489,6 +498,7 @@ START_TEST(test_pending_is_per_bot)
     fputs("# RESPONSE: T-9 - Complete\n\n**Response generated:** now\n", f);
     fclose(f);
     char *stray = xasprintf("%s/gone.json.pending.tmp", store_paths(check_st)->pending);
+    ck_assert_int_eq(util_mkdirs(store_paths(check_st)->pending), 0);
     f = fopen(stray, "w");
     fclose(f);
     int requeued = 0;
@@ -502,21 +512,89 @@ START_TEST(test_pending_is_per_bot)
 }
 END_TEST
 
+/* Finish a new realtime task ID; 0 or what store_finish said. */
+static int check_answer(const char *id)
+{
+    struct task *t = check_claimed(id);
+    char *base;
+    size_t len;
+    char *text = check_response(t, &base, &len);
+    int r = store_finish(check_st, t, base, text, len);
+    ck_assert(r != 0 || !t->claimed);
+    free(base);
+    free(text);
+    task_free(t);
+    return r;
+}
+
+/* Log sink: count the warnings. */
+static void check_count_warnings(enum log_level level, const char *message, void *arg)
+{
+    (void)message;
+    int *n = arg;
+    *n += level == LOG_LEVEL_WARN;
+}
+
 START_TEST(test_pending_folder_recreated)
 {
     /* The pending folder removed under a running worker (a fresh mount over
      * the responses folder, a cleanup script): the next answer still lands. */
+    ck_assert_int_eq(check_answer("R-0"), 0);
     ck_assert_int_eq(rmdir(store_paths(check_st)->pending), 0);
-    struct task *t = check_claimed("R-1");
-    char *base;
-    size_t len;
-    char *text = check_response(t, &base, &len);
-    ck_assert_int_eq(store_finish(check_st, t, base, text, len), 0);
-    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 1);
-    ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 1);
-    free(base);
-    free(text);
-    task_free(t);
+    ck_assert_int_eq(check_answer("R-1"), 0);
+    ck_assert_int_eq(check_count(store_paths(check_st)->responses, ""), 2);
+    ck_assert_int_eq(check_count(store_paths(check_st)->archive, ""), 2);
+}
+END_TEST
+
+START_TEST(test_made_on_first_answer)
+{
+    /* A start makes neither _archive/ nor the pending folder (nor the
+     * answers index): nothing needs them before the first answer, and each
+     * inode a start makes is slow on an ext4 without a journal. Recovery
+     * and look-ups take them for empty. */
+    struct stat st;
+    const struct store_paths *p = store_paths(check_st);
+    char *index = xasprintf("%s/.index/BOT-1", p->responses);
+    ck_assert_int_eq(lstat(p->archive, &st), -1);
+    ck_assert_int_eq(lstat(p->pending, &st), -1);
+    ck_assert_int_eq(lstat(index, &st), -1);
+    int requeued = 0, warnings = 0;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 0);
+    ck_assert(!store_recover_incomplete(check_st));
+    ck_assert_ptr_null(check_found(check_st, "M-1"));
+    ck_assert_int_eq(lstat(p->archive, &st), -1);
+    ck_assert_int_eq(lstat(p->pending, &st), -1);
+    /* The first answer makes them, saying nothing (it is no removal). */
+    log_set_sink(LOG_LEVEL_WARN, check_count_warnings, &warnings);
+    ck_assert_int_eq(check_answer("M-1"), 0);
+    ck_assert_int_eq(warnings, 0);
+    ck_assert(lstat(p->archive, &st) == 0 && S_ISDIR(st.st_mode));
+    ck_assert(lstat(p->pending, &st) == 0 && S_ISDIR(st.st_mode));
+    ck_assert(lstat(index, &st) == 0 && S_ISDIR(st.st_mode));
+    ck_assert_int_eq(check_count(p->archive, ""), 1);
+    ck_assert_int_eq(check_count(p->pending, ""), 0);
+    char *found = check_found(check_st, "M-1");
+    ck_assert_ptr_nonnull(found);
+    free(found);
+    /* Removed after that, they are made again, and that is told. */
+    char *cmd = xasprintf("rm -rf '%s' '%s'", p->archive, p->pending);
+    ck_assert_int_eq(system(cmd), 0);
+    free(cmd);
+    ck_assert_int_eq(check_answer("M-2"), 0);
+    ck_assert_int_eq(warnings, 2);
+    ck_assert_int_eq(check_count(p->archive, ""), 1);
+    log_set_sink(LOG_LEVEL_WARN, NULL, NULL);
+    /* The next start finds them and recovers nothing. */
+    store_free(check_st);
+    char err[256];
+    check_st = store_open(check_dir, "BOT-1", err, sizeof err);
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 0);
+    ck_assert_int_eq(requeued, 0);
+    found = check_found(check_st, "M-2");
+    ck_assert_ptr_nonnull(found);
+    free(found);
+    free(index);
 }
 END_TEST
 
@@ -530,6 +608,7 @@ START_TEST(test_temp_name_symlink_not_followed)
     fputs("precious\n", f);
     fclose(f);
     char *tmp = xasprintf("%s/%s.pending.tmp", store_paths(check_st)->pending, t->file_name);
+    ck_assert_int_eq(util_mkdirs(store_paths(check_st)->pending), 0);
     ck_assert_int_eq(symlink(victim, tmp), 0);
     char *base;
     size_t len;
@@ -563,13 +642,16 @@ START_TEST(test_folders_made_again)
 {
     /* _active/ and _archive/ removed under the worker: the claim and the
      * archive make them again, and nothing is left to run twice. */
+    ck_assert_int_eq(check_answer("F-0"), 0); /* _archive/ is made by the first answer */
     struct task *t = check_rt_task("F-1");
     bool ok = false;
     store_persist_realtime(check_st, &t, 1, &ok);
     ck_assert(ok);
     ck_assert_int_eq(rmdir(store_paths(check_st)->active), 0);
     ck_assert_int_eq(store_claim(check_st, t, "BOT-1"), 0);
-    ck_assert_int_eq(rmdir(store_paths(check_st)->archive), 0);
+    char *cmd = xasprintf("rm -rf '%s'", store_paths(check_st)->archive);
+    ck_assert_int_eq(system(cmd), 0);
+    free(cmd);
     char *base;
     size_t len;
     char *text = check_response(t, &base, &len);
@@ -724,6 +806,7 @@ static Suite *check_store_suite(void)
     tcase_add_test(tc, test_unclaim_keeps_newer_file);
     tcase_add_test(tc, test_pending_is_per_bot);
     tcase_add_test(tc, test_pending_folder_recreated);
+    tcase_add_test(tc, test_made_on_first_answer);
     tcase_add_test(tc, test_temp_name_symlink_not_followed);
     tcase_add_test(tc, test_symlinked_folder_refused);
     tcase_add_test(tc, test_folders_made_again);

@@ -40,6 +40,10 @@ struct store {
     char *bot_id;
     enum store_publish publish; /* the first that works here, found once */
     struct answers *answers;    /* the index of answered ids */
+    /* _archive/ and the pending folder are made on first use (see
+     * store_open): whether this run has made or used each, so that making
+     * it again is told as a removal. */
+    bool archive_used, pending_used;
     /* A recovery that a passing shortage left undone (store_recover runs
      * again): what it did already, by "a/" or "r/" and the name in _active/
      * or _realtime/, so that nothing is handed over or counted twice. NULL
@@ -114,8 +118,12 @@ struct store *store_open(const char *work_dir, const char *bot_id, char *err, si
         store_free(s);
         return NULL;
     }
-    const char *dirs[] = {s->paths.active,    s->paths.archive,  s->paths.realtime,
-                          s->paths.responses, s->paths.controls, s->paths.logs};
+    /* _archive/ and the pending folder are not made here but by the first
+     * answer (store_made_on_use): nothing needs them before, and on an ext4
+     * without a journal each inode a start makes is slow (a hive's first
+     * start makes them for every bot). Absent reads as empty. */
+    const char *dirs[] = {s->paths.active, s->paths.realtime, s->paths.responses,
+                          s->paths.controls, s->paths.logs};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         if (util_mkdirs(dirs[i]) < 0) {
             snprintf(err, errlen, "cannot create %s: %s", dirs[i], strerror(errno));
@@ -123,9 +131,6 @@ struct store *store_open(const char *work_dir, const char *bot_id, char *err, si
             return NULL;
         }
     }
-    /* Made again on the first answer if it cannot be now (a read-only
-     * responses folder must not stop the bot from taking tasks). */
-    util_mkdirs(s->paths.pending);
     s->answers = answers_open(s->paths.responses, bot_id);
     return s;
 }
@@ -171,16 +176,35 @@ static bool store_remade(int err, const char *dir)
     return true;
 }
 
-/* rename(SRC, DST), making DST's folder DST_DIR again when it was removed.
- * 0 or -errno. */
-static int store_rename_into(const char *src, const char *dst, const char *dst_dir)
+/* An operation on a path in DIR, a folder made on first use, failed with
+ * ERR: make DIR when it is missing, quietly the first time (*USED false),
+ * as a removal after that (store_remade). True when it exists now. */
+static bool store_made_on_use(int err, const char *dir, bool *used)
 {
-    if (rename(src, dst) == 0)
-        return 0;
-    int e = errno;
-    if (!store_remade(e, dst_dir))
-        return -e;
-    return rename(src, dst) == 0 ? 0 : -errno;
+    if (*used)
+        return store_remade(err, dir);
+    *used = true;
+    struct stat st;
+    return err == ENOENT && stat(dir, &st) < 0 && errno == ENOENT && util_mkdirs(dir) == 0;
+}
+
+/* Make the missing folder DIR (ERR said so): made on first use when USED
+ * is not NULL (store_made_on_use), else made again after a removal. */
+static bool store_make_dir(int err, const char *dir, bool *used)
+{
+    return used ? store_made_on_use(err, dir, used) : store_remade(err, dir);
+}
+
+/* rename(SRC, DST), making DST's folder DST_DIR when it is missing (USED:
+ * see store_make_dir). 0 or -errno. */
+static int store_rename_into(const char *src, const char *dst, const char *dst_dir, bool *used)
+{
+    int r = rename(src, dst) == 0 ? 0 : -errno;
+    if (r < 0 && store_make_dir(-r, dst_dir, used))
+        r = rename(src, dst) == 0 ? 0 : -errno;
+    if (used)
+        *used = true;
+    return r;
 }
 
 /* Open PATH for reading only if it is a regular file: never through a
@@ -241,19 +265,22 @@ bool store_transient(int err)
            err == EAGAIN || err == EINTR || err == ENOBUFS;
 }
 
-/* Create PATH (in folder DIR, made again if it was removed) for writing,
- * never through a symlink and never over a file: a leftover of the same
- * name (a temp file of a killed worker, or a link planted there) is removed
- * first. -1 with errno. */
-static int store_create(const char *path, const char *dir)
+/* Create PATH (in folder DIR, made when it is missing; USED: see
+ * store_make_dir) for writing, never through a symlink and never over a
+ * file: a leftover of the same name (a temp file of a killed worker, or a
+ * link planted there) is removed first. -1 with errno. */
+static int store_create(const char *path, const char *dir, bool *used)
 {
     for (int attempt = 0; attempt < 3; attempt++) {
         int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (fd >= 0)
+        if (fd >= 0) {
+            if (used)
+                *used = true;
             return fd;
+        }
         if (errno == EEXIST)
             unlink(path); /* removes a link itself, never its target */
-        else if (!store_remade(errno, dir))
+        else if (!store_make_dir(errno, dir, used))
             return -1;
     }
     errno = EEXIST;
@@ -306,7 +333,7 @@ static int store_realtime_write(struct store *s, struct task *t, char *tmp, size
     if (fd < 0) {
         /* Ids never start with a dot, so this name is never a task's. */
         snprintf(tmp, cap, "%s/.%s.tmp", s->paths.realtime, t->id);
-        fd = store_create(tmp, s->paths.realtime);
+        fd = store_create(tmp, s->paths.realtime, NULL);
         if (fd < 0)
             return -1;
     }
@@ -534,7 +561,7 @@ int store_claim(struct store *s, struct task *t, const char *bot_id)
         if (!store_is_regular(from_dir, t->file_name))
             r = access(src, F_OK) < 0 && errno == ENOENT ? -ENOENT : -EINVAL;
         else
-            r = store_rename_into(src, dst, s->paths.active);
+            r = store_rename_into(src, dst, s->paths.active, NULL);
         free(src);
         t->claimed = r == 0;
     }
@@ -631,7 +658,7 @@ static int store_archive(struct store *s, const char *file_name)
 {
     char *src = xasprintf("%s/%s", s->paths.active, file_name);
     char *dst = xasprintf("%s/%s", s->paths.archive, file_name);
-    int r = store_rename_into(src, dst, s->paths.archive);
+    int r = store_rename_into(src, dst, s->paths.archive, &s->archive_used);
     free(src);
     free(dst);
     return r;
@@ -644,7 +671,7 @@ int store_write_response(struct store *s, const struct task *t, const char *text
     /* The pending name only ever names a complete, durable response: it is
      * written under a temp name and renamed once synced. The temp name is
      * predictable, so it is created, never opened through what is there. */
-    int fd = store_create(tmp, s->paths.pending);
+    int fd = store_create(tmp, s->paths.pending, &s->pending_used);
     int r = fd < 0 ? -errno : 0;
     if (r == 0 && store_write_all(fd, text, len) < 0) {
         r = -errno;
@@ -912,7 +939,7 @@ static int store_count_death(struct store *s, const char *file_name, int deaths)
         r = rename(prev, next) < 0 ? -errno : 0;
         free(prev);
     } else {
-        int fd = store_create(next, s->paths.active);
+        int fd = store_create(next, s->paths.active, NULL);
         r = fd < 0 ? -errno : close(fd);
     }
     free(next);
@@ -1220,7 +1247,7 @@ int store_set_paused(struct store *s, bool paused)
         return 0;
     /* Created, never written through what is there (store_create); no sync:
      * a pause is a wish, not an answer, and the loop must not wait. */
-    int fd = store_create(s->paths.pause, s->paths.controls);
+    int fd = store_create(s->paths.pause, s->paths.controls, NULL);
     if (fd < 0)
         return -errno;
     int r = store_write_all(fd, "paused\n", 7) < 0 ? -errno : 0;

@@ -38,7 +38,8 @@ struct store_paths {
     char *activity;  /* .deia/bot-logs/<BOT>-activity.jsonl */
 };
 
-/* Lay out (mkdir -p) the folders for BOT_ID under WORK_DIR. */
+/* Lay out (mkdir -p) the folders for BOT_ID under WORK_DIR, but _archive/
+ * and the pending folder, which the first answer makes (absent is empty). */
 struct store *store_open(const char *work_dir, const char *bot_id, char *err, size_t errlen);
 void store_free(struct store *store);
 /* Write realtime task files under a temp name and rename them, as on a file
