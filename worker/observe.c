@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,39 +227,82 @@ static int observe_recover_one(struct observe *o, struct answers *a, const char 
     return added;
 }
 
-int observe_recover(struct observe *o)
+/* An answer that recovery may put in the timeline: its id and the time its
+ * index entry was made. */
+struct observe_missing {
+    char *task_id;
+    int64_t mtime_ns;
+};
+
+/* Oldest first (the timeline's file order is time order). */
+static int observe_missing_cmp(const void *a, const void *b)
+{
+    const struct observe_missing *x = a, *y = b;
+    return (x->mtime_ns > y->mtime_ns) - (x->mtime_ns < y->mtime_ns);
+}
+
+/* The entries of the answers index DIR made at SINCE or later, oldest
+ * first, in *OUT (caller frees); their number. */
+static size_t observe_missing_list(const char *dir, int64_t since, struct observe_missing **out)
 {
     struct stat st;
-    char *jsonl =
-        o->tl ? xasprintf("%s/%s-timeline.jsonl", store_paths(o->store)->logs, o->bot_id) : NULL;
-    int64_t since = jsonl && stat(jsonl, &st) == 0
-                        ? (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec
-                        : -1;
-    free(jsonl);
-    if (since < 0)
-        return 0;
-    since -= 2000000000LL; /* writes of the same moments, whatever the clock's grain */
-    /* The answers index (answers.h) has one link per answered id, made when
-     * the answer became durable: only those made since the timeline's last
-     * write can be missing from it. */
-    char *dir = xasprintf("%s/.index/%s", store_paths(o->store)->responses, o->bot_id);
-    /* The folder's mtime is its newest link's: when it is older, nothing
-     * was answered since (the usual clean restart), and no scan is due. */
-    bool fresh = stat(dir, &st) == 0 &&
-                 (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec >= since;
-    DIR *d = fresh ? opendir(dir) : NULL;
-    int added = 0;
+    DIR *d = opendir(dir);
+    struct observe_missing *v = NULL;
+    size_t n = 0, cap = 0;
     struct dirent *de;
     while (d && (de = readdir(d))) {
         if (de->d_name[0] == '.' || !task_id_valid(de->d_name) ||
             fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
             continue;
         int64_t m = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-        if (m >= since)
-            added += observe_recover_one(o, store_answers(o->store), de->d_name, m);
+        if (m < since)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            v = xrealloc(v, cap * sizeof *v);
+        }
+        v[n++] = (struct observe_missing){xstrdup(de->d_name), m};
     }
     if (d)
         closedir(d);
+    if (n > 1)
+        qsort(v, n, sizeof *v, observe_missing_cmp);
+    *out = v;
+    return n;
+}
+
+int observe_recover(struct observe *o)
+{
+    if (!o->tl)
+        return 0;
+    struct stat st;
+    char *jsonl = xasprintf("%s/%s-timeline.jsonl", store_paths(o->store)->logs, o->bot_id);
+    /* The answers index (answers.h) has one link per answered id, made when
+     * the answer became durable: only those made since the timeline's last
+     * write (2 s before: writes of the same moments, whatever the clock's
+     * grain) can be missing from it. A timeline that does not exist (its
+     * first entry makes it) may miss every answer: a crash, or a power cut,
+     * between the first answer and its entry leaves none. */
+    int64_t since = INT64_MIN;
+    int err = stat(jsonl, &st) == 0 ? 0 : errno;
+    free(jsonl);
+    if (err == 0)
+        since = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec - 2000000000LL;
+    else if (err != ENOENT)
+        return 0;
+    char *dir = xasprintf("%s/.index/%s", store_paths(o->store)->responses, o->bot_id);
+    /* The folder's mtime is its newest link's: when it is older, nothing
+     * was answered since (the usual clean restart), and no scan is due. */
+    bool fresh = stat(dir, &st) == 0 &&
+                 (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec >= since;
+    struct observe_missing *v = NULL;
+    size_t n = fresh ? observe_missing_list(dir, since, &v) : 0;
+    int added = 0;
+    for (size_t i = 0; i < n; i++) {
+        added += observe_recover_one(o, store_answers(o->store), v[i].task_id, v[i].mtime_ns);
+        free(v[i].task_id);
+    }
+    free(v);
     free(dir);
     if (added)
         log_info("timeline: %d answered task(s) recovered into the timeline", added);

@@ -106,6 +106,7 @@ struct timeline {
     char *bot_id;
     char *jsonl_path, *idx_path;
     bool writer;
+    bool unmade; /* writer: the JSONL did not exist; the first append makes it */
     int jsonl_fd, idx_fd;
     uint64_t jsonl_size; /* bytes of the JSONL indexed (ends after a newline) */
     ino_t jsonl_ino;
@@ -903,10 +904,26 @@ static int timeline_open_jsonl(const struct timeline *tl)
     return fd;
 }
 
-/* Open the files and bring the index in line with the JSONL. 0, or -1 with
- * errno when the JSONL cannot be opened (a reader without one is empty). */
-static int timeline_load(struct timeline *tl)
+/* True when nothing at all is at PATH (not even a link). */
+static bool timeline_absent(const char *path)
 {
+    struct stat st;
+    return lstat(path, &st) < 0 && errno == ENOENT;
+}
+
+/* Open the files and bring the index in line with the JSONL. 0, or -1 with
+ * errno when the JSONL cannot be opened (a reader without one is empty). A
+ * writer without one is empty too, and makes it (and the index) at the first
+ * append, unless MAKE: on an ext4 without a journal each inode a start makes
+ * is slow, and a hive's first start made two per bot for an empty timeline. */
+static int timeline_load(struct timeline *tl, bool make)
+{
+    tl->unmade = tl->writer && !make && timeline_absent(tl->jsonl_path);
+    if (tl->unmade) {
+        tl->in_memory = true;
+        timeline_cum_extend(tl);
+        return 0;
+    }
     tl->jsonl_fd = timeline_open_jsonl(tl);
     struct stat st;
     if (tl->jsonl_fd < 0 || fstat(tl->jsonl_fd, &st) != 0) {
@@ -948,7 +965,7 @@ struct timeline *timeline_open(const char *dir, const char *bot_id, bool writer,
     tl->idx_path = xasprintf("%s/%s-timeline.idx", dir, bot_id);
     tl->writer = writer;
     tl->jsonl_fd = tl->idx_fd = -1;
-    if (timeline_load(tl) != 0) {
+    if (timeline_load(tl, false) != 0) {
         snprintf(err, errlen, "cannot open %s: %s", tl->jsonl_path, strerror(errno));
         timeline_close(tl);
         return NULL;
@@ -1035,7 +1052,7 @@ int timeline_refresh(struct timeline *tl)
     if (rc == 0)
         return 0;
     timeline_unload(tl);
-    return timeline_load(tl);
+    return timeline_load(tl, false);
 }
 
 /* ---- appending ---- */
@@ -1209,9 +1226,33 @@ static int timeline_append_line(struct timeline *tl, const struct timeline_entry
     return 0;
 }
 
+/* Writer: make the JSONL and its index, as an open did before the first
+ * entry (the JSONL, then a new index renamed into place; no fsync: the
+ * timeline is derived from the response files). 0, or -1 with errno (the
+ * next append tries again). */
+static int timeline_make(struct timeline *tl)
+{
+    timeline_unload(tl);
+    if (timeline_load(tl, true) == 0)
+        return 0;
+    int e = errno;
+    timeline_unload(tl);
+    tl->unmade = true;
+    tl->in_memory = true;
+    timeline_cum_extend(tl);
+    errno = e;
+    return -1;
+}
+
 int timeline_append(struct timeline *tl, const struct timeline_entry *e)
 {
-    if (!tl->writer || tl->jsonl_fd < 0 || !e->task_id || timeline_source_index(e->source) < 0) {
+    if (!tl->writer || !e->task_id || timeline_source_index(e->source) < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (tl->unmade && timeline_make(tl) != 0)
+        return -1;
+    if (tl->jsonl_fd < 0) {
         errno = EINVAL;
         return -1;
     }

@@ -54,8 +54,9 @@ struct timeline_query {
 };
 
 /* Open the timeline of BOT_ID in DIR (the .deia/bot-logs folder, which must
- * exist). WRITER (the worker; one per bot): the files are created when
- * missing, a torn last line is cut off, the index is rebuilt when missing or
+ * exist). WRITER (the worker; one per bot): when the JSONL is missing the
+ * timeline is empty and the first append makes both files (absent is empty,
+ * and a start makes no inode), a torn last line is cut off, the index is rebuilt when missing or
  * corrupt and brought up to date when behind. Reader (the supervisor): never
  * writes; a missing or corrupt index is rebuilt in memory. NULL with a reason
  * in ERR when the files cannot be opened. */
