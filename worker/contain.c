@@ -66,6 +66,7 @@ static struct {
     char *record;
     char *label;
     char *dir; /* cgroup mode: the parent of the job cgroups */
+    bool recorded; /* the record was written by this run (so it exists) */
     unsigned long next_job;
     struct contain_job *jobs;
 } contain;
@@ -222,13 +223,17 @@ static void contain_end_leftover_task(pid_t pgid, const char *task_id)
 /* ---- the record ------------------------------------------------------------ */
 
 /* The directory of the record, opened without following a link (-1 when it
- * is not a real directory), and the record's name in it in *NAME. */
-static int contain_record_dir(const char **name)
+ * is not a real directory; with MAKE, made when missing), and the record's
+ * name in it in *NAME. */
+static int contain_record_dir(const char **name, bool make)
 {
     const char *slash = strrchr(contain.record, '/');
     *name = slash ? slash + 1 : contain.record;
     char *dir = slash ? xstrndup(contain.record, (size_t)(slash - contain.record)) : xstrdup(".");
-    int fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    const char *path = dir[0] ? dir : "/";
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && make && mkdir(path, 0755) == 0)
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     free(dir);
     return fd;
 }
@@ -246,7 +251,7 @@ static bool contain_cgroup_name_ok(const char *dir)
 static void contain_record_replay(void)
 {
     const char *name;
-    int dfd = contain_record_dir(&name);
+    int dfd = contain_record_dir(&name, false);
     int fd = dfd < 0 ? -1 : openat(dfd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     if (dfd >= 0)
         close(dfd);
@@ -277,10 +282,14 @@ static void contain_record_replay(void)
  * each new one scans the recently deleted ones: ~0.3 ms of a worker's 1.9 ms
  * start, measured with perf across 1,000 starts). Never written through a
  * link: anything but a plain file with one name (a symlink, a FIFO, a hard
- * link to elsewhere) is replaced by a new file. -1 when none can be had. */
-static int contain_record_open(int dfd, const char *name)
+ * link to elsewhere) is replaced by a new file. Made when missing only with
+ * MAKE. -1 when none can be had (or none is there). */
+static int contain_record_open(int dfd, const char *name, bool make)
 {
-    int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    int fd = openat(dfd, name, O_WRONLY | (make ? O_CREAT : 0) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+                    0644);
+    if (fd < 0 && errno == ENOENT)
+        return -1;
     struct stat st;
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1)
         return fd;
@@ -295,8 +304,12 @@ static int contain_record_open(int dfd, const char *name)
  * offset 0 of a few hundred bytes, then the truncation to its length: a
  * kill between the two leaves the old record's tail after "end", which the
  * replay never reads. Best effort: the record only helps the next start,
- * and is about processes, which a power cut ends anyway. */
-static void contain_record_write(void)
+ * and is about processes, which a power cut ends anyway. Without MAKE a
+ * missing record is not made: until a task's process is about to run there
+ * is nothing in it that the next start needs (a leftover empty cgroup is
+ * swept by its owner's death, cgroup_sweep), and a first start then makes
+ * no inode for it (nor its folder). */
+static void contain_record_write(bool make)
 {
     if (!contain.record)
         return;
@@ -315,9 +328,10 @@ static void contain_record_write(void)
     }
     util_buf_add(&b, "end\n", 4);
     const char *name;
-    int dfd = contain_record_dir(&name);
-    int fd = dfd >= 0 ? contain_record_open(dfd, name) : -1;
+    int dfd = contain_record_dir(&name, make);
+    int fd = dfd >= 0 ? contain_record_open(dfd, name, make) : -1;
     if (fd >= 0) {
+        contain.recorded = true;
         bool whole = pwrite(fd, b.data, b.len, 0) == (ssize_t)b.len;
         if (whole && ftruncate(fd, (off_t)b.len) < 0) {
             /* still good: what follows "end" is never read */
@@ -382,7 +396,7 @@ enum contain_mode contain_init(const char *record, const char *label, char *desc
                  "process group is killed",
                  why, strerror(errno));
     }
-    contain_record_write();
+    contain_record_write(false); /* in place when there is one; else at the first task */
     return contain.mode;
 }
 
@@ -415,8 +429,8 @@ void contain_shutdown(void)
         cgroup_remove(contain.dir, CONTAIN_REMOVE_WAIT_MS);
     if (contain.record) { /* emptied, kept for the next start (contain_record_open) */
         const char *name;
-        int dfd = contain_record_dir(&name);
-        int fd = dfd >= 0 ? contain_record_open(dfd, name) : -1;
+        int dfd = contain_record_dir(&name, false);
+        int fd = dfd >= 0 ? contain_record_open(dfd, name, false) : -1;
         if (fd >= 0) {
             if (ftruncate(fd, 0) < 0)
                 unlinkat(dfd, name, 0);
@@ -440,6 +454,8 @@ struct contain_job *contain_job_new(const char *task_id)
     job->procs_fd = job->dir_fd = -1;
     job->task_id = xstrdup(task_id && *task_id ? task_id : "-");
     if (contain.mode == CONTAIN_CGROUP) {
+        if (!contain.recorded) /* before anything runs in our cgroup */
+            contain_record_write(true);
         job->dir = xasprintf("%s/job-%lu", contain.dir, ++contain.next_job);
         if (mkdir(job->dir, 0755) < 0 || (job->procs_fd = cgroup_procs_open(job->dir)) < 0 ||
             (job->dir_fd = open(job->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
@@ -483,7 +499,7 @@ void contain_job_started(struct contain_job *job, pid_t pid)
         close(job->dir_fd);
     job->procs_fd = job->dir_fd = -1;
     if (!contain.dir)
-        contain_record_write();
+        contain_record_write(true);
 }
 
 /* Kill every process of the task. */
@@ -521,5 +537,5 @@ void contain_job_free(struct contain_job *job)
     free(job->task_id);
     free(job);
     if (recorded)
-        contain_record_write();
+        contain_record_write(true);
 }

@@ -352,12 +352,11 @@ static void worker_hangup_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 /* Choose how our tasks' processes are contained and end what a killed run
- * of this bot left behind (recorded under .deia/hive/run/). */
+ * of this bot left behind (recorded under .deia/hive/run/, which the first
+ * task makes: contain.c). */
 static void worker_contain(const struct worker_options *o)
 {
     char *dir = xasprintf("%s/.deia/hive/run", o->work_dir);
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-        log_warn("cannot make %s: %s", dir, strerror(errno));
     char *record = xasprintf("%s/%s.procs", dir, o->bot_id);
     char desc[1024];
     if (contain_init(record, o->bot_id, desc, sizeof desc) == CONTAIN_CGROUP)
