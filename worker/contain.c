@@ -65,7 +65,7 @@ static struct {
     enum contain_mode mode;
     char *record;
     char *label;
-    char *dir; /* cgroup mode: the parent of the job cgroups */
+    char *dir;     /* cgroup mode: the parent of the job cgroups */
     bool recorded; /* the record was written by this run (so it exists) */
     unsigned long next_job;
     struct contain_job *jobs;
@@ -286,8 +286,8 @@ static void contain_record_replay(void)
  * MAKE. -1 when none can be had (or none is there). */
 static int contain_record_open(int dfd, const char *name, bool make)
 {
-    int fd = openat(dfd, name, O_WRONLY | (make ? O_CREAT : 0) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
-                    0644);
+    int fd = openat(dfd, name,
+                    O_WRONLY | (make ? O_CREAT : 0) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
     if (fd < 0 && errno == ENOENT)
         return -1;
     struct stat st;

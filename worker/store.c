@@ -122,8 +122,8 @@ struct store *store_open(const char *work_dir, const char *bot_id, char *err, si
      * answer (store_made_on_use): nothing needs them before, and on an ext4
      * without a journal each inode a start makes is slow (a hive's first
      * start makes them for every bot). Absent reads as empty. */
-    const char *dirs[] = {s->paths.active, s->paths.realtime, s->paths.responses,
-                          s->paths.controls, s->paths.logs};
+    const char *dirs[] = {s->paths.active, s->paths.realtime, s->paths.responses, s->paths.controls,
+                          s->paths.logs};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         if (util_mkdirs(dirs[i]) < 0) {
             snprintf(err, errlen, "cannot create %s: %s", dirs[i], strerror(errno));
