@@ -209,6 +209,20 @@ static bool answers_maybe_ours(const char *name, const char *bot_id)
            response_name_outcome(name, NULL) >= 0;
 }
 
+/* The task id of the entry E of the responses folder D when it is a
+ * response of BOT_ID (its stat in ST; caller frees), else NULL. */
+static char *answers_entry_id(DIR *d, const struct dirent *e, const char *bot_id, struct stat *st)
+{
+    if ((e->d_type != DT_REG && e->d_type != DT_UNKNOWN) || !answers_maybe_ours(e->d_name, bot_id))
+        return NULL;
+    int fd = answers_open_file(dirfd(d), e->d_name, st);
+    if (fd < 0)
+        return NULL;
+    char *id = answers_id_of(fd, st, bot_id);
+    close(fd);
+    return id;
+}
+
 /* Fill the folder BUILD with an entry per id answered in the responses
  * folder. 0 or -errno. */
 static int answers_build_scan(struct answers *a, int build)
@@ -217,16 +231,9 @@ static int answers_build_scan(struct answers *a, int build)
     if (!d)
         return -errno;
     struct dirent *e;
+    struct stat st;
     while ((e = readdir(d))) {
-        if ((e->d_type != DT_REG && e->d_type != DT_UNKNOWN) ||
-            !answers_maybe_ours(e->d_name, a->bot_id))
-            continue;
-        struct stat st;
-        int fd = answers_open_file(dirfd(d), e->d_name, &st);
-        if (fd < 0)
-            continue;
-        char *id = answers_id_of(fd, &st, a->bot_id);
-        close(fd);
+        char *id = answers_entry_id(d, e, a->bot_id, &st);
         if (id)
             answers_build_add(build, dirfd(d), id, e->d_name, &st);
         free(id);
@@ -251,15 +258,8 @@ static bool answers_none_to_index(const struct answers *a)
             none = false;
             break;
         }
-        if ((e->d_type != DT_REG && e->d_type != DT_UNKNOWN) ||
-            !answers_maybe_ours(e->d_name, a->bot_id))
-            continue;
         struct stat st;
-        int fd = answers_open_file(dirfd(d), e->d_name, &st);
-        if (fd < 0)
-            continue;
-        char *id = answers_id_of(fd, &st, a->bot_id);
-        close(fd);
+        char *id = answers_entry_id(d, e, a->bot_id, &st);
         none = !id;
         free(id);
     }
