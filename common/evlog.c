@@ -24,8 +24,7 @@ struct evlog {
     int fd;
     off_t size;
     uint64_t last;
-    bool made; /* the write descriptor was tried (at open, or the first append) */
-    bool warned;
+    bool warned; /* a failure to open or write was told (until it opens again) */
 };
 
 /* Read the whole file PATH (bounded); NULL when it cannot be read. */
@@ -243,13 +242,27 @@ static bool evlog_absent(const char *path)
     return lstat(path, &st) < 0 && errno == ENOENT;
 }
 
-/* Open the file for appending (made when missing; never through a link). */
+/* Open the file for appending (made when missing; never through a link),
+ * after its last whole line: an unfinished one a crash left is cut. When it
+ * cannot be had the next append tries again: a passing shortage (no
+ * descriptors, a full disk, a folder removed for a while) must not end the
+ * log for the rest of the run, now that its first line makes it. */
 static void evlog_open_write(struct evlog *lg)
 {
-    lg->made = true;
-    lg->fd = util_open_append(lg->path, O_WRONLY, 0644);
-    if (lg->fd < 0)
-        log_warn("cannot open the events file %s: %s", lg->path, strerror(errno));
+    lg->fd = util_open_append(lg->path, O_RDWR, 0644);
+    if (lg->fd < 0) {
+        if (!lg->warned)
+            log_warn("cannot open the events file %s: %s", lg->path, strerror(errno));
+        lg->warned = true;
+        return;
+    }
+    lg->warned = false;
+    struct stat st;
+    off_t whole = evlog_whole_end(lg->fd);
+    if (whole >= 0 && fstat(lg->fd, &st) == 0 && whole < st.st_size &&
+        ftruncate(lg->fd, whole) < 0) /* a crash's unfinished last line */
+        log_warn("cannot cut the unfinished last line of %s: %s", lg->path, strerror(errno));
+    lg->size = whole > 0 ? whole : 0;
 }
 
 struct evlog *evlog_open(const char *path, const char *key, evlog_line_cb scan, void *arg)
@@ -268,12 +281,10 @@ struct evlog *evlog_open_after(const char *path, const char *key, const struct e
     if (!evlog_absent(path))
         evlog_open_write(lg);
     int rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
-    off_t whole = rd >= 0 ? evlog_whole_end(rd) : -1;
-    struct stat st;
-    if (whole >= 0 && fstat(rd, &st) == 0 && whole < st.st_size && lg->fd >= 0 &&
-        ftruncate(lg->fd, whole) < 0) /* a crash's unfinished last line */
-        log_warn("cannot cut the unfinished last line of %s: %s", path, strerror(errno));
-    lg->size = whole > 0 ? whole : 0;
+    if (lg->fd < 0) { /* read up to its last whole line all the same */
+        off_t whole = rd >= 0 ? evlog_whole_end(rd) : -1;
+        lg->size = whole > 0 ? whole : 0;
+    }
     bool skipped = scan && evlog_scan_open(lg, mark, scan, arg); /* oldest first */
     if (after)
         *after = skipped;
@@ -326,7 +337,7 @@ static void evlog_rotate(struct evlog *lg)
 void evlog_append(struct evlog *lg, const char *line, size_t len, uint64_t n)
 {
     lg->last = n;
-    if (!lg->made) /* the first line of a log that did not exist: made now */
+    if (lg->fd < 0) /* the first line of a log that did not exist makes it */
         evlog_open_write(lg);
     if (lg->fd >= 0 && lg->size > 0 && lg->size + (off_t)len + 1 > (off_t)EVLOG_FILE_MAX)
         evlog_rotate(lg);

@@ -142,6 +142,36 @@ START_TEST(test_made_by_the_first_append)
 }
 END_TEST
 
+/* A log whose first append cannot make it (its folder is gone for a
+ * while; no descriptors or space would do the same) is made by a later
+ * append once it can be: the run's log does not stay off. */
+START_TEST(test_made_when_it_can_be)
+{
+    char sub[160], file[200];
+    snprintf(sub, sizeof sub, "%s/later", dir);
+    snprintf(file, sizeof file, "%s/ev.jsonl", sub);
+    struct evlog *lg = evlog_open(file, "seq", NULL, NULL);
+    add(lg, 1, 10); /* no folder: not written */
+    struct stat st;
+    ck_assert_int_eq(lstat(file, &st), -1);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    add(lg, 2, 10);
+    add(lg, 3, 10);
+    struct seen *s = xcalloc(1, sizeof *s);
+    uint64_t first = 0;
+    evlog_replay(lg, 0, 0, &first, seen_cb, s);
+    ck_assert_uint_eq(s->len, 2);
+    ck_assert_uint_eq(first, 2);
+    evlog_close(lg);
+    lg = evlog_open(file, "seq", NULL, NULL);
+    ck_assert_uint_eq(evlog_last(lg), 3);
+    evlog_close(lg);
+    free(s);
+    ck_assert_int_eq(unlink(file), 0);
+    ck_assert_int_eq(rmdir(sub), 0);
+}
+END_TEST
+
 START_TEST(test_rotation_keeps_two_generations)
 {
     struct evlog *lg = evlog_open(path, "seq", NULL, NULL);
@@ -327,6 +357,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_reopen_and_cut_line);
     tcase_add_test(tc, test_made_by_the_first_append);
+    tcase_add_test(tc, test_made_when_it_can_be);
     tcase_add_test(tc, test_rotation_keeps_two_generations);
     tcase_add_test(tc, test_scan_at_open);
     tcase_add_test(tc, test_last_read_back_from_the_end);
