@@ -178,9 +178,7 @@ void util_random_hex(char *out, size_t n)
     out[n] = '\0';
 }
 
-/* mkdir -p: the leaf is tried first and parents are made only when it is
- * missing, so a path whose parents exist costs one mkdir, not one per
- * component (a worker's layout is a dozen folders deep under the work dir). */
+/* The work dir's worktrees lock, waited for (see util.h). */
 int util_worktrees_lock(const char *work_dir)
 {
     char *dir = xasprintf("%s/.deia/hive/locks", work_dir);
@@ -200,6 +198,9 @@ int util_worktrees_lock(const char *work_dir)
     return fd;
 }
 
+/* mkdir -p: the leaf is tried first and parents are made only when it is
+ * missing, so a path whose parents exist costs one mkdir, not one per
+ * component (a worker's layout is a dozen folders deep under the work dir). */
 int util_mkdirs(const char *path)
 {
     char buf[4096];
