@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -196,6 +197,51 @@ int util_worktrees_lock(const char *work_dir)
     free(path);
     free(dir);
     return fd;
+}
+
+/* The kernel's struct sched_attr (linux/sched/types.h, its first version),
+ * under a name of ours: newer glibc declares it in <sched.h>, older none. */
+struct util_sched_attr {
+    uint32_t size;
+    uint32_t policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime; /* under SCHED_OTHER: the slice (0: the default) */
+    uint64_t deadline;
+    uint64_t period;
+};
+#define UTIL_SCHED_OTHER 0
+
+/* The calling thread's attributes, or -1 when not under SCHED_OTHER or
+ * with its children's scheduling reset at fork (a flag that
+ * util_sched_slice_set would drop). */
+static int util_sched_get(struct util_sched_attr *a)
+{
+    memset(a, 0, sizeof *a);
+    if (syscall(SYS_sched_getattr, 0, a, (unsigned)sizeof *a, 0) < 0)
+        return -1;
+    if (a->policy != UTIL_SCHED_OTHER || a->flags != 0) {
+        errno = EPERM;
+        return -1;
+    }
+    return 0;
+}
+
+uint64_t util_sched_slice(void)
+{
+    struct util_sched_attr a;
+    return util_sched_get(&a) < 0 ? 0 : a.runtime;
+}
+
+int util_sched_slice_set(uint64_t ns)
+{
+    struct util_sched_attr a;
+    if (util_sched_get(&a) < 0)
+        return -1;
+    struct util_sched_attr want = {
+        .size = sizeof want, .policy = UTIL_SCHED_OTHER, .nice = a.nice, .runtime = ns};
+    return syscall(SYS_sched_setattr, 0, &want, 0) < 0 ? -1 : 0;
 }
 
 /* mkdir -p: the leaf is tried first and parents are made only when it is

@@ -101,6 +101,17 @@ int util_nofile_raise(void);
  * util_nofile_raise() found, so the programs we start get what the user set
  * (as systemd does for its services' children). */
 void util_nofile_restore(void);
+/* The calling thread's slice under SCHED_OTHER in ns (EEVDF's request size:
+ * the kernel's default unless one was asked for); 0 under another policy, or
+ * before Linux 6.12, which has no slices to tell. */
+uint64_t util_sched_slice(void);
+/* Ask for a slice of NS for the calling thread under SCHED_OTHER (0: the
+ * kernel's default again), its nice value kept. Kernels before 6.12 take it
+ * and ignore it. 0, or -1 with errno (EPERM: not under SCHED_OTHER, or its
+ * children's scheduling is reset at fork). */
+int util_sched_slice_set(uint64_t ns);
+/* The kernel's shortest slice, the supervisor's (supervisor/main.c). */
+#define UTIL_SCHED_SLICE_BRISK 100000ULL
 /* Longest name util_listen_local() gives, with its NUL. */
 #define UTIL_LOCAL_NAME_MAX 32
 /* Listen on a new Unix stream socket in the abstract namespace under a name

@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -264,6 +265,26 @@ START_TEST(test_proc_stat)
 }
 END_TEST
 
+/* A slice asked for is the thread's, the default comes back with 0, and
+ * the nice value stays what it was. A kernel without slices (before 6.12)
+ * takes the calls and tells 0. */
+START_TEST(test_sched_slice)
+{
+    ck_assert_int_eq(setpriority(PRIO_PROCESS, 0, 2), 0); /* this test's own process */
+    uint64_t before = util_sched_slice();
+    ck_assert_int_eq(util_sched_slice_set(UTIL_SCHED_SLICE_BRISK * 3), 0);
+    ck_assert_int_eq(getpriority(PRIO_PROCESS, 0), 2);
+    if (before == 0) {
+        ck_assert_uint_eq(util_sched_slice(), 0);
+        return;
+    }
+    ck_assert_uint_eq(util_sched_slice(), UTIL_SCHED_SLICE_BRISK * 3);
+    ck_assert_int_eq(util_sched_slice_set(0), 0);
+    ck_assert_uint_eq(util_sched_slice(), before);
+    ck_assert_int_eq(getpriority(PRIO_PROCESS, 0), 2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("util");
@@ -271,6 +292,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_mkdirs);
     tcase_add_test(tc, test_proc_stat);
+    tcase_add_test(tc, test_sched_slice);
     tcase_add_test(tc, test_listen_tcp);
     tcase_add_test(tc, test_open_append);
     tcase_add_test(tc, test_digest_loaded_lazily);
