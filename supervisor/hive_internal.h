@@ -114,6 +114,7 @@ struct hive {
     size_t ready_left;   /* autostart bots not running yet; READY once 0 */
     size_t ready_failed; /* of them, those that gave up instead (fatal, stopped) */
     size_t starting;     /* bots in state starting (the queue's in-flight count) */
+    bool brisk;          /* the shortest CPU slice is ours (hive.c, hive_brisk) */
     void (*ready)(void *arg);
     void *ready_arg;
     struct cgtree *cgtree;   /* a cgroup per bot; NULL: workers contain their tasks alone */

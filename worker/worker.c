@@ -76,7 +76,7 @@ struct worker {
 
 /* Die with the supervisor that started us (it says so in the environment):
  * by SIGHUP, which we catch to kill our tasks' processes first (a SIGKILL
- * would leave them running). */
+ * would leave them running). And run with the default CPU slice, not its. */
 static void worker_follow_parent(void)
 {
     const char *sup = getenv(HIVE_ENV_SUPERVISOR_PID);
@@ -85,6 +85,10 @@ static void worker_follow_parent(void)
     prctl(PR_SET_PDEATHSIG, SIGHUP);
     if (getppid() != (pid_t)atol(sup)) /* it died before prctl took effect */
         _exit(1);
+    /* The supervisor's short CPU slice of a start burst, inherited: the
+     * default back for us and our tasks (supervisor/hive.c, hive_brisk). */
+    if (util_sched_slice() == UTIL_SCHED_SLICE_BRISK)
+        util_sched_slice_set(0);
 }
 
 /* True when FD is a listening stream socket. */

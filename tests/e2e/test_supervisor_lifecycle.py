@@ -903,6 +903,38 @@ class SupervisorTest(unittest.TestCase):
         hive.signal(signal.SIGTERM)
         self.assertEqual(hive.wait_exit(), 0, hive.log())
 
+    def test_cpu_slice_default_once_started_for_us_workers_and_adapters(self):
+        # While it starts bots from its queue the supervisor asks for the
+        # kernel's shortest slice (a start's vfork child inherits it and gets
+        # a CPU at once). Once they are started it has the default again,
+        # and its workers, which inherited the short one, have taken the
+        # default back, and so their adapters run with it, as this test does.
+        def slice_of(pid="self"):
+            with open("/proc/%s/sched" % pid) as f:
+                for line in f:
+                    if line.startswith("se.slice "):
+                        return int(line.split(":")[1])
+            return None
+        ours = slice_of()
+        if ours is None:
+            self.skipTest("this kernel has no EEVDF slices (/proc/self/sched has no se.slice)")
+        bots = [{"id": "SL-%d" % i} for i in range(1, 5)]
+        bots.append({"id": "SL-CLI", "adapter": {
+            "type": "cli", "command": ["/bin/sh", "-c", "grep ^se.slice /proc/self/sched"]}})
+        hive = Hive(self, self.dir, bots)
+        hive.start()
+        up = hive.wait_running([b["id"] for b in bots])
+        self.assertEqual(slice_of(hive.proc.pid), ours)
+        for entry in up.values():
+            self.assertEqual(slice_of(entry["pid"]), ours)
+        drop_task(self.dir, "SL-CLI", "T-SLICE")
+        self.assert_answered_once(self.dir, "T-SLICE")
+        name = responses_for(self.dir, "T-SLICE")[0]
+        text = read_text(os.path.join(self.dir, ".deia", "hive", "responses", name))
+        self.assertRegex(text, r"se\.slice\s+:\s+%d\n" % ours, text)
+        hive.signal(signal.SIGTERM)
+        self.assertEqual(hive.wait_exit(), 0, hive.log())
+
     def test_fd_store_keeps_one_and_lets_go_as_a_stop_begins(self):
         # STORE-1 stores inotify instance A, then B, offers C named "other"
         # and a pipe named "inotify", then ignores SIGTERM and never asks for
