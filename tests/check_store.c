@@ -330,6 +330,32 @@ START_TEST(test_crash_during_commit)
 }
 END_TEST
 
+/* A store's opening makes neither _active/ nor _realtime/ (a recovery
+ * reads them as empty); the first accepted task makes _realtime/, its claim
+ * _active/. */
+START_TEST(test_active_and_realtime_made_on_use)
+{
+    const struct store_paths *p = store_paths(check_st);
+    struct stat st;
+    ck_assert_int_eq(stat(p->queue, &st), 0);
+    ck_assert_int_eq(lstat(p->active, &st), -1);
+    ck_assert_int_eq(lstat(p->realtime, &st), -1);
+    int requeued = 0;
+    ck_assert_int_eq(store_recover(check_st, "BOT-1", check_requeue, &requeued), 0);
+    ck_assert(!store_recover_incomplete(check_st));
+    struct task *t = check_rt_task("M-1");
+    bool ok = false;
+    store_persist_realtime(check_st, &t, 1, &ok);
+    ck_assert(ok);
+    ck_assert(stat(p->realtime, &st) == 0 && S_ISDIR(st.st_mode));
+    ck_assert_int_eq(lstat(p->active, &st), -1);
+    ck_assert_int_eq(store_claim(check_st, t, "BOT-1"), 0);
+    ck_assert(stat(p->active, &st) == 0 && S_ISDIR(st.st_mode));
+    ck_assert_int_eq(check_count(p->active, "M-1"), 1);
+    task_free(t);
+}
+END_TEST
+
 START_TEST(test_persist_with_named_temp_files)
 {
     /* Where O_TMPFILE is missing: named temp files renamed, none left. */
@@ -351,6 +377,7 @@ START_TEST(test_persist_replaces_stale_file)
 {
     /* A stale file under the same name is replaced, as a rename would. */
     char *stale = xasprintf("%s/S-1.json", store_paths(check_st)->realtime);
+    ck_assert_int_eq(util_mkdirs(store_paths(check_st)->realtime), 0); /* as the first task's */
     FILE *f = fopen(stale, "w");
     fputs("stale", f);
     fclose(f);
@@ -715,6 +742,7 @@ START_TEST(test_stale_death_marker_swept)
      * good. Recovery removes markers whose task is gone, keeps the others. */
     const char *active = store_paths(check_st)->active;
     char *stale = xasprintf("%s/.GONE-1.json.died-1", active);
+    ck_assert_int_eq(util_mkdirs(active), 0); /* made by the first claim, as a worker's */
     int fd = open(stale, O_WRONLY | O_CREAT | O_EXCL, 0644);
     ck_assert_int_ge(fd, 0);
     close(fd);
@@ -790,6 +818,7 @@ static Suite *check_store_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, check_setup, check_teardown);
     tcase_add_test(tc, test_persist_and_load);
+    tcase_add_test(tc, test_active_and_realtime_made_on_use);
     tcase_add_test(tc, test_recover_short_of_descriptors);
     tcase_add_test(tc, test_finish_once);
     tcase_add_test(tc, test_crash_while_writing_response);

@@ -40,10 +40,10 @@ struct store {
     char *bot_id;
     enum store_publish publish; /* the first that works here, found once */
     struct answers *answers;    /* the index of answered ids */
-    /* _archive/ and the pending folder are made on first use (see
-     * store_open): whether this run has made or used each, so that making
-     * it again is told as a removal. */
-    bool archive_used, pending_used;
+    /* _active/, _realtime/, _archive/ and the pending folder are made on
+     * first use (see store_open): whether this run has made or used each,
+     * so that making it again is told as a removal. */
+    bool active_used, realtime_used, archive_used, pending_used;
     /* A recovery that a passing shortage left undone (store_recover runs
      * again): what it did already, by "a/" or "r/" and the name in _active/
      * or _realtime/, so that nothing is handed over or counted twice. NULL
@@ -118,12 +118,13 @@ struct store *store_open(const char *work_dir, const char *bot_id, char *err, si
         store_free(s);
         return NULL;
     }
-    /* _archive/ and the pending folder are not made here but by the first
-     * answer (store_made_on_use): nothing needs them before, and on an ext4
-     * without a journal each inode a start makes is slow (a hive's first
-     * start makes them for every bot). Absent reads as empty. */
-    const char *dirs[] = {s->paths.active, s->paths.realtime, s->paths.responses, s->paths.controls,
-                          s->paths.logs};
+    /* _active/ and _realtime/ are not made here but by the first claim and
+     * the first accepted HTTP or WebSocket task, _archive/ and the pending
+     * folder by the first answer (store_made_on_use): nothing needs them
+     * before, and on an ext4 without a journal each inode a start makes is
+     * slow (a hive's first start makes them for every bot). Absent reads as
+     * empty. The queue folder is made: inotify watches it. */
+    const char *dirs[] = {s->paths.queue, s->paths.responses, s->paths.controls, s->paths.logs};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         if (util_mkdirs(dirs[i]) < 0) {
             snprintf(err, errlen, "cannot create %s: %s", dirs[i], strerror(errno));
@@ -323,17 +324,19 @@ static int store_realtime_write(struct store *s, struct task *t, char *tmp, size
     tmp[0] = '\0';
     if (s->publish != STORE_PUBLISH_RENAME) {
         fd = open(s->paths.realtime, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-        if (fd < 0 && store_remade(errno, s->paths.realtime))
+        if (fd < 0 && store_make_dir(errno, s->paths.realtime, &s->realtime_used))
             fd = open(s->paths.realtime, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-        if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL))
+        if (fd >= 0)
+            s->realtime_used = true;
+        else if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)
             s->publish = STORE_PUBLISH_RENAME;
-        else if (fd < 0)
+        else
             return -1;
     }
     if (fd < 0) {
         /* Ids never start with a dot, so this name is never a task's. */
         snprintf(tmp, cap, "%s/.%s.tmp", s->paths.realtime, t->id);
-        fd = store_create(tmp, s->paths.realtime, NULL);
+        fd = store_create(tmp, s->paths.realtime, &s->realtime_used);
         if (fd < 0)
             return -1;
     }
@@ -561,7 +564,7 @@ int store_claim(struct store *s, struct task *t, const char *bot_id)
         if (!store_is_regular(from_dir, t->file_name))
             r = access(src, F_OK) < 0 && errno == ENOENT ? -ENOENT : -EINVAL;
         else
-            r = store_rename_into(src, dst, s->paths.active, NULL);
+            r = store_rename_into(src, dst, s->paths.active, &s->active_used);
         free(src);
         t->claimed = r == 0;
     }
@@ -583,7 +586,8 @@ int store_unclaim(struct store *s, struct task *t)
     char *src = xasprintf("%s/%s", s->paths.active, t->file_name);
     char *dst = xasprintf("%s/%s", to_dir, t->file_name);
     int r = renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) < 0 ? -errno : 0;
-    if (r == -ENOENT && store_remade(ENOENT, to_dir))
+    bool *used = t->source == TASK_SOURCE_FILE ? NULL : &s->realtime_used;
+    if (r == -ENOENT && store_make_dir(ENOENT, to_dir, used))
         r = renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) < 0 ? -errno : 0;
     if (r == -EEXIST && t->source == TASK_SOURCE_FILE) {
         /* A new file of the same name arrived meanwhile: keep both. */
@@ -939,7 +943,7 @@ static int store_count_death(struct store *s, const char *file_name, int deaths)
         r = rename(prev, next) < 0 ? -errno : 0;
         free(prev);
     } else {
-        int fd = store_create(next, s->paths.active, NULL);
+        int fd = store_create(next, s->paths.active, &s->active_used);
         r = fd < 0 ? -errno : close(fd);
     }
     free(next);

@@ -252,6 +252,7 @@ class RecoveryShortage(WorkerTestCase):
         wait_for(lambda: w.status()["queue"]["file"] == 1, what="file task queued")
         kill_and_wait(w)
         # As the killed worker would have left them running: claimed.
+        os.makedirs(w.sub("_active"), exist_ok=True)  # made by a worker's first claim
         os.rename(w.sub("_realtime/REC-RUN.json"), w.sub("_active/REC-RUN.json"))
         os.rename(w.sub("rec-file.md"), w.sub("_active/rec-file.md"))
         os.unlink(w.pause_file)
@@ -321,6 +322,7 @@ class RecoveryWindow(WorkerTestCase):
         w.submit("left first", task_id="WIN-1")
         kill_and_wait(w)
         # As the killed worker would have left it running: claimed.
+        os.makedirs(w.sub("_active"), exist_ok=True)  # made by a worker's first claim
         os.rename(w.sub("_realtime/WIN-1.json"), w.sub("_active/WIN-1.json"))
         os.unlink(w.pause_file)
         short = os.path.join(self.tmp, "short")
@@ -375,15 +377,31 @@ class Folders(WorkerTestCase):
 
     def test_active_removed(self):
         w = self.new_worker()
+        w.submit("x", task_id="ACT-0")  # _active/ is made by the first claim
+        w.wait_state("ACT-0", "done")
         os.rmdir(w.sub("_active"))
         w.submit("x", task_id="ACT-1")
         self.assertEqual(w.wait_state("ACT-1", ("done", "failed"))["state"], "done")
 
     def test_realtime_removed(self):
         w = self.new_worker()
+        w.submit("x", task_id="RT-0")  # _realtime/ is made by the first accepted task
+        w.wait_state("RT-0", "done")
         os.rmdir(w.sub("_realtime"))
         w.submit("x", task_id="RT-1")
         w.wait_state("RT-1", "done")
+
+    def test_file_task_makes_active_not_realtime(self):
+        # A fresh worker's first file task makes _active/ (the claim) and
+        # leaves _realtime/ unmade; a file task is answered as ever.
+        w = self.new_worker()
+        self.assertFalse(os.path.lexists(w.sub("_active")))
+        self.assertFalse(os.path.lexists(w.sub("_realtime")))
+        w.write_task("first-file.md", "a file task first\n")
+        w.wait_response("first-file", timeout=10)
+        self.assertTrue(os.path.isdir(w.sub("_active")))
+        self.assertEqual(w.listdir("_active"), [])
+        self.assertFalse(os.path.lexists(w.sub("_realtime")))
 
     def test_queue_folder_removed_is_watched_again(self):
         w = self.new_worker("--rescan", "3600")

@@ -2,9 +2,12 @@
 
 On an ext4 without a journal each new inode costs a start dearly (a 1,000-bot
 first `hive up` made 13 per bot), so a start makes only what it must: the lock,
-the queue folder (inotify watches it) with _active/ and _realtime/, and the
-activity log (its startup line). The rest is made by its first use, and until
-then absent reads as empty everywhere:
+the queue folder (inotify watches it) and the activity log (its startup line).
+The rest is made by its first use, and until then absent reads as empty
+everywhere:
+
+- _realtime/: made by the first accepted HTTP or WebSocket task; _active/: by
+  the first claim (a recovery finds nothing to recover without them);
 
 - the events log (<BOT>-events.jsonl): /api/events replays nothing, an old
   cursor resyncs; made by the first stored event;
@@ -40,6 +43,8 @@ class LazyLayout(WorkerTestCase):
         return {"events": w.path(".deia", "bot-logs", BOT + "-events.jsonl"),
                 "timeline": w.path(".deia", "bot-logs", BOT + "-timeline.jsonl"),
                 "timeline index": w.path(".deia", "bot-logs", BOT + "-timeline.idx"),
+                "_active": w.sub("_active"),
+                "_realtime": w.sub("_realtime"),
                 "_archive": w.sub("_archive"),
                 "pending": w.path(".deia", "hive", "responses", ".pending", BOT),
                 "answers index": w.path(".deia", "hive", "responses", ".index", BOT),
@@ -55,8 +60,7 @@ class LazyLayout(WorkerTestCase):
         w = self.new_worker()
         self.absent(w)
         # What a start does make, and why.
-        for kept in (w.queue_dir, w.sub("_active"), w.sub("_realtime"),
-                     w.path(".deia", "hive", "locks", BOT + ".lock")):
+        for kept in (w.queue_dir, w.path(".deia", "hive", "locks", BOT + ".lock")):
             self.assertTrue(os.path.lexists(kept), kept)
         self.assertEqual([e["event_type"] for e in w.activity()], ["startup"])
         # Every reader takes the missing files for empty ones.
@@ -91,8 +95,8 @@ class LazyLayout(WorkerTestCase):
         wait_for(lambda: w.get("/api/timeline").json()["total_count"] == 1 or None,
                  what="the timeline entry")
         paths = self.lazy_paths(w)
-        for name in ("events", "timeline", "timeline index", "_archive", "pending",
-                     "answers index"):
+        for name in ("events", "timeline", "timeline index", "_active", "_realtime", "_archive",
+                     "pending", "answers index"):
             self.assertTrue(os.path.lexists(paths[name]), "%s not made" % name)
         self.absent(w, "run", "record")  # a mock task starts no process
         self.assertEqual(w.listdir("_archive"), [tid + ".json"])
@@ -139,7 +143,7 @@ class LazyLayout(WorkerTestCase):
         paths = self.lazy_paths(w)
         for name in ("events", "timeline"):
             open(paths[name], "w").close()
-        for name in ("_archive", "pending", "run"):
+        for name in ("_active", "_realtime", "_archive", "pending", "run"):
             os.makedirs(paths[name])
         os.makedirs(paths["answers index"] + "~build")
         open(paths["record"], "w").close()
