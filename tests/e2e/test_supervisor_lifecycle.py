@@ -702,6 +702,13 @@ class SupervisorTest(unittest.TestCase):
         self.assertEqual(len(responses_for(work_dir, task_id)), 1,
                          responses_for(work_dir, task_id))
 
+    def answer_to_dropped_task(self, bot, task_id):
+        """Drop TASK_ID in BOT's queue: the text of its one response."""
+        drop_task(self.dir, bot, task_id)
+        self.assert_answered_once(self.dir, task_id)
+        name = responses_for(self.dir, task_id)[0]
+        return read_text(os.path.join(self.dir, ".deia", "hive", "responses", name))
+
     def assert_only_handed_over(self, hive_pid, worker, listen_fd=None):
         """WORKER shares no open file with the supervisor but its listening
         socket on fd 3, its private proxy socket on fd 4 and its inotify
@@ -895,10 +902,7 @@ class SupervisorTest(unittest.TestCase):
         for entry in up.values():
             self.assertEqual(limits(entry["pid"]), (hard, hard))
             self.assertEqual(proc_env(entry["pid"]).get("LISTEN_FDS"), "3")
-        drop_task(self.dir, "LIM-00", "T-ULIMIT")
-        self.assert_answered_once(self.dir, "T-ULIMIT")
-        name = responses_for(self.dir, "T-ULIMIT")[0]
-        text = read_text(os.path.join(self.dir, ".deia", "hive", "responses", name))
+        text = self.answer_to_dropped_task("LIM-00", "T-ULIMIT")
         self.assertRegex(text, r"\n%d\n" % soft, text)
         hive.signal(signal.SIGTERM)
         self.assertEqual(hive.wait_exit(), 0, hive.log())
@@ -927,10 +931,7 @@ class SupervisorTest(unittest.TestCase):
         self.assertEqual(slice_of(hive.proc.pid), ours)
         for entry in up.values():
             self.assertEqual(slice_of(entry["pid"]), ours)
-        drop_task(self.dir, "SL-CLI", "T-SLICE")
-        self.assert_answered_once(self.dir, "T-SLICE")
-        name = responses_for(self.dir, "T-SLICE")[0]
-        text = read_text(os.path.join(self.dir, ".deia", "hive", "responses", name))
+        text = self.answer_to_dropped_task("SL-CLI", "T-SLICE")
         self.assertRegex(text, r"se\.slice\s+:\s+%d\n" % ours, text)
         hive.signal(signal.SIGTERM)
         self.assertEqual(hive.wait_exit(), 0, hive.log())
