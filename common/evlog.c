@@ -232,16 +232,6 @@ bool evlog_mark(const struct evlog *lg, struct evlog_mark *out)
     return true;
 }
 
-/* True when nothing at all is at PATH (not even a link): the file is then
- * made by the first append, so that a log nothing was written to costs no
- * inode (on an ext4 without a journal each new one is slow; a hive's first
- * start makes one per bot). Absent reads as empty everywhere. */
-static bool evlog_absent(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) < 0 && errno == ENOENT;
-}
-
 /* Open the file for appending (made when missing; never through a link),
  * after its last whole line: an unfinished one a crash left is cut. When it
  * cannot be had the next append tries again: a passing shortage (no
@@ -277,8 +267,12 @@ struct evlog *evlog_open_after(const char *path, const char *key, const struct e
     lg->path = xstrdup(path);
     lg->prev_path = xasprintf("%s.1", path);
     lg->key = xstrdup(key);
+    /* Nothing at PATH: the first append makes the file, so that a log
+     * nothing was written to costs no inode (on an ext4 without a journal
+     * each new one is slow; a hive's first start makes one per bot). Absent
+     * reads as empty everywhere. */
     lg->fd = -1;
-    if (!evlog_absent(path))
+    if (!util_absent(path))
         evlog_open_write(lg);
     int rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
     if (lg->fd < 0) { /* read up to its last whole line all the same */

@@ -199,6 +199,12 @@ int util_worktrees_lock(const char *work_dir)
     return fd;
 }
 
+bool util_absent(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) < 0 && errno == ENOENT;
+}
+
 /* The kernel's struct sched_attr (linux/sched/types.h, its first version),
  * under a name of ours: newer glibc declares it in <sched.h>, older none. */
 struct util_sched_attr {

@@ -112,6 +112,9 @@ uint64_t util_sched_slice(void);
 int util_sched_slice_set(uint64_t ns);
 /* The kernel's shortest slice, the supervisor's (supervisor/main.c). */
 #define UTIL_SCHED_SLICE_BRISK 100000ULL
+/* True when nothing at all is at PATH (not even a link): a file made by its
+ * first use is not made yet. */
+bool util_absent(const char *path);
 /* Longest name util_listen_local() gives, with its NUL. */
 #define UTIL_LOCAL_NAME_MAX 32
 /* Listen on a new Unix stream socket in the abstract namespace under a name

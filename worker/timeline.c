@@ -904,13 +904,6 @@ static int timeline_open_jsonl(const struct timeline *tl)
     return fd;
 }
 
-/* True when nothing at all is at PATH (not even a link). */
-static bool timeline_absent(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) < 0 && errno == ENOENT;
-}
-
 /* Open the files and bring the index in line with the JSONL. 0, or -1 with
  * errno when the JSONL cannot be opened (a reader without one is empty). A
  * writer without one is empty too, and makes it (and the index) at the first
@@ -918,7 +911,7 @@ static bool timeline_absent(const char *path)
  * is slow, and a hive's first start made two per bot for an empty timeline. */
 static int timeline_load(struct timeline *tl, bool make)
 {
-    tl->unmade = tl->writer && !make && timeline_absent(tl->jsonl_path);
+    tl->unmade = tl->writer && !make && util_absent(tl->jsonl_path);
     if (tl->unmade) {
         tl->in_memory = true;
         timeline_cum_extend(tl);
