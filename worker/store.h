@@ -38,8 +38,9 @@ struct store_paths {
     char *activity;  /* .deia/bot-logs/<BOT>-activity.jsonl */
 };
 
-/* Lay out (mkdir -p) the folders for BOT_ID under WORK_DIR, but _archive/
- * and the pending folder, which the first answer makes (absent is empty). */
+/* Lay out (mkdir -p) the folders for BOT_ID under WORK_DIR, but _active/,
+ * _realtime/, _archive/ and the pending folder, which the first claim,
+ * accepted task and answer make (absent is empty). */
 struct store *store_open(const char *work_dir, const char *bot_id, char *err, size_t errlen);
 void store_free(struct store *store);
 /* Write realtime task files under a temp name and rename them, as on a file
