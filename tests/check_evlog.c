@@ -77,6 +77,18 @@ static void seen_cb(uint64_t n, json_t *obj, const char *line, size_t len, void 
     s->n[s->len++] = n;
 }
 
+/* Everything LG keeps, replayed from the start: LEN lines, the first
+ * numbered FIRST (0 when none). */
+static void check_replay_all(struct evlog *lg, size_t len, uint64_t first)
+{
+    struct seen *s = xcalloc(1, sizeof *s);
+    uint64_t got = 9;
+    evlog_replay(lg, 0, 0, &got, seen_cb, s);
+    ck_assert_uint_eq(s->len, len);
+    ck_assert_uint_eq(got, first);
+    free(s);
+}
+
 START_TEST(test_reopen_and_cut_line)
 {
     struct evlog *lg = evlog_open(path, "seq", NULL, NULL);
@@ -117,11 +129,7 @@ START_TEST(test_made_by_the_first_append)
     ck_assert_uint_eq(evlog_last(lg), 0);
     ck_assert_uint_eq(evlog_first(lg), 0);
     ck_assert(evlog_must_resync(3, evlog_first(lg), evlog_last(lg)));
-    struct seen *s = xcalloc(1, sizeof *s);
-    uint64_t first = 9;
-    evlog_replay(lg, 0, 0, &first, seen_cb, s);
-    ck_assert_uint_eq(s->len, 0);
-    ck_assert_uint_eq(first, 0);
+    check_replay_all(lg, 0, 0);
     struct evlog_mark mark;
     ck_assert(!evlog_mark(lg, &mark));
     evlog_close(lg);
@@ -130,15 +138,12 @@ START_TEST(test_made_by_the_first_append)
     add(lg, 1, 10);
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert(evlog_mark(lg, &mark));
-    evlog_replay(lg, 0, 0, &first, seen_cb, s);
-    ck_assert_uint_eq(s->len, 1);
-    ck_assert_uint_eq(first, 1);
+    check_replay_all(lg, 1, 1);
     evlog_close(lg);
     lg = evlog_open(path, "seq", NULL, NULL);
     ck_assert_uint_eq(evlog_last(lg), 1);
     add(lg, 2, 10);
     evlog_close(lg);
-    free(s);
 }
 END_TEST
 
@@ -157,16 +162,11 @@ START_TEST(test_made_when_it_can_be)
     ck_assert_int_eq(mkdir(sub, 0755), 0);
     add(lg, 2, 10);
     add(lg, 3, 10);
-    struct seen *s = xcalloc(1, sizeof *s);
-    uint64_t first = 0;
-    evlog_replay(lg, 0, 0, &first, seen_cb, s);
-    ck_assert_uint_eq(s->len, 2);
-    ck_assert_uint_eq(first, 2);
+    check_replay_all(lg, 2, 2);
     evlog_close(lg);
     lg = evlog_open(file, "seq", NULL, NULL);
     ck_assert_uint_eq(evlog_last(lg), 3);
     evlog_close(lg);
-    free(s);
     ck_assert_int_eq(unlink(file), 0);
     ck_assert_int_eq(rmdir(sub), 0);
 }

@@ -670,6 +670,13 @@ START_TEST(test_parse_time)
 }
 END_TEST
 
+/* Reader R, refreshed, counts N entries. */
+static void check_reader_sees(struct timeline *r, size_t n)
+{
+    ck_assert_int_eq(timeline_refresh(r), 0);
+    ck_assert_uint_eq(timeline_count(r), n);
+}
+
 /* Check the answers of TL against the model (one bot) on fixed pages. */
 static void check_same_answers(struct timeline *tl)
 {
@@ -970,8 +977,7 @@ START_TEST(test_made_by_the_first_append)
     ck_assert_int_eq(json_integer_value(json_object_get(o, "total_count")), 0);
     json_decref(o);
     ck_assert_ptr_null(timeline_find(w, "T-0"));
-    ck_assert_int_eq(timeline_refresh(r), 0);
-    ck_assert_uint_eq(timeline_count(r), 0);
+    check_reader_sees(r, 0);
     timeline_close(w);
     ck_assert_int_eq(lstat(jsonl, &st), -1); /* nor by the close */
     /* A stale index without its JSONL is replaced at the first append. */
@@ -984,8 +990,7 @@ START_TEST(test_made_by_the_first_append)
     ck_assert(lstat(jsonl, &st) == 0 && S_ISREG(st.st_mode));
     ck_assert(lstat(idx, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 64 + 32);
     ck_assert_uint_eq(timeline_count(w), 1);
-    ck_assert_int_eq(timeline_refresh(r), 0);
-    ck_assert_uint_eq(timeline_count(r), 1);
+    check_reader_sees(r, 1);
     check_add(w, 0, CHECK_T0 + 1, 1, false, "second");
     check_same_answers(w);
     timeline_close(w);
@@ -993,8 +998,7 @@ START_TEST(test_made_by_the_first_append)
     w = check_open("BOT-1", true);
     ck_assert_uint_eq(timeline_count(w), 2);
     check_same_answers(w);
-    ck_assert_int_eq(timeline_refresh(r), 0);
-    ck_assert_uint_eq(timeline_count(r), 2);
+    check_reader_sees(r, 2);
     timeline_close(w);
     timeline_close(r);
     free(jsonl);
@@ -1026,11 +1030,9 @@ START_TEST(test_open_errors)
     ck_assert_uint_eq(timeline_count(r), 0);
     struct timeline *w = check_open("BOT-1", true);
     check_add(w, 0, CHECK_T0, 0, true, "first");
-    ck_assert_int_eq(timeline_refresh(r), 0);
-    ck_assert_uint_eq(timeline_count(r), 1);
+    check_reader_sees(r, 1);
     check_add(w, 0, CHECK_T0 + 1, 0, true, "second");
-    ck_assert_int_eq(timeline_refresh(r), 0);
-    ck_assert_uint_eq(timeline_count(r), 2);
+    check_reader_sees(r, 2);
     timeline_close(w);
     timeline_close(r);
     /* A symlinked JSONL is not followed: the writer replaces the link. */
@@ -1060,14 +1062,12 @@ START_TEST(test_planted_fifos)
     timeline_close(w);
     ck_assert_int_eq(unlink(idx), 0);
     ck_assert_int_eq(mkfifo(idx, 0644), 0);
-    ck_assert_int_eq(timeline_refresh(r), 0); /* reads the JSONL itself */
-    ck_assert_uint_eq(timeline_count(r), 1);
+    check_reader_sees(r, 1);       /* reads the JSONL itself */
     w = check_open("BOT-F", true); /* the index is rebuilt over the FIFO */
     ck_assert_uint_eq(timeline_count(w), 1);
     ck_assert(lstat(idx, &st) == 0 && S_ISREG(st.st_mode));
     check_add(w, 0, CHECK_T0 + 1, 0, true, "second");
-    ck_assert_int_eq(timeline_refresh(r), 0);
-    ck_assert_uint_eq(timeline_count(r), 2);
+    check_reader_sees(r, 2);
     timeline_close(w);
     timeline_close(r);
     free(jsonl);
@@ -1105,8 +1105,7 @@ START_TEST(test_reader_follows_rebuild)
     ck_assert_int_eq(write(fd, line, sizeof line - 1), (ssize_t)sizeof line - 1);
     ck_assert_int_eq(write(fd, line, 20), 20); /* and half of another */
     close(fd);
-    ck_assert_int_eq(timeline_refresh(r), 0);
-    ck_assert_uint_eq(timeline_count(r), check_n + 1);
+    check_reader_sees(r, check_n + 1);
     json_t *o;
     ck_assert_int_eq(check_get(r, "limit=1&source=http&success=true", &o), 200);
     ck_assert_str_eq(json_string_value(json_object_get(
