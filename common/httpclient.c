@@ -69,7 +69,7 @@ struct httpclient_call {
     struct httpclient_lookup *lookup;
     struct httpclient_callbacks cb;
     void *arg;
-    char *method, *host, *path, *headers, *body, *local, *tls_host;
+    char *method, *host, *path, *headers, *body, *local, *name;
     size_t body_len, max_body;
     int port;
     struct ssl_ctx_st *tls;
@@ -212,7 +212,7 @@ static void httpclient_call_free(struct httpclient_call *call)
     free(call->headers);
     free(call->body);
     free(call->local);
-    free(call->tls_host);
+    free(call->name);
     free(call);
 }
 
@@ -417,8 +417,8 @@ static void httpclient_call_write(struct httpclient_call *call)
     util_buf_add(b, " ", 1);
     util_buf_add(b, call->path, strlen(call->path));
     util_buf_add(b, " HTTP/1.1\r\nHost: ", 17);
-    const char *authority = httpconn_pool_authority(call->pool);
-    util_buf_add(b, authority, strlen(authority));
+    const char *host = httpconn_pool_host(call->pool);
+    util_buf_add(b, host, strlen(host));
     util_buf_add(b, "\r\n", 2);
     if (call->headers)
         util_buf_add(b, call->headers, strlen(call->headers));
@@ -513,21 +513,23 @@ struct httpclient_call *httpclient_send(struct httpclient *hc, const struct http
     call->deadline = evtimer_new(hc->base, httpclient_deadline_cb, call);
     LIST_INSERT_HEAD(&hc->calls, call, entry);
     call->tls = req->tls;
-    call->tls_host = req->tls && req->tls_host ? xstrdup(req->tls_host) : NULL;
+    call->name = req->name && *req->name ? xstrdup(req->name) : NULL;
     call->fresh = req->fresh;
     if (!*call->host || call->port < 1 || call->port > 65535) {
         snprintf(call->why, sizeof call->why, "bad address %s:%d", call->host, call->port);
         event_active(call->deadline, EV_TIMEOUT, 1);
         return call;
     }
-    bool v6 = strchr(call->host, ':') != NULL;
-    char *authority = xasprintf("%s%s%s:%d", v6 ? "[" : "", call->host, v6 ? "]" : "", call->port);
+    char authority[UTIL_AUTHORITY_MAX], host[UTIL_AUTHORITY_MAX];
+    util_authority(authority, sizeof authority, call->host, call->port);
+    if (call->name)
+        util_authority(host, sizeof host, call->name, call->port);
     struct httpconn_dest dest = {.authority = authority,
+                                 .host = call->name ? host : NULL,
                                  .local = call->local,
                                  .tls = call->tls,
-                                 .tls_host = call->tls_host ? call->tls_host : call->host};
+                                 .tls_host = call->name ? call->name : call->host};
     call->pool = httpconn_pool_get(hc->conns, &dest);
-    free(authority);
     call->connect_tv = (struct timeval){cms / 1000, cms % 1000 * 1000};
     evtimer_add(call->deadline, &call->connect_tv);
     httpclient_call_start(call);

@@ -46,8 +46,9 @@ struct httpclient_request {
                              * request whose repeat is not harmless (a task) */
     struct ssl_ctx_st *tls; /* NULL: plain HTTP; else HTTPS with this context (tls.h),
                              * HOST's name or address verified */
-    const char *tls_host;   /* NULL, or the name verified instead of HOST (HOST being the
-                             * address it was resolved to) */
+    const char *name;       /* NULL, or the name HOST (an address) was resolved from: the
+                             * request's Host is then NAME:PORT, and with TLS NAME is
+                             * the name verified (and sent as SNI) instead of HOST */
 };
 
 /* The call ended: ERR 0 with the response's STATUS and (unless streamed)

@@ -9,8 +9,8 @@
  * states, so taking a connection from the pool or putting it back changes
  * no callback and, for a plain one, no event but its read timeout.
  *
- * A pool is found by its key (authority, private socket, TLS context and
- * name) in a table, so a set of 1,000 destinations finds each at the cost of one. It
+ * A pool is found by its key (authority, Host, private socket, TLS context
+ * and name) in a table, so a set of 1,000 destinations finds each at the cost of one. It
  * is freed once nobody holds it and no connection of it is left, so a
  * worker restarted onto a new private socket leaves no pool behind.
  */
@@ -41,6 +41,7 @@ struct httpconn_pool {
     struct httpconn_set *set;
     char *key;
     char *authority;
+    char *host; /* of its requests */
     char *tls_host;
     SSL_CTX *tls;
     struct sockaddr_storage addr;
@@ -151,6 +152,7 @@ static void httpconn_pool_free(struct httpconn_pool *pool)
     strmap_remove(pool->set->by_key, pool->key);
     free(pool->key);
     free(pool->authority);
+    free(pool->host);
     free(pool->tls_host);
     if (pool->tls)
         SSL_CTX_free(pool->tls);
@@ -168,9 +170,10 @@ struct httpconn_pool *httpconn_pool_get(struct httpconn_set *set, const struct h
 {
     const char *local = dest->local ? dest->local : "";
     const char *tls_host = dest->tls_host ? dest->tls_host : "";
-    char *key = dest->tls
-                    ? xasprintf("%s|%s|%p|%s", dest->authority, local, (void *)dest->tls, tls_host)
-                    : xasprintf("%s|%s", dest->authority, local);
+    const char *host = dest->host && *dest->host ? dest->host : dest->authority;
+    char *key = dest->tls ? xasprintf("%s|%s|%s|%p|%s", dest->authority, host, local,
+                                      (void *)dest->tls, tls_host)
+                          : xasprintf("%s|%s|%s", dest->authority, host, local);
     struct httpconn_pool *pool = strmap_get(set->by_key, key);
     if (pool) {
         free(key);
@@ -179,6 +182,7 @@ struct httpconn_pool *httpconn_pool_get(struct httpconn_set *set, const struct h
         pool->set = set;
         pool->key = key;
         pool->authority = xstrdup(dest->authority);
+        pool->host = xstrdup(host);
         /* Its own reference: the context stays while the pool does, even
          * after its maker (a remote bot redefined) let go of it; and its
          * address, part of the key, cannot be reused meanwhile. */
@@ -216,9 +220,9 @@ void httpconn_pool_flush(struct httpconn_pool *pool)
     httpconn_pool_check(pool);
 }
 
-const char *httpconn_pool_authority(const struct httpconn_pool *pool)
+const char *httpconn_pool_host(const struct httpconn_pool *pool)
 {
-    return pool->authority;
+    return pool->host;
 }
 
 /* ---- connections: life ----------------------------------------------------- */

@@ -54,7 +54,11 @@ struct httpconn_limits {
 
 /* Where a pool's connections go. Strings are copied. */
 struct httpconn_dest {
-    const char *authority;       /* "host:port" ("[v6]:port"): the Host of its requests */
+    const char *authority;       /* "host:port" ("[v6]:port") of the address: the pool's
+                                  * identity, and the Host of its requests unless HOST */
+    const char *host;            /* NULL, or the Host of its requests when the address was
+                                  * resolved from a name: "name:port" (a server behind a
+                                  * name may serve several, as virtual hosts) */
     const struct sockaddr *addr; /* NULL, or the TCP address new connections go to when
                                   * httpconn_open() is given none */
     socklen_t addrlen;           /* of ADDR */
@@ -101,8 +105,8 @@ struct httpconn_pool *httpconn_pool_get(struct httpconn_set *set, const struct h
 void httpconn_pool_release(struct httpconn_pool *pool);
 /* Close every idle connection of POOL (its destination moved away). */
 void httpconn_pool_flush(struct httpconn_pool *pool);
-/* POOL's Host authority. */
-const char *httpconn_pool_authority(const struct httpconn_pool *pool);
+/* The Host of POOL's requests (its dest's HOST, else its AUTHORITY). */
+const char *httpconn_pool_host(const struct httpconn_pool *pool);
 
 /* An idle connection of POOL for the caller (H and ARG), or NULL. It is
  * still read with the idle timeout until httpconn_watch() says otherwise. */

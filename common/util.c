@@ -86,6 +86,11 @@ char *xasprintf(const char *fmt, ...)
     return s;
 }
 
+void util_authority(char *out, size_t cap, const char *host, int port)
+{
+    snprintf(out, cap, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
 void util_buf_grow(struct util_buf *b, size_t more)
 {
     size_t cap = b->cap ? b->cap : 256;

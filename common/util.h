@@ -19,6 +19,11 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "HOST:PORT" into OUT (CAP bytes), an IPv6 HOST in brackets: a URL's or a
+ * Host header's authority. */
+void util_authority(char *out, size_t cap, const char *host, int port);
+/* Room for an authority of a DNS name (253) or an address, and a port. */
+#define UTIL_AUTHORITY_MAX 272
 
 /* A growing byte buffer: DATA holds LEN bytes and, once anything was added,
  * a NUL after them. All zeros is an empty buffer; free(DATA) releases it. */

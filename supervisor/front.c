@@ -59,12 +59,6 @@ struct front {
 
 /* ---- helpers --------------------------------------------------------------- */
 
-/* "host:port", with an IPv6 host in brackets. */
-static void front_authority(char *out, size_t cap, const char *host, int port)
-{
-    snprintf(out, cap, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-}
-
 /* A JSON string, or null for NULL or "". */
 static json_t *front_str_or_null(const char *s)
 {
@@ -130,7 +124,7 @@ static json_t *front_bot_json(const struct front *front, const struct hive_bot_i
     char addr[FRONT_ADDR_MAX], url[FRONT_ADDR_MAX + 300];
     char proxy_url[FRONT_ADDR_MAX + FRONT_ID_MAX + 16];
 
-    front_authority(addr, sizeof addr, b->bind, b->port);
+    util_authority(addr, sizeof addr, b->bind, b->port);
     snprintf(url, sizeof url, "%s", b->url ? b->url : "");
     if (!b->url)
         snprintf(url, sizeof url, "http://%s", addr);
@@ -359,7 +353,7 @@ static void front_bots(struct front *front, struct http_conn *conn, struct http_
         .port = info.port,
         .local = info.proxy_socket,
         .tls = info.tls,
-        .tls_host = info.tls_host,
+        .name = info.name,
         .path = rest + n,
         .query = req->query,
         .token = info.url ? info.token : roster->token, /* a remote bot's own */
@@ -396,8 +390,8 @@ static void front_listen_name(struct front *front, int listen_fd)
     const struct roster *roster = hive_roster(front->hive);
     int port = util_socket_port(listen_fd);
 
-    front_authority(front->listen, sizeof front->listen, roster->listen_host,
-                    port > 0 ? port : roster->listen_port);
+    util_authority(front->listen, sizeof front->listen, roster->listen_host,
+                   port > 0 ? port : roster->listen_port);
 }
 
 /* The door's Host/Origin rule from the hive-level roster as it is now (a

@@ -738,7 +738,7 @@ static void hive_bot_info_remote(const struct hive_bot *bot, struct hive_bot_inf
     out->port = remote_port(bot->remote);
     out->proxy_socket = NULL; /* TLS or not, it is reached at its address */
     out->tls = remote_tls(bot->remote);
-    out->tls_host = remote_host(bot->remote);
+    out->name = remote_host(bot->remote);
     out->url = bot->def->remote.url;
     out->token = remote_token(bot->remote);
     out->watch = true;

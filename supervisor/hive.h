@@ -47,7 +47,9 @@ struct hive_bot_info {
     const char *url;          /* a remote bot's url (then BIND is its resolved address); NULL */
     const char *token;        /* a remote bot's own token for the proxy to send; NULL: none */
     struct ssl_ctx_st *tls;   /* an https:// remote bot's TLS context for the proxy; NULL */
-    const char *tls_host;     /* with TLS: the url's host, which its certificate must name */
+    const char *name;         /* a remote bot's url host, which BIND was resolved from: the
+                               * Host its requests carry and, with TLS, the name its
+                               * certificate must show; NULL for local bots */
 };
 
 /* Bind every bot's port and prepare the table. On failure returns NULL with

@@ -246,8 +246,8 @@ static void pooltask_bot_done(int err, const char *why, int status, const char *
 }
 
 /* Send the task to bot INFO, over its private socket when it takes us, else
- * its port at the numeric address it was bound or resolved to (with TLS,
- * verifying the url's host, for a remote https:// bot). */
+ * its port at the numeric address it was bound or resolved to (for a remote
+ * bot with its url's host as Host and, over TLS, the name verified). */
 static void pooltask_send(struct pooltask_fwd *f, const struct hive_bot_info *info)
 {
     static const struct httpclient_callbacks cbs = {pooltask_bot_done, NULL, NULL};
@@ -268,7 +268,7 @@ static void pooltask_send(struct pooltask_fwd *f, const struct hive_bot_info *in
                                      .port = info->port,
                                      .local = info->proxy_socket,
                                      .tls = info->tls,
-                                     .tls_host = info->tls_host,
+                                     .name = info->name,
                                      .fresh = true,
                                      .path = "/api/task",
                                      .headers = headers,

@@ -102,9 +102,9 @@ struct proxy_route {
     int port;
     char *local;                           /* the worker's private abstract socket; "" when none */
     struct ssl_ctx_st *tls;                /* NULL, or TLS with this context */
-    char *tls_host;                        /* the name verified with TLS; "" when none */
+    char *name;                            /* the name HOST was resolved from; "" when none */
     struct httpconn_pool *conns;           /* NULL until HOST is a numeric address */
-    char authority[INET6_ADDRSTRLEN + 16]; /* the Host header: "127.0.0.1:8001" */
+    char authority[INET6_ADDRSTRLEN + 16]; /* the address: "127.0.0.1:8001" */
 };
 
 /* One proxied request and its response. */
@@ -362,7 +362,7 @@ static bool proxy_request_framing(const struct http_request *req, enum proxy_fra
 /* ---- addresses and routes -------------------------------------------------- */
 
 /* Parse the numeric HOST:PORT (wildcards mean loopback) into ADDR and
- * ROUTE's Host header; its length, or 0 with a reason in ERR. */
+ * ROUTE's authority; its length, or 0 with a reason in ERR. */
 static socklen_t proxy_route_resolve(struct proxy_route *route, struct sockaddr_storage *addr,
                                      char *err, size_t errlen)
 {
@@ -379,13 +379,13 @@ static socklen_t proxy_route_resolve(struct proxy_route *route, struct sockaddr_
     if (inet_pton(AF_INET, h, &in4->sin_addr) == 1) {
         in4->sin_family = AF_INET;
         in4->sin_port = htons((uint16_t)port);
-        snprintf(route->authority, sizeof route->authority, "%s:%d", h, port);
+        util_authority(route->authority, sizeof route->authority, h, port);
         return sizeof *in4;
     }
     if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons((uint16_t)port);
-        snprintf(route->authority, sizeof route->authority, "[%s]:%d", h, port);
+        util_authority(route->authority, sizeof route->authority, h, port);
         return sizeof *in6;
     }
     /* Names are resolved before they get here (a bot's bound socket, evdns
@@ -405,8 +405,8 @@ static void proxy_route_forget(struct proxy_route *route)
     route->conns = NULL;
     free(route->host);
     free(route->local);
-    free(route->tls_host);
-    route->host = route->local = route->tls_host = NULL;
+    free(route->name);
+    route->host = route->local = route->name = NULL;
     route->tls = NULL;
 }
 
@@ -419,12 +419,15 @@ static struct httpconn_pool *proxy_route_pool(struct proxy_route *route, char *e
         return route->conns;
     if (!(len = proxy_route_resolve(route, &addr, err, errlen)))
         return NULL;
+    char host[UTIL_AUTHORITY_MAX];
+    util_authority(host, sizeof host, route->name, route->port);
     struct httpconn_dest dest = {.authority = route->authority,
+                                 .host = *route->name ? host : NULL,
                                  .addr = (struct sockaddr *)&addr,
                                  .addrlen = len,
                                  .local = route->local,
                                  .tls = route->tls,
-                                 .tls_host = route->tls_host};
+                                 .tls_host = *route->name ? route->name : route->host};
     route->conns = httpconn_pool_get(route->proxy->conns, &dest);
     return route->conns;
 }
@@ -436,14 +439,14 @@ static struct proxy_route *proxy_route_get(struct proxy *proxy, const struct pro
                                            char *err, size_t errlen)
 {
     const char *local = target->local ? target->local : "";
-    const char *tls_host = target->tls && target->tls_host ? target->tls_host : "";
+    const char *name = target->name ? target->name : "";
     struct proxy_route *route = strmap_get(proxy->routes_by_bot, target->bot_id);
 
     if (route && route->host &&
         (route->port != target->port || strcmp(route->host, target->host) != 0 ||
          strcmp(route->local, local) != 0 || route->tls != target->tls ||
-         strcmp(route->tls_host, tls_host) != 0))
-        proxy_route_forget(route); /* reloaded onto another address, socket or TLS */
+         strcmp(route->name, name) != 0))
+        proxy_route_forget(route); /* reloaded onto another address, name, socket or TLS */
     if (!route) {
         route = xcalloc(1, sizeof *route);
         route->proxy = proxy;
@@ -456,7 +459,7 @@ static struct proxy_route *proxy_route_get(struct proxy *proxy, const struct pro
         route->port = target->port;
         route->local = xstrdup(local);
         route->tls = target->tls;
-        route->tls_host = xstrdup(tls_host);
+        route->name = xstrdup(name);
     }
     return proxy_route_pool(route, err, errlen) ? route : NULL;
 }
@@ -899,7 +902,7 @@ static void proxy_exchange_send_head(struct proxy_exchange *ex)
     proxy_buf_str(b, ex->path);
     proxy_write_query(b, ex->query);
     util_buf_add(b, " HTTP/1.1\r\nHost: ", 17);
-    proxy_buf_str(b, ex->route->authority);
+    proxy_buf_str(b, httpconn_pool_host(ex->route->conns));
     util_buf_add(b, "\r\n", 2);
     const char *host = proxy_write_client_headers(ex, b, &xff);
     proxy_write_forwarded(ex, b, host, xff);
@@ -1481,7 +1484,7 @@ void proxy_free(struct proxy *proxy)
         free(route->bot_id);
         free(route->host);
         free(route->local);
-        free(route->tls_host);
+        free(route->name);
         free(route);
     }
     strmap_free(proxy->routes_by_bot);

@@ -33,7 +33,9 @@ struct proxy_target {
                              * connected to instead of HOST:PORT while it takes us */
     struct ssl_ctx_st *tls; /* NULL, or TLS to HOST:PORT with this context (an https://
                              * remote bot; common/tls.h) */
-    const char *tls_host;   /* with TLS: the name or address its certificate must show */
+    const char *name;       /* NULL, or the name HOST was resolved from (a remote bot's url
+                             * host): the Host sent is NAME:PORT, and with TLS its
+                             * certificate must show NAME */
     const char *path;       /* the worker's path, starting with '/' */
     const char *query;      /* NULL or the query without '?'; "token" is dropped */
     const char *token;      /* NULL, or the bearer token sent to the worker */

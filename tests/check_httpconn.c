@@ -229,6 +229,42 @@ START_TEST(test_idle_connection_reused)
 }
 END_TEST
 
+/* A pool's requests carry the name its address was resolved from as Host;
+ * the same address by another name (or by none) is another pool, so an
+ * idle connection is never reused under a Host it was not opened for. */
+START_TEST(test_pool_host_is_part_of_its_identity)
+{
+    static const struct httpconn_limits lim = {.idle_max = 4, .idle_timeout_ms = 5000};
+    struct fx fx;
+    struct user u = {0}, u2 = {0};
+    int sfd;
+    fx_setup(&fx, &lim, NULL);
+    ck_assert_str_eq(httpconn_pool_host(fx.pool), fx.authority);
+    struct httpconn_dest named = {.authority = fx.authority, .host = "bots.example:8001"};
+    struct httpconn_pool *by_name = httpconn_pool_get(fx.set, &named);
+    ck_assert_ptr_ne(by_name, fx.pool);
+    ck_assert_str_eq(httpconn_pool_host(by_name), "bots.example:8001");
+    ck_assert_ptr_eq(httpconn_pool_get(fx.set, &named), by_name);
+    httpconn_pool_release(by_name);
+    struct httpconn_dest empty = {.authority = fx.authority, .host = ""};
+    struct httpconn_pool *plain = httpconn_pool_get(fx.set, &empty);
+    ck_assert_ptr_eq(plain, fx.pool);
+    httpconn_pool_release(plain);
+
+    struct httpconn *conn = open_and_talk(&fx, &u, &sfd);
+    httpconn_put(conn);
+    ck_assert_uint_eq(httpconn_set_idle(fx.set), 1);
+    ck_assert_ptr_null(httpconn_take(by_name, &user_handler, &u2));
+    ck_assert_ptr_eq(httpconn_take(fx.pool, &user_handler, &u2), conn);
+    httpconn_close(conn);
+    close(sfd);
+    httpconn_pool_release(by_name);
+    free(u.got.data);
+    free(u2.got.data);
+    fx_teardown(&fx);
+}
+END_TEST
+
 START_TEST(test_closed_by_server_while_idle)
 {
     static const struct httpconn_limits lim = {.idle_max = 4, .idle_timeout_ms = 5000};
@@ -498,6 +534,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_idle_connection_reused);
+    tcase_add_test(tc, test_pool_host_is_part_of_its_identity);
     tcase_add_test(tc, test_closed_by_server_while_idle);
     tcase_add_test(tc, test_idle_timeout);
     tcase_add_test(tc, test_idle_max_per_pool);

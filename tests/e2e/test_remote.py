@@ -17,6 +17,7 @@ import asyncio
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -317,14 +318,16 @@ class RemoteReloadTest(RemoteTest):
 
 
 def make_certs(d):
-    """A CA and two server certificates signed by it, made with openssl in D:
-    good.pem names 127.0.0.1, wrong.pem only wrong.example."""
+    """A CA and three server certificates signed by it, made with openssl in
+    D: good.pem names 127.0.0.1, wrong.pem only wrong.example, named.pem only
+    localhost."""
     def ossl(*args):
         subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True,
                        timeout=60)
     ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
          "-subj", "/CN=hive e2e CA", "-days", "2")
-    for name, san in (("good", "IP:127.0.0.1"), ("wrong", "DNS:wrong.example")):
+    for name, san in (("good", "IP:127.0.0.1"), ("wrong", "DNS:wrong.example"),
+                      ("named", "DNS:localhost")):
         with open(os.path.join(d, name + ".ext"), "w") as f:
             f.write("subjectAltName=%s\n" % san)
         ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out",
@@ -337,7 +340,8 @@ class TlsTerminator:
     """A TLS front for a plain worker (what a remote host's TLS proxy is):
     accepts TLS on 127.0.0.1 with CERT, pipes bytes to the worker's port.
     TUNNELS counts its connections open that began with a WebSocket
-    upgrade."""
+    upgrade; HOSTS lists the Host of each request read before one (a
+    request head comes in one read: the proxy writes it in one piece)."""
 
     def __init__(self, cert, key, target_port):
         import ssl
@@ -345,6 +349,7 @@ class TlsTerminator:
         self.ctx.load_cert_chain(cert, key)
         self.target = target_port
         self.tunnels = 0
+        self.hosts = []
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
 
@@ -381,6 +386,9 @@ class TlsTerminator:
                     data = await r.read(65536)
                     if not data:
                         break
+                    if from_client and not upgraded:
+                        self.hosts += [h.decode() for h in re.findall(
+                            rb"\r\nhost: *([^\r]*)\r\n", data, re.I)]
                     if from_client and not upgraded and b"upgrade: websocket" in data.lower():
                         upgraded = True
                         self.tunnels += 1
@@ -446,6 +454,7 @@ class RemoteTlsTest(unittest.TestCase):
         c = lambda n: os.path.join(self.tmp, n)  # noqa: E731
         self.good = TlsTerminator(c("good.pem"), c("good.key"), self.worker.port)
         self.wrong = TlsTerminator(c("wrong.pem"), c("wrong.key"), self.worker.port)
+        self.named = TlsTerminator(c("named.pem"), c("named.key"), self.worker.port)
         hive_dir = os.path.join(self.tmp, "hive")
         os.makedirs(hive_dir)
         ca = c("ca.pem")
@@ -455,8 +464,10 @@ class RemoteTlsTest(unittest.TestCase):
         lines = []
         for bot, port, ca_lines in (("T1", self.good.port, tagged),
                                     ("NOCA", self.good.port, []),
-                                    ("WRONGNAME", self.wrong.port, extra)):
-            lines += ["  - id: %s" % bot, "    url: https://127.0.0.1:%d" % port,
+                                    ("WRONGNAME", self.wrong.port, extra),
+                                    ("NAMED", self.named.port, extra + ["    tags: [named]"])):
+            host = "localhost" if bot == "NAMED" else "127.0.0.1"
+            lines += ["  - id: %s" % bot, "    url: https://%s:%d" % (host, port),
                       "    health: {interval: %s, timeout: %s, rise: %d, fall: %d}"
                       % (INTERVAL, TIMEOUT, RISE, FALL)] + ca_lines
         self.hive.extra_lines = lines
@@ -468,6 +479,7 @@ class RemoteTlsTest(unittest.TestCase):
         code, killed = self.hive.stop()
         self.good.close()
         self.wrong.close()
+        self.named.close()
         self.worker.stop()
         log = self.hive.log_text()
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -539,9 +551,27 @@ class RemoteTlsTest(unittest.TestCase):
                              for e in read_jsonl(path)),
                  timeout=20, what="the pool task done on the TLS bot")
 
+    def test_named_host_verified_and_sent_as_host(self):
+        """url https://localhost:PORT: the certificate must name localhost
+        (SNI and verification), and the health checks, the proxied requests
+        and a pool task all say Host: localhost:PORT."""
+        wait_for(lambda: self.hive.bot("NAMED")["state"] == "running", timeout=20,
+                 what="NAMED running")
+        r = self.hive.get("/bots/NAMED/status")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["bot_id"], "T1")   # the worker behind the terminator
+        r = self.hive.post("/api/task", {"tags": ["named"], "command": "pooled",
+                                         "task_id": "TLS-NAMED-1"})
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(r.json()["bot_id"], "NAMED")
+        want = "localhost:%d" % self.named.port
+        hosts = list(self.named.hosts)
+        self.assertGreaterEqual(len(hosts), 3, hosts)
+        self.assertEqual(set(hosts), {want}, hosts)
+
     def test_no_private_socket_for_https_bots(self):
         """The supervisor listens on one private socket per local bot (L1)
-        and none for its three https:// bots: the proxy no longer reaches
+        and none for its four https:// bots: the proxy no longer reaches
         them through a relay of its own."""
         self.assertEqual(len(listening_abstract_sockets(self.hive.proc.pid)), 1)
 
@@ -1084,6 +1114,92 @@ class RemotePoolTest(unittest.TestCase):
         # Each on a connection of its own (never one kept alive, which would
         # have to be tried again if the bot had just closed it).
         self.assertGreaterEqual(len(self.remotes["G1"].connections()), 5)
+
+
+class HostRemote(Standin):
+    """A stand-in remote bot that notes the Host of every request: /health
+    answers 200, GET /echo 200, POST /api/task 202, anything else 404 (the
+    hive's event stream and scrapes of it just fail, noted all the same)."""
+
+    def __init__(self):
+        outer = self
+        self.seen = []   # (method, path, Host)
+        self.lock = threading.Lock()
+
+        class Handler(StandinHandler):
+            def note(self):
+                with outer.lock:
+                    outer.seen.append((self.command, self.path.split("?")[0],
+                                       self.headers.get("Host")))
+
+            def do_GET(self):
+                self.note()
+                if self.path in ("/health", "/echo"):
+                    return self.answer(200, b'{"status":"ok"}')
+                return self.answer(404, b'{"detail":"no"}')
+
+            def do_POST(self):
+                self.note()
+                task = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                self.answer(202, json.dumps({"task_id": task["task_id"],
+                                             "status": "queued"}).encode())
+
+        self.serve(Handler)
+
+    def hosts(self, method, path):
+        with self.lock:
+            return [h for m, p, h in self.seen if m == method and p == path]
+
+
+class RemoteByNameTest(unittest.TestCase):
+    """A remote bot whose url names its host (http://localhost:PORT): the
+    supervisor resolves the name without blocking and connects to the
+    address, but every request it makes there carries the url's own
+    authority as Host, as nginx's proxy_pass does, so a server that serves
+    several names (virtual hosts, or a worker's server_names) sees the one
+    it is addressed by: health checks, the event stream and metrics
+    scrapes, the proxied requests and pool tasks alike."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="hive-e2e-remote-name-")
+        self.remote = HostRemote()
+        self.authority = "localhost:%d" % self.remote.server.server_address[1]
+        self.hive = RemoteHive(self.tmp, {})
+        self.hive.extra_lines += [
+            "  - id: N1", "    url: http://%s" % self.authority, "    tags: [named]",
+            "    health: {interval: 0.2, timeout: 1, rise: 1, fall: 3}"]
+        self.hive.write_yaml([])
+        self.hive.bots = ["L1", "N1"]
+        start_or_tear_down(self)
+
+    def tearDown(self):
+        code, killed = self.hive.stop() if self.hive.proc else (None, False)
+        reports = self.hive.sanitizer_reports()
+        log = self.hive.log_text()
+        self.remote.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if killed or reports:
+            sys.stderr.write(log[-6000:])
+        self.assertFalse(killed, "hive up needed SIGKILL")
+        self.assertEqual(reports, [])
+
+    def test_every_request_carries_the_url_host(self):
+        wait_for(lambda: self.hive.state("N1") == "running", timeout=20, what="N1 running")
+        r = self.hive.get("/bots/N1/echo")
+        self.assertEqual(r.status, 200, r)
+        r = self.hive.post("/api/task", {"tags": ["named"], "command": "x",
+                                         "task_id": "NAMED-1"})
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(r.json()["bot_id"], "N1")
+        wait_for(lambda: self.remote.hosts("GET", "/api/events")
+                 and self.remote.hosts("GET", "/metrics"),
+                 timeout=20, what="the hive's event stream and scrape of N1 tried")
+        self.assertEqual(self.remote.hosts("GET", "/echo"), [self.authority])
+        self.assertEqual(self.remote.hosts("POST", "/api/task"), [self.authority])
+        for path in ("/health", "/api/events", "/metrics"):
+            hosts = self.remote.hosts("GET", path)
+            self.assertEqual(set(hosts), {self.authority}, (path, hosts))
+
 
 
 if __name__ == "__main__":
