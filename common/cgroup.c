@@ -376,6 +376,40 @@ static char *cgroup_v1_dir(const char *controller, char *why, size_t cap)
     return dir;
 }
 
+/* Where the OOM kills of our memory cgroup are counted (see cgroup.h). */
+char *cgroup_self_oom_counter(const char **name)
+{
+    char *mnt = cgroup_v1_mount("memory"), *path = mnt ? cgroup_v1_self_path("memory") : NULL;
+    char *dir = NULL;
+    if (mnt && path) {
+        dir = xasprintf("%s%s", mnt, strcmp(path, "/") ? path : "");
+        *name = "memory.oom_control";
+    } else if (!mnt) {
+        /* Ours, or the nearest ancestor with the memory controller on (the
+         * one whose limit holds us); its count includes its descendants'. */
+        char why[256], path_buf[PATH_MAX];
+        dir = cgroup_self_dir(why, sizeof why);
+        *name = "memory.events";
+        while (dir) {
+            snprintf(path_buf, sizeof path_buf, "%s/memory.events", dir);
+            if (access(path_buf, R_OK) == 0)
+                break;
+            char *slash = strrchr(dir, '/');
+            snprintf(path_buf, sizeof path_buf, "%.*s/cgroup.controllers",
+                     slash ? (int)(slash - dir) : 0, dir);
+            if (!slash || slash == dir || access(path_buf, R_OK) < 0) {
+                free(dir);
+                dir = NULL;
+            } else {
+                *slash = '\0';
+            }
+        }
+    }
+    free(mnt);
+    free(path);
+    return dir;
+}
+
 /* Which cgroup version can limit CONTROLLER (see cgroup.h). */
 enum cgroup_api cgroup_limit_api(const char *controller, char **v1_dir, char *why, size_t cap)
 {

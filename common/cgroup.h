@@ -68,6 +68,12 @@ int cgroup_set(const char *dir, const char *name, const char *text);
 /* The number after KEY in the "key value" lines of DIR's file NAME
  * (memory.events, memory.oom_control); -1 when there is none. */
 long long cgroup_read_key(const char *dir, const char *name, const char *key);
+/* The cgroup whose "oom_kill" count (cgroup_read_key with *NAME) counts the
+ * OOM kills of this process's memory cgroup, caller frees: its v1 memory
+ * group (memory.oom_control) when a v1 memory hierarchy is mounted, else its
+ * cgroup v2 or the nearest ancestor with memory.events (which counts its
+ * descendants' kills too). NULL when there is none. */
+char *cgroup_self_oom_counter(const char **name);
 /* True when the space-separated WORDS (a line of cgroup.controllers) holds WORD. */
 bool cgroup_has_word(const char *words, const char *word);
 

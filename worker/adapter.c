@@ -418,6 +418,9 @@ static char *adapter_cli_error(const struct adapter_job *job)
     case ADAPTER_STOP_NONE:
         break;
     }
+    if (WIFSIGNALED(job->status) && WTERMSIG(job->status) == SIGKILL &&
+        contain_job_oom_killed(job->contain))
+        return xstrdup("out of memory (killed by signal 9)");
     if (WIFSIGNALED(job->status))
         return xasprintf("killed by signal %d", WTERMSIG(job->status));
     if (!WIFEXITED(job->status) || WEXITSTATUS(job->status) == 0)

@@ -52,6 +52,7 @@ struct contain_job {
     int dir_fd; /* DIR's folder, for a child started inside (clone3) */
     pid_t pid;
     char *task_id;
+    long long oom_before; /* OOM kills counted before it started; -1 unknown */
     struct contain_job *next;
 };
 
@@ -69,6 +70,11 @@ static struct {
     bool recorded; /* the record was written by this run (so it exists) */
     unsigned long next_job;
     struct contain_job *jobs;
+    /* Where our memory cgroup counts OOM kills: looked up at the first
+     * task, not at start (a thousand workers start at once). */
+    bool oom_looked_up;
+    char *oom_dir;
+    const char *oom_file;
 } contain;
 
 /* ---- /proc ----------------------------------------------------------------- */
@@ -442,16 +448,28 @@ void contain_shutdown(void)
     free(contain.dir);
     free(contain.record);
     free(contain.label);
+    free(contain.oom_dir);
     memset(&contain, 0, sizeof contain);
 }
 
 /* ---- one task -------------------------------------------------------------- */
+
+/* The OOM kills our memory cgroup has counted; -1 when unknown. */
+static long long contain_oom_kills(void)
+{
+    if (!contain.oom_looked_up) {
+        contain.oom_looked_up = true;
+        contain.oom_dir = cgroup_self_oom_counter(&contain.oom_file);
+    }
+    return contain.oom_dir ? cgroup_read_key(contain.oom_dir, contain.oom_file, "oom_kill") : -1;
+}
 
 /* Prepare the containment of a task about to start. */
 struct contain_job *contain_job_new(const char *task_id)
 {
     struct contain_job *job = xcalloc(1, sizeof *job);
     job->procs_fd = job->dir_fd = -1;
+    job->oom_before = contain_oom_kills();
     job->task_id = xstrdup(task_id && *task_id ? task_id : "-");
     if (contain.mode == CONTAIN_CGROUP) {
         if (!contain.recorded) /* before anything runs in our cgroup */
@@ -485,6 +503,13 @@ int contain_job_fd(const struct contain_job *job)
 int contain_job_dir_fd(const struct contain_job *job)
 {
     return job ? job->dir_fd : -1;
+}
+
+/* True when the OOM killer killed a process of our memory cgroup since
+ * JOB started: its processes and the worker are all there is in it. */
+bool contain_job_oom_killed(const struct contain_job *job)
+{
+    return job && job->oom_before >= 0 && contain_oom_kills() > job->oom_before;
 }
 
 /* The task's first process runs: record it. */

@@ -13,6 +13,7 @@
 #ifndef HIVE_CONTAIN_H
 #define HIVE_CONTAIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -53,6 +54,10 @@ void contain_job_started(struct contain_job *job, pid_t pid);
 /* Kill every process of the task but its first one's zombie, which the
  * caller reaps (SIGKILL to the cgroup, or a sweep of reparented ones). */
 void contain_job_kill(struct contain_job *job);
+/* True when the kernel's OOM killer ended a process of the worker's memory
+ * cgroup (its own, where a bot's memory_max is the limit) while JOB ran:
+ * the why of a task's process found killed by SIGKILL. */
+bool contain_job_oom_killed(const struct contain_job *job);
 /* Kill what is left, remove the task's cgroup, forget it. NULL is fine. */
 void contain_job_free(struct contain_job *job);
 

@@ -553,6 +553,55 @@ class Utf8Output(WorkerTestCase):
         hive.proc.wait(timeout=20)
 
 
+class OutOfMemory(WorkerTestCase):
+    """A task's process killed by the kernel's OOM killer is answered as
+    out of memory, not only as "killed by signal 9": a standalone worker in
+    a cgroup v1 memory group of the test's own with a 64 MiB limit (what
+    `memory_max` makes on a host whose memory controller is on cgroup v1),
+    a cli adapter that fills 512 MiB. The worker, far smaller, is not the
+    one killed and answers. (On a cgroup v2 host the supervisor's
+    memory.oom.group ends the worker with its task instead:
+    test_roster_keys.)"""
+
+    def test_adapter_oom_killed_is_answered_as_out_of_memory(self):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from test_roster_keys import controller_dir
+        parent = controller_dir("memory")
+        if not parent:
+            self.skipTest("no writable cgroup v1 memory group here (cgroup v2 only, or not root)")
+        group = os.path.join(parent, "hive-e2e-oom-%d" % os.getpid())
+        os.mkdir(group)
+        self.addCleanup(os.rmdir, group)   # after tearDown has stopped the worker
+        with open(os.path.join(group, "memory.limit_in_bytes"), "w") as f:
+            f.write(str(64 << 20))
+        memsw = os.path.join(group, "memory.memsw.limit_in_bytes")
+        if os.path.exists(memsw):
+            with open(memsw, "w") as f:
+                f.write(str(64 << 20))
+        # "eat" fills 512 MiB; anything else only sleeps (to be killed by us).
+        prog = ("import sys, time\n"
+                "if 'eat' in sys.stdin.read():\n"
+                "    b = b'x' * (512 << 20)\n"
+                "time.sleep(30)\n")
+        w = self.new_worker("--adapter-type", "cli", "--", sys.executable, "-c", prog)
+        with open(os.path.join(group, "cgroup.procs"), "w") as f:
+            f.write(str(w.proc.pid))
+        tid = w.submit("eat")["task_id"]
+        w.wait_state(tid, ("done", "failed"), timeout=60)
+        body = w.task(tid).json()
+        self.assertEqual(body["state"], "failed", body)
+        self.assertEqual(body["result"]["error"], "out of memory (killed by signal 9)", body)
+        self.assertTrue(w.alive())
+        # A SIGKILL from elsewhere, with no OOM kill since the task began, is
+        # told as the signal alone.
+        tid = w.submit("sleep")["task_id"]
+        children = "/proc/%d/task/%d/children" % (w.proc.pid, w.proc.pid)
+        wait_for(lambda: read(children).split(), 20, what="the adapter started")
+        os.kill(int(read(children).split()[0]), signal.SIGKILL)
+        w.wait_state(tid, ("done", "failed"), timeout=60)
+        self.assertEqual(w.task(tid).json()["result"]["error"], "killed by signal 9")
+
+
 class HandOver(WorkerTestCase):
     """A cli adapter under `hive up` gets none of the hand-over variables (SPEC §3.1)."""
 
