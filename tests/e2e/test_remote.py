@@ -629,6 +629,28 @@ class Standin:
         self.server.server_close()
 
 
+class StandinHiveTest(unittest.TestCase):
+    """A test of self.hive (in self.tmp) fronting stand-ins (stand_ins()):
+    tearDown stops the hive (if it started), then the stand-ins, removes
+    the folder, and fails on a hive that needed SIGKILL or a sanitizer
+    report."""
+
+    def stand_ins(self):
+        return []
+
+    def tearDown(self):
+        code, killed = self.hive.stop() if self.hive.proc else (None, False)
+        reports = self.hive.sanitizer_reports()
+        log = self.hive.log_text()
+        for stand_in in self.stand_ins():
+            stand_in.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if killed or reports:
+            sys.stderr.write(log[-6000:])
+        self.assertFalse(killed, "hive up needed SIGKILL")
+        self.assertEqual(reports, [])
+
+
 class Upstream(Standin):
     """A plain HTTP/1.1 server standing in for a remote bot, to see what the
     proxy does with big bodies: GET /big answers BIG bytes (a known pattern)
@@ -954,7 +976,7 @@ class CountingRemote(Standin):
         super().stop()
 
 
-class RemoteReadsTest(unittest.TestCase):
+class RemoteReadsTest(StandinHiveTest):
     """What a remote bot's /status and /metrics give the hive changes only
     with its events: they are read again after an event and while tasks
     wait, not at every health check of an idle bot (at 300 remote bots that
@@ -975,11 +997,8 @@ class RemoteReadsTest(unittest.TestCase):
         self.hive.bots = ["L1", "C1"]
         start_or_tear_down(self)
 
-    def tearDown(self):
-        if self.hive.proc:
-            self.hive.stop()
-        self.remote.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    def stand_ins(self):
+        return [self.remote]
 
     def test_idle_bot_read_again_only_after_an_event_or_while_tasks_wait(self):
         wait_for(lambda: self.remote.count("/status") >= 1, timeout=20, what="first read")
@@ -1045,7 +1064,7 @@ class TaskRemote(Standin):
             return {port for _, port in self.tasks}
 
 
-class RemotePoolTest(unittest.TestCase):
+class RemotePoolTest(StandinHiveTest):
     """Pool tasks (POST /api/task with tags) to remote bots: a bot that read
     the task and went away without an answer gets the client a 502 naming it
     and the task id, and the task is never given to another bot; a busy one
@@ -1066,17 +1085,8 @@ class RemotePoolTest(unittest.TestCase):
         self.hive.bots = ["L1"] + list(self.remotes)
         start_or_tear_down(self)
 
-    def tearDown(self):
-        code, killed = self.hive.stop() if self.hive.proc else (None, False)
-        reports = self.hive.sanitizer_reports()
-        log = self.hive.log_text()
-        for remote in self.remotes.values():
-            remote.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        if killed or reports:
-            sys.stderr.write(log[-6000:])
-        self.assertFalse(killed, "hive up needed SIGKILL")
-        self.assertEqual(reports, [])
+    def stand_ins(self):
+        return self.remotes.values()
 
     def post_task(self, tag, task_id):
         return self.hive.post("/api/task", {"tags": [tag], "command": "x", "task_id": task_id})
@@ -1151,7 +1161,7 @@ class HostRemote(Standin):
             return [h for m, p, h in self.seen if m == method and p == path]
 
 
-class RemoteByNameTest(unittest.TestCase):
+class RemoteByNameTest(StandinHiveTest):
     """A remote bot whose url names its host (http://localhost:PORT): the
     supervisor resolves the name without blocking and connects to the
     address, but every request it makes there carries the url's own
@@ -1172,16 +1182,8 @@ class RemoteByNameTest(unittest.TestCase):
         self.hive.bots = ["L1", "N1"]
         start_or_tear_down(self)
 
-    def tearDown(self):
-        code, killed = self.hive.stop() if self.hive.proc else (None, False)
-        reports = self.hive.sanitizer_reports()
-        log = self.hive.log_text()
-        self.remote.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        if killed or reports:
-            sys.stderr.write(log[-6000:])
-        self.assertFalse(killed, "hive up needed SIGKILL")
-        self.assertEqual(reports, [])
+    def stand_ins(self):
+        return [self.remote]
 
     def test_every_request_carries_the_url_host(self):
         wait_for(lambda: self.hive.state("N1") == "running", timeout=20, what="N1 running")
