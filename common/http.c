@@ -1664,6 +1664,11 @@ size_t http_conn_output_pending(const struct http_conn *c)
     return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
 }
 
+int http_conn_fd(const struct http_conn *c)
+{
+    return c->bev && !c->gone && !c->detached ? (int)bufferevent_getfd(c->bev) : -1;
+}
+
 /* Called each time the output queue has drained below its low-water mark. */
 void http_conn_set_drain_cb(struct http_conn *c, http_conn_cb cb, void *arg)
 {

@@ -151,6 +151,9 @@ void http_respond_stream_write_ref(struct http_conn *conn, const void *data, siz
 void http_respond_stream_end(struct http_conn *conn, bool close);
 /* Bytes queued towards the client and not yet sent (for back-pressure). */
 size_t http_conn_output_pending(const struct http_conn *conn);
+/* The connection's socket, for a writer of its own (ssefan) while nothing is
+ * queued here; -1 when it has none (closed, detached). */
+int http_conn_fd(const struct http_conn *conn);
 /* Called each time the output queue has drained below its low-water mark. */
 void http_conn_set_drain_cb(struct http_conn *conn, http_conn_cb cb, void *arg);
 

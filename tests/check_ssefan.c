@@ -1,0 +1,307 @@
+/*
+ * check_ssefan: the writer thread of live event streams, on real sockets
+ * (socketpairs): every byte arrives once and in order through a full
+ * socket; what was not written when a lane is removed comes back in order
+ * (so the connection can send it after what went); a peer that is gone is
+ * told to the loop and its queue released; every range is released once.
+ */
+#include "common/ssefan.h"
+
+#include <check.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tests/check_support.h"
+
+#define BIG (3u << 20) /* more than a socket pair holds */
+
+static atomic_int released;     /* ranges released */
+static atomic_size_t rel_bytes; /* and their bytes */
+
+static void count_cleanup(const void *data, size_t len, void *arg)
+{
+    (void)data, (void)arg;
+    atomic_fetch_add(&released, 1);
+    atomic_fetch_add(&rel_bytes, len);
+}
+
+/* A pattern no shift of itself matches: byte I of the stream. */
+static char pattern_at(size_t i)
+{
+    return (char)((i * 7 + i / 251) & 0xff);
+}
+
+static char *pattern(size_t n)
+{
+    char *p = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        p[i] = pattern_at(i);
+    return p;
+}
+
+/* A non-blocking socket pair: [0] is the lane's, [1] the reader's. */
+static void pair(int sv[2])
+{
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ck_assert_int_eq(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+}
+
+/* Read from FD until N bytes are in OUT or 10 s passed; the count read. */
+static size_t read_n(int fd, char *out, size_t n)
+{
+    size_t got = 0;
+    for (int idle = 0; got < n && idle < 100;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0) {
+            idle++;
+            continue;
+        }
+        ssize_t r = read(fd, out + got, n - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    return got;
+}
+
+static void wait_released(int want)
+{
+    for (int i = 0; i < 1000 && atomic_load(&released) < want; i++)
+        usleep(10000);
+    ck_assert_int_eq(atomic_load(&released), want);
+}
+
+static void reset(void)
+{
+    atomic_store(&released, 0);
+    atomic_store(&rel_bytes, 0);
+}
+
+START_TEST(test_never_started)
+{
+    struct event_base *base = event_base_new();
+    ssefan_free(ssefan_new(base));
+    event_base_free(base);
+}
+END_TEST
+
+/* 3 MiB in ranges of every size from 1 byte up, through a socket that holds
+ * far less: all of it arrives in order, each range released once. */
+START_TEST(test_in_order_through_a_full_socket)
+{
+    reset();
+    struct event_base *base = event_base_new();
+    struct ssefan *f = ssefan_new(base);
+    int sv[2];
+    pair(sv);
+    struct ssefan_lane *l = ssefan_add(f, sv[0], NULL, NULL);
+    ck_assert_ptr_nonnull(l);
+    char *src = pattern(BIG);
+    size_t off = 0;
+    int ranges = 0;
+    for (size_t n = 1; off < BIG; n = n * 3 + 1, ranges++) {
+        size_t take = n < BIG - off ? n : BIG - off;
+        ssefan_push(l, src + off, take, count_cleanup, NULL);
+        off += take;
+    }
+    char *got = malloc(BIG);
+    ck_assert_uint_eq(read_n(sv[1], got, BIG), BIG);
+    ck_assert(memcmp(got, src, BIG) == 0);
+    wait_released(ranges);
+    ck_assert_uint_eq(atomic_load(&rel_bytes), BIG);
+    ck_assert_uint_eq(ssefan_pending(l), 0);
+    ssefan_remove(l, NULL, NULL);
+    /* Our own socket is still open: the lane wrote to a dup of it. */
+    ck_assert_int_ne(fcntl(sv[0], F_GETFD), -1);
+    ssefan_free(f);
+    close(sv[0]);
+    close(sv[1]);
+    free(src);
+    free(got);
+    event_base_free(base);
+}
+END_TEST
+
+struct unsent {
+    char *buf;
+    size_t len;
+    int calls;
+};
+
+static void collect_unsent(void *ctx, const void *data, size_t len, ssefan_cleanup cleanup,
+                           void *arg)
+{
+    struct unsent *u = ctx;
+    memcpy(u->buf + u->len, data, len);
+    u->len += len;
+    u->calls++;
+    if (cleanup)
+        cleanup(data, len, arg);
+}
+
+/* Removed while the reader reads nothing: what reached the socket plus what
+ * came back is the whole stream, in order, and nothing is written after. */
+START_TEST(test_remove_hands_back_the_rest_in_order)
+{
+    reset();
+    struct event_base *base = event_base_new();
+    struct ssefan *f = ssefan_new(base);
+    int sv[2];
+    pair(sv);
+    struct ssefan_lane *l = ssefan_add(f, sv[0], NULL, NULL);
+    char *src = pattern(BIG);
+    int ranges = 0;
+    for (size_t off = 0; off < BIG; off += 4096, ranges++)
+        ssefan_push(l, src + off, 4096, count_cleanup, NULL);
+    /* Until the socket is full: the queue stops shrinking. */
+    size_t last = SIZE_MAX, now;
+    for (int i = 0; i < 200 && (now = ssefan_pending(l)) != last; i++) {
+        last = now;
+        usleep(20000);
+    }
+    ck_assert_uint_gt(ssefan_pending(l), 0);
+    struct unsent u = {malloc(BIG), 0, 0};
+    ssefan_remove(l, collect_unsent, &u);
+    ck_assert_uint_gt(u.len, 0);
+    ck_assert_int_eq(atomic_load(&released), ranges); /* each once: written or handed back */
+    char *got = malloc(BIG);
+    size_t n = read_n(sv[1], got, BIG - u.len);
+    ck_assert_uint_eq(n, BIG - u.len);
+    memcpy(got + n, u.buf, u.len);
+    ck_assert(memcmp(got, src, BIG) == 0);
+    /* Nothing more comes: the lane's dup is closed, ours is quiet. */
+    struct pollfd p = {sv[1], POLLIN, 0};
+    ck_assert_int_eq(poll(&p, 1, 50), 0);
+    ssefan_free(f);
+    close(sv[0]);
+    close(sv[1]);
+    free(src), free(got), free(u.buf);
+    event_base_free(base);
+}
+END_TEST
+
+static int dead_calls;
+
+static void on_dead(void *arg)
+{
+    dead_calls++;
+    event_base_loopbreak(arg);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    event_base_loopbreak(arg);
+}
+
+/* The reader is gone: the loop is told once, the queue is released, and
+ * what is pushed afterwards is released at once. */
+START_TEST(test_a_gone_peer_is_told_to_the_loop)
+{
+    reset();
+    dead_calls = 0;
+    struct event_base *base = event_base_new();
+    struct ssefan *f = ssefan_new(base);
+    int sv[2];
+    pair(sv);
+    struct ssefan_lane *l = ssefan_add(f, sv[0], on_dead, base);
+    close(sv[1]);
+    static const char msg[] = "data: x\n\n";
+    ssefan_push(l, msg, sizeof msg - 1, count_cleanup, NULL);
+    struct event *t = evtimer_new(base, on_timeout, base);
+    struct timeval tv = {10, 0};
+    evtimer_add(t, &tv);
+    event_base_dispatch(base);
+    ck_assert_int_eq(dead_calls, 1);
+    ck_assert_int_eq(atomic_load(&released), 1);
+    ck_assert_uint_eq(ssefan_pending(l), 0);
+    ssefan_push(l, msg, sizeof msg - 1, count_cleanup, NULL);
+    ck_assert_int_eq(atomic_load(&released), 2);
+    ssefan_remove(l, NULL, NULL);
+    event_free(t);
+    ssefan_free(f);
+    close(sv[0]);
+    event_base_free(base);
+}
+END_TEST
+
+/* 40 lanes fed in turns, read in turns: each gets its own stream whole. */
+START_TEST(test_many_lanes)
+{
+    enum { LANES = 40, EACH = 200000 };
+    reset();
+    struct event_base *base = event_base_new();
+    struct ssefan *f = ssefan_new(base);
+    int sv[LANES][2];
+    struct ssefan_lane *l[LANES];
+    char *src = pattern(EACH);
+    for (int i = 0; i < LANES; i++) {
+        pair(sv[i]);
+        l[i] = ssefan_add(f, sv[i][0], NULL, NULL);
+        ck_assert_ptr_nonnull(l[i]);
+    }
+    int ranges = 0;
+    for (size_t off = 0; off < EACH; off += 1000)
+        for (int i = 0; i < LANES; i++, ranges++)
+            ssefan_push(l[i], src + off, 1000, count_cleanup, NULL);
+    char *got = malloc(EACH);
+    for (int i = 0; i < LANES; i++) {
+        ck_assert_uint_eq(read_n(sv[i][1], got, EACH), EACH);
+        ck_assert(memcmp(got, src, EACH) == 0);
+    }
+    wait_released(ranges);
+    for (int i = 0; i < LANES; i++) {
+        ssefan_remove(l[i], NULL, NULL);
+        close(sv[i][0]);
+        close(sv[i][1]);
+    }
+    ssefan_free(f);
+    free(src), free(got);
+    event_base_free(base);
+}
+END_TEST
+
+/* Freed with lanes still queued (a process that stops): every range is
+ * released, the thread ends. */
+START_TEST(test_free_with_queued_lanes)
+{
+    reset();
+    struct event_base *base = event_base_new();
+    struct ssefan *f = ssefan_new(base);
+    int sv[2];
+    pair(sv);
+    struct ssefan_lane *l = ssefan_add(f, sv[0], NULL, NULL);
+    char *src = pattern(BIG);
+    int ranges = 0;
+    for (size_t off = 0; off < BIG; off += 65536, ranges++)
+        ssefan_push(l, src + off, 65536, count_cleanup, NULL);
+    ssefan_free(f);
+    ck_assert_int_eq(atomic_load(&released), ranges);
+    close(sv[0]);
+    close(sv[1]);
+    free(src);
+    event_base_free(base);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ssefan");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_never_started);
+    tcase_add_test(tc, test_in_order_through_a_full_socket);
+    tcase_add_test(tc, test_remove_hands_back_the_rest_in_order);
+    tcase_add_test(tc, test_a_gone_peer_is_told_to_the_loop);
+    tcase_add_test(tc, test_many_lanes);
+    tcase_add_test(tc, test_free_with_queued_lanes);
+    suite_add_tcase(s, tc);
+    return check_run(s);
+}
