@@ -29,14 +29,25 @@
  * interval (100 ms) saves nothing more, and tee(2)+splice(2) of one pipe
  * into every socket (no copy per subscriber) was no cheaper than writev in a
  * stand-alone test on the bench machine: the bytes are the cost.
+ *
+ * So a live subscriber's bytes are written by a thread (common/ssefan.c):
+ * once what its head and replay queued on the connection has gone out, its
+ * subscription becomes a lane of the hub's writer thread, and the batches
+ * are queued there instead (by reference all the same). The loop still
+ * decides everything: what goes to whom, who is too far behind, who is
+ * gone. When the subscriber leaves, what the thread had not written goes
+ * back to the connection, in order. A subscriber stays on the loop's writes
+ * when no lane can be had (out of descriptors, no thread).
  */
 #include "common/ssehub.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "common/sse.h"
+#include "common/ssefan.h"
 #include "common/util.h"
 
 #define SSEHUB_MAX_TYPES 16
@@ -60,8 +71,9 @@ struct ssehub_sub {
     struct ssehub *hub;
     struct ssehub_group *group;
     struct http_conn *conn;
-    size_t ceiling; /* queued output beyond this: dropped */
-    size_t from;    /* its part of the group's batch starts here (went live) */
+    struct ssefan_lane *lane; /* written by the hub's thread (live, caught up) */
+    size_t ceiling;           /* queued output beyond this: dropped */
+    size_t from;              /* its part of the group's batch starts here (went live) */
     bool live;
     struct ssehub_sub *prev, *next; /* the group's list */
 };
@@ -80,13 +92,34 @@ struct ssehub {
     int batch_ms;          /* the batch interval now */
     size_t batch_events;   /* events gathered since the last write */
     struct util_buf frame; /* the last framed event, reused */
+    struct ssefan *fan;    /* the writer thread of the live subscribers */
 };
 
-/* One written batch, referenced by the connections it is queued on. */
+/* One written batch, referenced by the connections and lanes it is queued
+ * on (released on the loop or the writer thread). */
 struct ssehub_blob {
-    size_t refs;
+    atomic_size_t refs;
     char *data;
 };
+
+/* Release a copy queued on a lane (ARG is the copy). */
+static void ssehub_copy_free(const void *data, size_t len, void *arg)
+{
+    (void)data, (void)len;
+    free(arg);
+}
+
+/* Queue LEN bytes at DATA for S, copied. */
+static void ssehub_write_copy(struct ssehub_sub *s, const char *data, size_t len)
+{
+    if (!s->lane) {
+        http_respond_stream_write(s->conn, data, len);
+        return;
+    }
+    char *copy = xmalloc(len);
+    memcpy(copy, data, len);
+    ssefan_push(s->lane, copy, len, ssehub_copy_free, copy);
+}
 
 /* Keepalive timer: a comment to every subscriber, live or replaying. */
 static void ssehub_keepalive_cb(evutil_socket_t fd, short what, void *arg)
@@ -95,8 +128,12 @@ static void ssehub_keepalive_cb(evutil_socket_t fd, short what, void *arg)
     struct ssehub *hub = arg;
     static const char comment[] = ": keepalive\n\n";
     for (struct ssehub_group *g = hub->groups; g; g = g->next)
-        for (struct ssehub_sub *s = g->subs; s; s = s->next)
-            http_respond_stream_write(s->conn, comment, sizeof comment - 1);
+        for (struct ssehub_sub *s = g->subs; s; s = s->next) {
+            if (s->lane)
+                ssefan_push(s->lane, comment, sizeof comment - 1, NULL, NULL);
+            else
+                http_respond_stream_write(s->conn, comment, sizeof comment - 1);
+        }
 }
 
 static void ssehub_flush_cb(evutil_socket_t fd, short what, void *arg);
@@ -109,6 +146,7 @@ struct ssehub *ssehub_new(struct event_base *base, size_t max_pending, int keepa
     hub->flush = event_new(base, -1, 0, ssehub_flush_cb, hub);
     hub->keepalive = event_new(base, -1, EV_PERSIST, ssehub_keepalive_cb, hub);
     hub->keepalive_tv = (struct timeval){keepalive_ms / 1000, (keepalive_ms % 1000) * 1000};
+    hub->fan = ssefan_new(base);
     return hub;
 }
 
@@ -134,6 +172,18 @@ static void ssehub_group_free(struct ssehub *hub, struct ssehub_group *g)
     ssehub_group_destroy(g);
 }
 
+/* A range the writer thread had not written: back to the connection
+ * (CTX), after what is queued there (nothing: a lane starts drained). */
+static void ssehub_unsent(void *ctx, const void *data, size_t len, ssefan_cleanup cleanup,
+                          void *arg)
+{
+    struct http_conn *conn = ctx;
+    if (cleanup)
+        http_respond_stream_write_ref(conn, data, len, cleanup, arg);
+    else
+        http_respond_stream_write(conn, data, len);
+}
+
 /* Forget SUB and end its answer (its connection then closes). */
 static void ssehub_remove(struct ssehub_sub *s)
 {
@@ -149,6 +199,9 @@ static void ssehub_remove(struct ssehub_sub *s)
         hub->n_live--;
         g->n_live--;
     }
+    if (s->lane)
+        ssefan_remove(s->lane, ssehub_unsent, s->conn);
+    http_conn_set_drain_cb(s->conn, NULL, NULL);
     http_conn_set_close_cb(s->conn, NULL, NULL);
     http_respond_stream_end(s->conn, true);
     free(s);
@@ -178,6 +231,7 @@ void ssehub_free(struct ssehub *hub)
         ssehub_remove(s);
     while (hub->groups)
         ssehub_group_free(hub, hub->groups);
+    ssefan_free(hub->fan);
     event_free(hub->keepalive);
     event_free(hub->flush);
     free(hub->frame.data);
@@ -318,7 +372,33 @@ void ssehub_send_to(struct ssehub_sub *s, const char *id, const char *type, cons
     if (!ssehub_wants(s->group, type, bot))
         return;
     ssehub_frame(s->hub, id, type, json, len);
-    http_respond_stream_write(s->conn, s->hub->frame.data, s->hub->frame.len);
+    ssehub_write_copy(s, s->hub->frame.data, s->hub->frame.len);
+}
+
+/* The writer thread found S's socket failed: the client is gone. */
+static void ssehub_lane_dead_cb(void *arg)
+{
+    struct ssehub_sub *s = arg;
+    http_conn_abort(s->conn); /* its close callback removes it */
+}
+
+/* S's connection has sent all it had queued: from now on the writer thread
+ * writes its stream (or the loop still does, when no lane can be had). */
+static void ssehub_to_lane(struct ssehub_sub *s)
+{
+    int fd = http_conn_fd(s->conn);
+    if (fd < 0 || !(s->lane = ssefan_add(s->hub->fan, fd, ssehub_lane_dead_cb, s)))
+        return;
+    s->ceiling = s->hub->max_pending;
+}
+
+/* S's connection drained below its low-water mark: a lane once it is empty. */
+static void ssehub_drained_cb(struct http_conn *conn, void *arg)
+{
+    if (http_conn_output_pending(conn) > 0)
+        return;
+    http_conn_set_drain_cb(conn, NULL, NULL);
+    ssehub_to_lane(arg);
 }
 
 void ssehub_live(struct ssehub_sub *s)
@@ -328,6 +408,10 @@ void ssehub_live(struct ssehub_sub *s)
     s->hub->n_live++;
     s->group->n_live++;
     s->ceiling = http_conn_output_pending(s->conn) + s->hub->max_pending;
+    if (http_conn_output_pending(s->conn) == 0)
+        ssehub_to_lane(s);
+    else
+        http_conn_set_drain_cb(s->conn, ssehub_drained_cb, s);
 }
 
 /* A connection has sent (or dropped) its reference to a blob. */
@@ -335,7 +419,7 @@ static void ssehub_blob_unref(const void *data, size_t len, void *arg)
 {
     (void)data, (void)len;
     struct ssehub_blob *b = arg;
-    if (--b->refs == 0) {
+    if (atomic_fetch_sub(&b->refs, 1) == 1) {
         free(b->data);
         free(b);
     }
@@ -347,7 +431,7 @@ static void ssehub_flush_group(struct ssehub *hub, struct ssehub_group *g)
 {
     size_t len = g->batch.len;
     struct ssehub_blob *blob = xcalloc(1, sizeof *blob);
-    blob->refs = 1; /* this function's own, until it returns */
+    atomic_init(&blob->refs, 1); /* this function's own, until it returns */
     blob->data = g->batch.data;
     g->batch = (struct util_buf){0};
     struct ssehub_sub *next;
@@ -358,15 +442,19 @@ static void ssehub_flush_group(struct ssehub *hub, struct ssehub_group *g)
         if (!s->live || from >= len)
             continue;
         size_t n = len - from;
-        if (http_conn_output_pending(s->conn) + n > s->ceiling) {
+        size_t behind = s->lane ? ssefan_pending(s->lane) : http_conn_output_pending(s->conn);
+        if (behind + n > s->ceiling) {
             hub->dropped++;
             log_info("event stream of %s dropped: %zu bytes behind", http_conn_peer_name(s->conn),
-                     http_conn_output_pending(s->conn));
+                     behind);
             http_conn_abort(s->conn); /* its close callback removes it */
             continue;
         }
-        blob->refs++;
-        http_respond_stream_write_ref(s->conn, blob->data + from, n, ssehub_blob_unref, blob);
+        atomic_fetch_add(&blob->refs, 1);
+        if (s->lane)
+            ssefan_push(s->lane, blob->data + from, n, ssehub_blob_unref, blob);
+        else
+            http_respond_stream_write_ref(s->conn, blob->data + from, n, ssehub_blob_unref, blob);
     }
     ssehub_blob_unref(NULL, 0, blob);
 }
