@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -283,6 +284,14 @@ struct ssefan_lane *ssefan_add(struct ssefan *f, int fd, ssefan_dead_cb dead, vo
     int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dfd < 0)
         return NULL; /* out of descriptors: the caller writes itself */
+    /* The dups never take more than the lowest quarter of the table: the
+     * rest stays for connections and the files answers are written to. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (rlim_t)dfd >= rl.rlim_cur / 4) {
+        close(dfd);
+        return NULL;
+    }
     struct ssefan_lane *l = xcalloc(1, sizeof *l);
     l->fan = f;
     l->fd = dfd;

@@ -30,7 +30,8 @@ struct ssefan *ssefan_new(struct event_base *base);
  * released, nothing handed back). */
 void ssefan_free(struct ssefan *f);
 /* A lane writing to a dup of FD (the thread starts with the first lane).
- * NULL when no descriptor or thread can be had: the caller writes itself. */
+ * NULL when no descriptor or thread can be had, or when the dup would not be
+ * in the lowest quarter of RLIMIT_NOFILE: the caller writes itself. */
 struct ssefan_lane *ssefan_add(struct ssefan *f, int fd, ssefan_dead_cb dead, void *arg);
 /* Queue LEN bytes at DATA; CLEANUP(DATA, LEN, ARG) once written (NULL: DATA
  * lives as long as the process). */

@@ -138,7 +138,8 @@ static void ssehub_keepalive_cb(evutil_socket_t fd, short what, void *arg)
 
 static void ssehub_flush_cb(evutil_socket_t fd, short what, void *arg);
 
-struct ssehub *ssehub_new(struct event_base *base, size_t max_pending, int keepalive_ms)
+struct ssehub *ssehub_new(struct event_base *base, size_t max_pending, int keepalive_ms,
+                          bool writer_thread)
 {
     struct ssehub *hub = xcalloc(1, sizeof *hub);
     hub->max_pending = max_pending;
@@ -146,7 +147,7 @@ struct ssehub *ssehub_new(struct event_base *base, size_t max_pending, int keepa
     hub->flush = event_new(base, -1, 0, ssehub_flush_cb, hub);
     hub->keepalive = event_new(base, -1, EV_PERSIST, ssehub_keepalive_cb, hub);
     hub->keepalive_tv = (struct timeval){keepalive_ms / 1000, (keepalive_ms % 1000) * 1000};
-    hub->fan = ssefan_new(base);
+    hub->fan = writer_thread ? ssefan_new(base) : NULL;
     return hub;
 }
 
@@ -387,7 +388,7 @@ static void ssehub_lane_dead_cb(void *arg)
 static void ssehub_to_lane(struct ssehub_sub *s)
 {
     int fd = http_conn_fd(s->conn);
-    if (fd < 0 || !(s->lane = ssefan_add(s->hub->fan, fd, ssehub_lane_dead_cb, s)))
+    if (fd < 0 || !s->hub->fan || !(s->lane = ssefan_add(s->hub->fan, fd, ssehub_lane_dead_cb, s)))
         return;
     s->ceiling = s->hub->max_pending;
 }

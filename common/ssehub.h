@@ -21,7 +21,11 @@
 struct ssehub;
 struct ssehub_sub;
 
-struct ssehub *ssehub_new(struct event_base *base, size_t max_pending, int keepalive_ms);
+/* WRITER_THREAD: live subscribers that have caught up are written by a
+ * thread of the hub's (common/ssefan.h), each through a dup of its socket;
+ * else by the loop. */
+struct ssehub *ssehub_new(struct event_base *base, size_t max_pending, int keepalive_ms,
+                          bool writer_thread);
 /* End every stream and free the hub. */
 void ssehub_free(struct ssehub *hub);
 /* The cursor a request resumes from: its Last-Event-ID header, else ?since=.

@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -94,6 +95,39 @@ END_TEST
 
 /* 3 MiB in ranges of every size from 1 byte up, through a socket that holds
  * far less: all of it arrives in order, each range released once. */
+/* A lane's dup stays in the lowest quarter of the descriptor table: past
+ * it the caller is told to write itself, and nothing is left open. */
+START_TEST(test_dups_stay_in_the_lowest_quarter)
+{
+    struct rlimit old, low;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 256;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    struct event_base *base = event_base_new();
+    struct ssefan *f = ssefan_new(base);
+    int sv[2];
+    pair(sv);
+    struct ssefan_lane *lanes[64];
+    size_t n = 0;
+    while (n < 64 && (lanes[n] = ssefan_add(f, sv[0], NULL, NULL)))
+        n++;
+    ck_assert_uint_gt(n, 0);
+    ck_assert_uint_lt(n, 64); /* stopped below 64 = 256 / 4 */
+    int probe = fcntl(sv[0], F_DUPFD_CLOEXEC, 0);
+    ck_assert_int_ge(probe, 0);
+    ck_assert_int_ge(probe, 64); /* the refused dup was closed, the next is past the quarter */
+    close(probe);
+    for (size_t i = 0; i < n; i++)
+        ssefan_remove(lanes[i], NULL, NULL);
+    ssefan_free(f);
+    close(sv[0]);
+    close(sv[1]);
+    event_base_free(base);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+END_TEST
+
 START_TEST(test_in_order_through_a_full_socket)
 {
     reset();
@@ -297,6 +331,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_never_started);
+    tcase_add_test(tc, test_dups_stay_in_the_lowest_quarter);
     tcase_add_test(tc, test_in_order_through_a_full_socket);
     tcase_add_test(tc, test_remove_hands_back_the_rest_in_order);
     tcase_add_test(tc, test_a_gone_peer_is_told_to_the_loop);

@@ -16,7 +16,7 @@
 START_TEST(test_no_timer_without_subscribers)
 {
     struct event_base *base = event_base_new();
-    struct ssehub *hub = ssehub_new(base, 1024, 20);
+    struct ssehub *hub = ssehub_new(base, 1024, 20, true);
     ck_assert_int_eq(event_base_loop(base, EVLOOP_ONCE), 1);
     ck_assert_uint_eq(ssehub_subscribers(hub), 0);
     ssehub_free(hub);

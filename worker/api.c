@@ -987,7 +987,9 @@ struct api *api_new(struct event_base *base, int listen_fd, const struct api_con
         free(api);
         return NULL;
     }
-    api->hub = ssehub_new(base, SSEHUB_MAX_PENDING, SSEHUB_KEEPALIVE_MS);
+    /* A writer thread: the copy of every task's events into each subscriber's
+     * socket runs beside the loop that takes and answers tasks (bench E2). */
+    api->hub = ssehub_new(base, SSEHUB_MAX_PENDING, SSEHUB_KEEPALIVE_MS, true);
     return api;
 }
 
