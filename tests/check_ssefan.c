@@ -85,6 +85,47 @@ static void reset(void)
     atomic_store(&rel_bytes, 0);
 }
 
+/* A fan on a loop of its own and one lane writing to a socket pair. */
+struct fx {
+    struct event_base *base;
+    struct ssefan *f;
+    int sv[2];
+    struct ssefan_lane *l;
+};
+
+/* Counters reset; DEAD (with the fixture's loop as its argument) is told
+ * of the lane's death. */
+static void fx_open(struct fx *x, ssefan_dead_cb dead)
+{
+    reset();
+    x->base = event_base_new();
+    x->f = ssefan_new(x->base);
+    pair(x->sv);
+    x->l = ssefan_add(x->f, x->sv[0], dead, x->base);
+    ck_assert_ptr_nonnull(x->l);
+}
+
+/* Whatever the test left: the lane, the fan, the sockets, the loop. */
+static void fx_close(struct fx *x)
+{
+    if (x->l)
+        ssefan_remove(x->l, NULL, NULL);
+    ssefan_free(x->f);
+    for (int i = 0; i < 2; i++)
+        if (x->sv[i] >= 0)
+            close(x->sv[i]);
+    event_base_free(x->base);
+}
+
+/* Push SRC's first TOTAL bytes to L in ranges of PIECE; the ranges pushed. */
+static int push_pieces(struct ssefan_lane *l, const char *src, size_t total, size_t piece)
+{
+    int ranges = 0;
+    for (size_t off = 0; off < total; off += piece, ranges++)
+        ssefan_push(l, src + off, piece, count_cleanup, NULL);
+    return ranges;
+}
+
 START_TEST(test_never_started)
 {
     struct event_base *base = event_base_new();
@@ -93,8 +134,6 @@ START_TEST(test_never_started)
 }
 END_TEST
 
-/* 3 MiB in ranges of every size from 1 byte up, through a socket that holds
- * far less: all of it arrives in order, each range released once. */
 /* A lane's dup stays in the lowest quarter of the descriptor table: past
  * it the caller is told to write itself, and nothing is left open. */
 START_TEST(test_dups_stay_in_the_lowest_quarter)
@@ -128,15 +167,13 @@ START_TEST(test_dups_stay_in_the_lowest_quarter)
 }
 END_TEST
 
+/* 3 MiB in ranges of every size from 1 byte up, through a socket that holds
+ * far less: all of it arrives in order, each range released once. */
 START_TEST(test_in_order_through_a_full_socket)
 {
-    reset();
-    struct event_base *base = event_base_new();
-    struct ssefan *f = ssefan_new(base);
-    int sv[2];
-    pair(sv);
-    struct ssefan_lane *l = ssefan_add(f, sv[0], NULL, NULL);
-    ck_assert_ptr_nonnull(l);
+    struct fx x;
+    fx_open(&x, NULL);
+    struct ssefan_lane *l = x.l;
     char *src = pattern(BIG);
     size_t off = 0;
     int ranges = 0;
@@ -146,20 +183,18 @@ START_TEST(test_in_order_through_a_full_socket)
         off += take;
     }
     char *got = malloc(BIG);
-    ck_assert_uint_eq(read_n(sv[1], got, BIG), BIG);
+    ck_assert_uint_eq(read_n(x.sv[1], got, BIG), BIG);
     ck_assert(memcmp(got, src, BIG) == 0);
     wait_released(ranges);
     ck_assert_uint_eq(atomic_load(&rel_bytes), BIG);
     ck_assert_uint_eq(ssefan_pending(l), 0);
     ssefan_remove(l, NULL, NULL);
+    x.l = NULL;
     /* Our own socket is still open: the lane wrote to a dup of it. */
-    ck_assert_int_ne(fcntl(sv[0], F_GETFD), -1);
-    ssefan_free(f);
-    close(sv[0]);
-    close(sv[1]);
+    ck_assert_int_ne(fcntl(x.sv[0], F_GETFD), -1);
+    fx_close(&x);
     free(src);
     free(got);
-    event_base_free(base);
 }
 END_TEST
 
@@ -184,16 +219,11 @@ static void collect_unsent(void *ctx, const void *data, size_t len, ssefan_clean
  * came back is the whole stream, in order, and nothing is written after. */
 START_TEST(test_remove_hands_back_the_rest_in_order)
 {
-    reset();
-    struct event_base *base = event_base_new();
-    struct ssefan *f = ssefan_new(base);
-    int sv[2];
-    pair(sv);
-    struct ssefan_lane *l = ssefan_add(f, sv[0], NULL, NULL);
+    struct fx x;
+    fx_open(&x, NULL);
+    struct ssefan_lane *l = x.l;
     char *src = pattern(BIG);
-    int ranges = 0;
-    for (size_t off = 0; off < BIG; off += 4096, ranges++)
-        ssefan_push(l, src + off, 4096, count_cleanup, NULL);
+    int ranges = push_pieces(l, src, BIG, 4096);
     /* Until the socket is full: the queue stops shrinking. */
     size_t last = SIZE_MAX, now;
     for (int i = 0; i < 200 && (now = ssefan_pending(l)) != last; i++) {
@@ -203,21 +233,19 @@ START_TEST(test_remove_hands_back_the_rest_in_order)
     ck_assert_uint_gt(ssefan_pending(l), 0);
     struct unsent u = {malloc(BIG), 0, 0};
     ssefan_remove(l, collect_unsent, &u);
+    x.l = NULL;
     ck_assert_uint_gt(u.len, 0);
     ck_assert_int_eq(atomic_load(&released), ranges); /* each once: written or handed back */
     char *got = malloc(BIG);
-    size_t n = read_n(sv[1], got, BIG - u.len);
+    size_t n = read_n(x.sv[1], got, BIG - u.len);
     ck_assert_uint_eq(n, BIG - u.len);
     memcpy(got + n, u.buf, u.len);
     ck_assert(memcmp(got, src, BIG) == 0);
     /* Nothing more comes: the lane's dup is closed, ours is quiet. */
-    struct pollfd p = {sv[1], POLLIN, 0};
+    struct pollfd p = {x.sv[1], POLLIN, 0};
     ck_assert_int_eq(poll(&p, 1, 50), 0);
-    ssefan_free(f);
-    close(sv[0]);
-    close(sv[1]);
+    fx_close(&x);
     free(src), free(got), free(u.buf);
-    event_base_free(base);
 }
 END_TEST
 
@@ -239,14 +267,13 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
  * what is pushed afterwards is released at once. */
 START_TEST(test_a_gone_peer_is_told_to_the_loop)
 {
-    reset();
     dead_calls = 0;
-    struct event_base *base = event_base_new();
-    struct ssefan *f = ssefan_new(base);
-    int sv[2];
-    pair(sv);
-    struct ssefan_lane *l = ssefan_add(f, sv[0], on_dead, base);
-    close(sv[1]);
+    struct fx x;
+    fx_open(&x, on_dead);
+    struct ssefan_lane *l = x.l;
+    struct event_base *base = x.base;
+    close(x.sv[1]);
+    x.sv[1] = -1;
     static const char msg[] = "data: x\n\n";
     ssefan_push(l, msg, sizeof msg - 1, count_cleanup, NULL);
     struct event *t = evtimer_new(base, on_timeout, base);
@@ -258,11 +285,8 @@ START_TEST(test_a_gone_peer_is_told_to_the_loop)
     ck_assert_uint_eq(ssefan_pending(l), 0);
     ssefan_push(l, msg, sizeof msg - 1, count_cleanup, NULL);
     ck_assert_int_eq(atomic_load(&released), 2);
-    ssefan_remove(l, NULL, NULL);
     event_free(t);
-    ssefan_free(f);
-    close(sv[0]);
-    event_base_free(base);
+    fx_close(&x);
 }
 END_TEST
 
@@ -306,22 +330,16 @@ END_TEST
  * released, the thread ends. */
 START_TEST(test_free_with_queued_lanes)
 {
-    reset();
-    struct event_base *base = event_base_new();
-    struct ssefan *f = ssefan_new(base);
-    int sv[2];
-    pair(sv);
-    struct ssefan_lane *l = ssefan_add(f, sv[0], NULL, NULL);
+    struct fx x;
+    fx_open(&x, NULL);
     char *src = pattern(BIG);
-    int ranges = 0;
-    for (size_t off = 0; off < BIG; off += 65536, ranges++)
-        ssefan_push(l, src + off, 65536, count_cleanup, NULL);
-    ssefan_free(f);
+    int ranges = push_pieces(x.l, src, BIG, 65536);
+    ssefan_free(x.f);
     ck_assert_int_eq(atomic_load(&released), ranges);
-    close(sv[0]);
-    close(sv[1]);
+    x.l = NULL;
+    x.f = NULL;
+    fx_close(&x);
     free(src);
-    event_base_free(base);
 }
 END_TEST
 
