@@ -203,6 +203,7 @@ static void *ssefan_main(void *arg)
 {
     struct ssefan *f = arg;
     struct epoll_event evs[SSEFAN_EVENTS];
+    pthread_setname_np(pthread_self(), "hive-events");
     pthread_mutex_lock(&f->lock);
     while (!f->quit) {
         bool again = true;

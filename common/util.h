@@ -115,7 +115,8 @@ uint64_t util_sched_slice(void);
  * and ignore it. 0, or -1 with errno (EPERM: not under SCHED_OTHER, or its
  * children's scheduling is reset at fork). */
 int util_sched_slice_set(uint64_t ns);
-/* The kernel's shortest slice, the supervisor's (supervisor/main.c). */
+/* The kernel's shortest slice: the supervisor's while it starts bots
+ * (supervisor/hive.c), a worker's sync thread's (worker/syncer.c). */
 #define UTIL_SCHED_SLICE_BRISK 100000ULL
 /* True when nothing at all is at PATH (not even a link): a file made by its
  * first use is not made yet. */

@@ -933,6 +933,16 @@ class SupervisorTest(unittest.TestCase):
             self.assertEqual(slice_of(entry["pid"]), ours)
         text = self.answer_to_dropped_task("SL-CLI", "T-SLICE")
         self.assertRegex(text, r"se\.slice\s+:\s+%d\n" % ours, text)
+        # The worker's sync thread, which the task's acceptance and answer
+        # waited on, asks for the shortest (worker/syncer.c); its loop keeps
+        # the default.
+        pid = up["SL-CLI"]["pid"]
+        threads = {}
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                threads[f.read().strip()] = slice_of("%d/task/%s" % (pid, tid))
+        self.assertEqual(threads.get("hive-sync"), 100000, threads)
+        self.assertEqual(threads.get("hive-worker"), ours, threads)
         hive.signal(signal.SIGTERM)
         self.assertEqual(hive.wait_exit(), 0, hive.log())
 
