@@ -671,7 +671,7 @@ void hive_watch_room(struct hive *hive)
     size_t watching = 0;
     for (size_t i = 0; i < hive->n_bots; i++)
         watching += !hive->bots[i]->remote && strcmp(hive->bots[i]->def->mode, "websocket-only");
-    watchlimit_ensure(WATCHLIMIT_PROC, watching);
+    watchlimit_ensure(WATCHLIMIT_PROC, watching, watching ? watchlimit_in_use("/proc") : 0);
 }
 
 /* Start every autostart bot (a slice per loop pass, each after its

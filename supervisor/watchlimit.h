@@ -13,9 +13,15 @@
 #define WATCHLIMIT_PROC "/proc/sys/fs/inotify/max_user_instances"
 
 /* Make sure the limit at PATH leaves WATCHING instances for the bots besides
- * what the user's other programs use: raise it when we may (root; logged),
- * otherwise warn loudly with the command that would. 1 raised, 0 enough
- * already, -1 short (warned). */
-int watchlimit_ensure(const char *path, size_t watching);
+ * the IN_USE the user's other programs hold now and WATCHLIMIT_HEADROOM
+ * more: raise it when we may (root; logged), otherwise warn loudly with the
+ * command that would. 1 raised, 0 enough already, -1 short (warned). */
+int watchlimit_ensure(const char *path, size_t watching, size_t in_use);
+
+/* The inotify instances held now by the processes under PROC (a /proc)
+ * that run as our effective user, ours and our children's left out (our
+ * bots are counted by WATCHING; a reload finds them running). An instance
+ * two processes share is counted twice: a limit a little high is harmless. */
+size_t watchlimit_in_use(const char *proc);
 
 #endif
