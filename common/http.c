@@ -99,6 +99,7 @@ struct http_conn {
      * would first ask the socket how much it holds (an ioctl per read). */
     struct event *rev;
     struct event *reparse; /* parse buffered input again, later this pass */
+    struct event *drained; /* run the write callback, later this pass */
     bool reading;          /* REV is armed */
     bool input_full;       /* HTTP_INPUT_HIGH buffered: wait for a drain */
     bool read_eof;         /* the client's EOF (or a read error) was seen */
@@ -408,8 +409,7 @@ static void http_conn_flush(struct http_conn *c)
         return; /* the write event is on */
     if ((c->state == HTTP_CONN_CLOSING && !c->lingering) || c->output_blocked ||
         (wrote && c->drain_cb))
-        bufferevent_trigger(c->bev, EV_WRITE,
-                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        event_active(c->drained, EV_TIMEOUT, 0);
 }
 
 /* Output was queued: flush it now, or when our outermost callback returns. */
@@ -1146,8 +1146,7 @@ static void http_conn_begin_close(struct http_conn *c)
     c->input_full = false;
     http_conn_update_read(c);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-        bufferevent_trigger(c->bev, EV_WRITE,
-                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        event_active(c->drained, EV_TIMEOUT, 0);
     http_conn_arm(c, c->tv_idle);
 }
 
@@ -1252,15 +1251,32 @@ static void http_conn_update_read(struct http_conn *c)
         event_del(c->rev);
 }
 
-/* Free the read events (the socket is closing or handed over). */
+/* Free the read events and the drain kick (the socket is closing or
+ * handed over). */
 static void http_conn_free_reader(struct http_conn *c)
 {
     if (c->rev)
         event_free(c->rev);
     if (c->reparse)
         event_free(c->reparse);
-    c->rev = c->reparse = NULL;
+    if (c->drained)
+        event_free(c->drained);
+    c->rev = c->reparse = c->drained = NULL;
     c->reading = false;
+}
+
+/* Everything queued went out directly (http_conn_flush): what the
+ * bufferevent's write callback would do. Our own event, not
+ * bufferevent_trigger(BEV_TRIG_DEFER_CALLBACKS): a deferred callback holds
+ * a reference on the bufferevent that only running it releases, so a
+ * connection freed with one pending (a worker or supervisor tearing its
+ * server down) leaked its bufferevent (fuzz_api found it). */
+static void http_conn_drained_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_conn *c = arg;
+    (void)fd, (void)what;
+    if (c->bev)
+        http_conn_write_cb(c->bev, c);
 }
 
 /* The socket is readable: one recv() into the input buffer. EOF and errors
@@ -1412,6 +1428,7 @@ static struct http_conn *http_conn_new(struct http_server *s, evutil_socket_t fd
     c->timer = evtimer_new(s->base, http_conn_timer_cb, c);
     c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, http_conn_recv_cb, c);
     c->reparse = event_new(s->base, -1, 0, http_conn_reparse_cb, c);
+    c->drained = event_new(s->base, -1, 0, http_conn_drained_cb, c);
     c->req.body = evbuffer_new();
     http_peer_format(sa, c->peer, sizeof c->peer);
     http_peer_name_format(sa, c->peer, c->peer_name, sizeof c->peer_name);

@@ -1188,6 +1188,26 @@ START_TEST(test_early_bytes_processed)
 }
 END_TEST
 
+START_TEST(test_early_bytes_then_discarded)
+{
+    /* The owner discards the session before the loop turns (a worker torn
+     * down in the same pass): the pending read of the early bytes goes with
+     * it, and the bufferevent is freed (a deferred bufferevent callback held
+     * a reference that only running it released: valgrind and LeakSanitizer
+     * reported the bufferevent lost). */
+    struct peer p;
+    size_t n;
+    unsigned char *f = frame_build(true, OP_TEXT, "never read", 10, false, &n);
+    peer_open_with(&p, NULL, f, n);
+    free(f);
+    ws_session_discard(p.ws);
+    p.ws = NULL;
+    ck_assert_uint_eq(p.n_texts, 0);
+    ck_assert_int_eq(p.closes, 0);
+    peer_free(&p); /* the loop is freed without another turn */
+}
+END_TEST
+
 START_TEST(test_session_ids)
 {
     struct peer a, b;
@@ -1432,6 +1452,7 @@ static Suite *check_ws_suite(void)
     tcase_add_test(tc, test_send_one_huge_text);
     tcase_add_test(tc, test_backlog_drops_on_input);
     tcase_add_test(tc, test_early_bytes_processed);
+    tcase_add_test(tc, test_early_bytes_then_discarded);
     tcase_add_test(tc, test_session_ids);
     tcase_add_test(tc, test_accept_end_to_end);
     tcase_add_test(tc, test_accept_refusals);
