@@ -355,6 +355,14 @@ size_t ssefan_pending(struct ssefan_lane *l)
     return n;
 }
 
+size_t ssefan_refused(struct ssefan_lane *l)
+{
+    pthread_mutex_lock(&l->fan->lock);
+    size_t n = l->blocked ? l->queued : 0;
+    pthread_mutex_unlock(&l->fan->lock);
+    return n;
+}
+
 void ssefan_remove(struct ssefan_lane *l, ssefan_unsent_cb unsent, void *ctx)
 {
     struct ssefan *f = l->fan;

@@ -39,6 +39,10 @@ void ssefan_push(struct ssefan_lane *l, const void *data, size_t len, ssefan_cle
                  void *arg);
 /* Bytes queued on L and not written yet. */
 size_t ssefan_pending(struct ssefan_lane *l);
+/* Bytes queued on L that its socket refused: what L's client has not taken.
+ * 0 while the socket takes more, however much the thread has yet to write
+ * (its own lag is not the client's). */
+size_t ssefan_refused(struct ssefan_lane *l);
 /* Take L out and free it: when this returns the thread no longer writes to
  * its socket (its dup is closed). What it had not written goes, in order, to
  * UNSENT (with CTX), or is cleaned up when UNSENT is NULL. */

@@ -249,6 +249,39 @@ START_TEST(test_remove_hands_back_the_rest_in_order)
 }
 END_TEST
 
+/* A client that does not read: its bytes count as refused once its socket
+ * is full, and no more once it has read them all. A client that reads has
+ * nothing refused. */
+START_TEST(test_refused_only_by_a_full_socket)
+{
+    struct fx x;
+    fx_open(&x, NULL);
+    struct ssefan_lane *l = x.l;
+    char *src = pattern(BIG);
+    push_pieces(l, "x", 1, 1);
+    for (int i = 0; i < 200 && ssefan_pending(l) > 0; i++)
+        usleep(5000);
+    ck_assert_uint_eq(ssefan_pending(l), 0);
+    ck_assert_uint_eq(ssefan_refused(l), 0);
+    push_pieces(l, src, BIG, 4096);
+    size_t last = SIZE_MAX, now;
+    for (int i = 0; i < 200 && (now = ssefan_pending(l)) != last; i++) {
+        last = now;
+        usleep(20000);
+    }
+    ck_assert_uint_gt(ssefan_pending(l), 0);
+    ck_assert_uint_eq(ssefan_refused(l), ssefan_pending(l));
+    char *got = malloc(BIG + 1);
+    ck_assert_uint_eq(read_n(x.sv[1], got, BIG + 1), BIG + 1);
+    for (int i = 0; i < 200 && ssefan_pending(l) > 0; i++)
+        usleep(5000);
+    ck_assert_uint_eq(ssefan_refused(l), 0);
+    ck_assert_uint_eq(ssefan_pending(l), 0);
+    fx_close(&x);
+    free(src), free(got);
+}
+END_TEST
+
 static int dead_calls;
 
 static void on_dead(void *arg)
@@ -352,6 +385,7 @@ int main(void)
     tcase_add_test(tc, test_dups_stay_in_the_lowest_quarter);
     tcase_add_test(tc, test_in_order_through_a_full_socket);
     tcase_add_test(tc, test_remove_hands_back_the_rest_in_order);
+    tcase_add_test(tc, test_refused_only_by_a_full_socket);
     tcase_add_test(tc, test_a_gone_peer_is_told_to_the_loop);
     tcase_add_test(tc, test_many_lanes);
     tcase_add_test(tc, test_free_with_queued_lanes);
