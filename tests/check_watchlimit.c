@@ -53,13 +53,20 @@ START_TEST(test_enough_is_left_alone)
 }
 END_TEST
 
+/* A knob at START is raised to WANT for WATCHING bots beside IN_USE held
+ * by others, and then left alone. */
+static void expect_raised(const char *start, size_t watching, size_t in_use, long want)
+{
+    knob(start);
+    ck_assert_int_eq(watchlimit_ensure(path, watching, in_use), 1);
+    ck_assert_int_eq(knob_value(), want);
+    ck_assert_int_eq(watchlimit_ensure(path, watching, in_use), 0);
+    unlink(path);
+}
+
 START_TEST(test_short_is_raised)
 {
-    knob("128\n");
-    ck_assert_int_eq(watchlimit_ensure(path, 1000, 0), 1);
-    ck_assert_int_eq(knob_value(), 1128);
-    ck_assert_int_eq(watchlimit_ensure(path, 1000, 0), 0);
-    unlink(path);
+    expect_raised("128\n", 1000, 0, 1128);
 }
 END_TEST
 
@@ -67,11 +74,7 @@ START_TEST(test_what_others_hold_is_added)
 {
     /* Another hive raised the limit to its 1,000 bots + 128, and its
      * workers hold 1,000: ours need room on top of that. */
-    knob("1128\n");
-    ck_assert_int_eq(watchlimit_ensure(path, 10, 1000), 1);
-    ck_assert_int_eq(knob_value(), 1138);
-    ck_assert_int_eq(watchlimit_ensure(path, 10, 1000), 0);
-    unlink(path);
+    expect_raised("1128\n", 10, 1000, 1138);
 }
 END_TEST
 

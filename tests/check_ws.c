@@ -1174,13 +1174,19 @@ START_TEST(test_backlog_drops_on_input)
 }
 END_TEST
 
+/* A session that received a text frame of TEXT with the handshake. */
+static void peer_open_early(struct peer *p, const char *text)
+{
+    size_t n;
+    unsigned char *f = frame_build(true, OP_TEXT, text, strlen(text), false, &n);
+    peer_open_with(p, NULL, f, n);
+    free(f);
+}
+
 START_TEST(test_early_bytes_processed)
 {
     struct peer p;
-    size_t n;
-    unsigned char *f = frame_build(true, OP_TEXT, "came with the handshake", 23, false, &n);
-    peer_open_with(&p, NULL, f, n);
-    free(f);
+    peer_open_early(&p, "came with the handshake");
     ck_assert_uint_eq(p.n_texts, 0); /* not from inside ws_session_new() */
     ck_assert(PEER_WAIT(&p, p.n_texts == 1, 2000));
     peer_expect_one_text(&p, "came with the handshake", 23);
@@ -1196,10 +1202,7 @@ START_TEST(test_early_bytes_then_discarded)
      * a reference that only running it released: valgrind and LeakSanitizer
      * reported the bufferevent lost). */
     struct peer p;
-    size_t n;
-    unsigned char *f = frame_build(true, OP_TEXT, "never read", 10, false, &n);
-    peer_open_with(&p, NULL, f, n);
-    free(f);
+    peer_open_early(&p, "never read");
     ws_session_discard(p.ws);
     p.ws = NULL;
     ck_assert_uint_eq(p.n_texts, 0);
