@@ -117,6 +117,23 @@ static void fx_close(struct fx *x)
     event_base_free(x->base);
 }
 
+/* Until L's socket is full: its queue stops shrinking (4 s at most). */
+static void wait_stalled(struct ssefan_lane *l)
+{
+    size_t last = SIZE_MAX, now;
+    for (int i = 0; i < 200 && (now = ssefan_pending(l)) != last; i++) {
+        last = now;
+        usleep(20000);
+    }
+}
+
+/* Until the thread has written all of L's queue (1 s at most). */
+static void wait_drained(struct ssefan_lane *l)
+{
+    for (int i = 0; i < 200 && ssefan_pending(l) > 0; i++)
+        usleep(5000);
+}
+
 /* Push SRC's first TOTAL bytes to L in ranges of PIECE; the ranges pushed. */
 static int push_pieces(struct ssefan_lane *l, const char *src, size_t total, size_t piece)
 {
@@ -224,12 +241,7 @@ START_TEST(test_remove_hands_back_the_rest_in_order)
     struct ssefan_lane *l = x.l;
     char *src = pattern(BIG);
     int ranges = push_pieces(l, src, BIG, 4096);
-    /* Until the socket is full: the queue stops shrinking. */
-    size_t last = SIZE_MAX, now;
-    for (int i = 0; i < 200 && (now = ssefan_pending(l)) != last; i++) {
-        last = now;
-        usleep(20000);
-    }
+    wait_stalled(l);
     ck_assert_uint_gt(ssefan_pending(l), 0);
     struct unsent u = {malloc(BIG), 0, 0};
     ssefan_remove(l, collect_unsent, &u);
@@ -259,22 +271,16 @@ START_TEST(test_refused_only_by_a_full_socket)
     struct ssefan_lane *l = x.l;
     char *src = pattern(BIG);
     push_pieces(l, "x", 1, 1);
-    for (int i = 0; i < 200 && ssefan_pending(l) > 0; i++)
-        usleep(5000);
+    wait_drained(l);
     ck_assert_uint_eq(ssefan_pending(l), 0);
     ck_assert_uint_eq(ssefan_refused(l), 0);
     push_pieces(l, src, BIG, 4096);
-    size_t last = SIZE_MAX, now;
-    for (int i = 0; i < 200 && (now = ssefan_pending(l)) != last; i++) {
-        last = now;
-        usleep(20000);
-    }
+    wait_stalled(l);
     ck_assert_uint_gt(ssefan_pending(l), 0);
     ck_assert_uint_eq(ssefan_refused(l), ssefan_pending(l));
     char *got = malloc(BIG + 1);
     ck_assert_uint_eq(read_n(x.sv[1], got, BIG + 1), BIG + 1);
-    for (int i = 0; i < 200 && ssefan_pending(l) > 0; i++)
-        usleep(5000);
+    wait_drained(l);
     ck_assert_uint_eq(ssefan_refused(l), 0);
     ck_assert_uint_eq(ssefan_pending(l), 0);
     fx_close(&x);
