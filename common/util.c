@@ -436,6 +436,22 @@ int util_proc_stat(pid_t pid, unsigned long long *cpu, unsigned long long *start
     return 0;
 }
 
+int util_proc_stat_ids(const char *text, char *state, pid_t *ppid, pid_t *pgid)
+{
+    const char *p = strrchr(text, ')');
+    char st;
+    int pp, pg;
+    if (!p || sscanf(p + 1, " %c %d %d", &st, &pp, &pg) != 3)
+        return -1;
+    if (state)
+        *state = st;
+    if (ppid)
+        *ppid = pp;
+    if (pgid)
+        *pgid = pg;
+    return 0;
+}
+
 char *util_read_file(const char *path, size_t max, size_t *len_out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

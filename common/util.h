@@ -92,6 +92,11 @@ char *util_read_file(const char *path, size_t max, size_t *len_out);
  * (utime + stime) into *CPU and when it started, after boot, into *START
  * (either may be NULL). 0, or -1 (no such process, unreadable). */
 int util_proc_stat(pid_t pid, unsigned long long *cpu, unsigned long long *start);
+/* The state, parent and process group (each may be NULL) in TEXT, the
+ * contents of a /proc/PID/stat: read after the command's closing
+ * parenthesis, as the command may hold anything. 0, or -1 when TEXT is not
+ * one. */
+int util_proc_stat_ids(const char *text, char *state, pid_t *ppid, pid_t *pgid);
 /* True for 127.0.0.0/8, ::1, [::1] and "localhost". */
 bool util_addr_is_loopback(const char *host);
 /* Bind and listen on HOST:PORT (PORT 0: the kernel picks), non-blocking and

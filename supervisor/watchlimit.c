@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
 
 #define WATCHLIMIT_HEADROOM 128
 
@@ -99,21 +100,15 @@ static size_t watchlimit_held(const char *proc, const char *pid)
 }
 
 /* The parent of process directory PID (under PROC), or -1. */
-static long watchlimit_parent(const char *proc, const char *pid)
+static pid_t watchlimit_parent(const char *proc, const char *pid)
 {
-    char path[PATH_MAX], buf[512];
+    char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s/stat", proc, pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = '\0';
-    const char *end = strrchr(buf, ')'); /* the name may hold anything */
-    char state;
-    long ppid;
-    if (!end || sscanf(end + 1, " %c %ld", &state, &ppid) != 2)
-        return -1;
+    char *text = util_read_file(path, 4096, NULL);
+    pid_t ppid;
+    if (!text || util_proc_stat_ids(text, NULL, &ppid, NULL) < 0)
+        ppid = -1;
+    free(text);
     return ppid;
 }
 
@@ -122,7 +117,7 @@ size_t watchlimit_in_use(const char *proc)
     DIR *d = opendir(proc);
     if (!d)
         return 0;
-    long self = (long)getpid();
+    pid_t self = getpid();
     uid_t uid = geteuid();
     size_t n = 0;
     struct dirent *e;

@@ -92,13 +92,9 @@ static bool contain_proc_read(pid_t pid, struct contain_proc *p)
     if (n <= 0)
         return false;
     buf[n] = '\0';
-    const char *rp = strrchr(buf, ')'); /* the command name may hold anything */
-    int ppid, pgid;
-    if (!rp || sscanf(rp + 1, " %c %d %d", &p->state, &ppid, &pgid) != 3)
+    if (util_proc_stat_ids(buf, &p->state, &p->ppid, &p->pgid) < 0)
         return false;
     p->pid = pid;
-    p->ppid = ppid;
-    p->pgid = pgid;
     return true;
 }
 
